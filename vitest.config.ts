@@ -1,0 +1,26 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['operator/**/*.test.ts', 'demo-service/**/*.test.ts', 'test/**/*.unit.test.ts'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.e2e.test.ts'],
+          globalSetup: ['test/e2e/global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
+          // One shared control plane; files run one at a time so load on 2 cores stays bounded.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
