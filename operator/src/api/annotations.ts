@@ -1,0 +1,15 @@
+// Per-Deployment annotations the operator reads. They live on the Deployment's own metadata
+// (not the pod template) so that setting one does not start a rollout.
+import { GROUP } from './policy.ts';
+
+/** "true" opts the Deployment out of every policy; it is then counted as Exempt. */
+export const EXCLUDE_ANNOTATION = `${GROUP}/exclude`;
+/** Overrides the policy's readinessProbe.path for this Deployment. */
+export const READINESS_PATH_ANNOTATION = `${GROUP}/readiness-path`;
+/** Overrides the policy's readinessProbe.port (number or name) for this Deployment. */
+export const READINESS_PORT_ANNOTATION = `${GROUP}/readiness-port`;
+
+/** True when the annotations opt the Deployment out. Only the exact value "true" counts. */
+export function isExcludedByAnnotation(annotations: Record<string, string> | undefined): boolean {
+  return annotations?.[EXCLUDE_ANNOTATION] === 'true';
+}
