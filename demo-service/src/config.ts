@@ -1,0 +1,55 @@
+/**
+ * demo-service configuration: environment variables, each overridable by a flag of the same
+ * name in kebab case (PORT -> --port). Flags win, so a local run needs no env juggling.
+ */
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { type LatencyProfile, parseLatencyProfile } from './latency.ts';
+
+const seconds = z.coerce.number().finite().min(0);
+
+const configSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  LATENCY_PROFILE: z.string().default('lognormal:p50=20,p99=250'),
+  /** Keep accepting this long after SIGTERM. 0 when a preStop sleep already covers endpoint propagation. */
+  PROPAGATION_DELAY_SECONDS: seconds.default(0),
+  /** The pod's terminationGracePeriodSeconds; the operator injects it. Kubernetes' default is 30. */
+  TERMINATION_GRACE_PERIOD_SECONDS: seconds.default(30),
+  /** preStop sleep in front of SIGTERM: it is spent from the same grace period. */
+  PRESTOP_SECONDS: seconds.default(0),
+  /** Left between our deadline and the kubelet's SIGKILL, to log and exit. */
+  DRAIN_MARGIN_SECONDS: seconds.default(2),
+  /** Advertised in Keep-Alive: timeout=N. Behind a load balancer it must exceed the LB idle timeout. */
+  KEEP_ALIVE_TIMEOUT_SECONDS: seconds.default(5),
+  /** Upper bound for the ?ms= override of the work endpoint. */
+  MAX_WORK_MS: seconds.default(600_000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+export interface DemoConfig extends RawConfig {
+  latency: LatencyProfile;
+}
+
+const keys = Object.keys(configSchema.shape) as (keyof RawConfig)[];
+const flagName = (key: string): string => key.toLowerCase().replaceAll('_', '-');
+
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  argv: string[] = process.argv.slice(2),
+): DemoConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(keys.map((key) => [flagName(key), { type: 'string' as const }])),
+    strict: true,
+  });
+  const merged: Record<string, unknown> = {};
+  for (const key of keys) {
+    const value = values[flagName(key)] ?? env[key];
+    // Empty env values mean "unset", as in a Deployment that templates an optional value.
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
+  const raw = configSchema.parse(merged);
+  return { ...raw, latency: parseLatencyProfile(raw.LATENCY_PROFILE) };
+}
