@@ -24,6 +24,14 @@ export const MAX_SECONDS = 3600;
 
 // --- building blocks -------------------------------------------------------------------------
 
+/**
+ * An omitted object defaults to its fully defaulted form. The CRD spells that form out because the
+ * apiserver checks CEL rules against a default value as written, before nested defaults apply.
+ */
+function defaultedObject<S extends z.ZodType<object>>(schema: S) {
+  return schema.default(() => schema.parse({}) as z.util.NoUndefined<z.output<S>>);
+}
+
 const SECONDS_BOUND = { max: MAX_SECONDS };
 const seconds = (min = 0) => z.int().min(min).max(SECONDS_BOUND.max);
 
@@ -309,10 +317,10 @@ export const PolicySpecSchema = withRules(
       .describe(
         'When several policies match a Deployment, the highest priority wins; on a tie, the policy whose name sorts first.',
       ),
-    deploymentSelector: LabelSelectorSchema.prefault({}).describe(
+    deploymentSelector: defaultedObject(LabelSelectorSchema).describe(
       'Which Deployments (by their labels); empty matches all. A Deployment annotated gracefulshutdown.dev/exclude: "true" is never touched.',
     ),
-    namespaceSelector: LabelSelectorSchema.prefault({}).describe(
+    namespaceSelector: defaultedObject(LabelSelectorSchema).describe(
       'Which namespaces (by their labels); empty matches all.',
     ),
     excludedNamespaces: z
@@ -321,17 +329,17 @@ export const PolicySpecSchema = withRules(
       .default(DEFAULT_EXCLUDED_NAMESPACES)
       .meta({ 'x-kubernetes-list-type': 'set' })
       .describe('Namespaces never matched, whatever their labels.'),
-    readinessProbe: ReadinessProbePolicySchema.prefault({}).describe(
+    readinessProbe: defaultedObject(ReadinessProbePolicySchema).describe(
       'The readiness probe written to containers.',
     ),
-    preStop: PreStopPolicySchema.prefault({}).describe('The preStop hook written to containers.'),
-    terminationGracePeriod: TerminationGracePeriodPolicySchema.prefault({}).describe(
+    preStop: defaultedObject(PreStopPolicySchema).describe('The preStop hook written to containers.'),
+    terminationGracePeriod: defaultedObject(TerminationGracePeriodPolicySchema).describe(
       "The pod's terminationGracePeriodSeconds. The countdown starts before preStop runs, so it must cover preStop, the drain and exit.",
     ),
-    observedLatency: ObservedLatencyPolicySchema.prefault({}).describe(
+    observedLatency: defaultedObject(ObservedLatencyPolicySchema).describe(
       'How request latency is observed to compute the drain time.',
     ),
-    rollout: RolloutPolicySchema.prefault({}).describe('How changes reach running Deployments.'),
+    rollout: defaultedObject(RolloutPolicySchema).describe('How changes reach running Deployments.'),
   }),
   [
     {
@@ -349,7 +357,7 @@ export const PolicySpecSchema = withRules(
         s.preStop.seconds < s.terminationGracePeriod.fixedSeconds,
     },
   ],
-);
+).describe('What the policy selects and the settings it wants.');
 
 // --- status ----------------------------------------------------------------------------------
 
@@ -446,24 +454,26 @@ export const PolicyCountsSchema = z.strictObject({
     .describe('Selected Deployments opted out by annotation or won by another policy.'),
 });
 
-export const PolicyStatusSchema = z.strictObject({
-  observedGeneration: z.int().min(0).optional().describe('The .metadata.generation this status describes.'),
-  conditions: z
-    .array(ConditionSchema)
-    .max(16)
-    .optional()
-    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] })
-    .describe('Accepted and Compliant conditions.'),
-  counts: PolicyCountsSchema.optional().describe('How many Deployments are in each verdict.'),
-  workloads: z
-    .array(WorkloadStatusSchema)
-    .max(MAX_WORKLOADS_IN_STATUS)
-    .optional()
-    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['namespace', 'name'] })
-    .describe(
-      `Per-Deployment verdicts, non-compliant first, at most ${MAX_WORKLOADS_IN_STATUS}; counts holds the totals.`,
-    ),
-});
+export const PolicyStatusSchema = z
+  .strictObject({
+    observedGeneration: z.int().min(0).optional().describe('The .metadata.generation this status describes.'),
+    conditions: z
+      .array(ConditionSchema)
+      .max(16)
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] })
+      .describe('Accepted and Compliant conditions.'),
+    counts: PolicyCountsSchema.optional().describe('How many Deployments are in each verdict.'),
+    workloads: z
+      .array(WorkloadStatusSchema)
+      .max(MAX_WORKLOADS_IN_STATUS)
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['namespace', 'name'] })
+      .describe(
+        `Per-Deployment verdicts, non-compliant first, at most ${MAX_WORKLOADS_IN_STATUS}; counts holds the totals.`,
+      ),
+  })
+  .describe('What the operator observed and did.');
 
 // --- the object ------------------------------------------------------------------------------
 
