@@ -35,6 +35,21 @@ function defaultedObject<S extends z.ZodType<object>>(schema: S) {
 const SECONDS_BOUND = { max: MAX_SECONDS };
 const seconds = (min = 0) => z.int().min(min).max(SECONDS_BOUND.max);
 
+/**
+ * zod's side of `x-kubernetes-list-type: set | map`: the apiserver rejects duplicate items (or
+ * duplicate map keys) as "Duplicate value" at the item's index; so does this check.
+ */
+function uniqueBy<T>(key: (item: T) => string) {
+  return (items: T[], ctx: z.RefinementCtx<T[]>) => {
+    const seen = new Set<string>();
+    items.forEach((item, index) => {
+      const itemKey = key(item);
+      if (seen.has(itemKey)) ctx.addIssue({ code: 'custom', message: 'Duplicate value', path: [index] });
+      seen.add(itemKey);
+    });
+  };
+}
+
 const PORT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** A container port by number (1-65535) or by name (IANA service name, as in a Pod's ports). */
@@ -326,7 +341,8 @@ export const PolicySpecSchema = withRules(
     excludedNamespaces: z
       .array(z.string().max(63).regex(DNS_LABEL))
       .max(256)
-      .default(DEFAULT_EXCLUDED_NAMESPACES)
+      .superRefine(uniqueBy((namespace) => namespace))
+      .default(() => [...DEFAULT_EXCLUDED_NAMESPACES])
       .meta({ 'x-kubernetes-list-type': 'set' })
       .describe('Namespaces never matched, whatever their labels.'),
     readinessProbe: defaultedObject(ReadinessProbePolicySchema).describe(
@@ -460,6 +476,7 @@ export const PolicyStatusSchema = z
     conditions: z
       .array(ConditionSchema)
       .max(16)
+      .superRefine(uniqueBy((condition) => condition.type))
       .optional()
       .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] })
       .describe('Accepted and Compliant conditions.'),
@@ -467,6 +484,7 @@ export const PolicyStatusSchema = z
     workloads: z
       .array(WorkloadStatusSchema)
       .max(MAX_WORKLOADS_IN_STATUS)
+      .superRefine(uniqueBy((workload) => `${workload.namespace}/${workload.name}`))
       .optional()
       .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['namespace', 'name'] })
       .describe(
