@@ -1,0 +1,35 @@
+import { describe, expect, test } from 'vitest';
+import { loadConfig } from './config.ts';
+
+describe('loadConfig', () => {
+  test('defaults fit a pod without a preStop: 30 s grace, 2 s margin, Node keep-alive timeout', () => {
+    const config = loadConfig({}, []);
+    expect(config).toMatchObject({
+      PORT: 8080,
+      HOST: '0.0.0.0',
+      PROPAGATION_DELAY_SECONDS: 0,
+      TERMINATION_GRACE_PERIOD_SECONDS: 30,
+      PRESTOP_SECONDS: 0,
+      DRAIN_MARGIN_SECONDS: 2,
+      KEEP_ALIVE_TIMEOUT_SECONDS: 5,
+      latency: { kind: 'lognormal', p50Ms: 20, p99Ms: 250 },
+    });
+  });
+
+  test('flags win over env, empty env values count as unset', () => {
+    const config = loadConfig(
+      { PORT: '9000', TERMINATION_GRACE_PERIOD_SECONDS: '', LATENCY_PROFILE: 'fixed:5' },
+      ['--port', '9100', '--latency-profile', 'uniform:1-2'],
+    );
+    expect(config.PORT).toBe(9100);
+    expect(config.TERMINATION_GRACE_PERIOD_SECONDS).toBe(30);
+    expect(config.latency).toEqual({ kind: 'uniform', minMs: 1, maxMs: 2 });
+  });
+
+  test('rejects nonsense', () => {
+    expect(() => loadConfig({ PORT: 'eighty' }, [])).toThrow();
+    expect(() => loadConfig({ PROPAGATION_DELAY_SECONDS: '-1' }, [])).toThrow();
+    expect(() => loadConfig({}, ['--no-such-flag'])).toThrow();
+    expect(() => loadConfig({ LATENCY_PROFILE: 'gaussian:3' }, [])).toThrow(/unknown latency profile/);
+  });
+});

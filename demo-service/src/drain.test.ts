@@ -1,0 +1,136 @@
+import { Agent, createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, test } from 'vitest';
+import { createDrain, type DrainController, type DrainPhase, drainDeadlineMs } from './drain.ts';
+
+interface Answer {
+  status?: number;
+  connection?: string;
+  error?: string;
+}
+
+function get(port: number, path: string, agent: Agent | false): Promise<Answer> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }));
+    req.end();
+  });
+}
+
+const servers: Server[] = [];
+afterEach(() => {
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+/** A server whose /slow?ms=N answers after N ms, /fast at once. */
+async function start(
+  options: { propagationDelayMs?: number; deadlineMs?: number; keepAliveTimeoutMs?: number } = {},
+) {
+  const server = createServer({ keepAliveTimeout: options.keepAliveTimeoutMs ?? 2000 }, (req, res) => {
+    const ms = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('ms') ?? 0);
+    const timer = setTimeout(() => res.end('done'), ms);
+    res.once('close', () => clearTimeout(timer));
+  });
+  servers.push(server);
+  const phases: DrainPhase[] = [];
+  const drain: DrainController = createDrain(server, {
+    propagationDelayMs: options.propagationDelayMs ?? 0,
+    deadlineMs: options.deadlineMs ?? 10_000,
+    onPhase: (phase) => phases.push(phase),
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, drain, phases, port: (server.address() as AddressInfo).port };
+}
+
+describe('createDrain', () => {
+  test('readiness flag, phases and Connection: close on every response written after the drain starts', async () => {
+    const { drain, phases, port } = await start({ propagationDelayMs: 300 });
+    const agent = new Agent({ keepAlive: true, timeout: 5000 });
+    expect((await get(port, '/?ms=0', agent)).connection).toBe('keep-alive');
+    // Started before the drain, answered after it: still told to close.
+    const before = get(port, '/?ms=150', agent);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(drain.inFlight).toBe(1);
+    const result = drain.drain('test');
+    expect(drain.draining).toBe(true);
+    const during = await get(port, '/?ms=0', agent);
+    expect(await before).toEqual({ status: 200, connection: 'close' });
+    expect(during).toEqual({ status: 200, connection: 'close' });
+    expect((await result).outcome).toBe('drained');
+    expect(phases).toEqual(['propagating', 'draining', 'drained']);
+    expect(drain.inFlight).toBe(0);
+    agent.destroy();
+  });
+
+  test('requests sent on pooled keep-alive sockets in the same tick as the drain all succeed (no ECONNRESET race)', async () => {
+    // keepAliveTimeout 2 s: Node's agent retires its idle sockets 1 s before the hinted timeout.
+    const { drain, port } = await start({ keepAliveTimeoutMs: 2000 });
+    const agent = new Agent({ keepAlive: true, maxSockets: 50, timeout: 5000 });
+    const warm = await Promise.all(Array.from({ length: 50 }, () => get(port, '/?ms=20', agent)));
+    expect(warm.every((a) => a.status === 200)).toBe(true);
+    expect(Object.values(agent.freeSockets).flat().length).toBe(50);
+
+    const result = drain.drain('test');
+    const answers = await Promise.all(Array.from({ length: 50 }, () => get(port, '/?ms=0', agent)));
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(answers.every((a) => a.connection === 'close')).toBe(true);
+    // No new connections once the listener is closed.
+    expect((await get(port, '/', false)).error).toBe('ECONNREFUSED');
+    expect(await result).toMatchObject({ outcome: 'drained', forcedCloses: 0 });
+    agent.destroy();
+  });
+
+  test('an idle keep-alive socket is left to the client instead of being cut', async () => {
+    const { server, drain, port } = await start({ keepAliveTimeoutMs: 2000 });
+    // 'end' on the server's side of the socket means the client sent FIN: the client closed it.
+    let clientClosedIt = false;
+    server.on('connection', (socket) => socket.once('end', () => (clientClosedIt = true)));
+    const agent = new Agent({ keepAlive: true, timeout: 5000 });
+    await get(port, '/', agent);
+    expect(await drain.drain('test')).toMatchObject({ outcome: 'drained', idleClosesAtDeadline: 0 });
+    expect(clientClosedIt).toBe(true);
+    agent.destroy();
+  });
+
+  test('at the deadline the running request is cut and counted as a forced close', async () => {
+    const { drain, phases, port } = await start({ deadlineMs: 300 });
+    const long = get(port, '/?ms=10000', false);
+    await new Promise((r) => setTimeout(r, 50));
+    const result = await drain.drain('test');
+    expect(result).toMatchObject({ outcome: 'forced', forcedCloses: 1 });
+    expect((await long).error).toBe('ECONNRESET');
+    expect(phases.at(-1)).toBe('forced');
+    // Idempotent: a second signal gets the same result.
+    expect(await drain.drain('again')).toBe(result);
+  });
+
+  test('an idle socket still open at the deadline is closed without making the drain forced', async () => {
+    const { drain, port } = await start({ deadlineMs: 300, keepAliveTimeoutMs: 60_000 });
+    const agent = new Agent({ keepAlive: true, timeout: 120_000 });
+    await get(port, '/', agent);
+    expect(await drain.drain('test')).toMatchObject({
+      outcome: 'drained',
+      forcedCloses: 0,
+      idleClosesAtDeadline: 1,
+    });
+    agent.destroy();
+  });
+});
+
+describe('drainDeadlineMs', () => {
+  test('grace period minus preStop minus margin, never below half a second', () => {
+    expect(drainDeadlineMs({ terminationGracePeriodSeconds: 30, marginSeconds: 2 })).toBe(28_000);
+    expect(drainDeadlineMs({ terminationGracePeriodSeconds: 30, preStopSeconds: 5, marginSeconds: 2 })).toBe(
+      23_000,
+    );
+    expect(drainDeadlineMs({ terminationGracePeriodSeconds: 5, preStopSeconds: 5, marginSeconds: 2 })).toBe(
+      500,
+    );
+  });
+});
