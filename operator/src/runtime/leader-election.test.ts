@@ -1,0 +1,274 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  type LeaderElectionRecord,
+  LeaderElector,
+  type LeaderElectorOptions,
+  type LeaseClient,
+  LeaseConflictError,
+  type ObservedLease,
+} from './leader-election.ts';
+
+/** One Lease in memory, with the apiserver's optimistic concurrency. */
+class LeaseStore {
+  lease: ObservedLease | undefined;
+  #version = 0;
+
+  put(record: LeaderElectionRecord): ObservedLease {
+    this.#version++;
+    this.lease = { record: { ...record }, resourceVersion: String(this.#version) };
+    return copy(this.lease);
+  }
+}
+
+/** A replica's connection to the store; `mode` simulates a partition (fail) or a hang. */
+class FakeLeaseClient implements LeaseClient {
+  readonly description = 'ns/operator';
+  mode: 'ok' | 'fail' | 'hang' = 'ok';
+  readonly #store: LeaseStore;
+
+  constructor(store: LeaseStore) {
+    this.#store = store;
+  }
+
+  async get(): Promise<ObservedLease | undefined> {
+    await this.#network();
+    return this.#store.lease === undefined ? undefined : copy(this.#store.lease);
+  }
+
+  async create(record: LeaderElectionRecord): Promise<ObservedLease> {
+    await this.#network();
+    if (this.#store.lease !== undefined) throw new LeaseConflictError('already exists');
+    return this.#store.put(record);
+  }
+
+  async replace(record: LeaderElectionRecord, resourceVersion: string): Promise<ObservedLease> {
+    await this.#network();
+    if (this.#store.lease?.resourceVersion !== resourceVersion) throw new LeaseConflictError('conflict');
+    return this.#store.put(record);
+  }
+
+  async #network(): Promise<void> {
+    if (this.mode === 'fail') throw new Error('connection refused');
+    if (this.mode === 'hang') await new Promise(() => {});
+  }
+}
+
+function copy(lease: ObservedLease): ObservedLease {
+  return { resourceVersion: lease.resourceVersion, record: { ...lease.record } };
+}
+
+interface Candidate {
+  elector: LeaderElector;
+  client: FakeLeaseClient;
+  abort: AbortController;
+  events: string[];
+  done: Promise<void>;
+}
+
+function candidate(
+  store: LeaseStore,
+  identity: string,
+  options: Partial<LeaderElectorOptions> = {},
+): Candidate {
+  const client = new FakeLeaseClient(store);
+  const events: string[] = [];
+  const abort = new AbortController();
+  const elector = new LeaderElector({
+    client,
+    identity,
+    random: () => 0.5,
+    onStartedLeading: () => events.push('started'),
+    onStoppedLeading: () => events.push('stopped'),
+    ...options,
+  });
+  return { elector, client, abort, events, done: elector.run(abort.signal) };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('LeaderElector', () => {
+  it('acquires an absent lease and renews it every retry period', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(a.elector.isLeader()).toBe(true);
+    expect(a.events).toEqual(['started']);
+    const first = store.lease?.record;
+    expect(first?.holderIdentity).toBe('a');
+    expect(first?.leaseDurationSeconds).toBe(15);
+
+    await vi.advanceTimersByTimeAsync(2_000);
+    const renewed = store.lease?.record;
+    expect(renewed?.renewTime?.getTime()).toBe((first?.renewTime?.getTime() ?? 0) + 2_000);
+    expect(renewed?.acquireTime).toEqual(first?.acquireTime);
+    expect(renewed?.leaseTransitions).toBe(first?.leaseTransitions);
+    a.abort.abort();
+    await a.done;
+  });
+
+  it('does not take a lease that its holder keeps renewing', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    const b = candidate(store, 'b');
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(a.elector.isLeader()).toBe(true);
+    expect(b.elector.isLeader()).toBe(false);
+    expect(b.elector.leader()).toBe('a');
+    b.abort.abort();
+    a.abort.abort();
+    await Promise.all([a.done, b.done]);
+  });
+
+  it('judges expiry by when it saw the record change, not by the renewTime in it (clock skew)', async () => {
+    const store = new LeaseStore();
+    // Written by a dead holder whose clock ran an hour behind: renewTime looks long expired.
+    const skewed = new Date(Date.now() - 3_600_000);
+    store.put({
+      holderIdentity: 'dead',
+      leaseDurationSeconds: 15,
+      acquireTime: skewed,
+      renewTime: skewed,
+      leaseTransitions: 4,
+    });
+    const b = candidate(store, 'b');
+    await vi.advanceTimersByTimeAsync(14_000);
+    expect(b.elector.isLeader()).toBe(false);
+    // Retries come every 2 s * (1 + 0.5 * 1.2) = 3.2 s: the first one after 15 s of no change wins.
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(b.elector.isLeader()).toBe(true);
+    expect(store.lease?.record.holderIdentity).toBe('b');
+    expect(store.lease?.record.leaseTransitions).toBe(5);
+    b.abort.abort();
+    await b.done;
+  });
+
+  it('a holder whose clock runs ahead cannot block the lease once it stops renewing', async () => {
+    const store = new LeaseStore();
+    const future = new Date(Date.now() + 3_600_000);
+    store.put({
+      holderIdentity: 'dead',
+      leaseDurationSeconds: 15,
+      acquireTime: future,
+      renewTime: future,
+      leaseTransitions: 0,
+    });
+    const b = candidate(store, 'b');
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(b.elector.isLeader()).toBe(true);
+    b.abort.abort();
+    await b.done;
+  });
+
+  it('stops leading when it cannot renew within the renew deadline', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    a.client.mode = 'fail';
+    await vi.advanceTimersByTimeAsync(9_000);
+    expect(a.elector.isLeader()).toBe(true);
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(a.elector.isLeader()).toBe(false);
+    expect(a.events).toEqual(['started', 'stopped']);
+    await a.done;
+  });
+
+  it('stops leading in time also when the apiserver hangs instead of failing', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    a.client.mode = 'hang';
+    await vi.advanceTimersByTimeAsync(13_000);
+    expect(a.elector.isLeader()).toBe(false);
+    expect(a.events).toEqual(['started', 'stopped']);
+  });
+
+  it('releases the lease on stop so that another candidate takes over at once', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    const b = candidate(store, 'b');
+    await vi.advanceTimersByTimeAsync(1_000);
+    a.abort.abort();
+    await a.done;
+    expect(a.events).toEqual(['started', 'stopped']);
+    expect(store.lease?.record.holderIdentity).toBe('');
+    expect(store.lease?.record.leaseDurationSeconds).toBe(1);
+    // b's next retry (3.2 s after its first attempt) finds the lease free: far sooner than 15 s.
+    await vi.advanceTimersByTimeAsync(3_200);
+    expect(b.elector.isLeader()).toBe(true);
+    b.abort.abort();
+    await b.done;
+  });
+
+  it('does not release when releaseOnCancel is false', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a', { releaseOnCancel: false });
+    await vi.advanceTimersByTimeAsync(0);
+    a.abort.abort();
+    await a.done;
+    expect(store.lease?.record.holderIdentity).toBe('a');
+  });
+
+  it('of two candidates racing for an absent lease exactly one leads', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    const b = candidate(store, 'b');
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect([a.elector.isLeader(), b.elector.isLeader()].filter(Boolean)).toHaveLength(1);
+    a.abort.abort();
+    b.abort.abort();
+    await Promise.all([a.done, b.done]);
+  });
+
+  it('two electors never lead at the same time, through partitions and hand-overs', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    const b = candidate(store, 'b');
+    const leaders = new Set<string>();
+    const step = async (ms: number) => {
+      for (let elapsed = 0; elapsed < ms; elapsed += 100) {
+        await vi.advanceTimersByTimeAsync(100);
+        expect(a.elector.isLeader() && b.elector.isLeader()).toBe(false);
+        if (a.elector.isLeader()) leaders.add('a');
+        if (b.elector.isLeader()) leaders.add('b');
+      }
+    };
+    await step(10_000);
+    const [first, second] = a.elector.isLeader() ? [a, b] : [b, a];
+    first.client.mode = 'fail';
+    await step(30_000);
+    expect(second.elector.isLeader()).toBe(true);
+    expect(first.elector.isLeader()).toBe(false);
+    expect(leaders).toEqual(new Set(['a', 'b']));
+    second.abort.abort();
+    first.abort.abort();
+    await Promise.all([a.done, b.done]);
+  });
+
+  it('the liveness check fails when the leader has not renewed for lease duration plus tolerance', async () => {
+    let now = Date.now();
+    const store = new LeaseStore();
+    const a = candidate(store, 'a', { now: () => now });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(() => a.elector.check(20_000)).not.toThrow();
+    // The event loop was blocked: our clock moved on but no renew could run.
+    now += 36_000;
+    expect(() => a.elector.check(20_000)).toThrow(/not renewed/);
+    now = Date.now();
+    a.abort.abort();
+    await a.done;
+  });
+
+  it('rejects timings that would let two leaders overlap', () => {
+    const client = new FakeLeaseClient(new LeaseStore());
+    expect(
+      () => new LeaderElector({ client, identity: 'a', leaseDurationMs: 10_000, renewDeadlineMs: 10_000 }),
+    ).toThrow();
+  });
+});
