@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { type JsonSchema, PRINTER_COLUMNS, policyCrd, policyOpenApiSchema, toStructural } from './crd.ts';
-import { staleCrdFiles } from './generate.ts';
+import { staleGeneratedFiles } from './generate.ts';
+import { fieldReferenceMarkdown, REFERENCE_BEGIN, REFERENCE_END, spliceReference } from './reference.ts';
 
 interface SchemaNode {
   path: string;
@@ -26,9 +27,9 @@ const fields = nodes.filter(
   (node) => node.path !== '' && !node.path.endsWith('[]') && !node.path.endsWith('{}'),
 );
 
-describe('crds/', () => {
+describe('generated files (crds/, the field reference in docs/policy.md)', () => {
   test('is what the schema generates (run `npm run generate` after changing operator/src/api)', () => {
-    expect(staleCrdFiles()).toEqual([]);
+    expect(staleGeneratedFiles()).toEqual([]);
   });
 });
 
@@ -131,5 +132,24 @@ describe('the OpenAPI schema is structural', () => {
     for (const { path, schema } of nodes) {
       if (schema.type === 'array') expect(schema.maxItems, path).toBeTypeOf('number');
     }
+  });
+});
+
+describe('the field reference in docs/policy.md', () => {
+  test('lists every field of spec and status', () => {
+    const reference = fieldReferenceMarkdown();
+    for (const { path } of fields) {
+      if (['apiVersion', 'kind', 'metadata', 'spec', 'status'].includes(path)) continue;
+      expect(reference).toContain(`| \`${path}\` |`);
+    }
+  });
+
+  test('is spliced between its markers only', () => {
+    const document = `intro\n${REFERENCE_BEGIN}\nold\n${REFERENCE_END}\noutro\n`;
+    const spliced = spliceReference(document);
+    expect(spliced.startsWith('intro\n')).toBe(true);
+    expect(spliced.endsWith('\noutro\n')).toBe(true);
+    expect(spliced).not.toContain('\nold\n');
+    expect(() => spliceReference('no markers')).toThrow(/GENERATED FIELD REFERENCE/);
   });
 });

@@ -216,7 +216,7 @@ const PROMETHEUS_DURATION = /^([0-9]+(ms|s|m|h|d|w|y))+$/;
 export const ObservedLatencyPolicySchema = withRules(
   z.strictObject({
     source: LatencySourceSchema.default('None').describe(
-      "Where request latency comes from: Prometheus (a query), Scrape (the pods' own /metrics), or None (the grace period is then preStop.seconds + overheadSeconds, clamped).",
+      "Where request latency comes from: Prometheus (a query), Scrape (the pods' own /metrics), or None (the drain time counts as zero).",
     ),
     percentile: withRules(z.number(), [
       {
@@ -239,7 +239,7 @@ export const ObservedLatencyPolicySchema = withRules(
       .max(1_000_000_000)
       .default(100)
       .describe(
-        'Requests needed in the window before the observation is trusted; below it, the minimum grace applies.',
+        'Requests needed in the window before the observation is trusted; with fewer, the drain time counts as zero.',
       ),
     safetyFactor: z
       .number()
