@@ -1,0 +1,293 @@
+import { PassThrough } from 'node:stream';
+import { AppsV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  enqueueMapped,
+  enqueueObject,
+  Informer,
+  type InformerOptions,
+  objectKey,
+  splitKey,
+} from './informer.ts';
+
+const server = 'https://kube.test';
+const path = '/apis/apps/v1/deployments';
+const json = { 'content-type': 'application/json' };
+
+function kubeConfig(): KubeConfig {
+  const config = new KubeConfig();
+  config.loadFromOptions({
+    clusters: [{ name: 'test', server }],
+    users: [{ name: 'test' }],
+    contexts: [{ name: 'test', cluster: 'test', user: 'test' }],
+    currentContext: 'test',
+  });
+  return config;
+}
+
+function deployment(namespace: string, name: string, resourceVersion: string): V1Deployment {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      namespace,
+      name,
+      resourceVersion,
+      managedFields: [{ manager: 'kubectl', operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: {} }],
+    },
+    spec: { selector: {}, template: {} },
+  };
+}
+
+type Query = Record<string, string>;
+
+/** The apiserver's list response for the next list request. */
+function replyToList(resourceVersion: string, items: V1Deployment[]): void {
+  nock(server)
+    .get(path)
+    .query((query: Query) => query.watch === undefined)
+    .reply(
+      200,
+      { apiVersion: 'apps/v1', kind: 'DeploymentList', metadata: { resourceVersion }, items },
+      json,
+    );
+}
+
+interface WatchStream {
+  /** Query of the watch request, once it arrived. */
+  query: Query | undefined;
+  send(type: string, object: unknown): void;
+  end(): void;
+}
+
+/** The apiserver's streaming response for the next watch request; stays open until end(). */
+function replyToWatch(): WatchStream {
+  const body = new PassThrough();
+  const stream: WatchStream = {
+    query: undefined,
+    send: (type, object) => body.write(`${JSON.stringify({ type, object })}\n`),
+    end: () => body.end(),
+  };
+  streams.push(stream);
+  nock(server)
+    .get(path)
+    .query((query: Query) => {
+      if (query.watch !== 'true') return false;
+      stream.query = query;
+      return true;
+    })
+    .reply(200, () => body, json);
+  return stream;
+}
+
+function replyToWatchWithStatus(status: number): void {
+  nock(server)
+    .get(path)
+    .query((query: Query) => query.watch === 'true')
+    .reply(status, { kind: 'Status', code: status }, json);
+}
+
+const streams: WatchStream[] = [];
+const informers: Informer<V1Deployment>[] = [];
+
+function startInformer(options: Partial<InformerOptions<V1Deployment>> = {}): {
+  informer: Informer<V1Deployment>;
+  events: string[];
+} {
+  const config = kubeConfig();
+  const apps = config.makeApiClient(AppsV1Api);
+  const informer = new Informer<V1Deployment>({
+    name: 'deployments',
+    kubeConfig: config,
+    path,
+    list: (listOptions) => apps.listDeploymentForAllNamespaces(listOptions),
+    backoff: { initialMs: 1, maxMs: 5 },
+    ...options,
+  });
+  const events: string[] = [];
+  informer.addHandlers({
+    onAdd: (object) => events.push(`add ${objectKey(object)}@${object.metadata?.resourceVersion}`),
+    onUpdate: (object, old) =>
+      events.push(
+        `update ${objectKey(object)}@${old.metadata?.resourceVersion}->${object.metadata?.resourceVersion}`,
+      ),
+    onDelete: (object) => events.push(`delete ${objectKey(object)}`),
+  });
+  informers.push(informer);
+  informer.start();
+  return { informer, events };
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  if (!condition()) throw new Error(`never happened: ${what}`);
+}
+
+beforeAll(() => {
+  nock.disableNetConnect();
+});
+afterEach(async () => {
+  await Promise.all(informers.splice(0).map((informer) => informer.stop()));
+  for (const stream of streams.splice(0)) stream.end();
+  nock.cleanAll();
+});
+afterAll(() => {
+  nock.enableNetConnect();
+});
+
+describe('Informer', () => {
+  it('lists, then watches from the list resourceVersion, caching objects without managedFields', async () => {
+    replyToList('100', [deployment('a', 'one', '90'), deployment('a', 'two', '91')]);
+    const watch = replyToWatch();
+    const { informer, events } = startInformer();
+    expect(await informer.waitForSync()).toBe(true);
+    await until(() => watch.query !== undefined, 'watch request');
+    expect(watch.query).toMatchObject({ resourceVersion: '100', allowWatchBookmarks: 'true' });
+
+    watch.send('ADDED', deployment('b', 'three', '101'));
+    watch.send('MODIFIED', deployment('a', 'one', '102'));
+    watch.send('DELETED', deployment('a', 'two', '103'));
+    watch.send('BOOKMARK', { metadata: { resourceVersion: '104' } });
+    await until(() => events.length === 5, 'five events');
+
+    expect(events).toEqual([
+      'add a/one@90',
+      'add a/two@91',
+      'add b/three@101',
+      'update a/one@90->102',
+      'delete a/two',
+    ]);
+    expect(informer.keys().sort()).toEqual(['a/one', 'b/three']);
+    expect(informer.get('a/one')?.metadata?.resourceVersion).toBe('102');
+    for (const object of informer.list()) expect(object.metadata?.managedFields).toBeUndefined();
+  });
+
+  it('restarts a failed watch with backoff from the last resourceVersion, without relisting', async () => {
+    replyToList('100', [deployment('a', 'one', '90')]);
+    const first = replyToWatch();
+    const { informer, events } = startInformer();
+    await until(() => first.query !== undefined, 'first watch');
+    first.send('MODIFIED', deployment('a', 'one', '105'));
+    await until(() => events.length === 2, 'update');
+    replyToWatchWithStatus(500);
+    const third = replyToWatch();
+    first.end();
+    await until(() => third.query !== undefined, 'watch after the error');
+    expect(third.query?.resourceVersion).toBe('105');
+    expect(informer.hasSynced()).toBe(true);
+    expect(nock.pendingMocks()).toEqual([]);
+  });
+
+  it('retries a failing list with backoff until it succeeds', async () => {
+    nock(server).get(path).query(true).reply(503, { kind: 'Status', code: 503 }, json);
+    replyToList('7', [deployment('a', 'one', '6')]);
+    const watch = replyToWatch();
+    const { informer } = startInformer();
+    expect(informer.hasSynced()).toBe(false);
+    await until(() => watch.query !== undefined, 'watch after the list succeeded');
+    expect(informer.hasSynced()).toBe(true);
+    expect(watch.query?.resourceVersion).toBe('7');
+  });
+
+  it('relists on 410 Gone (as an ERROR event or as the response status) and reports the drift', async () => {
+    replyToList('100', [deployment('a', 'one', '90'), deployment('a', 'two', '91')]);
+    const first = replyToWatch();
+    const { events } = startInformer();
+    await until(() => first.query !== undefined, 'first watch');
+
+    replyToList('200', [deployment('a', 'one', '150'), deployment('a', 'three', '160')]);
+    replyToWatchWithStatus(410);
+    replyToList('300', [deployment('a', 'one', '150'), deployment('a', 'three', '160')]);
+    const last = replyToWatch();
+    first.send('ERROR', { kind: 'Status', code: 410, reason: 'Expired' });
+
+    await until(() => last.query !== undefined, 'watch after two relists');
+    expect(last.query?.resourceVersion).toBe('300');
+    expect(events).toEqual([
+      'add a/one@90',
+      'add a/two@91',
+      'update a/one@90->150',
+      'add a/three@160',
+      'delete a/two',
+    ]);
+  });
+
+  it('restarts a watch that stayed silent longer than the watchdog allows', async () => {
+    replyToList('100', []);
+    const silent = replyToWatch();
+    const next = replyToWatch();
+    startInformer({ watchdogMs: 50 });
+    await until(() => next.query !== undefined, 'second watch');
+    expect(silent.query).toBeDefined();
+    expect(next.query?.resourceVersion).toBe('100');
+  });
+
+  it('relists periodically and reports objects changed or deleted behind the watch', async () => {
+    replyToList('100', [deployment('a', 'one', '90'), deployment('a', 'two', '91')]);
+    const first = replyToWatch();
+    replyToList('200', [deployment('a', 'one', '190')]);
+    const second = replyToWatch();
+    const { events } = startInformer({ relistIntervalMs: 100 });
+    await until(() => second.query !== undefined, 'watch after the relist');
+    expect(first.query?.resourceVersion).toBe('100');
+    expect(second.query?.resourceVersion).toBe('200');
+    expect(events).toEqual(['add a/one@90', 'add a/two@91', 'update a/one@90->190', 'delete a/two']);
+  });
+
+  it('keeps running when a handler throws', async () => {
+    replyToList('100', [deployment('a', 'one', '90')]);
+    const watch = replyToWatch();
+    const { informer, events } = startInformer();
+    informer.addHandlers({
+      onAdd: () => {
+        throw new Error('handler bug');
+      },
+    });
+    await until(() => watch.query !== undefined, 'watch');
+    watch.send('ADDED', deployment('a', 'two', '101'));
+    await until(() => events.length === 2, 'second add');
+    expect(informer.keys().sort()).toEqual(['a/one', 'a/two']);
+  });
+
+  it('stop ends the watch and makes no further requests', async () => {
+    replyToList('100', []);
+    const watch = replyToWatch();
+    const { informer } = startInformer({ watchdogMs: 10 });
+    await until(() => watch.query !== undefined, 'watch');
+    await informer.stop();
+    replyToList('200', []);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(nock.pendingMocks()).toHaveLength(1);
+    expect(await informer.waitForSync()).toBe(true);
+  });
+
+  it('waitForSync resolves false when the informer stops before syncing', async () => {
+    nock(server).get(path).query(true).times(100).reply(503, {}, json);
+    const { informer } = startInformer({ backoff: { initialMs: 1_000, maxMs: 1_000 } });
+    const waiting = informer.waitForSync();
+    await informer.stop();
+    expect(await waiting).toBe(false);
+  });
+});
+
+describe('keys and handlers', () => {
+  it('keys are namespace/name, or name for cluster-scoped objects', () => {
+    expect(objectKey(deployment('ns', 'web', '1'))).toBe('ns/web');
+    expect(objectKey({ metadata: { name: 'policy' } })).toBe('policy');
+    expect(splitKey('ns/web')).toEqual({ namespace: 'ns', name: 'web' });
+    expect(splitKey('policy')).toEqual({ namespace: undefined, name: 'policy' });
+  });
+
+  it('enqueueObject enqueues the object key; enqueueMapped maps both old and new objects', () => {
+    const keys: string[] = [];
+    const own = enqueueObject<V1Deployment>((key) => keys.push(key));
+    own.onUpdate?.(deployment('ns', 'web', '2'), deployment('ns', 'web', '1'));
+    const mapped = enqueueMapped<V1Deployment>(
+      (object) => [`selected-by/${object.metadata?.resourceVersion}`],
+      (key) => keys.push(key),
+    );
+    mapped.onUpdate?.(deployment('ns', 'p', '2'), deployment('ns', 'p', '1'));
+    expect(keys).toEqual(['ns/web', 'selected-by/1', 'selected-by/2']);
+  });
+});
