@@ -32,8 +32,7 @@ function defaultedObject<S extends z.ZodType<object>>(schema: S) {
   return schema.default(() => schema.parse({}) as z.util.NoUndefined<z.output<S>>);
 }
 
-const SECONDS_BOUND = { max: MAX_SECONDS };
-const seconds = (min = 0) => z.int().min(min).max(SECONDS_BOUND.max);
+const seconds = (min: number) => z.int().min(min).max(MAX_SECONDS);
 
 /**
  * zod's side of `x-kubernetes-list-type: set | map`: the apiserver rejects duplicate items (or
@@ -59,7 +58,7 @@ export function isPortNumberOrName(port: number | string): boolean {
 }
 
 const PORT_RULE = {
-  rule: "type(self) == int ? (self >= 1 && self <= 65535) : (size(self) <= 15 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.matches('[a-z]') && !self.contains('--'))",
+  rule: `type(self) == int ? (self >= 1 && self <= 65535) : (size(self) <= 15 && self.matches('${PORT_NAME.source}') && self.matches('[a-z]') && !self.contains('--'))`,
   message:
     "must be a port number (1-65535) or a port name (at most 15 lowercase letters, digits and '-', with at least one letter)",
   holds: isPortNumberOrName,
@@ -68,7 +67,14 @@ const PORT_RULE = {
 const portSchema = (description: string) =>
   withRules(z.union([z.int(), z.string()]), [PORT_RULE]).describe(description);
 
-const HTTP_PATH = /^\/[^\s]*$/;
+const HTTP_PATH = /^\/\S*$/;
+
+/** A label value as Kubernetes accepts it: empty, or up to 63 alphanumerics, '-', '_', '.' inside. */
+const labelValue = () =>
+  z
+    .string()
+    .max(63)
+    .regex(/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/);
 
 const SelectorOperatorSchema = z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']);
 
@@ -79,7 +85,7 @@ const LabelSelectorRequirementSchema = withRules(
       'How the key relates to the values: In, NotIn, Exists or DoesNotExist.',
     ),
     values: z
-      .array(z.string().max(63))
+      .array(labelValue())
       .max(64)
       .optional()
       .describe('Label values; required (non-empty) for In and NotIn, empty for Exists and DoesNotExist.'),
@@ -98,7 +104,7 @@ const LabelSelectorRequirementSchema = withRules(
 /** metav1.LabelSelector: matchLabels and matchExpressions are ANDed; an empty selector matches everything. */
 export const LabelSelectorSchema = z.strictObject({
   matchLabels: z
-    .record(z.string(), z.string().max(63))
+    .record(z.string(), labelValue())
     .optional()
     .describe('Labels that must all be present with these values.'),
   matchExpressions: z

@@ -53,6 +53,14 @@ function allowedOf(schema: JsonSchema, required: boolean): string {
   for (const rule of (schema['x-kubernetes-validations'] as CelValidation[] | undefined) ?? []) {
     if (rule.fieldPath === undefined) parts.push(rule.message);
   }
+  // Items of a list of scalars and values of a map have no row of their own.
+  const element = (schema.type === 'array' ? schema.items : schema.additionalProperties) as
+    | JsonSchema
+    | undefined;
+  if (typeof element === 'object' && element.type !== 'object') {
+    const each = allowedOf(element, false);
+    if (each !== '') parts.push(`each: ${each}`);
+  }
   return parts.join('; ');
 }
 

@@ -123,6 +123,12 @@ export const INVALID_POLICIES: InvalidPolicyCase[] = [
     spec: { excludedNamespaces: ['Kube_System'] },
     field: 'spec.excludedNamespaces[0]',
   },
+  {
+    title: 'label value with a space',
+    kind: 'out of range',
+    spec: { deploymentSelector: { matchLabels: { tier: 'web app' } } },
+    field: 'spec.deploymentSelector.matchLabels.tier',
+  },
   // contradictions (CEL)
   {
     title: 'minSeconds above maxSeconds',
