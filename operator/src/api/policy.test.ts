@@ -78,6 +78,22 @@ describe('valid samples', () => {
     expect(spec.readinessProbe.failureThreshold).toBeTypeOf('number');
     expect(spec.rollout.maxConcurrent).toBeGreaterThanOrEqual(1);
   });
+
+  test('a sample that sets part of a group gets the rest of the group defaulted', () => {
+    const scrape = samples.find((s) => s.manifest.metadata.name === 'scrape-pods');
+    const result = parsePolicy(scrape?.manifest);
+    expect(result.ok && result.value.spec.preStop).toEqual({ inject: 'Never', action: 'Auto', seconds: 5 });
+    expect(result.ok && result.value.spec.readinessProbe).toEqual({
+      inject: 'Override',
+      path: '/ready',
+      periodSeconds: 5,
+      timeoutSeconds: 1,
+      failureThreshold: 3,
+    });
+    expect(result.ok && result.value.spec.terminationGracePeriod).toEqual(
+      ALL_DEFAULTS.terminationGracePeriod,
+    );
+  });
 });
 
 describe('parsePolicySpec', () => {
