@@ -1,61 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import {
-  type LeaderElectionRecord,
-  LeaderElector,
-  type LeaderElectorOptions,
-  type LeaseClient,
-  LeaseConflictError,
-  type ObservedLease,
-} from './leader-election.ts';
-
-/** One Lease in memory, with the apiserver's optimistic concurrency. */
-class LeaseStore {
-  lease: ObservedLease | undefined;
-  #version = 0;
-
-  put(record: LeaderElectionRecord): ObservedLease {
-    this.#version++;
-    this.lease = { record: { ...record }, resourceVersion: String(this.#version) };
-    return copy(this.lease);
-  }
-}
-
-/** A replica's connection to the store; `mode` simulates a partition (fail) or a hang. */
-class FakeLeaseClient implements LeaseClient {
-  readonly description = 'ns/operator';
-  mode: 'ok' | 'fail' | 'hang' = 'ok';
-  readonly #store: LeaseStore;
-
-  constructor(store: LeaseStore) {
-    this.#store = store;
-  }
-
-  async get(): Promise<ObservedLease | undefined> {
-    await this.#network();
-    return this.#store.lease === undefined ? undefined : copy(this.#store.lease);
-  }
-
-  async create(record: LeaderElectionRecord): Promise<ObservedLease> {
-    await this.#network();
-    if (this.#store.lease !== undefined) throw new LeaseConflictError('already exists');
-    return this.#store.put(record);
-  }
-
-  async replace(record: LeaderElectionRecord, resourceVersion: string): Promise<ObservedLease> {
-    await this.#network();
-    if (this.#store.lease?.resourceVersion !== resourceVersion) throw new LeaseConflictError('conflict');
-    return this.#store.put(record);
-  }
-
-  async #network(): Promise<void> {
-    if (this.mode === 'fail') throw new Error('connection refused');
-    if (this.mode === 'hang') await new Promise(() => {});
-  }
-}
-
-function copy(lease: ObservedLease): ObservedLease {
-  return { resourceVersion: lease.resourceVersion, record: { ...lease.record } };
-}
+import { LeaderElector, type LeaderElectorOptions } from './leader-election.ts';
+import { InMemoryLeaseClient as FakeLeaseClient, InMemoryLeaseStore as LeaseStore } from './testing.ts';
 
 interface Candidate {
   elector: LeaderElector;
