@@ -41,7 +41,9 @@ describe('Controller', () => {
         done.push(key);
       },
     });
-    for (let i = 0; i < 10; i++) controller.enqueue(`ns/d${i}`);
+    // enqueue is bound: informer handlers receive it as a plain function.
+    const { enqueue } = controller;
+    for (let i = 0; i < 10; i++) enqueue(`ns/d${i}`);
     controller.start();
     while (done.length < 10) {
       await until(() => gates.length > 0);

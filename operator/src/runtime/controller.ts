@@ -99,15 +99,15 @@ export class Controller {
     this.#initMetrics();
   }
 
-  /** Queues a reconcile of the key (deduplicated). */
-  enqueue(key: string): void {
+  /** Queues a reconcile of the key (deduplicated). Bound, so it can be handed to event handlers as is. */
+  readonly enqueue = (key: string): void => {
     this.queue.add(key);
-  }
+  };
 
   /** Queues a reconcile of the key after a delay. */
-  enqueueAfter(key: string, delayMs: number): void {
+  readonly enqueueAfter = (key: string, delayMs: number): void => {
     this.queue.addAfter(key, delayMs);
-  }
+  };
 
   isStarted(): boolean {
     return this.#started;

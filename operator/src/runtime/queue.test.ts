@@ -190,8 +190,12 @@ describe('WorkQueue', () => {
     expect(text).toContain('workqueue_adds_total{name="deployment",controller="deployment"} 3');
     expect(text).toContain('workqueue_depth{name="deployment",controller="deployment",priority=""} 2');
     expect(text).toContain('workqueue_retries_total{name="deployment",controller="deployment"} 1');
-    expect(text).toContain('workqueue_queue_duration_seconds_count{name="deployment",controller="deployment"} 1');
-    expect(text).toMatch(/workqueue_longest_running_processor_seconds\{name="deployment",controller="deployment"\} \d/);
+    expect(text).toContain(
+      'workqueue_queue_duration_seconds_count{name="deployment",controller="deployment"} 1',
+    );
+    expect(text).toMatch(
+      /workqueue_longest_running_processor_seconds\{name="deployment",controller="deployment"\} \d/,
+    );
     queue.done(key as string);
     expect(await metrics.registry.metrics()).toContain(
       'workqueue_work_duration_seconds_count{name="deployment",controller="deployment"} 1',
@@ -217,7 +221,10 @@ describe('rate limiters', () => {
 
   it('max-of: the longer wait wins and every limiter counts the failure', () => {
     const exponential = new ExponentialFailureRateLimiter({ baseDelayMs: 50 });
-    const limiter = new MaxOfRateLimiter(exponential, new TokenBucketRateLimiter({ qps: 1, burst: 1, now: () => 0 }));
+    const limiter = new MaxOfRateLimiter(
+      exponential,
+      new TokenBucketRateLimiter({ qps: 1, burst: 1, now: () => 0 }),
+    );
     expect(limiter.when('a')).toBe(50);
     expect(limiter.when('a')).toBe(1_000);
     expect(exponential.numRequeues('a')).toBe(2);
