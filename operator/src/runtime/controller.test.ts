@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '../log.ts';
 import { Controller, type Reconcile, TerminalError } from './controller.ts';
 import { createRuntimeMetrics } from './metrics.ts';
 
@@ -232,5 +234,35 @@ describe('Controller', () => {
     expect(text).toContain('controller_runtime_max_concurrent_reconciles{controller="deployment"} 2');
     expect(text).toContain('controller_runtime_active_workers{controller="deployment"} 0');
     await controller.stop();
+  });
+
+  it('logs JSON lines carrying the controller name and the object key', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const logger = createLogger({ level: 'info', destination });
+    const controller = new Controller({
+      name: 'deployment',
+      logger,
+      reconcile: async (_key, _signal, log) => {
+        log.info('applying');
+        throw new Error('apiserver unavailable');
+      },
+    });
+    controller.enqueue('shop/web');
+    controller.start();
+    await until(() => lines.some((line) => line.msg === 'Reconciler error'));
+    await controller.stop();
+    const applying = lines.find((line) => line.msg === 'applying');
+    const failure = lines.find((line) => line.msg === 'Reconciler error');
+    expect(applying).toMatchObject({ level: 'info', controller: 'deployment', key: 'shop/web' });
+    expect(failure).toMatchObject({ level: 'error', controller: 'deployment', key: 'shop/web' });
+    expect(failure?.reconcileID).toBe(applying?.reconcileID);
+    expect(failure?.err).toMatchObject({ message: 'apiserver unavailable' });
+    expect(typeof failure?.time).toBe('string');
   });
 });
