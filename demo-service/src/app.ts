@@ -50,7 +50,7 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
     const ms =
       requested === null
         ? sampleLatencyMs()
-        : Math.min(Math.max(0, Number(requested) || 0), config.MAX_WORK_MS * 1000);
+        : Math.min(Math.max(0, Number(requested) || 0), config.MAX_WORK_MS);
     const timer = setTimeout(
       () => send(res, 200, `{"ms":${Math.round(ms * 1000) / 1000}}`, 'application/json'),
       ms,

@@ -22,8 +22,8 @@ const configSchema = z.object({
   DRAIN_MARGIN_SECONDS: seconds.default(2),
   /** Advertised in Keep-Alive: timeout=N. Behind a load balancer it must exceed the LB idle timeout. */
   KEEP_ALIVE_TIMEOUT_SECONDS: seconds.default(5),
-  /** Upper bound for the ?ms= override of the work endpoint. */
-  MAX_WORK_MS: seconds.default(600_000),
+  /** Upper bound, in ms, for the ?ms= override of the work endpoint. */
+  MAX_WORK_MS: z.coerce.number().int().min(0).default(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -5,8 +5,8 @@
  *
  *   npm run bench:drain [-- --repeat 3 --rate 200 --out -]
  */
-import { writeFileSync } from 'node:fs';
-import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { freePort, killLiveInstances, ServiceInstance } from './instances.ts';
 import { closedLoopThroughput, isLost, type LedgerEntry, percentile } from './load.ts';
@@ -73,6 +73,7 @@ interface Row {
   beyondNeedMs: number[];
   exitStatuses: number[];
   throughput: number;
+  cpuUsPerRequest: number[];
 }
 
 function beyondNeed(instance: InstanceReport, delaySeconds: number): number | undefined {
@@ -82,7 +83,24 @@ function beyondNeed(instance: InstanceReport, delaySeconds: number): number | un
   return instance.shutdownMs - Math.max(delaySeconds * 1000, lastRequestAfterTerm);
 }
 
-async function throughputOf(contender: Contender, durationMs: number): Promise<number> {
+/** CPU time (user + system) a process has used, in ms, from /proc; undefined where there is none. */
+function processCpuMs(pid: number | undefined): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may contain spaces: utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
+  } catch {
+    return undefined;
+  }
+}
+/** USER_HZ: 100 on Linux on every common architecture. */
+const clockTicksPerSecond = 100;
+
+async function throughputOf(
+  contender: Contender,
+  durationMs: number,
+): Promise<{ perSecond: number; cpuUsPerRequest?: number }> {
   const instance = new ServiceInstance({
     id: 'throughput',
     port: await freePort(),
@@ -90,16 +108,22 @@ async function throughputOf(contender: Contender, durationMs: number): Promise<n
       argv: [process.execPath, contender.script],
       env: { LATENCY_PROFILE: 'fixed:0', LOG_LEVEL: 'warn' },
     },
-    logDir: '/tmp',
+    logDir: tmpdir(),
     clock: () => performance.now(),
   });
   try {
     await instance.waitReady('/readyz', 20_000);
     const target = { host: '127.0.0.1', port: instance.port, path: '/work?ms=0', concurrency: 32 };
     await closedLoopThroughput({ ...target, durationMs: 500 }); // JIT warm-up
-    const { perSecond, failed } = await closedLoopThroughput({ ...target, durationMs });
+    const cpuBefore = processCpuMs(instance.pid);
+    const { perSecond, failed, requests } = await closedLoopThroughput({ ...target, durationMs });
+    const cpuAfter = processCpuMs(instance.pid);
     if (failed > 0) console.error(`${contender.name}: ${failed} failed requests in the throughput run`);
-    return perSecond;
+    const cpuUsPerRequest =
+      cpuBefore === undefined || cpuAfter === undefined
+        ? undefined
+        : ((cpuAfter - cpuBefore) * 1000) / requests;
+    return { perSecond, cpuUsPerRequest };
   } finally {
     instance.kill();
     await instance.exited;
@@ -108,21 +132,35 @@ async function throughputOf(contender: Contender, durationMs: number): Promise<n
 
 const ms = (value: number | undefined): string => (value === undefined ? '-' : `${Math.round(value)} ms`);
 
+interface Overhead {
+  proxyAddedP50Ms: number[];
+  harnessCpuPercent: number[];
+  loopLagP99Ms: number[];
+}
+
 function render(
   rows: Row[],
+  overhead: Overhead,
   settings: { repeat: number; rate: number; sockets: number; seconds: number },
 ): string {
+  const median = (values: number[], digits: number) =>
+    (percentile(values, 0.5) ?? Number.NaN).toFixed(digits);
+  const max = (values: number[], digits: number) => Math.max(...values).toFixed(digits);
+  const cpuCell = (values: number[]) => {
+    const median = percentile(values, 0.5);
+    return median === undefined ? '-' : `${median.toFixed(0)} µs`;
+  };
   const bare = rows.find((r) => r.contender.name === 'bare node:http')?.throughput ?? Number.NaN;
   const cpu = cpus();
   const table = [
-    '| server | lost / sent | lost by kind | p99 during rollout | shutdown beyond need (median / max) | exit codes | throughput vs bare |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| server | lost / sent | lost by kind | p99 during rollout | shutdown beyond need (median / max) | exit codes | throughput vs bare | server CPU per request |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) => {
       const kinds = Object.entries(r.lostByKind)
         .map(([k, n]) => `${k}: ${n}`)
         .join(', ');
       const statuses = [...new Set(r.exitStatuses)].sort((a, b) => a - b).join(', ');
-      return `| ${r.contender.name} | ${r.lost} / ${r.sent} | ${kinds || '-'} | ${ms(r.rolloutP99Ms)} | ${ms(percentile(r.beyondNeedMs, 0.5))} / ${ms(Math.max(...r.beyondNeedMs))} | ${statuses} | ${((r.throughput / bare) * 100).toFixed(0)} % (${Math.round(r.throughput)}/s) |`;
+      return `| ${r.contender.name} | ${r.lost} / ${r.sent} | ${kinds || '-'} | ${ms(r.rolloutP99Ms)} | ${ms(percentile(r.beyondNeedMs, 0.5))} / ${ms(Math.max(...r.beyondNeedMs))} | ${statuses} | ${((r.throughput / bare) * 100).toFixed(0)} % (${Math.round(r.throughput)}/s) | ${cpuCell(r.cpuUsPerRequest)} |`;
     }),
   ];
   return `# Drain benchmark
@@ -157,6 +195,12 @@ ${contenders.map((c) => `| ${c.name} | ${c.setup} |`).join('\n')}
 
 ${table.join('\n')}
 
+Harness overhead over the ${overhead.harnessCpuPercent.length} rollouts (median / max): the proxy adds
+${median(overhead.proxyAddedP50Ms, 2)} / ${max(overhead.proxyAddedP50Ms, 2)} ms to a request's p50 (keep-alive, measured
+before each run); the harness process (proxy, load generator, ledger) used
+${median(overhead.harnessCpuPercent, 1)} / ${max(overhead.harnessCpuPercent, 1)} % of one core; its event-loop lag p99 was
+${median(overhead.loopLagP99Ms, 1)} / ${max(overhead.loopLagP99Ms, 1)} ms, an upper bound on what it adds to the latency figures.
+
 - **lost**: requests that got no 2xx answer (reset, hang-up, refused, timeout or non-2xx), no retries.
 - **p99 during rollout**: answered requests sent between the first SIGTERM and the last old instance's exit.
 - **shutdown beyond need**: SIGTERM-to-exit minus the larger of the server's own propagation wait
@@ -167,12 +211,22 @@ ${table.join('\n')}
 
 ## Reading it
 
-- Keep-alive is where drains lose requests: a server that closes an idle pooled socket while the
-  client is reusing it produces \`ECONNRESET\`/\`socket hang up\` on a reused socket. demo-service
-  answers with \`Connection: close\` from SIGTERM on and leaves idle sockets to the client, which
-  retires them first on the advertised keep-alive timeout.
-- Servers that keep saying \`keep-alive\` while draining keep their connections busy until they close
-  them; those that close the listener while the proxy still routes to them get refused connections.
+- Keep-alive is where drains lose requests. A server that closes an idle pooled socket while the
+  client is reusing it produces \`ECONNRESET\` / \`socket hang up\` on a *reused socket*; it is a race,
+  so a mechanism that allows it loses a few requests in some runs and none in others.
+- demo-service answers with \`Connection: close\` from SIGTERM on, so active connections retire
+  after their next response, and leaves idle sockets to the client, which drops them first on the
+  advertised keep-alive timeout: nothing to race.
+- @godaddy/terminus (through stoppable) and lightship (through \`server.close()\` in its shutdown
+  handler) close idle sockets at once when the delay ends; http-terminator destroys them in
+  \`terminate()\`. lightship then calls \`process.exit(1)\` one second after its handlers if the event
+  loop is still busy, which it is while keep-alive connections are open: exit code 1, and whatever
+  is still open is cut.
+- naive and bare cut in-flight requests, and the proxy's connections to them are refused during
+  the propagation lag.
+- Throughput: the load generator runs on the same 2 cores, so the requests per second are
+  client-bound and differences of a few % are noise; server CPU per request (from /proc) is the
+  better measure of what each server's shutdown machinery costs while serving.
 `;
 }
 
@@ -201,6 +255,7 @@ async function main(): Promise<void> {
     ? contenders.filter((c) => c.name.includes(values.only as string))
     : contenders;
   const rows: Row[] = [];
+  const overhead: Overhead = { proxyAddedP50Ms: [], harnessCpuPercent: [], loopLagP99Ms: [] };
   for (const contender of selected) {
     const row: Row = {
       contender,
@@ -210,6 +265,7 @@ async function main(): Promise<void> {
       beyondNeedMs: [],
       exitStatuses: [],
       throughput: 0,
+      cpuUsPerRequest: [],
     };
     const rolloutLatencies: number[] = [];
     for (let round = 0; round < settings.repeat; round++) {
@@ -248,15 +304,20 @@ async function main(): Promise<void> {
         if (beyond !== undefined) row.beyondNeedMs.push(beyond);
         if (instance.exit) row.exitStatuses.push(instance.exit.status);
       }
+      overhead.proxyAddedP50Ms.push(report.overhead.proxyAddedP50Ms ?? Number.NaN);
+      overhead.harnessCpuPercent.push(report.overhead.harnessCpuPercent);
+      overhead.loopLagP99Ms.push(report.overhead.harnessEventLoopDelayP99Ms);
       console.error(
-        `${contender.name} round ${round + 1}: ${report.lost}/${report.sent} lost, overhead: proxy +${report.overhead.proxyAddedP50Ms?.toFixed(2)} ms p50, harness CPU ${report.overhead.harnessCpuPercent.toFixed(1)} %, loop delay p99 ${report.overhead.harnessEventLoopDelayP99Ms.toFixed(1)} ms`,
+        `${contender.name} round ${round + 1}: ${report.lost}/${report.sent} lost, overhead: proxy +${report.overhead.proxyAddedP50Ms?.toFixed(2)} ms p50, harness CPU ${report.overhead.harnessCpuPercent.toFixed(1)} %, loop lag p99 ${report.overhead.harnessEventLoopDelayP99Ms.toFixed(1)} ms`,
       );
-      row.throughput = Math.max(row.throughput, await throughputOf(contender, settings.seconds * 1000));
+      const throughput = await throughputOf(contender, settings.seconds * 1000);
+      row.throughput = Math.max(row.throughput, throughput.perSecond);
+      if (throughput.cpuUsPerRequest !== undefined) row.cpuUsPerRequest.push(throughput.cpuUsPerRequest);
     }
     row.rolloutP99Ms = percentile(rolloutLatencies, 0.99);
     rows.push(row);
   }
-  const markdown = render(rows, settings);
+  const markdown = render(rows, overhead, settings);
   console.log(markdown);
   if (values.out !== '-') writeFileSync(values.out, markdown);
 }

@@ -52,7 +52,7 @@ export class EndpointProxy {
   /** The pod is being deleted: endpoint removal starts now and takes effect after the lag. */
   terminate(id: string): void {
     const backend = this.backends.find((b) => b.id === id);
-    if (!backend || backend.state !== 'routable') return;
+    if (backend?.state !== 'routable') return;
     backend.state = 'terminating';
     const timer = setTimeout(() => {
       this.timers.delete(timer);

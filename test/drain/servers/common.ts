@@ -29,6 +29,6 @@ export function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     res.once('close', () => clearTimeout(timer));
     return;
   }
-  if (url.pathname === '/healthz' || url.pathname === '/readyz') return send(res, 200, 'ok\n');
-  send(res, 404, 'not found\n');
+  if (url.pathname === '/healthz' || url.pathname === '/readyz') send(res, 200, 'ok\n');
+  else send(res, 404, 'not found\n');
 }
