@@ -32,7 +32,6 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
     // Must exceed keepAliveTimeout, or a slow first request on a reused socket times out first.
     headersTimeout: Math.max(60, config.KEEP_ALIVE_TIMEOUT_SECONDS + 5) * 1000,
-    requestTimeout: 0,
   });
   const drain = createDrain(server, {
     propagationDelayMs: config.PROPAGATION_DELAY_SECONDS * 1000,

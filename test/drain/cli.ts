@@ -99,7 +99,14 @@ async function main(): Promise<number> {
     killLiveInstances();
     process.exit(130);
   });
-  const report = await runRollout(options);
+  let report: Awaited<ReturnType<typeof runRollout>>;
+  try {
+    report = await runRollout(options);
+  } catch (error) {
+    killLiveInstances();
+    console.error(`drain test failed to run: ${(error as Error).message}`);
+    return 1;
+  }
   console.log(formatReport(report));
   if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
   const replacedCleanly = report.instances
