@@ -1,0 +1,243 @@
+// Builds the control-plane binaries from Go modules, once, into a cache outside the repo keyed
+// by every version that shapes them. A warm run only checks that the files are there.
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { clusterDir, controlPlaneVersions, k8sModuleDir, kwokModuleDir } from './versions.ts';
+
+export interface ControlPlaneBinaries {
+  dir: string;
+  kubernetesVersion: string;
+  etcd: string;
+  kubeApiserver: string;
+  kubeControllerManager: string;
+  kubeScheduler: string;
+  kubectl: string;
+  kwok: string;
+  /** kwok Stage definitions, passed to kwok with -c. */
+  kwokStages: string[];
+}
+
+export class ControlPlaneBuildError extends Error {
+  readonly component: string;
+  readonly logPath: string | undefined;
+  constructor(component: string, message: string, logPath?: string) {
+    super(`building ${component}: ${message}${logPath ? ` (full log: ${logPath})` : ''}`);
+    this.name = 'ControlPlaneBuildError';
+    this.component = component;
+    this.logPath = logPath;
+  }
+}
+
+export function cacheRoot(): string {
+  return (
+    process.env.GSO_CACHE_DIR ??
+    join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'graceful-shutdown-operator')
+  );
+}
+
+interface GoTarget {
+  name: string;
+  moduleDir: string;
+  pkg: string;
+  ldflags: string;
+}
+
+function goTargets(kubernetes: string): GoTarget[] {
+  const [major, minor] = kubernetes.replace(/^v/, '').split('.');
+  // Only makes `--version` and /version report the real release instead of v0.0.0.
+  const k8sLdflags = [
+    '-s -w',
+    `-X k8s.io/component-base/version.gitVersion=${kubernetes}`,
+    `-X k8s.io/component-base/version.gitMajor=${major}`,
+    `-X k8s.io/component-base/version.gitMinor=${minor}`,
+    '-X k8s.io/component-base/version.gitTreeState=clean',
+    `-X k8s.io/client-go/pkg/version.gitVersion=${kubernetes}`,
+  ].join(' ');
+  const k8s = (name: string): GoTarget => ({
+    name,
+    moduleDir: k8sModuleDir,
+    pkg: `k8s.io/kubernetes/cmd/${name}`,
+    ldflags: k8sLdflags,
+  });
+  return [
+    { name: 'etcd', moduleDir: k8sModuleDir, pkg: './etcd', ldflags: '-s -w' },
+    k8s('kube-apiserver'),
+    k8s('kube-controller-manager'),
+    k8s('kube-scheduler'),
+    k8s('kubectl'),
+    { name: 'kwok', moduleDir: kwokModuleDir, pkg: 'sigs.k8s.io/kwok/cmd/kwok', ldflags: '-s -w' },
+  ];
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Runs a command with its output going to logPath; rejects naming the component on failure. */
+async function run(
+  component: string,
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env?: NodeJS.ProcessEnv; logPath: string },
+): Promise<string> {
+  const log = await open(opts.logPath, 'a');
+  try {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', log.fd],
+    });
+    let stdout = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') {
+        throw new ControlPlaneBuildError(
+          component,
+          `"${cmd}" was not found on PATH. Install the Go toolchain (go 1.26 or newer) and make sure \`go\` is on PATH.`,
+        );
+      }
+      throw new ControlPlaneBuildError(component, `could not run ${cmd}: ${err.message}`, opts.logPath);
+    });
+    if (code !== 0) {
+      const tail = (await readFile(opts.logPath, 'utf8')).trim().split('\n').slice(-15).join('\n');
+      throw new ControlPlaneBuildError(
+        component,
+        `${cmd} ${args.join(' ')} exited with ${code}:\n${tail}`,
+        opts.logPath,
+      );
+    }
+    return stdout;
+  } finally {
+    await log.close();
+  }
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+export interface BuildOptions {
+  /** Progress lines; defaults to stderr. */
+  progress?: (line: string) => void;
+}
+
+/**
+ * Returns the cached binaries, building what is missing. Each binary is built to a temporary
+ * name and renamed, so an interrupted build never leaves a truncated binary in the cache.
+ */
+export async function buildControlPlane(opts: BuildOptions = {}): Promise<ControlPlaneBinaries> {
+  const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const versions = controlPlaneVersions();
+  const logDir = join(cacheRoot(), 'build-logs');
+  await mkdir(logDir, { recursive: true });
+
+  const goVersion = (
+    await run('go toolchain', 'go', ['env', 'GOVERSION'], {
+      cwd: clusterDir,
+      logPath: join(logDir, 'go-env.log'),
+    })
+  ).trim();
+  const key = `k8s-${versions.kubernetes}_etcd-${versions.etcd}_kwok-${versions.kwok}_${goVersion}`;
+  const dir = join(cacheRoot(), 'control-plane', key);
+  await mkdir(dir, { recursive: true });
+
+  const started = Date.now();
+  const targets = goTargets(versions.kubernetes);
+  const missing: GoTarget[] = [];
+  for (const t of targets) if (!(await exists(join(dir, t.name)))) missing.push(t);
+  if (missing.length > 0) {
+    progress(
+      `[cluster build] Kubernetes ${versions.kubernetes}, etcd ${versions.etcd}, kwok ${versions.kwok} with ${goVersion}; ` +
+        `building ${missing.map((t) => t.name).join(', ')} into ${dir} (a cold build takes 15-30 minutes on 2 cores)`,
+    );
+  }
+  for (const target of missing) {
+    const logPath = join(logDir, `${target.name}.log`);
+    await rm(logPath, { force: true });
+    const t0 = Date.now();
+    const heartbeat = setInterval(
+      () =>
+        progress(`[cluster build]   ... still building ${target.name} (${formatDuration(Date.now() - t0)})`),
+      60_000,
+    );
+    try {
+      const out = join(dir, `${target.name}.partial`);
+      await run(
+        target.name,
+        'go',
+        ['build', '-trimpath', '-tags', 'selinux,notest', '-ldflags', target.ldflags, '-o', out, target.pkg],
+        { cwd: target.moduleDir, env: { ...process.env, CGO_ENABLED: '0' }, logPath },
+      );
+      await rename(out, join(dir, target.name));
+    } finally {
+      clearInterval(heartbeat);
+    }
+    progress(
+      `[cluster build] ${target.name} built in ${formatDuration(Date.now() - t0)} (total ${formatDuration(Date.now() - started)})`,
+    );
+  }
+
+  const kwokStages = await installKwokStages(dir, logDir);
+  progress(
+    missing.length > 0
+      ? `[cluster build] done in ${formatDuration(Date.now() - started)}`
+      : `[cluster build] cached: ${dir} (checked in ${Date.now() - started} ms)`,
+  );
+  return {
+    dir,
+    kubernetesVersion: versions.kubernetes,
+    etcd: join(dir, 'etcd'),
+    kubeApiserver: join(dir, 'kube-apiserver'),
+    kubeControllerManager: join(dir, 'kube-controller-manager'),
+    kubeScheduler: join(dir, 'kube-scheduler'),
+    kubectl: join(dir, 'kubectl'),
+    kwok: join(dir, 'kwok'),
+    kwokStages,
+  };
+}
+
+/**
+ * kwok 0.8 ships no built-in stages. Nodes and pod start-up use kwok's own "fast" stages from
+ * its module; pod deletion uses ours (kwok-stages/pod-delete.yaml), which honours the grace period.
+ */
+async function installKwokStages(dir: string, logDir: string): Promise<string[]> {
+  const stagesDir = join(dir, 'kwok-stages');
+  const fromKwok = [
+    'node/fast/node-initialize.yaml',
+    'node/heartbeat/node-heartbeat.yaml',
+    'pod/fast/pod-ready.yaml',
+    'pod/fast/pod-complete.yaml',
+  ];
+  const wanted = [
+    ...fromKwok.map((p) => join(stagesDir, p.replaceAll('/', '_'))),
+    join(stagesDir, 'pod-delete.yaml'),
+  ];
+  let have = true;
+  for (const p of wanted) if (!(await exists(p))) have = false;
+  if (!have) {
+    const json = await run('kwok stages', 'go', ['list', '-m', '-json', 'sigs.k8s.io/kwok'], {
+      cwd: kwokModuleDir,
+      logPath: join(logDir, 'kwok-stages.log'),
+    });
+    const moduleDir = (JSON.parse(json) as { Dir?: string }).Dir;
+    if (!moduleDir)
+      throw new ControlPlaneBuildError('kwok stages', 'go list did not report the kwok module directory');
+    await mkdir(stagesDir, { recursive: true });
+    for (const p of fromKwok)
+      await copyFile(join(moduleDir, 'kustomize', 'stage', p), join(stagesDir, p.replaceAll('/', '_')));
+  }
+  // Ours is always copied fresh: it lives in the repo and may change without a version bump.
+  await copyFile(join(clusterDir, 'kwok-stages', 'pod-delete.yaml'), join(stagesDir, 'pod-delete.yaml'));
+  return wanted;
+}

@@ -1,0 +1,450 @@
+// A real, throwaway Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver (RBAC on),
+// kube-controller-manager, kube-scheduler and kwok with fake nodes. Used by the e2e tests,
+// `npm run cluster` and `npm run demo`.
+
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppsV1Api, CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { buildControlPlane, type ControlPlaneBinaries } from './build.ts';
+import { type ClusterPki, generatePki, type PemPair } from './pki.ts';
+import { type Component, ComponentError, freePort, ProcessGroup } from './processes.ts';
+
+export interface StartOptions {
+  /** Fake (kwok) nodes to create. */
+  nodes?: number;
+  /** Prebuilt binaries; built (or taken from the cache) when absent. */
+  binaries?: ControlPlaneBinaries;
+  /** Fixed ports instead of free ones (mainly to test the port-in-use error). */
+  ports?: Partial<Ports>;
+  /** Progress lines; default: stderr. */
+  progress?: (line: string) => void;
+  /** How long each component may take to become ready. */
+  readyTimeoutMs?: number;
+}
+
+interface Ports {
+  etcdClient: number;
+  etcdPeer: number;
+  apiserver: number;
+  controllerManager: number;
+  scheduler: number;
+  kwok: number;
+}
+
+const adminUser = 'admin';
+const componentUsers = ['system:kube-controller-manager', 'system:kube-scheduler', 'kwok-controller'];
+
+// Deployment writes are recorded so tests can count what the operator wrote.
+const auditPolicy = {
+  apiVersion: 'audit.k8s.io/v1',
+  kind: 'Policy',
+  omitStages: ['RequestReceived'],
+  rules: [
+    {
+      level: 'Metadata',
+      verbs: ['create', 'update', 'patch', 'delete'],
+      resources: [{ group: 'apps', resources: ['deployments'] }],
+    },
+    { level: 'None' },
+  ],
+};
+
+export function kubeconfigYaml(
+  server: string,
+  ca: string,
+  user: { cert: string; key: string } | { token: string },
+): string {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const credentials =
+    'token' in user
+      ? { token: user.token }
+      : { 'client-certificate-data': b64(user.cert), 'client-key-data': b64(user.key) };
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'local', cluster: { server, 'certificate-authority-data': b64(ca) } }],
+    users: [{ name: 'user', user: credentials }],
+    contexts: [{ name: 'local', context: { cluster: 'local', user: 'user' } }],
+    'current-context': 'local',
+  });
+}
+
+function httpGet(
+  url: string,
+  tls?: { ca?: string; client?: PemPair },
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const options = {
+      timeout: 2000,
+      ...(tls
+        ? {
+            ca: tls.ca,
+            cert: tls.client?.cert,
+            key: tls.client?.key,
+            rejectUnauthorized: tls.ca !== undefined,
+          }
+        : {}),
+    };
+    const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, options, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout GET ${url}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export class LocalCluster {
+  readonly workDir: string;
+  readonly binaries: ControlPlaneBinaries;
+  readonly server: string;
+  readonly kubeconfigPath: string;
+  /** JSON-lines audit log of Deployment writes. */
+  readonly auditLogPath: string;
+  private readonly pki: ClusterPki;
+  private readonly processes: ProcessGroup;
+  private readonly apiserverStart: { args: string[]; logPath: string };
+  private apiserver: Component;
+  private stopped = false;
+
+  private constructor(init: {
+    workDir: string;
+    binaries: ControlPlaneBinaries;
+    server: string;
+    pki: ClusterPki;
+    processes: ProcessGroup;
+    apiserver: Component;
+    apiserverStart: { args: string[]; logPath: string };
+  }) {
+    this.workDir = init.workDir;
+    this.binaries = init.binaries;
+    this.server = init.server;
+    this.pki = init.pki;
+    this.processes = init.processes;
+    this.apiserver = init.apiserver;
+    this.apiserverStart = init.apiserverStart;
+    this.kubeconfigPath = join(init.workDir, 'admin.kubeconfig');
+    this.auditLogPath = join(init.workDir, 'logs', 'audit.log');
+  }
+
+  get kubernetesVersion(): string {
+    return this.binaries.kubernetesVersion;
+  }
+
+  /** Log file of each component, by name. */
+  get componentLogs(): Record<string, string> {
+    return Object.fromEntries(this.processes.components.map((c) => [c.name, c.logPath]));
+  }
+
+  /** PIDs of the running components (for tests that check nothing is left behind). */
+  get pids(): number[] {
+    return this.processes.components.filter((c) => !c.exit).map((c) => c.pid);
+  }
+
+  adminKubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromFile(this.kubeconfigPath);
+    return kc;
+  }
+
+  static async start(opts: StartOptions = {}): Promise<LocalCluster> {
+    const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+    const binaries = opts.binaries ?? (await buildControlPlane({ progress }));
+    const workDir = await mkdtemp(join(tmpdir(), 'gso-cluster-'));
+    const logs = join(workDir, 'logs');
+    const pkiDir = join(workDir, 'pki');
+    const dataDir = join(workDir, 'etcd');
+    await Promise.all([mkdir(logs), mkdir(pkiDir), mkdir(dataDir)]);
+    const processes = new ProcessGroup();
+    const t0 = Date.now();
+    try {
+      const pki = await generatePki([
+        { user: adminUser, groups: ['system:masters'] },
+        // The components run with full rights, as envtest and kwokctl run them.
+        ...componentUsers.map((user) => ({ user, groups: ['system:masters'] })),
+      ]);
+      const file = async (name: string, content: string) => {
+        const path = join(pkiDir, name);
+        await writeFile(path, content, { mode: 0o600 });
+        return path;
+      };
+      const caFile = await file('ca.crt', pki.ca.cert);
+      const apiserverCert = await file('apiserver.crt', pki.apiserver.cert);
+      const apiserverKey = await file('apiserver.key', pki.apiserver.key);
+      const saPub = await file('sa.pub', pki.serviceAccount.publicKey);
+      const saKey = await file('sa.key', pki.serviceAccount.privateKey);
+      const auditPolicyFile = await file('audit-policy.yaml', stringify(auditPolicy));
+
+      const ports: Ports = {
+        etcdClient: opts.ports?.etcdClient ?? (await freePort()),
+        etcdPeer: opts.ports?.etcdPeer ?? (await freePort()),
+        apiserver: opts.ports?.apiserver ?? (await freePort()),
+        controllerManager: opts.ports?.controllerManager ?? (await freePort()),
+        scheduler: opts.ports?.scheduler ?? (await freePort()),
+        kwok: opts.ports?.kwok ?? (await freePort()),
+      };
+
+      const etcdUrl = `http://127.0.0.1:${ports.etcdClient}`;
+      const peerUrl = `http://127.0.0.1:${ports.etcdPeer}`;
+      const etcd = processes.start(
+        'etcd',
+        binaries.etcd,
+        [
+          '--name=default',
+          `--data-dir=${dataDir}`,
+          `--listen-client-urls=${etcdUrl}`,
+          `--advertise-client-urls=${etcdUrl}`,
+          `--listen-peer-urls=${peerUrl}`,
+          `--initial-advertise-peer-urls=${peerUrl}`,
+          `--initial-cluster=default=${peerUrl}`,
+          '--unsafe-no-fsync=true',
+          '--log-level=warn',
+        ],
+        join(logs, 'etcd.log'),
+      );
+      await processes.waitReady(
+        etcd,
+        async () => (await httpGet(`${etcdUrl}/health`)).body.includes('"health":"true"'),
+        readyTimeoutMs,
+      );
+      progress(`[cluster] etcd ready on ${etcdUrl}`);
+
+      const server = `https://127.0.0.1:${ports.apiserver}`;
+      const apiserverArgs = [
+        `--etcd-servers=${etcdUrl}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${ports.apiserver}`,
+        `--cert-dir=${pkiDir}`,
+        `--tls-cert-file=${apiserverCert}`,
+        `--tls-private-key-file=${apiserverKey}`,
+        `--client-ca-file=${caFile}`,
+        '--authorization-mode=RBAC',
+        '--service-cluster-ip-range=10.0.0.0/24',
+        '--allow-privileged=true',
+        '--disable-admission-plugins=ServiceAccount',
+        '--endpoint-reconciler-type=none',
+        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+        `--service-account-key-file=${saPub}`,
+        `--service-account-signing-key-file=${saKey}`,
+        `--audit-policy-file=${auditPolicyFile}`,
+        `--audit-log-path=${join(logs, 'audit.log')}`,
+        '--audit-log-format=json',
+        '--v=1',
+      ];
+      const apiserverLog = join(logs, 'kube-apiserver.log');
+      const admin = pki.clients[adminUser] as PemPair;
+      const apiserver = processes.start(
+        'kube-apiserver',
+        binaries.kubeApiserver,
+        apiserverArgs,
+        apiserverLog,
+      );
+      const cluster = new LocalCluster({
+        workDir,
+        binaries,
+        server,
+        pki,
+        processes,
+        apiserver,
+        apiserverStart: { args: apiserverArgs, logPath: apiserverLog },
+      });
+      await cluster.waitApiserverReady(readyTimeoutMs);
+      progress(`[cluster] kube-apiserver ${binaries.kubernetesVersion} ready on ${server}`);
+
+      await writeFile(cluster.kubeconfigPath, kubeconfigYaml(server, pki.ca.cert, admin), { mode: 0o600 });
+      const componentKubeconfig = async (user: string) => {
+        const path = join(workDir, `${user.replaceAll(':', '-')}.kubeconfig`);
+        await writeFile(path, kubeconfigYaml(server, pki.ca.cert, pki.clients[user] as PemPair), {
+          mode: 0o600,
+        });
+        return path;
+      };
+
+      const kcm = processes.start(
+        'kube-controller-manager',
+        binaries.kubeControllerManager,
+        [
+          `--kubeconfig=${await componentKubeconfig('system:kube-controller-manager')}`,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${ports.controllerManager}`,
+          `--root-ca-file=${caFile}`,
+          `--service-account-private-key-file=${saKey}`,
+          '--leader-elect=false',
+          '--v=1',
+        ],
+        join(logs, 'kube-controller-manager.log'),
+      );
+      const scheduler = processes.start(
+        'kube-scheduler',
+        binaries.kubeScheduler,
+        [
+          `--kubeconfig=${await componentKubeconfig('system:kube-scheduler')}`,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${ports.scheduler}`,
+          '--leader-elect=false',
+          '--v=1',
+        ],
+        join(logs, 'kube-scheduler.log'),
+      );
+      const kwok = processes.start(
+        'kwok',
+        binaries.kwok,
+        [
+          `--kubeconfig=${await componentKubeconfig('kwok-controller')}`,
+          '--manage-all-nodes=false',
+          '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+          '--cidr=10.244.0.0/16',
+          '--node-ip=127.0.0.1',
+          `--server-address=127.0.0.1:${ports.kwok}`,
+          ...binaries.kwokStages.flatMap((s) => ['-c', s]),
+        ],
+        join(logs, 'kwok.log'),
+      );
+      const healthz =
+        (port: number, scheme = 'https') =>
+        async () =>
+          (await httpGet(`${scheme}://127.0.0.1:${port}/healthz`, scheme === 'https' ? {} : undefined))
+            .status === 200;
+      await Promise.all([
+        processes.waitReady(kcm, healthz(ports.controllerManager), readyTimeoutMs),
+        processes.waitReady(scheduler, healthz(ports.scheduler), readyTimeoutMs),
+        processes.waitReady(kwok, healthz(ports.kwok, 'http'), readyTimeoutMs),
+      ]);
+      progress('[cluster] kube-controller-manager, kube-scheduler and kwok ready');
+
+      await cluster.createFakeNodes(opts.nodes ?? 3, kwok, readyTimeoutMs);
+      await cluster.waitDefaultServiceAccount(kcm, readyTimeoutMs);
+      progress(
+        `[cluster] usable after ${((Date.now() - t0) / 1000).toFixed(1)} s; kubeconfig: ${cluster.kubeconfigPath}`,
+      );
+      return cluster;
+    } catch (err) {
+      await processes.stopAll();
+      // The logs are what explains the failure: keep them, remove the rest.
+      await rm(pkiDir, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
+      if (err instanceof ComponentError) throw err;
+      throw new Error(
+        `starting the local cluster failed (component logs kept in ${logs}): ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  private async waitApiserverReady(timeoutMs: number): Promise<void> {
+    const admin = this.pki.clients[adminUser] as PemPair;
+    await this.processes.waitReady(
+      this.apiserver,
+      async () =>
+        (await httpGet(`${this.server}/readyz`, { ca: this.pki.ca.cert, client: admin })).status === 200,
+      timeoutMs,
+    );
+  }
+
+  private async createFakeNodes(count: number, kwok: Component, timeoutMs: number): Promise<void> {
+    const core = this.adminKubeConfig().makeApiClient(CoreV1Api);
+    for (let i = 0; i < count; i++) {
+      const node: V1Node = {
+        metadata: {
+          name: `kwok-node-${i}`,
+          annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+          labels: { type: 'kwok', 'kubernetes.io/hostname': `kwok-node-${i}`, 'kubernetes.io/os': 'linux' },
+        },
+        status: {
+          allocatable: { cpu: '32', memory: '256Gi', pods: '110' },
+          capacity: { cpu: '32', memory: '256Gi', pods: '110' },
+        },
+      };
+      await core.createNode({ body: node });
+    }
+    await this.processes.waitReady(
+      kwok,
+      async () => {
+        const nodes = await core.listNode({ labelSelector: 'type=kwok' });
+        return (
+          nodes.items.length === count &&
+          nodes.items.every((n) =>
+            n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+          )
+        );
+      },
+      timeoutMs,
+    );
+  }
+
+  private async waitDefaultServiceAccount(kcm: Component, timeoutMs: number): Promise<void> {
+    const core = this.adminKubeConfig().makeApiClient(CoreV1Api);
+    await this.processes.waitReady(
+      kcm,
+      async () => {
+        await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
+        return true;
+      },
+      timeoutMs,
+    );
+  }
+
+  /**
+   * Writes a kubeconfig that authenticates as a ServiceAccount with a token from the
+   * TokenRequest API, so a process can run under that account's RBAC.
+   */
+  async serviceAccountKubeconfig(namespace: string, name: string, expirationSeconds = 3600): Promise<string> {
+    const core = this.adminKubeConfig().makeApiClient(CoreV1Api);
+    const tokenRequest = await core.createNamespacedServiceAccountToken({
+      namespace,
+      name,
+      body: { spec: { audiences: [], expirationSeconds } },
+    });
+    const token = tokenRequest.status?.token;
+    if (!token) throw new Error(`TokenRequest for ${namespace}/${name} returned no token`);
+    const path = join(this.workDir, `sa-${namespace}-${name}.kubeconfig`);
+    await writeFile(path, kubeconfigYaml(this.server, this.pki.ca.cert, { token }), { mode: 0o600 });
+    return path;
+  }
+
+  /** Stops kube-apiserver and starts it again on the same port and storage. */
+  async restartApiserver(downMs = 0, readyTimeoutMs = 60_000): Promise<void> {
+    await this.processes.stop(this.apiserver);
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    this.apiserver = this.processes.start(
+      'kube-apiserver',
+      this.binaries.kubeApiserver,
+      this.apiserverStart.args,
+      this.apiserverStart.logPath,
+    );
+    await this.waitApiserverReady(readyTimeoutMs);
+  }
+
+  /** Apps client bound to the admin identity (convenience for tests). */
+  appsApi(): AppsV1Api {
+    return this.adminKubeConfig().makeApiClient(AppsV1Api);
+  }
+
+  /**
+   * Stops every component by PID and removes the work directory; with keepLogs the component
+   * logs stay (for a failed run) and their directory is returned.
+   */
+  async stop(opts: { keepLogs?: boolean } = {}): Promise<string | undefined> {
+    if (this.stopped) return undefined;
+    this.stopped = true;
+    await this.processes.stopAll();
+    if (opts.keepLogs) {
+      for (const sub of ['pki', 'etcd']) await rm(join(this.workDir, sub), { recursive: true, force: true });
+      return join(this.workDir, 'logs');
+    }
+    await rm(this.workDir, { recursive: true, force: true });
+    return undefined;
+  }
+}

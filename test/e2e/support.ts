@@ -1,0 +1,101 @@
+// Helpers for e2e tests against the shared local control plane started by global-setup.ts.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, inject } from 'vitest';
+
+export interface ClusterInfo {
+  kubeconfig: string;
+  kubectl: string;
+  binDir: string;
+  server: string;
+  kubernetesVersion: string;
+  auditLogPath: string;
+  workDir: string;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    cluster: ClusterInfo;
+  }
+}
+
+/** The shared cluster; throws (so the test fails, never skips) when there is none. */
+export function clusterInfo(): ClusterInfo {
+  const info = inject('cluster');
+  if (!info?.kubeconfig) {
+    throw new Error(
+      'no local cluster: e2e tests run with `vitest --project e2e`, whose global setup starts one',
+    );
+  }
+  return info;
+}
+
+export const kubectlPath: string = clusterInfo().kubectl;
+
+export function adminKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(clusterInfo().kubeconfig);
+  return kc;
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the project's built kubectl with the admin kubeconfig; never throws on a non-zero exit. */
+export function kubectl(
+  args: string[],
+  opts: { input?: string; kubeconfig?: string } = {},
+): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      kubectlPath,
+      ['--kubeconfig', opts.kubeconfig ?? clusterInfo().kubeconfig, ...args],
+      { maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') reject(err);
+        else resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
+      },
+    );
+    child.stdin?.end(opts.input ?? '');
+  });
+}
+
+/** A namespace created before the file's tests and deleted after them. */
+export function useNamespace(prefix: string): { readonly name: string } {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
+  beforeAll(async () => {
+    await core().createNamespace({ body: { metadata: { name } } });
+  });
+  afterAll(async () => {
+    await core().deleteNamespace({ name });
+  });
+  return { name };
+}
+
+/** Polls until `check` returns a value other than undefined/false, or fails naming what it awaited. */
+export async function waitFor<T>(
+  description: string,
+  check: () => Promise<T | undefined | false>,
+  opts: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await sleep(opts.intervalMs ?? 250);
+  }
+  throw new Error(
+    `timed out waiting for ${description}${lastError ? `: ${(lastError as Error).message}` : ''}`,
+  );
+}
