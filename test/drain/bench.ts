@@ -220,13 +220,14 @@ ${median(overhead.loopLagP99Ms, 1)} / ${max(overhead.loopLagP99Ms, 1)} ms, an up
 - @godaddy/terminus (through stoppable) and lightship (through \`server.close()\` in its shutdown
   handler) close idle sockets at once when the delay ends; http-terminator destroys them in
   \`terminate()\`. lightship then calls \`process.exit(1)\` one second after its handlers if the event
-  loop is still busy, which it is while keep-alive connections are open: exit code 1, and whatever
-  is still open is cut.
+  loop is still busy, as it is while a keep-alive connection stays open: exit code 1 in some runs,
+  and whatever is still open is cut.
 - naive and bare cut in-flight requests, and the proxy's connections to them are refused during
   the propagation lag.
 - Throughput: the load generator runs on the same 2 cores, so the requests per second are
   client-bound and differences of a few % are noise; server CPU per request (from /proc) is the
-  better measure of what each server's shutdown machinery costs while serving.
+  better measure of what each server costs while serving. demo-service's extra microseconds are
+  its Prometheus histogram and in-flight gauge plus the drain's connection bookkeeping.
 `;
 }
 
@@ -308,7 +309,7 @@ async function main(): Promise<void> {
       overhead.harnessCpuPercent.push(report.overhead.harnessCpuPercent);
       overhead.loopLagP99Ms.push(report.overhead.harnessEventLoopDelayP99Ms);
       console.error(
-        `${contender.name} round ${round + 1}: ${report.lost}/${report.sent} lost, overhead: proxy +${report.overhead.proxyAddedP50Ms?.toFixed(2)} ms p50, harness CPU ${report.overhead.harnessCpuPercent.toFixed(1)} %, loop lag p99 ${report.overhead.harnessEventLoopDelayP99Ms.toFixed(1)} ms`,
+        `${contender.name} round ${round + 1}: ${report.lost}/${report.sent} lost, overhead: proxy adds ${report.overhead.proxyAddedP50Ms?.toFixed(2)} ms p50, harness CPU ${report.overhead.harnessCpuPercent.toFixed(1)} %, loop lag p99 ${report.overhead.harnessEventLoopDelayP99Ms.toFixed(1)} ms`,
       );
       const throughput = await throughputOf(contender, settings.seconds * 1000);
       row.throughput = Math.max(row.throughput, throughput.perSecond);
