@@ -13,3 +13,8 @@ export const READINESS_PORT_ANNOTATION = `${GROUP}/readiness-port`;
 export function isExcludedByAnnotation(annotations: Record<string, string> | undefined): boolean {
   return annotations?.[EXCLUDE_ANNOTATION] === 'true';
 }
+/**
+ * Comma-separated names of containers the operator never touches (a proxy or log shipper whose
+ * shutdown its own project manages, e.g. a Linkerd proxy with wait-before-exit-seconds).
+ */
+export const SIDECARS_ANNOTATION = `${GROUP}/sidecars`;

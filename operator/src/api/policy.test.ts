@@ -25,7 +25,13 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     failureThreshold: 3,
   },
   preStop: { inject: 'IfMissing', action: 'Auto', seconds: 5 },
-  terminationGracePeriod: { strategy: 'Computed', minSeconds: 30, maxSeconds: 300, overheadSeconds: 5 },
+  terminationGracePeriod: {
+    inject: 'IfShorter',
+    strategy: 'Computed',
+    minSeconds: 30,
+    maxSeconds: 300,
+    overheadSeconds: 5,
+  },
   observedLatency: {
     source: 'None',
     percentile: 0.99,

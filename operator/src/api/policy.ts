@@ -121,6 +121,8 @@ export const PolicyModeSchema = z.enum(['Audit', 'Enforce']);
 export const InjectPolicySchema = z.enum(['IfMissing', 'Never', 'Override']);
 export const PreStopActionSchema = z.enum(['Auto', 'Sleep', 'Exec']);
 export const GraceStrategySchema = z.enum(['Computed', 'Fixed']);
+/** When the grace period is written: only to lengthen a shorter one, never, or always (replacing it). */
+export const GraceInjectPolicySchema = z.enum(['IfShorter', 'Never', 'Override']);
 export const LatencySourceSchema = z.enum(['None', 'Prometheus', 'Scrape']);
 export const UpdateExistingSchema = z.enum(['Immediately', 'OnNextRollout']);
 
@@ -175,6 +177,9 @@ export const PreStopPolicySchema = z.strictObject({
 
 export const TerminationGracePeriodPolicySchema = withRules(
   z.strictObject({
+    inject: GraceInjectPolicySchema.default('IfShorter').describe(
+      "When to write terminationGracePeriodSeconds: IfShorter (only when the Deployment's is shorter than recommended; a longer one is kept), Never, or Override (always the recommended value).",
+    ),
     strategy: GraceStrategySchema.default('Computed').describe(
       'Computed: preStop.seconds + observed drain time + overheadSeconds, clamped to [minSeconds, maxSeconds]. Fixed: always fixedSeconds.',
     ),
@@ -524,6 +529,7 @@ export type PolicyMode = z.output<typeof PolicyModeSchema>;
 export type InjectPolicy = z.output<typeof InjectPolicySchema>;
 export type PreStopAction = z.output<typeof PreStopActionSchema>;
 export type GraceStrategy = z.output<typeof GraceStrategySchema>;
+export type GraceInjectPolicy = z.output<typeof GraceInjectPolicySchema>;
 export type LatencySource = z.output<typeof LatencySourceSchema>;
 export type UpdateExisting = z.output<typeof UpdateExistingSchema>;
 export type ReadinessProbePolicy = z.output<typeof ReadinessProbePolicySchema>;
