@@ -176,7 +176,18 @@ export async function buildControlPlane(opts: BuildOptions = {}): Promise<Contro
       await run(
         target.name,
         'go',
-        ['build', '-trimpath', '-tags', 'selinux,notest', '-ldflags', target.ldflags, '-o', out, target.pkg],
+        [
+          'build',
+          '-trimpath',
+          '-buildvcs=false',
+          '-tags',
+          'selinux,notest',
+          '-ldflags',
+          target.ldflags,
+          '-o',
+          out,
+          target.pkg,
+        ],
         { cwd: target.moduleDir, env: { ...process.env, CGO_ENABLED: '0' }, logPath },
       );
       await rename(out, join(dir, target.name));
