@@ -1,0 +1,429 @@
+// What a policy wants written to one Deployment: readiness probe, preStop hook, grace period.
+// The rules (which container gets what, the grace arithmetic) are explained in
+// docs/design/reconcile.md.
+import type { V1Container, V1Deployment, V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
+import {
+  READINESS_PATH_ANNOTATION,
+  READINESS_PORT_ANNOTATION,
+  SIDECARS_ANNOTATION,
+} from '../api/annotations.ts';
+import {
+  type GracefulShutdownPolicySpec,
+  isPortNumberOrName,
+  MAX_SECONDS,
+  type ShutdownSettings,
+} from '../api/policy.ts';
+import {
+  currentGraceSeconds,
+  handlersEqual,
+  nativeSidecars,
+  preStopSummary,
+  probesEqual,
+  regularContainers,
+} from './podspec.ts';
+import type {
+  AnnotationError,
+  ClusterFacts,
+  ContainerPlan,
+  DesiredResult,
+  DrainTime,
+  LatencyObservation,
+  PlanNote,
+  ValidPolicy,
+} from './types.ts';
+
+export type { ContainerPlan, DesiredResult, ShutdownPlan } from './types.ts';
+
+// --- cluster version ---------------------------------------------------------------------------
+
+export interface ServerVersion {
+  major: string;
+  minor: string;
+  gitVersion?: string;
+}
+
+/** major.minor from /version; minor may carry a suffix ("30+" on GKE and EKS). */
+function parseServerVersion(version: ServerVersion): { major: number; minor: number } | undefined {
+  const major = Number.parseInt(version.major, 10);
+  const minor = Number.parseInt(version.minor, 10);
+  if (Number.isFinite(major) && Number.isFinite(minor)) return { major, minor };
+  const match = /^v?([0-9]+)\.([0-9]+)/.exec(version.gitVersion ?? '');
+  if (match?.[1] === undefined || match[2] === undefined) return undefined;
+  return { major: Number(match[1]), minor: Number(match[2]) };
+}
+
+function atLeast(version: ServerVersion, minor: number): boolean {
+  const parsed = parseServerVersion(version);
+  // An unreadable version counts as old: Exec works everywhere, Sleep only on new clusters.
+  if (parsed === undefined) return false;
+  return parsed.major > 1 || (parsed.major === 1 && parsed.minor >= minor);
+}
+
+/** The native preStop sleep action is on by default from 1.30 (beta; alpha and off in 1.29; GA 1.34). */
+export function supportsNativeSleep(version: ServerVersion): boolean {
+  return atLeast(version, 30);
+}
+
+/** A native sleep of 0 seconds is on by default from 1.33 (KEP-4818 beta). */
+export function supportsNativeSleepZero(version: ServerVersion): boolean {
+  return atLeast(version, 33);
+}
+
+export function clusterFacts(version: ServerVersion): ClusterFacts {
+  return { nativeSleep: supportsNativeSleep(version), nativeSleepZero: supportsNativeSleepZero(version) };
+}
+
+// --- per-Deployment annotations ----------------------------------------------------------------
+
+export type AnnotationOverrides =
+  | { ok: true; path?: string; port?: number | string; sidecars: string[] }
+  | { ok: false; errors: AnnotationError[] };
+
+const HTTP_PATH = /^\/\S*$/;
+const CONTAINER_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Reads and validates the readiness-path, readiness-port and sidecars annotations. */
+export function readAnnotationOverrides(deployment: V1Deployment): AnnotationOverrides {
+  const annotations = deployment.metadata?.annotations ?? {};
+  const errors: AnnotationError[] = [];
+  const result: { path?: string; port?: number | string; sidecars: string[] } = { sidecars: [] };
+
+  const path = annotations[READINESS_PATH_ANNOTATION];
+  if (path !== undefined) {
+    if (HTTP_PATH.test(path) && path.length <= 1024) result.path = path;
+    else
+      errors.push({
+        annotation: READINESS_PATH_ANNOTATION,
+        message: `${JSON.stringify(path)} is not an HTTP path: it must start with / and contain no spaces`,
+      });
+  }
+
+  const port = annotations[READINESS_PORT_ANNOTATION];
+  if (port !== undefined) {
+    const value = /^[0-9]+$/.test(port) ? Number(port) : port;
+    if (isPortNumberOrName(value)) result.port = value;
+    else
+      errors.push({
+        annotation: READINESS_PORT_ANNOTATION,
+        message: `${JSON.stringify(port)} is neither a port number (1-65535) nor a port name (at most 15 lowercase letters, digits and '-', with a letter)`,
+      });
+  }
+
+  const sidecars = annotations[SIDECARS_ANNOTATION];
+  if (sidecars !== undefined) {
+    // Blanks around commas and a trailing comma are forgiven; a malformed name is not.
+    for (const name of sidecars.split(',').map((s) => s.trim())) {
+      if (name === '') continue;
+      if (name.length <= 63 && CONTAINER_NAME.test(name)) {
+        if (!result.sidecars.includes(name)) result.sidecars.push(name);
+      } else
+        errors.push({
+          annotation: SIDECARS_ANNOTATION,
+          message: `${JSON.stringify(name)} is not a container name (at most 63 lowercase letters, digits and '-')`,
+        });
+    }
+  }
+
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, ...result };
+}
+
+// --- drain and grace arithmetic ----------------------------------------------------------------
+
+/** Rounding up x * factor without float noise turning 3.0000000001 into 4. */
+function ceilSeconds(value: number): number {
+  return Math.ceil(value - 1e-9);
+}
+
+/**
+ * The drain time: how long in-flight requests may still need after SIGTERM. A trusted
+ * observation (at least minSamples requests) times safetyFactor, rounded up; otherwise 0, with
+ * the reason, so status says why the grace period fell back to the policy's bounds.
+ */
+export function computeDrainSeconds(
+  spec: GracefulShutdownPolicySpec,
+  observation: LatencyObservation,
+): DrainTime {
+  const { minSamples, safetyFactor } = spec.observedLatency;
+  if (!observation.known) {
+    if (observation.source === 'None' || spec.observedLatency.source === 'None') {
+      return {
+        seconds: 0,
+        reason: 'LatencySourceNone',
+        message: 'observedLatency.source is None: the drain time counts as 0 s',
+      };
+    }
+    if (observation.samples !== undefined && observation.samples < minSamples) {
+      return {
+        seconds: 0,
+        reason: 'TooFewSamples',
+        message: `${observation.samples} requests observed by ${observation.source}, fewer than minSamples ${minSamples}: the drain time counts as 0 s`,
+      };
+    }
+    return {
+      seconds: 0,
+      reason: 'LatencyUnknown',
+      message: `no latency from ${observation.source}: ${observation.reason}; the drain time counts as 0 s`,
+    };
+  }
+  if (observation.samples < minSamples) {
+    return {
+      seconds: 0,
+      reason: 'TooFewSamples',
+      message: `${observation.samples} requests in ${observation.window}, fewer than minSamples ${minSamples}: the drain time counts as 0 s`,
+    };
+  }
+  if (!Number.isFinite(observation.seconds) || observation.seconds < 0) {
+    return {
+      seconds: 0,
+      reason: 'LatencyUnknown',
+      message: `${observation.source} reported an unusable latency (${observation.seconds}): the drain time counts as 0 s`,
+    };
+  }
+  const seconds = Math.min(MAX_SECONDS, ceilSeconds(observation.seconds * safetyFactor));
+  const quantile = `p${Math.round(observation.percentile * 1000) / 10}`;
+  return {
+    seconds,
+    reason: 'ObservedLatency',
+    message: `${quantile} ${round3(observation.seconds)}s over ${observation.window} (${observation.samples} requests, ${observation.source}) x ${safetyFactor} = ${seconds} s drain`,
+  };
+}
+
+function round3(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}
+
+/** Fixed: fixedSeconds. Computed: preStop + drain + overhead, clamped to [minSeconds, maxSeconds]. */
+export function computeGraceSeconds(spec: GracefulShutdownPolicySpec, drainSeconds: number): number {
+  const grace = spec.terminationGracePeriod;
+  if (grace.strategy === 'Fixed') return grace.fixedSeconds ?? grace.minSeconds;
+  const raw = spec.preStop.seconds + drainSeconds + grace.overheadSeconds;
+  return Math.min(grace.maxSeconds, Math.max(grace.minSeconds, raw));
+}
+
+/**
+ * Hysteresis as in the VPA updater: a value the operator applied earlier is kept while it stays
+ * within ±band of the new recommendation and not below floor (preStop + drain), so a small
+ * change in observed latency does not restart the workload. Callers pass only a value the
+ * operator itself set; a user's value is never "kept" by this rule.
+ */
+export function withHysteresis(current: number, recommended: number, band = 0.1, floor = 0): number {
+  if (current < floor) return recommended;
+  return Math.abs(current - recommended) <= band * recommended ? current : recommended;
+}
+
+// --- the plan ----------------------------------------------------------------------------------
+
+export interface DesiredInput {
+  policy: ValidPolicy;
+  deployment: V1Deployment;
+  observation: LatencyObservation;
+  facts: ClusterFacts;
+  /**
+   * What the operator itself last applied to this Deployment (its applied record), undefined
+   * when it never applied anything. It decides which existing values are the operator's own:
+   * those follow the policy (under server-side apply, omitting a field the operator owns would
+   * delete it); any other existing value is the user's.
+   */
+  previouslyApplied?: ShutdownSettings;
+}
+
+function declaresPort(container: V1Container, port: number | string): boolean {
+  return (container.ports ?? []).some((p) =>
+    typeof port === 'number' ? p.containerPort === port : p.name === port,
+  );
+}
+
+type ServingChoice = { container: V1Container; port: number | string } | { note: PlanNote };
+
+/**
+ * The container that gets the readiness probe: the one declaring the probed port (by number or
+ * name); with no port configured, the first container declaring any port, probed on that port.
+ * Containers marked as sidecars are never chosen.
+ */
+function chooseServingContainer(
+  containers: V1Container[],
+  sidecars: ReadonlySet<string>,
+  port: number | string | undefined,
+): ServingChoice {
+  const eligible = containers.filter((c) => !sidecars.has(c.name));
+  if (port === undefined) {
+    const first = eligible.find((c) => (c.ports ?? []).length > 0);
+    const firstPort = first?.ports?.[0]?.containerPort;
+    if (first !== undefined && firstPort !== undefined) return { container: first, port: firstPort };
+    return {
+      note: {
+        reason: 'NoServingPort',
+        message:
+          'no container declares a port: set readinessProbe.port or the gracefulshutdown.dev/readiness-port annotation',
+      },
+    };
+  }
+  const declaring = eligible.find((c) => declaresPort(c, port));
+  if (declaring !== undefined) return { container: declaring, port };
+  // A numeric port need not be declared to be served; with one candidate there is no doubt.
+  const [only, ...others] = eligible;
+  if (typeof port === 'number' && only !== undefined && others.length === 0) return { container: only, port };
+  const onSidecar = containers.some((c) => sidecars.has(c.name) && declaresPort(c, port));
+  return {
+    note: {
+      reason: 'ServingPortNotFound',
+      message: onSidecar
+        ? `port ${port} is declared only by a container marked as a sidecar: no readiness probe is written`
+        : `no container declares port ${port}: no readiness probe is written`,
+    },
+  };
+}
+
+function resolvePreStopAction(spec: GracefulShutdownPolicySpec, facts: ClusterFacts): 'Sleep' | 'Exec' {
+  const { action, seconds } = spec.preStop;
+  if (action !== 'Auto') return action;
+  return facts.nativeSleep && (seconds > 0 || facts.nativeSleepZero === true) ? 'Sleep' : 'Exec';
+}
+
+export function preStopHandler(action: 'Sleep' | 'Exec', seconds: number): V1LifecycleHandler {
+  return action === 'Sleep' ? { sleep: { seconds } } : { exec: { command: ['sleep', String(seconds)] } };
+}
+
+export function readinessProbe(
+  spec: GracefulShutdownPolicySpec,
+  path: string,
+  port: number | string,
+): V1Probe {
+  const { periodSeconds, timeoutSeconds, failureThreshold } = spec.readinessProbe;
+  return { httpGet: { path, port }, periodSeconds, timeoutSeconds, failureThreshold };
+}
+
+function samePort(a: number | string | undefined, b: number | string | undefined): boolean {
+  return a !== undefined && b !== undefined && String(a) === String(b);
+}
+
+/** Computes the fields the operator writes to the Deployment's pod template. */
+export function desiredSettings(input: DesiredInput): DesiredResult {
+  const { policy, deployment, observation, facts, previouslyApplied } = input;
+  const { spec } = policy;
+  const overrides = readAnnotationOverrides(deployment);
+  if (!overrides.ok) return { ok: false, errors: overrides.errors };
+
+  const sidecars = new Set(overrides.sidecars);
+  const containers = regularContainers(deployment);
+  const notes: PlanNote[] = [];
+  const plans = new Map<string, ContainerPlan>();
+  const planFor = (name: string): ContainerPlan => {
+    let plan = plans.get(name);
+    if (plan === undefined) {
+      plan = { name };
+      plans.set(name, plan);
+    }
+    return plan;
+  };
+  const recommended: ShutdownSettings = {};
+
+  // Readiness probe: the serving container only.
+  let servingContainer: string | undefined;
+  if (spec.readinessProbe.inject !== 'Never') {
+    const path = overrides.path ?? spec.readinessProbe.path;
+    const choice = chooseServingContainer(containers, sidecars, overrides.port ?? spec.readinessProbe.port);
+    if ('note' in choice) notes.push(choice.note);
+    else {
+      servingContainer = choice.container.name;
+      const probe = readinessProbe(spec, path, choice.port);
+      recommended.readinessProbe = { path, port: choice.port };
+      const existing = choice.container.readinessProbe;
+      const previous = previouslyApplied?.readinessProbe;
+      const ours =
+        existing !== undefined &&
+        (probesEqual(existing, probe) ||
+          (previous !== undefined &&
+            existing.httpGet?.path === previous.path &&
+            samePort(existing.httpGet?.port, previous.port)));
+      if (spec.readinessProbe.inject === 'Override' || existing === undefined || ours) {
+        planFor(choice.container.name).readinessProbe = probe;
+      }
+    }
+  }
+
+  // preStop: every regular container except marked sidecars.
+  let preStopInEffect: number | undefined;
+  const countPreStop = (seconds: number | undefined) => {
+    if (seconds !== undefined) preStopInEffect = Math.max(preStopInEffect ?? 0, seconds);
+  };
+  const action = resolvePreStopAction(spec, facts);
+  const handler = preStopHandler(action, spec.preStop.seconds);
+  if (spec.preStop.inject !== 'Never') recommended.preStop = { action, seconds: spec.preStop.seconds };
+  for (const container of containers) {
+    const existing = container.lifecycle?.preStop;
+    let write = false;
+    if (spec.preStop.inject !== 'Never' && !sidecars.has(container.name)) {
+      const previous = previouslyApplied?.preStop;
+      const summary = preStopSummary(existing);
+      const ours =
+        existing !== undefined &&
+        (handlersEqual(existing, handler) ||
+          (previous !== undefined &&
+            summary?.action === previous.action &&
+            summary.seconds === previous.seconds));
+      write = spec.preStop.inject === 'Override' || existing === undefined || ours;
+    }
+    if (write) {
+      planFor(container.name).preStop = handler;
+      countPreStop(spec.preStop.seconds);
+    } else countPreStop(preStopSummary(existing)?.seconds);
+  }
+  // A native sidecar's hook runs within the same grace period.
+  for (const sidecar of nativeSidecars(deployment))
+    countPreStop(preStopSummary(sidecar.lifecycle?.preStop)?.seconds);
+
+  // Grace period.
+  const drain = computeDrainSeconds(spec, observation);
+  const graceSpec = spec.terminationGracePeriod;
+  let grace = computeGraceSeconds(spec, drain.seconds);
+  const previousGrace = previouslyApplied?.terminationGracePeriodSeconds;
+  if (
+    graceSpec.strategy === 'Computed' &&
+    previousGrace !== undefined &&
+    previousGrace >= graceSpec.minSeconds &&
+    previousGrace <= graceSpec.maxSeconds
+  ) {
+    grace = withHysteresis(previousGrace, grace, 0.1, spec.preStop.seconds + drain.seconds);
+  }
+  // The countdown starts before preStop runs: a hook in effect (ours or a user's longer one)
+  // must end before SIGKILL, even if that exceeds maxSeconds.
+  if (preStopInEffect !== undefined && grace < preStopInEffect + 1) {
+    grace = preStopInEffect + 1;
+    notes.push({
+      reason: 'GraceRaisedForPreStop',
+      message: `a preStop hook waits ${preStopInEffect} s: the grace period is raised to ${grace} s`,
+    });
+  }
+  recommended.terminationGracePeriodSeconds = grace;
+
+  const current = currentGraceSeconds(deployment);
+  const currentIsOurs = previousGrace !== undefined && previousGrace === current;
+  let terminationGracePeriodSeconds: number | undefined;
+  if (graceSpec.inject === 'Override') terminationGracePeriodSeconds = grace;
+  else if (graceSpec.inject === 'IfShorter') {
+    // A longer grace period the user chose is kept; the operator's own value follows the policy.
+    if (current < grace || currentIsOurs) terminationGracePeriodSeconds = grace;
+  } else if (preStopInEffect !== undefined && current <= preStopInEffect) {
+    notes.push({
+      reason: 'GraceShorterThanPreStop',
+      message: `terminationGracePeriodSeconds ${current} does not exceed the preStop wait of ${preStopInEffect} s, and terminationGracePeriod.inject is Never`,
+    });
+  }
+
+  const ordered = containers.flatMap((c) => {
+    const plan = plans.get(c.name);
+    return plan === undefined ? [] : [plan];
+  });
+  return {
+    ok: true,
+    plan: {
+      ...(terminationGracePeriodSeconds === undefined ? {} : { terminationGracePeriodSeconds }),
+      containers: ordered,
+      recommended,
+      drain,
+      ...(servingContainer === undefined ? {} : { servingContainer }),
+      notes,
+    },
+  };
+}

@@ -1,0 +1,130 @@
+// Reading a pod template the way the apiserver would: defaults it fills in, hooks it runs, and a
+// comparison that ignores key order and defaulted fields. Shared by desired.ts and diff.ts.
+import type { V1Container, V1Deployment, V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
+
+/** What the apiserver sets when a pod template omits terminationGracePeriodSeconds. */
+export const DEFAULT_GRACE_SECONDS = 30;
+
+export function regularContainers(deployment: V1Deployment): V1Container[] {
+  return deployment.spec?.template?.spec?.containers ?? [];
+}
+
+/** Init containers with restartPolicy Always run beside the app (native sidecars, KEP-753). */
+export function nativeSidecars(deployment: V1Deployment): V1Container[] {
+  return (deployment.spec?.template?.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always');
+}
+
+export function currentGraceSeconds(deployment: V1Deployment): number {
+  return deployment.spec?.template?.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+}
+
+/** JSON with sorted keys and without undefined/null members: equal values give equal strings. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(canonicalize(value));
+}
+
+function canonicalize(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonicalize);
+  if (value instanceof Date) return value.toISOString();
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const member = (value as Record<string, unknown>)[key];
+      if (member !== undefined && member !== null) out[key] = canonicalize(member);
+    }
+    return out;
+  }
+  return value;
+}
+
+/** The port as the kubelet resolves it: "8080" and 8080 are the same port in an httpGet. */
+function normalizePort(port: number | string | undefined): number | string | undefined {
+  if (typeof port === 'string' && /^[0-9]+$/.test(port)) return Number(port);
+  return port;
+}
+
+function normalizeHttpGet<T extends { scheme?: string; port: number | string; path?: string }>(
+  httpGet: T,
+): T {
+  // The apiserver defaults scheme to HTTP and path to "/".
+  return {
+    ...httpGet,
+    scheme: httpGet.scheme ?? 'HTTP',
+    path: httpGet.path ?? '/',
+    port: normalizePort(httpGet.port),
+  };
+}
+
+/** A probe with the apiserver's defaults filled in (corev1 SetDefaults_Probe). */
+export function normalizeProbe(probe: V1Probe): V1Probe {
+  return {
+    ...probe,
+    ...(probe.httpGet ? { httpGet: normalizeHttpGet(probe.httpGet) } : {}),
+    timeoutSeconds: probe.timeoutSeconds ?? 1,
+    periodSeconds: probe.periodSeconds ?? 10,
+    successThreshold: probe.successThreshold ?? 1,
+    failureThreshold: probe.failureThreshold ?? 3,
+  };
+}
+
+export function normalizeHandler(handler: V1LifecycleHandler): V1LifecycleHandler {
+  return { ...handler, ...(handler.httpGet ? { httpGet: normalizeHttpGet(handler.httpGet) } : {}) };
+}
+
+export function probesEqual(a: V1Probe | undefined, b: V1Probe | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return canonicalJson(normalizeProbe(a)) === canonicalJson(normalizeProbe(b));
+}
+
+export function handlersEqual(a: V1LifecycleHandler | undefined, b: V1LifecycleHandler | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return canonicalJson(normalizeHandler(a)) === canonicalJson(normalizeHandler(b));
+}
+
+const SHELL_SLEEP = /^\s*(exec\s+)?(\/bin\/|\/usr\/bin\/)?sleep\s+([0-9]+)\s*$/;
+
+/**
+ * How long a preStop hook waits, when that can be read: the native sleep action, or an exec of
+ * `sleep N` (directly or through `sh -c`). An httpGet hook's duration is unknowable: undefined.
+ */
+export function preStopSummary(
+  handler: V1LifecycleHandler | undefined,
+): { action: 'Sleep' | 'Exec'; seconds: number } | undefined {
+  if (handler === undefined) return undefined;
+  if (handler.sleep !== undefined) return { action: 'Sleep', seconds: handler.sleep.seconds };
+  const command = handler.exec?.command;
+  if (command === undefined || command.length === 0) return undefined;
+  const [first, second, third] = command;
+  if (
+    command.length === 2 &&
+    /^(\/bin\/|\/usr\/bin\/)?sleep$/.test(first ?? '') &&
+    /^[0-9]+$/.test(second ?? '')
+  ) {
+    return { action: 'Exec', seconds: Number(second) };
+  }
+  if (command.length === 3 && /^(\/bin\/)?(ba|da)?sh$/.test(first ?? '') && second === '-c') {
+    const match = SHELL_SLEEP.exec(third ?? '');
+    if (match?.[3] !== undefined) return { action: 'Exec', seconds: Number(match[3]) };
+  }
+  return undefined;
+}
+
+/** "httpGet /readyz:8080" — the short form used in change descriptions. */
+export function describeProbe(probe: V1Probe | undefined): string {
+  if (probe === undefined) return 'missing';
+  const timing = `period ${probe.periodSeconds ?? 10}s timeout ${probe.timeoutSeconds ?? 1}s failures ${probe.failureThreshold ?? 3}`;
+  if (probe.httpGet) return `httpGet ${probe.httpGet.path ?? '/'}:${probe.httpGet.port} (${timing})`;
+  if (probe.tcpSocket) return `tcpSocket :${probe.tcpSocket.port} (${timing})`;
+  if (probe.grpc) return `grpc :${probe.grpc.port} (${timing})`;
+  if (probe.exec) return `exec ${JSON.stringify(probe.exec.command ?? [])} (${timing})`;
+  return `probe (${timing})`;
+}
+
+export function describeHandler(handler: V1LifecycleHandler | undefined): string {
+  if (handler === undefined) return 'missing';
+  if (handler.sleep) return `sleep ${handler.sleep.seconds}s`;
+  if (handler.exec) return `exec ${JSON.stringify(handler.exec.command ?? [])}`;
+  if (handler.httpGet) return `httpGet ${handler.httpGet.path ?? '/'}:${handler.httpGet.port}`;
+  if (handler.tcpSocket) return `tcpSocket :${handler.tcpSocket.port}`;
+  return 'empty handler';
+}

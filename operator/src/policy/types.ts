@@ -1,0 +1,76 @@
+// Plain data shared by the policy arithmetic. Nothing here does I/O: the controllers read the
+// cache, call these functions and write what they return.
+import type { V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
+import type { GracefulShutdownPolicySpec, LatencySource, ShutdownSettings } from '../api/policy.ts';
+
+/** A policy whose spec parsed: every default filled in by parsePolicySpec. */
+export interface ValidPolicy {
+  name: string;
+  generation: number;
+  spec: GracefulShutdownPolicySpec;
+}
+
+/** What a latency source reports for one Deployment: a percentile it trusts, or why not. */
+export type LatencyObservation =
+  | {
+      known: true;
+      seconds: number;
+      samples: number;
+      percentile: number;
+      window: string;
+      source: LatencySource;
+    }
+  | { known: false; reason: string; source: LatencySource; samples?: number };
+
+/** What the cluster supports, judged from the apiserver's version. */
+export interface ClusterFacts {
+  /** lifecycle.preStop.sleep is accepted (beta and on by default from 1.30). */
+  nativeSleep: boolean;
+  /** lifecycle.preStop.sleep.seconds may be 0 (on by default from 1.33). Omitted: false. */
+  nativeSleepZero?: boolean;
+}
+
+/** A per-Deployment annotation that could not be used. */
+export interface AnnotationError {
+  annotation: string;
+  message: string;
+}
+
+/** Why a setting was or was not computed, for status and Events. */
+export interface PlanNote {
+  reason: string;
+  message: string;
+}
+
+export interface DrainTime {
+  seconds: number;
+  /** ObservedLatency, LatencyUnknown, TooFewSamples or LatencySourceNone. */
+  reason: string;
+  message: string;
+}
+
+/** What the operator writes into one container; undefined fields are left alone. */
+export interface ContainerPlan {
+  name: string;
+  readinessProbe?: V1Probe;
+  preStop?: V1LifecycleHandler;
+}
+
+/**
+ * The fields the operator will write to one Deployment's pod template. Undefined means "not
+ * written by the operator": under server-side apply that field is neither set nor owned.
+ */
+export interface ShutdownPlan {
+  terminationGracePeriodSeconds?: number;
+  /** One entry per container the plan writes to, in pod order; containers left alone are absent. */
+  containers: ContainerPlan[];
+  /** What the policy computes for this Deployment, whether or not it is written (status `recommended`). */
+  recommended: ShutdownSettings;
+  drain: DrainTime;
+  /** The container that gets the readiness probe; undefined when none could be chosen. */
+  servingContainer?: string;
+  /** Things the plan could not do, e.g. no container declares the probed port. */
+  notes: PlanNote[];
+}
+
+export type DesiredResult = { ok: true; plan: ShutdownPlan } | { ok: false; errors: AnnotationError[] };
