@@ -15,10 +15,10 @@ import {
 } from '../api/policy.ts';
 import {
   currentGraceSeconds,
-  handlersEqual,
+  handlerSatisfies,
   nativeSidecars,
   preStopSummary,
-  probesEqual,
+  probeSatisfies,
   regularContainers,
 } from './podspec.ts';
 import type {
@@ -332,7 +332,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
       const previous = previouslyApplied?.readinessProbe;
       const ours =
         existing !== undefined &&
-        (probesEqual(existing, probe) ||
+        (probeSatisfies(existing, probe) ||
           (previous !== undefined &&
             existing.httpGet?.path === previous.path &&
             samePort(existing.httpGet?.port, previous.port)));
@@ -358,7 +358,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
       const summary = preStopSummary(existing);
       const ours =
         existing !== undefined &&
-        (handlersEqual(existing, handler) ||
+        (handlerSatisfies(existing, handler) ||
           (previous !== undefined &&
             summary?.action === previous.action &&
             summary.seconds === previous.seconds));

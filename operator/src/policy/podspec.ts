@@ -71,6 +71,36 @@ export function normalizeHandler(handler: V1LifecycleHandler): V1LifecycleHandle
   return { ...handler, ...(handler.httpGet ? { httpGet: normalizeHttpGet(handler.httpGet) } : {}) };
 }
 
+/**
+ * True when every field of `wanted` has the same value in `existing` (after the apiserver's
+ * defaults): what server-side apply of `wanted` would leave unchanged. Fields only in
+ * `existing` (a user's initialDelaySeconds) do not matter; arrays compare whole.
+ */
+export function containsFields(existing: unknown, wanted: unknown): boolean {
+  if (wanted === undefined || wanted === null) return true;
+  if (Array.isArray(wanted)) return canonicalJson(existing) === canonicalJson(wanted);
+  if (typeof wanted === 'object') {
+    if (existing === null || typeof existing !== 'object' || Array.isArray(existing)) return false;
+    return Object.entries(wanted).every(([key, value]) =>
+      containsFields((existing as Record<string, unknown>)[key], value),
+    );
+  }
+  return existing === wanted;
+}
+
+/** The existing probe already has every field of the wanted one (defaults considered). */
+export function probeSatisfies(existing: V1Probe | undefined, wanted: V1Probe): boolean {
+  return existing !== undefined && containsFields(normalizeProbe(existing), normalizeProbe(wanted));
+}
+
+/** The existing hook already has every field of the wanted one (defaults considered). */
+export function handlerSatisfies(
+  existing: V1LifecycleHandler | undefined,
+  wanted: V1LifecycleHandler,
+): boolean {
+  return existing !== undefined && containsFields(normalizeHandler(existing), normalizeHandler(wanted));
+}
+
 export function probesEqual(a: V1Probe | undefined, b: V1Probe | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return canonicalJson(normalizeProbe(a)) === canonicalJson(normalizeProbe(b));
@@ -109,15 +139,17 @@ export function preStopSummary(
   return undefined;
 }
 
-/** "httpGet /readyz:8080" — the short form used in change descriptions. */
-export function describeProbe(probe: V1Probe | undefined): string {
+/** "httpGet /readyz:8080", with timing when asked: the short form used in change descriptions. */
+export function describeProbe(probe: V1Probe | undefined, withTiming = false): string {
   if (probe === undefined) return 'missing';
-  const timing = `period ${probe.periodSeconds ?? 10}s timeout ${probe.timeoutSeconds ?? 1}s failures ${probe.failureThreshold ?? 3}`;
-  if (probe.httpGet) return `httpGet ${probe.httpGet.path ?? '/'}:${probe.httpGet.port} (${timing})`;
-  if (probe.tcpSocket) return `tcpSocket :${probe.tcpSocket.port} (${timing})`;
-  if (probe.grpc) return `grpc :${probe.grpc.port} (${timing})`;
-  if (probe.exec) return `exec ${JSON.stringify(probe.exec.command ?? [])} (${timing})`;
-  return `probe (${timing})`;
+  const timing = withTiming
+    ? ` (period ${probe.periodSeconds ?? 10}s, timeout ${probe.timeoutSeconds ?? 1}s, failureThreshold ${probe.failureThreshold ?? 3})`
+    : '';
+  if (probe.httpGet) return `httpGet ${probe.httpGet.path ?? '/'}:${probe.httpGet.port}${timing}`;
+  if (probe.tcpSocket) return `tcpSocket :${probe.tcpSocket.port}${timing}`;
+  if (probe.grpc) return `grpc :${probe.grpc.port}${timing}`;
+  if (probe.exec) return `exec ${JSON.stringify(probe.exec.command ?? [])}${timing}`;
+  return `probe${timing}`;
 }
 
 export function describeHandler(handler: V1LifecycleHandler | undefined): string {
