@@ -88,17 +88,33 @@ export function containsFields(existing: unknown, wanted: unknown): boolean {
   return existing === wanted;
 }
 
-/** The existing probe already has every field of the wanted one (defaults considered). */
-export function probeSatisfies(existing: V1Probe | undefined, wanted: V1Probe): boolean {
-  return existing !== undefined && containsFields(normalizeProbe(existing), normalizeProbe(wanted));
+const HANDLER_KINDS = ['exec', 'httpGet', 'tcpSocket', 'grpc', 'sleep'] as const;
+
+/** A probe or hook has exactly one handler: another kind beside the wanted one is a difference. */
+function sameHandlerKinds(existing: object, wanted: object): boolean {
+  const has = (value: object, kind: string) => (value as Record<string, unknown>)[kind] !== undefined;
+  return HANDLER_KINDS.every((kind) => !has(existing, kind) || has(wanted, kind));
 }
 
-/** The existing hook already has every field of the wanted one (defaults considered). */
+/** The existing probe has every field of the wanted one (defaults considered) and no other handler. */
+export function probeSatisfies(existing: V1Probe | undefined, wanted: V1Probe): boolean {
+  return (
+    existing !== undefined &&
+    sameHandlerKinds(existing, wanted) &&
+    containsFields(normalizeProbe(existing), normalizeProbe(wanted))
+  );
+}
+
+/** The existing hook has every field of the wanted one (defaults considered) and no other handler. */
 export function handlerSatisfies(
   existing: V1LifecycleHandler | undefined,
   wanted: V1LifecycleHandler,
 ): boolean {
-  return existing !== undefined && containsFields(normalizeHandler(existing), normalizeHandler(wanted));
+  return (
+    existing !== undefined &&
+    sameHandlerKinds(existing, wanted) &&
+    containsFields(normalizeHandler(existing), normalizeHandler(wanted))
+  );
 }
 
 export function probesEqual(a: V1Probe | undefined, b: V1Probe | undefined): boolean {

@@ -1,0 +1,701 @@
+import type { V1Container } from '@kubernetes/client-node';
+import { describe, expect, test } from 'vitest';
+import type { GracefulShutdownPolicySpecInput, ShutdownSettings } from '../api/policy.ts';
+import {
+  computeDrainSeconds,
+  computeGraceSeconds,
+  desiredSettings,
+  readAnnotationOverrides,
+  supportsNativeSleep,
+  supportsNativeSleepZero,
+  withHysteresis,
+} from './desired.ts';
+import {
+  container,
+  type DeploymentOptions,
+  deployment,
+  NEW_CLUSTER,
+  NO_SOURCE,
+  OLD_CLUSTER,
+  observed,
+  policy,
+} from './test-fixtures.ts';
+import type { ClusterFacts, LatencyObservation, ShutdownPlan } from './types.ts';
+
+describe('supportsNativeSleep', () => {
+  test.each([
+    [{ major: '1', minor: '28' }, false],
+    [{ major: '1', minor: '29' }, false],
+    [{ major: '1', minor: '29+' }, false],
+    [{ major: '1', minor: '30' }, true],
+    [{ major: '1', minor: '30+' }, true],
+    [{ major: '1', minor: '34' }, true],
+    [{ major: '2', minor: '0' }, true],
+    [{ major: '', minor: '', gitVersion: 'v1.31.2-eks-7f9249a' }, true],
+    [{ major: '', minor: '', gitVersion: 'v1.29.0' }, false],
+    [{ major: 'x', minor: 'y' }, false],
+  ])('%j -> %s', (version, want) => {
+    expect(supportsNativeSleep(version)).toBe(want);
+  });
+
+  test.each([
+    [{ major: '1', minor: '32' }, false],
+    [{ major: '1', minor: '33+' }, true],
+  ])('zero-second sleep %j -> %s', (version, want) => {
+    expect(supportsNativeSleepZero(version)).toBe(want);
+  });
+});
+
+describe('readAnnotationOverrides', () => {
+  const read = (annotations: Record<string, string>) => readAnnotationOverrides(deployment({ annotations }));
+
+  test('no annotations: nothing overridden', () => {
+    expect(readAnnotationOverrides(deployment())).toEqual({ ok: true, sidecars: [] });
+  });
+
+  test.each([
+    [{ 'gracefulshutdown.dev/readiness-path': '/health/ready' }, { path: '/health/ready' }],
+    [{ 'gracefulshutdown.dev/readiness-path': '/' }, { path: '/' }],
+    [{ 'gracefulshutdown.dev/readiness-port': '8081' }, { port: 8081 }],
+    [{ 'gracefulshutdown.dev/readiness-port': '65535' }, { port: 65535 }],
+    [{ 'gracefulshutdown.dev/readiness-port': 'admin' }, { port: 'admin' }],
+    [{ 'gracefulshutdown.dev/sidecars': 'envoy' }, { sidecars: ['envoy'] }],
+    [
+      { 'gracefulshutdown.dev/sidecars': ' envoy , log-shipper,envoy,' },
+      { sidecars: ['envoy', 'log-shipper'] },
+    ],
+  ])('valid %j', (annotations, want) => {
+    expect(read(annotations)).toEqual({ ok: true, sidecars: [], ...want });
+  });
+
+  test.each([
+    ['gracefulshutdown.dev/readiness-path', 'readyz'],
+    ['gracefulshutdown.dev/readiness-path', '/ready z'],
+    ['gracefulshutdown.dev/readiness-path', ''],
+    ['gracefulshutdown.dev/readiness-port', '0'],
+    ['gracefulshutdown.dev/readiness-port', '65536'],
+    ['gracefulshutdown.dev/readiness-port', 'HTTP'],
+    ['gracefulshutdown.dev/readiness-port', 'a--b'],
+    ['gracefulshutdown.dev/readiness-port', 'a-very-long-port-name'],
+    ['gracefulshutdown.dev/readiness-port', '-8080'],
+    ['gracefulshutdown.dev/sidecars', 'Envoy'],
+    ['gracefulshutdown.dev/sidecars', 'envoy,log_shipper'],
+    ['gracefulshutdown.dev/sidecars', `a${'b'.repeat(63)}`],
+  ])('invalid %s=%j is reported against that annotation', (annotation, value) => {
+    const result = read({ [annotation]: value });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors.map((e) => e.annotation)).toEqual([annotation]);
+  });
+
+  test('every invalid annotation is reported at once', () => {
+    const result = read({
+      'gracefulshutdown.dev/readiness-path': 'x',
+      'gracefulshutdown.dev/readiness-port': '0',
+      'gracefulshutdown.dev/sidecars': 'A,B',
+    });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors).toHaveLength(4);
+  });
+});
+
+describe('computeDrainSeconds', () => {
+  const spec = policy('p', {
+    observedLatency: { source: 'Prometheus', minSamples: 100, safetyFactor: 1.5 },
+  }).spec;
+  const cases: {
+    title: string;
+    observation: LatencyObservation;
+    seconds: number;
+    reason: string;
+    mentions: string;
+  }[] = [
+    {
+      title: 'source None',
+      observation: NO_SOURCE,
+      seconds: 0,
+      reason: 'LatencySourceNone',
+      mentions: 'None',
+    },
+    {
+      title: 'unknown, with the source reason',
+      observation: { known: false, source: 'Prometheus', reason: 'query returned no series' },
+      seconds: 0,
+      reason: 'LatencyUnknown',
+      mentions: 'query returned no series',
+    },
+    {
+      title: 'unknown because too few samples',
+      observation: { known: false, source: 'Scrape', reason: 'few', samples: 12 },
+      seconds: 0,
+      reason: 'TooFewSamples',
+      mentions: '12 requests',
+    },
+    {
+      title: 'known but fewer than minSamples',
+      observation: observed(3, 99),
+      seconds: 0,
+      reason: 'TooFewSamples',
+      mentions: 'minSamples 100',
+    },
+    {
+      title: 'exactly minSamples is trusted, rounded up',
+      observation: observed(2.2, 100),
+      seconds: 4,
+      reason: 'ObservedLatency',
+      mentions: 'p99 2.2s',
+    },
+    {
+      title: 'whole product stays whole',
+      observation: observed(2),
+      seconds: 3,
+      reason: 'ObservedLatency',
+      mentions: '3 s',
+    },
+    {
+      title: 'negative latency',
+      observation: observed(-1),
+      seconds: 0,
+      reason: 'LatencyUnknown',
+      mentions: '-1',
+    },
+    {
+      title: 'NaN latency',
+      observation: observed(Number.NaN),
+      seconds: 0,
+      reason: 'LatencyUnknown',
+      mentions: 'NaN',
+    },
+    {
+      title: 'capped at one hour',
+      observation: observed(10_000),
+      seconds: 3600,
+      reason: 'ObservedLatency',
+      mentions: '',
+    },
+  ];
+  test.each(cases)('$title -> $seconds s, $reason', ({ observation, seconds, reason, mentions }) => {
+    const drain = computeDrainSeconds(spec, observation);
+    expect(drain).toMatchObject({ seconds, reason });
+    expect(drain.message).toContain(mentions);
+  });
+
+  test('float noise does not round up a whole number (1.1 x 10 = 11, not 12)', () => {
+    const tenfold = policy('p', { observedLatency: { source: 'Prometheus', safetyFactor: 10 } }).spec;
+    expect(computeDrainSeconds(tenfold, observed(1.1)).seconds).toBe(11);
+  });
+
+  test('source None in the policy wins over what the observation claims', () => {
+    const none = policy('p').spec;
+    expect(computeDrainSeconds(none, { known: false, source: 'Prometheus', reason: 'x' }).reason).toBe(
+      'LatencySourceNone',
+    );
+  });
+});
+
+describe('computeGraceSeconds', () => {
+  test.each<[string, GracefulShutdownPolicySpecInput, number, number]>([
+    ['defaults, no drain: 5 + 0 + 5 clamped up to 30', {}, 0, 30],
+    ['within bounds: 5 + 30 + 5', {}, 30, 40],
+    ['clamped down to maxSeconds', {}, 1000, 300],
+    ['minSeconds 0 leaves the raw sum', { terminationGracePeriod: { minSeconds: 0 } }, 0, 10],
+    [
+      'overhead and preStop count',
+      { preStop: { seconds: 20 }, terminationGracePeriod: { overheadSeconds: 10 } },
+      15,
+      45,
+    ],
+    [
+      'Fixed ignores the drain',
+      { terminationGracePeriod: { strategy: 'Fixed', fixedSeconds: 60 } },
+      1000,
+      60,
+    ],
+  ])('%s', (_title, spec, drain, want) => {
+    expect(computeGraceSeconds(policy('p', spec).spec, drain)).toBe(want);
+  });
+});
+
+describe('withHysteresis', () => {
+  test.each([
+    ['within 10 % above: keep', 47, 45, undefined, undefined, 47],
+    ['within 10 % below: keep', 41, 45, undefined, undefined, 41],
+    ['exactly 10 % away: keep', 44, 40, undefined, undefined, 44],
+    ['beyond 10 %: follow', 45, 40, undefined, undefined, 40],
+    ['far below: follow', 30, 60, undefined, undefined, 60],
+    ['wider band', 47, 40, 0.2, undefined, 47],
+    ['below the floor: follow even within the band', 47, 45, 0.1, 48, 45],
+    ['at the floor: keep', 48, 45, 0.1, 48, 48],
+    ['recommendation 0: only 0 is kept', 1, 0, undefined, undefined, 0],
+  ])('%s: current %d, recommended %d', (_title, current, recommended, band, floor, want) => {
+    expect(withHysteresis(current, recommended, band, floor)).toBe(want);
+  });
+});
+
+// --- desiredSettings ---------------------------------------------------------------------------
+
+function plan(
+  spec: GracefulShutdownPolicySpecInput,
+  options: DeploymentOptions = {},
+  extra: {
+    observation?: LatencyObservation;
+    facts?: ClusterFacts;
+    previouslyApplied?: ShutdownSettings;
+  } = {},
+): ShutdownPlan {
+  const result = desiredSettings({
+    policy: policy('p', spec),
+    deployment: deployment(options),
+    observation: extra.observation ?? NO_SOURCE,
+    facts: extra.facts ?? NEW_CLUSTER,
+    ...(extra.previouslyApplied ? { previouslyApplied: extra.previouslyApplied } : {}),
+  });
+  if (!result.ok) throw new Error(JSON.stringify(result.errors));
+  return result.plan;
+}
+
+/** Which container got a probe (and on which port) and which got a preStop. */
+function targets(p: ShutdownPlan): { probe: string[]; preStop: string[] } {
+  return {
+    probe: p.containers
+      .filter((c) => c.readinessProbe)
+      .map((c) => `${c.name}:${c.readinessProbe?.httpGet?.port}`),
+    preStop: p.containers.filter((c) => c.preStop).map((c) => c.name),
+  };
+}
+
+const userProbe = { exec: { command: ['cat', '/tmp/ready'] }, periodSeconds: 2 };
+const userHook = { httpGet: { path: '/drain', port: 9000 } };
+
+describe('desiredSettings: which container gets what', () => {
+  const web = container('web', [['http', 8080]]);
+  const envoy = container('envoy', [
+    ['proxy', 15001],
+    ['admin', 15000],
+  ]);
+  const worker = container('worker');
+  const cases: {
+    title: string;
+    spec?: GracefulShutdownPolicySpecInput;
+    containers: V1Container[];
+    initContainers?: V1Container[];
+    annotations?: Record<string, string>;
+    probe: string[];
+    preStop: string[];
+    note?: string;
+  }[] = [
+    { title: 'one container: its first port', containers: [web], probe: ['web:8080'], preStop: ['web'] },
+    {
+      title: 'no port configured: the first container declaring a port',
+      containers: [worker, web, envoy],
+      probe: ['web:8080'],
+      preStop: ['worker', 'web', 'envoy'],
+    },
+    {
+      title: 'port by name',
+      spec: { readinessProbe: { port: 'admin' } },
+      containers: [web, envoy],
+      probe: ['envoy:admin'],
+      preStop: ['web', 'envoy'],
+    },
+    {
+      title: 'port by number',
+      spec: { readinessProbe: { port: 15001 } },
+      containers: [web, envoy],
+      probe: ['envoy:15001'],
+      preStop: ['web', 'envoy'],
+    },
+    {
+      title: 'the annotation overrides the policy port',
+      spec: { readinessProbe: { port: 15001 } },
+      containers: [web, envoy],
+      annotations: { 'gracefulshutdown.dev/readiness-port': 'http' },
+      probe: ['web:http'],
+      preStop: ['web', 'envoy'],
+    },
+    {
+      title: 'a marked sidecar gets neither probe nor preStop, even when it declares the first port',
+      containers: [envoy, web],
+      annotations: { 'gracefulshutdown.dev/sidecars': 'envoy' },
+      probe: ['web:8080'],
+      preStop: ['web'],
+    },
+    {
+      title: 'a port declared only by a marked sidecar: no probe',
+      spec: { readinessProbe: { port: 'proxy' } },
+      containers: [web, envoy],
+      annotations: { 'gracefulshutdown.dev/sidecars': 'envoy' },
+      probe: [],
+      preStop: ['web'],
+      note: 'ServingPortNotFound',
+    },
+    {
+      title: 'a numeric port nobody declares, one container: that container',
+      spec: { readinessProbe: { port: 9090 } },
+      containers: [worker],
+      probe: ['worker:9090'],
+      preStop: ['worker'],
+    },
+    {
+      title: 'a numeric port nobody declares, two containers: no guess',
+      spec: { readinessProbe: { port: 9090 } },
+      containers: [worker, web],
+      probe: [],
+      preStop: ['worker', 'web'],
+      note: 'ServingPortNotFound',
+    },
+    {
+      title: 'a named port nobody declares: no probe',
+      spec: { readinessProbe: { port: 'grpc' } },
+      containers: [web],
+      probe: [],
+      preStop: ['web'],
+      note: 'ServingPortNotFound',
+    },
+    {
+      title: 'no container declares a port: no probe',
+      containers: [worker],
+      probe: [],
+      preStop: ['worker'],
+      note: 'NoServingPort',
+    },
+    {
+      title: 'init containers, native sidecars included, are never touched',
+      containers: [web],
+      initContainers: [
+        container('migrate'),
+        container('mesh', [['mesh', 4140]], { restartPolicy: 'Always' }),
+      ],
+      probe: ['web:8080'],
+      preStop: ['web'],
+    },
+  ];
+  test.each(cases)('$title', ({ spec, containers, initContainers, annotations, probe, preStop, note }) => {
+    const p = plan(spec ?? {}, {
+      containers,
+      ...(initContainers ? { initContainers } : {}),
+      ...(annotations ? { annotations } : {}),
+    });
+    expect(targets(p)).toEqual({ probe, preStop });
+    expect(p.notes.map((n) => n.reason)).toEqual(note ? [note] : []);
+    expect(p.containers.map((c) => c.name)).not.toContain('migrate');
+    expect(p.containers.map((c) => c.name)).not.toContain('mesh');
+    expect(p.recommended.readinessProbe === undefined).toBe(probe.length === 0);
+  });
+
+  test('the probe is an httpGet with the policy timing and the annotation path', () => {
+    const p = plan(
+      { readinessProbe: { path: '/readyz', periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 5 } },
+      { annotations: { 'gracefulshutdown.dev/readiness-path': '/health/ready' } },
+    );
+    expect(p.containers[0]?.readinessProbe).toEqual({
+      httpGet: { path: '/health/ready', port: 8080 },
+      periodSeconds: 10,
+      timeoutSeconds: 2,
+      failureThreshold: 5,
+    });
+    expect(p.recommended.readinessProbe).toEqual({ path: '/health/ready', port: 8080 });
+    expect(p.servingContainer).toBe('web');
+  });
+
+  test('invalid annotations: no plan, the errors', () => {
+    const result = desiredSettings({
+      policy: policy('p'),
+      deployment: deployment({ annotations: { 'gracefulshutdown.dev/readiness-port': '0' } }),
+      observation: NO_SOURCE,
+      facts: NEW_CLUSTER,
+    });
+    expect(result).toMatchObject({
+      ok: false,
+      errors: [{ annotation: 'gracefulshutdown.dev/readiness-port' }],
+    });
+  });
+});
+
+describe('desiredSettings: inject IfMissing, Override, Never', () => {
+  const withUserSettings = {
+    containers: [container('web', [8080], { readinessProbe: userProbe, lifecycle: { preStop: userHook } })],
+  };
+
+  test('IfMissing keeps a user probe and preStop', () => {
+    const p = plan({}, withUserSettings);
+    expect(p.containers).toEqual([]);
+    // The recommendation is still reported.
+    expect(p.recommended.preStop).toEqual({ action: 'Sleep', seconds: 5 });
+  });
+
+  test('IfMissing writes where missing, container by container', () => {
+    const p = plan(
+      {},
+      {
+        containers: [
+          container('web', [8080], { readinessProbe: userProbe }),
+          container('worker', [], { lifecycle: { postStart: { exec: { command: ['true'] } } } }),
+        ],
+      },
+    );
+    expect(targets(p)).toEqual({ probe: [], preStop: ['web', 'worker'] });
+  });
+
+  test('Override replaces both', () => {
+    const p = plan(
+      { readinessProbe: { inject: 'Override' }, preStop: { inject: 'Override' } },
+      withUserSettings,
+    );
+    expect(p.containers).toEqual([
+      {
+        name: 'web',
+        readinessProbe: {
+          httpGet: { path: '/readyz', port: 8080 },
+          periodSeconds: 5,
+          timeoutSeconds: 1,
+          failureThreshold: 3,
+        },
+        preStop: { sleep: { seconds: 5 } },
+      },
+    ]);
+  });
+
+  test('Never writes neither, even where missing, and recommends neither', () => {
+    const p = plan({ readinessProbe: { inject: 'Never' }, preStop: { inject: 'Never' } });
+    expect(p.containers).toEqual([]);
+    expect(p.recommended.readinessProbe).toBeUndefined();
+    expect(p.recommended.preStop).toBeUndefined();
+    expect(p.servingContainer).toBeUndefined();
+  });
+
+  test('IfMissing keeps writing a value that is already the one it wants (so server-side apply keeps it)', () => {
+    const current = plan({});
+    const again = plan(
+      {},
+      {
+        containers: [
+          container('web', [['http', 8080]], {
+            readinessProbe: { ...current.containers[0]?.readinessProbe, successThreshold: 1 },
+            lifecycle: { preStop: { sleep: { seconds: 5 } } },
+          }),
+        ],
+      },
+    );
+    expect(again.containers).toEqual(current.containers);
+  });
+
+  test("IfMissing follows the policy on the operator's own earlier values (previouslyApplied)", () => {
+    const earlier = {
+      readinessProbe: { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 5 },
+      lifecycle: { preStop: { exec: { command: ['sleep', '5'] } } },
+    };
+    const p = plan(
+      { readinessProbe: { periodSeconds: 10 }, preStop: { seconds: 8 } },
+      { containers: [container('web', [8080], earlier)] },
+      {
+        previouslyApplied: {
+          readinessProbe: { path: '/readyz', port: 8080 },
+          preStop: { action: 'Exec', seconds: 5 },
+        },
+      },
+    );
+    expect(p.containers[0]?.readinessProbe?.periodSeconds).toBe(10);
+    expect(p.containers[0]?.preStop).toEqual({ sleep: { seconds: 8 } });
+  });
+
+  test('a user value that merely resembles an earlier record of another shape is kept', () => {
+    const p = plan({}, withUserSettings, {
+      previouslyApplied: {
+        readinessProbe: { path: '/readyz', port: 8080 },
+        preStop: { action: 'Sleep', seconds: 5 },
+      },
+    });
+    expect(p.containers).toEqual([]);
+  });
+});
+
+describe('desiredSettings: preStop action', () => {
+  test.each<[string, GracefulShutdownPolicySpecInput, ClusterFacts, object]>([
+    ['Auto on 1.30+: native sleep', {}, NEW_CLUSTER, { sleep: { seconds: 5 } }],
+    ['Auto on 1.29: exec sleep', {}, OLD_CLUSTER, { exec: { command: ['sleep', '5'] } }],
+    ['Sleep on any cluster', { preStop: { action: 'Sleep' } }, OLD_CLUSTER, { sleep: { seconds: 5 } }],
+    [
+      'Exec on any cluster',
+      { preStop: { action: 'Exec', seconds: 12 } },
+      NEW_CLUSTER,
+      { exec: { command: ['sleep', '12'] } },
+    ],
+    [
+      'Auto, 0 s where a zero sleep is not allowed: exec',
+      { preStop: { seconds: 0 } },
+      { nativeSleep: true },
+      { exec: { command: ['sleep', '0'] } },
+    ],
+    [
+      'Auto, 0 s where a zero sleep is allowed: sleep',
+      { preStop: { seconds: 0 } },
+      NEW_CLUSTER,
+      { sleep: { seconds: 0 } },
+    ],
+  ])('%s', (_title, spec, facts, want) => {
+    const p = plan(spec, {}, { facts });
+    expect(p.containers[0]?.preStop).toEqual(want);
+  });
+});
+
+describe('desiredSettings: grace period', () => {
+  const drain30 = observed(20); // 20 s x 1.5 = 30 s drain
+  const prometheus: GracefulShutdownPolicySpecInput = { observedLatency: { source: 'Prometheus' } };
+
+  test.each<
+    [
+      string,
+      GracefulShutdownPolicySpecInput,
+      number | undefined,
+      LatencyObservation,
+      number | undefined,
+      number,
+    ]
+  >([
+    ['unset (30) and recommended 30: nothing to write', {}, undefined, NO_SOURCE, undefined, 30],
+    ['unset (30), recommended 40: raised', prometheus, undefined, drain30, 40, 40],
+    ['shorter user value: raised', prometheus, 10, drain30, 40, 40],
+    ['longer user value kept under IfShorter', prometheus, 120, drain30, undefined, 40],
+    [
+      'longer user value replaced under Override',
+      { ...prometheus, terminationGracePeriod: { inject: 'Override' } },
+      120,
+      drain30,
+      40,
+      40,
+    ],
+    [
+      'Never writes nothing',
+      { ...prometheus, terminationGracePeriod: { inject: 'Never' } },
+      10,
+      drain30,
+      undefined,
+      40,
+    ],
+    [
+      'clamped to maxSeconds',
+      { ...prometheus, terminationGracePeriod: { maxSeconds: 60 } },
+      undefined,
+      observed(200),
+      60,
+      60,
+    ],
+    [
+      'Fixed strategy',
+      { ...prometheus, terminationGracePeriod: { strategy: 'Fixed', fixedSeconds: 90 } },
+      undefined,
+      drain30,
+      90,
+      90,
+    ],
+    ['too few samples: drain 0, minSeconds', prometheus, 10, observed(20, 5), 30, 30],
+  ])('%s', (_title, spec, grace, observation, written, recommended) => {
+    const p = plan(spec, grace === undefined ? {} : { grace }, { observation });
+    expect(p.terminationGracePeriodSeconds).toBe(written);
+    expect(p.recommended.terminationGracePeriodSeconds).toBe(recommended);
+  });
+
+  test('the drain reason travels with the plan', () => {
+    expect(plan(prometheus, {}, { observation: observed(20, 5) }).drain.reason).toBe('TooFewSamples');
+    expect(plan({}).drain.reason).toBe('LatencySourceNone');
+  });
+
+  test("hysteresis: the operator's own value within 10 % is kept", () => {
+    // Recommended 40; the operator applied 42 earlier and the Deployment still has it.
+    const p = plan(
+      prometheus,
+      { grace: 42 },
+      { observation: drain30, previouslyApplied: { terminationGracePeriodSeconds: 42 } },
+    );
+    expect(p.terminationGracePeriodSeconds).toBe(42);
+    expect(p.recommended.terminationGracePeriodSeconds).toBe(42);
+  });
+
+  test("hysteresis: the operator's own value beyond 10 % follows the recommendation, downwards too", () => {
+    const p = plan(
+      prometheus,
+      { grace: 60 },
+      { observation: drain30, previouslyApplied: { terminationGracePeriodSeconds: 60 } },
+    );
+    expect(p.terminationGracePeriodSeconds).toBe(40);
+  });
+
+  test('hysteresis does not keep a value below preStop + drain', () => {
+    // preStop 5 + drain 30 = 35; previous 36 is within 10 % of 40 and above the floor: kept.
+    // With overhead 0 the recommendation is 35 and previous 33 is within 10 % but below 35.
+    const spec = { ...prometheus, terminationGracePeriod: { minSeconds: 0, overheadSeconds: 0 } };
+    expect(
+      plan(
+        spec,
+        { grace: 33 },
+        { observation: drain30, previouslyApplied: { terminationGracePeriodSeconds: 33 } },
+      ).terminationGracePeriodSeconds,
+    ).toBe(35);
+  });
+
+  test('hysteresis never applies to a value the user set', () => {
+    // The Deployment has 42, but the operator last applied 50: 42 is the user's.
+    const p = plan(
+      prometheus,
+      { grace: 42 },
+      { observation: drain30, previouslyApplied: { terminationGracePeriodSeconds: 50 } },
+    );
+    expect(p.recommended.terminationGracePeriodSeconds).toBe(40);
+    expect(p.terminationGracePeriodSeconds).toBeUndefined();
+  });
+
+  test('hysteresis does not apply to the Fixed strategy', () => {
+    const spec: GracefulShutdownPolicySpecInput = {
+      terminationGracePeriod: { strategy: 'Fixed', fixedSeconds: 40 },
+    };
+    const p = plan(spec, { grace: 42 }, { previouslyApplied: { terminationGracePeriodSeconds: 42 } });
+    expect(p.terminationGracePeriodSeconds).toBe(40);
+  });
+
+  test.each([
+    ['exec sleep', { exec: { command: ['sleep', '60'] } }, 61],
+    ['sh -c sleep', { exec: { command: ['/bin/sh', '-c', 'sleep 45'] } }, 46],
+    ['native sleep', { sleep: { seconds: 100 } }, 101],
+  ])("a user's longer preStop (%s) raises the grace period", (_title, hook, want) => {
+    const p = plan({}, { containers: [container('web', [8080], { lifecycle: { preStop: hook } })] });
+    expect(p.terminationGracePeriodSeconds).toBe(want);
+    expect(p.notes.map((n) => n.reason)).toEqual(['GraceRaisedForPreStop']);
+  });
+
+  test("a user's preStop beyond maxSeconds wins over maxSeconds: SIGKILL mid-hook is worse", () => {
+    const p = plan(
+      { terminationGracePeriod: { maxSeconds: 60 } },
+      { containers: [container('web', [8080], { lifecycle: { preStop: { sleep: { seconds: 90 } } } })] },
+    );
+    expect(p.terminationGracePeriodSeconds).toBe(91);
+  });
+
+  test("a native sidecar's preStop counts, a marked sidecar's too", () => {
+    const sidecarHook = { lifecycle: { preStop: { sleep: { seconds: 50 } } } };
+    const native = plan(
+      {},
+      { initContainers: [container('mesh', [], { restartPolicy: 'Always', ...sidecarHook })] },
+    );
+    expect(native.terminationGracePeriodSeconds).toBe(51);
+    const marked = plan(
+      {},
+      {
+        containers: [container('web', [8080]), container('envoy', [], sidecarHook)],
+        annotations: { 'gracefulshutdown.dev/sidecars': 'envoy' },
+      },
+    );
+    expect(marked.terminationGracePeriodSeconds).toBe(51);
+  });
+
+  test('an httpGet preStop of unknown length does not raise the grace period', () => {
+    const p = plan({}, { containers: [container('web', [8080], { lifecycle: { preStop: userHook } })] });
+    expect(p.terminationGracePeriodSeconds).toBeUndefined();
+    expect(p.notes).toEqual([]);
+  });
+
+  test('Never with a grace period not above the preStop wait: a note, nothing written', () => {
+    const p = plan({ preStop: { seconds: 20 }, terminationGracePeriod: { inject: 'Never' } }, { grace: 15 });
+    expect(p.terminationGracePeriodSeconds).toBeUndefined();
+    expect(p.notes.map((n) => n.reason)).toEqual(['GraceShorterThanPreStop']);
+  });
+});

@@ -1,0 +1,90 @@
+// Builders for the policy unit tests: a defaulted policy, a Deployment, observations.
+import type { V1Container, V1ContainerPort, V1Deployment, V1DeploymentStatus } from '@kubernetes/client-node';
+import { type GracefulShutdownPolicySpecInput, parsePolicySpec } from '../api/policy.ts';
+import type { ClusterFacts, LatencyObservation, ValidPolicy } from './types.ts';
+
+export function policy(
+  name: string,
+  spec: GracefulShutdownPolicySpecInput = {},
+  generation = 1,
+): ValidPolicy {
+  const parsed = parsePolicySpec(spec);
+  if (!parsed.ok) throw new Error(`invalid test policy: ${JSON.stringify(parsed.errors)}`);
+  return { name, generation, spec: parsed.value };
+}
+
+/** A container; a port is a number, or [name, number]. */
+export function container(
+  name: string,
+  ports: (number | [string, number])[] = [],
+  extra: Partial<V1Container> = {},
+): V1Container {
+  const declared: V1ContainerPort[] = ports.map((p) =>
+    typeof p === 'number' ? { containerPort: p } : { name: p[0], containerPort: p[1] },
+  );
+  return { name, image: `example/${name}`, ...(declared.length > 0 ? { ports: declared } : {}), ...extra };
+}
+
+export interface DeploymentOptions {
+  name?: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  containers?: V1Container[];
+  initContainers?: V1Container[];
+  grace?: number;
+  replicas?: number;
+  paused?: boolean;
+  generation?: number;
+  status?: V1DeploymentStatus;
+}
+
+/** A Deployment, by default steady (all replicas updated and available, generation observed). */
+export function deployment(options: DeploymentOptions = {}): V1Deployment {
+  const replicas = options.replicas ?? 2;
+  const generation = options.generation ?? 1;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: options.name ?? 'web',
+      namespace: options.namespace ?? 'shop',
+      generation,
+      ...(options.labels ? { labels: options.labels } : {}),
+      ...(options.annotations ? { annotations: options.annotations } : {}),
+    },
+    spec: {
+      replicas,
+      ...(options.paused === undefined ? {} : { paused: options.paused }),
+      selector: { matchLabels: { app: options.name ?? 'web' } },
+      template: {
+        metadata: { labels: { app: options.name ?? 'web' } },
+        spec: {
+          containers: options.containers ?? [container('web', [['http', 8080]])],
+          ...(options.initContainers ? { initContainers: options.initContainers } : {}),
+          ...(options.grace === undefined ? {} : { terminationGracePeriodSeconds: options.grace }),
+        },
+      },
+    },
+    status: options.status ?? {
+      observedGeneration: generation,
+      replicas,
+      updatedReplicas: replicas,
+      readyReplicas: replicas,
+      availableReplicas: replicas,
+    },
+  };
+}
+
+export const NO_SOURCE: LatencyObservation = {
+  known: false,
+  source: 'None',
+  reason: 'observedLatency.source is None',
+};
+
+export function observed(seconds: number, samples = 1000): LatencyObservation {
+  return { known: true, seconds, samples, percentile: 0.99, window: '1h', source: 'Prometheus' };
+}
+
+export const NEW_CLUSTER: ClusterFacts = { nativeSleep: true, nativeSleepZero: true };
+export const OLD_CLUSTER: ClusterFacts = { nativeSleep: false, nativeSleepZero: false };
