@@ -396,22 +396,9 @@ export class LocalCluster {
     );
   }
 
-  /**
-   * Writes a kubeconfig that authenticates as a ServiceAccount with a token from the
-   * TokenRequest API, so a process can run under that account's RBAC.
-   */
-  async serviceAccountKubeconfig(namespace: string, name: string, expirationSeconds = 3600): Promise<string> {
-    const core = this.adminKubeConfig().makeApiClient(CoreV1Api);
-    const tokenRequest = await core.createNamespacedServiceAccountToken({
-      namespace,
-      name,
-      body: { spec: { audiences: [], expirationSeconds } },
-    });
-    const token = tokenRequest.status?.token;
-    if (!token) throw new Error(`TokenRequest for ${namespace}/${name} returned no token`);
-    const path = join(this.workDir, `sa-${namespace}-${name}.kubeconfig`);
-    await writeFile(path, kubeconfigYaml(this.server, this.pki.ca.cert, { token }), { mode: 0o600 });
-    return path;
+  /** Writes a kubeconfig authenticating as a ServiceAccount (see serviceAccountKubeconfig). */
+  serviceAccountKubeconfig(namespace: string, name: string, expirationSeconds = 3600): Promise<string> {
+    return serviceAccountKubeconfig(this.adminKubeConfig(), namespace, name, this.workDir, expirationSeconds);
   }
 
   /** Stops kube-apiserver and starts it again on the same port and storage. */
@@ -447,4 +434,36 @@ export class LocalCluster {
     await rm(this.workDir, { recursive: true, force: true });
     return undefined;
   }
+}
+
+/**
+ * Writes a kubeconfig that authenticates as a ServiceAccount with a token from the TokenRequest
+ * API, so a process can run under that account's RBAC. Returns its path (in dir).
+ */
+export async function serviceAccountKubeconfig(
+  admin: KubeConfig,
+  namespace: string,
+  name: string,
+  dir: string,
+  expirationSeconds = 3600,
+): Promise<string> {
+  const core = admin.makeApiClient(CoreV1Api);
+  const tokenRequest = await core.createNamespacedServiceAccountToken({
+    namespace,
+    name,
+    body: { spec: { audiences: [], expirationSeconds } },
+  });
+  const token = tokenRequest.status?.token;
+  if (!token) throw new Error(`TokenRequest for ${namespace}/${name} returned no token`);
+  const cluster = admin.getCurrentCluster();
+  if (!cluster?.caData) throw new Error('the admin kubeconfig has no embedded CA');
+  const path = join(dir, `sa-${namespace}-${name}.kubeconfig`);
+  await writeFile(
+    path,
+    kubeconfigYaml(cluster.server, Buffer.from(cluster.caData, 'base64').toString(), { token }),
+    {
+      mode: 0o600,
+    },
+  );
+  return path;
 }

@@ -18,3 +18,8 @@ export function isExcludedByAnnotation(annotations: Record<string, string> | und
  * shutdown its own project manages, e.g. a Linkerd proxy with wait-before-exit-seconds).
  */
 export const SIDECARS_ANNOTATION = `${GROUP}/sidecars`;
+/**
+ * Written by the operator (Enforce mode): JSON recording the policy, the fields it owns and
+ * why. Its absence means the operator manages nothing on the Deployment.
+ */
+export const APPLIED_ANNOTATION = `${GROUP}/applied`;

@@ -1,0 +1,148 @@
+// Operator configuration: command-line flags, each with an environment-variable fallback,
+// validated at start so a bad value stops the operator with the flag named.
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+const durationMs = z.coerce.number().int().min(0).max(86_400_000);
+
+/** One setting: its flag, its environment variable and its schema (with the default). */
+const settings = {
+  kubeconfig: { env: 'KUBECONFIG', schema: z.string().min(1).optional() },
+  namespace: { env: 'POD_NAMESPACE', schema: z.string().min(1).default('graceful-shutdown-system') },
+  identity: { env: 'POD_NAME', schema: z.string().min(1).optional() },
+  'leader-elect': { env: 'LEADER_ELECT', schema: z.stringbool().default(true) },
+  'lease-name': { env: 'LEASE_NAME', schema: z.string().min(1).default('graceful-shutdown-operator') },
+  'lease-duration-ms': { env: 'LEASE_DURATION_MS', schema: durationMs.default(15_000) },
+  'renew-deadline-ms': { env: 'RENEW_DEADLINE_MS', schema: durationMs.default(10_000) },
+  'retry-period-ms': { env: 'RETRY_PERIOD_MS', schema: durationMs.default(2_000) },
+  'probe-address': { env: 'PROBE_ADDRESS', schema: z.string().default('0.0.0.0:8081') },
+  'metrics-address': { env: 'METRICS_ADDRESS', schema: z.string().default('0.0.0.0:8080') },
+  workers: { env: 'WORKERS', schema: z.coerce.number().int().min(1).max(64).default(4) },
+  'log-level': {
+    env: 'LOG_LEVEL',
+    schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  },
+  'resync-ms': { env: 'RESYNC_MS', schema: durationMs.default(300_000) },
+  'relist-ms': { env: 'RELIST_MS', schema: durationMs.default(600_000) },
+  'watchdog-ms': { env: 'WATCHDOG_MS', schema: durationMs.default(300_000) },
+  'rollout-check-ms': { env: 'ROLLOUT_CHECK_MS', schema: durationMs.default(5_000) },
+  'shutdown-grace-ms': { env: 'SHUTDOWN_GRACE_MS', schema: durationMs.default(20_000) },
+  'prometheus-url': { env: 'PROMETHEUS_URL', schema: z.url({ protocol: /^https?$/ }).optional() },
+} as const;
+
+type Settings = typeof settings;
+type SettingName = keyof Settings;
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface OperatorConfig {
+  kubeconfig: string | undefined;
+  namespace: string;
+  identity: string;
+  leaderElection: {
+    enabled: boolean;
+    leaseName: string;
+    leaseDurationMs: number;
+    renewDeadlineMs: number;
+    retryPeriodMs: number;
+  };
+  probeAddress: ListenAddress;
+  metricsAddress: ListenAddress;
+  workers: number;
+  logLevel: z.output<Settings['log-level']['schema']>;
+  /** Every Deployment is reconciled again this often even without events (level-triggered safety net). */
+  resyncMs: number;
+  relistMs: number;
+  watchdogMs: number;
+  /** How soon a Deployment waiting for the rollout budget is looked at again. */
+  rolloutCheckMs: number;
+  shutdownGraceMs: number;
+  /** Operator-wide default Prometheus for policies with observedLatency.source Prometheus. */
+  prometheusUrl: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function parseAddress(flag: string, value: string): ListenAddress {
+  const match = /^(.*):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535)
+    throw new ConfigError(`--${flag}: want host:port (e.g. 0.0.0.0:8081), got "${value}"`);
+  return { host: match[1] || '0.0.0.0', port };
+}
+
+export const usage = `graceful-shutdown-operator [flags]
+Every flag may also be set by the environment variable in brackets.
+${Object.entries(settings)
+  .map(([flag, s]) => `  --${flag.padEnd(20)} [${s.env}]`)
+  .join('\n')}`;
+
+/** Reads flags (first) and environment variables (fallback); throws ConfigError naming the flag. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: string): OperatorConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      options: Object.fromEntries(Object.keys(settings).map((flag) => [flag, { type: 'string' as const }])),
+    }).values;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\n${usage}`);
+  }
+  const read = <N extends SettingName>(name: N): z.output<Settings[N]['schema']> => {
+    const setting = settings[name];
+    const raw = values[name] ?? env[setting.env];
+    const result = setting.schema.safeParse(raw === '' ? undefined : raw);
+    if (!result.success) {
+      const source = values[name] !== undefined ? `--${name}` : `${setting.env} (--${name})`;
+      throw new ConfigError(
+        `${source}: ${result.error.issues[0]?.message ?? 'invalid'} (got "${String(raw)}")`,
+      );
+    }
+    return result.data as z.output<Settings[N]['schema']>;
+  };
+
+  const config: OperatorConfig = {
+    kubeconfig: read('kubeconfig'),
+    namespace: read('namespace'),
+    identity: read('identity') ?? `${hostname}-${process.pid}`,
+    leaderElection: {
+      enabled: read('leader-elect'),
+      leaseName: read('lease-name'),
+      leaseDurationMs: read('lease-duration-ms'),
+      renewDeadlineMs: read('renew-deadline-ms'),
+      retryPeriodMs: read('retry-period-ms'),
+    },
+    probeAddress: parseAddress('probe-address', read('probe-address')),
+    metricsAddress: parseAddress('metrics-address', read('metrics-address')),
+    workers: read('workers'),
+    logLevel: read('log-level'),
+    resyncMs: read('resync-ms'),
+    relistMs: read('relist-ms'),
+    watchdogMs: read('watchdog-ms'),
+    rolloutCheckMs: read('rollout-check-ms'),
+    shutdownGraceMs: read('shutdown-grace-ms'),
+    prometheusUrl: read('prometheus-url'),
+  };
+  const { leaseDurationMs, renewDeadlineMs, retryPeriodMs } = config.leaderElection;
+  // client-go's own checks: a renew deadline past the lease lets two replicas lead at once.
+  if (!(leaseDurationMs > renewDeadlineMs)) {
+    throw new ConfigError(
+      `--lease-duration-ms (${leaseDurationMs}) must be greater than --renew-deadline-ms (${renewDeadlineMs})`,
+    );
+  }
+  if (!(renewDeadlineMs > retryPeriodMs)) {
+    throw new ConfigError(
+      `--renew-deadline-ms (${renewDeadlineMs}) must be greater than --retry-period-ms (${retryPeriodMs})`,
+    );
+  }
+  return config;
+}

@@ -1,0 +1,149 @@
+// Enforces the winning policy's shutdown settings on one Deployment. Contract: given a
+// Deployment's key, read it and the policies from the cache, compute, and write at most once:
+// apply the plan (Enforce, non-compliant, within the rollout budget), release the Deployment
+// (no policy manages it any more), or nothing (Audit, compliant, waiting).
+import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
+import type { DeploymentWriter } from '../kube/apply.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import type { LatencySource } from '../latency/source.ts';
+import { rolloutDecision } from '../policy/budget.ts';
+import { deploymentKey, matchDeployment } from '../policy/match.ts';
+import { applyConfiguration, readAppliedRecord, releaseConfiguration } from '../policy/ownership.ts';
+import type { ClusterFacts, ValidPolicy } from '../policy/types.ts';
+import type { Reconcile } from '../runtime/controller.ts';
+import type { OperatorMetrics } from './metrics.ts';
+import { ownsNothing, planWorkload, sameOwnership } from './plan.ts';
+import type { RolloutTracker } from './rollout-tracker.ts';
+import type { ClusterView } from './view.ts';
+
+export const DEPLOYMENT_CONTROLLER = 'deployment-shutdown';
+
+export interface DeploymentControllerDeps {
+  view: ClusterView;
+  writer: DeploymentWriter;
+  events: EventRecorder;
+  latency: LatencySource;
+  facts: ClusterFacts;
+  tracker: RolloutTracker;
+  metrics: OperatorMetrics;
+  /** How soon a Deployment held back by the rollout budget is looked at again. */
+  rolloutCheckMs: number;
+  /** How soon a settled Deployment is looked at again without events. */
+  resyncMs: number;
+}
+
+function reference(deployment: V1Deployment): V1ObjectReference {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    namespace: deployment.metadata?.namespace,
+    name: deployment.metadata?.name,
+    uid: deployment.metadata?.uid,
+    resourceVersion: deployment.metadata?.resourceVersion,
+  };
+}
+
+/** The Deployments in the cache that this policy wins, by key. */
+function deploymentsWonBy(
+  policy: ValidPolicy,
+  all: ValidPolicy[],
+  view: ClusterView,
+): Map<string, V1Deployment> {
+  const won = new Map<string, V1Deployment>();
+  for (const deployment of view.deployments.list()) {
+    const match = matchDeployment(all, deployment, view.namespaceLabels(deployment.metadata?.namespace));
+    if (match.kind === 'Matched' && match.policy.name === policy.name)
+      won.set(deploymentKey(deployment), deployment);
+  }
+  return won;
+}
+
+export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile {
+  const { view, writer, events, tracker, metrics } = deps;
+  return async (key, _signal, log) => {
+    const deployment = view.deployments.get(key);
+    if (!deployment) {
+      tracker.release(key);
+      return;
+    }
+    const { valid, invalid } = view.parsedPolicies();
+    const match = matchDeployment(valid, deployment, view.namespaceLabels(deployment.metadata?.namespace));
+
+    if (match.kind !== 'Matched') {
+      const record = readAppliedRecord(deployment);
+      if (!record) return;
+      // The policy that wrote it still exists but is invalid: keep still until it is fixed.
+      if (invalid.has(record.policy)) return;
+      await writer.apply(releaseConfiguration(deployment, record));
+      metrics.deploymentWrites.inc({ policy: record.policy, operation: 'release' });
+      const why = match.kind === 'OptedOut' ? 'it is opted out' : 'no policy selects it any more';
+      events.record(
+        reference(deployment),
+        'Normal',
+        'ShutdownSettingsReleased',
+        `policy ${record.policy} no longer manages this Deployment (${why}); its settings are kept as they are`,
+      );
+      log.info({ policy: record.policy, why }, 'released Deployment');
+      return;
+    }
+
+    const policy = match.policy;
+    // Audit writes nothing to workloads; its verdicts are the status controller's job.
+    if (policy.spec.mode !== 'Enforce') return;
+
+    const planned = await planWorkload(deployment, policy, deps);
+    if (!planned.ok) {
+      const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
+      events.record(
+        reference(deployment),
+        'Warning',
+        'InvalidAnnotation',
+        `skipped by policy ${policy.name}: ${message}`,
+      );
+      log.warn(
+        { policy: policy.name, errors: planned.errors },
+        'skipping Deployment with invalid annotations',
+      );
+      return; // Retrying cannot help: the next update of the Deployment queues it again.
+    }
+    const { plan, record, nextRecord } = planned;
+    const { compliant, changes } = planned.diff;
+    if (compliant && sameOwnership(record, nextRecord)) return { requeueAfterMs: deps.resyncMs };
+    if (compliant && !record && ownsNothing(nextRecord)) return { requeueAfterMs: deps.resyncMs };
+
+    // Changing the pod template restarts the pods: that is what the rollout budget limits.
+    // A compliant Deployment whose record alone changes is rewritten without a rollout.
+    if (!compliant) {
+      const rolling = tracker.rollingKeys(policy.name, deploymentsWonBy(policy, valid, view));
+      const decision = rolloutDecision({ policy, deployment, rollingKeys: rolling, key });
+      if (decision.kind === 'Wait') {
+        tracker.wait(policy.name, key);
+        metrics.rolloutWaits.inc({ policy: policy.name, reason: decision.reason });
+        log.debug({ policy: policy.name, reason: decision.reason }, decision.message);
+        return { requeueAfterMs: deps.rolloutCheckMs };
+      }
+      tracker.reserve(key, policy.name);
+    }
+    try {
+      const updated = await writer.apply(applyConfiguration(deployment, nextRecord, plan));
+      if (!compliant) tracker.patched(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
+    } catch (err) {
+      tracker.release(key);
+      throw err;
+    }
+    metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
+    if (!compliant) {
+      events.record(
+        reference(deployment),
+        'Normal',
+        'ShutdownSettingsApplied',
+        `policy ${policy.name}: ${changes.join('; ')} (${plan.drain.message})`,
+      );
+    }
+    log.info(
+      { policy: policy.name, changes, drain: plan.drain },
+      compliant ? 'recorded ownership' : 'applied shutdown settings',
+    );
+    return { requeueAfterMs: deps.resyncMs };
+  };
+}

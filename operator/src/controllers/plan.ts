@@ -1,0 +1,85 @@
+// What a policy wants for one Deployment, computed the same way by the controller that writes
+// Deployments and by the one that reports status: cache in, plan out, only the latency source
+// does I/O.
+import type { V1Deployment } from '@kubernetes/client-node';
+import type { LatencySource } from '../latency/source.ts';
+import { desiredSettings } from '../policy/desired.ts';
+import { type DiffResult, diffDeployment } from '../policy/diff.ts';
+import { type AppliedRecord, readAppliedRecord, recordFor, withoutOwnedFields } from '../policy/ownership.ts';
+import type {
+  AnnotationError,
+  ClusterFacts,
+  LatencyObservation,
+  ShutdownPlan,
+  ValidPolicy,
+} from '../policy/types.ts';
+
+export type WorkloadPlan =
+  | {
+      ok: true;
+      plan: ShutdownPlan;
+      observation: LatencyObservation;
+      /** What the operator owned before; undefined when nothing. */
+      record: AppliedRecord | undefined;
+      /** What it would own after writing the plan. */
+      nextRecord: AppliedRecord;
+      diff: DiffResult;
+    }
+  | { ok: false; errors: AnnotationError[]; observation: LatencyObservation };
+
+export async function planWorkload(
+  deployment: V1Deployment,
+  policy: ValidPolicy,
+  deps: { latency: LatencySource; facts: ClusterFacts },
+): Promise<WorkloadPlan> {
+  const observation = await deps.latency.observe(
+    {
+      namespace: deployment.metadata?.namespace ?? '',
+      name: deployment.metadata?.name ?? '',
+      podLabels: deployment.spec?.selector?.matchLabels ?? {},
+    },
+    policy.spec.observedLatency,
+  );
+  const record = readAppliedRecord(deployment);
+  // Plan against the Deployment as it would be without the operator, so that IfMissing means
+  // "the user set none" and the operator's own earlier values can follow a new recommendation.
+  const result = desiredSettings({
+    policy,
+    deployment: withoutOwnedFields(deployment, record),
+    observation,
+    facts: deps.facts,
+    ...(record?.terminationGracePeriodSeconds !== undefined
+      ? { previouslyApplied: { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds } }
+      : {}),
+  });
+  if (!result.ok) return { ok: false, errors: result.errors, observation };
+  return {
+    ok: true,
+    plan: result.plan,
+    observation,
+    record,
+    nextRecord: recordFor(policy, result.plan),
+    diff: diffDeployment(deployment, result.plan),
+  };
+}
+
+/** True when the operator would own nothing. */
+export function ownsNothing(record: AppliedRecord): boolean {
+  return record.terminationGracePeriodSeconds === undefined && Object.keys(record.containers).length === 0;
+}
+
+/** Same policy and same owned fields: rewriting the record would change nothing that matters. */
+export function sameOwnership(a: AppliedRecord | undefined, b: AppliedRecord): boolean {
+  if (!a) return ownsNothing(b);
+  return (
+    a.policy === b.policy &&
+    a.terminationGracePeriodSeconds === b.terminationGracePeriodSeconds &&
+    JSON.stringify(sortedContainers(a)) === JSON.stringify(sortedContainers(b))
+  );
+}
+
+function sortedContainers(record: AppliedRecord): [string, boolean, boolean][] {
+  return Object.entries(record.containers)
+    .map(([name, owned]): [string, boolean, boolean] => [name, !!owned.readinessProbe, !!owned.preStop])
+    .sort((x, y) => x[0].localeCompare(y[0]));
+}

@@ -1,0 +1,116 @@
+// Reports one policy's status: its verdict on every Deployment it selects, the counts and
+// conditions, written only when they change. Contract: given a policy name, read the policy,
+// the other policies and the Deployments from the cache, compute, and write status at most once.
+import { PolicyConditionTypes, type WorkloadStatus } from '../api/policy.ts';
+import type { PolicyStatusWriter } from '../kube/status.ts';
+import type { LatencySource } from '../latency/source.ts';
+import { rolloutDecision } from '../policy/budget.ts';
+import {
+  invalidPolicyStatus,
+  statusEquals,
+  summarizePolicyStatus,
+  workloadVerdict,
+} from '../policy/compliance.ts';
+import { matchDeployment, policySelects } from '../policy/match.ts';
+import type { ClusterFacts } from '../policy/types.ts';
+import type { Reconcile } from '../runtime/controller.ts';
+import type { OperatorMetrics } from './metrics.ts';
+import { planWorkload } from './plan.ts';
+import type { ClusterView } from './view.ts';
+
+export const POLICY_STATUS_CONTROLLER = 'policy-status';
+
+export interface PolicyStatusControllerDeps {
+  view: ClusterView;
+  writer: PolicyStatusWriter;
+  latency: LatencySource;
+  facts: ClusterFacts;
+  metrics: OperatorMetrics;
+  /** Status is recomputed this often without events (latency observations age). */
+  resyncMs: number;
+}
+
+const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
+
+export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconcile {
+  const { view, writer, metrics } = deps;
+  return async (name, _signal, log) => {
+    const object = view.policies.get(name);
+    if (!object) {
+      for (const verdict of verdicts) metrics.policyWorkloads.remove({ policy: name, verdict });
+      metrics.policyAccepted.remove({ policy: name });
+      return;
+    }
+    const { valid, invalid } = view.parsedPolicies();
+    const now = new Date();
+    const rejected = invalid.get(name);
+    const policy = valid.find((p) => p.name === name);
+    let status: ReturnType<typeof summarizePolicyStatus>;
+    if (rejected || !policy) {
+      const errors = rejected?.errors ?? [{ path: 'spec', message: 'Required value' }];
+      status = invalidPolicyStatus(
+        rejected?.generation ?? object.metadata?.generation ?? 0,
+        errors,
+        now,
+        object.status,
+      );
+      log.warn({ errors }, 'policy rejected by validation');
+    } else {
+      const workloads: WorkloadStatus[] = [];
+      for (const deployment of view.deployments.list()) {
+        const namespaceLabels = view.namespaceLabels(deployment.metadata?.namespace);
+        if (!policySelects(policy, deployment, namespaceLabels)) continue;
+        const match = matchDeployment(valid, deployment, namespaceLabels);
+        if (match.kind === 'OptedOut') {
+          workloads.push(workloadVerdict({ kind: 'OptedOut', deployment }));
+          continue;
+        }
+        if (match.kind === 'Matched' && match.policy.name !== name) {
+          workloads.push(workloadVerdict({ kind: 'OtherPolicyWins', deployment, winner: match.policy }));
+          continue;
+        }
+        const planned = await planWorkload(deployment, policy, deps);
+        if (!planned.ok) {
+          workloads.push(workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors }));
+          continue;
+        }
+        const decision =
+          policy.spec.mode === 'Enforce' && !planned.diff.compliant
+            ? rolloutDecision({ policy, deployment, rollingKeys: new Set(), key: '' })
+            : undefined;
+        workloads.push(
+          workloadVerdict({
+            kind: 'Planned',
+            deployment,
+            policy,
+            plan: planned.plan,
+            diff: planned.diff,
+            observation: planned.observation,
+            mode: policy.spec.mode,
+            ...(decision?.kind === 'Wait' ? { decision } : {}),
+            observedTime: now,
+          }),
+        );
+      }
+      status = summarizePolicyStatus({ policy, workloads, now, previous: object.status });
+    }
+
+    metrics.policyAccepted.set({ policy: name }, rejected ? 0 : 1);
+    // From the counts, not the workload list: that list is bounded.
+    const counts = status.counts ?? { matched: 0, compliant: 0, nonCompliant: 0, exempt: 0 };
+    const perVerdict = {
+      Compliant: counts.compliant,
+      NonCompliant: counts.nonCompliant,
+      Exempt: counts.exempt,
+      Unknown: Math.max(0, counts.matched - counts.compliant - counts.nonCompliant),
+    };
+    for (const verdict of verdicts)
+      metrics.policyWorkloads.set({ policy: name, verdict }, perVerdict[verdict]);
+    if (!statusEquals(status, object.status)) {
+      await writer.write(name, status);
+      const compliant = status.conditions?.find((c) => c.type === PolicyConditionTypes.Compliant);
+      log.info({ counts: status.counts, compliant: compliant?.status }, 'status updated');
+    }
+    return { requeueAfterMs: deps.resyncMs };
+  };
+}

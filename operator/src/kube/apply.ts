@@ -1,0 +1,37 @@
+// The only code that writes Deployments: server-side apply under the operator's own field
+// manager, so the operator owns exactly the fields it injects (GitOps tools can ignore them).
+import { type AppsV1Api, PatchStrategy, setHeaderOptions, type V1Deployment } from '@kubernetes/client-node';
+
+/** Field manager of every Deployment write; `kubectl get deploy -o yaml --show-managed-fields` shows it. */
+export const FIELD_MANAGER = 'graceful-shutdown-operator';
+
+/** A partial Deployment holding only the fields the operator owns (an apply configuration). */
+export interface DeploymentApplyConfiguration {
+  apiVersion: 'apps/v1';
+  kind: 'Deployment';
+  metadata: { name: string; namespace: string; annotations?: Record<string, string> };
+  spec?: { template: { spec: Record<string, unknown> } };
+}
+
+export interface DeploymentWriter {
+  apply(config: DeploymentApplyConfiguration): Promise<V1Deployment>;
+}
+
+export function createDeploymentWriter(apps: AppsV1Api): DeploymentWriter {
+  const options = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+  return {
+    apply: (config) =>
+      apps.patchNamespacedDeployment(
+        {
+          name: config.metadata.name,
+          namespace: config.metadata.namespace,
+          body: config,
+          fieldManager: FIELD_MANAGER,
+          // Override mode means taking fields from other managers; IfMissing fields have none.
+          force: true,
+          fieldValidation: 'Strict',
+        },
+        options,
+      ),
+  };
+}

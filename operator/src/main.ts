@@ -1,0 +1,188 @@
+// Wiring only: config -> clients -> informers -> controllers -> manager.run().
+import { hostname } from 'node:os';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubernetesListObject,
+  type V1Deployment,
+  type V1Namespace,
+} from '@kubernetes/client-node';
+import { GROUP, PLURAL, VERSION } from './api/policy.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deployment-controller.ts';
+import { createOperatorMetrics } from './controllers/metrics.ts';
+import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
+import { RolloutTracker } from './controllers/rollout-tracker.ts';
+import { ClusterView, type PolicyObject } from './controllers/view.ts';
+import { createDeploymentWriter } from './kube/apply.ts';
+import { loadKubeConfig } from './kube/client.ts';
+import { createEventRecorder } from './kube/events.ts';
+import { enqueueObject, Informer } from './kube/informer.ts';
+import { createLeaseClient } from './kube/lease-client.ts';
+import { readServerVersion } from './kube/server-version.ts';
+import { createPolicyStatusWriter } from './kube/status.ts';
+import { UnknownLatencySource } from './latency/source.ts';
+import { createLogger } from './log.ts';
+import { isRolling } from './policy/budget.ts';
+import { clusterFacts } from './policy/desired.ts';
+import { Controller } from './runtime/controller.ts';
+import { LeadershipLostError, Manager } from './runtime/manager.ts';
+import { createRuntimeMetrics } from './runtime/metrics.ts';
+
+/** Status is recomputed at most this often per policy when Deployments churn. */
+const statusDebounceMs = 1_000;
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.argv.slice(2), process.env, hostname());
+  const logger = createLogger({ level: config.logLevel });
+  const kubeConfig = loadKubeConfig(config.kubeconfig === undefined ? {} : { path: config.kubeconfig });
+  const metrics = createRuntimeMetrics();
+  const operatorMetrics = createOperatorMetrics(metrics.registry);
+
+  const version = await readServerVersion(kubeConfig);
+  const facts = clusterFacts(version);
+  logger.info({ server: version.gitVersion, facts, identity: config.identity }, 'starting');
+
+  const apps = kubeConfig.makeApiClient(AppsV1Api);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+  const informerTimings = { watchdogMs: config.watchdogMs, relistIntervalMs: config.relistMs, logger };
+  const view = new ClusterView({
+    deployments: new Informer<V1Deployment>({
+      name: 'deployments',
+      kubeConfig,
+      path: '/apis/apps/v1/deployments',
+      list: (options) => apps.listDeploymentForAllNamespaces(options),
+      ...informerTimings,
+    }),
+    namespaces: new Informer<V1Namespace>({
+      name: 'namespaces',
+      kubeConfig,
+      path: '/api/v1/namespaces',
+      list: (options) => core.listNamespace(options),
+      ...informerTimings,
+    }),
+    policies: new Informer<PolicyObject>({
+      name: 'policies',
+      kubeConfig,
+      path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      list: (options) =>
+        custom.listClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          ...options,
+        }) as Promise<KubernetesListObject<PolicyObject>>,
+      ...informerTimings,
+    }),
+  });
+
+  const tracker = new RolloutTracker();
+  const deployments = new Controller({
+    name: DEPLOYMENT_CONTROLLER,
+    workers: config.workers,
+    logger,
+    metrics,
+    reconcile: deploymentReconciler({
+      view,
+      writer: createDeploymentWriter(apps),
+      events: createEventRecorder(core, logger, config.identity),
+      latency: new UnknownLatencySource(),
+      facts,
+      tracker,
+      metrics: operatorMetrics,
+      rolloutCheckMs: config.rolloutCheckMs,
+      resyncMs: config.resyncMs,
+    }),
+  });
+  const statuses = new Controller({
+    name: POLICY_STATUS_CONTROLLER,
+    workers: 1,
+    logger,
+    metrics,
+    reconcile: policyStatusReconciler({
+      view,
+      writer: createPolicyStatusWriter(custom),
+      latency: new UnknownLatencySource(),
+      facts,
+      metrics: operatorMetrics,
+      resyncMs: config.resyncMs,
+    }),
+  });
+
+  // Event routing: each controller is level-triggered, so an event only says which keys to look at.
+  const allPolicies = () => {
+    for (const key of view.policies.keys()) statuses.enqueueAfter(key, statusDebounceMs);
+  };
+  const allDeployments = () => {
+    for (const key of view.deployments.keys()) deployments.enqueue(key);
+  };
+  view.deployments.addHandlers(enqueueObject(deployments.enqueue));
+  view.deployments.addHandlers({
+    onAdd: allPolicies,
+    onDelete: allPolicies,
+    onUpdate: (deployment, old) => {
+      allPolicies();
+      // A finished rollout frees budget: wake the Deployments that waited for it.
+      if (isRolling(old) && !isRolling(deployment))
+        for (const key of tracker.takeWaiting()) deployments.enqueue(key);
+    },
+  });
+  view.policies.addHandlers(enqueueObject(statuses.enqueue));
+  view.policies.addHandlers({ onAdd: allDeployments, onUpdate: allDeployments, onDelete: allDeployments });
+  const namespaceChanged = () => {
+    allDeployments();
+    allPolicies();
+  };
+  view.namespaces.addHandlers({
+    onAdd: namespaceChanged,
+    onUpdate: namespaceChanged,
+    onDelete: namespaceChanged,
+  });
+
+  const manager = new Manager({
+    logger,
+    metrics,
+    probeAddress: config.probeAddress,
+    metricsAddress: config.metricsAddress,
+    gracefulShutdownMs: config.shutdownGraceMs,
+    ...(config.leaderElection.enabled
+      ? {
+          leaderElection: {
+            client: createLeaseClient(kubeConfig, {
+              namespace: config.namespace,
+              name: config.leaderElection.leaseName,
+            }),
+            identity: config.identity,
+            leaseDurationMs: config.leaderElection.leaseDurationMs,
+            renewDeadlineMs: config.leaderElection.renewDeadlineMs,
+            retryPeriodMs: config.leaderElection.retryPeriodMs,
+          },
+        }
+      : {}),
+  });
+  manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies);
+  manager.addController(deployments).addController(statuses);
+  manager.installSignalHandlers();
+  try {
+    await manager.run();
+    logger.info('stopped');
+  } catch (err) {
+    if (!(err instanceof LeadershipLostError)) throw err;
+    logger.error('leadership lost: exiting so a fresh process campaigns again');
+    process.exitCode = 1;
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`configuration error: ${err.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  process.stderr.write(
+    `${JSON.stringify({ level: 'fatal', msg: 'operator failed', err: String((err as Error)?.stack ?? err) })}\n`,
+  );
+  process.exitCode = 1;
+});

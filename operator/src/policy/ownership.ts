@@ -1,0 +1,170 @@
+// What the operator owns on a Deployment, and the apply configurations that write it.
+// The operator's record lives in the gracefulshutdown.dev/applied annotation on the Deployment's
+// own metadata (never the pod template: changing it must not restart pods). Under server-side
+// apply every apply must name all the fields the operator still wants to own — a field left out
+// is removed — so the record says which fields are the operator's.
+import type { V1Container, V1Deployment } from '@kubernetes/client-node';
+import { APPLIED_ANNOTATION } from '../api/annotations.ts';
+import type { ShutdownPlan } from './types.ts';
+
+export interface AppliedRecord {
+  policy: string;
+  policyGeneration: number;
+  /** Set when the operator owns the pod's terminationGracePeriodSeconds. */
+  terminationGracePeriodSeconds?: number;
+  /** Per container name, the fields the operator owns. */
+  containers: Record<string, { readinessProbe?: boolean; preStop?: boolean }>;
+  /** Why these values, for humans (drain time and its source). */
+  reason: string;
+}
+
+/** The operator's record on a Deployment; undefined when absent or unreadable (then nothing is owned). */
+export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | undefined {
+  const raw = deployment.metadata?.annotations?.[APPLIED_ANNOTATION];
+  if (!raw) return undefined;
+  try {
+    const record = JSON.parse(raw) as Partial<AppliedRecord>;
+    if (
+      typeof record.policy !== 'string' ||
+      typeof record.containers !== 'object' ||
+      record.containers === null
+    ) {
+      return undefined;
+    }
+    return {
+      policy: record.policy,
+      policyGeneration: Number(record.policyGeneration) || 0,
+      containers: record.containers,
+      reason: String(record.reason ?? ''),
+      ...(typeof record.terminationGracePeriodSeconds === 'number'
+        ? { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds }
+        : {}),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A copy of the Deployment with the operator's own probes and hooks removed: what the Deployment
+ * would be without the operator. Planning on it keeps "IfMissing" about the user's settings, not
+ * ours. The grace period stays (the apiserver always defaults one): desiredSettings tells the
+ * operator's from the user's by the record's value.
+ */
+export function withoutOwnedFields(
+  deployment: V1Deployment,
+  record: AppliedRecord | undefined,
+): V1Deployment {
+  if (!record) return deployment;
+  const copy = structuredClone(deployment);
+  const podSpec = copy.spec?.template?.spec;
+  if (!podSpec) return copy;
+  for (const container of podSpec.containers ?? []) {
+    const owned = record.containers[container.name];
+    if (owned?.readinessProbe) container.readinessProbe = undefined;
+    if (owned?.preStop && container.lifecycle) container.lifecycle.preStop = undefined;
+  }
+  return copy;
+}
+
+function identity(deployment: V1Deployment): { name: string; namespace: string } {
+  return { name: deployment.metadata?.name ?? '', namespace: deployment.metadata?.namespace ?? '' };
+}
+
+/** The record for a plan: exactly the fields the plan writes. */
+export function recordFor(policy: { name: string; generation: number }, plan: ShutdownPlan): AppliedRecord {
+  const containers: AppliedRecord['containers'] = {};
+  for (const c of plan.containers) {
+    if (c.readinessProbe || c.preStop) {
+      containers[c.name] = {
+        ...(c.readinessProbe ? { readinessProbe: true } : {}),
+        ...(c.preStop ? { preStop: true } : {}),
+      };
+    }
+  }
+  return {
+    policy: policy.name,
+    policyGeneration: policy.generation,
+    ...(plan.terminationGracePeriodSeconds !== undefined
+      ? { terminationGracePeriodSeconds: plan.terminationGracePeriodSeconds }
+      : {}),
+    containers,
+    reason: plan.drain.message,
+  };
+}
+
+export interface ApplyConfiguration {
+  apiVersion: 'apps/v1';
+  kind: 'Deployment';
+  metadata: { name: string; namespace: string; annotations?: Record<string, string> };
+  spec?: { template: { spec: Record<string, unknown> } };
+}
+
+function podSpecFields(
+  grace: number | undefined,
+  containers: { name: string; readinessProbe?: unknown; preStop?: unknown }[],
+): ApplyConfiguration['spec'] {
+  const written = containers.filter((c) => c.readinessProbe !== undefined || c.preStop !== undefined);
+  if (grace === undefined && written.length === 0) return undefined;
+  return {
+    template: {
+      spec: {
+        ...(grace !== undefined ? { terminationGracePeriodSeconds: grace } : {}),
+        ...(written.length > 0
+          ? {
+              containers: written.map((c) => ({
+                name: c.name,
+                ...(c.readinessProbe !== undefined ? { readinessProbe: c.readinessProbe } : {}),
+                ...(c.preStop !== undefined ? { lifecycle: { preStop: c.preStop } } : {}),
+              })),
+            }
+          : {}),
+      },
+    },
+  };
+}
+
+/** The apply configuration that writes a plan and records it. */
+export function applyConfiguration(
+  deployment: V1Deployment,
+  record: AppliedRecord,
+  plan: ShutdownPlan,
+): ApplyConfiguration {
+  const spec = podSpecFields(plan.terminationGracePeriodSeconds, plan.containers);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { ...identity(deployment), annotations: { [APPLIED_ANNOTATION]: JSON.stringify(record) } },
+    ...(spec ? { spec } : {}),
+  };
+}
+
+/**
+ * The apply configuration that releases a Deployment the operator no longer manages: the
+ * values it owns stay exactly as they are (removing them would restart the pods and could bring
+ * back dropped requests); the record annotation goes, so nothing claims to manage it any more.
+ */
+export function releaseConfiguration(deployment: V1Deployment, record: AppliedRecord): ApplyConfiguration {
+  const podSpec = deployment.spec?.template?.spec;
+  const byName = new Map<string, V1Container>((podSpec?.containers ?? []).map((c) => [c.name, c]));
+  const containers = Object.entries(record.containers).flatMap(([name, owned]) => {
+    const current = byName.get(name);
+    if (!current) return [];
+    return [
+      {
+        name,
+        ...(owned.readinessProbe && current.readinessProbe ? { readinessProbe: current.readinessProbe } : {}),
+        ...(owned.preStop && current.lifecycle?.preStop ? { preStop: current.lifecycle.preStop } : {}),
+      },
+    ];
+  });
+  const grace =
+    record.terminationGracePeriodSeconds !== undefined ? podSpec?.terminationGracePeriodSeconds : undefined;
+  const spec = podSpecFields(grace ?? undefined, containers);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: identity(deployment),
+    ...(spec ? { spec } : {}),
+  };
+}

@@ -1,0 +1,406 @@
+// The operator as a separate process, under its shipped ClusterRole (a ServiceAccount token, not
+// system:masters), enforcing and auditing policies on real Deployments that really roll out.
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type V1Container,
+  type V1Deployment,
+  Watch,
+} from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  APPLIED_ANNOTATION,
+  EXCLUDE_ANNOTATION,
+  READINESS_PORT_ANNOTATION,
+} from '../../operator/src/api/annotations.ts';
+import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
+import { isRolling } from '../../operator/src/policy/budget.ts';
+import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
+import {
+  installOperatorPrerequisites,
+  OPERATOR_NAMESPACE,
+  OPERATOR_SERVICE_ACCOUNT,
+} from '../operator/install.ts';
+import { OperatorProcess } from '../operator/operator-process.ts';
+import { adminKubeConfig, clusterInfo, kubectl, useNamespace, waitFor } from './support.ts';
+
+const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
+const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
+const custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
+const RESYNC_MS = 2_000;
+
+let operator: OperatorProcess;
+const createdPolicies: string[] = [];
+
+beforeAll(async () => {
+  const info = clusterInfo();
+  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
+  const dir = await mkdtemp(join(tmpdir(), 'gso-operator-e2e-'));
+  const kubeconfig = await serviceAccountKubeconfig(
+    adminKubeConfig(),
+    OPERATOR_NAMESPACE,
+    OPERATOR_SERVICE_ACCOUNT,
+    dir,
+  );
+  operator = await OperatorProcess.start({
+    kubeconfig,
+    logPath: join(dir, 'operator.log'),
+    args: ['--resync-ms', String(RESYNC_MS), '--rollout-check-ms', '500', '--log-level', 'debug'],
+  });
+  await operator.waitReady();
+});
+
+afterAll(async () => {
+  for (const name of createdPolicies) {
+    await custom()
+      .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name })
+      .catch(() => {});
+  }
+  const exit = await operator?.stop();
+  // Graceful shutdown on SIGTERM: finish in-flight work, release the lease, exit 0.
+  expect(exit).toEqual({ code: 0, signal: null });
+});
+
+function container(name: string, extra: Partial<V1Container> = {}): V1Container {
+  return { name, image: `registry.example/${name}:1`, ...extra };
+}
+
+async function createDeployment(
+  namespace: string,
+  name: string,
+  opts: {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    containers?: V1Container[];
+    replicas?: number;
+  } = {},
+): Promise<V1Deployment> {
+  return apps().createNamespacedDeployment({
+    namespace,
+    body: {
+      metadata: { name, namespace, labels: { app: name, ...opts.labels }, annotations: opts.annotations },
+      spec: {
+        replicas: opts.replicas ?? 2,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: {
+            containers: opts.containers ?? [
+              container('web', { ports: [{ name: 'http', containerPort: 8080 }] }),
+            ],
+          },
+        },
+      },
+    },
+  });
+}
+
+const readDeployment = (namespace: string, name: string) =>
+  apps().readNamespacedDeployment({ namespace, name });
+
+async function rolledOut(namespace: string, name: string): Promise<V1Deployment | undefined> {
+  const d = await readDeployment(namespace, name);
+  return isRolling(d) ? undefined : d;
+}
+
+/** A policy scoped to one namespace (policies are cluster-scoped; tests must not meet). */
+async function applyPolicy(name: string, namespace: string, spec: Record<string, unknown>): Promise<void> {
+  const body = {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: 'GracefulShutdownPolicy',
+    metadata: { name },
+    spec: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } }, ...spec },
+  };
+  const result = await kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(body) });
+  expect(result.stderr).toBe('');
+  if (!createdPolicies.includes(name)) createdPolicies.push(name);
+}
+
+interface PolicyStatusView {
+  observedGeneration?: number;
+  conditions?: { type: string; status: string; reason: string; message: string }[];
+  counts?: { matched: number; compliant: number; nonCompliant: number; exempt: number };
+  workloads?: {
+    namespace: string;
+    name: string;
+    verdict: string;
+    reason: string;
+    recommended?: Record<string, unknown>;
+  }[];
+}
+
+async function policyStatus(name: string): Promise<PolicyStatusView | undefined> {
+  const policy = (await custom().getClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: PLURAL,
+    name,
+  })) as {
+    status?: PolicyStatusView;
+  };
+  return policy.status;
+}
+
+function webContainer(d: V1Deployment): V1Container | undefined {
+  return d.spec?.template?.spec?.containers.find((c) => c.name === 'web');
+}
+
+async function events(
+  namespace: string,
+  name: string,
+): Promise<{ reason?: string; type?: string; message?: string }[]> {
+  const list = await core().listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` });
+  return list.items;
+}
+
+describe('Enforce', () => {
+  const ns = useNamespace('enforce');
+
+  test('matching Deployments get the settings and roll out; user settings, opt-outs and non-matches are kept', async () => {
+    await createDeployment(ns.name, 'plain');
+    await createDeployment(ns.name, 'user-set', {
+      containers: [
+        container('web', {
+          ports: [{ containerPort: 9000 }],
+          readinessProbe: { httpGet: { path: '/ready', port: 9000 } },
+          lifecycle: { preStop: { exec: { command: ['sleep', '20'] } } },
+        }),
+      ],
+    });
+    await createDeployment(ns.name, 'opted-out', { annotations: { [EXCLUDE_ANNOTATION]: 'true' } });
+    await createDeployment(ns.name, 'other-team', { labels: { team: 'other' } });
+    for (const name of ['plain', 'user-set', 'opted-out', 'other-team'])
+      await waitFor(`${name} ready`, () => rolledOut(ns.name, name));
+    const before = new Map(
+      await Promise.all(
+        ['opted-out', 'other-team'].map(async (n) => [n, await readDeployment(ns.name, n)] as const),
+      ),
+    );
+
+    await applyPolicy('enforce-test', ns.name, {
+      mode: 'Enforce',
+      deploymentSelector: { matchExpressions: [{ key: 'team', operator: 'DoesNotExist' }] },
+      preStop: { seconds: 5 },
+      terminationGracePeriod: { minSeconds: 20, maxSeconds: 120, overheadSeconds: 5 },
+      rollout: { maxConcurrent: 2 },
+    });
+
+    const plain = await waitFor('plain enforced and rolled out', async () => {
+      const d = await rolledOut(ns.name, 'plain');
+      return d?.metadata?.annotations?.[APPLIED_ANNOTATION] && (d.metadata.generation ?? 0) >= 2
+        ? d
+        : undefined;
+    });
+    const web = webContainer(plain);
+    // No port configured: the first declared port of the first container that declares one.
+    expect(web?.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 8080 });
+    // Kubernetes 1.37 supports the native sleep action: Auto picks it.
+    expect(web?.lifecycle?.preStop).toMatchObject({ sleep: { seconds: 5 } });
+    // preStop 5 + drain 0 (latency unknown) + overhead 5 = 10, raised to minSeconds 20; the
+    // Deployment's 30 s is longer and inject IfShorter keeps it.
+    expect(plain.spec?.template?.spec?.terminationGracePeriodSeconds).toBe(30);
+    expect(JSON.parse(plain.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}')).toMatchObject({
+      policy: 'enforce-test',
+    });
+    expect((await events(ns.name, 'plain')).map((e) => e.reason)).toContain('ShutdownSettingsApplied');
+
+    const status = await waitFor('status counts', async () => {
+      const s = await policyStatus('enforce-test');
+      return s?.counts?.compliant === 2 ? s : undefined;
+    });
+    expect(status.counts).toMatchObject({ matched: 2, compliant: 2, nonCompliant: 0, exempt: 1 });
+    expect(status.conditions?.find((c) => c.type === 'Compliant')?.status).toBe('True');
+    expect(status.workloads?.find((w) => w.name === 'opted-out')?.verdict).toBe('Exempt');
+
+    // The user's own probe and 20 s preStop stay; their default 30 s grace already covers it.
+    const userSet = await readDeployment(ns.name, 'user-set');
+    expect(userSet.metadata?.generation).toBe(1);
+    expect(webContainer(userSet)?.readinessProbe?.httpGet).toMatchObject({ path: '/ready', port: 9000 });
+    expect(webContainer(userSet)?.lifecycle?.preStop).toEqual({ exec: { command: ['sleep', '20'] } });
+    expect(userSet.spec?.template?.spec?.terminationGracePeriodSeconds).toBe(30);
+
+    // Opted out and not selected: never written to.
+    for (const [name, old] of before) {
+      const now = await readDeployment(ns.name, name);
+      expect(now.metadata?.resourceVersion, name).toBe(old.metadata?.resourceVersion);
+      expect(now.metadata?.annotations?.[APPLIED_ANNOTATION], name).toBeUndefined();
+    }
+  });
+
+  test('steady state: no Deployment writes over several resync periods', async () => {
+    const writes = await operator.sample('gracefulshutdown_deployment_writes_total', {
+      policy: 'enforce-test',
+    });
+    expect(writes).toBeGreaterThanOrEqual(1);
+    const reconciles = await operator.sample('controller_runtime_reconcile_total', {
+      controller: 'deployment-shutdown',
+    });
+    await new Promise((r) => setTimeout(r, 4 * RESYNC_MS));
+    // The Deployments were reconciled again (resync), and nothing was written.
+    expect(
+      await operator.sample('controller_runtime_reconcile_total', { controller: 'deployment-shutdown' }),
+    ).toBeGreaterThan(reconciles);
+    expect(
+      await operator.sample('gracefulshutdown_deployment_writes_total', { policy: 'enforce-test' }),
+    ).toBe(writes);
+  });
+
+  test('a Deployment with a malformed annotation gets a Warning Event and is skipped; others proceed', async () => {
+    await createDeployment(ns.name, 'bad-annotation', {
+      annotations: { [READINESS_PORT_ANNOTATION]: 'Not A Port!' },
+    });
+    await createDeployment(ns.name, 'good-neighbour');
+    await waitFor('good-neighbour enforced', async () => {
+      const d = await rolledOut(ns.name, 'good-neighbour');
+      return d?.metadata?.annotations?.[APPLIED_ANNOTATION] ? d : undefined;
+    });
+    const warning = await waitFor('InvalidAnnotation event', async () =>
+      (await events(ns.name, 'bad-annotation')).find((e) => e.reason === 'InvalidAnnotation'),
+    );
+    expect(warning.type).toBe('Warning');
+    expect(warning.message).toContain(READINESS_PORT_ANNOTATION);
+    const bad = await readDeployment(ns.name, 'bad-annotation');
+    expect(bad.metadata?.generation).toBe(1);
+    expect(bad.metadata?.annotations?.[APPLIED_ANNOTATION]).toBeUndefined();
+  });
+
+  test('a Deployment no longer matched is released: values kept, record removed, no restart', async () => {
+    const before = await readDeployment(ns.name, 'plain');
+    const replicaSets = async () =>
+      (await apps().listNamespacedReplicaSet({ namespace: ns.name, labelSelector: 'app=plain' })).items
+        .map((rs) => rs.metadata?.name)
+        .sort();
+    const replicaSetsBefore = await replicaSets();
+    await apps().patchNamespacedDeployment({
+      namespace: ns.name,
+      name: 'plain',
+      body: [{ op: 'add', path: '/metadata/labels/team', value: 'other' }],
+    });
+    const released = await waitFor('record removed', async () => {
+      const d = await readDeployment(ns.name, 'plain');
+      return d.metadata?.annotations?.[APPLIED_ANNOTATION] === undefined ? d : undefined;
+    });
+    // The pod template is unchanged (an annotation change bumps a Deployment's generation, but
+    // no new ReplicaSet means no pod was restarted).
+    expect(released.spec?.template).toEqual(before.spec?.template);
+    expect(await replicaSets()).toEqual(replicaSetsBefore);
+    expect(webContainer(released)?.lifecycle?.preStop).toEqual(webContainer(before)?.lifecycle?.preStop);
+    expect((await events(ns.name, 'plain')).map((e) => e.reason)).toContain('ShutdownSettingsReleased');
+  });
+});
+
+describe('Audit', () => {
+  const ns = useNamespace('audit');
+
+  test('writes nothing to Deployments; status shows recommendations and verdicts', async () => {
+    for (const name of ['a1', 'a2', 'a3']) await createDeployment(ns.name, name);
+    for (const name of ['a1', 'a2', 'a3']) await waitFor(`${name} ready`, () => rolledOut(ns.name, name));
+    const before = await Promise.all(['a1', 'a2', 'a3'].map((n) => readDeployment(ns.name, n)));
+    await applyPolicy('audit-test', ns.name, { mode: 'Audit' });
+
+    const status = await waitFor('audit status', async () => {
+      const s = await policyStatus('audit-test');
+      return s?.counts?.matched === 3 ? s : undefined;
+    });
+    expect(status.counts).toMatchObject({ matched: 3, compliant: 0, nonCompliant: 3 });
+    expect(status.conditions?.find((c) => c.type === 'Compliant')).toMatchObject({ status: 'False' });
+    const a1 = status.workloads?.find((w) => w.name === 'a1');
+    expect(a1).toMatchObject({ verdict: 'NonCompliant' });
+    expect(a1?.recommended).toMatchObject({
+      preStop: { action: 'Sleep', seconds: 5 },
+      terminationGracePeriodSeconds: 30,
+    });
+
+    await new Promise((r) => setTimeout(r, 2 * RESYNC_MS));
+    expect(await operator.sample('gracefulshutdown_deployment_writes_total', { policy: 'audit-test' })).toBe(
+      0,
+    );
+    for (const old of before) {
+      const now = await readDeployment(ns.name, old.metadata?.name ?? '');
+      expect(now.metadata?.resourceVersion).toBe(old.metadata?.resourceVersion);
+    }
+  });
+});
+
+describe('overlapping policies', () => {
+  const ns = useNamespace('overlap');
+
+  test('the higher priority wins; on a tie the name that sorts first', async () => {
+    await createDeployment(ns.name, 'shared');
+    await waitFor('shared ready', () => rolledOut(ns.name, 'shared'));
+    // Applied low first, then high: the result must not depend on order.
+    await applyPolicy('overlap-low', ns.name, { mode: 'Enforce', priority: 5, preStop: { seconds: 3 } });
+    await applyPolicy('overlap-high', ns.name, { mode: 'Enforce', priority: 10, preStop: { seconds: 7 } });
+    await applyPolicy('overlap-high-twin', ns.name, {
+      mode: 'Enforce',
+      priority: 10,
+      preStop: { seconds: 9 },
+    });
+    const d = await waitFor('winner applied', async () => {
+      const dep = await rolledOut(ns.name, 'shared');
+      const record = dep?.metadata?.annotations?.[APPLIED_ANNOTATION];
+      return record && JSON.parse(record).policy === 'overlap-high' ? dep : undefined;
+    });
+    expect(webContainer(d)?.lifecycle?.preStop).toEqual({ sleep: { seconds: 7 } });
+    const low = await waitFor('loser status', async () => {
+      const s = await policyStatus('overlap-low');
+      return s?.counts?.exempt === 1 ? s : undefined;
+    });
+    expect(low.counts?.matched).toBe(0);
+    // Several resyncs later the winner is still the same.
+    await new Promise((r) => setTimeout(r, 2 * RESYNC_MS));
+    const again = await readDeployment(ns.name, 'shared');
+    expect(JSON.parse(again.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}').policy).toBe('overlap-high');
+    expect(again.metadata?.generation).toBe(d.metadata?.generation);
+  });
+});
+
+describe('rollout budget', () => {
+  const ns = useNamespace('budget');
+
+  test('20 Deployments, maxConcurrent 2: never more than 2 rolling at once', async () => {
+    const names = Array.from({ length: 20 }, (_, i) => `svc-${String(i).padStart(2, '0')}`);
+    for (const name of names) await createDeployment(ns.name, name, { replicas: 1 });
+    for (const name of names) await waitFor(`${name} ready`, () => rolledOut(ns.name, name));
+
+    // Watch every Deployment of the namespace and track how many roll at once.
+    const rolling = new Set<string>();
+    let maxRolling = 0;
+    const watch = new Watch(adminKubeConfig());
+    const abort = await watch.watch(
+      `/apis/apps/v1/namespaces/${ns.name}/deployments`,
+      {},
+      (_phase, obj: V1Deployment) => {
+        const name = obj.metadata?.name ?? '';
+        if (isRolling(obj)) rolling.add(name);
+        else rolling.delete(name);
+        maxRolling = Math.max(maxRolling, rolling.size);
+      },
+      () => {},
+    );
+    try {
+      await applyPolicy('budget-test', ns.name, { mode: 'Enforce', rollout: { maxConcurrent: 2 } });
+      const started = Date.now();
+      await waitFor(
+        'all 20 enforced',
+        async () => {
+          const s = await policyStatus('budget-test');
+          return s?.counts?.compliant === 20 && rolling.size === 0;
+        },
+        { timeoutMs: 150_000, intervalMs: 500 },
+      );
+      console.log(
+        `budget: 20 Deployments converged in ${((Date.now() - started) / 1000).toFixed(1)} s, max rolling ${maxRolling}`,
+      );
+    } finally {
+      abort.abort();
+    }
+    expect(maxRolling).toBeGreaterThanOrEqual(1);
+    expect(maxRolling).toBeLessThanOrEqual(2);
+    for (const name of names) expect((await readDeployment(ns.name, name)).metadata?.generation).toBe(2);
+  });
+});
