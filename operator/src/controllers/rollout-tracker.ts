@@ -46,9 +46,9 @@ export class RolloutTracker {
   }
 
   wait(policy: string, key: string): void {
-    let keys = this.#waiting.get(policy);
-    if (!keys) this.#waiting.set(policy, (keys = new Set()));
+    const keys = this.#waiting.get(policy) ?? new Set<string>();
     keys.add(key);
+    this.#waiting.set(policy, keys);
   }
 
   /** Keys that waited for the budget of any policy; the caller re-enqueues them. */
