@@ -189,6 +189,10 @@ describe('computeDrainSeconds', () => {
     expect(computeDrainSeconds(none, { known: false, source: 'Prometheus', reason: 'x' }).reason).toBe(
       'LatencySourceNone',
     );
+    expect(computeDrainSeconds(none, observed(20))).toMatchObject({
+      seconds: 0,
+      reason: 'LatencySourceNone',
+    });
   });
 });
 

@@ -144,14 +144,15 @@ export function computeDrainSeconds(
   observation: LatencyObservation,
 ): DrainTime {
   const { minSamples, safetyFactor } = spec.observedLatency;
+  // The policy asks for no observation: whatever a source reports is not used.
+  if (spec.observedLatency.source === 'None' || observation.source === 'None') {
+    return {
+      seconds: 0,
+      reason: 'LatencySourceNone',
+      message: 'observedLatency.source is None: the drain time counts as 0 s',
+    };
+  }
   if (!observation.known) {
-    if (observation.source === 'None' || spec.observedLatency.source === 'None') {
-      return {
-        seconds: 0,
-        reason: 'LatencySourceNone',
-        message: 'observedLatency.source is None: the drain time counts as 0 s',
-      };
-    }
     if (observation.samples !== undefined && observation.samples < minSamples) {
       return {
         seconds: 0,

@@ -1,0 +1,466 @@
+import { describe, expect, test } from 'vitest';
+import {
+  type GracefulShutdownPolicyStatus,
+  MAX_WORKLOADS_IN_STATUS,
+  PolicyStatusSchema,
+  type Verdict,
+  type WorkloadStatus,
+} from '../api/policy.ts';
+import type { RolloutDecision } from './budget.ts';
+import {
+  compareWorkloads,
+  formatTime,
+  invalidPolicyStatus,
+  statusEquals,
+  summarizePolicyStatus,
+  workloadVerdict,
+} from './compliance.ts';
+import { desiredSettings } from './desired.ts';
+import { diffDeployment } from './diff.ts';
+import {
+  container,
+  type DeploymentOptions,
+  deployment,
+  NEW_CLUSTER,
+  NO_SOURCE,
+  observed,
+  policy,
+} from './test-fixtures.ts';
+import type { LatencyObservation } from './types.ts';
+
+const T0 = new Date('2025-01-01T00:00:00.123Z');
+const T1 = new Date('2025-01-01T01:00:00Z');
+
+function planned(
+  options: DeploymentOptions,
+  extra: {
+    spec?: Parameters<typeof policy>[1];
+    observation?: LatencyObservation;
+    mode?: 'Audit' | 'Enforce';
+    decision?: RolloutDecision;
+  } = {},
+): WorkloadStatus {
+  const p = policy('p', extra.spec ?? {});
+  const d = deployment(options);
+  const observation = extra.observation ?? NO_SOURCE;
+  const result = desiredSettings({ policy: p, deployment: d, observation, facts: NEW_CLUSTER });
+  if (!result.ok) throw new Error('annotation errors');
+  return workloadVerdict({
+    kind: 'Planned',
+    deployment: d,
+    policy: p,
+    plan: result.plan,
+    diff: diffDeployment(d, result.plan),
+    observation,
+    mode: extra.mode ?? 'Audit',
+    ...(extra.decision ? { decision: extra.decision } : {}),
+    observedTime: T1,
+  });
+}
+
+const compliantContainer = container('web', [8080], {
+  readinessProbe: {
+    httpGet: { path: '/readyz', port: 8080 },
+    periodSeconds: 5,
+    timeoutSeconds: 1,
+    failureThreshold: 3,
+  },
+  lifecycle: { preStop: { sleep: { seconds: 5 } } },
+});
+
+describe('workloadVerdict', () => {
+  test('opted out: Exempt', () => {
+    expect(workloadVerdict({ kind: 'OptedOut', deployment: deployment() })).toMatchObject({
+      namespace: 'shop',
+      name: 'web',
+      verdict: 'Exempt',
+      reason: 'OptedOut',
+    });
+  });
+
+  test('another policy wins: Exempt, naming the winner', () => {
+    const status = workloadVerdict({
+      kind: 'OtherPolicyWins',
+      deployment: deployment(),
+      winner: policy('web-tier', { priority: 10 }),
+    });
+    expect(status).toMatchObject({ verdict: 'Exempt', reason: 'OtherPolicyWins' });
+    expect(status.message).toContain('web-tier');
+  });
+
+  test('invalid annotations: Unknown, naming them', () => {
+    const status = workloadVerdict({
+      kind: 'InvalidAnnotations',
+      deployment: deployment(),
+      errors: [{ annotation: 'gracefulshutdown.dev/readiness-port', message: 'bad' }],
+    });
+    expect(status).toMatchObject({ verdict: 'Unknown', reason: 'InvalidAnnotation' });
+    expect(status.message).toContain('gracefulshutdown.dev/readiness-port: bad');
+  });
+
+  test('compliant: recommended and applied reported', () => {
+    const status = planned({ containers: [compliantContainer] });
+    expect(status).toMatchObject({
+      verdict: 'Compliant',
+      reason: 'SettingsMatch',
+      recommended: {
+        terminationGracePeriodSeconds: 30,
+        preStop: { action: 'Sleep', seconds: 5 },
+        readinessProbe: { path: '/readyz', port: 8080 },
+      },
+      applied: {
+        terminationGracePeriodSeconds: 30,
+        preStop: { action: 'Sleep', seconds: 5 },
+        readinessProbe: { path: '/readyz', port: 8080 },
+      },
+    });
+    expect(status.observedLatency).toBeUndefined();
+    expect(status.message).toContain('source is None');
+  });
+
+  test.each<[string, DeploymentOptions, Parameters<typeof policy>[1], string]>([
+    [
+      'grace too short comes first',
+      { containers: [container('web', [8080])] },
+      { observedLatency: { source: 'Prometheus' } },
+      'GracePeriodTooShort',
+    ],
+    [
+      'grace longer than wanted under Override',
+      { containers: [compliantContainer], grace: 500 },
+      { terminationGracePeriod: { inject: 'Override' } },
+      'GracePeriodMismatch',
+    ],
+    [
+      'preStop missing before probe missing',
+      { containers: [container('web', [8080])] },
+      {},
+      'PreStopMissing',
+    ],
+    [
+      'preStop differs',
+      { containers: [container('web', [8080], { lifecycle: { preStop: { sleep: { seconds: 3 } } } })] },
+      { preStop: { inject: 'Override' } },
+      'PreStopMismatch',
+    ],
+    [
+      'probe missing only',
+      { containers: [container('web', [8080], { lifecycle: { preStop: { sleep: { seconds: 5 } } } })] },
+      {},
+      'ReadinessProbeMissing',
+    ],
+    [
+      'probe differs',
+      {
+        containers: [
+          container('web', [8080], { ...compliantContainer, readinessProbe: { tcpSocket: { port: 8080 } } }),
+        ],
+      },
+      { readinessProbe: { inject: 'Override' } },
+      'ReadinessProbeMismatch',
+    ],
+  ])('non-compliant: %s', (_title, options, spec, reason) => {
+    const status = planned(options, { spec, observation: observed(20) });
+    expect(status).toMatchObject({ verdict: 'NonCompliant', reason });
+  });
+
+  test('Enforce mode held back by the budget: the wait reason, and the changes', () => {
+    const decision: RolloutDecision = {
+      kind: 'Wait',
+      reason: 'RolloutBudgetExhausted',
+      message: '1 Deployments rolling',
+    };
+    const enforce = planned({ containers: [container('web', [8080])] }, { mode: 'Enforce', decision });
+    expect(enforce).toMatchObject({ verdict: 'NonCompliant', reason: 'RolloutBudgetExhausted' });
+    expect(enforce.message).toMatch(/^1 Deployments rolling; containers\[web\]/);
+    // In Audit mode nothing waits: the reason is the change.
+    expect(planned({ containers: [container('web', [8080])] }, { mode: 'Audit', decision }).reason).toBe(
+      'PreStopMissing',
+    );
+  });
+
+  test('observed latency: known, unknown (with the policy percentile and window), none', () => {
+    const spec = { observedLatency: { source: 'Prometheus' as const, percentile: 0.95, window: '6h' } };
+    expect(planned({}, { spec, observation: observed(1.5, 500) }).observedLatency).toEqual({
+      source: 'Prometheus',
+      percentile: 0.99,
+      seconds: 1.5,
+      samples: 500,
+      window: '1h',
+      observedTime: '2025-01-01T01:00:00Z',
+    });
+    expect(
+      planned({}, { spec, observation: { known: false, source: 'Prometheus', reason: 'down' } })
+        .observedLatency,
+    ).toEqual({
+      source: 'Prometheus',
+      percentile: 0.95,
+      samples: 0,
+      window: '6h',
+      observedTime: '2025-01-01T01:00:00Z',
+    });
+    expect(planned({}).observedLatency).toBeUndefined();
+  });
+
+  test('the message stays within the schema bound', () => {
+    const errors = Array.from({ length: 100 }, (_, i) => ({ annotation: `a${i}`, message: 'x'.repeat(50) }));
+    const status = workloadVerdict({ kind: 'InvalidAnnotations', deployment: deployment(), errors });
+    expect(status.message?.length).toBe(1024);
+    expect(status.message?.endsWith('...')).toBe(true);
+  });
+
+  test('every verdict fits the status schema', () => {
+    const statuses = [
+      planned({ name: 'a' }),
+      planned({ name: 'b', containers: [container('web', [8080])] }, { observation: observed(3) }),
+      workloadVerdict({ kind: 'OptedOut', deployment: deployment({ name: 'other' }) }),
+    ];
+    const parsed = PolicyStatusSchema.safeParse({ workloads: statuses });
+    expect(parsed.error).toBeUndefined();
+  });
+});
+
+function workload(verdict: Verdict, namespace: string, name: string): WorkloadStatus {
+  return { namespace, name, verdict, reason: verdict === 'NonCompliant' ? 'PreStopMissing' : verdict };
+}
+
+function shuffled<T>(items: T[], seed: number): T[] {
+  const out = [...items];
+  let state = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    const j = state % (i + 1);
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
+describe('summarizePolicyStatus', () => {
+  const p = policy('web-tier', {}, 7);
+  const compliance = (s: GracefulShutdownPolicyStatus) => s.conditions?.find((c) => c.type === 'Compliant');
+  const accepted = (s: GracefulShutdownPolicyStatus) => s.conditions?.find((c) => c.type === 'Accepted');
+
+  test('150 workloads: counts over all, at most 100 listed, non-compliant first then namespace/name', () => {
+    const all: WorkloadStatus[] = [];
+    for (let i = 0; i < 60; i++)
+      all.push(workload('Compliant', `ns-${i % 3}`, `c-${String(i).padStart(2, '0')}`));
+    for (let i = 0; i < 50; i++)
+      all.push(workload('NonCompliant', `ns-${i % 2}`, `n-${String(i).padStart(2, '0')}`));
+    for (let i = 0; i < 30; i++) all.push(workload('Exempt', 'ns-0', `e-${i}`));
+    for (let i = 0; i < 10; i++) all.push(workload('Unknown', 'ns-9', `u-${i}`));
+    const status = summarizePolicyStatus({ policy: p, workloads: shuffled(all, 42), now: T0 });
+    expect(status.counts).toEqual({ matched: 120, compliant: 60, nonCompliant: 50, exempt: 30 });
+    expect(status.workloads).toHaveLength(MAX_WORKLOADS_IN_STATUS);
+    const verdicts = status.workloads?.map((w) => w.verdict) ?? [];
+    expect(verdicts.slice(0, 50).every((v) => v === 'NonCompliant')).toBe(true);
+    expect(verdicts.slice(50, 60).every((v) => v === 'Unknown')).toBe(true);
+    expect(verdicts.slice(60).every((v) => v === 'Compliant')).toBe(true);
+    const listed = status.workloads ?? [];
+    expect([...listed].sort(compareWorkloads)).toEqual(listed);
+    expect(listed[0]).toMatchObject({ namespace: 'ns-0', name: 'n-00' });
+    expect(listed[25]).toMatchObject({ namespace: 'ns-1', name: 'n-01' });
+    expect(PolicyStatusSchema.safeParse(status).error).toBeUndefined();
+  });
+
+  test('the same workloads in any order give the same status', () => {
+    const all = [
+      workload('Compliant', 'b', 'x'),
+      workload('NonCompliant', 'b', 'a'),
+      workload('NonCompliant', 'a', 'z'),
+      workload('Exempt', 'a', 'a'),
+      workload('Compliant', 'a', 'y'),
+    ];
+    const first = summarizePolicyStatus({ policy: p, workloads: all, now: T0 });
+    for (const seed of [1, 2, 3, 4, 5]) {
+      expect(summarizePolicyStatus({ policy: p, workloads: shuffled(all, seed), now: T0 })).toEqual(first);
+    }
+    expect(first.workloads?.map((w) => `${w.namespace}/${w.name}`)).toEqual([
+      'a/z',
+      'b/a',
+      'a/y',
+      'b/x',
+      'a/a',
+    ]);
+  });
+
+  test.each<[string, Verdict[], string, string, string]>([
+    ['no workloads', [], 'True', 'NoWorkloads', 'matches no Deployment'],
+    ['only exempt workloads', ['Exempt'], 'True', 'NoWorkloads', 'matches no Deployment'],
+    [
+      'all compliant',
+      ['Compliant', 'Compliant', 'Exempt'],
+      'True',
+      'AllCompliant',
+      '2 matched Deployments are compliant',
+    ],
+    ['one compliant', ['Compliant'], 'True', 'AllCompliant', '1 matched Deployment is compliant'],
+    [
+      'one of three not compliant',
+      ['Compliant', 'NonCompliant', 'Compliant'],
+      'False',
+      'NonCompliantWorkloads',
+      '1 of 3 matched Deployments is not compliant',
+    ],
+    [
+      'two not compliant',
+      ['NonCompliant', 'NonCompliant', 'Unknown'],
+      'False',
+      'NonCompliantWorkloads',
+      '2 of 3 matched Deployments are not compliant',
+    ],
+    ['unknown only', ['Compliant', 'Unknown'], 'Unknown', 'UnknownWorkloads', '1 of 2 matched Deployments'],
+  ])('Compliant condition: %s', (_title, verdicts, status, reason, message) => {
+    const s = summarizePolicyStatus({
+      policy: p,
+      workloads: verdicts.map((v, i) => workload(v, 'ns', `d${i}`)),
+      now: T0,
+    });
+    expect(compliance(s)).toMatchObject({ status, reason, observedGeneration: 7 });
+    expect(compliance(s)?.message).toContain(message);
+    expect(accepted(s)).toMatchObject({ status: 'True', reason: 'Valid', observedGeneration: 7 });
+    expect(s.observedGeneration).toBe(7);
+  });
+
+  test('times are whole seconds, as the apiserver stores them', () => {
+    const s = summarizePolicyStatus({ policy: p, workloads: [], now: T0 });
+    expect(accepted(s)?.lastTransitionTime).toBe('2025-01-01T00:00:00Z');
+    expect(formatTime(T1)).toBe('2025-01-01T01:00:00Z');
+  });
+
+  test('lastTransitionTime is kept while the condition status stays, even when reason and message change', () => {
+    const before = summarizePolicyStatus({
+      policy: p,
+      workloads: [workload('Compliant', 'ns', 'a')],
+      now: T0,
+    });
+    const after = summarizePolicyStatus({
+      policy: p,
+      workloads: [workload('Compliant', 'ns', 'a'), workload('Compliant', 'ns', 'b')],
+      now: T1,
+      previous: before,
+    });
+    expect(compliance(after)?.message).not.toBe(compliance(before)?.message);
+    expect(compliance(after)?.lastTransitionTime).toBe('2025-01-01T00:00:00Z');
+    expect(accepted(after)?.lastTransitionTime).toBe('2025-01-01T00:00:00Z');
+  });
+
+  test('lastTransitionTime moves when the condition status changes', () => {
+    const before = summarizePolicyStatus({
+      policy: p,
+      workloads: [workload('Compliant', 'ns', 'a')],
+      now: T0,
+    });
+    const after = summarizePolicyStatus({
+      policy: p,
+      workloads: [workload('NonCompliant', 'ns', 'a')],
+      now: T1,
+      previous: before,
+    });
+    expect(compliance(after)?.lastTransitionTime).toBe('2025-01-01T01:00:00Z');
+    expect(accepted(after)?.lastTransitionTime).toBe('2025-01-01T00:00:00Z');
+  });
+
+  test('a policy that becomes valid again: Accepted moves to True with a new time', () => {
+    const invalid = invalidPolicyStatus(6, [{ path: 'spec.priority', message: 'too big' }], T0);
+    const valid = summarizePolicyStatus({ policy: p, workloads: [], now: T1, previous: invalid });
+    expect(accepted(valid)).toMatchObject({ status: 'True', lastTransitionTime: '2025-01-01T01:00:00Z' });
+  });
+});
+
+describe('invalidPolicyStatus', () => {
+  test('Accepted=False, InvalidSpec, naming every field; Compliant Unknown; nothing counted', () => {
+    const s = invalidPolicyStatus(
+      3,
+      [
+        {
+          path: 'spec.preStop.seconds',
+          message: 'preStop.seconds must be below terminationGracePeriod.maxSeconds',
+        },
+        { path: 'spec.observedLatency.percentile', message: 'must be strictly between 0 and 1' },
+      ],
+      T0,
+    );
+    expect(s.observedGeneration).toBe(3);
+    expect(s.conditions?.[0]).toMatchObject({
+      type: 'Accepted',
+      status: 'False',
+      reason: 'InvalidSpec',
+      observedGeneration: 3,
+    });
+    expect(s.conditions?.[0]?.message).toBe(
+      'spec.preStop.seconds: preStop.seconds must be below terminationGracePeriod.maxSeconds; spec.observedLatency.percentile: must be strictly between 0 and 1',
+    );
+    expect(s.conditions?.[1]).toMatchObject({ type: 'Compliant', status: 'Unknown', reason: 'InvalidSpec' });
+    expect(s.counts).toEqual({ matched: 0, compliant: 0, nonCompliant: 0, exempt: 0 });
+    expect(s.workloads).toBeUndefined();
+    expect(PolicyStatusSchema.safeParse(s).error).toBeUndefined();
+  });
+
+  test('keeps the time while it stays invalid, even with other errors', () => {
+    const first = invalidPolicyStatus(3, [{ path: 'spec.a', message: 'x' }], T0);
+    const second = invalidPolicyStatus(4, [{ path: 'spec.b', message: 'y' }], T1, first);
+    expect(second.conditions?.[0]?.lastTransitionTime).toBe('2025-01-01T00:00:00Z');
+    expect(second.conditions?.[0]?.message).toBe('spec.b: y');
+  });
+});
+
+describe('statusEquals', () => {
+  const base = summarizePolicyStatus({
+    policy: policy('p'),
+    workloads: [workload('NonCompliant', 'a', 'b'), workload('Compliant', 'a', 'c')],
+    now: T0,
+  });
+
+  test('a deep copy with keys in another order is equal', () => {
+    const reordered = JSON.parse(
+      JSON.stringify(base, (_key, value) =>
+        value && typeof value === 'object' && !Array.isArray(value)
+          ? Object.fromEntries(Object.entries(value).reverse())
+          : value,
+      ),
+    );
+    expect(Object.keys(reordered)).not.toEqual(Object.keys(base));
+    expect(statusEquals(base, reordered)).toBe(true);
+  });
+
+  test('an undefined member equals an absent one', () => {
+    expect(statusEquals({ observedGeneration: 1 }, { observedGeneration: 1, counts: undefined })).toBe(true);
+  });
+
+  test.each<[string, (s: GracefulShutdownPolicyStatus) => void]>([
+    [
+      'a count',
+      (s) => {
+        if (s.counts) s.counts.compliant += 1;
+      },
+    ],
+    [
+      'a condition message',
+      (s) => {
+        if (s.conditions?.[1]) s.conditions[1].message = 'other';
+      },
+    ],
+    [
+      'a lastTransitionTime',
+      (s) => {
+        if (s.conditions?.[0]) s.conditions[0].lastTransitionTime = '2030-01-01T00:00:00Z';
+      },
+    ],
+    ['the workload order', (s) => s.workloads?.reverse()],
+    [
+      'observedGeneration',
+      (s) => {
+        s.observedGeneration = 9;
+      },
+    ],
+  ])('a different %s is not equal', (_title, change) => {
+    const copy = structuredClone(base);
+    change(copy);
+    expect(statusEquals(base, copy)).toBe(false);
+  });
+
+  test('undefined versus a status', () => {
+    expect(statusEquals(undefined, undefined)).toBe(true);
+    expect(statusEquals(undefined, {})).toBe(false);
+  });
+});
