@@ -298,9 +298,8 @@ function sortedKeys(value: unknown): unknown {
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(value).sort()) {
-      const member = (value as Record<string, unknown>)[key];
-      // An undefined member is absent in JSON: it does not make two statuses differ.
-      if (member !== undefined) out[key] = sortedKeys(member);
+      // An undefined member stays undefined, which JSON.stringify drops like an absent one.
+      out[key] = sortedKeys((value as Record<string, unknown>)[key]);
     }
     return out;
   }

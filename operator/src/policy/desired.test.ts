@@ -179,9 +179,9 @@ describe('computeDrainSeconds', () => {
     expect(drain.message).toContain(mentions);
   });
 
-  test('float noise does not round up a whole number (1.1 x 10 = 11, not 12)', () => {
-    const tenfold = policy('p', { observedLatency: { source: 'Prometheus', safetyFactor: 10 } }).spec;
-    expect(computeDrainSeconds(tenfold, observed(1.1)).seconds).toBe(11);
+  test('float noise does not round up a whole number (12.5 x 4.4 = 55.00000000000001 -> 55, not 56)', () => {
+    const spec44 = policy('p', { observedLatency: { source: 'Prometheus', safetyFactor: 4.4 } }).spec;
+    expect(computeDrainSeconds(spec44, observed(12.5)).seconds).toBe(55);
   });
 
   test('source None in the policy wins over what the observation claims', () => {
@@ -646,6 +646,16 @@ describe('desiredSettings: grace period', () => {
     );
     expect(p.recommended.terminationGracePeriodSeconds).toBe(40);
     expect(p.terminationGracePeriodSeconds).toBeUndefined();
+  });
+
+  test('hysteresis does not keep a value outside the bounds (maxSeconds lowered since)', () => {
+    const spec = { ...prometheus, terminationGracePeriod: { maxSeconds: 300 } };
+    const p = plan(
+      spec,
+      { grace: 310 },
+      { observation: observed(1000), previouslyApplied: { terminationGracePeriodSeconds: 310 } },
+    );
+    expect(p.terminationGracePeriodSeconds).toBe(300);
   });
 
   test('hysteresis does not apply to the Fixed strategy', () => {

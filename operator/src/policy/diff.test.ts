@@ -117,7 +117,7 @@ describe('diffDeployment', () => {
     const d = deployment({
       containers: [container('web', [8080], { readinessProbe: { tcpSocket: { port: 8080 } } })],
     });
-    const p = planFor(d, { readinessProbe: { inject: 'Override' } });
+    const p = planFor(d, { readinessProbe: { inject: 'Override' }, preStop: { inject: 'Never' } });
     expect(diffDeployment(d, p).changes).toContain(
       'containers[web].readinessProbe: tcpSocket :8080 -> httpGet /readyz:8080',
     );
@@ -235,6 +235,35 @@ describe('diffDeployment', () => {
       'containers[web].preStop: exec ["sleep","5"] -> sleep 5s',
     ]);
     expect(diff.fields[0]?.missing).toBe(false);
+  });
+
+  test('omitted timing equals the planned apiserver defaults (timeout 1, failureThreshold 3)', () => {
+    const d = deployment({
+      containers: [
+        container('web', [8080], {
+          readinessProbe: { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 5 },
+        }),
+      ],
+    });
+    const wanted = {
+      httpGet: { path: '/readyz', port: 8080 },
+      periodSeconds: 5,
+      timeoutSeconds: 1,
+      failureThreshold: 3,
+    };
+    const p: ShutdownPlan = {
+      containers: [{ name: 'web', readinessProbe: wanted }],
+      recommended: {},
+      drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+      notes: [],
+    };
+    expect(diffDeployment(d, p).compliant).toBe(true);
+    expect(
+      diffDeployment(d, {
+        ...p,
+        containers: [{ name: 'web', readinessProbe: { ...wanted, timeoutSeconds: 2 } }],
+      }).compliant,
+    ).toBe(false);
   });
 
   test('an explicit 30 equals a planned 30, an unset grace too (apiserver default)', () => {
