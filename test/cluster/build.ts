@@ -159,7 +159,7 @@ export async function buildControlPlane(opts: BuildOptions = {}): Promise<Contro
   if (missing.length > 0) {
     progress(
       `[cluster build] Kubernetes ${versions.kubernetes}, etcd ${versions.etcd}, kwok ${versions.kwok} with ${goVersion}; ` +
-        `building ${missing.map((t) => t.name).join(', ')} into ${dir} (a cold build takes 15-30 minutes on 2 cores)`,
+        `building ${missing.map((t) => t.name).join(', ')} into ${dir} (a cold build takes about 8-15 minutes on 2 cores)`,
     );
   }
   for (const target of missing) {

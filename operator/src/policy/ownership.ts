@@ -18,6 +18,10 @@ export interface AppliedRecord {
   reason: string;
 }
 
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 /** The operator's record on a Deployment; undefined when absent or unreadable (then nothing is owned). */
 export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | undefined {
   const raw = deployment.metadata?.annotations?.[APPLIED_ANNOTATION];
@@ -26,8 +30,9 @@ export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | und
     const record = JSON.parse(raw) as Partial<AppliedRecord>;
     if (
       typeof record.policy !== 'string' ||
-      typeof record.containers !== 'object' ||
-      record.containers === null
+      !isObject(record.containers) ||
+      // Every entry is read as an object: one null entry would throw in every reconcile.
+      !Object.values(record.containers).every(isObject)
     ) {
       return undefined;
     }
