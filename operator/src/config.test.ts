@@ -1,0 +1,177 @@
+import { describe, expect, test } from 'vitest';
+import { ConfigError, loadConfig, usage } from './config.ts';
+
+const HOST = 'node-a';
+
+/** The ConfigError message loadConfig throws, failing the test when it does not throw one. */
+function configError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
+  try {
+    loadConfig(argv, env, HOST);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error(`loadConfig(${JSON.stringify(argv)}, ${JSON.stringify(env)}) did not throw`);
+}
+
+describe('loadConfig defaults', () => {
+  const config = loadConfig([], {}, HOST);
+
+  test('leader election on with client-go timings', () => {
+    expect(config.leaderElection).toEqual({
+      enabled: true,
+      leaseName: 'graceful-shutdown-operator',
+      leaseDurationMs: 15_000,
+      renewDeadlineMs: 10_000,
+      retryPeriodMs: 2_000,
+    });
+  });
+
+  test('listen addresses, workers and the rest', () => {
+    expect(config.probeAddress).toEqual({ host: '0.0.0.0', port: 8081 });
+    expect(config.metricsAddress).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(config.workers).toBe(4);
+    expect(config.logLevel).toBe('info');
+    expect(config.namespace).toBe('graceful-shutdown-system');
+    expect(config.kubeconfig).toBeUndefined();
+    expect(config.prometheusUrl).toBeUndefined();
+    expect(config.rolloutCheckMs).toBe(5_000);
+    expect(config.resyncMs).toBe(300_000);
+  });
+
+  test('identity falls back to hostname-pid', () => {
+    expect(config.identity).toBe(`${HOST}-${process.pid}`);
+  });
+
+  test('an empty environment variable counts as unset', () => {
+    const fromEmpty = loadConfig([], { WORKERS: '', POD_NAME: '', LEADER_ELECT: '' }, HOST);
+    expect(fromEmpty.workers).toBe(4);
+    expect(fromEmpty.identity).toBe(`${HOST}-${process.pid}`);
+    expect(fromEmpty.leaderElection.enabled).toBe(true);
+  });
+});
+
+describe('loadConfig sources', () => {
+  test('environment variables are the fallback', () => {
+    const config = loadConfig(
+      [],
+      {
+        POD_NAMESPACE: 'ops',
+        POD_NAME: 'operator-7d9f-abcde',
+        LEADER_ELECT: 'false',
+        WORKERS: '8',
+        PROBE_ADDRESS: '127.0.0.1:9000',
+        PROMETHEUS_URL: 'http://prometheus.monitoring:9090',
+        KUBECONFIG: '/tmp/kubeconfig',
+      },
+      HOST,
+    );
+    expect(config.namespace).toBe('ops');
+    expect(config.identity).toBe('operator-7d9f-abcde');
+    expect(config.leaderElection.enabled).toBe(false);
+    expect(config.workers).toBe(8);
+    expect(config.probeAddress).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(config.prometheusUrl).toBe('http://prometheus.monitoring:9090');
+    expect(config.kubeconfig).toBe('/tmp/kubeconfig');
+  });
+
+  test('flags override the environment', () => {
+    const config = loadConfig(
+      [
+        '--namespace',
+        'from-flag',
+        '--identity=flag-id',
+        '--leader-elect',
+        'true',
+        '--workers',
+        '2',
+        '--metrics-address',
+        ':9100',
+        '--log-level',
+        'debug',
+      ],
+      {
+        POD_NAMESPACE: 'from-env',
+        POD_NAME: 'env-id',
+        LEADER_ELECT: 'false',
+        WORKERS: '8',
+        METRICS_ADDRESS: '127.0.0.1:1',
+        LOG_LEVEL: 'error',
+      },
+      HOST,
+    );
+    expect(config.namespace).toBe('from-flag');
+    expect(config.identity).toBe('flag-id');
+    expect(config.leaderElection.enabled).toBe(true);
+    expect(config.workers).toBe(2);
+    // An empty host means all interfaces.
+    expect(config.metricsAddress).toEqual({ host: '0.0.0.0', port: 9100 });
+    expect(config.logLevel).toBe('debug');
+  });
+
+  test('leader election timings from flags', () => {
+    const config = loadConfig(
+      ['--lease-duration-ms', '30000', '--renew-deadline-ms', '20000', '--retry-period-ms', '5000'],
+      {},
+      HOST,
+    );
+    expect(config.leaderElection).toMatchObject({
+      leaseDurationMs: 30_000,
+      renewDeadlineMs: 20_000,
+      retryPeriodMs: 5_000,
+    });
+  });
+});
+
+describe('loadConfig rejects bad values, naming the flag', () => {
+  test.each<[string, string[], NodeJS.ProcessEnv, string]>([
+    ['workers below 1', ['--workers', '0'], {}, '--workers:'],
+    ['workers not an integer', ['--workers', '1.5'], {}, '--workers:'],
+    ['workers above 64', ['--workers', '65'], {}, '--workers:'],
+    ['probe address without port', ['--probe-address', 'nope'], {}, '--probe-address:'],
+    ['metrics address port out of range', ['--metrics-address', '0.0.0.0:70000'], {}, '--metrics-address:'],
+    ['workers from the environment', [], { WORKERS: 'abc' }, 'WORKERS (--workers):'],
+    ['leader-elect not a boolean', [], { LEADER_ELECT: 'maybe' }, 'LEADER_ELECT (--leader-elect):'],
+    ['unknown log level', ['--log-level', 'loud'], {}, '--log-level:'],
+    ['prometheus url not http(s)', ['--prometheus-url', 'ftp://x'], {}, '--prometheus-url:'],
+    ['negative duration', ['--resync-ms=-1'], {}, '--resync-ms:'],
+    ['duration not a number', [], { RESYNC_MS: 'soon' }, 'RESYNC_MS (--resync-ms):'],
+  ])('%s', (_title, argv, env, prefix) => {
+    expect(configError(argv, env).slice(0, prefix.length)).toBe(prefix);
+  });
+
+  test('the message quotes the bad value', () => {
+    expect(configError(['--log-level', 'loud'])).toContain('(got "loud")');
+    expect(configError([], { WORKERS: 'abc' })).toContain('(got "abc")');
+  });
+
+  test('an unknown flag is rejected with the usage', () => {
+    const message = configError(['--wrokers', '3']);
+    expect(message).toContain('--wrokers');
+    expect(message).toContain(usage);
+    expect(usage).toContain('--workers');
+    expect(usage).toContain('[WORKERS]');
+  });
+
+  test('a positional argument is rejected', () => {
+    expect(configError(['extra'])).toContain(usage);
+  });
+
+  test('lease duration must exceed the renew deadline', () => {
+    expect(configError(['--lease-duration-ms', '10000'])).toBe(
+      '--lease-duration-ms (10000) must be greater than --renew-deadline-ms (10000)',
+    );
+    expect(configError([], { LEASE_DURATION_MS: '5000' })).toContain(
+      'must be greater than --renew-deadline-ms',
+    );
+  });
+
+  test('renew deadline must exceed the retry period', () => {
+    expect(configError(['--renew-deadline-ms', '2000'])).toBe(
+      '--renew-deadline-ms (2000) must be greater than --retry-period-ms (2000)',
+    );
+    expect(configError(['--retry-period-ms', '12000', '--lease-duration-ms', '20000'])).toContain(
+      '--renew-deadline-ms (10000) must be greater than --retry-period-ms (12000)',
+    );
+  });
+});

@@ -1,0 +1,427 @@
+import type { KubernetesObject, V1Deployment, V1Namespace, V1ObjectReference } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
+import { describe, expect, test } from 'vitest';
+import { APPLIED_ANNOTATION, EXCLUDE_ANNOTATION, READINESS_PORT_ANNOTATION } from '../api/annotations.ts';
+import type { DeploymentApplyConfiguration, DeploymentWriter } from '../kube/apply.ts';
+import type { EventRecorder, EventType } from '../kube/events.ts';
+import type { Informer } from '../kube/informer.ts';
+import type { LatencySource } from '../latency/source.ts';
+import { silentLogger } from '../log.ts';
+import type { AppliedRecord } from '../policy/ownership.ts';
+import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
+import { deploymentReconciler } from './deployment-controller.ts';
+import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
+import { RolloutTracker } from './rollout-tracker.ts';
+import { ClusterView, type PolicyObject } from './view.ts';
+
+const ROLLOUT_CHECK_MS = 5_000;
+const RESYNC_MS = 300_000;
+
+/** The three informer methods the view and the reconciler read, over a plain map. */
+class FakeInformer<T extends KubernetesObject> {
+  readonly objects = new Map<string, T>();
+  readonly #keyOf: (object: T) => string;
+  constructor(keyOf: (object: T) => string, objects: T[] = []) {
+    this.#keyOf = keyOf;
+    for (const object of objects) this.put(object);
+  }
+  put(object: T): void {
+    this.objects.set(this.#keyOf(object), object);
+  }
+  get(key: string): T | undefined {
+    return this.objects.get(key);
+  }
+  list(): T[] {
+    return [...this.objects.values()];
+  }
+  keys(): string[] {
+    return [...this.objects.keys()];
+  }
+}
+
+const namespaced = (o: KubernetesObject) => `${o.metadata?.namespace}/${o.metadata?.name}`;
+const clusterScoped = (o: KubernetesObject) => o.metadata?.name ?? '';
+
+function policyObject(name: string, spec: unknown): PolicyObject {
+  return {
+    apiVersion: 'gracefulshutdown.dev/v1alpha1',
+    kind: 'GracefulShutdownPolicy',
+    metadata: { name, generation: 1, resourceVersion: '1' },
+    spec,
+  };
+}
+
+function namespace(name: string): V1Namespace {
+  return { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } } };
+}
+
+interface RecordedEvent {
+  object: V1ObjectReference;
+  type: EventType;
+  reason: string;
+  message: string;
+}
+
+interface Harness {
+  reconcile: (key: string) => ReturnType<ReturnType<typeof deploymentReconciler>>;
+  deployments: FakeInformer<V1Deployment>;
+  writes: DeploymentApplyConfiguration[];
+  events: RecordedEvent[];
+  tracker: RolloutTracker;
+  metrics: OperatorMetrics;
+  /** Makes the writer throw until set back to undefined. */
+  failWith: { error?: Error };
+}
+
+function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[] }): Harness {
+  const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
+  const view = new ClusterView({
+    deployments: deployments as unknown as Informer<V1Deployment>,
+    namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
+      namespace('shop'),
+      namespace('graceful-shutdown-system'),
+    ]) as unknown as Informer<V1Namespace>,
+    policies: new FakeInformer<PolicyObject>(
+      clusterScoped,
+      options.policies,
+    ) as unknown as Informer<PolicyObject>,
+  });
+  const writes: DeploymentApplyConfiguration[] = [];
+  const failWith: Harness['failWith'] = {};
+  const writer: DeploymentWriter = {
+    apply: async (config) => {
+      if (failWith.error) throw failWith.error;
+      writes.push(structuredClone(config));
+      const current = deployments.get(`${config.metadata.namespace}/${config.metadata.name}`);
+      if (!current) throw new Error('not found');
+      const updated = structuredClone(current);
+      updated.metadata = { ...updated.metadata, generation: (current.metadata?.generation ?? 0) + 1 };
+      return updated;
+    },
+  };
+  const events: RecordedEvent[] = [];
+  const recorder: EventRecorder = {
+    record: (object, type, reason, message) => events.push({ object, type, reason, message }),
+  };
+  const latency: LatencySource = { observe: async () => ({ known: false, source: 'None', reason: 'x' }) };
+  const tracker = new RolloutTracker();
+  const metrics = createOperatorMetrics(new Registry());
+  const reconciler = deploymentReconciler({
+    view,
+    writer,
+    events: recorder,
+    latency,
+    facts: { nativeSleep: true },
+    tracker,
+    metrics,
+    rolloutCheckMs: ROLLOUT_CHECK_MS,
+    resyncMs: RESYNC_MS,
+  });
+  return {
+    reconcile: (key) => reconciler(key, new AbortController().signal, silentLogger()),
+    deployments,
+    writes,
+    events,
+    tracker,
+    metrics,
+    failWith,
+  };
+}
+
+/** A counter's value for the labels given (0 when never incremented). */
+async function counterValue(
+  counter: OperatorMetrics['deploymentWrites'] | OperatorMetrics['rolloutWaits'],
+  labels: Record<string, string>,
+): Promise<number> {
+  const { values } = await counter.get();
+  const match = values.find((v) =>
+    Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want),
+  );
+  return match?.value ?? 0;
+}
+
+/** What the cache shows after a server-side apply of the configuration has rolled out. */
+function afterApply(original: V1Deployment, config: DeploymentApplyConfiguration): V1Deployment {
+  const result = structuredClone(original);
+  const generation = (original.metadata?.generation ?? 0) + 1;
+  result.metadata = {
+    ...result.metadata,
+    generation,
+    annotations: { ...result.metadata?.annotations, ...config.metadata.annotations },
+  };
+  result.status = { ...result.status, observedGeneration: generation };
+  const podSpec = result.spec?.template?.spec;
+  if (!podSpec) throw new Error('no pod spec');
+  const written = config.spec?.template.spec ?? {};
+  if (typeof written.terminationGracePeriodSeconds === 'number')
+    podSpec.terminationGracePeriodSeconds = written.terminationGracePeriodSeconds;
+  for (const c of (written.containers ?? []) as {
+    name: string;
+    readinessProbe?: object;
+    lifecycle?: object;
+  }[]) {
+    const target = podSpec.containers.find((x) => x.name === c.name);
+    if (!target) throw new Error(`no container ${c.name}`);
+    if (c.readinessProbe) target.readinessProbe = c.readinessProbe;
+    if (c.lifecycle) target.lifecycle = { ...target.lifecycle, ...c.lifecycle };
+  }
+  return result;
+}
+
+const ENFORCE = policyObject('p', { mode: 'Enforce' });
+const web = (options: DeploymentOptions = {}) => deployment({ name: 'web', ...options });
+const appliedRecord = (fields: Partial<AppliedRecord> = {}): string =>
+  JSON.stringify({
+    policy: 'p',
+    policyGeneration: 1,
+    containers: { web: { readinessProbe: true, preStop: true } },
+    reason: 'drain',
+    ...fields,
+  });
+/** A Deployment carrying the operator's probe and hook and its record. */
+const managedWeb = (annotations: Record<string, string> = {}) =>
+  web({
+    annotations: { [APPLIED_ANNOTATION]: appliedRecord(), ...annotations },
+    containers: [
+      container('web', [['http', 8080]], {
+        readinessProbe: { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 5 },
+        lifecycle: { preStop: { sleep: { seconds: 5 } } },
+      }),
+    ],
+  });
+
+describe('deploymentReconciler', () => {
+  test('a Deployment gone from the cache: nothing, its reservation released', async () => {
+    const h = harness({ policies: [ENFORCE], deployments: [] });
+    h.tracker.reserve('shop/web', 'p');
+    expect(await h.reconcile('shop/web')).toBeUndefined();
+    expect(h.writes).toEqual([]);
+    expect(h.tracker.reservedCount).toBe(0);
+  });
+
+  test('Audit: no writes, no events', async () => {
+    const h = harness({ policies: [policyObject('p', { mode: 'Audit' })], deployments: [web()] });
+    await h.reconcile('shop/web');
+    expect(h.writes).toEqual([]);
+    expect(h.events).toEqual([]);
+  });
+
+  test('Enforce, not compliant: one apply with the record, and an Event', async () => {
+    const h = harness({ policies: [ENFORCE], deployments: [web()] });
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(h.writes).toHaveLength(1);
+    const [config] = h.writes;
+    expect(config?.metadata.name).toBe('web');
+    expect(config?.metadata.namespace).toBe('shop');
+    const record = JSON.parse(config?.metadata.annotations?.[APPLIED_ANNOTATION] ?? '{}');
+    expect(record).toMatchObject({
+      policy: 'p',
+      containers: { web: { readinessProbe: true, preStop: true } },
+    });
+    expect(config?.spec?.template.spec.containers).toEqual([
+      expect.objectContaining({ name: 'web', lifecycle: { preStop: { sleep: { seconds: 5 } } } }),
+    ]);
+    expect(h.events).toHaveLength(1);
+    expect(h.events[0]).toMatchObject({
+      object: { kind: 'Deployment', namespace: 'shop', name: 'web' },
+      type: 'Normal',
+      reason: 'ShutdownSettingsApplied',
+    });
+    expect(h.events[0]?.message).toContain('policy p:');
+    expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'apply' })).toBe(1);
+    // The rollout the patch starts counts against the budget until the cache shows it done.
+    expect([...h.tracker.rollingKeys('p', new Map([['shop/web', web()]]))]).toEqual(['shop/web']);
+  });
+
+  test('steady state: once applied, compliant with the same ownership, no second write', async () => {
+    const h = harness({ policies: [ENFORCE], deployments: [web()] });
+    await h.reconcile('shop/web');
+    const [config] = h.writes;
+    if (!config) throw new Error('no write');
+    const applied = afterApply(web(), config);
+    h.deployments.put(applied);
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(h.writes).toHaveLength(1);
+    expect(h.events).toHaveLength(1);
+    expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'apply' })).toBe(1);
+    // The rollout the cache shows complete no longer counts against the budget.
+    expect([...h.tracker.rollingKeys('p', new Map([['shop/web', applied]]))]).toEqual([]);
+  });
+
+  test('compliant but recorded under another policy: the record alone is rewritten, no Event', async () => {
+    const h = harness({
+      policies: [ENFORCE],
+      deployments: [managedWeb({ [APPLIED_ANNOTATION]: appliedRecord({ policy: 'old' }) })],
+    });
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(h.writes).toHaveLength(1);
+    expect(JSON.parse(h.writes[0]?.metadata.annotations?.[APPLIED_ANNOTATION] ?? '{}').policy).toBe('p');
+    expect(h.events).toEqual([]);
+    // No pod template change: nothing reserved against the rollout budget.
+    expect(h.tracker.reservedCount).toBe(0);
+  });
+
+  test('opted out with a record: released without the annotation, values kept, and an Event', async () => {
+    const deployed = managedWeb({ [EXCLUDE_ANNOTATION]: 'true' });
+    const h = harness({ policies: [ENFORCE], deployments: [deployed] });
+    expect(await h.reconcile('shop/web')).toBeUndefined();
+    expect(h.writes).toEqual([
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'web', namespace: 'shop' },
+        spec: {
+          template: {
+            spec: {
+              containers: [
+                {
+                  name: 'web',
+                  readinessProbe: { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 5 },
+                  lifecycle: { preStop: { sleep: { seconds: 5 } } },
+                },
+              ],
+            },
+          },
+        },
+      },
+    ]);
+    expect(h.events).toEqual([
+      expect.objectContaining({ type: 'Normal', reason: 'ShutdownSettingsReleased' }),
+    ]);
+    expect(h.events[0]?.message).toContain('opted out');
+    expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'release' })).toBe(1);
+  });
+
+  test('no policy any more: released', async () => {
+    const h = harness({ policies: [], deployments: [managedWeb()] });
+    await h.reconcile('shop/web');
+    expect(h.writes).toHaveLength(1);
+    expect(h.writes[0]?.metadata).not.toHaveProperty('annotations');
+    expect(h.events[0]?.reason).toBe('ShutdownSettingsReleased');
+    expect(h.events[0]?.message).toContain('no policy selects it any more');
+  });
+
+  test('not managed and not matched: nothing', async () => {
+    const h = harness({ policies: [], deployments: [web()] });
+    await h.reconcile('shop/web');
+    expect(h.writes).toEqual([]);
+    expect(h.events).toEqual([]);
+  });
+
+  test('a record naming an invalid policy, no valid match: kept still', async () => {
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Enforce', preStop: { seconds: -1 } })],
+      deployments: [managedWeb()],
+    });
+    await h.reconcile('shop/web');
+    expect(h.writes).toEqual([]);
+    expect(h.events).toEqual([]);
+  });
+
+  test('an unreadable record (a null container entry) counts as none: no release, no crash', async () => {
+    const h = harness({
+      policies: [ENFORCE],
+      deployments: [
+        managedWeb({
+          [EXCLUDE_ANNOTATION]: 'true',
+          [APPLIED_ANNOTATION]: JSON.stringify({ policy: 'p', containers: { web: null } }),
+        }),
+      ],
+    });
+    await expect(h.reconcile('shop/web')).resolves.toBeUndefined();
+    expect(h.writes).toEqual([]);
+  });
+
+  test('a malformed readiness-port annotation: no write, a Warning', async () => {
+    const h = harness({
+      policies: [ENFORCE],
+      deployments: [web({ annotations: { [READINESS_PORT_ANNOTATION]: 'not a port!' } })],
+    });
+    expect(await h.reconcile('shop/web')).toBeUndefined();
+    expect(h.writes).toEqual([]);
+    expect(h.events).toEqual([
+      expect.objectContaining({
+        type: 'Warning',
+        reason: 'InvalidAnnotation',
+        object: expect.objectContaining({ name: 'web' }),
+      }),
+    ]);
+    expect(h.events[0]?.message).toContain(READINESS_PORT_ANNOTATION);
+  });
+
+  describe('rollout budget', () => {
+    const rollingApi = deployment({
+      name: 'api',
+      generation: 2,
+      status: {
+        observedGeneration: 1,
+        replicas: 2,
+        updatedReplicas: 2,
+        readyReplicas: 2,
+        availableReplicas: 2,
+      },
+    });
+
+    test('another Deployment of the policy rolling: no write, looked at again soon', async () => {
+      const h = harness({
+        policies: [policyObject('p', { mode: 'Enforce', rollout: { maxConcurrent: 1 } })],
+        deployments: [web(), rollingApi],
+      });
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(h.writes).toEqual([]);
+      expect(h.events).toEqual([]);
+      expect(
+        await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'RolloutBudgetExhausted' }),
+      ).toBe(1);
+      expect(h.tracker.takeWaiting()).toEqual(['shop/web']);
+    });
+
+    test('a rolling Deployment won by another policy does not count', async () => {
+      // api is selected by both policies, and won by the other one (higher priority).
+      const other = policyObject('other', {
+        mode: 'Enforce',
+        priority: 10,
+        deploymentSelector: { matchLabels: { team: 'x' } },
+      });
+      const h = harness({
+        policies: [ENFORCE, other],
+        deployments: [
+          web(),
+          deployment({ name: 'api', labels: { team: 'x' }, generation: 2, status: rollingApi.status }),
+        ],
+      });
+      await h.reconcile('shop/web');
+      expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
+    });
+
+    test('a patch this replica just made counts before the cache shows it', async () => {
+      const h = harness({ policies: [ENFORCE], deployments: [web(), deployment({ name: 'api' })] });
+      await h.reconcile('shop/web');
+      expect(h.writes).toHaveLength(1);
+      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(h.writes).toHaveLength(1);
+    });
+
+    test('a failed write rejects and releases the reservation', async () => {
+      const h = harness({ policies: [ENFORCE], deployments: [web(), deployment({ name: 'api' })] });
+      h.failWith.error = new Error('conflict');
+      await expect(h.reconcile('shop/web')).rejects.toThrow('conflict');
+      expect(h.tracker.reservedCount).toBe(0);
+      expect(h.events).toEqual([]);
+      h.failWith.error = undefined;
+      // With the reservation leaked, api would wait for web's rollout that never started.
+      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: RESYNC_MS });
+      expect(h.writes.map((w) => w.metadata.name)).toEqual(['api']);
+    });
+
+    test('after a failed write, the next reconcile applies', async () => {
+      const h = harness({ policies: [ENFORCE], deployments: [web()] });
+      h.failWith.error = new Error('conflict');
+      await expect(h.reconcile('shop/web')).rejects.toThrow('conflict');
+      h.failWith.error = undefined;
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+      expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
+      expect(h.events.map((e) => e.reason)).toEqual(['ShutdownSettingsApplied']);
+    });
+  });
+});
