@@ -4,21 +4,9 @@
 import { parseArgs } from 'node:util';
 import { buildControlPlane } from './build.ts';
 import { LocalCluster } from './cluster.ts';
+import { untilSignal } from './signals.ts';
 
 const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N]`;
-
-/** Resolves on the first SIGINT/SIGTERM. */
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
