@@ -9,7 +9,7 @@ import {
   type V1Namespace,
 } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION } from './api/policy.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, loadConfig, usage } from './config.ts';
 import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deployment-controller.ts';
 import { createOperatorMetrics } from './controllers/metrics.ts';
 import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
@@ -34,6 +34,10 @@ import { createRuntimeMetrics } from './runtime/metrics.ts';
 const statusDebounceMs = 1_000;
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`${usage}\n`);
+    return;
+  }
   const config = loadConfig(process.argv.slice(2), process.env, hostname());
   const logger = createLogger({ level: config.logLevel });
   const kubeConfig = loadKubeConfig(config.kubeconfig === undefined ? {} : { path: config.kubeconfig });
