@@ -8,6 +8,7 @@ import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node'
 import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
+import { sampleDeployment } from '../operator/fixtures.ts';
 import {
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
@@ -57,25 +58,7 @@ try {
     const ns = `bench-${n}`;
     await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
     for (let i = 0; i < n; i++) {
-      const name = `svc-${i}`;
-      await apps.createNamespacedDeployment({
-        namespace: ns,
-        body: {
-          metadata: { name },
-          spec: {
-            replicas: 1,
-            selector: { matchLabels: { app: name } },
-            template: {
-              metadata: { labels: { app: name } },
-              spec: {
-                containers: [
-                  { name: 'web', image: 'registry.example/web:1', ports: [{ containerPort: 8080 }] },
-                ],
-              },
-            },
-          },
-        },
-      });
+      await apps.createNamespacedDeployment({ namespace: ns, body: sampleDeployment(`svc-${i}`) });
     }
     await waitUntil(async () => {
       const list = await apps.listNamespacedDeployment({ namespace: ns });

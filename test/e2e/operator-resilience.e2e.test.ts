@@ -11,6 +11,7 @@ import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
+import { sampleDeployment } from '../operator/fixtures.ts';
 import {
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
@@ -80,22 +81,7 @@ async function startOperator(identity: string, args: string[] = []): Promise<Ope
 }
 
 async function createDeployment(name: string): Promise<void> {
-  await apps().createNamespacedDeployment({
-    namespace,
-    body: {
-      metadata: { name },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: { app: name } },
-        template: {
-          metadata: { labels: { app: name } },
-          spec: {
-            containers: [{ name: 'web', image: 'registry.example/web:1', ports: [{ containerPort: 8080 }] }],
-          },
-        },
-      },
-    },
-  });
+  await apps().createNamespacedDeployment({ namespace, body: sampleDeployment(name) });
 }
 
 async function enforced(name: string): Promise<V1Deployment | undefined> {
@@ -161,17 +147,7 @@ test('a policy that fails the operator-side validation gets a condition naming t
   await kubectl(['create', 'namespace', 'invalid-policy']);
   await apps().createNamespacedDeployment({
     namespace: 'invalid-policy',
-    body: {
-      metadata: { name: 'untouched' },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: { app: 'untouched' } },
-        template: {
-          metadata: { labels: { app: 'untouched' } },
-          spec: { containers: [{ name: 'web', image: 'registry.example/web:1' }] },
-        },
-      },
-    },
+    body: sampleDeployment('untouched'),
   });
   await custom().createClusterCustomObject({
     group: GROUP,
