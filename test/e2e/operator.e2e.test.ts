@@ -26,12 +26,20 @@ import {
   OPERATOR_SERVICE_ACCOUNT,
 } from '../operator/install.ts';
 import { OperatorProcess } from '../operator/operator-process.ts';
-import { adminKubeConfig, clusterInfo, kubectl, useNamespace, waitFor } from './support.ts';
+import {
+  adminKubeConfig,
+  auditedDeploymentWrites,
+  clusterInfo,
+  kubectl,
+  useNamespace,
+  waitFor,
+} from './support.ts';
 
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 const custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
 const RESYNC_MS = 2_000;
+const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`;
 
 let operator: OperatorProcess;
 const createdPolicies: string[] = [];
@@ -239,7 +247,11 @@ describe('Enforce', () => {
     const reconciles = await operator.sample('controller_runtime_reconcile_total', {
       controller: 'deployment-shutdown',
     });
+    // The apiserver's audit log agrees with the operator's own counter, before and after.
+    const audited = auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name });
+    expect(audited).toBe(writes);
     await new Promise((r) => setTimeout(r, 4 * RESYNC_MS));
+    expect(auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name })).toBe(audited);
     // The Deployments were reconciled again (resync), and nothing was written.
     expect(
       await operator.sample('controller_runtime_reconcile_total', { controller: 'deployment-shutdown' }),
@@ -319,6 +331,7 @@ describe('Audit', () => {
     expect(await operator.sample('gracefulshutdown_deployment_writes_total', { policy: 'audit-test' })).toBe(
       0,
     );
+    expect(auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name })).toBe(0);
     for (const old of before) {
       const now = await readDeployment(ns.name, old.metadata?.name ?? '');
       expect(now.metadata?.resourceVersion).toBe(old.metadata?.resourceVersion);

@@ -1,6 +1,7 @@
 // Helpers for e2e tests against the shared local control plane started by global-setup.ts.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
@@ -98,4 +99,30 @@ export async function waitFor<T>(
   throw new Error(
     `timed out waiting for ${description}${lastError ? `: ${(lastError as Error).message}` : ''}`,
   );
+}
+
+/**
+ * Deployment writes (create/update/patch/delete) the apiserver's audit log recorded, by user
+ * and namespace: the operator's writes as the apiserver saw them, independent of its counters.
+ */
+export function auditedDeploymentWrites(filter: { user: string; namespace: string }): number {
+  const text = readFileSync(clusterInfo().auditLogPath, 'utf8');
+  let count = 0;
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const event = JSON.parse(line) as {
+      verb?: string;
+      user?: { username?: string };
+      objectRef?: { resource?: string; namespace?: string };
+    };
+    if (
+      event.user?.username === filter.user &&
+      event.objectRef?.resource === 'deployments' &&
+      event.objectRef.namespace === filter.namespace &&
+      ['create', 'update', 'patch', 'delete'].includes(event.verb ?? '')
+    ) {
+      count++;
+    }
+  }
+  return count;
 }

@@ -248,6 +248,20 @@ describe('deploymentReconciler', () => {
     expect([...h.tracker.rollingKeys('p', new Map([['shop/web', applied]]))]).toEqual([]);
   });
 
+  test('a stale cache after our own write: no second write until the cache catches up', async () => {
+    const h = harness({ policies: [ENFORCE], deployments: [web()] });
+    await h.reconcile('shop/web');
+    expect(h.writes).toHaveLength(1);
+    // The cache still holds the object from before the write (its watch event is on the way).
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+    expect(h.writes).toHaveLength(1);
+    const [config] = h.writes;
+    if (!config) throw new Error('no write');
+    h.deployments.put(afterApply(web(), config));
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(h.writes).toHaveLength(1);
+  });
+
   test('compliant but recorded under another policy: the record alone is rewritten, no Event', async () => {
     const h = harness({
       policies: [ENFORCE],

@@ -60,11 +60,30 @@ function deploymentsWonBy(
 
 export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile {
   const { view, writer, events, tracker, metrics } = deps;
+  /**
+   * key -> generation of the Deployment after this replica's last write. Every write bumps a
+   * Deployment's generation (annotations included), so a cached object below it predates the
+   * write: reconciling it would write the same thing again. client-go calls this "expectations".
+   */
+  const writtenGeneration = new Map<string, number>();
+  const write = async (key: string, config: Parameters<DeploymentWriter['apply']>[0]) => {
+    const updated = await writer.apply(config);
+    const generation = updated.metadata?.generation;
+    if (generation !== undefined) writtenGeneration.set(key, generation);
+    return updated;
+  };
   return async (key, _signal, log) => {
     const deployment = view.deployments.get(key);
     if (!deployment) {
       tracker.release(key);
+      writtenGeneration.delete(key);
       return;
+    }
+    const expected = writtenGeneration.get(key);
+    if (expected !== undefined) {
+      // Our own write has not reached the cache yet; its watch event queues the key again.
+      if ((deployment.metadata?.generation ?? 0) < expected) return { requeueAfterMs: deps.rolloutCheckMs };
+      writtenGeneration.delete(key);
     }
     const { valid, invalid } = view.parsedPolicies();
     const match = matchDeployment(valid, deployment, view.namespaceLabels(deployment.metadata?.namespace));
@@ -74,7 +93,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       if (!record) return;
       // The policy that wrote it still exists but is invalid: keep still until it is fixed.
       if (invalid.has(record.policy)) return;
-      await writer.apply(releaseConfiguration(deployment, record));
+      await write(key, releaseConfiguration(deployment, record));
       metrics.deploymentWrites.inc({ policy: record.policy, operation: 'release' });
       const why = match.kind === 'OptedOut' ? 'it is opted out' : 'no policy selects it any more';
       events.record(
@@ -125,7 +144,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       tracker.reserve(key, policy.name);
     }
     try {
-      const updated = await writer.apply(applyConfiguration(deployment, nextRecord, plan));
+      const updated = await write(key, applyConfiguration(deployment, nextRecord, plan));
       if (!compliant) tracker.patched(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
     } catch (err) {
       tracker.release(key);
