@@ -417,3 +417,47 @@ describe('rollout budget', () => {
     for (const name of names) expect((await readDeployment(ns.name, name)).metadata?.generation).toBe(2);
   });
 });
+
+describe('updateExisting: OnNextRollout', () => {
+  const ns = useNamespace('next-rollout');
+
+  test('existing Deployments are left alone until their own next rollout, which carries the settings', async () => {
+    await createDeployment(ns.name, 'waits');
+    await waitFor('waits ready', () => rolledOut(ns.name, 'waits'));
+    await applyPolicy('next-rollout-test', ns.name, {
+      mode: 'Enforce',
+      rollout: { updateExisting: 'OnNextRollout' },
+    });
+
+    const waiting = await waitFor('status says it waits', async () => {
+      const s = await policyStatus('next-rollout-test');
+      const w = s?.workloads?.find((x) => x.name === 'waits');
+      return w?.reason === 'WaitingForNextRollout' ? w : undefined;
+    });
+    expect(waiting.verdict).toBe('NonCompliant');
+    await new Promise((r) => setTimeout(r, 2 * RESYNC_MS));
+    expect((await readDeployment(ns.name, 'waits')).metadata?.generation).toBe(1);
+    expect(auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name })).toBe(0);
+
+    // The team ships a new image: that rollout is where the settings go in.
+    const update = await kubectl([
+      '-n',
+      ns.name,
+      'set',
+      'image',
+      'deployment/waits',
+      'web=registry.example/web:2',
+    ]);
+    expect(update.stderr).toBe('');
+    const done = await waitFor('settings applied with the new image', async () => {
+      const d = await rolledOut(ns.name, 'waits');
+      return d?.metadata?.annotations?.[APPLIED_ANNOTATION] ? d : undefined;
+    });
+    expect(webContainer(done)?.image).toBe('registry.example/web:2');
+    expect(webContainer(done)?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+    await waitFor(
+      'compliant',
+      async () => (await policyStatus('next-rollout-test'))?.counts?.compliant === 1,
+    );
+  });
+});
