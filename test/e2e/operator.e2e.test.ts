@@ -461,3 +461,42 @@ describe('updateExisting: OnNextRollout', () => {
     );
   });
 });
+
+describe('Override', () => {
+  const ns = useNamespace('override');
+
+  test("replaces a user's probe and hook of another kind (tcpSocket, exec) in one rollout", async () => {
+    await createDeployment(ns.name, 'tcp', {
+      containers: [
+        container('web', {
+          ports: [{ containerPort: 8080 }],
+          readinessProbe: { tcpSocket: { port: 8080 } },
+          lifecycle: { preStop: { exec: { command: ['/bin/drain'] } } },
+        }),
+      ],
+    });
+    await waitFor('tcp ready', () => rolledOut(ns.name, 'tcp'));
+    await applyPolicy('override-test', ns.name, {
+      mode: 'Enforce',
+      readinessProbe: { inject: 'Override', port: 8080 },
+      preStop: { inject: 'Override', seconds: 5 },
+    });
+    await waitFor('compliant', async () => (await policyStatus('override-test'))?.counts?.compliant === 1);
+    const d = await waitFor('rolled out', () => rolledOut(ns.name, 'tcp'));
+    const web = webContainer(d);
+    expect(web?.readinessProbe?.tcpSocket).toBeUndefined();
+    expect(web?.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 8080 });
+    expect(web?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+    const replicaSets = await apps().listNamespacedReplicaSet({
+      namespace: ns.name,
+      labelSelector: 'app=tcp',
+    });
+    expect(replicaSets.items).toHaveLength(2);
+    expect(
+      await operator.sample('gracefulshutdown_deployment_writes_total', {
+        policy: 'override-test',
+        operation: 'replace',
+      }),
+    ).toBe(1);
+  });
+});

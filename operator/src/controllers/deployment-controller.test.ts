@@ -66,6 +66,8 @@ interface Harness {
   reconcile: (key: string) => ReturnType<ReturnType<typeof deploymentReconciler>>;
   deployments: FakeInformer<V1Deployment>;
   writes: DeploymentApplyConfiguration[];
+  /** JSON Patches sent (handler replacements), in order, each with its target. */
+  patches: { key: string; operations: object[] }[];
   events: RecordedEvent[];
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
@@ -88,7 +90,14 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
   });
   const writes: DeploymentApplyConfiguration[] = [];
   const failWith: Harness['failWith'] = {};
+  const patches: Harness['patches'] = [];
   const writer: DeploymentWriter = {
+    patch: async (namespace, name, operations) => {
+      patches.push({ key: `${namespace}/${name}`, operations: structuredClone(operations) });
+      const current = deployments.get(`${namespace}/${name}`);
+      if (!current) throw new Error('not found');
+      return current;
+    },
     apply: async (config) => {
       if (failWith.error) throw failWith.error;
       writes.push(structuredClone(config));
@@ -121,6 +130,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
     reconcile: (key) => reconciler(key, new AbortController().signal, silentLogger()),
     deployments,
     writes,
+    patches,
     events,
     tracker,
     metrics,
@@ -246,6 +256,34 @@ describe('deploymentReconciler', () => {
     expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'apply' })).toBe(1);
     // The rollout the cache shows complete no longer counts against the budget.
     expect([...h.tracker.rollingKeys('p', new Map([['shop/web', applied]]))]).toEqual([]);
+  });
+
+  test('Override over a handler of another kind: replaced by a JSON patch, then applied', async () => {
+    const tcpProbe = { tcpSocket: { port: 8080 } };
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Enforce', readinessProbe: { inject: 'Override', port: 8080 } })],
+      deployments: [web({ containers: [container('web', [8080], { readinessProbe: tcpProbe })] })],
+    });
+    await h.reconcile('shop/web');
+    expect(h.patches).toEqual([
+      {
+        key: 'shop/web',
+        operations: [
+          { op: 'test', path: '/spec/template/spec/containers/0/name', value: 'web' },
+          {
+            op: 'replace',
+            path: '/spec/template/spec/containers/0/readinessProbe',
+            value: expect.objectContaining({ httpGet: { path: '/readyz', port: 8080 } }),
+          },
+        ],
+      },
+    ]);
+    // The apply follows and owns the new probe; the plain case sends no patch at all.
+    expect(h.writes).toHaveLength(1);
+    expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'replace' })).toBe(1);
+    const plain = harness({ policies: [ENFORCE], deployments: [web()] });
+    await plain.reconcile('shop/web');
+    expect(plain.patches).toEqual([]);
   });
 
   test('a stale cache after our own write: no second write until the cache catches up', async () => {

@@ -8,7 +8,12 @@ import type { EventRecorder } from '../kube/events.ts';
 import type { LatencySource } from '../latency/source.ts';
 import { rolloutDecision } from '../policy/budget.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
-import { applyConfiguration, readAppliedRecord, releaseConfiguration } from '../policy/ownership.ts';
+import {
+  applyConfiguration,
+  handlerReplacements,
+  readAppliedRecord,
+  releaseConfiguration,
+} from '../policy/ownership.ts';
 import type { ClusterFacts, ValidPolicy } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
@@ -144,6 +149,15 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       tracker.reserve(key, policy.name);
     }
     try {
+      const replacements = handlerReplacements(deployment, plan);
+      if (replacements.length > 0) {
+        await writer.patch(
+          deployment.metadata?.namespace ?? '',
+          deployment.metadata?.name ?? '',
+          replacements,
+        );
+        metrics.deploymentWrites.inc({ policy: policy.name, operation: 'replace' });
+      }
       const updated = await write(key, applyConfiguration(deployment, nextRecord, plan));
       if (!compliant) tracker.patched(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
     } catch (err) {

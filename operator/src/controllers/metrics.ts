@@ -2,7 +2,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
 export interface OperatorMetrics {
-  /** Every write to a Deployment (operation apply|release): steady state means this stays flat. */
+  /** Every write to a Deployment (operation apply|release|replace): steady state means this stays flat. */
   deploymentWrites: Counter<'policy' | 'operation'>;
   /** Deployments that waited for their policy's rollout budget (or paused/mid-rollout/next rollout). */
   rolloutWaits: Counter<'policy' | 'reason'>;

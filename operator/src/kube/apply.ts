@@ -15,11 +15,19 @@ export interface DeploymentApplyConfiguration {
 
 export interface DeploymentWriter {
   apply(config: DeploymentApplyConfiguration): Promise<V1Deployment>;
+  /** A JSON Patch, for what apply cannot express (replacing a handler of another kind). */
+  patch(namespace: string, name: string, operations: object[]): Promise<V1Deployment>;
 }
 
 export function createDeploymentWriter(apps: AppsV1Api): DeploymentWriter {
   const options = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+  const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
   return {
+    patch: (namespace, name, operations) =>
+      apps.patchNamespacedDeployment(
+        { name, namespace, body: operations, fieldManager: FIELD_MANAGER, fieldValidation: 'Strict' },
+        jsonPatch,
+      ),
     apply: (config) =>
       apps.patchNamespacedDeployment(
         {

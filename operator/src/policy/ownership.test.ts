@@ -5,6 +5,7 @@ import { desiredSettings } from './desired.ts';
 import {
   type AppliedRecord,
   applyConfiguration,
+  handlerReplacements,
   readAppliedRecord,
   recordFor,
   releaseConfiguration,
@@ -341,5 +342,58 @@ describe('releaseConfiguration', () => {
       kind: 'Deployment',
       metadata: { name: 'api', namespace: 'shop' },
     });
+  });
+});
+
+describe('handlerReplacements', () => {
+  test('nothing to replace: no handler, or the same handler kind', () => {
+    const none = deployment({ containers: [container('web', [8080])] });
+    expect(
+      handlerReplacements(
+        none,
+        plan({ containers: [{ name: 'web', readinessProbe: PROBE, preStop: SLEEP }] }),
+      ),
+    ).toEqual([]);
+    const sameKinds = deployment({
+      containers: [
+        container('web', [8080], {
+          readinessProbe: USER_PROBE,
+          lifecycle: { preStop: { sleep: { seconds: 1 } } },
+        }),
+      ],
+    });
+    expect(
+      handlerReplacements(
+        sameKinds,
+        plan({ containers: [{ name: 'web', readinessProbe: PROBE, preStop: SLEEP }] }),
+      ),
+    ).toEqual([]);
+  });
+
+  test("another kind is replaced whole, at the container's index, guarded by a test of its name", () => {
+    const d = deployment({
+      containers: [
+        container('proxy', [15001]),
+        container('web', [8080], {
+          readinessProbe: { tcpSocket: { port: 8080 } },
+          lifecycle: { preStop: USER_HOOK },
+        }),
+      ],
+    });
+    expect(
+      handlerReplacements(d, plan({ containers: [{ name: 'web', readinessProbe: PROBE, preStop: SLEEP }] })),
+    ).toEqual([
+      { op: 'test', path: '/spec/template/spec/containers/1/name', value: 'web' },
+      { op: 'replace', path: '/spec/template/spec/containers/1/readinessProbe', value: PROBE },
+      { op: 'replace', path: '/spec/template/spec/containers/1/lifecycle/preStop', value: SLEEP },
+    ]);
+  });
+
+  test('only the fields the plan writes are considered', () => {
+    const d = deployment({
+      containers: [container('web', [8080], { readinessProbe: { tcpSocket: { port: 8080 } } })],
+    });
+    // The plan leaves the probe alone (IfMissing kept the user's): no replacement.
+    expect(handlerReplacements(d, plan({ containers: [{ name: 'web', preStop: SLEEP }] }))).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@
 // is removed — so the record says which fields are the operator's.
 import type { V1Container, V1Deployment } from '@kubernetes/client-node';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
+import { sameHandlerKinds } from './podspec.ts';
 import type { ShutdownPlan } from './types.ts';
 
 export interface AppliedRecord {
@@ -172,4 +173,40 @@ export function releaseConfiguration(deployment: V1Deployment, record: AppliedRe
     metadata: identity(deployment),
     ...(spec ? { spec } : {}),
   };
+}
+
+/** One JSON Patch operation (RFC 6902), as the handler replacement uses them. */
+export type JsonPatchOperation =
+  | { op: 'test'; path: string; value: unknown }
+  | { op: 'replace'; path: string; value: unknown };
+
+/**
+ * JSON Patch replacing whole probes and preStop hooks where the plan brings a different handler
+ * kind (an httpGet probe over a user's tcpSocket one). Server-side apply cannot do that: it
+ * would merge both handlers, and the apiserver refuses a probe with two. An ordinary patch
+ * removes the old handler for every manager; the apply that follows then owns the new one.
+ * Empty when there is nothing to replace. Each replaced container is guarded by a test of its
+ * name, so a concurrent change to the container list fails the patch instead of hitting
+ * another container.
+ */
+export function handlerReplacements(deployment: V1Deployment, plan: ShutdownPlan): JsonPatchOperation[] {
+  const containers = deployment.spec?.template?.spec?.containers ?? [];
+  const operations: JsonPatchOperation[] = [];
+  containers.forEach((container, index) => {
+    const planned = plan.containers.find((c) => c.name === container.name);
+    if (!planned) return;
+    const base = `/spec/template/spec/containers/${index}`;
+    const replace: JsonPatchOperation[] = [];
+    const probe = container.readinessProbe;
+    if (planned.readinessProbe && probe && !sameHandlerKinds(probe, planned.readinessProbe)) {
+      replace.push({ op: 'replace', path: `${base}/readinessProbe`, value: planned.readinessProbe });
+    }
+    const hook = container.lifecycle?.preStop;
+    if (planned.preStop && hook && !sameHandlerKinds(hook, planned.preStop)) {
+      replace.push({ op: 'replace', path: `${base}/lifecycle/preStop`, value: planned.preStop });
+    }
+    if (replace.length > 0)
+      operations.push({ op: 'test', path: `${base}/name`, value: container.name }, ...replace);
+  });
+  return operations;
 }

@@ -91,7 +91,7 @@ export function containsFields(existing: unknown, wanted: unknown): boolean {
 const HANDLER_KINDS = ['exec', 'httpGet', 'tcpSocket', 'grpc', 'sleep'] as const;
 
 /** A probe or hook has exactly one handler: another kind beside the wanted one is a difference. */
-function sameHandlerKinds(existing: object, wanted: object): boolean {
+export function sameHandlerKinds(existing: object, wanted: object): boolean {
   const has = (value: object, kind: string) => (value as Record<string, unknown>)[kind] !== undefined;
   return HANDLER_KINDS.every((kind) => !has(existing, kind) || has(wanted, kind));
 }
