@@ -164,3 +164,24 @@ describe('config/demo', () => {
     expect(spec.observedLatency.metric).toBe('http_request_duration_seconds');
   });
 });
+
+describe('config/manager', () => {
+  const manager = parseAllDocuments(readFileSync('config/manager/manager.yaml', 'utf8'))
+    .map(
+      (doc) =>
+        doc.toJS() as {
+          kind?: string;
+          spec?: { template?: { spec?: { containers?: { command?: string[] }[] } } };
+        },
+    )
+    .find((m) => m.kind === 'Deployment');
+
+  test("the operator container starts through the image's ENTRYPOINT (distroless has no node on PATH)", () => {
+    const container = manager?.spec?.template?.spec?.containers?.[0];
+    expect(container).toBeDefined();
+    expect(container?.command).toBeUndefined();
+    const entrypoint = execForm(stageInstructions('operator').find((i) => i.getKeyword() === 'ENTRYPOINT'));
+    expect(entrypoint[0]).toMatch(/^\//);
+    expect(entrypoint[1]).toBe('dist/operator/src/main.js');
+  });
+});

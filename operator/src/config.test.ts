@@ -166,12 +166,22 @@ describe('loadConfig rejects bad values, naming the flag', () => {
     );
   });
 
-  test('renew deadline must exceed the retry period', () => {
+  test('renew deadline must exceed 1.2 x the retry period (client-go jitter)', () => {
     expect(configError(['--renew-deadline-ms', '2000'])).toBe(
-      '--renew-deadline-ms (2000) must be greater than --retry-period-ms (2000)',
+      '--renew-deadline-ms (2000) must be greater than 1.2 x --retry-period-ms (2000)',
     );
-    expect(configError(['--retry-period-ms', '12000', '--lease-duration-ms', '20000'])).toContain(
-      '--renew-deadline-ms (10000) must be greater than --retry-period-ms (12000)',
+    expect(configError(['--retry-period-ms', '9000'])).toContain(
+      '--renew-deadline-ms (10000) must be greater than 1.2 x --retry-period-ms (9000)',
     );
+    expect(loadConfig(['--retry-period-ms', '8000'], {}, HOST).leaderElection.retryPeriodMs).toBe(8000);
+  });
+
+  test('durations that drive request loops cannot be 0; relist is 0 (off) or at least 1 s', () => {
+    expect(configError(['--watchdog-ms', '0'])).toContain('--watchdog-ms');
+    expect(configError(['--retry-period-ms', '0'])).toContain('--retry-period-ms');
+    expect(configError(['--relist-ms', '500'])).toContain(
+      '--relist-ms: must be 0 (no relist) or at least 1000',
+    );
+    expect(loadConfig(['--relist-ms', '0'], {}, HOST).relistMs).toBe(0);
   });
 });

@@ -4,6 +4,8 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 
 const durationMs = z.coerce.number().int().min(0).max(86_400_000);
+/** Durations that drive request loops: 0 would spin against the apiserver. */
+const loopMs = z.coerce.number().int().min(100).max(86_400_000);
 
 /** One setting: its flag, its environment variable and its schema (with the default). */
 const settings = {
@@ -12,9 +14,9 @@ const settings = {
   identity: { env: 'POD_NAME', schema: z.string().min(1).optional() },
   'leader-elect': { env: 'LEADER_ELECT', schema: z.stringbool().default(true) },
   'lease-name': { env: 'LEASE_NAME', schema: z.string().min(1).default('graceful-shutdown-operator') },
-  'lease-duration-ms': { env: 'LEASE_DURATION_MS', schema: durationMs.default(15_000) },
-  'renew-deadline-ms': { env: 'RENEW_DEADLINE_MS', schema: durationMs.default(10_000) },
-  'retry-period-ms': { env: 'RETRY_PERIOD_MS', schema: durationMs.default(2_000) },
+  'lease-duration-ms': { env: 'LEASE_DURATION_MS', schema: loopMs.default(15_000) },
+  'renew-deadline-ms': { env: 'RENEW_DEADLINE_MS', schema: loopMs.default(10_000) },
+  'retry-period-ms': { env: 'RETRY_PERIOD_MS', schema: loopMs.default(2_000) },
   'probe-address': { env: 'PROBE_ADDRESS', schema: z.string().default('0.0.0.0:8081') },
   'metrics-address': { env: 'METRICS_ADDRESS', schema: z.string().default('0.0.0.0:8080') },
   workers: { env: 'WORKERS', schema: z.coerce.number().int().min(1).max(64).default(4) },
@@ -22,10 +24,15 @@ const settings = {
     env: 'LOG_LEVEL',
     schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   },
-  'resync-ms': { env: 'RESYNC_MS', schema: durationMs.default(300_000) },
-  'relist-ms': { env: 'RELIST_MS', schema: durationMs.default(600_000) },
-  'watchdog-ms': { env: 'WATCHDOG_MS', schema: durationMs.default(300_000) },
-  'rollout-check-ms': { env: 'ROLLOUT_CHECK_MS', schema: durationMs.default(5_000) },
+  'resync-ms': { env: 'RESYNC_MS', schema: loopMs.default(300_000) },
+  'relist-ms': {
+    env: 'RELIST_MS',
+    schema: durationMs
+      .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (no relist) or at least 1000')
+      .default(600_000),
+  },
+  'watchdog-ms': { env: 'WATCHDOG_MS', schema: loopMs.default(300_000) },
+  'rollout-check-ms': { env: 'ROLLOUT_CHECK_MS', schema: loopMs.default(5_000) },
   'shutdown-grace-ms': { env: 'SHUTDOWN_GRACE_MS', schema: durationMs.default(20_000) },
   'prometheus-url': { env: 'PROMETHEUS_URL', schema: z.url({ protocol: /^https?$/ }).optional() },
 } as const;
@@ -133,15 +140,16 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
     prometheusUrl: read('prometheus-url'),
   };
   const { leaseDurationMs, renewDeadlineMs, retryPeriodMs } = config.leaderElection;
-  // client-go's own checks: a renew deadline past the lease lets two replicas lead at once.
+  // client-go's own checks: a renew deadline past the lease lets two replicas lead at once,
+  // and renewing needs room for retries jittered by up to 1.2 x the retry period.
   if (!(leaseDurationMs > renewDeadlineMs)) {
     throw new ConfigError(
       `--lease-duration-ms (${leaseDurationMs}) must be greater than --renew-deadline-ms (${renewDeadlineMs})`,
     );
   }
-  if (!(renewDeadlineMs > retryPeriodMs)) {
+  if (!(renewDeadlineMs > 1.2 * retryPeriodMs)) {
     throw new ConfigError(
-      `--renew-deadline-ms (${renewDeadlineMs}) must be greater than --retry-period-ms (${retryPeriodMs})`,
+      `--renew-deadline-ms (${renewDeadlineMs}) must be greater than 1.2 x --retry-period-ms (${retryPeriodMs})`,
     );
   }
   return config;

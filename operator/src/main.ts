@@ -134,7 +134,14 @@ async function main(): Promise<void> {
     },
   });
   view.policies.addHandlers(enqueueObject(statuses.enqueue));
-  view.policies.addHandlers({ onAdd: allDeployments, onUpdate: allDeployments, onDelete: allDeployments });
+  view.policies.addHandlers({
+    onAdd: allDeployments,
+    onDelete: allDeployments,
+    // A status write is an update too: only a spec change (new generation) concerns Deployments.
+    onUpdate: (policy, old) => {
+      if (policy.metadata?.generation !== old.metadata?.generation) allDeployments();
+    },
+  });
   const namespaceChanged = () => {
     allDeployments();
     allPolicies();

@@ -250,7 +250,15 @@ describe('Enforce', () => {
     // The apiserver's audit log agrees with the operator's own counter, before and after.
     const audited = auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name });
     expect(audited).toBe(writes);
+    const statusWrites = await operator.sample('gracefulshutdown_policy_status_writes_total', {
+      policy: 'enforce-test',
+    });
+    expect(statusWrites).toBeGreaterThanOrEqual(1);
     await new Promise((r) => setTimeout(r, 4 * RESYNC_MS));
+    // Status too is written only when it changes.
+    expect(
+      await operator.sample('gracefulshutdown_policy_status_writes_total', { policy: 'enforce-test' }),
+    ).toBe(statusWrites);
     expect(auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name })).toBe(audited);
     // The Deployments were reconciled again (resync), and nothing was written.
     expect(

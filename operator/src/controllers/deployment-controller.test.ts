@@ -2,12 +2,12 @@ import type { KubernetesObject, V1Deployment, V1Namespace, V1ObjectReference } f
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION, EXCLUDE_ANNOTATION, READINESS_PORT_ANNOTATION } from '../api/annotations.ts';
-import type { DeploymentApplyConfiguration, DeploymentWriter } from '../kube/apply.ts';
+import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder, EventType } from '../kube/events.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { LatencySource } from '../latency/source.ts';
 import { silentLogger } from '../log.ts';
-import type { AppliedRecord } from '../policy/ownership.ts';
+import type { AppliedRecord, ApplyConfiguration } from '../policy/ownership.ts';
 import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
 import { deploymentReconciler } from './deployment-controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
@@ -64,8 +64,9 @@ interface RecordedEvent {
 
 interface Harness {
   reconcile: (key: string) => ReturnType<ReturnType<typeof deploymentReconciler>>;
+  reconcileWith: (key: string, signal: AbortSignal) => ReturnType<ReturnType<typeof deploymentReconciler>>;
   deployments: FakeInformer<V1Deployment>;
-  writes: DeploymentApplyConfiguration[];
+  writes: ApplyConfiguration[];
   /** JSON Patches sent (handler replacements), in order, each with its target. */
   patches: { key: string; operations: object[] }[];
   events: RecordedEvent[];
@@ -88,7 +89,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
       options.policies,
     ) as unknown as Informer<PolicyObject>,
   });
-  const writes: DeploymentApplyConfiguration[] = [];
+  const writes: ApplyConfiguration[] = [];
   const failWith: Harness['failWith'] = {};
   const patches: Harness['patches'] = [];
   const writer: DeploymentWriter = {
@@ -128,6 +129,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
   });
   return {
     reconcile: (key) => reconciler(key, new AbortController().signal, silentLogger()),
+    reconcileWith: (key, signal) => reconciler(key, signal, silentLogger()),
     deployments,
     writes,
     patches,
@@ -151,7 +153,7 @@ async function counterValue(
 }
 
 /** What the cache shows after a server-side apply of the configuration has rolled out. */
-function afterApply(original: V1Deployment, config: DeploymentApplyConfiguration): V1Deployment {
+function afterApply(original: V1Deployment, config: ApplyConfiguration): V1Deployment {
   const result = structuredClone(original);
   const generation = (original.metadata?.generation ?? 0) + 1;
   result.metadata = {
@@ -284,6 +286,67 @@ describe('deploymentReconciler', () => {
     const plain = harness({ policies: [ENFORCE], deployments: [web()] });
     await plain.reconcile('shop/web');
     expect(plain.patches).toEqual([]);
+  });
+
+  test('a field the policy stops writing (inject Never) is kept at its value, not deleted by the apply', async () => {
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Enforce', preStop: { inject: 'Never' } })],
+      deployments: [managedWeb()],
+    });
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    // Same values, same ownership: nothing to write at all (an apply without the hook would
+    // have deleted it and restarted the pods outside the rollout budget).
+    expect(h.writes).toEqual([]);
+    // A later apply for another reason still carries the kept hook.
+    const h2 = harness({
+      policies: [
+        policyObject('p', {
+          mode: 'Enforce',
+          preStop: { inject: 'Never' },
+          readinessProbe: { path: '/ready' },
+        }),
+      ],
+      deployments: [managedWeb()],
+    });
+    await h2.reconcile('shop/web');
+    const containers = h2.writes[0]?.spec?.template.spec.containers as { lifecycle?: unknown }[] | undefined;
+    expect(containers?.[0]?.lifecycle).toEqual({ preStop: { sleep: { seconds: 5 } } });
+  });
+
+  test('a Deployment recreated under the same name is reconciled (expectations are per object)', async () => {
+    const h = harness({ policies: [ENFORCE], deployments: [web()] });
+    const withUid = (uid: string) => {
+      const d = web();
+      d.metadata = { ...d.metadata, uid };
+      return d;
+    };
+    h.deployments.put(withUid('first'));
+    await h.reconcile('shop/web');
+    expect(h.writes).toHaveLength(1);
+    // Deleted and created again: generation 1 again, a new uid, nothing of ours on it.
+    h.deployments.put(withUid('second'));
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(h.writes).toHaveLength(2);
+  });
+
+  test('an aborted reconcile (leadership lost) writes nothing', async () => {
+    const h = harness({ policies: [ENFORCE], deployments: [web()] });
+    const aborted = new AbortController();
+    aborted.abort(new Error('leadership lost'));
+    await expect(h.reconcileWith('shop/web', aborted.signal)).rejects.toThrow('leadership lost');
+    expect(h.writes).toEqual([]);
+  });
+
+  test('a record naming an invalid policy keeps the Deployment still even when another policy matches', async () => {
+    const h = harness({
+      policies: [
+        policyObject('broken', { mode: 'Enforce', preStop: { seconds: -1 } }),
+        policyObject('other', { mode: 'Enforce' }),
+      ],
+      deployments: [managedWeb({ [APPLIED_ANNOTATION]: appliedRecord({ policy: 'broken' }) })],
+    });
+    expect(await h.reconcile('shop/web')).toBeUndefined();
+    expect(h.writes).toEqual([]);
   });
 
   test('a stale cache after our own write: no second write until the cache catches up', async () => {

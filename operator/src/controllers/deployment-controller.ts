@@ -9,6 +9,7 @@ import type { LatencySource } from '../latency/source.ts';
 import { rolloutDecision } from '../policy/budget.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import {
+  type ApplyConfiguration,
   applyConfiguration,
   handlerReplacements,
   readAppliedRecord,
@@ -66,39 +67,46 @@ function deploymentsWonBy(
 export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile {
   const { view, writer, events, tracker, metrics } = deps;
   /**
-   * key -> generation of the Deployment after this replica's last write. Every write bumps a
-   * Deployment's generation (annotations included), so a cached object below it predates the
-   * write: reconciling it would write the same thing again. client-go calls this "expectations".
+   * key -> the Deployment (uid) and its generation after this replica's last write. Every write
+   * bumps a Deployment's generation (annotations included), so a cached object of the same uid
+   * below it predates the write: reconciling it would write the same thing again. client-go
+   * calls this "expectations".
    */
-  const writtenGeneration = new Map<string, number>();
-  const write = async (key: string, config: Parameters<DeploymentWriter['apply']>[0]) => {
+  const written = new Map<string, { uid: string | undefined; generation: number }>();
+  const write = async (key: string, signal: AbortSignal, config: ApplyConfiguration) => {
+    // Leadership lost or stopping: another replica may be writing now.
+    signal.throwIfAborted();
     const updated = await writer.apply(config);
     const generation = updated.metadata?.generation;
-    if (generation !== undefined) writtenGeneration.set(key, generation);
+    if (generation !== undefined) written.set(key, { uid: updated.metadata?.uid, generation });
     return updated;
   };
-  return async (key, _signal, log) => {
+  return async (key, signal, log) => {
     const deployment = view.deployments.get(key);
     if (!deployment) {
       tracker.release(key);
-      writtenGeneration.delete(key);
+      written.delete(key);
       return;
     }
-    const expected = writtenGeneration.get(key);
+    const expected = written.get(key);
     if (expected !== undefined) {
+      const sameObject = expected.uid === deployment.metadata?.uid;
       // Our own write has not reached the cache yet; its watch event queues the key again.
-      if ((deployment.metadata?.generation ?? 0) < expected) return { requeueAfterMs: deps.rolloutCheckMs };
-      writtenGeneration.delete(key);
+      if (sameObject && (deployment.metadata?.generation ?? 0) < expected.generation) {
+        return { requeueAfterMs: deps.rolloutCheckMs };
+      }
+      written.delete(key);
     }
     const { valid, invalid } = view.parsedPolicies();
+    const record = readAppliedRecord(deployment);
+    // The policy that wrote it still exists but is invalid: keep still until it is fixed,
+    // rather than let another policy take over (and restart the pods) meanwhile.
+    if (record && invalid.has(record.policy)) return;
     const match = matchDeployment(valid, deployment, view.namespaceLabels(deployment.metadata?.namespace));
 
     if (match.kind !== 'Matched') {
-      const record = readAppliedRecord(deployment);
       if (!record) return;
-      // The policy that wrote it still exists but is invalid: keep still until it is fixed.
-      if (invalid.has(record.policy)) return;
-      await write(key, releaseConfiguration(deployment, record));
+      await write(key, signal, releaseConfiguration(deployment, record));
       metrics.deploymentWrites.inc({ policy: record.policy, operation: 'release' });
       const why = match.kind === 'OptedOut' ? 'it is opted out' : 'no policy selects it any more';
       events.record(
@@ -130,13 +138,14 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       );
       return; // Retrying cannot help: the next update of the Deployment queues it again.
     }
-    const { plan, record, nextRecord } = planned;
+    const { plan, nextRecord } = planned;
     const { compliant, changes } = planned.diff;
     if (compliant && sameOwnership(record, nextRecord)) return { requeueAfterMs: deps.resyncMs };
     if (compliant && !record && ownsNothing(nextRecord)) return { requeueAfterMs: deps.resyncMs };
 
     // Changing the pod template restarts the pods: that is what the rollout budget limits.
-    // A compliant Deployment whose record alone changes is rewritten without a rollout.
+    // A compliant Deployment whose record alone changes keeps its template (owned fields the
+    // plan no longer writes are kept at their values): no rollout, no budget.
     if (!compliant) {
       const rolling = tracker.rollingKeys(policy.name, deploymentsWonBy(policy, valid, view));
       const decision = rolloutDecision({ policy, deployment, rollingKeys: rolling, key });
@@ -146,11 +155,12 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         log.debug({ policy: policy.name, reason: decision.reason }, decision.message);
         return { requeueAfterMs: deps.rolloutCheckMs };
       }
-      tracker.reserve(key, policy.name);
+      tracker.reserve(key, policy.name, deployment.metadata?.uid);
     }
     try {
       const replacements = handlerReplacements(deployment, plan);
       if (replacements.length > 0) {
+        signal.throwIfAborted();
         await writer.patch(
           deployment.metadata?.namespace ?? '',
           deployment.metadata?.name ?? '',
@@ -158,7 +168,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         );
         metrics.deploymentWrites.inc({ policy: policy.name, operation: 'replace' });
       }
-      const updated = await write(key, applyConfiguration(deployment, nextRecord, plan));
+      const updated = await write(key, signal, applyConfiguration(deployment, nextRecord, plan));
       if (!compliant) tracker.patched(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
     } catch (err) {
       tracker.release(key);

@@ -8,6 +8,8 @@ export interface OperatorMetrics {
   rolloutWaits: Counter<'policy' | 'reason'>;
   /** Deployments per policy and verdict (Compliant, NonCompliant, Exempt, Unknown), from status. */
   policyWorkloads: Gauge<'policy' | 'verdict'>;
+  /** Writes of a policy's status: flat in steady state (status is written only when it changes). */
+  statusWrites: Counter<'policy'>;
   /** 1 when the policy's spec passes the operator's validation, else 0. */
   policyAccepted: Gauge<'policy'>;
 }
@@ -31,6 +33,12 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
       name: 'gracefulshutdown_policy_workloads',
       help: 'Deployments selected by a policy, by compliance verdict',
       labelNames: ['policy', 'verdict'] as const,
+      registers,
+    }),
+    statusWrites: new Counter({
+      name: 'gracefulshutdown_policy_status_writes_total',
+      help: 'Writes of GracefulShutdownPolicy status',
+      labelNames: ['policy'] as const,
       registers,
     }),
     policyAccepted: new Gauge({

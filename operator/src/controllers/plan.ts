@@ -5,7 +5,13 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import type { LatencySource } from '../latency/source.ts';
 import { desiredSettings } from '../policy/desired.ts';
 import { type DiffResult, diffDeployment } from '../policy/diff.ts';
-import { type AppliedRecord, readAppliedRecord, recordFor, withoutOwnedFields } from '../policy/ownership.ts';
+import {
+  type AppliedRecord,
+  readAppliedRecord,
+  recordFor,
+  retainOwnedFields,
+  withoutOwnedFields,
+} from '../policy/ownership.ts';
 import type {
   AnnotationError,
   ClusterFacts,
@@ -53,13 +59,14 @@ export async function planWorkload(
       : {}),
   });
   if (!result.ok) return { ok: false, errors: result.errors, observation };
+  const plan = retainOwnedFields(deployment, record, result.plan);
   return {
     ok: true,
-    plan: result.plan,
+    plan,
     observation,
     record,
-    nextRecord: recordFor(policy, result.plan),
-    diff: diffDeployment(deployment, result.plan),
+    nextRecord: recordFor(policy, plan),
+    diff: diffDeployment(deployment, plan),
   };
 }
 

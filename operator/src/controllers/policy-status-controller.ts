@@ -34,7 +34,7 @@ const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
 
 export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconcile {
   const { view, writer, metrics } = deps;
-  return async (name, _signal, log) => {
+  return async (name, signal, log) => {
     const object = view.policies.get(name);
     if (!object) {
       for (const verdict of verdicts) metrics.policyWorkloads.remove({ policy: name, verdict });
@@ -88,7 +88,6 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
             observation: planned.observation,
             mode: policy.spec.mode,
             ...(decision?.kind === 'Wait' ? { decision } : {}),
-            observedTime: now,
           }),
         );
       }
@@ -107,7 +106,9 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
     for (const verdict of verdicts)
       metrics.policyWorkloads.set({ policy: name, verdict }, perVerdict[verdict]);
     if (!statusEquals(status, object.status)) {
+      signal.throwIfAborted(); // leadership lost or stopping: another replica may write now
       await writer.write(name, status);
+      metrics.statusWrites.inc({ policy: name });
       const compliant = status.conditions?.find((c) => c.type === PolicyConditionTypes.Compliant);
       log.info({ counts: status.counts, compliant: compliant?.status }, 'status updated');
     }

@@ -83,6 +83,17 @@ describe('RolloutTracker reservations', () => {
     expect(tracker.reservedCount).toBe(0);
   });
 
+  test('a Deployment recreated under the same name does not inherit the reservation', () => {
+    const tracker = new RolloutTracker();
+    tracker.reserve('shop/a', 'p', 'uid-old');
+    tracker.patched('shop/a', 3);
+    // Deleted and recreated: generation 1 < 3, but it is another object.
+    const recreated = settled('a');
+    recreated.metadata = { ...recreated.metadata, uid: 'uid-new' };
+    expect([...tracker.rollingKeys('p', cache(recreated))]).toEqual([]);
+    expect(tracker.reservedCount).toBe(0);
+  });
+
   test('reservations of other policies are not counted, nor dropped', () => {
     const tracker = new RolloutTracker();
     tracker.reserve('shop/a', 'other');

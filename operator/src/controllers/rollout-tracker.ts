@@ -5,8 +5,11 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import { isRolling } from '../policy/budget.ts';
 
 export class RolloutTracker {
-  /** key -> the policy that patched it and the generation the patch produced (Infinity until known). */
-  readonly #reserved = new Map<string, { policy: string; generation: number }>();
+  /**
+   * key -> the policy that patched it, the Deployment patched (uid: a recreated one under the
+   * same name is another object) and the generation the patch produced (Infinity until known).
+   */
+  readonly #reserved = new Map<string, { policy: string; uid: string | undefined; generation: number }>();
   /** policy -> keys waiting for budget, woken when a rollout of that policy ends. */
   readonly #waiting = new Map<string, Set<string>>();
 
@@ -19,7 +22,8 @@ export class RolloutTracker {
     for (const [key, deployment] of deployments) if (isRolling(deployment)) rolling.add(key);
     for (const [key, reservation] of this.#reserved) {
       if (reservation.policy !== policy) continue;
-      const current = deployments.get(key);
+      const found = deployments.get(key);
+      const current = found?.metadata?.uid === reservation.uid ? found : undefined;
       const patchInFlight = reservation.generation === Number.POSITIVE_INFINITY;
       const done = current
         ? (current.status?.observedGeneration ?? 0) >= reservation.generation && !isRolling(current)
@@ -30,8 +34,8 @@ export class RolloutTracker {
     return rolling;
   }
 
-  reserve(key: string, policy: string): void {
-    this.#reserved.set(key, { policy, generation: Number.POSITIVE_INFINITY });
+  reserve(key: string, policy: string, uid?: string): void {
+    this.#reserved.set(key, { policy, uid, generation: Number.POSITIVE_INFINITY });
   }
 
   /** The patch succeeded: its rollout is done once the cache observes this generation. */

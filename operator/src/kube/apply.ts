@@ -1,20 +1,13 @@
 // The only code that writes Deployments: server-side apply under the operator's own field
 // manager, so the operator owns exactly the fields it injects (GitOps tools can ignore them).
 import { type AppsV1Api, PatchStrategy, setHeaderOptions, type V1Deployment } from '@kubernetes/client-node';
+import type { ApplyConfiguration } from '../policy/ownership.ts';
 
 /** Field manager of every Deployment write; `kubectl get deploy -o yaml --show-managed-fields` shows it. */
 export const FIELD_MANAGER = 'graceful-shutdown-operator';
 
-/** A partial Deployment holding only the fields the operator owns (an apply configuration). */
-export interface DeploymentApplyConfiguration {
-  apiVersion: 'apps/v1';
-  kind: 'Deployment';
-  metadata: { name: string; namespace: string; annotations?: Record<string, string> };
-  spec?: { template: { spec: Record<string, unknown> } };
-}
-
 export interface DeploymentWriter {
-  apply(config: DeploymentApplyConfiguration): Promise<V1Deployment>;
+  apply(config: ApplyConfiguration): Promise<V1Deployment>;
   /** A JSON Patch, for what apply cannot express (replacing a handler of another kind). */
   patch(namespace: string, name: string, operations: object[]): Promise<V1Deployment>;
 }

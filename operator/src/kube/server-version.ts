@@ -1,12 +1,7 @@
 // What the apiserver says its version is (decides native preStop sleep support).
 import type { KubeConfig } from '@kubernetes/client-node';
 import { VersionApi } from '@kubernetes/client-node';
-
-export interface ServerVersion {
-  major: string;
-  minor: string;
-  gitVersion: string;
-}
+import type { ServerVersion } from '../policy/desired.ts';
 
 export async function readServerVersion(kubeConfig: KubeConfig): Promise<ServerVersion> {
   const info = await kubeConfig.makeApiClient(VersionApi).getCode();

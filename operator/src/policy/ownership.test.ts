@@ -9,6 +9,7 @@ import {
   readAppliedRecord,
   recordFor,
   releaseConfiguration,
+  retainOwnedFields,
   withoutOwnedFields,
 } from './ownership.ts';
 import { container, deployment, NEW_CLUSTER, NO_SOURCE, policy } from './test-fixtures.ts';
@@ -395,5 +396,46 @@ describe('handlerReplacements', () => {
     });
     // The plan leaves the probe alone (IfMissing kept the user's): no replacement.
     expect(handlerReplacements(d, plan({ containers: [{ name: 'web', preStop: SLEEP }] }))).toEqual([]);
+  });
+});
+
+describe('retainOwnedFields', () => {
+  const owned: AppliedRecord = {
+    policy: 'p',
+    policyGeneration: 1,
+    terminationGracePeriodSeconds: 45,
+    containers: { web: { readinessProbe: true, preStop: true } },
+    reason: '',
+  };
+  const managed = deployment({
+    grace: 45,
+    containers: [
+      container('sidecar', [15001]),
+      container('web', [8080], { readinessProbe: PROBE, lifecycle: { preStop: SLEEP } }),
+    ],
+  });
+
+  test('owned fields the plan leaves out come back at their current values', () => {
+    const kept = retainOwnedFields(managed, owned, plan());
+    expect(kept.terminationGracePeriodSeconds).toBe(45);
+    expect(kept.containers).toEqual([{ name: 'web', readinessProbe: PROBE, preStop: SLEEP }]);
+  });
+
+  test('what the plan writes wins; nothing is added without a record', () => {
+    const planned = plan({
+      terminationGracePeriodSeconds: 60,
+      containers: [{ name: 'web', preStop: { sleep: { seconds: 9 } } }],
+    });
+    const kept = retainOwnedFields(managed, owned, planned);
+    expect(kept.terminationGracePeriodSeconds).toBe(60);
+    expect(kept.containers).toEqual([
+      { name: 'web', preStop: { sleep: { seconds: 9 } }, readinessProbe: PROBE },
+    ]);
+    expect(retainOwnedFields(managed, undefined, planned)).toBe(planned);
+  });
+
+  test('a field the user removed meanwhile is not brought back', () => {
+    const removed = deployment({ containers: [container('web', [8080])] });
+    expect(retainOwnedFields(removed, owned, plan()).containers).toEqual([]);
   });
 });

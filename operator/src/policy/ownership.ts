@@ -77,6 +77,44 @@ function identity(deployment: V1Deployment): { name: string; namespace: string }
   return { name: deployment.metadata?.name ?? '', namespace: deployment.metadata?.namespace ?? '' };
 }
 
+/**
+ * The plan plus the fields the operator owns that the plan no longer writes (the policy says
+ * Never now, or a user's value takes over), at their current values. Left out of an apply,
+ * server-side apply would delete them: a pod template change, a restart outside the rollout
+ * budget. Kept, they change nothing; releaseConfiguration follows the same rule.
+ */
+export function retainOwnedFields(
+  deployment: V1Deployment,
+  record: AppliedRecord | undefined,
+  plan: ShutdownPlan,
+): ShutdownPlan {
+  if (!record) return plan;
+  const podSpec = deployment.spec?.template?.spec;
+  const containers = plan.containers.map((c) => ({ ...c }));
+  for (const current of podSpec?.containers ?? []) {
+    const owned = record.containers[current.name];
+    if (!owned) continue;
+    let entry = containers.find((c) => c.name === current.name);
+    const keepProbe = owned.readinessProbe && current.readinessProbe && !entry?.readinessProbe;
+    const keepHook = owned.preStop && current.lifecycle?.preStop && !entry?.preStop;
+    if (!keepProbe && !keepHook) continue;
+    if (!entry) {
+      entry = { name: current.name };
+      containers.push(entry);
+    }
+    if (keepProbe) entry.readinessProbe = current.readinessProbe;
+    if (keepHook) entry.preStop = current.lifecycle?.preStop;
+  }
+  const order = new Map((podSpec?.containers ?? []).map((c, i) => [c.name, i]));
+  containers.sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0));
+  const grace =
+    plan.terminationGracePeriodSeconds ??
+    (record.terminationGracePeriodSeconds !== undefined
+      ? (podSpec?.terminationGracePeriodSeconds ?? undefined)
+      : undefined);
+  return { ...plan, containers, ...(grace !== undefined ? { terminationGracePeriodSeconds: grace } : {}) };
+}
+
 /** The record for a plan: exactly the fields the plan writes. */
 export function recordFor(policy: { name: string; generation: number }, plan: ShutdownPlan): AppliedRecord {
   const containers: AppliedRecord['containers'] = {};
@@ -148,7 +186,8 @@ export function applyConfiguration(
 /**
  * The apply configuration that releases a Deployment the operator no longer manages: the
  * values it owns stay exactly as they are (removing them would restart the pods and could bring
- * back dropped requests); the record annotation goes, so nothing claims to manage it any more.
+ * back dropped requests); the record annotation goes, so the operator no longer follows the
+ * Deployment (managedFields still name it as the owner of the values it left in place).
  */
 export function releaseConfiguration(deployment: V1Deployment, record: AppliedRecord): ApplyConfiguration {
   const podSpec = deployment.spec?.template?.spec;

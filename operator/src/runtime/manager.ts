@@ -270,7 +270,9 @@ export class Manager {
   async #shutDown(): Promise<void> {
     this.#stopping.abort();
     try {
-      // 1+2: stop taking work, let in-flight reconciles finish (they still hold the lease).
+      // 1+2: stop taking work, let in-flight reconciles finish. On a clean stop they still hold
+      // the lease; after a lost lease they were aborted, and reconcilers check their signal
+      // before every write.
       const graceMs = this.#options.gracefulShutdownMs ?? 20_000;
       await Promise.all(this.#controllers.map((controller) => controller.stop({ graceMs })));
       // 3: stop informers.
