@@ -20,6 +20,15 @@ function get(port: number, path: string, agent: Agent | false): Promise<Answer> 
   });
 }
 
+/** Polls until the condition holds (a request has reached the server, ...); never a fixed sleep. */
+async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const servers: Server[] = [];
 afterEach(() => {
   for (const server of servers.splice(0)) {
@@ -55,8 +64,7 @@ describe('createDrain', () => {
     expect((await get(port, '/?ms=0', agent)).connection).toBe('keep-alive');
     // Started before the drain, answered after it: still told to close.
     const before = get(port, '/?ms=150', agent);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(drain.inFlight).toBe(1);
+    await until(() => drain.inFlight === 1, 'the request is in flight');
     const result = drain.drain('test');
     expect(drain.draining).toBe(true);
     const during = await get(port, '/?ms=0', agent);
@@ -101,7 +109,7 @@ describe('createDrain', () => {
   test('at the deadline the running request is cut and counted as a forced close', async () => {
     const { drain, phases, port } = await start({ deadlineMs: 300 });
     const long = get(port, '/?ms=10000', false);
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => drain.inFlight === 1, 'the long request is in flight');
     const result = await drain.drain('test');
     expect(result).toMatchObject({ outcome: 'forced', forcedCloses: 1 });
     expect((await long).error).toBe('ECONNRESET');

@@ -13,6 +13,7 @@ const settings = {
   namespace: { env: 'POD_NAMESPACE', schema: z.string().min(1).default('graceful-shutdown-system') },
   identity: { env: 'POD_NAME', schema: z.string().min(1).optional() },
   'leader-elect': { env: 'LEADER_ELECT', schema: z.stringbool().default(true) },
+  // config/rbac/leader_election_role.yaml grants get/update on this name only: change both together.
   'lease-name': { env: 'LEASE_NAME', schema: z.string().min(1).default('graceful-shutdown-operator') },
   'lease-duration-ms': { env: 'LEASE_DURATION_MS', schema: loopMs.default(15_000) },
   'renew-deadline-ms': { env: 'RENEW_DEADLINE_MS', schema: loopMs.default(10_000) },
