@@ -122,6 +122,8 @@ test('kube-apiserver restarted mid-run: the operator recovers without a restart'
   // as controller-runtime's does, and its pod restarts. What must survive the outage are the
   // watches and caches: a single replica without leader election shows that.
   for (const o of operators) await o.stop();
+  // A clean stop (SIGTERM) releases the Lease: the next replica need not wait for it to expire.
+  expect(await leaseHolder()).toBeFalsy();
   const operator = await startOperator('single', ['--leader-elect', 'false']);
   await createDeployment('before-restart');
   await waitFor('enforced before the restart', () => enforced('before-restart'));
