@@ -2,7 +2,9 @@
  * Packaging checks without a Docker engine or a cluster: the Dockerfile parsed with
  * dockerfile-ast, the config/demo manifests parsed as YAML and cross-checked.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { DockerfileParser, type From, type Instruction } from 'dockerfile-ast';
 import { describe, expect, test } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -184,4 +186,27 @@ describe('config/manager', () => {
     expect(entrypoint[0]).toMatch(/^\//);
     expect(entrypoint[1]).toBe('dist/operator/src/main.js');
   });
+});
+
+describe('npm run build (what the Dockerfile copies into the image)', () => {
+  test('emits both entry points, and the operator starts from the emitted JavaScript', () => {
+    const outDir = mkdtempSync(join(process.cwd(), '.build-check-'));
+    try {
+      execFileSync(process.execPath, [
+        'node_modules/typescript/bin/tsc',
+        '-p',
+        'tsconfig.build.json',
+        '--outDir',
+        outDir,
+      ]);
+      expect(existsSync(join(outDir, 'demo-service/src/main.js'))).toBe(true);
+      expect(existsSync(join(outDir, 'operator/src/runtime/testing.js'))).toBe(false);
+      const help = execFileSync(process.execPath, [join(outDir, 'operator/src/main.js'), '--help'], {
+        encoding: 'utf8',
+      });
+      expect(help).toContain('--leader-elect');
+    } finally {
+      rmSync(outDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
