@@ -1,0 +1,385 @@
+import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
+import { describe, expect, test } from 'vitest';
+import { EXCLUDE_ANNOTATION, READINESS_PATH_ANNOTATION } from '../api/annotations.ts';
+import type { Condition, GracefulShutdownPolicyStatus } from '../api/policy.ts';
+import type { Informer } from '../kube/informer.ts';
+import type { PolicyStatusWriter } from '../kube/status.ts';
+import type { LatencySource } from '../latency/source.ts';
+import { silentLogger } from '../log.ts';
+import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
+import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
+import { policyStatusReconciler } from './policy-status-controller.ts';
+import { ClusterView, type PolicyObject } from './view.ts';
+
+const RESYNC_MS = 60_000;
+
+/** The three informer methods the view and the reconciler read, over a plain map. */
+class FakeInformer<T extends KubernetesObject> {
+  readonly objects = new Map<string, T>();
+  readonly #keyOf: (object: T) => string;
+  constructor(keyOf: (object: T) => string, objects: T[] = []) {
+    this.#keyOf = keyOf;
+    for (const object of objects) this.put(object);
+  }
+  put(object: T): void {
+    this.objects.set(this.#keyOf(object), object);
+  }
+  delete(key: string): void {
+    this.objects.delete(key);
+  }
+  get(key: string): T | undefined {
+    return this.objects.get(key);
+  }
+  list(): T[] {
+    return [...this.objects.values()];
+  }
+  keys(): string[] {
+    return [...this.objects.keys()];
+  }
+}
+
+const namespaced = (o: KubernetesObject) => `${o.metadata?.namespace}/${o.metadata?.name}`;
+const clusterScoped = (o: KubernetesObject) => o.metadata?.name ?? '';
+
+function policyObject(name: string, spec: unknown, generation = 1): PolicyObject {
+  return {
+    apiVersion: 'gracefulshutdown.dev/v1alpha1',
+    kind: 'GracefulShutdownPolicy',
+    metadata: { name, generation, resourceVersion: '1' },
+    spec,
+  };
+}
+
+function namespace(name: string): V1Namespace {
+  return { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } } };
+}
+
+interface Harness {
+  reconcile: (name: string) => ReturnType<ReturnType<typeof policyStatusReconciler>>;
+  reconcileWith: (name: string, signal: AbortSignal) => ReturnType<ReturnType<typeof policyStatusReconciler>>;
+  policies: FakeInformer<PolicyObject>;
+  deployments: FakeInformer<V1Deployment>;
+  /** Every status write, in order (deep copies). */
+  writes: { name: string; status: GracefulShutdownPolicyStatus }[];
+  metrics: OperatorMetrics;
+  registry: Registry;
+}
+
+function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[] }): Harness {
+  const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
+  const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
+  const view = new ClusterView({
+    deployments: deployments as unknown as Informer<V1Deployment>,
+    namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
+      namespace('shop'),
+      namespace('graceful-shutdown-system'),
+    ]) as unknown as Informer<V1Namespace>,
+    policies: policies as unknown as Informer<PolicyObject>,
+  });
+  const writes: Harness['writes'] = [];
+  const writer: PolicyStatusWriter = {
+    write: async (name, status) => {
+      writes.push({ name, status: structuredClone(status) });
+    },
+  };
+  const latency: LatencySource = { observe: async () => ({ known: false, source: 'None', reason: 'x' }) };
+  const registry = new Registry();
+  const metrics = createOperatorMetrics(registry);
+  const reconciler = policyStatusReconciler({
+    view,
+    writer,
+    latency,
+    facts: { nativeSleep: true },
+    metrics,
+    resyncMs: RESYNC_MS,
+  });
+  return {
+    reconcile: (name) => reconciler(name, new AbortController().signal, silentLogger()),
+    reconcileWith: (name, signal) => reconciler(name, signal, silentLogger()),
+    policies,
+    deployments,
+    writes,
+    metrics,
+    registry,
+  };
+}
+
+/** A metric's value for exactly these label values, undefined when the series does not exist. */
+async function seriesValue(
+  metric: OperatorMetrics[keyof OperatorMetrics],
+  labels: Record<string, string>,
+): Promise<number | undefined> {
+  const { values } = await metric.get();
+  const match = values.find((v) =>
+    Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want),
+  );
+  return match?.value;
+}
+
+/** A time long past: conditions read back with it show whether the reconciler kept them. */
+const LONG_AGO = '2020-01-01T00:00:00Z';
+
+/** The written status as the cache shows it later: a copy, its conditions dated LONG_AGO. */
+function readBack(status: GracefulShutdownPolicyStatus | undefined): GracefulShutdownPolicyStatus {
+  if (!status) throw new Error('nothing was written');
+  const copy = structuredClone(status);
+  for (const condition of copy.conditions ?? []) condition.lastTransitionTime = LONG_AGO;
+  return copy;
+}
+
+function conditionOf(status: GracefulShutdownPolicyStatus | undefined, type: string): Condition | undefined {
+  return status?.conditions?.find((c) => c.type === type);
+}
+
+/** Already has what the default policy wants: probe on the declared port, native sleep 5 s, grace 30 s. */
+const compliantDeployment = (options: DeploymentOptions = {}) =>
+  deployment({
+    name: 'api',
+    grace: 30,
+    containers: [
+      container('api', [['http', 8080]], {
+        readinessProbe: {
+          httpGet: { path: '/readyz', port: 8080 },
+          periodSeconds: 5,
+          timeoutSeconds: 1,
+          failureThreshold: 3,
+        },
+        lifecycle: { preStop: { sleep: { seconds: 5 } } },
+      }),
+    ],
+    ...options,
+  });
+/** Nothing set: no probe, no preStop, grace unset (the Kubernetes default, 30 s, is long enough). */
+const bareDeployment = (options: DeploymentOptions = {}) => deployment({ name: 'web', ...options });
+const optedOutDeployment = (options: DeploymentOptions = {}) =>
+  deployment({ name: 'batch', annotations: { [EXCLUDE_ANNOTATION]: 'true' }, ...options });
+/** Its readiness-path annotation is unusable: the settings cannot be computed. */
+const badAnnotationDeployment = (options: DeploymentOptions = {}) =>
+  deployment({ name: 'odd', annotations: { [READINESS_PATH_ANNOTATION]: 'no-slash' }, ...options });
+
+const AUDIT = policyObject('p', { mode: 'Audit' }, 3);
+const shop = () => [compliantDeployment(), bareDeployment(), optedOutDeployment()];
+
+describe('policyStatusReconciler', () => {
+  test('an Audit policy over three Deployments: one write with the counts, conditions and sorted workloads', async () => {
+    // A Deployment in the operator's namespace: excluded by default, so not counted anywhere.
+    const h = harness({
+      policies: [AUDIT],
+      deployments: [...shop(), bareDeployment({ name: 'operator', namespace: 'graceful-shutdown-system' })],
+    });
+    expect(await h.reconcile('p')).toEqual({ requeueAfterMs: RESYNC_MS });
+
+    expect(h.writes).toHaveLength(1);
+    const [write] = h.writes;
+    expect(write?.name).toBe('p');
+    const status = write?.status;
+    expect(status?.counts).toEqual({ matched: 2, compliant: 1, nonCompliant: 1, exempt: 1 });
+    expect(status?.observedGeneration).toBe(3);
+    expect(conditionOf(status, 'Accepted')).toMatchObject({
+      status: 'True',
+      reason: 'Valid',
+      observedGeneration: 3,
+    });
+    expect(conditionOf(status, 'Compliant')).toMatchObject({
+      status: 'False',
+      reason: 'NonCompliantWorkloads',
+      observedGeneration: 3,
+    });
+    expect(conditionOf(status, 'Compliant')?.message).toContain('1 of 2 matched Deployments');
+    expect(status?.workloads?.map((w) => [w.namespace, w.name, w.verdict, w.reason])).toEqual([
+      ['shop', 'web', 'NonCompliant', 'PreStopMissing'],
+      ['shop', 'api', 'Compliant', 'SettingsMatch'],
+      ['shop', 'batch', 'Exempt', 'OptedOut'],
+    ]);
+    expect(await seriesValue(h.metrics.statusWrites, { policy: 'p' })).toBe(1);
+    expect(await seriesValue(h.metrics.policyAccepted, { policy: 'p' })).toBe(1);
+  });
+
+  test('steady state: the written status read back, no second write', async () => {
+    const h = harness({ policies: [AUDIT], deployments: shop() });
+    await h.reconcile('p');
+    expect(h.writes).toHaveLength(1);
+    h.policies.put({ ...AUDIT, status: readBack(h.writes[0]?.status) });
+
+    expect(await h.reconcile('p')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(h.writes).toHaveLength(1);
+    expect(await seriesValue(h.metrics.statusWrites, { policy: 'p' })).toBe(1);
+  });
+
+  test('a change after the steady state (a Deployment fixed) is written once more', async () => {
+    const h = harness({ policies: [AUDIT], deployments: shop() });
+    await h.reconcile('p');
+    h.policies.put({ ...AUDIT, status: readBack(h.writes[0]?.status) });
+    h.deployments.put(compliantDeployment({ name: 'web' }));
+
+    await h.reconcile('p');
+    expect(h.writes).toHaveLength(2);
+    const status = h.writes[1]?.status;
+    expect(status?.counts).toEqual({ matched: 2, compliant: 2, nonCompliant: 0, exempt: 1 });
+    expect(conditionOf(status, 'Compliant')).toMatchObject({ status: 'True', reason: 'AllCompliant' });
+    // Accepted kept its status, so its transition time; Compliant went False -> True.
+    expect(conditionOf(status, 'Accepted')?.lastTransitionTime).toBe(LONG_AGO);
+    expect(conditionOf(status, 'Compliant')?.lastTransitionTime).not.toBe(LONG_AGO);
+    expect(await seriesValue(h.metrics.statusWrites, { policy: 'p' })).toBe(2);
+  });
+
+  test('an invalid spec: Accepted=False InvalidSpec naming the field, accepted gauge 0', async () => {
+    const h = harness({
+      policies: [policyObject('bad', { preStop: { seconds: -1 } }, 2)],
+      deployments: shop(),
+    });
+    await h.reconcile('bad');
+
+    expect(h.writes).toHaveLength(1);
+    expect(h.writes[0]?.name).toBe('bad');
+    const status = h.writes[0]?.status;
+    expect(status?.observedGeneration).toBe(2);
+    const accepted = conditionOf(status, 'Accepted');
+    expect(accepted).toMatchObject({ status: 'False', reason: 'InvalidSpec', observedGeneration: 2 });
+    expect(accepted?.message).toContain('spec.preStop.seconds');
+    expect(conditionOf(status, 'Compliant')).toMatchObject({ status: 'Unknown', reason: 'InvalidSpec' });
+    // Not evaluated: the Deployments it would select are not reported.
+    expect(status?.counts).toEqual({ matched: 0, compliant: 0, nonCompliant: 0, exempt: 0 });
+    expect(status?.workloads).toBeUndefined();
+    expect(await seriesValue(h.metrics.policyAccepted, { policy: 'bad' })).toBe(0);
+  });
+
+  test('an invalid spec read back: no second write', async () => {
+    const bad = policyObject('bad', { preStop: { seconds: -1 } });
+    const h = harness({ policies: [bad], deployments: [] });
+    await h.reconcile('bad');
+    h.policies.put({ ...bad, status: readBack(h.writes[0]?.status) });
+    await h.reconcile('bad');
+    expect(h.writes).toHaveLength(1);
+  });
+
+  test('two policies selecting one Deployment: the loser reports it Exempt naming the winner', async () => {
+    // "a" sorts first by name, but "b" has the higher priority: b wins.
+    const h = harness({
+      policies: [policyObject('a', { mode: 'Audit' }), policyObject('b', { mode: 'Audit', priority: 10 })],
+      deployments: [bareDeployment()],
+    });
+    await h.reconcile('a');
+    await h.reconcile('b');
+
+    expect(h.writes.map((w) => w.name)).toEqual(['a', 'b']);
+    const loser = h.writes[0]?.status;
+    expect(loser?.counts).toEqual({ matched: 0, compliant: 0, nonCompliant: 0, exempt: 1 });
+    expect(loser?.workloads).toHaveLength(1);
+    expect(loser?.workloads?.[0]).toMatchObject({
+      namespace: 'shop',
+      name: 'web',
+      verdict: 'Exempt',
+      reason: 'OtherPolicyWins',
+    });
+    expect(loser?.workloads?.[0]?.message).toContain('policy b');
+    expect(conditionOf(loser, 'Compliant')).toMatchObject({ status: 'True', reason: 'NoWorkloads' });
+
+    const winner = h.writes[1]?.status;
+    expect(winner?.counts).toEqual({ matched: 1, compliant: 0, nonCompliant: 1, exempt: 0 });
+    expect(winner?.workloads?.[0]).toMatchObject({ name: 'web', verdict: 'NonCompliant' });
+  });
+
+  test('an invalid policy does not compete: the valid one keeps the Deployment', async () => {
+    // "a" would win by name, but its spec is rejected.
+    const h = harness({
+      policies: [policyObject('a', { priority: 10, preStop: { seconds: -1 } }), policyObject('b', {})],
+      deployments: [bareDeployment()],
+    });
+    await h.reconcile('b');
+    expect(h.writes).toHaveLength(1);
+    expect(h.writes[0]?.status.counts).toEqual({ matched: 1, compliant: 0, nonCompliant: 1, exempt: 0 });
+  });
+
+  test('a policy gone from the cache: no write, its gauges removed, other policies untouched', async () => {
+    const h = harness({
+      policies: [
+        policyObject('gone', { mode: 'Audit' }),
+        policyObject('kept', { mode: 'Audit', priority: 5 }),
+      ],
+      deployments: shop(),
+    });
+    await h.reconcile('gone');
+    await h.reconcile('kept');
+    expect(await seriesValue(h.metrics.policyAccepted, { policy: 'gone' })).toBe(1);
+    expect(await seriesValue(h.metrics.policyWorkloads, { policy: 'gone', verdict: 'Exempt' })).toBe(3);
+    h.policies.delete('gone');
+    const writesBefore = h.writes.length;
+
+    expect(await h.reconcile('gone')).toBeUndefined();
+    expect(h.writes).toHaveLength(writesBefore);
+    const gaugeLines = (await h.registry.metrics())
+      .split('\n')
+      .filter(
+        (line) =>
+          line.startsWith('gracefulshutdown_policy_workloads{') ||
+          line.startsWith('gracefulshutdown_policy_accepted{'),
+      );
+    expect(gaugeLines.filter((line) => line.includes('policy="gone"'))).toEqual([]);
+    // The other policy's series stay: 4 verdicts and accepted.
+    expect(gaugeLines.filter((line) => line.includes('policy="kept"'))).toHaveLength(5);
+    expect(await seriesValue(h.metrics.policyAccepted, { policy: 'kept' })).toBe(1);
+  });
+
+  test('an aborted signal with a change pending: rejects, writes nothing', async () => {
+    const h = harness({ policies: [AUDIT], deployments: shop() });
+    const abort = new AbortController();
+    abort.abort(new Error('leadership lost'));
+
+    await expect(h.reconcileWith('p', abort.signal)).rejects.toThrow('leadership lost');
+    expect(h.writes).toEqual([]);
+    expect(await seriesValue(h.metrics.statusWrites, { policy: 'p' })).toBeUndefined();
+  });
+
+  test('an aborted signal with nothing to write: no write and no rejection', async () => {
+    const h = harness({ policies: [AUDIT], deployments: shop() });
+    await h.reconcile('p');
+    h.policies.put({ ...AUDIT, status: readBack(h.writes[0]?.status) });
+    const abort = new AbortController();
+    abort.abort(new Error('leadership lost'));
+
+    expect(await h.reconcileWith('p', abort.signal)).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(h.writes).toHaveLength(1);
+  });
+
+  test('the workloads gauge per verdict equals the counts (Unknown = matched - compliant - nonCompliant)', async () => {
+    // Distinct numbers per verdict so that a swapped label shows: 1 compliant, 2 non-compliant,
+    // 3 exempt, 4 unknown.
+    const h = harness({
+      policies: [AUDIT],
+      deployments: [
+        compliantDeployment(),
+        ...['web-1', 'web-2'].map((name) => bareDeployment({ name })),
+        ...['batch-1', 'batch-2', 'batch-3'].map((name) => optedOutDeployment({ name })),
+        ...['odd-1', 'odd-2', 'odd-3', 'odd-4'].map((name) => badAnnotationDeployment({ name })),
+      ],
+    });
+    await h.reconcile('p');
+
+    const status = h.writes[0]?.status;
+    expect(status?.counts).toEqual({ matched: 7, compliant: 1, nonCompliant: 2, exempt: 3 });
+    expect(status?.workloads?.filter((w) => w.verdict === 'Unknown')).toHaveLength(4);
+    expect(conditionOf(status, 'Compliant')).toMatchObject({ status: 'False' });
+    const gauge = (verdict: string) => seriesValue(h.metrics.policyWorkloads, { policy: 'p', verdict });
+    expect(await gauge('Compliant')).toBe(1);
+    expect(await gauge('NonCompliant')).toBe(2);
+    expect(await gauge('Exempt')).toBe(3);
+    expect(await gauge('Unknown')).toBe(4);
+  });
+
+  test('the workloads gauge follows the counts when they change, with or without a write', async () => {
+    const h = harness({ policies: [AUDIT], deployments: shop() });
+    await h.reconcile('p');
+    const gauge = (verdict: string) => seriesValue(h.metrics.policyWorkloads, { policy: 'p', verdict });
+    expect(await gauge('Compliant')).toBe(1);
+    expect(await gauge('NonCompliant')).toBe(1);
+    expect(await gauge('Exempt')).toBe(1);
+    expect(await gauge('Unknown')).toBe(0);
+
+    h.deployments.put(compliantDeployment({ name: 'web' }));
+    await h.reconcile('p');
+    expect(await gauge('Compliant')).toBe(2);
+    expect(await gauge('NonCompliant')).toBe(0);
+  });
+});
