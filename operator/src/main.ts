@@ -83,6 +83,7 @@ async function main(): Promise<void> {
   });
 
   const tracker = new RolloutTracker();
+  const events = createEventRecorder(core, logger, config.identity);
   const deployments = new Controller({
     name: DEPLOYMENT_CONTROLLER,
     workers: config.workers,
@@ -91,7 +92,7 @@ async function main(): Promise<void> {
     reconcile: deploymentReconciler({
       view,
       writer: createDeploymentWriter(apps),
-      events: createEventRecorder(core, logger, config.identity),
+      events,
       latency: new UnknownLatencySource(),
       facts,
       tracker,
@@ -108,6 +109,7 @@ async function main(): Promise<void> {
     reconcile: policyStatusReconciler({
       view,
       writer: createPolicyStatusWriter(custom),
+      events,
       latency: new UnknownLatencySource(),
       facts,
       metrics: operatorMetrics,

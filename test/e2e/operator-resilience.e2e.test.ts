@@ -5,7 +5,13 @@ import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, CoordinationV1Api, CustomObjectsApi, type V1Deployment } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type V1Deployment,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
@@ -179,6 +185,16 @@ test('a policy that fails the operator-side validation gets a condition naming t
   });
   expect(accepted.reason).toBe('InvalidSpec');
   expect(accepted.message).toContain('spec.preStop.seconds');
+  // `kubectl describe gsp` shows why: a Warning Event on the (cluster-scoped) policy.
+  const event = await waitFor('InvalidSpec event', async () => {
+    const list = await cluster
+      .adminKubeConfig()
+      .makeApiClient(CoreV1Api)
+      .listEventForAllNamespaces({ fieldSelector: 'involvedObject.name=too-long-prestop' });
+    return list.items.find((e) => e.reason === 'InvalidSpec');
+  });
+  expect(event.type).toBe('Warning');
+  expect(event.message).toContain('spec.preStop.seconds');
   const operator = operators.find((o) => !o.exited);
   expect(await operator?.sample('gracefulshutdown_policy_accepted', { policy: 'too-long-prestop' })).toBe(0);
   const untouched = await apps().readNamespacedDeployment({ namespace: 'invalid-policy', name: 'untouched' });

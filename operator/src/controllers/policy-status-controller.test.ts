@@ -62,6 +62,8 @@ interface Harness {
   deployments: FakeInformer<V1Deployment>;
   /** Every status write, in order (deep copies). */
   writes: { name: string; status: GracefulShutdownPolicyStatus }[];
+  /** Events recorded, in order. */
+  events: { object: { kind?: string; name?: string }; type: string; reason: string; message: string }[];
   metrics: OperatorMetrics;
   registry: Registry;
 }
@@ -78,6 +80,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
     policies: policies as unknown as Informer<PolicyObject>,
   });
   const writes: Harness['writes'] = [];
+  const events: Harness['events'] = [];
   const writer: PolicyStatusWriter = {
     write: async (name, status) => {
       writes.push({ name, status: structuredClone(status) });
@@ -89,6 +92,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
   const reconciler = policyStatusReconciler({
     view,
     writer,
+    events: { record: (object, type, reason, message) => events.push({ object, type, reason, message }) },
     latency,
     facts: { nativeSleep: true },
     metrics,
@@ -100,6 +104,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
     policies,
     deployments,
     writes,
+    events,
     metrics,
     registry,
   };
@@ -243,6 +248,14 @@ describe('policyStatusReconciler', () => {
     expect(status?.counts).toEqual({ matched: 0, compliant: 0, nonCompliant: 0, exempt: 0 });
     expect(status?.workloads).toBeUndefined();
     expect(await seriesValue(h.metrics.policyAccepted, { policy: 'bad' })).toBe(0);
+    expect(h.events).toEqual([
+      {
+        object: expect.objectContaining({ kind: 'GracefulShutdownPolicy', name: 'bad' }),
+        type: 'Warning',
+        reason: 'InvalidSpec',
+        message: expect.stringContaining('spec.preStop.seconds'),
+      },
+    ]);
   });
 
   test('an invalid spec read back: no second write', async () => {

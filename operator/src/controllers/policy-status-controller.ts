@@ -1,7 +1,8 @@
 // Reports one policy's status: its verdict on every Deployment it selects, the counts and
 // conditions, written only when they change. Contract: given a policy name, read the policy,
 // the other policies and the Deployments from the cache, compute, and write status at most once.
-import { PolicyConditionTypes, type WorkloadStatus } from '../api/policy.ts';
+import { API_VERSION, KIND, PolicyConditionTypes, type WorkloadStatus } from '../api/policy.ts';
+import type { EventRecorder } from '../kube/events.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
 import type { LatencySource } from '../latency/source.ts';
 import { rolloutDecision } from '../policy/budget.ts';
@@ -23,6 +24,8 @@ export const POLICY_STATUS_CONTROLLER = 'policy-status';
 export interface PolicyStatusControllerDeps {
   view: ClusterView;
   writer: PolicyStatusWriter;
+  /** A Warning Event on a policy its validation rejects (`kubectl describe gsp` shows it). */
+  events: EventRecorder;
   latency: LatencySource;
   facts: ClusterFacts;
   metrics: OperatorMetrics;
@@ -55,6 +58,13 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         object.status,
       );
       log.warn({ errors }, 'policy rejected by validation');
+      const message = errors.map((e) => `${e.path}: ${e.message}`).join('; ');
+      deps.events.record(
+        { apiVersion: API_VERSION, kind: KIND, name, uid: object.metadata?.uid },
+        'Warning',
+        'InvalidSpec',
+        `not evaluated until fixed: ${message}`,
+      );
     } else {
       const workloads: WorkloadStatus[] = [];
       for (const deployment of view.deployments.list()) {
