@@ -2,8 +2,6 @@
 // that fails the operator's own validation. This file starts a control plane of its own, because
 // it restarts the apiserver and replaces the CRD.
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AppsV1Api,
@@ -12,7 +10,7 @@ import {
   CustomObjectsApi,
   type V1Deployment,
 } from '@kubernetes/client-node';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
@@ -33,7 +31,8 @@ const namespace = 'resilience';
 
 beforeAll(async () => {
   cluster = await LocalCluster.start({ nodes: 2, progress: () => {} });
-  dir = await mkdtemp(join(tmpdir(), 'gso-resilience-'));
+  // Beside the control plane's logs, removed with the cluster.
+  dir = join(cluster.workDir, 'logs');
   await installOperatorPrerequisites(cluster.binaries.kubectl, cluster.kubeconfigPath);
   await kubectl(['create', 'namespace', namespace]);
   await custom().createClusterCustomObject({
@@ -53,9 +52,18 @@ beforeAll(async () => {
   });
 });
 
+let failed = false;
+beforeEach(({ onTestFailed }) => {
+  onTestFailed(() => {
+    failed = true;
+  });
+});
+
 afterAll(async () => {
   for (const operator of operators) await operator.kill();
-  await cluster?.stop();
+  const logs = await cluster?.stop({ keepLogs: failed });
+  if (logs)
+    process.stderr.write(`resilience tests failed: control-plane and operator logs kept in ${logs}\n`);
 });
 
 const apps = () => cluster.adminKubeConfig().makeApiClient(AppsV1Api);

@@ -1,7 +1,5 @@
 // The operator as a separate process, under its shipped ClusterRole (a ServiceAccount token, not
 // system:masters), enforcing and auditing policies on real Deployments that really roll out.
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AppsV1Api,
@@ -47,7 +45,8 @@ const createdPolicies: string[] = [];
 beforeAll(async () => {
   const info = clusterInfo();
   await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
-  const dir = await mkdtemp(join(tmpdir(), 'gso-operator-e2e-'));
+  // Beside the control plane's logs: kept when the run fails, removed with the cluster otherwise.
+  const dir = join(info.workDir, 'logs');
   const kubeconfig = await serviceAccountKubeconfig(
     adminKubeConfig(),
     OPERATOR_NAMESPACE,
