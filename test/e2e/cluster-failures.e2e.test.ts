@@ -2,8 +2,10 @@
 // leaves no process behind.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, test } from 'vitest';
+import { dirname } from 'node:path';
+import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { buildControlPlane } from '../cluster/build.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
 import { ComponentError } from '../cluster/processes.ts';
@@ -19,6 +21,12 @@ function childPids(): number[] {
     return []; // ps exits 1 when there are none
   }
 }
+
+/** Work directories of the failed starts: their logs are kept for people, not for this test. */
+const failedStarts: string[] = [];
+afterAll(async () => {
+  for (const dir of failedStarts) await rm(dir, { recursive: true, force: true });
+});
 
 let occupied: Server | undefined;
 const sockets = new Set<Socket>();
@@ -52,6 +60,7 @@ async function startFailure(ports: Parameters<typeof LocalCluster.start>[0]): Pr
     (e: unknown) => e,
   );
   expect(err).toBeInstanceOf(ComponentError);
+  failedStarts.push(dirname(dirname((err as ComponentError).logPath)));
   return err as ComponentError;
 }
 
