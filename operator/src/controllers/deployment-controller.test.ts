@@ -1,4 +1,4 @@
-import type { KubernetesObject, V1Deployment, V1Namespace, V1ObjectReference } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace, V1ObjectReference } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION, EXCLUDE_ANNOTATION, READINESS_PORT_ANNOTATION } from '../api/annotations.ts';
@@ -12,48 +12,18 @@ import { container, type DeploymentOptions, deployment } from '../policy/test-fi
 import { deploymentReconciler } from './deployment-controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
+import {
+  afterApply,
+  clusterScoped,
+  FakeInformer,
+  namespace,
+  namespaced,
+  policyObject,
+} from './test-support.ts';
 import { ClusterView, type PolicyObject } from './view.ts';
 
 const ROLLOUT_CHECK_MS = 5_000;
 const RESYNC_MS = 300_000;
-
-/** The three informer methods the view and the reconciler read, over a plain map. */
-class FakeInformer<T extends KubernetesObject> {
-  readonly objects = new Map<string, T>();
-  readonly #keyOf: (object: T) => string;
-  constructor(keyOf: (object: T) => string, objects: T[] = []) {
-    this.#keyOf = keyOf;
-    for (const object of objects) this.put(object);
-  }
-  put(object: T): void {
-    this.objects.set(this.#keyOf(object), object);
-  }
-  get(key: string): T | undefined {
-    return this.objects.get(key);
-  }
-  list(): T[] {
-    return [...this.objects.values()];
-  }
-  keys(): string[] {
-    return [...this.objects.keys()];
-  }
-}
-
-const namespaced = (o: KubernetesObject) => `${o.metadata?.namespace}/${o.metadata?.name}`;
-const clusterScoped = (o: KubernetesObject) => o.metadata?.name ?? '';
-
-function policyObject(name: string, spec: unknown): PolicyObject {
-  return {
-    apiVersion: 'gracefulshutdown.dev/v1alpha1',
-    kind: 'GracefulShutdownPolicy',
-    metadata: { name, generation: 1, resourceVersion: '1' },
-    spec,
-  };
-}
-
-function namespace(name: string): V1Namespace {
-  return { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } } };
-}
 
 interface RecordedEvent {
   object: V1ObjectReference;
@@ -153,33 +123,6 @@ async function counterValue(
 }
 
 /** What the cache shows after a server-side apply of the configuration has rolled out. */
-function afterApply(original: V1Deployment, config: ApplyConfiguration): V1Deployment {
-  const result = structuredClone(original);
-  const generation = (original.metadata?.generation ?? 0) + 1;
-  result.metadata = {
-    ...result.metadata,
-    generation,
-    annotations: { ...result.metadata?.annotations, ...config.metadata.annotations },
-  };
-  result.status = { ...result.status, observedGeneration: generation };
-  const podSpec = result.spec?.template?.spec;
-  if (!podSpec) throw new Error('no pod spec');
-  const written = config.spec?.template.spec ?? {};
-  if (typeof written.terminationGracePeriodSeconds === 'number')
-    podSpec.terminationGracePeriodSeconds = written.terminationGracePeriodSeconds;
-  for (const c of (written.containers ?? []) as {
-    name: string;
-    readinessProbe?: object;
-    lifecycle?: object;
-  }[]) {
-    const target = podSpec.containers.find((x) => x.name === c.name);
-    if (!target) throw new Error(`no container ${c.name}`);
-    if (c.readinessProbe) target.readinessProbe = c.readinessProbe;
-    if (c.lifecycle) target.lifecycle = { ...target.lifecycle, ...c.lifecycle };
-  }
-  return result;
-}
-
 const ENFORCE = policyObject('p', { mode: 'Enforce' });
 const web = (options: DeploymentOptions = {}) => deployment({ name: 'web', ...options });
 const appliedRecord = (fields: Partial<AppliedRecord> = {}): string =>

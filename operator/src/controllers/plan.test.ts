@@ -1,11 +1,12 @@
-import type { V1Deployment, V1Probe } from '@kubernetes/client-node';
+import type { V1Probe } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import type { LatencySource, Workload } from '../latency/source.ts';
-import { type AppliedRecord, type ApplyConfiguration, applyConfiguration } from '../policy/ownership.ts';
+import { type AppliedRecord, applyConfiguration } from '../policy/ownership.ts';
 import { container, deployment, policy } from '../policy/test-fixtures.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import { ownsNothing, planWorkload, sameOwnership } from './plan.ts';
+import { afterApply } from './test-support.ts';
 
 const record = (fields: Partial<AppliedRecord> = {}): AppliedRecord => ({
   policy: 'p',
@@ -90,31 +91,6 @@ function unknownLatency(): LatencySource & { calls: [Workload, ObservedLatencyPo
 }
 
 const FACTS: ClusterFacts = { nativeSleep: true };
-
-/** What the apiserver holds after a server-side apply of the configuration (fields merged in). */
-function afterApply(original: V1Deployment, config: ApplyConfiguration): V1Deployment {
-  const result = structuredClone(original);
-  result.metadata = {
-    ...result.metadata,
-    annotations: { ...result.metadata?.annotations, ...config.metadata.annotations },
-  };
-  const podSpec = result.spec?.template?.spec;
-  const written = config.spec?.template.spec ?? {};
-  if (!podSpec) throw new Error('no pod spec');
-  if (typeof written.terminationGracePeriodSeconds === 'number')
-    podSpec.terminationGracePeriodSeconds = written.terminationGracePeriodSeconds;
-  for (const c of (written.containers ?? []) as {
-    name: string;
-    readinessProbe?: V1Probe;
-    lifecycle?: object;
-  }[]) {
-    const target = podSpec.containers.find((x) => x.name === c.name);
-    if (!target) throw new Error(`no container ${c.name}`);
-    if (c.readinessProbe) target.readinessProbe = c.readinessProbe;
-    if (c.lifecycle) target.lifecycle = { ...target.lifecycle, ...c.lifecycle };
-  }
-  return result;
-}
 
 describe('planWorkload', () => {
   const enforce = policy('p', { mode: 'Enforce' });

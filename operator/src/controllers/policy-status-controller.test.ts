@@ -1,4 +1,4 @@
-import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import { EXCLUDE_ANNOTATION, READINESS_PATH_ANNOTATION } from '../api/annotations.ts';
@@ -10,50 +10,10 @@ import { silentLogger } from '../log.ts';
 import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { policyStatusReconciler } from './policy-status-controller.ts';
+import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
 import { ClusterView, type PolicyObject } from './view.ts';
 
 const RESYNC_MS = 60_000;
-
-/** The three informer methods the view and the reconciler read, over a plain map. */
-class FakeInformer<T extends KubernetesObject> {
-  readonly objects = new Map<string, T>();
-  readonly #keyOf: (object: T) => string;
-  constructor(keyOf: (object: T) => string, objects: T[] = []) {
-    this.#keyOf = keyOf;
-    for (const object of objects) this.put(object);
-  }
-  put(object: T): void {
-    this.objects.set(this.#keyOf(object), object);
-  }
-  delete(key: string): void {
-    this.objects.delete(key);
-  }
-  get(key: string): T | undefined {
-    return this.objects.get(key);
-  }
-  list(): T[] {
-    return [...this.objects.values()];
-  }
-  keys(): string[] {
-    return [...this.objects.keys()];
-  }
-}
-
-const namespaced = (o: KubernetesObject) => `${o.metadata?.namespace}/${o.metadata?.name}`;
-const clusterScoped = (o: KubernetesObject) => o.metadata?.name ?? '';
-
-function policyObject(name: string, spec: unknown, generation = 1): PolicyObject {
-  return {
-    apiVersion: 'gracefulshutdown.dev/v1alpha1',
-    kind: 'GracefulShutdownPolicy',
-    metadata: { name, generation, resourceVersion: '1' },
-    spec,
-  };
-}
-
-function namespace(name: string): V1Namespace {
-  return { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } } };
-}
 
 interface Harness {
   reconcile: (name: string) => ReturnType<ReturnType<typeof policyStatusReconciler>>;
