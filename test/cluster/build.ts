@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { clusterDir, controlPlaneVersions, k8sModuleDir, kwokModuleDir } from './versions.ts';
 
 export interface ControlPlaneBinaries {
@@ -37,17 +37,20 @@ export function cacheRoot(): string {
   );
 }
 
-interface GoTarget {
+export interface GoTarget {
+  /** Path of the binary under the cache directory. */
   name: string;
   moduleDir: string;
   pkg: string;
   ldflags: string;
+  /** Build tags; default selinux,notest (what Kubernetes' own build uses). */
+  tags?: string;
 }
 
-function goTargets(kubernetes: string): GoTarget[] {
+/** ldflags that make `--version` and /version report the real release instead of v0.0.0. */
+export function kubernetesLdflags(kubernetes: string): string {
   const [major, minor] = kubernetes.replace(/^v/, '').split('.');
-  // Only makes `--version` and /version report the real release instead of v0.0.0.
-  const k8sLdflags = [
+  return [
     '-s -w',
     `-X k8s.io/component-base/version.gitVersion=${kubernetes}`,
     `-X k8s.io/component-base/version.gitMajor=${major}`,
@@ -55,6 +58,10 @@ function goTargets(kubernetes: string): GoTarget[] {
     '-X k8s.io/component-base/version.gitTreeState=clean',
     `-X k8s.io/client-go/pkg/version.gitVersion=${kubernetes}`,
   ].join(' ');
+}
+
+function goTargets(kubernetes: string): GoTarget[] {
+  const k8sLdflags = kubernetesLdflags(kubernetes);
   const k8s = (name: string): GoTarget => ({
     name,
     moduleDir: k8sModuleDir,
@@ -132,47 +139,55 @@ export interface BuildOptions {
   progress?: (line: string) => void;
 }
 
-/**
- * Returns the cached binaries, building what is missing. Each binary is built to a temporary
- * name and renamed, so an interrupted build never leaves a truncated binary in the cache.
- */
-export async function buildControlPlane(opts: BuildOptions = {}): Promise<ControlPlaneBinaries> {
-  const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const versions = controlPlaneVersions();
+export function defaultProgress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** The Go toolchain's version (part of every cache key: another Go builds other binaries). */
+export async function goVersion(): Promise<string> {
   const logDir = join(cacheRoot(), 'build-logs');
   await mkdir(logDir, { recursive: true });
-
-  const goVersion = (
+  return (
     await run('go toolchain', 'go', ['env', 'GOVERSION'], {
       cwd: clusterDir,
       logPath: join(logDir, 'go-env.log'),
     })
   ).trim();
-  const key = `k8s-${versions.kubernetes}_etcd-${versions.etcd}_kwok-${versions.kwok}_${goVersion}`;
-  const dir = join(cacheRoot(), 'control-plane', key);
-  await mkdir(dir, { recursive: true });
+}
 
+/**
+ * Builds the targets missing from `dir` (a target's name is its path under dir). Each binary
+ * is built to a temporary name and renamed, so an interrupted build never leaves a truncated
+ * binary in the cache. Returns how many were built.
+ */
+export async function buildGoTargets(opts: {
+  label: string;
+  dir: string;
+  targets: readonly GoTarget[];
+  /** Said once, before the first build: what is built and how long it takes. */
+  intro: string;
+  progress: (line: string) => void;
+}): Promise<number> {
+  const { label, dir, progress } = opts;
+  const logDir = join(cacheRoot(), 'build-logs');
+  await mkdir(logDir, { recursive: true });
   const started = Date.now();
-  const targets = goTargets(versions.kubernetes);
   const missing: GoTarget[] = [];
-  for (const t of targets) if (!(await exists(join(dir, t.name)))) missing.push(t);
+  for (const t of opts.targets) if (!(await exists(join(dir, t.name)))) missing.push(t);
   if (missing.length > 0) {
-    progress(
-      `[cluster build] Kubernetes ${versions.kubernetes}, etcd ${versions.etcd}, kwok ${versions.kwok} with ${goVersion}; ` +
-        `building ${missing.map((t) => t.name).join(', ')} into ${dir} (a cold build takes about 8-15 minutes on 2 cores)`,
-    );
+    progress(`[${label}] ${opts.intro}; building ${missing.map((t) => t.name).join(', ')} into ${dir}`);
   }
   for (const target of missing) {
-    const logPath = join(logDir, `${target.name}.log`);
+    const logPath = join(logDir, `${target.name.replaceAll('/', '_')}.log`);
     await rm(logPath, { force: true });
     const t0 = Date.now();
     const heartbeat = setInterval(
-      () =>
-        progress(`[cluster build]   ... still building ${target.name} (${formatDuration(Date.now() - t0)})`),
+      () => progress(`[${label}]   ... still building ${target.name} (${formatDuration(Date.now() - t0)})`),
       60_000,
     );
     try {
       const out = join(dir, `${target.name}.partial`);
+      await mkdir(dirname(out), { recursive: true });
       await run(
         target.name,
         'go',
@@ -181,7 +196,7 @@ export async function buildControlPlane(opts: BuildOptions = {}): Promise<Contro
           '-trimpath',
           '-buildvcs=false',
           '-tags',
-          'selinux,notest',
+          target.tags ?? 'selinux,notest',
           '-ldflags',
           target.ldflags,
           '-o',
@@ -195,16 +210,33 @@ export async function buildControlPlane(opts: BuildOptions = {}): Promise<Contro
       clearInterval(heartbeat);
     }
     progress(
-      `[cluster build] ${target.name} built in ${formatDuration(Date.now() - t0)} (total ${formatDuration(Date.now() - started)})`,
+      `[${label}] ${target.name} built in ${formatDuration(Date.now() - t0)} (total ${formatDuration(Date.now() - started)})`,
     );
   }
-
-  const kwokStages = await installKwokStages(dir, logDir);
   progress(
     missing.length > 0
-      ? `[cluster build] done in ${formatDuration(Date.now() - started)}`
-      : `[cluster build] cached: ${dir} (checked in ${Date.now() - started} ms)`,
+      ? `[${label}] done in ${formatDuration(Date.now() - started)}`
+      : `[${label}] cached: ${dir} (checked in ${Date.now() - started} ms)`,
   );
+  return missing.length;
+}
+
+/** Returns the cached control-plane binaries, building what is missing. */
+export async function buildControlPlane(opts: BuildOptions = {}): Promise<ControlPlaneBinaries> {
+  const progress = opts.progress ?? defaultProgress;
+  const versions = controlPlaneVersions();
+  const go = await goVersion();
+  const key = `k8s-${versions.kubernetes}_etcd-${versions.etcd}_kwok-${versions.kwok}_${go}`;
+  const dir = join(cacheRoot(), 'control-plane', key);
+  await mkdir(dir, { recursive: true });
+  await buildGoTargets({
+    label: 'cluster build',
+    dir,
+    targets: goTargets(versions.kubernetes),
+    intro: `Kubernetes ${versions.kubernetes}, etcd ${versions.etcd}, kwok ${versions.kwok} with ${go} (a cold build takes about 8-15 minutes on 2 cores)`,
+    progress,
+  });
+  const kwokStages = await installKwokStages(dir, join(cacheRoot(), 'build-logs'));
   return {
     dir,
     kubernetesVersion: versions.kubernetes,
