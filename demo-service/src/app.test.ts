@@ -1,17 +1,20 @@
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { afterEach, describe, expect, test } from 'vitest';
-import { createDemoService, type DemoService } from './app.ts';
+import { createDemoService, type DemoService, INSTANCE_HEADER } from './app.ts';
 import { loadConfig } from './config.ts';
 
-function get(port: number, path: string): Promise<{ status?: number; body: string }> {
+function get(port: number, path: string): Promise<{ status?: number; body: string; instance?: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode, body, instance: res.headers[INSTANCE_HEADER] as string }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -35,8 +38,8 @@ async function start(env: Record<string, string> = {}) {
 describe('demo-service routes', () => {
   test('work answers with the profile latency, or the ?ms= override', async () => {
     const { port } = await start();
-    expect(await get(port, '/work')).toEqual({ status: 200, body: '{"ms":1}' });
-    expect(await get(port, '/work?ms=3')).toEqual({ status: 200, body: '{"ms":3}' });
+    expect(await get(port, '/work')).toEqual({ status: 200, body: '{"ms":1}', instance: hostname() });
+    expect(await get(port, '/work?ms=3')).toEqual({ status: 200, body: '{"ms":3}', instance: hostname() });
     expect((await get(port, '/nope')).status).toBe(404);
   });
 

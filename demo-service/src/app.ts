@@ -4,8 +4,11 @@
  *   GET /healthz      liveness: 200 even while draining, or the kubelet restarts us mid-drain
  *   GET /readyz       readiness: 503 from the first shutdown signal on
  *   GET /metrics      Prometheus text format
+ * Every response carries `X-Instance: <hostname>` (the pod name in Kubernetes), so a client
+ * behind a Service can tell which instance answered.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { DemoConfig } from './config.ts';
 import { createDrain, type DrainController, drainDeadlineMs } from './drain.ts';
@@ -20,6 +23,9 @@ export interface DemoService {
 
 const routes = new Set(['/work', '/healthz', '/readyz', '/metrics']);
 
+/** Response header naming the instance that answered. */
+export const INSTANCE_HEADER = 'x-instance';
+
 function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain'): void {
   res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
@@ -27,6 +33,7 @@ function send(res: ServerResponse, status: number, body: string, contentType = '
 
 export function createDemoService(config: DemoConfig, logger: Logger): DemoService {
   const metrics = createMetrics();
+  const instance = hostname();
   const sampleLatencyMs = createLatencySampler(config.latency);
   const server = createServer({
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
@@ -62,6 +69,7 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
     const url = new URL(req.url ?? '/', 'http://localhost');
     const route = routes.has(url.pathname) ? url.pathname : 'other';
     const started = performance.now();
+    res.setHeader(INSTANCE_HEADER, instance);
     metrics.inFlight.inc();
     res.once('close', () => {
       metrics.inFlight.dec();

@@ -1,6 +1,8 @@
 import { Agent, createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { type AddressInfo, connect } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
+import { generatePki, type PemPair } from '../../test/cluster/pki.ts';
 import { createDrain, type DrainController, type DrainPhase, drainDeadlineMs } from './drain.ts';
 
 interface Answer {
@@ -110,6 +112,7 @@ describe('createDrain', () => {
     const { drain, phases, port } = await start({ deadlineMs: 300 });
     const long = get(port, '/?ms=10000', false);
     await until(() => drain.inFlight === 1, 'the long request is in flight');
+    expect(drain.activeConnections).toBe(1);
     const result = await drain.drain('test');
     expect(result).toMatchObject({ outcome: 'forced', forcedCloses: 1 });
     expect((await long).error).toBe('ECONNRESET');
@@ -128,6 +131,86 @@ describe('createDrain', () => {
       idleClosesAtDeadline: 1,
     });
     agent.destroy();
+  });
+});
+
+describe('createDrain on a node:https server', () => {
+  // HTTP requests arrive on the TLS socket ('secureConnection'), not on the TCP socket of 'connection'.
+  let pki: { ca: PemPair; apiserver: PemPair } | undefined;
+  async function startHttps(deadlineMs: number) {
+    pki ??= await generatePki([]);
+    const server = createHttpsServer({ ...pki.apiserver, keepAliveTimeout: 2000 }, (req, res) => {
+      const ms = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('ms') ?? 0);
+      const timer = setTimeout(() => res.end('done'), ms);
+      res.once('close', () => clearTimeout(timer));
+    });
+    servers.push(server);
+    const drain = createDrain(server, { propagationDelayMs: 0, deadlineMs });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const ca = pki.ca.cert;
+    /** GET over TLS on a connection of its own; resolves with the answer and when it ended. */
+    const get = (path: string): Promise<Answer & { endedAt: number }> =>
+      new Promise((resolve) => {
+        const req = httpsRequest({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode,
+              connection: res.headers.connection,
+              endedAt: performance.now(),
+            }),
+          );
+        });
+        req.on('error', (error: NodeJS.ErrnoException) =>
+          resolve({ error: error.code ?? error.message, endedAt: performance.now() }),
+        );
+        req.end();
+      });
+    return { drain, get, port };
+  }
+
+  test('a request in flight on a TLS socket is counted, completes, and the drain waits for it', async () => {
+    const { drain, get } = await startHttps(10_000);
+    const inFlight = get('/?ms=300');
+    await until(() => drain.inFlight === 1, 'the request is in flight');
+    // Negative control: the request is seen on its connection, so the drain has something to wait for.
+    expect(drain.activeConnections).toBe(1);
+    const drained = drain.drain('test').then((result) => ({ ...result, endedAt: performance.now() }));
+    const answer = await inFlight;
+    expect(answer).toMatchObject({ status: 200, connection: 'close' });
+    const result = await drained;
+    expect(result).toMatchObject({ outcome: 'drained', forcedCloses: 0, idleClosesAtDeadline: 0 });
+    expect(result.endedAt).toBeGreaterThanOrEqual(answer.endedAt);
+    expect(result.durationMs).toBeGreaterThanOrEqual(200);
+    expect(drain.inFlight).toBe(0);
+    expect(drain.activeConnections).toBe(0);
+  });
+
+  test('at the deadline a request running on a TLS socket is cut and counted as forced, not idle', async () => {
+    const { drain, get } = await startHttps(300);
+    const long = get('/?ms=10000');
+    await until(() => drain.inFlight === 1, 'the long request is in flight');
+    expect(await drain.drain('test')).toMatchObject({
+      outcome: 'forced',
+      forcedCloses: 1,
+      idleClosesAtDeadline: 0,
+    });
+    expect((await long).error).toBeDefined();
+  });
+
+  test('a TCP connection still in its TLS handshake at the deadline is closed as idle', async () => {
+    const { drain, port } = await startHttps(300);
+    const raw = connect({ host: '127.0.0.1', port });
+    const closed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    raw.on('error', () => {});
+    await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
+    expect(await drain.drain('test')).toMatchObject({
+      outcome: 'drained',
+      forcedCloses: 0,
+      idleClosesAtDeadline: 1,
+    });
+    await closed;
   });
 });
 

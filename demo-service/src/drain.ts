@@ -14,9 +14,12 @@
  *    destroyed, those with a request still running are counted as forced closes.
  *
  * Create the controller before the server starts listening so that every connection is tracked.
+ * On a node:https server requests arrive on the TLS socket of 'secureConnection', not on the TCP
+ * socket of 'connection': requests are counted per TLS socket there.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 
 /** Exit code for a forced drain, as timeout(1) uses for "timed out"; a clean drain exits 0. */
 export const FORCED_EXIT_CODE = 124;
@@ -56,12 +59,10 @@ export interface DrainController {
   readonly draining: boolean;
   /** Requests received and not yet answered (or aborted). */
   readonly inFlight: number;
+  /** Connections with a request running: those a deadline would cut (forced closes). */
+  readonly activeConnections: number;
   /** Starts the drain; idempotent, every call returns the same result. */
   drain(reason?: string): Promise<DrainResult>;
-}
-
-interface ConnectionState {
-  activeRequests: number;
 }
 
 /** Deadline after SIGTERM: the grace countdown starts before preStop runs, so subtract it and a margin. */
@@ -76,7 +77,12 @@ export function drainDeadlineMs(input: {
 }
 
 export function createDrain(server: Server, options: DrainOptions): DrainController {
-  const connections = new Map<Socket, ConnectionState>();
+  // Every TCP connection, until it closes: what the drain waits for and the deadline destroys.
+  const connections = new Set<Socket>();
+  // Requests running per connection, keyed by the socket requests arrive on (`req.socket`): the
+  // TCP socket for http, the TLS socket for https. A TCP connection still in its TLS handshake
+  // has no entry yet.
+  const activeRequests = new Map<Socket, number>();
   const pendingResponses = new Set<ServerResponse>();
   let phase: DrainPhase = 'serving';
   let inFlight = 0;
@@ -88,20 +94,28 @@ export function createDrain(server: Server, options: DrainOptions): DrainControl
   };
 
   server.on('connection', (socket: Socket) => {
-    connections.set(socket, { activeRequests: 0 });
+    connections.add(socket);
     socket.once('close', () => connections.delete(socket));
   });
+  server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => {
+    activeRequests.set(socket, 0);
+    socket.once('close', () => activeRequests.delete(socket));
+  });
+  const addActive = (socket: Socket, delta: number): void => {
+    const count = activeRequests.get(socket);
+    if (count !== undefined) activeRequests.set(socket, count + delta);
+  };
 
   // prependListener: runs before the application's handler writes anything.
   server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
     inFlight += 1;
-    const state = connections.get(req.socket);
-    if (state) state.activeRequests += 1;
+    const socket = req.socket;
+    addActive(socket, 1);
     pendingResponses.add(res);
     if (phase !== 'serving') res.setHeader('Connection', 'close');
     res.once('close', () => {
       inFlight -= 1;
-      if (state) state.activeRequests -= 1;
+      addActive(socket, -1);
       pendingResponses.delete(res);
     });
   });
@@ -161,9 +175,15 @@ export function createDrain(server: Server, options: DrainOptions): DrainControl
     let forcedCloses = 0;
     let idleClosesAtDeadline = 0;
     if (outcome === 'deadline') {
-      for (const [socket, state] of connections) {
-        if (state.activeRequests > 0) forcedCloses += 1;
+      for (const [socket, active] of activeRequests) {
+        if (active > 0) forcedCloses += 1;
         else idleClosesAtDeadline += 1;
+        socket.destroy();
+      }
+      // Destroying a TLS socket destroys its TCP socket at once: what is left was mid-handshake.
+      for (const socket of connections) {
+        if (socket.destroyed) continue;
+        idleClosesAtDeadline += 1;
         socket.destroy();
       }
       if (server.listening) server.close();
@@ -190,6 +210,11 @@ export function createDrain(server: Server, options: DrainOptions): DrainControl
     },
     get inFlight() {
       return inFlight;
+    },
+    get activeConnections() {
+      let count = 0;
+      for (const active of activeRequests.values()) if (active > 0) count += 1;
+      return count;
     },
     drain(reason = 'requested') {
       result ??= run(reason);

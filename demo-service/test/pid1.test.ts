@@ -8,7 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { afterEach, describe, expect, test } from 'vitest';
-import { freePort } from '../../test/drain/instances.ts';
+import { freePort } from '../../test/cluster/processes.ts';
 
 const canUnshare = spawnSync('unshare', ['--pid', '--fork', 'true']).status === 0;
 const started: ChildProcess[] = [];

@@ -8,7 +8,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { freePort, killLiveInstances, ServiceInstance } from './instances.ts';
+import { freePort } from '../cluster/processes.ts';
+import { killLiveInstances, ServiceInstance } from './instances.ts';
 import { closedLoopThroughput, isLost, type LedgerEntry, percentile } from './load.ts';
 import { defaultRolloutOptions, type InstanceReport, type RolloutOptions, runRollout } from './rollout.ts';
 

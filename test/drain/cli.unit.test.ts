@@ -9,6 +9,9 @@ describe('drain-test CLI', () => {
     const run = cli('--help');
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('--cmd');
+    expect(run.stdout).toMatch(/--keep-alive MODE .*Keep-Alive: timeout=N/);
+    expect(run.stdout).toMatch(/respect +drop idle sockets before N/);
+    expect(run.stdout).toMatch(/ignore +keep idle sockets past N and reuse them/);
   });
 
   test('bad usage exits 2 and says why', () => {
@@ -17,5 +20,8 @@ describe('drain-test CLI', () => {
     const bad = cli('--cmd', 'true', '--rate', 'fast');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--rate wants a number');
+    const mode = cli('--cmd', 'true', '--keep-alive', 'sometimes');
+    expect(mode.status).toBe(2);
+    expect(mode.stderr).toContain('--keep-alive wants respect or ignore, got "sometimes"');
   });
 });

@@ -6,7 +6,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 
@@ -31,16 +30,6 @@ const liveInstances = new Set<ServiceInstance>();
 /** SIGKILL, by PID, every instance still running. For test teardown and harness bounds. */
 export function killLiveInstances(): void {
   for (const instance of liveInstances) instance.kill();
-}
-
-/** A free loopback port. The kernel may hand it out again before the child binds it; rare enough here. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return address.port;
 }
 
 export class ServiceInstance {

@@ -7,6 +7,9 @@
  * routable for new connections for `propagationDelayMs` more, the time endpoint removal takes
  * to reach every node and load balancer. A backend that refuses or resets makes the client's
  * connection reset too, as a DNAT to a dead pod does.
+ *
+ * The client learns which backend its connection reached when the connection is made
+ * (`backendOfConnection`), never later by its port, which a later connection may reuse.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -18,10 +21,22 @@ export interface ProxyBackend {
   connectionsTotal: number;
 }
 
+/** An accepted client connection not yet claimed by its client side. */
+interface Accepted {
+  /** performance.now() at accept. */
+  at: number;
+  backend: string | undefined;
+}
+
+/** A client waiting for its connection to be accepted. */
+type Claim = (backend: string | undefined) => void;
+
 export class EndpointProxy {
   readonly propagationDelayMs: number;
   private readonly backends: ProxyBackend[] = [];
-  private readonly backendByClientPort = new Map<number, ProxyBackend>();
+  /** By client port, oldest first. */
+  private readonly unclaimed = new Map<number, Accepted[]>();
+  private readonly claims = new Map<number, Claim[]>();
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private server: Server | undefined;
@@ -61,9 +76,31 @@ export class EndpointProxy {
     this.timers.add(timer);
   }
 
-  /** Which backend served the client connection whose local port is `clientPort`. */
-  backendOf(clientPort: number | undefined): string | undefined {
-    return clientPort === undefined ? undefined : this.backendByClientPort.get(clientPort)?.id;
+  /**
+   * The backend of the client connection from local port `clientPort`, asked by the client when
+   * its connection is made. `since` (performance.now()) was taken after the client created the
+   * socket: a connection accepted before is an earlier one from the same port. Each accepted
+   * connection is handed out once. Waits for the accept if it has not happened yet; undefined
+   * for a connection that found no backend, or when none comes within `timeoutMs`.
+   */
+  backendOfConnection(clientPort: number, since: number, timeoutMs = 5000): Promise<string | undefined> {
+    const queue = this.unclaimed.get(clientPort) ?? [];
+    // Older ones were never claimed (a client that did not ask); no later connection can be them.
+    while (queue.length > 0 && (queue[0] as Accepted).at < since) queue.shift();
+    const accepted = queue.shift();
+    if (queue.length === 0) this.unclaimed.delete(clientPort);
+    if (accepted) return Promise.resolve(accepted.backend);
+    return new Promise((resolve) => {
+      const claim: Claim = (backend) => {
+        clearTimeout(timer);
+        const others = (this.claims.get(clientPort) ?? []).filter((c) => c !== claim);
+        if (others.length > 0) this.claims.set(clientPort, others);
+        else this.claims.delete(clientPort);
+        resolve(backend);
+      };
+      const timer = setTimeout(() => claim(undefined), timeoutMs);
+      this.claims.set(clientPort, [...(this.claims.get(clientPort) ?? []), claim]);
+    });
   }
 
   backendList(): readonly ProxyBackend[] {
@@ -71,6 +108,7 @@ export class EndpointProxy {
   }
 
   async close(): Promise<void> {
+    for (const claim of [...this.claims.values()].flat()) claim(undefined);
     for (const timer of this.timers) clearTimeout(timer);
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -83,15 +121,29 @@ export class EndpointProxy {
     return candidates[this.next];
   }
 
+  /** Hands the backend of a just-accepted connection to its client's claim, or keeps it for it. */
+  private accepted(clientPort: number | undefined, backend: string | undefined): void {
+    if (clientPort === undefined) return;
+    // A waiting claim asked after its socket was created, so this connection, accepted later, is its own.
+    const claim = this.claims.get(clientPort)?.[0];
+    if (claim) {
+      claim(backend);
+      return;
+    }
+    const queue = this.unclaimed.get(clientPort) ?? [];
+    queue.push({ at: performance.now(), backend });
+    this.unclaimed.set(clientPort, queue);
+  }
+
   private route(client: Socket): void {
     const backend = this.pick();
+    this.accepted(client.remotePort, backend?.id);
     if (!backend) {
       this.unroutable += 1;
       client.resetAndDestroy();
       return;
     }
     backend.connectionsTotal += 1;
-    if (client.remotePort !== undefined) this.backendByClientPort.set(client.remotePort, backend);
     const upstream = connect({ host: '127.0.0.1', port: backend.port, allowHalfOpen: true, noDelay: true });
     this.sockets.add(client);
     this.sockets.add(upstream);

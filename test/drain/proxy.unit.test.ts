@@ -1,6 +1,7 @@
 import { Agent, createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
+import { freePort } from '../cluster/processes.ts';
 import { EndpointProxy } from './proxy.ts';
 
 /** A backend answering with its own name. */
@@ -79,5 +80,80 @@ describe('EndpointProxy', () => {
     const port = await proxy.listen();
     proxy.addBackend('a', a.port);
     await expect(get(port, false)).rejects.toMatchObject({ code: 'ECONNRESET' });
+  });
+});
+
+describe('EndpointProxy connection attribution', () => {
+  /** A TCP backend that writes its name on every connection. */
+  async function namedTcp(name: string): Promise<number> {
+    const server = createTcpServer((socket) => {
+      socket.on('error', () => {});
+      socket.write(name);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    return (server.address() as AddressInfo).port;
+  }
+
+  /** A connection from a fixed local port; resolves with the socket once connected. */
+  function connectFrom(port: number, localPort: number): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, localPort });
+      socket.once('connect', () => resolve(socket));
+      socket.once('error', reject);
+    });
+  }
+
+  const firstData = (socket: Socket): Promise<string> =>
+    new Promise((resolve) => socket.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+
+  /** Closed with a reset, so that no TIME_WAIT keeps the local port from being used again. */
+  const reset = (socket: Socket): Promise<void> =>
+    new Promise((resolve) => {
+      socket.once('close', () => resolve());
+      socket.resetAndDestroy();
+    });
+
+  test('connections from the same local port, one after the other, each get the backend they reached', async () => {
+    const proxy = new EndpointProxy({ propagationDelayMs: 0 });
+    cleanups.push(() => proxy.close());
+    const port = await proxy.listen();
+    proxy.addBackend('a', await namedTcp('a'));
+    proxy.addBackend('b', await namedTcp('b'));
+    const localPort = await freePort();
+
+    // A first connection whose client never asks: it must not be handed to a later one.
+    const unasked = await connectFrom(port, localPort);
+    const unaskedReached = await firstData(unasked);
+    await reset(unasked);
+
+    const reached: string[] = [];
+    const attributed: (string | undefined)[] = [];
+    for (let round = 0; round < 4; round++) {
+      const since = performance.now();
+      const socket = await connectFrom(port, localPort);
+      attributed.push(await proxy.backendOfConnection(localPort, since));
+      reached.push(await firstData(socket));
+      await reset(socket);
+    }
+    expect(attributed).toEqual(reached);
+    // Round-robin: the same port went to both backends, so a lookup by port after the fact
+    // would have charged every request to whichever came last.
+    expect(new Set(reached)).toEqual(new Set(['a', 'b']));
+    expect(reached[0]).not.toBe(unaskedReached);
+  });
+
+  test('a client that asks before the proxy has accepted its connection gets the answer once it has', async () => {
+    const proxy = new EndpointProxy({ propagationDelayMs: 0 });
+    cleanups.push(() => proxy.close());
+    const port = await proxy.listen();
+    proxy.addBackend('a', await namedTcp('a'));
+    const localPort = await freePort();
+    const answer = proxy.backendOfConnection(localPort, performance.now());
+    const socket = await connectFrom(port, localPort);
+    expect(await answer).toBe('a');
+    await reset(socket);
+    // Nobody connects: the question times out instead of hanging.
+    expect(await proxy.backendOfConnection(localPort, performance.now(), 50)).toBeUndefined();
   });
 });

@@ -2,15 +2,27 @@
  * The drain harness: N instances of any HTTP service behind an EndpointProxy, open-loop load
  * with a ledger, and a rolling restart (start new, wait ready, delete old: endpoint removal
  * starts, then preStop, then SIGTERM). Reports lost requests, latency during the rollout and
- * each instance's shutdown. Loopback only; bounded in requests and in time.
+ * each instance's shutdown, and a verdict: a run passes only if the load was still sending when
+ * the rollout ended. Loopback only; bounded in requests and in time.
  */
 import { mkdtempSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { freePort, type InstanceCommand, type InstanceExit, ServiceInstance } from './instances.ts';
-import { isLost, type LedgerEntry, OpenLoopLoad, percentile, sendLogged } from './load.ts';
+import { freePort } from '../cluster/processes.ts';
+import { type InstanceCommand, type InstanceExit, ServiceInstance } from './instances.ts';
+import {
+  isLost,
+  type KeepAliveMode,
+  type LedgerEntry,
+  type LoadEnd,
+  loadStoppedEarly,
+  OpenLoopLoad,
+  percentile,
+  sendLogged,
+  summarizeLedger,
+} from './load.ts';
 import { EndpointProxy } from './proxy.ts';
 
 export interface RolloutOptions {
@@ -20,6 +32,8 @@ export interface RolloutOptions {
   rate: number;
   /** Keep-alive sockets in the client pool. */
   maxSockets: number;
+  /** Whether the client pool honours the server's `Keep-Alive: timeout=N` hint. */
+  keepAliveMode: KeepAliveMode;
   /** Seconds the proxy keeps routing new connections to a deleted instance. */
   propagationSeconds: number;
   /** Seconds between deletion and SIGTERM, as a preStop sleep. */
@@ -41,6 +55,7 @@ export const defaultRolloutOptions = {
   instances: 2,
   rate: 100,
   maxSockets: 16,
+  keepAliveMode: 'respect',
   propagationSeconds: 1,
   preStopSeconds: 0,
   warmupSeconds: 1,
@@ -89,6 +104,9 @@ export interface RolloutReport {
   answeredOk: number;
   lost: number;
   lostByKind: Record<string, number>;
+  /** How the load ended; undefined if it never started. */
+  load?: LoadEnd;
+  /** From the first replacement to the last old instance's exit. */
   rolloutWindow: { from: number; to: number };
   latency: { steady: LatencySummary; rollout: LatencySummary };
   instances: InstanceReport[];
@@ -106,16 +124,9 @@ export interface RolloutReport {
 const loopDelayResolutionMs = 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function summarize(entries: LedgerEntry[]): LatencySummary {
-  const durations = entries
-    .filter((e) => !isLost(e) && e.endedAt !== undefined)
-    .map((e) => (e.endedAt as number) - e.sentAt);
-  return {
-    count: durations.length,
-    p50Ms: percentile(durations, 0.5),
-    p99Ms: percentile(durations, 0.99),
-    maxMs: durations.length ? Math.max(...durations) : undefined,
-  };
+function latencyOf(entries: LedgerEntry[]): LatencySummary {
+  const { answered, p50Ms, p99Ms, maxMs } = summarizeLedger(entries);
+  return { count: answered, p50Ms, p99Ms, maxMs };
 }
 
 async function measureProxyOverhead(proxyPort: number, directPort: number, path: string): Promise<number> {
@@ -184,9 +195,13 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutReport
       path: options.path,
       ratePerSecond: options.rate,
       maxSockets: options.maxSockets,
+      keepAliveMode: options.keepAliveMode,
       maxRequests: options.maxRequests,
+      maxDurationMs: options.timeoutSeconds * 1000,
       timeoutMs: options.requestTimeoutMs,
       clock,
+      // Which instance a connection reached, asked of the proxy when the connection is made.
+      identifyConnection: ({ localPort, since }) => proxy.backendOfConnection(localPort, since),
     });
     load.start();
     await sleep(options.warmupSeconds * 1000);
@@ -237,13 +252,7 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutReport
   }
 
   const ledger = [...(load?.ledger ?? []), ...longLedger];
-  for (const entry of ledger) entry.backend ??= proxy.backendOf(entry.localPort);
-  const lost = ledger.filter(isLost);
-  const lostByKind: Record<string, number> = {};
-  for (const entry of lost) {
-    const kind = entry.error ?? `HTTP ${entry.status}`;
-    lostByKind[kind] = (lostByKind[kind] ?? 0) + 1;
-  }
+  const summary = summarizeLedger(ledger);
   const durationMs = clock();
   const cpu = process.cpuUsage(cpuAtStart);
 
@@ -269,8 +278,8 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutReport
           ? instance.exitedAt - instance.terminatedAt
           : undefined,
       exit: instance.exit,
-      served: mine.filter((e) => !isLost(e)).length,
-      lost: mine.filter(isLost).length,
+      served: summary.byInstance[instance.id]?.answered ?? 0,
+      lost: summary.byInstance[instance.id]?.lost ?? 0,
       lastRequestEndedAt,
       exitAfterLastRequestMs:
         instance.exitedAt !== undefined && lastRequestEndedAt !== undefined
@@ -284,14 +293,15 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutReport
     options,
     durationMs,
     timedOut,
-    sent: ledger.length,
-    answeredOk: ledger.length - lost.length,
-    lost: lost.length,
-    lostByKind,
+    sent: summary.sent,
+    answeredOk: summary.answered,
+    lost: summary.lost,
+    lostByKind: summary.lostByKind,
+    load: load?.end,
     rolloutWindow,
     latency: {
-      steady: summarize(loadEntries.filter((e) => e.sentAt < rolloutWindow.from)),
-      rollout: summarize(
+      steady: latencyOf(loadEntries.filter((e) => e.sentAt < rolloutWindow.from)),
+      rollout: latencyOf(
         loadEntries.filter((e) => e.sentAt >= rolloutWindow.from && e.sentAt <= rolloutWindow.to),
       ),
     },
@@ -306,13 +316,41 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutReport
   };
 }
 
+/**
+ * Pass or fail, with every reason: a lost request, a replaced instance that did not exit 0, a run
+ * that hit its time bound, or a load that stopped sending before the rollout ended (its "0 lost"
+ * would not cover the end of the rollout).
+ */
+export function verdict(report: RolloutReport): { pass: boolean; reasons: string[] } {
+  const reasons: string[] = [];
+  if (report.lost > 0) {
+    const kinds = Object.entries(report.lostByKind).map(([kind, n]) => `${kind}: ${n}`);
+    reasons.push(`${report.lost} of ${report.sent} requests lost (${kinds.join(', ')})`);
+  }
+  if (report.timedOut)
+    reasons.push(`run hit its ${report.options.timeoutSeconds} s bound: instances were killed`);
+  if (!report.load) reasons.push('the load never started');
+  else {
+    const early = loadStoppedEarly(report.load, { what: 'the rollout ended', at: report.rolloutWindow.to });
+    if (early) reasons.push(early);
+  }
+  for (const instance of report.instances.filter((i) => i.role === 'initial')) {
+    if (instance.exit?.status !== 0) {
+      const signal = instance.exit?.signal ? ` (${instance.exit.signal})` : '';
+      reasons.push(`${instance.id} exited ${instance.exit?.status ?? '-'}${signal}, not 0`);
+    }
+  }
+  return { pass: reasons.length === 0, reasons };
+}
+
 const fmt = (ms: number | undefined): string => (ms === undefined ? '-' : `${Math.round(ms)} ms`);
 
 /** Human-readable report. */
 export function formatReport(report: RolloutReport): string {
   const { options: o } = report;
+  const result = verdict(report);
   const lines = [
-    `load: ${o.rate} req/s open loop, ${o.maxSockets} keep-alive sockets, ${o.path}; ` +
+    `load: ${o.rate} req/s open loop, ${o.maxSockets} keep-alive sockets (${o.keepAliveMode} Keep-Alive hint), ${o.path}; ` +
       `${o.instances} instances, propagation ${o.propagationSeconds} s, preStop ${o.preStopSeconds} s`,
     `requests: ${report.sent} sent, ${report.answeredOk} answered 2xx, ${report.lost} lost` +
       (report.lost
@@ -333,6 +371,7 @@ export function formatReport(report: RolloutReport): string {
     `harness overhead: proxy adds p50 ${report.overhead.proxyAddedP50Ms?.toFixed(2) ?? '-'} ms; ` +
       `harness CPU ${report.overhead.harnessCpuPercent.toFixed(1)} % of a core; event-loop lag p99 ${report.overhead.harnessEventLoopDelayP99Ms.toFixed(1)} ms`,
     `duration ${(report.durationMs / 1000).toFixed(1)} s${report.timedOut ? ' (TIMED OUT: instances were killed)' : ''}`,
+    result.pass ? 'PASS' : `FAIL:\n${result.reasons.map((r) => `  - ${r}`).join('\n')}`,
   ];
   return lines.join('\n');
 }
