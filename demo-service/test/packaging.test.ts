@@ -116,11 +116,11 @@ describe('config/demo', () => {
     expect(deployment.metadata.namespace).toBe(namespace);
     expect(service.metadata.namespace).toBe(namespace);
     const template = deployment.spec.template as {
-      metadata: { labels: Record<string, string> };
+      metadata: { labels: Record<string, string>; annotations: Record<string, string> };
       spec: {
         terminationGracePeriodSeconds: number;
         containers: {
-          env: { name: string; value: string }[];
+          env: { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }[];
           ports: { name: string }[];
           lifecycle: { preStop: { sleep: { seconds: number } } };
           readinessProbe: { httpGet: { path: string } };
@@ -134,7 +134,13 @@ describe('config/demo', () => {
     );
     const [container] = template.spec.containers;
     if (!container) throw new Error('no container');
-    const env = Object.fromEntries(container.env.map((e) => [e.name, e.value]));
+    // A value from the downward API is the template's own annotation (which the operator keeps
+    // equal to what it sets): resolve it the way the kubelet does.
+    const annotation = (path: string) =>
+      template.metadata.annotations[/^metadata\.annotations\['(.+)'\]$/.exec(path)?.[1] ?? ''];
+    const env = Object.fromEntries(
+      container.env.map((e) => [e.name, e.valueFrom ? annotation(e.valueFrom.fieldRef.fieldPath) : e.value]),
+    );
     expect(Number(env.TERMINATION_GRACE_PERIOD_SECONDS)).toBe(template.spec.terminationGracePeriodSeconds);
     expect(Number(env.PRESTOP_SECONDS)).toBe(container.lifecycle.preStop.sleep.seconds);
     // preStop already covers endpoint propagation.

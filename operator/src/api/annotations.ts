@@ -23,3 +23,13 @@ export const SIDECARS_ANNOTATION = `${GROUP}/sidecars`;
  * why. Its absence means the operator manages nothing on the Deployment.
  */
 export const APPLIED_ANNOTATION = `${GROUP}/applied`;
+
+// Pod-template annotations the operator writes (Enforce mode). Unlike the ones above they live
+// on the pod template, so the app can read them through the downward API
+// (env[].valueFrom.fieldRef.fieldPath: metadata.annotations['<key>']), and they change with the
+// values they mirror, in the same write. docs/policy.md, "Values for the app".
+
+/** Mirrors terminationGracePeriodSeconds, when the operator owns it: "45". */
+export const GRACE_PERIOD_SECONDS_ANNOTATION = `${GROUP}/termination-grace-period-seconds`;
+/** Mirrors the serving container's preStop sleep, when the operator owns it: "5". */
+export const PRESTOP_SECONDS_ANNOTATION = `${GROUP}/prestop-seconds`;

@@ -1,7 +1,13 @@
 import type { V1Deployment, V1Namespace, V1ObjectReference } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
-import { APPLIED_ANNOTATION, EXCLUDE_ANNOTATION, READINESS_PORT_ANNOTATION } from '../api/annotations.ts';
+import {
+  APPLIED_ANNOTATION,
+  EXCLUDE_ANNOTATION,
+  GRACE_PERIOD_SECONDS_ANNOTATION,
+  PRESTOP_SECONDS_ANNOTATION,
+  READINESS_PORT_ANNOTATION,
+} from '../api/annotations.ts';
 import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder, EventType } from '../kube/events.ts';
 import type { Informer } from '../kube/informer.ts';
@@ -225,6 +231,8 @@ describe('deploymentReconciler', () => {
     ]);
     // The apply follows and owns the new probe; the plain case sends no patch at all.
     expect(h.writes).toHaveLength(1);
+    // The hook is missing, so the apply writes it, and the annotation mirroring it with it.
+    expect(h.writes[0]?.spec?.template.metadata?.annotations).toEqual({ [PRESTOP_SECONDS_ANNOTATION]: '5' });
     expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'replace' })).toBe(1);
     const plain = harness({ policies: [ENFORCE], deployments: [web()] });
     await plain.reconcile('shop/web');
@@ -405,6 +413,93 @@ describe('deploymentReconciler', () => {
       }),
     ]);
     expect(h.events[0]?.message).toContain(READINESS_PORT_ANNOTATION);
+  });
+
+  describe('the annotations mirroring grace and preStop for the app', () => {
+    const GRACE = GRACE_PERIOD_SECONDS_ANNOTATION;
+    const PRESTOP = PRESTOP_SECONDS_ANNOTATION;
+    /** Managed by an operator from before the annotations: grace 30 and the hook owned and right. */
+    const managedBefore = () =>
+      web({
+        grace: 30,
+        annotations: { [APPLIED_ANNOTATION]: appliedRecord({ terminationGracePeriodSeconds: 30 }) },
+        containers: [
+          container('web', [['http', 8080]], {
+            readinessProbe: { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 5 },
+            lifecycle: { preStop: { sleep: { seconds: 5 } } },
+          }),
+        ],
+      });
+    const overrideGrace = (seconds: number) =>
+      policyObject('p', {
+        mode: 'Enforce',
+        terminationGracePeriod: { inject: 'Override', strategy: 'Fixed', fixedSeconds: seconds },
+      });
+
+    test('written in the same apply as the grace period and the preStop', async () => {
+      const h = harness({ policies: [overrideGrace(45)], deployments: [web()] });
+      await h.reconcile('shop/web');
+      expect(h.writes).toHaveLength(1);
+      const template = h.writes[0]?.spec?.template;
+      expect(template?.spec.terminationGracePeriodSeconds).toBe(45);
+      expect(template?.metadata).toEqual({ annotations: { [GRACE]: '45', [PRESTOP]: '5' } });
+      const record = JSON.parse(h.writes[0]?.metadata.annotations?.[APPLIED_ANNOTATION] ?? '{}');
+      expect(record.templateAnnotations).toEqual([PRESTOP, GRACE].sort());
+      expect(h.events[0]?.message).toContain(`(annotation ${GRACE}: missing -> "45")`);
+    });
+
+    test('a new grace period: the annotation changes with it, in one write', async () => {
+      const h = harness({ policies: [overrideGrace(45)], deployments: [web()] });
+      await h.reconcile('shop/web');
+      const [first] = h.writes;
+      if (!first) throw new Error('no write');
+      const h2 = harness({ policies: [overrideGrace(60)], deployments: [afterApply(web(), first)] });
+      await h2.reconcile('shop/web');
+      expect(h2.writes).toHaveLength(1);
+      expect(h2.writes[0]?.spec?.template.spec.terminationGracePeriodSeconds).toBe(60);
+      expect(h2.writes[0]?.spec?.template.metadata?.annotations).toEqual({ [GRACE]: '60', [PRESTOP]: '5' });
+    });
+
+    test('managed from before, values right, annotations missing: no write (no restart for them)', async () => {
+      const h = harness({ policies: [ENFORCE], deployments: [managedBefore()] });
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+      expect(h.writes).toEqual([]);
+      expect(h.events).toEqual([]);
+      // The next write that changes the template anyway brings them.
+      const h2 = harness({
+        policies: [policyObject('p', { mode: 'Enforce', readinessProbe: { path: '/ready' } })],
+        deployments: [managedBefore()],
+      });
+      await h2.reconcile('shop/web');
+      expect(h2.writes[0]?.spec?.template.metadata?.annotations).toEqual({ [GRACE]: '30', [PRESTOP]: '5' });
+    });
+
+    test('released: the record goes, the annotations stay at their values like the fields', async () => {
+      const h = harness({ policies: [overrideGrace(45)], deployments: [web()] });
+      await h.reconcile('shop/web');
+      const [first] = h.writes;
+      if (!first) throw new Error('no write');
+      const applied = afterApply(web(), first);
+      applied.metadata = {
+        ...applied.metadata,
+        annotations: { ...applied.metadata?.annotations, [EXCLUDE_ANNOTATION]: 'true' },
+      };
+      const h2 = harness({ policies: [overrideGrace(45)], deployments: [applied] });
+      await h2.reconcile('shop/web');
+      expect(h2.writes).toHaveLength(1);
+      const release = h2.writes[0];
+      expect(release?.metadata).toEqual({ name: 'web', namespace: 'shop' });
+      expect(release?.spec?.template.metadata).toEqual({ annotations: { [GRACE]: '45', [PRESTOP]: '5' } });
+      expect(release?.spec?.template.spec.terminationGracePeriodSeconds).toBe(45);
+      expect(h2.events[0]?.reason).toBe('ShutdownSettingsReleased');
+    });
+
+    test("a user's longer grace period: no grace annotation", async () => {
+      const h = harness({ policies: [ENFORCE], deployments: [web({ grace: 120 })] });
+      await h.reconcile('shop/web');
+      expect(h.writes[0]?.spec?.template.spec).not.toHaveProperty('terminationGracePeriodSeconds');
+      expect(h.writes[0]?.spec?.template.metadata?.annotations).toEqual({ [PRESTOP]: '5' });
+    });
   });
 
   describe('rollout budget', () => {

@@ -1,6 +1,11 @@
-import type { V1Probe } from '@kubernetes/client-node';
+import type { V1Deployment, V1Probe } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
-import type { ObservedLatencyPolicy } from '../api/policy.ts';
+import {
+  APPLIED_ANNOTATION,
+  GRACE_PERIOD_SECONDS_ANNOTATION,
+  PRESTOP_SECONDS_ANNOTATION,
+} from '../api/annotations.ts';
+import type { GracefulShutdownPolicySpecInput, ObservedLatencyPolicy } from '../api/policy.ts';
 import type { LatencySource, Workload } from '../latency/source.ts';
 import { type AppliedRecord, applyConfiguration } from '../policy/ownership.ts';
 import { container, deployment, policy } from '../policy/test-fixtures.ts';
@@ -22,6 +27,7 @@ describe('ownsNothing', () => {
     ['a grace period', { terminationGracePeriodSeconds: 30 }, false],
     ['a grace period of 0', { terminationGracePeriodSeconds: 0 }, false],
     ['a container', { containers: { web: { preStop: true } } }, false],
+    ['a pod-template annotation', { templateAnnotations: ['gracefulshutdown.dev/prestop-seconds'] }, false],
   ])('%s -> %s', (_title, fields, want) => {
     expect(ownsNothing(record(fields))).toBe(want);
   });
@@ -73,6 +79,19 @@ describe('sameOwnership', () => {
       true,
     ],
     ['a record owning nothing vs owning something', record(), owning, false],
+    [
+      'an annotation more',
+      owning,
+      { ...owning, templateAnnotations: ['gracefulshutdown.dev/termination-grace-period-seconds'] },
+      false,
+    ],
+    [
+      'the same annotations in another order',
+      { ...owning, templateAnnotations: ['gracefulshutdown.dev/b', 'gracefulshutdown.dev/a'] },
+      { ...owning, templateAnnotations: ['gracefulshutdown.dev/a', 'gracefulshutdown.dev/b'] },
+      true,
+    ],
+    ['no annotations is an empty list', owning, { ...owning, templateAnnotations: [] }, true],
   ])('%s -> %s', (_title, a, b, want) => {
     expect(sameOwnership(a, b)).toBe(want);
   });
@@ -176,5 +195,105 @@ describe('planWorkload', () => {
     if (planned.ok) return;
     expect(planned.errors.map((e) => e.annotation)).toEqual(['gracefulshutdown.dev/readiness-port']);
     expect(planned.observation.known).toBe(false);
+  });
+});
+
+describe('planWorkload: the annotations mirroring grace and preStop for the app', () => {
+  const GRACE = GRACE_PERIOD_SECONDS_ANNOTATION;
+  const PRESTOP = PRESTOP_SECONDS_ANNOTATION;
+  const enforce = (spec: GracefulShutdownPolicySpecInput = {}) => policy('p', { mode: 'Enforce', ...spec });
+  const deps = { latency: unknownLatency(), facts: FACTS };
+  const plan = async (d: V1Deployment, spec: GracefulShutdownPolicySpecInput = {}) => {
+    const planned = await planWorkload(d, enforce(spec), deps);
+    if (!planned.ok) throw new Error('plan failed');
+    return planned;
+  };
+  /** The Deployment after the operator's write of its plan. */
+  const written = async (d: V1Deployment, spec: GracefulShutdownPolicySpecInput = {}) => {
+    const planned = await plan(d, spec);
+    return afterApply(d, applyConfiguration(d, planned.nextRecord, planned.plan));
+  };
+  /** The same, as an operator from before the annotations left it: no annotations, none recorded. */
+  const writtenBefore = async (d: V1Deployment) => {
+    const applied = await written(d);
+    if (applied.spec?.template?.metadata) applied.spec.template.metadata.annotations = undefined;
+    const { templateAnnotations: _, ...oldRecord } = JSON.parse(
+      applied.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}',
+    ) as AppliedRecord;
+    applied.metadata = {
+      ...applied.metadata,
+      annotations: { [APPLIED_ANNOTATION]: JSON.stringify(oldRecord) },
+    };
+    return applied;
+  };
+  const template = (d: V1Deployment) => d.spec?.template?.metadata?.annotations;
+
+  test('the write that sets grace and preStop sets their annotations, and the record owns them', async () => {
+    const planned = await plan(deployment({ grace: 10 }));
+    expect(planned.plan.terminationGracePeriodSeconds).toBe(30);
+    expect(planned.plan.annotations).toEqual({ [GRACE]: '30', [PRESTOP]: '5' });
+    expect(planned.nextRecord.templateAnnotations).toEqual([PRESTOP, GRACE].sort());
+    expect(planned.diff.changes).toContain(
+      `terminationGracePeriodSeconds: 10 -> 30 (annotation ${GRACE}: missing -> "30")`,
+    );
+    const applied = await written(deployment({ grace: 10 }));
+    expect(template(applied)).toEqual({ [GRACE]: '30', [PRESTOP]: '5' });
+    // Applied: compliant, same ownership, nothing more to write.
+    const again = await plan(applied);
+    expect(again.diff.compliant).toBe(true);
+    expect(sameOwnership(again.record, again.nextRecord)).toBe(true);
+  });
+
+  test('the grace annotation follows the grace period the operator writes', async () => {
+    const applied = await written(deployment({ grace: 10 }));
+    const raised = await plan(applied, { terminationGracePeriod: { minSeconds: 45 } });
+    expect(raised.plan.terminationGracePeriodSeconds).toBe(45);
+    expect(raised.plan.annotations).toEqual({ [GRACE]: '45', [PRESTOP]: '5' });
+    expect(raised.diff.fields).toEqual([
+      expect.objectContaining({
+        field: 'terminationGracePeriodSeconds',
+        annotation: { key: GRACE, from: '30', to: '45' },
+      }),
+    ]);
+    // And down again: the operator's own value follows the policy.
+    const after = afterApply(applied, applyConfiguration(applied, raised.nextRecord, raised.plan));
+    const lowered = await plan(after, { terminationGracePeriod: { minSeconds: 35 } });
+    expect(lowered.plan.annotations?.[GRACE]).toBe('35');
+  });
+
+  test('managed from before the annotations, values right: no write just to add them', async () => {
+    const before = await writtenBefore(deployment({ grace: 10 }));
+    const planned = await plan(before);
+    expect(planned.diff).toEqual({ compliant: true, changes: [], fields: [] });
+    expect(planned.plan.annotations).toBeUndefined();
+    expect(planned.nextRecord).not.toHaveProperty('templateAnnotations');
+    // Same ownership: the controller writes nothing (a pod-template write would restart the pods).
+    expect(sameOwnership(planned.record, planned.nextRecord)).toBe(true);
+  });
+
+  test('... they come with the next write that changes the pod template anyway', async () => {
+    const before = await writtenBefore(deployment({ grace: 10 }));
+    const planned = await plan(before, { readinessProbe: { path: '/ready' } });
+    expect(planned.diff.compliant).toBe(false);
+    // Not counted as changes of their own: the grace and the preStop are right.
+    expect(planned.diff.fields.map((f) => f.field)).toEqual(['readinessProbe']);
+    expect(planned.plan.annotations).toEqual({ [GRACE]: '30', [PRESTOP]: '5' });
+    expect(planned.nextRecord.templateAnnotations).toEqual([PRESTOP, GRACE].sort());
+  });
+
+  test("a user's grace period gets no annotation; the operator's preStop does", async () => {
+    const planned = await plan(deployment({ grace: 120 }));
+    expect(planned.plan).not.toHaveProperty('terminationGracePeriodSeconds');
+    expect(planned.plan.annotations).toEqual({ [PRESTOP]: '5' });
+    expect(planned.nextRecord.templateAnnotations).toEqual([PRESTOP]);
+  });
+
+  test("a user's preStop on the serving container gets no annotation", async () => {
+    const d = deployment({
+      grace: 10,
+      containers: [container('web', [8080], { lifecycle: { preStop: { sleep: { seconds: 9 } } } })],
+    });
+    const planned = await plan(d);
+    expect(planned.plan.annotations).toEqual({ [GRACE]: '30' });
   });
 });

@@ -10,6 +10,7 @@ import {
   readAppliedRecord,
   recordFor,
   retainOwnedFields,
+  withMirrorAnnotations,
   withoutOwnedFields,
 } from '../policy/ownership.ts';
 import type {
@@ -59,7 +60,9 @@ export async function planWorkload(
       : {}),
   });
   if (!result.ok) return { ok: false, errors: result.errors, observation };
-  const plan = retainOwnedFields(deployment, record, result.plan);
+  // Owned fields the plan leaves out are kept at their values, then the annotations mirroring
+  // the grace period and preStop for the app are added where the write changes the template.
+  const plan = withMirrorAnnotations(deployment, retainOwnedFields(deployment, record, result.plan));
   return {
     ok: true,
     plan,
@@ -72,7 +75,11 @@ export async function planWorkload(
 
 /** True when the operator would own nothing. */
 export function ownsNothing(record: AppliedRecord): boolean {
-  return record.terminationGracePeriodSeconds === undefined && Object.keys(record.containers).length === 0;
+  return (
+    record.terminationGracePeriodSeconds === undefined &&
+    Object.keys(record.containers).length === 0 &&
+    (record.templateAnnotations ?? []).length === 0
+  );
 }
 
 /** Same policy and same owned fields: rewriting the record would change nothing that matters. */
@@ -81,8 +88,13 @@ export function sameOwnership(a: AppliedRecord | undefined, b: AppliedRecord): b
   return (
     a.policy === b.policy &&
     a.terminationGracePeriodSeconds === b.terminationGracePeriodSeconds &&
-    JSON.stringify(sortedContainers(a)) === JSON.stringify(sortedContainers(b))
+    JSON.stringify(sortedContainers(a)) === JSON.stringify(sortedContainers(b)) &&
+    JSON.stringify(sortedAnnotations(a)) === JSON.stringify(sortedAnnotations(b))
   );
+}
+
+function sortedAnnotations(record: AppliedRecord): string[] {
+  return [...new Set(record.templateAnnotations ?? [])].sort();
 }
 
 function sortedContainers(record: AppliedRecord): [string, boolean, boolean][] {

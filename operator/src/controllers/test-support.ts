@@ -47,7 +47,8 @@ export function namespace(name: string): V1Namespace {
 
 /**
  * The Deployment after an apply of `config`, as the apiserver would store it: written fields
- * merged in, the record annotation set, the generation bumped and observed.
+ * and pod-template annotations merged in, the record annotation set, the generation bumped and
+ * observed.
  */
 export function afterApply(original: V1Deployment, config: ApplyConfiguration): V1Deployment {
   const result = structuredClone(original);
@@ -58,8 +59,15 @@ export function afterApply(original: V1Deployment, config: ApplyConfiguration): 
     annotations: { ...result.metadata?.annotations, ...config.metadata.annotations },
   };
   result.status = { ...result.status, observedGeneration: generation };
-  const podSpec = result.spec?.template?.spec;
-  if (!podSpec) throw new Error('no pod spec');
+  const template = result.spec?.template;
+  const podSpec = template?.spec;
+  if (!template || !podSpec) throw new Error('no pod spec');
+  const annotations = config.spec?.template.metadata?.annotations;
+  if (annotations)
+    template.metadata = {
+      ...template.metadata,
+      annotations: { ...template.metadata?.annotations, ...annotations },
+    };
   const written = config.spec?.template.spec ?? {};
   if (typeof written.terminationGracePeriodSeconds === 'number')
     podSpec.terminationGracePeriodSeconds = written.terminationGracePeriodSeconds;

@@ -467,6 +467,19 @@ describe('desiredSettings: inject IfMissing, Override, Never', () => {
     expect(p.servingContainer).toBeUndefined();
   });
 
+  test('probe Never: the serving container is still chosen (its preStop is mirrored), silently', () => {
+    const p = plan(
+      { readinessProbe: { inject: 'Never', port: 'http' } },
+      { containers: [container('proxy', [15001]), container('web', [['http', 8080]])] },
+    );
+    expect(p.servingContainer).toBe('web');
+    expect(targets(p)).toEqual({ probe: [], preStop: ['proxy', 'web'] });
+    // Only the probe's choice reports a missing port.
+    const none = plan({ readinessProbe: { inject: 'Never' } }, { containers: [container('worker')] });
+    expect(none.servingContainer).toBeUndefined();
+    expect(none.notes).toEqual([]);
+  });
+
   test('IfMissing keeps writing a value that is already the one it wants (so server-side apply keeps it)', () => {
     const current = plan({});
     const again = plan(

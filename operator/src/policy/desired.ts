@@ -321,9 +321,17 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
 
   // Readiness probe: the serving container only.
   let servingContainer: string | undefined;
-  if (spec.readinessProbe.inject !== 'Never') {
+  const servingPort = overrides.port ?? spec.readinessProbe.port;
+  if (spec.readinessProbe.inject === 'Never') {
+    // No probe to write, but the prestop-seconds annotation mirrors the serving container's
+    // hook: choose it all the same, silently (the notes are about the probe).
+    if (spec.preStop.inject !== 'Never') {
+      const choice = chooseServingContainer(containers, sidecars, servingPort);
+      if (!('note' in choice)) servingContainer = choice.container.name;
+    }
+  } else {
     const path = overrides.path ?? spec.readinessProbe.path;
-    const choice = chooseServingContainer(containers, sidecars, overrides.port ?? spec.readinessProbe.port);
+    const choice = chooseServingContainer(containers, sidecars, servingPort);
     if ('note' in choice) notes.push(choice.note);
     else {
       servingContainer = choice.container.name;

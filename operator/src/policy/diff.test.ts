@@ -1,5 +1,6 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
+import { GRACE_PERIOD_SECONDS_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
 import { desiredSettings } from './desired.ts';
 import { currentSettings, diffDeployment } from './diff.ts';
@@ -294,6 +295,78 @@ describe('diffDeployment', () => {
     const second = planFor(applied, spec);
     expect(second.containers).toEqual(first.containers);
     expect(diffDeployment(applied, second).compliant).toBe(true);
+  });
+});
+
+describe('diffDeployment: the mirror annotations count only together with their field', () => {
+  const annotated = (options: DeploymentOptions, templateAnnotations: Record<string, string>) =>
+    deployment({ ...options, templateAnnotations });
+  const sleep5 = { preStop: { sleep: { seconds: 5 } } };
+  const mirrors = { [GRACE_PERIOD_SECONDS_ANNOTATION]: '40', [PRESTOP_SECONDS_ANNOTATION]: '5' };
+  const p: ShutdownPlan = {
+    terminationGracePeriodSeconds: 40,
+    containers: [
+      { name: 'web', preStop: { sleep: { seconds: 5 } } },
+      { name: 'worker', preStop: { sleep: { seconds: 5 } } },
+    ],
+    servingContainer: 'web',
+    annotations: mirrors,
+    recommended: {},
+    drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+    notes: [],
+  };
+
+  test('field and annotation both differ: one change per field, the annotation attached', () => {
+    const d = annotated(
+      { grace: 30, containers: [container('web', [8080]), container('worker')] },
+      {
+        [GRACE_PERIOD_SECONDS_ANNOTATION]: '30',
+      },
+    );
+    const diff = diffDeployment(d, p);
+    expect(diff.compliant).toBe(false);
+    expect(diff.changes).toEqual([
+      'terminationGracePeriodSeconds: 30 -> 40 (annotation gracefulshutdown.dev/termination-grace-period-seconds: "30" -> "40")',
+      'containers[web].preStop: missing -> sleep 5s (annotation gracefulshutdown.dev/prestop-seconds: missing -> "5")',
+      // Not the serving container: the annotation mirrors the serving container's hook only.
+      'containers[worker].preStop: missing -> sleep 5s',
+    ]);
+    expect(diff.fields.map((f) => f.annotation)).toEqual([
+      { key: GRACE_PERIOD_SECONDS_ANNOTATION, from: '30', to: '40' },
+      { key: PRESTOP_SECONDS_ANNOTATION, to: '5' },
+      undefined,
+    ]);
+  });
+
+  test.each<[string, Record<string, string>]>([
+    ['missing', {}],
+    ['stale', { [GRACE_PERIOD_SECONDS_ANNOTATION]: '30', [PRESTOP_SECONDS_ANNOTATION]: '2' }],
+    ['already right', mirrors],
+  ])('fields right, annotations %s: compliant, nothing to write', (_title, annotations) => {
+    const d = annotated(
+      {
+        grace: 40,
+        containers: [
+          container('web', [8080], { lifecycle: sleep5 }),
+          container('worker', [], { lifecycle: sleep5 }),
+        ],
+      },
+      annotations,
+    );
+    expect(diffDeployment(d, p)).toEqual({ compliant: true, changes: [], fields: [] });
+  });
+
+  test('a field differs, its annotation is already right: no annotation in the change', () => {
+    const d = annotated(
+      { grace: 30, containers: [container('web', [8080], { lifecycle: sleep5 })] },
+      mirrors,
+    );
+    const diff = diffDeployment(d, {
+      ...p,
+      containers: [{ name: 'web', preStop: { sleep: { seconds: 5 } } }],
+    });
+    expect(diff.changes).toEqual(['terminationGracePeriodSeconds: 30 -> 40']);
+    expect(diff.fields[0]).not.toHaveProperty('annotation');
   });
 });
 

@@ -1,5 +1,6 @@
 // How far a Deployment is from a plan, and what it has now.
 import type { V1Deployment } from '@kubernetes/client-node';
+import { GRACE_PERIOD_SECONDS_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
 import type { ShutdownSettings } from '../api/policy.ts';
 import {
   currentGraceSeconds,
@@ -14,6 +15,13 @@ import type { ShutdownPlan } from './types.ts';
 
 export type ChangedField = 'terminationGracePeriodSeconds' | 'readinessProbe' | 'preStop';
 
+/** A pod-template annotation the plan writes with another value; from undefined: missing. */
+export interface AnnotationChange {
+  key: string;
+  from?: string;
+  to: string;
+}
+
 /** One field the plan would change. `missing`: the Deployment has no value at all. */
 export interface FieldChange {
   field: ChangedField;
@@ -21,6 +29,8 @@ export interface FieldChange {
   missing: boolean;
   from: string;
   to: string;
+  /** The annotation mirroring this field, when the plan writes it with another value. */
+  annotation?: AnnotationChange;
 }
 
 export interface DiffResult {
@@ -35,7 +45,16 @@ export interface DiffResult {
 function describeChange(change: FieldChange): string {
   const where =
     change.container === undefined ? change.field : `containers[${change.container}].${change.field}`;
-  return `${where}: ${change.from} -> ${change.to}`;
+  const annotation =
+    change.annotation === undefined
+      ? ''
+      : ` (annotation ${change.annotation.key}: ${change.annotation.from === undefined ? 'missing' : JSON.stringify(change.annotation.from)} -> ${JSON.stringify(change.annotation.to)})`;
+  return `${where}: ${change.from} -> ${change.to}${annotation}`;
+}
+
+/** The pod template's annotations (where the downward API reads them). */
+export function templateAnnotations(deployment: V1Deployment): Record<string, string> {
+  return deployment.spec?.template?.metadata?.annotations ?? {};
 }
 
 /**
@@ -43,9 +62,22 @@ function describeChange(change: FieldChange): string {
  * merge them: a planned field is satisfied when the Deployment has the same value after the
  * apiserver's defaults (scheme HTTP, successThreshold 1, ...); fields the plan does not write
  * are not compared.
+ *
+ * The annotations mirroring a field (plan.annotations) count only together with that field: a
+ * missing or stale annotation beside a field that already has its value is no difference, since
+ * writing it alone would restart every pod while nothing they run changes. It is attached to its
+ * field's change when both differ, and comes with the next write that changes the pod template
+ * anyway (withMirrorAnnotations in ownership.ts).
  */
 export function diffDeployment(deployment: V1Deployment, plan: ShutdownPlan): DiffResult {
   const fields: FieldChange[] = [];
+  const annotations = templateAnnotations(deployment);
+  const annotationChange = (key: string): { annotation?: AnnotationChange } => {
+    const to = plan.annotations?.[key];
+    const from = annotations[key];
+    if (to === undefined || to === from) return {};
+    return { annotation: { key, ...(from === undefined ? {} : { from }), to } };
+  };
   const planned = plan.terminationGracePeriodSeconds;
   const current = currentGraceSeconds(deployment);
   if (planned !== undefined && planned !== current) {
@@ -54,6 +86,7 @@ export function diffDeployment(deployment: V1Deployment, plan: ShutdownPlan): Di
       missing: deployment.spec?.template?.spec?.terminationGracePeriodSeconds === undefined,
       from: String(current),
       to: String(planned),
+      ...annotationChange(GRACE_PERIOD_SECONDS_ANNOTATION),
     });
   }
   const byName = new Map(regularContainers(deployment).map((c) => [c.name, c]));
@@ -81,6 +114,7 @@ export function diffDeployment(deployment: V1Deployment, plan: ShutdownPlan): Di
         missing: existing === undefined,
         from: describeHandler(existing),
         to: describeHandler(preStop),
+        ...(containerPlan.name === plan.servingContainer ? annotationChange(PRESTOP_SECONDS_ANNOTATION) : {}),
       });
     }
   }

@@ -1,15 +1,21 @@
 import type { V1Deployment, V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
-import { APPLIED_ANNOTATION } from '../api/annotations.ts';
+import {
+  APPLIED_ANNOTATION,
+  GRACE_PERIOD_SECONDS_ANNOTATION,
+  PRESTOP_SECONDS_ANNOTATION,
+} from '../api/annotations.ts';
 import { desiredSettings } from './desired.ts';
 import {
   type AppliedRecord,
   applyConfiguration,
   handlerReplacements,
+  mirroredAnnotations,
   readAppliedRecord,
   recordFor,
   releaseConfiguration,
   retainOwnedFields,
+  withMirrorAnnotations,
   withoutOwnedFields,
 } from './ownership.ts';
 import { container, deployment, NEW_CLUSTER, NO_SOURCE, policy } from './test-fixtures.ts';
@@ -437,5 +443,259 @@ describe('retainOwnedFields', () => {
   test('a field the user removed meanwhile is not brought back', () => {
     const removed = deployment({ containers: [container('web', [8080])] });
     expect(retainOwnedFields(removed, owned, plan()).containers).toEqual([]);
+  });
+});
+
+describe('mirror annotations', () => {
+  const GRACE = GRACE_PERIOD_SECONDS_ANNOTATION;
+  const PRESTOP = PRESTOP_SECONDS_ANNOTATION;
+  const USER_ANNOTATION = { 'kubectl.kubernetes.io/restartedAt': '2025-01-01T00:00:00Z' };
+  const owning: AppliedRecord = {
+    policy: 'p',
+    policyGeneration: 1,
+    terminationGracePeriodSeconds: 45,
+    containers: { web: { readinessProbe: true, preStop: true } },
+    templateAnnotations: [GRACE, PRESTOP],
+    reason: '',
+  };
+
+  describe('mirroredAnnotations', () => {
+    test('the grace period and the serving container preStop the plan writes', () => {
+      expect(
+        mirroredAnnotations(
+          plan({
+            terminationGracePeriodSeconds: 45,
+            servingContainer: 'web',
+            containers: [{ name: 'web', preStop: SLEEP }],
+          }),
+        ),
+      ).toEqual({ [GRACE]: '45', [PRESTOP]: '5' });
+    });
+
+    test('exec sleep N counts; a grace period of 0 too', () => {
+      const exec = { exec: { command: ['sleep', '12'] } };
+      expect(
+        mirroredAnnotations(
+          plan({
+            terminationGracePeriodSeconds: 0,
+            servingContainer: 'web',
+            containers: [{ name: 'web', preStop: exec }],
+          }),
+        ),
+      ).toEqual({ [GRACE]: '0', [PRESTOP]: '12' });
+    });
+
+    test('fields the plan does not write (the user owns them) are not mirrored', () => {
+      // No grace (a user's longer one kept); the hook written only to another container.
+      expect(
+        mirroredAnnotations(
+          plan({ servingContainer: 'web', containers: [{ name: 'worker', preStop: SLEEP }] }),
+        ),
+      ).toEqual({});
+      // No serving container: nothing to say which hook the app has.
+      expect(mirroredAnnotations(plan({ containers: [{ name: 'web', preStop: SLEEP }] }))).toEqual({});
+      // A hook whose wait is unknowable (httpGet): no value to announce.
+      expect(
+        mirroredAnnotations(
+          plan({
+            servingContainer: 'web',
+            containers: [{ name: 'web', preStop: { httpGet: { path: '/drain', port: 80 } } }],
+          }),
+        ),
+      ).toEqual({});
+    });
+  });
+
+  describe('withMirrorAnnotations', () => {
+    const writes = plan({
+      terminationGracePeriodSeconds: 45,
+      servingContainer: 'web',
+      containers: [{ name: 'web', preStop: SLEEP }],
+    });
+
+    test('a write that changes the pod template anyway writes them, new or stale', () => {
+      const bare = deployment({ containers: [container('web', [8080])] });
+      expect(withMirrorAnnotations(bare, writes).annotations).toEqual({ [GRACE]: '45', [PRESTOP]: '5' });
+      const stale = deployment({
+        grace: 30,
+        containers: [container('web', [8080], { lifecycle: { preStop: SLEEP } })],
+        templateAnnotations: { [GRACE]: '30', [PRESTOP]: '5', ...USER_ANNOTATION },
+      });
+      // The user's annotation is not named: server-side apply leaves it alone.
+      expect(withMirrorAnnotations(stale, writes).annotations).toEqual({ [GRACE]: '45', [PRESTOP]: '5' });
+    });
+
+    test('the fields already right, the annotations missing: not written (no restart for them)', () => {
+      const right = deployment({
+        grace: 45,
+        containers: [container('web', [8080], { lifecycle: { preStop: SLEEP } })],
+      });
+      expect(withMirrorAnnotations(right, writes)).toBe(writes);
+      expect(withMirrorAnnotations(right, writes).annotations).toBeUndefined();
+    });
+
+    test('already there with the value: written, so owned, at no cost', () => {
+      const right = deployment({
+        grace: 45,
+        containers: [container('web', [8080], { lifecycle: { preStop: SLEEP } })],
+        templateAnnotations: { [GRACE]: '45', [PRESTOP]: '7' },
+      });
+      // The stale preStop mirror waits for a write that changes the template anyway.
+      expect(withMirrorAnnotations(right, writes).annotations).toEqual({ [GRACE]: '45' });
+    });
+
+    test('an owned one that is stale keeps its current value when nothing else changes', () => {
+      const d = deployment({
+        grace: 45,
+        containers: [container('web', [8080], { lifecycle: { preStop: SLEEP } })],
+        templateAnnotations: { [GRACE]: '40', [PRESTOP]: '5' },
+      });
+      const kept = retainOwnedFields(d, owning, writes);
+      expect(kept.annotations).toEqual({ [GRACE]: '40', [PRESTOP]: '5' });
+      expect(withMirrorAnnotations(d, kept).annotations).toEqual({ [GRACE]: '40', [PRESTOP]: '5' });
+    });
+
+    test("a user's grace period (not planned) gets no annotation, even in a write", () => {
+      const userGrace = deployment({ grace: 120, containers: [container('web', [8080])] });
+      const p = plan({ servingContainer: 'web', containers: [{ name: 'web', preStop: SLEEP }] });
+      expect(withMirrorAnnotations(userGrace, p).annotations).toEqual({ [PRESTOP]: '5' });
+    });
+  });
+
+  describe('ownership record', () => {
+    test('recordFor lists the annotations the plan writes; none: no entry', () => {
+      const p = plan({ terminationGracePeriodSeconds: 45, annotations: { [PRESTOP]: '5', [GRACE]: '45' } });
+      expect(recordFor({ name: 'p', generation: 1 }, p).templateAnnotations).toEqual([PRESTOP, GRACE].sort());
+      expect(recordFor({ name: 'p', generation: 1 }, plan())).not.toHaveProperty('templateAnnotations');
+    });
+
+    test('read back; anything but the group keys is dropped', () => {
+      const read = (value: unknown) =>
+        readAppliedRecord(
+          withAnnotation(
+            deployment(),
+            JSON.stringify({ policy: 'p', containers: {}, templateAnnotations: value }),
+          ),
+        )?.templateAnnotations;
+      expect(read([GRACE, PRESTOP])).toEqual([GRACE, PRESTOP]);
+      expect(read([GRACE, 7, null, 'example.com/other'])).toEqual([GRACE]);
+      expect(read('not a list')).toBeUndefined();
+      expect(read([])).toBeUndefined();
+    });
+
+    test('withoutOwnedFields removes the owned ones only', () => {
+      const d = deployment({ templateAnnotations: { [GRACE]: '45', [PRESTOP]: '5', ...USER_ANNOTATION } });
+      const stripped = withoutOwnedFields(d, { ...owning, templateAnnotations: [GRACE] });
+      expect(stripped.spec?.template?.metadata?.annotations).toEqual({ [PRESTOP]: '5', ...USER_ANNOTATION });
+      expect(d.spec?.template?.metadata?.annotations).toHaveProperty(GRACE);
+    });
+
+    test('retainOwnedFields keeps owned ones at their current values; gone or not owned: not named', () => {
+      const d = deployment({ templateAnnotations: { [GRACE]: '45', ...USER_ANNOTATION } });
+      expect(retainOwnedFields(d, owning, plan()).annotations).toEqual({ [GRACE]: '45' });
+      const { templateAnnotations: _, ...ownsNone } = owning;
+      expect(retainOwnedFields(d, ownsNone, plan())).not.toHaveProperty('annotations');
+    });
+  });
+
+  test('applyConfiguration writes them on the pod template, beside the fields', () => {
+    const p = plan({ terminationGracePeriodSeconds: 45, annotations: { [GRACE]: '45' } });
+    expect(applyConfiguration(deployment(), recordFor({ name: 'p', generation: 1 }, p), p).spec).toEqual({
+      template: {
+        metadata: { annotations: { [GRACE]: '45' } },
+        spec: { terminationGracePeriodSeconds: 45 },
+      },
+    });
+  });
+
+  describe('releaseConfiguration', () => {
+    const managed = deployment({
+      grace: 45,
+      containers: [container('web', [8080], { readinessProbe: PROBE, lifecycle: { preStop: SLEEP } })],
+      templateAnnotations: { [GRACE]: '45', [PRESTOP]: '5', ...USER_ANNOTATION },
+    });
+
+    test('the record goes; owned annotations are kept at their values, like the fields they mirror', () => {
+      const config = releaseConfiguration(managed, owning);
+      expect(config.metadata).toEqual({ name: 'web', namespace: 'shop' });
+      expect(config.spec?.template.metadata).toEqual({ annotations: { [GRACE]: '45', [PRESTOP]: '5' } });
+      expect(config.spec?.template.spec.terminationGracePeriodSeconds).toBe(45);
+    });
+
+    test('not owned (a record from before the annotations, or a user value): not named', () => {
+      const { templateAnnotations: _, ...before } = owning;
+      expect(releaseConfiguration(managed, before).spec?.template).not.toHaveProperty('metadata');
+    });
+
+    test('an owned annotation removed since is not brought back', () => {
+      const removed = deployment({ grace: 45, templateAnnotations: { [PRESTOP]: '5' } });
+      expect(releaseConfiguration(removed, owning).spec?.template.metadata).toEqual({
+        annotations: { [PRESTOP]: '5' },
+      });
+    });
+  });
+
+  describe('handlerReplacements', () => {
+    /** tcpSocket probe and exec hook on web: both replaced by the plan's. */
+    const userHandlers = (options: { templateAnnotations?: Record<string, string>; grace?: number } = {}) =>
+      deployment({
+        containers: [
+          container('web', [8080], {
+            readinessProbe: { tcpSocket: { port: 8080 } },
+            lifecycle: { preStop: USER_HOOK },
+          }),
+        ],
+        grace: options.grace ?? 45,
+        ...(options.templateAnnotations ? { templateAnnotations: options.templateAnnotations } : {}),
+      });
+    const replacing = (fields: Partial<ShutdownPlan> = {}) =>
+      plan({
+        terminationGracePeriodSeconds: 45,
+        containers: [{ name: 'web', readinessProbe: PROBE, preStop: SLEEP }],
+        servingContainer: 'web',
+        annotations: { [GRACE]: '45', [PRESTOP]: '5' },
+        ...fields,
+      });
+    const annotationOps = (ops: object[]) => ops.filter((op) => JSON.stringify(op).includes('annotations'));
+
+    test('into an existing map: one add per changed key, the pointer escaped', () => {
+      const d = userHandlers({ templateAnnotations: { ...USER_ANNOTATION, [PRESTOP]: '5' } });
+      expect(annotationOps(handlerReplacements(d, replacing()))).toEqual([
+        {
+          op: 'add',
+          path: '/spec/template/metadata/annotations/gracefulshutdown.dev~1termination-grace-period-seconds',
+          value: '45',
+        },
+      ]);
+    });
+
+    test('no map yet: the whole map after the replacements, guarded by the resourceVersion', () => {
+      const d = userHandlers();
+      d.metadata = { ...d.metadata, resourceVersion: '42' };
+      expect(handlerReplacements(d, replacing()).slice(3)).toEqual([
+        { op: 'test', path: '/metadata/resourceVersion', value: '42' },
+        { op: 'add', path: '/spec/template/metadata/annotations', value: { [GRACE]: '45', [PRESTOP]: '5' } },
+      ]);
+    });
+
+    test('an annotation whose field only the apply writes waits for the apply', () => {
+      // The grace period changes: the apply writes it and its annotation together.
+      expect(annotationOps(handlerReplacements(userHandlers({ grace: 30 }), replacing()))).toEqual([
+        { op: 'add', path: '/spec/template/metadata/annotations', value: { [PRESTOP]: '5' } },
+      ]);
+      // The serving hook is missing (same for a hook of the same kind): the apply adds it.
+      const probeOnly = deployment({
+        grace: 45,
+        containers: [container('web', [8080], { readinessProbe: { tcpSocket: { port: 8080 } } })],
+      });
+      expect(annotationOps(handlerReplacements(probeOnly, replacing()))).toEqual([
+        { op: 'add', path: '/spec/template/metadata/annotations', value: { [GRACE]: '45' } },
+      ]);
+    });
+
+    test('no handler to replace: no patch at all (the apply writes the annotations)', () => {
+      const sameKind = deployment({ containers: [container('web', [8080], { readinessProbe: USER_PROBE })] });
+      expect(handlerReplacements(sameKind, replacing())).toEqual([]);
+    });
   });
 });

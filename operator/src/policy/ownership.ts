@@ -2,10 +2,23 @@
 // The operator's record lives in the gracefulshutdown.dev/applied annotation on the Deployment's
 // own metadata (never the pod template: changing it must not restart pods). Under server-side
 // apply every apply must name all the fields the operator still wants to own — a field left out
-// is removed — so the record says which fields are the operator's.
+// is removed — so the record says which fields are the operator's. That includes the pod-template
+// annotations mirroring the grace period and the preStop wait for the app (withMirrorAnnotations).
 import type { V1Container, V1Deployment } from '@kubernetes/client-node';
-import { APPLIED_ANNOTATION } from '../api/annotations.ts';
-import { sameHandlerKinds } from './podspec.ts';
+import {
+  APPLIED_ANNOTATION,
+  GRACE_PERIOD_SECONDS_ANNOTATION,
+  PRESTOP_SECONDS_ANNOTATION,
+} from '../api/annotations.ts';
+import { GROUP } from '../api/policy.ts';
+import { diffDeployment, templateAnnotations } from './diff.ts';
+import {
+  currentGraceSeconds,
+  handlerSatisfies,
+  preStopSummary,
+  regularContainers,
+  sameHandlerKinds,
+} from './podspec.ts';
 import type { ShutdownPlan } from './types.ts';
 
 export interface AppliedRecord {
@@ -15,12 +28,21 @@ export interface AppliedRecord {
   terminationGracePeriodSeconds?: number;
   /** Per container name, the fields the operator owns. */
   containers: Record<string, { readinessProbe?: boolean; preStop?: boolean }>;
+  /** The pod-template annotations the operator owns (the mirrors of the values above), by key. */
+  templateAnnotations?: string[];
   /** Why these values, for humans (drain time and its source). */
   reason: string;
 }
 
 function isObject(value: unknown): value is object {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Keys of the operator's own group only: a record cannot make it claim someone else's annotation. */
+function ownedAnnotationKeys(value: unknown): { templateAnnotations?: string[] } {
+  if (!Array.isArray(value)) return {};
+  const keys = value.filter((k): k is string => typeof k === 'string' && k.startsWith(`${GROUP}/`));
+  return keys.length > 0 ? { templateAnnotations: keys } : {};
 }
 
 /** The operator's record on a Deployment; undefined when absent or unreadable (then nothing is owned). */
@@ -45,6 +67,7 @@ export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | und
       ...(typeof record.terminationGracePeriodSeconds === 'number'
         ? { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds }
         : {}),
+      ...ownedAnnotationKeys(record.templateAnnotations),
     };
   } catch {
     return undefined;
@@ -52,10 +75,10 @@ export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | und
 }
 
 /**
- * A copy of the Deployment with the operator's own probes and hooks removed: what the Deployment
- * would be without the operator. Planning on it keeps "IfMissing" about the user's settings, not
- * ours. The grace period stays (the apiserver always defaults one): desiredSettings tells the
- * operator's from the user's by the record's value.
+ * A copy of the Deployment with the operator's own probes, hooks and pod-template annotations
+ * removed: what the Deployment would be without the operator. Planning on it keeps "IfMissing"
+ * about the user's settings, not ours. The grace period stays (the apiserver always defaults
+ * one): desiredSettings tells the operator's from the user's by the record's value.
  */
 export function withoutOwnedFields(
   deployment: V1Deployment,
@@ -63,6 +86,8 @@ export function withoutOwnedFields(
 ): V1Deployment {
   if (!record) return deployment;
   const copy = structuredClone(deployment);
+  const annotations = copy.spec?.template?.metadata?.annotations;
+  if (annotations) for (const key of record.templateAnnotations ?? []) delete annotations[key];
   const podSpec = copy.spec?.template?.spec;
   if (!podSpec) return copy;
   for (const container of podSpec.containers ?? []) {
@@ -81,7 +106,9 @@ function identity(deployment: V1Deployment): { name: string; namespace: string }
  * The plan plus the fields the operator owns that the plan no longer writes (the policy says
  * Never now, or a user's value takes over), at their current values. Left out of an apply,
  * server-side apply would delete them: a pod template change, a restart outside the rollout
- * budget. Kept, they change nothing; releaseConfiguration follows the same rule.
+ * budget. Kept, they change nothing; releaseConfiguration follows the same rule. Owned
+ * pod-template annotations are kept the same way, in plan.annotations; withMirrorAnnotations
+ * then decides which get a new value.
  */
 export function retainOwnedFields(
   deployment: V1Deployment,
@@ -112,7 +139,63 @@ export function retainOwnedFields(
     (record.terminationGracePeriodSeconds !== undefined
       ? (podSpec?.terminationGracePeriodSeconds ?? undefined)
       : undefined);
-  return { ...plan, containers, ...(grace !== undefined ? { terminationGracePeriodSeconds: grace } : {}) };
+  const annotations = { ...ownedAnnotations(deployment, record), ...plan.annotations };
+  return {
+    ...plan,
+    containers,
+    ...(grace !== undefined ? { terminationGracePeriodSeconds: grace } : {}),
+    ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+  };
+}
+
+/** The owned pod-template annotations still on the Deployment, at their current values. */
+function ownedAnnotations(deployment: V1Deployment, record: AppliedRecord): Record<string, string> {
+  const current = templateAnnotations(deployment);
+  const owned: Record<string, string> = {};
+  for (const key of record.templateAnnotations ?? []) {
+    const value = current[key];
+    if (value !== undefined) owned[key] = value;
+  }
+  return owned;
+}
+
+/**
+ * What the mirror annotations say for a plan: the grace period it writes, and the seconds of the
+ * preStop sleep it writes to the serving container (`sleep: {seconds}` or `exec sleep N`). An
+ * annotation is absent when the operator does not own the field it mirrors: a user's value is
+ * the user's to announce.
+ */
+export function mirroredAnnotations(plan: ShutdownPlan): Record<string, string> {
+  const mirrored: Record<string, string> = {};
+  if (plan.terminationGracePeriodSeconds !== undefined)
+    mirrored[GRACE_PERIOD_SECONDS_ANNOTATION] = String(plan.terminationGracePeriodSeconds);
+  const serving = plan.containers.find((c) => c.name === plan.servingContainer);
+  const preStop = preStopSummary(serving?.preStop);
+  if (preStop !== undefined) mirrored[PRESTOP_SECONDS_ANNOTATION] = String(preStop.seconds);
+  return mirrored;
+}
+
+/**
+ * The plan with the mirror annotations it writes. An annotation is written at its new value
+ * when the Deployment already has that value (writing keeps or takes ownership, changes
+ * nothing) or when the write changes the pod template anyway (the plan is not compliant): the
+ * pods restart for that change and read the new value. Otherwise — the mirrored field already
+ * right, only the annotation missing or stale, typically on a Deployment managed before the
+ * operator wrote annotations — it is not written: changing a pod-template annotation restarts
+ * every pod, and a value is written only if it changes something. It follows at the next write
+ * that happens anyway. An owned annotation not written anew keeps its current value
+ * (retainOwnedFields), never deleted.
+ */
+export function withMirrorAnnotations(deployment: V1Deployment, plan: ShutdownPlan): ShutdownPlan {
+  const wanted = Object.entries(mirroredAnnotations(plan));
+  if (wanted.length === 0) return plan;
+  const current = templateAnnotations(deployment);
+  const templateChanges = !diffDeployment(deployment, plan).compliant;
+  const annotations = { ...plan.annotations };
+  for (const [key, value] of wanted) {
+    if (templateChanges || current[key] === value) annotations[key] = value;
+  }
+  return Object.keys(annotations).length > 0 ? { ...plan, annotations } : plan;
 }
 
 /** The record for a plan: exactly the fields the plan writes. */
@@ -126,6 +209,7 @@ export function recordFor(policy: { name: string; generation: number }, plan: Sh
       };
     }
   }
+  const annotations = Object.keys(plan.annotations ?? {}).sort();
   return {
     policy: policy.name,
     policyGeneration: policy.generation,
@@ -133,6 +217,7 @@ export function recordFor(policy: { name: string; generation: number }, plan: Sh
       ? { terminationGracePeriodSeconds: plan.terminationGracePeriodSeconds }
       : {}),
     containers,
+    ...(annotations.length > 0 ? { templateAnnotations: annotations } : {}),
     reason: plan.drain.message,
   };
 }
@@ -141,17 +226,22 @@ export interface ApplyConfiguration {
   apiVersion: 'apps/v1';
   kind: 'Deployment';
   metadata: { name: string; namespace: string; annotations?: Record<string, string> };
-  spec?: { template: { spec: Record<string, unknown> } };
+  spec?: {
+    template: { metadata?: { annotations: Record<string, string> }; spec: Record<string, unknown> };
+  };
 }
 
-function podSpecFields(
+function templateFields(
   grace: number | undefined,
   containers: { name: string; readinessProbe?: unknown; preStop?: unknown }[],
+  annotations: Record<string, string> | undefined,
 ): ApplyConfiguration['spec'] {
   const written = containers.filter((c) => c.readinessProbe !== undefined || c.preStop !== undefined);
-  if (grace === undefined && written.length === 0) return undefined;
+  const annotated = annotations !== undefined && Object.keys(annotations).length > 0;
+  if (grace === undefined && written.length === 0 && !annotated) return undefined;
   return {
     template: {
+      ...(annotated ? { metadata: { annotations } } : {}),
       spec: {
         ...(grace !== undefined ? { terminationGracePeriodSeconds: grace } : {}),
         ...(written.length > 0
@@ -174,7 +264,7 @@ export function applyConfiguration(
   record: AppliedRecord,
   plan: ShutdownPlan,
 ): ApplyConfiguration {
-  const spec = podSpecFields(plan.terminationGracePeriodSeconds, plan.containers);
+  const spec = templateFields(plan.terminationGracePeriodSeconds, plan.containers, plan.annotations);
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -186,8 +276,9 @@ export function applyConfiguration(
 /**
  * The apply configuration that releases a Deployment the operator no longer manages: the
  * values it owns stay exactly as they are (removing them would restart the pods and could bring
- * back dropped requests); the record annotation goes, so the operator no longer follows the
- * Deployment (managedFields still name it as the owner of the values it left in place).
+ * back dropped requests), the mirror annotations too (they still describe the values kept); the
+ * record annotation goes, so the operator no longer follows the Deployment (managedFields still
+ * name it as the owner of the values it left in place).
  */
 export function releaseConfiguration(deployment: V1Deployment, record: AppliedRecord): ApplyConfiguration {
   const podSpec = deployment.spec?.template?.spec;
@@ -205,7 +296,7 @@ export function releaseConfiguration(deployment: V1Deployment, record: AppliedRe
   });
   const grace =
     record.terminationGracePeriodSeconds !== undefined ? podSpec?.terminationGracePeriodSeconds : undefined;
-  const spec = podSpecFields(grace ?? undefined, containers);
+  const spec = templateFields(grace ?? undefined, containers, ownedAnnotations(deployment, record));
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -217,7 +308,59 @@ export function releaseConfiguration(deployment: V1Deployment, record: AppliedRe
 /** One JSON Patch operation (RFC 6902), as the handler replacement uses them. */
 export type JsonPatchOperation =
   | { op: 'test'; path: string; value: unknown }
-  | { op: 'replace'; path: string; value: unknown };
+  | { op: 'replace'; path: string; value: unknown }
+  | { op: 'add'; path: string; value: unknown };
+
+/** A JSON Pointer token (RFC 6901): "~" and "/" escaped. */
+function pointerToken(key: string): string {
+  return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+/**
+ * The plan's pod-template annotations that differ from the Deployment's and whose field is right
+ * once the patch is applied (already right, or the serving container's hook replaced by it), as
+ * JSON Patch: one `add` per key into an existing map; with no map at all, the whole map, guarded
+ * by a test of the resourceVersion so that a map the cache has not seen yet is never replaced.
+ * An annotation whose field only the apply writes waits for that apply: should the apply fail,
+ * no annotation announces a value the pods do not have.
+ */
+function annotationOperations(
+  deployment: V1Deployment,
+  plan: ShutdownPlan,
+  preStopReplaced: ReadonlySet<string>,
+): JsonPatchOperation[] {
+  const existing = deployment.spec?.template?.metadata?.annotations;
+  const serving = plan.containers.find((c) => c.name === plan.servingContainer);
+  const current = regularContainers(deployment).find((c) => c.name === plan.servingContainer);
+  const fieldRightAfterPatch = (key: string): boolean => {
+    if (key === GRACE_PERIOD_SECONDS_ANNOTATION)
+      return plan.terminationGracePeriodSeconds === currentGraceSeconds(deployment);
+    if (key === PRESTOP_SECONDS_ANNOTATION)
+      return (
+        serving?.preStop !== undefined &&
+        (preStopReplaced.has(serving.name) || handlerSatisfies(current?.lifecycle?.preStop, serving.preStop))
+      );
+    return false;
+  };
+  const changed = Object.entries(plan.annotations ?? {}).filter(
+    ([key, value]) => existing?.[key] !== value && fieldRightAfterPatch(key),
+  );
+  if (changed.length === 0) return [];
+  if (existing !== undefined) {
+    return changed.map(([key, value]) => ({
+      op: 'add',
+      path: `/spec/template/metadata/annotations/${pointerToken(key)}`,
+      value,
+    }));
+  }
+  const resourceVersion = deployment.metadata?.resourceVersion;
+  return [
+    ...(resourceVersion === undefined
+      ? []
+      : [{ op: 'test' as const, path: '/metadata/resourceVersion', value: resourceVersion }]),
+    { op: 'add', path: '/spec/template/metadata/annotations', value: Object.fromEntries(changed) },
+  ];
+}
 
 /**
  * JSON Patch replacing whole probes and preStop hooks where the plan brings a different handler
@@ -226,11 +369,14 @@ export type JsonPatchOperation =
  * removes the old handler for every manager; the apply that follows then owns the new one.
  * Empty when there is nothing to replace. Each replaced container is guarded by a test of its
  * name, so a concurrent change to the container list fails the patch instead of hitting
- * another container.
+ * another container. The plan's mirror annotations go into the same patch where their field is
+ * right after it: when the replacements are all the template change, the apply that follows
+ * changes nothing in the pod template, and the pods restart once.
  */
 export function handlerReplacements(deployment: V1Deployment, plan: ShutdownPlan): JsonPatchOperation[] {
   const containers = deployment.spec?.template?.spec?.containers ?? [];
   const operations: JsonPatchOperation[] = [];
+  const preStopReplaced = new Set<string>();
   containers.forEach((container, index) => {
     const planned = plan.containers.find((c) => c.name === container.name);
     if (!planned) return;
@@ -243,9 +389,11 @@ export function handlerReplacements(deployment: V1Deployment, plan: ShutdownPlan
     const hook = container.lifecycle?.preStop;
     if (planned.preStop && hook && !sameHandlerKinds(hook, planned.preStop)) {
       replace.push({ op: 'replace', path: `${base}/lifecycle/preStop`, value: planned.preStop });
+      preStopReplaced.add(container.name);
     }
     if (replace.length > 0)
       operations.push({ op: 'test', path: `${base}/name`, value: container.name }, ...replace);
   });
-  return operations;
+  if (operations.length === 0) return operations;
+  return [...operations, ...annotationOperations(deployment, plan, preStopReplaced)];
 }

@@ -30,6 +30,8 @@ export interface DeploymentOptions {
   namespace?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  /** On the pod template (where the downward API reads them), not the Deployment. */
+  templateAnnotations?: Record<string, string>;
   containers?: V1Container[];
   initContainers?: V1Container[];
   grace?: number;
@@ -58,7 +60,10 @@ export function deployment(options: DeploymentOptions = {}): V1Deployment {
       ...(options.paused === undefined ? {} : { paused: options.paused }),
       selector: { matchLabels: { app: options.name ?? 'web' } },
       template: {
-        metadata: { labels: { app: options.name ?? 'web' } },
+        metadata: {
+          labels: { app: options.name ?? 'web' },
+          ...(options.templateAnnotations ? { annotations: options.templateAnnotations } : {}),
+        },
         spec: {
           containers: options.containers ?? [container('web', [['http', 8080]])],
           ...(options.initContainers ? { initContainers: options.initContainers } : {}),

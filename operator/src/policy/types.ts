@@ -67,8 +67,19 @@ export interface ShutdownPlan {
   /** What the policy computes for this Deployment, whether or not it is written (status `recommended`). */
   recommended: ShutdownSettings;
   drain: DrainTime;
-  /** The container that gets the readiness probe; undefined when none could be chosen. */
+  /**
+   * The serving container: the one that gets the readiness probe, and whose preStop the
+   * prestop-seconds annotation mirrors. Chosen even when the probe is not written (inject
+   * Never, as long as the preStop is not Never too); undefined when none could be chosen.
+   */
   servingContainer?: string;
+  /**
+   * Pod-template annotations the plan writes: the mirrors of terminationGracePeriodSeconds and
+   * of the serving container's preStop seconds (GRACE_PERIOD_SECONDS_ANNOTATION,
+   * PRESTOP_SECONDS_ANNOTATION), for the app to read through the downward API. desiredSettings
+   * leaves it unset; retainOwnedFields and withMirrorAnnotations (ownership.ts) fill it in.
+   */
+  annotations?: Record<string, string>;
   /** Things the plan could not do, e.g. no container declares the probed port. */
   notes: PlanNote[];
 }
