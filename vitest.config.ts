@@ -12,6 +12,17 @@ export default defineConfig({
       },
       {
         test: {
+          // Starts and stops its own clusters with a real node: runs alone, before e2e, since
+          // one real node per machine can run at a time.
+          name: 'real-node',
+          include: ['test/cluster/**/*.node.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
           name: 'e2e',
           include: ['test/e2e/**/*.e2e.test.ts'],
           globalSetup: ['test/e2e/global-setup.ts'],

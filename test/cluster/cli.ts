@@ -1,17 +1,26 @@
 // CLI over the local control plane:
-//   build            build (or verify the cache of) the control-plane binaries
-//   start [--nodes]  start a cluster for manual use; Ctrl-C stops it
+//   build [--real-node]            build (or verify the cache of) the binaries, and the node's
+//                                  binaries and images too
+//   start [--nodes] [--real-node]  start a cluster for manual use; Ctrl-C stops it
 import { parseArgs } from 'node:util';
 import { buildControlPlane } from './build.ts';
-import { LocalCluster } from './cluster.ts';
+import { LocalCluster, realNodePackages } from './cluster.ts';
+import { buildImages } from './images.ts';
+import { buildNode } from './node/build.ts';
+import { REAL_NODE_NAME, realNodePlacement } from './node/node.ts';
+import { ensureDebianPackages } from './node/packages.ts';
 import { untilSignal } from './signals.ts';
 
-const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N]`;
+const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node]`;
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { nodes: { type: 'string', default: '3' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      nodes: { type: 'string', default: '3' },
+      'real-node': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const command = positionals[0];
   if (values.help || !command) {
@@ -26,15 +35,31 @@ async function main(): Promise<void> {
     case 'build': {
       const bins = await buildControlPlane();
       console.log(`control plane ${bins.kubernetesVersion}: ${bins.dir}`);
+      if (values['real-node']) {
+        await ensureDebianPackages(realNodePackages, (l) => console.error(l));
+        const node = await buildNode();
+        console.log(`real node: ${node.dir}`);
+        const images = await buildImages({ pauseBinary: node.pause });
+        for (const image of Object.values(images)) console.log(`image ${image.ref}: ${image.archive}`);
+      }
       return;
     }
     case 'start': {
       const stop = untilSignal();
-      const cluster = await LocalCluster.start({ nodes });
+      const realNode = values['real-node'];
+      const cluster = await LocalCluster.start({ nodes, realNode });
       console.log(
         [
           '',
-          `Kubernetes ${cluster.kubernetesVersion} is up at ${cluster.server} with ${nodes} kwok nodes.`,
+          `Kubernetes ${cluster.kubernetesVersion} is up at ${cluster.server} with ${nodes} kwok nodes${realNode ? ` and the real node ${REAL_NODE_NAME}` : ''}.`,
+          ...(cluster.images
+            ? [
+                `  images: ${Object.values(cluster.images)
+                  .map((i) => i.ref)
+                  .join(', ')}`,
+                `  real-node pods need: ${JSON.stringify(realNodePlacement)}`,
+              ]
+            : []),
           `  export KUBECONFIG=${cluster.kubeconfigPath}`,
           `  ${cluster.binaries.kubectl} --kubeconfig ${cluster.kubeconfigPath} get nodes`,
           `Component logs: ${cluster.workDir}/logs`,

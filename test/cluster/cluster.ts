@@ -1,6 +1,7 @@
 // A real, throwaway Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver (RBAC on),
-// kube-controller-manager, kube-scheduler and kwok with fake nodes. Used by the e2e tests,
-// `npm run cluster` and `npm run demo`.
+// kube-controller-manager, kube-scheduler and kwok with fake nodes and, with `realNode`, one real
+// node (node/) that runs the project's images. Used by the e2e tests, `npm run cluster` and
+// `npm run demo`.
 
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
@@ -10,6 +11,11 @@ import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { buildControlPlane, type ControlPlaneBinaries } from './build.ts';
+import { buildImages, type ProjectImages } from './images.ts';
+import { buildNode } from './node/build.ts';
+import { cleanHost, hostNetwork, prepareHost } from './node/host.ts';
+import { REAL_NODE_NAME, RealNode } from './node/node.ts';
+import { ensureDebianPackages } from './node/packages.ts';
 import { type ClusterPki, generatePki, type PemPair } from './pki.ts';
 import { type Component, ComponentError, freePort, ProcessGroup } from './processes.ts';
 
@@ -24,7 +30,12 @@ export interface StartOptions {
   progress?: (line: string) => void;
   /** How long each component may take to become ready. */
   readyTimeoutMs?: number;
+  /** One real node (containerd, kubelet, kube-proxy) beside the kwok nodes; needs root. */
+  realNode?: boolean;
 }
+
+/** Debian packages the real node runs with. */
+export const realNodePackages = ['runc', 'nftables', 'iproute2'] as const;
 
 interface Ports {
   etcdClient: number;
@@ -36,7 +47,15 @@ interface Ports {
 }
 
 const adminUser = 'admin';
-const componentUsers = ['system:kube-controller-manager', 'system:kube-scheduler', 'kwok-controller'];
+const nodeUser = `system:node:${REAL_NODE_NAME}`;
+const kubeProxyUser = 'system:kube-proxy';
+const componentUsers = [
+  'system:kube-controller-manager',
+  'system:kube-scheduler',
+  'kwok-controller',
+  nodeUser,
+  kubeProxyUser,
+];
 
 // Deployment writes are recorded so tests can count what the operator wrote.
 const auditPolicy = {
@@ -114,6 +133,9 @@ export class LocalCluster {
   private readonly apiserverStart: { args: string[]; logPath: string };
   private apiserver: Component;
   private stopped = false;
+  /** The real node and the images imported into it, when started with `realNode`. */
+  node: RealNode | undefined;
+  images: ProjectImages | undefined;
 
   private constructor(init: {
     workDir: string;
@@ -141,12 +163,18 @@ export class LocalCluster {
 
   /** Log file of each component, by name. */
   get componentLogs(): Record<string, string> {
-    return Object.fromEntries(this.processes.components.map((c) => [c.name, c.logPath]));
+    return {
+      ...Object.fromEntries(this.processes.components.map((c) => [c.name, c.logPath])),
+      ...this.node?.componentLogs,
+    };
   }
 
   /** PIDs of the running components (for tests that check nothing is left behind). */
   get pids(): number[] {
-    return this.processes.components.filter((c) => !c.exit).map((c) => c.pid);
+    return [
+      ...this.processes.components.filter((c) => !c.exit).map((c) => c.pid),
+      ...(this.node?.pids ?? []),
+    ];
   }
 
   adminKubeConfig(): KubeConfig {
@@ -159,6 +187,15 @@ export class LocalCluster {
     const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
     const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
     const binaries = opts.binaries ?? (await buildControlPlane({ progress }));
+    let nodeBuild: { binaries: Awaited<ReturnType<typeof buildNode>>; images: ProjectImages } | undefined;
+    if (opts.realNode) {
+      await ensureDebianPackages(realNodePackages, progress);
+      const nodeBinaries = await buildNode({ progress });
+      nodeBuild = {
+        binaries: nodeBinaries,
+        images: await buildImages({ pauseBinary: nodeBinaries.pause, progress }),
+      };
+    }
     const workDir = await mkdtemp(join(tmpdir(), 'gso-cluster-'));
     const logs = join(workDir, 'logs');
     const pkiDir = join(workDir, 'pki');
@@ -166,7 +203,10 @@ export class LocalCluster {
     await Promise.all([mkdir(logs), mkdir(pkiDir), mkdir(dataDir)]);
     const processes = new ProcessGroup();
     const t0 = Date.now();
+    const nodeDir = join(workDir, 'node');
+    let cluster: LocalCluster | undefined;
     try {
+      if (nodeBuild) await prepareHost({ workDir: nodeDir, binDir: nodeBuild.binaries.dir });
       const pki = await generatePki([
         { user: adminUser, groups: ['system:masters'] },
         // The components run with full rights, as envtest and kwokctl run them.
@@ -219,10 +259,20 @@ export class LocalCluster {
       progress(`[cluster] etcd ready on ${etcdUrl}`);
 
       const server = `https://127.0.0.1:${ports.apiserver}`;
+      // With a real node, pods reach the apiserver through the `kubernetes` Service, whose
+      // endpoint is the node IP; kube-apiserver then listens there too and keeps that endpoint.
+      const apiserverNetwork = nodeBuild
+        ? [
+            '--bind-address=0.0.0.0',
+            `--advertise-address=${hostNetwork.nodeIp}`,
+            '--endpoint-reconciler-type=lease',
+            // The apiserver reaches kubelets by IP, never by a hostname (a DNS lookup).
+            '--kubelet-preferred-address-types=InternalIP',
+          ]
+        : ['--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', '--endpoint-reconciler-type=none'];
       const apiserverArgs = [
         `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
+        ...apiserverNetwork,
         `--secure-port=${ports.apiserver}`,
         `--cert-dir=${pkiDir}`,
         `--tls-cert-file=${apiserverCert}`,
@@ -231,8 +281,6 @@ export class LocalCluster {
         '--authorization-mode=RBAC',
         '--service-cluster-ip-range=10.0.0.0/24',
         '--allow-privileged=true',
-        '--disable-admission-plugins=ServiceAccount',
-        '--endpoint-reconciler-type=none',
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
         `--service-account-key-file=${saPub}`,
         `--service-account-signing-key-file=${saKey}`,
@@ -249,7 +297,7 @@ export class LocalCluster {
         apiserverArgs,
         apiserverLog,
       );
-      const cluster = new LocalCluster({
+      cluster = new LocalCluster({
         workDir,
         binaries,
         server,
@@ -324,12 +372,29 @@ export class LocalCluster {
 
       await cluster.createFakeNodes(opts.nodes ?? 3, kwok, readyTimeoutMs);
       await cluster.waitDefaultServiceAccount(kcm, readyTimeoutMs);
+      if (nodeBuild) {
+        const { images } = nodeBuild;
+        cluster.images = images;
+        cluster.node = await RealNode.start({
+          binaries: nodeBuild.binaries,
+          imageArchives: [images.pause, images.operator, images.demoService].map((i) => i.archive),
+          sandboxImage: images.pause.ref,
+          workDir: nodeDir,
+          logDir: logs,
+          kubeletKubeconfig: await componentKubeconfig(nodeUser),
+          kubeProxyKubeconfig: await componentKubeconfig(kubeProxyUser),
+          admin: cluster.adminKubeConfig(),
+          progress,
+          readyTimeoutMs,
+        });
+      }
       progress(
         `[cluster] usable after ${((Date.now() - t0) / 1000).toFixed(1)} s; kubeconfig: ${cluster.kubeconfigPath}`,
       );
       return cluster;
     } catch (err) {
       await processes.stopAll();
+      if (nodeBuild) await cleanHost();
       // The logs are what explains the failure: keep them, remove the rest.
       await rm(pkiDir, { recursive: true, force: true });
       await rm(dataDir, { recursive: true, force: true });
@@ -426,7 +491,9 @@ export class LocalCluster {
   async stop(opts: { keepLogs?: boolean } = {}): Promise<string | undefined> {
     if (this.stopped) return undefined;
     this.stopped = true;
+    await this.node?.stopProcesses();
     await this.processes.stopAll();
+    if (this.node) await cleanHost();
     if (opts.keepLogs) {
       for (const sub of ['pki', 'etcd']) await rm(join(this.workDir, sub), { recursive: true, force: true });
       return join(this.workDir, 'logs');

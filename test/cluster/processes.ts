@@ -84,6 +84,8 @@ export class ProcessGroup {
       try {
         if (await check()) return;
       } catch (err) {
+        // A check that knows the component failed says so with a ComponentError: no waiting.
+        if (err instanceof ComponentError) throw err;
         lastError = (err as Error).message;
       }
       await sleep(200);

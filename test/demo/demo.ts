@@ -1,9 +1,12 @@
-// `npm run demo`: a local control plane, the operator under its own ServiceAccount, sample
-// Deployments, and a policy first in Audit then in Enforce, with a before/after table.
+// `npm run demo`: a local cluster with a real node, the operator installed in it with
+// `kubectl apply -k config/default`, sample Deployments on kwok nodes under a policy first in
+// Audit then in Enforce (before/after table), and demo-service (config/demo, real pods) under its
+// own policy: a rolling restart under load with and without the policy's settings.
 // Ctrl-C (or --once) tears everything down.
-import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import {
   AppsV1Api,
   CoreV1Api,
@@ -11,20 +14,27 @@ import {
   type V1Container,
   type V1Deployment,
 } from '@kubernetes/client-node';
-import { EXCLUDE_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import { APPLIED_ANNOTATION, EXCLUDE_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
+import { REAL_NODE_NAME, realNodePlacement } from '../cluster/node/node.ts';
 import { untilSignal } from '../cluster/signals.ts';
+import { waitFor } from '../cluster/wait.ts';
 import {
-  installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
+  clusterIp,
+  createNoPreStopCopy,
+  formatLoad,
+  type KubeTarget,
+  loadDuringRollout,
+} from '../drain/kube-rollout.ts';
+import { OPERATOR_NAMESPACE, kubectl as runKubectl, writeOverlay } from '../operator/install.ts';
 
-const NAMESPACE = 'demo';
-const POLICY = 'demo-zero-downtime';
+/** The kwok samples; config/demo has namespace `demo` for demo-service. */
+const NAMESPACE = 'samples';
+const POLICY = 'samples-zero-downtime';
+const OPERATOR = 'graceful-shutdown-operator';
+const DEMO = { namespace: 'demo', name: 'demo-service' };
 
 interface Sample {
   name: string;
@@ -101,46 +111,42 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-async function waitUntil<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 120_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`demo: timed out waiting for ${what}`);
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { once: { type: 'boolean', default: false } } });
   const stop = untilSignal();
-  const cluster = await LocalCluster.start({ nodes: 3 });
-  let operator: OperatorProcess | undefined;
+  const cluster = await LocalCluster.start({ nodes: 3, realNode: true });
+  const overlays = await mkdtemp(join(tmpdir(), 'gso-demo-'));
   try {
     const kc = cluster.adminKubeConfig();
     const apps = kc.makeApiClient(AppsV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const kubectl = (args: string[]) =>
-      promisify(execFile)(cluster.binaries.kubectl, ['--kubeconfig', cluster.kubeconfigPath, ...args]).then(
-        (r) => r.stdout,
-      );
+    const kubectl = (args: string[]) => runKubectl(cluster.binaries.kubectl, cluster.kubeconfigPath, args);
+    const { images } = cluster;
+    if (!images) throw new Error('the cluster started without its images');
 
-    await installOperatorPrerequisites(cluster.binaries.kubectl, cluster.kubeconfigPath);
-    operator = await OperatorProcess.start({
-      kubeconfig: await cluster.serviceAccountKubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
-      logPath: join(cluster.workDir, 'logs', 'operator.log'),
-      identity: 'demo-operator',
+    // The operator, installed as a user installs it; only the image and placement differ.
+    const placement = realNodePlacement;
+    await writeOverlay(join(overlays, 'operator'), {
+      bases: ['config/default'],
+      images: [{ name: 'ghcr.io/graceful-shutdown-operator/operator', ref: images.operator.ref }],
+      placeOnRealNode: [{ name: OPERATOR, namespace: OPERATOR_NAMESPACE }],
+      placement,
     });
-    await operator.waitReady();
+    await kubectl(['apply', '--server-side', '-k', join(overlays, 'operator')]);
+    await kubectl([
+      'rollout',
+      'status',
+      `deployment/${OPERATOR}`,
+      '-n',
+      OPERATOR_NAMESPACE,
+      '--timeout=120s',
+    ]);
     console.log(
-      `operator running as ServiceAccount ${OPERATOR_NAMESPACE}/${OPERATOR_SERVICE_ACCOUNT} (log: ${operator.logPath})`,
+      `\noperator: kubectl apply -k config/default (image ${images.operator.ref}), 2 pods on ${REAL_NODE_NAME}\n${await kubectl(['get', 'pods', '-n', OPERATOR_NAMESPACE, '-o', 'wide'])}`,
     );
 
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NAMESPACE } } });
+    await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
     for (const s of samples) {
       await apps.createNamespacedDeployment({
         namespace: NAMESPACE,
@@ -163,7 +169,7 @@ async function main(): Promise<void> {
         ? list.items
         : undefined;
     };
-    const before = await waitUntil('sample Deployments ready', settled);
+    const before = await waitFor('sample Deployments ready', settled, { timeoutMs: 120_000 });
 
     const policy = (mode: 'Audit' | 'Enforce') => ({
       apiVersion: `${GROUP}/${VERSION}`,
@@ -187,17 +193,21 @@ async function main(): Promise<void> {
       counts?: { matched: number; compliant: number };
       workloads?: { name: string; verdict: string; reason: string }[];
     };
-    const audited = await waitUntil('Audit status', async () => {
-      const p = (await custom.getClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        name: POLICY,
-      })) as {
-        status?: Status;
-      };
-      return p.status?.workloads?.length === samples.length ? p.status : undefined;
-    });
+    const audited = await waitFor(
+      'Audit status',
+      async () => {
+        const p = (await custom.getClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          name: POLICY,
+        })) as {
+          status?: Status;
+        };
+        return p.status?.workloads?.length === samples.length ? p.status : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
     console.log(`\nAudit: the operator reports and writes nothing\n`);
     console.log(
       table(
@@ -216,18 +226,22 @@ async function main(): Promise<void> {
       name: POLICY,
       body: [{ op: 'replace', path: '/spec/mode', value: 'Enforce' }],
     });
-    const after = await waitUntil('Enforce to converge', async () => {
-      const p = (await custom.getClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        name: POLICY,
-      })) as {
-        status?: Status;
-      };
-      const items = await settled();
-      return p.status?.counts?.compliant === p.status?.counts?.matched && items ? items : undefined;
-    });
+    const after = await waitFor(
+      'Enforce to converge',
+      async () => {
+        const p = (await custom.getClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          name: POLICY,
+        })) as {
+          status?: Status;
+        };
+        const items = await settled();
+        return p.status?.counts?.compliant === p.status?.counts?.matched && items ? items : undefined;
+      },
+      { timeoutMs: 180_000 },
+    );
 
     const byName = (list: V1Deployment[], name: string) =>
       list.find((d) => d.metadata?.name === name) as V1Deployment;
@@ -242,17 +256,69 @@ async function main(): Promise<void> {
         }),
       ),
     );
+
+    // demo-service: config/demo as it ships (its policy in Enforce), real pods, real traffic.
+    await writeOverlay(join(overlays, 'demo'), {
+      bases: ['config/demo'],
+      images: [{ name: 'demo-service', ref: images.demoService.ref }],
+      placeOnRealNode: [DEMO],
+      placement,
+    });
+    await kubectl(['apply', '--server-side', '-k', join(overlays, 'demo')]);
+    const managed = await waitFor(
+      'the operator to manage demo-service',
+      async () => {
+        const d = await apps.readNamespacedDeployment(DEMO);
+        return d.metadata?.annotations?.[APPLIED_ANNOTATION] ? d : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
+    await kubectl(['rollout', 'status', 'deployment/demo-service', '-n', DEMO.namespace, '--timeout=120s']);
+    const target: KubeTarget = { core, kubectl, ...DEMO };
+    const url = `http://${await clusterIp(core, DEMO.namespace, DEMO.name)}/work?ms=1`;
+    await waitFor('the demo-service Service to answer', () => fetch(url).then((r) => r.ok));
+    await createNoPreStopCopy({ ...target, apps }, 'demo-no-prestop', EXCLUDE_ANNOTATION);
+    const [probe, preStop, grace] = describeRow(managed);
+    console.log(
+      `\ndemo-service on ${REAL_NODE_NAME}, managed by policy ${DEMO.name}: probe ${probe}, preStop ${preStop}, grace ${grace}`,
+    );
+    console.log(
+      'Rolling restart (kubectl rollout restart) under 150 req/s through each Service ClusterIP:\n',
+    );
+    const withPolicy = await loadDuringRollout(target, { rps: 250 });
+    const withoutPreStop = await loadDuringRollout({ ...target, name: 'demo-no-prestop' }, { rps: 250 });
+    const row = (name: string, settings: string, r: typeof withPolicy) => [
+      name,
+      settings,
+      String(r.sent),
+      String(r.lost),
+      `${r.p99Ms?.toFixed(0) ?? '-'} ms`,
+      r.stoppedEarly ? 'load ended early' : '',
+    ];
+    console.log(
+      table(
+        ['DEPLOYMENT', 'SETTINGS', 'SENT', 'LOST', 'P99', ''],
+        [
+          row('demo-service', `policy: ${preStop}, grace ${grace}`, withPolicy),
+          row('demo-no-prestop', 'same pods, no preStop, no policy', withoutPreStop),
+        ],
+      ),
+    );
+    console.log(
+      `\n  with the policy:    ${formatLoad(withPolicy)}\n  without a preStop:  ${formatLoad(withoutPreStop)}`,
+    );
+
     console.log(`\n$ kubectl get gsp\n${await kubectl(['get', 'gsp'])}`);
     console.log(
-      `kubeconfig: ${cluster.kubeconfigPath}\n  ${cluster.binaries.kubectl} --kubeconfig ${cluster.kubeconfigPath} get gsp ${POLICY} -o yaml`,
+      `kubeconfig: ${cluster.kubeconfigPath}\n  ${cluster.binaries.kubectl} --kubeconfig ${cluster.kubeconfigPath} get gsp,pods -A`,
     );
     if (values.once) return;
     console.log('\nThe cluster and the operator keep running. Press Ctrl-C to stop.');
     await stop;
   } finally {
-    console.log('stopping the operator and the cluster...');
-    await operator?.stop();
+    console.log('stopping the cluster (the operator runs in it)...');
     await cluster.stop();
+    await rm(overlays, { recursive: true, force: true });
   }
 }
 

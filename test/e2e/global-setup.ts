@@ -1,10 +1,14 @@
-// One control plane for the whole e2e run; each test file works in its own namespace.
+// One cluster for the whole e2e run: the control plane, kwok nodes and one real node running
+// the project's images. Each test file works in its own namespace.
 import type { TestProject } from 'vitest/node';
 import { LocalCluster } from '../cluster/cluster.ts';
+import { realNodePlacement } from '../cluster/node/node.ts';
 import type { ClusterInfo } from './support.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const cluster = await LocalCluster.start({ nodes: 3 });
+  const cluster = await LocalCluster.start({ nodes: 3, realNode: true });
+  const { node, images } = cluster;
+  if (!node || !images) throw new Error('the cluster started without its real node');
   const info: ClusterInfo = {
     kubeconfig: cluster.kubeconfigPath,
     kubectl: cluster.binaries.kubectl,
@@ -13,11 +17,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
     kubernetesVersion: cluster.kubernetesVersion,
     auditLogPath: cluster.auditLogPath,
     workDir: cluster.workDir,
+    realNode: {
+      placement: realNodePlacement,
+      operatorImage: images.operator.ref,
+      demoServiceImage: images.demoService.ref,
+      containerdSocket: node.containerdSocket,
+    },
   };
   project.provide('cluster', info);
   return async () => {
     const failed = project.vitest.state.getCountOfFailedTests() > 0;
     const logs = await cluster.stop({ keepLogs: failed });
-    if (logs) process.stderr.write(`e2e tests failed: control-plane component logs kept in ${logs}\n`);
+    if (logs) process.stderr.write(`e2e tests failed: cluster component logs kept in ${logs}\n`);
   };
 }

@@ -2,8 +2,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Toleration } from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
 
 export interface ClusterInfo {
@@ -14,6 +13,13 @@ export interface ClusterInfo {
   kubernetesVersion: string;
   auditLogPath: string;
   workDir: string;
+  realNode: {
+    /** nodeSelector and tolerations that put a pod on the real node. */
+    placement: { nodeSelector: Record<string, string>; tolerations: V1Toleration[] };
+    operatorImage: string;
+    demoServiceImage: string;
+    containerdSocket: string;
+  };
 }
 
 declare module 'vitest' {
@@ -79,27 +85,7 @@ export function useNamespace(prefix: string): { readonly name: string } {
   return { name };
 }
 
-/** Polls until `check` returns a value other than undefined/false, or fails naming what it awaited. */
-export async function waitFor<T>(
-  description: string,
-  check: () => Promise<T | undefined | false>,
-  opts: { timeoutMs?: number; intervalMs?: number } = {},
-): Promise<T> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    await sleep(opts.intervalMs ?? 250);
-  }
-  throw new Error(
-    `timed out waiting for ${description}${lastError ? `: ${(lastError as Error).message}` : ''}`,
-  );
-}
+export { waitFor } from '../cluster/wait.ts';
 
 /**
  * Deployment writes (create/update/patch/delete) the apiserver's audit log recorded, by user

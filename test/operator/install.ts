@@ -1,8 +1,10 @@
 // Installs what a cluster admin installs before the operator runs: its namespace, the CRD and
 // the shipped RBAC (config/crd, config/rbac), with the project's kubectl and kustomize.
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { stringify } from 'yaml';
 import { clusterDir } from '../cluster/versions.ts';
 
 const run = promisify(execFile);
@@ -10,7 +12,7 @@ export const repoRoot = join(clusterDir, '..', '..');
 export const OPERATOR_NAMESPACE = 'graceful-shutdown-system';
 export const OPERATOR_SERVICE_ACCOUNT = 'graceful-shutdown-operator';
 
-async function kubectl(kubectlPath: string, kubeconfig: string, args: string[]): Promise<string> {
+export async function kubectl(kubectlPath: string, kubeconfig: string, args: string[]): Promise<string> {
   try {
     const { stdout } = await run(kubectlPath, ['--kubeconfig', kubeconfig, ...args], {
       maxBuffer: 32 * 1024 * 1024,
@@ -47,4 +49,40 @@ export async function installOperatorPrerequisites(kubectlPath: string, kubeconf
     '--timeout=60s',
     'crd/gracefulshutdownpolicies.gracefulshutdown.dev',
   ]);
+}
+
+export interface OverlayOptions {
+  /** Kustomization directories of the repo, e.g. 'config/default'. */
+  bases: string[];
+  /** Image names in the bases, and the locally built reference that replaces each. */
+  images: { name: string; ref: string }[];
+  /** Deployments whose pods go to the real node, with imagePullPolicy Never (nothing is pulled). */
+  placeOnRealNode: { name: string; namespace: string }[];
+  placement: { nodeSelector: Record<string, string>; tolerations: unknown[] };
+}
+
+/**
+ * Writes a kustomization in dir that takes the repo's bases as they are and only swaps the image
+ * and places the pods, as a user's overlay would; `kubectl apply -k dir` installs it.
+ */
+export async function writeOverlay(dir: string, opts: OverlayOptions): Promise<void> {
+  const kustomization = {
+    apiVersion: 'kustomize.config.k8s.io/v1beta1',
+    kind: 'Kustomization',
+    resources: opts.bases.map((b) => relative(dir, join(repoRoot, b))),
+    images: opts.images.map(({ name, ref }) => {
+      const at = ref.lastIndexOf(':');
+      return { name, newName: ref.slice(0, at), newTag: ref.slice(at + 1) };
+    }),
+    patches: opts.placeOnRealNode.map(({ name, namespace }) => ({
+      target: { kind: 'Deployment', name, namespace },
+      patch: stringify([
+        { op: 'add', path: '/spec/template/spec/nodeSelector', value: opts.placement.nodeSelector },
+        { op: 'add', path: '/spec/template/spec/tolerations', value: opts.placement.tolerations },
+        { op: 'add', path: '/spec/template/spec/containers/0/imagePullPolicy', value: 'Never' },
+      ]),
+    })),
+  };
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'kustomization.yaml'), stringify(kustomization));
 }

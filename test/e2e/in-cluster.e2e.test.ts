@@ -1,0 +1,305 @@
+// The operator installed as a user installs it — `kubectl apply -k` of config/default with only
+// the image swapped — running as two real pods under its ServiceAccount and RBAC on the real
+// node, talking to the apiserver with in-cluster config. One leads; deleting it hands over.
+// Then demo-service (config/demo, real pods) under it: the policy in Enforce gives it its
+// settings, and a rolling restart under load through the Service's ClusterIP loses nothing,
+// while the same rollout of a Deployment without a preStop loses requests.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { EXCLUDE_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
+import {
+  clusterIp,
+  createNoPreStopCopy,
+  formatLoad,
+  type KubeTarget,
+  loadDuringRollout,
+} from '../drain/kube-rollout.ts';
+import { sampleDeployment } from '../operator/fixtures.ts';
+import { OPERATOR_NAMESPACE, kubectl as runKubectl, writeOverlay } from '../operator/install.ts';
+import { watchTermination } from './real-pods.ts';
+import { adminKubeConfig, clusterInfo, kubectl, useNamespace, waitFor } from './support.ts';
+
+const OPERATOR = 'graceful-shutdown-operator';
+const ns = useNamespace('in-cluster');
+const kc = () => adminKubeConfig();
+const core = () => kc().makeApiClient(CoreV1Api);
+const apps = () => kc().makeApiClient(AppsV1Api);
+const custom = () => kc().makeApiClient(CustomObjectsApi);
+let overlayDir: string;
+let demoOverlayDir: string;
+const DEMO = { name: 'demo-service', namespace: 'demo' };
+/** 250 req/s: a rollout of 2 pods takes about 10 s, so at least 2,000 requests span it. */
+const zeroLossLoad = { rps: 250 };
+
+async function leaseHolder(): Promise<string | undefined> {
+  const lease = await kc()
+    .makeApiClient(CoordinationV1Api)
+    .readNamespacedLease({ name: OPERATOR, namespace: OPERATOR_NAMESPACE });
+  return lease.spec?.holderIdentity ?? undefined;
+}
+
+async function operatorPods(): Promise<string[]> {
+  const pods = await core().listNamespacedPod({
+    namespace: OPERATOR_NAMESPACE,
+    labelSelector: 'app.kubernetes.io/name=graceful-shutdown-operator',
+  });
+  return pods.items
+    .filter(
+      (p) =>
+        !p.metadata?.deletionTimestamp &&
+        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    )
+    .map((p) => p.metadata?.name as string);
+}
+
+beforeAll(async () => {
+  overlayDir = await mkdtemp(join(tmpdir(), 'gso-overlay-'));
+  demoOverlayDir = await mkdtemp(join(tmpdir(), 'gso-overlay-demo-'));
+  const { realNode } = clusterInfo();
+  await writeOverlay(demoOverlayDir, {
+    bases: ['config/demo'],
+    images: [{ name: 'demo-service', ref: realNode.demoServiceImage }],
+    placeOnRealNode: [DEMO],
+    placement: realNode.placement,
+  });
+  await writeOverlay(overlayDir, {
+    bases: ['config/default'],
+    images: [{ name: 'ghcr.io/graceful-shutdown-operator/operator', ref: realNode.operatorImage }],
+    placeOnRealNode: [{ name: OPERATOR, namespace: OPERATOR_NAMESPACE }],
+    placement: realNode.placement,
+  });
+});
+
+afterAll(async () => {
+  await kubectl(['delete', '-k', demoOverlayDir, '--wait=true', '--timeout=90s']);
+  await rm(demoOverlayDir, { recursive: true, force: true });
+  // Other test files run the operator as a process on the same Lease: none of ours may remain.
+  await kubectl(['delete', 'deployment', OPERATOR, '-n', OPERATOR_NAMESPACE, '--wait=true', '--timeout=60s']);
+  await waitFor(
+    'operator pods gone',
+    async () =>
+      (
+        await core().listNamespacedPod({
+          namespace: OPERATOR_NAMESPACE,
+          labelSelector: 'app.kubernetes.io/name=graceful-shutdown-operator',
+        })
+      ).items.length === 0,
+  );
+  await custom()
+    .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name: 'in-cluster' })
+    .catch(() => undefined);
+  await rm(overlayDir, { recursive: true, force: true });
+});
+
+describe('the operator installed with kubectl apply -k', () => {
+  test('comes up as 2 real pods under its ServiceAccount; one holds the Lease', async () => {
+    const applied = await kubectl(['apply', '--server-side', '-k', overlayDir]);
+    expect(applied.stderr).toBe('');
+    expect(applied.code).toBe(0);
+    const ready = await waitFor(
+      '2 Ready operator pods',
+      async () => {
+        const pods = await operatorPods();
+        return pods.length === 2 ? pods : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
+    const pods = await core().listNamespacedPod({
+      namespace: OPERATOR_NAMESPACE,
+      labelSelector: 'app.kubernetes.io/name=graceful-shutdown-operator',
+    });
+    for (const pod of pods.items) {
+      expect(pod.spec?.nodeName).toBe('gso-real-node');
+      expect(pod.spec?.serviceAccountName).toBe(OPERATOR);
+      expect(pod.spec?.containers[0]?.image).toBe(clusterInfo().realNode.operatorImage);
+    }
+    const holder = await waitFor('a Lease holder', leaseHolder);
+    expect(ready).toContain(holder);
+  });
+
+  test('reconciles a policy, and kubectl logs shows it', async () => {
+    await apps().createNamespacedDeployment({ namespace: ns.name, body: sampleDeployment('web') });
+    await custom().createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'GracefulShutdownPolicy',
+        metadata: { name: 'in-cluster' },
+        spec: {
+          mode: 'Enforce',
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns.name } },
+        },
+      },
+    });
+    const grace = await waitFor('the operator to set a grace period', async () => {
+      const d = await apps().readNamespacedDeployment({ name: 'web', namespace: ns.name });
+      const lifecycle = d.spec?.template.spec?.containers[0]?.lifecycle;
+      return lifecycle?.preStop ? d.spec?.template.spec?.terminationGracePeriodSeconds : undefined;
+    });
+    expect(grace).toBeGreaterThan(0);
+    const holder = (await leaseHolder()) as string;
+    const logs = await kubectl(['logs', '-n', OPERATOR_NAMESPACE, holder]);
+    expect(logs.code).toBe(0);
+    const lines = logs.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg?: string; identity?: string });
+    expect(lines.some((l) => l.msg === 'starting' && l.identity === holder)).toBe(true);
+    expect(logs.stdout).toContain(`${ns.name}/web`);
+  });
+
+  test('deleting the leader pod hands the Lease to another pod', async () => {
+    const holder = (await leaseHolder()) as string;
+    await core().deleteNamespacedPod({ name: holder, namespace: OPERATOR_NAMESPACE });
+    const next = await waitFor(
+      'a new Lease holder',
+      async () => {
+        const h = await leaseHolder();
+        return h && h !== holder ? h : undefined;
+      },
+      { timeoutMs: 90_000 },
+    );
+    // The new leader is a live operator pod (it may turn Ready only once its caches sync).
+    await waitFor('the new leader Ready', async () => (await operatorPods()).includes(next));
+  });
+});
+
+const demoTarget = (name = DEMO.name): KubeTarget => ({
+  core: core(),
+  kubectl: (args) => runKubectl(clusterInfo().kubectl, clusterInfo().kubeconfig, args),
+  namespace: DEMO.namespace,
+  name,
+});
+
+describe('demo-service managed by the in-cluster operator', () => {
+  test('config/demo runs as real pods; the Enforce policy gives it its settings', async () => {
+    const applied = await kubectl(['apply', '--server-side', '-k', demoOverlayDir]);
+    expect(applied.code, applied.stderr).toBe(0);
+    const managed = await waitFor(
+      'the operator to own demo-service',
+      async () => {
+        const d = await apps().readNamespacedDeployment(DEMO);
+        const record = d.metadata?.annotations?.['gracefulshutdown.dev/applied'];
+        return record ? d : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
+    const c = managed.spec?.template.spec?.containers[0];
+    expect(c?.readinessProbe?.httpGet?.path).toBe('/readyz');
+    expect(c?.lifecycle?.preStop?.sleep?.seconds).toBe(5);
+    const status = await kubectl([
+      'rollout',
+      'status',
+      'deployment/demo-service',
+      '-n',
+      DEMO.namespace,
+      '--timeout=120s',
+    ]);
+    expect(status.code, status.stderr).toBe(0);
+    const pods = await core().listNamespacedPod({
+      namespace: DEMO.namespace,
+      labelSelector: 'app=demo-service',
+    });
+    expect(pods.items.map((p) => p.spec?.nodeName)).toEqual(['gso-real-node', 'gso-real-node']);
+    // Traffic through the Service reaches the pods, each named in its answer.
+    // kube-proxy programs the Service a moment after the pods turn Ready.
+    const url = `http://${await clusterIp(core(), DEMO.namespace, DEMO.name)}/work?ms=1`;
+    const answer = await waitFor('the Service to answer', () =>
+      fetch(url).then((r) => (r.ok ? r : undefined)),
+    );
+    expect(pods.items.map((p) => p.metadata?.name)).toContain(answer.headers.get('x-instance'));
+  });
+
+  test('a rolling restart under load through the ClusterIP loses no request', async () => {
+    const report = await loadDuringRollout(demoTarget(), zeroLossLoad);
+    console.log(`[zero-loss] with the policy: ${formatLoad(report)}`);
+    expect(report.stoppedEarly).toBeUndefined();
+    expect(report.sent).toBeGreaterThanOrEqual(2_000);
+    // Old and new pods both answered: the load spanned the rollout.
+    expect(Object.keys(report.byInstance).length).toBeGreaterThanOrEqual(4);
+    expect(report.lost).toBe(0);
+  });
+
+  test('control: the same rollout of demo-service without a preStop loses requests', async () => {
+    const name = 'demo-no-prestop';
+    await createNoPreStopCopy({ ...demoTarget(), apps: apps() }, name, EXCLUDE_ANNOTATION);
+    const report = await loadDuringRollout(demoTarget(name), zeroLossLoad);
+    console.log(`[zero-loss] control without preStop: ${formatLoad(report)}`);
+    // The same load for the whole rollout (shorter without a preStop to wait for).
+    expect(report.stoppedEarly).toBeUndefined();
+    expect(report.sent).toBeGreaterThanOrEqual(500);
+    expect(report.lost).toBeGreaterThan(0);
+  });
+
+  test("the app's own drain deadline follows the grace period the policy sets", async () => {
+    // grace 16 s, preStop 5 s, margin 2 s: demo-service cuts what is still running 9 s after
+    // SIGTERM (14 s after deletion), before the kubelet's SIGKILL at 16 s, and exits 124.
+    const patched = await kubectl([
+      'patch',
+      'gsp',
+      DEMO.name,
+      '--type=merge',
+      '-p',
+      JSON.stringify({
+        spec: { terminationGracePeriod: { inject: 'Override', strategy: 'Fixed', fixedSeconds: 16 } },
+      }),
+    ]);
+    expect(patched.code, patched.stderr).toBe(0);
+    await waitFor(
+      'the grace period and its annotation at 16',
+      async () => {
+        const d = await apps().readNamespacedDeployment(DEMO);
+        const t = d.spec?.template;
+        return (
+          t?.spec?.terminationGracePeriodSeconds === 16 &&
+          t.metadata?.annotations?.['gracefulshutdown.dev/termination-grace-period-seconds'] === '16'
+        );
+      },
+      { timeoutMs: 60_000 },
+    );
+    const status = await kubectl([
+      'rollout',
+      'status',
+      'deployment/demo-service',
+      '-n',
+      DEMO.namespace,
+      '--timeout=120s',
+    ]);
+    expect(status.code, status.stderr).toBe(0);
+    const pod = (
+      await core().listNamespacedPod({ namespace: DEMO.namespace, labelSelector: 'app=demo-service' })
+    ).items.find((p) => !p.metadata?.deletionTimestamp && p.spec?.terminationGracePeriodSeconds === 16);
+    const name = pod?.metadata?.name as string;
+    const ip = pod?.status?.podIP as string;
+    expect(ip).toBeDefined();
+    const watch = await watchTermination(DEMO.namespace, name);
+    try {
+      // A request that would take a minute, sent straight to the pod.
+      const inFlight = fetch(`http://${ip}:8080/work?ms=60000`, { signal: AbortSignal.timeout(30_000) }).then(
+        () => ({ cut: false, at: Date.now() }),
+        () => ({ cut: true, at: Date.now() }),
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      const deletedAt = Date.now();
+      await core().deleteNamespacedPod({ namespace: DEMO.namespace, name });
+      const request = await inFlight;
+      const exit = await watch.terminated;
+      console.log(
+        `[deadline] request cut ${request.at - deletedAt} ms after deletion; exit code ${exit.exitCode}`,
+      );
+      expect(request.cut).toBe(true);
+      expect(request.at - deletedAt).toBeGreaterThanOrEqual(13_500);
+      expect(request.at - deletedAt).toBeLessThan(16_000);
+      // 124: demo-service's own forced exit, not the kubelet's SIGKILL (137).
+      expect(exit.exitCode).toBe(124);
+    } finally {
+      watch.stop();
+    }
+  });
+});
