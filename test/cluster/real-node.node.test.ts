@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { LocalCluster } from './cluster.ts';
+import { buildImages, imageConfig, imageFiles } from './images.ts';
 import { buildNode } from './node/build.ts';
 import { hostNetwork, hostSnapshot, listGuard, pidsOfBinariesIn, stopPid } from './node/host.ts';
 import { REAL_NODE_NAME, realNodePlacement } from './node/node.ts';
@@ -48,6 +49,26 @@ async function pidsMentioning(text: string): Promise<number[]> {
   }
   return pids;
 }
+
+describe('images built from the Dockerfile', () => {
+  test("keep its contract: node as PID 1 with the target's entry point, uid 65532, no shell", async () => {
+    const node = await buildNode({ progress: () => {} });
+    const images = await buildImages({ pauseBinary: node.pause, progress: () => {} });
+    for (const [image, main] of [
+      [images.operator, 'dist/operator/src/main.js'],
+      [images.demoService, 'dist/demo-service/src/main.js'],
+    ] as const) {
+      const config = await imageConfig(image.archive);
+      expect(config.entrypoint).toEqual(['/nodejs/bin/node', main]);
+      expect(config.user).toBe('65532:65532');
+      const files = await imageFiles(image.archive);
+      expect(files.some((f) => /(^|\/)app\/dist\//.test(f))).toBe(true);
+      expect(files.filter((f) => /(^|\/)bin\/(sh|bash|dash)$/.test(f))).toEqual([]);
+      expect(files.filter((f) => /(^|\/)bin\/npm$/.test(f))).toEqual([]);
+    }
+    expect((await imageConfig(images.pause.archive)).entrypoint).toEqual(['/pause']);
+  });
+});
 
 describe('real node', () => {
   test('runs a pod beside the kwok nodes behind the guard, and a stop leaves the host as found', async () => {

@@ -21,13 +21,49 @@ async function sigtermAt(ip: string): Promise<number | null> {
   return body.sigterm;
 }
 
+/** Packets the guard's rule for cluster addresses has dropped so far. */
+async function guardDrops(): Promise<number> {
+  const guard = (await listGuard()) ?? '';
+  const rule = guard.split('\n').find((l) => l.includes('ip daddr') && l.includes(hostNetwork.kwokPodCidr));
+  return Number(/packets (\d+)/.exec(rule ?? '')?.[1] ?? Number.NaN);
+}
+
 describe('the real node', () => {
-  test('runs behind the nft guard: nothing from the pod bridge is forwarded elsewhere', async () => {
+  test('runs behind the nft guard: a packet to a cluster address that no rule routes locally is dropped', async () => {
     const guard = await listGuard();
     expect(guard).toContain(`iifname "${hostNetwork.bridge}" oifname != "${hostNetwork.bridge}"`);
     expect(guard).toContain(hostNetwork.serviceCidr);
     const node = await core().readNode({ name: REAL_NODE_NAME });
     expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    // A kwok pod's IP is fake: without the guard this SYN would take the default route off the
+    // machine. With it, the connection times out and the drop counter moves.
+    const before = await guardDrops();
+    const attempt = await fetch('http://10.244.0.7:8080/', { signal: AbortSignal.timeout(1500) }).then(
+      () => 'answered',
+      (err: Error) => err.name,
+    );
+    expect(attempt).toBe('TimeoutError');
+    expect(await guardDrops()).toBeGreaterThan(before);
+  });
+
+  test('an image that is not imported is never pulled: the pull goes to 127.0.0.1, not to a registry', async () => {
+    await core().createNamespacedPod({
+      namespace: ns.name,
+      body: realNodePod('unpullable', {
+        containers: [
+          { name: 'app', image: 'registry.example/not-imported:1', imagePullPolicy: 'IfNotPresent' },
+        ],
+      }),
+    });
+    const message = await waitFor('the pull to fail', async () => {
+      const pod = await core().readNamespacedPod({ namespace: ns.name, name: 'unpullable' });
+      const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
+      return waiting?.reason === 'ErrImagePull' || waiting?.reason === 'ImagePullBackOff'
+        ? waiting.message
+        : undefined;
+    });
+    expect(message).toContain('127.0.0.1:9');
+    expect(message).not.toMatch(/lookup registry\.example/);
   });
 });
 
