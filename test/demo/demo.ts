@@ -28,13 +28,17 @@ import {
   type KubeTarget,
   loadDuringRollout,
 } from '../drain/kube-rollout.ts';
-import { OPERATOR_NAMESPACE, kubectl as runKubectl, writeOverlay } from '../operator/install.ts';
+import {
+  DEMO_SERVICE as DEMO,
+  installDemoService,
+  installOperatorInCluster,
+  OPERATOR_NAMESPACE,
+  kubectl as runKubectl,
+} from '../operator/install.ts';
 
 /** The kwok samples; config/demo has namespace `demo` for demo-service. */
 const NAMESPACE = 'samples';
 const POLICY = 'samples-zero-downtime';
-const OPERATOR = 'graceful-shutdown-operator';
-const DEMO = { namespace: 'demo', name: 'demo-service' };
 
 interface Sample {
   name: string;
@@ -127,21 +131,12 @@ async function main(): Promise<void> {
 
     // The operator, installed as a user installs it; only the image and placement differ.
     const placement = realNodePlacement;
-    await writeOverlay(join(overlays, 'operator'), {
-      bases: ['config/default'],
-      images: [{ name: 'ghcr.io/graceful-shutdown-operator/operator', ref: images.operator.ref }],
-      placeOnRealNode: [{ name: OPERATOR, namespace: OPERATOR_NAMESPACE }],
-      placement,
+    const install = { kubectlPath: cluster.binaries.kubectl, kubeconfig: cluster.kubeconfigPath, placement };
+    await installOperatorInCluster({
+      ...install,
+      dir: join(overlays, 'operator'),
+      image: images.operator.ref,
     });
-    await kubectl(['apply', '--server-side', '-k', join(overlays, 'operator')]);
-    await kubectl([
-      'rollout',
-      'status',
-      `deployment/${OPERATOR}`,
-      '-n',
-      OPERATOR_NAMESPACE,
-      '--timeout=120s',
-    ]);
     console.log(
       `\noperator: kubectl apply -k config/default (image ${images.operator.ref}), 2 pods on ${REAL_NODE_NAME}\n${await kubectl(['get', 'pods', '-n', OPERATOR_NAMESPACE, '-o', 'wide'])}`,
     );
@@ -258,13 +253,7 @@ async function main(): Promise<void> {
     );
 
     // demo-service: config/demo as it ships (its policy in Enforce), real pods, real traffic.
-    await writeOverlay(join(overlays, 'demo'), {
-      bases: ['config/demo'],
-      images: [{ name: 'demo-service', ref: images.demoService.ref }],
-      placeOnRealNode: [DEMO],
-      placement,
-    });
-    await kubectl(['apply', '--server-side', '-k', join(overlays, 'demo')]);
+    await installDemoService({ ...install, dir: join(overlays, 'demo'), image: images.demoService.ref });
     const managed = await waitFor(
       'the operator to manage demo-service',
       async () => {

@@ -86,3 +86,45 @@ export async function writeOverlay(dir: string, opts: OverlayOptions): Promise<v
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'kustomization.yaml'), stringify(kustomization));
 }
+
+export const OPERATOR_DEPLOYMENT = 'graceful-shutdown-operator';
+export const DEMO_SERVICE = { namespace: 'demo', name: 'demo-service' } as const;
+
+export interface InClusterInstall {
+  kubectlPath: string;
+  kubeconfig: string;
+  /** Where the overlay is written. */
+  dir: string;
+  image: string;
+  placement: OverlayOptions['placement'];
+}
+
+/** `kubectl apply -k` of config/default with the image swapped; resolves once rolled out. */
+export async function installOperatorInCluster(o: InClusterInstall): Promise<void> {
+  await writeOverlay(o.dir, {
+    bases: ['config/default'],
+    images: [{ name: 'ghcr.io/graceful-shutdown-operator/operator', ref: o.image }],
+    placeOnRealNode: [{ name: OPERATOR_DEPLOYMENT, namespace: OPERATOR_NAMESPACE }],
+    placement: o.placement,
+  });
+  await kubectl(o.kubectlPath, o.kubeconfig, ['apply', '--server-side', '-k', o.dir]);
+  await kubectl(o.kubectlPath, o.kubeconfig, [
+    'rollout',
+    'status',
+    `deployment/${OPERATOR_DEPLOYMENT}`,
+    '-n',
+    OPERATOR_NAMESPACE,
+    '--timeout=120s',
+  ]);
+}
+
+/** `kubectl apply -k` of config/demo (demo-service and its policy) with the image swapped. */
+export async function installDemoService(o: InClusterInstall): Promise<void> {
+  await writeOverlay(o.dir, {
+    bases: ['config/demo'],
+    images: [{ name: 'demo-service', ref: o.image }],
+    placeOnRealNode: [DEMO_SERVICE],
+    placement: o.placement,
+  });
+  await kubectl(o.kubectlPath, o.kubeconfig, ['apply', '--server-side', '-k', o.dir]);
+}
