@@ -5,10 +5,16 @@
  *
  *   npm run bench:drain [-- --repeat 3 --rate 200 --out -]
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort } from '../cluster/processes.ts';
+
+/** The instances' logs, for the duration of the run. */
+const logDir = mkdtempSync(join(tmpdir(), 'drain-bench-'));
+process.once('exit', () => rmSync(logDir, { recursive: true, force: true }));
+
 import { killLiveInstances, ServiceInstance } from './instances.ts';
 import { closedLoopThroughput, isLost, type LedgerEntry, percentile } from './load.ts';
 import { defaultRolloutOptions, type InstanceReport, type RolloutOptions, runRollout } from './rollout.ts';
@@ -109,7 +115,7 @@ async function throughputOf(
       argv: [process.execPath, contender.script],
       env: { LATENCY_PROFILE: 'fixed:0', LOG_LEVEL: 'warn' },
     },
-    logDir: tmpdir(),
+    logDir,
     clock: () => performance.now(),
   });
   try {
@@ -289,6 +295,7 @@ async function main(): Promise<void> {
         cooldownSeconds: 1,
         timeoutSeconds: 90,
         maxRequests: 20_000,
+        logDir,
       };
       const report = await runRollout(options);
       row.sent += report.sent;

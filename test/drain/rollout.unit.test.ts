@@ -5,8 +5,10 @@
  * load that runs out before the rollout ends fails the run. Loopback only, a few hundred
  * requests, every process killed by PID afterwards.
  */
-import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, test } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { FORCED_EXIT_CODE } from '../../demo-service/src/drain.ts';
 import { killLiveInstances } from './instances.ts';
 import { isLost } from './load.ts';
@@ -20,6 +22,9 @@ import {
 } from './rollout.ts';
 
 const node = process.execPath;
+// The instances' logs, read by some tests; removed with the file's tests.
+const logDir = mkdtempSync(join(tmpdir(), 'drain-test-'));
+afterAll(() => rmSync(logDir, { recursive: true, force: true }));
 // Mean 50 ms at 100 req/s: about 5 requests in flight, so an abrupt exit always cuts some.
 const latencyProfile = 'uniform:20-80';
 
@@ -32,6 +37,7 @@ function options(argv: string[], env: Record<string, string>, extra: Partial<Rol
     propagationSeconds: 1,
     maxRequests: 2000,
     timeoutSeconds: 45,
+    logDir,
     ...extra,
   } satisfies RolloutOptions;
 }
