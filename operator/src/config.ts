@@ -36,6 +36,17 @@ const settings = {
   'rollout-check-ms': { env: 'ROLLOUT_CHECK_MS', schema: loopMs.default(5_000) },
   'shutdown-grace-ms': { env: 'SHUTDOWN_GRACE_MS', schema: durationMs.default(20_000) },
   'prometheus-url': { env: 'PROMETHEUS_URL', schema: z.url({ protocol: /^https?$/ }).optional() },
+  'prometheus-bearer-token-file': {
+    env: 'PROMETHEUS_BEARER_TOKEN_FILE',
+    schema: z.string().min(1).optional(),
+  },
+  'prometheus-ca-file': { env: 'PROMETHEUS_CA_FILE', schema: z.string().min(1).optional() },
+  'latency-refresh-ms': { env: 'LATENCY_REFRESH_MS', schema: loopMs.default(30_000) },
+  'latency-timeout-ms': { env: 'LATENCY_TIMEOUT_MS', schema: loopMs.default(10_000) },
+  'latency-concurrency': {
+    env: 'LATENCY_CONCURRENCY',
+    schema: z.coerce.number().int().min(1).max(64).default(4),
+  },
 } as const;
 
 type Settings = typeof settings;
@@ -70,6 +81,18 @@ export interface OperatorConfig {
   shutdownGraceMs: number;
   /** Operator-wide default Prometheus for policies with observedLatency.source Prometheus. */
   prometheusUrl: string | undefined;
+  /** Sent as `Authorization: Bearer <file content>` to Prometheus; read at each request (rotation). */
+  prometheusBearerTokenFile: string | undefined;
+  /** PEM bundle trusted for an https Prometheus, in addition to the system's. */
+  prometheusCaFile: string | undefined;
+  latency: {
+    /** How often the leader refreshes each workload's latency estimate. */
+    refreshMs: number;
+    /** One source request (a Prometheus query, a pod scrape) may take this long. */
+    timeoutMs: number;
+    /** Workloads refreshed at once. */
+    concurrency: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -139,6 +162,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
     rolloutCheckMs: read('rollout-check-ms'),
     shutdownGraceMs: read('shutdown-grace-ms'),
     prometheusUrl: read('prometheus-url'),
+    prometheusBearerTokenFile: read('prometheus-bearer-token-file'),
+    prometheusCaFile: read('prometheus-ca-file'),
+    latency: {
+      refreshMs: read('latency-refresh-ms'),
+      timeoutMs: read('latency-timeout-ms'),
+      concurrency: read('latency-concurrency'),
+    },
   };
   const { leaseDurationMs, renewDeadlineMs, retryPeriodMs } = config.leaderElection;
   // client-go's own checks: a renew deadline past the lease lets two replicas lead at once,

@@ -1,5 +1,6 @@
 // The one interface through which drain time enters the operator. Real sources (Prometheus,
 // scraping the pods) plug in here; the policy arithmetic only sees a LatencyObservation.
+import type { V1LabelSelector } from '@kubernetes/client-node';
 import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 
@@ -8,10 +9,21 @@ export interface Workload {
   name: string;
   /** The Deployment's pod selector labels, for sources that find its pods or series. */
   podLabels: Record<string, string>;
+  /** The Deployment's whole selector (matchLabels and matchExpressions), to find its pods. */
+  selector?: V1LabelSelector;
 }
 
+/**
+ * One way of observing a workload's request latency. Sources do I/O and may be slow: only the
+ * leader's refresher calls them (bounded, with a timeout in `signal`), never a reconciler. They
+ * never throw: a failure is an observation with `known: false, unavailable: true`.
+ */
 export interface LatencySource {
-  observe(workload: Workload, policy: ObservedLatencyPolicy): Promise<LatencyObservation>;
+  observe(
+    workload: Workload,
+    policy: ObservedLatencyPolicy,
+    signal?: AbortSignal,
+  ): Promise<LatencyObservation>;
 }
 
 /**

@@ -19,8 +19,20 @@ export type LatencyObservation =
       percentile: number;
       window: string;
       source: LatencySource;
+      /**
+       * The percentile fell in the histogram's +Inf bucket: the latency is at least `seconds`
+       * (the largest finite bucket bound), and the buckets are too small to say more.
+       */
+      atLeast?: boolean;
     }
-  | { known: false; reason: string; source: LatencySource; samples?: number };
+  | {
+      known: false;
+      reason: string;
+      source: LatencySource;
+      samples?: number;
+      /** The source could not be asked (unreachable, error, timeout), as opposed to no data. */
+      unavailable?: boolean;
+    };
 
 /** What the cluster supports, judged from the apiserver's version. */
 export interface ClusterFacts {
