@@ -81,7 +81,59 @@ afterEach(async () => {
   await Promise.all(managers.splice(0).map((created) => created.stop().catch(() => {})));
 });
 
+/** A leader-only runnable that records when it ran and stops on its signal. */
+function recordingRunnable(name: string) {
+  const state = { running: false, runs: 0, stopped: 0 };
+  return {
+    state,
+    runnable: {
+      name,
+      run: (signal: AbortSignal) =>
+        new Promise<void>((resolve) => {
+          state.running = true;
+          state.runs++;
+          signal.addEventListener('abort', () => {
+            state.running = false;
+            state.stopped++;
+            resolve();
+          });
+        }),
+    },
+  };
+}
+
 describe('Manager', () => {
+  it('starts runnables only on the leader once synced, and stops them on stop()', async () => {
+    const store = new InMemoryLeaseStore();
+    const source = new FakeSource('deployments');
+    const leader = recordingRunnable('refresher');
+    const mgr = manager({
+      leaderElection: { client: new InMemoryLeaseClient(store), identity: 'a', ...fastElection },
+    })
+      .addSource(source)
+      .addRunnable(leader.runnable);
+    const follower = recordingRunnable('refresher');
+    const synced = new FakeSource('deployments');
+    synced.sync();
+    await mgr.start();
+    await until(() => mgr.isLeader(), 'a leads');
+    // Leading but not synced: nothing runs yet.
+    expect(leader.state.runs).toBe(0);
+    const other = manager({
+      leaderElection: { client: new InMemoryLeaseClient(store), identity: 'b', ...fastElection },
+    })
+      .addSource(synced)
+      .addRunnable(follower.runnable);
+    await other.start();
+    source.sync();
+    await until(() => leader.state.running, 'the leader runs its runnable');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(follower.state.runs).toBe(0);
+    await mgr.stop();
+    expect(leader.state).toEqual({ running: false, runs: 1, stopped: 1 });
+    await until(() => follower.state.running, 'the next leader runs its runnable');
+  });
+
   it('answers /healthz at once and /readyz only once every source has synced', async () => {
     const deployments = new FakeSource('deployments');
     const policies = new FakeSource('policies');

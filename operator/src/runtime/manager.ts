@@ -19,6 +19,16 @@ export interface Source {
   waitForSync(signal?: AbortSignal): Promise<boolean>;
 }
 
+/**
+ * Work that runs only on the leader, beside the controllers (controller-runtime's
+ * LeaderElectionRunnable): started once the caches have synced, stopped by aborting `signal`.
+ * run() resolves when it has stopped; it should not reject (a rejection is logged).
+ */
+export interface Runnable {
+  readonly name: string;
+  run(signal: AbortSignal): Promise<void>;
+}
+
 export type LeaderElectionOptions = Omit<
   LeaderElectorOptions,
   'onStartedLeading' | 'onStoppedLeading' | 'onNewLeader' | 'logger' | 'releaseOnCancel'
@@ -68,6 +78,10 @@ export class Manager {
   readonly #options: ManagerOptions;
   readonly #sources: Source[] = [];
   readonly #controllers: Controller[] = [];
+  readonly #runnables: Runnable[] = [];
+  /** Aborted to stop the runnables (shutdown or lost leadership). */
+  readonly #runnablesStop = new AbortController();
+  #runnablesDone: Promise<unknown> = Promise.resolve();
   readonly #elector: LeaderElector | undefined;
   /** Aborted when shutdown begins: readiness fails, waits for sync end. */
   readonly #stopping = new AbortController();
@@ -145,6 +159,13 @@ export class Manager {
   addController(controller: Controller): this {
     if (this.#started) throw new Error('add controllers before start');
     this.#controllers.push(controller);
+    return this;
+  }
+
+  /** Leader-only work, started with the controllers. */
+  addRunnable(runnable: Runnable): this {
+    if (this.#started) throw new Error('add runnables before start');
+    this.#runnables.push(runnable);
     return this;
   }
 
@@ -254,6 +275,13 @@ export class Manager {
       'Starting controllers',
     );
     for (const controller of this.#controllers) controller.start();
+    this.#runnablesDone = Promise.all(
+      this.#runnables.map((runnable) =>
+        runnable.run(this.#runnablesStop.signal).catch((error: unknown) => {
+          this.#log.error({ err: error, runnable: runnable.name }, 'Runnable failed');
+        }),
+      ),
+    );
     this.#controllersStarted = true;
   }
 
@@ -262,6 +290,7 @@ export class Manager {
     this.#leadershipLost = true;
     this.#log.error('Leader election lost: stopping at once');
     for (const controller of this.#controllers) void controller.abort();
+    this.#runnablesStop.abort();
     this.#stopped ??= this.#shutDown();
     // Callers of stop() see the outcome through wait(); this path has no caller to tell.
     this.#stopped.catch(() => {});
@@ -274,7 +303,11 @@ export class Manager {
       // the lease; after a lost lease they were aborted, and reconcilers check their signal
       // before every write.
       const graceMs = this.#options.gracefulShutdownMs ?? 20_000;
-      await Promise.all(this.#controllers.map((controller) => controller.stop({ graceMs })));
+      this.#runnablesStop.abort();
+      await Promise.all([
+        ...this.#controllers.map((controller) => controller.stop({ graceMs })),
+        this.#runnablesDone,
+      ]);
       // 3: stop informers.
       await Promise.all(this.#sources.map((source) => source.stop()));
       // 4: release the lease (the elector does so when its signal aborts while leading).
