@@ -244,6 +244,7 @@ function plan(
     observation?: LatencyObservation;
     facts?: ClusterFacts;
     previouslyApplied?: ShutdownSettings;
+    canLower?: boolean;
   } = {},
 ): ShutdownPlan {
   const result = desiredSettings({
@@ -252,6 +253,7 @@ function plan(
     observation: extra.observation ?? NO_SOURCE,
     facts: extra.facts ?? NEW_CLUSTER,
     ...(extra.previouslyApplied ? { previouslyApplied: extra.previouslyApplied } : {}),
+    ...(extra.canLower === undefined ? {} : { canLower: extra.canLower }),
   });
   if (!result.ok) throw new Error(JSON.stringify(result.errors));
   return result.plan;
@@ -669,6 +671,49 @@ describe('desiredSettings: grace period', () => {
       { observation: observed(1000), previouslyApplied: { terminationGracePeriodSeconds: 310 } },
     );
     expect(p.terminationGracePeriodSeconds).toBe(300);
+  });
+
+  describe('never lower on an untrusted or unsettled latency', () => {
+    const applied60 = { previouslyApplied: { terminationGracePeriodSeconds: 60 } };
+    test.each([
+      [
+        'unknown (source down)',
+        { known: false, source: 'Prometheus', reason: 'connection refused', unavailable: true },
+      ],
+      ['too few samples', observed(20, 5)],
+    ] as [string, LatencyObservation][])(
+      '%s: the applied value is kept, with a note',
+      (_title, observation) => {
+        const p = plan(prometheus, { grace: 60 }, { observation, ...applied60 });
+        expect(p.terminationGracePeriodSeconds).toBe(60);
+        expect(p.notes.map((n) => n.reason)).toContain('GraceKept');
+      },
+    );
+
+    test('a lower latency that has not held for the stabilization window keeps the applied value', () => {
+      const p = plan(prometheus, { grace: 60 }, { observation: drain30, ...applied60, canLower: false });
+      expect(p.terminationGracePeriodSeconds).toBe(60);
+      expect(p.notes.find((n) => n.reason === 'GraceKept')?.message).toContain('stabilizationWindow');
+      // Negative control: once it may lower, it does.
+      expect(
+        plan(prometheus, { grace: 60 }, { observation: drain30, ...applied60, canLower: true })
+          .terminationGracePeriodSeconds,
+      ).toBe(40);
+    });
+
+    test('raising is never held back', () => {
+      const p = plan(
+        prometheus,
+        { grace: 20 },
+        { observation: drain30, previouslyApplied: { terminationGracePeriodSeconds: 20 }, canLower: false },
+      );
+      expect(p.terminationGracePeriodSeconds).toBe(40);
+    });
+
+    test('without a latency source the policy alone decides, downwards too', () => {
+      const spec = { terminationGracePeriod: { minSeconds: 35 } };
+      expect(plan(spec, { grace: 60 }, applied60).terminationGracePeriodSeconds).toBe(35);
+    });
   });
 
   test('hysteresis does not apply to the Fixed strategy', () => {

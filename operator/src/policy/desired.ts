@@ -226,6 +226,11 @@ export interface DesiredInput {
    * delete it); any other existing value is the user's.
    */
   previouslyApplied?: ShutdownSettings;
+  /**
+   * False while a lower latency has not yet held for the stabilization window (the estimate
+   * cache decides): a lower recommendation then keeps the applied grace. Omitted: true.
+   */
+  canLower?: boolean;
 }
 
 function declaresPort(container: V1Container, port: number | string): boolean {
@@ -394,6 +399,22 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
     previousGrace <= graceSpec.maxSeconds
   ) {
     grace = withHysteresis(previousGrace, grace, 0.1, spec.preStop.seconds + drain.seconds);
+    // Lowering restarts pods for a smaller value. With a latency source: only on a trusted
+    // observation, and only once the estimate has been stable for the stabilization window; an
+    // unknown, stale or failing source never lowers what the operator applied. Raising is always
+    // allowed, and without a source (None) the policy alone decides.
+    if (grace < previousGrace && drain.reason !== 'LatencySourceNone') {
+      const trusted = drain.reason === 'ObservedLatency';
+      if (!trusted || input.canLower === false) {
+        notes.push({
+          reason: 'GraceKept',
+          message: trusted
+            ? `the recommendation ${grace} s is lower than the applied ${previousGrace} s, which is kept until the lower latency has held for observedLatency.stabilizationWindow`
+            : `the applied ${previousGrace} s is kept: ${drain.message}, and an unknown latency never lowers a grace period`,
+        });
+        grace = previousGrace;
+      }
+    }
   }
   // The countdown starts before preStop runs: a hook in effect (ours or a user's longer one)
   // must end before SIGKILL, even if that exceeds maxSeconds.
