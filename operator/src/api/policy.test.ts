@@ -36,6 +36,7 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     source: 'None',
     percentile: 0.99,
     window: '1h',
+    stabilizationWindow: '15m',
     minSamples: 100,
     safetyFactor: 1.5,
     metric: 'http_request_duration_seconds',

@@ -244,6 +244,14 @@ export const ObservedLatencyPolicySchema = withRules(
       .regex(PROMETHEUS_DURATION)
       .default('1h')
       .describe('How far back latency is observed, as a Prometheus duration (30m, 6h, 7d).'),
+    stabilizationWindow: z
+      .string()
+      .max(32)
+      .regex(PROMETHEUS_DURATION)
+      .default('15m')
+      .describe(
+        'A lower latency must hold this long before a grace period the operator applied is lowered (raising is immediate), as HPA stabilizes scale-down. A Prometheus duration.',
+      ),
     minSamples: z
       .int()
       .min(1)
