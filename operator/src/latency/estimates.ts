@@ -1,0 +1,116 @@
+// The latency estimate per Deployment: what the refresher last learned, turned into the value
+// planning uses. Reconcilers read it synchronously; only the refresher writes it.
+//
+// Stabilization (HPA's scale-down rule): the published latency is the highest trusted one seen
+// within the stabilization window, so a higher latency is published at once and a lower one only
+// once every higher value has aged out of the window. An unknown observation (source down, too
+// few samples, no data) never replaces a known one: the last known stays published, marked stale.
+import type { LatencyObservation } from '../policy/types.ts';
+
+type Known = Extract<LatencyObservation, { known: true }>;
+
+export interface Estimate {
+  /** What planning uses. */
+  published: LatencyObservation;
+  /** The source's latest answer; differs from `published` when that is kept (stale, stabilizing). */
+  latest: LatencyObservation;
+  /** When `latest` arrived (ms since the epoch). */
+  refreshedAt: number;
+  /** The published latency is older news: the latest answer was not a known latency. */
+  stale: boolean;
+  /**
+   * A lower grace period may be applied: this estimate has been followed for the whole
+   * stabilization window (after an operator restart or a leader change, not before).
+   */
+  canLower: boolean;
+}
+
+interface Entry {
+  trackedSince: number;
+  /** Trusted observations inside the stabilization window, oldest first. */
+  history: { at: number; observation: Known }[];
+  lastKnown: Known | undefined;
+  estimate: Estimate;
+}
+
+export interface UpdateOptions {
+  stabilizationMs: number;
+  /** An observation with fewer samples is not trusted (not stabilized, not published as known). */
+  minSamples: number;
+}
+
+/** Whether two estimates would plan or report differently (sample counts alone do not count). */
+function sameEstimate(a: Estimate | undefined, b: Estimate): boolean {
+  if (!a) return false;
+  const key = (e: Estimate) => {
+    const p = e.published;
+    return JSON.stringify([
+      p.known,
+      p.source,
+      p.known ? [Math.round(p.seconds * 1000), p.atLeast ?? false, p.percentile, p.window] : p.reason,
+      p.known ? undefined : (p.unavailable ?? false),
+      e.stale,
+      e.canLower,
+      e.latest.known ? undefined : e.latest.reason,
+    ]);
+  };
+  return key(a) === key(b);
+}
+
+export class EstimateCache {
+  readonly #entries = new Map<string, Entry>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  get(key: string): Estimate | undefined {
+    return this.#entries.get(key)?.estimate;
+  }
+
+  keys(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** Forgets a Deployment (deleted, or no longer selected by a policy with a source). */
+  delete(key: string): boolean {
+    return this.#entries.delete(key);
+  }
+
+  /** Records the source's answer; true when the estimate changed in a way planning or status sees. */
+  update(key: string, latest: LatencyObservation, options: UpdateOptions): boolean {
+    const now = this.#now();
+    const entry: Entry = this.#entries.get(key) ?? {
+      trackedSince: now,
+      history: [],
+      lastKnown: undefined,
+      estimate: { published: latest, latest, refreshedAt: now, stale: false, canLower: false },
+    };
+    const before = this.#entries.has(key) ? entry.estimate : undefined;
+    const trusted = latest.known && latest.samples >= options.minSamples;
+    if (latest.known && trusted) {
+      entry.history.push({ at: now, observation: latest });
+      entry.lastKnown = latest;
+    }
+    entry.history = entry.history.filter((h) => now - h.at < options.stabilizationMs || h.at === now);
+    let published: LatencyObservation = latest;
+    if (entry.history.length > 0) {
+      // The highest latency of the window; on a tie the newest (its sample count is current).
+      let top = entry.history[0] as Entry['history'][number];
+      for (const h of entry.history) if (h.observation.seconds >= top.observation.seconds) top = h;
+      published = top.observation;
+    } else if (entry.lastKnown) {
+      published = entry.lastKnown;
+    }
+    entry.estimate = {
+      published,
+      latest,
+      refreshedAt: now,
+      stale: published !== latest && !trusted,
+      canLower: now - entry.trackedSince >= options.stabilizationMs,
+    };
+    this.#entries.set(key, entry);
+    return !sameEstimate(before, entry.estimate);
+  }
+}
