@@ -22,6 +22,8 @@ import { enqueueObject, Informer } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
 import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
+import { EstimateCache } from './latency/estimates.ts';
+import { LatencyRefresher } from './latency/refresher.ts';
 import { UnknownLatencySource } from './latency/source.ts';
 import { createLogger } from './log.ts';
 import { isRolling } from './policy/budget.ts';
@@ -83,6 +85,7 @@ async function main(): Promise<void> {
   });
 
   const tracker = new RolloutTracker();
+  const estimates = new EstimateCache();
   const events = createEventRecorder(core, logger, config.identity);
   const deployments = new Controller({
     name: DEPLOYMENT_CONTROLLER,
@@ -93,7 +96,7 @@ async function main(): Promise<void> {
       view,
       writer: createDeploymentWriter(apps),
       events,
-      latency: new UnknownLatencySource(),
+      estimates,
       facts,
       tracker,
       metrics: operatorMetrics,
@@ -110,7 +113,7 @@ async function main(): Promise<void> {
       view,
       writer: createPolicyStatusWriter(custom),
       events,
-      latency: new UnknownLatencySource(),
+      estimates,
       facts,
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,
@@ -177,6 +180,26 @@ async function main(): Promise<void> {
   });
   manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies);
   manager.addController(deployments).addController(statuses);
+  const unknown = new UnknownLatencySource();
+  manager.addRunnable(
+    new LatencyRefresher({
+      view: {
+        deployments: () => view.deployments.list(),
+        policies: () => view.parsedPolicies().valid,
+        namespaceLabels: (ns) => view.namespaceLabels(ns),
+      },
+      sources: { Prometheus: unknown, Scrape: unknown },
+      cache: estimates,
+      intervalMs: config.latency.refreshMs,
+      timeoutMs: config.latency.timeoutMs,
+      concurrency: config.latency.concurrency,
+      onChange: (key, policy) => {
+        deployments.enqueue(key);
+        statuses.enqueueAfter(policy, statusDebounceMs);
+      },
+      logger,
+    }),
+  );
   manager.installSignalHandlers();
   try {
     await manager.run();

@@ -11,7 +11,7 @@ import {
 import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder, EventType } from '../kube/events.ts';
 import type { Informer } from '../kube/informer.ts';
-import type { LatencySource } from '../latency/source.ts';
+import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import type { AppliedRecord, ApplyConfiguration } from '../policy/ownership.ts';
 import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
@@ -89,14 +89,14 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
   const recorder: EventRecorder = {
     record: (object, type, reason, message) => events.push({ object, type, reason, message }),
   };
-  const latency: LatencySource = { observe: async () => ({ known: false, source: 'None', reason: 'x' }) };
+  const estimates = new EstimateCache();
   const tracker = new RolloutTracker();
   const metrics = createOperatorMetrics(new Registry());
   const reconciler = deploymentReconciler({
     view,
     writer,
     events: recorder,
-    latency,
+    estimates,
     facts: { nativeSleep: true },
     tracker,
     metrics,

@@ -5,7 +5,6 @@
 import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
 import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder } from '../kube/events.ts';
-import type { LatencySource } from '../latency/source.ts';
 import { rolloutDecision } from '../policy/budget.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import {
@@ -18,7 +17,7 @@ import {
 import type { ClusterFacts, ValidPolicy } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { ownsNothing, planWorkload, sameOwnership } from './plan.ts';
+import { type EstimateReader, ownsNothing, planWorkload, sameOwnership } from './plan.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
 import type { ClusterView } from './view.ts';
 
@@ -28,7 +27,8 @@ export interface DeploymentControllerDeps {
   view: ClusterView;
   writer: DeploymentWriter;
   events: EventRecorder;
-  latency: LatencySource;
+  /** Latency estimates the leader's refresher publishes. */
+  estimates: EstimateReader;
   facts: ClusterFacts;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
@@ -123,7 +123,13 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     // Audit writes nothing to workloads; its verdicts are the status controller's job.
     if (policy.spec.mode !== 'Enforce') return;
 
-    const planned = await planWorkload(deployment, policy, deps);
+    // One write with the observed latency beats a fallback write now and a second restart once
+    // it is known: wait for the refresher's first answer (it enqueues this Deployment then).
+    if (policy.spec.observedLatency.source !== 'None' && deps.estimates.get(key) === undefined) {
+      log.debug({ policy: policy.name }, 'waiting for the first latency estimate');
+      return;
+    }
+    const planned = planWorkload(deployment, policy, deps);
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
       events.record(

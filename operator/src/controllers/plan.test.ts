@@ -5,12 +5,12 @@ import {
   GRACE_PERIOD_SECONDS_ANNOTATION,
   PRESTOP_SECONDS_ANNOTATION,
 } from '../api/annotations.ts';
-import type { GracefulShutdownPolicySpecInput, ObservedLatencyPolicy } from '../api/policy.ts';
-import type { LatencySource, Workload } from '../latency/source.ts';
+import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
+import { EstimateCache } from '../latency/estimates.ts';
 import { type AppliedRecord, applyConfiguration } from '../policy/ownership.ts';
-import { container, deployment, policy } from '../policy/test-fixtures.ts';
+import { container, deployment, observed, policy } from '../policy/test-fixtures.ts';
 import type { ClusterFacts } from '../policy/types.ts';
-import { ownsNothing, planWorkload, sameOwnership } from './plan.ts';
+import { latencyFor, ownsNothing, planWorkload, sameOwnership } from './plan.ts';
 import { afterApply } from './test-support.ts';
 
 const record = (fields: Partial<AppliedRecord> = {}): AppliedRecord => ({
@@ -97,33 +97,38 @@ describe('sameOwnership', () => {
   });
 });
 
-/** A latency source that knows nothing, remembering what it was asked. */
-function unknownLatency(): LatencySource & { calls: [Workload, ObservedLatencyPolicy][] } {
-  const calls: [Workload, ObservedLatencyPolicy][] = [];
-  return {
-    calls,
-    observe: async (workload, observed) => {
-      calls.push([workload, observed]);
-      return { known: false, source: 'None', reason: 'x' };
-    },
-  };
-}
+const noEstimates = new EstimateCache();
 
 const FACTS: ClusterFacts = { nativeSleep: true };
 
 describe('planWorkload', () => {
   const enforce = policy('p', { mode: 'Enforce' });
 
-  test('asks the latency source about the workload with the policy settings', async () => {
-    const latency = unknownLatency();
-    await planWorkload(deployment({ name: 'web', namespace: 'shop' }), enforce, { latency, facts: FACTS });
-    expect(latency.calls).toEqual([
-      [{ namespace: 'shop', name: 'web', podLabels: { app: 'web' } }, enforce.spec.observedLatency],
-    ]);
+  test('reads the published estimate of the workload; without one, says why', () => {
+    const prometheus = policy('p', {
+      mode: 'Enforce',
+      observedLatency: { source: 'Prometheus', minSamples: 10 },
+    });
+    const cache = new EstimateCache();
+    const d = deployment({ name: 'web', namespace: 'shop' });
+    expect(latencyFor(d, prometheus, cache)).toEqual({
+      observation: {
+        known: false,
+        source: 'Prometheus',
+        reason: 'not observed yet: waiting for the first Prometheus refresh',
+      },
+      estimate: undefined,
+    });
+    cache.update('shop/web', observed(4, 50), { stabilizationMs: 60_000, minSamples: 10 });
+    expect(latencyFor(d, prometheus, cache).observation).toEqual(observed(4, 50));
+    const planned = planWorkload(d, prometheus, { estimates: cache, facts: FACTS });
+    expect(planned.ok && planned.plan.drain.reason).toBe('ObservedLatency');
+    // Source None: no estimate is looked at, whatever the cache holds.
+    expect(latencyFor(d, enforce, cache)).toMatchObject({ observation: { known: false, source: 'None' } });
   });
 
   test('a fresh Deployment: not compliant, the record owns probe and preStop', async () => {
-    const planned = await planWorkload(deployment(), enforce, { latency: unknownLatency(), facts: FACTS });
+    const planned = planWorkload(deployment(), enforce, { estimates: noEstimates, facts: FACTS });
     if (!planned.ok) throw new Error('plan failed');
     expect(planned.diff.compliant).toBe(false);
     expect(planned.diff.fields.map((f) => f.field).sort()).toEqual(['preStop', 'readinessProbe']);
@@ -135,7 +140,7 @@ describe('planWorkload', () => {
     });
     expect(planned.nextRecord).not.toHaveProperty('terminationGracePeriodSeconds');
     expect(sameOwnership(planned.record, planned.nextRecord)).toBe(false);
-    expect(planned.observation).toEqual({ known: false, source: 'None', reason: 'x' });
+    expect(planned.observation).toEqual({ known: false, source: 'None', reason: 'observedLatency.source is None' });
     expect(planned.plan.containers[0]?.preStop).toEqual({ sleep: { seconds: 5 } });
   });
 
@@ -144,14 +149,14 @@ describe('planWorkload', () => {
     ['short grace raised and owned', 10],
   ])('after applying (%s): compliant, same ownership, nothing to write', async (_title, grace) => {
     const fresh = deployment({ ...(grace === undefined ? {} : { grace }) });
-    const deps = { latency: unknownLatency(), facts: FACTS };
-    const first = await planWorkload(fresh, enforce, deps);
+    const deps = { estimates: noEstimates, facts: FACTS };
+    const first = planWorkload(fresh, enforce, deps);
     if (!first.ok) throw new Error('plan failed');
     expect(first.diff.compliant).toBe(false);
     if (grace !== undefined) expect(first.nextRecord.terminationGracePeriodSeconds).toBe(30);
 
     const applied = afterApply(fresh, applyConfiguration(fresh, first.nextRecord, first.plan));
-    const second = await planWorkload(applied, enforce, deps);
+    const second = planWorkload(applied, enforce, deps);
     if (!second.ok) throw new Error('plan failed');
     expect(second.record).toEqual(first.nextRecord);
     expect(second.diff).toEqual({ compliant: true, changes: [], fields: [] });
@@ -163,7 +168,7 @@ describe('planWorkload', () => {
   test("a user's probe is kept and not owned", async () => {
     const userProbe: V1Probe = { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 2 };
     const d = deployment({ containers: [container('web', [['http', 8080]], { readinessProbe: userProbe })] });
-    const planned = await planWorkload(d, enforce, { latency: unknownLatency(), facts: FACTS });
+    const planned = planWorkload(d, enforce, { estimates: noEstimates, facts: FACTS });
     if (!planned.ok) throw new Error('plan failed');
     expect(planned.nextRecord.containers).toEqual({ web: { preStop: true } });
     expect(planned.plan.containers).toEqual([{ name: 'web', preStop: { sleep: { seconds: 5 } } }]);
@@ -181,7 +186,7 @@ describe('planWorkload', () => {
       },
       containers: [container('web', [['http', 8080]], { readinessProbe: owned })],
     });
-    const planned = await planWorkload(d, enforce, { latency: unknownLatency(), facts: FACTS });
+    const planned = planWorkload(d, enforce, { estimates: noEstimates, facts: FACTS });
     if (!planned.ok) throw new Error('plan failed');
     expect(planned.plan.containers[0]?.readinessProbe?.httpGet?.path).toBe('/readyz');
     expect(planned.nextRecord.containers.web).toEqual({ readinessProbe: true, preStop: true });
@@ -190,7 +195,7 @@ describe('planWorkload', () => {
 
   test('invalid annotations: not ok, with the errors and the observation', async () => {
     const d = deployment({ annotations: { 'gracefulshutdown.dev/readiness-port': 'not a port' } });
-    const planned = await planWorkload(d, enforce, { latency: unknownLatency(), facts: FACTS });
+    const planned = planWorkload(d, enforce, { estimates: noEstimates, facts: FACTS });
     expect(planned.ok).toBe(false);
     if (planned.ok) return;
     expect(planned.errors.map((e) => e.annotation)).toEqual(['gracefulshutdown.dev/readiness-port']);
@@ -202,9 +207,9 @@ describe('planWorkload: the annotations mirroring grace and preStop for the app'
   const GRACE = GRACE_PERIOD_SECONDS_ANNOTATION;
   const PRESTOP = PRESTOP_SECONDS_ANNOTATION;
   const enforce = (spec: GracefulShutdownPolicySpecInput = {}) => policy('p', { mode: 'Enforce', ...spec });
-  const deps = { latency: unknownLatency(), facts: FACTS };
+  const deps = { estimates: noEstimates, facts: FACTS };
   const plan = async (d: V1Deployment, spec: GracefulShutdownPolicySpecInput = {}) => {
-    const planned = await planWorkload(d, enforce(spec), deps);
+    const planned = planWorkload(d, enforce(spec), deps);
     if (!planned.ok) throw new Error('plan failed');
     return planned;
   };

@@ -1,10 +1,11 @@
 // What a policy wants for one Deployment, computed the same way by the controller that writes
-// Deployments and by the one that reports status: cache in, plan out, only the latency source
-// does I/O.
+// Deployments and by the one that reports status: cache in, plan out, no I/O. The latency is
+// the estimate the leader's refresher published (latency/), read synchronously.
 import type { V1Deployment } from '@kubernetes/client-node';
-import type { LatencySource } from '../latency/source.ts';
+import type { Estimate } from '../latency/estimates.ts';
 import { desiredSettings } from '../policy/desired.ts';
 import { type DiffResult, diffDeployment } from '../policy/diff.ts';
+import { deploymentKey } from '../policy/match.ts';
 import {
   type AppliedRecord,
   readAppliedRecord,
@@ -31,22 +32,45 @@ export type WorkloadPlan =
       /** What it would own after writing the plan. */
       nextRecord: AppliedRecord;
       diff: DiffResult;
+      /** The latency estimate behind the plan; undefined with source None or before the first refresh. */
+      estimate: Estimate | undefined;
     }
-  | { ok: false; errors: AnnotationError[]; observation: LatencyObservation };
+  | { ok: false; errors: AnnotationError[]; observation: LatencyObservation; estimate: Estimate | undefined };
 
-export async function planWorkload(
+/** What planning reads of the latency estimates (latency/estimates.ts's EstimateCache). */
+export interface EstimateReader {
+  get(deploymentKey: string): Estimate | undefined;
+}
+
+/** The observation planning uses: the published estimate, or why there is none. */
+export function latencyFor(
   deployment: V1Deployment,
   policy: ValidPolicy,
-  deps: { latency: LatencySource; facts: ClusterFacts },
-): Promise<WorkloadPlan> {
-  const observation = await deps.latency.observe(
-    {
-      namespace: deployment.metadata?.namespace ?? '',
-      name: deployment.metadata?.name ?? '',
-      podLabels: deployment.spec?.selector?.matchLabels ?? {},
+  estimates: EstimateReader,
+): { observation: LatencyObservation; estimate: Estimate | undefined } {
+  const source = policy.spec.observedLatency.source;
+  if (source === 'None')
+    return {
+      observation: { known: false, source, reason: 'observedLatency.source is None' },
+      estimate: undefined,
+    };
+  const estimate = estimates.get(deploymentKey(deployment));
+  return {
+    observation: estimate?.published ?? {
+      known: false,
+      source,
+      reason: `not observed yet: waiting for the first ${source} refresh`,
     },
-    policy.spec.observedLatency,
-  );
+    estimate,
+  };
+}
+
+export function planWorkload(
+  deployment: V1Deployment,
+  policy: ValidPolicy,
+  deps: { estimates: EstimateReader; facts: ClusterFacts },
+): WorkloadPlan {
+  const { observation, estimate } = latencyFor(deployment, policy, deps.estimates);
   const record = readAppliedRecord(deployment);
   // Plan against the Deployment as it would be without the operator, so that IfMissing means
   // "the user set none" and the operator's own earlier values can follow a new recommendation.
@@ -55,11 +79,12 @@ export async function planWorkload(
     deployment: withoutOwnedFields(deployment, record),
     observation,
     facts: deps.facts,
+    canLower: estimate?.canLower ?? false,
     ...(record?.terminationGracePeriodSeconds !== undefined
       ? { previouslyApplied: { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds } }
       : {}),
   });
-  if (!result.ok) return { ok: false, errors: result.errors, observation };
+  if (!result.ok) return { ok: false, errors: result.errors, observation, estimate };
   // Owned fields the plan leaves out are kept at their values, then the annotations mirroring
   // the grace period and preStop for the app are added where the write changes the template.
   const plan = withMirrorAnnotations(deployment, retainOwnedFields(deployment, record, result.plan));
@@ -70,6 +95,7 @@ export async function planWorkload(
     record,
     nextRecord: recordFor(policy, plan),
     diff: diffDeployment(deployment, plan),
+    estimate,
   };
 }
 

@@ -5,7 +5,7 @@ import { EXCLUDE_ANNOTATION, READINESS_PATH_ANNOTATION } from '../api/annotation
 import type { Condition, GracefulShutdownPolicyStatus } from '../api/policy.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
-import type { LatencySource } from '../latency/source.ts';
+import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
@@ -46,14 +46,14 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
       writes.push({ name, status: structuredClone(status) });
     },
   };
-  const latency: LatencySource = { observe: async () => ({ known: false, source: 'None', reason: 'x' }) };
+  const estimates = new EstimateCache();
   const registry = new Registry();
   const metrics = createOperatorMetrics(registry);
   const reconciler = policyStatusReconciler({
     view,
     writer,
     events: { record: (object, type, reason, message) => events.push({ object, type, reason, message }) },
-    latency,
+    estimates,
     facts: { nativeSleep: true },
     metrics,
     resyncMs: RESYNC_MS,

@@ -4,7 +4,6 @@
 import { API_VERSION, KIND, PolicyConditionTypes, type WorkloadStatus } from '../api/policy.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
-import type { LatencySource } from '../latency/source.ts';
 import { rolloutDecision } from '../policy/budget.ts';
 import {
   invalidPolicyStatus,
@@ -16,7 +15,7 @@ import { matchDeployment, policySelects } from '../policy/match.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { planWorkload } from './plan.ts';
+import { type EstimateReader, planWorkload } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
 export const POLICY_STATUS_CONTROLLER = 'policy-status';
@@ -26,7 +25,8 @@ export interface PolicyStatusControllerDeps {
   writer: PolicyStatusWriter;
   /** A Warning Event on a policy its validation rejects (`kubectl describe gsp` shows it). */
   events: EventRecorder;
-  latency: LatencySource;
+  /** Latency estimates the leader's refresher publishes. */
+  estimates: EstimateReader;
   facts: ClusterFacts;
   metrics: OperatorMetrics;
   /** Status is recomputed this often without events (latency observations age). */
@@ -79,7 +79,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           workloads.push(workloadVerdict({ kind: 'OtherPolicyWins', deployment, winner: match.policy }));
           continue;
         }
-        const planned = await planWorkload(deployment, policy, deps);
+        const planned = planWorkload(deployment, policy, deps);
         if (!planned.ok) {
           workloads.push(workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors }));
           continue;

@@ -1,0 +1,588 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { generatePki } from '../../../test/cluster/pki.ts';
+import { type ObservedLatencyPolicy, ObservedLatencyPolicySchema } from '../api/policy.ts';
+import { bucketQuantile } from './histogram.ts';
+import {
+  buildBucketQuery,
+  escapePromQLString,
+  escapeRegex,
+  NO_PROMETHEUS_URL,
+  PrometheusSource,
+  podNameRegex,
+  renderQueryTemplate,
+} from './prometheus.ts';
+import type { Workload } from './source.ts';
+
+const PROM = 'http://prom.test:9090';
+const workload: Workload = { namespace: 'shop', name: 'checkout', podLabels: { app: 'checkout' } };
+const BUILT_IN =
+  'sum by (le) (increase(http_request_duration_seconds_bucket{namespace="shop", pod=~"checkout-[a-z0-9]+-[a-z0-9]+"}[1h]))';
+
+function policy(overrides: Record<string, unknown> = {}): ObservedLatencyPolicy {
+  return ObservedLatencyPolicySchema.parse({ source: 'Prometheus', ...overrides });
+}
+
+/** An instant-query answer: one series per [le, count]. */
+function vector(pairs: [string, string][]) {
+  return {
+    status: 'success',
+    data: {
+      resultType: 'vector',
+      result: pairs.map(([le, count]) => ({ metric: { le }, value: [1_750_000_000.123, count] })),
+    },
+  };
+}
+
+const json = { 'content-type': 'application/json' };
+const healthy: [string, string][] = [
+  ['0.1', '500'],
+  ['0.5', '900'],
+  ['1', '990'],
+  ['2.5', '1000'],
+  ['+Inf', '1000'],
+];
+
+let dir: string;
+beforeAll(async () => {
+  nock.disableNetConnect();
+  dir = await mkdtemp(join(tmpdir(), 'prometheus-source-'));
+});
+afterEach(() => {
+  nock.cleanAll();
+});
+afterAll(async () => {
+  nock.enableNetConnect();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The query string of a request nock saw, decoded, keyed by parameter. */
+function params(uri: string): [string, string][] {
+  return [...new URL(uri, PROM).searchParams.entries()];
+}
+
+describe('buildBucketQuery', () => {
+  test('the per-le increase over the window, pods selected by namespace and pod name', () => {
+    expect(
+      buildBucketQuery({
+        namespace: 'shop',
+        deployment: 'checkout',
+        metric: 'http_request_duration_seconds',
+        window: '1h',
+      }),
+    ).toBe(BUILT_IN);
+  });
+
+  test('label values are escaped for a PromQL string, the name for a regex first', () => {
+    const query = buildBucketQuery({ namespace: 'a"b\\c', deployment: 'web.v2', metric: 'm', window: '5m' });
+    // The namespace: quote and backslash escaped.
+    expect(query).toContain('namespace="a\\"b\\\\c"');
+    // The dot of web.v2 is a literal in the regex (\.) and that backslash is escaped in the string.
+    expect(query).toContain('pod=~"web\\\\.v2-[a-z0-9]+-[a-z0-9]+"');
+    // Negative controls: neither value appears unescaped.
+    expect(query).not.toContain('namespace="a"b');
+    expect(query).not.toContain('pod=~"web.v2-');
+  });
+
+  test('escapePromQLString and escapeRegex', () => {
+    expect(escapePromQLString('plain-name')).toBe('plain-name');
+    expect(escapePromQLString('a"b\\c\nd')).toBe('a\\"b\\\\c\\nd');
+    expect(escapeRegex('a.b+c*d?e(f)g|h[i]j{k}l^m$n\\o-p')).toBe(
+      'a\\.b\\+c\\*d\\?e\\(f\\)g\\|h\\[i\\]j\\{k\\}l\\^m\\$n\\\\o-p',
+    );
+  });
+});
+
+describe('podNameRegex', () => {
+  // PromQL's =~ is fully anchored; this pattern is in the RE2 subset JavaScript shares.
+  const matches = (deployment: string, pod: string) =>
+    new RegExp(`^(?:${podNameRegex(deployment)})$`).test(pod);
+  /** The pod name kube-apiserver generates for ReplicaSet <deployment>-<hash>: prefix cut to 58. */
+  const podName = (deployment: string, hash: string) => `${`${deployment}-${hash}-`.slice(0, 58)}x7k2q`;
+
+  test("matches the Deployment's pods and not a Deployment whose name extends it", () => {
+    expect(matches('checkout', 'checkout-7d9f8b6c5d-x7k2q')).toBe(true);
+    expect(matches('checkout', 'checkout-api-7d9f8b6c5d-x7k2q')).toBe(false);
+    expect(matches('checkout', 'checkout-7d9f8b6c5d')).toBe(false);
+    expect(matches('web.v2', 'webxv2-7d9f8b6c5d-x7k2q')).toBe(false);
+    // Short names have the one form only.
+    expect(podNameRegex('checkout')).not.toContain('|');
+  });
+
+  test('names long enough for the apiserver to cut the generated pod name still match', () => {
+    for (const length of [46, 47, 50, 56, 57, 58, 63, 100]) {
+      const deployment = `${'a'.repeat(length - 1)}z`;
+      for (const hash of ['7d9f8b6c5d', '58d9f6c5']) {
+        const pod = podName(deployment, hash);
+        expect(pod.length).toBeLessThanOrEqual(63);
+        expect(matches(deployment, pod), `${deployment} ${pod}`).toBe(true);
+      }
+    }
+    // The cut form is exactly 63 characters: a shorter name with the same prefix is not a pod of it.
+    const long = 'b'.repeat(60);
+    expect(matches(long, `${'b'.repeat(58)}x7k2`)).toBe(false);
+  });
+});
+
+describe('renderQueryTemplate', () => {
+  const values = {
+    namespace: 'shop',
+    deployment: 'check"out',
+    metric: 'rpc_seconds',
+    percentile: '0.95',
+    window: '30m',
+  };
+
+  test('substitutes every placeholder, repeated or spaced, values escaped', () => {
+    const rendered = renderQueryTemplate(
+      'sum by (le) (increase({{metric}}_bucket{namespace="{{namespace}}", service="{{ deployment }}"}[{{window}}])) # {{percentile}} {{namespace}}',
+      values,
+    );
+    expect(rendered).toEqual({
+      ok: true,
+      query:
+        'sum by (le) (increase(rpc_seconds_bucket{namespace="shop", service="check\\"out"}[30m])) # 0.95 shop',
+    });
+  });
+
+  test('an unknown placeholder is an error, not text sent to Prometheus', () => {
+    expect(renderQueryTemplate('x{job="{{job}}", ns="{{namespace}}"}', values)).toEqual({
+      ok: false,
+      reason: expect.stringContaining('unknown placeholder(s) {{job}}'),
+    });
+  });
+});
+
+describe('PrometheusSource', () => {
+  const source = (options: Partial<ConstructorParameters<typeof PrometheusSource>[0]> = {}) =>
+    new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000, ...options });
+
+  test('sends one instant query with the built-in query, URL-encoded, and no time', async () => {
+    const seen: string[] = [];
+    const scope = nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, (request: Request) => {
+        // nock 15 passes the intercepted request as a Fetch Request, full URL included.
+        seen.push(request.url.slice(PROM.length));
+        return vector(healthy);
+      });
+    const observation = await source().observe(workload, policy());
+    expect(scope.isDone()).toBe(true);
+    expect(seen).toHaveLength(1);
+    expect(params(seen[0] as string)).toEqual([['query', BUILT_IN]]);
+    // The bytes on the wire (form encoding: space as +).
+    expect(seen[0]).toBe(
+      '/api/v1/query?query=sum+by+%28le%29+%28increase%28http_request_duration_seconds_bucket%7Bnamespace%3D%22shop%22%2C+pod%3D%7E%22checkout-%5Ba-z0-9%5D%2B-%5Ba-z0-9%5D%2B%22%7D%5B1h%5D%29%29',
+    );
+    const expected = bucketQuantile(0.99, [
+      { le: 0.1, count: 500 },
+      { le: 0.5, count: 900 },
+      { le: 1, count: 990 },
+      { le: 2.5, count: 1000 },
+      { le: Number.POSITIVE_INFINITY, count: 1000 },
+    ]);
+    expect(expected.ok && expected.value).toBe(1);
+    expect(observation).toEqual({
+      known: true,
+      seconds: 1,
+      samples: 1000,
+      percentile: 0.99,
+      window: '1h',
+      source: 'Prometheus',
+      atLeast: false,
+    });
+  });
+
+  test("the policy's URL wins over the default, a path prefix and trailing slash are kept", async () => {
+    const other = nock('https://other.test')
+      .get('/prometheus/api/v1/query')
+      .query(true)
+      .reply(200, vector(healthy));
+    const defaultScope = nock(PROM).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    const observation = await source().observe(
+      workload,
+      policy({ prometheus: { url: 'https://other.test/prometheus/' } }),
+    );
+    expect(observation.known).toBe(true);
+    expect(other.isDone()).toBe(true);
+    // Negative control: the default Prometheus was not asked.
+    expect(defaultScope.isDone()).toBe(false);
+  });
+
+  test('no URL anywhere: unavailable, and nothing is asked', async () => {
+    let asked = 0;
+    const observation = await new PrometheusSource({
+      timeoutMs: 1000,
+      httpGet: async () => {
+        asked += 1;
+        return { status: 200, body: JSON.stringify(vector(healthy)) };
+      },
+    }).observe(workload, policy());
+    expect(observation).toEqual({
+      known: false,
+      unavailable: true,
+      source: 'Prometheus',
+      reason: NO_PROMETHEUS_URL,
+    });
+    expect(observation).toMatchObject({
+      reason: 'no Prometheus URL: set observedLatency.prometheus.url or --prometheus-url',
+    });
+    expect(asked).toBe(0);
+  });
+
+  test('the query template replaces the built-in query, values substituted and escaped', async () => {
+    const seen: string[] = [];
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, (request: Request) => {
+        seen.push(request.url.slice(PROM.length));
+        return vector(healthy);
+      });
+    const template =
+      'sum by (le) (increase({{metric}}_bucket{namespace="{{namespace}}", service="{{deployment}}", q="{{percentile}}"}[{{window}}]))';
+    const observation = await source().observe(
+      { ...workload, namespace: 'sh"op' },
+      policy({ query: template, metric: 'rpc_seconds', window: '6h', percentile: 0.9 }),
+    );
+    expect(params(seen[0] as string)).toEqual([
+      [
+        'query',
+        'sum by (le) (increase(rpc_seconds_bucket{namespace="sh\\"op", service="checkout", q="0.9"}[6h]))',
+      ],
+    ]);
+    expect(observation).toMatchObject({ known: true, percentile: 0.9, window: '6h' });
+  });
+
+  test('a template with an unknown placeholder: unknown, not unavailable, nothing asked', async () => {
+    const scope = nock(PROM).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    const observation = await source().observe(workload, policy({ query: 'x{job="{{job}}"}' }));
+    expect(observation).toMatchObject({ known: false, reason: expect.stringContaining('{{job}}') });
+    expect(observation).not.toHaveProperty('unavailable');
+    expect(scope.isDone()).toBe(false);
+  });
+
+  test('the bearer token is read from its file at each request (rotation)', async () => {
+    const file = join(dir, 'token');
+    await writeFile(file, 'token-one\n');
+    const prometheus = source({ bearerTokenFile: file });
+    const first = nock(PROM, { reqheaders: { authorization: 'Bearer token-one' } })
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, vector(healthy));
+    expect((await prometheus.observe(workload, policy())).known).toBe(true);
+    expect(first.isDone()).toBe(true);
+
+    await writeFile(file, 'token-two');
+    const second = nock(PROM, { reqheaders: { authorization: 'Bearer token-two' } })
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, vector(healthy));
+    expect((await prometheus.observe(workload, policy())).known).toBe(true);
+    expect(second.isDone()).toBe(true);
+  });
+
+  test('without a token file no Authorization header is sent', async () => {
+    const scope = nock(PROM, { badheaders: ['authorization'] })
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, vector(healthy));
+    expect((await source().observe(workload, policy())).known).toBe(true);
+    expect(scope.isDone()).toBe(true);
+  });
+
+  test('an unreadable token file: unavailable, naming the file', async () => {
+    const scope = nock(PROM).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    const file = join(dir, 'missing-token');
+    const observation = await source({ bearerTokenFile: file }).observe(workload, policy());
+    expect(observation).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringContaining(`cannot read the bearer token file ${file}: ENOENT`),
+    });
+    expect(scope.isDone()).toBe(false);
+  });
+
+  test('a percentile in the +Inf bucket: the largest finite bound, atLeast', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(
+        200,
+        vector([
+          ['0.5', '100'],
+          ['2.5', '950'],
+          ['+Inf', '1000'],
+        ]),
+      );
+    expect(await source().observe(workload, policy())).toEqual({
+      known: true,
+      seconds: 2.5,
+      samples: 1000,
+      percentile: 0.99,
+      window: '1h',
+      source: 'Prometheus',
+      atLeast: true,
+    });
+  });
+
+  test('too few samples: still known, the (extrapolated) count rounded down and passed through', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(
+        200,
+        vector([
+          ['0.1', '20.35'],
+          ['1', '42.7'],
+          ['+Inf', '42.7'],
+        ]),
+      );
+    const observation = await source().observe(workload, policy({ minSamples: 100 }));
+    expect(observation).toMatchObject({ known: true, samples: 42 });
+    // rank 0.99 x 42.7 falls in (0.1, 1]: interpolated there, as histogram_quantile does.
+    const expected = 0.1 + 0.9 * ((0.99 * 42.7 - 20.35) / (42.7 - 20.35));
+    expect((observation as { seconds: number }).seconds).toBeCloseTo(expected, 10);
+  });
+
+  test('no series: unknown with the documented reason, not unavailable', async () => {
+    nock(PROM).get('/api/v1/query').query(true).reply(200, vector([]));
+    const observation = await source().observe(workload, policy());
+    expect(observation).toMatchObject({
+      known: false,
+      source: 'Prometheus',
+      reason: expect.stringMatching(
+        /^no http_request_duration_seconds_bucket series for pods of shop\/checkout in the last 1h \(Prometheus http:\/\/prom\.test:9090\/api\/v1\/query, query sum by \(le\)/,
+      ),
+    });
+    expect(observation).not.toHaveProperty('unavailable');
+  });
+
+  test('no requests in the window: unknown with samples 0', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(
+        200,
+        vector([
+          ['0.1', '0'],
+          ['+Inf', '0'],
+        ]),
+      );
+    const observation = await source().observe(workload, policy());
+    expect(observation).toMatchObject({
+      known: false,
+      samples: 0,
+      reason: expect.stringContaining('no requests'),
+    });
+    expect(observation).not.toHaveProperty('unavailable');
+  });
+
+  test('no le="+Inf" series: histogram incomplete, not unavailable', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(
+        200,
+        vector([
+          ['0.1', '10'],
+          ['1', '20'],
+        ]),
+      );
+    const observation = await source().observe(workload, policy());
+    expect(observation).toMatchObject({
+      known: false,
+      reason: expect.stringContaining('histogram incomplete'),
+    });
+    expect(observation).not.toHaveProperty('unavailable');
+  });
+
+  test('a result that is not per-le counts: unknown, saying what the query must return', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, {
+        status: 'success',
+        data: { resultType: 'vector', result: [{ metric: {}, value: [1, '0.42'] }] },
+      });
+    const noLe = await source().observe(workload, policy({ query: 'histogram_quantile(0.99, x)' }));
+    expect(noLe).toMatchObject({ known: false, reason: expect.stringContaining('without an le label') });
+    expect(noLe).not.toHaveProperty('unavailable');
+
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, { status: 'success', data: { resultType: 'scalar', result: [1, '0.42'] } });
+    const scalar = await source().observe(workload, policy({ query: 'scalar(x)' }));
+    expect(scalar).toMatchObject({
+      known: false,
+      reason: expect.stringContaining('returned a scalar, not a vector'),
+    });
+    expect(scalar).not.toHaveProperty('unavailable');
+  });
+
+  test('an error body with 4xx or 5xx: unavailable, with errorType, error, URL and query', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(503, { status: 'error', errorType: 'unavailable', error: 'too many queries' }, json);
+    const observation = await source().observe(workload, policy());
+    expect(observation).toMatchObject({ known: false, unavailable: true, source: 'Prometheus' });
+    const reason = (observation as { reason: string }).reason;
+    expect(reason).toContain('HTTP 503: unavailable: too many queries');
+    expect(reason).toContain('http://prom.test:9090/api/v1/query');
+    expect(reason).toContain(BUILT_IN);
+
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(400, { status: 'error', errorType: 'bad_data', error: '1:5: parse error' }, json);
+    expect(await source().observe(workload, policy({ query: 'sum(' }))).toMatchObject({
+      unavailable: true,
+      reason: expect.stringContaining('HTTP 400: bad_data: 1:5: parse error'),
+    });
+  });
+
+  test('an HTTP error without an API body: unavailable, with a bit of the body', async () => {
+    nock(PROM).get('/api/v1/query').query(true).reply(502, '<html>Bad Gateway</html>');
+    expect(await source().observe(workload, policy())).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringContaining('HTTP 502: <html>Bad Gateway</html>'),
+    });
+  });
+
+  test('status "error" in a 200 body: unavailable', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, { status: 'error', errorType: 'timeout', error: 'query timed out' }, json);
+    expect(await source().observe(workload, policy())).toMatchObject({
+      unavailable: true,
+      reason: expect.stringContaining('timeout: query timed out'),
+    });
+  });
+
+  test('malformed bodies: not JSON, or JSON that is not an API response', async () => {
+    nock(PROM).get('/api/v1/query').query(true).reply(200, '<html>login</html>');
+    expect(await source().observe(workload, policy())).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringContaining('not JSON'),
+    });
+    nock(PROM).get('/api/v1/query').query(true).reply(200, { hello: 'world' });
+    expect(await source().observe(workload, policy())).toMatchObject({
+      unavailable: true,
+      reason: expect.stringContaining('not an API response'),
+    });
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, {
+        status: 'success',
+        data: { resultType: 'vector', result: [{ metric: { le: '1' }, value: [1] }] },
+      });
+    const badVector = await source().observe(workload, policy());
+    expect(badVector).toMatchObject({ known: false, reason: expect.stringContaining('malformed vector') });
+  });
+
+  test('a network error: unavailable', async () => {
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      // nock 15 emits an Error instance; a plain { code, message } object is never emitted.
+      .replyWithError(Object.assign(new Error('connect refused'), { code: 'ECONNREFUSED' }));
+    expect(await source().observe(workload, policy())).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringMatching(
+        /^Prometheus could not be asked: ECONNREFUSED: connect refused \(Prometheus /,
+      ),
+    });
+  });
+
+  test('a reply slower than timeoutMs: unavailable, timed out', async () => {
+    nock(PROM).get('/api/v1/query').query(true).delay(1000).reply(200, vector(healthy));
+    const started = Date.now();
+    const observation = await source({ timeoutMs: 100 }).observe(workload, policy());
+    expect(Date.now() - started).toBeLessThan(900);
+    expect(observation).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringContaining('did not answer within 100 ms'),
+    });
+  });
+
+  test("the caller's signal aborts the query", async () => {
+    nock(PROM).get('/api/v1/query').query(true).delay(1000).reply(200, vector(healthy));
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('shutting down')), 50);
+    const observation = await source({ timeoutMs: 5000 }).observe(workload, policy(), controller.signal);
+    expect(observation).toMatchObject({
+      unavailable: true,
+      reason: expect.stringContaining('aborted (Error: shutting down)'),
+    });
+  });
+
+  test('credentials in the URL are used but never shown', async () => {
+    const scope = nock('http://prom.test:9090', {
+      reqheaders: { authorization: `Basic ${Buffer.from('user:s3cret').toString('base64')}` },
+    })
+      .get('/api/v1/query')
+      .query(true)
+      .reply(503, 'overloaded');
+    const observation = await source({ defaultUrl: 'http://user:s3cret@prom.test:9090' }).observe(
+      workload,
+      policy(),
+    );
+    expect(scope.isDone()).toBe(true);
+    expect(observation).toMatchObject({ unavailable: true });
+    expect(JSON.stringify(observation)).not.toContain('s3cret');
+    // Negative control: the same observation does name the host.
+    expect(JSON.stringify(observation)).toContain('prom.test:9090');
+  });
+});
+
+describe('PrometheusSource over real TLS', () => {
+  test('trusts the CA file in addition to the default CAs; without it the certificate is refused', async () => {
+    const pki = await generatePki([]);
+    const server = https.createServer(
+      { cert: pki.apiserver.cert, key: pki.apiserver.key },
+      (_request, res) => {
+        res.writeHead(200, json).end(JSON.stringify(vector(healthy)));
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    nock.enableNetConnect('127.0.0.1');
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const caFile = join(dir, 'ca.pem');
+      await writeFile(caFile, pki.ca.cert);
+      const trusted = await new PrometheusSource({ defaultUrl: url, caFile, timeoutMs: 5000 }).observe(
+        workload,
+        policy(),
+      );
+      expect(trusted).toMatchObject({ known: true, seconds: 1, samples: 1000 });
+      // Negative control: the same server without the CA file.
+      const untrusted = await new PrometheusSource({ defaultUrl: url, timeoutMs: 5000 }).observe(
+        workload,
+        policy(),
+      );
+      expect(untrusted).toMatchObject({
+        known: false,
+        unavailable: true,
+        reason: expect.stringMatching(/Prometheus could not be asked: .*certificate/i),
+      });
+    } finally {
+      nock.disableNetConnect();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

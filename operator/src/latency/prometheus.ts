@@ -1,0 +1,539 @@
+// The Prometheus latency source. Per workload it sends ONE instant query for the per-bucket
+// increase of the request-duration histogram over the window, summed by `le`, and computes the
+// quantile itself with bucketQuantile (histogram.ts, Prometheus's own BucketQuantile, identical to
+// histogram_quantile). Asking for the buckets rather than for histogram_quantile(...) tells the
+// operator the sample count (the +Inf bucket) and whether the percentile fell in the +Inf bucket,
+// where histogram_quantile silently answers the largest finite bound.
+//
+// HTTP goes through node:http / node:https, not the global fetch: trusting an extra CA with fetch
+// needs an undici Agent as its `dispatcher`, and Node does not export its bundled undici. The
+// `undici` npm package would be a second copy whose version must track Node's bundled one (the
+// copy in node_modules today is 8.x, pulled in by @kubernetes/client-node, while Node 24 bundles
+// 7.x). An https.Agent with `ca` does the same with no dependency, and nock intercepts it.
+//
+// Pure parts (query building, template substitution, response interpretation) are exported for
+// tests and for e2e tests against a real Prometheus; I/O (files, network) stays in the class and
+// in createNodeHttpGet.
+import { readFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as tls from 'node:tls';
+import { z } from 'zod';
+import type { ObservedLatencyPolicy } from '../api/policy.ts';
+import type { LatencyObservation } from '../policy/types.ts';
+import { type Bucket, bucketQuantile } from './histogram.ts';
+import type { LatencySource, Workload } from './source.ts';
+
+export const NO_PROMETHEUS_URL = 'no Prometheus URL: set observedLatency.prometheus.url or --prometheus-url';
+
+/** A query response larger than this is refused: a per-le vector is a few kilobytes. */
+const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+/** The query as quoted in reasons: long templates are cut, so the error itself is never truncated. */
+const MAX_QUERY_IN_REASON = 300;
+
+// --- PromQL text ---------------------------------------------------------------------------------
+
+/** A value escaped for a double-quoted PromQL string literal (backslash, quote, line breaks). */
+export function escapePromQLString(value: string): string {
+  return value.replace(/[\\"\n\r]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : `\\${c}`));
+}
+
+/** A literal for a PromQL (RE2) regular expression: the characters Go's regexp.QuoteMeta escapes. */
+export function escapeRegex(value: string): string {
+  return value.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+}
+
+/**
+ * kube-apiserver's generateName keeps at most 58 characters of the prefix before its 5 random
+ * characters (names.SimpleNameGenerator): a pod of ReplicaSet `<deployment>-<hash>` is named
+ * `<deployment>-<hash>-<5 chars>` only while that fits, and is cut to 63 characters otherwise.
+ */
+const GENERATED_PREFIX_MAX = 58;
+const GENERATED_SUFFIX_LENGTH = 5;
+/** The pod-template-hash: a uint32 in decimal, safe-encoded, so 1 to 10 characters. */
+const MAX_HASH_LENGTH = 10;
+
+/**
+ * An RE2 pattern (fully anchored, as PromQL's =~ is) matching the names of the pods of a
+ * Deployment: `<deployment>-<pod-template-hash>-<random>`. For names long enough that the
+ * apiserver cuts the generated name, the cut form (exactly 63 characters) is an alternative.
+ */
+export function podNameRegex(deployment: string): string {
+  const full = `${escapeRegex(deployment)}-[a-z0-9]+-[a-z0-9]+`;
+  // `<deployment>-<hash>-` fits in 58 characters whatever the hash: no cut form exists.
+  if (deployment.length + 1 + MAX_HASH_LENGTH + 1 <= GENERATED_PREFIX_MAX) return full;
+  const suffix = `[a-z0-9]{${GENERATED_SUFFIX_LENGTH}}`;
+  const cut =
+    deployment.length >= GENERATED_PREFIX_MAX
+      ? `${escapeRegex(deployment.slice(0, GENERATED_PREFIX_MAX))}${suffix}`
+      : `${escapeRegex(deployment)}-[a-z0-9-]{${GENERATED_PREFIX_MAX - deployment.length - 1}}${suffix}`;
+  return `${full}|${cut}`;
+}
+
+export interface BucketQueryInput {
+  namespace: string;
+  deployment: string;
+  /** The histogram's name, without `_bucket`. */
+  metric: string;
+  /** A Prometheus duration: 1h, 30m, 7d. */
+  window: string;
+}
+
+/**
+ * The built-in query: the increase of each bucket over the window, summed over the Deployment's
+ * pods by `le`. Pods are selected by the `namespace` and `pod` labels that a kubernetes_sd_configs
+ * pod scrape (with the usual relabeling) and a Prometheus Operator PodMonitor or ServiceMonitor
+ * attach. rate/increase comes before sum, so counter resets (restarted pods) are handled.
+ */
+export function buildBucketQuery({ namespace, deployment, metric, window }: BucketQueryInput): string {
+  const selector = `namespace="${escapePromQLString(namespace)}", pod=~"${escapePromQLString(podNameRegex(deployment))}"`;
+  return `sum by (le) (increase(${metric}_bucket{${selector}}[${window}]))`;
+}
+
+export const TEMPLATE_PLACEHOLDERS = ['namespace', 'deployment', 'metric', 'percentile', 'window'] as const;
+export type TemplateValues = Record<(typeof TEMPLATE_PLACEHOLDERS)[number], string>;
+
+/**
+ * observedLatency.query with its placeholders ({{namespace}}, {{deployment}}, {{metric}},
+ * {{percentile}}, {{window}}; spaces inside the braces allowed) replaced by the values escaped for
+ * a PromQL string literal. An unknown placeholder is an error rather than text sent to Prometheus.
+ */
+export function renderQueryTemplate(
+  template: string,
+  values: TemplateValues,
+): { ok: true; query: string } | { ok: false; reason: string } {
+  const unknown = new Set<string>();
+  const query = template.replace(/\{\{\s*([^{}\s]*)\s*\}\}/g, (match, name: string) => {
+    if (!(TEMPLATE_PLACEHOLDERS as readonly string[]).includes(name)) {
+      unknown.add(match);
+      return match;
+    }
+    return escapePromQLString(values[name as keyof TemplateValues]);
+  });
+  if (unknown.size > 0) {
+    const known = TEMPLATE_PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ');
+    return {
+      ok: false,
+      reason: `observedLatency.query has unknown placeholder(s) ${[...unknown].join(', ')}; known: ${known}`,
+    };
+  }
+  return { ok: true, query };
+}
+
+/** The query a policy asks for one workload: its template, or the built-in bucket query. */
+export function queryFor(
+  workload: Pick<Workload, 'namespace' | 'name'>,
+  policy: Pick<ObservedLatencyPolicy, 'metric' | 'window' | 'percentile' | 'query'>,
+): { ok: true; query: string } | { ok: false; reason: string } {
+  if (policy.query === undefined) {
+    return {
+      ok: true,
+      query: buildBucketQuery({
+        namespace: workload.namespace,
+        deployment: workload.name,
+        metric: policy.metric,
+        window: policy.window,
+      }),
+    };
+  }
+  return renderQueryTemplate(policy.query, {
+    namespace: workload.namespace,
+    deployment: workload.name,
+    metric: policy.metric,
+    percentile: String(policy.percentile),
+    window: policy.window,
+  });
+}
+
+/** `<base>/api/v1/query?query=...` (a path prefix in the base URL is kept). Throws on a bad URL. */
+export function queryUrl(base: string, query: string): URL {
+  const url = new URL(base);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`not http(s): ${base}`);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/api/v1/query`;
+  url.searchParams.set('query', query);
+  url.hash = '';
+  return url;
+}
+
+/** The endpoint as written in reasons: no credentials, no query string. */
+function displayEndpoint(url: URL): string {
+  const shown = new URL(url);
+  shown.username = '';
+  shown.password = '';
+  shown.search = '';
+  return shown.toString();
+}
+
+function shorten(text: string, max: number): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length <= max ? oneLine : `${oneLine.slice(0, max - 1)}…`;
+}
+
+// --- the response ------------------------------------------------------------------------------
+
+const ErrorBodySchema = z.object({
+  status: z.literal('error'),
+  errorType: z.string().optional(),
+  error: z.string().optional(),
+});
+
+const SuccessBodySchema = z.object({
+  status: z.literal('success'),
+  data: z.object({ resultType: z.string(), result: z.unknown() }),
+});
+
+const ApiBodySchema = z.discriminatedUnion('status', [SuccessBodySchema, ErrorBodySchema]);
+
+/** An instant vector: one sample per series, the value a string ("1.5", "+Inf", "NaN"). */
+const VectorResultSchema = z.array(
+  z.object({
+    metric: z.record(z.string(), z.string()),
+    value: z.tuple([z.number(), z.string()]),
+  }),
+);
+
+/** A Prometheus sample or `le` value as written in the API: decimal, exponent, ±Inf or NaN. */
+function parsePromFloat(text: string): number {
+  const t = text.trim();
+  if (/^\+?inf$/i.test(t)) return Number.POSITIVE_INFINITY;
+  if (/^-inf$/i.test(t)) return Number.NEGATIVE_INFINITY;
+  if (/^nan$/i.test(t)) return Number.NaN;
+  // Number('') is 0 and Number('0x10') is 16: only plain decimals count.
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(t)) return Number.NaN;
+  return Number(t);
+}
+
+function zodSummary(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  const path = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  return `${path}${issue.message}`;
+}
+
+export interface HttpResponse {
+  status: number;
+  body: string;
+}
+
+export interface QueryContext {
+  workload: Pick<Workload, 'namespace' | 'name'>;
+  policy: Pick<ObservedLatencyPolicy, 'metric' | 'window' | 'percentile' | 'query'>;
+  /** The endpoint queried (credentials are never shown). */
+  url: URL;
+  query: string;
+}
+
+/** `(Prometheus <endpoint>, query <query>)`, appended to every reason about one query. */
+function where(context: QueryContext): string {
+  return `(Prometheus ${displayEndpoint(context.url)}, query ${shorten(context.query, MAX_QUERY_IN_REASON)})`;
+}
+
+/**
+ * What one query response says about the workload's latency. unavailable when Prometheus did
+ * not answer the question (HTTP error status, an error body, a body that is not a Prometheus API
+ * response); a plain unknown when it answered but the answer holds no quantile (no series, no
+ * +Inf bucket, no requests, a result that is not a per-le vector).
+ */
+export function interpretQueryResponse(response: HttpResponse, context: QueryContext): LatencyObservation {
+  const source = 'Prometheus' as const;
+  const at = where(context);
+  const unavailable = (reason: string): LatencyObservation => ({
+    known: false,
+    unavailable: true,
+    source,
+    reason: `${reason} ${at}`,
+  });
+  const unknown = (reason: string, samples?: number): LatencyObservation => ({
+    known: false,
+    source,
+    reason: `${reason} ${at}`,
+    ...(samples === undefined ? {} : { samples }),
+  });
+
+  let json: unknown;
+  let jsonError: string | undefined;
+  try {
+    json = JSON.parse(response.body);
+  } catch (err) {
+    jsonError = (err as Error).message;
+  }
+  const ok = response.status >= 200 && response.status < 300;
+  if (!ok) {
+    const error = ErrorBodySchema.safeParse(json);
+    const detail = error.success
+      ? `${error.data.errorType ?? 'error'}: ${error.data.error ?? '(no message)'}`
+      : shorten(response.body, 200) || '(empty body)';
+    return unavailable(`Prometheus answered HTTP ${response.status}: ${detail}`);
+  }
+  if (jsonError !== undefined) {
+    return unavailable(
+      `Prometheus answered HTTP ${response.status} with a body that is not JSON (${jsonError}): ${shorten(response.body, 200) || '(empty body)'}`,
+    );
+  }
+  const body = ApiBodySchema.safeParse(json);
+  if (!body.success) {
+    return unavailable(
+      `Prometheus answered with a body that is not an API response (${zodSummary(body.error)})`,
+    );
+  }
+  if (body.data.status === 'error') {
+    return unavailable(
+      `Prometheus answered with an error: ${body.data.errorType ?? 'error'}: ${body.data.error ?? '(no message)'}`,
+    );
+  }
+  const { resultType, result } = body.data.data;
+  if (resultType !== 'vector') {
+    return unknown(`the query returned a ${resultType}, not a vector of per-le bucket counts`);
+  }
+  const vector = VectorResultSchema.safeParse(result);
+  if (!vector.success) return unknown(`the query returned a malformed vector (${zodSummary(vector.error)})`);
+  const { workload, policy } = context;
+  if (vector.data.length === 0) {
+    return unknown(
+      policy.query === undefined
+        ? `no ${policy.metric}_bucket series for pods of ${workload.namespace}/${workload.name} in the last ${policy.window}`
+        : `observedLatency.query returned no series for ${workload.namespace}/${workload.name}`,
+    );
+  }
+
+  const buckets: Bucket[] = [];
+  for (const series of vector.data) {
+    const leText = series.metric.le;
+    if (leText === undefined) {
+      return unknown(
+        `the query returned a series without an le label (${shorten(JSON.stringify(series.metric), 120)}): it must return the per-le bucket counts, e.g. sum by (le) (increase(<metric>_bucket{...}[<window>]))`,
+      );
+    }
+    const le = parsePromFloat(leText);
+    const count = parsePromFloat(series.value[1]);
+    if (Number.isNaN(le)) return unknown(`the query returned a series with le="${leText}", not a number`);
+    if (!Number.isFinite(count) || count < 0) {
+      return unknown(`the query returned the count "${series.value[1]}" for le="${leText}", not a count`);
+    }
+    buckets.push({ le, count });
+  }
+
+  const quantile = bucketQuantile(policy.percentile, buckets);
+  // increase() extrapolates to the window's edges, so counts are not integers: whole requests
+  // are shown (the epsilon absorbs float noise such as 99.99999999). minSamples is an integer,
+  // so floor(x) >= minSamples exactly when x >= minSamples.
+  const samples = Math.max(0, Math.floor(quantile.observations + 1e-9));
+  if (!quantile.ok) {
+    switch (quantile.reason) {
+      case 'NoInfBucket':
+        return unknown(
+          `histogram incomplete: none of the ${buckets.length} series returned has le="+Inf", which the quantile needs`,
+        );
+      case 'TooFewBuckets':
+        return unknown(
+          'the histogram has only the le="+Inf" bucket: a quantile needs finite buckets',
+          samples,
+        );
+      case 'NoObservations':
+        return unknown(`no requests in the last ${policy.window} (the le="+Inf" bucket did not increase)`, 0);
+    }
+  }
+  return {
+    known: true,
+    seconds: quantile.value,
+    samples,
+    percentile: policy.percentile,
+    window: policy.window,
+    source,
+    atLeast: quantile.atLeast,
+  };
+}
+
+// --- HTTP ----------------------------------------------------------------------------------------
+
+export interface HttpGetOptions {
+  headers: Record<string, string>;
+  /** PEM bundle to trust in addition to the default CAs (https only). */
+  ca?: string | undefined;
+  signal: AbortSignal;
+  maxBytes: number;
+}
+
+/** One GET, answering the status and the body whatever the status; rejects on network errors. */
+export type HttpGet = (url: URL, options: HttpGetOptions) => Promise<HttpResponse>;
+
+/**
+ * A GET with node:http / node:https. An extra CA gets its own keep-alive https.Agent trusting
+ * Node's default CAs (tls.getCACertificates('default'): the bundled or system store and
+ * NODE_EXTRA_CA_CERTS) plus the bundle, since `ca` alone would replace them. The agent is
+ * replaced when the bundle changes (rotation); the old one's idle sockets time out.
+ */
+export function createNodeHttpGet(): HttpGet {
+  let cached: { pem: string; agent: https.Agent } | undefined;
+  const agentFor = (pem: string): https.Agent => {
+    if (cached?.pem !== pem) {
+      cached = {
+        pem,
+        agent: new https.Agent({
+          keepAlive: true,
+          timeout: 5000,
+          ca: [...tls.getCACertificates('default'), pem],
+        }),
+      };
+    }
+    return cached.agent;
+  };
+
+  return async (url, { headers, ca, signal, maxBytes }) => {
+    const isHttps = url.protocol === 'https:';
+    const client = isHttps ? https : http;
+    const agent = isHttps && ca !== undefined ? agentFor(ca) : undefined;
+    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const request = client.get(url, { headers, signal, ...(agent ? { agent } : {}) }, resolve);
+      request.on('error', reject);
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) {
+        response.destroy();
+        throw new Error(`response larger than ${maxBytes} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    return { status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') };
+  };
+}
+
+// --- the source ----------------------------------------------------------------------------------
+
+export interface PrometheusSourceOptions {
+  /** The operator-wide Prometheus (--prometheus-url), used when a policy names none. */
+  defaultUrl?: string | undefined;
+  /** Its content is sent as `Authorization: Bearer ...`; read at every request (rotation). */
+  bearerTokenFile?: string | undefined;
+  /** A PEM bundle trusted for https in addition to the default CAs; read at every request. */
+  caFile?: string | undefined;
+  /** One query (credentials read included) may take this long (--latency-timeout-ms). */
+  timeoutMs: number;
+  /** Replaces the HTTP client; default createNodeHttpGet(). */
+  httpGet?: HttpGet;
+  /** Default 8 MiB. */
+  maxResponseBytes?: number;
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}
+
+export class PrometheusSource implements LatencySource {
+  readonly #defaultUrl: string | undefined;
+  readonly #bearerTokenFile: string | undefined;
+  readonly #caFile: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #httpGet: HttpGet;
+  readonly #maxResponseBytes: number;
+
+  constructor(options: PrometheusSourceOptions) {
+    this.#defaultUrl = options.defaultUrl;
+    this.#bearerTokenFile = options.bearerTokenFile;
+    this.#caFile = options.caFile;
+    this.#timeoutMs = options.timeoutMs;
+    this.#httpGet = options.httpGet ?? createNodeHttpGet();
+    this.#maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  }
+
+  async observe(
+    workload: Workload,
+    policy: ObservedLatencyPolicy,
+    signal?: AbortSignal,
+  ): Promise<LatencyObservation> {
+    try {
+      return await this.#observe(workload, policy, signal);
+    } catch (err) {
+      // Never throws (LatencySource): a bug here is still an observation, saying what happened.
+      return {
+        known: false,
+        unavailable: true,
+        source: 'Prometheus',
+        reason: `unexpected error: ${errorMessage(err)}`,
+      };
+    }
+  }
+
+  async #observe(
+    workload: Workload,
+    policy: ObservedLatencyPolicy,
+    signal: AbortSignal | undefined,
+  ): Promise<LatencyObservation> {
+    const source = 'Prometheus' as const;
+    const base = policy.prometheus?.url ?? this.#defaultUrl;
+    if (base === undefined || base === '') {
+      return { known: false, unavailable: true, source, reason: NO_PROMETHEUS_URL };
+    }
+    const query = queryFor(workload, policy);
+    if (!query.ok) return { known: false, source, reason: query.reason };
+    let url: URL;
+    try {
+      url = queryUrl(base, query.query);
+    } catch {
+      const shown = base.replace(/\/\/[^/@]*@/, '//');
+      return { known: false, unavailable: true, source, reason: `invalid Prometheus URL ${shown}` };
+    }
+    const context: QueryContext = { workload, policy, url, query: query.query };
+    const fail = (reason: string): LatencyObservation => ({
+      known: false,
+      unavailable: true,
+      source,
+      reason: `${reason} ${where(context)}`,
+    });
+
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const aborted = (): LatencyObservation => {
+      if (timeout.aborted) return fail(`Prometheus did not answer within ${this.#timeoutMs} ms`);
+      const reason: unknown = signal?.reason;
+      const why = reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
+      return fail(`the query was aborted (${why})`);
+    };
+    if (combined.aborted) return aborted();
+
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      'user-agent': 'graceful-shutdown-operator',
+    };
+    let ca: string | undefined;
+    try {
+      if (this.#bearerTokenFile !== undefined) {
+        const token = (await readFile(this.#bearerTokenFile, { encoding: 'utf8', signal: combined })).trim();
+        if (token === '') return fail(`the bearer token file ${this.#bearerTokenFile} is empty`);
+        headers.authorization = `Bearer ${token}`;
+      }
+    } catch (err) {
+      if (combined.aborted) return aborted();
+      return fail(`cannot read the bearer token file ${this.#bearerTokenFile}: ${errorMessage(err)}`);
+    }
+    try {
+      if (this.#caFile !== undefined && url.protocol === 'https:') {
+        ca = await readFile(this.#caFile, { encoding: 'utf8', signal: combined });
+      }
+    } catch (err) {
+      if (combined.aborted) return aborted();
+      return fail(`cannot read the CA file ${this.#caFile}: ${errorMessage(err)}`);
+    }
+
+    let response: HttpResponse;
+    try {
+      response = await this.#httpGet(url, {
+        headers,
+        ca,
+        signal: combined,
+        maxBytes: this.#maxResponseBytes,
+      });
+    } catch (err) {
+      if (combined.aborted) return aborted();
+      return fail(`Prometheus could not be asked: ${errorMessage(err)}`);
+    }
+    return interpretQueryResponse(response, context);
+  }
+}
