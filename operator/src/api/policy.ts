@@ -279,7 +279,7 @@ export const ObservedLatencyPolicySchema = withRules(
       .max(4096)
       .optional()
       .describe(
-        'PromQL template used instead of metric (source Prometheus only). Placeholders: {{namespace}}, {{deployment}}, {{metric}}, {{percentile}}, {{window}}.',
+        'PromQL template used instead of the built-in query (source Prometheus only). It must return the per-le bucket counts of the workload over the window, like `sum by (le) (increase(<metric>_bucket{...}[<window>]))`, so the operator knows the sample count and the +Inf case. Placeholders: {{namespace}}, {{deployment}}, {{metric}}, {{percentile}}, {{window}}.',
       ),
     prometheus: z
       .strictObject({

@@ -21,7 +21,8 @@ export function parsePrometheusDuration(text: string): number {
   let ms = 0;
   for (const [, value, unit] of parts) {
     const index = order.indexOf(unit as (typeof order)[number]);
-    if (index <= last) throw new Error(`"${text}": a Prometheus duration takes its units from largest to smallest, each once`);
+    if (index <= last)
+      throw new Error(`"${text}": a Prometheus duration takes its units from largest to smallest, each once`);
     last = index;
     ms += Number(value) * unitMs[unit as keyof typeof unitMs];
   }
