@@ -107,3 +107,25 @@ describe('EstimateCache', () => {
     expect(cache.keys()).toEqual(['b/y']);
   });
 });
+
+describe('publishedAt', () => {
+  test('moves only when the published value changes, and tells how old a stale value is', () => {
+    const c = clock();
+    const cache = new EstimateCache(c.now);
+    const t0 = c.now();
+    cache.update('ns/web', known(3), options);
+    c.advance(5_000);
+    cache.update('ns/web', known(3.01), options);
+    expect(cache.get('ns/web')?.publishedAt).toBe(t0);
+    c.advance(5_000);
+    cache.update('ns/web', known(6), options);
+    expect(cache.get('ns/web')?.publishedAt).toBe(t0 + 10_000);
+    c.advance(5_000);
+    cache.update('ns/web', down, options);
+    expect(cache.get('ns/web')).toMatchObject({
+      stale: true,
+      publishedAt: t0 + 10_000,
+      refreshedAt: t0 + 15_000,
+    });
+  });
+});

@@ -16,6 +16,11 @@ export interface Estimate {
   latest: LatencyObservation;
   /** When `latest` arrived (ms since the epoch). */
   refreshedAt: number;
+  /**
+   * When the published latency was observed; it moves only when the published value changes
+   * in a way planning sees, so status does not churn with every refresh.
+   */
+  publishedAt: number;
   /** The published latency is older news: the latest answer was not a known latency. */
   stale: boolean;
   /**
@@ -30,6 +35,7 @@ interface Entry {
   /** Trusted observations inside the stabilization window, oldest first. */
   history: { at: number; observation: Known }[];
   lastKnown: Known | undefined;
+  lastKnownAt: number;
   estimate: Estimate;
 }
 
@@ -39,6 +45,9 @@ export interface UpdateOptions {
   minSamples: number;
 }
 
+/** Published latencies within 1 % of each other are the same news (plans round up to seconds). */
+const SAME_LATENCY = 0.01;
+
 /** Whether two estimates would plan or report differently (sample counts alone do not count). */
 function sameEstimate(a: Estimate | undefined, b: Estimate): boolean {
   if (!a) return false;
@@ -47,14 +56,17 @@ function sameEstimate(a: Estimate | undefined, b: Estimate): boolean {
     return JSON.stringify([
       p.known,
       p.source,
-      p.known ? [Math.round(p.seconds * 1000), p.atLeast ?? false, p.percentile, p.window] : p.reason,
-      p.known ? undefined : (p.unavailable ?? false),
+      p.known ? [p.atLeast ?? false, p.percentile, p.window] : [p.reason, p.unavailable ?? false],
       e.stale,
       e.canLower,
       e.latest.known ? undefined : e.latest.reason,
     ]);
   };
-  return key(a) === key(b);
+  if (key(a) !== key(b)) return false;
+  const [x, y] = [a.published, b.published];
+  return (
+    !x.known || !y.known || Math.abs(x.seconds - y.seconds) <= SAME_LATENCY * Math.max(x.seconds, y.seconds)
+  );
 }
 
 export class EstimateCache {
@@ -85,32 +97,49 @@ export class EstimateCache {
       trackedSince: now,
       history: [],
       lastKnown: undefined,
-      estimate: { published: latest, latest, refreshedAt: now, stale: false, canLower: false },
+      lastKnownAt: now,
+      estimate: {
+        published: latest,
+        latest,
+        refreshedAt: now,
+        publishedAt: now,
+        stale: false,
+        canLower: false,
+      },
     };
     const before = this.#entries.has(key) ? entry.estimate : undefined;
     const trusted = latest.known && latest.samples >= options.minSamples;
     if (latest.known && trusted) {
       entry.history.push({ at: now, observation: latest });
       entry.lastKnown = latest;
+      entry.lastKnownAt = now;
     }
     entry.history = entry.history.filter((h) => now - h.at < options.stabilizationMs || h.at === now);
     let published: LatencyObservation = latest;
+    let publishedAt = now;
     if (entry.history.length > 0) {
       // The highest latency of the window; on a tie the newest (its sample count is current).
       let top = entry.history[0] as Entry['history'][number];
       for (const h of entry.history) if (h.observation.seconds >= top.observation.seconds) top = h;
       published = top.observation;
+      publishedAt = top.at;
     } else if (entry.lastKnown) {
       published = entry.lastKnown;
+      publishedAt = entry.lastKnownAt;
     }
-    entry.estimate = {
+    const estimate: Estimate = {
       published,
       latest,
       refreshedAt: now,
+      publishedAt,
       stale: published !== latest && !trusted,
       canLower: now - entry.trackedSince >= options.stabilizationMs,
     };
+    const changed = !sameEstimate(before, estimate);
+    // The same value observed again is not news: keep the time it was first published.
+    if (!changed && before) estimate.publishedAt = before.publishedAt;
+    entry.estimate = estimate;
     this.#entries.set(key, entry);
-    return !sameEstimate(before, entry.estimate);
+    return changed;
   }
 }

@@ -1,0 +1,646 @@
+import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { createMetrics, durationBuckets } from '../../../demo-service/src/metrics.ts';
+import { ObservedLatencyPolicySchema } from '../api/policy.ts';
+import { bucketQuantile } from './histogram.ts';
+import { ScrapeSource, type ScrapeSourceOptions } from './scrape.ts';
+import type { Workload } from './source.ts';
+
+const MIN = 60_000;
+const INF = '+Inf';
+
+beforeAll(() => {
+  // Nothing leaves the process: every pod address below is answered by nock or refused by it.
+  nock.disableNetConnect();
+});
+afterEach(() => {
+  nock.cleanAll();
+});
+
+/**
+ * fetch through nock, except that requests to `silent` hosts never answer until aborted. (A nock
+ * reply delayed past an abort makes undici fail an internal assertion when it comes.)
+ */
+function fetchWithSilent(...silent: string[]): typeof fetch {
+  return (input, init) => {
+    if (!silent.some((host) => String(input).includes(`//${host}:`))) return fetch(input, init);
+    return new Promise((_, reject) => {
+      const signal = init?.signal;
+      if (signal?.aborted) reject(signal.reason);
+      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+  };
+}
+afterAll(() => {
+  nock.enableNetConnect();
+});
+
+interface PodSpec {
+  ip?: string;
+  uid?: string;
+  labels?: Record<string, string>;
+  phase?: string;
+  ports?: { name?: string; containerPort: number }[];
+  sidecarPorts?: { name?: string; containerPort: number }[];
+}
+
+function pod(name: string, spec: PodSpec = {}): V1Pod {
+  return {
+    metadata: {
+      name,
+      namespace: 'shop',
+      uid: spec.uid ?? `uid-${name}`,
+      labels: spec.labels ?? { app: 'web' },
+    },
+    spec: {
+      containers: [{ name: 'app', ports: spec.ports ?? [{ name: 'http', containerPort: 8080 }] }],
+      ...(spec.sidecarPorts
+        ? { initContainers: [{ name: 'proxy', restartPolicy: 'Always', ports: spec.sidecarPorts }] }
+        : {}),
+    },
+    status: { phase: spec.phase ?? 'Running', ...(spec.ip === '' ? {} : { podIP: spec.ip ?? '10.1.2.3' }) },
+  };
+}
+
+const workload: Workload = {
+  namespace: 'shop',
+  name: 'web',
+  podLabels: { app: 'web' },
+  selector: { matchLabels: { app: 'web' } },
+};
+
+function policy(overrides: Record<string, unknown> = {}) {
+  return ObservedLatencyPolicySchema.parse({
+    source: 'Scrape',
+    window: '10m',
+    percentile: 0.9,
+    scrape: { port: 'http' },
+    ...overrides,
+  });
+}
+
+/** A histogram exposition: one label set per entry, counts cumulative per le. */
+function exposition(
+  series: { labels?: string; buckets: [string, number][] }[],
+  metric = 'http_request_duration_seconds',
+): string {
+  const lines = [`# HELP ${metric} Request duration.`, `# TYPE ${metric} histogram`];
+  for (const { labels, buckets } of series) {
+    const extra = labels ? `,${labels}` : '';
+    for (const [le, count] of buckets) lines.push(`${metric}_bucket{le="${le}"${extra}} ${count}`);
+    const total = buckets.find(([le]) => le === INF)?.[1] ?? 0;
+    lines.push(
+      `${metric}_sum${labels ? `{${labels}}` : ''} 1`,
+      `${metric}_count${labels ? `{${labels}}` : ''} ${total}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** One label set with these cumulative counts at 0.1, 0.5, 1 and +Inf. */
+const h = (c01: number, c05: number, c1: number, inf: number) =>
+  exposition([
+    {
+      buckets: [
+        ['0.1', c01],
+        ['0.5', c05],
+        ['1', c1],
+        [INF, inf],
+      ],
+    },
+  ]);
+
+function serve(ip: string, body: string, port = 8080, path = '/metrics') {
+  return nock(`http://${ip}:${port}`)
+    .get(path)
+    .reply(200, body, { 'content-type': 'text/plain; version=0.0.4' });
+}
+
+interface Harness {
+  source: ScrapeSource;
+  clock: { t: number };
+  pods: V1Pod[];
+  selectors: V1LabelSelector[];
+}
+
+function harness(pods: V1Pod[], options: Partial<ScrapeSourceOptions> = {}): Harness {
+  const clock = { t: 1_000_000 };
+  const selectors: V1LabelSelector[] = [];
+  const state: Harness = {
+    clock,
+    pods,
+    selectors,
+    source: new ScrapeSource({
+      pods: (namespace, selector) => {
+        selectors.push(selector);
+        return state.pods.filter((p) => p.metadata?.namespace === namespace);
+      },
+      timeoutMs: 1000,
+      now: () => clock.t,
+      ...options,
+    }),
+  };
+  return state;
+}
+
+describe('ScrapeSource: which pods, which port', () => {
+  test('the full selector: matchLabels AND every matchExpression; only Running pods with an IP', async () => {
+    const selector: V1LabelSelector = {
+      matchLabels: { app: 'web' },
+      matchExpressions: [
+        { key: 'tier', operator: 'In', values: ['front', 'edge'] },
+        { key: 'track', operator: 'NotIn', values: ['canary'] },
+        { key: 'team', operator: 'Exists' },
+        { key: 'legacy', operator: 'DoesNotExist' },
+      ],
+    };
+    const base = { app: 'web', tier: 'front', team: 'a' };
+    const { source, selectors } = harness([
+      pod('match', { ip: '10.1.2.3', labels: base }),
+      pod('match-edge', { ip: '10.1.2.4', labels: { ...base, tier: 'edge', track: 'stable' } }),
+      pod('other-app', { ip: '10.1.2.5', labels: { ...base, app: 'api' } }),
+      pod('wrong-tier', { ip: '10.1.2.6', labels: { ...base, tier: 'back' } }),
+      pod('canary', { ip: '10.1.2.7', labels: { ...base, track: 'canary' } }),
+      pod('no-team', { ip: '10.1.2.8', labels: { app: 'web', tier: 'front' } }),
+      pod('legacy', { ip: '10.1.2.9', labels: { ...base, legacy: 'yes' } }),
+      pod('pending', { ip: '10.1.2.10', labels: base, phase: 'Pending' }),
+      pod('no-ip', { ip: '', labels: base }),
+    ]);
+    const a = serve('10.1.2.3', h(1, 2, 3, 3));
+    const b = serve('10.1.2.4', h(1, 2, 3, 3));
+    await source.observe({ ...workload, selector }, policy());
+    expect(a.isDone() && b.isDone()).toBe(true);
+    expect(selectors).toEqual([selector]);
+    expect(source.lastScrape('shop', 'web')).toMatchObject({ pods: 2, answered: 2, errors: [] });
+  });
+
+  test('without a full selector the pod labels are the selector; an empty one matches nothing', async () => {
+    const { source } = harness([
+      pod('a', { labels: { app: 'web', x: '1' } }),
+      pod('b', { labels: { app: 'api' } }),
+    ]);
+    const scope = serve('10.1.2.3', h(1, 1, 1, 1));
+    const { selector: _, ...withoutSelector } = workload;
+    await source.observe(withoutSelector, policy());
+    expect(scope.isDone()).toBe(true);
+    expect(await source.observe({ ...workload, podLabels: {}, selector: {} }, policy())).toEqual({
+      known: false,
+      source: 'Scrape',
+      reason: "the Deployment's selector is empty",
+    });
+  });
+
+  test('a port name resolves to the container port of that name, sidecars included; numbers are used as is', async () => {
+    const { source } = harness([
+      pod('named', {
+        ip: '10.1.2.3',
+        ports: [
+          { name: 'http', containerPort: 8080 },
+          { name: 'metrics', containerPort: 9090 },
+        ],
+      }),
+      pod('sidecar', { ip: '10.1.2.4', sidecarPorts: [{ name: 'metrics', containerPort: 15090 }] }),
+      pod('missing', { ip: '10.1.2.5' }),
+    ]);
+    const a = serve('10.1.2.3', h(1, 1, 1, 1), 9090, '/stats/prometheus');
+    const b = serve('10.1.2.4', h(1, 1, 1, 1), 15090, '/stats/prometheus');
+    await source.observe(workload, policy({ scrape: { port: 'metrics', path: '/stats/prometheus' } }));
+    expect(a.isDone() && b.isDone()).toBe(true);
+    expect(source.lastScrape('shop', 'web')?.errors).toEqual([
+      { pod: 'missing', reason: 'no container port named "metrics"' },
+    ]);
+
+    const c = serve('10.1.2.5', h(1, 1, 1, 1), 7070);
+    const { source: numeric } = harness([pod('missing', { ip: '10.1.2.5' })]);
+    await numeric.observe(workload, policy({ scrape: { port: 7070 } }));
+    expect(c.isDone()).toBe(true);
+  });
+
+  test('defaults: port "metrics", path /metrics (demo-service names its port http, so it needs scrape.port)', async () => {
+    const { source } = harness([pod('demo', { ip: '10.1.2.3' })]);
+    const observation = await source.observe(workload, policy({ scrape: undefined }));
+    expect(observation).toMatchObject({ known: false, unavailable: true });
+    expect(source.lastScrape('shop', 'web')?.errors).toEqual([
+      { pod: 'demo', reason: 'no container port named "metrics"' },
+    ]);
+  });
+
+  test('an IPv6 pod IP is bracketed in the URL', async () => {
+    const urls: string[] = [];
+    const { source } = harness([pod('v6', { ip: 'fd00::1:2' })], {
+      fetch: async (url) => {
+        urls.push(String(url));
+        return new Response(h(1, 1, 1, 1));
+      },
+    });
+    await source.observe(workload, policy());
+    expect(urls).toEqual(['http://[fd00::1:2]:8080/metrics']);
+  });
+});
+
+describe('ScrapeSource: the percentile over the window', () => {
+  test('the first scrape gives no increase yet: unknown, samples 0, not unavailable', async () => {
+    const { source } = harness([pod('a', { ip: '10.1.2.3' }), pod('b', { ip: '10.1.2.4' })]);
+    serve('10.1.2.3', h(10, 20, 20, 20));
+    serve('10.1.2.4', h(10, 20, 20, 20));
+    expect(await source.observe(workload, policy())).toEqual({
+      known: false,
+      source: 'Scrape',
+      reason: 'first scrape of 2 pods: latency needs two scrapes inside the window',
+      samples: 0,
+    });
+  });
+
+  test('two scrapes: the quantile of the increase, summed over pods; samples = the +Inf increase', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' }), pod('b', { ip: '10.1.2.4' })]);
+    serve('10.1.2.3', h(10, 20, 20, 20));
+    serve('10.1.2.4', h(0, 0, 0, 0));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    // a: +40 in (0, 0.1], +30 in (0.1, 0.5], +10 in (0.5, 1]; b: +10 and +10.
+    serve('10.1.2.3', h(50, 90, 100, 100));
+    serve('10.1.2.4', h(10, 20, 20, 20));
+    // Merged increase: 50 <= 0.1, 90 <= 0.5, 100 <= 1, 100 in all.
+    expect(await source.observe(workload, policy({ percentile: 0.7 }))).toEqual({
+      known: true,
+      source: 'Scrape',
+      seconds: expect.closeTo(0.3, 10),
+      samples: 100,
+      percentile: 0.7,
+      window: '10m',
+    });
+  });
+
+  test('a pod exporting several label sets (per route): summed per le', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    const routes = (x: number, y: number) =>
+      exposition([
+        {
+          labels: 'route="/x"',
+          buckets: [
+            ['0.1', x],
+            ['1', x],
+            [INF, x],
+          ],
+        },
+        {
+          labels: 'route="/y"',
+          buckets: [
+            ['0.1', 0],
+            ['1', y],
+            [INF, y],
+          ],
+        },
+      ]);
+    serve('10.1.2.3', routes(0, 0));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', routes(50, 50));
+    // 50 fast on /x, 50 slow on /y: the median is the top of the first bucket, p75 halfway up the second.
+    const observation = await source.observe(workload, policy({ percentile: 0.75 }));
+    expect(observation).toMatchObject({ known: true, samples: 100, seconds: expect.closeTo(0.55, 10) });
+  });
+
+  test('a counter reset on the same pod (container restart) counts what came after, and what came before', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', h(100, 100, 100, 100));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', h(110, 120, 120, 120)); // +10 fast, +10 medium
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', h(0, 0, 5, 5)); // restarted: 5 slow ones since
+    expect(await source.observe(workload, policy({ percentile: 0.5 }))).toMatchObject({
+      known: true,
+      samples: 25,
+      // 10 <= 0.1, 20 <= 0.5, 25 <= 1: rank 12.5 is a quarter into (0.1, 0.5].
+      seconds: expect.closeTo(0.2, 10),
+    });
+  });
+
+  test('a replaced pod (new UID): the old one counts while it is in the window, the new one from its second scrape', async () => {
+    const h1 = harness([pod('a', { ip: '10.1.2.3', uid: 'old' })]);
+    const { source, clock } = h1;
+    serve('10.1.2.3', h(0, 0, 0, 0));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', h(30, 30, 30, 30));
+    await source.observe(workload, policy());
+    h1.pods = [pod('a2', { ip: '10.1.2.4', uid: 'new' })];
+    clock.t += MIN;
+    serve('10.1.2.4', h(0, 0, 0, 0));
+    expect(await source.observe(workload, policy())).toMatchObject({ known: true, samples: 30 });
+    clock.t += MIN;
+    serve('10.1.2.4', h(0, 10, 10, 10));
+    expect(await source.observe(workload, policy())).toMatchObject({ known: true, samples: 40 });
+  });
+
+  test('a gone pod counts while its last snapshot is inside the window, and is forgotten after', async () => {
+    const hs = harness([pod('a', { ip: '10.1.2.3' }), pod('b', { ip: '10.1.2.4' })]);
+    const { source, clock } = hs;
+    serve('10.1.2.3', h(0, 0, 0, 0));
+    serve('10.1.2.4', h(0, 0, 0, 0));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', h(10, 10, 10, 10));
+    serve('10.1.2.4', h(0, 0, 0, 90)); // 90 beyond 1 s
+    await source.observe(workload, policy());
+    const goneAt = clock.t;
+    hs.pods = [pod('a', { ip: '10.1.2.3' })];
+    clock.t += 5 * MIN;
+    serve('10.1.2.3', h(20, 20, 20, 20));
+    expect(await source.observe(workload, policy())).toMatchObject({
+      known: true,
+      samples: 110,
+      seconds: 1,
+      atLeast: true,
+    });
+    expect(source.size()).toEqual({ workloads: 1, pods: 2, snapshots: 5 });
+
+    clock.t = goneAt + 10 * MIN + 1; // b's last snapshot has left the window
+    serve('10.1.2.3', h(30, 30, 30, 30));
+    // a from its snapshot at goneAt (10) to now (30): 20, all under 0.1 s.
+    expect(await source.observe(workload, policy())).toMatchObject({
+      known: true,
+      samples: 20,
+      seconds: expect.closeTo(0.09, 10),
+    });
+    expect(source.size().pods).toBe(1);
+  });
+
+  test('the baseline is the newest snapshot at or before the window start; older ones are dropped', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    const start = clock.t;
+    for (const [minute, total] of [
+      [0, 0],
+      [4, 100],
+      [8, 150],
+      [12, 400],
+      [16, 410],
+    ] as const) {
+      clock.t = start + minute * MIN;
+      serve('10.1.2.3', h(total, total, total, total));
+      await source.observe(workload, policy());
+    }
+    // Now minute 16, window 10m: starts at minute 6; the baseline is minute 4 (100), so 310.
+    expect(source.size().snapshots).toBe(4);
+    clock.t = start + 17 * MIN;
+    serve('10.1.2.3', h(500, 500, 500, 500));
+    // Minute 17: window from minute 7, baseline still minute 4.
+    expect(await source.observe(workload, policy())).toMatchObject({ samples: 400 });
+    clock.t = start + 19 * MIN;
+    serve('10.1.2.3', h(520, 520, 520, 520));
+    // Minute 19: window from minute 9, baseline minute 8 (150); minute 4 is dropped.
+    expect(await source.observe(workload, policy())).toMatchObject({ samples: 370 });
+    expect(source.size().snapshots).toBe(5);
+  });
+
+  test('snapshots per pod are capped: interior ones are thinned, the baseline and the newest kept', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })], { maxSnapshotsPerPod: 4 });
+    for (let i = 0; i < 9; i++) {
+      if (i > 0) clock.t += MIN;
+      serve('10.1.2.3', h(i * 10, i * 10, i * 10, i * 10));
+      await source.observe(workload, policy({ window: '1h' }));
+    }
+    expect(source.size().snapshots).toBe(4);
+    serve('10.1.2.3', h(100, 100, 100, 100));
+    clock.t += MIN;
+    expect(await source.observe(workload, policy({ window: '1h' }))).toMatchObject({ samples: 100 });
+  });
+
+  test('the percentile in the +Inf bucket: the largest finite bound, marked atLeast', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', h(0, 0, 0, 0));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', h(80, 85, 88, 100));
+    expect(await source.observe(workload, policy({ percentile: 0.99 }))).toEqual({
+      known: true,
+      source: 'Scrape',
+      seconds: 1,
+      samples: 100,
+      percentile: 0.99,
+      window: '10m',
+      atLeast: true,
+    });
+  });
+
+  test('no requests in the window, or no such histogram: unknown with samples 0', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', h(5, 5, 5, 5));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', h(5, 5, 5, 5));
+    expect(await source.observe(workload, policy())).toEqual({
+      known: false,
+      source: 'Scrape',
+      reason: 'no requests in 10m on 1 pods',
+      samples: 0,
+    });
+
+    const other = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', '# nothing here yet\nup 1\n');
+    await other.source.observe(workload, policy());
+    other.clock.t += MIN;
+    serve('10.1.2.3', 'up 1\n');
+    expect(await other.source.observe(workload, policy())).toEqual({
+      known: false,
+      source: 'Scrape',
+      reason: 'no http_request_duration_seconds_bucket series on 1 pods',
+      samples: 0,
+    });
+  });
+
+  test('an unusable window is reported, and nothing is scraped', async () => {
+    const { source } = harness([pod('a', { ip: '10.1.2.3' })]);
+    const observation = await source.observe(workload, { ...policy(), window: '30m1h' });
+    expect(observation).toMatchObject({
+      known: false,
+      reason: expect.stringContaining('observedLatency.window'),
+    });
+    expect(observation).not.toHaveProperty('unavailable');
+  });
+
+  test('no Running pod: unknown, saying so', async () => {
+    const { source } = harness([pod('a', { phase: 'Pending' })]);
+    expect(await source.observe(workload, policy())).toEqual({
+      known: false,
+      source: 'Scrape',
+      reason: "no Running pod with an IP matches the Deployment's selector",
+    });
+  });
+});
+
+describe('ScrapeSource: failures', () => {
+  test('no pod answers (HTTP error, refused, timeout, unparseable): unavailable, with the reasons', async () => {
+    const { source } = harness(
+      [
+        pod('http500', { ip: '10.1.2.3' }),
+        pod('refused', { ip: '10.1.2.4' }),
+        pod('slow', { ip: '10.1.2.5' }),
+        pod('garbage', { ip: '10.1.2.6' }),
+      ],
+      { timeoutMs: 100, fetch: fetchWithSilent('10.1.2.5') },
+    );
+    nock('http://10.1.2.3:8080').get('/metrics').reply(500, 'oops');
+    nock('http://10.1.2.4:8080')
+      .get('/metrics')
+      .replyWithError(
+        Object.assign(new Error('connect ECONNREFUSED 10.1.2.4:8080'), { code: 'ECONNREFUSED' }),
+      );
+    serve('10.1.2.6', 'http_request_duration_seconds_bucket{le="0.1" 12\n');
+    const observation = await source.observe(workload, policy());
+    expect(observation).toMatchObject({ known: false, unavailable: true, source: 'Scrape' });
+    const reason = (observation as { reason: string }).reason;
+    expect(reason).toMatch(
+      /^none of 4 pods answered: http500: GET http:\/\/10\.1\.2\.3:8080\/metrics: HTTP 500; /,
+    );
+    expect(reason).toContain('(and 1 more)');
+    const errors = source.lastScrape('shop', 'web')?.errors ?? [];
+    expect(errors.map((e) => e.pod)).toEqual(['http500', 'refused', 'slow', 'garbage']);
+    expect(errors[1]?.reason).toMatch(/ECONNREFUSED/);
+    expect(errors[2]?.reason).toBe('GET http://10.1.2.5:8080/metrics: no answer within 100 ms');
+    expect(errors[3]?.reason).toMatch(/parse/i);
+  });
+
+  test('one of two pods fails: the other is used, and the failure is in lastScrape', async () => {
+    const { source, clock } = harness([pod('good', { ip: '10.1.2.3' }), pod('bad', { ip: '10.1.2.4' })]);
+    serve('10.1.2.3', h(0, 0, 0, 0));
+    nock('http://10.1.2.4:8080').get('/metrics').reply(503);
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', h(100, 100, 100, 100));
+    nock('http://10.1.2.4:8080').get('/metrics').reply(503);
+    expect(await source.observe(workload, policy())).toMatchObject({ known: true, samples: 100 });
+    expect(source.lastScrape('shop', 'web')).toEqual({
+      at: clock.t,
+      pods: 2,
+      answered: 1,
+      errors: [{ pod: 'bad', reason: 'GET http://10.1.2.4:8080/metrics: HTTP 503' }],
+    });
+  });
+
+  test("the caller's signal aborts the scrape: unavailable", async () => {
+    const { source } = harness([pod('a', { ip: '10.1.2.3' })], { fetch: fetchWithSilent('10.1.2.3') });
+    const controller = new AbortController();
+    const pending = source.observe(workload, policy(), controller.signal);
+    setTimeout(() => controller.abort(), 20);
+    expect(await pending).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringContaining('aborted'),
+    });
+  });
+
+  test('a response over the size limit is a failure', async () => {
+    const { source } = harness([pod('a', { ip: '10.1.2.3' })], { maxResponseBytes: 1000 });
+    serve('10.1.2.3', `${'# padding\n'.repeat(200)}${h(1, 1, 1, 1)}`);
+    expect(await source.observe(workload, policy())).toMatchObject({
+      unavailable: true,
+      reason: expect.stringContaining('larger than 1000 bytes'),
+    });
+  });
+
+  test('a source that throws (the pod cache) is unavailable, never a rejection', async () => {
+    const source = new ScrapeSource({
+      pods: () => {
+        throw new Error('cache not synced');
+      },
+      timeoutMs: 100,
+    });
+    expect(await source.observe(workload, policy())).toEqual({
+      known: false,
+      unavailable: true,
+      source: 'Scrape',
+      reason: 'scrape failed: cache not synced',
+    });
+  });
+
+  test('at most `concurrency` pods of a workload are scraped at a time', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const pods = Array.from({ length: 10 }, (_, i) => pod(`p${i}`, { ip: `10.1.2.${i + 1}` }));
+    const { source } = harness(pods, {
+      concurrency: 4,
+      fetch: async () => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        inFlight--;
+        return new Response(h(1, 1, 1, 1));
+      },
+    });
+    await source.observe(workload, policy());
+    expect(most).toBe(4);
+    expect(source.lastScrape('shop', 'web')).toMatchObject({ pods: 10, answered: 10 });
+  });
+});
+
+describe('ScrapeSource: parsing real expositions', () => {
+  test("demo-service's own /metrics (prom-client, every route, default metrics around it)", async () => {
+    const metrics = createMetrics();
+    const observe = (route: string, seconds: number, times: number) => {
+      for (let i = 0; i < times; i++)
+        metrics.requestDuration.observe({ method: 'GET', route, status_code: '200' }, seconds);
+    };
+    observe('/work', 0.03, 5);
+    const { source, clock } = harness([pod('demo', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', await metrics.registry.metrics());
+    await source.observe(workload, policy());
+
+    observe('/work', 0.015, 80);
+    observe('/work', 0.3, 15);
+    observe('/work', 3, 4);
+    observe('/readyz', 0.0004, 1);
+    clock.t += MIN;
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('nodejs_heap_size_total_bytes');
+    serve('10.1.2.3', text);
+    const observation = await source.observe(workload, policy({ percentile: 0.95 }));
+    metrics.registry.clear();
+
+    // The same 100 requests, bucketed with demo-service's own bounds.
+    const requests = [...Array(80).fill(0.015), ...Array(15).fill(0.3), ...Array(4).fill(3), 0.0004];
+    const expected = bucketQuantile(0.95, [
+      ...durationBuckets.map((le) => ({ le, count: requests.filter((s) => s <= le).length })),
+      { le: Number.POSITIVE_INFINITY, count: requests.length },
+    ]);
+    expect(expected).toMatchObject({ ok: true });
+    expect(observation).toMatchObject({
+      known: true,
+      samples: 100,
+      seconds: expect.closeTo((expected as { value: number }).value, 10),
+    });
+  });
+
+  test('colons in the name, escapes and braces in labels, timestamps, NaN elsewhere, le spellings, CRLF', async () => {
+    const metric = 'job:request_seconds';
+    const body = (n: number) =>
+      [
+        '# HELP go_gc_duration_seconds A summary.',
+        '# TYPE go_gc_duration_seconds summary',
+        'go_gc_duration_seconds{quantile="0.5"} NaN',
+        'weird_gauge -Inf',
+        `# TYPE ${metric} histogram`,
+        `${metric}_bucket{route="/users/{id}",msg="say \\"hi\\"\\n",le="1e-1"} ${n} 1700000000000`,
+        `${metric}_bucket{route="/users/{id}",msg="say \\"hi\\"\\n",le="+Inf"} ${2 * n} 1700000000000`,
+        `${metric}_bucket{route="/b",le="0.10"} ${n}`,
+        `${metric}_bucket{route="/b",le="Inf"} ${2 * n}`,
+        `${metric}_bucket_total 3`,
+        `${metric}_count{route="/b"} ${2 * n}`,
+        '',
+      ].join('\r\n');
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', body(0));
+    await source.observe(workload, policy({ metric }));
+    clock.t += MIN;
+    serve('10.1.2.3', body(10));
+    // 20 <= 0.1, 40 in all: the median is 0.1 exactly; p90 is in +Inf.
+    expect(await source.observe(workload, policy({ metric, percentile: 0.5 }))).toMatchObject({
+      known: true,
+      samples: 40,
+      seconds: 0.1,
+    });
+  });
+});

@@ -1,0 +1,521 @@
+// The Scrape latency source, for clusters without Prometheus: the operator reads each pod's own
+// metrics endpoint, keeps the request-duration histogram's cumulative buckets per pod, and
+// computes the percentile over the window from the per-pod increases (bucketDelta, counter
+// resets handled), summed across pods (mergeBuckets) — what
+// histogram_quantile(q, sum by (le) (increase(metric_bucket[window]))) would answer, without
+// Prometheus's extrapolation: `samples` is a count of real requests.
+//
+// Window and baseline. Each pod keeps timestamped snapshots. Over a window W ending now, a pod
+// contributes the increase from its baseline to its newest snapshot, where the baseline is the
+// newest snapshot taken at or before the window start (as rate() wants a point at or before
+// the start of its range), or the pod's first snapshot when it has none that old (the pod is
+// younger than the window, or was first scraped inside it). The increase is summed over
+// consecutive snapshots, so a counter reset between two of them loses nothing before it. So the
+// window is never under-covered and is over-covered by at most one refresh interval (or one
+// thinned gap, see below); with a refresh interval longer than the window, one interval. A pod
+// scraped only once has no increase yet. A pod that is gone (or stops answering) still counts
+// while its newest snapshot lies inside the window, and is forgotten after.
+//
+// Memory. Snapshots older than the baseline are dropped on every scrape. A pod keeps at most
+// `maxSnapshotsPerPod` (default 120): past that the interior snapshot whose removal leaves the
+// smallest gap is dropped, so the kept ones stay spread over the window and the baseline
+// over-covers it by about window / 120 at most. Bucket bounds are shared between snapshots of
+// one pod, counts are a Float64Array: about 300 bytes per snapshot for demo-service's 17 buckets.
+// Pods (and workloads) with nothing inside their window are forgotten on the next observe().
+// A response is read line by line and only the `<metric>_bucket` lines are kept, up to
+// `maxResponseBytes` in all.
+//
+// Parsing: prom2javascript (MIT, TypeScript types, no dependencies). No maintained parser of the
+// text exposition format exists on npm; of the three there are (parse-prometheus-text-format,
+// last change 2020; prom2javascript, 2021; exposition, 2017), parse-prometheus-text-format
+// merges every label set of a typed histogram into one (the last route's buckets win, the others
+// are lost) and ships no types, which the image build (tsconfig.build.json) would need, and
+// exposition rewrites whitespace inside label values. prom2javascript parses each sample line
+// with its labels. It rejects metric names with ':' and values like NaN anywhere in what it is
+// given, which is why it is only given the `_bucket` lines of the one histogram, renamed.
+import type { V1Container, V1LabelSelector, V1Pod } from '@kubernetes/client-node';
+import { getMetricsFromIterator, type PromData } from 'prom2javascript';
+import type { LabelSelector, ObservedLatencyPolicy } from '../api/policy.ts';
+import { labelSelectorMatches } from '../policy/match.ts';
+import type { LatencyObservation } from '../policy/types.ts';
+import { parsePrometheusDuration } from './duration.ts';
+import { type Bucket, bucketDelta, bucketQuantile, mergeBuckets } from './histogram.ts';
+import type { LatencySource, Workload } from './source.ts';
+
+export const DEFAULT_SCRAPE_PORT = 'metrics';
+export const DEFAULT_SCRAPE_PATH = '/metrics';
+const DEFAULT_CONCURRENCY = 4;
+const DEFAULT_MAX_SNAPSHOTS_PER_POD = 120;
+/** A pod's whole exposition, read as it streams in; only the histogram's lines are kept. */
+const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** Failures quoted in an unavailable observation's reason; the rest are counted. */
+const MAX_REASONS = 3;
+
+export interface ScrapeSourceOptions {
+  /** The pods of a namespace matching a selector (the operator's pod cache). Filtered again here. */
+  pods: (namespace: string, selector: V1LabelSelector) => V1Pod[];
+  /** Per pod request, connection to end of body. */
+  timeoutMs: number;
+  now?: () => number;
+  fetch?: typeof fetch;
+  /** Pods of one workload scraped at a time. Default 4. */
+  concurrency?: number;
+  /** Snapshots kept per pod, at least 3. Default 120. */
+  maxSnapshotsPerPod?: number;
+  /** A larger response is a failure. Default 16 MiB. */
+  maxResponseBytes?: number;
+}
+
+export interface PodScrapeError {
+  pod: string;
+  reason: string;
+}
+
+/** What the last observe() of a workload did, for metrics and logs. */
+export interface ScrapeStats {
+  /** When it ended, in ms (the `now` clock). */
+  at: number;
+  /** Running pods with an IP that the selector matched. */
+  pods: number;
+  /** Pods that answered with a parseable exposition. */
+  answered: number;
+  /** One entry per pod that did not. */
+  errors: PodScrapeError[];
+}
+
+interface Snapshot {
+  at: number;
+  /** Sorted bucket bounds; the same array for consecutive snapshots with the same bounds. */
+  les: readonly number[];
+  counts: Float64Array;
+}
+
+interface PodHistory {
+  name: string;
+  snapshots: Snapshot[];
+}
+
+interface WorkloadState {
+  windowMs: number;
+  lastObserved: number;
+  /** By pod UID. */
+  pods: Map<string, PodHistory>;
+  stats?: ScrapeStats;
+}
+
+type PodResult =
+  | { ok: true; uid: string; name: string; buckets: Map<number, number> }
+  | { ok: false; error: PodScrapeError };
+
+export class ScrapeSource implements LatencySource {
+  readonly #pods: ScrapeSourceOptions['pods'];
+  readonly #timeoutMs: number;
+  readonly #now: () => number;
+  readonly #fetch: typeof fetch;
+  readonly #concurrency: number;
+  readonly #maxSnapshots: number;
+  readonly #maxResponseBytes: number;
+  /** By `namespace/name` and metric. */
+  readonly #workloads = new Map<string, WorkloadState>();
+
+  constructor(options: ScrapeSourceOptions) {
+    this.#pods = options.pods;
+    this.#timeoutMs = options.timeoutMs;
+    this.#now = options.now ?? Date.now;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#maxSnapshots = Math.max(3, options.maxSnapshotsPerPod ?? DEFAULT_MAX_SNAPSHOTS_PER_POD);
+    this.#maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  }
+
+  async observe(
+    workload: Workload,
+    policy: ObservedLatencyPolicy,
+    signal?: AbortSignal,
+  ): Promise<LatencyObservation> {
+    try {
+      return await this.#observe(workload, policy, signal);
+    } catch (err) {
+      return { known: false, unavailable: true, source: 'Scrape', reason: `scrape failed: ${message(err)}` };
+    }
+  }
+
+  /** The last observe() of this workload (any metric), or undefined when none is remembered. */
+  lastScrape(namespace: string, name: string): ScrapeStats | undefined {
+    let latest: ScrapeStats | undefined;
+    const prefix = `${namespace}/${name}\u0000`;
+    for (const [key, state] of this.#workloads) {
+      if (key.startsWith(prefix) && state.stats && (!latest || state.stats.at >= latest.at))
+        latest = state.stats;
+    }
+    return latest;
+  }
+
+  /** What is held in memory, for a gauge. */
+  size(): { workloads: number; pods: number; snapshots: number } {
+    let pods = 0;
+    let snapshots = 0;
+    for (const state of this.#workloads.values()) {
+      pods += state.pods.size;
+      for (const history of state.pods.values()) snapshots += history.snapshots.length;
+    }
+    return { workloads: this.#workloads.size, pods, snapshots };
+  }
+
+  async #observe(
+    workload: Workload,
+    policy: ObservedLatencyPolicy,
+    signal: AbortSignal | undefined,
+  ): Promise<LatencyObservation> {
+    const unknown = (reason: string, samples?: number): LatencyObservation =>
+      samples === undefined
+        ? { known: false, source: 'Scrape', reason }
+        : { known: false, source: 'Scrape', reason, samples };
+    let windowMs: number;
+    try {
+      windowMs = parsePrometheusDuration(policy.window);
+    } catch (err) {
+      return unknown(`observedLatency.window: ${message(err)}`);
+    }
+    const selector = workloadSelector(workload);
+    if (typeof selector === 'string') return unknown(selector);
+
+    const port = policy.scrape?.port ?? DEFAULT_SCRAPE_PORT;
+    const path = policy.scrape?.path ?? DEFAULT_SCRAPE_PATH;
+    const targets = this.#pods(workload.namespace, workload.selector ?? selector)
+      .filter((pod) => labelSelectorMatches(selector, pod.metadata?.labels))
+      .filter((pod) => pod.status?.phase === 'Running' && Boolean(pod.status.podIP));
+
+    const results = await mapLimit(targets, this.#concurrency, (pod) =>
+      this.#scrapePod(pod, port, path, policy.metric, signal),
+    );
+
+    const now = this.#now();
+    this.#sweep(now);
+    const key = `${workload.namespace}/${workload.name}\u0000${policy.metric}`;
+    let state = this.#workloads.get(key);
+    if (!state) {
+      state = { windowMs, lastObserved: now, pods: new Map() };
+      this.#workloads.set(key, state);
+    }
+    state.windowMs = windowMs;
+    state.lastObserved = now;
+    const windowStart = now - windowMs;
+
+    const errors: PodScrapeError[] = [];
+    const answered = new Set<string>();
+    for (const result of results) {
+      if (!result.ok) {
+        errors.push(result.error);
+        continue;
+      }
+      answered.add(result.uid);
+      let history = state.pods.get(result.uid);
+      if (!history) {
+        history = { name: result.name, snapshots: [] };
+        state.pods.set(result.uid, history);
+      }
+      addSnapshot(
+        history,
+        toSnapshot(now, result.buckets, history.snapshots.at(-1)),
+        windowStart,
+        this.#maxSnapshots,
+      );
+    }
+    state.stats = { at: now, pods: targets.length, answered: answered.size, errors };
+
+    if (targets.length > 0 && answered.size === 0) {
+      const quoted = errors
+        .slice(0, MAX_REASONS)
+        .map((e) => `${e.pod}: ${e.reason}`)
+        .join('; ');
+      const more = errors.length > MAX_REASONS ? ` (and ${errors.length - MAX_REASONS} more)` : '';
+      return {
+        known: false,
+        unavailable: true,
+        source: 'Scrape',
+        reason: `none of ${targets.length} pods answered: ${quoted}${more}`,
+      };
+    }
+
+    // Every pod remembered for this workload, gone or not, whose newest snapshot is in the window.
+    const increases: Bucket[][] = [];
+    let firstScrapes = 0;
+    for (const history of state.pods.values()) {
+      pruneBefore(history, windowStart);
+      const newest = history.snapshots.at(-1);
+      if (!newest || newest.at <= windowStart) continue;
+      if (history.snapshots.length < 2) {
+        firstScrapes++;
+        continue;
+      }
+      increases.push(increase(history.snapshots));
+    }
+    if (increases.length === 0) {
+      if (targets.length === 0) return unknown("no Running pod with an IP matches the Deployment's selector");
+      return unknown(`first scrape of ${firstScrapes} pods: latency needs two scrapes inside the window`, 0);
+    }
+    const merged = mergeBuckets(increases);
+    const quantile = bucketQuantile(policy.percentile, merged);
+    if (!quantile.ok) {
+      const pods = `${increases.length} pods`;
+      switch (quantile.reason) {
+        case 'NoObservations':
+          return unknown(`no requests in ${policy.window} on ${pods}`, 0);
+        case 'NoInfBucket':
+          return merged.length === 0
+            ? unknown(`no ${policy.metric}_bucket series on ${pods}`, 0)
+            : unknown(`${policy.metric}_bucket on ${pods} has no le="+Inf" bucket`);
+        case 'TooFewBuckets':
+          return unknown(
+            `${policy.metric}_bucket on ${pods} has only the +Inf bucket`,
+            quantile.observations,
+          );
+      }
+    }
+    return {
+      known: true,
+      source: 'Scrape',
+      seconds: quantile.value,
+      samples: quantile.observations,
+      percentile: policy.percentile,
+      window: policy.window,
+      ...(quantile.atLeast ? { atLeast: true } : {}),
+    };
+  }
+
+  /** Forgets pods whose newest snapshot left their window, then workloads with nothing left. */
+  #sweep(now: number): void {
+    for (const [key, state] of this.#workloads) {
+      const windowStart = now - state.windowMs;
+      for (const [uid, history] of state.pods) {
+        const newest = history.snapshots.at(-1);
+        if (!newest || newest.at <= windowStart) state.pods.delete(uid);
+      }
+      if (state.pods.size === 0 && state.lastObserved <= windowStart) this.#workloads.delete(key);
+    }
+  }
+
+  async #scrapePod(
+    pod: V1Pod,
+    port: number | string,
+    path: string,
+    metric: string,
+    signal: AbortSignal | undefined,
+  ): Promise<PodResult> {
+    const name = pod.metadata?.name ?? '';
+    const uid = pod.metadata?.uid || `${pod.metadata?.namespace ?? ''}/${name}`;
+    const fail = (reason: string): PodResult => ({ ok: false, error: { pod: name, reason } });
+    const portNumber = resolvePort(pod, port);
+    if (portNumber === undefined) return fail(`no container port named "${port}"`);
+    const ip = pod.status?.podIP ?? '';
+    const url = `http://${ip.includes(':') ? `[${ip}]` : ip}:${portNumber}${path}`;
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    try {
+      if (signal?.aborted) return fail('aborted');
+      const response = await this.#fetch(url, {
+        signal: combined,
+        redirect: 'error',
+        headers: { accept: 'text/plain;version=0.0.4;q=1,*/*;q=0.1' },
+      });
+      if (!response.ok) {
+        await response.body?.cancel().catch(() => {});
+        return fail(`GET ${url}: HTTP ${response.status}`);
+      }
+      const lines = await bucketLines(response, metric, this.#maxResponseBytes);
+      const buckets = await sumBuckets(lines).catch((err: unknown) => {
+        throw new Error(`cannot parse ${metric}_bucket: ${message(err)}`);
+      });
+      return { ok: true, uid, name, buckets };
+    } catch (err) {
+      if (signal?.aborted) return fail('aborted');
+      if (timeout.aborted) return fail(`GET ${url}: no answer within ${this.#timeoutMs} ms`);
+      return fail(`GET ${url}: ${message(err)}`);
+    }
+  }
+}
+
+// --- selection -----------------------------------------------------------------------------------
+
+const OPERATORS = new Set(['In', 'NotIn', 'Exists', 'DoesNotExist']);
+
+/** The Deployment's selector in the policy module's shape, or why it cannot be used. */
+function workloadSelector(workload: Workload): LabelSelector | string {
+  const source: V1LabelSelector = workload.selector ?? { matchLabels: workload.podLabels };
+  const matchExpressions: NonNullable<LabelSelector['matchExpressions']> = [];
+  for (const requirement of source.matchExpressions ?? []) {
+    if (!OPERATORS.has(requirement.operator)) {
+      return `the Deployment's selector has an unknown operator "${requirement.operator}"`;
+    }
+    matchExpressions.push({
+      key: requirement.key,
+      operator: requirement.operator as 'In' | 'NotIn' | 'Exists' | 'DoesNotExist',
+      ...(requirement.values ? { values: requirement.values } : {}),
+    });
+  }
+  const matchLabels = source.matchLabels ?? {};
+  // An empty selector matches every pod of the namespace: never what a Deployment means.
+  if (Object.keys(matchLabels).length === 0 && matchExpressions.length === 0) {
+    return "the Deployment's selector is empty";
+  }
+  return { matchLabels, matchExpressions };
+}
+
+/** A port number, or the number of the container port with that name (sidecars included). */
+export function resolvePort(pod: V1Pod, port: number | string): number | undefined {
+  if (typeof port === 'number') return port;
+  const containers: V1Container[] = [
+    ...(pod.spec?.containers ?? []),
+    ...(pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always'),
+  ];
+  for (const container of containers) {
+    const found = container.ports?.find((p) => p.name === port);
+    if (found) return found.containerPort;
+  }
+  return undefined;
+}
+
+// --- parsing -------------------------------------------------------------------------------------
+
+/** The name the histogram's lines are given before parsing: any metric name, ':' included, fits. */
+const PARSED_NAME = 'b';
+
+/**
+ * The response's `<metric>_bucket` sample lines, renamed to PARSED_NAME, read as the body streams
+ * in: memory holds those lines and one partial line, whatever the size of the exposition.
+ */
+async function bucketLines(response: Response, metric: string, maxBytes: number): Promise<string[]> {
+  const prefix = `${metric}_bucket`;
+  const kept: string[] = [];
+  const keep = (raw: string) => {
+    const line = raw.trim();
+    if (!line.startsWith(prefix)) return;
+    const next = line.charAt(prefix.length);
+    if (next === '{' || next === ' ' || next === '\t') kept.push(PARSED_NAME + line.slice(prefix.length));
+  };
+  if (!response.body) return kept;
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let bytes = 0;
+  let partial = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    if (bytes > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw new Error(`response larger than ${maxBytes} bytes`);
+    }
+    const lines = (partial + decoder.decode(value, { stream: true })).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) keep(line);
+  }
+  keep(partial + decoder.decode());
+  return kept;
+}
+
+/** Cumulative count per bucket bound, summed over the histogram's label sets (per route, ...). */
+async function sumBuckets(lines: string[]): Promise<Map<number, number>> {
+  const sums = new Map<number, number>();
+  if (lines.length === 0) return sums;
+  const parsed = await getMetricsFromIterator(lines[Symbol.iterator]());
+  for (const sample of (parsed[PARSED_NAME]?.data ?? []) as PromData[]) {
+    const le = parseLe(sample.labels.le);
+    if (le === undefined || !Number.isFinite(sample.value) || sample.value < 0) continue;
+    sums.set(le, (sums.get(le) ?? 0) + sample.value);
+  }
+  return sums;
+}
+
+/** An `le` label as Prometheus reads it (a Go float: +Inf, Inf, 1e-3, 0.5); undefined if none. */
+function parseLe(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (/^\+?inf(inity)?$/i.test(text.trim())) return Number.POSITIVE_INFINITY;
+  const value = Number(text);
+  return text.trim() === '' || Number.isNaN(value) ? undefined : value;
+}
+
+// --- snapshots -----------------------------------------------------------------------------------
+
+function toSnapshot(at: number, buckets: Map<number, number>, previous: Snapshot | undefined): Snapshot {
+  const sorted = [...buckets.keys()].sort((a, b) => a - b);
+  const same =
+    previous !== undefined &&
+    previous.les.length === sorted.length &&
+    previous.les.every((le, i) => le === sorted[i]);
+  const les = same ? previous.les : sorted;
+  return { at, les, counts: Float64Array.from(les, (le) => buckets.get(le) ?? 0) };
+}
+
+function toBuckets(snapshot: Snapshot): Bucket[] {
+  return snapshot.les.map((le, i) => ({ le, count: snapshot.counts[i] ?? 0 }));
+}
+
+/**
+ * Drops the snapshots older than the baseline: the newest one at or before the window start is
+ * kept (the point an increase over the window starts from), everything before it goes.
+ */
+function pruneBefore(history: PodHistory, windowStart: number): void {
+  const s = history.snapshots;
+  let baseline = -1;
+  for (let i = 0; i < s.length && (s[i] as Snapshot).at <= windowStart; i++) baseline = i;
+  if (baseline > 0) s.splice(0, baseline);
+}
+
+/** Inserts in time order, prunes, then thins to `max` by dropping the interior point closest to its neighbours. */
+function addSnapshot(history: PodHistory, snapshot: Snapshot, windowStart: number, max: number): void {
+  const s = history.snapshots;
+  let at = s.length;
+  while (at > 0 && (s[at - 1] as Snapshot).at > snapshot.at) at--;
+  s.splice(at, 0, snapshot);
+  pruneBefore(history, windowStart);
+  while (s.length > max) {
+    let drop = 1;
+    let smallest = Number.POSITIVE_INFINITY;
+    for (let i = 1; i < s.length - 1; i++) {
+      const gap = (s[i + 1] as Snapshot).at - (s[i - 1] as Snapshot).at;
+      if (gap < smallest) {
+        smallest = gap;
+        drop = i;
+      }
+    }
+    s.splice(drop, 1);
+  }
+}
+
+/** Observations from the first snapshot to the last, summed pairwise so each reset is caught. */
+function increase(snapshots: readonly Snapshot[]): Bucket[] {
+  const steps: Bucket[][] = [];
+  for (let i = 1; i < snapshots.length; i++) {
+    steps.push(bucketDelta(toBuckets(snapshots[i - 1] as Snapshot), toBuckets(snapshots[i] as Snapshot)));
+  }
+  return mergeBuckets(steps);
+}
+
+// --- helpers -------------------------------------------------------------------------------------
+
+/** Runs `fn` over `items`, at most `limit` at a time, results in item order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+function message(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: unknown }).cause;
+    const code = (cause as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string') return `${err.message} (${code})`;
+    if (cause instanceof Error) return `${err.message}: ${cause.message}`;
+    return err.message;
+  }
+  return String(err);
+}
