@@ -771,3 +771,49 @@ describe('desiredSettings: grace period', () => {
     expect(p.notes.map((n) => n.reason)).toEqual(['GraceShorterThanPreStop']);
   });
 });
+
+describe('the grace sentence (status and Events)', () => {
+  const spec: GracefulShutdownPolicySpecInput = {
+    preStop: { seconds: 10 },
+    terminationGracePeriod: { minSeconds: 30, maxSeconds: 120, overheadSeconds: 5 },
+    observedLatency: { source: 'Prometheus', minSamples: 100, safetyFactor: 1.5 },
+  };
+  test('shows the arithmetic from the observed percentile', () => {
+    const p = plan(spec, {}, { observation: observed(21.3, 500) });
+    expect(p.graceExplanation).toBe(
+      'grace 47 s = preStop 10 + drain 32 (p99 21.3 s x 1.5) + overhead 5, within [30, 120]',
+    );
+  });
+
+  test('says when the bounds decided, and when the latency is only a lower bound', () => {
+    expect(plan(spec, {}, { observation: observed(1, 500) }).graceExplanation).toBe(
+      'grace 30 s: preStop 10 + drain 2 (p99 1 s x 1.5) + overhead 5 = 17, raised to minSeconds of [30, 120]',
+    );
+    const atLeast: LatencyObservation = { ...observed(100, 500), atLeast: true } as LatencyObservation;
+    const p = plan(spec, {}, { observation: atLeast });
+    expect(p.graceExplanation).toBe(
+      'grace 120 s: preStop 10 + drain 150 (p99 >= 100 s x 1.5) + overhead 5 = 165, capped at maxSeconds of [30, 120]',
+    );
+    expect(p.drain.message).toContain("above the histogram's largest finite bucket");
+  });
+
+  test('says why the drain counts as 0, and when an applied value is kept', () => {
+    expect(plan(spec, {}, { observation: observed(3, 12) }).graceExplanation).toContain(
+      'drain 0 (12 requests < minSamples 100)',
+    );
+    const kept = plan(
+      spec,
+      { grace: 60 },
+      {
+        observation: { known: false, source: 'Prometheus', reason: 'down', unavailable: true },
+        previouslyApplied: { terminationGracePeriodSeconds: 60 },
+      },
+    );
+    expect(kept.graceExplanation).toBe(
+      'grace 60 s kept (preStop 10 + drain 0 (latency unknown) + overhead 5 = 15, within [30, 120])',
+    );
+    expect(plan({ terminationGracePeriod: { strategy: 'Fixed', fixedSeconds: 40 } }).graceExplanation).toBe(
+      'grace 40 s (strategy Fixed)',
+    );
+  });
+});

@@ -149,6 +149,7 @@ export function computeDrainSeconds(
     return {
       seconds: 0,
       reason: 'LatencySourceNone',
+      basis: 'no latency source',
       message: 'observedLatency.source is None: the drain time counts as 0 s',
     };
   }
@@ -157,12 +158,14 @@ export function computeDrainSeconds(
       return {
         seconds: 0,
         reason: 'TooFewSamples',
+        basis: `${observation.samples} requests < minSamples ${minSamples}`,
         message: `${observation.samples} requests observed by ${observation.source}, fewer than minSamples ${minSamples}: the drain time counts as 0 s`,
       };
     }
     return {
       seconds: 0,
       reason: 'LatencyUnknown',
+      basis: `latency unknown`,
       message: `no latency from ${observation.source}: ${observation.reason}; the drain time counts as 0 s`,
     };
   }
@@ -170,6 +173,7 @@ export function computeDrainSeconds(
     return {
       seconds: 0,
       reason: 'TooFewSamples',
+      basis: `${observation.samples} requests < minSamples ${minSamples}`,
       message: `${observation.samples} requests in ${observation.window}, fewer than minSamples ${minSamples}: the drain time counts as 0 s`,
     };
   }
@@ -177,20 +181,49 @@ export function computeDrainSeconds(
     return {
       seconds: 0,
       reason: 'LatencyUnknown',
+      basis: 'latency unusable',
       message: `${observation.source} reported an unusable latency (${observation.seconds}): the drain time counts as 0 s`,
     };
   }
   const seconds = Math.min(MAX_SECONDS, ceilSeconds(observation.seconds * safetyFactor));
   const quantile = `p${Math.round(observation.percentile * 1000) / 10}`;
+  const atLeast = observation.atLeast ? '>= ' : '';
   return {
     seconds,
     reason: 'ObservedLatency',
-    message: `${quantile} ${round3(observation.seconds)}s over ${observation.window} (${observation.samples} requests, ${observation.source}) x ${safetyFactor} = ${seconds} s drain`,
+    basis: `${quantile} ${atLeast}${round1(observation.seconds)} s x ${safetyFactor}`,
+    message: `${quantile} ${atLeast}${round3(observation.seconds)}s over ${observation.window} (${observation.samples} requests, ${observation.source}) x ${safetyFactor} = ${seconds} s drain${observation.atLeast ? `; the ${quantile} lies above the histogram's largest finite bucket (${round3(observation.seconds)} s): its buckets are too small to tell more` : ''}`,
   };
 }
 
 function round3(value: number): number {
   return Math.round(value * 1000) / 1000;
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+/**
+ * The grace period's arithmetic in one sentence, for status and Events:
+ * `grace 47 s = preStop 10 + drain 32 (p99 21.3 s x 1.5) + overhead 5, within [30, 120]`.
+ */
+export function explainGrace(
+  spec: GracefulShutdownPolicySpec,
+  drain: DrainTime,
+  grace: number,
+  kept: boolean,
+): string {
+  const g = spec.terminationGracePeriod;
+  if (g.strategy === 'Fixed') return `grace ${grace} s (strategy Fixed)`;
+  const raw = spec.preStop.seconds + drain.seconds + g.overheadSeconds;
+  const sum = `preStop ${spec.preStop.seconds} + drain ${drain.seconds} (${drain.basis}) + overhead ${g.overheadSeconds}`;
+  const bounds = `[${g.minSeconds}, ${g.maxSeconds}]`;
+  if (kept) return `grace ${grace} s kept (${sum} = ${raw}, within ${bounds})`;
+  if (grace === raw) return `grace ${grace} s = ${sum}, within ${bounds}`;
+  const why =
+    raw < g.minSeconds ? `raised to minSeconds` : raw > g.maxSeconds ? `capped at maxSeconds` : 'adjusted';
+  return `grace ${grace} s: ${sum} = ${raw}, ${why} of ${bounds}`;
 }
 
 /** Fixed: fixedSeconds. Computed: preStop + drain + overhead, clamped to [minSeconds, maxSeconds]. */
@@ -391,6 +424,8 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
   const drain = computeDrainSeconds(spec, observation);
   const graceSpec = spec.terminationGracePeriod;
   let grace = computeGraceSeconds(spec, drain.seconds);
+  /** The operator's earlier value stays (hysteresis, or a lowering held back). */
+  let kept = false;
   const previousGrace = previouslyApplied?.terminationGracePeriodSeconds;
   if (
     graceSpec.strategy === 'Computed' &&
@@ -398,7 +433,9 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
     previousGrace >= graceSpec.minSeconds &&
     previousGrace <= graceSpec.maxSeconds
   ) {
+    const recommendation = grace;
     grace = withHysteresis(previousGrace, grace, 0.1, spec.preStop.seconds + drain.seconds);
+    kept = grace === previousGrace && grace !== recommendation;
     // Lowering restarts pods for a smaller value. With a latency source: only on a trusted
     // observation, and only once the estimate has been stable for the stabilization window; an
     // unknown, stale or failing source never lowers what the operator applied. Raising is always
@@ -413,6 +450,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
             : `the applied ${previousGrace} s is kept: ${drain.message}, and an unknown latency never lowers a grace period`,
         });
         grace = previousGrace;
+        kept = true;
       }
     }
   }
@@ -452,6 +490,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
       containers: ordered,
       recommended,
       drain,
+      graceExplanation: explainGrace(spec, drain, grace, kept),
       ...(servingContainer === undefined ? {} : { servingContainer }),
       notes,
     },

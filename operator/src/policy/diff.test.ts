@@ -166,7 +166,8 @@ describe('diffDeployment', () => {
         },
       ],
       recommended: {},
-      drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+      drain: { seconds: 0, reason: 'LatencySourceNone', basis: 'test', message: '' },
+      graceExplanation: '',
       notes: [],
     };
     expect(diffDeployment(d, p).compliant).toBe(true);
@@ -206,7 +207,8 @@ describe('diffDeployment', () => {
     const p: ShutdownPlan = {
       containers: [{ name: 'web', readinessProbe: wanted }],
       recommended: {},
-      drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+      drain: { seconds: 0, reason: 'LatencySourceNone', basis: 'test', message: '' },
+      graceExplanation: '',
       notes: [],
     };
     expect(diffDeployment(d, p)).toMatchObject({
@@ -227,7 +229,8 @@ describe('diffDeployment', () => {
       terminationGracePeriodSeconds: 40,
       containers: [{ name: 'web', preStop: { sleep: { seconds: 5 } } }],
       recommended: {},
-      drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+      drain: { seconds: 0, reason: 'LatencySourceNone', basis: 'test', message: '' },
+      graceExplanation: '',
       notes: [],
     };
     const diff = diffDeployment(d, p);
@@ -255,7 +258,8 @@ describe('diffDeployment', () => {
     const p: ShutdownPlan = {
       containers: [{ name: 'web', readinessProbe: wanted }],
       recommended: {},
-      drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+      drain: { seconds: 0, reason: 'LatencySourceNone', basis: 'test', message: '' },
+      graceExplanation: '',
       notes: [],
     };
     expect(diffDeployment(d, p).compliant).toBe(true);
@@ -272,7 +276,8 @@ describe('diffDeployment', () => {
       terminationGracePeriodSeconds: 30,
       containers: [],
       recommended: {},
-      drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+      drain: { seconds: 0, reason: 'LatencySourceNone', basis: 'test', message: '' },
+      graceExplanation: '',
       notes: [],
     };
     expect(diffDeployment(deployment({ grace: 30 }), p).compliant).toBe(true);
@@ -312,7 +317,8 @@ describe('diffDeployment: the mirror annotations count only together with their 
     servingContainer: 'web',
     annotations: mirrors,
     recommended: {},
-    drain: { seconds: 0, reason: 'LatencySourceNone', message: '' },
+    drain: { seconds: 0, reason: 'LatencySourceNone', basis: 'test', message: '' },
+    graceExplanation: '',
     notes: [],
   };
 

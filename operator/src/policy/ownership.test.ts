@@ -31,11 +31,11 @@ const USER_PROBE: V1Probe = { httpGet: { path: '/health', port: 9000 }, periodSe
 const SLEEP: V1LifecycleHandler = { sleep: { seconds: 5 } };
 const USER_HOOK: V1LifecycleHandler = { exec: { command: ['/bin/drain'] } };
 
-const drain = { seconds: 0, reason: 'LatencySourceNone', message: 'drain 0 s' };
+const drain = { seconds: 0, reason: 'LatencySourceNone', basis: 'no latency source', message: 'drain 0 s' };
 
 /** A plan built by hand: only the fields given are written. */
 function plan(fields: Partial<ShutdownPlan> = {}): ShutdownPlan {
-  return { containers: [], recommended: {}, drain, notes: [], ...fields };
+  return { containers: [], recommended: {}, drain, graceExplanation: '', notes: [], ...fields };
 }
 
 const withAnnotation = (d: V1Deployment, value: string): V1Deployment => {

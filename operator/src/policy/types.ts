@@ -56,6 +56,8 @@ export interface PlanNote {
 
 export interface DrainTime {
   seconds: number;
+  /** The drain in a few words for the grace sentence: `p99 21.3 s x 1.5`, `no latency source`. */
+  basis: string;
   /** ObservedLatency, LatencyUnknown, TooFewSamples or LatencySourceNone. */
   reason: string;
   message: string;
@@ -79,6 +81,11 @@ export interface ShutdownPlan {
   /** What the policy computes for this Deployment, whether or not it is written (status `recommended`). */
   recommended: ShutdownSettings;
   drain: DrainTime;
+  /**
+   * How the recommended grace period was reached, for status and Events, e.g.
+   * `grace 47 s = preStop 10 + drain 32 (p99 21.3 s x 1.5) + overhead 5, within [30, 120]`.
+   */
+  graceExplanation: string;
   /**
    * The serving container: the one that gets the readiness probe, and whose preStop the
    * prestop-seconds annotation mirrors. Chosen even when the probe is not written (inject
