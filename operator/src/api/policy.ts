@@ -430,6 +430,11 @@ export const PolicyConditionTypes = {
   Accepted: 'Accepted',
   /** Every matched Deployment is compliant. */
   Compliant: 'Compliant',
+  /**
+   * Request latency is observed for every Deployment the policy governs (source not None); when
+   * False, the reason (SourceUnavailable, NoData, TooFewSamples) and how many are affected.
+   */
+  LatencyObserved: 'LatencyObserved',
 } as const;
 
 export const VerdictSchema = z.enum(['Compliant', 'NonCompliant', 'Exempt', 'Unknown']);
@@ -463,6 +468,13 @@ export const ObservedLatencySchema = z.strictObject({
   samples: z.int().min(0).describe('Requests seen in the window.'),
   window: z.string().max(32).describe('The observation window.'),
   observedTime: timestamp().optional().describe('When the observation was made.'),
+  message: z
+    .string()
+    .max(512)
+    .optional()
+    .describe(
+      'What to know about it: why it is unknown, that it is kept while the source fails, or that the percentile lies above the largest histogram bucket.',
+    ),
 });
 
 export const WorkloadStatusSchema = z.strictObject({
@@ -498,7 +510,7 @@ export const PolicyStatusSchema = z
       .superRefine(uniqueBy((condition) => condition.type))
       .optional()
       .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] })
-      .describe('Accepted and Compliant conditions.'),
+      .describe('Accepted, Compliant and (with a latency source) LatencyObserved conditions.'),
     counts: PolicyCountsSchema.optional().describe('How many Deployments are in each verdict.'),
     workloads: z
       .array(WorkloadStatusSchema)

@@ -140,7 +140,11 @@ describe('planWorkload', () => {
     });
     expect(planned.nextRecord).not.toHaveProperty('terminationGracePeriodSeconds');
     expect(sameOwnership(planned.record, planned.nextRecord)).toBe(false);
-    expect(planned.observation).toEqual({ known: false, source: 'None', reason: 'observedLatency.source is None' });
+    expect(planned.observation).toEqual({
+      known: false,
+      source: 'None',
+      reason: 'observedLatency.source is None',
+    });
     expect(planned.plan.containers[0]?.preStop).toEqual({ sleep: { seconds: 5 } });
   });
 

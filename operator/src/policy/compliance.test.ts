@@ -11,6 +11,9 @@ import {
   compareWorkloads,
   formatTime,
   invalidPolicyStatus,
+  type LatencyFreshness,
+  latencyObservedCondition,
+  latencyProblem,
   statusEquals,
   summarizePolicyStatus,
   workloadVerdict,
@@ -38,6 +41,7 @@ function planned(
     observation?: LatencyObservation;
     mode?: 'Audit' | 'Enforce';
     decision?: RolloutDecision;
+    freshness?: LatencyFreshness;
   } = {},
 ): WorkloadStatus {
   const p = policy('p', extra.spec ?? {});
@@ -54,7 +58,7 @@ function planned(
     observation,
     mode: extra.mode ?? 'Audit',
     ...(extra.decision ? { decision: extra.decision } : {}),
-    observedTime: T1,
+    freshness: extra.freshness ?? { latest: observation, stale: false, observedTime: T1 },
   });
 }
 
@@ -198,8 +202,36 @@ describe('workloadVerdict', () => {
       samples: 0,
       window: '6h',
       observedTime: '2025-01-01T01:00:00Z',
+      message: 'down',
     });
     expect(planned({}).observedLatency).toBeUndefined();
+  });
+
+  test('observed latency: kept while the source fails, and a percentile above the largest bucket', () => {
+    const spec = { observedLatency: { source: 'Prometheus' as const } };
+    const down: LatencyObservation = {
+      known: false,
+      source: 'Prometheus',
+      reason: 'ECONNREFUSED',
+      unavailable: true,
+    };
+    expect(
+      planned(
+        {},
+        { spec, observation: observed(2, 500), freshness: { latest: down, stale: true, observedTime: T1 } },
+      ).observedLatency?.message,
+    ).toBe('kept while Prometheus fails: ECONNREFUSED');
+    const atLeast = { ...observed(10, 500), atLeast: true } as LatencyObservation;
+    expect(planned({}, { spec, observation: atLeast }).observedLatency?.message).toBe(
+      "the p99 lies above the largest finite bucket: at least 10 s; the histogram's buckets are too small",
+    );
+  });
+
+  test('the message shows the grace arithmetic', () => {
+    const spec = { observedLatency: { source: 'Prometheus' as const } };
+    expect(planned({}, { spec, observation: observed(2, 500) }).message).toContain(
+      'grace 30 s: preStop 5 + drain 3 (p99 2 s x 1.5) + overhead 5 = 13, raised to minSeconds of [30, 300]',
+    );
   });
 
   test('the message stays within the schema bound', () => {
@@ -462,5 +494,78 @@ describe('statusEquals', () => {
   test('undefined versus a status', () => {
     expect(statusEquals(undefined, undefined)).toBe(true);
     expect(statusEquals(undefined, {})).toBe(false);
+  });
+});
+
+describe('LatencyObserved', () => {
+  const down: LatencyObservation = {
+    known: false,
+    source: 'Prometheus',
+    reason: 'ECONNREFUSED',
+    unavailable: true,
+  };
+  const noSeries: LatencyObservation = { known: false, source: 'Prometheus', reason: 'no series' };
+
+  test('each workload: fine, not asked yet, unavailable, no data, too few samples', () => {
+    expect(latencyProblem(observed(2, 500), 100)).toBeUndefined();
+    expect(latencyProblem(undefined, 100)).toEqual({ problem: 'Pending', detail: 'not observed yet' });
+    expect(latencyProblem(down, 100)).toEqual({ problem: 'SourceUnavailable', detail: 'ECONNREFUSED' });
+    expect(latencyProblem(noSeries, 100)).toEqual({ problem: 'NoData', detail: 'no series' });
+    expect(latencyProblem(observed(2, 12), 100)).toEqual({
+      problem: 'TooFewSamples',
+      detail: '12 requests, fewer than minSamples 100',
+    });
+  });
+
+  test('True when all are observed; False with the worst reason and counts; Unknown while pending; none without a source', () => {
+    expect(latencyObservedCondition('Prometheus', [undefined, undefined])).toEqual({
+      status: 'True',
+      reason: 'Observed',
+      message: 'Prometheus observes the latency of 2 Deployments',
+    });
+    const mixed = latencyObservedCondition('Prometheus', [
+      undefined,
+      latencyProblem(observed(2, 12), 100),
+      latencyProblem(down, 100),
+      latencyProblem(down, 100),
+    ]);
+    expect(mixed).toEqual({
+      status: 'False',
+      reason: 'SourceUnavailable',
+      message:
+        '2 of 4: Prometheus could not be asked (ECONNREFUSED); 1 of 4: too few requests in the window (12 requests, fewer than minSamples 100); a grace period the operator applied is never lowered on that account',
+    });
+    expect(latencyObservedCondition('Prometheus', [latencyProblem(undefined, 1)])).toMatchObject({
+      status: 'Unknown',
+      reason: 'Pending',
+    });
+    expect(latencyObservedCondition('None', [undefined])).toBeUndefined();
+    expect(latencyObservedCondition('Prometheus', [])).toBeUndefined();
+  });
+
+  test('the condition joins the policy status, its time moving only on a status change', () => {
+    const p = policy('p', { observedLatency: { source: 'Prometheus' } });
+    const base = { policy: p, workloads: [], now: T1 };
+    const falseStatus = summarizePolicyStatus({
+      ...base,
+      latency: latencyObservedCondition('Prometheus', [latencyProblem(down, 100)]),
+    });
+    const cond = falseStatus.conditions?.find((c) => c.type === 'LatencyObserved');
+    expect(cond).toMatchObject({
+      status: 'False',
+      reason: 'SourceUnavailable',
+      lastTransitionTime: formatTime(T1),
+    });
+    const later = new Date(T1.getTime() + 60_000);
+    const still = summarizePolicyStatus({
+      ...base,
+      now: later,
+      previous: falseStatus,
+      latency: latencyObservedCondition('Prometheus', [latencyProblem(noSeries, 100)]),
+    });
+    expect(still.conditions?.find((c) => c.type === 'LatencyObserved')?.lastTransitionTime).toBe(
+      formatTime(T1),
+    );
+    expect(summarizePolicyStatus(base).conditions?.map((c) => c.type)).toEqual(['Accepted', 'Compliant']);
   });
 });

@@ -38,11 +38,26 @@ export type VerdictInput =
       mode: PolicyMode;
       /** The rollout decision when the operator holds the write back (Enforce, non-compliant). */
       decision?: RolloutDecision;
-      observedTime?: Date;
+      /** How fresh the observation is (undefined: source None, or nothing observed yet). */
+      freshness?: LatencyFreshness;
     };
 
+/** What status tells about a workload's latency beyond the observation planning used. */
+export interface LatencyFreshness {
+  /** The source's latest answer; differs from the observation when that one is kept. */
+  latest: LatencyObservation;
+  /** The observation is kept while the latest answers are not a trusted latency. */
+  stale: boolean;
+  /** When the observation planning uses was made. */
+  observedTime: Date;
+}
+
 function truncate(message: string): string {
-  return message.length <= MAX_MESSAGE ? message : `${message.slice(0, MAX_MESSAGE - 3)}...`;
+  return truncateTo(message, MAX_MESSAGE);
+}
+
+function truncateTo(message: string, max: number): string {
+  return message.length <= max ? message : `${message.slice(0, max - 3)}...`;
 }
 
 function identity(deployment: V1Deployment): { namespace: string; name: string } {
@@ -69,12 +84,21 @@ function changeReason(fields: FieldChange[]): string {
 function observedLatency(
   policy: ValidPolicy,
   observation: LatencyObservation,
-  observedTime: Date | undefined,
+  freshness: LatencyFreshness | undefined,
 ): ObservedLatency | undefined {
   // Nothing was observed on purpose: no entry rather than an empty one.
   if (observation.source === 'None') return undefined;
-  const time = observedTime === undefined ? {} : { observedTime: formatTime(observedTime) };
+  const time = freshness === undefined ? {} : { observedTime: formatTime(freshness.observedTime) };
+  const notes: string[] = [];
+  if (freshness?.stale && !freshness.latest.known)
+    notes.push(`kept while ${freshness.latest.source} fails: ${freshness.latest.reason}`);
+  else if (freshness?.stale && freshness.latest.known)
+    notes.push(`kept: the latest answer has ${freshness.latest.samples} requests, fewer than minSamples`);
   if (observation.known) {
+    if (observation.atLeast)
+      notes.push(
+        `the p${Math.round(observation.percentile * 1000) / 10} lies above the largest finite bucket: at least ${observation.seconds} s; the histogram's buckets are too small`,
+      );
     return {
       source: observation.source,
       percentile: observation.percentile,
@@ -82,10 +106,82 @@ function observedLatency(
       samples: observation.samples,
       window: observation.window,
       ...time,
+      ...(notes.length > 0 ? { message: truncateTo(notes.join('; '), 512) } : {}),
     };
   }
   const { percentile, window } = policy.spec.observedLatency;
-  return { source: observation.source, percentile, samples: observation.samples ?? 0, window, ...time };
+  return {
+    source: observation.source,
+    percentile,
+    samples: observation.samples ?? 0,
+    window,
+    ...time,
+    message: truncateTo([observation.reason, ...notes].join('; '), 512),
+  };
+}
+
+/** Why a governed workload's latency is not (freshly) observed, most severe first. */
+export const LatencyProblems = ['SourceUnavailable', 'NoData', 'TooFewSamples', 'Pending'] as const;
+export type LatencyProblem = (typeof LatencyProblems)[number];
+
+/** The problem with a workload's latest answer, if any (undefined latest: not asked yet). */
+export function latencyProblem(
+  latest: LatencyObservation | undefined,
+  minSamples: number,
+): { problem: LatencyProblem; detail: string } | undefined {
+  if (latest === undefined) return { problem: 'Pending', detail: 'not observed yet' };
+  if (latest.known) {
+    return latest.samples >= minSamples
+      ? undefined
+      : {
+          problem: 'TooFewSamples',
+          detail: `${latest.samples} requests, fewer than minSamples ${minSamples}`,
+        };
+  }
+  if (latest.unavailable) return { problem: 'SourceUnavailable', detail: latest.reason };
+  if (latest.samples !== undefined && latest.samples < minSamples)
+    return { problem: 'TooFewSamples', detail: latest.reason };
+  return { problem: 'NoData', detail: latest.reason };
+}
+
+/**
+ * The LatencyObserved condition from the problems of each governed workload (undefined: fine).
+ * True when every one is observed; Unknown when the only problem is that some are not observed
+ * yet; False otherwise, with the most severe reason and how many are affected.
+ */
+export function latencyObservedCondition(
+  source: LatencyObservation['source'],
+  problems: readonly ({ problem: LatencyProblem; detail: string } | undefined)[],
+): Omit<Condition, 'lastTransitionTime' | 'type' | 'observedGeneration'> | undefined {
+  if (source === 'None' || problems.length === 0) return undefined;
+  const total = problems.length;
+  const byProblem = new Map<LatencyProblem, string[]>();
+  for (const p of problems) if (p) byProblem.set(p.problem, [...(byProblem.get(p.problem) ?? []), p.detail]);
+  if (byProblem.size === 0)
+    return {
+      status: 'True',
+      reason: 'Observed',
+      message: `${source} observes the latency of ${plural(total, 'Deployment', 'Deployments')}`,
+    };
+  const worst = LatencyProblems.find((p) => byProblem.has(p)) as LatencyProblem;
+  const describe: Record<LatencyProblem, string> = {
+    SourceUnavailable: `${source} could not be asked`,
+    NoData: 'no latency data',
+    TooFewSamples: 'too few requests in the window',
+    Pending: 'not observed yet',
+  };
+  const parts = LatencyProblems.filter((p) => byProblem.has(p)).map((p) => {
+    const details = byProblem.get(p) ?? [];
+    return `${details.length} of ${total}: ${describe[p]} (${details[0]})`;
+  });
+  return {
+    status: worst === 'Pending' ? 'Unknown' : 'False',
+    reason: worst,
+    message: truncateTo(
+      `${parts.join('; ')}; a grace period the operator applied is never lowered on that account`,
+      1024,
+    ),
+  };
 }
 
 /**
@@ -125,7 +221,7 @@ export function workloadVerdict(input: VerdictInput): WorkloadStatus {
 
 function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): WorkloadStatus {
   const { plan, diff, policy } = input;
-  const latency = observedLatency(policy, input.observation, input.observedTime);
+  const latency = observedLatency(policy, input.observation, input.freshness);
   const common = {
     ...identity(input.deployment),
     recommended: plan.recommended,
@@ -138,7 +234,7 @@ function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): Work
       ...common,
       verdict: 'Compliant',
       reason: 'SettingsMatch',
-      message: truncate([plan.drain.message, ...notes].join('; ')),
+      message: truncate([plan.graceExplanation, plan.drain.message, ...notes].join('; ')),
     };
   }
   const waiting = input.mode === 'Enforce' && input.decision?.kind === 'Wait' ? input.decision : undefined;
@@ -147,7 +243,7 @@ function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): Work
     ...common,
     verdict: 'NonCompliant',
     reason: waiting?.reason ?? changeReason(diff.fields),
-    message: truncate([...parts, plan.drain.message, ...notes].join('; ')),
+    message: truncate([...parts, plan.graceExplanation, plan.drain.message, ...notes].join('; ')),
   };
 }
 
@@ -186,6 +282,8 @@ export interface PolicyStatusInput {
   workloads: WorkloadStatus[];
   now: Date;
   previous?: GracefulShutdownPolicyStatus;
+  /** The LatencyObserved condition's fields (latencyObservedCondition); absent with source None. */
+  latency?: Omit<Condition, 'lastTransitionTime' | 'type' | 'observedGeneration'>;
 }
 
 /**
@@ -246,6 +344,19 @@ export function summarizePolicyStatus(input: PolicyStatusInput): GracefulShutdow
         { type: PolicyConditionTypes.Compliant, ...compliance, observedGeneration: generation },
         now,
       ),
+      ...(input.latency === undefined
+        ? []
+        : [
+            condition(
+              previous,
+              {
+                type: PolicyConditionTypes.LatencyObserved,
+                ...input.latency,
+                observedGeneration: generation,
+              },
+              now,
+            ),
+          ]),
     ],
     counts: { matched, compliant, nonCompliant, exempt },
     workloads,
