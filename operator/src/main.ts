@@ -7,6 +7,7 @@ import {
   type KubernetesListObject,
   type V1Deployment,
   type V1Namespace,
+  type V1Pod,
 } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION } from './api/policy.ts';
 import { ConfigError, loadConfig, usage } from './config.ts';
@@ -23,8 +24,9 @@ import { createLeaseClient } from './kube/lease-client.ts';
 import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
 import { EstimateCache } from './latency/estimates.ts';
+import { PrometheusSource } from './latency/prometheus.ts';
 import { LatencyRefresher } from './latency/refresher.ts';
-import { UnknownLatencySource } from './latency/source.ts';
+import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
 import { isRolling } from './policy/budget.ts';
 import { clusterFacts } from './policy/desired.ts';
@@ -180,7 +182,27 @@ async function main(): Promise<void> {
   });
   manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies);
   manager.addController(deployments).addController(statuses);
-  const unknown = new UnknownLatencySource();
+  // Pods, for the Scrape source (read from this cache, never listed per refresh).
+  const pods = new Informer<V1Pod>({
+    name: 'pods',
+    kubeConfig,
+    path: '/api/v1/pods',
+    list: (options) => core.listPodForAllNamespaces(options),
+    ...informerTimings,
+  });
+  manager.addSource(pods);
+  const latencySources = {
+    Prometheus: new PrometheusSource({
+      defaultUrl: config.prometheusUrl,
+      bearerTokenFile: config.prometheusBearerTokenFile,
+      caFile: config.prometheusCaFile,
+      timeoutMs: config.latency.timeoutMs,
+    }),
+    Scrape: new ScrapeSource({
+      pods: (namespace) => pods.list().filter((p) => p.metadata?.namespace === namespace),
+      timeoutMs: config.latency.timeoutMs,
+    }),
+  };
   manager.addRunnable(
     new LatencyRefresher({
       view: {
@@ -188,7 +210,7 @@ async function main(): Promise<void> {
         policies: () => view.parsedPolicies().valid,
         namespaceLabels: (ns) => view.namespaceLabels(ns),
       },
-      sources: { Prometheus: unknown, Scrape: unknown },
+      sources: latencySources,
       cache: estimates,
       intervalMs: config.latency.refreshMs,
       timeoutMs: config.latency.timeoutMs,
@@ -198,6 +220,12 @@ async function main(): Promise<void> {
         statuses.enqueueAfter(policy, statusDebounceMs);
       },
       logger,
+      metrics: {
+        observed: (policy, source, outcome, seconds) => {
+          operatorMetrics.latencySourceRequests.inc({ policy, source, outcome });
+          operatorMetrics.latencySourceDuration.observe({ source }, seconds);
+        },
+      },
     }),
   );
   manager.installSignalHandlers();

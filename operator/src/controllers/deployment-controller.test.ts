@@ -52,7 +52,11 @@ interface Harness {
   failWith: { error?: Error };
 }
 
-function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[] }): Harness {
+function harness(options: {
+  policies: PolicyObject[];
+  deployments: V1Deployment[];
+  estimates?: EstimateCache;
+}): Harness {
   const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
   const view = new ClusterView({
     deployments: deployments as unknown as Informer<V1Deployment>,
@@ -89,7 +93,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
   const recorder: EventRecorder = {
     record: (object, type, reason, message) => events.push({ object, type, reason, message }),
   };
-  const estimates = new EstimateCache();
+  const estimates = options.estimates ?? new EstimateCache();
   const tracker = new RolloutTracker();
   const metrics = createOperatorMetrics(new Registry());
   const reconciler = deploymentReconciler({
@@ -189,6 +193,9 @@ describe('deploymentReconciler', () => {
       reason: 'ShutdownSettingsApplied',
     });
     expect(h.events[0]?.message).toContain('policy p:');
+    expect(h.events[0]?.message).toContain(
+      'grace 30 s: preStop 5 + drain 0 (no latency source) + overhead 5 = 10',
+    );
     expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'apply' })).toBe(1);
     // The rollout the patch starts counts against the budget until the cache shows it done.
     expect([...h.tracker.rollingKeys('p', new Map([['shop/web', web()]]))]).toEqual(['shop/web']);
@@ -576,5 +583,25 @@ describe('deploymentReconciler', () => {
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
       expect(h.events.map((e) => e.reason)).toEqual(['ShutdownSettingsApplied']);
     });
+  });
+});
+
+describe('observed latency', () => {
+  const spec = { mode: 'Enforce', observedLatency: { source: 'Prometheus', minSamples: 100 } };
+  test('a Deployment whose policy has a source waits for its first estimate, then gets one write with it', async () => {
+    const estimates = new EstimateCache();
+    const h = harness({ policies: [policyObject('p', spec)], deployments: [web()], estimates });
+    expect(await h.reconcile('shop/web')).toBeUndefined();
+    expect(h.writes).toEqual([]);
+    estimates.update(
+      'shop/web',
+      { known: true, seconds: 20, samples: 500, percentile: 0.99, window: '1h', source: 'Prometheus' },
+      { stabilizationMs: 60_000, minSamples: 100 },
+    );
+    await h.reconcile('shop/web');
+    expect(h.writes).toHaveLength(1);
+    // preStop 5 + drain ceil(20 x 1.5) = 30 + overhead 5.
+    expect(h.writes[0]?.spec?.template.spec.terminationGracePeriodSeconds).toBe(40);
+    expect(h.events[0]?.message).toContain('grace 40 s = preStop 5 + drain 30 (p99 20 s x 1.5) + overhead 5');
   });
 });

@@ -186,7 +186,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         reference(deployment),
         'Normal',
         'ShutdownSettingsApplied',
-        `policy ${policy.name}: ${changes.join('; ')} (${plan.drain.message})`,
+        `policy ${policy.name}: ${changes.join('; ')} (${plan.graceExplanation}; ${plan.drain.message})`,
       );
     }
     log.info(

@@ -1,5 +1,5 @@
 // The operator's own metrics, beside the controller-runtime ones (runtime/metrics.ts).
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export interface OperatorMetrics {
   /** Every write to a Deployment (operation apply|release|replace): steady state means this stays flat. */
@@ -12,6 +12,16 @@ export interface OperatorMetrics {
   statusWrites: Counter<'policy'>;
   /** 1 when the policy's spec passes the operator's validation, else 0. */
   policyAccepted: Gauge<'policy'>;
+  /** The highest latency the policy's workloads are planned with (seconds, at its percentile). */
+  latencyObservedSeconds: Gauge<'policy'>;
+  /** The highest grace period the policy recommends for its workloads. */
+  recommendedGraceSeconds: Gauge<'policy'>;
+  /** Age of the oldest latency estimate behind the policy's plans (grows while the source fails). */
+  latencyEstimateAgeSeconds: Gauge<'policy'>;
+  /** Latency source requests by outcome (known, unknown, unavailable). */
+  latencySourceRequests: Counter<'policy' | 'source' | 'outcome'>;
+  /** How long latency source requests take. */
+  latencySourceDuration: Histogram<'source'>;
 }
 
 export function createOperatorMetrics(registry: Registry): OperatorMetrics {
@@ -45,6 +55,37 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
       name: 'gracefulshutdown_policy_accepted',
       help: '1 when the policy spec is valid, 0 when it is rejected (see its Accepted condition)',
       labelNames: ['policy'] as const,
+      registers,
+    }),
+    latencyObservedSeconds: new Gauge({
+      name: 'gracefulshutdown_latency_observed_seconds',
+      help: "The highest observed request latency (at the policy's percentile) its plans use",
+      labelNames: ['policy'] as const,
+      registers,
+    }),
+    recommendedGraceSeconds: new Gauge({
+      name: 'gracefulshutdown_recommended_grace_seconds',
+      help: 'The highest terminationGracePeriodSeconds the policy recommends',
+      labelNames: ['policy'] as const,
+      registers,
+    }),
+    latencyEstimateAgeSeconds: new Gauge({
+      name: 'gracefulshutdown_latency_estimate_age_seconds',
+      help: 'Age of the oldest latency estimate the policy plans with (grows while its source fails)',
+      labelNames: ['policy'] as const,
+      registers,
+    }),
+    latencySourceRequests: new Counter({
+      name: 'gracefulshutdown_latency_source_requests_total',
+      help: 'Latency source requests (a Prometheus query, a scrape of a workload) by outcome',
+      labelNames: ['policy', 'source', 'outcome'] as const,
+      registers,
+    }),
+    latencySourceDuration: new Histogram({
+      name: 'gracefulshutdown_latency_source_request_duration_seconds',
+      help: 'How long a latency source request for one workload takes',
+      labelNames: ['source'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
   };

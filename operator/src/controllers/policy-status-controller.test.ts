@@ -28,7 +28,11 @@ interface Harness {
   registry: Registry;
 }
 
-function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[] }): Harness {
+function harness(options: {
+  policies: PolicyObject[];
+  deployments: V1Deployment[];
+  estimates?: EstimateCache;
+}): Harness {
   const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
   const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
   const view = new ClusterView({
@@ -46,7 +50,7 @@ function harness(options: { policies: PolicyObject[]; deployments: V1Deployment[
       writes.push({ name, status: structuredClone(status) });
     },
   };
-  const estimates = new EstimateCache();
+  const estimates = options.estimates ?? new EstimateCache();
   const registry = new Registry();
   const metrics = createOperatorMetrics(registry);
   const reconciler = policyStatusReconciler({
@@ -354,5 +358,76 @@ describe('policyStatusReconciler', () => {
     await h.reconcile('p');
     expect(await gauge('Compliant')).toBe(2);
     expect(await gauge('NonCompliant')).toBe(0);
+  });
+});
+
+describe('latency', () => {
+  const spec = { observedLatency: { source: 'Prometheus', minSamples: 100, stabilizationWindow: '1m' } };
+  const known = (seconds: number) =>
+    ({ known: true, seconds, samples: 500, percentile: 0.99, window: '1h', source: 'Prometheus' }) as const;
+  const down = {
+    known: false,
+    source: 'Prometheus',
+    reason: 'connect ECONNREFUSED',
+    unavailable: true,
+  } as const;
+  const opts = { stabilizationMs: 60_000, minSamples: 100 };
+
+  test('LatencyObserved follows the estimates; one Warning when it turns False, one Normal when it recovers', async () => {
+    const estimates = new EstimateCache();
+    const h = harness({
+      policies: [policyObject('p', spec)],
+      deployments: [compliantDeployment()],
+      estimates,
+    });
+    // Not asked yet: Unknown, no Event.
+    await h.reconcile('p');
+    expect(conditionOf(h.writes.at(-1)?.status, 'LatencyObserved')).toMatchObject({
+      status: 'Unknown',
+      reason: 'Pending',
+    });
+    expect(h.events).toEqual([]);
+    estimates.update('shop/api', known(4), opts);
+    h.policies.put({ ...policyObject('p', spec), status: readBack(h.writes.at(-1)?.status) });
+    await h.reconcile('p');
+    const observed = h.writes.at(-1)?.status;
+    expect(conditionOf(observed, 'LatencyObserved')).toMatchObject({ status: 'True', reason: 'Observed' });
+    expect(observed?.workloads?.[0]?.observedLatency).toMatchObject({ seconds: 4, samples: 500 });
+    expect(observed?.workloads?.[0]?.message).toContain('grace 30 s: preStop 5 + drain 6 (p99 4 s x 1.5)');
+    expect(await seriesValue(h.metrics.latencyObservedSeconds, { policy: 'p' })).toBe(4);
+    // The source fails: False, the latency kept, one Warning.
+    estimates.update('shop/api', down, opts);
+    h.policies.put({ ...policyObject('p', spec), status: readBack(observed) });
+    await h.reconcile('p');
+    const failing = h.writes.at(-1)?.status;
+    expect(conditionOf(failing, 'LatencyObserved')).toMatchObject({
+      status: 'False',
+      reason: 'SourceUnavailable',
+    });
+    expect(failing?.workloads?.[0]?.observedLatency).toMatchObject({
+      seconds: 4,
+      message: 'kept while Prometheus fails: connect ECONNREFUSED',
+    });
+    expect(h.events.map((e) => [e.type, e.reason])).toEqual([['Warning', 'LatencyNotObserved']]);
+    // Still failing: no second Event.
+    h.policies.put({ ...policyObject('p', spec), status: readBack(failing) });
+    await h.reconcile('p');
+    expect(h.events).toHaveLength(1);
+    // Back: True, one Normal Event.
+    estimates.update('shop/api', known(4), opts);
+    h.policies.put({ ...policyObject('p', spec), status: readBack(h.writes.at(-1)?.status) });
+    await h.reconcile('p');
+    expect(conditionOf(h.writes.at(-1)?.status, 'LatencyObserved')?.status).toBe('True');
+    expect(h.events.map((e) => [e.type, e.reason])).toEqual([
+      ['Warning', 'LatencyNotObserved'],
+      ['Normal', 'LatencyObserved'],
+    ]);
+  });
+
+  test('no LatencyObserved condition and no latency gauges without a source', async () => {
+    const h = harness({ policies: [policyObject('p', {})], deployments: [compliantDeployment()] });
+    await h.reconcile('p');
+    expect(conditionOf(h.writes.at(-1)?.status, 'LatencyObserved')).toBeUndefined();
+    expect(await seriesValue(h.metrics.latencyObservedSeconds, { policy: 'p' })).toBeUndefined();
   });
 });

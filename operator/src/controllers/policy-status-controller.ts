@@ -1,12 +1,20 @@
 // Reports one policy's status: its verdict on every Deployment it selects, the counts and
 // conditions, written only when they change. Contract: given a policy name, read the policy,
 // the other policies and the Deployments from the cache, compute, and write status at most once.
-import { API_VERSION, KIND, PolicyConditionTypes, type WorkloadStatus } from '../api/policy.ts';
+import {
+  API_VERSION,
+  type GracefulShutdownPolicyStatus,
+  KIND,
+  PolicyConditionTypes,
+  type WorkloadStatus,
+} from '../api/policy.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
 import { rolloutDecision } from '../policy/budget.ts';
 import {
   invalidPolicyStatus,
+  latencyObservedCondition,
+  latencyProblem,
   statusEquals,
   summarizePolicyStatus,
   workloadVerdict,
@@ -42,6 +50,12 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
     if (!object) {
       for (const verdict of verdicts) metrics.policyWorkloads.remove({ policy: name, verdict });
       metrics.policyAccepted.remove({ policy: name });
+      for (const gauge of [
+        metrics.latencyObservedSeconds,
+        metrics.latencyEstimateAgeSeconds,
+        metrics.recommendedGraceSeconds,
+      ])
+        gauge.remove({ policy: name });
       return;
     }
     const { valid, invalid } = view.parsedPolicies();
@@ -67,6 +81,8 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       );
     } else {
       const workloads: WorkloadStatus[] = [];
+      const latencyProblems: ReturnType<typeof latencyProblem>[] = [];
+      const gauges = { observedSeconds: 0, graceSeconds: 0, estimateAgeSeconds: 0 };
       for (const deployment of view.deployments.list()) {
         const namespaceLabels = view.namespaceLabels(deployment.metadata?.namespace);
         if (!policySelects(policy, deployment, namespaceLabels)) continue;
@@ -84,6 +100,23 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           workloads.push(workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors }));
           continue;
         }
+        const { estimate } = planned;
+        if (policy.spec.observedLatency.source !== 'None') {
+          latencyProblems.push(latencyProblem(estimate?.latest, policy.spec.observedLatency.minSamples));
+          if (planned.observation.known)
+            gauges.observedSeconds = Math.max(gauges.observedSeconds, planned.observation.seconds);
+          if (estimate) {
+            const lastGood = estimate.stale ? estimate.publishedAt : estimate.refreshedAt;
+            gauges.estimateAgeSeconds = Math.max(
+              gauges.estimateAgeSeconds,
+              (now.getTime() - lastGood) / 1000,
+            );
+          }
+        }
+        gauges.graceSeconds = Math.max(
+          gauges.graceSeconds,
+          planned.plan.recommended.terminationGracePeriodSeconds ?? 0,
+        );
         const decision =
           policy.spec.mode === 'Enforce' && !planned.diff.compliant
             ? rolloutDecision({ policy, deployment, rollingKeys: new Set(), key: '' })
@@ -98,10 +131,35 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
             observation: planned.observation,
             mode: policy.spec.mode,
             ...(decision?.kind === 'Wait' ? { decision } : {}),
+            ...(estimate
+              ? {
+                  freshness: {
+                    latest: estimate.latest,
+                    stale: estimate.stale,
+                    observedTime: new Date(estimate.publishedAt),
+                  },
+                }
+              : {}),
           }),
         );
       }
-      status = summarizePolicyStatus({ policy, workloads, now, previous: object.status });
+      const latency = latencyObservedCondition(policy.spec.observedLatency.source, latencyProblems);
+      status = summarizePolicyStatus({
+        policy,
+        workloads,
+        now,
+        previous: object.status,
+        ...(latency ? { latency } : {}),
+      });
+      recordLatencyTransition(deps, { name, uid: object.metadata?.uid }, object.status, latency);
+      if (latency) {
+        metrics.latencyObservedSeconds.set({ policy: name }, gauges.observedSeconds);
+        metrics.latencyEstimateAgeSeconds.set({ policy: name }, gauges.estimateAgeSeconds);
+      } else {
+        metrics.latencyObservedSeconds.remove({ policy: name });
+        metrics.latencyEstimateAgeSeconds.remove({ policy: name });
+      }
+      metrics.recommendedGraceSeconds.set({ policy: name }, gauges.graceSeconds);
     }
 
     metrics.policyAccepted.set({ policy: name }, rejected ? 0 : 1);
@@ -124,4 +182,23 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
     }
     return { requeueAfterMs: deps.resyncMs };
   };
+}
+
+/**
+ * One Event per transition of LatencyObserved: a Warning when it turns False (the source fails,
+ * no data, too few requests), a Normal one when it recovers. `kubectl describe gsp` shows them.
+ */
+function recordLatencyTransition(
+  deps: PolicyStatusControllerDeps,
+  policy: { name: string; uid: string | undefined },
+  previous: GracefulShutdownPolicyStatus | undefined,
+  next: ReturnType<typeof latencyObservedCondition>,
+): void {
+  const before = previous?.conditions?.find((c) => c.type === PolicyConditionTypes.LatencyObserved);
+  if (next === undefined || before?.status === next.status) return;
+  const ref = { apiVersion: API_VERSION, kind: KIND, name: policy.name, uid: policy.uid };
+  if (next.status === 'False')
+    deps.events.record(ref, 'Warning', 'LatencyNotObserved', `${next.reason}: ${next.message}`);
+  else if (next.status === 'True' && before?.status === 'False')
+    deps.events.record(ref, 'Normal', 'LatencyObserved', next.message);
 }

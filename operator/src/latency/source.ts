@@ -1,5 +1,6 @@
-// The one interface through which drain time enters the operator. Real sources (Prometheus,
-// scraping the pods) plug in here; the policy arithmetic only sees a LatencyObservation.
+// The one interface through which observed latency enters the operator: the Prometheus source
+// (prometheus.ts) and the Scrape source (scrape.ts). Only the leader's refresher (refresher.ts)
+// calls them; planning reads the published estimates (estimates.ts), never a source.
 import type { V1LabelSelector } from '@kubernetes/client-node';
 import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
@@ -24,22 +25,4 @@ export interface LatencySource {
     policy: ObservedLatencyPolicy,
     signal?: AbortSignal,
   ): Promise<LatencyObservation>;
-}
-
-/**
- * Reports "unknown" for every workload, saying why: the policy's source None means no
- * observation is wanted; Prometheus and Scrape sources are not implemented yet, so the
- * policy's defaults (drain time 0, bounded below by minSeconds) apply and status says so.
- */
-export class UnknownLatencySource implements LatencySource {
-  async observe(_workload: Workload, policy: ObservedLatencyPolicy): Promise<LatencyObservation> {
-    if (policy.source === 'None') {
-      return { known: false, source: 'None', reason: 'observedLatency.source is None' };
-    }
-    return {
-      known: false,
-      source: policy.source,
-      reason: `the ${policy.source} latency source is not implemented in this version of the operator`,
-    };
-  }
 }
