@@ -99,6 +99,7 @@ async function main(): Promise<void> {
       writer: createDeploymentWriter(apps),
       events,
       estimates,
+      requestEstimate: () => refresher.nudge(),
       facts,
       tracker,
       metrics: operatorMetrics,
@@ -203,31 +204,30 @@ async function main(): Promise<void> {
       timeoutMs: config.latency.timeoutMs,
     }),
   };
-  manager.addRunnable(
-    new LatencyRefresher({
-      view: {
-        deployments: () => view.deployments.list(),
-        policies: () => view.parsedPolicies().valid,
-        namespaceLabels: (ns) => view.namespaceLabels(ns),
+  const refresher = new LatencyRefresher({
+    view: {
+      deployments: () => view.deployments.list(),
+      policies: () => view.parsedPolicies().valid,
+      namespaceLabels: (ns) => view.namespaceLabels(ns),
+    },
+    sources: latencySources,
+    cache: estimates,
+    intervalMs: config.latency.refreshMs,
+    timeoutMs: config.latency.timeoutMs,
+    concurrency: config.latency.concurrency,
+    onChange: (key, policy) => {
+      deployments.enqueue(key);
+      statuses.enqueueAfter(policy, statusDebounceMs);
+    },
+    logger,
+    metrics: {
+      observed: (policy, source, outcome, seconds) => {
+        operatorMetrics.latencySourceRequests.inc({ policy, source, outcome });
+        operatorMetrics.latencySourceDuration.observe({ source }, seconds);
       },
-      sources: latencySources,
-      cache: estimates,
-      intervalMs: config.latency.refreshMs,
-      timeoutMs: config.latency.timeoutMs,
-      concurrency: config.latency.concurrency,
-      onChange: (key, policy) => {
-        deployments.enqueue(key);
-        statuses.enqueueAfter(policy, statusDebounceMs);
-      },
-      logger,
-      metrics: {
-        observed: (policy, source, outcome, seconds) => {
-          operatorMetrics.latencySourceRequests.inc({ policy, source, outcome });
-          operatorMetrics.latencySourceDuration.observe({ source }, seconds);
-        },
-      },
-    }),
-  );
+    },
+  });
+  manager.addRunnable(refresher);
   manager.installSignalHandlers();
   try {
     await manager.run();

@@ -29,6 +29,8 @@ export interface DeploymentControllerDeps {
   events: EventRecorder;
   /** Latency estimates the leader's refresher publishes. */
   estimates: EstimateReader;
+  /** Asks the refresher for an early pass (a Deployment has no estimate yet). */
+  requestEstimate?: () => void;
   facts: ClusterFacts;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
@@ -127,6 +129,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     // it is known: wait for the refresher's first answer (it enqueues this Deployment then).
     if (policy.spec.observedLatency.source !== 'None' && deps.estimates.get(key) === undefined) {
       log.debug({ policy: policy.name }, 'waiting for the first latency estimate');
+      deps.requestEstimate?.();
       return;
     }
     const planned = planWorkload(deployment, policy, deps);

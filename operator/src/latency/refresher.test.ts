@@ -181,4 +181,19 @@ describe('LatencyRefresher', () => {
     await done;
     expect(source.calls).toEqual(['a']);
   });
+
+  test('nudge() starts the next pass now instead of at the end of the interval', async () => {
+    const source = new ScriptedSource();
+    const v = view([deployment({ name: 'a' })]);
+    const { r } = refresher(v, source); // interval 1 s
+    const stop = new AbortController();
+    const done = r.run(stop.signal);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    v.state.deployments = [deployment({ name: 'a' }), deployment({ name: 'new' })];
+    r.nudge();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(source.calls).toEqual(['a', 'a', 'new']);
+    stop.abort();
+    await done;
+  });
 });

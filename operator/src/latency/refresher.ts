@@ -84,9 +84,22 @@ export class LatencyRefresher implements Runnable {
   readonly name = LATENCY_REFRESHER;
   readonly #o: RefresherOptions;
   readonly #inFlight = new Set<string>();
+  /** Ends the current wait between passes (a Deployment has no estimate yet). */
+  #wake: (() => void) | undefined;
+  #woken = false;
 
   constructor(options: RefresherOptions) {
     this.#o = options;
+  }
+
+  /**
+   * Asks for a pass now rather than at the end of the interval: a Deployment a policy with a
+   * source just started to govern should not wait a whole interval for its first estimate.
+   * Passes never overlap, and a Deployment is asked once at a time.
+   */
+  nudge(): void {
+    this.#woken = true;
+    this.#wake?.();
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -99,17 +112,22 @@ export class LatencyRefresher implements Runnable {
       const started = Date.now();
       await this.refreshOnce(signal).catch((err: unknown) => log.error({ err }, 'latency refresh failed'));
       const wait = Math.max(0, this.#o.intervalMs - (Date.now() - started));
+      if (this.#woken) {
+        this.#woken = false;
+        continue;
+      }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        signal.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
+        const done = () => {
+          clearTimeout(timer);
+          this.#wake = undefined;
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, wait);
+        this.#wake = done;
+        signal.addEventListener('abort', done, { once: true });
       });
+      this.#woken = false;
     }
   }
 
