@@ -10,6 +10,7 @@ import { isRolling } from '../../operator/src/policy/budget.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';
 import {
+  createPolicy,
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
   OPERATOR_SERVICE_ACCOUNT,
@@ -67,20 +68,10 @@ try {
 
     const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
     const started = Date.now();
-    await custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'GracefulShutdownPolicy',
-        metadata: { name: ns },
-        spec: {
-          mode: 'Enforce',
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-          rollout: { maxConcurrent },
-        },
-      },
+    await createPolicy(kc, ns, {
+      mode: 'Enforce',
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+      rollout: { maxConcurrent },
     });
     await waitUntil(async () => {
       const policy = (await custom.getClusterCustomObject({

@@ -33,6 +33,7 @@ import {
   installDemoService,
   installOperatorInCluster,
   OPERATOR_NAMESPACE,
+  readPolicyStatus,
   kubectl as runKubectl,
 } from '../operator/install.ts';
 
@@ -136,6 +137,8 @@ async function main(): Promise<void> {
       ...install,
       dir: join(overlays, 'operator'),
       image: images.operator.ref,
+      // A demo has no patience for the default 30 s between latency refreshes.
+      env: { LATENCY_REFRESH_MS: '5000' },
     });
     console.log(
       `\noperator: kubectl apply -k config/default (image ${images.operator.ref}), 2 pods on ${REAL_NODE_NAME}\n${await kubectl(['get', 'pods', '-n', OPERATOR_NAMESPACE, '-o', 'wide'])}`,
@@ -191,15 +194,8 @@ async function main(): Promise<void> {
     const audited = await waitFor(
       'Audit status',
       async () => {
-        const p = (await custom.getClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          name: POLICY,
-        })) as {
-          status?: Status;
-        };
-        return p.status?.workloads?.length === samples.length ? p.status : undefined;
+        const status = (await readPolicyStatus(kc, POLICY)) as Status;
+        return status.workloads?.length === samples.length ? status : undefined;
       },
       { timeoutMs: 120_000 },
     );
@@ -224,16 +220,9 @@ async function main(): Promise<void> {
     const after = await waitFor(
       'Enforce to converge',
       async () => {
-        const p = (await custom.getClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          name: POLICY,
-        })) as {
-          status?: Status;
-        };
+        const status = (await readPolicyStatus(kc, POLICY)) as Status;
         const items = await settled();
-        return p.status?.counts?.compliant === p.status?.counts?.matched && items ? items : undefined;
+        return status.counts?.compliant === status.counts?.matched && items ? items : undefined;
       },
       { timeoutMs: 180_000 },
     );
@@ -296,6 +285,36 @@ async function main(): Promise<void> {
     console.log(
       `\n  with the policy:    ${formatLoad(withPolicy)}\n  without a preStop:  ${formatLoad(withoutPreStop)}`,
     );
+
+    // What the operator observed while the load ran, and the grace period it computed from it.
+    type Observed = {
+      message?: string;
+      observedLatency?: { seconds?: number; samples: number; percentile: number };
+    };
+    const observed = await waitFor(
+      'the observed latency of demo-service',
+      async () => {
+        const status = (await readPolicyStatus(kc, DEMO.name)) as {
+          workloads?: (Observed & { name: string })[];
+        };
+        const w = status.workloads?.find((x) => x.name === DEMO.name);
+        return w?.observedLatency?.seconds !== undefined ? w : undefined;
+      },
+      { timeoutMs: 120_000 },
+    ).catch(() => undefined);
+    if (observed?.observedLatency) {
+      const { seconds, samples, percentile } = observed.observedLatency;
+      console.log(
+        `\nObserved by scraping demo-service's pods: p${percentile * 100} ${seconds?.toFixed(3)} s over ${samples} requests`,
+      );
+      console.log(
+        `  ${observed.message?.split('; ').find((m) => m.startsWith('grace ')) ?? observed.message}`,
+      );
+    } else {
+      console.log(
+        "\nThe operator has not observed demo-service's latency yet (see kubectl get gsp demo-service -o yaml).",
+      );
+    }
 
     console.log(`\n$ kubectl get gsp\n${await kubectl(['get', 'gsp'])}`);
     console.log(

@@ -19,7 +19,12 @@ import {
   loadDuringRollout,
 } from '../drain/kube-rollout.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';
-import { OPERATOR_NAMESPACE, kubectl as runKubectl, writeOverlay } from '../operator/install.ts';
+import {
+  createPolicy,
+  OPERATOR_NAMESPACE,
+  kubectl as runKubectl,
+  writeOverlay,
+} from '../operator/install.ts';
 import { watchTermination } from './real-pods.ts';
 import { adminKubeConfig, clusterInfo, kubectl, useNamespace, waitFor } from './support.ts';
 
@@ -123,19 +128,9 @@ describe('the operator installed with kubectl apply -k', () => {
 
   test('reconciles a policy, and kubectl logs shows it', async () => {
     await apps().createNamespacedDeployment({ namespace: ns.name, body: sampleDeployment('web') });
-    await custom().createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'GracefulShutdownPolicy',
-        metadata: { name: 'in-cluster' },
-        spec: {
-          mode: 'Enforce',
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns.name } },
-        },
-      },
+    await createPolicy(adminKubeConfig(), 'in-cluster', {
+      mode: 'Enforce',
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns.name } },
     });
     const grace = await waitFor('the operator to set a grace period', async () => {
       const d = await apps().readNamespacedDeployment({ name: 'web', namespace: ns.name });

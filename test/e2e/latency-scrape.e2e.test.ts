@@ -5,9 +5,10 @@
 import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import {
+  createPolicy,
+  deletePolicy,
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
   OPERATOR_SERVICE_ACCOUNT,
@@ -19,7 +20,7 @@ import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.t
 const ns = useNamespace('scrape');
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
-const custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
+const _custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
 
 const POLICY = 'latency-scrape-e2e';
 const PRESTOP = 2;
@@ -86,24 +87,12 @@ beforeAll(async () => {
     timeoutMs: 120_000,
   });
   load = new LatencyLoad(url, 8, 1500);
-  await custom().createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'GracefulShutdownPolicy',
-      metadata: { name: POLICY },
-      spec,
-    },
-  });
+  await createPolicy(adminKubeConfig(), POLICY, spec);
 });
 
 afterAll(async () => {
   await load?.stop();
-  await custom()
-    .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name: POLICY })
-    .catch(() => {});
+  await deletePolicy(adminKubeConfig(), POLICY);
   await operator?.stop();
 });
 

@@ -1,7 +1,7 @@
 // Shared by the observed-latency e2e tests: a demo-service Deployment on the real node whose
 // request latency the test sets through a closed-loop load, and readers of what the operator did.
-import { AppsV1Api, CustomObjectsApi, type V1Deployment } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
+import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
+import { readPolicyStatus } from '../operator/install.ts';
 import { adminKubeConfig, clusterInfo } from './support.ts';
 
 /** Closed-loop load: `workers` loops of GET /work?ms=<latencyMs>; change latencyMs any time. */
@@ -38,20 +38,15 @@ export interface WorkloadStatusView {
   observedLatency?: { seconds?: number; samples: number; message?: string };
 }
 
-/** The policy's status as the apiserver has it. */
+/** The policy's status as the apiserver has it, with the workload fields these tests read. */
 export async function policyStatus(policy: string): Promise<{
   conditions?: { type: string; status: string; reason: string }[];
   workloads?: WorkloadStatusView[];
 }> {
-  const p = (await adminKubeConfig()
-    .makeApiClient(CustomObjectsApi)
-    .getClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name: policy })) as {
-    status?: {
-      conditions?: { type: string; status: string; reason: string }[];
-      workloads?: WorkloadStatusView[];
-    };
+  return (await readPolicyStatus(adminKubeConfig(), policy)) as {
+    conditions?: { type: string; status: string; reason: string }[];
+    workloads?: WorkloadStatusView[];
   };
-  return p.status ?? {};
 }
 
 export async function graceOf(namespace: string, name: string): Promise<number | undefined> {

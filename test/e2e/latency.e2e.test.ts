@@ -8,12 +8,13 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { bucketQuantile } from '../../operator/src/latency/histogram.ts';
 import { buildBucketQuery } from '../../operator/src/latency/prometheus.ts';
 import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import { freePort } from '../cluster/processes.ts';
 import {
+  createPolicy,
+  deletePolicy,
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
   OPERATOR_SERVICE_ACCOUNT,
@@ -30,7 +31,7 @@ import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.t
 const ns = useNamespace('latency');
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
-const custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
+const _custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
 
 const POLICY = 'latency-e2e';
 const APP = 'api';
@@ -158,9 +159,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await load?.stop();
-  await custom()
-    .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name: POLICY })
-    .catch(() => {});
+  await deletePolicy(adminKubeConfig(), POLICY);
   await operator?.stop();
   await relay?.close();
 });
@@ -171,17 +170,7 @@ describe('grace periods from observed latency (Prometheus)', () => {
     await waitFor('Prometheus to see the requests', async () => ((await prometheusP99()) ?? 0) > 1, {
       timeoutMs: 90_000,
     });
-    await custom().createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'GracefulShutdownPolicy',
-        metadata: { name: POLICY },
-        spec,
-      },
-    });
+    await createPolicy(adminKubeConfig(), POLICY, spec);
     const workload = await waitFor(
       'the status to show the observed latency',
       async () => {

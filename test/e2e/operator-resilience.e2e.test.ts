@@ -17,6 +17,7 @@ import { isRolling } from '../../operator/src/policy/budget.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';
 import {
+  createPolicy,
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
   OPERATOR_SERVICE_ACCOUNT,
@@ -35,20 +36,10 @@ beforeAll(async () => {
   dir = join(cluster.workDir, 'logs');
   await installOperatorPrerequisites(cluster.binaries.kubectl, cluster.kubeconfigPath);
   await kubectl(['create', 'namespace', namespace]);
-  await custom().createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'GracefulShutdownPolicy',
-      metadata: { name: 'resilience' },
-      spec: {
-        mode: 'Enforce',
-        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
-        rollout: { maxConcurrent: 5 },
-      },
-    },
+  await createPolicy(cluster.adminKubeConfig(), 'resilience', {
+    mode: 'Enforce',
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+    rollout: { maxConcurrent: 5 },
   });
 });
 
@@ -165,22 +156,12 @@ test('a policy that fails the operator-side validation gets a condition naming t
     namespace: 'invalid-policy',
     body: sampleDeployment('untouched'),
   });
-  await custom().createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'GracefulShutdownPolicy',
-      metadata: { name: 'too-long-prestop' },
-      spec: {
-        mode: 'Enforce',
-        priority: 1000,
-        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'invalid-policy' } },
-        preStop: { seconds: 200 },
-        terminationGracePeriod: { maxSeconds: 100 },
-      },
-    },
+  await createPolicy(cluster.adminKubeConfig(), 'too-long-prestop', {
+    mode: 'Enforce',
+    priority: 1000,
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'invalid-policy' } },
+    preStop: { seconds: 200 },
+    terminationGracePeriod: { maxSeconds: 100 },
   });
   const accepted = await waitFor('Accepted=False', async () => {
     const policy = (await custom().getClusterCustomObject({

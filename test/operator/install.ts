@@ -4,7 +4,9 @@ import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
+import { GROUP, type GracefulShutdownPolicyStatus, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { clusterDir } from '../cluster/versions.ts';
 
 const run = promisify(execFile);
@@ -56,8 +58,11 @@ export interface OverlayOptions {
   bases: string[];
   /** Image names in the bases, and the locally built reference that replaces each. */
   images: { name: string; ref: string }[];
-  /** Deployments whose pods go to the real node, with imagePullPolicy Never (nothing is pulled). */
-  placeOnRealNode: { name: string; namespace: string }[];
+  /**
+   * Deployments whose pods go to the real node, with imagePullPolicy Never (nothing is pulled),
+   * and environment variables added to their first container.
+   */
+  placeOnRealNode: { name: string; namespace: string; env?: Record<string, string> }[];
   placement: { nodeSelector: Record<string, string>; tolerations: unknown[] };
 }
 
@@ -74,12 +79,17 @@ export async function writeOverlay(dir: string, opts: OverlayOptions): Promise<v
       const at = ref.lastIndexOf(':');
       return { name, newName: ref.slice(0, at), newTag: ref.slice(at + 1) };
     }),
-    patches: opts.placeOnRealNode.map(({ name, namespace }) => ({
+    patches: opts.placeOnRealNode.map(({ name, namespace, env }) => ({
       target: { kind: 'Deployment', name, namespace },
       patch: stringify([
         { op: 'add', path: '/spec/template/spec/nodeSelector', value: opts.placement.nodeSelector },
         { op: 'add', path: '/spec/template/spec/tolerations', value: opts.placement.tolerations },
         { op: 'add', path: '/spec/template/spec/containers/0/imagePullPolicy', value: 'Never' },
+        ...Object.entries(env ?? {}).map(([k, v]) => ({
+          op: 'add',
+          path: '/spec/template/spec/containers/0/env/-',
+          value: { name: k, value: v },
+        })),
       ]),
     })),
   };
@@ -97,6 +107,8 @@ export interface InClusterInstall {
   dir: string;
   image: string;
   placement: OverlayOptions['placement'];
+  /** Extra environment for the operator (its flags' variables, e.g. LATENCY_REFRESH_MS). */
+  env?: Record<string, string>;
 }
 
 /** `kubectl apply -k` of config/default with the image swapped; resolves once rolled out. */
@@ -104,7 +116,9 @@ export async function installOperatorInCluster(o: InClusterInstall): Promise<voi
   await writeOverlay(o.dir, {
     bases: ['config/default'],
     images: [{ name: 'ghcr.io/graceful-shutdown-operator/operator', ref: o.image }],
-    placeOnRealNode: [{ name: OPERATOR_DEPLOYMENT, namespace: OPERATOR_NAMESPACE }],
+    placeOnRealNode: [
+      { name: OPERATOR_DEPLOYMENT, namespace: OPERATOR_NAMESPACE, ...(o.env ? { env: o.env } : {}) },
+    ],
     placement: o.placement,
   });
   await kubectl(o.kubectlPath, o.kubeconfig, ['apply', '--server-side', '-k', o.dir]);
@@ -127,4 +141,32 @@ export async function installDemoService(o: InClusterInstall): Promise<void> {
     placement: o.placement,
   });
   await kubectl(o.kubectlPath, o.kubeconfig, ['apply', '--server-side', '-k', o.dir]);
+}
+
+/** Creates a GracefulShutdownPolicy (cluster-scoped) with this spec. */
+export async function createPolicy(kc: KubeConfig, name: string, spec: object): Promise<void> {
+  await kc.makeApiClient(CustomObjectsApi).createClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: PLURAL,
+    body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'GracefulShutdownPolicy', metadata: { name }, spec },
+  });
+}
+
+/** Deletes a policy; a missing one is fine (cleanup paths). */
+export async function deletePolicy(kc: KubeConfig, name: string): Promise<void> {
+  await kc
+    .makeApiClient(CustomObjectsApi)
+    .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name })
+    .catch(() => undefined);
+}
+
+/** A policy's status as the apiserver has it (empty before the operator wrote one). */
+export async function readPolicyStatus(kc: KubeConfig, name: string): Promise<GracefulShutdownPolicyStatus> {
+  const policy = (await kc
+    .makeApiClient(CustomObjectsApi)
+    .getClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name })) as {
+    status?: GracefulShutdownPolicyStatus;
+  };
+  return policy.status ?? {};
 }
