@@ -1,7 +1,8 @@
 // CLI over the local control plane:
-//   build [--real-node]            build (or verify the cache of) the binaries, and the node's
-//                                  binaries and images too
-//   start [--nodes] [--real-node]  start a cluster for manual use; Ctrl-C stops it
+//   build [--real-node] [--prometheus]  build (or verify the cache of) the binaries, and the
+//                                       node's binaries and images too; install Prometheus
+//   start [--nodes] [--real-node] [--prometheus]  start a cluster for manual use (Prometheus
+//                                       scrapes the real node's annotated pods); Ctrl-C stops it
 import { parseArgs } from 'node:util';
 import { buildControlPlane } from './build.ts';
 import { LocalCluster, realNodePackages } from './cluster.ts';
@@ -9,9 +10,10 @@ import { buildImages } from './images.ts';
 import { buildNode } from './node/build.ts';
 import { REAL_NODE_NAME, realNodePlacement } from './node/node.ts';
 import { ensureDebianPackages } from './node/packages.ts';
+import { DEFAULT_SCRAPE_INTERVAL, prometheusPackages } from './prometheus.ts';
 import { untilSignal } from './signals.ts';
 
-const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node]`;
+const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node [--prometheus]]`;
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -19,6 +21,7 @@ async function main(): Promise<void> {
     options: {
       nodes: { type: 'string', default: '3' },
       'real-node': { type: 'boolean', default: false },
+      prometheus: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -30,6 +33,8 @@ async function main(): Promise<void> {
   const nodes = Number(values.nodes);
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 1000)
     throw new Error(`--nodes: want an integer 1..1000, got "${values.nodes}"`);
+  if (values.prometheus && !values['real-node'])
+    throw new Error('--prometheus needs --real-node: Prometheus scrapes pods on the real node');
 
   switch (command) {
     case 'build': {
@@ -42,12 +47,14 @@ async function main(): Promise<void> {
         const images = await buildImages({ pauseBinary: node.pause });
         for (const image of Object.values(images)) console.log(`image ${image.ref}: ${image.archive}`);
       }
+      if (values.prometheus) await ensureDebianPackages(prometheusPackages, (l) => console.error(l));
       return;
     }
     case 'start': {
       const stop = untilSignal();
       const realNode = values['real-node'];
-      const cluster = await LocalCluster.start({ nodes, realNode });
+      const prometheus = values.prometheus;
+      const cluster = await LocalCluster.start({ nodes, realNode, prometheus });
       console.log(
         [
           '',
@@ -58,6 +65,11 @@ async function main(): Promise<void> {
                   .map((i) => i.ref)
                   .join(', ')}`,
                 `  real-node pods need: ${JSON.stringify(realNodePlacement)}`,
+              ]
+            : []),
+          ...(cluster.prometheusUrl
+            ? [
+                `  Prometheus: ${cluster.prometheusUrl} (scrapes pods on ${REAL_NODE_NAME} annotated prometheus.io/scrape: "true" every ${DEFAULT_SCRAPE_INTERVAL})`,
               ]
             : []),
           `  export KUBECONFIG=${cluster.kubeconfigPath}`,

@@ -18,6 +18,7 @@ import { REAL_NODE_NAME, RealNode } from './node/node.ts';
 import { ensureDebianPackages } from './node/packages.ts';
 import { type ClusterPki, generatePki, type PemPair } from './pki.ts';
 import { type Component, ComponentError, freePort, ProcessGroup } from './processes.ts';
+import { LocalPrometheus, prometheusPackages } from './prometheus.ts';
 
 export interface StartOptions {
   /** Fake (kwok) nodes to create. */
@@ -32,6 +33,13 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** One real node (containerd, kubelet, kube-proxy) beside the kwok nodes; needs root. */
   realNode?: boolean;
+  /**
+   * Debian's Prometheus on 127.0.0.1, scraping the real node's pods annotated
+   * prometheus.io/scrape: "true" (prometheus.ts); needs `realNode`.
+   */
+  prometheus?: boolean;
+  /** Prometheus's scrape interval (and discovery refresh); default 2s. */
+  prometheusScrapeInterval?: string;
 }
 
 /** Debian packages the real node runs with. */
@@ -49,6 +57,8 @@ interface Ports {
 const adminUser = 'admin';
 const nodeUser = `system:node:${REAL_NODE_NAME}`;
 const kubeProxyUser = 'system:kube-proxy';
+/** Prometheus's pod discovery: RBAC gives it get/list/watch on pods only (prometheus.ts). */
+const prometheusUser = 'gso-prometheus';
 const componentUsers = [
   'system:kube-controller-manager',
   'system:kube-scheduler',
@@ -136,6 +146,7 @@ export class LocalCluster {
   /** The real node and the images imported into it, when started with `realNode`. */
   node: RealNode | undefined;
   images: ProjectImages | undefined;
+  private prometheus: LocalPrometheus | undefined;
 
   private constructor(init: {
     workDir: string;
@@ -155,6 +166,11 @@ export class LocalCluster {
     this.apiserverStart = init.apiserverStart;
     this.kubeconfigPath = join(init.workDir, 'admin.kubeconfig');
     this.auditLogPath = join(init.workDir, 'logs', 'audit.log');
+  }
+
+  /** http://127.0.0.1:PORT of the cluster's Prometheus, when started with `prometheus`. */
+  get prometheusUrl(): string | undefined {
+    return this.prometheus?.url;
   }
 
   get kubernetesVersion(): string {
@@ -185,11 +201,19 @@ export class LocalCluster {
 
   static async start(opts: StartOptions = {}): Promise<LocalCluster> {
     const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
+    if (opts.prometheus && !opts.realNode) {
+      throw new Error(
+        'LocalCluster.start: `prometheus: true` needs `realNode: true` (Prometheus scrapes pods on the real node; kwok pods have no real address)',
+      );
+    }
     const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
     const binaries = opts.binaries ?? (await buildControlPlane({ progress }));
     let nodeBuild: { binaries: Awaited<ReturnType<typeof buildNode>>; images: ProjectImages } | undefined;
     if (opts.realNode) {
-      await ensureDebianPackages(realNodePackages, progress);
+      await ensureDebianPackages(
+        [...realNodePackages, ...(opts.prometheus ? prometheusPackages : [])],
+        progress,
+      );
       const nodeBinaries = await buildNode({ progress });
       nodeBuild = {
         binaries: nodeBinaries,
@@ -211,6 +235,7 @@ export class LocalCluster {
         { user: adminUser, groups: ['system:masters'] },
         // The components run with full rights, as envtest and kwokctl run them.
         ...componentUsers.map((user) => ({ user, groups: ['system:masters'] })),
+        ...(opts.prometheus ? [{ user: prometheusUser, groups: [] }] : []),
       ]);
       const file = async (name: string, content: string) => {
         const path = join(pkiDir, name);
@@ -388,16 +413,36 @@ export class LocalCluster {
           readyTimeoutMs,
         });
       }
+      if (opts.prometheus) {
+        const tp = Date.now();
+        cluster.prometheus = await LocalPrometheus.start({
+          processes,
+          dir: join(workDir, 'prometheus'),
+          logPath: join(logs, 'prometheus.log'),
+          discoveryKubeconfig: await componentKubeconfig(prometheusUser),
+          discoveryUser: prometheusUser,
+          admin: cluster.adminKubeConfig(),
+          nodeName: REAL_NODE_NAME,
+          podCidr: hostNetwork.podCidr,
+          scrapeInterval: opts.prometheusScrapeInterval,
+          readyTimeoutMs,
+        });
+        progress(
+          `[cluster] prometheus ready on ${cluster.prometheus.url} in ${((Date.now() - tp) / 1000).toFixed(1)} s`,
+        );
+      }
       progress(
         `[cluster] usable after ${((Date.now() - t0) / 1000).toFixed(1)} s; kubeconfig: ${cluster.kubeconfigPath}`,
       );
       return cluster;
     } catch (err) {
+      await cluster?.prometheus?.stop();
       await processes.stopAll();
       if (nodeBuild) await cleanHost();
       // The logs are what explains the failure: keep them, remove the rest.
       await rm(pkiDir, { recursive: true, force: true });
       await rm(dataDir, { recursive: true, force: true });
+      await rm(join(workDir, 'prometheus'), { recursive: true, force: true });
       if (err instanceof ComponentError) throw err;
       throw new Error(
         `starting the local cluster failed (component logs kept in ${logs}): ${(err as Error).message}`,
@@ -491,11 +536,13 @@ export class LocalCluster {
   async stop(opts: { keepLogs?: boolean } = {}): Promise<string | undefined> {
     if (this.stopped) return undefined;
     this.stopped = true;
+    await this.prometheus?.stop();
     await this.node?.stopProcesses();
     await this.processes.stopAll();
     if (this.node) await cleanHost();
     if (opts.keepLogs) {
-      for (const sub of ['pki', 'etcd']) await rm(join(this.workDir, sub), { recursive: true, force: true });
+      for (const sub of ['pki', 'etcd', 'prometheus'])
+        await rm(join(this.workDir, sub), { recursive: true, force: true });
       return join(this.workDir, 'logs');
     }
     await rm(this.workDir, { recursive: true, force: true });

@@ -1,14 +1,16 @@
-// One cluster for the whole e2e run: the control plane, kwok nodes and one real node running
-// the project's images. Each test file works in its own namespace.
+// One cluster for the whole e2e run: the control plane, kwok nodes, one real node running the
+// project's images and a Prometheus scraping its annotated pods. Each test file works in its own
+// namespace.
 import type { TestProject } from 'vitest/node';
 import { LocalCluster } from '../cluster/cluster.ts';
 import { realNodePlacement } from '../cluster/node/node.ts';
 import type { ClusterInfo } from './support.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const cluster = await LocalCluster.start({ nodes: 3, realNode: true });
-  const { node, images } = cluster;
+  const cluster = await LocalCluster.start({ nodes: 3, realNode: true, prometheus: true });
+  const { node, images, prometheusUrl } = cluster;
   if (!node || !images) throw new Error('the cluster started without its real node');
+  if (!prometheusUrl) throw new Error('the cluster started without its Prometheus');
   const info: ClusterInfo = {
     kubeconfig: cluster.kubeconfigPath,
     kubectl: cluster.binaries.kubectl,
@@ -17,6 +19,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     kubernetesVersion: cluster.kubernetesVersion,
     auditLogPath: cluster.auditLogPath,
     workDir: cluster.workDir,
+    prometheusUrl,
     realNode: {
       placement: realNodePlacement,
       operatorImage: images.operator.ref,

@@ -13,6 +13,8 @@ export interface ClusterInfo {
   kubernetesVersion: string;
   auditLogPath: string;
   workDir: string;
+  /** http://127.0.0.1:PORT: Prometheus scraping the real node's pods annotated prometheus.io/scrape. */
+  prometheusUrl: string;
   realNode: {
     /** nodeSelector and tolerations that put a pod on the real node. */
     placement: { nodeSelector: Record<string, string>; tolerations: V1Toleration[] };
