@@ -1,9 +1,9 @@
 // Builds the control-plane binaries from Go modules, once, into a cache outside the repo keyed
 // by every version that shapes them. A warm run only checks that the files are there.
-import { spawn } from 'node:child_process';
-import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { exists, formatDuration, runLogged, StepError } from './commands.ts';
 import { clusterDir, controlPlaneVersions, k8sModuleDir, kwokModuleDir } from './versions.ts';
 
 export interface ControlPlaneBinaries {
@@ -19,14 +19,14 @@ export interface ControlPlaneBinaries {
   kwokStages: string[];
 }
 
-export class ControlPlaneBuildError extends Error {
-  readonly component: string;
-  readonly logPath: string | undefined;
+export class ControlPlaneBuildError extends StepError {
   constructor(component: string, message: string, logPath?: string) {
-    super(`building ${component}: ${message}${logPath ? ` (full log: ${logPath})` : ''}`);
+    super('building', component, message, logPath);
     this.name = 'ControlPlaneBuildError';
-    this.component = component;
-    this.logPath = logPath;
+  }
+
+  get component(): string {
+    return this.step;
   }
 }
 
@@ -78,60 +78,24 @@ function goTargets(kubernetes: string): GoTarget[] {
   ];
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** Runs a command with its output going to logPath; rejects naming the component on failure. */
-async function run(
+function run(
   component: string,
   cmd: string,
   args: string[],
   opts: { cwd: string; env?: NodeJS.ProcessEnv; logPath: string },
 ): Promise<string> {
-  const log = await open(opts.logPath, 'a');
-  try {
-    const child = spawn(cmd, args, {
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
-      stdio: ['ignore', 'pipe', log.fd],
-    });
-    let stdout = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', resolve);
-    }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') {
-        throw new ControlPlaneBuildError(
-          component,
-          `"${cmd}" was not found on PATH. Install the Go toolchain (go 1.26 or newer) and make sure \`go\` is on PATH.`,
-        );
-      }
-      throw new ControlPlaneBuildError(component, `could not run ${cmd}: ${err.message}`, opts.logPath);
-    });
-    if (code !== 0) {
-      const tail = (await readFile(opts.logPath, 'utf8')).trim().split('\n').slice(-15).join('\n');
-      throw new ControlPlaneBuildError(
+  return runLogged(cmd, args, {
+    ...opts,
+    fail: (message, logPath) =>
+      new ControlPlaneBuildError(
         component,
-        `${cmd} ${args.join(' ')} exited with ${code}:\n${tail}`,
-        opts.logPath,
-      );
-    }
-    return stdout;
-  } finally {
-    await log.close();
-  }
-}
-
-function formatDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+        message.endsWith('was not found on PATH')
+          ? `${message}. Install the Go toolchain (go 1.26 or newer) and make sure \`go\` is on PATH.`
+          : message,
+        logPath,
+      ),
+  });
 }
 
 export interface BuildOptions {

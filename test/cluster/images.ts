@@ -35,6 +35,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { cacheRoot } from './build.ts';
+import { exists, logTail, runLogged, StepError } from './commands.ts';
 import { ensureDebianPackages } from './node/packages.ts';
 
 const execFileAsync = promisify(execFile);
@@ -59,14 +60,10 @@ export interface BuildImagesOptions {
   progress?: (line: string) => void;
 }
 
-export class ImageBuildError extends Error {
-  readonly step: string;
-  readonly logPath: string | undefined;
+export class ImageBuildError extends StepError {
   constructor(step: string, message: string, logPath?: string) {
-    super(`building images, ${step}: ${message}${logPath ? ` (full log: ${logPath})` : ''}`);
+    super('building images,', step, message, logPath);
     this.name = 'ImageBuildError';
-    this.step = step;
-    this.logPath = logPath;
   }
 }
 
@@ -297,54 +294,22 @@ function sbinPath(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: path.join(':') };
 }
 
-async function logTail(logPath: string, lines = 20): Promise<string> {
-  const text = await readFile(logPath, 'utf8').catch(() => '');
-  return text.trim().split('\n').slice(-lines).join('\n');
-}
-
 /** Runs a command, appending its output to logPath; rejects naming the step with the log's tail. */
-async function run(
+function run(
   step: string,
   logPath: string,
   cmd: string,
   args: readonly string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; shown?: string; capture?: boolean } = {},
 ): Promise<string> {
-  const log = await open(logPath, 'a');
-  try {
-    await log.write(`$ ${cmd} ${args.join(' ')}\n`);
-    const child = spawn(cmd, args, {
-      cwd: opts.cwd ?? repoRoot,
-      env: opts.env ?? sbinPath(),
-      // Not captured: stdout goes to the log too, interleaved with stderr as it happened.
-      stdio: ['ignore', opts.capture === false ? log.fd : 'pipe', log.fd],
-    });
-    let stdout = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', resolve);
-    }).catch((err: NodeJS.ErrnoException) => {
-      throw new ImageBuildError(
-        step,
-        err.code === 'ENOENT' ? `"${cmd}" was not found on PATH` : `could not run ${cmd}: ${err.message}`,
-        logPath,
-      );
-    });
-    await log.write(stdout);
-    if (code !== 0) {
-      throw new ImageBuildError(
-        step,
-        `${opts.shown ?? `${cmd} ${args.join(' ')}`} exited with ${code}:\n${await logTail(logPath)}`,
-        logPath,
-      );
-    }
-    return stdout;
-  } finally {
-    await log.close();
-  }
+  return runLogged(cmd, args, {
+    cwd: opts.cwd ?? repoRoot,
+    env: opts.env ?? sbinPath(),
+    logPath,
+    ...(opts.shown === undefined ? {} : { shown: opts.shown }),
+    ...(opts.capture === undefined ? {} : { capture: opts.capture }),
+    fail: (message, path) => new ImageBuildError(step, message, path),
+  });
 }
 
 function seconds(ms: number): string {
@@ -354,13 +319,6 @@ function seconds(ms: number): string {
 
 function megabytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 interface Dirs {

@@ -690,6 +690,19 @@ describe('desiredSettings: grace period', () => {
       },
     );
 
+    test("Override does not lower a user's value while the latency is untrusted (the drain is unknown, not zero)", () => {
+      const override = { ...prometheus, terminationGracePeriod: { inject: 'Override' as const } };
+      const p = plan(override, { grace: 60 }, { observation: observed(20, 5) });
+      expect(p.terminationGracePeriodSeconds).toBeUndefined();
+      expect(p.notes.map((n) => n.reason)).toContain('GraceKept');
+      // Negative control: with a trusted latency, Override writes the recommendation.
+      expect(plan(override, { grace: 60 }, { observation: drain30 }).terminationGracePeriodSeconds).toBe(40);
+      // Raising is never held back.
+      expect(
+        plan(override, { grace: 10 }, { observation: observed(20, 5) }).terminationGracePeriodSeconds,
+      ).toBe(30);
+    });
+
     test('a lower latency that has not held for the stabilization window keeps the applied value', () => {
       const p = plan(prometheus, { grace: 60 }, { observation: drain30, ...applied60, canLower: false });
       expect(p.terminationGracePeriodSeconds).toBe(60);

@@ -468,7 +468,15 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
   const current = currentGraceSeconds(deployment);
   const currentIsOurs = previousGrace !== undefined && previousGrace === current;
   let terminationGracePeriodSeconds: number | undefined;
-  if (graceSpec.inject === 'Override') terminationGracePeriodSeconds = grace;
+  // With a latency source that does not (yet) give a trusted latency, a lower value than the
+  // Deployment has is never written, even under Override: the drain time is unknown, not zero.
+  const untrusted = drain.reason === 'TooFewSamples' || drain.reason === 'LatencyUnknown';
+  if (untrusted && grace < current && !currentIsOurs) {
+    notes.push({
+      reason: 'GraceKept',
+      message: `terminationGracePeriodSeconds ${current} is kept: ${drain.message}, and an unknown latency never lowers a grace period`,
+    });
+  } else if (graceSpec.inject === 'Override') terminationGracePeriodSeconds = grace;
   else if (graceSpec.inject === 'IfShorter') {
     // A longer grace period the user chose is kept; the operator's own value follows the policy.
     if (current < grace || currentIsOurs) terminationGracePeriodSeconds = grace;
