@@ -22,6 +22,7 @@ import { sampleDeployment } from '../operator/fixtures.ts';
 import {
   createPolicy,
   OPERATOR_NAMESPACE,
+  readPolicyStatus,
   kubectl as runKubectl,
   writeOverlay,
 } from '../operator/install.ts';
@@ -74,7 +75,8 @@ beforeAll(async () => {
   await writeOverlay(overlayDir, {
     bases: ['config/default'],
     images: [{ name: 'ghcr.io/graceful-shutdown-operator/operator', ref: realNode.operatorImage }],
-    placeOnRealNode: [{ name: OPERATOR, namespace: OPERATOR_NAMESPACE }],
+    // Latency refreshed every 2 s instead of 30 s: the tests wait for it to settle.
+    placeOnRealNode: [{ name: OPERATOR, namespace: OPERATOR_NAMESPACE, env: { LATENCY_REFRESH_MS: '2000' } }],
     placement: realNode.placement,
   });
 });
@@ -209,6 +211,36 @@ describe('demo-service managed by the in-cluster operator', () => {
       fetch(url).then((r) => (r.ok ? r : undefined)),
     );
     expect(pods.items.map((p) => p.metadata?.name)).toContain(answer.headers.get('x-instance'));
+    // The policy scrapes demo-service itself: with some traffic the operator learns its latency
+    // and owns the grace period computed from it. Settle that before the rollouts below.
+    let last: unknown;
+    const observed = await waitFor(
+      'the observed latency of demo-service',
+      async () => {
+        // Some traffic between two looks, as a service has.
+        for (let i = 0; i < 20; i++) await fetch(url.replace('ms=1', 'ms=20')).catch(() => undefined);
+        const status = await readPolicyStatus(kc(), DEMO.name);
+        const w = status.workloads?.find((x) => x.name === DEMO.name);
+        last = w;
+        // Trusted (minSamples 100 in config/demo) and applied: no rollout of its own comes later.
+        return w?.verdict === 'Compliant' && (w.observedLatency?.samples ?? 0) >= 100 ? w : undefined;
+      },
+      { timeoutMs: 150_000, intervalMs: 500 },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last status: ${JSON.stringify(last)}`);
+    });
+    console.log(
+      `[in-cluster] demo-service: ${observed.message?.split('; ').find((m) => m.startsWith('grace'))}`,
+    );
+    const settled = await kubectl([
+      'rollout',
+      'status',
+      'deployment/demo-service',
+      '-n',
+      DEMO.namespace,
+      '--timeout=120s',
+    ]);
+    expect(settled.code, settled.stderr).toBe(0);
   });
 
   test('a rolling restart under load through the ClusterIP loses no request', async () => {

@@ -115,7 +115,7 @@ describe('grace periods from observed latency (Scrape, no Prometheus)', () => {
     });
   });
 
-  test('a Deployment with too few requests: the status says so, and the fallback applies', async () => {
+  test('a Deployment with too few requests: the status says so, it gets probe and preStop, and its grace is not lowered', async () => {
     const idle = await waitFor('the idle Deployment planned', async () => {
       const w = (await policyStatus(POLICY)).workloads?.find((x) => x.name === 'idle');
       return w?.observedLatency ? w : undefined;
@@ -123,8 +123,14 @@ describe('grace periods from observed latency (Scrape, no Prometheus)', () => {
     expect(`${idle.observedLatency?.message} ${idle.message}`).toMatch(
       /fewer than minSamples|first scrape|no requests/,
     );
-    // preStop 2 + drain 0 + overhead 2.
-    await waitFor('the fallback grace', async () => (await graceOf(ns.name, 'idle')) === PRESTOP + OVERHEAD);
+    // The fallback (preStop 2 + drain 0 + overhead 2 = 4 s) would lower its 30 s: an unknown drain is
+    // not a zero drain, so 30 s is kept, even under Override, while the rest is written.
+    const written = await waitFor('probe and preStop written', async () => {
+      const d = await apps().readNamespacedDeployment({ name: 'idle', namespace: ns.name });
+      return d.spec?.template.spec?.containers[0]?.lifecycle?.preStop ? d : undefined;
+    });
+    expect(written.spec?.template.spec?.terminationGracePeriodSeconds).toBe(30);
+    expect(idle.message).toContain('is kept');
     const condition = (await policyStatus(POLICY)).conditions?.find((c) => c.type === 'LatencyObserved');
     expect(condition?.status).toBe('False');
     expect(['TooFewSamples', 'NoData']).toContain(condition?.reason);
@@ -141,7 +147,9 @@ describe('grace periods from observed latency (Scrape, no Prometheus)', () => {
       { timeoutMs: 90_000, intervalMs: 500 },
     );
     expect(raised).toBeLessThanOrEqual(PRESTOP + Math.ceil(10 * FACTOR) + OVERHEAD);
-    const w = (await policyStatus(POLICY)).workloads?.find((x) => x.name === 'api');
-    expect(w?.observedLatency?.seconds).toBeGreaterThan(5);
+    await waitFor('the status to show the higher latency', async () => {
+      const w = (await policyStatus(POLICY)).workloads?.find((x) => x.name === 'api');
+      return (w?.observedLatency?.seconds ?? 0) > 5;
+    });
   });
 });

@@ -194,8 +194,10 @@ describe('grace periods from observed latency (Prometheus)', () => {
     expect(expectedGrace(p99)).toBeGreaterThanOrEqual(PRESTOP + 2 + OVERHEAD);
     expect(expectedGrace(p99)).toBeLessThanOrEqual(PRESTOP + 3 + OVERHEAD);
     expect(workload.message).toContain(`preStop ${PRESTOP} + drain`);
-    const conditions = (await policyStatus()).conditions ?? [];
-    expect(conditions.find((c) => c.type === 'LatencyObserved')).toMatchObject({ status: 'True' });
+    // The first answers may have had too few samples: it settles on True.
+    await waitFor('LatencyObserved True', async () =>
+      (await policyStatus()).conditions?.some((c) => c.type === 'LatencyObserved' && c.status === 'True'),
+    );
   });
 
   test('steady latency with noise: no write over several refreshes', async () => {
@@ -275,28 +277,41 @@ describe('grace periods from observed latency (Prometheus)', () => {
   test('latency falls back to 1.5 s: the grace lowers only once the stabilization window has passed', async () => {
     if (load) load.latencyMs = 1500;
     const high = (await grace()) as number;
-    // The 7 s requests leave Prometheus' 1-minute window first.
+    // The latency behind `high`: while Prometheus still answers at least this, the estimate holds.
+    const holdsHigh = (p99: number) => expectedGrace(p99) >= high;
+    let lastHighAt = Date.now();
+    let loweredAt: number | undefined;
+    let lowered: number | undefined;
+    // Follow Prometheus (as the operator does) and the Deployment until the grace has lowered.
     await waitFor(
-      'Prometheus p99 back under 2 s',
-      async () => {
-        const q = await prometheusP99();
-        return q !== undefined && q <= 2 ? true : undefined;
-      },
-      { timeoutMs: 150_000, intervalMs: 500 },
-    );
-    const droppedAt = Date.now();
-    const lowered = await waitFor(
       'the grace period to lower',
       async () => {
+        const q = await prometheusP99();
+        if (q !== undefined && holdsHigh(q)) lastHighAt = Date.now();
         const g = await grace();
-        return g !== undefined && g < high ? g : undefined;
+        if (g !== undefined && g < high) {
+          loweredAt = Date.now();
+          lowered = g;
+          return true;
+        }
+        return undefined;
       },
-      { timeoutMs: 120_000, intervalMs: 500 },
+      { timeoutMs: 180_000, intervalMs: 500 },
     );
-    const heldMs = Date.now() - droppedAt;
-    console.log(`[latency] p99 fell under 2 s; grace ${high} s -> ${lowered} s after ${heldMs} ms`);
-    // The estimate may have fallen a scrape before the test saw it: allow one scrape and refresh.
+    const heldMs = (loweredAt as number) - lastHighAt;
+    console.log(
+      `[latency] grace ${high} s -> ${lowered} s, ${heldMs} ms after Prometheus last answered a latency worth ${high} s`,
+    );
+    // Held for the stabilization window after the last high answer, give or take a scrape and a refresh.
     expect(heldMs).toBeGreaterThanOrEqual(STABILIZATION_S * 1000 - 2 * REFRESH_MS);
-    expect(lowered).toBeLessThanOrEqual(PRESTOP + 3 + OVERHEAD);
+    // And it settles where 1.5 s puts it.
+    await waitFor(
+      'the grace period for 1.5 s',
+      async () => ((await grace()) ?? 99) <= PRESTOP + 3 + OVERHEAD,
+      {
+        timeoutMs: 180_000,
+        intervalMs: 1000,
+      },
+    );
   });
 });

@@ -129,3 +129,15 @@ describe('publishedAt', () => {
     });
   });
 });
+
+describe('trust', () => {
+  test('crossing minSamples is news even when the latency stays the same', () => {
+    const cache = new EstimateCache();
+    cache.update('ns/web', known(0.05, 43), options);
+    expect(cache.get('ns/web')?.trusted).toBe(false);
+    expect(cache.update('ns/web', known(0.05, 173), options)).toBe(true);
+    expect(cache.get('ns/web')?.trusted).toBe(true);
+    // Negative control: more samples alone, already trusted, is no news.
+    expect(cache.update('ns/web', known(0.05, 400), options)).toBe(false);
+  });
+});

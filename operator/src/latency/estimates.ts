@@ -23,6 +23,8 @@ export interface Estimate {
   publishedAt: number;
   /** The published latency is older news: the latest answer was not a known latency. */
   stale: boolean;
+  /** The published latency has at least minSamples requests: planning uses it. */
+  trusted: boolean;
   /**
    * A lower grace period may be applied: this estimate has been followed for the whole
    * stabilization window (after an operator restart or a leader change, not before).
@@ -58,6 +60,7 @@ function sameEstimate(a: Estimate | undefined, b: Estimate): boolean {
       p.source,
       p.known ? [p.atLeast ?? false, p.percentile, p.window] : [p.reason, p.unavailable ?? false],
       e.stale,
+      e.trusted,
       e.canLower,
       e.latest.known ? undefined : e.latest.reason,
     ]);
@@ -104,6 +107,7 @@ export class EstimateCache {
         refreshedAt: now,
         publishedAt: now,
         stale: false,
+        trusted: false,
         canLower: false,
       },
     };
@@ -133,6 +137,7 @@ export class EstimateCache {
       refreshedAt: now,
       publishedAt,
       stale: published !== latest && !trusted,
+      trusted: published.known && published.samples >= options.minSamples,
       canLower: now - entry.trackedSince >= options.stabilizationMs,
     };
     const changed = !sameEstimate(before, estimate);

@@ -701,6 +701,14 @@ describe('desiredSettings: grace period', () => {
       expect(
         plan(override, { grace: 10 }, { observation: observed(20, 5) }).terminationGracePeriodSeconds,
       ).toBe(30);
+      // A Fixed grace period does not depend on the latency: it is written whatever the drain.
+      const fixed = {
+        ...prometheus,
+        terminationGracePeriod: { inject: 'Override' as const, strategy: 'Fixed' as const, fixedSeconds: 40 },
+      };
+      expect(plan(fixed, { grace: 60 }, { observation: observed(20, 5) }).terminationGracePeriodSeconds).toBe(
+        40,
+      );
     });
 
     test('a lower latency that has not held for the stabilization window keeps the applied value', () => {

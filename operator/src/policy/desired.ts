@@ -470,7 +470,9 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
   let terminationGracePeriodSeconds: number | undefined;
   // With a latency source that does not (yet) give a trusted latency, a lower value than the
   // Deployment has is never written, even under Override: the drain time is unknown, not zero.
-  const untrusted = drain.reason === 'TooFewSamples' || drain.reason === 'LatencyUnknown';
+  const untrusted =
+    graceSpec.strategy === 'Computed' &&
+    (drain.reason === 'TooFewSamples' || drain.reason === 'LatencyUnknown');
   if (untrusted && grace < current && !currentIsOurs) {
     notes.push({
       reason: 'GraceKept',
