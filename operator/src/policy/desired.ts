@@ -191,7 +191,7 @@ export function computeDrainSeconds(
   return {
     seconds,
     reason: 'ObservedLatency',
-    basis: `${quantile} ${atLeast}${round1(observation.seconds)} s x ${safetyFactor}`,
+    basis: `${quantile} ${atLeast}${significant3(observation.seconds)} s x ${safetyFactor}`,
     message: `${quantile} ${atLeast}${round3(observation.seconds)}s over ${observation.window} (${observation.samples} requests, ${observation.source}) x ${safetyFactor} = ${seconds} s drain${observation.atLeast ? `; the ${quantile} lies above the histogram's largest finite bucket (${round3(observation.seconds)} s): its buckets are too small to tell more` : ''}`,
   };
 }
@@ -200,8 +200,9 @@ function round3(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
-function round1(value: number): number {
-  return Math.round(value * 10) / 10;
+/** Three significant digits: 21.3, 1.99, 0.0496. */
+function significant3(value: number): number {
+  return Number(value.toPrecision(3));
 }
 
 /**
