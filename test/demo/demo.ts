@@ -40,6 +40,8 @@ import {
 /** The kwok samples; config/demo has namespace `demo` for demo-service. */
 const NAMESPACE = 'samples';
 const POLICY = 'samples-zero-downtime';
+/** Load during the demo's rolling restarts: a rollout of 2 pods lasts about 10 s. */
+const DEMO_RPS = 250;
 
 interface Sample {
   name: string;
@@ -261,10 +263,10 @@ async function main(): Promise<void> {
       `\ndemo-service on ${REAL_NODE_NAME}, managed by policy ${DEMO.name}: probe ${probe}, preStop ${preStop}, grace ${grace}`,
     );
     console.log(
-      'Rolling restart (kubectl rollout restart) under 150 req/s through each Service ClusterIP:\n',
+      `Rolling restart (kubectl rollout restart) under ${DEMO_RPS} req/s through each Service ClusterIP:\n`,
     );
-    const withPolicy = await loadDuringRollout(target, { rps: 250 });
-    const withoutPreStop = await loadDuringRollout({ ...target, name: 'demo-no-prestop' }, { rps: 250 });
+    const withPolicy = await loadDuringRollout(target, { rps: DEMO_RPS });
+    const withoutPreStop = await loadDuringRollout({ ...target, name: 'demo-no-prestop' }, { rps: DEMO_RPS });
     const row = (name: string, settings: string, r: typeof withPolicy) => [
       name,
       settings,

@@ -2,91 +2,41 @@
 // it scrapes the real pods' /metrics itself (pod IPs on the real node's bridge), keeps
 // per-pod snapshots, and plans with the same quantile. A Deployment that serves nothing has too
 // few samples: the status says so and the policy's fallback applies.
-import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
+import { createPolicy, deletePolicy } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
 import {
-  createPolicy,
-  deletePolicy,
-  installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
-import { demoDeployment, graceOf, LatencyLoad, policyStatus } from './latency-support.ts';
-import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.ts';
+  deployDemo,
+  expectedGrace,
+  FACTOR,
+  graceOf,
+  LatencyLoad,
+  latencyPolicySpec,
+  OVERHEAD,
+  PRESTOP,
+  policyStatus,
+  startLatencyOperator,
+} from './latency-support.ts';
+import { adminKubeConfig, useNamespace, waitFor } from './support.ts';
 
 const ns = useNamespace('scrape');
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
-const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
-const _custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
 
 const POLICY = 'latency-scrape-e2e';
-const PRESTOP = 2;
-const OVERHEAD = 2;
-const FACTOR = 1.5;
-const spec = {
-  mode: 'Enforce',
-  namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns.name } },
-  preStop: { seconds: PRESTOP },
-  terminationGracePeriod: { minSeconds: 1, maxSeconds: 60, overheadSeconds: OVERHEAD, inject: 'Override' },
-  rollout: { maxConcurrent: 5 },
-  observedLatency: {
-    source: 'Scrape',
-    scrape: { port: 'http', path: '/metrics' },
-    percentile: 0.99,
-    window: '1m',
-    stabilizationWindow: '30s',
-    minSamples: 20,
-    safetyFactor: FACTOR,
-  },
-};
-const expectedGrace = (p99: number) => PRESTOP + Math.ceil(p99 * FACTOR - 1e-9) + OVERHEAD;
+const spec = latencyPolicySpec(ns.name, {
+  source: 'Scrape',
+  scrape: { port: 'http', path: '/metrics' },
+  stabilizationWindow: '30s',
+});
 
 let operator: OperatorProcess;
 let load: LatencyLoad | undefined;
 
 beforeAll(async () => {
-  const info = clusterInfo();
-  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
-  const dir = join(info.workDir, 'logs');
-  operator = await OperatorProcess.start({
-    kubeconfig: await serviceAccountKubeconfig(
-      adminKubeConfig(),
-      OPERATOR_NAMESPACE,
-      OPERATOR_SERVICE_ACCOUNT,
-      dir,
-    ),
-    logPath: join(dir, 'operator-scrape.log'),
-    // No --prometheus-url: this operator knows of no Prometheus.
-    args: [
-      '--latency-refresh-ms',
-      '2000',
-      '--latency-timeout-ms',
-      '1000',
-      '--resync-ms',
-      '2000',
-      '--rollout-check-ms',
-      '500',
-    ],
-  });
-  await operator.waitReady();
-  for (const name of ['api', 'idle'])
-    await apps().createNamespacedDeployment({ namespace: ns.name, body: demoDeployment(ns.name, name) });
-  await core().createNamespacedService({
-    namespace: ns.name,
-    body: {
-      metadata: { name: 'api' },
-      spec: { selector: { app: 'api' }, ports: [{ port: 80, targetPort: 8080 }] },
-    },
-  });
-  const svc = await core().readNamespacedService({ name: 'api', namespace: ns.name });
-  const url = `http://${svc.spec?.clusterIP}`;
-  await waitFor('the Service to answer', () => fetch(`${url}/work?ms=1`).then((r) => r.ok), {
-    timeoutMs: 120_000,
-  });
-  load = new LatencyLoad(url, 8, 1500);
+  // No --prometheus-url: this operator knows of no Prometheus.
+  operator = await startLatencyOperator('operator-scrape.log');
+  load = new LatencyLoad(await deployDemo(ns.name, ['api', 'idle']), 8, 1500);
   await createPolicy(adminKubeConfig(), POLICY, spec);
 });
 

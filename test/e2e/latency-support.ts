@@ -1,8 +1,94 @@
 // Shared by the observed-latency e2e tests: a demo-service Deployment on the real node whose
 // request latency the test sets through a closed-loop load, and readers of what the operator did.
-import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
-import { readPolicyStatus } from '../operator/install.ts';
-import { adminKubeConfig, clusterInfo } from './support.ts';
+import { join } from 'node:path';
+import { AppsV1Api, CoreV1Api, type V1Deployment } from '@kubernetes/client-node';
+import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
+import {
+  installOperatorPrerequisites,
+  OPERATOR_NAMESPACE,
+  OPERATOR_SERVICE_ACCOUNT,
+  readPolicyStatus,
+} from '../operator/install.ts';
+import { OperatorProcess } from '../operator/operator-process.ts';
+import { adminKubeConfig, clusterInfo, waitFor } from './support.ts';
+
+export const PRESTOP = 2;
+export const OVERHEAD = 2;
+export const FACTOR = 1.5;
+/** The operator refreshes latency this often in these tests. */
+export const REFRESH_MS = 2_000;
+
+/** What the policies of these tests compute: preStop + ceil(p99 x factor) + overhead. */
+export const expectedGrace = (p99: number): number => PRESTOP + Math.ceil(p99 * FACTOR - 1e-9) + OVERHEAD;
+
+/** A policy in Enforce for one namespace that owns the grace period (Override), with this latency source. */
+export function latencyPolicySpec(namespace: string, observedLatency: Record<string, unknown>): object {
+  return {
+    mode: 'Enforce',
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+    preStop: { seconds: PRESTOP },
+    terminationGracePeriod: { minSeconds: 1, maxSeconds: 60, overheadSeconds: OVERHEAD, inject: 'Override' },
+    rollout: { maxConcurrent: 5 },
+    observedLatency: {
+      percentile: 0.99,
+      window: '1m',
+      minSamples: 20,
+      safetyFactor: FACTOR,
+      ...observedLatency,
+    },
+  };
+}
+
+/** The operator as a process under its ServiceAccount, refreshing latency every 2 s. */
+export async function startLatencyOperator(logName: string, args: string[] = []): Promise<OperatorProcess> {
+  const info = clusterInfo();
+  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
+  const dir = join(info.workDir, 'logs');
+  const operator = await OperatorProcess.start({
+    kubeconfig: await serviceAccountKubeconfig(
+      adminKubeConfig(),
+      OPERATOR_NAMESPACE,
+      OPERATOR_SERVICE_ACCOUNT,
+      dir,
+    ),
+    logPath: join(dir, logName),
+    args: [
+      ...args,
+      '--latency-refresh-ms',
+      String(REFRESH_MS),
+      '--latency-timeout-ms',
+      '1000',
+      '--resync-ms',
+      '2000',
+      '--rollout-check-ms',
+      '500',
+    ],
+  });
+  await operator.waitReady();
+  return operator;
+}
+
+/** demo-service Deployments and a Service for the first; resolves with that Service's URL once it answers. */
+export async function deployDemo(namespace: string, names: string[]): Promise<string> {
+  const apps = adminKubeConfig().makeApiClient(AppsV1Api);
+  const core = adminKubeConfig().makeApiClient(CoreV1Api);
+  for (const name of names)
+    await apps.createNamespacedDeployment({ namespace, body: demoDeployment(namespace, name) });
+  const [first] = names;
+  await core.createNamespacedService({
+    namespace,
+    body: {
+      metadata: { name: first },
+      spec: { selector: { app: first as string }, ports: [{ port: 80, targetPort: 8080 }] },
+    },
+  });
+  const svc = await core.readNamespacedService({ name: first as string, namespace });
+  const url = `http://${svc.spec?.clusterIP}`;
+  await waitFor('the Service to answer', () => fetch(`${url}/work?ms=1`).then((r) => r.ok), {
+    timeoutMs: 120_000,
+  });
+  return url;
+}
 
 /** Closed-loop load: `workers` loops of GET /work?ms=<latencyMs>; change latencyMs any time. */
 export class LatencyLoad {

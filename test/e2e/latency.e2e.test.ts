@@ -5,57 +5,35 @@
 // when the latency rises, lowers only after the stabilization window when it falls, does not
 // move with noise, and stays put while Prometheus is unreachable.
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bucketQuantile } from '../../operator/src/latency/histogram.ts';
 import { buildBucketQuery } from '../../operator/src/latency/prometheus.ts';
-import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import { freePort } from '../cluster/processes.ts';
+import { createPolicy, deletePolicy } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
 import {
-  createPolicy,
-  deletePolicy,
-  installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
-import {
-  demoDeployment,
+  deployDemo,
+  expectedGrace,
+  FACTOR,
   graceOf,
   LatencyLoad,
+  latencyPolicySpec,
   policyStatus as latencyPolicyStatus,
+  OVERHEAD,
+  PRESTOP,
+  REFRESH_MS,
+  startLatencyOperator,
 } from './latency-support.ts';
 import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.ts';
 
 const ns = useNamespace('latency');
-const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
-const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
-const _custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
 
+const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 const POLICY = 'latency-e2e';
 const APP = 'api';
-const PRESTOP = 2;
-const OVERHEAD = 2;
-const FACTOR = 1.5;
 const STABILIZATION_S = 30;
-const REFRESH_MS = 2_000;
-const spec = {
-  mode: 'Enforce',
-  namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns.name } },
-  preStop: { seconds: PRESTOP },
-  terminationGracePeriod: { minSeconds: 1, maxSeconds: 60, overheadSeconds: OVERHEAD, inject: 'Override' },
-  rollout: { maxConcurrent: 5 },
-  observedLatency: {
-    source: 'Prometheus',
-    percentile: 0.99,
-    window: '1m',
-    stabilizationWindow: `${STABILIZATION_S}s`,
-    minSamples: 20,
-    safetyFactor: FACTOR,
-  },
-};
-const expectedGrace = (p99: number) => PRESTOP + Math.ceil(p99 * FACTOR - 1e-9) + OVERHEAD;
+const spec = latencyPolicySpec(ns.name, { source: 'Prometheus', stabilizationWindow: `${STABILIZATION_S}s` });
 
 /** A TCP relay in front of Prometheus: closing it is "Prometheus unreachable" for the operator. */
 class Relay {
@@ -114,47 +92,13 @@ let relay: Relay;
 let load: LatencyLoad | undefined;
 
 beforeAll(async () => {
-  const info = clusterInfo();
-  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
-  relay = new Relay(await freePort(), new URL(info.prometheusUrl));
+  relay = new Relay(await freePort(), new URL(clusterInfo().prometheusUrl));
   await relay.open();
-  const dir = join(info.workDir, 'logs');
-  operator = await OperatorProcess.start({
-    kubeconfig: await serviceAccountKubeconfig(
-      adminKubeConfig(),
-      OPERATOR_NAMESPACE,
-      OPERATOR_SERVICE_ACCOUNT,
-      dir,
-    ),
-    logPath: join(dir, 'operator-latency.log'),
-    args: [
-      '--prometheus-url',
-      `http://127.0.0.1:${relay.port}`,
-      '--latency-refresh-ms',
-      String(REFRESH_MS),
-      '--latency-timeout-ms',
-      '1000',
-      '--resync-ms',
-      '2000',
-      '--rollout-check-ms',
-      '500',
-    ],
-  });
-  await operator.waitReady();
-  await apps().createNamespacedDeployment({ namespace: ns.name, body: demoDeployment(ns.name, APP) });
-  await core().createNamespacedService({
-    namespace: ns.name,
-    body: {
-      metadata: { name: APP },
-      spec: { selector: { app: APP }, ports: [{ port: 80, targetPort: 8080 }] },
-    },
-  });
-  const svc = await core().readNamespacedService({ name: APP, namespace: ns.name });
-  const url = `http://${svc.spec?.clusterIP}`;
-  await waitFor('the Service to answer', () => fetch(`${url}/work?ms=1`).then((r) => r.ok), {
-    timeoutMs: 120_000,
-  });
-  load = new LatencyLoad(url, 8, 1500);
+  operator = await startLatencyOperator('operator-latency.log', [
+    '--prometheus-url',
+    `http://127.0.0.1:${relay.port}`,
+  ]);
+  load = new LatencyLoad(await deployDemo(ns.name, [APP]), 8, 1500);
 });
 
 afterAll(async () => {
