@@ -614,6 +614,28 @@ describe('ScrapeSource: parsing real expositions', () => {
     });
   });
 
+  test("the operator's own scrapes (a label equal to the scrape path) are not the workload's traffic", async () => {
+    const metrics = createMetrics();
+    const observe = (route: string, seconds: number, times: number) => {
+      for (let i = 0; i < times; i++)
+        metrics.requestDuration.observe({ method: 'GET', route, status_code: '200' }, seconds);
+    };
+    observe('/work', 3, 1);
+    const { source, clock } = harness([pod('demo', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', await metrics.registry.metrics());
+    await source.observe(workload, policy());
+    // 30 slow requests and 300 fast scrapes of /metrics by the operator itself.
+    observe('/work', 3, 30);
+    observe('/metrics', 0.002, 300);
+    clock.t += MIN;
+    serve('10.1.2.3', await metrics.registry.metrics());
+    const observation = await source.observe(workload, policy({ percentile: 0.5, minSamples: 10 }));
+    metrics.registry.clear();
+    // Only the 30 /work requests count: the median is a slow one, in the (2, 5] bucket.
+    expect(observation).toMatchObject({ known: true, samples: 30 });
+    expect((observation as { seconds: number }).seconds).toBeGreaterThan(2);
+  });
+
   test('colons in the name, escapes and braces in labels, timestamps, NaN elsewhere, le spellings, CRLF', async () => {
     const metric = 'job:request_seconds';
     const body = (n: number) =>

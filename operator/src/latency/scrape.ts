@@ -324,7 +324,7 @@ export class ScrapeSource implements LatencySource {
         return fail(`GET ${url}: HTTP ${response.status}`);
       }
       const lines = await bucketLines(response, metric, this.#maxResponseBytes);
-      const buckets = await sumBuckets(lines).catch((err: unknown) => {
+      const buckets = await sumBuckets(lines, path).catch((err: unknown) => {
         throw new Error(`cannot parse ${metric}_bucket: ${message(err)}`);
       });
       return { ok: true, uid, name, buckets };
@@ -415,12 +415,19 @@ async function bucketLines(response: Response, metric: string, maxBytes: number)
   return kept;
 }
 
-/** Cumulative count per bucket bound, summed over the histogram's label sets (per route, ...). */
-async function sumBuckets(lines: string[]): Promise<Map<number, number>> {
+/**
+ * Cumulative count per bucket bound, summed over the histogram's label sets (per route, ...).
+ * A label set with a label equal to the scrape path (route="/metrics", path="/metrics", ...)
+ * counts the operator's own scrapes, not the workload's traffic: it is left out, so a quiet
+ * service does not look busy with fast requests (which could only lower its estimate).
+ */
+async function sumBuckets(lines: string[], scrapePath: string): Promise<Map<number, number>> {
   const sums = new Map<number, number>();
   if (lines.length === 0) return sums;
   const parsed = await getMetricsFromIterator(lines[Symbol.iterator]());
   for (const sample of (parsed[PARSED_NAME]?.data ?? []) as PromData[]) {
+    if (Object.entries(sample.labels).some(([name, value]) => name !== 'le' && value === scrapePath))
+      continue;
     const le = parseLe(sample.labels.le);
     if (le === undefined || !Number.isFinite(sample.value) || sample.value < 0) continue;
     sums.set(le, (sums.get(le) ?? 0) + sample.value);
