@@ -15,7 +15,13 @@ import { buildNode } from '../cluster/node/build.ts';
 import { pidsOfBinariesIn } from '../cluster/node/host.ts';
 import { realNodePlacement } from '../cluster/node/node.ts';
 import { waitFor } from '../cluster/wait.ts';
-import { clusterIp, createNoPreStopCopy, type KubeTarget, loadDuringRollout } from '../drain/kube-rollout.ts';
+import {
+  clusterIp,
+  createNoPreStopCopy,
+  type KubeTarget,
+  loadDuringRollout,
+  waitRolledOut,
+} from '../drain/kube-rollout.ts';
 import type { UrlLoadReport } from '../drain/url-load.ts';
 import {
   DEMO_SERVICE,
@@ -121,15 +127,8 @@ try {
     dir: join(cluster.workDir, 'overlay-demo'),
     image: images.demoService.ref,
   });
-  await kubectl([
-    'rollout',
-    'status',
-    'deployment/demo-service',
-    '-n',
-    DEMO_SERVICE.namespace,
-    '--timeout=120s',
-  ]);
   const target: KubeTarget = { core, kubectl, ...DEMO_SERVICE };
+  await waitRolledOut(target);
   await createNoPreStopCopy({ ...target, apps }, 'demo-no-prestop', EXCLUDE_ANNOTATION);
   const url = `http://${await clusterIp(core, DEMO_SERVICE.namespace, DEMO_SERVICE.name)}/work?ms=1`;
   await waitFor('demo-service to answer', () => fetch(url).then((r) => r.ok));

@@ -27,6 +27,7 @@ import {
   formatLoad,
   type KubeTarget,
   loadDuringRollout,
+  waitRolledOut,
 } from '../drain/kube-rollout.ts';
 import {
   DEMO_SERVICE as DEMO,
@@ -253,8 +254,8 @@ async function main(): Promise<void> {
       },
       { timeoutMs: 120_000 },
     );
-    await kubectl(['rollout', 'status', 'deployment/demo-service', '-n', DEMO.namespace, '--timeout=120s']);
     const target: KubeTarget = { core, kubectl, ...DEMO };
+    await waitRolledOut(target);
     const url = `http://${await clusterIp(core, DEMO.namespace, DEMO.name)}/work?ms=1`;
     await waitFor('the demo-service Service to answer', () => fetch(url).then((r) => r.ok));
     await createNoPreStopCopy({ ...target, apps }, 'demo-no-prestop', EXCLUDE_ANNOTATION);

@@ -15,12 +15,17 @@ export interface KubeTarget {
   name: string;
 }
 
+/** `kubectl rollout status`: resolves when the Deployment (default t.name) has rolled out. */
+export async function waitRolledOut(t: KubeTarget, name = t.name): Promise<void> {
+  await t.kubectl(['rollout', 'status', `deployment/${name}`, '-n', t.namespace, '--timeout=120s']);
+}
+
 /** `kubectl rollout restart`, resolved when the rollout is complete and no old pod is left. */
 export async function rolloutRestart(t: KubeTarget): Promise<void> {
   const selector = { namespace: t.namespace, labelSelector: `app=${t.name}` };
   const before = new Set((await t.core.listNamespacedPod(selector)).items.map((p) => p.metadata?.name));
   await t.kubectl(['rollout', 'restart', `deployment/${t.name}`, '-n', t.namespace]);
-  await t.kubectl(['rollout', 'status', `deployment/${t.name}`, '-n', t.namespace, '--timeout=120s']);
+  await waitRolledOut(t);
   await waitFor(
     `the old pods of ${t.namespace}/${t.name} gone`,
     async () => (await t.core.listNamespacedPod(selector)).items.every((p) => !before.has(p.metadata?.name)),
@@ -98,7 +103,7 @@ export async function createNoPreStopCopy(
       },
     },
   });
-  await t.kubectl(['rollout', 'status', `deployment/${name}`, '-n', t.namespace, '--timeout=120s']);
+  await waitRolledOut(t, name);
 }
 
 export function formatLoad(r: UrlLoadReport): string {

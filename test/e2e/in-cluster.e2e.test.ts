@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { EXCLUDE_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import {
+  APPLIED_ANNOTATION,
+  EXCLUDE_ANNOTATION,
+  GRACE_PERIOD_SECONDS_ANNOTATION,
+} from '../../operator/src/api/annotations.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import {
   clusterIp,
@@ -17,6 +21,7 @@ import {
   formatLoad,
   type KubeTarget,
   loadDuringRollout,
+  waitRolledOut,
 } from '../drain/kube-rollout.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';
 import {
@@ -182,7 +187,7 @@ describe('demo-service managed by the in-cluster operator', () => {
       'the operator to own demo-service',
       async () => {
         const d = await apps().readNamespacedDeployment(DEMO);
-        const record = d.metadata?.annotations?.['gracefulshutdown.dev/applied'];
+        const record = d.metadata?.annotations?.[APPLIED_ANNOTATION];
         return record ? d : undefined;
       },
       { timeoutMs: 120_000 },
@@ -190,15 +195,7 @@ describe('demo-service managed by the in-cluster operator', () => {
     const c = managed.spec?.template.spec?.containers[0];
     expect(c?.readinessProbe?.httpGet?.path).toBe('/readyz');
     expect(c?.lifecycle?.preStop?.sleep?.seconds).toBe(5);
-    const status = await kubectl([
-      'rollout',
-      'status',
-      'deployment/demo-service',
-      '-n',
-      DEMO.namespace,
-      '--timeout=120s',
-    ]);
-    expect(status.code, status.stderr).toBe(0);
+    await waitRolledOut(demoTarget());
     const pods = await core().listNamespacedPod({
       namespace: DEMO.namespace,
       labelSelector: 'app=demo-service',
@@ -232,15 +229,7 @@ describe('demo-service managed by the in-cluster operator', () => {
     console.log(
       `[in-cluster] demo-service: ${observed.message?.split('; ').find((m) => m.startsWith('grace'))}`,
     );
-    const settled = await kubectl([
-      'rollout',
-      'status',
-      'deployment/demo-service',
-      '-n',
-      DEMO.namespace,
-      '--timeout=120s',
-    ]);
-    expect(settled.code, settled.stderr).toBe(0);
+    await waitRolledOut(demoTarget());
   });
 
   test('a rolling restart under load through the ClusterIP loses no request', async () => {
@@ -285,20 +274,12 @@ describe('demo-service managed by the in-cluster operator', () => {
         const t = d.spec?.template;
         return (
           t?.spec?.terminationGracePeriodSeconds === 16 &&
-          t.metadata?.annotations?.['gracefulshutdown.dev/termination-grace-period-seconds'] === '16'
+          t.metadata?.annotations?.[GRACE_PERIOD_SECONDS_ANNOTATION] === '16'
         );
       },
       { timeoutMs: 60_000 },
     );
-    const status = await kubectl([
-      'rollout',
-      'status',
-      'deployment/demo-service',
-      '-n',
-      DEMO.namespace,
-      '--timeout=120s',
-    ]);
-    expect(status.code, status.stderr).toBe(0);
+    await waitRolledOut(demoTarget());
     const pod = (
       await core().listNamespacedPod({ namespace: DEMO.namespace, labelSelector: 'app=demo-service' })
     ).items.find((p) => !p.metadata?.deletionTimestamp && p.spec?.terminationGracePeriodSeconds === 16);

@@ -1,7 +1,7 @@
 // Shared by the observed-latency e2e tests: a demo-service Deployment on the real node whose
 // request latency the test sets through a closed-loop load, and readers of what the operator did.
 import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import {
   installOperatorPrerequisites,
@@ -10,6 +10,7 @@ import {
   readPolicyStatus,
 } from '../operator/install.ts';
 import { OperatorProcess } from '../operator/operator-process.ts';
+import { demoServiceDeployment } from './real-pods.ts';
 import { adminKubeConfig, clusterInfo, waitFor } from './support.ts';
 
 export const PRESTOP = 2;
@@ -73,7 +74,7 @@ export async function deployDemo(namespace: string, names: string[]): Promise<st
   const apps = adminKubeConfig().makeApiClient(AppsV1Api);
   const core = adminKubeConfig().makeApiClient(CoreV1Api);
   for (const name of names)
-    await apps.createNamespacedDeployment({ namespace, body: demoDeployment(namespace, name) });
+    await apps.createNamespacedDeployment({ namespace, body: demoServiceDeployment(namespace, name) });
   const [first] = names;
   await core.createNamespacedService({
     namespace,
@@ -138,39 +139,4 @@ export async function policyStatus(policy: string): Promise<{
 export async function graceOf(namespace: string, name: string): Promise<number | undefined> {
   const d = await adminKubeConfig().makeApiClient(AppsV1Api).readNamespacedDeployment({ name, namespace });
   return d.spec?.template.spec?.terminationGracePeriodSeconds;
-}
-
-/** demo-service on the real node, scraped by Prometheus (annotations) and scrapable on `http`. */
-export function demoDeployment(namespace: string, name: string): V1Deployment {
-  const { realNode } = clusterInfo();
-  return {
-    metadata: { name, namespace },
-    spec: {
-      replicas: 1,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: {
-          labels: { app: name },
-          annotations: {
-            'prometheus.io/scrape': 'true',
-            'prometheus.io/port': '8080',
-            'prometheus.io/path': '/metrics',
-          },
-        },
-        spec: {
-          ...realNode.placement,
-          automountServiceAccountToken: false,
-          containers: [
-            {
-              name: 'app',
-              image: realNode.demoServiceImage,
-              imagePullPolicy: 'Never',
-              ports: [{ name: 'http', containerPort: 8080 }],
-              env: [{ name: 'LOG_LEVEL', value: 'warn' }],
-            },
-          ],
-        },
-      },
-    },
-  };
 }

@@ -9,6 +9,7 @@ import { type Bucket, bucketQuantile } from '../../operator/src/latency/histogra
 import { hostNetwork, listGuard } from '../cluster/node/host.ts';
 import { REAL_NODE_NAME } from '../cluster/node/node.ts';
 import { type InstantQueryResult, queryPrometheus, SCRAPE_JOB, sampleValue } from '../cluster/prometheus.ts';
+import { demoServiceDeployment, scrapeAnnotations } from './real-pods.ts';
 import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.ts';
 
 const ns = useNamespace('prometheus');
@@ -18,45 +19,12 @@ const prometheus = () => clusterInfo().prometheusUrl;
 
 const DEMO = 'latency-demo';
 const KWOK = 'kwok-annotated';
-/** As config/demo/deployment.yaml's pod template. */
-const scrapeAnnotations = {
-  'prometheus.io/scrape': 'true',
-  'prometheus.io/port': '8080',
-  'prometheus.io/path': '/metrics',
-};
 /** Latencies asked of /work?ms=N, each REQUESTS_EACH times per pod. */
 const LATENCIES_MS = [5, 20, 50, 100, 200, 400];
 const REQUESTS_EACH = 10;
 
 function deployment(name: string, spec: V1Deployment['spec'] & object): V1Deployment {
   return { metadata: { name, labels: { app: name } }, spec };
-}
-
-/** demo-service on the real node, two replicas, annotated for scraping. */
-function demoDeployment(): V1Deployment {
-  const { realNode } = clusterInfo();
-  return deployment(DEMO, {
-    replicas: 2,
-    selector: { matchLabels: { app: DEMO } },
-    template: {
-      metadata: { labels: { app: DEMO }, annotations: scrapeAnnotations },
-      spec: {
-        ...realNode.placement,
-        automountServiceAccountToken: false,
-        enableServiceLinks: false,
-        containers: [
-          {
-            name: 'demo-service',
-            image: realNode.demoServiceImage,
-            imagePullPolicy: 'Never',
-            ports: [{ name: 'http', containerPort: 8080 }],
-            env: [{ name: 'PORT', value: '8080' }],
-            readinessProbe: { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 1 },
-          },
-        ],
-      },
-    },
-  });
 }
 
 /** The same annotations on a kwok pod: its IP is fake, so it must never become a target. */
@@ -125,7 +93,13 @@ let podsReadyAt: number;
 
 beforeAll(async () => {
   dropsBefore = await guardDrops();
-  await apps().createNamespacedDeployment({ namespace: ns.name, body: demoDeployment() });
+  await apps().createNamespacedDeployment({
+    namespace: ns.name,
+    body: demoServiceDeployment(ns.name, DEMO, {
+      replicas: 2,
+      readinessProbe: { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 1 },
+    }),
+  });
   await apps().createNamespacedDeployment({ namespace: ns.name, body: kwokDeployment() });
   demoPods = await waitFor(
     'two demo-service pods Ready on the real node',

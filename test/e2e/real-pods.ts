@@ -1,6 +1,13 @@
 // Pods on the shared cluster's real node: placement, a scriptable test server built into the
 // demo-service image, and waits on what the kubelet reports.
-import { CoreV1Api, type V1Container, type V1Pod, Watch } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  type V1Container,
+  type V1Deployment,
+  type V1Pod,
+  type V1Probe,
+  Watch,
+} from '@kubernetes/client-node';
 import { adminKubeConfig, clusterInfo, waitFor } from './support.ts';
 
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
@@ -91,4 +98,45 @@ export async function watchTermination(
     () => {},
   );
   return { terminated, stop: () => request.abort() };
+}
+
+/** As config/demo/deployment.yaml's pod template: Prometheus scrapes pods carrying these. */
+export const scrapeAnnotations = {
+  'prometheus.io/scrape': 'true',
+  'prometheus.io/port': '8080',
+  'prometheus.io/path': '/metrics',
+};
+
+/** demo-service on the real node, scraped by Prometheus (annotations) and scrapable on `http`. */
+export function demoServiceDeployment(
+  namespace: string,
+  name: string,
+  opts: { replicas?: number; readinessProbe?: V1Probe } = {},
+): V1Deployment {
+  const { realNode } = clusterInfo();
+  return {
+    metadata: { name, namespace, labels: { app: name } },
+    spec: {
+      replicas: opts.replicas ?? 1,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name }, annotations: scrapeAnnotations },
+        spec: {
+          ...realNode.placement,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          containers: [
+            {
+              name: 'app',
+              image: realNode.demoServiceImage,
+              imagePullPolicy: 'Never',
+              ports: [{ name: 'http', containerPort: 8080 }],
+              env: [{ name: 'LOG_LEVEL', value: 'warn' }],
+              ...(opts.readinessProbe ? { readinessProbe: opts.readinessProbe } : {}),
+            },
+          ],
+        },
+      },
+    },
+  };
 }
