@@ -23,6 +23,7 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     periodSeconds: 5,
     timeoutSeconds: 1,
     failureThreshold: 3,
+    verification: 'Verify',
   },
   preStop: { inject: 'IfMissing', action: 'Auto', seconds: 5 },
   terminationGracePeriod: {
@@ -42,6 +43,7 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     metric: 'http_request_duration_seconds',
   },
   rollout: { maxConcurrent: 1, updateExisting: 'Immediately' },
+  sidecars: { names: [], images: [] },
 };
 
 describe('invalid policies are refused by zod, naming the field', () => {
@@ -96,6 +98,7 @@ describe('valid samples', () => {
       periodSeconds: 5,
       timeoutSeconds: 1,
       failureThreshold: 3,
+      verification: 'Verify',
     });
     expect(result.ok && result.value.spec.terminationGracePeriod).toEqual(
       ALL_DEFAULTS.terminationGracePeriod,
@@ -185,5 +188,54 @@ describe('annotations', () => {
     expect(isExcludedByAnnotation({ [EXCLUDE_ANNOTATION]: 'true' })).toBe(true);
     expect(isExcludedByAnnotation({ [EXCLUDE_ANNOTATION]: 'yes' })).toBe(false);
     expect(isExcludedByAnnotation(undefined)).toBe(false);
+  });
+});
+
+describe('sidecars', () => {
+  test('names and image repositories are kept as given', () => {
+    const result = parsePolicySpec({
+      sidecars: {
+        names: ['log-shipper'],
+        images: ['acme/agent', 'otel/opentelemetry-collector*', 'acme/*', 'aws-appmesh-envoy'],
+      },
+    });
+    expect(result.ok && result.value.sidecars).toEqual({
+      names: ['log-shipper'],
+      images: ['acme/agent', 'otel/opentelemetry-collector*', 'acme/*', 'aws-appmesh-envoy'],
+    });
+  });
+
+  test.each([
+    'gcr.io/cloud-sql-connectors/cloud-sql-proxy',
+    'localhost:5000/agent',
+    'istio/proxyv2:1.24.0',
+    'istio/proxyv2@sha256:abc',
+    'Istio/proxyv2',
+    '*',
+    'istio/',
+    '',
+  ])('image %j is refused, saying what is expected', (image) => {
+    const result = parsePolicySpec({ sidecars: { images: [image] } });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors).toHaveLength(1);
+    expect(result.errors[0]?.path).toBe('spec.sidecars.images[0]');
+    if (image !== '')
+      expect(result.errors[0]?.message).toMatch(/repository path without registry host, tag or digest/);
+  });
+
+  test('at most 64 names', () => {
+    const names = Array.from({ length: 65 }, (_, i) => `c${i}`);
+    const result = parsePolicySpec({ sidecars: { names } });
+    expect(result.ok || result.errors.map((e) => e.path)).toEqual(['spec.sidecars.names']);
+  });
+});
+
+describe('readinessProbe.verification', () => {
+  test('Trust is accepted, Verify is the default', () => {
+    const trust = parsePolicySpec({ readinessProbe: { verification: 'Trust' } });
+    expect(trust.ok && trust.value.readinessProbe.verification).toBe('Trust');
+    const defaulted = parsePolicySpec({ readinessProbe: { path: '/ready' } });
+    expect(defaulted.ok && defaulted.value.readinessProbe.verification).toBe('Verify');
   });
 });

@@ -125,6 +125,8 @@ export const GraceStrategySchema = z.enum(['Computed', 'Fixed']);
 export const GraceInjectPolicySchema = z.enum(['IfShorter', 'Never', 'Override']);
 export const LatencySourceSchema = z.enum(['None', 'Prometheus', 'Scrape']);
 export const UpdateExistingSchema = z.enum(['Immediately', 'OnNextRollout']);
+/** Whether an httpGet readiness probe is tried on a running pod before it is injected. */
+export const ProbeVerificationSchema = z.enum(['Verify', 'Trust']);
 
 export const ReadinessProbePolicySchema = withRules(
   z.strictObject({
@@ -150,6 +152,9 @@ export const ReadinessProbePolicySchema = withRules(
       .max(100)
       .default(3)
       .describe('Consecutive failures after which the container is marked not ready.'),
+    verification: ProbeVerificationSchema.default('Verify').describe(
+      'Verify: before injecting an httpGet readiness probe into a Deployment that has running pods, the operator requests the path on a running pod and injects the probe only if it answers 2xx or 3xx (as the kubelet judges it). Trust: inject without checking.',
+    ),
   }),
   [
     {
@@ -338,6 +343,41 @@ export const RolloutPolicySchema = z.strictObject({
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
+/**
+ * An image repository path without registry host, tag or digest (istio/proxyv2), optionally
+ * ending in * (otel/opentelemetry-collector*). The first segment has no '.' or ':', which is
+ * how an image reference tells a registry host (gcr.io, localhost:5000) from a path.
+ */
+export const IMAGE_REPOSITORY_PATTERN =
+  /^[a-z0-9]+([_-]+[a-z0-9]+)*(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*(\/?\*)?$/;
+
+export const SidecarsPolicySchema = z.strictObject({
+  names: z
+    .array(z.string().max(63).regex(DNS_LABEL))
+    .max(64)
+    .superRefine(uniqueBy((name) => name))
+    .default(() => [])
+    .meta({ 'x-kubernetes-list-type': 'set' })
+    .describe('Container names of sidecars, e.g. log-shipper.'),
+  images: z
+    .array(
+      z
+        .string()
+        .max(255)
+        .regex(
+          IMAGE_REPOSITORY_PATTERN,
+          'must be an image repository path without registry host, tag or digest, e.g. istio/proxyv2, optionally ending in * (otel/opentelemetry-collector*)',
+        ),
+    )
+    .max(64)
+    .superRefine(uniqueBy((image) => image))
+    .default(() => [])
+    .meta({ 'x-kubernetes-list-type': 'set' })
+    .describe(
+      "Image repositories of sidecars, without registry host, tag or digest (istio/proxyv2 matches docker.io/istio/proxyv2:1.24.0 and a mirror's registry.example.com/mirror/istio/proxyv2); a trailing * matches any continuation (otel/opentelemetry-collector*).",
+    ),
+});
+
 export const PolicySpecSchema = withRules(
   z.strictObject({
     mode: PolicyModeSchema.default('Audit').describe(
@@ -375,6 +415,9 @@ export const PolicySpecSchema = withRules(
       'How request latency is observed to compute the drain time.',
     ),
     rollout: defaultedObject(RolloutPolicySchema).describe('How changes reach running Deployments.'),
+    sidecars: defaultedObject(SidecarsPolicySchema).describe(
+      'Containers that are sidecars, in addition to the built-in list of well-known proxies and agents (istio-proxy, linkerd-proxy, ...) and to the gracefulshutdown.dev/sidecars annotation. A sidecar never gets a readiness probe or a preStop hook and is never the serving container.',
+    ),
   }),
   [
     {
@@ -552,11 +595,13 @@ export type GraceStrategy = z.output<typeof GraceStrategySchema>;
 export type GraceInjectPolicy = z.output<typeof GraceInjectPolicySchema>;
 export type LatencySource = z.output<typeof LatencySourceSchema>;
 export type UpdateExisting = z.output<typeof UpdateExistingSchema>;
+export type ProbeVerification = z.output<typeof ProbeVerificationSchema>;
 export type ReadinessProbePolicy = z.output<typeof ReadinessProbePolicySchema>;
 export type PreStopPolicy = z.output<typeof PreStopPolicySchema>;
 export type TerminationGracePeriodPolicy = z.output<typeof TerminationGracePeriodPolicySchema>;
 export type ObservedLatencyPolicy = z.output<typeof ObservedLatencyPolicySchema>;
 export type RolloutPolicy = z.output<typeof RolloutPolicySchema>;
+export type SidecarsPolicy = z.output<typeof SidecarsPolicySchema>;
 /** The spec with every default filled, as the apiserver returns it. */
 export type GracefulShutdownPolicySpec = z.output<typeof PolicySpecSchema>;
 /** The spec as a user may write it: defaulted fields optional. */

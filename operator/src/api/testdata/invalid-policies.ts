@@ -49,6 +49,12 @@ export const INVALID_POLICIES: InvalidPolicyCase[] = [
     spec: { rollout: { maxConcurrent: 1.5 } },
     field: 'spec.rollout.maxConcurrent',
   },
+  {
+    title: 'sidecars as a list of names instead of an object',
+    kind: 'wrong type',
+    spec: { sidecars: ['envoy'] },
+    field: 'spec.sidecars',
+  },
   // out of range
   {
     title: 'mode is not Audit or Enforce',
@@ -122,6 +128,36 @@ export const INVALID_POLICIES: InvalidPolicyCase[] = [
     kind: 'out of range',
     spec: { excludedNamespaces: ['Kube_System'] },
     field: 'spec.excludedNamespaces[0]',
+  },
+  {
+    title: 'probe verification not Verify or Trust',
+    kind: 'out of range',
+    spec: { readinessProbe: { verification: 'Skip' } },
+    field: 'spec.readinessProbe.verification',
+  },
+  {
+    title: 'sidecar name in upper case',
+    kind: 'out of range',
+    spec: { sidecars: { names: ['Envoy'] } },
+    field: 'spec.sidecars.names[0]',
+  },
+  {
+    title: 'sidecar image with its registry host',
+    kind: 'out of range',
+    spec: { sidecars: { images: ['gcr.io/cloud-sql-connectors/cloud-sql-proxy'] } },
+    field: 'spec.sidecars.images[0]',
+  },
+  {
+    title: 'sidecar image with a tag',
+    kind: 'out of range',
+    spec: { sidecars: { images: ['istio/proxyv2:1.24.0'] } },
+    field: 'spec.sidecars.images[0]',
+  },
+  {
+    title: 'sidecar image listed twice',
+    kind: 'out of range',
+    spec: { sidecars: { images: ['acme/agent', 'acme/agent'] } },
+    field: 'spec.sidecars.images',
   },
   {
     title: 'label value with a space',
