@@ -20,7 +20,13 @@ import {
   observed,
   policy,
 } from './test-fixtures.ts';
-import type { ClusterFacts, LatencyObservation, ShutdownPlan } from './types.ts';
+import type {
+  ClusterFacts,
+  LatencyObservation,
+  ProbeVerdict,
+  ProbeVerdictLookup,
+  ShutdownPlan,
+} from './types.ts';
 
 describe('supportsNativeSleep', () => {
   test.each([
@@ -245,6 +251,7 @@ function plan(
     facts?: ClusterFacts;
     previouslyApplied?: ShutdownSettings;
     canLower?: boolean;
+    probeVerdict?: ProbeVerdictLookup;
   } = {},
 ): ShutdownPlan {
   const result = desiredSettings({
@@ -254,6 +261,7 @@ function plan(
     facts: extra.facts ?? NEW_CLUSTER,
     ...(extra.previouslyApplied ? { previouslyApplied: extra.previouslyApplied } : {}),
     ...(extra.canLower === undefined ? {} : { canLower: extra.canLower }),
+    ...(extra.probeVerdict ? { probeVerdict: extra.probeVerdict } : {}),
   });
   if (!result.ok) throw new Error(JSON.stringify(result.errors));
   return result.plan;
@@ -525,6 +533,184 @@ describe('desiredSettings: inject IfMissing, Override, Never', () => {
       },
     });
     expect(p.containers).toEqual([]);
+  });
+});
+
+describe('desiredSettings: known sidecars are never touched', () => {
+  const istio = container('istio-proxy', [['http-envoy-prom', 15090]], {
+    image: 'docker.io/istio/proxyv2:1.24.0',
+  });
+  const app = container('app', [['http', 8080]]);
+
+  test('istio-proxy first in the pod gets nothing; the app gets the probe on its port', () => {
+    const p = plan({}, { containers: [istio, app] });
+    expect(targets(p)).toEqual({ probe: ['app:8080'], preStop: ['app'] });
+    expect(p.servingContainer).toBe('app');
+    expect(p.notes).toEqual([]);
+  });
+
+  test('a sidecar recognized by its image under another name gets nothing', () => {
+    const mesh = container('mesh', [['admin', 9901]], {
+      image: 'cr.l5d.io/linkerd/proxy:stable-2.14.10@sha256:0123abcd',
+    });
+    const p = plan({}, { containers: [mesh, app] });
+    expect(targets(p)).toEqual({ probe: ['app:8080'], preStop: ['app'] });
+  });
+
+  test("a sidecar named in the policy's sidecars.names gets nothing", () => {
+    const shipper = container('log-shipper', [['metrics', 2020]]);
+    const p = plan({ sidecars: { names: ['log-shipper'] } }, { containers: [shipper, app] });
+    expect(targets(p)).toEqual({ probe: ['app:8080'], preStop: ['app'] });
+    // Without the policy's name it is an ordinary container, and the first with a port.
+    expect(targets(plan({}, { containers: [shipper, app] }))).toEqual({
+      probe: ['log-shipper:2020'],
+      preStop: ['log-shipper', 'app'],
+    });
+  });
+
+  test("a sidecar matched by the policy's sidecars.images gets nothing", () => {
+    const agent = container('agent', [['agent', 7000]], { image: 'registry.acme.io/acme/agent:3' });
+    const p = plan({ sidecars: { images: ['acme/agent'] } }, { containers: [agent, app] });
+    expect(targets(p)).toEqual({ probe: ['app:8080'], preStop: ['app'] });
+  });
+
+  test('a configured port only a known sidecar declares: no probe, and the note says which rule', () => {
+    const p = plan({ readinessProbe: { port: 15090 } }, { containers: [istio, app] });
+    expect(targets(p)).toEqual({ probe: [], preStop: ['app'] });
+    expect(p.notes).toEqual([
+      {
+        reason: 'ServingPortNotFound',
+        message:
+          'port 15090 is declared only by a sidecar (istio-proxy is a known sidecar (Istio)): no readiness probe is written',
+      },
+    ]);
+  });
+
+  test('only sidecars declare ports: the note names them', () => {
+    const p = plan({}, { containers: [istio, container('worker')] });
+    expect(targets(p)).toEqual({ probe: [], preStop: ['worker'] });
+    expect(p.notes.map((n) => n.reason)).toEqual(['NoServingPort']);
+    expect(p.notes[0]?.message).toMatch(
+      /^only sidecars declare ports \(istio-proxy is a known sidecar \(Istio\)\)/,
+    );
+  });
+
+  test('a numeric port nobody declares goes to the one container that is not a sidecar', () => {
+    const p = plan({ readinessProbe: { port: 9090 } }, { containers: [istio, container('worker')] });
+    expect(targets(p)).toEqual({ probe: ['worker:9090'], preStop: ['worker'] });
+  });
+
+  test('the annotation still marks sidecars, and its note says so', () => {
+    const p = plan(
+      { readinessProbe: { port: 8080 } },
+      { containers: [app, istio], annotations: { 'gracefulshutdown.dev/sidecars': 'app' } },
+    );
+    expect(p.notes[0]?.message).toBe(
+      'port 8080 is declared only by a sidecar (app is marked as a sidecar by the gracefulshutdown.dev/sidecars annotation): no readiness probe is written',
+    );
+  });
+});
+
+describe('desiredSettings: verified probes', () => {
+  const unverified: ProbeVerdict = {
+    state: 'Unverified',
+    tried: 'GET http://10.88.0.5:8080/readyz on pod web-abc',
+    message: 'GET http://10.88.0.5:8080/readyz on pod web-abc answered 404',
+  };
+  const verified: ProbeVerdict = {
+    state: 'Verified',
+    tried: 'GET http://10.88.0.5:8080/readyz on pod web-abc',
+  };
+  const noPods: ProbeVerdict = { state: 'NoPods', message: 'no running pod of shop/web' };
+  /** A lookup answering `verdict` and recording what it was asked. */
+  function lookup(verdict: ProbeVerdict | undefined) {
+    const asked: [string, string, number | string][] = [];
+    const fn: ProbeVerdictLookup = (c, path, port) => {
+      asked.push([c, path, port]);
+      return verdict;
+    };
+    return { fn, asked };
+  }
+
+  test('Unverified: no probe, a ProbeUnverified note with what was tried; preStop and grace as usual', () => {
+    const { fn, asked } = lookup(unverified);
+    const p = plan({}, {}, { probeVerdict: fn });
+    expect(asked).toEqual([['web', '/readyz', 8080]]);
+    expect(targets(p)).toEqual({ probe: [], preStop: ['web'] });
+    expect(p.notes).toEqual([
+      {
+        reason: 'ProbeUnverified',
+        message:
+          'GET http://10.88.0.5:8080/readyz on pod web-abc answered 404: no readiness probe is written (readinessProbe.verification is Verify)',
+      },
+    ]);
+    // Still recommended, and still the serving container.
+    expect(p.recommended.readinessProbe).toEqual({ path: '/readyz', port: 8080 });
+    expect(p.servingContainer).toBe('web');
+    expect(p.recommended.terminationGracePeriodSeconds).toBe(30);
+  });
+
+  test('the lookup is asked with the annotation path and the configured port name', () => {
+    const { fn, asked } = lookup(undefined);
+    plan(
+      { readinessProbe: { port: 'http' } },
+      { annotations: { 'gracefulshutdown.dev/readiness-path': '/health' } },
+      { probeVerdict: fn },
+    );
+    expect(asked).toEqual([['web', '/health', 'http']]);
+  });
+
+  test('Trust: the probe despite an Unverified verdict, and the lookup is not asked', () => {
+    const { fn, asked } = lookup(unverified);
+    const p = plan({ readinessProbe: { verification: 'Trust' } }, {}, { probeVerdict: fn });
+    expect(targets(p).probe).toEqual(['web:8080']);
+    expect(p.notes).toEqual([]);
+    expect(asked).toEqual([]);
+  });
+
+  test.each<[string, ProbeVerdict | undefined]>([
+    ['Verified', verified],
+    ['NoPods', noPods],
+    ['no verdict yet', undefined],
+  ])('%s: the probe is written', (_, verdict) => {
+    const p = plan({}, {}, { probeVerdict: lookup(verdict).fn });
+    expect(targets(p).probe).toEqual(['web:8080']);
+    expect(p.notes).toEqual([]);
+  });
+
+  test('Override replacing a user probe is verified too', () => {
+    const p = plan(
+      { readinessProbe: { inject: 'Override' } },
+      { containers: [container('web', [8080], { readinessProbe: userProbe })] },
+      { probeVerdict: lookup(unverified).fn },
+    );
+    expect(targets(p).probe).toEqual([]);
+    expect(p.notes.map((n) => n.reason)).toEqual(['ProbeUnverified']);
+  });
+
+  test('a probe the container already has is kept whatever the verdict (nothing new is injected)', () => {
+    const { fn, asked } = lookup(unverified);
+    const current = plan({}).containers[0]?.readinessProbe;
+    const p = plan(
+      { readinessProbe: { inject: 'Override' } },
+      {
+        containers: [container('web', [['http', 8080]], { ...(current ? { readinessProbe: current } : {}) })],
+      },
+      { probeVerdict: fn },
+    );
+    expect(targets(p).probe).toEqual(['web:8080']);
+    expect(asked).toEqual([]);
+  });
+
+  test('IfMissing with a user probe: nothing to inject, nothing asked', () => {
+    const { fn, asked } = lookup(unverified);
+    const p = plan(
+      {},
+      { containers: [container('web', [8080], { readinessProbe: userProbe })] },
+      { probeVerdict: fn },
+    );
+    expect(p.notes).toEqual([]);
+    expect(asked).toEqual([]);
   });
 });
 

@@ -21,6 +21,7 @@ import {
   probeSatisfies,
   regularContainers,
 } from './podspec.ts';
+import { findSidecars } from './sidecars.ts';
 import type {
   AnnotationError,
   ClusterFacts,
@@ -29,6 +30,7 @@ import type {
   DrainTime,
   LatencyObservation,
   PlanNote,
+  ProbeVerdictLookup,
   ValidPolicy,
 } from './types.ts';
 
@@ -265,6 +267,13 @@ export interface DesiredInput {
    * cache decides): a lower recommendation then keeps the applied grace. Omitted: true.
    */
   canLower?: boolean;
+  /**
+   * What trying the probe on a running pod showed (probes/verifier.ts's ProbeVerifier, bound
+   * to this Deployment). With readinessProbe.verification Verify, a probe the container does not
+   * already have is not written when its verdict is Unverified (a ProbeUnverified note says
+   * why); Verified, NoPods or no verdict: written. Omitted: no verdicts.
+   */
+  probeVerdict?: ProbeVerdictLookup;
 }
 
 function declaresPort(container: V1Container, port: number | string): boolean {
@@ -275,14 +284,27 @@ function declaresPort(container: V1Container, port: number | string): boolean {
 
 type ServingChoice = { container: V1Container; port: number | string } | { note: PlanNote };
 
+/** "istio-proxy is a known sidecar (Istio)", for each sidecar declaring a port (any, or this one). */
+function sidecarsDeclaring(
+  containers: V1Container[],
+  sidecars: ReadonlyMap<string, string>,
+  port: number | string | undefined,
+): string[] {
+  return containers.flatMap((c) => {
+    const why = sidecars.get(c.name);
+    const declares = port === undefined ? (c.ports ?? []).length > 0 : declaresPort(c, port);
+    return why !== undefined && declares ? [`${c.name} is ${why}`] : [];
+  });
+}
+
 /**
  * The container that gets the readiness probe: the one declaring the probed port (by number or
  * name); with no port configured, the first container declaring any port, probed on that port.
- * Containers marked as sidecars are never chosen.
+ * Sidecars (sidecars.ts: annotation, built-in list, policy) are never chosen.
  */
 function chooseServingContainer(
   containers: V1Container[],
-  sidecars: ReadonlySet<string>,
+  sidecars: ReadonlyMap<string, string>,
   port: number | string | undefined,
 ): ServingChoice {
   const eligible = containers.filter((c) => !sidecars.has(c.name));
@@ -290,26 +312,29 @@ function chooseServingContainer(
     const first = eligible.find((c) => (c.ports ?? []).length > 0);
     const firstPort = first?.ports?.[0]?.containerPort;
     if (first !== undefined && firstPort !== undefined) return { container: first, port: firstPort };
+    const onSidecars = sidecarsDeclaring(containers, sidecars, undefined);
     return {
       note: {
         reason: 'NoServingPort',
-        message:
-          'no container declares a port: set readinessProbe.port or the gracefulshutdown.dev/readiness-port annotation',
+        message: `${onSidecars.length > 0 ? `only sidecars declare ports (${onSidecars.join('; ')})` : 'no container declares a port'}: set readinessProbe.port or the gracefulshutdown.dev/readiness-port annotation`,
       },
     };
   }
   const declaring = eligible.find((c) => declaresPort(c, port));
   if (declaring !== undefined) return { container: declaring, port };
-  // A numeric port need not be declared to be served; with one candidate there is no doubt.
+  const onSidecars = sidecarsDeclaring(containers, sidecars, port);
+  // A numeric port need not be declared to be served; with one candidate there is no doubt,
+  // unless a sidecar declares it.
   const [only, ...others] = eligible;
-  if (typeof port === 'number' && only !== undefined && others.length === 0) return { container: only, port };
-  const onSidecar = containers.some((c) => sidecars.has(c.name) && declaresPort(c, port));
+  if (typeof port === 'number' && only !== undefined && others.length === 0 && onSidecars.length === 0)
+    return { container: only, port };
   return {
     note: {
       reason: 'ServingPortNotFound',
-      message: onSidecar
-        ? `port ${port} is declared only by a container marked as a sidecar: no readiness probe is written`
-        : `no container declares port ${port}: no readiness probe is written`,
+      message:
+        onSidecars.length > 0
+          ? `port ${port} is declared only by a sidecar (${onSidecars.join('; ')}): no readiness probe is written`
+          : `no container declares port ${port}: no readiness probe is written`,
     },
   };
 }
@@ -344,8 +369,8 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
   const overrides = readAnnotationOverrides(deployment);
   if (!overrides.ok) return { ok: false, errors: overrides.errors };
 
-  const sidecars = new Set(overrides.sidecars);
   const containers = regularContainers(deployment);
+  const sidecars = findSidecars(containers, overrides.sidecars, spec.sidecars);
   const notes: PlanNote[] = [];
   const plans = new Map<string, ContainerPlan>();
   const planFor = (name: string): ContainerPlan => {
@@ -385,7 +410,18 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
             existing.httpGet?.path === previous.path &&
             samePort(existing.httpGet?.port, previous.port)));
       if (spec.readinessProbe.inject === 'Override' || existing === undefined || ours) {
-        planFor(choice.container.name).readinessProbe = probe;
+        // A probe nothing answers keeps every new pod unready and stalls the rollout: with
+        // Verify, a probe the container does not have yet is written only if no pod refuted it.
+        const verdict =
+          spec.readinessProbe.verification === 'Verify' && !probeSatisfies(existing, probe)
+            ? input.probeVerdict?.(choice.container.name, path, choice.port)
+            : undefined;
+        if (verdict?.state === 'Unverified')
+          notes.push({
+            reason: 'ProbeUnverified',
+            message: `${verdict.message}: no readiness probe is written (readinessProbe.verification is Verify)`,
+          });
+        else planFor(choice.container.name).readinessProbe = probe;
       }
     }
   }

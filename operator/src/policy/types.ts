@@ -63,6 +63,28 @@ export interface DrainTime {
   message: string;
 }
 
+/**
+ * What requesting a readiness probe's path on a running pod showed (probes/verifier.ts):
+ * Verified (answered 2xx/3xx), Unverified (answered otherwise, refused, timed out: the probe
+ * would keep new pods from ever becoming Ready), or NoPods (no running pod to ask: the probe is
+ * injected). `tried` and `message` say exactly which request went where and what happened.
+ */
+export type ProbeVerdict =
+  | { state: 'Verified'; tried: string }
+  | { state: 'Unverified'; tried: string; message: string }
+  | { state: 'NoPods'; message: string };
+
+/**
+ * The verdict known for the probe that would be written to one container of the Deployment
+ * being planned (path and port as in its httpGet), or undefined when none is known yet.
+ * Synchronous: planning reads results, it never waits for a check.
+ */
+export type ProbeVerdictLookup = (
+  container: string,
+  path: string,
+  port: number | string,
+) => ProbeVerdict | undefined;
+
 /** What the operator writes into one container; undefined fields are left alone. */
 export interface ContainerPlan {
   name: string;
