@@ -9,6 +9,7 @@ import {
   type V1Namespace,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { FIELD_MANAGER } from './api/annotations.ts';
 import { GROUP, PLURAL, VERSION } from './api/policy.ts';
 import { ConfigError, loadConfig, usage } from './config.ts';
 import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deployment-controller.ts';
@@ -19,7 +20,7 @@ import { ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
-import { enqueueObject, Informer } from './kube/informer.ts';
+import { enqueueObject, Informer, keepManagedFieldsOf } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
 import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
@@ -62,6 +63,8 @@ async function main(): Promise<void> {
       kubeConfig,
       path: '/apis/apps/v1/deployments',
       list: (options) => apps.listDeploymentForAllNamespaces(options),
+      // What the operator owns comes from its own managedFields entry (policy/ownership.ts).
+      transform: keepManagedFieldsOf<V1Deployment>(FIELD_MANAGER),
       ...informerTimings,
     }),
     namespaces: new Informer<V1Namespace>({

@@ -24,6 +24,12 @@ export const SIDECARS_ANNOTATION = `${GROUP}/sidecars`;
  */
 export const APPLIED_ANNOTATION = `${GROUP}/applied`;
 
+/**
+ * Field manager of every Deployment write; `kubectl get deploy -o yaml --show-managed-fields`
+ * shows it. Its managedFields entry is what the operator owns on a Deployment.
+ */
+export const FIELD_MANAGER = 'graceful-shutdown-operator';
+
 // Pod-template annotations the operator writes (Enforce mode). Unlike the ones above they live
 // on the pod template, so the app can read them through the downward API
 // (env[].valueFrom.fieldRef.fieldPath: metadata.annotations['<key>']), and they change with the

@@ -55,6 +55,19 @@ export const PRINTER_COLUMNS: PrinterColumn[] = [
     description: 'Matched Deployments whose settings do not meet the policy.',
     priority: 1,
   },
+  {
+    name: 'Waiting',
+    type: 'integer',
+    jsonPath: '.status.counts.waiting',
+    description: 'Non-compliant Deployments whose change waits (paused, unhealthy, budget, breaker).',
+  },
+  {
+    name: 'Breaker',
+    type: 'string',
+    jsonPath: ".status.conditions[?(@.type=='RolloutBreakerOpen')].status",
+    description: 'True while a rollout the policy started has failed and no new ones start.',
+    priority: 1,
+  },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp', description: 'Time since creation.' },
 ];
 

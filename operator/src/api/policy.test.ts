@@ -42,7 +42,12 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     safetyFactor: 1.5,
     metric: 'http_request_duration_seconds',
   },
-  rollout: { maxConcurrent: 1, updateExisting: 'Immediately' },
+  rollout: {
+    maxConcurrent: 1,
+    updateExisting: 'Immediately',
+    progressDeadlineSeconds: 600,
+    onFailure: 'Pause',
+  },
   sidecars: { names: [], images: [] },
 };
 

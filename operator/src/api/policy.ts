@@ -125,6 +125,7 @@ export const GraceStrategySchema = z.enum(['Computed', 'Fixed']);
 export const GraceInjectPolicySchema = z.enum(['IfShorter', 'Never', 'Override']);
 export const LatencySourceSchema = z.enum(['None', 'Prometheus', 'Scrape']);
 export const UpdateExistingSchema = z.enum(['Immediately', 'OnNextRollout']);
+export const RolloutFailureActionSchema = z.enum(['Pause', 'Revert']);
 /** Whether an httpGet readiness probe is tried on a running pod before it is injected. */
 export const ProbeVerificationSchema = z.enum(['Verify', 'Trust']);
 
@@ -337,7 +338,15 @@ export const RolloutPolicySchema = z.strictObject({
     .default(1)
     .describe('How many Deployments this policy may have rolling out at once because of its changes.'),
   updateExisting: UpdateExistingSchema.default('Immediately').describe(
-    "Immediately: patch matching Deployments now (each patch starts a rollout). OnNextRollout: wait until the Deployment's pod template changes for another reason.",
+    "Immediately: patch matching Deployments now (each patch starts a rollout). OnNextRollout: wait until the Deployment's pod template changes for another reason (never a scale or a metadata edit).",
+  ),
+  progressDeadlineSeconds: seconds(10)
+    .default(600)
+    .describe(
+      "How long a rollout the operator started may take until every new pod is available; past it (or past the Deployment's own progressDeadlineSeconds) the rollout counts as failed and the policy's breaker opens: no new rollouts until it is fixed.",
+    ),
+  onFailure: RolloutFailureActionSchema.default('Pause').describe(
+    'What to do with a rollout the operator started that failed. Pause: leave the Deployment as it is. Revert: write back the values it had before the change (recorded when the change was made). Either way the breaker opens.',
   ),
 });
 
@@ -478,6 +487,11 @@ export const PolicyConditionTypes = {
    * False, the reason (SourceUnavailable, NoData, TooFewSamples) and how many are affected.
    */
   LatencyObserved: 'LatencyObserved',
+  /**
+   * Enforce only. True while a rollout the operator started has failed (reason RolloutFailed,
+   * the message names the Deployment): the policy starts no new rollouts until it is fixed.
+   */
+  RolloutBreakerOpen: 'RolloutBreakerOpen',
 } as const;
 
 export const VerdictSchema = z.enum(['Compliant', 'NonCompliant', 'Exempt', 'Unknown']);
@@ -542,6 +556,29 @@ export const PolicyCountsSchema = z.strictObject({
     .min(0)
     .default(0)
     .describe('Selected Deployments opted out by annotation or won by another policy.'),
+  applied: z
+    .int()
+    .min(0)
+    .optional()
+    .describe('Compliant Deployments whose settings the operator wrote (Enforce).'),
+  waiting: z
+    .int()
+    .min(0)
+    .optional()
+    .describe('Non-compliant Deployments whose change waits (Enforce); waitingReasons says why.'),
+  waitingReasons: z
+    .record(z.string().max(64).regex(CAMEL_CASE_REASON), z.int().min(0))
+    .optional()
+    .describe(
+      'Waiting Deployments by reason: Paused, RollingOut, Unhealthy, RolloutBudgetExhausted, WaitingForNextRollout, BreakerOpen, RolloutFailed.',
+    ),
+  blockedByBreaker: z
+    .int()
+    .min(0)
+    .optional()
+    .describe(
+      'Waiting Deployments held back because the rollout breaker is open (BreakerOpen or RolloutFailed).',
+    ),
 });
 
 export const PolicyStatusSchema = z

@@ -173,7 +173,7 @@ describe('deploymentReconciler', () => {
 
   test('Enforce, not compliant: one apply with the record, and an Event', async () => {
     const h = harness({ policies: [ENFORCE], deployments: [web()] });
-    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
     expect(h.writes).toHaveLength(1);
     const [config] = h.writes;
     expect(config?.metadata.name).toBe('web');
@@ -198,7 +198,7 @@ describe('deploymentReconciler', () => {
     );
     expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'apply' })).toBe(1);
     // The rollout the patch starts counts against the budget until the cache shows it done.
-    expect([...h.tracker.rollingKeys('p', new Map([['shop/web', web()]]))]).toEqual(['shop/web']);
+    expect([...h.tracker.active('p', new Map([['shop/web', web()]]))]).toEqual(['shop/web']);
   });
 
   test('steady state: once applied, compliant with the same ownership, no second write', async () => {
@@ -213,7 +213,7 @@ describe('deploymentReconciler', () => {
     expect(h.events).toHaveLength(1);
     expect(await counterValue(h.metrics.deploymentWrites, { policy: 'p', operation: 'apply' })).toBe(1);
     // The rollout the cache shows complete no longer counts against the budget.
-    expect([...h.tracker.rollingKeys('p', new Map([['shop/web', applied]]))]).toEqual([]);
+    expect([...h.tracker.active('p', new Map([['shop/web', applied]]))]).toEqual([]);
   });
 
   test('Override over a handler of another kind: replaced by a JSON patch, then applied', async () => {
@@ -283,7 +283,7 @@ describe('deploymentReconciler', () => {
     expect(h.writes).toHaveLength(1);
     // Deleted and created again: generation 1 again, a new uid, nothing of ours on it.
     h.deployments.put(withUid('second'));
-    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
     expect(h.writes).toHaveLength(2);
   });
 
@@ -510,9 +510,15 @@ describe('deploymentReconciler', () => {
   });
 
   describe('rollout budget', () => {
+    /** In a rollout the operator started: its record names the generation. */
     const rollingApi = deployment({
       name: 'api',
       generation: 2,
+      annotations: {
+        [APPLIED_ANNOTATION]: appliedRecord({
+          rollout: { generation: 2, startedAt: new Date().toISOString(), previous: {} },
+        }),
+      },
       status: {
         observedGeneration: 1,
         replicas: 2,
@@ -534,6 +540,13 @@ describe('deploymentReconciler', () => {
         await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'RolloutBudgetExhausted' }),
       ).toBe(1);
       expect(h.tracker.takeWaiting()).toEqual(['shop/web']);
+    });
+
+    test('a Deployment rolling out for its own reasons takes no slot', async () => {
+      const ownReasons = deployment({ name: 'api', generation: 2, status: rollingApi.status });
+      const h = harness({ policies: [ENFORCE], deployments: [web(), ownReasons] });
+      await h.reconcile('shop/web');
+      expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
     });
 
     test('a rolling Deployment won by another policy does not count', async () => {
@@ -570,7 +583,7 @@ describe('deploymentReconciler', () => {
       expect(h.events).toEqual([]);
       h.failWith.error = undefined;
       // With the reservation leaked, api would wait for web's rollout that never started.
-      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: RESYNC_MS });
+      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['api']);
     });
 
@@ -579,7 +592,7 @@ describe('deploymentReconciler', () => {
       h.failWith.error = new Error('conflict');
       await expect(h.reconcile('shop/web')).rejects.toThrow('conflict');
       h.failWith.error = undefined;
-      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
       expect(h.events.map((e) => e.reason)).toEqual(['ShutdownSettingsApplied']);
     });

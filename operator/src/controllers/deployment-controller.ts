@@ -1,18 +1,31 @@
 // Enforces the winning policy's shutdown settings on one Deployment. Contract: given a
-// Deployment's key, read it and the policies from the cache, compute, and write at most once:
-// apply the plan (Enforce, non-compliant, within the rollout budget), release the Deployment
-// (no policy manages it any more), or nothing (Audit, compliant, waiting).
+// Deployment's key, read it and the policies from the cache, compute, and write: apply the plan
+// (Enforce, non-compliant, within the rollout budget, the breaker closed), release the
+// Deployment (no policy manages it any more), handle a failed rollout of the operator's
+// (rollout.onFailure), or nothing (Audit, compliant, waiting).
 import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
 import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder } from '../kube/events.ts';
-import { rolloutDecision } from '../policy/budget.ts';
+import type { Logger } from '../log.ts';
+import {
+  type PolicyRollouts,
+  policyRollouts,
+  type RolloutState,
+  rolloutDecision,
+  rolloutState,
+  templateHash,
+} from '../policy/budget.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import {
+  type AppliedRecord,
   type ApplyConfiguration,
   applyConfiguration,
   handlerReplacements,
+  keepConfiguration,
+  ownedFields,
+  previousValues,
   readAppliedRecord,
-  releaseConfiguration,
+  revertOperations,
 } from '../policy/ownership.ts';
 import type { ClusterFacts, ValidPolicy } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
@@ -34,10 +47,12 @@ export interface DeploymentControllerDeps {
   facts: ClusterFacts;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
-  /** How soon a Deployment held back by the rollout budget is looked at again. */
+  /** How soon a Deployment held back by the rollout budget, or rolling out, is looked at again. */
   rolloutCheckMs: number;
   /** How soon a settled Deployment is looked at again without events. */
   resyncMs: number;
+  /** The clock (tests); epoch milliseconds. */
+  now?: () => number;
 }
 
 function reference(deployment: V1Deployment): V1ObjectReference {
@@ -51,23 +66,35 @@ function reference(deployment: V1Deployment): V1ObjectReference {
   };
 }
 
-/** The Deployments in the cache that this policy wins, by key. */
-function deploymentsWonBy(
+/** The rollout state of every Deployment in the cache this policy wins, by key. */
+function policyStates(
   policy: ValidPolicy,
   all: ValidPolicy[],
   view: ClusterView,
-): Map<string, V1Deployment> {
-  const won = new Map<string, V1Deployment>();
+  tracker: RolloutTracker,
+  now: number,
+): Map<string, RolloutState> {
+  const states = new Map<string, RolloutState>();
   for (const deployment of view.deployments.list()) {
     const match = matchDeployment(all, deployment, view.namespaceLabels(deployment.metadata?.namespace));
     if (match.kind === 'Matched' && match.policy.name === policy.name)
-      won.set(deploymentKey(deployment), deployment);
+      states.set(
+        deploymentKey(deployment),
+        rolloutState(
+          deployment,
+          readAppliedRecord(deployment),
+          policy,
+          now,
+          tracker.has(deploymentKey(deployment)),
+        ),
+      );
   }
-  return won;
+  return states;
 }
 
 export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile {
   const { view, writer, events, tracker, metrics } = deps;
+  const now = deps.now ?? Date.now;
   /**
    * key -> the Deployment (uid) and its generation after this replica's last write. Every write
    * bumps a Deployment's generation (annotations included), so a cached object of the same uid
@@ -75,14 +102,88 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
    * calls this "expectations".
    */
   const written = new Map<string, { uid: string | undefined; generation: number }>();
-  const write = async (key: string, signal: AbortSignal, config: ApplyConfiguration) => {
+  const apply = async (key: string, signal: AbortSignal, config: ApplyConfiguration) => {
     // Leadership lost or stopping: another replica may be writing now.
     signal.throwIfAborted();
-    const updated = await writer.apply(config);
+    const updated = await writer.apply(config, signal);
     const generation = updated.metadata?.generation;
     if (generation !== undefined) written.set(key, { uid: updated.metadata?.uid, generation });
     return updated;
   };
+
+  /**
+   * A rollout the operator started does not progress: record the failure (it holds the policy's
+   * breaker open) and, with onFailure Revert, write back the values the Deployment had before.
+   */
+  const onRolloutFailure = async (
+    key: string,
+    signal: AbortSignal,
+    log: Logger,
+    deployment: V1Deployment,
+    policy: ValidPolicy,
+    record: AppliedRecord,
+    failure: { reason: string; message: string },
+  ) => {
+    const revert = policy.spec.rollout.onFailure === 'Revert';
+    const owned = ownedFields(deployment) ?? record;
+    const failed: AppliedRecord = {
+      ...record,
+      failure: {
+        policyGeneration: policy.generation,
+        reason: failure.reason,
+        message: failure.message,
+        at: new Date(now()).toISOString(),
+        // Pause holds for this template; a revert records the template it leaves behind.
+        ...(revert ? {} : { template: templateHash(deployment) }),
+      },
+    };
+    await apply(key, signal, keepConfiguration(deployment, owned, failed));
+    metrics.rolloutFailures.inc({ policy: policy.name, action: policy.spec.rollout.onFailure });
+    events.record(
+      reference(deployment),
+      'Warning',
+      'RolloutFailed',
+      `policy ${policy.name}: ${failure.message}; no new rollouts for this policy until it is fixed (rollout.onFailure ${policy.spec.rollout.onFailure})`,
+    );
+    log.warn({ policy: policy.name, reason: failure.reason }, failure.message);
+    if (revert) return finishRevert(key, signal, log, deployment, failed);
+    return { requeueAfterMs: deps.resyncMs };
+  };
+
+  /** Writes the previous values back, then records the template the revert left. */
+  const finishRevert = async (
+    key: string,
+    signal: AbortSignal,
+    log: Logger,
+    deployment: V1Deployment,
+    record: AppliedRecord,
+  ) => {
+    const operations = revertOperations(deployment, record.rollout?.previous ?? {});
+    let reverted = deployment;
+    if (operations.length > 0) {
+      signal.throwIfAborted();
+      reverted = await writer.patch(
+        deployment.metadata?.namespace ?? '',
+        deployment.metadata?.name ?? '',
+        operations,
+        signal,
+      );
+      metrics.deploymentWrites.inc({ policy: record.policy, operation: 'revert' });
+    }
+    const failure = record.failure ? { ...record.failure, template: templateHash(reverted) } : undefined;
+    const done: AppliedRecord = { ...record, ...(failure ? { failure } : {}) };
+    const owned = ownedFields(reverted) ?? done;
+    await apply(key, signal, keepConfiguration(reverted, owned, done));
+    events.record(
+      reference(deployment),
+      'Normal',
+      'RolloutReverted',
+      `policy ${record.policy}: the values before the operator's change are back (${operations.length} patch operations)`,
+    );
+    log.info({ policy: record.policy, operations: operations.length }, 'reverted a failed rollout');
+    return { requeueAfterMs: deps.resyncMs };
+  };
+
   return async (key, signal, log) => {
     const deployment = view.deployments.get(key);
     if (!deployment) {
@@ -108,7 +209,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
 
     if (match.kind !== 'Matched') {
       if (!record) return;
-      await write(key, signal, releaseConfiguration(deployment, record));
+      await apply(key, signal, keepConfiguration(deployment, ownedFields(deployment) ?? record));
       metrics.deploymentWrites.inc({ policy: record.policy, operation: 'release' });
       const why = match.kind === 'OptedOut' ? 'it is opted out' : 'no policy selects it any more';
       events.record(
@@ -124,6 +225,12 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     const policy = match.policy;
     // Audit writes nothing to workloads; its verdicts are the status controller's job.
     if (policy.spec.mode !== 'Enforce') return;
+
+    const state = rolloutState(deployment, record, policy, now(), tracker.has(key));
+    if (state.kind === 'OwnRolloutFailed' && record)
+      return onRolloutFailure(key, signal, log, deployment, policy, record, state);
+    if (state.kind === 'Failed' && record?.failure?.template === undefined && record)
+      return finishRevert(key, signal, log, deployment, record);
 
     // One write with the observed latency beats a fallback write now and a second restart once
     // it is known: wait for the refresher's first answer (it enqueues this Deployment then).
@@ -149,53 +256,87 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     }
     const { plan, nextRecord } = planned;
     const { compliant, changes } = planned.diff;
-    if (compliant && sameOwnership(record, nextRecord)) return { requeueAfterMs: deps.resyncMs };
-    if (compliant && !record && ownsNothing(nextRecord)) return { requeueAfterMs: deps.resyncMs };
+    // While its rollout runs, look again soon: a rollout that does not progress opens the breaker.
+    const settledRequeue = {
+      requeueAfterMs: state.kind === 'OwnRollout' ? deps.rolloutCheckMs : deps.resyncMs,
+    };
+    // Keep what the record says about the last rollout (and a failure) while nothing changes.
+    const kept: AppliedRecord = {
+      ...nextRecord,
+      ...(record?.policy === policy.name && record.rollout ? { rollout: record.rollout } : {}),
+    };
+    const ownedBefore = planned.record;
+    if (compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, nextRecord))
+      return settledRequeue;
+    if (compliant && !ownedBefore && ownsNothing(nextRecord)) return settledRequeue;
+
+    if (compliant) {
+      // The record alone changes (policy, ownership): no pod-template change, no rollout, no budget.
+      await apply(key, signal, applyConfiguration(deployment, kept, plan));
+      metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
+      log.info({ policy: policy.name }, 'recorded ownership');
+      return settledRequeue;
+    }
 
     // Changing the pod template restarts the pods: that is what the rollout budget limits.
-    // A compliant Deployment whose record alone changes keeps its template (owned fields the
-    // plan no longer writes are kept at their values): no rollout, no budget.
-    if (!compliant) {
-      const rolling = tracker.rollingKeys(policy.name, deploymentsWonBy(policy, valid, view));
-      const decision = rolloutDecision({ policy, deployment, rollingKeys: rolling, key });
-      if (decision.kind === 'Wait') {
-        tracker.wait(policy.name, key);
-        metrics.rolloutWaits.inc({ policy: policy.name, reason: decision.reason });
-        log.debug({ policy: policy.name, reason: decision.reason }, decision.message);
-        return { requeueAfterMs: deps.rolloutCheckMs };
-      }
-      tracker.reserve(key, policy.name, deployment.metadata?.uid);
+    const rollouts: PolicyRollouts = policyRollouts(
+      policyStates(policy, valid, view, tracker, now()),
+      tracker.active(policy.name, view.deployments),
+    );
+    const decision = rolloutDecision({ policy, key, state, rollouts });
+    if (decision.kind === 'Wait') {
+      tracker.wait(policy.name, key);
+      metrics.rolloutWaits.inc({ policy: policy.name, reason: decision.reason });
+      log.debug({ policy: policy.name, reason: decision.reason }, decision.message);
+      return { requeueAfterMs: deps.rolloutCheckMs };
     }
+    tracker.reserve(key, policy.name, deployment.metadata?.uid);
     try {
+      let base = deployment;
       const replacements = handlerReplacements(deployment, plan);
       if (replacements.length > 0) {
         signal.throwIfAborted();
-        await writer.patch(
+        base = await writer.patch(
           deployment.metadata?.namespace ?? '',
           deployment.metadata?.name ?? '',
           replacements,
+          signal,
         );
         metrics.deploymentWrites.inc({ policy: policy.name, operation: 'replace' });
       }
-      const updated = await write(key, signal, applyConfiguration(deployment, nextRecord, plan));
-      if (!compliant) tracker.patched(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
+      // The record names the generation this rollout produces; the resourceVersion makes the
+      // apply fail (409) rather than land on a Deployment changed since, so it is exact.
+      const generation = (base.metadata?.generation ?? 0) + 1;
+      const withRollout: AppliedRecord = {
+        ...nextRecord,
+        rollout: {
+          generation,
+          startedAt: new Date(now()).toISOString(),
+          previous: previousValues(deployment, plan),
+        },
+      };
+      const config = applyConfiguration(base, withRollout, plan);
+      const resourceVersion = base.metadata?.resourceVersion;
+      if (resourceVersion !== undefined) config.metadata.resourceVersion = resourceVersion;
+      const updated = await apply(key, signal, config);
+      tracker.written(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
+      if (updated.metadata?.generation !== generation)
+        log.warn(
+          { policy: policy.name, expected: generation, got: updated.metadata?.generation },
+          'the write did not produce the generation recorded for its rollout',
+        );
     } catch (err) {
       tracker.release(key);
       throw err;
     }
     metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
-    if (!compliant) {
-      events.record(
-        reference(deployment),
-        'Normal',
-        'ShutdownSettingsApplied',
-        `policy ${policy.name}: ${changes.join('; ')} (${plan.graceExplanation}; ${plan.drain.message})`,
-      );
-    }
-    log.info(
-      { policy: policy.name, changes, drain: plan.drain },
-      compliant ? 'recorded ownership' : 'applied shutdown settings',
+    events.record(
+      reference(deployment),
+      'Normal',
+      'ShutdownSettingsApplied',
+      `policy ${policy.name}: ${changes.join('; ')} (${plan.graceExplanation}; ${plan.drain.message})`,
     );
-    return { requeueAfterMs: deps.resyncMs };
+    log.info({ policy: policy.name, changes, drain: plan.drain }, 'applied shutdown settings');
+    return { requeueAfterMs: deps.rolloutCheckMs };
   };
 }

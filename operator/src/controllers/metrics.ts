@@ -6,6 +6,12 @@ export interface OperatorMetrics {
   deploymentWrites: Counter<'policy' | 'operation'>;
   /** Deployments that waited for their policy's rollout budget (or paused/mid-rollout/next rollout). */
   rolloutWaits: Counter<'policy' | 'reason'>;
+  /** Rollouts the operator started that failed, by the action taken (rollout.onFailure Pause|Revert). */
+  rolloutFailures: Counter<'policy' | 'action'>;
+  /** 1 while the policy's rollout breaker is open (a rollout it started failed), else 0; from status. */
+  rolloutBreakerOpen: Gauge<'policy'>;
+  /** Matched Deployments whose change waits, by reason (Paused, Unhealthy, BreakerOpen, ...); from status. */
+  policyWaiting: Gauge<'policy' | 'reason'>;
   /** Deployments per policy and verdict (Compliant, NonCompliant, Exempt, Unknown), from status. */
   policyWorkloads: Gauge<'policy' | 'verdict'>;
   /** Writes of a policy's status: flat in steady state (status is written only when it changes). */
@@ -36,6 +42,24 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
     rolloutWaits: new Counter({
       name: 'gracefulshutdown_rollout_waits_total',
       help: 'Times a Deployment change was held back, by reason (RolloutBudgetExhausted, Paused, ...)',
+      labelNames: ['policy', 'reason'] as const,
+      registers,
+    }),
+    rolloutFailures: new Counter({
+      name: 'gracefulshutdown_rollout_failures_total',
+      help: 'Rollouts the operator started that did not progress, by the action taken (Pause or Revert)',
+      labelNames: ['policy', 'action'] as const,
+      registers,
+    }),
+    rolloutBreakerOpen: new Gauge({
+      name: 'gracefulshutdown_rollout_breaker_open',
+      help: '1 while the policy starts no rollouts because one it started failed (its RolloutBreakerOpen condition), else 0',
+      labelNames: ['policy'] as const,
+      registers,
+    }),
+    policyWaiting: new Gauge({
+      name: 'gracefulshutdown_policy_waiting_workloads',
+      help: 'Non-compliant Deployments whose change waits, by reason (Paused, Unhealthy, RolloutBudgetExhausted, BreakerOpen, ...)',
       labelNames: ['policy', 'reason'] as const,
       registers,
     }),

@@ -1,10 +1,6 @@
 import type { V1Deployment, V1Probe } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
-import {
-  APPLIED_ANNOTATION,
-  GRACE_PERIOD_SECONDS_ANNOTATION,
-  PRESTOP_SECONDS_ANNOTATION,
-} from '../api/annotations.ts';
+import { GRACE_PERIOD_SECONDS_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { type AppliedRecord, applyConfiguration } from '../policy/ownership.ts';
@@ -224,16 +220,10 @@ describe('planWorkload: the annotations mirroring grace and preStop for the app'
   };
   /** The same, as an operator from before the annotations left it: no annotations, none recorded. */
   const writtenBefore = async (d: V1Deployment) => {
-    const applied = await written(d);
-    if (applied.spec?.template?.metadata) applied.spec.template.metadata.annotations = undefined;
-    const { templateAnnotations: _, ...oldRecord } = JSON.parse(
-      applied.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}',
-    ) as AppliedRecord;
-    applied.metadata = {
-      ...applied.metadata,
-      annotations: { [APPLIED_ANNOTATION]: JSON.stringify(oldRecord) },
-    };
-    return applied;
+    const planned = await plan(d);
+    const { annotations: _a, ...oldPlan } = planned.plan;
+    const { templateAnnotations: _t, ...oldRecord } = planned.nextRecord;
+    return afterApply(d, applyConfiguration(d, oldRecord, oldPlan));
   };
   const template = (d: V1Deployment) => d.spec?.template?.metadata?.annotations;
 

@@ -8,7 +8,7 @@ import { type DiffResult, diffDeployment } from '../policy/diff.ts';
 import { deploymentKey } from '../policy/match.ts';
 import {
   type AppliedRecord,
-  readAppliedRecord,
+  ownedFields,
   recordFor,
   retainOwnedFields,
   withMirrorAnnotations,
@@ -27,7 +27,7 @@ export type WorkloadPlan =
       ok: true;
       plan: ShutdownPlan;
       observation: LatencyObservation;
-      /** What the operator owned before; undefined when nothing. */
+      /** What the operator owns now (ownership.ts ownedFields); undefined when nothing. */
       record: AppliedRecord | undefined;
       /** What it would own after writing the plan. */
       nextRecord: AppliedRecord;
@@ -71,7 +71,7 @@ export function planWorkload(
   deps: { estimates: EstimateReader; facts: ClusterFacts },
 ): WorkloadPlan {
   const { observation, estimate } = latencyFor(deployment, policy, deps.estimates);
-  const record = readAppliedRecord(deployment);
+  const record = ownedFields(deployment);
   // Plan against the Deployment as it would be without the operator, so that IfMissing means
   // "the user set none" and the operator's own earlier values can follow a new recommendation.
   const result = desiredSettings({

@@ -1,6 +1,8 @@
 // Reports one policy's status: its verdict on every Deployment it selects, the counts and
 // conditions, written only when they change. Contract: given a policy name, read the policy,
 // the other policies and the Deployments from the cache, compute, and write status at most once.
+
+import type { V1Deployment } from '@kubernetes/client-node';
 import {
   API_VERSION,
   type GracefulShutdownPolicyStatus,
@@ -10,7 +12,13 @@ import {
 } from '../api/policy.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
-import { rolloutDecision } from '../policy/budget.ts';
+import {
+  policyRollouts,
+  ROLLOUT_WAIT_REASONS,
+  type RolloutState,
+  rolloutDecision,
+  rolloutState,
+} from '../policy/budget.ts';
 import {
   invalidPolicyStatus,
   latencyObservedCondition,
@@ -19,11 +27,12 @@ import {
   summarizePolicyStatus,
   workloadVerdict,
 } from '../policy/compliance.ts';
-import { matchDeployment, policySelects } from '../policy/match.ts';
+import { deploymentKey, matchDeployment, policySelects } from '../policy/match.ts';
+import { readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, planWorkload } from './plan.ts';
+import { type EstimateReader, ownsNothing, planWorkload } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
 export const POLICY_STATUS_CONTROLLER = 'policy-status';
@@ -49,6 +58,8 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
     const object = view.policies.get(name);
     if (!object) {
       for (const verdict of verdicts) metrics.policyWorkloads.remove({ policy: name, verdict });
+      for (const reason of ROLLOUT_WAIT_REASONS) metrics.policyWaiting.remove({ policy: name, reason });
+      metrics.rolloutBreakerOpen.remove({ policy: name });
       metrics.policyAccepted.remove({ policy: name });
       for (const gauge of [
         metrics.latencyObservedSeconds,
@@ -83,6 +94,14 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       const workloads: WorkloadStatus[] = [];
       const latencyProblems: ReturnType<typeof latencyProblem>[] = [];
       const gauges = { observedSeconds: 0, graceSeconds: 0, estimateAgeSeconds: 0 };
+      const nowMs = now.getTime();
+      // The policy's own Deployments, planned; verdicts wait for the rollouts summed up over all.
+      const governed: {
+        deployment: V1Deployment;
+        planned: Extract<ReturnType<typeof planWorkload>, { ok: true }>;
+        state: RolloutState;
+        managed: boolean;
+      }[] = [];
       for (const deployment of view.deployments.list()) {
         const namespaceLabels = view.namespaceLabels(deployment.metadata?.namespace);
         if (!policySelects(policy, deployment, namespaceLabels)) continue;
@@ -117,9 +136,21 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           gauges.graceSeconds,
           planned.plan.recommended.terminationGracePeriodSeconds ?? 0,
         );
+        const record = readAppliedRecord(deployment);
+        governed.push({
+          deployment,
+          planned,
+          state: rolloutState(deployment, record, policy, nowMs),
+          managed: record?.policy === name && !ownsNothing(planned.nextRecord),
+        });
+      }
+      const enforce = policy.spec.mode === 'Enforce';
+      const rollouts = policyRollouts(new Map(governed.map((g) => [deploymentKey(g.deployment), g.state])));
+      for (const { deployment, planned, state, managed } of governed) {
+        const { estimate } = planned;
         const decision =
-          policy.spec.mode === 'Enforce' && !planned.diff.compliant
-            ? rolloutDecision({ policy, deployment, rollingKeys: new Set(), key: '' })
+          enforce && !planned.diff.compliant
+            ? rolloutDecision({ policy, key: deploymentKey(deployment), state, rollouts })
             : undefined;
         workloads.push(
           workloadVerdict({
@@ -130,6 +161,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
             diff: planned.diff,
             observation: planned.observation,
             mode: policy.spec.mode,
+            managed,
             ...(decision?.kind === 'Wait' ? { decision } : {}),
             ...(estimate
               ? {
@@ -150,7 +182,13 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         now,
         previous: object.status,
         ...(latency ? { latency } : {}),
+        ...(enforce && rollouts.breaker ? { breaker: rollouts.breaker } : {}),
       });
+      recordBreakerTransition(deps, { name, uid: object.metadata?.uid }, object.status, status);
+      metrics.rolloutBreakerOpen.set({ policy: name }, enforce && rollouts.breaker ? 1 : 0);
+      const waiting = status.counts?.waitingReasons ?? {};
+      for (const reason of ROLLOUT_WAIT_REASONS)
+        metrics.policyWaiting.set({ policy: name, reason }, waiting[reason] ?? 0);
       recordLatencyTransition(deps, { name, uid: object.metadata?.uid }, object.status, latency);
       if (latency) {
         metrics.latencyObservedSeconds.set({ policy: name }, gauges.observedSeconds);
@@ -175,7 +213,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       metrics.policyWorkloads.set({ policy: name, verdict }, perVerdict[verdict]);
     if (!statusEquals(status, object.status)) {
       signal.throwIfAborted(); // leadership lost or stopping: another replica may write now
-      await writer.write(name, status);
+      await writer.write(name, status, { resourceVersion: object.metadata?.resourceVersion, signal });
       metrics.statusWrites.inc({ policy: name });
       const compliant = status.conditions?.find((c) => c.type === PolicyConditionTypes.Compliant);
       log.info({ counts: status.counts, compliant: compliant?.status }, 'status updated');
@@ -201,4 +239,24 @@ function recordLatencyTransition(
     deps.events.record(ref, 'Warning', 'LatencyNotObserved', `${next.reason}: ${next.message}`);
   else if (next.status === 'True' && before?.status === 'False')
     deps.events.record(ref, 'Normal', 'LatencyObserved', next.message);
+}
+
+/**
+ * One Event per transition of RolloutBreakerOpen: a Warning when it opens (a rollout the
+ * operator started failed), a Normal one when it closes.
+ */
+function recordBreakerTransition(
+  deps: PolicyStatusControllerDeps,
+  policy: { name: string; uid: string | undefined },
+  previous: GracefulShutdownPolicyStatus | undefined,
+  next: GracefulShutdownPolicyStatus,
+): void {
+  const type = PolicyConditionTypes.RolloutBreakerOpen;
+  const before = previous?.conditions?.find((c) => c.type === type);
+  const after = next.conditions?.find((c) => c.type === type);
+  if (after === undefined || before?.status === after.status) return;
+  const ref = { apiVersion: API_VERSION, kind: KIND, name: policy.name, uid: policy.uid };
+  if (after.status === 'True') deps.events.record(ref, 'Warning', 'RolloutBreakerOpen', after.message);
+  else if (before?.status === 'True')
+    deps.events.record(ref, 'Normal', 'RolloutBreakerClosed', after.message);
 }

@@ -18,24 +18,17 @@ const settled = (name: string, generation = 1) =>
 const cache = (...deployments: V1Deployment[]) =>
   new Map(deployments.map((d) => [`${d.metadata?.namespace}/${d.metadata?.name}`, d]));
 
-describe('RolloutTracker.rollingKeys from the cache', () => {
-  test.each<[string, V1Deployment, boolean]>([
-    ['settled', settled('a'), false],
-    ['new generation not yet observed', deployment({ name: 'a', generation: 2, status: steady(2, 1) }), true],
-    [
-      'replicas not all updated',
-      deployment({ name: 'a', status: { ...steady(2, 1), updatedReplicas: 1 } }),
-      true,
-    ],
-    [
-      'replicas not all available',
-      deployment({ name: 'a', status: { ...steady(2, 1), availableReplicas: 1 } }),
-      true,
-    ],
-    ['old pods still running', deployment({ name: 'a', status: { ...steady(2, 1), replicas: 3 } }), true],
-  ])('%s', (_title, d, rolling) => {
-    const keys = new RolloutTracker().rollingKeys('p', cache(d, settled('b')));
-    expect([...keys]).toEqual(rolling ? ['shop/a'] : []);
+describe('RolloutTracker.active', () => {
+  test('a Deployment rolling in the cache without a reservation is not counted (not the operator rollout)', () => {
+    const rolling = deployment({ name: 'a', generation: 2, status: steady(2, 1) });
+    expect([...new RolloutTracker().active('p', cache(rolling))]).toEqual([]);
+  });
+
+  test('has: reserved and not seen done', () => {
+    const tracker = new RolloutTracker();
+    tracker.reserve('shop/a', 'p');
+    expect(tracker.has('shop/a')).toBe(true);
+    expect(tracker.has('shop/b')).toBe(false);
   });
 });
 
@@ -43,54 +36,54 @@ describe('RolloutTracker reservations', () => {
   test('a patch in flight counts even though the cache shows the Deployment settled', () => {
     const tracker = new RolloutTracker();
     tracker.reserve('shop/a', 'p');
-    expect([...tracker.rollingKeys('p', cache(settled('a', 5)))]).toEqual(['shop/a']);
+    expect([...tracker.active('p', cache(settled('a', 5)))]).toEqual(['shop/a']);
     // Still counted on the next look: the reservation is kept until the patch is known.
-    expect([...tracker.rollingKeys('p', cache(settled('a', 5)))]).toEqual(['shop/a']);
+    expect([...tracker.active('p', cache(settled('a', 5)))]).toEqual(['shop/a']);
     expect(tracker.reservedCount).toBe(1);
   });
 
   test('a patch in flight counts even when the Deployment is not in the cache', () => {
     const tracker = new RolloutTracker();
     tracker.reserve('shop/a', 'p');
-    expect([...tracker.rollingKeys('p', cache())]).toEqual(['shop/a']);
+    expect([...tracker.active('p', cache())]).toEqual(['shop/a']);
     expect(tracker.reservedCount).toBe(1);
   });
 
   test('kept until the cache observes the patched generation, then dropped', () => {
     const tracker = new RolloutTracker();
     tracker.reserve('shop/a', 'p');
-    tracker.patched('shop/a', 2);
+    tracker.written('shop/a', 2);
     // The cache still shows the old generation, settled.
-    expect([...tracker.rollingKeys('p', cache(settled('a', 1)))]).toEqual(['shop/a']);
+    expect([...tracker.active('p', cache(settled('a', 1)))]).toEqual(['shop/a']);
     // Observed, but the new pods are not all available yet.
     const rolling = deployment({
       name: 'a',
       generation: 2,
       status: { ...steady(2, 2), availableReplicas: 1 },
     });
-    expect([...tracker.rollingKeys('p', cache(rolling))]).toEqual(['shop/a']);
+    expect([...tracker.active('p', cache(rolling))]).toEqual(['shop/a']);
     expect(tracker.reservedCount).toBe(1);
     // Rolled out.
-    expect([...tracker.rollingKeys('p', cache(settled('a', 2)))]).toEqual([]);
+    expect([...tracker.active('p', cache(settled('a', 2)))]).toEqual([]);
     expect(tracker.reservedCount).toBe(0);
   });
 
   test('dropped when the Deployment is gone after the patch', () => {
     const tracker = new RolloutTracker();
     tracker.reserve('shop/a', 'p');
-    tracker.patched('shop/a', 2);
-    expect([...tracker.rollingKeys('p', cache(settled('b')))]).toEqual([]);
+    tracker.written('shop/a', 2);
+    expect([...tracker.active('p', cache(settled('b')))]).toEqual([]);
     expect(tracker.reservedCount).toBe(0);
   });
 
   test('a Deployment recreated under the same name does not inherit the reservation', () => {
     const tracker = new RolloutTracker();
     tracker.reserve('shop/a', 'p', 'uid-old');
-    tracker.patched('shop/a', 3);
+    tracker.written('shop/a', 3);
     // Deleted and recreated: generation 1 < 3, but it is another object.
     const recreated = settled('a');
     recreated.metadata = { ...recreated.metadata, uid: 'uid-new' };
-    expect([...tracker.rollingKeys('p', cache(recreated))]).toEqual([]);
+    expect([...tracker.active('p', cache(recreated))]).toEqual([]);
     expect(tracker.reservedCount).toBe(0);
   });
 
@@ -98,20 +91,20 @@ describe('RolloutTracker reservations', () => {
     const tracker = new RolloutTracker();
     tracker.reserve('shop/a', 'other');
     tracker.reserve('shop/b', 'p');
-    expect([...tracker.rollingKeys('p', cache(settled('a'), settled('b')))]).toEqual(['shop/b']);
+    expect([...tracker.active('p', cache(settled('a'), settled('b')))]).toEqual(['shop/b']);
     // The other policy's patch is done by the cache's account, but only its own policy drops it.
-    tracker.patched('shop/a', 1);
-    tracker.rollingKeys('p', cache(settled('a'), settled('b')));
+    tracker.written('shop/a', 1);
+    tracker.active('p', cache(settled('a'), settled('b')));
     expect(tracker.reservedCount).toBe(2);
-    expect([...tracker.rollingKeys('other', cache(settled('a')))]).toEqual([]);
+    expect([...tracker.active('other', cache(settled('a')))]).toEqual([]);
     expect(tracker.reservedCount).toBe(1);
   });
 
-  test('patched without a reservation reserves nothing', () => {
+  test('written without a reservation reserves nothing', () => {
     const tracker = new RolloutTracker();
-    tracker.patched('shop/a', 2);
+    tracker.written('shop/a', 2);
     expect(tracker.reservedCount).toBe(0);
-    expect([...tracker.rollingKeys('p', cache(settled('a', 1)))]).toEqual([]);
+    expect([...tracker.active('p', cache(settled('a', 1)))]).toEqual([]);
   });
 
   test('release removes the reservation and the waiting entry', () => {
@@ -121,7 +114,7 @@ describe('RolloutTracker reservations', () => {
     tracker.wait('p', 'shop/b');
     tracker.release('shop/a');
     expect(tracker.reservedCount).toBe(0);
-    expect([...tracker.rollingKeys('p', cache(settled('a')))]).toEqual([]);
+    expect([...tracker.active('p', cache(settled('a')))]).toEqual([]);
     expect(tracker.takeWaiting()).toEqual(['shop/b']);
   });
 });

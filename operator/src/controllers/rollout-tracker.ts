@@ -1,45 +1,53 @@
-// The rollout budget's memory: Deployments this replica has patched whose rollout the cache has
-// not yet shown complete. The cache alone lags a patch by a watch event, so without these
-// reservations two workers could both see room in the budget and both patch.
+// The rollout budget's memory: rollouts this replica started that the cache has not shown
+// complete. The record on the Deployment also says whose rollout it is (policy/budget.ts
+// rolloutState), which a new leader reads; but the cache lags a write by a watch event (without
+// reservations two workers could both see room in the budget and both start a rollout), and a
+// scale during the rollout moves the generation past the one recorded.
 import type { V1Deployment } from '@kubernetes/client-node';
 import { isRolling } from '../policy/budget.ts';
 
 export class RolloutTracker {
   /**
-   * key -> the policy that patched it, the Deployment patched (uid: a recreated one under the
-   * same name is another object) and the generation the patch produced (Infinity until known).
+   * key -> the policy that wrote it, the Deployment written (uid: a recreated one under the
+   * same name is another object) and the generation the write produced (Infinity until known).
    */
   readonly #reserved = new Map<string, { policy: string; uid: string | undefined; generation: number }>();
   /** policy -> keys waiting for budget, woken when a rollout of that policy ends. */
   readonly #waiting = new Map<string, Set<string>>();
 
   /**
-   * Keys of the policy's Deployments rolling now: rolling in the cache, or patched by us and not
-   * yet seen complete. Reservations the cache shows complete (or deleted) are dropped here.
+   * Keys of the policy's Deployments this replica started a rollout on that the cache does not
+   * show complete. Covers what the record cannot: a write not yet in the cache, and a rollout
+   * whose generation moved on (scaled meanwhile). Finished reservations (or of a Deployment
+   * gone) are dropped here.
    */
-  rollingKeys(policy: string, deployments: ReadonlyMap<string, V1Deployment>): Set<string> {
-    const rolling = new Set<string>();
-    for (const [key, deployment] of deployments) if (isRolling(deployment)) rolling.add(key);
+  active(policy: string, deployments: { get(key: string): V1Deployment | undefined }): Set<string> {
+    const keys = new Set<string>();
     for (const [key, reservation] of this.#reserved) {
       if (reservation.policy !== policy) continue;
       const found = deployments.get(key);
       const current = found?.metadata?.uid === reservation.uid ? found : undefined;
-      const patchInFlight = reservation.generation === Number.POSITIVE_INFINITY;
+      const writing = reservation.generation === Number.POSITIVE_INFINITY;
       const done = current
         ? (current.status?.observedGeneration ?? 0) >= reservation.generation && !isRolling(current)
-        : !patchInFlight;
+        : !writing;
       if (done) this.#reserved.delete(key);
-      else rolling.add(key);
+      else keys.add(key);
     }
-    return rolling;
+    return keys;
+  }
+
+  /** This replica started the Deployment's rollout and has not seen it complete. */
+  has(key: string): boolean {
+    return this.#reserved.has(key);
   }
 
   reserve(key: string, policy: string, uid?: string): void {
     this.#reserved.set(key, { policy, uid, generation: Number.POSITIVE_INFINITY });
   }
 
-  /** The patch succeeded: its rollout is done once the cache observes this generation. */
-  patched(key: string, generation: number): void {
+  /** The write succeeded: its rollout is done once the cache observes this generation, complete. */
+  written(key: string, generation: number): void {
     const reservation = this.#reserved.get(key);
     if (reservation) reservation.generation = generation;
   }

@@ -1,6 +1,7 @@
 // Shared by the controllers' unit tests: fake informer caches, object builders, and what a
 // server-side apply does to a Deployment. Not part of the build.
 import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import { FIELD_MANAGER } from '../api/annotations.ts';
 import type { ApplyConfiguration } from '../policy/ownership.ts';
 import type { PolicyObject } from './view.ts';
 
@@ -45,41 +46,111 @@ export function namespace(name: string): V1Namespace {
   return { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } } };
 }
 
+type FieldSet = { [key: string]: FieldSet };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The fieldsV1 set of an applied object, as the apiserver records it (lists of named items keyed by name). */
+function fieldSetOf(value: unknown): FieldSet {
+  if (Array.isArray(value)) {
+    const set: FieldSet = {};
+    for (const item of value)
+      if (isRecord(item) && typeof item.name === 'string')
+        set[`k:${JSON.stringify({ name: item.name })}`] = { '.': {}, ...fieldSetOf(item) };
+    return set;
+  }
+  if (!isRecord(value)) return {};
+  return Object.fromEntries(Object.entries(value).map(([key, v]) => [`f:${key}`, fieldSetOf(v)]));
+}
+
+/** Every leaf path of a field set. */
+function leaves(set: FieldSet, prefix: string[] = []): string[][] {
+  const keys = Object.keys(set).filter((key) => key !== '.');
+  if (keys.length === 0) return [prefix];
+  return keys.flatMap((key) => leaves(set[key] ?? {}, [...prefix, key]));
+}
+
+function has(set: FieldSet | undefined, path: string[]): boolean {
+  let current = set;
+  for (const key of path) current = current?.[key];
+  return current !== undefined;
+}
+
+/** Deletes the field at a field-set path, and the objects it leaves empty. */
+function removeField(object: unknown, path: string[]): void {
+  const [key, ...rest] = path;
+  if (key === undefined) return;
+  if (key.startsWith('k:') && Array.isArray(object)) {
+    const name = (JSON.parse(key.slice(2)) as { name: string }).name;
+    const item = object.find((i) => isRecord(i) && i.name === name);
+    removeField(item, rest);
+    return;
+  }
+  if (!isRecord(object) || !key.startsWith('f:')) return;
+  const field = key.slice(2);
+  if (rest.length === 0) delete object[field];
+  else {
+    removeField(object[field], rest);
+    const value = object[field];
+    if (isRecord(value) && Object.keys(value).length === 0) delete object[field];
+  }
+}
+
+/** Merges an applied object into a stored one: maps field by field, named lists item by item. */
+function merge(target: Record<string, unknown>, applied: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(applied)) {
+    const current = target[key];
+    if (isRecord(value) && isRecord(current)) merge(current, value);
+    else if (
+      Array.isArray(value) &&
+      Array.isArray(current) &&
+      value.every((i) => isRecord(i) && 'name' in i)
+    ) {
+      for (const item of value as Record<string, unknown>[]) {
+        const existing = current.find((i) => isRecord(i) && i.name === item.name);
+        if (isRecord(existing)) merge(existing, item);
+        else current.push(structuredClone(item));
+      }
+    } else target[key] = structuredClone(value);
+  }
+}
+
 /**
- * The Deployment after an apply of `config`, as the apiserver would store it: written fields
- * and pod-template annotations merged in, the record annotation set, the generation bumped and
- * observed.
+ * The Deployment after a server-side apply of `config` by `manager`, as the apiserver stores
+ * it: applied fields merged in; fields the manager's previous apply owned and this one leaves
+ * out removed (unless another manager owns them too); the manager's managedFields entry
+ * replaced; the generation bumped only when the spec or the annotations changed, and observed
+ * (the rollout done).
  */
-export function afterApply(original: V1Deployment, config: ApplyConfiguration): V1Deployment {
+export function afterApply(
+  original: V1Deployment,
+  config: ApplyConfiguration,
+  manager = FIELD_MANAGER,
+): V1Deployment {
   const result = structuredClone(original);
-  const generation = (original.metadata?.generation ?? 0) + 1;
+  const { apiVersion: _v, kind: _k, ...body } = config;
+  const { name: _n, namespace: _ns, resourceVersion: _rv, ...metadata } = body.metadata;
+  const applied = fieldSetOf({ ...body, metadata });
+  const entries = result.metadata?.managedFields ?? [];
+  const previous = entries.find((e) => e.manager === manager && e.operation === 'Apply');
+  const others = entries.filter((e) => e !== previous);
+  for (const path of leaves((previous?.fieldsV1 as FieldSet | undefined) ?? {})) {
+    if (has(applied, path) || others.some((e) => has(e.fieldsV1 as FieldSet, path))) continue;
+    removeField(result, path);
+  }
+  merge(result as Record<string, unknown>, structuredClone({ ...body, metadata }) as Record<string, unknown>);
+  // The Deployment strategy bumps the generation on a spec or an annotation change.
+  const changed =
+    JSON.stringify(result.spec) !== JSON.stringify(original.spec) ||
+    JSON.stringify(result.metadata?.annotations) !== JSON.stringify(original.metadata?.annotations);
+  const generation = (original.metadata?.generation ?? 0) + (changed ? 1 : 0);
   result.metadata = {
     ...result.metadata,
     generation,
-    annotations: { ...result.metadata?.annotations, ...config.metadata.annotations },
+    managedFields: [...others, { manager, operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: applied }],
   };
   result.status = { ...result.status, observedGeneration: generation };
-  const template = result.spec?.template;
-  const podSpec = template?.spec;
-  if (!template || !podSpec) throw new Error('no pod spec');
-  const annotations = config.spec?.template.metadata?.annotations;
-  if (annotations)
-    template.metadata = {
-      ...template.metadata,
-      annotations: { ...template.metadata?.annotations, ...annotations },
-    };
-  const written = config.spec?.template.spec ?? {};
-  if (typeof written.terminationGracePeriodSeconds === 'number')
-    podSpec.terminationGracePeriodSeconds = written.terminationGracePeriodSeconds;
-  for (const c of (written.containers ?? []) as {
-    name: string;
-    readinessProbe?: object;
-    lifecycle?: object;
-  }[]) {
-    const target = podSpec.containers.find((x) => x.name === c.name);
-    if (!target) throw new Error(`no container ${c.name}`);
-    if (c.readinessProbe) target.readinessProbe = c.readinessProbe;
-    if (c.lifecycle) target.lifecycle = { ...target.lifecycle, ...c.lifecycle };
-  }
   return result;
 }

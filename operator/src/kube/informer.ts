@@ -97,6 +97,19 @@ export function stripManagedFields<T extends KubernetesObject>(object: T): T {
   return object;
 }
 
+/**
+ * A cache transform keeping only the managedFields entries of one field manager: the operator
+ * derives what it owns from its own entry, and the other managers' entries are dropped.
+ */
+export function keepManagedFieldsOf<T extends KubernetesObject>(manager: string): (object: T) => T {
+  return (object) => {
+    const entries = object.metadata?.managedFields;
+    if (entries !== undefined && object.metadata)
+      object.metadata.managedFields = entries.filter((entry) => entry.manager === manager);
+    return object;
+  };
+}
+
 /** Handlers that enqueue the object's own key on every event (controller-runtime EnqueueRequestForObject). */
 export function enqueueObject<T extends KubernetesObject>(enqueue: (key: string) => void): EventHandlers<T> {
   const handle = (object: T) => enqueue(objectKey(object));

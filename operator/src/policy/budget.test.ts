@@ -1,7 +1,17 @@
 import type { V1DeploymentStatus } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
-import { isPaused, isRolling, isTemplateRolloutInProgress, rolloutDecision } from './budget.ts';
+import {
+  isPaused,
+  isRolling,
+  isTemplateRolloutInProgress,
+  policyRollouts,
+  type RolloutState,
+  rolloutDecision,
+  rolloutState,
+  templateHash,
+} from './budget.ts';
+import type { AppliedRecord } from './ownership.ts';
 import { type DeploymentOptions, deployment, policy } from './test-fixtures.ts';
 
 const steady = (replicas: number, generation = 1): V1DeploymentStatus => ({
@@ -15,12 +25,18 @@ const steady = (replicas: number, generation = 1): V1DeploymentStatus => ({
 describe('isRolling and isTemplateRolloutInProgress', () => {
   test.each<[string, DeploymentOptions, boolean, boolean]>([
     ['steady', {}, false, false],
-    ['new generation not observed', { generation: 2, status: steady(2, 1) }, true, true],
-    ['no status yet (just created)', { status: {} }, true, true],
-    ['fewer updated replicas', { status: { ...steady(2), updatedReplicas: 1 } }, true, true],
+    // Unobserved: a scale or a template change, not known yet; the next status says.
+    ['new generation not observed', { generation: 2, status: steady(2, 1) }, true, false],
+    ['no status yet (just created)', { status: {} }, true, false],
+    ['pods of an older template still running', { status: { ...steady(2), updatedReplicas: 1 } }, true, true],
+    [
+      'scaled up: new pods not ready yet, all of the current template',
+      { replicas: 4, status: steady(2) },
+      true,
+      false,
+    ],
     ['fewer ready replicas', { status: { ...steady(2), readyReplicas: 1 } }, true, false],
     ['fewer available replicas', { status: { ...steady(2), availableReplicas: 1 } }, true, false],
-    ['old pods still around', { status: { ...steady(2), replicas: 3 } }, true, false],
     ['scaled to zero', { replicas: 0, status: steady(0) }, false, false],
     ['replicas unset means 1', { replicas: undefined, status: steady(1) }, false, false],
   ])('%s', (_title, options, rolling, templateRollout) => {
@@ -35,77 +51,192 @@ describe('isRolling and isTemplateRolloutInProgress', () => {
     expect(isPaused(deployment({ paused: false }))).toBe(false);
     expect(isPaused(deployment())).toBe(false);
   });
+
+  test('templateHash changes with the pod template, not with a scale', () => {
+    const d = deployment();
+    expect(templateHash(deployment({ replicas: 7 }))).toBe(templateHash(d));
+    expect(templateHash(deployment({ grace: 99 }))).not.toBe(templateHash(d));
+  });
 });
 
-describe('rolloutDecision', () => {
-  const rolling: DeploymentOptions = { generation: 3, status: steady(2, 2) };
+const NOW = Date.parse('2026-11-30T12:00:00Z');
+const P = policy('p', { mode: 'Enforce', rollout: { progressDeadlineSeconds: 60 } });
+const rolloutRecord = (generation: number, startedAt = NOW - 10_000): AppliedRecord => ({
+  policy: 'p',
+  policyGeneration: 1,
+  containers: {},
+  reason: '',
+  rollout: { generation, startedAt: new Date(startedAt).toISOString(), previous: {} },
+});
+const ownRolling = { generation: 2, status: { ...steady(2, 2), updatedReplicas: 1, replicas: 3 } };
+
+describe('rolloutState', () => {
+  test.each<[string, DeploymentOptions, AppliedRecord | undefined, string, boolean?]>([
+    ['settled', {}, undefined, 'Settled'],
+    ['paused', { paused: true }, undefined, 'Paused'],
+    [
+      'rolling for its own reasons',
+      { status: { ...steady(2), updatedReplicas: 1, replicas: 3 } },
+      undefined,
+      'RollingOut',
+    ],
+    [
+      'crash-looping: no rollout, replicas unavailable',
+      { status: { ...steady(2), availableReplicas: 0, readyReplicas: 0 } },
+      undefined,
+      'Unhealthy',
+    ],
+    ['the operator rollout, recorded at this generation', ownRolling, rolloutRecord(2), 'OwnRollout'],
+    ['the operator rollout done', { generation: 2, status: steady(2, 2) }, rolloutRecord(2), 'Settled'],
+    ['a recorded rollout of an older generation is not ours', ownRolling, rolloutRecord(1), 'RollingOut'],
+    ['... unless this replica started it (scaled since)', ownRolling, rolloutRecord(1), 'OwnRollout', true],
+    [
+      'ours, past rollout.progressDeadlineSeconds',
+      ownRolling,
+      rolloutRecord(2, NOW - 61_000),
+      'OwnRolloutFailed',
+    ],
+  ])('%s -> %s', (_title, options, record, want, startedHere) => {
+    expect(rolloutState(deployment(options), record, P, NOW, startedHere).kind).toBe(want);
+  });
+
+  test('ours, and the Deployment controller says ProgressDeadlineExceeded: failed at once', () => {
+    const d = deployment(ownRolling);
+    d.status = {
+      ...d.status,
+      conditions: [
+        {
+          type: 'Progressing',
+          status: 'False',
+          reason: 'ProgressDeadlineExceeded',
+          message: 'ReplicaSet "web-1" has timed out progressing.',
+        },
+      ],
+    };
+    expect(rolloutState(d, rolloutRecord(2), P, NOW)).toEqual({
+      kind: 'OwnRolloutFailed',
+      reason: 'ProgressDeadlineExceeded',
+      message: expect.stringContaining('has timed out progressing'),
+    });
+  });
+
+  test('a recorded failure holds until the policy or the pod template changes', () => {
+    const d = deployment();
+    const failed = {
+      ...rolloutRecord(1),
+      failure: {
+        policyGeneration: 1,
+        reason: 'RolloutTimedOut',
+        message: 'stuck',
+        at: '',
+        template: templateHash(d),
+      },
+    };
+    expect(rolloutState(d, failed, P, NOW)).toEqual({ kind: 'Failed', message: 'stuck' });
+    expect(rolloutState(deployment({ grace: 99 }), failed, P, NOW).kind).toBe('Settled');
+    expect(rolloutState(d, failed, policy('p', { mode: 'Enforce' }, 2), NOW).kind).toBe('Settled');
+    // A revert still to write holds whatever the template.
+    const { template: _t, ...pending } = failed.failure;
+    expect(rolloutState(deployment({ grace: 99 }), { ...failed, failure: pending }, P, NOW).kind).toBe(
+      'Failed',
+    );
+  });
+});
+
+describe('policyRollouts and rolloutDecision', () => {
+  const states = (entries: Record<string, RolloutState>) => new Map(Object.entries(entries));
+  const settled: RolloutState = { kind: 'Settled' };
+  const own: RolloutState = { kind: 'OwnRollout', startedAt: NOW };
+
+  test('only the operator rollouts and writes in flight take slots; a failure opens the breaker', () => {
+    const rollouts = policyRollouts(
+      states({
+        'shop/a': own,
+        'shop/b': { kind: 'RollingOut', template: true },
+        'shop/c': { kind: 'Unhealthy', message: '1 of 2 replicas unavailable' },
+        'shop/d': { kind: 'Paused' },
+      }),
+      ['shop/e'],
+    );
+    expect([...rollouts.active].sort()).toEqual(['shop/a', 'shop/e']);
+    expect(rollouts.breaker).toBeUndefined();
+    const broken = policyRollouts(states({ 'shop/a': { kind: 'Failed', message: 'stuck' } }));
+    expect(broken.breaker).toEqual({ key: 'shop/a', message: 'stuck' });
+  });
+
   const cases: {
     title: string;
     spec?: GracefulShutdownPolicySpecInput;
-    options?: DeploymentOptions;
-    rollingKeys?: string[];
+    state?: RolloutState;
+    others?: Record<string, RolloutState>;
     want: string;
   }[] = [
-    { title: 'steady, budget free', want: 'Apply' },
-    { title: 'paused', options: { paused: true }, want: 'Paused' },
-    { title: 'paused wins over rolling', options: { ...rolling, paused: true }, want: 'Paused' },
-    { title: 'itself rolling', options: rolling, want: 'RollingOut' },
+    { title: 'settled, budget free', want: 'Apply' },
+    { title: 'paused', state: { kind: 'Paused' }, want: 'Paused' },
+    { title: 'unhealthy', state: { kind: 'Unhealthy', message: 'x' }, want: 'Unhealthy' },
     {
-      title: 'another Deployment rolling, maxConcurrent 1',
-      rollingKeys: ['shop/api'],
+      title: 'rolling out for its own reasons',
+      state: { kind: 'RollingOut', template: true },
+      want: 'RollingOut',
+    },
+    { title: 'its operator rollout in progress', state: own, want: 'RollingOut' },
+    { title: 'its own failure', state: { kind: 'Failed', message: 'x' }, want: 'RolloutFailed' },
+    {
+      title: 'another operator rollout, maxConcurrent 1',
+      others: { 'shop/api': own },
       want: 'RolloutBudgetExhausted',
     },
-    { title: 'only itself in the set does not count', rollingKeys: ['shop/web'], want: 'Apply' },
     {
-      title: 'maxConcurrent 2, one other rolling',
+      title: 'maxConcurrent 2, one other',
       spec: { rollout: { maxConcurrent: 2 } },
-      rollingKeys: ['shop/api'],
+      others: { 'shop/api': own },
       want: 'Apply',
     },
     {
-      title: 'maxConcurrent 2, two others rolling',
-      spec: { rollout: { maxConcurrent: 2 } },
-      rollingKeys: ['shop/api', 'shop/cart', 'shop/web'],
-      want: 'RolloutBudgetExhausted',
+      title: 'others unhealthy, paused and rolling for their own reasons take no slot',
+      others: {
+        'shop/a': { kind: 'Unhealthy', message: 'x' },
+        'shop/b': { kind: 'Paused' },
+        'shop/c': { kind: 'RollingOut', template: true },
+      },
+      want: 'Apply',
     },
     {
-      title: 'OnNextRollout, steady: wait',
+      title: 'another failed: breaker open',
+      others: { 'shop/api': { kind: 'Failed', message: 'x' } },
+      want: 'BreakerOpen',
+    },
+    {
+      title: 'OnNextRollout, settled: wait',
       spec: { rollout: { updateExisting: 'OnNextRollout' } },
       want: 'WaitingForNextRollout',
     },
     {
-      title: 'OnNextRollout, own template rollout in progress: join it',
+      title: 'OnNextRollout, a scale (no template change) is no rollout',
       spec: { rollout: { updateExisting: 'OnNextRollout' } },
-      options: rolling,
-      rollingKeys: ['shop/web'],
-      want: 'Apply',
-    },
-    {
-      title: 'OnNextRollout, pods merely not ready is no template change',
-      spec: { rollout: { updateExisting: 'OnNextRollout' } },
-      options: { status: { ...steady(2), readyReplicas: 1 } },
+      state: { kind: 'RollingOut', template: false },
       want: 'WaitingForNextRollout',
     },
     {
-      title: 'OnNextRollout, mid-rollout but the budget is full',
+      title: 'OnNextRollout, a template rollout in progress: join it',
       spec: { rollout: { updateExisting: 'OnNextRollout' } },
-      options: rolling,
-      rollingKeys: ['shop/api', 'shop/web'],
-      want: 'RolloutBudgetExhausted',
+      state: { kind: 'RollingOut', template: true },
+      want: 'Apply',
     },
     {
-      title: 'OnNextRollout, paused',
+      title: 'OnNextRollout, joining but the budget is full',
       spec: { rollout: { updateExisting: 'OnNextRollout' } },
-      options: { ...rolling, paused: true },
-      want: 'Paused',
+      state: { kind: 'RollingOut', template: true },
+      others: { 'shop/api': own },
+      want: 'RolloutBudgetExhausted',
     },
   ];
-  test.each(cases)('$title -> $want', ({ spec, options, rollingKeys, want }) => {
+  test.each(cases)('$title -> $want', ({ spec, state, others, want }) => {
     const decision = rolloutDecision({
-      policy: policy('p', spec ?? {}),
-      deployment: deployment(options ?? {}),
-      rollingKeys: new Set(rollingKeys ?? []),
+      policy: policy('p', { mode: 'Enforce', ...spec }),
       key: 'shop/web',
+      state: state ?? settled,
+      rollouts: policyRollouts(states({ ...others, 'shop/web': state ?? settled })),
     });
     expect(decision.kind === 'Apply' ? 'Apply' : decision.reason).toBe(want);
     if (decision.kind === 'Wait') expect(decision.message).not.toBe('');
@@ -114,13 +245,13 @@ describe('rolloutDecision', () => {
   test('the budget message names the count and the limit', () => {
     const decision = rolloutDecision({
       policy: policy('web-tier', { rollout: { maxConcurrent: 2 } }),
-      deployment: deployment(),
-      rollingKeys: new Set(['a/x', 'b/y']),
       key: 'shop/web',
+      state: settled,
+      rollouts: policyRollouts(states({ 'a/x': own, 'b/y': own })),
     });
     expect(decision).toMatchObject({
       kind: 'Wait',
-      message: expect.stringMatching(/2 Deployments .*web-tier.* 2/),
+      message: expect.stringMatching(/2 rollouts .*web-tier.* 2/),
     });
   });
 });

@@ -1,13 +1,44 @@
-// When a change may reach a running Deployment: at most rollout.maxConcurrent Deployments of a
-// policy rolling at once, paused and mid-rollout Deployments retried later.
+// When a change may reach a running Deployment. The budget counts only the rollouts the
+// operator itself started and that have not finished: a Deployment that is paused, rolling out
+// for its own reasons or unhealthy (crash-looping, unschedulable) waits without taking a slot,
+// and is never patched while broken. A rollout of the operator's that fails opens the policy's
+// circuit breaker: no new rollouts until the cause is fixed (docs/design/rollouts.md).
+import { createHash } from 'node:crypto';
 import type { V1Deployment } from '@kubernetes/client-node';
+import type { AppliedRecord } from './ownership.ts';
+import { canonicalJson } from './podspec.ts';
 import type { ValidPolicy } from './types.ts';
 
-export type RolloutWaitReason = 'Paused' | 'RollingOut' | 'RolloutBudgetExhausted' | 'WaitingForNextRollout';
+/** Why a change waits; the status counts waiting Deployments by these. */
+export const ROLLOUT_WAIT_REASONS = [
+  'Paused',
+  'RollingOut',
+  'Unhealthy',
+  'RolloutBudgetExhausted',
+  'WaitingForNextRollout',
+  'BreakerOpen',
+  'RolloutFailed',
+] as const;
+export type RolloutWaitReason = (typeof ROLLOUT_WAIT_REASONS)[number];
 
 export type RolloutDecision =
   | { kind: 'Apply' }
   | { kind: 'Wait'; reason: RolloutWaitReason; message: string };
+
+/** Where a Deployment stands, as far as starting a rollout on it goes. */
+export type RolloutState =
+  | { kind: 'Settled' }
+  | { kind: 'Paused' }
+  /** The operator's own rollout (its record names this generation) has not finished. */
+  | { kind: 'OwnRollout'; startedAt: number }
+  /** ... and does not progress: the breaker opens. */
+  | { kind: 'OwnRolloutFailed'; reason: string; message: string }
+  /** The operator's rollout failed earlier and nothing has changed since: left alone. */
+  | { kind: 'Failed'; message: string }
+  /** A rollout the operator did not start; `template` when the pod template changed (not a scale). */
+  | { kind: 'RollingOut'; template: boolean }
+  /** No rollout, yet replicas are missing: crash-looping, unschedulable, scaled up and pending. */
+  | { kind: 'Unhealthy'; message: string };
 
 function desiredReplicas(deployment: V1Deployment): number {
   // The apiserver defaults spec.replicas to 1.
@@ -41,57 +72,183 @@ export function isPaused(deployment: V1Deployment): boolean {
 }
 
 /**
- * The Deployment is rolling out its own template change: a patch now joins that rollout
- * instead of starting another one (what OnNextRollout waits for).
+ * Pods of an older pod template are still running: the template changed (a scale or a metadata
+ * edit never leaves pods of another template). What OnNextRollout waits for.
  */
 export function isTemplateRolloutInProgress(deployment: V1Deployment): boolean {
-  if (generationUnobserved(deployment)) return true;
-  return (deployment.status?.updatedReplicas ?? 0) < desiredReplicas(deployment);
+  if (generationUnobserved(deployment)) return false;
+  const status = deployment.status ?? {};
+  return (status.updatedReplicas ?? 0) < (status.replicas ?? 0);
+}
+
+/** A short hash of the pod template: tells a template change from a scale or metadata edit. */
+export function templateHash(deployment: V1Deployment): string {
+  return createHash('sha256')
+    .update(canonicalJson(deployment.spec?.template ?? {}))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+const progressing = (deployment: V1Deployment) =>
+  deployment.status?.conditions?.find((c) => c.type === 'Progressing');
+
+function unavailableMessage(deployment: V1Deployment): string {
+  const replicas = desiredReplicas(deployment);
+  const available = deployment.status?.availableReplicas ?? 0;
+  const condition = deployment.status?.conditions?.find(
+    (c) => (c.type === 'Progressing' || c.type === 'Available') && c.status === 'False',
+  );
+  const detail = condition?.message ? `: ${condition.message}` : '';
+  return `${replicas - available} of ${replicas} replicas unavailable${detail}`;
+}
+
+/** The failure a record carries that still holds: same policy generation, template unchanged. */
+export function standingFailure(
+  deployment: V1Deployment,
+  record: AppliedRecord | undefined,
+  policy: ValidPolicy,
+): AppliedRecord['failure'] {
+  const failure = record?.failure;
+  if (!failure || record?.policy !== policy.name) return undefined;
+  if (failure.policyGeneration !== policy.generation) return undefined;
+  // A revert still to do, or a template nobody has changed since the failure.
+  if (failure.template === undefined || failure.template === templateHash(deployment)) return failure;
+  return undefined;
+}
+
+/** Where the Deployment stands; `now` in epoch milliseconds. */
+export function rolloutState(
+  deployment: V1Deployment,
+  record: AppliedRecord | undefined,
+  policy: ValidPolicy,
+  now: number,
+  /** This replica started the rollout and has not seen it end (controllers/rollout-tracker.ts). */
+  startedHere = false,
+): RolloutState {
+  const failure = standingFailure(deployment, record, policy);
+  if (failure) return { kind: 'Failed', message: failure.message };
+  if (isPaused(deployment)) return { kind: 'Paused' };
+  const own = record?.policy === policy.name ? record.rollout : undefined;
+  // The record names the generation the operator's write produced; a scale since moves it on,
+  // which only the replica that wrote it knows.
+  const ours =
+    own !== undefined &&
+    (own.generation === deployment.metadata?.generation ||
+      (startedHere && own.generation <= (deployment.metadata?.generation ?? 0)));
+  if (ours && isRolling(deployment)) {
+    const condition = progressing(deployment);
+    if (condition?.status === 'False' && condition.reason === 'ProgressDeadlineExceeded')
+      return {
+        kind: 'OwnRolloutFailed',
+        reason: 'ProgressDeadlineExceeded',
+        message: `the rollout the operator started did not progress: ${condition.message ?? 'progress deadline exceeded'}`,
+      };
+    const startedAt = Date.parse(own.startedAt);
+    const deadline = policy.spec.rollout.progressDeadlineSeconds;
+    if (now - startedAt > deadline * 1000)
+      return {
+        kind: 'OwnRolloutFailed',
+        reason: 'RolloutTimedOut',
+        message: `the rollout the operator started is not done after rollout.progressDeadlineSeconds (${deadline}s): ${unavailableMessage(deployment)}`,
+      };
+    return { kind: 'OwnRollout', startedAt };
+  }
+  if (isTemplateRolloutInProgress(deployment)) return { kind: 'RollingOut', template: true };
+  const status = deployment.status ?? {};
+  const replicas = desiredReplicas(deployment);
+  if (
+    generationUnobserved(deployment) ||
+    (status.updatedReplicas ?? 0) < replicas ||
+    (status.replicas ?? 0) > replicas
+  )
+    return { kind: 'RollingOut', template: false };
+  if ((status.availableReplicas ?? 0) < replicas || (status.readyReplicas ?? 0) < replicas)
+    return { kind: 'Unhealthy', message: unavailableMessage(deployment) };
+  return { kind: 'Settled' };
+}
+
+/** The policy's rollouts: the operator's own in progress, and a failure that opens the breaker. */
+export interface PolicyRollouts {
+  /** Keys of Deployments whose operator-started rollout has not finished (or a write in flight). */
+  active: ReadonlySet<string>;
+  /** Set while a rollout the operator started has failed: no new rollouts. */
+  breaker?: { key: string; message: string };
+}
+
+/** Sums up the states of the policy's Deployments (key -> state) and the writes in flight. */
+export function policyRollouts(
+  states: ReadonlyMap<string, RolloutState>,
+  inFlight: Iterable<string> = [],
+): PolicyRollouts {
+  const active = new Set(inFlight);
+  let breaker: PolicyRollouts['breaker'];
+  for (const [key, state] of states) {
+    if (state.kind === 'OwnRollout') active.add(key);
+    if ((state.kind === 'OwnRolloutFailed' || state.kind === 'Failed') && breaker === undefined)
+      breaker = { key, message: state.message };
+  }
+  return { active, ...(breaker ? { breaker } : {}) };
 }
 
 export interface RolloutInput {
   policy: ValidPolicy;
-  deployment: V1Deployment;
-  /** Keys of this policy's Deployments that are rolling now or reserved for a write in flight. */
-  rollingKeys: ReadonlySet<string>;
-  /** This Deployment's "namespace/name". */
+  /** This Deployment's key and state. */
   key: string;
+  state: RolloutState;
+  rollouts: PolicyRollouts;
 }
 
-function budgetExhausted(input: RolloutInput): RolloutDecision | undefined {
-  const { maxConcurrent } = input.policy.spec.rollout;
-  let others = 0;
-  for (const key of input.rollingKeys) if (key !== input.key) others++;
-  if (others < maxConcurrent) return undefined;
-  return {
-    kind: 'Wait',
-    reason: 'RolloutBudgetExhausted',
-    message: `${others} Deployments of policy ${input.policy.name} are rolling out, rollout.maxConcurrent is ${maxConcurrent}`,
-  };
-}
-
-/** Whether the operator may write to the Deployment now, and if not, why. */
+/** Whether the operator may start a rollout on the Deployment now, and if not, why. */
 export function rolloutDecision(input: RolloutInput): RolloutDecision {
-  const { policy, deployment } = input;
-  if (isPaused(deployment)) {
-    return { kind: 'Wait', reason: 'Paused', message: 'the Deployment is paused; retried when it resumes' };
-  }
-  if (policy.spec.rollout.updateExisting === 'OnNextRollout') {
-    if (!isTemplateRolloutInProgress(deployment)) {
+  const { policy, state, rollouts, key } = input;
+  switch (state.kind) {
+    case 'Failed':
+      return { kind: 'Wait', reason: 'RolloutFailed', message: state.message };
+    case 'OwnRolloutFailed':
+      return { kind: 'Wait', reason: 'RolloutFailed', message: state.message };
+    case 'Paused':
+      return { kind: 'Wait', reason: 'Paused', message: 'the Deployment is paused; applied when it resumes' };
+    case 'Unhealthy':
       return {
         kind: 'Wait',
-        reason: 'WaitingForNextRollout',
-        message: 'rollout.updateExisting is OnNextRollout: applied when the pod template next changes',
+        reason: 'Unhealthy',
+        message: `not patched while unhealthy (${state.message}); applied once all replicas are available`,
       };
-    }
-    return budgetExhausted(input) ?? { kind: 'Apply' };
+    case 'OwnRollout':
+      return {
+        kind: 'Wait',
+        reason: 'RollingOut',
+        message: "the operator's rollout of this Deployment is in progress",
+      };
+    default:
   }
-  if (isRolling(deployment)) {
+  const onNextRollout = policy.spec.rollout.updateExisting === 'OnNextRollout';
+  if (onNextRollout && !(state.kind === 'RollingOut' && state.template))
+    return {
+      kind: 'Wait',
+      reason: 'WaitingForNextRollout',
+      message: 'rollout.updateExisting is OnNextRollout: applied when the pod template next changes',
+    };
+  if (!onNextRollout && state.kind === 'RollingOut')
     return {
       kind: 'Wait',
       reason: 'RollingOut',
-      message: 'the Deployment is rolling out; retried when the rollout completes',
+      message: 'the Deployment is rolling out; applied once that rollout completes',
     };
-  }
-  return budgetExhausted(input) ?? { kind: 'Apply' };
+  if (rollouts.breaker)
+    return {
+      kind: 'Wait',
+      reason: 'BreakerOpen',
+      message: `no new rollouts: ${rollouts.breaker.key}: ${rollouts.breaker.message}`,
+    };
+  const { maxConcurrent } = policy.spec.rollout;
+  let others = 0;
+  for (const active of rollouts.active) if (active !== key) others++;
+  if (others >= maxConcurrent)
+    return {
+      kind: 'Wait',
+      reason: 'RolloutBudgetExhausted',
+      message: `${others} rollouts the operator started for policy ${policy.name} are in progress, rollout.maxConcurrent is ${maxConcurrent}`,
+    };
+  return { kind: 'Apply' };
 }

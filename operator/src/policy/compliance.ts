@@ -11,7 +11,7 @@ import {
   type Verdict,
   type WorkloadStatus,
 } from '../api/policy.ts';
-import type { RolloutDecision } from './budget.ts';
+import { ROLLOUT_WAIT_REASONS, type RolloutDecision } from './budget.ts';
 import { currentSettings, type DiffResult, type FieldChange } from './diff.ts';
 import { deploymentNamespace } from './match.ts';
 import type { AnnotationError, LatencyObservation, ShutdownPlan, ValidPolicy } from './types.ts';
@@ -40,6 +40,8 @@ export type VerdictInput =
       decision?: RolloutDecision;
       /** How fresh the observation is (undefined: source None, or nothing observed yet). */
       freshness?: LatencyFreshness;
+      /** The operator wrote this policy's settings there (its record names the policy). */
+      managed?: boolean;
     };
 
 /** What status tells about a workload's latency beyond the observation planning used. */
@@ -233,7 +235,7 @@ function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): Work
     return {
       ...common,
       verdict: 'Compliant',
-      reason: 'SettingsMatch',
+      reason: input.managed ? 'SettingsApplied' : 'SettingsMatch',
       message: truncate([plan.graceExplanation, plan.drain.message, ...notes].join('; ')),
     };
   }
@@ -284,6 +286,25 @@ export interface PolicyStatusInput {
   previous?: GracefulShutdownPolicyStatus;
   /** The LatencyObserved condition's fields (latencyObservedCondition); absent with source None. */
   latency?: Omit<Condition, 'lastTransitionTime' | 'type' | 'observedGeneration'>;
+  /** Enforce: the failed rollout holding the breaker open, if any (budget.ts policyRollouts). */
+  breaker?: { key: string; message: string };
+}
+
+const WAIT_REASONS: ReadonlySet<string> = new Set(ROLLOUT_WAIT_REASONS);
+
+/** Applied, waiting (by reason) and blocked-by-breaker counts, Enforce only. */
+function enforcementCounts(workloads: readonly WorkloadStatus[]) {
+  const waitingReasons: Record<string, number> = {};
+  let waiting = 0;
+  let applied = 0;
+  for (const w of workloads) {
+    if (w.verdict === 'Compliant' && w.reason === 'SettingsApplied') applied++;
+    if (w.verdict !== 'NonCompliant' || !WAIT_REASONS.has(w.reason)) continue;
+    waiting++;
+    waitingReasons[w.reason] = (waitingReasons[w.reason] ?? 0) + 1;
+  }
+  const blockedByBreaker = (waitingReasons.BreakerOpen ?? 0) + (waitingReasons.RolloutFailed ?? 0);
+  return { applied, waiting, waitingReasons, blockedByBreaker };
 }
 
 /**
@@ -300,6 +321,7 @@ export function summarizePolicyStatus(input: PolicyStatusInput): GracefulShutdow
   const exempt = count('Exempt');
   const matched = compliant + nonCompliant + unknown;
   const generation = policy.generation;
+  const enforce = policy.spec.mode === 'Enforce';
 
   let compliance: Omit<Condition, 'lastTransitionTime' | 'type'>;
   if (matched === 0) {
@@ -357,9 +379,41 @@ export function summarizePolicyStatus(input: PolicyStatusInput): GracefulShutdow
               now,
             ),
           ]),
+      ...(enforce ? [condition(previous, breakerCondition(input.breaker, generation), now)] : []),
     ],
-    counts: { matched, compliant, nonCompliant, exempt },
+    counts: {
+      matched,
+      compliant,
+      nonCompliant,
+      exempt,
+      ...(enforce ? enforcementCounts(input.workloads) : {}),
+    },
     workloads,
+  };
+}
+
+function breakerCondition(
+  breaker: PolicyStatusInput['breaker'],
+  generation: number,
+): Omit<Condition, 'lastTransitionTime'> {
+  const type = PolicyConditionTypes.RolloutBreakerOpen;
+  if (breaker === undefined)
+    return {
+      type,
+      status: 'False',
+      reason: 'NoFailedRollouts',
+      message: 'no rollout the operator started has failed',
+      observedGeneration: generation,
+    };
+  return {
+    type,
+    status: 'True',
+    reason: 'RolloutFailed',
+    message: truncateTo(
+      `${breaker.key}: ${breaker.message}; no new rollouts until the policy changes or that Deployment's pod template does`,
+      1024,
+    ),
+    observedGeneration: generation,
   };
 }
 

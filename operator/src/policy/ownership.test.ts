@@ -10,10 +10,10 @@ import {
   type AppliedRecord,
   applyConfiguration,
   handlerReplacements,
+  keepConfiguration,
   mirroredAnnotations,
   readAppliedRecord,
   recordFor,
-  releaseConfiguration,
   retainOwnedFields,
   withMirrorAnnotations,
   withoutOwnedFields,
@@ -270,7 +270,7 @@ describe('applyConfiguration', () => {
   });
 });
 
-describe('releaseConfiguration', () => {
+describe('keepConfiguration', () => {
   const OUR_PROBE: V1Probe = { httpGet: { path: '/readyz', port: 8080 }, periodSeconds: 9 };
   const d = deployment({
     name: 'api',
@@ -297,7 +297,7 @@ describe('releaseConfiguration', () => {
   };
 
   test('keeps the current values of owned fields exactly, no annotations', () => {
-    expect(releaseConfiguration(d, record)).toEqual({
+    expect(keepConfiguration(d, record)).toEqual({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata: { name: 'api', namespace: 'shop' },
@@ -318,18 +318,18 @@ describe('releaseConfiguration', () => {
   });
 
   test('no annotations at all, so the record is removed', () => {
-    const config = releaseConfiguration(d, record);
+    const config = keepConfiguration(d, record);
     expect(config.metadata).not.toHaveProperty('annotations');
   });
 
   test('skips containers that no longer exist', () => {
-    const names = releaseConfiguration(d, record).spec?.template.spec.containers as { name: string }[];
+    const names = keepConfiguration(d, record).spec?.template.spec.containers as { name: string }[];
     expect(names.map((c) => c.name)).toEqual(['web', 'worker']);
   });
 
   test('the grace period only if owned', () => {
     const { terminationGracePeriodSeconds: _, ...withoutGrace } = record;
-    const config = releaseConfiguration(d, withoutGrace);
+    const config = keepConfiguration(d, withoutGrace);
     expect(config.spec?.template.spec).not.toHaveProperty('terminationGracePeriodSeconds');
   });
 
@@ -337,13 +337,13 @@ describe('releaseConfiguration', () => {
     const edited = structuredClone(d);
     const web = edited.spec?.template?.spec?.containers[0];
     if (web) web.readinessProbe = undefined;
-    const config = releaseConfiguration(edited, { ...record, containers: { web: { readinessProbe: true } } });
+    const config = keepConfiguration(edited, { ...record, containers: { web: { readinessProbe: true } } });
     // No field left to keep: only the grace period.
     expect(config.spec).toEqual({ template: { spec: { terminationGracePeriodSeconds: 75 } } });
   });
 
   test('nothing owned any more: metadata only', () => {
-    const config = releaseConfiguration(d, { policy: 'p', policyGeneration: 1, containers: {}, reason: '' });
+    const config = keepConfiguration(d, { policy: 'p', policyGeneration: 1, containers: {}, reason: '' });
     expect(config).toEqual({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -608,7 +608,7 @@ describe('mirror annotations', () => {
     });
   });
 
-  describe('releaseConfiguration', () => {
+  describe('keepConfiguration', () => {
     const managed = deployment({
       grace: 45,
       containers: [container('web', [8080], { readinessProbe: PROBE, lifecycle: { preStop: SLEEP } })],
@@ -616,7 +616,7 @@ describe('mirror annotations', () => {
     });
 
     test('the record goes; owned annotations are kept at their values, like the fields they mirror', () => {
-      const config = releaseConfiguration(managed, owning);
+      const config = keepConfiguration(managed, owning);
       expect(config.metadata).toEqual({ name: 'web', namespace: 'shop' });
       expect(config.spec?.template.metadata).toEqual({ annotations: { [GRACE]: '45', [PRESTOP]: '5' } });
       expect(config.spec?.template.spec.terminationGracePeriodSeconds).toBe(45);
@@ -624,12 +624,12 @@ describe('mirror annotations', () => {
 
     test('not owned (a record from before the annotations, or a user value): not named', () => {
       const { templateAnnotations: _, ...before } = owning;
-      expect(releaseConfiguration(managed, before).spec?.template).not.toHaveProperty('metadata');
+      expect(keepConfiguration(managed, before).spec?.template).not.toHaveProperty('metadata');
     });
 
     test('an owned annotation removed since is not brought back', () => {
       const removed = deployment({ grace: 45, templateAnnotations: { [PRESTOP]: '5' } });
-      expect(releaseConfiguration(removed, owning).spec?.template.metadata).toEqual({
+      expect(keepConfiguration(removed, owning).spec?.template.metadata).toEqual({
         annotations: { [PRESTOP]: '5' },
       });
     });

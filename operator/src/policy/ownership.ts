@@ -4,9 +4,10 @@
 // apply every apply must name all the fields the operator still wants to own — a field left out
 // is removed — so the record says which fields are the operator's. That includes the pod-template
 // annotations mirroring the grace period and the preStop wait for the app (withMirrorAnnotations).
-import type { V1Container, V1Deployment } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
 import {
   APPLIED_ANNOTATION,
+  FIELD_MANAGER,
   GRACE_PERIOD_SECONDS_ANNOTATION,
   PRESTOP_SECONDS_ANNOTATION,
 } from '../api/annotations.ts';
@@ -15,7 +16,9 @@ import { diffDeployment, templateAnnotations } from './diff.ts';
 import {
   currentGraceSeconds,
   handlerSatisfies,
+  handlersEqual,
   preStopSummary,
+  probesEqual,
   regularContainers,
   sameHandlerKinds,
 } from './podspec.ts';
@@ -32,6 +35,24 @@ export interface AppliedRecord {
   templateAnnotations?: string[];
   /** Why these values, for humans (drain time and its source). */
   reason: string;
+  /**
+   * The rollout the operator's last pod-template change started: the generation it produced,
+   * when, and the values it replaced (null: absent), which rollout.onFailure Revert writes back.
+   */
+  rollout?: { generation: number; startedAt: string; previous: PreviousValues };
+  /**
+   * That rollout failed. It holds (no writes, the policy's breaker open) until the policy's
+   * generation or the pod template changes; `template` is the template hash it holds for,
+   * unset while a revert is still to be written.
+   */
+  failure?: { policyGeneration: number; reason: string; message: string; at: string; template?: string };
+}
+
+/** What a write replaced, to revert it: per field its value before, null when there was none. */
+export interface PreviousValues {
+  terminationGracePeriodSeconds?: number;
+  containers?: Record<string, { readinessProbe?: V1Probe | null; preStop?: V1LifecycleHandler | null }>;
+  annotations?: Record<string, string | null>;
 }
 
 function isObject(value: unknown): value is object {
@@ -43,6 +64,30 @@ function ownedAnnotationKeys(value: unknown): { templateAnnotations?: string[] }
   if (!Array.isArray(value)) return {};
   const keys = value.filter((k): k is string => typeof k === 'string' && k.startsWith(`${GROUP}/`));
   return keys.length > 0 ? { templateAnnotations: keys } : {};
+}
+
+function rolloutOf(value: unknown): Pick<AppliedRecord, 'rollout'> {
+  if (!isObject(value)) return {};
+  const { generation, startedAt, previous } = value as Record<string, unknown>;
+  if (typeof generation !== 'number' || typeof startedAt !== 'string') return {};
+  return {
+    rollout: { generation, startedAt, previous: isObject(previous) ? (previous as PreviousValues) : {} },
+  };
+}
+
+function failureOf(value: unknown): Pick<AppliedRecord, 'failure'> {
+  if (!isObject(value)) return {};
+  const { policyGeneration, reason, message, at, template } = value as Record<string, unknown>;
+  if (typeof policyGeneration !== 'number' || typeof at !== 'string') return {};
+  return {
+    failure: {
+      policyGeneration,
+      reason: String(reason ?? 'RolloutFailed'),
+      message: String(message ?? ''),
+      at,
+      ...(typeof template === 'string' ? { template } : {}),
+    },
+  };
 }
 
 /** The operator's record on a Deployment; undefined when absent or unreadable (then nothing is owned). */
@@ -68,10 +113,110 @@ export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | und
         ? { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds }
         : {}),
       ...ownedAnnotationKeys(record.templateAnnotations),
+      ...rolloutOf(record.rollout),
+      ...failureOf(record.failure),
     };
   } catch {
     return undefined;
   }
+}
+
+/** A managedFields fieldsV1 set: `f:<field>`, `k:<list-map key JSON>`, `.` for the item itself. */
+type FieldSet = { [key: string]: FieldSet };
+
+function child(set: FieldSet | undefined, ...path: string[]): FieldSet | undefined {
+  let current = set;
+  for (const key of path) {
+    const next = current?.[key];
+    current = isObject(next) ? (next as FieldSet) : undefined;
+  }
+  return current;
+}
+
+/** The container name of a `k:{"name":"app"}` key; undefined for any other key. */
+function containerName(key: string): string | undefined {
+  if (!key.startsWith('k:')) return undefined;
+  try {
+    const parsed = JSON.parse(key.slice(2)) as { name?: unknown };
+    return typeof parsed.name === 'string' ? parsed.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The pod-template fields the operator's server-side applies own, as the apiserver records them
+ * in managedFields; undefined when the object carries no managedFields at all (then only the
+ * record annotation can tell). Only ownership counts, not the record: a record deleted or
+ * written by another policy does not make the operator forget fields it still owns, so the
+ * next apply keeps them instead of deleting them (a pod-template change, a restart).
+ */
+export function ownedByApply(
+  deployment: V1Deployment,
+): Pick<AppliedRecord, 'containers' | 'templateAnnotations' | 'terminationGracePeriodSeconds'> | undefined {
+  const entries = deployment.metadata?.managedFields;
+  if (entries === undefined) return undefined;
+  const containers: AppliedRecord['containers'] = {};
+  const annotations = new Set<string>();
+  let grace = false;
+  for (const entry of entries) {
+    if (entry.manager !== FIELD_MANAGER || entry.operation !== 'Apply') continue;
+    const template = child(entry.fieldsV1 as FieldSet | undefined, 'f:spec', 'f:template');
+    for (const key of Object.keys(child(template, 'f:metadata', 'f:annotations') ?? {})) {
+      const name = key.slice(2);
+      if (key.startsWith('f:') && name.startsWith(`${GROUP}/`)) annotations.add(name);
+    }
+    const podSpec = child(template, 'f:spec');
+    if (child(podSpec, 'f:terminationGracePeriodSeconds')) grace = true;
+    for (const [key, fields] of Object.entries(child(podSpec, 'f:containers') ?? {})) {
+      const name = containerName(key);
+      if (name === undefined) continue;
+      const probe = child(fields, 'f:readinessProbe') !== undefined;
+      const preStop = child(fields, 'f:lifecycle', 'f:preStop') !== undefined;
+      if (!probe && !preStop) continue;
+      containers[name] = {
+        ...containers[name],
+        ...(probe ? { readinessProbe: true } : {}),
+        ...(preStop ? { preStop: true } : {}),
+      };
+    }
+  }
+  const currentGrace = deployment.spec?.template?.spec?.terminationGracePeriodSeconds;
+  return {
+    containers,
+    ...(annotations.size > 0 ? { templateAnnotations: [...annotations].sort() } : {}),
+    // Owned means no other manager has changed it since: the value there is the operator's.
+    ...(grace && currentGrace !== undefined ? { terminationGracePeriodSeconds: currentGrace } : {}),
+  };
+}
+
+/**
+ * What the operator owns on the Deployment: the fields from managedFields (the record's claim
+ * where the object has none), with the record's policy and reason. Undefined when it owns
+ * nothing and has no record. A Deployment released (no record) whose fields the operator still
+ * owns gets a record with an empty policy name: re-adopting it keeps those fields.
+ */
+export function ownedFields(deployment: V1Deployment): AppliedRecord | undefined {
+  const record = readAppliedRecord(deployment);
+  const owned = ownedByApply(deployment);
+  if (owned === undefined) return record;
+  const ownsAny =
+    owned.terminationGracePeriodSeconds !== undefined ||
+    Object.keys(owned.containers).length > 0 ||
+    (owned.templateAnnotations ?? []).length > 0;
+  if (!record && !ownsAny) return undefined;
+  const {
+    containers: _c,
+    templateAnnotations: _a,
+    terminationGracePeriodSeconds: _g,
+    ...rest
+  } = record ?? {
+    policy: '',
+    policyGeneration: 0,
+    containers: {},
+    reason: '',
+  };
+  return { ...rest, ...owned };
 }
 
 /**
@@ -225,7 +370,13 @@ export function recordFor(policy: { name: string; generation: number }, plan: Sh
 export interface ApplyConfiguration {
   apiVersion: 'apps/v1';
   kind: 'Deployment';
-  metadata: { name: string; namespace: string; annotations?: Record<string, string> };
+  /** resourceVersion, when set, is a precondition: the apiserver answers 409 if it moved on. */
+  metadata: {
+    name: string;
+    namespace: string;
+    resourceVersion?: string;
+    annotations?: Record<string, string>;
+  };
   spec?: {
     template: { metadata?: { annotations: Record<string, string> }; spec: Record<string, unknown> };
   };
@@ -274,39 +425,132 @@ export function applyConfiguration(
 }
 
 /**
- * The apply configuration that releases a Deployment the operator no longer manages: the
- * values it owns stay exactly as they are (removing them would restart the pods and could bring
- * back dropped requests), the mirror annotations too (they still describe the values kept); the
- * record annotation goes, so the operator no longer follows the Deployment (managedFields still
- * name it as the owner of the values it left in place).
+ * An apply configuration that keeps every field the operator owns exactly as it is and writes
+ * `record` (none: the record annotation goes). Releasing a Deployment the operator no longer
+ * manages is this without a record: removing the values would restart the pods and could bring
+ * back dropped requests; managedFields still name the operator as their owner, so re-adopting
+ * the Deployment later keeps them too (ownedFields). The mirror annotations stay as well (they
+ * still describe the values kept).
  */
-export function releaseConfiguration(deployment: V1Deployment, record: AppliedRecord): ApplyConfiguration {
+export function keepConfiguration(
+  deployment: V1Deployment,
+  owned: AppliedRecord,
+  record?: AppliedRecord,
+): ApplyConfiguration {
   const podSpec = deployment.spec?.template?.spec;
   const byName = new Map<string, V1Container>((podSpec?.containers ?? []).map((c) => [c.name, c]));
-  const containers = Object.entries(record.containers).flatMap(([name, owned]) => {
+  const containers = Object.entries(owned.containers).flatMap(([name, fields]) => {
     const current = byName.get(name);
     if (!current) return [];
     return [
       {
         name,
-        ...(owned.readinessProbe && current.readinessProbe ? { readinessProbe: current.readinessProbe } : {}),
-        ...(owned.preStop && current.lifecycle?.preStop ? { preStop: current.lifecycle.preStop } : {}),
+        ...(fields.readinessProbe && current.readinessProbe
+          ? { readinessProbe: current.readinessProbe }
+          : {}),
+        ...(fields.preStop && current.lifecycle?.preStop ? { preStop: current.lifecycle.preStop } : {}),
       },
     ];
   });
   const grace =
-    record.terminationGracePeriodSeconds !== undefined ? podSpec?.terminationGracePeriodSeconds : undefined;
-  const spec = templateFields(grace ?? undefined, containers, ownedAnnotations(deployment, record));
+    owned.terminationGracePeriodSeconds !== undefined ? podSpec?.terminationGracePeriodSeconds : undefined;
+  const spec = templateFields(grace ?? undefined, containers, ownedAnnotations(deployment, owned));
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: identity(deployment),
+    metadata: {
+      ...identity(deployment),
+      ...(record ? { annotations: { [APPLIED_ANNOTATION]: JSON.stringify(record) } } : {}),
+    },
     ...(spec ? { spec } : {}),
   };
 }
 
+/**
+ * What a write of `plan` replaces on the Deployment, field by field (null where it adds a field
+ * that was absent): recorded with the rollout it starts, for rollout.onFailure Revert.
+ */
+export function previousValues(deployment: V1Deployment, plan: ShutdownPlan): PreviousValues {
+  const previous: PreviousValues = {};
+  const grace = deployment.spec?.template?.spec?.terminationGracePeriodSeconds;
+  if (plan.terminationGracePeriodSeconds !== undefined && plan.terminationGracePeriodSeconds !== grace)
+    previous.terminationGracePeriodSeconds = currentGraceSeconds(deployment);
+  const byName = new Map(regularContainers(deployment).map((c) => [c.name, c]));
+  for (const planned of plan.containers) {
+    const current = byName.get(planned.name);
+    if (!current) continue;
+    const entry: NonNullable<PreviousValues['containers']>[string] = {};
+    if (planned.readinessProbe && !probesEqual(current.readinessProbe, planned.readinessProbe))
+      entry.readinessProbe = current.readinessProbe ?? null;
+    const hook = current.lifecycle?.preStop;
+    if (planned.preStop && !handlersEqual(hook, planned.preStop)) entry.preStop = hook ?? null;
+    if (Object.keys(entry).length > 0)
+      previous.containers = { ...previous.containers, [planned.name]: entry };
+  }
+  const annotations = templateAnnotations(deployment);
+  for (const [key, value] of Object.entries(plan.annotations ?? {}))
+    if (annotations[key] !== value)
+      previous.annotations = { ...previous.annotations, [key]: annotations[key] ?? null };
+  return previous;
+}
+
+/**
+ * JSON Patch writing the previous values back (rollout.onFailure Revert), for the fields that
+ * still differ from them; empty when nothing does. Each container is guarded by a test of its
+ * name. A JSON Patch, not an apply: the restored values are then no longer the operator's
+ * (managedFields move them to an Update entry), so they count as the user's again.
+ */
+export function revertOperations(deployment: V1Deployment, previous: PreviousValues): JsonPatchOperation[] {
+  const operations: JsonPatchOperation[] = [];
+  const podSpec = deployment.spec?.template?.spec;
+  if (
+    previous.terminationGracePeriodSeconds !== undefined &&
+    previous.terminationGracePeriodSeconds !== podSpec?.terminationGracePeriodSeconds
+  )
+    operations.push({
+      op: 'add',
+      path: '/spec/template/spec/terminationGracePeriodSeconds',
+      value: previous.terminationGracePeriodSeconds,
+    });
+  (podSpec?.containers ?? []).forEach((container, index) => {
+    const wanted = previous.containers?.[container.name];
+    if (!wanted) return;
+    const base = `/spec/template/spec/containers/${index}`;
+    const ops: JsonPatchOperation[] = [];
+    if (
+      wanted.readinessProbe !== undefined &&
+      !probesEqual(container.readinessProbe, wanted.readinessProbe ?? undefined)
+    ) {
+      if (wanted.readinessProbe === null) ops.push({ op: 'remove', path: `${base}/readinessProbe` });
+      else ops.push({ op: 'add', path: `${base}/readinessProbe`, value: wanted.readinessProbe });
+    }
+    const hook = container.lifecycle?.preStop;
+    if (wanted.preStop !== undefined && !handlersEqual(hook, wanted.preStop ?? undefined)) {
+      if (wanted.preStop === null) ops.push({ op: 'remove', path: `${base}/lifecycle/preStop` });
+      else if (container.lifecycle)
+        ops.push({ op: 'add', path: `${base}/lifecycle/preStop`, value: wanted.preStop });
+      else ops.push({ op: 'add', path: `${base}/lifecycle`, value: { preStop: wanted.preStop } });
+    }
+    if (ops.length > 0) operations.push({ op: 'test', path: `${base}/name`, value: container.name }, ...ops);
+  });
+  const current = deployment.spec?.template?.metadata?.annotations;
+  const restored: Record<string, string> = {};
+  for (const [key, value] of Object.entries(previous.annotations ?? {})) {
+    const path = `/spec/template/metadata/annotations/${pointerToken(key)}`;
+    if (value === null && current?.[key] !== undefined) operations.push({ op: 'remove', path });
+    else if (value !== null && current?.[key] !== value) {
+      if (current === undefined) restored[key] = value;
+      else operations.push({ op: 'add', path, value });
+    }
+  }
+  if (Object.keys(restored).length > 0)
+    operations.push({ op: 'add', path: '/spec/template/metadata/annotations', value: restored });
+  return operations;
+}
+
 /** One JSON Patch operation (RFC 6902), as the handler replacement uses them. */
 export type JsonPatchOperation =
+  | { op: 'remove'; path: string }
   | { op: 'test'; path: string; value: unknown }
   | { op: 'replace'; path: string; value: unknown }
   | { op: 'add'; path: string; value: unknown };
