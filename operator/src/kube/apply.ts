@@ -2,26 +2,26 @@
 // manager, so the operator owns exactly the fields it injects (GitOps tools can ignore them).
 import { type AppsV1Api, PatchStrategy, setHeaderOptions, type V1Deployment } from '@kubernetes/client-node';
 import type { ApplyConfiguration } from '../policy/ownership.ts';
+import { abortOptions } from './client.ts';
 
 /** Field manager of every Deployment write; `kubectl get deploy -o yaml --show-managed-fields` shows it. */
 export const FIELD_MANAGER = 'graceful-shutdown-operator';
 
+/** `signal` (the reconcile's) aborts the request in flight: leadership lost, or shutdown past its grace. */
 export interface DeploymentWriter {
-  apply(config: ApplyConfiguration): Promise<V1Deployment>;
+  apply(config: ApplyConfiguration, signal: AbortSignal): Promise<V1Deployment>;
   /** A JSON Patch, for what apply cannot express (replacing a handler of another kind). */
-  patch(namespace: string, name: string, operations: object[]): Promise<V1Deployment>;
+  patch(namespace: string, name: string, operations: object[], signal: AbortSignal): Promise<V1Deployment>;
 }
 
 export function createDeploymentWriter(apps: AppsV1Api): DeploymentWriter {
-  const options = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
-  const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
   return {
-    patch: (namespace, name, operations) =>
+    patch: (namespace, name, operations, signal) =>
       apps.patchNamespacedDeployment(
         { name, namespace, body: operations, fieldManager: FIELD_MANAGER, fieldValidation: 'Strict' },
-        jsonPatch,
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch, abortOptions(signal)),
       ),
-    apply: (config) =>
+    apply: (config, signal) =>
       apps.patchNamespacedDeployment(
         {
           name: config.metadata.name,
@@ -32,7 +32,7 @@ export function createDeploymentWriter(apps: AppsV1Api): DeploymentWriter {
           force: true,
           fieldValidation: 'Strict',
         },
-        options,
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply, abortOptions(signal)),
       ),
   };
 }

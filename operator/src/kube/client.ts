@@ -1,4 +1,10 @@
-import { ApiException, KubeConfig } from '@kubernetes/client-node';
+import {
+  ApiException,
+  type ConfigurationOptions,
+  KubeConfig,
+  Observable,
+  type ObservableMiddleware,
+} from '@kubernetes/client-node';
 
 export interface KubeConfigOptions {
   /** A kubeconfig file; otherwise $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
@@ -17,6 +23,30 @@ export function loadKubeConfig(options: KubeConfigOptions = {}): KubeConfig {
     throw new Error('no Kubernetes cluster configured (no kubeconfig and not running in a pod)');
   }
   return kubeConfig;
+}
+
+/**
+ * Per-call options of a generated API method that tie its HTTP request to `signal`: aborting the
+ * signal aborts the request in flight and the call rejects with the signal's reason. client-node
+ * hands RequestContext's signal to its fetch; a middleware is how a call sets it. Extends
+ * `options` (e.g. from setHeaderOptions) and keeps the client's own middleware (User-Agent).
+ */
+export function abortOptions(
+  signal: AbortSignal,
+  options?: ConfigurationOptions<ObservableMiddleware>,
+): ConfigurationOptions<ObservableMiddleware> {
+  const middleware: ObservableMiddleware = {
+    pre: (context) => {
+      context.setSignal(signal);
+      return new Observable(Promise.resolve(context));
+    },
+    post: (context) => new Observable(Promise.resolve(context)),
+  };
+  return {
+    ...options,
+    middleware: [...(options?.middleware ?? []), middleware],
+    middlewareMergeStrategy: 'append',
+  };
 }
 
 /** The HTTP status of a failed API call or watch, undefined for other errors (network, ...). */

@@ -17,7 +17,8 @@ export interface ReconcileResult {
  * Reconciles one object, named by its key (`namespace/name`, or `name` for cluster objects).
  * Level-triggered: read the current state from the cache, compute, act; the event that queued
  * the key is deliberately not passed. Throw to retry with backoff; throw TerminalError to give up.
- * `signal` aborts when the controller stops past its grace period or the reconcile times out.
+ * `signal` aborts when the controller stops past its grace period, leadership is lost, or the
+ * reconcile times out; pass it to every request, so an abort also cancels the write in flight.
  */
 export type Reconcile = (
   key: string,
