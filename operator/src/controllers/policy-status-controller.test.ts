@@ -21,7 +21,7 @@ interface Harness {
   policies: FakeInformer<PolicyObject>;
   deployments: FakeInformer<V1Deployment>;
   /** Every status write, in order (deep copies). */
-  writes: { name: string; status: GracefulShutdownPolicyStatus }[];
+  writes: { name: string; status: GracefulShutdownPolicyStatus; resourceVersion: string | undefined }[];
   /** Events recorded, in order. */
   events: { object: { kind?: string; name?: string }; type: string; reason: string; message: string }[];
   metrics: OperatorMetrics;
@@ -46,8 +46,8 @@ function harness(options: {
   const writes: Harness['writes'] = [];
   const events: Harness['events'] = [];
   const writer: PolicyStatusWriter = {
-    write: async (name, status) => {
-      writes.push({ name, status: structuredClone(status) });
+    write: async (name, status, { resourceVersion }) => {
+      writes.push({ name, status: structuredClone(status), resourceVersion });
     },
   };
   const estimates = options.estimates ?? new EstimateCache();
@@ -142,6 +142,7 @@ describe('policyStatusReconciler', () => {
     expect(h.writes).toHaveLength(1);
     const [write] = h.writes;
     expect(write?.name).toBe('p');
+    expect(write?.resourceVersion).toBe('1'); // the policy's, as read: a precondition of the write
     const status = write?.status;
     expect(status?.counts).toEqual({ matched: 2, compliant: 1, nonCompliant: 1, exempt: 1 });
     expect(status?.observedGeneration).toBe(3);

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../log.ts';
-import { Controller, type Reconcile, TerminalError } from './controller.ts';
+import { ConflictError, Controller, type Reconcile, TerminalError } from './controller.ts';
 import { createRuntimeMetrics } from './metrics.ts';
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -234,6 +234,35 @@ describe('Controller', () => {
     expect(text).toContain('controller_runtime_max_concurrent_reconciles{controller="deployment"} 2');
     expect(text).toContain('controller_runtime_active_workers{controller="deployment"} 0');
     await controller.stop();
+  });
+
+  it('retries a ConflictError (also as a cause) with backoff and logs it at info, not error', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    let attempts = 0;
+    const controller = new Controller({
+      name: 'status',
+      logger: createLogger({ level: 'info', destination }),
+      rateLimiter: { baseDelayMs: 0 },
+      reconcile: async () => {
+        attempts++;
+        if (attempts === 1) throw new ConflictError('the object has been modified');
+        if (attempts === 2) throw new Error('writing status', { cause: new ConflictError('again') });
+      },
+    });
+    controller.enqueue('web');
+    controller.start();
+    await until(() => attempts === 3);
+    await controller.stop();
+    const conflicts = lines.filter((line) => String(line.msg).startsWith('Conflict'));
+    expect(conflicts.map((line) => line.level)).toEqual(['info', 'info']);
+    expect(conflicts.map((line) => line.retries)).toEqual([1, 2]);
+    expect(lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 
   it('logs JSON lines carrying the controller name and the object key', async () => {

@@ -35,14 +35,31 @@ export class TerminalError extends Error {
   }
 }
 
+/**
+ * A write lost an optimistic-concurrency race (HTTP 409: the object changed since it was read, so
+ * the cache is behind). Retried with backoff like any error, but logged at info: by the retry the
+ * cache holds the newer object.
+ */
+export class ConflictError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ConflictError';
+  }
+}
+
 /** True for a TerminalError, also when wrapped as the `cause` of another error. */
 export function isTerminalError(error: unknown): boolean {
+  return hasCause(error, TerminalError);
+}
+
+/** True when the error, or an error in its `cause` chain, is an instance of `type`. */
+function hasCause<T>(error: unknown, type: new (...args: never[]) => T): boolean {
   for (
     let current = error, depth = 0;
     current instanceof Error && depth < 10;
     current = current.cause, depth++
   ) {
-    if (current instanceof TerminalError) return true;
+    if (current instanceof type) return true;
   }
   return false;
 }
@@ -201,7 +218,10 @@ export class Controller {
         log.error({ err: error }, 'Reconciler error (terminal, not retried)');
       } else {
         this.queue.addRateLimited(key);
-        log.error({ err: error, retries: this.queue.numRequeues(key) }, 'Reconciler error');
+        const retries = this.queue.numRequeues(key);
+        if (hasCause(error, ConflictError))
+          log.info({ err: error, retries }, 'Conflict: the object changed since it was read; retrying');
+        else log.error({ err: error, retries }, 'Reconciler error');
       }
     } finally {
       dispose();
