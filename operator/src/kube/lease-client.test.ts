@@ -1,24 +1,11 @@
-import { KubeConfig } from '@kubernetes/client-node';
 import nock from 'nock';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseConflictError } from '../runtime/leader-election.ts';
 import { createLeaseClient } from './lease-client.ts';
+import { holdReply, jsonHeaders as json, testServer as server, testKubeConfig } from './testing.ts';
 
-const server = 'https://kube.test';
 const path = '/apis/coordination.k8s.io/v1/namespaces/ops/leases/operator';
-
-function kubeConfig(): KubeConfig {
-  const config = new KubeConfig();
-  config.loadFromOptions({
-    clusters: [{ name: 'test', server }],
-    users: [{ name: 'test' }],
-    contexts: [{ name: 'test', cluster: 'test', user: 'test' }],
-    currentContext: 'test',
-  });
-  return config;
-}
-
-const json = { 'content-type': 'application/json' };
+const signal = new AbortController().signal;
 
 beforeAll(() => {
   nock.disableNetConnect();
@@ -28,10 +15,11 @@ afterEach(() => {
 });
 
 describe('KubeLeaseClient', () => {
-  const client = createLeaseClient(kubeConfig(), { namespace: 'ops', name: 'operator' });
+  const client = createLeaseClient(testKubeConfig(), { namespace: 'ops', name: 'operator' });
 
   it('reads a Lease into a record with Dates, and reports an absent one as undefined', async () => {
-    nock(server)
+    // abortOptions keeps the client's own middleware (User-Agent).
+    nock(server, { reqheaders: { 'user-agent': /^kubernetes-client-javascript\// } })
       .get(path)
       .reply(
         200,
@@ -51,13 +39,13 @@ describe('KubeLeaseClient', () => {
       )
       .get(path)
       .reply(404, { kind: 'Status', code: 404, reason: 'NotFound' }, json);
-    const lease = await client.get();
+    const lease = await client.get(signal);
     expect(lease?.resourceVersion).toBe('42');
     expect(lease?.record.holderIdentity).toBe('pod-a');
     expect(lease?.record.leaseTransitions).toBe(3);
     expect(lease?.record.acquireTime?.toISOString()).toBe('2025-01-02T03:04:05.123Z');
     expect(lease?.record.renewTime).toBeInstanceOf(Date);
-    expect(await client.get()).toBeUndefined();
+    expect(await client.get(signal)).toBeUndefined();
   });
 
   it('sends MicroTime with six fractional digits and the resourceVersion on replace', async () => {
@@ -85,6 +73,7 @@ describe('KubeLeaseClient', () => {
         leaseTransitions: 4,
       },
       '42',
+      signal,
     );
     expect(sent.metadata?.resourceVersion).toBe('42');
     expect(sent.spec?.renewTime).toBe('2025-01-02T03:04:05.678000Z');
@@ -115,10 +104,28 @@ describe('KubeLeaseClient', () => {
       renewTime: new Date(),
       leaseTransitions: 0,
     };
-    await expect(client.create(record)).rejects.toBeInstanceOf(LeaseConflictError);
-    await expect(client.replace(record, '1')).rejects.toThrow(/the object has been modified/);
-    const failure = await client.replace(record, '1').catch((error: unknown) => error);
+    await expect(client.create(record, signal)).rejects.toBeInstanceOf(LeaseConflictError);
+    await expect(client.replace(record, '1', signal)).rejects.toThrow(/the object has been modified/);
+    const failure = await client.replace(record, '1', signal).catch((error: unknown) => error);
     expect(failure).not.toBeInstanceOf(LeaseConflictError);
     expect(String(failure)).toContain('etcd timeout');
+  });
+
+  it('aborting the signal aborts the request in flight (a renew past its deadline must not land)', async () => {
+    const held = holdReply(200, { metadata: { resourceVersion: '43' }, spec: { holderIdentity: 'pod-a' } });
+    nock(server).put(path).reply(held.reply);
+    const abort = new AbortController();
+    const record = {
+      holderIdentity: 'pod-a',
+      leaseDurationSeconds: 15,
+      acquireTime: new Date(),
+      renewTime: new Date(),
+      leaseTransitions: 0,
+    };
+    const replacing = client.replace(record, '42', abort.signal);
+    await held.arrived;
+    abort.abort();
+    await expect(replacing).rejects.toMatchObject({ cause: { name: 'AbortError' } });
+    held.release();
   });
 });

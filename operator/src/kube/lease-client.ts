@@ -5,7 +5,7 @@ import {
   LeaseConflictError,
   type ObservedLease,
 } from '../runtime/leader-election.ts';
-import { apiErrorMessage, httpStatusOf } from './client.ts';
+import { abortOptions, apiErrorMessage, httpStatusOf } from './client.ts';
 
 export interface LeaseReference {
   namespace: string;
@@ -24,29 +24,39 @@ export class KubeLeaseClient implements LeaseClient {
     this.description = `${lease.namespace}/${lease.name}`;
   }
 
-  async get(): Promise<ObservedLease | undefined> {
+  async get(signal: AbortSignal): Promise<ObservedLease | undefined> {
     try {
-      return toObserved(await this.#api.readNamespacedLease(this.#lease));
+      return toObserved(await this.#api.readNamespacedLease(this.#lease, abortOptions(signal)));
     } catch (error) {
       if (httpStatusOf(error) === 404) return undefined;
       throw new Error(`reading lease ${this.description}: ${apiErrorMessage(error)}`, { cause: error });
     }
   }
 
-  async create(record: LeaderElectionRecord): Promise<ObservedLease> {
+  async create(record: LeaderElectionRecord, signal: AbortSignal): Promise<ObservedLease> {
     try {
       return toObserved(
-        await this.#api.createNamespacedLease({ namespace: this.#lease.namespace, body: this.#body(record) }),
+        await this.#api.createNamespacedLease(
+          { namespace: this.#lease.namespace, body: this.#body(record) },
+          abortOptions(signal),
+        ),
       );
     } catch (error) {
       throw this.#writeError('creating', error);
     }
   }
 
-  async replace(record: LeaderElectionRecord, resourceVersion: string): Promise<ObservedLease> {
+  async replace(
+    record: LeaderElectionRecord,
+    resourceVersion: string,
+    signal: AbortSignal,
+  ): Promise<ObservedLease> {
     try {
       return toObserved(
-        await this.#api.replaceNamespacedLease({ ...this.#lease, body: this.#body(record, resourceVersion) }),
+        await this.#api.replaceNamespacedLease(
+          { ...this.#lease, body: this.#body(record, resourceVersion) },
+          abortOptions(signal),
+        ),
       );
     } catch (error) {
       throw this.#writeError('replacing', error);

@@ -133,6 +133,37 @@ describe('LeaderElector', () => {
     expect(a.events).toEqual(['started', 'stopped']);
   });
 
+  it('aborts the request of an attempt past its deadline, so that it cannot land later', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    a.client.mode = 'hang';
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(a.client.hanging).toBe(1);
+    await vi.advanceTimersByTimeAsync(11_000);
+    expect(a.elector.isLeader()).toBe(false);
+    expect(a.client.hanging).toBe(0);
+    await a.done;
+  });
+
+  it('gives up releasing after the renew deadline when the apiserver hangs: the lease is left to expire', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    a.client.mode = 'hang';
+    a.abort.abort();
+    let done = false;
+    void a.done.then(() => {
+      done = true;
+    });
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(done).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(done).toBe(true);
+    expect(a.client.hanging).toBe(0);
+    expect(store.lease?.record.holderIdentity).toBe('a');
+  });
+
   it('releases the lease on stop so that another candidate takes over at once', async () => {
     const store = new LeaseStore();
     const a = candidate(store, 'a');

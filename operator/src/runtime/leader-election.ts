@@ -38,16 +38,19 @@ export class LeaseConflictError extends Error {
   }
 }
 
-/** The three calls leader election makes; one Lease, named by the implementation. */
+/**
+ * The three calls leader election makes; one Lease, named by the implementation. `signal`
+ * aborts the request in flight: an attempt past its deadline must not land later.
+ */
 export interface LeaseClient {
   /** `namespace/name`, for logs and the leader_election_master_status label. */
   readonly description: string;
   /** undefined when the Lease does not exist. */
-  get(): Promise<ObservedLease | undefined>;
+  get(signal: AbortSignal): Promise<ObservedLease | undefined>;
   /** Throws LeaseConflictError when it already exists. */
-  create(record: LeaderElectionRecord): Promise<ObservedLease>;
+  create(record: LeaderElectionRecord, signal: AbortSignal): Promise<ObservedLease>;
   /** Optimistic: throws LeaseConflictError when resourceVersion is no longer current. */
-  replace(record: LeaderElectionRecord, resourceVersion: string): Promise<ObservedLease>;
+  replace(record: LeaderElectionRecord, resourceVersion: string, signal: AbortSignal): Promise<ObservedLease>;
 }
 
 export interface LeaderElectorOptions {
@@ -193,25 +196,46 @@ export class LeaderElector {
   }
 
   /** One tryAcquireOrRenew, given up after timeoutMs so a hung request cannot hold leadership. */
-  async #attempt(timeoutMs: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs));
-    });
-    try {
-      return await Promise.race([
-        this.#tryAcquireOrRenew().catch((error: unknown) => {
+  #attempt(timeoutMs: number): Promise<boolean> {
+    return this.#withDeadline(
+      timeoutMs,
+      (signal) =>
+        this.#tryAcquireOrRenew(signal).catch((error: unknown) => {
           this.#log.warn({ err: error }, 'Error acquiring or renewing lease');
           return false;
         }),
-        timedOut,
-      ]);
+      false,
+    );
+  }
+
+  /**
+   * Runs `call` with a signal that aborts after timeoutMs, cancelling its request; resolves
+   * `onTimeout` then, also if the call ignores its signal.
+   */
+  async #withDeadline<T>(
+    timeoutMs: number,
+    call: (signal: AbortSignal) => Promise<T>,
+    onTimeout: T,
+  ): Promise<T> {
+    const deadline = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<T>((resolve) => {
+      timer = setTimeout(
+        () => {
+          deadline.abort(new Error(`lease request took longer than ${Math.round(timeoutMs)} ms`));
+          resolve(onTimeout);
+        },
+        Math.max(0, timeoutMs),
+      );
+    });
+    try {
+      return await Promise.race([call(deadline.signal), timedOut]);
     } finally {
       clearTimeout(timer);
     }
   }
 
-  async #tryAcquireOrRenew(): Promise<boolean> {
+  async #tryAcquireOrRenew(signal: AbortSignal): Promise<boolean> {
     const now = this.#now();
     const desired: LeaderElectionRecord = {
       holderIdentity: this.#identity,
@@ -221,10 +245,10 @@ export class LeaderElector {
       leaseTransitions: 0,
     };
 
-    const current = await this.#client.get();
+    const current = await this.#client.get(signal);
     if (current === undefined) {
       try {
-        this.#observe(await this.#client.create(desired), this.#now());
+        this.#observe(await this.#client.create(desired, signal), this.#now());
       } catch (error) {
         if (error instanceof LeaseConflictError) return false;
         throw error;
@@ -256,7 +280,7 @@ export class LeaderElector {
       desired.leaseTransitions = current.record.leaseTransitions + 1;
     }
     try {
-      this.#observe(await this.#client.replace(desired, current.resourceVersion), this.#now());
+      this.#observe(await this.#client.replace(desired, current.resourceVersion, signal), this.#now());
     } catch (error) {
       if (error instanceof LeaseConflictError) return false;
       throw error;
@@ -265,28 +289,30 @@ export class LeaderElector {
     return true;
   }
 
+  /** Bounded by the renew deadline: a hung apiserver cannot hold up shutdown; the Lease then expires. */
   async #release(): Promise<void> {
     const observed = this.#observed;
     if (observed === undefined || observed.record.holderIdentity !== this.#identity) return;
     const now = new Date(this.#now());
-    try {
-      this.#observe(
-        await this.#client.replace(
-          {
-            holderIdentity: '',
-            leaseDurationSeconds: 1,
-            acquireTime: now,
-            renewTime: now,
-            leaseTransitions: observed.record.leaseTransitions,
-          },
-          observed.resourceVersion,
-        ),
-        now.getTime(),
-      );
-      this.#log.info('Released leader lease');
-    } catch (error) {
-      this.#log.warn({ err: error }, 'Failed to release lease; the next leader waits for it to expire');
-    }
+    const record: LeaderElectionRecord = {
+      holderIdentity: '',
+      leaseDurationSeconds: 1,
+      acquireTime: now,
+      renewTime: now,
+      leaseTransitions: observed.record.leaseTransitions,
+    };
+    await this.#withDeadline(
+      this.#renewDeadlineMs,
+      async (signal) => {
+        try {
+          this.#observe(await this.#client.replace(record, observed.resourceVersion, signal), now.getTime());
+          this.#log.info('Released leader lease');
+        } catch (error) {
+          this.#log.warn({ err: error }, 'Failed to release lease; the next leader waits for it to expire');
+        }
+      },
+      undefined,
+    );
   }
 
   #observe(lease: ObservedLease, now: number): void {
