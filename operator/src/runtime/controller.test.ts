@@ -205,6 +205,35 @@ describe('Controller', () => {
     expect(aborted).toBe(true);
   });
 
+  it('after aborting, stop waits for the aborted reconciles to settle', async () => {
+    vi.useFakeTimers();
+    let settled = false;
+    // An aborted reconcile whose HTTP request takes a while to settle.
+    const reconcile: Reconcile = (_key, signal) =>
+      new Promise((resolve) => {
+        signal.addEventListener('abort', () =>
+          setTimeout(() => {
+            settled = true;
+            resolve();
+          }, 1_000),
+        );
+      });
+    const controller = new Controller({ name: 'test', reconcile });
+    controller.enqueue('ns/a');
+    controller.start();
+    await vi.advanceTimersByTimeAsync(0);
+    let stopped = false;
+    const stopping = controller.stop({ graceMs: 5_000 }).then((drained) => {
+      stopped = true;
+      return drained;
+    });
+    await vi.advanceTimersByTimeAsync(5_999);
+    expect(stopped).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await stopping).toBe(false);
+    expect(settled).toBe(true);
+  });
+
   it('counts reconciles by result in controller-runtime metrics', async () => {
     vi.useFakeTimers();
     const metrics = createRuntimeMetrics({ defaultMetrics: false });

@@ -142,7 +142,8 @@ export class Controller {
 
   /**
    * Stops taking keys and waits for in-flight reconciles. Past the grace period their signals
-   * are aborted and stop returns without waiting further. Resolves true if all finished in time.
+   * are aborted and stop waits for them to settle: nothing they started is still in flight when
+   * it returns (so the Lease may be released). Resolves true if all finished within the grace.
    */
   async stop(options: ControllerStopOptions = {}): Promise<boolean> {
     const graceMs = options.graceMs ?? 30_000;
@@ -162,6 +163,7 @@ export class Controller {
         'Reconciles still running after the grace period; aborting them',
       );
       this.#abort.abort(new Error(`controller ${this.name} stopped`));
+      await finished;
     }
     this.#log.info('Stopped workers');
     return drained;

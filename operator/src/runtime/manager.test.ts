@@ -253,6 +253,48 @@ describe('Manager', () => {
     expect(started).toEqual(['ns/a']);
   });
 
+  it('releases the lease only after aborted reconciles and runnables have settled', async () => {
+    const store = new InMemoryLeaseStore();
+    const client = new InMemoryLeaseClient(store);
+    const log: string[] = [];
+    client.onWrite = (record) => {
+      if (record.holderIdentity === '') log.push('lease released');
+    };
+    const source = new FakeSource('deployments', log);
+    source.sync();
+    // Ignores the grace period; once aborted, takes a while to settle, as a cut HTTP request may.
+    const settlesAfterAbort = (what: string, signal: AbortSignal) =>
+      new Promise<void>((resolve) => {
+        signal.addEventListener('abort', () =>
+          setTimeout(() => {
+            log.push(`${what} settled`);
+            resolve();
+          }, 200),
+        );
+      });
+    let reconciling = false;
+    const controller = new Controller({
+      name: 'deployment',
+      reconcile: (_key, signal) => {
+        reconciling = true;
+        return settlesAfterAbort('reconcile', signal);
+      },
+    });
+    controller.enqueue('ns/a');
+    const mgr = manager({
+      leaderElection: { client, identity: 'a', ...fastElection },
+      gracefulShutdownMs: 50,
+    })
+      .addSource(source)
+      .addController(controller)
+      .addRunnable({ name: 'refresher', run: (signal) => settlesAfterAbort('runnable', signal) });
+    await mgr.start();
+    await until(() => reconciling, 'reconcile in flight');
+    await mgr.stop();
+    // The runnable is aborted at once, the reconcile after its 50 ms grace.
+    expect(log).toEqual(['runnable settled', 'reconcile settled', 'deployments stopped', 'lease released']);
+  });
+
   it('ends with LeadershipLostError and aborts reconciles when the lease cannot be renewed', async () => {
     const client = new InMemoryLeaseClient(new InMemoryLeaseStore());
     const source = new FakeSource('deployments');

@@ -22,7 +22,8 @@ export interface Source {
 /**
  * Work that runs only on the leader, beside the controllers (controller-runtime's
  * LeaderElectionRunnable): started once the caches have synced, stopped by aborting `signal`.
- * run() resolves when it has stopped; it should not reject (a rejection is logged).
+ * run() resolves when it has stopped, its requests settled (pass them `signal`): the Lease is
+ * released only after that. It should not reject (a rejection is logged).
  */
 export interface Runnable {
   readonly name: string;
@@ -69,7 +70,8 @@ export interface SignalTarget {
  * Runs sources (informers), controllers, probes and leader election, like controller-runtime's
  * manager: informers run on every replica (so /readyz means "caches synced" everywhere and a new
  * leader starts warm); controllers run only on the leader, once the caches have synced.
- * stop() is ordered: stop taking work, finish in-flight reconciles, stop informers, release the lease.
+ * stop() is ordered: stop taking work, finish (or abort and settle) in-flight reconciles and
+ * runnables, stop informers, release the lease.
  */
 export class Manager {
   readonly healthz = new HealthChecks();
@@ -299,9 +301,9 @@ export class Manager {
   async #shutDown(): Promise<void> {
     this.#stopping.abort();
     try {
-      // 1+2: stop taking work, let in-flight reconciles finish. On a clean stop they still hold
-      // the lease; after a lost lease they were aborted, and reconcilers check their signal
-      // before every write.
+      // 1+2: stop taking work, let in-flight reconciles and the runnables finish (reconciles past
+      // the grace, and all of them after a lost lease, are aborted: their signals cancel their
+      // HTTP requests). Wait until all have settled: nothing of ours is in flight any more.
       const graceMs = this.#options.gracefulShutdownMs ?? 20_000;
       this.#runnablesStop.abort();
       await Promise.all([
@@ -310,7 +312,8 @@ export class Manager {
       ]);
       // 3: stop informers.
       await Promise.all(this.#sources.map((source) => source.stop()));
-      // 4: release the lease (the elector does so when its signal aborts while leading).
+      // 4: only now release the lease (the elector does so when its signal aborts while leading):
+      // the next leader cannot race a write of ours still in flight.
       this.#resign.abort();
       await this.#electionDone;
       await Promise.all([this.#probeServer?.close(), this.#metricsServer?.close()]);
