@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { IMAGE_REPOSITORY_PATTERN } from '../api/policy.ts';
 import { findSidecars, imageRepository, KNOWN_SIDECARS, matchesImage, sidecarReason } from './sidecars.ts';
@@ -161,4 +162,12 @@ test('a known name wins over another project’s image', () => {
   expect(sidecarReason({ name: 'daprd', image: 'envoyproxy/envoy:v1.32.0' }, [], NO_POLICY)).toBe(
     'a known sidecar (Dapr)',
   );
+});
+
+test("docs/policy.md's table lists the built-in sidecars as they are", () => {
+  const doc = readFileSync(new URL('../../../docs/policy.md', import.meta.url), 'utf8');
+  const cells = (list: readonly string[]) =>
+    list.length === 0 ? '—' : list.map((item) => `\`${item}\``).join(', ');
+  for (const known of KNOWN_SIDECARS)
+    expect(doc).toContain(`| ${known.project} | ${cells(known.names)} | ${cells(known.images)} |`);
 });
