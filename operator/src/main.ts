@@ -10,7 +10,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from './api/annotations.ts';
-import { GROUP, PLURAL, VERSION } from './api/policy.ts';
+import { GROUP, type LabelSelector, PLURAL, VERSION } from './api/policy.ts';
 import { ConfigError, loadConfig, usage } from './config.ts';
 import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deployment-controller.ts';
 import { createOperatorMetrics } from './controllers/metrics.ts';
@@ -31,6 +31,8 @@ import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
 import { isRolling } from './policy/budget.ts';
 import { clusterFacts } from './policy/desired.ts';
+import { labelSelectorMatches } from './policy/match.ts';
+import { ProbeVerifier } from './probes/verifier.ts';
 import { Controller } from './runtime/controller.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
@@ -90,6 +92,15 @@ async function main(): Promise<void> {
   });
 
   const tracker = new RolloutTracker();
+  // Pods, for the Scrape source and probe verification (read from this cache, never listed per pass).
+  const pods = new Informer<V1Pod>({
+    name: 'pods',
+    kubeConfig,
+    path: '/api/v1/pods',
+    list: (options) => core.listPodForAllNamespaces(options),
+    ...informerTimings,
+  });
+  const probeVerifier = new ProbeVerifier();
   const estimates = new EstimateCache();
   const events = createEventRecorder(core, logger, config.identity);
   const deployments = new Controller({
@@ -106,6 +117,20 @@ async function main(): Promise<void> {
       facts,
       tracker,
       metrics: operatorMetrics,
+      probes: {
+        verifier: probeVerifier,
+        podsOf: (deployment) => {
+          const selector = deployment.spec?.selector;
+          return pods
+            .list()
+            .filter(
+              (p) =>
+                p.metadata?.namespace === deployment.metadata?.namespace &&
+                selector !== undefined &&
+                labelSelectorMatches(selector as LabelSelector, p.metadata?.labels),
+            );
+        },
+      },
       rolloutCheckMs: config.rolloutCheckMs,
       resyncMs: config.resyncMs,
     }),
@@ -120,6 +145,7 @@ async function main(): Promise<void> {
       writer: createPolicyStatusWriter(custom),
       events,
       estimates,
+      probes: probeVerifier,
       facts,
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,
@@ -184,17 +210,8 @@ async function main(): Promise<void> {
         }
       : {}),
   });
-  manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies);
+  manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies).addSource(pods);
   manager.addController(deployments).addController(statuses);
-  // Pods, for the Scrape source (read from this cache, never listed per refresh).
-  const pods = new Informer<V1Pod>({
-    name: 'pods',
-    kubeConfig,
-    path: '/api/v1/pods',
-    list: (options) => core.listPodForAllNamespaces(options),
-    ...informerTimings,
-  });
-  manager.addSource(pods);
   const latencySources = {
     Prometheus: new PrometheusSource({
       defaultUrl: config.prometheusUrl,

@@ -3,7 +3,7 @@
 // (Enforce, non-compliant, within the rollout budget, the breaker closed), release the
 // Deployment (no policy manages it any more), handle a failed rollout of the operator's
 // (rollout.onFailure), or nothing (Audit, compliant, waiting).
-import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
+import type { V1Deployment, V1ObjectReference, V1Pod } from '@kubernetes/client-node';
 import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { Logger } from '../log.ts';
@@ -28,9 +28,10 @@ import {
   revertOperations,
 } from '../policy/ownership.ts';
 import type { ClusterFacts, ValidPolicy } from '../policy/types.ts';
+import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, ownsNothing, planWorkload, sameOwnership } from './plan.ts';
+import { type EstimateReader, newProbes, ownsNothing, planWorkload, sameOwnership } from './plan.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
 import type { ClusterView } from './view.ts';
 
@@ -53,6 +54,14 @@ export interface DeploymentControllerDeps {
   resyncMs: number;
   /** The clock (tests); epoch milliseconds. */
   now?: () => number;
+  /**
+   * Probe verification (readinessProbe.verification Verify): the verdicts, and the pods of a
+   * Deployment to check a new probe on. Absent: probes are written unverified.
+   */
+  probes?: {
+    verifier: ProbeVerifier;
+    podsOf(deployment: V1Deployment): V1Pod[];
+  };
 }
 
 function reference(deployment: V1Deployment): V1ObjectReference {
@@ -184,6 +193,29 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     return { requeueAfterMs: deps.resyncMs };
   };
 
+  const planDeps = {
+    estimates: deps.estimates,
+    facts: deps.facts,
+    ...(deps.probes ? { probes: deps.probes.verifier } : {}),
+  };
+  /**
+   * The plan, after checking on a running pod every new readiness probe it would write that
+   * has no verdict yet (Verify): a probe nothing answers is left out of the plan (ProbeUnverified).
+   */
+  const verifiedPlan = async (deployment: V1Deployment, policy: ValidPolicy, signal: AbortSignal) => {
+    const planned = planWorkload(deployment, policy, planDeps);
+    const probes = deps.probes;
+    if (!planned.ok || !probes || policy.spec.readinessProbe.verification !== 'Verify') return planned;
+    const lookup = probes.verifier.lookup(deploymentUid(deployment));
+    const unknown = newProbes(deployment, planned.plan).filter(
+      (p) => lookup(p.container, p.path, p.port) === undefined,
+    );
+    if (unknown.length === 0) return planned;
+    const pods = probes.podsOf(deployment);
+    for (const probe of unknown) await probes.verifier.verify({ deployment, pods, ...probe, signal });
+    return planWorkload(deployment, policy, planDeps);
+  };
+
   return async (key, signal, log) => {
     const deployment = view.deployments.get(key);
     if (!deployment) {
@@ -239,7 +271,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       deps.requestEstimate?.();
       return;
     }
-    const planned = planWorkload(deployment, policy, deps);
+    const planned = await verifiedPlan(deployment, policy, signal);
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
       events.record(

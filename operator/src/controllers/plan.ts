@@ -14,13 +14,16 @@ import {
   withMirrorAnnotations,
   withoutOwnedFields,
 } from '../policy/ownership.ts';
+import { probeSatisfies, regularContainers } from '../policy/podspec.ts';
 import type {
   AnnotationError,
   ClusterFacts,
   LatencyObservation,
+  ProbeVerdictLookup,
   ShutdownPlan,
   ValidPolicy,
 } from '../policy/types.ts';
+import { deploymentUid } from '../probes/verifier.ts';
 
 export type WorkloadPlan =
   | {
@@ -65,10 +68,15 @@ export function latencyFor(
   };
 }
 
+/** What planning reads of the probe verdicts (probes/verifier.ts's ProbeVerifier). */
+export interface ProbeVerdictReader {
+  lookup(deploymentUid: string): ProbeVerdictLookup;
+}
+
 export function planWorkload(
   deployment: V1Deployment,
   policy: ValidPolicy,
-  deps: { estimates: EstimateReader; facts: ClusterFacts },
+  deps: { estimates: EstimateReader; facts: ClusterFacts; probes?: ProbeVerdictReader },
 ): WorkloadPlan {
   const { observation, estimate } = latencyFor(deployment, policy, deps.estimates);
   const record = ownedFields(deployment);
@@ -80,6 +88,7 @@ export function planWorkload(
     observation,
     facts: deps.facts,
     canLower: estimate?.canLower ?? false,
+    ...(deps.probes ? { probeVerdict: deps.probes.lookup(deploymentUid(deployment)) } : {}),
     ...(record?.terminationGracePeriodSeconds !== undefined
       ? { previouslyApplied: { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds } }
       : {}),
@@ -127,4 +136,28 @@ function sortedContainers(record: AppliedRecord): [string, boolean, boolean][] {
   return Object.entries(record.containers)
     .map(([name, owned]): [string, boolean, boolean] => [name, !!owned.readinessProbe, !!owned.preStop])
     .sort((x, y) => x[0].localeCompare(y[0]));
+}
+
+/**
+ * The httpGet readiness probes the plan writes where the container has no probe that already
+ * satisfies it: what Verify checks on a running pod before the write.
+ */
+export function newProbes(
+  deployment: V1Deployment,
+  plan: ShutdownPlan,
+): { container: string; path: string; port: number | string; timeoutMs: number }[] {
+  const current = new Map(regularContainers(deployment).map((c) => [c.name, c]));
+  return plan.containers.flatMap((c) => {
+    const get = c.readinessProbe?.httpGet;
+    if (!c.readinessProbe || !get || probeSatisfies(current.get(c.name)?.readinessProbe, c.readinessProbe))
+      return [];
+    return [
+      {
+        container: c.name,
+        path: get.path ?? '/',
+        port: get.port,
+        timeoutMs: (c.readinessProbe.timeoutSeconds ?? 1) * 1000,
+      },
+    ];
+  });
 }

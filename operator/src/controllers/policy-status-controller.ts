@@ -32,7 +32,7 @@ import { readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, ownsNothing, planWorkload } from './plan.ts';
+import { type EstimateReader, ownsNothing, type ProbeVerdictReader, planWorkload } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
 export const POLICY_STATUS_CONTROLLER = 'policy-status';
@@ -44,6 +44,8 @@ export interface PolicyStatusControllerDeps {
   events: EventRecorder;
   /** Latency estimates the leader's refresher publishes. */
   estimates: EstimateReader;
+  /** Probe verdicts the deployment controller found (Verify); absent: none. */
+  probes?: ProbeVerdictReader;
   facts: ClusterFacts;
   metrics: OperatorMetrics;
   /** Status is recomputed this often without events (latency observations age). */

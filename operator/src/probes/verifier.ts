@@ -191,7 +191,8 @@ export function probeKey(
   return JSON.stringify([deploymentUid, container, path, port]);
 }
 
-function deploymentUid(deployment: V1Deployment): string {
+/** The key part naming the Deployment: its uid (namespace/name before it has one). */
+export function deploymentUid(deployment: V1Deployment): string {
   const { uid, namespace, name } = deployment.metadata ?? {};
   return uid || `${namespace ?? ''}/${name ?? ''}`;
 }
