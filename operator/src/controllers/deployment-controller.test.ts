@@ -1,4 +1,4 @@
-import type { V1Deployment, V1Namespace, V1ObjectReference } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace, V1ObjectReference, V1Pod } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import {
@@ -13,8 +13,10 @@ import type { EventRecorder, EventType } from '../kube/events.ts';
 import type { Informer } from '../kube/informer.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
+import { templateHash } from '../policy/budget.ts';
 import type { AppliedRecord, ApplyConfiguration } from '../policy/ownership.ts';
 import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
+import { ProbeVerifier } from '../probes/verifier.ts';
 import { deploymentReconciler } from './deployment-controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
@@ -42,6 +44,7 @@ interface Harness {
   reconcile: (key: string) => ReturnType<ReturnType<typeof deploymentReconciler>>;
   reconcileWith: (key: string, signal: AbortSignal) => ReturnType<ReturnType<typeof deploymentReconciler>>;
   deployments: FakeInformer<V1Deployment>;
+  policies: FakeInformer<PolicyObject>;
   writes: ApplyConfiguration[];
   /** JSON Patches sent (handler replacements), in order, each with its target. */
   patches: { key: string; operations: object[] }[];
@@ -56,18 +59,20 @@ function harness(options: {
   policies: PolicyObject[];
   deployments: V1Deployment[];
   estimates?: EstimateCache;
+  /** The writer applies to the cache like the apiserver would (test-support afterApply). */
+  serverSideApply?: boolean;
+  now?: () => number;
+  probes?: { verifier: ProbeVerifier; podsOf: () => V1Pod[] };
 }): Harness {
   const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
+  const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
   const view = new ClusterView({
     deployments: deployments as unknown as Informer<V1Deployment>,
     namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
       namespace('shop'),
       namespace('graceful-shutdown-system'),
     ]) as unknown as Informer<V1Namespace>,
-    policies: new FakeInformer<PolicyObject>(
-      clusterScoped,
-      options.policies,
-    ) as unknown as Informer<PolicyObject>,
+    policies: policies as unknown as Informer<PolicyObject>,
   });
   const writes: ApplyConfiguration[] = [];
   const failWith: Harness['failWith'] = {};
@@ -84,6 +89,11 @@ function harness(options: {
       writes.push(structuredClone(config));
       const current = deployments.get(`${config.metadata.namespace}/${config.metadata.name}`);
       if (!current) throw new Error('not found');
+      if (options.serverSideApply) {
+        const stored = afterApply(current, config);
+        deployments.put(stored);
+        return stored;
+      }
       const updated = structuredClone(current);
       updated.metadata = { ...updated.metadata, generation: (current.metadata?.generation ?? 0) + 1 };
       return updated;
@@ -106,11 +116,14 @@ function harness(options: {
     metrics,
     rolloutCheckMs: ROLLOUT_CHECK_MS,
     resyncMs: RESYNC_MS,
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.probes ? { probes: options.probes } : {}),
   });
   return {
     reconcile: (key) => reconciler(key, new AbortController().signal, silentLogger()),
     reconcileWith: (key, signal) => reconciler(key, signal, silentLogger()),
     deployments,
+    policies,
     writes,
     patches,
     events,
@@ -616,5 +629,211 @@ describe('observed latency', () => {
     // preStop 5 + drain ceil(20 x 1.5) = 30 + overhead 5.
     expect(h.writes[0]?.spec?.template.spec.terminationGracePeriodSeconds).toBe(40);
     expect(h.events[0]?.message).toContain('grace 40 s = preStop 5 + drain 30 (p99 20 s x 1.5) + overhead 5');
+  });
+
+  describe('ownership from managedFields (server-side apply modelled, field removal included)', () => {
+    const optedOut = (d: V1Deployment, out: boolean): V1Deployment => {
+      const copy = structuredClone(d);
+      const annotations = { ...copy.metadata?.annotations };
+      if (out) annotations[EXCLUDE_ANNOTATION] = 'true';
+      else delete annotations[EXCLUDE_ANNOTATION];
+      copy.metadata = { ...copy.metadata, annotations };
+      return copy;
+    };
+
+    test('the fake removes a field the manager applied before and leaves out now (negative control)', () => {
+      const probe = { httpGet: { path: '/readyz', port: 8080 } };
+      const config: ApplyConfiguration = {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'web', namespace: 'shop' },
+        spec: { template: { spec: { containers: [{ name: 'web', readinessProbe: probe }] } } },
+      };
+      const applied = afterApply(web(), config);
+      expect(applied.spec?.template?.spec?.containers[0]?.readinessProbe).toEqual(probe);
+      const { spec: _, ...empty } = config;
+      expect(afterApply(applied, empty).spec?.template?.spec?.containers[0]?.readinessProbe).toBeUndefined();
+    });
+
+    test('opted out and back in: released, re-adopted, the pod template never changes', async () => {
+      const h = harness({ policies: [ENFORCE], deployments: [web()], serverSideApply: true });
+      await h.reconcile('shop/web');
+      const template = () => JSON.stringify(h.deployments.get('shop/web')?.spec?.template);
+      const managed = template();
+      h.deployments.put(optedOut(h.deployments.get('shop/web') as V1Deployment, true));
+      await h.reconcile('shop/web');
+      expect(h.deployments.get('shop/web')?.metadata?.annotations?.[APPLIED_ANNOTATION]).toBeUndefined();
+      expect(template()).toBe(managed);
+      // Meanwhile the policy stops writing preStop hooks: the one the operator wrote stays its own.
+      const changed = policyObject('p', { mode: 'Enforce', preStop: { inject: 'Never' } }, 2);
+      h.policies.put({ ...changed, metadata: { ...changed.metadata, resourceVersion: '2' } });
+      h.deployments.put(optedOut(h.deployments.get('shop/web') as V1Deployment, false));
+      await h.reconcile('shop/web');
+      expect(template()).toBe(managed);
+      expect(h.writes).toHaveLength(3);
+      expect(h.events.map((e) => e.reason)).toEqual(['ShutdownSettingsApplied', 'ShutdownSettingsReleased']);
+    });
+
+    test('the record deleted by hand: written again, the pod template unchanged', async () => {
+      const h = harness({ policies: [ENFORCE], deployments: [web()], serverSideApply: true });
+      await h.reconcile('shop/web');
+      const managed = structuredClone(h.deployments.get('shop/web') as V1Deployment);
+      const stripped = structuredClone(managed);
+      delete stripped.metadata?.annotations?.[APPLIED_ANNOTATION];
+      h.deployments.put(stripped);
+      await h.reconcile('shop/web');
+      const after = h.deployments.get('shop/web');
+      expect(after?.metadata?.annotations?.[APPLIED_ANNOTATION]).toBeDefined();
+      expect(after?.spec?.template).toEqual(managed.spec?.template);
+    });
+  });
+
+  describe('unhealthy and failed rollouts', () => {
+    const NOW = Date.parse('2026-11-30T12:00:00Z');
+    const PROBE = {
+      httpGet: { path: '/readyz', port: 8080 },
+      periodSeconds: 5,
+      timeoutSeconds: 1,
+      failureThreshold: 3,
+    };
+    /** Mid-rollout of the operator's write of a probe, started `ageMs` ago. */
+    const stalled = (ageMs: number) =>
+      web({
+        generation: 2,
+        annotations: {
+          [APPLIED_ANNOTATION]: appliedRecord({
+            containers: { web: { readinessProbe: true } },
+            rollout: {
+              generation: 2,
+              startedAt: new Date(NOW - ageMs).toISOString(),
+              previous: { containers: { web: { readinessProbe: null } } },
+            },
+          }),
+        },
+        containers: [container('web', [['http', 8080]], { readinessProbe: PROBE })],
+        status: {
+          observedGeneration: 2,
+          replicas: 3,
+          updatedReplicas: 1,
+          readyReplicas: 2,
+          availableReplicas: 2,
+        },
+      });
+    const policy = (onFailure: 'Pause' | 'Revert') =>
+      policyObject('p', { mode: 'Enforce', rollout: { progressDeadlineSeconds: 60, onFailure } });
+
+    test('an unhealthy Deployment is not patched and takes no slot', async () => {
+      const broken = deployment({
+        name: 'api',
+        status: {
+          observedGeneration: 1,
+          replicas: 2,
+          updatedReplicas: 2,
+          readyReplicas: 0,
+          availableReplicas: 0,
+        },
+      });
+      const h = harness({ policies: [ENFORCE], deployments: [broken, web()] });
+      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'Unhealthy' })).toBe(1);
+      await h.reconcile('shop/web');
+      expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
+    });
+
+    test('within rollout.progressDeadlineSeconds: nothing', async () => {
+      const h = harness({ policies: [policy('Pause')], deployments: [stalled(30_000)], now: () => NOW });
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(h.writes).toEqual([]);
+    });
+
+    test('Pause: the failure is recorded (template kept), a Warning Event, and no other rollout starts', async () => {
+      const h = harness({
+        policies: [policy('Pause')],
+        deployments: [stalled(61_000), deployment({ name: 'api' })],
+        now: () => NOW,
+        serverSideApply: true,
+      });
+      await h.reconcile('shop/web');
+      const failed = h.deployments.get('shop/web') as V1Deployment;
+      const record = JSON.parse(failed.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}') as AppliedRecord;
+      expect(record.failure).toMatchObject({ policyGeneration: 1, reason: 'RolloutTimedOut' });
+      expect(failed.spec?.template?.spec?.containers[0]?.readinessProbe).toEqual(PROBE);
+      expect(h.patches).toEqual([]);
+      expect(h.events.map((e) => [e.type, e.reason])).toEqual([['Warning', 'RolloutFailed']]);
+      expect(await counterValue(h.metrics.rolloutFailures, { policy: 'p', action: 'Pause' })).toBe(1);
+      // The breaker: api would be patched otherwise.
+      await h.reconcile('shop/api');
+      expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
+      expect(await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'BreakerOpen' })).toBe(1);
+      expect(templateHash(failed)).toBe(record.failure?.template);
+    });
+
+    test('Revert: the previous values written back by a guarded JSON patch, then the failure recorded', async () => {
+      const h = harness({ policies: [policy('Revert')], deployments: [stalled(61_000)], now: () => NOW });
+      await h.reconcile('shop/web');
+      expect(h.patches).toEqual([
+        {
+          key: 'shop/web',
+          operations: [
+            { op: 'test', path: '/spec/template/spec/containers/0/name', value: 'web' },
+            { op: 'remove', path: '/spec/template/spec/containers/0/readinessProbe' },
+          ],
+        },
+      ]);
+      expect(h.events.map((e) => e.reason)).toEqual(['RolloutFailed', 'RolloutReverted']);
+      const last = h.writes.at(-1);
+      const record = JSON.parse(last?.metadata.annotations?.[APPLIED_ANNOTATION] ?? '{}') as AppliedRecord;
+      expect(record.failure?.template).toBeDefined();
+    });
+  });
+
+  describe('verified probes', () => {
+    const pod: V1Pod = {
+      metadata: { name: 'web-1', namespace: 'shop', labels: { app: 'web' } },
+      spec: { containers: [{ name: 'web', ports: [{ name: 'http', containerPort: 8080 }] }] },
+      status: {
+        phase: 'Running',
+        podIP: '10.88.0.9',
+        conditions: [{ type: 'Ready', status: 'True' }],
+        containerStatuses: [
+          { name: 'web', state: { running: {} }, ready: true, restartCount: 0, image: '', imageID: '' },
+        ],
+      },
+    };
+    const run = async (status: number) => {
+      const asked: string[] = [];
+      const verifier = new ProbeVerifier({
+        check: async (target) => {
+          asked.push(`${target.podIP}:${target.port}${target.path}`);
+          return {
+            ok: status < 400,
+            url: `http://${target.podIP}:${target.port}${target.path}`,
+            outcome: `answered ${status}`,
+          };
+        },
+      });
+      const h = harness({
+        policies: [ENFORCE],
+        deployments: [web({ containers: [container('web', [['http', 8080]])] })],
+        probes: { verifier, podsOf: () => [pod] },
+      });
+      await h.reconcile('shop/web');
+      const written = h.writes[0]?.spec?.template.spec.containers as
+        | { readinessProbe?: unknown }[]
+        | undefined;
+      return { asked, probe: written?.[0]?.readinessProbe };
+    };
+
+    test('the app answers the path: the probe is written', async () => {
+      const { asked, probe } = await run(200);
+      expect(asked).toEqual(['10.88.0.9:8080/readyz']);
+      expect(probe).toBeDefined();
+    });
+
+    test('it answers 404: no probe (the rest of the plan still written)', async () => {
+      const { asked, probe } = await run(404);
+      expect(asked).toEqual(['10.88.0.9:8080/readyz']);
+      expect(probe).toBeUndefined();
+    });
   });
 });

@@ -137,6 +137,8 @@ export function afterApply(
   const previous = entries.find((e) => e.manager === manager && e.operation === 'Apply');
   const others = entries.filter((e) => e !== previous);
   for (const path of leaves((previous?.fieldsV1 as FieldSet | undefined) ?? {})) {
+    // A list item's key stays: the item is the user's too (they created the container).
+    if (path.at(-1) === 'f:name' && path.at(-2)?.startsWith('k:')) continue;
     if (has(applied, path) || others.some((e) => has(e.fieldsV1 as FieldSet, path))) continue;
     removeField(result, path);
   }

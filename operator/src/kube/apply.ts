@@ -1,11 +1,11 @@
 // The only code that writes Deployments: server-side apply under the operator's own field
 // manager, so the operator owns exactly the fields it injects (GitOps tools can ignore them).
 import { type AppsV1Api, PatchStrategy, setHeaderOptions, type V1Deployment } from '@kubernetes/client-node';
+import { FIELD_MANAGER } from '../api/annotations.ts';
 import type { ApplyConfiguration } from '../policy/ownership.ts';
 import { abortOptions } from './client.ts';
 
-/** Field manager of every Deployment write; `kubectl get deploy -o yaml --show-managed-fields` shows it. */
-export const FIELD_MANAGER = 'graceful-shutdown-operator';
+export { FIELD_MANAGER };
 
 /** `signal` (the reconcile's) aborts the request in flight: leadership lost, or shutdown past its grace. */
 export interface DeploymentWriter {
