@@ -202,7 +202,12 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
    * The plan, after checking on a running pod every new readiness probe it would write that
    * has no verdict yet (Verify): a probe nothing answers is left out of the plan (ProbeUnverified).
    */
-  const verifiedPlan = async (deployment: V1Deployment, policy: ValidPolicy, signal: AbortSignal) => {
+  const verifiedPlan = async (
+    deployment: V1Deployment,
+    policy: ValidPolicy,
+    signal: AbortSignal,
+    log: Logger,
+  ) => {
     const planned = planWorkload(deployment, policy, planDeps);
     const probes = deps.probes;
     if (!planned.ok || !probes || policy.spec.readinessProbe.verification !== 'Verify') return planned;
@@ -212,8 +217,14 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     );
     if (unknown.length === 0) return planned;
     const pods = probes.podsOf(deployment);
-    for (const probe of unknown) await probes.verifier.verify({ deployment, pods, ...probe, signal });
-    return planWorkload(deployment, policy, planDeps);
+    let pending = false;
+    for (const probe of unknown) {
+      const verdict = await probes.verifier.verify({ deployment, pods, ...probe, signal });
+      log.info({ policy: policy.name, container: probe.container, verdict }, 'readiness probe checked');
+      if (verdict.state === 'Pending') pending = true;
+    }
+    // Pods that only just started: write nothing yet rather than a plan without the probe.
+    return pending ? 'Pending' : planWorkload(deployment, policy, planDeps);
   };
 
   return async (key, signal, log) => {
@@ -271,7 +282,8 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       deps.requestEstimate?.();
       return;
     }
-    const planned = await verifiedPlan(deployment, policy, signal);
+    const planned = await verifiedPlan(deployment, policy, signal, log);
+    if (planned === 'Pending') return { requeueAfterMs: deps.rolloutCheckMs };
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
       events.record(

@@ -72,7 +72,9 @@ export interface DrainTime {
 export type ProbeVerdict =
   | { state: 'Verified'; tried: string }
   | { state: 'Unverified'; tried: string; message: string }
-  | { state: 'NoPods'; message: string };
+  | { state: 'NoPods'; message: string }
+  /** Pods run, but only for a moment: an app still starting is no answer. Asked again soon. */
+  | { state: 'Pending'; message: string };
 
 /**
  * The verdict known for the probe that would be written to one container of the Deployment

@@ -172,6 +172,8 @@ interface PodOptions {
   phase?: string;
   ready?: boolean;
   running?: boolean;
+  /** When the container started (state.running.startedAt). */
+  startedAt?: string;
   deleting?: boolean;
   created?: string;
   image?: string;
@@ -202,7 +204,10 @@ function pod(name: string, options: PodOptions = {}): V1Pod {
           imageID: '',
           ready: options.ready !== false,
           restartCount: 0,
-          state: options.running === false ? { waiting: { reason: 'CrashLoopBackOff' } } : { running: {} },
+          state:
+            options.running === false
+              ? { waiting: { reason: 'CrashLoopBackOff' } }
+              : { running: options.startedAt ? { startedAt: new Date(options.startedAt) } : {} },
         },
       ],
     },
@@ -344,6 +349,17 @@ describe('ProbeVerifier', () => {
     expect(verifier.lookup('uid-web')('web', '/ok', 'http')).toEqual(verdict);
     expect(verifier.lookup('uid-web')('web', '/ok', port)).toBe(undefined);
     expect(verifier.lookup('uid-other')('web', '/ok', 'http')).toBe(undefined);
+  });
+
+  test('a container that only just started is not asked: Pending, not kept; asked once settled', async () => {
+    let now = Date.parse('2026-01-01T00:00:05Z');
+    const verifier = new ProbeVerifier({ now: () => now });
+    const young = [pod('web-abc', { startedAt: '2026-01-01T00:00:00Z' })];
+    const first = await verifier.verify(input('/ok', young));
+    expect(first).toMatchObject({ state: 'Pending', message: expect.stringContaining('less than 10 s') });
+    expect(verifier.get(probeKey('uid-web', 'web', '/ok', 'http'))).toBe(undefined);
+    now += 5_000;
+    expect((await verifier.verify(input('/ok', young))).state).toBe('Verified');
   });
 
   test('verdicts expire after the TTL', async () => {

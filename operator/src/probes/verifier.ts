@@ -17,6 +17,11 @@ export type { ProbeVerdict } from '../policy/types.ts';
 export const MAX_TRIES = 2;
 export const DEFAULT_TTL_MS = 5 * 60_000;
 export const DEFAULT_MAX_ENTRIES = 10_000;
+/**
+ * A container running for less than this is not asked: an app still starting refuses the
+ * connection like one that does not serve the port, and a wrong Unverified would be kept.
+ */
+export const DEFAULT_SETTLE_MS = 10_000;
 /** The kubelet's default probe timeout (timeoutSeconds 1). */
 export const DEFAULT_TIMEOUT_MS = 1000;
 const MAX_REDIRECTS = 10;
@@ -39,14 +44,9 @@ function createdAt(pod: V1Pod): number {
  * the container running. Ready pods come first, then pods running the template's image for the
  * container (the template the probe will be written to), then the newest.
  */
-export function podsToTry(
-  deployment: V1Deployment,
-  pods: readonly V1Pod[],
-  container: string,
-  max = MAX_TRIES,
-): V1Pod[] {
-  const templateImage = deployment.spec?.template?.spec?.containers?.find((c) => c.name === container)?.image;
-  const candidates = pods.filter(
+/** Running, not terminating, with an IP, and the container running. */
+export function runningPods(pods: readonly V1Pod[], container: string): V1Pod[] {
+  return pods.filter(
     (pod) =>
       pod.status?.phase === 'Running' &&
       pod.metadata?.deletionTimestamp === undefined &&
@@ -54,6 +54,28 @@ export function podsToTry(
       (pod.status.containerStatuses ?? []).some(
         (s) => s.name === container && s.state?.running !== undefined,
       ),
+  );
+}
+
+/** When the container last started (epoch ms); unknown counts as long ago. */
+function runningSince(pod: V1Pod, container: string): number {
+  const startedAt = pod.status?.containerStatuses?.find((s) => s.name === container)?.state?.running
+    ?.startedAt;
+  const ms = startedAt === undefined ? Number.NaN : new Date(startedAt).getTime();
+  return Number.isFinite(ms) ? ms : Number.NEGATIVE_INFINITY;
+}
+
+export function podsToTry(
+  deployment: V1Deployment,
+  pods: readonly V1Pod[],
+  container: string,
+  max = MAX_TRIES,
+  /** Only containers started at or before this (epoch ms) are asked. */
+  settledBefore = Number.POSITIVE_INFINITY,
+): V1Pod[] {
+  const templateImage = deployment.spec?.template?.spec?.containers?.find((c) => c.name === container)?.image;
+  const candidates = runningPods(pods, container).filter(
+    (pod) => runningSince(pod, container) <= settledBefore,
   );
   const rank = (pod: V1Pod): [number, number, number] => [
     isReady(pod) ? 0 : 1,
@@ -178,6 +200,10 @@ export interface VerifyInput {
   port: number | string;
   /** Per pod; pass the probe's timeoutSeconds x 1000 to judge as the kubelet will. */
   timeoutMs?: number;
+  /** Containers running for less than this are not asked (default DEFAULT_SETTLE_MS). */
+  settleMs?: number;
+  /** The clock, epoch ms (tests). */
+  now?: number;
   signal?: AbortSignal;
 }
 
@@ -203,7 +229,14 @@ export async function verifyProbe(
   check: (target: ProbeTarget) => Promise<ProbeAnswer> = checkProbe,
 ): Promise<ProbeVerdict> {
   const { deployment, container, path, port } = input;
-  const pods = podsToTry(deployment, input.pods, container);
+  const settledBefore = (input.now ?? Date.now()) - (input.settleMs ?? DEFAULT_SETTLE_MS);
+  const pods = podsToTry(deployment, input.pods, container, MAX_TRIES, settledBefore);
+  if (pods.length === 0 && runningPods(input.pods, container).length > 0) {
+    return {
+      state: 'Pending',
+      message: `container ${container} has run for less than ${(input.settleMs ?? DEFAULT_SETTLE_MS) / 1000} s in every pod: GET ${path} on port ${port} is asked once it has settled`,
+    };
+  }
   if (pods.length === 0) {
     const { namespace, name } = deployment.metadata ?? {};
     return {
@@ -293,9 +326,10 @@ export class ProbeVerifier {
     const key = probeKey(deploymentUid(input.deployment), input.container, input.path, input.port);
     const running = this.#inFlight.get(key);
     if (running !== undefined) return running;
-    const promise = verifyProbe(input, this.#check)
+    const promise = verifyProbe({ now: this.#now(), ...input }, this.#check)
       .then((verdict) => {
-        this.#store(key, verdict);
+        // Pending is no answer: asked again on the next reconcile.
+        if (verdict.state !== 'Pending') this.#store(key, verdict);
         return verdict;
       })
       .finally(() => this.#inFlight.delete(key));
