@@ -526,7 +526,10 @@ export function revertOperations(deployment: V1Deployment, previous: PreviousVal
     }
     const hook = container.lifecycle?.preStop;
     if (wanted.preStop !== undefined && !handlersEqual(hook, wanted.preStop ?? undefined)) {
-      if (wanted.preStop === null) ops.push({ op: 'remove', path: `${base}/lifecycle/preStop` });
+      // The hook was all of the lifecycle: remove it whole, as it was absent before.
+      const onlyHook = Object.keys(container.lifecycle ?? {}).every((k) => k === 'preStop');
+      if (wanted.preStop === null)
+        ops.push({ op: 'remove', path: onlyHook ? `${base}/lifecycle` : `${base}/lifecycle/preStop` });
       else if (container.lifecycle)
         ops.push({ op: 'add', path: `${base}/lifecycle/preStop`, value: wanted.preStop });
       else ops.push({ op: 'add', path: `${base}/lifecycle`, value: { preStop: wanted.preStop } });
