@@ -567,10 +567,18 @@ export const PolicyCountsSchema = z.strictObject({
     .optional()
     .describe('Non-compliant Deployments whose change waits (Enforce); waitingReasons says why.'),
   waitingReasons: z
-    .record(z.string().max(64).regex(CAMEL_CASE_REASON), z.int().min(0))
+    .array(
+      z.strictObject({
+        reason: z.string().min(1).max(64).regex(CAMEL_CASE_REASON).describe('Why they wait.'),
+        count: z.int().min(0).describe('How many.'),
+      }),
+    )
+    .max(16)
+    .superRefine(uniqueBy((entry) => entry.reason))
     .optional()
+    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['reason'] })
     .describe(
-      'Waiting Deployments by reason: Paused, RollingOut, Unhealthy, RolloutBudgetExhausted, WaitingForNextRollout, BreakerOpen, RolloutFailed.',
+      'Waiting Deployments by reason (Paused, RollingOut, Unhealthy, RolloutBudgetExhausted, WaitingForNextRollout, BreakerOpen, RolloutFailed), most first. A list, so a status write replaces it whole.',
     ),
   blockedByBreaker: z
     .int()

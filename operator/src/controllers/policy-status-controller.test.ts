@@ -1,7 +1,7 @@
 import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
-import { EXCLUDE_ANNOTATION, READINESS_PATH_ANNOTATION } from '../api/annotations.ts';
+import { APPLIED_ANNOTATION, EXCLUDE_ANNOTATION, READINESS_PATH_ANNOTATION } from '../api/annotations.ts';
 import type { Condition, GracefulShutdownPolicyStatus } from '../api/policy.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
@@ -164,6 +164,52 @@ describe('policyStatusReconciler', () => {
     ]);
     expect(await seriesValue(h.metrics.statusWrites, { policy: 'p' })).toBe(1);
     expect(await seriesValue(h.metrics.policyAccepted, { policy: 'p' })).toBe(1);
+  });
+
+  test('Enforce with a failed operator rollout: breaker open (condition, Warning Event, gauge), the others waiting on it', async () => {
+    const failedRecord = JSON.stringify({
+      policy: 'p',
+      policyGeneration: 1,
+      containers: {},
+      reason: '',
+      failure: { policyGeneration: 1, reason: 'RolloutTimedOut', message: 'stuck', at: LONG_AGO },
+    });
+    const failed = deployment({ name: 'failed', annotations: { [APPLIED_ANNOTATION]: failedRecord } });
+    const paused = deployment({ name: 'paused', paused: true });
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Enforce' })],
+      deployments: [failed, paused, deployment({ name: 'web' })],
+    });
+    await h.reconcile('p');
+    const status = h.writes[0]?.status;
+    expect(conditionOf(status, 'RolloutBreakerOpen')).toMatchObject({
+      status: 'True',
+      reason: 'RolloutFailed',
+    });
+    expect(status?.counts).toMatchObject({
+      waiting: 3,
+      blockedByBreaker: 2,
+      waitingReasons: [
+        { reason: 'Paused', count: 1 },
+        { reason: 'BreakerOpen', count: 1 },
+        { reason: 'RolloutFailed', count: 1 },
+      ].sort((a, b) => (a.reason < b.reason ? -1 : 1)),
+    });
+    expect(h.events.map((e) => [e.type, e.reason])).toContainEqual(['Warning', 'RolloutBreakerOpen']);
+    expect(await seriesValue(h.metrics.rolloutBreakerOpen, { policy: 'p' })).toBe(1);
+    expect(await seriesValue(h.metrics.policyWaiting, { policy: 'p', reason: 'Paused' })).toBe(1);
+    // Fixed (the failure no longer holds: the policy changed): closed, a Normal Event.
+    const object = h.policies.get('p');
+    if (!object) throw new Error('no policy');
+    h.policies.put({
+      ...object,
+      metadata: { ...object.metadata, generation: 2, resourceVersion: '2' },
+      status: readBack(status),
+    });
+    await h.reconcile('p');
+    expect(conditionOf(h.writes[1]?.status, 'RolloutBreakerOpen')?.status).toBe('False');
+    expect(h.events.map((e) => [e.type, e.reason])).toContainEqual(['Normal', 'RolloutBreakerClosed']);
+    expect(await seriesValue(h.metrics.rolloutBreakerOpen, { policy: 'p' })).toBe(0);
   });
 
   test('steady state: the written status read back, no second write', async () => {

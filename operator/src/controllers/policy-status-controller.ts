@@ -188,9 +188,12 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       });
       recordBreakerTransition(deps, { name, uid: object.metadata?.uid }, object.status, status);
       metrics.rolloutBreakerOpen.set({ policy: name }, enforce && rollouts.breaker ? 1 : 0);
-      const waiting = status.counts?.waitingReasons ?? {};
+      const waiting = status.counts?.waitingReasons ?? [];
       for (const reason of ROLLOUT_WAIT_REASONS)
-        metrics.policyWaiting.set({ policy: name, reason }, waiting[reason] ?? 0);
+        metrics.policyWaiting.set(
+          { policy: name, reason },
+          waiting.find((w) => w.reason === reason)?.count ?? 0,
+        );
       recordLatencyTransition(deps, { name, uid: object.metadata?.uid }, object.status, latency);
       if (latency) {
         metrics.latencyObservedSeconds.set({ policy: name }, gauges.observedSeconds);

@@ -294,6 +294,51 @@ describe('summarizePolicyStatus', () => {
     expect(PolicyStatusSchema.safeParse(status).error).toBeUndefined();
   });
 
+  test('Enforce: applied, waiting by reason, blocked by the breaker, and the RolloutBreakerOpen condition', () => {
+    const enforce = policy('web-tier', { mode: 'Enforce' }, 7);
+    const withReason = (w: WorkloadStatus, reason: string): WorkloadStatus => ({ ...w, reason });
+    const workloads = [
+      withReason(workload('Compliant', 'a', 'applied-1'), 'SettingsApplied'),
+      withReason(workload('Compliant', 'a', 'applied-2'), 'SettingsApplied'),
+      withReason(workload('Compliant', 'a', 'user-set'), 'SettingsMatch'),
+      withReason(workload('NonCompliant', 'a', 'paused'), 'Paused'),
+      withReason(workload('NonCompliant', 'a', 'crashing'), 'Unhealthy'),
+      withReason(workload('NonCompliant', 'a', 'pending'), 'Unhealthy'),
+      withReason(workload('NonCompliant', 'a', 'held'), 'BreakerOpen'),
+      withReason(workload('NonCompliant', 'a', 'failed'), 'RolloutFailed'),
+      workload('NonCompliant', 'a', 'not-waiting'),
+    ];
+    const breaker = { key: 'a/failed', message: 'the rollout the operator started did not progress' };
+    const status = summarizePolicyStatus({ policy: enforce, workloads, now: T0, breaker });
+    expect(status.counts).toEqual({
+      matched: 9,
+      compliant: 3,
+      nonCompliant: 6,
+      exempt: 0,
+      applied: 2,
+      waiting: 5,
+      waitingReasons: [
+        { reason: 'Unhealthy', count: 2 },
+        { reason: 'BreakerOpen', count: 1 },
+        { reason: 'Paused', count: 1 },
+        { reason: 'RolloutFailed', count: 1 },
+      ],
+      blockedByBreaker: 2,
+    });
+    expect(status.conditions?.find((c) => c.type === 'RolloutBreakerOpen')).toMatchObject({
+      status: 'True',
+      reason: 'RolloutFailed',
+      message: expect.stringContaining('a/failed: the rollout the operator started did not progress'),
+    });
+    expect(PolicyStatusSchema.safeParse(status).error).toBeUndefined();
+    const closed = summarizePolicyStatus({ policy: enforce, workloads, now: T0, previous: status });
+    expect(closed.conditions?.find((c) => c.type === 'RolloutBreakerOpen')?.status).toBe('False');
+    // Audit: none of it.
+    const audit = summarizePolicyStatus({ policy: p, workloads, now: T0, breaker });
+    expect(audit.counts).not.toHaveProperty('waiting');
+    expect(audit.conditions?.map((c) => c.type)).not.toContain('RolloutBreakerOpen');
+  });
+
   test('the same workloads in any order give the same status', () => {
     const all = [
       workload('Compliant', 'b', 'x'),

@@ -304,7 +304,14 @@ function enforcementCounts(workloads: readonly WorkloadStatus[]) {
     waitingReasons[w.reason] = (waitingReasons[w.reason] ?? 0) + 1;
   }
   const blockedByBreaker = (waitingReasons.BreakerOpen ?? 0) + (waitingReasons.RolloutFailed ?? 0);
-  return { applied, waiting, waitingReasons, blockedByBreaker };
+  return {
+    applied,
+    waiting,
+    waitingReasons: Object.entries(waitingReasons)
+      .map(([reason, count]) => ({ reason, count }))
+      .sort((a, b) => b.count - a.count || (a.reason < b.reason ? -1 : 1)),
+    blockedByBreaker,
+  };
 }
 
 /**
