@@ -34,6 +34,7 @@ import { clusterFacts } from './policy/desired.ts';
 import { labelSelectorMatches } from './policy/match.ts';
 import { ProbeVerifier } from './probes/verifier.ts';
 import { Controller } from './runtime/controller.ts';
+import { fenced } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
 
@@ -110,7 +111,7 @@ async function main(): Promise<void> {
     metrics,
     reconcile: deploymentReconciler({
       view,
-      writer: createDeploymentWriter(apps),
+      writer: fenced(createDeploymentWriter(apps), () => manager.isLeader()),
       events,
       estimates,
       requestEstimate: () => refresher.nudge(),
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
     metrics,
     reconcile: policyStatusReconciler({
       view,
-      writer: createPolicyStatusWriter(custom),
+      writer: fenced(createPolicyStatusWriter(custom), () => manager.isLeader()),
       events,
       estimates,
       probes: probeVerifier,

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { controllerLogger, type Logger, silentLogger } from '../log.ts';
+import { NotLeaderError } from './fencing.ts';
 import { type ReconcileResultLabel, type RuntimeMetrics, reconcileResults } from './metrics.ts';
 import {
   defaultControllerRateLimiter,
@@ -223,6 +224,8 @@ export class Controller {
         const retries = this.queue.numRequeues(key);
         if (hasCause(error, ConflictError))
           log.info({ err: error, retries }, 'Conflict: the object changed since it was read; retrying');
+        else if (hasCause(error, NotLeaderError))
+          log.info({ err: error, retries }, 'Not the leader right now: the write was held back');
         else log.error({ err: error, retries }, 'Reconciler error');
       }
     } finally {

@@ -110,14 +110,46 @@ describe('LeaderElector', () => {
     await b.done;
   });
 
+  it('frozen past the renew deadline: not leader at once (no write goes out); another took the lease: stops', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(a.elector.isLeader()).toBe(true);
+    // A 30 s freeze: the clock moves, no timer of a's ran; meanwhile b took the expired lease.
+    vi.setSystemTime(Date.now() + 30_000);
+    expect(a.elector.isLeader()).toBe(false);
+    const taken = store.lease?.record;
+    if (!taken) throw new Error('no lease');
+    store.put({ ...taken, holderIdentity: 'b', renewTime: new Date() });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(a.events).toEqual(['started', 'stopped']);
+    expect(a.elector.isLeader()).toBe(false);
+    expect(store.lease?.record.holderIdentity).toBe('b');
+    await a.done;
+  });
+
+  it('frozen past the renew deadline, nobody took the lease: one renew, and it leads again', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    vi.setSystemTime(Date.now() + 30_000);
+    expect(a.elector.isLeader()).toBe(false);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(a.elector.isLeader()).toBe(true);
+    expect(a.events).toEqual(['started']);
+    a.abort.abort();
+    await a.done;
+  });
+
   it('stops leading when it cannot renew within the renew deadline', async () => {
     const store = new LeaseStore();
     const a = candidate(store, 'a');
     await vi.advanceTimersByTimeAsync(0);
     a.client.mode = 'fail';
-    await vi.advanceTimersByTimeAsync(9_000);
+    await vi.advanceTimersByTimeAsync(7_000);
     expect(a.elector.isLeader()).toBe(true);
-    await vi.advanceTimersByTimeAsync(4_000);
+    // The deadline runs from the last renew (t = 0), not from the first failed attempt.
+    await vi.advanceTimersByTimeAsync(3_000);
     expect(a.elector.isLeader()).toBe(false);
     expect(a.events).toEqual(['started', 'stopped']);
     await a.done;

@@ -128,8 +128,13 @@ export class LeaderElector {
     return this.#identity;
   }
 
+  /**
+   * True while leading and the last renew is less than renewDeadline old. A process frozen (or
+   * starved) past that may have lost the lease without knowing it yet: its renew loop only
+   * finds out on its next attempt. Writers check this right before each write (fencing).
+   */
   isLeader(): boolean {
-    return this.#leading;
+    return this.#leading && this.#now() - this.#lastRenewAt < this.#renewDeadlineMs;
   }
 
   /** The holder last observed, undefined before the first read or when free. */
@@ -179,10 +184,14 @@ export class LeaderElector {
   /** Renews every retry period; returns when the signal aborts or a renew missed its deadline. */
   async #renew(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      const deadline = this.#now() + this.#renewDeadlineMs;
+      // From the last renew, not from now: a process frozen meanwhile has no time left but one
+      // attempt, which succeeds only if nobody touched the lease since (an update checks its
+      // resourceVersion). Meanwhile isLeader() is false, so no write goes out.
+      const deadline = this.#lastRenewAt + this.#renewDeadlineMs;
       let renewed = false;
-      while (!signal.aborted) {
-        renewed = await this.#attempt(deadline - this.#now());
+      for (let first = true; !signal.aborted; first = false) {
+        const left = deadline - this.#now();
+        renewed = await this.#attempt(first ? Math.max(left, this.#retryPeriodMs) : left);
         if (renewed || this.#now() + this.#retryPeriodMs >= deadline) break;
         await sleep(this.#retryPeriodMs, signal);
       }
