@@ -73,6 +73,42 @@ const compliantContainer = container('web', [8080], {
 });
 
 describe('workloadVerdict', () => {
+  test('a probe kept out because the app does not answer it: NonCompliant ProbeUnverified, even with every written field right', () => {
+    const p = policy('p', { mode: 'Enforce' });
+    const d = deployment({
+      grace: 30,
+      containers: [container('web', [8080], { lifecycle: { preStop: { sleep: { seconds: 5 } } } })],
+    });
+    const result = desiredSettings({
+      policy: p,
+      deployment: d,
+      observation: NO_SOURCE,
+      facts: NEW_CLUSTER,
+      probeVerdict: () => ({
+        state: 'Unverified',
+        tried: 'x',
+        message: 'GET http://10.88.0.5:8080/readyz on pod web-1 answered 404',
+      }),
+    });
+    if (!result.ok) throw new Error('annotation errors');
+    const diff = diffDeployment(d, result.plan);
+    expect(diff.compliant).toBe(true);
+    const verdict = workloadVerdict({
+      kind: 'Planned',
+      deployment: d,
+      policy: p,
+      plan: result.plan,
+      diff,
+      observation: NO_SOURCE,
+      mode: 'Enforce',
+    });
+    expect(verdict).toMatchObject({
+      verdict: 'NonCompliant',
+      reason: 'ProbeUnverified',
+      message: expect.stringContaining('answered 404'),
+    });
+  });
+
   test('opted out: Exempt', () => {
     expect(workloadVerdict({ kind: 'OptedOut', deployment: deployment() })).toMatchObject({
       namespace: 'shop',

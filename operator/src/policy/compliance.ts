@@ -231,6 +231,16 @@ function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): Work
     ...(latency === undefined ? {} : { observedLatency: latency }),
   };
   const notes = plan.notes.map((n) => n.message);
+  // The probe the policy wants is kept out because the app does not answer it: a gap to fix
+  // (serve the path, or name another with gracefulshutdown.dev/readiness-path), not compliance.
+  const unverified = plan.notes.find((n) => n.reason === 'ProbeUnverified');
+  if (diff.compliant && unverified)
+    return {
+      ...common,
+      verdict: 'NonCompliant',
+      reason: 'ProbeUnverified',
+      message: truncate([unverified.message, plan.graceExplanation, plan.drain.message].join('; ')),
+    };
   if (diff.compliant) {
     return {
       ...common,

@@ -421,7 +421,11 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
             reason: 'ProbeUnverified',
             message: `${verdict.message}: no readiness probe is written (readinessProbe.verification is Verify)`,
           });
-        else planFor(choice.container.name).readinessProbe = probe;
+        else {
+          planFor(choice.container.name).readinessProbe = probe;
+          if (verdict?.state === 'Unreachable')
+            notes.push({ reason: 'ProbeUnreachable', message: verdict.message });
+        }
       }
     }
   }

@@ -74,7 +74,9 @@ export type ProbeVerdict =
   | { state: 'Unverified'; tried: string; message: string }
   | { state: 'NoPods'; message: string }
   /** Pods run, but only for a moment: an app still starting is no answer. Asked again soon. */
-  | { state: 'Pending'; message: string };
+  | { state: 'Pending'; message: string }
+  /** No pod could be connected to from the operator (NetworkPolicy, another network): written unverified. */
+  | { state: 'Unreachable'; message: string };
 
 /**
  * The verdict known for the probe that would be written to one container of the Deployment

@@ -311,6 +311,30 @@ describe('verifyProbe', () => {
     });
   });
 
+  test('no pod reachable (no route, or the connect gets no answer): Unreachable, the probe is written unverified', async () => {
+    const fake = async (t: ProbeTarget): Promise<ProbeAnswer> => ({
+      ok: false,
+      unreachable: true,
+      url: `http://${t.podIP}:${t.port}${t.path}`,
+      outcome: 'could not connect within 500 ms',
+    });
+    expect(await verifyProbe(input('/ok', [pod('web-abc')]), fake)).toEqual({
+      state: 'Unreachable',
+      message: `GET http://127.0.0.1:${port}/ok on pod web-abc could not connect within 500 ms: the probe is written unverified`,
+    });
+  });
+
+  test('one pod unreachable, another refusing: Unverified (a pod that answered speaks against it)', async () => {
+    const fake = async (t: ProbeTarget): Promise<ProbeAnswer> => ({
+      ok: false,
+      ...(t.podIP === '127.0.0.2' ? { unreachable: true } : {}),
+      url: `http://${t.podIP}:${t.port}${t.path}`,
+      outcome: t.podIP === '127.0.0.2' ? 'could not connect within 500 ms' : 'answered 404',
+    });
+    const far = pod('web-a', { created: '2025-01-02T00:00:00Z', ip: '127.0.0.2' });
+    expect((await verifyProbe(input('/ok', [far, pod('web-b')]), fake)).state).toBe('Unverified');
+  });
+
   test('a timeout is Unverified', async () => {
     const verdict = await verifyProbe(input('/slow', [pod('web-abc')]));
     expect(verdict).toMatchObject({
