@@ -89,13 +89,9 @@ function policyStates(
     if (match.kind === 'Matched' && match.policy.name === policy.name)
       states.set(
         deploymentKey(deployment),
-        rolloutState(
-          deployment,
-          readAppliedRecord(deployment),
-          policy,
-          now,
-          tracker.has(deploymentKey(deployment)),
-        ),
+        rolloutState(deployment, readAppliedRecord(deployment), policy, now, {
+          startedHere: tracker.has(deploymentKey(deployment)),
+        }),
       );
   }
   return states;
@@ -269,7 +265,10 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     // Audit writes nothing to workloads; its verdicts are the status controller's job.
     if (policy.spec.mode !== 'Enforce') return;
 
-    const state = rolloutState(deployment, record, policy, now(), tracker.has(key));
+    const state = rolloutState(deployment, record, policy, now(), {
+      startedHere: tracker.has(key),
+      templateChanged: tracker.templateChanged(key, deployment),
+    });
     if (state.kind === 'OwnRolloutFailed' && record)
       return onRolloutFailure(key, signal, log, deployment, policy, record, state);
     if (state.kind === 'Failed' && record?.failure?.template === undefined && record)
@@ -348,8 +347,9 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         );
         metrics.deploymentWrites.inc({ policy: policy.name, operation: 'replace' });
       }
-      // The record names the generation this rollout produces; the resourceVersion makes the
-      // apply fail (409) rather than land on a Deployment changed since, so it is exact.
+      // The record names the generation this rollout produces: every write bumps it by one
+      // (the record changes). A write by someone else in between makes it one off: then only
+      // this replica (the tracker) knows the rollout is its own, and the warning below says so.
       const generation = (base.metadata?.generation ?? 0) + 1;
       const withRollout: AppliedRecord = {
         ...nextRecord,
@@ -360,8 +360,6 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         },
       };
       const config = applyConfiguration(base, withRollout, plan);
-      const resourceVersion = base.metadata?.resourceVersion;
-      if (resourceVersion !== undefined) config.metadata.resourceVersion = resourceVersion;
       const updated = await apply(key, signal, config);
       tracker.written(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
       if (updated.metadata?.generation !== generation)

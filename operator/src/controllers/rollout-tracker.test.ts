@@ -32,6 +32,25 @@ describe('RolloutTracker.active', () => {
   });
 });
 
+describe('RolloutTracker.templateChanged', () => {
+  test('a new template after a settled one: changed while rolling; a scale is not; forgotten once settled', () => {
+    const tracker = new RolloutTracker();
+    expect(tracker.templateChanged('shop/a', settled('a'))).toBe(false);
+    const scaled = deployment({ name: 'a', generation: 2, replicas: 5, status: steady(2, 1) });
+    expect(tracker.templateChanged('shop/a', scaled)).toBe(false);
+    const newImage = deployment({ name: 'a', generation: 2, grace: 99, status: steady(2, 1) });
+    expect(tracker.templateChanged('shop/a', newImage)).toBe(true);
+    const done = deployment({ name: 'a', generation: 2, grace: 99, status: steady(2, 2) });
+    expect(tracker.templateChanged('shop/a', done)).toBe(false);
+    expect(tracker.templateChanged('shop/a', { ...done, status: steady(2, 1) })).toBe(false);
+  });
+
+  test('never seen settled: unknown, so no change', () => {
+    const rolling = deployment({ name: 'a', generation: 2, status: steady(2, 1) });
+    expect(new RolloutTracker().templateChanged('shop/a', rolling)).toBe(false);
+  });
+});
+
 describe('RolloutTracker reservations', () => {
   test('a patch in flight counts even though the cache shows the Deployment settled', () => {
     const tracker = new RolloutTracker();

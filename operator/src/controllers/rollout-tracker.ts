@@ -4,7 +4,7 @@
 // reservations two workers could both see room in the budget and both start a rollout), and a
 // scale during the rollout moves the generation past the one recorded.
 import type { V1Deployment } from '@kubernetes/client-node';
-import { isRolling } from '../policy/budget.ts';
+import { isRolling, templateHash } from '../policy/budget.ts';
 
 export class RolloutTracker {
   /**
@@ -14,6 +14,23 @@ export class RolloutTracker {
   readonly #reserved = new Map<string, { policy: string; uid: string | undefined; generation: number }>();
   /** policy -> keys waiting for budget, woken when a rollout of that policy ends. */
   readonly #waiting = new Map<string, Set<string>>();
+  /** key -> hash of the pod template the Deployment last had while settled. */
+  readonly #settledTemplates = new Map<string, string>();
+
+  /**
+   * Whether the Deployment's pod template differs from the one it had when last seen settled:
+   * a template rollout has begun, even before the Deployment controller has observed it (a
+   * scale or a metadata edit never changes the template). Remembers the template while settled.
+   */
+  templateChanged(key: string, deployment: V1Deployment): boolean {
+    const hash = templateHash(deployment);
+    if (!isRolling(deployment)) {
+      this.#settledTemplates.set(key, hash);
+      return false;
+    }
+    const settled = this.#settledTemplates.get(key);
+    return settled !== undefined && settled !== hash;
+  }
 
   /**
    * Keys of the policy's Deployments this replica started a rollout on that the cache does not
@@ -54,6 +71,7 @@ export class RolloutTracker {
 
   release(key: string): void {
     this.#reserved.delete(key);
+    this.#settledTemplates.delete(key);
     for (const keys of this.#waiting.values()) keys.delete(key);
   }
 

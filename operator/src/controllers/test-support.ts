@@ -131,7 +131,7 @@ export function afterApply(
 ): V1Deployment {
   const result = structuredClone(original);
   const { apiVersion: _v, kind: _k, ...body } = config;
-  const { name: _n, namespace: _ns, resourceVersion: _rv, ...metadata } = body.metadata;
+  const { name: _n, namespace: _ns, ...metadata } = body.metadata;
   const applied = fieldSetOf({ ...body, metadata });
   const entries = result.metadata?.managedFields ?? [];
   const previous = entries.find((e) => e.manager === manager && e.operation === 'Apply');

@@ -97,7 +97,18 @@ describe('rolloutState', () => {
       'OwnRolloutFailed',
     ],
   ])('%s -> %s', (_title, options, record, want, startedHere) => {
-    expect(rolloutState(deployment(options), record, P, NOW, startedHere).kind).toBe(want);
+    expect(
+      rolloutState(deployment(options), record, P, NOW, { startedHere: startedHere ?? false }).kind,
+    ).toBe(want);
+  });
+
+  test('a new template not yet observed is a template rollout only when it differs from the one last seen settled', () => {
+    const unobserved = deployment({ generation: 2, status: steady(2, 1) });
+    expect(rolloutState(unobserved, undefined, P, NOW)).toEqual({ kind: 'RollingOut', template: false });
+    expect(rolloutState(unobserved, undefined, P, NOW, { templateChanged: true })).toEqual({
+      kind: 'RollingOut',
+      template: true,
+    });
   });
 
   test('ours, and the Deployment controller says ProgressDeadlineExceeded: failed at once', () => {

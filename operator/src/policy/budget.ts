@@ -122,9 +122,14 @@ export function rolloutState(
   record: AppliedRecord | undefined,
   policy: ValidPolicy,
   now: number,
-  /** This replica started the rollout and has not seen it end (controllers/rollout-tracker.ts). */
-  startedHere = false,
+  memory: {
+    /** This replica started the rollout and has not seen it end (controllers/rollout-tracker.ts). */
+    startedHere?: boolean;
+    /** The pod template differs from the one last seen settled (controllers/rollout-tracker.ts). */
+    templateChanged?: boolean;
+  } = {},
 ): RolloutState {
+  const { startedHere = false, templateChanged = false } = memory;
   const failure = standingFailure(deployment, record, policy);
   if (failure) return { kind: 'Failed', message: failure.message };
   if (isPaused(deployment)) return { kind: 'Paused' };
@@ -153,7 +158,8 @@ export function rolloutState(
       };
     return { kind: 'OwnRollout', startedAt };
   }
-  if (isTemplateRolloutInProgress(deployment)) return { kind: 'RollingOut', template: true };
+  if (isTemplateRolloutInProgress(deployment) || (templateChanged && isRolling(deployment)))
+    return { kind: 'RollingOut', template: true };
   const status = deployment.status ?? {};
   const replicas = desiredReplicas(deployment);
   if (

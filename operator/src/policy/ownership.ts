@@ -370,13 +370,7 @@ export function recordFor(policy: { name: string; generation: number }, plan: Sh
 export interface ApplyConfiguration {
   apiVersion: 'apps/v1';
   kind: 'Deployment';
-  /** resourceVersion, when set, is a precondition: the apiserver answers 409 if it moved on. */
-  metadata: {
-    name: string;
-    namespace: string;
-    resourceVersion?: string;
-    annotations?: Record<string, string>;
-  };
+  metadata: { name: string; namespace: string; annotations?: Record<string, string> };
   spec?: {
     template: { metadata?: { annotations: Record<string, string> }; spec: Record<string, unknown> };
   };
