@@ -141,7 +141,7 @@ describe('valid samples: accepted, read back with the defaults zod fills', () =>
 
     const table = await kubectl(['get', 'gsp', name]);
     const [header, row] = table.stdout.trim().split('\n');
-    expect(header?.split(/\s+/)).toEqual(['NAME', 'MODE', 'MATCHED', 'COMPLIANT', 'AGE']);
+    expect(header?.split(/\s+/)).toEqual(['NAME', 'MODE', 'MATCHED', 'COMPLIANT', 'WAITING', 'AGE']);
     expect(row?.split(/\s+/).slice(0, 4)).toEqual([name, 'Audit', '3', '2']);
     const byCategory = await kubectl(['get', 'gracefulshutdown', '-o', 'name']);
     expect(byCategory.stdout).toContain(`gracefulshutdownpolicy.gracefulshutdown.dev/${name}`);

@@ -280,7 +280,7 @@ describe('verified probes (real node)', () => {
     expect(badDone.spec?.template.spec?.containers[0]?.lifecycle?.preStop).toBeDefined();
     const status = await waitFor('status names the unverified probe', async () => {
       const s = await policyStatus('probes-test');
-      return workload(s, 'bad-path')?.message?.includes('answered 404') ? s : undefined;
+      return workload(s, 'bad-path')?.reason === 'ProbeUnverified' ? s : undefined;
     });
     expect(workload(status, 'bad-path')?.message).toMatch(
       /GET http:\/\/10\.88\.0\.\d+:8080\/nope on pod bad-path-.* answered 404/,

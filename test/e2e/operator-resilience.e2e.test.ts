@@ -2,6 +2,7 @@
 // that fails the operator's own validation. This file starts a control plane of its own, because
 // it restarts the apiserver and replaces the CRD.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AppsV1Api,
@@ -120,6 +121,67 @@ test('two replicas: kill -9 the leader, the other takes over and reconciles', as
     `failover: new leader acted ${((Date.now() - killedAt) / 1000).toFixed(1)} s after kill -9 (lease 15 s, retry 2 s)`,
   );
   expect(await second.sample('gracefulshutdown_deployment_writes_total')).toBeGreaterThanOrEqual(1);
+});
+
+/** Log lines of a replica after `since` that report a write (Deployment or policy status). */
+function writesLoggedAfter(operator: OperatorProcess, since: number): string[] {
+  const writes = new Set([
+    'applied shutdown settings',
+    'recorded ownership',
+    'released Deployment',
+    'status updated',
+  ]);
+  return readFileSync(operator.logPath, 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { time: string; msg: string })
+    .filter((entry) => Date.parse(entry.time) > since && writes.has(entry.msg))
+    .map((entry) => `${entry.time} ${entry.msg}`);
+}
+
+test('the leader frozen past its lease and resumed: the new leader works, the old one writes nothing and the status does not flap', async () => {
+  const holder = await leaseHolder();
+  const old = operators.find((o) => o.identity === holder && !o.exited);
+  if (!old) throw new Error(`no running leader (lease held by ${holder})`);
+  const next = await startOperator('replica-c');
+  await createDeployment('before-freeze');
+  await waitFor('enforced by the old leader', () => enforced('before-freeze'));
+
+  process.kill(old.pid, 'SIGSTOP');
+  const frozenAt = Date.now();
+  try {
+    await waitFor('replica-c leads', async () => (await leaseHolder()) === 'replica-c', {
+      timeoutMs: 60_000,
+    });
+    await createDeployment('during-freeze');
+    await waitFor('enforced by the new leader', () => enforced('during-freeze'), { timeoutMs: 60_000 });
+  } finally {
+    process.kill(old.pid, 'SIGCONT');
+  }
+  const resumedAt = Date.now();
+  console.log(`frozen ${((resumedAt - frozenAt) / 1000).toFixed(1)} s; replica-c took over meanwhile`);
+
+  // Watch the status for a while: one writer only, so it settles and stays.
+  const seen: string[] = [];
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const policy = (await custom().getClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      name: 'resilience',
+    })) as { status?: { counts?: unknown } };
+    const counts = JSON.stringify(policy.status?.counts);
+    if (seen.at(-1) !== counts) seen.push(counts);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  // No A -> B -> A: each state at most once.
+  expect(new Set(seen).size).toBe(seen.length);
+  expect(writesLoggedAfter(old, resumedAt)).toEqual([]);
+  expect(await leaseHolder()).toBe('replica-c');
+  // The resumed replica found it no longer leads and exited to campaign afresh.
+  await waitFor('the old leader exits', async () => old.exited);
+  expect(await next.sample('gracefulshutdown_deployment_writes_total')).toBeGreaterThanOrEqual(1);
 });
 
 test('kube-apiserver restarted mid-run: the operator recovers without a restart', async () => {

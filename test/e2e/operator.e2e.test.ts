@@ -446,6 +446,16 @@ describe('updateExisting: OnNextRollout', () => {
     expect((await readDeployment(ns.name, 'waits')).metadata?.generation).toBe(1);
     expect(auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name })).toBe(0);
 
+    // A scale and an annotation edit are no rollout: nothing joins them.
+    expect((await kubectl(['-n', ns.name, 'scale', 'deployment/waits', '--replicas=4'])).stderr).toBe('');
+    expect((await kubectl(['-n', ns.name, 'annotate', 'deployment/waits', 'team=shop'])).stderr).toBe('');
+    await waitFor(
+      'scaled',
+      async () => ((await readDeployment(ns.name, 'waits')).status?.availableReplicas ?? 0) === 4,
+    );
+    await new Promise((r) => setTimeout(r, 2 * RESYNC_MS));
+    expect(auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns.name })).toBe(0);
+
     // The team ships a new image: that rollout is where the settings go in.
     const update = await kubectl([
       '-n',
