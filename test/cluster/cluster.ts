@@ -13,7 +13,7 @@ import { stringify } from 'yaml';
 import { buildControlPlane, type ControlPlaneBinaries } from './build.ts';
 import { buildImages, type ProjectImages } from './images.ts';
 import { buildNode } from './node/build.ts';
-import { cleanHost, hostNetwork, prepareHost } from './node/host.ts';
+import { cleanHost, hostNetwork, installNetGuard, prepareHost, removeNetGuard } from './node/host.ts';
 import { REAL_NODE_NAME, RealNode } from './node/node.ts';
 import { ensureDebianPackages } from './node/packages.ts';
 import { type ClusterPki, generatePki, type PemPair } from './pki.ts';
@@ -147,6 +147,8 @@ export class LocalCluster {
   node: RealNode | undefined;
   images: ProjectImages | undefined;
   private prometheus: LocalPrometheus | undefined;
+  /** The nft table that keeps kwok pod and Service traffic on this machine, without a real node. */
+  private netGuard: string | undefined;
 
   private constructor(init: {
     workDir: string;
@@ -229,8 +231,11 @@ export class LocalCluster {
     const t0 = Date.now();
     const nodeDir = join(workDir, 'node');
     let cluster: LocalCluster | undefined;
+    let netGuard: string | undefined;
     try {
+      // Before any component runs: the real node's guard, or one of the cluster's own.
       if (nodeBuild) await prepareHost({ workDir: nodeDir, binDir: nodeBuild.binaries.dir });
+      else netGuard = await installNetGuard(progress);
       const pki = await generatePki([
         { user: adminUser, groups: ['system:masters'] },
         // The components run with full rights, as envtest and kwokctl run them.
@@ -331,6 +336,7 @@ export class LocalCluster {
         apiserver,
         apiserverStart: { args: apiserverArgs, logPath: apiserverLog },
       });
+      cluster.netGuard = netGuard;
       await cluster.waitApiserverReady(readyTimeoutMs);
       progress(`[cluster] kube-apiserver ${binaries.kubernetesVersion} ready on ${server}`);
 
@@ -439,6 +445,7 @@ export class LocalCluster {
       await cluster?.prometheus?.stop();
       await processes.stopAll();
       if (nodeBuild) await cleanHost();
+      if (netGuard) await removeNetGuard(netGuard);
       // The logs are what explains the failure: keep them, remove the rest.
       await rm(pkiDir, { recursive: true, force: true });
       await rm(dataDir, { recursive: true, force: true });
@@ -540,6 +547,7 @@ export class LocalCluster {
     await this.node?.stopProcesses();
     await this.processes.stopAll();
     if (this.node) await cleanHost();
+    if (this.netGuard) await removeNetGuard(this.netGuard);
     if (opts.keepLogs) {
       for (const sub of ['pki', 'etcd', 'prometheus'])
         await rm(join(this.workDir, sub), { recursive: true, force: true });

@@ -2,12 +2,14 @@
 // the node IP, the nft guard that keeps every packet on this machine, the sysctls kubelet and
 // the bridge plugin change, and the leftovers of a node (mounts, cgroups, nft tables, fixed host
 // paths). A claim file records the owner and the original sysctls, so a node whose owner died
-// (kill -9) is cleaned up by the next start.
+// (kill -9) is cleaned up by the next start. A cluster without a real node gets a guard of its
+// own (installNetGuard).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { ensureDebianPackages } from './packages.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -159,6 +161,66 @@ export async function nftTables(): Promise<string[]> {
     .map((l) => l.replace(/^table\s+/, '').trim())
     .filter(Boolean)
     .sort();
+}
+
+/**
+ * A cluster without a real node still has addresses an operator may connect to: kwok's fake pod
+ * IPs and Service IPs, which only the default route would carry. Each such cluster installs its
+ * own table, `inet gso_net_guard_<owner pid>_<n>`, so several can run beside each other and
+ * beside the real node's `inet gso_guard`.
+ */
+let netGuardCount = 0;
+
+/**
+ * The guard of a cluster without a real node: nothing to its addresses leaves but by lo.
+ * Priority 120, after the real node's guard (110), so with both installed that one's counter
+ * still sees what it drops.
+ */
+export function netGuardRules(table: string): string {
+  const n = hostNetwork;
+  return `table inet ${table} {
+  chain postrouting {
+    type filter hook postrouting priority 120; policy accept;
+    ip daddr { ${n.serviceCidr}, ${n.kwokPodCidr} } oifname != "lo" counter drop
+  }
+}
+`;
+}
+
+/** The owner PID of a network guard ("inet gso_net_guard_<pid>_<n>"), undefined for any other table. */
+export function netGuardOwner(table: string): number | undefined {
+  const m = /^inet gso_net_guard_(\d+)_\d+$/.exec(table);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Installs a network guard for a cluster without a real node and returns its table name, after
+ * removing the guards of dead owners (a killed run). Not root: says the addresses are unguarded
+ * and returns undefined.
+ */
+export async function installNetGuard(progress: (line: string) => void): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) {
+    progress(
+      `[cluster] not root: kwok pod (${hostNetwork.kwokPodCidr}) and Service (${hostNetwork.serviceCidr}) addresses are unguarded; nothing in the cluster connects to them, but an operator that does would reach the default route`,
+    );
+    return undefined;
+  }
+  const hasNft = await sh('nft', ['--version']).then(
+    () => true,
+    () => false,
+  );
+  if (!hasNft) await ensureDebianPackages(['nftables'], progress);
+  for (const t of await nftTables()) {
+    const owner = netGuardOwner(t);
+    if (owner !== undefined && !isAlive(owner)) await quiet(sh('nft', ['delete', 'table', ...t.split(' ')]));
+  }
+  const table = `gso_net_guard_${process.pid}_${++netGuardCount}`;
+  await sh('nft', ['-f', '-'], { input: netGuardRules(table) });
+  return table;
+}
+
+export async function removeNetGuard(table: string): Promise<void> {
+  await quiet(sh('nft', ['delete', 'table', 'inet', table]));
 }
 
 /**
