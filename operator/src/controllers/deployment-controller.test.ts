@@ -800,7 +800,14 @@ describe('observed latency', () => {
         ],
       },
     };
-    const run = async (status: number) => {
+    /** The pod, its container started at `startedAt` (unknown: long ago). */
+    const young = (startedAt?: Date): V1Pod => {
+      const copy = structuredClone(pod);
+      const status = copy.status?.containerStatuses?.[0];
+      if (status && startedAt) status.state = { running: { startedAt } };
+      return copy;
+    };
+    const run = async (status: number, options: { paused?: boolean; startedAt?: Date } = {}) => {
       const asked: string[] = [];
       const verifier = new ProbeVerifier({
         check: async (target) => {
@@ -814,15 +821,33 @@ describe('observed latency', () => {
       });
       const h = harness({
         policies: [ENFORCE],
-        deployments: [web({ containers: [container('web', [['http', 8080]])] })],
-        probes: { verifier, podsOf: () => [pod] },
+        deployments: [
+          web({
+            containers: [container('web', [['http', 8080]])],
+            ...(options.paused ? { paused: true } : {}),
+          }),
+        ],
+        probes: { verifier, podsOf: () => [young(options.startedAt)] },
       });
-      await h.reconcile('shop/web');
+      const result = await h.reconcile('shop/web');
       const written = h.writes[0]?.spec?.template.spec.containers as
         | { readinessProbe?: unknown }[]
         | undefined;
-      return { asked, probe: written?.[0]?.readinessProbe };
+      return { asked, probe: written?.[0]?.readinessProbe, writes: h.writes.length, result };
     };
+
+    test('a write that waits anyway (paused) asks nothing', async () => {
+      const { asked, writes } = await run(200, { paused: true });
+      expect(asked).toEqual([]);
+      expect(writes).toBe(0);
+    });
+
+    test('pods that only just started: nothing asked, nothing written, back soon', async () => {
+      const { asked, writes, result } = await run(200, { startedAt: new Date() });
+      expect(asked).toEqual([]);
+      expect(writes).toBe(0);
+      expect(result).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+    });
 
     test('the app answers the path: the probe is written', async () => {
       const { asked, probe } = await run(200);

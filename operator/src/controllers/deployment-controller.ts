@@ -8,7 +8,6 @@ import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { Logger } from '../log.ts';
 import {
-  type PolicyRollouts,
   policyRollouts,
   type RolloutState,
   rolloutDecision,
@@ -27,7 +26,7 @@ import {
   readAppliedRecord,
   revertOperations,
 } from '../policy/ownership.ts';
-import type { ClusterFacts, ValidPolicy } from '../policy/types.ts';
+import type { ClusterFacts, ShutdownPlan, ValidPolicy } from '../policy/types.ts';
 import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
@@ -195,32 +194,68 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     ...(deps.probes ? { probes: deps.probes.verifier } : {}),
   };
   /**
-   * The plan, after checking on a running pod every new readiness probe it would write that
-   * has no verdict yet (Verify): a probe nothing answers is left out of the plan (ProbeUnverified).
+   * Whether the rollout budget, the breaker or the Deployment's own state hold a rollout back
+   * now: the requeue when they do (the key waits for a slot), undefined when it may start.
    */
-  const verifiedPlan = async (
+  const holdBack = (
+    key: string,
     deployment: V1Deployment,
     policy: ValidPolicy,
-    signal: AbortSignal,
+    state: RolloutState,
+    valid: ValidPolicy[],
     log: Logger,
   ) => {
-    const planned = planWorkload(deployment, policy, planDeps);
+    const rollouts = policyRollouts(
+      policyStates(policy, valid, view, tracker, now()),
+      tracker.active(policy.name, view.deployments),
+    );
+    const decision = rolloutDecision({ policy, key, state, rollouts });
+    if (decision.kind === 'Apply') return undefined;
+    tracker.wait(policy.name, key);
+    metrics.rolloutWaits.inc({ policy: policy.name, reason: decision.reason });
+    log.debug(
+      { policy: policy.name, reason: decision.reason, uid: deployment.metadata?.uid },
+      decision.message,
+    );
+    return { requeueAfterMs: deps.rolloutCheckMs };
+  };
+
+  /**
+   * Checks on a running pod every new readiness probe the plan would write that has no verdict
+   * yet (readinessProbe.verification Verify), then plans again: a probe nothing answers is then
+   * left out (ProbeUnverified). 'Pending' when the pods only just started: asked again soon.
+   * Joining a template rollout, young pods are all there is: they are asked as they are.
+   */
+  const verifyNewProbes = async (
+    deployment: V1Deployment,
+    policy: ValidPolicy,
+    plan: ShutdownPlan,
+    joining: boolean,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<'Checked' | 'Pending' | 'Nothing'> => {
     const probes = deps.probes;
-    if (!planned.ok || !probes || policy.spec.readinessProbe.verification !== 'Verify') return planned;
+    if (!probes || policy.spec.readinessProbe.verification !== 'Verify') return 'Nothing';
     const lookup = probes.verifier.lookup(deploymentUid(deployment));
-    const unknown = newProbes(deployment, planned.plan).filter(
+    const unknown = newProbes(deployment, plan).filter(
       (p) => lookup(p.container, p.path, p.port) === undefined,
     );
-    if (unknown.length === 0) return planned;
+    if (unknown.length === 0) return 'Nothing';
     const pods = probes.podsOf(deployment);
     let pending = false;
     for (const probe of unknown) {
-      const verdict = await probes.verifier.verify({ deployment, pods, ...probe, signal });
-      log.info({ policy: policy.name, container: probe.container, verdict }, 'readiness probe checked');
+      const verdict = await probes.verifier.verify({
+        deployment,
+        pods,
+        ...probe,
+        ...(joining ? { settleMs: 0 } : {}),
+        signal,
+      });
       if (verdict.state === 'Pending') pending = true;
+      const level = verdict.state === 'Pending' ? 'debug' : 'info';
+      log[level]({ policy: policy.name, container: probe.container, verdict }, 'readiness probe checked');
     }
-    // Pods that only just started: write nothing yet rather than a plan without the probe.
-    return pending ? 'Pending' : planWorkload(deployment, policy, planDeps);
+    return pending ? 'Pending' : 'Checked';
   };
 
   return async (key, signal, log) => {
@@ -281,8 +316,23 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       deps.requestEstimate?.();
       return;
     }
-    const planned = await verifiedPlan(deployment, policy, signal, log);
-    if (planned === 'Pending') return { requeueAfterMs: deps.rolloutCheckMs };
+    let planned = planWorkload(deployment, policy, planDeps);
+    if (planned.ok && !planned.diff.compliant) {
+      // A write would start a rollout: first whether it may now (no probe check for a write
+      // that waits anyway), then the check of any new probe, then the plan with its verdicts.
+      const waiting = holdBack(key, deployment, policy, state, valid, log);
+      if (waiting) return waiting;
+      const checked = await verifyNewProbes(
+        deployment,
+        policy,
+        planned.plan,
+        state.kind === 'RollingOut',
+        signal,
+        log,
+      );
+      if (checked === 'Pending') return { requeueAfterMs: deps.rolloutCheckMs };
+      if (checked === 'Checked') planned = planWorkload(deployment, policy, planDeps);
+    }
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
       events.record(
@@ -321,18 +371,10 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       return settledRequeue;
     }
 
-    // Changing the pod template restarts the pods: that is what the rollout budget limits.
-    const rollouts: PolicyRollouts = policyRollouts(
-      policyStates(policy, valid, view, tracker, now()),
-      tracker.active(policy.name, view.deployments),
-    );
-    const decision = rolloutDecision({ policy, key, state, rollouts });
-    if (decision.kind === 'Wait') {
-      tracker.wait(policy.name, key);
-      metrics.rolloutWaits.inc({ policy: policy.name, reason: decision.reason });
-      log.debug({ policy: policy.name, reason: decision.reason }, decision.message);
-      return { requeueAfterMs: deps.rolloutCheckMs };
-    }
+    // Changing the pod template restarts the pods: that is what the rollout budget limits. Asked
+    // again after the probe check: other workers may have taken the budget meanwhile.
+    const waiting = holdBack(key, deployment, policy, state, valid, log);
+    if (waiting) return waiting;
     tracker.reserve(key, policy.name, deployment.metadata?.uid);
     try {
       let base = deployment;
