@@ -354,7 +354,8 @@ describe('the breaker on the operator rollouts (real node)', () => {
     await waitFor('bystander ready', () => settled(ns.name, 'bystander'));
     const held = await waitFor('bystander reported as held by the breaker', async () => {
       const s = await policyStatus('breaker-test');
-      return workload(s, 'bystander')?.reason === 'BreakerOpen' ? s : undefined;
+      const held = workload(s, 'bystander')?.reason === 'BreakerOpen';
+      return held && workload(s, 'stall')?.reason === 'RolloutFailed' ? s : undefined;
     });
     expect(held.counts?.blockedByBreaker).toBe(2);
     expect(readAppliedRecord(await read(ns.name, 'bystander'))).toBeUndefined();
