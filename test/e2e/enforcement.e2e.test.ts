@@ -1,7 +1,3 @@
-// Enforcement that can never make things worse, against the real apiserver, kwok pods and the
-// real node: a budget broken Deployments cannot jam, probes verified before they are written, a
-// breaker on the operator's own rollouts, and no new ReplicaSet unless a value changes.
-import { join } from 'node:path';
 import {
   AppsV1Api,
   CoreV1Api,
@@ -17,51 +13,46 @@ import {
   EXCLUDE_ANNOTATION,
   READINESS_PATH_ANNOTATION,
 } from '../../operator/src/api/annotations.ts';
-import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
+import { GROUP, type GracefulShutdownPolicyStatus, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
 import { readAppliedRecord } from '../../operator/src/policy/ownership.ts';
-import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
-import {
-  installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
+import { readPolicyStatus } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
 import { demoServiceDeployment } from './real-pods.ts';
-import { adminKubeConfig, clusterInfo, kubectl, useNamespace, waitFor } from './support.ts';
+import {
+  adminKubeConfig,
+  kubectl,
+  readDeployment,
+  rolledOut,
+  startOperatorProcess,
+  useNamespace,
+  usePolicies,
+  waitFor,
+} from './support.ts';
 
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 const custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
 
 let operator: OperatorProcess;
-const createdPolicies: string[] = [];
+const policies = usePolicies();
+const applyPolicy = policies.apply;
+const policyStatus = (name: string) => readPolicyStatus(adminKubeConfig(), name);
 /** New ReplicaSets the operator caused, per Deployment, across this file (the closing note's figure). */
 const operatorReplicaSets = new Map<string, number>();
 
 beforeAll(async () => {
-  const info = clusterInfo();
-  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
-  const dir = join(info.workDir, 'logs');
-  const kubeconfig = await serviceAccountKubeconfig(
-    adminKubeConfig(),
-    OPERATOR_NAMESPACE,
-    OPERATOR_SERVICE_ACCOUNT,
-    dir,
-  );
-  operator = await OperatorProcess.start({
-    kubeconfig,
-    logPath: join(dir, 'operator-enforcement.log'),
-    args: ['--resync-ms', '2000', '--rollout-check-ms', '500', '--log-level', 'debug'],
-  });
-  await operator.waitReady();
+  operator = await startOperatorProcess('operator-enforcement.log', [
+    '--resync-ms',
+    '2000',
+    '--rollout-check-ms',
+    '500',
+    '--log-level',
+    'debug',
+  ]);
 });
 
 afterAll(async () => {
-  for (const name of createdPolicies)
-    await custom()
-      .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name })
-      .catch(() => {});
   const exit = await operator?.stop();
   expect(exit).toEqual({ code: 0, signal: null });
   console.log(
@@ -103,54 +94,15 @@ function kwokDeployment(
 
 const create = (body: V1Deployment) =>
   apps().createNamespacedDeployment({ namespace: body.metadata?.namespace ?? '', body });
-const read = (namespace: string, name: string) => apps().readNamespacedDeployment({ namespace, name });
-
-async function settled(namespace: string, name: string): Promise<V1Deployment | undefined> {
-  const d = await read(namespace, name);
-  return isRolling(d) ? undefined : d;
-}
+const read = readDeployment;
+const settled = rolledOut;
 
 async function replicaSetCount(namespace: string, name: string): Promise<number> {
   const list = await apps().listNamespacedReplicaSet({ namespace, labelSelector: `app=${name}` });
   return list.items.length;
 }
 
-async function applyPolicy(name: string, namespace: string, spec: Record<string, unknown>): Promise<void> {
-  const body = {
-    apiVersion: `${GROUP}/${VERSION}`,
-    kind: 'GracefulShutdownPolicy',
-    metadata: { name },
-    spec: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } }, ...spec },
-  };
-  const result = await kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(body) });
-  expect(result.stderr).toBe('');
-  if (!createdPolicies.includes(name)) createdPolicies.push(name);
-}
-
-interface Status {
-  conditions?: { type: string; status: string; reason: string; message: string }[];
-  counts?: {
-    matched: number;
-    compliant: number;
-    applied?: number;
-    waiting?: number;
-    waitingReasons?: { reason: string; count: number }[];
-    blockedByBreaker?: number;
-  };
-  workloads?: { name: string; verdict: string; reason: string; message?: string }[];
-}
-
-async function policyStatus(name: string): Promise<Status> {
-  const policy = (await custom().getClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    name,
-  })) as {
-    status?: Status;
-  };
-  return policy.status ?? {};
-}
+type Status = GracefulShutdownPolicyStatus;
 
 const workload = (status: Status, name: string) => status.workloads?.find((w) => w.name === name);
 const condition = (status: Status, type: string) => status.conditions?.find((c) => c.type === type);

@@ -1,17 +1,8 @@
-// Shared by the observed-latency e2e tests: a demo-service Deployment on the real node whose
-// request latency the test sets through a closed-loop load, and readers of what the operator did.
-import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
-import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
-import {
-  installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-  readPolicyStatus,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
+import { readPolicyStatus } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
 import { demoServiceDeployment } from './real-pods.ts';
-import { adminKubeConfig, clusterInfo, waitFor } from './support.ts';
+import { adminKubeConfig, startOperatorProcess, waitFor } from './support.ts';
 
 export const PRESTOP = 2;
 export const OVERHEAD = 2;
@@ -41,32 +32,18 @@ export function latencyPolicySpec(namespace: string, observedLatency: Record<str
 }
 
 /** The operator as a process under its ServiceAccount, refreshing latency every 2 s. */
-export async function startLatencyOperator(logName: string, args: string[] = []): Promise<OperatorProcess> {
-  const info = clusterInfo();
-  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
-  const dir = join(info.workDir, 'logs');
-  const operator = await OperatorProcess.start({
-    kubeconfig: await serviceAccountKubeconfig(
-      adminKubeConfig(),
-      OPERATOR_NAMESPACE,
-      OPERATOR_SERVICE_ACCOUNT,
-      dir,
-    ),
-    logPath: join(dir, logName),
-    args: [
-      ...args,
-      '--latency-refresh-ms',
-      String(REFRESH_MS),
-      '--latency-timeout-ms',
-      '1000',
-      '--resync-ms',
-      '2000',
-      '--rollout-check-ms',
-      '500',
-    ],
-  });
-  await operator.waitReady();
-  return operator;
+export function startLatencyOperator(logName: string, args: string[] = []): Promise<OperatorProcess> {
+  return startOperatorProcess(logName, [
+    ...args,
+    '--latency-refresh-ms',
+    String(REFRESH_MS),
+    '--latency-timeout-ms',
+    '1000',
+    '--resync-ms',
+    '2000',
+    '--rollout-check-ms',
+    '500',
+  ]);
 }
 
 /** demo-service Deployments and a Service for the first; resolves with that Service's URL once it answers. */

@@ -1,72 +1,47 @@
-// The operator as a separate process, under its shipped ClusterRole (a ServiceAccount token, not
-// system:masters), enforcing and auditing policies on real Deployments that really roll out.
-import { join } from 'node:path';
-import {
-  AppsV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  type V1Container,
-  type V1Deployment,
-  Watch,
-} from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, type V1Container, type V1Deployment, Watch } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   APPLIED_ANNOTATION,
   EXCLUDE_ANNOTATION,
   READINESS_PORT_ANNOTATION,
 } from '../../operator/src/api/annotations.ts';
-import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
-import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
-import {
-  installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
+import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, readPolicyStatus } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
 import {
   adminKubeConfig,
   auditedDeploymentWrites,
-  clusterInfo,
   kubectl,
+  readDeployment,
+  rolledOut,
+  startOperatorProcess,
   useNamespace,
+  usePolicies,
   waitFor,
 } from './support.ts';
 
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
-const custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
 const RESYNC_MS = 2_000;
 const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`;
 
 let operator: OperatorProcess;
-const createdPolicies: string[] = [];
+const policies = usePolicies();
+const applyPolicy = policies.apply;
+const policyStatus = (name: string) => readPolicyStatus(adminKubeConfig(), name);
 
 beforeAll(async () => {
-  const info = clusterInfo();
-  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
-  // Beside the control plane's logs: kept when the run fails, removed with the cluster otherwise.
-  const dir = join(info.workDir, 'logs');
-  const kubeconfig = await serviceAccountKubeconfig(
-    adminKubeConfig(),
-    OPERATOR_NAMESPACE,
-    OPERATOR_SERVICE_ACCOUNT,
-    dir,
-  );
-  operator = await OperatorProcess.start({
-    kubeconfig,
-    logPath: join(dir, 'operator.log'),
-    args: ['--resync-ms', String(RESYNC_MS), '--rollout-check-ms', '500', '--log-level', 'debug'],
-  });
-  await operator.waitReady();
+  operator = await startOperatorProcess('operator.log', [
+    '--resync-ms',
+    String(RESYNC_MS),
+    '--rollout-check-ms',
+    '500',
+    '--log-level',
+    'debug',
+  ]);
 });
 
 afterAll(async () => {
-  for (const name of createdPolicies) {
-    await custom()
-      .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name })
-      .catch(() => {});
-  }
   const exit = await operator?.stop();
   // Graceful shutdown on SIGTERM: finish in-flight work, release the lease, exit 0.
   expect(exit).toEqual({ code: 0, signal: null });
@@ -104,52 +79,6 @@ async function createDeployment(
       },
     },
   });
-}
-
-const readDeployment = (namespace: string, name: string) =>
-  apps().readNamespacedDeployment({ namespace, name });
-
-async function rolledOut(namespace: string, name: string): Promise<V1Deployment | undefined> {
-  const d = await readDeployment(namespace, name);
-  return isRolling(d) ? undefined : d;
-}
-
-/** A policy scoped to one namespace (policies are cluster-scoped; tests must not meet). */
-async function applyPolicy(name: string, namespace: string, spec: Record<string, unknown>): Promise<void> {
-  const body = {
-    apiVersion: `${GROUP}/${VERSION}`,
-    kind: 'GracefulShutdownPolicy',
-    metadata: { name },
-    spec: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } }, ...spec },
-  };
-  const result = await kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(body) });
-  expect(result.stderr).toBe('');
-  if (!createdPolicies.includes(name)) createdPolicies.push(name);
-}
-
-interface PolicyStatusView {
-  observedGeneration?: number;
-  conditions?: { type: string; status: string; reason: string; message: string }[];
-  counts?: { matched: number; compliant: number; nonCompliant: number; exempt: number };
-  workloads?: {
-    namespace: string;
-    name: string;
-    verdict: string;
-    reason: string;
-    recommended?: Record<string, unknown>;
-  }[];
-}
-
-async function policyStatus(name: string): Promise<PolicyStatusView | undefined> {
-  const policy = (await custom().getClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: PLURAL,
-    name,
-  })) as {
-    status?: PolicyStatusView;
-  };
-  return policy.status;
 }
 
 function webContainer(d: V1Deployment): V1Container | undefined {

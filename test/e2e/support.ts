@@ -2,8 +2,25 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { CoreV1Api, KubeConfig, type V1Toleration } from '@kubernetes/client-node';
+import { join } from 'node:path';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  KubeConfig,
+  type V1Deployment,
+  type V1Toleration,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
+import { API_VERSION, KIND } from '../../operator/src/api/policy.ts';
+import { isRolling } from '../../operator/src/policy/budget.ts';
+import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
+import {
+  deletePolicy,
+  installOperatorPrerequisites,
+  OPERATOR_NAMESPACE,
+  OPERATOR_SERVICE_ACCOUNT,
+} from '../operator/install.ts';
+import { OperatorProcess } from '../operator/operator-process.ts';
 
 export interface ClusterInfo {
   kubeconfig: string;
@@ -88,6 +105,66 @@ export function useNamespace(prefix: string): { readonly name: string } {
 }
 
 export { waitFor } from '../cluster/wait.ts';
+
+/**
+ * The operator as a separate process under its shipped ClusterRole (a ServiceAccount token, not
+ * system:masters), its log beside the control plane's (kept when the run fails), ready.
+ */
+export async function startOperatorProcess(logName: string, args: string[]): Promise<OperatorProcess> {
+  const info = clusterInfo();
+  await installOperatorPrerequisites(info.kubectl, info.kubeconfig);
+  const dir = join(info.workDir, 'logs');
+  const operator = await OperatorProcess.start({
+    kubeconfig: await serviceAccountKubeconfig(
+      adminKubeConfig(),
+      OPERATOR_NAMESPACE,
+      OPERATOR_SERVICE_ACCOUNT,
+      dir,
+    ),
+    logPath: join(dir, logName),
+    args,
+  });
+  await operator.waitReady();
+  return operator;
+}
+
+/** The Deployment as the apiserver has it now. */
+export function readDeployment(namespace: string, name: string): Promise<V1Deployment> {
+  return adminKubeConfig().makeApiClient(AppsV1Api).readNamespacedDeployment({ namespace, name });
+}
+
+/** The Deployment once no rollout is in progress (for waitFor), else undefined. */
+export async function rolledOut(namespace: string, name: string): Promise<V1Deployment | undefined> {
+  const deployment = await readDeployment(namespace, name);
+  return isRolling(deployment) ? undefined : deployment;
+}
+
+/**
+ * Policies server-side applied by this file, each scoped to one namespace (policies are
+ * cluster-scoped: tests must not meet), deleted after the file's tests.
+ */
+export function usePolicies(): {
+  apply(name: string, namespace: string, spec: Record<string, unknown>): Promise<void>;
+} {
+  const created = new Set<string>();
+  afterAll(async () => {
+    for (const name of created) await deletePolicy(adminKubeConfig(), name);
+  });
+  return {
+    async apply(name, namespace, spec) {
+      const body = {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        metadata: { name },
+        spec: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } }, ...spec },
+      };
+      created.add(name);
+      const result = await kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(body) });
+      if (result.code !== 0 || result.stderr !== '')
+        throw new Error(`kubectl apply of policy ${name}: ${result.stderr}`);
+    },
+  };
+}
 
 /**
  * Deployment writes (create/update/patch/delete) the apiserver's audit log recorded, by user

@@ -115,6 +115,14 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     return updated;
   };
 
+  /** A JSON Patch of the Deployment (what server-side apply cannot express). */
+  const patch = (deployment: V1Deployment, operations: object[], signal: AbortSignal) => {
+    // Leadership lost or stopping: another replica may be writing now.
+    signal.throwIfAborted();
+    const { namespace = '', name = '' } = deployment.metadata ?? {};
+    return writer.patch(namespace, name, operations, signal);
+  };
+
   /**
    * A rollout the operator started does not progress: record the failure (it holds the policy's
    * breaker open) and, with onFailure Revert, write back the values the Deployment had before.
@@ -165,13 +173,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     const operations = revertOperations(deployment, record.rollout?.previous ?? {});
     let reverted = deployment;
     if (operations.length > 0) {
-      signal.throwIfAborted();
-      reverted = await writer.patch(
-        deployment.metadata?.namespace ?? '',
-        deployment.metadata?.name ?? '',
-        operations,
-        signal,
-      );
+      reverted = await patch(deployment, operations, signal);
       metrics.deploymentWrites.inc({ policy: record.policy, operation: 'revert' });
     }
     const failure = record.failure ? { ...record.failure, template: templateHash(reverted) } : undefined;
@@ -380,13 +382,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       let base = deployment;
       const replacements = handlerReplacements(deployment, plan);
       if (replacements.length > 0) {
-        signal.throwIfAborted();
-        base = await writer.patch(
-          deployment.metadata?.namespace ?? '',
-          deployment.metadata?.name ?? '',
-          replacements,
-          signal,
-        );
+        base = await patch(deployment, replacements, signal);
         metrics.deploymentWrites.inc({ policy: policy.name, operation: 'replace' });
       }
       // The record names the generation this rollout produces: every write bumps it by one
