@@ -274,6 +274,11 @@ describe('the breaker on the operator rollouts (real node)', () => {
       },
       { timeoutMs: 90_000 },
     );
+    const wide = await kubectl(['get', 'gsp', 'breaker-test', '-o', 'wide']);
+    const [header, row] = wide.stdout.trim().split('\n');
+    const column = header?.split(/\s+/).indexOf('BREAKER') ?? -1;
+    expect(column).toBeGreaterThan(0);
+    expect(row?.split(/\s+/)[column]).toBe('True');
     expect(condition(status, 'RolloutBreakerOpen')?.message).toMatch(
       /breaker\S*\/stall: .*rollout the operator started/,
     );
@@ -312,6 +317,71 @@ describe('the breaker on the operator rollouts (real node)', () => {
     expect(held.counts?.blockedByBreaker).toBe(2);
     expect(readAppliedRecord(await read(ns.name, 'bystander'))).toBeUndefined();
     expect(await replicaSetCount(ns.name, 'bystander')).toBe(1);
+  });
+});
+
+describe('the breaker with onFailure Pause (real node)', () => {
+  const ns = useNamespace('pause');
+
+  test('a stalled rollout: the breaker opens, the Deployment is left as it is, the failure recorded', async () => {
+    const stall = demoServiceDeployment(ns.name, 'stall');
+    stall.metadata = { ...stall.metadata, annotations: { [READINESS_PATH_ANNOTATION]: '/nope' } };
+    await create(stall);
+    await waitFor('stall ready', () => settled(ns.name, 'stall'));
+    await applyPolicy('pause-test', ns.name, {
+      mode: 'Enforce',
+      readinessProbe: { verification: 'Trust' },
+      rollout: { maxConcurrent: 1, progressDeadlineSeconds: 15, onFailure: 'Pause' },
+    });
+    const failed = await waitFor(
+      'the failure recorded',
+      async () => {
+        const d = await read(ns.name, 'stall');
+        return readAppliedRecord(d)?.failure ? d : undefined;
+      },
+      { timeoutMs: 90_000 },
+    );
+    expect(readAppliedRecord(failed)?.failure).toMatchObject({
+      reason: 'RolloutTimedOut',
+      template: expect.any(String),
+    });
+    // Paused, not reverted: the operator's probe stays, and so does the stalled rollout.
+    expect(failed.spec?.template.spec?.containers[0]?.readinessProbe?.httpGet?.path).toBe('/nope');
+    const status = await waitFor('breaker open', async () => {
+      const s = await policyStatus('pause-test');
+      return condition(s, 'RolloutBreakerOpen')?.status === 'True' ? s : undefined;
+    });
+    expect(workload(status, 'stall')?.reason).toBe('RolloutFailed');
+    const events = (
+      await core().listNamespacedEvent({ namespace: ns.name, fieldSelector: 'involvedObject.name=stall' })
+    ).items;
+    expect(events.map((e) => e.reason)).toContain('RolloutFailed');
+    expect(events.map((e) => e.reason)).not.toContain('RolloutReverted');
+    operatorReplicaSets.set(`${ns.name}/stall`, (await replicaSetCount(ns.name, 'stall')) - 1);
+  });
+});
+
+describe('known sidecars', () => {
+  const ns = useNamespace('sidecars');
+
+  test('an Istio proxy first in the pod gets nothing; the app container gets the probe on its own port', async () => {
+    const meshed = kwokDeployment(ns.name, 'meshed');
+    const podSpec = meshed.spec?.template.spec;
+    if (!podSpec) throw new Error('no pod spec');
+    podSpec.containers = [
+      { name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.24.0', ports: [{ containerPort: 15090 }] },
+      { name: 'app', image: 'registry.example/app:1', ports: [{ containerPort: 8080 }] },
+    ];
+    await create(meshed);
+    await waitFor('meshed ready', () => settled(ns.name, 'meshed'));
+    await applyPolicy('sidecars-test', ns.name, { mode: 'Enforce' });
+    const done = await waitFor('meshed enforced', () => enforced(ns.name, 'meshed', 'sidecars-test'));
+    const [proxy, app] = done.spec?.template.spec?.containers ?? [];
+    expect(proxy?.readinessProbe).toBeUndefined();
+    expect(proxy?.lifecycle).toBeUndefined();
+    expect(app?.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 8080 });
+    expect(app?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+    operatorReplicaSets.set(`${ns.name}/meshed`, (await replicaSetCount(ns.name, 'meshed')) - 1);
   });
 });
 

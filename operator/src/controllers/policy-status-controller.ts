@@ -150,8 +150,9 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       const rollouts = policyRollouts(new Map(governed.map((g) => [deploymentKey(g.deployment), g.state])));
       for (const { deployment, planned, state, managed } of governed) {
         const { estimate } = planned;
+        const failed = state.kind === 'Failed' || state.kind === 'OwnRolloutFailed';
         const decision =
-          enforce && !planned.diff.compliant
+          enforce && (!planned.diff.compliant || failed)
             ? rolloutDecision({ policy, key: deploymentKey(deployment), state, rollouts })
             : undefined;
         workloads.push(

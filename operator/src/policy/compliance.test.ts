@@ -73,6 +73,25 @@ const compliantContainer = container('web', [8080], {
 });
 
 describe('workloadVerdict', () => {
+  test('settings written but the rollout that carried them failed (onFailure Pause): NonCompliant RolloutFailed', () => {
+    const verdict = planned(
+      { grace: 30, containers: [compliantContainer] },
+      {
+        mode: 'Enforce',
+        decision: {
+          kind: 'Wait',
+          reason: 'RolloutFailed',
+          message: 'the rollout the operator started did not progress',
+        },
+      },
+    );
+    expect(verdict).toMatchObject({
+      verdict: 'NonCompliant',
+      reason: 'RolloutFailed',
+      message: expect.stringContaining('did not progress'),
+    });
+  });
+
   test('a probe kept out because the app does not answer it: NonCompliant ProbeUnverified, even with every written field right', () => {
     const p = policy('p', { mode: 'Enforce' });
     const d = deployment({

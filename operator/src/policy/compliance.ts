@@ -233,6 +233,17 @@ function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): Work
   const notes = plan.notes.map((n) => n.message);
   // The probe the policy wants is kept out because the app does not answer it: a gap to fix
   // (serve the path, or name another with gracefulshutdown.dev/readiness-path), not compliance.
+  // A rollout of the operator's that failed (onFailure Pause keeps its values): the settings
+  // are written, yet no pod runs with them.
+  const failed =
+    input.mode === 'Enforce' && input.decision?.kind === 'Wait' && input.decision.reason === 'RolloutFailed';
+  if (diff.compliant && failed && input.decision?.kind === 'Wait')
+    return {
+      ...common,
+      verdict: 'NonCompliant',
+      reason: 'RolloutFailed',
+      message: truncate([input.decision.message, plan.graceExplanation, plan.drain.message].join('; ')),
+    };
   const unverified = plan.notes.find((n) => n.reason === 'ProbeUnverified');
   if (diff.compliant && unverified)
     return {
