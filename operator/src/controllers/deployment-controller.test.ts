@@ -722,6 +722,37 @@ describe('observed latency', () => {
     const policy = (onFailure: 'Pause' | 'Revert') =>
       policyObject('p', { mode: 'Enforce', rollout: { progressDeadlineSeconds: 60, onFailure } });
 
+    test("the operator's rollout done, the user's image change a day later stalls: not the operator's, nothing reverted", async () => {
+      let clock = NOW;
+      const h = harness({
+        policies: [policy('Revert')],
+        deployments: [web({ containers: [container('web', [['http', 8080]])] })],
+        now: () => clock,
+        serverSideApply: true,
+      });
+      await h.reconcile('shop/web');
+      expect(h.writes).toHaveLength(1);
+      await h.reconcile('shop/web'); // the cache shows it done (afterApply observes the generation)
+      const applied = h.deployments.get('shop/web') as V1Deployment;
+      const userChange = structuredClone(applied);
+      const containers = userChange.spec?.template?.spec?.containers ?? [];
+      if (containers[0]) containers[0].image = 'example/web:2';
+      userChange.metadata = { ...userChange.metadata, generation: (applied.metadata?.generation ?? 0) + 1 };
+      userChange.status = {
+        observedGeneration: userChange.metadata.generation,
+        replicas: 3,
+        updatedReplicas: 1,
+        readyReplicas: 2,
+        availableReplicas: 2,
+      };
+      h.deployments.put(userChange);
+      clock += 86_400_000;
+      await h.reconcile('shop/web');
+      expect(h.writes).toHaveLength(1);
+      expect(h.patches).toEqual([]);
+      expect(h.events.map((e) => e.reason)).toEqual(['ShutdownSettingsApplied']);
+    });
+
     test('an unhealthy Deployment is not patched and takes no slot', async () => {
       const broken = deployment({
         name: 'api',

@@ -89,7 +89,7 @@ function policyStates(
       states.set(
         deploymentKey(deployment),
         rolloutState(deployment, readAppliedRecord(deployment), policy, now, {
-          startedHere: tracker.has(deploymentKey(deployment)),
+          startedHere: tracker.startedHere(deploymentKey(deployment), deployment),
         }),
       );
   }
@@ -150,6 +150,8 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       },
     };
     await apply(key, signal, keepConfiguration(deployment, owned, failed));
+    // The rollout is over (failed): it holds no slot and is no longer this replica's to watch.
+    tracker.release(key);
     metrics.rolloutFailures.inc({ policy: policy.name, action: policy.spec.rollout.onFailure });
     events.record(
       reference(deployment),
@@ -303,7 +305,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     if (policy.spec.mode !== 'Enforce') return;
 
     const state = rolloutState(deployment, record, policy, now(), {
-      startedHere: tracker.has(key),
+      startedHere: tracker.startedHere(key, deployment),
       templateChanged: tracker.templateChanged(key, deployment),
     });
     if (state.kind === 'OwnRolloutFailed' && record)
@@ -359,6 +361,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     const kept: AppliedRecord = {
       ...nextRecord,
       ...(record?.policy === policy.name && record.rollout ? { rollout: record.rollout } : {}),
+      ...(record?.policy === policy.name && record.failure ? { failure: record.failure } : {}),
     };
     const ownedBefore = planned.record;
     if (compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, nextRecord))

@@ -24,11 +24,23 @@ describe('RolloutTracker.active', () => {
     expect([...new RolloutTracker().active('p', cache(rolling))]).toEqual([]);
   });
 
-  test('has: reserved and not seen done', () => {
+  test('startedHere: reserved and not complete; a completed rollout (or another object) is dropped', () => {
     const tracker = new RolloutTracker();
-    tracker.reserve('shop/a', 'p');
-    expect(tracker.has('shop/a')).toBe(true);
-    expect(tracker.has('shop/b')).toBe(false);
+    const rolling = deployment({ name: 'a', generation: 2, status: { ...steady(2, 2), updatedReplicas: 1 } });
+    tracker.reserve('shop/a', 'p', rolling.metadata?.uid);
+    tracker.written('shop/a', 2);
+    expect(tracker.startedHere('shop/a', rolling)).toBe(true);
+    expect(tracker.startedHere('shop/b', rolling)).toBe(false);
+    // Completed, then a pod lost later: the reservation is gone, the trouble is not a rollout.
+    const done = deployment({ name: 'a', generation: 2, status: steady(2, 2) });
+    expect(tracker.startedHere('shop/a', done)).toBe(false);
+    const degraded = deployment({
+      name: 'a',
+      generation: 2,
+      status: { ...steady(2, 2), availableReplicas: 1 },
+    });
+    expect(tracker.startedHere('shop/a', degraded)).toBe(false);
+    expect(tracker.reservedCount).toBe(0);
   });
 });
 

@@ -4,7 +4,7 @@
 // reservations two workers could both see room in the budget and both start a rollout), and a
 // scale during the rollout moves the generation past the one recorded.
 import type { V1Deployment } from '@kubernetes/client-node';
-import { isRolling, templateHash } from '../policy/budget.ts';
+import { isRolling, rolloutCompleted, templateHash } from '../policy/budget.ts';
 
 export class RolloutTracker {
   /**
@@ -45,18 +45,28 @@ export class RolloutTracker {
       const found = deployments.get(key);
       const current = found?.metadata?.uid === reservation.uid ? found : undefined;
       const writing = reservation.generation === Number.POSITIVE_INFINITY;
-      const done = current
-        ? (current.status?.observedGeneration ?? 0) >= reservation.generation && !isRolling(current)
-        : !writing;
+      const done = current ? rolloutCompleted(current, reservation.generation) : !writing;
       if (done) this.#reserved.delete(key);
       else keys.add(key);
     }
     return keys;
   }
 
-  /** This replica started the Deployment's rollout and has not seen it complete. */
-  has(key: string): boolean {
-    return this.#reserved.has(key);
+  /**
+   * This replica started the Deployment's rollout and it has not completed. A completed one (or
+   * a reservation of another object under this name) is dropped here, so an old reservation
+   * never makes a later rollout of the user's look like the operator's.
+   */
+  startedHere(key: string, deployment: V1Deployment): boolean {
+    const reservation = this.#reserved.get(key);
+    if (!reservation) return false;
+    const writing = reservation.generation === Number.POSITIVE_INFINITY;
+    const other = reservation.uid !== deployment.metadata?.uid;
+    if (other || (!writing && rolloutCompleted(deployment, reservation.generation))) {
+      this.#reserved.delete(key);
+      return false;
+    }
+    return true;
   }
 
   reserve(key: string, policy: string, uid?: string): void {

@@ -111,6 +111,38 @@ describe('rolloutState', () => {
     });
   });
 
+  test('ours and completed (NewReplicaSetAvailable), a pod lost days later: Unhealthy, never a failed rollout', () => {
+    const d = deployment({
+      generation: 2,
+      status: { ...steady(2, 2), availableReplicas: 1, readyReplicas: 1 },
+    });
+    d.status = {
+      ...d.status,
+      conditions: [
+        { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: 'done' },
+      ],
+    };
+    const old = rolloutRecord(2, NOW - 86_400_000);
+    expect(rolloutState(d, old, P, NOW).kind).toBe('Unhealthy');
+    expect(rolloutState(d, old, P, NOW, { startedHere: true }).kind).toBe('Unhealthy');
+  });
+
+  test('a failure that no longer holds (policy changed) on the template it failed with: a new write may replace it', () => {
+    const d = deployment({ generation: 3, status: { ...steady(2, 3), updatedReplicas: 1, replicas: 3 } });
+    const failed = {
+      ...rolloutRecord(2),
+      failure: {
+        policyGeneration: 1,
+        reason: 'RolloutTimedOut',
+        message: 'stuck',
+        at: '',
+        template: templateHash(d),
+      },
+    };
+    expect(rolloutState(d, failed, P, NOW).kind).toBe('Failed');
+    expect(rolloutState(d, failed, policy('p', { mode: 'Enforce' }, 2), NOW).kind).toBe('Settled');
+  });
+
   test('ours, and the Deployment controller says ProgressDeadlineExceeded: failed at once', () => {
     const d = deployment(ownRolling);
     d.status = {

@@ -102,6 +102,16 @@ function unavailableMessage(deployment: V1Deployment): string {
   return `${replicas - available} of ${replicas} replicas unavailable${detail}`;
 }
 
+/**
+ * The rollout that produced `generation` has completed: the Deployment controller has observed
+ * it and reports its new ReplicaSet available (Progressing, reason NewReplicaSetAvailable, kept
+ * until another template starts rolling), or no rollout is in progress at all.
+ */
+export function rolloutCompleted(deployment: V1Deployment, generation: number): boolean {
+  if ((deployment.status?.observedGeneration ?? 0) < generation) return false;
+  return progressing(deployment)?.reason === 'NewReplicaSetAvailable' || !isRolling(deployment);
+}
+
 /** The failure a record carries that still holds: same policy generation, template unchanged. */
 export function standingFailure(
   deployment: V1Deployment,
@@ -133,11 +143,17 @@ export function rolloutState(
   const failure = standingFailure(deployment, record, policy);
   if (failure) return { kind: 'Failed', message: failure.message };
   if (isPaused(deployment)) return { kind: 'Paused' };
+  // A failure that no longer holds (the policy changed) on the template it failed with: the
+  // stuck rollout is superseded, a new write (within the budget) may replace it.
+  if (record?.failure?.template !== undefined && record.failure.template === templateHash(deployment))
+    return { kind: 'Settled' };
   const own = record?.policy === policy.name ? record.rollout : undefined;
   // The record names the generation the operator's write produced; a scale since moves it on,
-  // which only the replica that wrote it knows.
+  // which only the replica that wrote it knows. Done once the Deployment controller reports its
+  // ReplicaSet available: pods lost later are the Deployment's trouble, not a rollout's.
   const ours =
     own !== undefined &&
+    !rolloutCompleted(deployment, own.generation) &&
     (own.generation === deployment.metadata?.generation ||
       (startedHere && own.generation <= (deployment.metadata?.generation ?? 0)));
   if (ours && isRolling(deployment)) {
