@@ -137,6 +137,11 @@ export class LeaderElector {
     return this.#leading && this.#now() - this.#lastRenewAt < this.#renewDeadlineMs;
   }
 
+  /** In the leading phase (acquired, not lost), however long ago the last renew was. */
+  isLeading(): boolean {
+    return this.#leading;
+  }
+
   /** The holder last observed, undefined before the first read or when free. */
   leader(): string | undefined {
     const holder = this.#observed?.record.holderIdentity;
@@ -184,14 +189,13 @@ export class LeaderElector {
   /** Renews every retry period; returns when the signal aborts or a renew missed its deadline. */
   async #renew(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      // From the last renew, not from now: a process frozen meanwhile has no time left but one
-      // attempt, which succeeds only if nobody touched the lease since (an update checks its
-      // resourceVersion). Meanwhile isLeader() is false, so no write goes out.
-      const deadline = this.#lastRenewAt + this.#renewDeadlineMs;
+      // Each round has the whole renew deadline, as in client-go, so a process that was frozen or
+      // starved keeps trying: a renew succeeds only if nobody touched the lease meanwhile (the
+      // update checks its resourceVersion). Until one does, isLeader() is false: no write goes out.
+      const deadline = this.#now() + this.#renewDeadlineMs;
       let renewed = false;
-      for (let first = true; !signal.aborted; first = false) {
-        const left = deadline - this.#now();
-        renewed = await this.#attempt(first ? Math.max(left, this.#retryPeriodMs) : left);
+      while (!signal.aborted) {
+        renewed = await this.#attempt(deadline - this.#now());
         if (renewed || this.#now() + this.#retryPeriodMs >= deadline) break;
         await sleep(this.#retryPeriodMs, signal);
       }

@@ -368,3 +368,31 @@ describe('Manager', () => {
     expect(await status(`${mgr.probeServer?.url}/healthz`)).toBe(200);
   });
 });
+
+describe('leadership and an event loop that stalled', () => {
+  it('caches synced after a stall past the renew deadline: the leader still starts its controllers', async () => {
+    const store = new InMemoryLeaseStore();
+    const source = new FakeSource('pods');
+    let offset = 0;
+    const leader = recordingRunnable('refresher');
+    const mgr = manager({
+      leaderElection: {
+        client: new InMemoryLeaseClient(store),
+        identity: 'a',
+        ...fastElection,
+        now: () => Date.now() + offset,
+      },
+    })
+      .addSource(source)
+      .addRunnable(leader.runnable);
+    await mgr.start();
+    await until(() => mgr.isLeader(), 'a leads');
+    // The event loop was blocked (a huge initial list) for longer than the renew deadline.
+    offset += 450;
+    source.sync();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(mgr.isLeader()).toBe(true); // renewed since
+    expect(mgr.controllersRunning()).toBe(true);
+    await mgr.stop();
+  });
+});

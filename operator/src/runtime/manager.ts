@@ -171,10 +171,13 @@ export class Manager {
     return this;
   }
 
+  /**
+   * Whether this replica may write now (fencing): holding the lease, its last renew within the
+   * renew deadline. Without leader election, from start on (in-flight work finishes its writes
+   * while stopping).
+   */
   isLeader(): boolean {
-    return this.#elector === undefined
-      ? this.#started && !this.#stopping.signal.aborted
-      : this.#elector.isLeader();
+    return this.#elector === undefined ? this.#started : this.#elector.isLeader();
   }
 
   /** True once the controllers' workers run (leading and synced). */
@@ -271,7 +274,9 @@ export class Manager {
     this.#log.info('Waiting for caches to sync');
     const synced = await Promise.all(this.#sources.map((source) => source.waitForSync(signal)));
     if (signal.aborted || this.#leadershipLost || synced.includes(false)) return;
-    if (this.#elector !== undefined && !this.#elector.isLeader()) return;
+    // Not isLeader(): a sync that stalled the event loop past the renew deadline would leave a
+    // replica holding the lease with no controller running.
+    if (this.#elector !== undefined && !this.#elector.isLeading()) return;
     this.#log.info(
       { controllers: this.#controllers.map((controller) => controller.name) },
       'Starting controllers',
