@@ -32,7 +32,7 @@ import { createLogger } from './log.ts';
 import { isRolling } from './policy/budget.ts';
 import { clusterFacts } from './policy/desired.ts';
 import { labelSelectorMatches } from './policy/match.ts';
-import { ProbeVerifier } from './probes/verifier.ts';
+import { ownedByDeployment, ProbeVerifier } from './probes/verifier.ts';
 import { Controller } from './runtime/controller.ts';
 import { fenced } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
@@ -128,7 +128,8 @@ async function main(): Promise<void> {
               (p) =>
                 p.metadata?.namespace === deployment.metadata?.namespace &&
                 selector !== undefined &&
-                labelSelectorMatches(selector as LabelSelector, p.metadata?.labels),
+                labelSelectorMatches(selector as LabelSelector, p.metadata?.labels) &&
+                ownedByDeployment(p, deployment),
             );
         },
       },

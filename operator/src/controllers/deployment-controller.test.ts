@@ -765,7 +765,8 @@ describe('observed latency', () => {
         },
       });
       const h = harness({ policies: [ENFORCE], deployments: [broken, web()] });
-      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      // Woken by its own recovery (an update event); the resync is the safety net.
+      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: RESYNC_MS });
       expect(await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'Unhealthy' })).toBe(1);
       await h.reconcile('shop/web');
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);

@@ -221,7 +221,12 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       { policy: policy.name, reason: decision.reason, uid: deployment.metadata?.uid },
       decision.message,
     );
-    return { requeueAfterMs: deps.rolloutCheckMs };
+    // A wait that ends with the Deployment's own change (resumed, healthy again, a new template,
+    // its failure fixed) is woken by that change's event; the resync is only a safety net.
+    const ownChangeEndsIt = ['Paused', 'Unhealthy', 'WaitingForNextRollout', 'RolloutFailed'].includes(
+      decision.reason,
+    );
+    return { requeueAfterMs: ownChangeEndsIt ? deps.resyncMs : deps.rolloutCheckMs };
   };
 
   /**

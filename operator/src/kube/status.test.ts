@@ -31,7 +31,24 @@ describe('PolicyStatusWriter', () => {
       })
       .reply(200, { metadata: { name: 'web', resourceVersion: '8' } }, jsonHeaders);
     await writer.write('web', status, { resourceVersion: '7', signal: new AbortController().signal });
-    expect(sent).toEqual({ metadata: { resourceVersion: '7' }, status: { workloads: null, ...status } });
+    expect(sent).toEqual({
+      metadata: { resourceVersion: '7' },
+      status: {
+        workloads: null,
+        observedGeneration: 3,
+        // Enforce-only counts not reported (Audit now) are cleared, not left from before.
+        counts: {
+          matched: 1,
+          compliant: 1,
+          nonCompliant: 0,
+          exempt: 0,
+          applied: null,
+          waiting: null,
+          waitingReasons: null,
+          blockedByBreaker: null,
+        },
+      },
+    });
   });
 
   it('refuses to write without a resourceVersion (the write would be unconditional)', async () => {

@@ -21,12 +21,25 @@ export interface PolicyStatusWriter {
   write(name: string, status: GracefulShutdownPolicyStatus, options: StatusWriteOptions): Promise<void>;
 }
 
+/**
+ * The status as a merge patch that replaces the stored one: a merge patch keeps keys it does not
+ * name, so what is no longer reported is named with null (the workload list; the Enforce-only
+ * counts after a switch to Audit or an invalid spec). Lists are replaced whole anyway.
+ */
+function replacing(status: GracefulShutdownPolicyStatus): object {
+  const enforcementCounts = { applied: null, waiting: null, waitingReasons: null, blockedByBreaker: null };
+  return {
+    workloads: null,
+    ...status,
+    ...(status.counts ? { counts: { ...enforcementCounts, ...status.counts } } : {}),
+  };
+}
+
 export function createPolicyStatusWriter(custom: CustomObjectsApi): PolicyStatusWriter {
   return {
     async write(name, status, { resourceVersion, signal }) {
       if (!resourceVersion) throw new Error(`writing status of policy ${name}: no resourceVersion to send`);
-      // Lists are replaced whole by a merge patch; null clears what is no longer reported.
-      const body = { metadata: { resourceVersion }, status: { workloads: null, ...status } };
+      const body = { metadata: { resourceVersion }, status: replacing(status) };
       try {
         await custom.patchClusterCustomObjectStatus(
           { group: GROUP, version: VERSION, plural: PLURAL, name, body },

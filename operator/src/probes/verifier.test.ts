@@ -4,6 +4,7 @@ import type { V1Container, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   checkProbe,
+  ownedByDeployment,
   type ProbeAnswer,
   type ProbeTarget,
   ProbeVerifier,
@@ -214,7 +215,28 @@ function pod(name: string, options: PodOptions = {}): V1Pod {
   };
 }
 
+describe('ownedByDeployment', () => {
+  const web: V1Deployment = { metadata: { name: 'web', namespace: 'shop' } };
+  const ownedBy = (kind: string, name: string): V1Pod => ({
+    metadata: { name: 'p', ownerReferences: [{ apiVersion: 'apps/v1', kind, name, uid: 'u' }] },
+  });
+  test.each<[string, V1Pod, boolean]>([
+    ['its ReplicaSet', ownedBy('ReplicaSet', 'web-7bb95b96b6'), true],
+    ["another Deployment's ReplicaSet (web-api)", ownedBy('ReplicaSet', 'web-api-5d4f8c7b9'), false],
+    ['a Job', ownedBy('Job', 'web-7bb95b96b6'), false],
+    ['a bare pod', { metadata: { name: 'p' } }, false],
+  ])('%s: %s', (_title, pod, owned) => {
+    expect(ownedByDeployment(pod, web)).toBe(owned);
+  });
+});
+
 describe('podsToTry', () => {
+  test("a pod on the host's network is never asked (it would be the node)", () => {
+    const onHost = pod('web-host');
+    onHost.spec = { ...onHost.spec, containers: onHost.spec?.containers ?? [], hostNetwork: true };
+    expect(podsToTry(deployment(), [onHost], 'web')).toEqual([]);
+  });
+
   const names = (pods: V1Pod[]) => pods.map((p) => p.metadata?.name);
 
   test('only running pods, not terminating, with an IP and the container running', () => {

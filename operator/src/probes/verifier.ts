@@ -22,6 +22,8 @@ export const DEFAULT_MAX_ENTRIES = 10_000;
  * connection like one that does not serve the port, and a wrong Unverified would be kept.
  */
 export const DEFAULT_SETTLE_MS = 10_000;
+/** A check never waits longer than this, whatever the probe's timeoutSeconds (up to an hour). */
+export const MAX_TIMEOUT_MS = 5_000;
 /** The kubelet's default probe timeout (timeoutSeconds 1). */
 export const DEFAULT_TIMEOUT_MS = 1000;
 const MAX_REDIRECTS = 10;
@@ -40,14 +42,30 @@ function createdAt(pod: V1Pod): number {
 }
 
 /**
- * The pods worth asking, best first, at most `max`: Running, not terminating, with an IP, and
- * the container running. Ready pods come first, then pods running the template's image for the
+ * The pods worth asking, best first, at most `max`: Running, not terminating, with an IP, not
+ * on the host's network, and the container running. Ready pods come first, then pods running the template's image for the
  * container (the template the probe will be written to), then the newest.
  */
-/** Running, not terminating, with an IP, and the container running. */
+/**
+ * The pod belongs to one of the Deployment's ReplicaSets (named `<deployment>-<template hash>`),
+ * not to another workload whose labels the selector also matches, nor a bare pod.
+ */
+export function ownedByDeployment(pod: V1Pod, deployment: V1Deployment): boolean {
+  const prefix = `${deployment.metadata?.name ?? ''}-`;
+  return (pod.metadata?.ownerReferences ?? []).some(
+    (owner) =>
+      owner.kind === 'ReplicaSet' &&
+      owner.name.startsWith(prefix) &&
+      !owner.name.slice(prefix.length).includes('-'),
+  );
+}
+
+/** Running, not terminating, with an IP, not on the host's network, and the container running. */
 export function runningPods(pods: readonly V1Pod[], container: string): V1Pod[] {
   return pods.filter(
     (pod) =>
+      // A pod on the host's network answers with the node's address: never ask the node.
+      pod.spec?.hostNetwork !== true &&
       pod.status?.phase === 'Running' &&
       pod.metadata?.deletionTimestamp === undefined &&
       Boolean(pod.status.podIP) &&
@@ -287,7 +305,7 @@ export async function verifyProbe(
       port: number,
       path,
       scheme: 'HTTP',
-      timeoutMs: input.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      timeoutMs: Math.min(input.timeoutMs ?? DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS),
       ...(input.signal ? { signal: input.signal } : {}),
     });
     const request = `GET ${answer.url} on pod ${podName}`;
