@@ -34,7 +34,7 @@ import { clusterFacts } from './policy/desired.ts';
 import { labelSelectorMatches } from './policy/match.ts';
 import { ownedByDeployment, ProbeVerifier } from './probes/verifier.ts';
 import { Controller } from './runtime/controller.ts';
-import { fenced } from './runtime/fencing.ts';
+import { fenced, fencedRecorder } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
 
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   });
   const probeVerifier = new ProbeVerifier();
   const estimates = new EstimateCache();
-  const events = createEventRecorder(core, logger, config.identity);
+  const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
   const deployments = new Controller({
     name: DEPLOYMENT_CONTROLLER,
     workers: config.workers,

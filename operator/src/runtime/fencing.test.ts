@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { fenced, NotLeaderError } from './fencing.ts';
+import { fenced, fencedRecorder, NotLeaderError } from './fencing.ts';
 
 describe('fenced', () => {
   test('passes writes through while the lease is held, refuses them (not sent) once it is not', async () => {
@@ -17,5 +17,17 @@ describe('fenced', () => {
     await expect(guarded.apply('api')).rejects.toBeInstanceOf(NotLeaderError);
     await expect(guarded.apply('api')).rejects.toThrow('apply: not written');
     expect(sent).toEqual(['web']);
+  });
+});
+
+describe('fencedRecorder', () => {
+  test('records while the lease is held, drops what comes after', () => {
+    const recorded: string[] = [];
+    let leading = true;
+    const events = fencedRecorder({ record: (reason: string) => recorded.push(reason) }, () => leading);
+    events.record('ShutdownSettingsApplied');
+    leading = false;
+    events.record('RolloutFailed');
+    expect(recorded).toEqual(['ShutdownSettingsApplied']);
   });
 });

@@ -23,3 +23,19 @@ export function fenced<W extends AsyncMethods<W>>(writer: W, holdsLease: () => b
   }
   return guarded as W;
 }
+
+/**
+ * An event recorder (fire and forget) that drops what is recorded while this replica does not
+ * hold the lease: a resumed old leader must not announce what the new one decides.
+ */
+export function fencedRecorder<R extends { record(...args: never[]): void }>(
+  recorder: R,
+  holdsLease: () => boolean,
+): R {
+  return {
+    ...recorder,
+    record: (...args: Parameters<R['record']>) => {
+      if (holdsLease()) recorder.record(...args);
+    },
+  } as R;
+}
