@@ -22,6 +22,7 @@ import {
   handlerReplacements,
   keepConfiguration,
   ownedFields,
+  ownsNothing,
   previousValues,
   readAppliedRecord,
   revertOperations,
@@ -30,7 +31,7 @@ import type { ClusterFacts, ShutdownPlan, ValidPolicy } from '../policy/types.ts
 import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, newProbes, ownsNothing, planWorkload, sameOwnership } from './plan.ts';
+import { type EstimateReader, newProbes, planWorkload, sameOwnership } from './plan.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
 import type { ClusterView } from './view.ts';
 

@@ -3,10 +3,10 @@ import { describe, expect, test } from 'vitest';
 import { GRACE_PERIOD_SECONDS_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
 import { EstimateCache } from '../latency/estimates.ts';
-import { type AppliedRecord, applyConfiguration } from '../policy/ownership.ts';
+import { type AppliedRecord, applyConfiguration, ownsNothing } from '../policy/ownership.ts';
 import { container, deployment, observed, policy } from '../policy/test-fixtures.ts';
 import type { ClusterFacts } from '../policy/types.ts';
-import { latencyFor, ownsNothing, planWorkload, sameOwnership } from './plan.ts';
+import { latencyFor, planWorkload, sameOwnership } from './plan.ts';
 import { afterApply } from './test-support.ts';
 
 const record = (fields: Partial<AppliedRecord> = {}): AppliedRecord => ({

@@ -9,6 +9,7 @@ import { deploymentKey } from '../policy/match.ts';
 import {
   type AppliedRecord,
   ownedFields,
+  ownsNothing,
   recordFor,
   retainOwnedFields,
   withMirrorAnnotations,
@@ -106,15 +107,6 @@ export function planWorkload(
     diff: diffDeployment(deployment, plan),
     estimate,
   };
-}
-
-/** True when the operator would own nothing. */
-export function ownsNothing(record: AppliedRecord): boolean {
-  return (
-    record.terminationGracePeriodSeconds === undefined &&
-    Object.keys(record.containers).length === 0 &&
-    (record.templateAnnotations ?? []).length === 0
-  );
 }
 
 /** Same policy and same owned fields: rewriting the record would change nothing that matters. */

@@ -28,11 +28,11 @@ import {
   workloadVerdict,
 } from '../policy/compliance.ts';
 import { deploymentKey, matchDeployment, policySelects } from '../policy/match.ts';
-import { readAppliedRecord } from '../policy/ownership.ts';
+import { ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, ownsNothing, type ProbeVerdictReader, planWorkload } from './plan.ts';
+import { type EstimateReader, type ProbeVerdictReader, planWorkload } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
 export const POLICY_STATUS_CONTROLLER = 'policy-status';

@@ -190,6 +190,17 @@ export function ownedByApply(
   };
 }
 
+/** True when the operator owns (or would own) no field. */
+export function ownsNothing(
+  owned: Pick<AppliedRecord, 'containers' | 'templateAnnotations' | 'terminationGracePeriodSeconds'>,
+): boolean {
+  return (
+    owned.terminationGracePeriodSeconds === undefined &&
+    Object.keys(owned.containers).length === 0 &&
+    (owned.templateAnnotations ?? []).length === 0
+  );
+}
+
 /**
  * What the operator owns on the Deployment: the fields from managedFields (the record's claim
  * where the object has none), with the record's policy and reason. Undefined when it owns
@@ -200,11 +211,7 @@ export function ownedFields(deployment: V1Deployment): AppliedRecord | undefined
   const record = readAppliedRecord(deployment);
   const owned = ownedByApply(deployment);
   if (owned === undefined) return record;
-  const ownsAny =
-    owned.terminationGracePeriodSeconds !== undefined ||
-    Object.keys(owned.containers).length > 0 ||
-    (owned.templateAnnotations ?? []).length > 0;
-  if (!record && !ownsAny) return undefined;
+  if (!record && ownsNothing(owned)) return undefined;
   const {
     containers: _c,
     templateAnnotations: _a,
