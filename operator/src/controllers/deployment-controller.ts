@@ -31,7 +31,7 @@ import type { ClusterFacts, ShutdownPlan, ValidPolicy } from '../policy/types.ts
 import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, newProbes, planWorkload, sameOwnership } from './plan.ts';
+import { type EstimateReader, newProbes, planWorkload, recordToWrite, sameOwnership } from './plan.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
 import type { ClusterView } from './view.ts';
 
@@ -363,12 +363,6 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     const settledRequeue = {
       requeueAfterMs: state.kind === 'OwnRollout' ? deps.rolloutCheckMs : deps.resyncMs,
     };
-    // Keep what the record says about the last rollout (and a failure) while nothing changes.
-    const kept: AppliedRecord = {
-      ...nextRecord,
-      ...(record?.policy === policy.name && record.rollout ? { rollout: record.rollout } : {}),
-      ...(record?.policy === policy.name && record.failure ? { failure: record.failure } : {}),
-    };
     const ownedBefore = planned.record;
     if (compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, nextRecord))
       return settledRequeue;
@@ -376,7 +370,11 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
 
     if (compliant) {
       // The record alone changes (policy, ownership): no pod-template change, no rollout, no budget.
-      await apply(key, signal, applyConfiguration(deployment, kept, plan));
+      await apply(
+        key,
+        signal,
+        applyConfiguration(deployment, recordToWrite(record, policy, nextRecord), plan),
+      );
       metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
       log.info({ policy: policy.name }, 'recorded ownership');
       return settledRequeue;

@@ -109,6 +109,23 @@ export function planWorkload(
   };
 }
 
+/**
+ * The record a write that is not a new rollout of the operator's carries: the plan's, keeping
+ * what the current record of the same policy says about the last rollout and a failure.
+ */
+export function recordToWrite(
+  record: AppliedRecord | undefined,
+  policy: ValidPolicy,
+  nextRecord: AppliedRecord,
+): AppliedRecord {
+  const same = record?.policy === policy.name;
+  return {
+    ...nextRecord,
+    ...(same && record.rollout ? { rollout: record.rollout } : {}),
+    ...(same && record.failure ? { failure: record.failure } : {}),
+  };
+}
+
 /** Same policy and same owned fields: rewriting the record would change nothing that matters. */
 export function sameOwnership(a: AppliedRecord | undefined, b: AppliedRecord): boolean {
   if (!a) return ownsNothing(b);

@@ -2,6 +2,7 @@
 // server-side apply does to a Deployment. Not part of the build.
 import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/annotations.ts';
+import { appliedFieldSet, type FieldSet } from '../policy/managed-fields.ts';
 import type { ApplyConfiguration } from '../policy/ownership.ts';
 import type { PolicyObject } from './view.ts';
 
@@ -46,23 +47,8 @@ export function namespace(name: string): V1Namespace {
   return { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } } };
 }
 
-type FieldSet = { [key: string]: FieldSet };
-
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** The fieldsV1 set of an applied object, as the apiserver records it (lists of named items keyed by name). */
-function fieldSetOf(value: unknown): FieldSet {
-  if (Array.isArray(value)) {
-    const set: FieldSet = {};
-    for (const item of value)
-      if (isRecord(item) && typeof item.name === 'string')
-        set[`k:${JSON.stringify({ name: item.name })}`] = { '.': {}, ...fieldSetOf(item) };
-    return set;
-  }
-  if (!isRecord(value)) return {};
-  return Object.fromEntries(Object.entries(value).map(([key, v]) => [`f:${key}`, fieldSetOf(v)]));
 }
 
 /** Every leaf path of a field set. */
@@ -132,7 +118,7 @@ export function afterApply(
   const result = structuredClone(original);
   const { apiVersion: _v, kind: _k, ...body } = config;
   const { name: _n, namespace: _ns, ...metadata } = body.metadata;
-  const applied = fieldSetOf({ ...body, metadata });
+  const applied = appliedFieldSet(config);
   const entries = result.metadata?.managedFields ?? [];
   const previous = entries.find((e) => e.manager === manager && e.operation === 'Apply');
   const others = entries.filter((e) => e !== previous);

@@ -1,0 +1,109 @@
+// The managedFields entry a server-side apply of an apply configuration would leave, written by
+// the admission webhook itself. The apiserver does not attribute a mutating webhook's changes to
+// anyone (kubernetes#78469 was closed), so fields the webhook adds would belong to no manager and
+// the operator would not own them (ownership.ts reads ownership from its Apply entry). The webhook
+// therefore records the entry an apply of the same configuration would have produced; the
+// apiserver validates managedFields after admission and resets them when invalid
+// (kubernetes#98074), so a malformed entry can never corrupt the object.
+import type { V1ManagedFieldsEntry } from '@kubernetes/client-node';
+import { FIELD_MANAGER } from '../api/annotations.ts';
+import type { ApplyConfiguration } from './ownership.ts';
+
+/** A fieldsV1 set: `f:<field>`, `k:<list-map key JSON>`, `.` for the list item itself. */
+export type FieldSet = { [key: string]: FieldSet };
+
+/** Lists merged by key under server-side apply (the pod spec's containers, keyed by name). */
+const KEYED_LISTS: Record<string, string> = { containers: 'name' };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function setOf(value: Record<string, unknown>): FieldSet {
+  const set: FieldSet = {};
+  for (const [field, child] of Object.entries(value)) {
+    const key = KEYED_LISTS[field];
+    if (key !== undefined && Array.isArray(child)) {
+      const items: FieldSet = {};
+      for (const item of child) {
+        if (!isObject(item) || typeof item[key] !== 'string') continue;
+        items[`k:${JSON.stringify({ [key]: item[key] })}`] = { '.': {}, ...setOf(item) };
+      }
+      set[`f:${field}`] = items;
+    } else if (isObject(child)) {
+      set[`f:${field}`] = setOf(child);
+    } else {
+      // Scalars and atomic lists (exec.command) are leaves.
+      set[`f:${field}`] = {};
+    }
+  }
+  return set;
+}
+
+/**
+ * The fields an apply of `config` owns, as the apiserver writes them: apiVersion, kind, name and
+ * namespace are not fields anyone owns.
+ */
+export function appliedFieldSet(config: ApplyConfiguration): FieldSet {
+  const { annotations } = config.metadata;
+  return setOf({
+    ...(annotations ? { metadata: { annotations } } : {}),
+    ...(config.spec ? { spec: config.spec } : {}),
+  });
+}
+
+/**
+ * managedFields with the operator's Apply entry replaced by one for `config` (an apply replaces
+ * the manager's whole set). `time` is the entry's timestamp (RFC 3339, whole seconds).
+ */
+export function withOperatorApplyEntry(
+  managedFields: readonly V1ManagedFieldsEntry[] | undefined,
+  config: ApplyConfiguration,
+  time: Date,
+): V1ManagedFieldsEntry[] {
+  const entry = {
+    manager: FIELD_MANAGER,
+    operation: 'Apply',
+    apiVersion: config.apiVersion,
+    time: `${time.toISOString().slice(0, 19)}Z`,
+    fieldsType: 'FieldsV1',
+    fieldsV1: appliedFieldSet(config),
+  } as unknown as V1ManagedFieldsEntry;
+  const others = (managedFields ?? []).filter(
+    (e) => !(e.manager === FIELD_MANAGER && e.operation === 'Apply' && !e.subresource),
+  );
+  return [...others, entry];
+}
+
+/**
+ * `object` with `config` merged in the way server-side apply merges it: maps field by field,
+ * keyed lists (containers) item by key, scalars and atomic lists replaced. Only items already in
+ * the object are merged into (the operator never adds a container). A new object; `object` is
+ * not changed.
+ */
+export function mergeApplyConfiguration(object: object, config: ApplyConfiguration): object {
+  const { annotations } = config.metadata;
+  return merge(object, {
+    ...(annotations ? { metadata: { annotations } } : {}),
+    ...(config.spec ? { spec: config.spec } : {}),
+  });
+}
+
+function merge(target: unknown, applied: Record<string, unknown>): Record<string, unknown> {
+  const result: Record<string, unknown> = isObject(target) ? { ...target } : {};
+  for (const [field, value] of Object.entries(applied)) {
+    const key = KEYED_LISTS[field];
+    const current = result[field];
+    if (key !== undefined && Array.isArray(value) && Array.isArray(current)) {
+      result[field] = current.map((item: unknown) => {
+        const patch = value.find((v) => isObject(v) && isObject(item) && v[key] === item[key]);
+        return isObject(patch) ? merge(item, patch) : item;
+      });
+    } else if (isObject(value)) {
+      result[field] = merge(current, value);
+    } else {
+      result[field] = value;
+    }
+  }
+  return result;
+}

@@ -1,0 +1,248 @@
+import type { V1Deployment } from '@kubernetes/client-node';
+import { applyPatch, type Operation } from 'fast-json-patch';
+import { describe, expect, test } from 'vitest';
+import {
+  APPLIED_ANNOTATION,
+  EXCLUDE_ANNOTATION,
+  FIELD_MANAGER,
+  GRACE_PERIOD_SECONDS_ANNOTATION,
+  READINESS_PORT_ANNOTATION,
+} from '../api/annotations.ts';
+import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
+import { planWorkload, sameOwnership } from '../controllers/plan.ts';
+import { EstimateCache } from '../latency/estimates.ts';
+import { ownedByApply, readAppliedRecord } from '../policy/ownership.ts';
+import { container, deployment, NEW_CLUSTER, policy } from '../policy/test-fixtures.ts';
+import type { ValidPolicy } from '../policy/types.ts';
+import { type AdmissionContext, type AdmissionRequest, admit, MAX_WARNING_LENGTH } from './admission.ts';
+
+const selectShop = { namespaceSelector: { matchLabels: { team: 'shop' } } };
+const enforce = (spec: GracefulShutdownPolicySpecInput = {}) =>
+  policy('web-tier', { ...selectShop, mode: 'Enforce', ...spec });
+const audit = (spec: GracefulShutdownPolicySpecInput = {}) =>
+  policy('web-tier', { ...selectShop, mode: 'Audit', ...spec });
+
+function context(policies: ValidPolicy[], extra: Partial<AdmissionContext> = {}): AdmissionContext {
+  return {
+    policies: { valid: policies, invalid: new Map() },
+    namespaceLabels: (ns): Record<string, string> => (ns === 'shop' ? { team: 'shop' } : {}),
+    estimates: new EstimateCache(),
+    facts: NEW_CLUSTER,
+    breakerOpen: () => false,
+    now: new Date('2026-11-30T12:00:00.123Z'),
+    ...extra,
+  };
+}
+
+/** A new Deployment as the apiserver hands it to admission: no status, the creator's managedFields. */
+function fresh(options: Parameters<typeof deployment>[0] = {}): V1Deployment {
+  const d = deployment(options);
+  d.status = undefined;
+  d.metadata = {
+    ...d.metadata,
+    managedFields: [
+      { manager: 'kubectl', operation: 'Apply', apiVersion: 'apps/v1', fieldsType: 'FieldsV1', fieldsV1: {} },
+    ],
+  };
+  return d;
+}
+
+function create(object: V1Deployment, extra: Partial<AdmissionRequest> = {}): AdmissionRequest {
+  return {
+    uid: 'u1',
+    kind: { group: 'apps', version: 'v1', kind: 'Deployment' },
+    operation: 'CREATE',
+    namespace: object.metadata?.namespace ?? 'shop',
+    object,
+    options: { fieldManager: 'kubectl' },
+    ...extra,
+  };
+}
+
+function update(old: V1Deployment, object: V1Deployment): AdmissionRequest {
+  return { ...create(object), operation: 'UPDATE', oldObject: old };
+}
+
+function patched(object: V1Deployment, patch: Operation[]): V1Deployment {
+  return applyPatch(structuredClone(object), patch, true, false).newDocument;
+}
+
+/** What the deployment controller decides: nothing to write when compliant and owned. */
+function controllerWouldWrite(object: V1Deployment, p: ValidPolicy): boolean {
+  const planned = planWorkload(object, p, { estimates: new EstimateCache(), facts: NEW_CLUSTER });
+  if (!planned.ok) throw new Error('plan failed');
+  return !(planned.diff.compliant && sameOwnership(planned.record, planned.nextRecord));
+}
+
+describe('admit: Enforce', () => {
+  test('a new Deployment gets the settings, the record and the managedFields entry: the controller then writes nothing', () => {
+    const p = enforce({ terminationGracePeriod: { minSeconds: 45 } });
+    const object = fresh({ grace: 30 }); // the apiserver's default, there before admission
+    expect(controllerWouldWrite(object, p)).toBe(true); // negative control
+    const decision = admit(create(object), context([p]));
+    expect(decision).toMatchObject({ outcome: 'Mutated', policy: 'web-tier' });
+    const after = patched(object, decision.patch);
+    const web = after.spec?.template?.spec?.containers[0];
+    expect(web?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 8080 });
+    expect(web?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+    expect(after.spec?.template?.spec?.terminationGracePeriodSeconds).toBe(45);
+    expect(after.spec?.template?.metadata?.annotations?.[GRACE_PERIOD_SECONDS_ANNOTATION]).toBe(
+      String(after.spec?.template?.spec?.terminationGracePeriodSeconds),
+    );
+    expect(readAppliedRecord(after)).toMatchObject({
+      policy: 'web-tier',
+      containers: { web: { readinessProbe: true, preStop: true } },
+    });
+    expect(readAppliedRecord(after)?.rollout).toBeUndefined(); // the rollout is the user's, not the operator's
+    // The creator's entry is untouched; the operator's Apply entry owns what was added.
+    expect(after.metadata?.managedFields?.map((e) => [e.manager, e.operation])).toEqual([
+      ['kubectl', 'Apply'],
+      [FIELD_MANAGER, 'Apply'],
+    ]);
+    expect(after.metadata?.managedFields?.[1]?.time).toBe('2026-11-30T12:00:00Z');
+    expect(ownedByApply(after)).toMatchObject({
+      containers: { web: { readinessProbe: true, preStop: true } },
+      terminationGracePeriodSeconds: after.spec?.template?.spec?.terminationGracePeriodSeconds,
+    });
+    expect(controllerWouldWrite(after, p)).toBe(false);
+    expect(decision.warnings).toContain(
+      'gracefulshutdown.dev/web-tier (Enforce): containers[web].preStop: missing -> sleep 5s',
+    );
+    expect(decision.warnings).toContain(
+      'gracefulshutdown.dev/web-tier (Enforce): terminationGracePeriodSeconds: 30 -> 45',
+    );
+  });
+
+  test('asked again about its own result (reinvocation), it changes nothing', () => {
+    const p = enforce();
+    const first = admit(create(fresh()), context([p]));
+    const again = admit(create(patched(fresh(), first.patch)), context([p]));
+    expect(again).toMatchObject({ outcome: 'Compliant', patch: [] });
+  });
+
+  test("a user's values stay: their preStop and a longer grace period (IfMissing, IfShorter)", () => {
+    const p = enforce();
+    const object = fresh({
+      grace: 120,
+      containers: [
+        container('web', [['http', 8080]], { lifecycle: { preStop: { exec: { command: ['sleep', '7'] } } } }),
+      ],
+    });
+    const after = patched(object, admit(create(object), context([p])).patch);
+    const spec = after.spec?.template?.spec;
+    expect(spec?.terminationGracePeriodSeconds).toBe(120);
+    expect(spec?.containers[0]?.lifecycle?.preStop).toEqual({ exec: { command: ['sleep', '7'] } });
+    expect(spec?.containers[0]?.readinessProbe).toBeDefined();
+    expect(controllerWouldWrite(after, p)).toBe(false);
+  });
+
+  test('Override replaces a handler of another kind whole (a merge would leave two)', () => {
+    const p = enforce({ preStop: { inject: 'Override' } });
+    const object = fresh({
+      containers: [
+        container('web', [['http', 8080]], { lifecycle: { preStop: { exec: { command: ['sleep', '2'] } } } }),
+      ],
+    });
+    const after = patched(object, admit(create(object), context([p])).patch);
+    expect(after.spec?.template?.spec?.containers[0]?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+  });
+
+  test('an UPDATE that leaves the pod template alone (a scale) is not made into a rollout', () => {
+    const p = enforce();
+    const old = deployment();
+    const scaled = { ...deployment(), spec: { ...deployment().spec, replicas: 5 } } as V1Deployment;
+    expect(admit(update(old, scaled), context([p]))).toMatchObject({ outcome: 'Skipped', patch: [] });
+  });
+
+  test('an UPDATE that changes the pod template (a new image) gets the settings with it', () => {
+    const p = enforce({ readinessProbe: { verification: 'Trust' } });
+    const old = deployment();
+    const bumped = deployment({
+      containers: [container('web', [['http', 8080]], { image: 'example/web:2' })],
+    });
+    const decision = admit(update(old, bumped), context([p]));
+    expect(decision.outcome).toBe('Mutated');
+    expect(controllerWouldWrite(patched(bumped, decision.patch), p)).toBe(false);
+  });
+
+  test('with Verify, a new probe for running pods is left to the controller (never checked at admission)', () => {
+    const p = enforce();
+    const old = deployment(); // 2 replicas running
+    const bumped = deployment({
+      containers: [container('web', [['http', 8080]], { image: 'example/web:2' })],
+    });
+    const decision = admit(update(old, bumped), context([p]));
+    const after = patched(bumped, decision.patch);
+    expect(after.spec?.template?.spec?.containers[0]?.readinessProbe).toBeUndefined();
+    expect(after.spec?.template?.spec?.containers[0]?.lifecycle?.preStop).toBeDefined();
+    expect(decision.warnings.join('\n')).toContain('ProbeUnverified');
+    // Trust writes it.
+    const trusting = enforce({ readinessProbe: { verification: 'Trust' } });
+    const trusted = patched(bumped, admit(update(old, bumped), context([trusting])).patch);
+    expect(trusted.spec?.template?.spec?.containers[0]?.readinessProbe).toBeDefined();
+  });
+
+  test("the operator's own writes, opted-out and unselected Deployments are left alone", () => {
+    const p = enforce();
+    expect(admit(create(fresh(), { options: { fieldManager: FIELD_MANAGER } }), context([p])).outcome).toBe(
+      'Skipped',
+    );
+    expect(
+      admit(create(fresh({ annotations: { [EXCLUDE_ANNOTATION]: 'true' } })), context([p])),
+    ).toMatchObject({
+      outcome: 'Skipped',
+      message: 'opted out',
+    });
+    expect(admit(create(fresh({ namespace: 'other' })), context([p])).outcome).toBe('Skipped');
+    expect(
+      admit({ ...create(fresh()), kind: { group: '', version: 'v1', kind: 'Pod' } }, context([p])).outcome,
+    ).toBe('Skipped');
+    expect(admit({ ...create(fresh()), subResource: 'scale' }, context([p])).outcome).toBe('Skipped');
+  });
+
+  test('the breaker open: nothing added, and kubectl says why', () => {
+    const decision = admit(
+      create(fresh()),
+      context([enforce()], { breakerOpen: (name) => name === 'web-tier' }),
+    );
+    expect(decision).toMatchObject({ outcome: 'Held', patch: [] });
+    expect(decision.warnings).toEqual([
+      "gracefulshutdown.dev/web-tier: no shutdown settings added: the policy's rollout breaker is open (kubectl describe gsp web-tier)",
+    ]);
+  });
+
+  test('an invalid annotation: nothing added, the warning names it', () => {
+    const object = fresh({ annotations: { [READINESS_PORT_ANNOTATION]: 'not a port!' } });
+    const decision = admit(create(object), context([enforce()]));
+    expect(decision).toMatchObject({ outcome: 'Held', patch: [] });
+    expect(decision.warnings[0]).toContain(`annotation ${READINESS_PORT_ANNOTATION}: "not a port!"`);
+  });
+
+  test('a Deployment whose record names an invalid policy is left alone', () => {
+    const object = fresh({
+      annotations: { [APPLIED_ANNOTATION]: JSON.stringify({ policy: 'broken', containers: {} }) },
+    });
+    const ctx = context([enforce()]);
+    ctx.policies.invalid.set('broken', { generation: 1, errors: [] });
+    expect(admit(create(object), ctx).outcome).toBe('Skipped');
+  });
+});
+
+describe('admit: Audit', () => {
+  test('changes nothing and says what the policy recommends', () => {
+    const decision = admit(create(fresh()), context([audit()]));
+    expect(decision).toMatchObject({ outcome: 'Warned', patch: [] });
+    expect(decision.warnings).toEqual([
+      'gracefulshutdown.dev/web-tier (Audit): containers[web].readinessProbe: missing -> httpGet /readyz:8080',
+      'gracefulshutdown.dev/web-tier (Audit): containers[web].preStop: missing -> sleep 5s',
+      expect.stringMatching(/^gracefulshutdown\.dev\/web-tier \(Audit\): grace 30 s: preStop 5 \+ drain 0/),
+    ]);
+    for (const w of decision.warnings) expect(w.length).toBeLessThanOrEqual(MAX_WARNING_LENGTH);
+  });
+
+  test('a compliant Deployment gets no warning', () => {
+    const p = audit();
+    const compliant = patched(fresh(), admit(create(fresh()), context([enforce()])).patch);
+    expect(admit(create(compliant), context([p]))).toMatchObject({ outcome: 'Compliant', warnings: [] });
+  });
+});

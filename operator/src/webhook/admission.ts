@@ -1,0 +1,275 @@
+// What the admission webhook answers for one Deployment CREATE or UPDATE (pure: caches in,
+// JSON patch and warnings out, no I/O). In Enforce it adds the winning policy's settings with the
+// same planning the deployment controller uses (controllers/plan.ts), the same record and the
+// operator's managedFields entry, so the controller then finds the Deployment compliant and
+// owned and writes nothing: one rollout for one `kubectl apply`. In Audit it changes nothing and
+// says what the policy recommends as admission warnings (kubectl prints them). The choices —
+// failurePolicy, reinvocation, what an UPDATE may change — are in docs/design/admission.md.
+import type { V1Deployment } from '@kubernetes/client-node';
+import { applyPatch, compare, type Operation } from 'fast-json-patch';
+import { FIELD_MANAGER } from '../api/annotations.ts';
+import { GROUP, PolicyConditionTypes } from '../api/policy.ts';
+import {
+  type EstimateReader,
+  type ProbeVerdictReader,
+  planWorkload,
+  recordToWrite,
+  sameOwnership,
+} from '../controllers/plan.ts';
+import type { ParsedPolicies, PolicyObject } from '../controllers/view.ts';
+import type { FieldChange } from '../policy/diff.ts';
+import { mergeApplyConfiguration, withOperatorApplyEntry } from '../policy/managed-fields.ts';
+import { matchDeployment } from '../policy/match.ts';
+import {
+  type ApplyConfiguration,
+  applyConfiguration,
+  handlerReplacements,
+  type JsonPatchOperation,
+  readAppliedRecord,
+} from '../policy/ownership.ts';
+import type { ClusterFacts, ProbeVerdictLookup, ValidPolicy } from '../policy/types.ts';
+
+/** The parts of an admission.k8s.io/v1 AdmissionRequest the webhook reads. */
+export interface AdmissionRequest {
+  uid: string;
+  kind?: { group?: string; version?: string; kind?: string };
+  subResource?: string;
+  operation?: string;
+  namespace?: string;
+  name?: string;
+  object?: unknown;
+  oldObject?: unknown;
+  dryRun?: boolean;
+  /** CreateOptions, UpdateOptions or PatchOptions of the request. */
+  options?: { fieldManager?: string } | null;
+}
+
+/** What one admission did, for the metric's `outcome` label (bounded). */
+export type AdmissionOutcome =
+  /** Settings added (Enforce). */
+  | 'Mutated'
+  /** Matched and already compliant and owned: nothing to add. */
+  | 'Compliant'
+  /** Audit: not compliant, said so in warnings. */
+  | 'Warned'
+  /** Enforce, but nothing added: the breaker is open or an annotation is invalid. */
+  | 'Held'
+  /** Not the webhook's business: no policy, opted out, the template unchanged, the operator's own write. */
+  | 'Skipped';
+
+export interface AdmissionDecision {
+  outcome: AdmissionOutcome;
+  /** The winning policy, when one matched. */
+  policy?: string;
+  /** JSON Patch (RFC 6902) against the request's object; empty when nothing changes. */
+  patch: Operation[];
+  /** Shown by kubectl as `Warning: ...`; each at most MAX_WARNING_LENGTH characters. */
+  warnings: string[];
+  /** Why, in one line, for the log. */
+  message: string;
+}
+
+export interface AdmissionContext {
+  policies: ParsedPolicies;
+  namespaceLabels(namespace: string | undefined): Record<string, string> | undefined;
+  /** The replica's cached latency estimates (the leader's refresher fills them). */
+  estimates: EstimateReader;
+  facts: ClusterFacts;
+  /** Cached probe verdicts; a new probe is never checked at admission (no network I/O). */
+  probes?: ProbeVerdictReader;
+  /** True while the policy's RolloutBreakerOpen condition is True. */
+  breakerOpen(policy: string): boolean;
+  now: Date;
+}
+
+/** The apiserver truncates longer warnings when many come together; keep each short. */
+export const MAX_WARNING_LENGTH = 256;
+const MAX_WARNINGS = 8;
+
+function skipped(message: string, policy?: string): AdmissionDecision {
+  return { outcome: 'Skipped', patch: [], warnings: [], message, ...(policy ? { policy } : {}) };
+}
+
+function bounded(warnings: string[]): string[] {
+  const kept = warnings
+    .slice(0, MAX_WARNINGS)
+    .map((w) => (w.length <= MAX_WARNING_LENGTH ? w : `${w.slice(0, MAX_WARNING_LENGTH - 3)}...`));
+  if (warnings.length > MAX_WARNINGS)
+    kept[MAX_WARNINGS - 1] = `... and ${warnings.length - MAX_WARNINGS + 1} more`;
+  return kept;
+}
+
+function isDeployment(value: unknown): value is V1Deployment {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** True when the policy's RolloutBreakerOpen condition is True (read from the cached object). */
+export function breakerOpenIn(policy: PolicyObject | undefined): boolean {
+  return (policy?.status?.conditions ?? []).some(
+    (c) => c.type === PolicyConditionTypes.RolloutBreakerOpen && c.status === 'True',
+  );
+}
+
+/**
+ * Probe verdicts at admission: the cached one, else — the Deployment already runs pods, so
+ * Verify could check the probe on them — Unverified: the probe is left to the controller, which
+ * checks it on a running pod before writing it. A new Deployment has no pods to check (NoPods):
+ * the probe is written, as the controller writes it then.
+ */
+function admissionVerdicts(
+  old: V1Deployment | undefined,
+  probes: ProbeVerdictReader | undefined,
+): ProbeVerdictReader {
+  const running = (old?.status?.replicas ?? 0) > 0;
+  return {
+    lookup: (uid): ProbeVerdictLookup => {
+      const cached = probes?.lookup(uid);
+      return (container, path, port) =>
+        cached?.(container, path, port) ??
+        (running
+          ? {
+              state: 'Unverified',
+              tried: '',
+              message: `${container}: GET ${path} on port ${port} is not checked at admission (the operator checks it on a running pod first)`,
+            }
+          : undefined);
+    },
+  };
+}
+
+const prefix = (policy: ValidPolicy) => `${GROUP}/${policy.name}`;
+
+/**
+ * One warning per field (short enough for kubectl's line), then the grace arithmetic:
+ * `gracefulshutdown.dev/web-tier (Audit): containers[web].preStop: missing -> sleep 5s`.
+ */
+function changeWarnings(policy: ValidPolicy, fields: FieldChange[], graceExplanation: string): string[] {
+  const mode = `${prefix(policy)} (${policy.spec.mode})`;
+  const where = (f: FieldChange) =>
+    f.container === undefined ? f.field : `containers[${f.container}].${f.field}`;
+  return [...fields.map((f) => `${mode}: ${where(f)}: ${f.from} -> ${f.to}`), `${mode}: ${graceExplanation}`];
+}
+
+/** The request's Deployment with the plan merged in as server-side apply merges it, and owned. */
+function mutated(
+  deployment: V1Deployment,
+  config: ApplyConfiguration,
+  replacements: JsonPatchOperation[],
+  now: Date,
+): V1Deployment {
+  const copy = structuredClone(deployment);
+  // Handler kinds the plan replaces (tcpSocket -> httpGet): a merge would keep both.
+  if (replacements.length > 0) applyPatch(copy, replacements as Operation[], true, true);
+  const merged = mergeApplyConfiguration(copy, config) as V1Deployment;
+  const managedFields = withOperatorApplyEntry(merged.metadata?.managedFields, config, now);
+  return { ...merged, metadata: { ...merged.metadata, managedFields } };
+}
+
+/** The webhook's answer for one request; never throws on a malformed object (skipped instead). */
+export function admit(request: AdmissionRequest, context: AdmissionContext): AdmissionDecision {
+  if (request.kind?.group !== 'apps' || request.kind.kind !== 'Deployment' || request.subResource)
+    return skipped(`not a Deployment: ${request.kind?.group ?? ''}/${request.kind?.kind ?? ''}`);
+  if (request.operation !== 'CREATE' && request.operation !== 'UPDATE')
+    return skipped(`operation ${request.operation}`);
+  // The operator's own writes (its applies, a revert) are what it decided: never mutated again.
+  if (request.options?.fieldManager === FIELD_MANAGER) return skipped("the operator's own write");
+  if (!isDeployment(request.object)) return skipped('no object in the request');
+  const deployment: V1Deployment = {
+    ...request.object,
+    metadata: {
+      ...request.object.metadata,
+      namespace: request.object.metadata?.namespace ?? request.namespace,
+    },
+  };
+  if (deployment.metadata?.deletionTimestamp) return skipped('being deleted');
+  const old =
+    request.operation === 'UPDATE' && isDeployment(request.oldObject) ? request.oldObject : undefined;
+  // An UPDATE joins only a rollout that happens anyway: a scale or a label edit stays one.
+  if (old && JSON.stringify(old.spec?.template) === JSON.stringify(deployment.spec?.template))
+    return skipped('the pod template is unchanged');
+
+  const record = readAppliedRecord(deployment);
+  if (record && context.policies.invalid.has(record.policy))
+    return skipped(`policy ${record.policy}, which manages it, is invalid`, record.policy);
+  const match = matchDeployment(
+    context.policies.valid,
+    deployment,
+    context.namespaceLabels(deployment.metadata?.namespace),
+  );
+  if (match.kind !== 'Matched')
+    return skipped(match.kind === 'OptedOut' ? 'opted out' : 'no policy selects it');
+  const policy = match.policy;
+  const enforce = policy.spec.mode === 'Enforce';
+  if (enforce && context.breakerOpen(policy.name)) {
+    return {
+      outcome: 'Held',
+      policy: policy.name,
+      patch: [],
+      warnings: [
+        `${prefix(policy)}: no shutdown settings added: the policy's rollout breaker is open (kubectl describe gsp ${policy.name})`,
+      ],
+      message: 'the rollout breaker is open',
+    };
+  }
+
+  const planned = planWorkload(deployment, policy, {
+    estimates: context.estimates,
+    facts: context.facts,
+    probes: admissionVerdicts(old, context.probes),
+  });
+  if (!planned.ok) {
+    const errors = planned.errors.map((e) => `${prefix(policy)}: annotation ${e.annotation}: ${e.message}`);
+    return {
+      outcome: enforce ? 'Held' : 'Warned',
+      policy: policy.name,
+      patch: [],
+      warnings: bounded(errors),
+      message: `invalid annotations: ${errors.join('; ')}`,
+    };
+  }
+  const { plan, diff } = planned;
+  const notes = plan.notes
+    .filter((n) => n.reason !== 'GraceKept')
+    .map((n) => `${prefix(policy)}: ${n.reason}: ${n.message}`);
+
+  if (!enforce) {
+    if (diff.compliant)
+      return {
+        outcome: 'Compliant',
+        policy: policy.name,
+        patch: [],
+        warnings: bounded(notes),
+        message: 'compliant',
+      };
+    return {
+      outcome: 'Warned',
+      policy: policy.name,
+      patch: [],
+      warnings: bounded([...changeWarnings(policy, diff.fields, plan.graceExplanation), ...notes]),
+      message: `would change ${diff.changes.join('; ')}`,
+    };
+  }
+
+  const ownedBefore = planned.record;
+  if (diff.compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, planned.nextRecord))
+    return {
+      outcome: 'Compliant',
+      policy: policy.name,
+      patch: [],
+      warnings: bounded(notes),
+      message: 'compliant',
+    };
+  const written = recordToWrite(record, policy, planned.nextRecord);
+  const config = applyConfiguration(deployment, written, plan);
+  const after = mutated(deployment, config, handlerReplacements(deployment, plan), context.now);
+  const patch = compare(deployment, after);
+  return {
+    outcome: 'Mutated',
+    policy: policy.name,
+    patch,
+    warnings: diff.compliant
+      ? bounded(notes)
+      : bounded([...changeWarnings(policy, diff.fields, plan.graceExplanation), ...notes]),
+    message: diff.compliant ? 'recorded ownership' : `set ${diff.changes.join('; ')}`,
+  };
+}
