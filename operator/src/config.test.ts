@@ -39,6 +39,22 @@ describe('loadConfig defaults', () => {
     expect(config.resyncMs).toBe(300_000);
   });
 
+  test('the webhook: on, its Service, Secret and configuration names, a year-long CA, 30-day certificates', () => {
+    expect(config.webhook).toEqual({
+      enabled: true,
+      address: { host: '0.0.0.0', port: 9443 },
+      service: 'graceful-shutdown-operator-webhook',
+      host: undefined,
+      configuration: 'graceful-shutdown-operator',
+      secret: 'graceful-shutdown-operator-webhook-tls',
+      caValidityMs: 365 * 86_400_000,
+      servingValidityMs: 30 * 86_400_000,
+      renewBeforeMs: 7 * 86_400_000,
+      overlapMs: 3_600_000,
+      checkMs: 60_000,
+    });
+  });
+
   test('identity falls back to hostname-pid', () => {
     expect(config.identity).toBe(`${HOST}-${process.pid}`);
   });
@@ -183,5 +199,34 @@ describe('loadConfig rejects bad values, naming the flag', () => {
       '--relist-ms: must be 0 (no relist) or at least 1000',
     );
     expect(loadConfig(['--relist-ms', '0'], {}, HOST).relistMs).toBe(0);
+  });
+});
+
+describe('webhook settings', () => {
+  test('--webhook-inject-ca-bundle=false: the caBundle is injected by someone else', () => {
+    expect(loadConfig(['--webhook-inject-ca-bundle=false'], {}, HOST).webhook.configuration).toBeUndefined();
+  });
+
+  test('timings that cannot rotate safely are refused with the flags named', () => {
+    expect(configError(['--webhook-check-ms', '60000', '--webhook-overlap-ms', '30000'])).toBe(
+      '--webhook-check-ms (60000) must be less than --webhook-overlap-ms (30000)',
+    );
+    expect(
+      configError(['--webhook-serving-validity-ms', '60000', '--webhook-renew-before-ms', '60000']),
+    ).toContain('--webhook-renew-before-ms (60000) must be less than --webhook-serving-validity-ms');
+    expect(
+      configError([
+        '--webhook-ca-validity-ms',
+        '100000',
+        '--webhook-renew-before-ms',
+        '20000',
+        '--webhook-overlap-ms',
+        '40000',
+        '--webhook-check-ms',
+        '1000',
+        '--webhook-serving-validity-ms',
+        '50000',
+      ]),
+    ).toContain('must be less than --webhook-ca-validity-ms (100000)');
   });
 });

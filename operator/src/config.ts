@@ -47,6 +47,41 @@ const settings = {
     env: 'LATENCY_CONCURRENCY',
     schema: z.coerce.number().int().min(1).max(64).default(4),
   },
+  // The admission webhook (config/webhook); docs/design/admission.md and webhook-tls.md.
+  webhook: { env: 'WEBHOOK', schema: z.stringbool().default(true) },
+  'webhook-address': { env: 'WEBHOOK_ADDRESS', schema: z.string().default('0.0.0.0:9443') },
+  // config/webhook/service.yaml names it: change both together.
+  'webhook-service': {
+    env: 'WEBHOOK_SERVICE',
+    schema: z.string().min(1).default('graceful-shutdown-operator-webhook'),
+  },
+  /** An operator run outside the cluster is called by URL: the certificate covers this host too. */
+  'webhook-host': { env: 'WEBHOOK_HOST', schema: z.string().min(1).optional() },
+  // config/rbac/webhook_role.yaml grants patch on this name only: change both together.
+  'webhook-configuration': {
+    env: 'WEBHOOK_CONFIGURATION',
+    schema: z.string().min(1).default('graceful-shutdown-operator'),
+  },
+  /** false: someone else puts the CA into the configuration (cert-manager's CA injector). */
+  'webhook-inject-ca-bundle': { env: 'WEBHOOK_INJECT_CA_BUNDLE', schema: z.stringbool().default(true) },
+  'webhook-secret': {
+    env: 'WEBHOOK_SECRET',
+    schema: z.string().min(1).default('graceful-shutdown-operator-webhook-tls'),
+  },
+  'webhook-ca-validity-ms': {
+    env: 'WEBHOOK_CA_VALIDITY_MS',
+    schema: loopMs.max(10 * 365 * 86_400_000).default(365 * 86_400_000),
+  },
+  'webhook-serving-validity-ms': {
+    env: 'WEBHOOK_SERVING_VALIDITY_MS',
+    schema: loopMs.max(10 * 365 * 86_400_000).default(30 * 86_400_000),
+  },
+  'webhook-renew-before-ms': {
+    env: 'WEBHOOK_RENEW_BEFORE_MS',
+    schema: loopMs.max(10 * 365 * 86_400_000).default(7 * 86_400_000),
+  },
+  'webhook-overlap-ms': { env: 'WEBHOOK_OVERLAP_MS', schema: loopMs.default(3_600_000) },
+  'webhook-check-ms': { env: 'WEBHOOK_CHECK_MS', schema: loopMs.default(60_000) },
 } as const;
 
 type Settings = typeof settings;
@@ -85,6 +120,7 @@ export interface OperatorConfig {
   prometheusBearerTokenFile: string | undefined;
   /** PEM bundle trusted for an https Prometheus, in addition to the system's. */
   prometheusCaFile: string | undefined;
+  webhook: WebhookConfig;
   latency: {
     /** How often the leader refreshes each workload's latency estimate. */
     refreshMs: number;
@@ -93,6 +129,22 @@ export interface OperatorConfig {
     /** Workloads refreshed at once. */
     concurrency: number;
   };
+}
+
+export interface WebhookConfig {
+  enabled: boolean;
+  address: ListenAddress;
+  service: string;
+  host: string | undefined;
+  /** The MutatingWebhookConfiguration whose caBundle the operator keeps; undefined: none. */
+  configuration: string | undefined;
+  secret: string;
+  caValidityMs: number;
+  servingValidityMs: number;
+  renewBeforeMs: number;
+  overlapMs: number;
+  /** Every replica reads the Secret again at least this often. */
+  checkMs: number;
 }
 
 export class ConfigError extends Error {
@@ -113,7 +165,7 @@ function parseAddress(flag: string, value: string): ListenAddress {
 export const usage = `graceful-shutdown-operator [flags]
 Every flag may also be set by the environment variable in brackets.
 ${Object.entries(settings)
-  .map(([flag, s]) => `  --${flag.padEnd(20)} [${s.env}]`)
+  .map(([flag, s]) => `  --${flag.padEnd(28)} [${s.env}]`)
   .join('\n')}`;
 
 /** Reads flags (first) and environment variables (fallback); throws ConfigError naming the flag. */
@@ -169,7 +221,34 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
       timeoutMs: read('latency-timeout-ms'),
       concurrency: read('latency-concurrency'),
     },
+    webhook: {
+      enabled: read('webhook'),
+      address: parseAddress('webhook-address', read('webhook-address')),
+      service: read('webhook-service'),
+      host: read('webhook-host'),
+      configuration: read('webhook-inject-ca-bundle') ? read('webhook-configuration') : undefined,
+      secret: read('webhook-secret'),
+      caValidityMs: read('webhook-ca-validity-ms'),
+      servingValidityMs: read('webhook-serving-validity-ms'),
+      renewBeforeMs: read('webhook-renew-before-ms'),
+      overlapMs: read('webhook-overlap-ms'),
+      checkMs: read('webhook-check-ms'),
+    },
   };
+  const w = config.webhook;
+  // A rotation step must reach every replica within the overlap, and fit in the lifetimes.
+  if (!(w.checkMs < w.overlapMs))
+    throw new ConfigError(
+      `--webhook-check-ms (${w.checkMs}) must be less than --webhook-overlap-ms (${w.overlapMs})`,
+    );
+  if (!(w.renewBeforeMs < w.servingValidityMs))
+    throw new ConfigError(
+      `--webhook-renew-before-ms (${w.renewBeforeMs}) must be less than --webhook-serving-validity-ms (${w.servingValidityMs})`,
+    );
+  if (!(w.renewBeforeMs + 2 * w.overlapMs < w.caValidityMs))
+    throw new ConfigError(
+      `--webhook-renew-before-ms + 2 x --webhook-overlap-ms (${w.renewBeforeMs + 2 * w.overlapMs}) must be less than --webhook-ca-validity-ms (${w.caValidityMs})`,
+    );
   const { leaseDurationMs, renewDeadlineMs, retryPeriodMs } = config.leaderElection;
   // client-go's own checks: a renew deadline past the lease lets two replicas lead at once,
   // and renewing needs room for retries jittered by up to 1.2 x the retry period.

@@ -1,6 +1,7 @@
 // Wiring only: config -> clients -> informers -> controllers -> manager.run().
 import { hostname } from 'node:os';
 import {
+  AdmissionregistrationV1Api,
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -24,6 +25,7 @@ import { enqueueObject, Informer, keepManagedFieldsOf } from './kube/informer.ts
 import { createLeaseClient } from './kube/lease-client.ts';
 import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
+import { createCaBundleTarget, createTlsSecretStore } from './kube/webhook-tls.ts';
 import { EstimateCache } from './latency/estimates.ts';
 import { PrometheusSource } from './latency/prometheus.ts';
 import { LatencyRefresher } from './latency/refresher.ts';
@@ -37,6 +39,10 @@ import { Controller } from './runtime/controller.ts';
 import { fenced, fencedRecorder } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
+import { admit, breakerOpenIn } from './webhook/admission.ts';
+import { CertificateController } from './webhook/certificate-controller.ts';
+import { serviceDnsNames } from './webhook/certificates.ts';
+import { WebhookServer } from './webhook/server.ts';
 
 /** Status is recomputed at most this often per policy when Deployments churn. */
 const statusDebounceMs = 1_000;
@@ -250,6 +256,69 @@ async function main(): Promise<void> {
     },
   });
   manager.addRunnable(refresher);
+
+  // The admission webhook: every replica serves it, from the same caches (no I/O per request).
+  if (config.webhook.enabled) {
+    const w = config.webhook;
+    const webhook = new WebhookServer({
+      ...w.address,
+      logger,
+      duration: operatorMetrics.admissionDuration,
+      ready: () => view.policies.hasSynced() && view.namespaces.hasSynced(),
+      admit: (request) =>
+        admit(request, {
+          policies: view.parsedPolicies(),
+          namespaceLabels: (ns) => view.namespaceLabels(ns),
+          estimates,
+          facts,
+          probes: probeVerifier,
+          breakerOpen: (name) => breakerOpenIn(view.policies.get(name)),
+          now: new Date(),
+        }),
+    });
+    manager.addRunnable(
+      new CertificateController({
+        store: createTlsSecretStore(
+          core,
+          { namespace: config.namespace, name: w.secret },
+          {
+            'app.kubernetes.io/name': 'graceful-shutdown-operator',
+            'app.kubernetes.io/component': 'webhook',
+          },
+        ),
+        target:
+          w.configuration === undefined
+            ? undefined
+            : createCaBundleTarget(kubeConfig.makeApiClient(AdmissionregistrationV1Api), w.configuration),
+        policy: {
+          caValidityMs: w.caValidityMs,
+          servingValidityMs: w.servingValidityMs,
+          renewBeforeMs: w.renewBeforeMs,
+          overlapMs: w.overlapMs,
+          dnsNames: [...serviceDnsNames(w.service, config.namespace), ...(w.host ? [w.host] : [])],
+        },
+        serve: (certificate) => webhook.setCertificate(certificate),
+        onLoaded: ({ ca, serving }) => {
+          operatorMetrics.webhookCertificateExpiry.set({ certificate: 'ca' }, ca.getTime() / 1000);
+          operatorMetrics.webhookCertificateExpiry.set({ certificate: 'serving' }, serving.getTime() / 1000);
+        },
+        logger,
+        checkMs: w.checkMs,
+        retryMs: 5_000,
+      }),
+    );
+    manager.addRunnable({
+      name: 'webhook-server',
+      needLeaderElection: false,
+      run: async (signal) => {
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        await webhook.close();
+      },
+    });
+    manager.readyz.add('webhook', () => {
+      if (!webhook.listening) throw new Error('the webhook has no serving certificate yet');
+    });
+  }
   manager.installSignalHandlers();
   try {
     await manager.run();

@@ -20,6 +20,8 @@ export class OperatorProcess {
   readonly child: ChildProcess;
   readonly probePort: number;
   readonly metricsPort: number;
+  /** The admission webhook's HTTPS port on 127.0.0.1 (its certificate covers 127.0.0.1). */
+  readonly webhookPort: number;
   readonly logPath: string;
   readonly identity: string;
   #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -28,12 +30,14 @@ export class OperatorProcess {
     child: ChildProcess,
     probePort: number,
     metricsPort: number,
+    webhookPort: number,
     logPath: string,
     identity: string,
   ) {
     this.child = child;
     this.probePort = probePort;
     this.metricsPort = metricsPort;
+    this.webhookPort = webhookPort;
     this.logPath = logPath;
     this.identity = identity;
     this.#exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -50,6 +54,7 @@ export class OperatorProcess {
   static async start(options: OperatorProcessOptions): Promise<OperatorProcess> {
     const probePort = await freePort();
     const metricsPort = await freePort();
+    const webhookPort = await freePort();
     const identity = options.identity ?? `operator-${probePort}`;
     const fd = openSync(options.logPath, 'a');
     let child: ChildProcess;
@@ -68,6 +73,10 @@ export class OperatorProcess {
           `127.0.0.1:${probePort}`,
           '--metrics-address',
           `127.0.0.1:${metricsPort}`,
+          '--webhook-address',
+          `127.0.0.1:${webhookPort}`,
+          '--webhook-host',
+          '127.0.0.1',
           ...(options.args ?? []),
         ],
         { stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: undefined } },
@@ -75,7 +84,14 @@ export class OperatorProcess {
     } finally {
       closeSync(fd);
     }
-    const operator = new OperatorProcess(child, probePort, metricsPort, options.logPath, identity);
+    const operator = new OperatorProcess(
+      child,
+      probePort,
+      metricsPort,
+      webhookPort,
+      options.logPath,
+      identity,
+    );
     process.once('exit', () => child.kill('SIGKILL'));
     return operator;
   }

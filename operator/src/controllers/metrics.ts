@@ -28,6 +28,10 @@ export interface OperatorMetrics {
   latencySourceRequests: Counter<'policy' | 'source' | 'outcome'>;
   /** How long latency source requests take. */
   latencySourceDuration: Histogram<'source'>;
+  /** How long the admission webhook takes to answer, by operation and outcome (Mutated, Warned, ...). */
+  admissionDuration: Histogram<'operation' | 'outcome'>;
+  /** When the webhook's CA and serving certificate expire (Unix seconds), as this replica loaded them. */
+  webhookCertificateExpiry: Gauge<'certificate'>;
 }
 
 export function createOperatorMetrics(registry: Registry): OperatorMetrics {
@@ -110,6 +114,19 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
       help: 'How long a latency source request for one workload takes',
       labelNames: ['source'] as const,
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    admissionDuration: new Histogram({
+      name: 'gracefulshutdown_admission_duration_seconds',
+      help: 'How long the admission webhook takes to decide on a Deployment (its count is the request count), by operation and outcome',
+      labelNames: ['operation', 'outcome'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+    webhookCertificateExpiry: new Gauge({
+      name: 'gracefulshutdown_webhook_certificate_expiry_timestamp_seconds',
+      help: "When the webhook's certificate expires (Unix seconds): certificate ca or serving, as this replica serves it",
+      labelNames: ['certificate'] as const,
       registers,
     }),
   };

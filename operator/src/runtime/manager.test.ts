@@ -253,6 +253,49 @@ describe('Manager', () => {
     expect(started).toEqual(['ns/a']);
   });
 
+  it('runs a runnable that needs no leader on every replica from start, and stops it after the lease is released', async () => {
+    const store = new InMemoryLeaseStore();
+    const log: string[] = [];
+    const client = new InMemoryLeaseClient(store);
+    client.onWrite = (record) => {
+      if (record.holderIdentity === '') log.push('lease released');
+    };
+    const serving = (name: string) => {
+      const state = { runs: 0 };
+      return {
+        state,
+        runnable: {
+          name,
+          needLeaderElection: false,
+          run: (signal: AbortSignal) =>
+            new Promise<void>((resolve) => {
+              state.runs++;
+              signal.addEventListener('abort', () => {
+                log.push(`${name} stopped`);
+                resolve();
+              });
+            }),
+        },
+      };
+    };
+    const a = serving('webhook-a');
+    const b = serving('webhook-b');
+    const leader = manager({ leaderElection: { client, identity: 'a', ...fastElection } })
+      .addSource(new FakeSource('never-synced'))
+      .addRunnable(a.runnable);
+    await leader.start();
+    await until(() => leader.isLeader(), 'a leads');
+    const follower = manager({
+      leaderElection: { client: new InMemoryLeaseClient(store), identity: 'b', ...fastElection },
+    }).addRunnable(b.runnable);
+    await follower.start();
+    // Neither synced caches nor leadership are needed.
+    expect([a.state.runs, b.state.runs]).toEqual([1, 1]);
+    expect(follower.isLeader()).toBe(false);
+    await leader.stop();
+    expect(log).toEqual(['lease released', 'webhook-a stopped']);
+  });
+
   it('releases the lease only after aborted reconciles and runnables have settled', async () => {
     const store = new InMemoryLeaseStore();
     const client = new InMemoryLeaseClient(store);

@@ -20,13 +20,16 @@ export interface Source {
 }
 
 /**
- * Work that runs only on the leader, beside the controllers (controller-runtime's
- * LeaderElectionRunnable): started once the caches have synced, stopped by aborting `signal`.
- * run() resolves when it has stopped, its requests settled (pass them `signal`): the Lease is
- * released only after that. It should not reject (a rejection is logged).
+ * Work beside the controllers, stopped by aborting `signal`; run() resolves when it has stopped,
+ * its requests settled (pass them `signal`). It should not reject (a rejection is logged).
+ * By default it runs only on the leader (controller-runtime's LeaderElectionRunnable): started
+ * once the caches have synced, stopped before the Lease is released. With
+ * `needLeaderElection: false` (a webhook server, its certificates) it runs on every replica from
+ * start, and stops last, after the Lease is released: it serves while the others wind down.
  */
 export interface Runnable {
   readonly name: string;
+  readonly needLeaderElection?: boolean;
   run(signal: AbortSignal): Promise<void>;
 }
 
@@ -84,6 +87,9 @@ export class Manager {
   /** Aborted to stop the runnables (shutdown or lost leadership). */
   readonly #runnablesStop = new AbortController();
   #runnablesDone: Promise<unknown> = Promise.resolve();
+  /** Runnables of every replica (needLeaderElection false), stopped last. */
+  readonly #everyReplicaStop = new AbortController();
+  #everyReplicaDone: Promise<unknown> = Promise.resolve();
   readonly #elector: LeaderElector | undefined;
   /** Aborted when shutdown begins: readiness fails, waits for sync end. */
   readonly #stopping = new AbortController();
@@ -164,7 +170,7 @@ export class Manager {
     return this;
   }
 
-  /** Leader-only work, started with the controllers. */
+  /** Work started with the controllers (leader only), or at start (needLeaderElection false). */
   addRunnable(runnable: Runnable): this {
     if (this.#started) throw new Error('add runnables before start');
     this.#runnables.push(runnable);
@@ -211,6 +217,10 @@ export class Manager {
       this.#log.info({ url: this.#metricsServer.url }, 'Serving metrics');
     }
     for (const source of this.#sources) source.start();
+    this.#everyReplicaDone = this.#runAll(
+      this.#runnables.filter((r) => r.needLeaderElection === false),
+      this.#everyReplicaStop.signal,
+    );
     if (this.#elector === undefined) {
       void this.#startControllersWhenSynced();
     } else {
@@ -282,14 +292,21 @@ export class Manager {
       'Starting controllers',
     );
     for (const controller of this.#controllers) controller.start();
-    this.#runnablesDone = Promise.all(
-      this.#runnables.map((runnable) =>
-        runnable.run(this.#runnablesStop.signal).catch((error: unknown) => {
+    this.#runnablesDone = this.#runAll(
+      this.#runnables.filter((r) => r.needLeaderElection !== false),
+      this.#runnablesStop.signal,
+    );
+    this.#controllersStarted = true;
+  }
+
+  #runAll(runnables: Runnable[], signal: AbortSignal): Promise<unknown> {
+    return Promise.all(
+      runnables.map((runnable) =>
+        runnable.run(signal).catch((error: unknown) => {
           this.#log.error({ err: error, runnable: runnable.name }, 'Runnable failed');
         }),
       ),
     );
-    this.#controllersStarted = true;
   }
 
   /** Another replica may lead from now on: abort in-flight reconciles at once, then shut down. */
@@ -321,6 +338,9 @@ export class Manager {
       // the next leader cannot race a write of ours still in flight.
       this.#resign.abort();
       await this.#electionDone;
+      // 5: what every replica runs (the webhook server) stops last.
+      this.#everyReplicaStop.abort();
+      await this.#everyReplicaDone;
       await Promise.all([this.#probeServer?.close(), this.#metricsServer?.close()]);
       this.#log.info('Stopped');
     } catch (error) {

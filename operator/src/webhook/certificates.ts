@@ -21,6 +21,7 @@
 // that would need renewing during the overlap is first extended to its CA's end, so the
 // overlap never has to be cut short.
 import type { webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
 import 'reflect-metadata'; // @peculiar/x509's dependency injection needs the Reflect polyfill.
 import * as x509 from '@peculiar/x509';
 
@@ -107,7 +108,10 @@ export async function createCA(opts: {
   return { cert: cert.toString('pem'), key: await keyPem(keys.privateKey) };
 }
 
-/** A serverAuth leaf for `dnsNames`, signed by `ca`; it ends no later than the CA. */
+/**
+ * A serverAuth leaf for `dnsNames` (an IP address among them becomes an IP SAN: an operator run
+ * outside the cluster is called by URL), signed by `ca`; it ends no later than the CA.
+ */
 export async function issueServingCert(opts: {
   ca: CertAndKey;
   dnsNames: readonly string[];
@@ -138,7 +142,9 @@ export async function issueServingCert(opts: {
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(opts.dnsNames.map((value) => ({ type: 'dns', value }))),
+      new x509.SubjectAlternativeNameExtension(
+        opts.dnsNames.map((value) => ({ type: isIP(value) === 0 ? 'dns' : 'ip', value })),
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
@@ -287,11 +293,18 @@ function checkPolicy(p: TlsPolicy): void {
 function certInfo(pem: string): { notAfter: number; dnsNames: Set<string> } {
   const cert = new x509.X509Certificate(pem);
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const dnsNames = new Set(san?.names.items.filter((n) => n.type === 'dns').map((n) => n.value) ?? []);
+  const dnsNames = new Set(
+    san?.names.items.filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => n.value) ?? [],
+  );
   return { notAfter: cert.notAfter.getTime(), dnsNames };
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** When a PEM certificate expires. */
+export function notAfter(pem: string): Date {
+  return new Date(certInfo(pem).notAfter);
+}
 
 /**
  * The next step for the webhook's certificates at `now` (pure). `undefined` is no Secret, or

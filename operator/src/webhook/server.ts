@@ -1,0 +1,188 @@
+// The admission webhook's HTTPS server: AdmissionReview in, AdmissionReview out. Every replica
+// serves it (no leader needed); the decision is webhook/admission.ts's, from the caches only.
+// Safe by construction: whatever goes wrong inside (caches not synced yet, a bug) answers
+// "allowed, unchanged", and the MutatingWebhookConfiguration says failurePolicy Ignore, so a
+// webhook that is down or slow never blocks a Deployment; the controller catches up later.
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Histogram } from 'prom-client';
+import type { Logger } from '../log.ts';
+import type { ListenAddress } from '../runtime/health.ts';
+import type { AdmissionDecision, AdmissionRequest } from './admission.ts';
+
+export const MUTATE_DEPLOYMENTS_PATH = '/mutate-apps-v1-deployment';
+/** An AdmissionReview carries the object and the old one: Deployments stay far below this. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export type AdmissionOutcomeLabel = AdmissionDecision['outcome'] | 'NotSynced' | 'Error';
+
+export interface WebhookServerOptions extends ListenAddress {
+  /** The decision for one request; only called once `ready()` says so. */
+  admit(request: AdmissionRequest): AdmissionDecision;
+  /** False until the caches the decision reads have synced: requests are then allowed unchanged. */
+  ready(): boolean;
+  logger: Logger;
+  /** gracefulshutdown_admission_duration_seconds{operation, outcome}. */
+  duration?: Histogram<'operation' | 'outcome'>;
+  /** How long one request may take to arrive and be answered (the apiserver gives up sooner). */
+  requestTimeoutMs?: number;
+}
+
+export interface ServingCertificate {
+  cert: string;
+  key: string;
+}
+
+interface AdmissionReview {
+  apiVersion?: string;
+  kind?: string;
+  request?: AdmissionRequest;
+}
+
+/** The AdmissionReview answer: always allowed; a JSON patch and warnings when there are any. */
+export function admissionResponse(
+  uid: string,
+  decision: Pick<AdmissionDecision, 'patch' | 'warnings'>,
+): object {
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    response: {
+      uid,
+      allowed: true,
+      ...(decision.patch.length > 0
+        ? { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(decision.patch)).toString('base64') }
+        : {}),
+      ...(decision.warnings.length > 0 ? { warnings: decision.warnings } : {}),
+    },
+  };
+}
+
+/**
+ * Listens once a certificate is there (`setCertificate`); a new certificate (renewal, rotation)
+ * is used for new connections at once, without a restart. `close()` stops taking connections and
+ * waits for requests in flight.
+ */
+export class WebhookServer {
+  readonly #options: WebhookServerOptions;
+  readonly #log: Logger;
+  #server: Server | undefined;
+  #listening: Promise<void> | undefined;
+  #port = 0;
+
+  constructor(options: WebhookServerOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ component: 'webhook' });
+  }
+
+  /** The port it listens on (0 before it does). */
+  get port(): number {
+    return this.#port;
+  }
+
+  get listening(): boolean {
+    return this.#port !== 0;
+  }
+
+  /** Serves `certificate` from now on; the first call starts listening. */
+  async setCertificate(certificate: ServingCertificate): Promise<void> {
+    if (this.#server) {
+      this.#server.setSecureContext(certificate);
+      return;
+    }
+    const timeoutMs = this.#options.requestTimeoutMs ?? 10_000;
+    const server = createServer(
+      { ...certificate, requestTimeout: timeoutMs, headersTimeout: timeoutMs, minVersion: 'TLSv1.2' },
+      (req, res) => {
+        const send = (status: number, body: object | string) => {
+          const text = typeof body === 'string' ? body : JSON.stringify(body);
+          res.writeHead(status, {
+            'content-type': typeof body === 'string' ? 'text/plain' : 'application/json',
+          });
+          res.end(text);
+        };
+        if (req.method !== 'POST' || req.url?.split('?')[0] !== MUTATE_DEPLOYMENTS_PATH) {
+          send(404, `not found: ${req.method} ${req.url}\n`);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        req.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_BODY_BYTES) {
+            send(413, `request body over ${MAX_BODY_BYTES} bytes\n`);
+            req.destroy();
+          } else chunks.push(chunk);
+        });
+        req.on('end', () => {
+          if (size > MAX_BODY_BYTES) return;
+          let review: AdmissionReview;
+          try {
+            review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as AdmissionReview;
+          } catch (error) {
+            send(400, `not JSON: ${(error as Error).message}\n`);
+            return;
+          }
+          const request = review.request;
+          if (review.kind !== 'AdmissionReview' || typeof request?.uid !== 'string') {
+            send(400, 'want an admission.k8s.io/v1 AdmissionReview with request.uid\n');
+            return;
+          }
+          send(200, this.#answer(request));
+        });
+      },
+    );
+    this.#server = server;
+    this.#listening = new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#options.port, this.#options.host, () => {
+        server.off('error', reject);
+        this.#port = (server.address() as AddressInfo).port;
+        this.#log.info({ host: this.#options.host, port: this.#port }, 'Serving the admission webhook');
+        resolve();
+      });
+    });
+    await this.#listening;
+  }
+
+  #answer(request: AdmissionRequest): object {
+    const started = process.hrtime.bigint();
+    let outcome: AdmissionOutcomeLabel;
+    let decision: Pick<AdmissionDecision, 'patch' | 'warnings'> = { patch: [], warnings: [] };
+    const where = { operation: request.operation, namespace: request.namespace, name: request.name };
+    if (!this.#options.ready()) {
+      outcome = 'NotSynced';
+      this.#log.info(where, 'admitted unchanged: the caches have not synced yet');
+    } else {
+      try {
+        const decided = this.#options.admit(request);
+        decision = decided;
+        outcome = decided.outcome;
+        const level = decided.outcome === 'Skipped' ? 'debug' : 'info';
+        this.#log[level](
+          { ...where, policy: decided.policy, outcome, dryRun: request.dryRun ?? false },
+          decided.message,
+        );
+      } catch (error) {
+        // Fail open: the controller catches up with this Deployment later.
+        outcome = 'Error';
+        this.#log.error({ ...where, err: error }, 'admission failed: admitted unchanged');
+      }
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.#options.duration?.observe({ operation: request.operation ?? '', outcome }, seconds);
+    return admissionResponse(request.uid, decision);
+  }
+
+  /** Stops taking connections; resolves once requests in flight are answered. */
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (!server) return;
+    await this.#listening?.catch(() => {});
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+    this.#port = 0;
+  }
+}
