@@ -212,12 +212,14 @@ describe('webhook settings', () => {
       '--webhook-check-ms (60000) must be less than --webhook-overlap-ms (30000)',
     );
     expect(
-      configError(['--webhook-serving-validity-ms', '60000', '--webhook-renew-before-ms', '60000']),
-    ).toContain('--webhook-renew-before-ms (60000) must be less than --webhook-serving-validity-ms');
+      configError(['--webhook-serving-validity-ms', '100000', '--webhook-renew-before-ms', '50000']),
+    ).toBe(
+      '--webhook-renew-before-ms (50000) + 60000 ms of backdating must be less than --webhook-serving-validity-ms (100000)',
+    );
     expect(
       configError([
         '--webhook-ca-validity-ms',
-        '100000',
+        '160000',
         '--webhook-renew-before-ms',
         '20000',
         '--webhook-overlap-ms',
@@ -225,8 +227,8 @@ describe('webhook settings', () => {
         '--webhook-check-ms',
         '1000',
         '--webhook-serving-validity-ms',
-        '50000',
+        '90000',
       ]),
-    ).toContain('must be less than --webhook-ca-validity-ms (100000)');
+    ).toContain('must be less than --webhook-ca-validity-ms (160000)');
   });
 });

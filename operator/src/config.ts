@@ -2,6 +2,7 @@
 // validated at start so a bad value stops the operator with the flag named.
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { BACKDATE_MS } from './webhook/certificates.ts';
 
 const durationMs = z.coerce.number().int().min(0).max(86_400_000);
 /** Durations that drive request loops: 0 would spin against the apiserver. */
@@ -241,13 +242,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
     throw new ConfigError(
       `--webhook-check-ms (${w.checkMs}) must be less than --webhook-overlap-ms (${w.overlapMs})`,
     );
-  if (!(w.renewBeforeMs < w.servingValidityMs))
+  // Certificates start BACKDATE_MS before they are made, within their validity.
+  if (!(w.renewBeforeMs + BACKDATE_MS < w.servingValidityMs))
     throw new ConfigError(
-      `--webhook-renew-before-ms (${w.renewBeforeMs}) must be less than --webhook-serving-validity-ms (${w.servingValidityMs})`,
+      `--webhook-renew-before-ms (${w.renewBeforeMs}) + ${BACKDATE_MS} ms of backdating must be less than --webhook-serving-validity-ms (${w.servingValidityMs})`,
     );
-  if (!(w.renewBeforeMs + 2 * w.overlapMs < w.caValidityMs))
+  if (!(w.renewBeforeMs + 2 * w.overlapMs + BACKDATE_MS < w.caValidityMs))
     throw new ConfigError(
-      `--webhook-renew-before-ms + 2 x --webhook-overlap-ms (${w.renewBeforeMs + 2 * w.overlapMs}) must be less than --webhook-ca-validity-ms (${w.caValidityMs})`,
+      `--webhook-renew-before-ms + 2 x --webhook-overlap-ms + ${BACKDATE_MS} ms of backdating (${w.renewBeforeMs + 2 * w.overlapMs + BACKDATE_MS}) must be less than --webhook-ca-validity-ms (${w.caValidityMs})`,
     );
   const { leaseDurationMs, renewDeadlineMs, retryPeriodMs } = config.leaderElection;
   // client-go's own checks: a renew deadline past the lease lets two replicas lead at once,

@@ -1,5 +1,5 @@
 import type { V1Deployment } from '@kubernetes/client-node';
-import { applyPatch, type Operation } from 'fast-json-patch';
+import jsonPatch, { type Operation } from 'fast-json-patch';
 import { describe, expect, test } from 'vitest';
 import {
   APPLIED_ANNOTATION,
@@ -15,6 +15,9 @@ import { ownedByApply, readAppliedRecord } from '../policy/ownership.ts';
 import { container, deployment, NEW_CLUSTER, policy } from '../policy/test-fixtures.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 import { type AdmissionContext, type AdmissionRequest, admit, MAX_WARNING_LENGTH } from './admission.ts';
+
+// A CommonJS package: Node gives its functions on the default export only.
+const { applyPatch } = jsonPatch;
 
 const selectShop = { namespaceSelector: { matchLabels: { team: 'shop' } } };
 const enforce = (spec: GracefulShutdownPolicySpecInput = {}) =>

@@ -6,7 +6,7 @@
 // says what the policy recommends as admission warnings (kubectl prints them). The choices —
 // failurePolicy, reinvocation, what an UPDATE may change — are in docs/design/admission.md.
 import type { V1Deployment } from '@kubernetes/client-node';
-import { applyPatch, compare, type Operation } from 'fast-json-patch';
+import jsonPatch, { type Operation } from 'fast-json-patch';
 import { FIELD_MANAGER } from '../api/annotations.ts';
 import { GROUP, PolicyConditionTypes } from '../api/policy.ts';
 import {
@@ -28,6 +28,9 @@ import {
   readAppliedRecord,
 } from '../policy/ownership.ts';
 import type { ClusterFacts, ProbeVerdictLookup, ValidPolicy } from '../policy/types.ts';
+
+// A CommonJS package: Node gives its functions on the default export only.
+const { applyPatch, compare } = jsonPatch;
 
 /** The parts of an admission.k8s.io/v1 AdmissionRequest the webhook reads. */
 export interface AdmissionRequest {

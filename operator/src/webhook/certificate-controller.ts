@@ -92,11 +92,24 @@ export class CertificateController implements Runnable {
       const now = this.#now();
       const plan = rotationPlan(state, now, policy);
       if (plan.action === 'None' && state) {
-        await this.#publish(state, signal);
+        const injected = await this.#publish(state, signal);
         const untilNext = plan.nextCheckAt.getTime() - now.getTime();
-        return Math.max(1_000, Math.min(this.#options.checkMs, untilNext));
+        // A configuration not there yet (installed after the operator) is looked for again soon.
+        const checkMs = injected === 'NotFound' ? this.#options.retryMs : this.#options.checkMs;
+        return Math.max(1_000, Math.min(checkMs, untilNext));
       }
       const next = await applyRotation(state, plan, now, policy);
+      // A step must lead somewhere: one that would be due again at once (lifetimes too short
+      // for the policy) is not written, so a bad setting cannot become a write loop.
+      const after = rotationPlan(next, now, policy);
+      if (after.action === plan.action && plan.action !== 'Create') {
+        this.#log.error(
+          { action: plan.action, reason: 'reason' in plan ? plan.reason : undefined },
+          'webhook certificates: the step would be due again at once: not written (check the --webhook-* lifetimes)',
+        );
+        if (state) await this.#publish(state, signal);
+        return this.#options.checkMs;
+      }
       try {
         if (stored) await store.replace(encodeSecretData(next), SECRET_TYPE, stored.resourceVersion, signal);
         else await store.create(encodeSecretData(next), SECRET_TYPE, signal);
@@ -117,7 +130,10 @@ export class CertificateController implements Runnable {
   }
 
   /** Serves the state's certificate and injects its bundle, each only when it changed. */
-  async #publish(state: WebhookTlsState, signal: AbortSignal): Promise<void> {
+  async #publish(
+    state: WebhookTlsState,
+    signal: AbortSignal,
+  ): Promise<'Injected' | 'Unchanged' | 'NotFound' | undefined> {
     if (this.#served !== state.serving.cert) {
       await this.#options.serve(state.serving);
       this.#served = state.serving.cert;
@@ -129,12 +145,13 @@ export class CertificateController implements Runnable {
       );
     }
     const target = this.#options.target;
-    if (!target) return;
+    if (!target) return undefined;
     const bundle = caBundle(state);
     // Checked every pass, not only on change: a re-applied configuration loses the bundle.
     const result = await target.inject(bundle, signal);
     if (result === 'Injected' || (result === 'NotFound' && this.#injected !== 'NotFound'))
       this.#log.info({ target: target.description, result }, `webhook certificates: caBundle ${result}`);
     this.#injected = result === 'NotFound' ? 'NotFound' : bundle;
+    return result;
   }
 }
