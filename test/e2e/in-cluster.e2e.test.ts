@@ -7,7 +7,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   APPLIED_ANNOTATION,
@@ -89,7 +95,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await kubectl(['delete', '-k', demoOverlayDir, '--wait=true', '--timeout=90s']);
   await rm(demoOverlayDir, { recursive: true, force: true });
-  // Other test files run the operator as a process on the same Lease: none of ours may remain.
+  // Other test files run the operator as a process on the same Lease: none of ours may remain,
+  // nor a webhook configuration calling pods that are gone.
+  await kubectl(['delete', 'mutatingwebhookconfiguration', OPERATOR, '--ignore-not-found']);
   await kubectl(['delete', 'deployment', OPERATOR, '-n', OPERATOR_NAMESPACE, '--wait=true', '--timeout=60s']);
   await waitFor(
     'operator pods gone',
@@ -154,6 +162,29 @@ describe('the operator installed with kubectl apply -k', () => {
       .map((l) => JSON.parse(l) as { msg?: string; identity?: string });
     expect(lines.some((l) => l.msg === 'starting' && l.identity === holder)).toBe(true);
     expect(logs.stdout).toContain(`${ns.name}/web`);
+  });
+
+  test('the apiserver calls the webhook through its Service: a new Deployment is compliant from admission', async () => {
+    // The operator made its CA and put it into the shipped configuration.
+    await waitFor('the caBundle injected', async () => {
+      const config = await kc()
+        .makeApiClient(AdmissionregistrationV1Api)
+        .readMutatingWebhookConfiguration({ name: OPERATOR });
+      return (config.webhooks ?? []).every((w) => String(w.clientConfig.caBundle ?? '') !== '');
+    });
+    const applied = await kubectl(['apply', '-n', ns.name, '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', ...sampleDeployment('admitted') }),
+    });
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stderr).toContain('Warning: gracefulshutdown.dev/in-cluster (Enforce)');
+    const created = await apps().readNamespacedDeployment({ name: 'admitted', namespace: ns.name });
+    expect(created.spec?.template.spec?.containers[0]?.lifecycle?.preStop).toBeDefined();
+    const record = JSON.parse(created.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}') as {
+      rollout?: unknown;
+    };
+    expect(record.rollout).toBeUndefined(); // set at admission, not by a rollout of the operator's
+    const sets = await apps().listNamespacedReplicaSet({ namespace: ns.name, labelSelector: 'app=admitted' });
+    expect(sets.items.length).toBeLessThanOrEqual(1);
   });
 
   test('deleting the leader pod hands the Lease to another pod', async () => {

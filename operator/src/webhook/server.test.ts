@@ -1,0 +1,176 @@
+import { request } from 'node:https';
+import type { PeerCertificate } from 'node:tls';
+import { Histogram, Registry } from 'prom-client';
+import { afterEach, describe, expect, test } from 'vitest';
+import { silentLogger } from '../log.ts';
+import type { AdmissionDecision, AdmissionRequest } from './admission.ts';
+import { type CertAndKey, createCA, issueServingCert } from './certificates.ts';
+import { MUTATE_DEPLOYMENTS_PATH, WebhookServer } from './server.ts';
+
+const HOUR = 3_600_000;
+let ca: CertAndKey;
+
+async function serving(): Promise<CertAndKey> {
+  ca ??= await createCA({
+    commonName: 'test-ca',
+    notBefore: new Date(Date.now() - 60_000),
+    validityMs: HOUR,
+  });
+  return issueServingCert({
+    ca,
+    dnsNames: ['127.0.0.1'],
+    notBefore: new Date(Date.now() - 60_000),
+    validityMs: HOUR,
+  });
+}
+
+const servers: WebhookServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+function histogram() {
+  const registry = new Registry();
+  const duration = new Histogram({
+    name: 'admission_duration_seconds',
+    help: 'test',
+    labelNames: ['operation', 'outcome'] as const,
+    registers: [registry],
+  });
+  return { registry, duration };
+}
+
+async function start(options: {
+  admit?: (r: AdmissionRequest) => AdmissionDecision;
+  ready?: () => boolean;
+  duration?: Histogram<'operation' | 'outcome'>;
+}): Promise<WebhookServer> {
+  const server = new WebhookServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: silentLogger(),
+    admit: options.admit ?? (() => ({ outcome: 'Skipped', patch: [], warnings: [], message: 'test' })),
+    ready: options.ready ?? (() => true),
+    ...(options.duration ? { duration: options.duration } : {}),
+  });
+  servers.push(server);
+  await server.setCertificate(await serving());
+  return server;
+}
+
+function post(
+  port: number,
+  body: string,
+  path = MUTATE_DEPLOYMENTS_PATH,
+  method = 'POST',
+): Promise<{ status: number; body: string; peer: PeerCertificate }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method,
+        ca: ca.cert,
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            peer: (res.socket as import('node:tls').TLSSocket).getPeerCertificate(),
+          }),
+        );
+      },
+    );
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+const review = (uid = 'abc') =>
+  JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid,
+      operation: 'CREATE',
+      namespace: 'shop',
+      name: 'web',
+      kind: { group: 'apps', kind: 'Deployment' },
+    },
+  });
+
+describe('WebhookServer', () => {
+  test('answers an AdmissionReview over TLS: allowed, the JSON patch base64-encoded, the warnings', async () => {
+    const patch = [{ op: 'add' as const, path: '/metadata/labels', value: { a: 'b' } }];
+    const { registry, duration } = histogram();
+    const server = await start({
+      admit: (r) => ({ outcome: 'Mutated', patch, warnings: [`hello ${r.name}`], message: 'm' }),
+      duration,
+    });
+    const answer = await post(server.port, review('uid-1'));
+    expect(answer.status).toBe(200);
+    const response = (JSON.parse(answer.body) as { response: Record<string, unknown> }).response;
+    expect(response).toMatchObject({
+      uid: 'uid-1',
+      allowed: true,
+      patchType: 'JSONPatch',
+      warnings: ['hello web'],
+    });
+    expect(JSON.parse(Buffer.from(String(response.patch), 'base64').toString('utf8'))).toEqual(patch);
+    expect(await registry.metrics()).toContain(
+      'admission_duration_seconds_count{operation="CREATE",outcome="Mutated"} 1',
+    );
+  });
+
+  test('fails open: caches not synced, or the decision throws, admit the object unchanged', async () => {
+    const { registry, duration } = histogram();
+    let called = 0;
+    const notSynced = await start({
+      ready: () => false,
+      admit: () => {
+        called++;
+        throw new Error('never');
+      },
+      duration,
+    });
+    const a = JSON.parse((await post(notSynced.port, review())).body) as {
+      response: Record<string, unknown>;
+    };
+    expect(a.response).toEqual({ uid: 'abc', allowed: true });
+    expect(called).toBe(0);
+    const broken = await start({
+      admit: () => {
+        throw new Error('a bug');
+      },
+      duration,
+    });
+    const b = JSON.parse((await post(broken.port, review())).body) as { response: Record<string, unknown> };
+    expect(b.response).toEqual({ uid: 'abc', allowed: true });
+    const text = await registry.metrics();
+    expect(text).toContain('admission_duration_seconds_count{operation="CREATE",outcome="NotSynced"} 1');
+    expect(text).toContain('admission_duration_seconds_count{operation="CREATE",outcome="Error"} 1');
+  });
+
+  test('another path or method is 404, a body that is no AdmissionReview 400', async () => {
+    const server = await start({});
+    expect((await post(server.port, '', '/metrics', 'GET')).status).toBe(404);
+    expect((await post(server.port, 'not json')).status).toBe(400);
+    expect((await post(server.port, JSON.stringify({ kind: 'AdmissionReview', request: {} }))).status).toBe(
+      400,
+    );
+  });
+
+  test('a new certificate is served to new connections without a restart', async () => {
+    const server = await start({});
+    const before = (await post(server.port, review())).peer.serialNumber;
+    await server.setCertificate(await serving());
+    const after = (await post(server.port, review())).peer.serialNumber;
+    expect(after).not.toBe(before);
+  });
+});
