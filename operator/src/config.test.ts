@@ -45,6 +45,7 @@ describe('loadConfig defaults', () => {
       address: { host: '0.0.0.0', port: 9443 },
       service: 'graceful-shutdown-operator-webhook',
       host: undefined,
+      certificates: 'Operator',
       configuration: 'graceful-shutdown-operator',
       secret: 'graceful-shutdown-operator-webhook-tls',
       caValidityMs: 365 * 86_400_000,
@@ -203,8 +204,10 @@ describe('loadConfig rejects bad values, naming the flag', () => {
 });
 
 describe('webhook settings', () => {
-  test('--webhook-inject-ca-bundle=false: the caBundle is injected by someone else', () => {
-    expect(loadConfig(['--webhook-inject-ca-bundle=false'], {}, HOST).webhook.configuration).toBeUndefined();
+  test('--webhook-certificates External: the Secret and the caBundle are kept by someone else', () => {
+    const webhook = loadConfig(['--webhook-certificates', 'External'], {}, HOST).webhook;
+    expect(webhook).toMatchObject({ certificates: 'External', configuration: undefined });
+    expect(configError(['--webhook-certificates', 'CertManager'])).toContain('--webhook-certificates');
   });
 
   test('timings that cannot rotate safely are refused with the flags named', () => {

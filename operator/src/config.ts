@@ -63,8 +63,15 @@ const settings = {
     env: 'WEBHOOK_CONFIGURATION',
     schema: z.string().min(1).default('graceful-shutdown-operator'),
   },
-  /** false: someone else puts the CA into the configuration (cert-manager's CA injector). */
-  'webhook-inject-ca-bundle': { env: 'WEBHOOK_INJECT_CA_BUNDLE', schema: z.stringbool().default(true) },
+  /**
+   * Operator: the operator makes and rotates its certificates and injects the caBundle.
+   * External: cert-manager (or another party) keeps the Secret and the caBundle; the operator
+   * only serves the Secret's tls.crt and tls.key (config/webhook/README.md).
+   */
+  'webhook-certificates': {
+    env: 'WEBHOOK_CERTIFICATES',
+    schema: z.enum(['Operator', 'External']).default('Operator'),
+  },
   'webhook-secret': {
     env: 'WEBHOOK_SECRET',
     schema: z.string().min(1).default('graceful-shutdown-operator-webhook-tls'),
@@ -137,6 +144,7 @@ export interface WebhookConfig {
   address: ListenAddress;
   service: string;
   host: string | undefined;
+  certificates: 'Operator' | 'External';
   /** The MutatingWebhookConfiguration whose caBundle the operator keeps; undefined: none. */
   configuration: string | undefined;
   secret: string;
@@ -227,7 +235,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
       address: parseAddress('webhook-address', read('webhook-address')),
       service: read('webhook-service'),
       host: read('webhook-host'),
-      configuration: read('webhook-inject-ca-bundle') ? read('webhook-configuration') : undefined,
+      certificates: read('webhook-certificates'),
+      configuration: read('webhook-certificates') === 'Operator' ? read('webhook-configuration') : undefined,
       secret: read('webhook-secret'),
       caValidityMs: read('webhook-ca-validity-ms'),
       servingValidityMs: read('webhook-serving-validity-ms'),

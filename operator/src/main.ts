@@ -278,6 +278,7 @@ async function main(): Promise<void> {
     });
     manager.addRunnable(
       new CertificateController({
+        mode: w.certificates,
         store: createTlsSecretStore(
           core,
           { namespace: config.namespace, name: w.secret },

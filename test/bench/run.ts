@@ -16,11 +16,14 @@ import {
   OPERATOR_SERVICE_ACCOUNT,
 } from '../operator/install.ts';
 import { OperatorProcess } from '../operator/operator-process.ts';
+import { ADMISSION_HEADER, benchAdmission } from './admission.ts';
 
 const { values } = parseArgs({
   options: {
     sizes: { type: 'string', default: '20,100' },
     'max-concurrent': { type: 'string', default: '10' },
+    'admission-rps': { type: 'string', default: '100' },
+    'admission-seconds': { type: 'string', default: '10' },
   },
 });
 const sizes = values.sizes.split(',').map(Number);
@@ -37,6 +40,14 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Prom
     if (Date.now() > deadline) throw new Error('bench: timed out');
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const row of rows) console.log(line(row));
 }
 
 const cluster = await LocalCluster.start({ nodes: 3, progress: () => {} });
@@ -99,16 +110,21 @@ try {
     ]);
   }
 
-  const header = ['deployments', 'maxConcurrent', 'converge s', 'writes/deploy', 'operator RSS MiB'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
+  const admissionRows = await benchAdmission({
+    kubeConfig: kc,
+    operator,
+    namespace: `bench-${sizes.at(-1)}`,
+    rps: Number(values['admission-rps']),
+    seconds: Number(values['admission-seconds']),
+  });
+
   console.log(
     `\nKubernetes ${cluster.kubernetesVersion} (kwok), ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}`,
   );
   console.log(`operator idle RSS ${idleRss.toFixed(0)} MiB; cumulative Deployments in cache per row\n`);
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const row of rows) console.log(line(row));
+  printTable(['deployments', 'maxConcurrent', 'converge s', 'writes/deploy', 'operator RSS MiB'], rows);
+  console.log('\nserver-side dry-run creates through the apiserver, open loop; the limit first\n');
+  printTable(ADMISSION_HEADER, admissionRows);
 } finally {
   await operator?.stop();
   await cluster.stop();

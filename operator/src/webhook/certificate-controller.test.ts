@@ -149,4 +149,36 @@ describe('CertificateController', () => {
     expect(store.writes).toBe(1); // the creation, no renewal after renewal
     expect(a.served).toHaveLength(1); // what there is, is served
   });
+
+  test('External (cert-manager): serves the Secret as it is and never writes it', async () => {
+    const store = new MemoryStore();
+    const clock = { now: new Date('2026-11-30T12:00:00Z') };
+    const served: ServingCertificate[] = [];
+    const external = new CertificateController({
+      mode: 'External',
+      store,
+      target: undefined,
+      policy,
+      serve: async (c) => {
+        served.push(c);
+      },
+      logger: silentLogger(),
+      checkMs: MIN,
+      retryMs: 5_000,
+      now: () => clock.now,
+    });
+    expect(await external.sync(signal)).toBe(5_000); // no Secret yet: waits for it
+    // What cert-manager writes: tls.crt, tls.key, ca.crt — no ca.key, no bundle.
+    const made = controller(new MemoryStore(), undefined, clock);
+    await made.c.sync(signal);
+    const cert = made.served[0] as ServingCertificate;
+    const b64 = (t: string) => Buffer.from(t).toString('base64');
+    store.secret = {
+      data: { 'tls.crt': b64(cert.cert), 'tls.key': b64(cert.key), 'ca.crt': b64('x') },
+      resourceVersion: '1',
+    };
+    expect(await external.sync(signal)).toBe(MIN);
+    expect(served).toEqual([cert]);
+    expect(store.writes).toBe(0);
+  });
 });

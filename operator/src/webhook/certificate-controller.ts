@@ -12,6 +12,7 @@ import { sleep } from '../runtime/sleep.ts';
 import {
   applyRotation,
   caBundle,
+  decodeExternalServing,
   decodeSecretData,
   encodeSecretData,
   notAfter,
@@ -26,6 +27,11 @@ import type { ServingCertificate } from './server.ts';
 export const WEBHOOK_CERTIFICATES = 'webhook-certificates';
 
 export interface CertificateControllerOptions {
+  /**
+   * Operator: the operator makes, renews and rotates the certificates in the Secret. External:
+   * another party keeps the Secret (cert-manager); the operator only serves its tls.crt/tls.key.
+   */
+  mode?: 'Operator' | 'External';
   store: TlsSecretStore;
   /** Where the CA bundle goes; undefined when another party injects it (cert-manager's CA injector). */
   target: CaBundleTarget | undefined;
@@ -76,6 +82,7 @@ export class CertificateController implements Runnable {
 
   /** One pass; resolves to how long until the next one. */
   async sync(signal: AbortSignal): Promise<number> {
+    if (this.#options.mode === 'External') return this.#serveExternal(signal);
     const { store, policy } = this.#options;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const stored = await store.read(signal);
@@ -127,6 +134,26 @@ export class CertificateController implements Runnable {
       }
     }
     return this.#options.retryMs;
+  }
+
+  /** Serves what another party keeps in the Secret; never writes it. */
+  async #serveExternal(signal: AbortSignal): Promise<number> {
+    const { store } = this.#options;
+    const stored = await store.read(signal);
+    if (!stored) {
+      this.#log.warn(
+        { secret: store.description },
+        'webhook certificates: waiting for the Secret (cert-manager)',
+      );
+      return this.#options.retryMs;
+    }
+    const serving = decodeExternalServing(stored.data);
+    if (this.#served !== serving.cert) {
+      await this.#options.serve(serving);
+      this.#served = serving.cert;
+      this.#log.info({ secret: store.description }, 'webhook certificates: serving the Secret as it is');
+    }
+    return this.#options.checkMs;
   }
 
   /** Serves the state's certificate and injects its bundle, each only when it changed. */

@@ -204,6 +204,31 @@ export function encodeSecretData(state: WebhookTlsState): Record<string, string>
   return data;
 }
 
+/**
+ * `tls.crt` (the certificate, then any chain) and `tls.key` of a Secret another party keeps
+ * (cert-manager): served as they are, never written. Any PEM private key (PKCS#1, SEC1, PKCS#8).
+ */
+export function decodeExternalServing(
+  data: Readonly<Record<string, string | undefined>> | undefined,
+): CertAndKey {
+  const text = (key: string): string => {
+    const value = data?.[key];
+    const decoded = value === undefined ? '' : Buffer.from(value, 'base64').toString('utf8');
+    if (decoded.trim() === '') throw new TlsSecretError(key, 'is missing');
+    return decoded;
+  };
+  const cert = text(SECRET_KEYS.cert);
+  try {
+    new x509.X509Certificate(x509.PemConverter.decodeFirst(cert));
+  } catch {
+    throw new TlsSecretError(SECRET_KEYS.cert, 'is not a PEM certificate');
+  }
+  const key = text(SECRET_KEYS.key);
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key))
+    throw new TlsSecretError(SECRET_KEYS.key, 'is not a PEM private key');
+  return { cert, key };
+}
+
 /** The state in a Secret's `data`; throws a TlsSecretError naming the key at fault. */
 export function decodeSecretData(
   data: Readonly<Record<string, string | undefined>> | undefined,

@@ -1,0 +1,153 @@
+// Admission latency for `npm run bench`: server-side dry-run creates of a Deployment through the
+// apiserver at a fixed rate, once without the webhook configuration (the limit: what the
+// apiserver alone costs, measured in the same run) and once with it, calling the operator's
+// webhook by URL; plus the webhook's own decision time from its histogram. Asserts nothing.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AdmissionregistrationV1Api,
+  AppsV1Api,
+  type KubeConfig,
+  type V1Deployment,
+} from '@kubernetes/client-node';
+import { parse } from 'yaml';
+import { bucketQuantile } from '../../operator/src/latency/histogram.ts';
+import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
+import { waitFor } from '../cluster/wait.ts';
+import { repoRoot } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
+
+const CONFIGURATION = 'graceful-shutdown-operator';
+
+export interface AdmissionBenchOptions {
+  kubeConfig: KubeConfig;
+  operator: OperatorProcess;
+  /** Selected by an Enforce policy: every admission is a mutation. */
+  namespace: string;
+  rps: number;
+  seconds: number;
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+/** Open loop: one request every 1/rps s whatever the answers do; latencies in ms. */
+async function load(
+  opts: AdmissionBenchOptions,
+  label: string,
+): Promise<{ p50: number; p99: number; failed: number; mutated: number }> {
+  const apps = opts.kubeConfig.makeApiClient(AppsV1Api);
+  const total = opts.rps * opts.seconds;
+  const latencies: number[] = [];
+  let failed = 0;
+  let mutated = 0;
+  const started = performance.now();
+  const inFlight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / opts.rps;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const body: V1Deployment = {
+      metadata: { name: `${label}-${i}` },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'bench' } },
+        template: {
+          metadata: { labels: { app: 'bench' } },
+          spec: {
+            containers: [{ name: 'web', image: 'registry.example/web:1', ports: [{ containerPort: 8080 }] }],
+          },
+        },
+      },
+    };
+    const t0 = performance.now();
+    inFlight.push(
+      apps.createNamespacedDeployment({ namespace: opts.namespace, body, dryRun: 'All' }).then(
+        (created) => {
+          latencies.push(performance.now() - t0);
+          if (created.spec?.template.spec?.containers[0]?.lifecycle?.preStop) mutated++;
+        },
+        () => {
+          failed++;
+        },
+      ),
+    );
+  }
+  await Promise.all(inFlight);
+  latencies.sort((a, b) => a - b);
+  return { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), failed, mutated };
+}
+
+/** The webhook's own decision time at q, from its histogram (seconds -> ms). */
+async function decisionMs(operator: OperatorProcess, q: number): Promise<number> {
+  const text = await operator.metrics();
+  const byLe = new Map<number, number>();
+  for (const line of text.split('\n')) {
+    const m = /^gracefulshutdown_admission_duration_seconds_bucket\{(.*)\} (\S+)$/.exec(line);
+    const le = m?.[1] ? /le="([^"]+)"/.exec(m[1])?.[1] : undefined;
+    if (!m || le === undefined) continue;
+    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+    byLe.set(bound, (byLe.get(bound) ?? 0) + Number(m[2]));
+  }
+  const buckets = [...byLe].sort((a, b) => a[0] - b[0]).map(([le, count]) => ({ le, count }));
+  const result = bucketQuantile(q, buckets);
+  return result.ok ? result.value * 1000 : Number.NaN;
+}
+
+export async function benchAdmission(opts: AdmissionBenchOptions): Promise<string[][]> {
+  const admission = opts.kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+  await admission.deleteMutatingWebhookConfiguration({ name: CONFIGURATION }).catch(() => undefined);
+  const without = await load(opts, 'plain');
+
+  const shipped = parse(
+    readFileSync(join(repoRoot, 'config', 'webhook', 'mutating_webhook_configuration.yaml'), 'utf8'),
+  ) as { webhooks: Record<string, unknown>[] };
+  shipped.webhooks = shipped.webhooks.map((w) => ({
+    ...w,
+    clientConfig: { url: `https://127.0.0.1:${opts.operator.webhookPort}${MUTATE_DEPLOYMENTS_PATH}` },
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': opts.namespace } },
+  }));
+  await admission.createMutatingWebhookConfiguration({ body: shipped as never });
+  await waitFor('the caBundle injected', async () => {
+    const current = await admission.readMutatingWebhookConfiguration({ name: CONFIGURATION });
+    return (current.webhooks ?? []).every((w) => String(w.clientConfig.caBundle ?? '') !== '');
+  });
+  try {
+    const withWebhook = await load(opts, 'hooked');
+    const total = String(opts.rps * opts.seconds);
+    return [
+      [
+        'apiserver alone (limit)',
+        `${opts.rps}`,
+        total,
+        without.p50.toFixed(1),
+        without.p99.toFixed(1),
+        String(without.failed),
+        '-',
+      ],
+      [
+        'apiserver + webhook',
+        `${opts.rps}`,
+        total,
+        withWebhook.p50.toFixed(1),
+        withWebhook.p99.toFixed(1),
+        String(withWebhook.failed),
+        `${withWebhook.mutated}`,
+      ],
+      [
+        'webhook decision (its histogram)',
+        `${opts.rps}`,
+        total,
+        (await decisionMs(opts.operator, 0.5)).toFixed(2),
+        (await decisionMs(opts.operator, 0.99)).toFixed(2),
+        '-',
+        '-',
+      ],
+    ];
+  } finally {
+    await admission.deleteMutatingWebhookConfiguration({ name: CONFIGURATION }).catch(() => undefined);
+  }
+}
+
+export const ADMISSION_HEADER = ['admission', 'req/s', 'requests', 'p50 ms', 'p99 ms', 'failed', 'mutated'];
