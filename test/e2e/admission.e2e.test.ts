@@ -189,6 +189,9 @@ describe('Enforce: settings at admission', () => {
       sleep: { seconds: 5 },
     });
     expect(await replicaSets(ns, 'web')).toBe(1);
+    // And kubectl diff (a server-side dry run) sees no drift: exit code 0.
+    const diff = await kubectl(['diff', '-f', '-'], { input: manifest(ns, 'web') });
+    expect(diff.code, diff.stdout + diff.stderr).toBe(0);
   });
 
   test('a scale is left alone; a new image gets the settings with it (one rollout)', async () => {
