@@ -166,6 +166,16 @@ describe('WebhookServer', () => {
     );
   });
 
+  test("the metric's operation label is bounded whatever a client sends", async () => {
+    const { registry, duration } = histogram();
+    const server = await start({ duration });
+    for (const operation of ['DELETE', 'x'.repeat(100)])
+      await post(server.port, JSON.stringify({ kind: 'AdmissionReview', request: { uid: 'u', operation } }));
+    expect(await registry.metrics()).toContain(
+      'admission_duration_seconds_count{operation="other",outcome="Skipped"} 2',
+    );
+  });
+
   test('a new certificate is served to new connections without a restart', async () => {
     const server = await start({});
     const before = (await post(server.port, review())).peer.serialNumber;

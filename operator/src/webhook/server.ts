@@ -170,7 +170,10 @@ export class WebhookServer {
       }
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.#options.duration?.observe({ operation: request.operation ?? '', outcome }, seconds);
+    // Anyone in the cluster can post here: the label takes only the operations the configuration sends.
+    const operation =
+      request.operation === 'CREATE' || request.operation === 'UPDATE' ? request.operation : 'other';
+    this.#options.duration?.observe({ operation, outcome }, seconds);
     return admissionResponse(request.uid, decision);
   }
 
