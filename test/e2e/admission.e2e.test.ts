@@ -13,17 +13,13 @@ import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { readAppliedRecord } from '../../operator/src/policy/ownership.ts';
 import { decodeSecretData } from '../../operator/src/webhook/certificates.ts';
 import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
-import {
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-  readPolicyStatus,
-  repoRoot,
-} from '../operator/install.ts';
+import { OPERATOR_NAMESPACE, readPolicyStatus, repoRoot } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
 import {
   adminKubeConfig,
   auditedDeploymentWrites,
   kubectl,
+  OPERATOR_USER,
   readDeployment,
   rolledOut,
   startOperatorProcess,
@@ -33,7 +29,6 @@ import {
 } from './support.ts';
 
 const RESYNC_MS = 2_000;
-const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`;
 const CONFIGURATION = 'graceful-shutdown-operator';
 const SECRET = 'graceful-shutdown-operator-webhook-tls';
 const enforced = useNamespace('admission');

@@ -6,12 +6,13 @@ import {
   READINESS_PORT_ANNOTATION,
 } from '../../operator/src/api/annotations.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
-import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, readPolicyStatus } from '../operator/install.ts';
+import { readPolicyStatus } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
 import {
   adminKubeConfig,
   auditedDeploymentWrites,
   kubectl,
+  OPERATOR_USER,
   readDeployment,
   rolledOut,
   startOperatorProcess,
@@ -23,7 +24,6 @@ import {
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 const RESYNC_MS = 2_000;
-const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`;
 
 let operator: OperatorProcess;
 const policies = usePolicies();

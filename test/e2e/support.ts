@@ -166,6 +166,9 @@ export function usePolicies(): {
   };
 }
 
+/** The operator's user as the apiserver sees it (startOperatorProcess runs it under its ServiceAccount). */
+export const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`;
+
 /**
  * Deployment writes (create/update/patch/delete) the apiserver's audit log recorded, by user
  * and namespace: the operator's writes as the apiserver saw them, independent of its counters.

@@ -93,6 +93,16 @@ function skipped(message: string, policy?: string): AdmissionDecision {
   return { outcome: 'Skipped', patch: [], warnings: [], message, ...(policy ? { policy } : {}) };
 }
 
+function compliant(policy: ValidPolicy, notes: string[]): AdmissionDecision {
+  return {
+    outcome: 'Compliant',
+    policy: policy.name,
+    patch: [],
+    warnings: bounded(notes),
+    message: 'compliant',
+  };
+}
+
 function bounded(warnings: string[]): string[] {
   const kept = warnings
     .slice(0, MAX_WARNINGS)
@@ -236,14 +246,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
     .map((n) => `${prefix(policy)}: ${n.reason}: ${n.message}`);
 
   if (!enforce) {
-    if (diff.compliant)
-      return {
-        outcome: 'Compliant',
-        policy: policy.name,
-        patch: [],
-        warnings: bounded(notes),
-        message: 'compliant',
-      };
+    if (diff.compliant) return compliant(policy, notes);
     return {
       outcome: 'Warned',
       policy: policy.name,
@@ -255,13 +258,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
 
   const ownedBefore = planned.record;
   if (diff.compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, planned.nextRecord))
-    return {
-      outcome: 'Compliant',
-      policy: policy.name,
-      patch: [],
-      warnings: bounded(notes),
-      message: 'compliant',
-    };
+    return compliant(policy, notes);
   const written = recordToWrite(record, policy, planned.nextRecord);
   const config = applyConfiguration(deployment, written, plan);
   const after = mutated(deployment, config, handlerReplacements(deployment, plan), context.now);
