@@ -233,6 +233,23 @@ describe('Audit: warnings at admission', () => {
 });
 
 describe('a webhook that is down', () => {
+  test('a hung webhook costs at most its timeout, and the object is admitted unchanged', async () => {
+    const ns = enforced.name;
+    const [operator] = running;
+    // Frozen: it accepts connections (the kernel does) but never answers.
+    operator?.child.kill('SIGSTOP');
+    try {
+      const started = Date.now();
+      const applied = await kubectl(['apply', '-f', '-'], { input: manifest(ns, 'while-hung') });
+      const elapsed = Date.now() - started;
+      expect(applied.code, applied.stderr).toBe(0);
+      console.log(`admitted with the webhook hung in ${elapsed} ms (timeoutSeconds 3, failurePolicy Ignore)`);
+      expect(webContainer(await readDeployment(ns, 'while-hung'))?.lifecycle).toBeUndefined();
+    } finally {
+      operator?.child.kill('SIGCONT');
+    }
+  });
+
   test('never blocks a Deployment; the controller gives it its settings later', async () => {
     const ns = enforced.name;
     const [operator] = running.splice(0);
