@@ -30,6 +30,8 @@ import { type Component, freePort, type ProcessGroup } from './processes.ts';
 /** Debian packages Prometheus needs (installed with ensureDebianPackages). */
 export const prometheusPackages = ['prometheus'] as const;
 export const PROMETHEUS_BINARY = '/usr/bin/prometheus';
+/** Same package: checks and unit-tests rule files. */
+export const PROMTOOL_BINARY = '/usr/bin/promtool';
 /** util-linux (Essential): execs Prometheus with a parent-death signal. */
 const SETPRIV = '/usr/bin/setpriv';
 
