@@ -1,0 +1,260 @@
+// `gsp audit`, the pure part: manifests and policies in, findings out. A Deployment a policy
+// selects gets the verdict the operator would give (the same match, planning and verdict code);
+// every Deployment is also checked for the classic shutdown mistakes, the policy or not.
+import type { V1Container, V1Deployment } from '@kubernetes/client-node';
+import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
+import { planWorkload } from '../controllers/plan.ts';
+import type { Estimate } from '../latency/estimates.ts';
+import { workloadVerdict } from '../policy/compliance.ts';
+import { clusterFacts, type ServerVersion } from '../policy/desired.ts';
+import { matchDeployment } from '../policy/match.ts';
+import { currentGraceSeconds, preStopSummary, regularContainers } from '../policy/podspec.ts';
+import type { ValidPolicy } from '../policy/types.ts';
+import type { Manifest } from './manifests.ts';
+
+export type Severity = 'error' | 'warning' | 'note';
+export const SEVERITIES: readonly Severity[] = ['note', 'warning', 'error'];
+
+export const RULES = {
+  MisplacedTerminationGracePeriod: {
+    severity: 'error',
+    description: 'terminationGracePeriodSeconds is set on a container, where Kubernetes ignores it',
+  },
+  PreStopNotShorterThanGrace: {
+    severity: 'error',
+    description:
+      'the preStop hook waits as long as the grace period or longer: the container is killed before it can drain',
+  },
+  ShellPreStopWithoutShell: {
+    severity: 'warning',
+    description: 'the preStop hook runs a shell, and the image looks like one without a shell (best effort)',
+  },
+  ReadinessProbeMissing: {
+    severity: 'warning',
+    description:
+      'a container serving a port has no readiness probe: endpoints do not learn it is shutting down',
+  },
+  PolicyNonCompliant: {
+    severity: 'error',
+    description: 'the Deployment does not have the settings its GracefulShutdownPolicy recommends',
+  },
+  PolicyUnknown: {
+    severity: 'error',
+    description:
+      "the Deployment's gracefulshutdown.dev annotations cannot be used: the policy cannot plan it",
+  },
+} as const satisfies Record<string, { severity: Severity; description: string }>;
+
+export type RuleId = keyof typeof RULES;
+
+export interface Finding {
+  rule: RuleId;
+  severity: Severity;
+  workload: { namespace: string; name: string };
+  policy?: string;
+  message: string;
+  /** What to change, in a sentence. */
+  fix: string;
+  source: string;
+  line: number;
+}
+
+export interface WorkloadResult {
+  namespace: string;
+  name: string;
+  source: string;
+  line: number;
+  /** The policy that governs it; undefined when none selects it. */
+  policy?: string;
+  /** The operator's verdict (Compliant, NonCompliant, Exempt, Unknown); undefined without a policy. */
+  verdict?: string;
+  reason?: string;
+}
+
+export interface AuditResult {
+  workloads: WorkloadResult[];
+  findings: Finding[];
+  policies: string[];
+}
+
+export class PolicyError extends Error {
+  readonly source: string;
+  readonly line: number;
+  constructor(source: string, line: number, message: string) {
+    super(`${source}:${line}: ${message}`);
+    this.name = 'PolicyError';
+    this.source = source;
+    this.line = line;
+  }
+}
+
+export interface AuditOptions {
+  /** For objects without metadata.namespace (kubectl's default namespace). */
+  namespace: string;
+  /** The cluster the manifests are for: decides the preStop action (native sleep from 1.30). */
+  kubernetesVersion: string;
+}
+
+const isPolicy = (m: Manifest) => m.object.apiVersion === API_VERSION && m.object.kind === KIND;
+const isDeployment = (m: Manifest) => m.object.apiVersion === 'apps/v1' && m.object.kind === 'Deployment';
+
+/** The policies among the manifests; an invalid one is a PolicyError naming its field. */
+export function readPolicies(manifests: Manifest[]): ValidPolicy[] {
+  return manifests.filter(isPolicy).map((m) => {
+    const metadata = (m.object.metadata ?? {}) as { name?: string; generation?: number };
+    const name = metadata.name ?? '';
+    const parsed = parsePolicySpec(m.object.spec);
+    if (!parsed.ok)
+      throw new PolicyError(
+        m.source,
+        m.line,
+        `policy ${name}: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`,
+      );
+    return { name, generation: metadata.generation ?? 1, spec: parsed.value };
+  });
+}
+
+/** Offline there is no observed latency: planning says so instead of "waiting for a refresh". */
+function offlineEstimates(policy: ValidPolicy): { get(): Estimate | undefined } {
+  const source = policy.spec.observedLatency.source;
+  const unknown = { known: false as const, source, reason: 'gsp audit runs offline: no observed latency' };
+  const estimate: Estimate = {
+    published: unknown,
+    latest: unknown,
+    refreshedAt: 0,
+    publishedAt: 0,
+    stale: false,
+    trusted: false,
+    canLower: false,
+  };
+  return { get: () => (source === 'None' ? undefined : estimate) };
+}
+
+const SHELL = /(^|\/)(ba|da|z)?sh$/;
+/** Images without a shell, by name: distroless, scratch-based static images. */
+const NO_SHELL_IMAGE = /(^|[/:@-])(distroless|scratch)([/:@-]|$)|chainguard\/static|static-debian/;
+
+function containerPath(kind: 'containers' | 'initContainers', name: string): string {
+  return `spec.template.spec.${kind}[${name}]`;
+}
+
+/** The classic mistakes in one Deployment, read from the manifest as written. */
+export function lintDeployment(
+  deployment: V1Deployment,
+  where: Omit<Finding, 'rule' | 'severity' | 'message' | 'fix'>,
+  governed: boolean,
+): Finding[] {
+  const findings: Finding[] = [];
+  const add = (rule: RuleId, message: string, fix: string) =>
+    findings.push({ rule, severity: RULES[rule].severity, message, fix, ...where });
+  const podSpec = deployment.spec?.template?.spec;
+  for (const kind of ['containers', 'initContainers'] as const) {
+    for (const container of (podSpec?.[kind] ?? []) as (V1Container & Record<string, unknown>)[]) {
+      const misplaced = container.terminationGracePeriodSeconds;
+      if (misplaced !== undefined)
+        add(
+          'MisplacedTerminationGracePeriod',
+          `${containerPath(kind, container.name)}.terminationGracePeriodSeconds: ${JSON.stringify(misplaced)} is not a container field; Kubernetes drops it (or rejects it with strict validation) and the pod keeps ${podSpec?.terminationGracePeriodSeconds ?? 30} s`,
+          `move it to spec.template.spec.terminationGracePeriodSeconds`,
+        );
+    }
+  }
+  const grace = currentGraceSeconds(deployment);
+  for (const container of regularContainers(deployment)) {
+    const hook = container.lifecycle?.preStop;
+    const waits = preStopSummary(hook)?.seconds;
+    if (waits !== undefined && waits >= grace)
+      add(
+        'PreStopNotShorterThanGrace',
+        `${containerPath('containers', container.name)}: preStop waits ${waits} s and terminationGracePeriodSeconds is ${grace} s: the grace period counts from before the hook, so the container is killed before the app gets SIGTERM with time to drain`,
+        `set spec.template.spec.terminationGracePeriodSeconds above ${waits} s plus the time requests need to finish`,
+      );
+    const command = hook?.exec?.command ?? [];
+    if (command[0] !== undefined && SHELL.test(command[0]) && NO_SHELL_IMAGE.test(container.image ?? ''))
+      add(
+        'ShellPreStopWithoutShell',
+        `${containerPath('containers', container.name)}: preStop runs ${command[0]}, and ${container.image} looks like an image without a shell: the hook fails and the pod stops at once`,
+        `use the native sleep action (lifecycle.preStop.sleep.seconds, Kubernetes 1.30+) or a binary the image has`,
+      );
+    if (!governed && (container.ports ?? []).length > 0 && container.readinessProbe === undefined)
+      add(
+        'ReadinessProbeMissing',
+        `${containerPath('containers', container.name)} serves port ${container.ports?.[0]?.containerPort} without a readiness probe`,
+        `add a readinessProbe (an HTTP path that fails once shutdown begins)`,
+      );
+  }
+  return findings;
+}
+
+export function audit(manifests: Manifest[], policies: ValidPolicy[], options: AuditOptions): AuditResult {
+  const facts = clusterFacts(versionOf(options.kubernetesVersion));
+  const namespaceLabels = new Map<string, Record<string, string>>();
+  for (const m of manifests)
+    if (m.object.apiVersion === 'v1' && m.object.kind === 'Namespace') {
+      const metadata = (m.object.metadata ?? {}) as { name?: string; labels?: Record<string, string> };
+      if (metadata.name) namespaceLabels.set(metadata.name, metadata.labels ?? {});
+    }
+  const result: AuditResult = { workloads: [], findings: [], policies: policies.map((p) => p.name) };
+  for (const m of manifests.filter(isDeployment)) {
+    const raw = m.object as V1Deployment;
+    const namespace = raw.metadata?.namespace ?? options.namespace;
+    const deployment: V1Deployment = { ...raw, metadata: { ...raw.metadata, namespace } };
+    const name = deployment.metadata?.name ?? '';
+    const where = { workload: { namespace, name }, source: m.source, line: m.line };
+    const labels = { ...namespaceLabels.get(namespace), 'kubernetes.io/metadata.name': namespace };
+    const match = matchDeployment(policies, deployment, labels);
+    const row: WorkloadResult = { namespace, name, source: m.source, line: m.line };
+    if (match.kind === 'OptedOut') {
+      const verdict = workloadVerdict({ kind: 'OptedOut', deployment });
+      Object.assign(row, {
+        policy: match.policies[0]?.name,
+        verdict: verdict.verdict,
+        reason: verdict.reason,
+      });
+    } else if (match.kind === 'Matched') {
+      const policy = match.policy;
+      row.policy = policy.name;
+      const planned = planWorkload(deployment, policy, { estimates: offlineEstimates(policy), facts });
+      if (!planned.ok) {
+        const verdict = workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors });
+        Object.assign(row, { verdict: verdict.verdict, reason: verdict.reason });
+        result.findings.push({
+          rule: 'PolicyUnknown',
+          severity: RULES.PolicyUnknown.severity,
+          policy: policy.name,
+          message: verdict.message ?? verdict.reason ?? 'invalid annotations',
+          fix: 'correct the annotation',
+          ...where,
+        });
+      } else {
+        const verdict = workloadVerdict({
+          kind: 'Planned',
+          deployment,
+          policy,
+          plan: planned.plan,
+          diff: planned.diff,
+          observation: planned.observation,
+          mode: policy.spec.mode,
+        });
+        Object.assign(row, { verdict: verdict.verdict, reason: verdict.reason });
+        if (verdict.verdict === 'NonCompliant')
+          result.findings.push({
+            rule: 'PolicyNonCompliant',
+            severity: RULES.PolicyNonCompliant.severity,
+            policy: policy.name,
+            message: `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}`,
+            fix: `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
+            ...where,
+          });
+      }
+    }
+    result.workloads.push(row);
+    result.findings.push(...lintDeployment(deployment, where, match.kind === 'Matched'));
+  }
+  return result;
+}
+
+function versionOf(version: string): ServerVersion {
+  const match = /^v?(\d+)\.(\d+)/.exec(version);
+  return { major: match?.[1] ?? '0', minor: match?.[2] ?? '0', gitVersion: version };
+}

@@ -1,0 +1,147 @@
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, expect, test } from 'vitest';
+import { EXIT, run } from './gsp.ts';
+
+const here = import.meta.dirname;
+const blogPost = join(here, 'testdata', 'blog-post.yaml');
+const samples = join(here, '..', '..', '..', 'config', 'samples');
+
+async function gsp(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(args, {
+    stdin: Readable.from([stdin]),
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+  });
+  return { code, stdout, stderr };
+}
+
+const policy = (mode: string) => `apiVersion: gracefulshutdown.dev/v1alpha1
+kind: GracefulShutdownPolicy
+metadata: { name: shop }
+spec:
+  mode: ${mode}
+  namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: shop } }
+  observedLatency: { source: None }
+`;
+
+const bare = `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web, namespace: shop }
+spec:
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers:
+        - name: web
+          image: registry.example/web:1
+          ports: [{ containerPort: 8080 }]
+`;
+
+describe('gsp audit', () => {
+  test("the blog post's mistake: terminationGracePeriodSeconds under the container, named with its fix and line", async () => {
+    const out = await gsp(['audit', blogPost]);
+    expect(out.code).toBe(EXIT.findings);
+    expect(out.stdout).toContain('ERROR MisplacedTerminationGracePeriod shop/flask-app');
+    expect(out.stdout).toContain(
+      'spec.template.spec.containers[app].terminationGracePeriodSeconds: 20 is not a container field',
+    );
+    expect(out.stdout).toContain('fix: move it to spec.template.spec.terminationGracePeriodSeconds');
+    expect(out.stdout).toContain(`${blogPost}:3`);
+    expect(out.stdout).toContain('ERROR PreStopNotShorterThanGrace shop/static-site');
+    expect(out.stdout).toContain('WARNING ShellPreStopWithoutShell shop/static-site');
+  });
+
+  test('from standard input, with a policy: the verdict the operator would give, and its exit code', async () => {
+    const out = await gsp(['audit', '-'], `${policy('Audit')}---\n${bare}`);
+    expect(out.code).toBe(EXIT.findings);
+    expect(out.stdout).toMatch(/shop\/web\s+shop\s+NonCompliant\s+PreStopMissing\s+-:9/);
+    expect(out.stdout).toContain('containers[web].preStop: missing -> sleep 5s');
+    // A policy governs it: the probe is part of the verdict, not a second finding.
+    expect(out.stdout).not.toContain('ReadinessProbeMissing');
+  });
+
+  test('a compliant Deployment exits 0; --fail-on warning makes warnings count', async () => {
+    const fixed = bare.replace(
+      'ports: [{ containerPort: 8080 }]',
+      `ports: [{ containerPort: 8080 }]
+          readinessProbe: { httpGet: { path: /readyz, port: 8080 } }
+          lifecycle: { preStop: { sleep: { seconds: 5 } } }`,
+    );
+    expect((await gsp(['audit', '-'], `${policy('Enforce')}---\n${fixed}`)).code).toBe(EXIT.ok);
+    const unpoliced = await gsp(['audit', '-'], fixed.replace('readinessProbe', 'startupProbe'));
+    expect(unpoliced.code).toBe(EXIT.ok); // a warning only
+    expect(
+      (await gsp(['audit', '--fail-on', 'warning', '-'], fixed.replace('readinessProbe', 'startupProbe')))
+        .code,
+    ).toBe(EXIT.findings);
+  });
+
+  test('Lists (kubectl get -o yaml) are read item by item', async () => {
+    const list = `apiVersion: v1
+kind: List
+items:
+  - ${bare.trim().split('\n').join('\n    ')}
+`;
+    const out = await gsp(['audit', '-o', 'json', '-'], list);
+    expect(JSON.parse(out.stdout).workloads).toEqual([
+      { namespace: 'shop', name: 'web', source: '-', line: 4 },
+    ]);
+  });
+
+  test('SARIF 2.1.0 for code scanning: rules, levels, file and line', async () => {
+    const out = await gsp(['audit', '-o', 'sarif', blogPost]);
+    const log = JSON.parse(out.stdout);
+    expect(log.version).toBe('2.1.0');
+    const [run0] = log.runs;
+    expect(run0.tool.driver.rules.map((r: { id: string }) => r.id)).toContain(
+      'MisplacedTerminationGracePeriod',
+    );
+    expect(run0.results[0]).toMatchObject({
+      ruleId: 'MisplacedTerminationGracePeriod',
+      level: 'error',
+      locations: [{ physicalLocation: { artifactLocation: { uri: blogPost }, region: { startLine: 3 } } }],
+    });
+  });
+
+  test('the repository samples are valid policies and a directory is read whole', async () => {
+    const out = await gsp(['audit', samples]);
+    expect(out.code, out.stderr).toBe(EXIT.ok);
+    expect(out.stdout).toContain('0 Deployments, 5 policies');
+  });
+
+  test('usage errors exit 2, unreadable input 3, each naming what is wrong', async () => {
+    expect(await gsp(['audit'])).toMatchObject({
+      code: EXIT.usage,
+      stderr: expect.stringContaining('name at least one file'),
+    });
+    expect(await gsp(['audit', '-o', 'xml', blogPost])).toMatchObject({
+      code: EXIT.usage,
+      stderr: expect.stringContaining('--output'),
+    });
+    expect(await gsp(['lint', blogPost])).toMatchObject({
+      code: EXIT.usage,
+      stderr: expect.stringContaining('unknown command lint'),
+    });
+    expect(await gsp(['audit', '/nonexistent.yaml'])).toMatchObject({
+      code: EXIT.input,
+      stderr: expect.stringContaining('/nonexistent.yaml:0: cannot read: ENOENT'),
+    });
+    expect(await gsp(['audit', '-'], 'a: [\n')).toMatchObject({
+      code: EXIT.input,
+      stderr: expect.stringMatching(/^gsp: -:\d+: /),
+    });
+    const badPolicy = policy('Audit').replace('mode: Audit', 'mode: Sometimes');
+    expect(await gsp(['audit', '-'], badPolicy)).toMatchObject({
+      code: EXIT.input,
+      stderr: expect.stringContaining('policy shop: spec.mode'),
+    });
+  });
+});

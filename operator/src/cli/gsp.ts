@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// gsp: the operator's verdicts offline, for CI. `gsp audit` reads manifests (files, directories,
+// or - for standard input: kustomize build and helm template output pipe in) and policies, and
+// reports per Deployment what the operator would say, plus the classic shutdown mistakes.
+// Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 usage error,
+// 3 input error (a file that cannot be read, invalid YAML, an invalid policy). docs/audit.md.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { audit, PolicyError, readPolicies, SEVERITIES, type Severity } from './audit.ts';
+import { type Manifest, ManifestError, readManifests } from './manifests.ts';
+import { formatJson, formatSarif, formatTable, type OutputFormat } from './output.ts';
+
+export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3 } as const;
+const VERSION = '0.1.0';
+
+export const usage = `usage: gsp audit [flags] <file|directory|->...
+  -p, --policy <file>            a GracefulShutdownPolicy file (repeatable); policies among the
+                                 manifests count too
+  -o, --output table|json|sarif  (default table)
+      --fail-on error|warning|note|none
+                                 exit 1 when a finding is at least this severe (default error)
+  -n, --namespace <name>         namespace of objects without one (default "default")
+      --kubernetes-version <v>   the target cluster's version (default 1.34): the preStop action
+exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error, 3 unreadable input`;
+
+class UsageError extends Error {}
+
+async function yamlFiles(path: string): Promise<string[]> {
+  const info = await stat(path);
+  if (!info.isDirectory()) return [path];
+  const entries = await readdir(path, { withFileTypes: true });
+  const nested = await Promise.all(
+    entries
+      .filter((e) => e.isDirectory() || /\.(ya?ml|json)$/.test(e.name))
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((e) => yamlFiles(join(path, e.name))),
+  );
+  return nested.flat();
+}
+
+async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stdin) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function load(paths: string[], stdin: NodeJS.ReadableStream): Promise<Manifest[]> {
+  const manifests: Manifest[] = [];
+  for (const path of paths) {
+    if (path === '-') {
+      manifests.push(...readManifests(await readStdin(stdin), '-'));
+      continue;
+    }
+    let files: string[];
+    try {
+      files = await yamlFiles(path);
+    } catch (error) {
+      throw new ManifestError(
+        path,
+        0,
+        `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      );
+    }
+    for (const file of files) manifests.push(...readManifests(await readFile(file, 'utf8'), file));
+  }
+  return manifests;
+}
+
+export interface Io {
+  stdin: NodeJS.ReadableStream;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+/** Runs gsp with `argv` (after the program name); resolves to the exit code. */
+export async function run(argv: string[], io: Io): Promise<number> {
+  try {
+    const { values, positionals } = (() => {
+      try {
+        return parseArgs({
+          args: argv,
+          allowPositionals: true,
+          options: {
+            policy: { type: 'string', short: 'p', multiple: true, default: [] },
+            output: { type: 'string', short: 'o', default: 'table' },
+            'fail-on': { type: 'string', default: 'error' },
+            namespace: { type: 'string', short: 'n', default: 'default' },
+            'kubernetes-version': { type: 'string', default: '1.34' },
+            help: { type: 'boolean', short: 'h', default: false },
+          },
+        });
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+    })();
+    if (values.help) {
+      io.stdout(`${usage}\n`);
+      return EXIT.ok;
+    }
+    const [command, ...paths] = positionals;
+    if (command !== 'audit') throw new UsageError(command ? `unknown command ${command}` : 'no command');
+    if (paths.length === 0)
+      throw new UsageError('audit: name at least one file, directory or - (standard input)');
+    const output = values.output as OutputFormat;
+    if (!['table', 'json', 'sarif'].includes(output))
+      throw new UsageError(`--output: want table, json or sarif, got ${JSON.stringify(values.output)}`);
+    const failOn = values['fail-on'];
+    if (failOn !== 'none' && !SEVERITIES.includes(failOn as Severity))
+      throw new UsageError(`--fail-on: want error, warning, note or none, got ${JSON.stringify(failOn)}`);
+    if (!/^v?\d+\.\d+/.test(values['kubernetes-version']))
+      throw new UsageError(
+        `--kubernetes-version: want e.g. 1.34, got ${JSON.stringify(values['kubernetes-version'])}`,
+      );
+
+    const manifests = await load(paths, io.stdin);
+    const policyManifests = await load(values.policy, io.stdin);
+    const policies = readPolicies([...policyManifests, ...manifests]);
+    const result = audit(manifests, policies, {
+      namespace: values.namespace,
+      kubernetesVersion: values['kubernetes-version'],
+    });
+    io.stdout(
+      output === 'json'
+        ? formatJson(result)
+        : output === 'sarif'
+          ? formatSarif(result, VERSION)
+          : formatTable(result),
+    );
+    if (failOn === 'none') return EXIT.ok;
+    const threshold = SEVERITIES.indexOf(failOn as Severity);
+    return result.findings.some((f) => SEVERITIES.indexOf(f.severity) >= threshold) ? EXIT.findings : EXIT.ok;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`gsp: ${error.message}\n${usage}\n`);
+      return EXIT.usage;
+    }
+    if (error instanceof ManifestError || error instanceof PolicyError) {
+      io.stderr(`gsp: ${error.message}\n`);
+      return EXIT.input;
+    }
+    throw error;
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await run(process.argv.slice(2), {
+    stdin: process.stdin,
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+  });
+}
