@@ -3,11 +3,11 @@
 // every Deployment is also checked for the classic shutdown mistakes, the policy or not.
 import type { V1Container, V1Deployment } from '@kubernetes/client-node';
 import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
-import { planWorkload } from '../controllers/plan.ts';
+import { planWorkload, type WorkloadPlan } from '../controllers/plan.ts';
 import type { Estimate } from '../latency/estimates.ts';
 import { workloadVerdict } from '../policy/compliance.ts';
 import { clusterFacts, type ServerVersion } from '../policy/desired.ts';
-import { matchDeployment } from '../policy/match.ts';
+import { type MatchResult, matchDeployment } from '../policy/match.ts';
 import { currentGraceSeconds, preStopSummary, regularContainers } from '../policy/podspec.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 import type { Manifest } from './manifests.ts';
@@ -96,7 +96,8 @@ export interface AuditOptions {
 }
 
 const isPolicy = (m: Manifest) => m.object.apiVersion === API_VERSION && m.object.kind === KIND;
-const isDeployment = (m: Manifest) => m.object.apiVersion === 'apps/v1' && m.object.kind === 'Deployment';
+export const isDeployment = (m: { object: Record<string, unknown> }) =>
+  m.object.apiVersion === 'apps/v1' && m.object.kind === 'Deployment';
 
 /** The policies among the manifests; an invalid one is a PolicyError naming its field. */
 export function readPolicies(manifests: Manifest[]): ValidPolicy[] {
@@ -186,23 +187,58 @@ export function lintDeployment(
   return findings;
 }
 
-export function audit(manifests: Manifest[], policies: ValidPolicy[], options: AuditOptions): AuditResult {
-  const facts = clusterFacts(versionOf(options.kubernetesVersion));
-  const namespaceLabels = new Map<string, Record<string, string>>();
+/** The labels of the Namespace objects among the manifests, by name. */
+export function namespaceLabelsOf(manifests: Manifest[]): Map<string, Record<string, string>> {
+  const labels = new Map<string, Record<string, string>>();
   for (const m of manifests)
     if (m.object.apiVersion === 'v1' && m.object.kind === 'Namespace') {
       const metadata = (m.object.metadata ?? {}) as { name?: string; labels?: Record<string, string> };
-      if (metadata.name) namespaceLabels.set(metadata.name, metadata.labels ?? {});
+      if (metadata.name) labels.set(metadata.name, metadata.labels ?? {});
     }
+  return labels;
+}
+
+export interface Governance {
+  /** The Deployment with its namespace filled in. */
+  deployment: V1Deployment;
+  namespace: string;
+  match: MatchResult;
+  /** The winning policy's plan, when one matched. */
+  planned?: WorkloadPlan;
+}
+
+/** Which policy governs the Deployment and what it plans, as the operator would decide offline. */
+export function govern(
+  raw: V1Deployment,
+  policies: ValidPolicy[],
+  options: AuditOptions,
+  namespaceLabels: Map<string, Record<string, string>>,
+): Governance {
+  const namespace = raw.metadata?.namespace ?? options.namespace;
+  const deployment: V1Deployment = { ...raw, metadata: { ...raw.metadata, namespace } };
+  const labels = { ...namespaceLabels.get(namespace), 'kubernetes.io/metadata.name': namespace };
+  const match = matchDeployment(policies, deployment, labels);
+  if (match.kind !== 'Matched') return { deployment, namespace, match };
+  const facts = clusterFacts(versionOf(options.kubernetesVersion));
+  const planned = planWorkload(deployment, match.policy, {
+    estimates: offlineEstimates(match.policy),
+    facts,
+  });
+  return { deployment, namespace, match, planned };
+}
+
+export function audit(manifests: Manifest[], policies: ValidPolicy[], options: AuditOptions): AuditResult {
+  const namespaceLabels = namespaceLabelsOf(manifests);
   const result: AuditResult = { workloads: [], findings: [], policies: policies.map((p) => p.name) };
   for (const m of manifests.filter(isDeployment)) {
-    const raw = m.object as V1Deployment;
-    const namespace = raw.metadata?.namespace ?? options.namespace;
-    const deployment: V1Deployment = { ...raw, metadata: { ...raw.metadata, namespace } };
+    const { deployment, namespace, match, planned } = govern(
+      m.object as V1Deployment,
+      policies,
+      options,
+      namespaceLabels,
+    );
     const name = deployment.metadata?.name ?? '';
     const where = { workload: { namespace, name }, source: m.source, line: m.line };
-    const labels = { ...namespaceLabels.get(namespace), 'kubernetes.io/metadata.name': namespace };
-    const match = matchDeployment(policies, deployment, labels);
     const row: WorkloadResult = { namespace, name, source: m.source, line: m.line };
     if (match.kind === 'OptedOut') {
       const verdict = workloadVerdict({ kind: 'OptedOut', deployment });
@@ -214,9 +250,12 @@ export function audit(manifests: Manifest[], policies: ValidPolicy[], options: A
     } else if (match.kind === 'Matched') {
       const policy = match.policy;
       row.policy = policy.name;
-      const planned = planWorkload(deployment, policy, { estimates: offlineEstimates(policy), facts });
-      if (!planned.ok) {
-        const verdict = workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors });
+      if (!planned?.ok) {
+        const verdict = workloadVerdict({
+          kind: 'InvalidAnnotations',
+          deployment,
+          errors: planned?.errors ?? [],
+        });
         Object.assign(row, { verdict: verdict.verdict, reason: verdict.reason });
         result.findings.push({
           rule: 'PolicyUnknown',

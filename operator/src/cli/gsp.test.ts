@@ -1,7 +1,11 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { EXIT, run } from './gsp.ts';
+import { readManifests } from './manifests.ts';
 
 const here = import.meta.dirname;
 const blogPost = join(here, 'testdata', 'blog-post.yaml');
@@ -143,5 +147,45 @@ items:
       code: EXIT.input,
       stderr: expect.stringContaining('policy shop: spec.mode'),
     });
+  });
+
+  test('--fix moves the misplaced grace period in the file, keeping its comments and layout', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gsp-fix-'));
+    try {
+      const file = join(dir, 'app.yaml');
+      await writeFile(file, await readFile(blogPost, 'utf8'));
+      const out = await gsp(['audit', '--fix', '--fail-on', 'none', file]);
+      expect(out.stderr).toContain(
+        'fixed shop/flask-app (' +
+          file +
+          '): moved terminationGracePeriodSeconds 20 from containers[app] to the pod spec',
+      );
+      const text = await readFile(file, 'utf8');
+      expect(text).toContain('# grace period of 20 s -- under the container, where Kubernetes ignores it.');
+      expect(text).toContain('command: ["sleep", "5"]');
+      const [fixed] = readManifests(text, file);
+      const spec = (fixed?.object as { spec: { template: { spec: Record<string, unknown> } } }).spec.template
+        .spec;
+      expect(spec.terminationGracePeriodSeconds).toBe(20);
+      expect((spec.containers as Record<string, unknown>[])[0]).not.toHaveProperty(
+        'terminationGracePeriodSeconds',
+      );
+      expect(out.stdout).not.toContain('MisplacedTerminationGracePeriod');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("--fix on standard input prints the corrected stream with the policy's settings; what is left is reported on stderr", async () => {
+    const out = await gsp(['audit', '--fix', '-'], `${policy('Enforce')}---\n${bare}`);
+    expect(out.code).toBe(EXIT.ok);
+    const [, deployment] = readManifests(out.stdout, '-');
+    const web = (deployment?.object as V1Deployment).spec?.template.spec?.containers[0];
+    expect(web?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+    expect(web?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 8080 });
+    expect(out.stderr).toContain(
+      'fixed shop/web (-): containers[web].preStop: missing -> sleep 5s (policy shop)',
+    );
+    expect(out.stderr).toMatch(/shop\/web\s+shop\s+Compliant/);
   });
 });

@@ -4,10 +4,11 @@
 // reports per Deployment what the operator would say, plus the classic shutdown mistakes.
 // Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 usage error,
 // 3 input error (a file that cannot be read, invalid YAML, an invalid policy). docs/audit.md.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { audit, PolicyError, readPolicies, SEVERITIES, type Severity } from './audit.ts';
+import { audit, namespaceLabelsOf, PolicyError, readPolicies, SEVERITIES, type Severity } from './audit.ts';
+import { fixManifests } from './fix.ts';
 import { type Manifest, ManifestError, readManifests } from './manifests.ts';
 import { formatJson, formatSarif, formatTable, type OutputFormat } from './output.ts';
 
@@ -22,6 +23,8 @@ export const usage = `usage: gsp audit [flags] <file|directory|->...
                                  exit 1 when a finding is at least this severe (default error)
   -n, --namespace <name>         namespace of objects without one (default "default")
       --kubernetes-version <v>   the target cluster's version (default 1.34): the preStop action
+      --fix                      correct the files in place (with -: print the corrected stream
+                                 and report on stderr), then report what is left
 exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error, 3 unreadable input`;
 
 class UsageError extends Error {}
@@ -45,11 +48,19 @@ async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function load(paths: string[], stdin: NodeJS.ReadableStream): Promise<Manifest[]> {
-  const manifests: Manifest[] = [];
+interface Input {
+  source: string;
+  text: string;
+  manifests: Manifest[];
+}
+
+async function load(paths: string[], stdin: NodeJS.ReadableStream): Promise<Input[]> {
+  const inputs: Input[] = [];
+  const add = (source: string, text: string) =>
+    inputs.push({ source, text, manifests: readManifests(text, source) });
   for (const path of paths) {
     if (path === '-') {
-      manifests.push(...readManifests(await readStdin(stdin), '-'));
+      add('-', await readStdin(stdin));
       continue;
     }
     let files: string[];
@@ -62,9 +73,9 @@ async function load(paths: string[], stdin: NodeJS.ReadableStream): Promise<Mani
         `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
       );
     }
-    for (const file of files) manifests.push(...readManifests(await readFile(file, 'utf8'), file));
+    for (const file of files) add(file, await readFile(file, 'utf8'));
   }
-  return manifests;
+  return inputs;
 }
 
 export interface Io {
@@ -87,6 +98,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
             'fail-on': { type: 'string', default: 'error' },
             namespace: { type: 'string', short: 'n', default: 'default' },
             'kubernetes-version': { type: 'string', default: '1.34' },
+            fix: { type: 'boolean', default: false },
             help: { type: 'boolean', short: 'h', default: false },
           },
         });
@@ -113,14 +125,28 @@ export async function run(argv: string[], io: Io): Promise<number> {
         `--kubernetes-version: want e.g. 1.34, got ${JSON.stringify(values['kubernetes-version'])}`,
       );
 
-    const manifests = await load(paths, io.stdin);
-    const policyManifests = await load(values.policy, io.stdin);
+    const options = { namespace: values.namespace, kubernetesVersion: values['kubernetes-version'] };
+    const inputs = await load(paths, io.stdin);
+    let manifests = inputs.flatMap((i) => i.manifests);
+    const policyManifests = (await load(values.policy, io.stdin)).flatMap((i) => i.manifests);
     const policies = readPolicies([...policyManifests, ...manifests]);
-    const result = audit(manifests, policies, {
-      namespace: values.namespace,
-      kubernetesVersion: values['kubernetes-version'],
-    });
-    io.stdout(
+    // The report goes to stderr when the fixed stream itself goes to stdout.
+    let report = io.stdout;
+    if (values.fix) {
+      const labels = namespaceLabelsOf(manifests);
+      manifests = [];
+      for (const input of inputs) {
+        const { text, fixed } = fixManifests(input.text, input.source, policies, options, labels);
+        for (const f of fixed) io.stderr(`fixed ${f.workload} (${input.source}): ${f.what}\n`);
+        if (input.source === '-') {
+          io.stdout(text);
+          report = io.stderr;
+        } else if (fixed.length > 0) await writeFile(input.source, text);
+        manifests.push(...readManifests(text, input.source));
+      }
+    }
+    const result = audit(manifests, policies, options);
+    report(
       output === 'json'
         ? formatJson(result)
         : output === 'sarif'
