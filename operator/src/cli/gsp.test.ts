@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { EXIT, run } from './gsp.ts';
-import { readManifests } from './manifests.ts';
+import { type Manifest, readManifests } from './manifests.ts';
 
 const here = import.meta.dirname;
 const blogPost = join(here, 'testdata', 'blog-post.yaml');
@@ -164,8 +164,8 @@ items:
       expect(text).toContain('# grace period of 20 s -- under the container, where Kubernetes ignores it.');
       expect(text).toContain('command: ["sleep", "5"]');
       const [fixed] = readManifests(text, file);
-      const spec = (fixed?.object as { spec: { template: { spec: Record<string, unknown> } } }).spec.template
-        .spec;
+      const spec = ((fixed as Manifest).object as { spec: { template: { spec: Record<string, unknown> } } })
+        .spec.template.spec;
       expect(spec.terminationGracePeriodSeconds).toBe(20);
       expect((spec.containers as Record<string, unknown>[])[0]).not.toHaveProperty(
         'terminationGracePeriodSeconds',
@@ -180,7 +180,7 @@ items:
     const out = await gsp(['audit', '--fix', '-'], `${policy('Enforce')}---\n${bare}`);
     expect(out.code).toBe(EXIT.ok);
     const [, deployment] = readManifests(out.stdout, '-');
-    const web = (deployment?.object as V1Deployment).spec?.template.spec?.containers[0];
+    const web = ((deployment as Manifest).object as V1Deployment).spec?.template.spec?.containers[0];
     expect(web?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
     expect(web?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 8080 });
     expect(out.stderr).toContain(
