@@ -4,7 +4,7 @@
 // Then demo-service (config/demo, real pods) under it: the policy in Enforce gives it its
 // settings, and a rolling restart under load through the Service's ClusterIP loses nothing,
 // while the same rollout of a Deployment without a preStop loses requests.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -34,6 +34,7 @@ import {
   createPolicy,
   OPERATOR_NAMESPACE,
   readPolicyStatus,
+  repoRoot,
   kubectl as runKubectl,
   writeOverlay,
 } from '../operator/install.ts';
@@ -340,5 +341,53 @@ describe('demo-service managed by the in-cluster operator', () => {
     } finally {
       watch.stop();
     }
+  });
+});
+
+describe('the Grafana dashboard (config/grafana)', () => {
+  interface Panel {
+    title: string;
+    type: string;
+    targets?: { expr: string }[];
+  }
+
+  /** Grafana's variables as the dashboard's defaults resolve them (every policy, a 1m rate window). */
+  const resolve = (expr: string) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$policy', '.*');
+
+  async function instant(
+    expr: string,
+  ): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+    const url = `${clusterInfo().prometheusUrl}/api/v1/query?query=${encodeURIComponent(expr)}`;
+    const body = (await (await fetch(url)).json()) as {
+      status: string;
+      error?: string;
+      data?: { result: [] };
+    };
+    if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
+    return body.data?.result ?? [];
+  }
+
+  test("every panel's query returns data from the real Prometheus scraping the operator and demo-service", async () => {
+    const dashboard = JSON.parse(
+      await readFile(join(repoRoot, 'config', 'grafana', 'dashboard.json'), 'utf8'),
+    ) as { panels: Panel[] };
+    const queries = dashboard.panels.flatMap((p) =>
+      (p.targets ?? []).map((t) => ({ panel: p.title, expr: resolve(t.expr) })),
+    );
+    expect(queries.length).toBeGreaterThanOrEqual(16);
+    const rows: string[] = [];
+    for (const { panel, expr } of queries) {
+      // Data: at least one series with a number (a rate needs two scrapes, 2 s apart here).
+      const result = await waitFor(
+        `data for panel "${panel}": ${expr}`,
+        async () => {
+          const r = await instant(expr);
+          return r.some((s) => Number.isFinite(Number(s.value[1]))) ? r : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 2_000 },
+      );
+      rows.push(`${panel}: ${result.length} series`);
+    }
+    console.log(`dashboard queries against Prometheus:\n  ${rows.join('\n  ')}`);
   });
 });
