@@ -17,6 +17,7 @@ import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deplo
 import { createOperatorMetrics } from './controllers/metrics.ts';
 import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
 import { RolloutTracker } from './controllers/rollout-tracker.ts';
+import { shutdownObserver } from './controllers/shutdown-observer.ts';
 import { ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
 import { loadKubeConfig } from './kube/client.ts';
@@ -187,6 +188,16 @@ async function main(): Promise<void> {
       if (policy.metadata?.generation !== old.metadata?.generation) allDeployments();
     },
   });
+  // Were shutdowns clean? Every pod deletion of a governed Deployment, as it happens.
+  pods.addHandlers(
+    shutdownObserver({
+      view,
+      events,
+      metrics: operatorMetrics,
+      isLeader: () => manager.isLeader(),
+      logger,
+    }),
+  );
   const namespaceChanged = () => {
     allDeployments();
     allPolicies();

@@ -32,6 +32,10 @@ export interface OperatorMetrics {
   admissionDuration: Histogram<'operation' | 'outcome'>;
   /** When the webhook's CA and serving certificate expire (Unix seconds), as this replica loaded them. */
   webhookCertificateExpiry: Gauge<'certificate'>;
+  /** Containers of governed Deployments' deleted pods, by how they ended: Clean, or Killed at the deadline. */
+  shutdowns: Counter<'policy' | 'outcome'>;
+  /** From the start of a pod's deletion to its container's end. */
+  shutdownSeconds: Histogram<'policy' | 'outcome'>;
 }
 
 export function createOperatorMetrics(registry: Registry): OperatorMetrics {
@@ -121,6 +125,19 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
       help: 'How long the admission webhook takes to decide on a Deployment (its count is the request count), by operation and outcome',
       labelNames: ['operation', 'outcome'] as const,
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+    shutdowns: new Counter({
+      name: 'gracefulshutdown_shutdowns_total',
+      help: 'Containers of deleted pods of Deployments a policy governs, by how they ended: Clean (before the grace period ran out) or Killed (SIGKILL at its end: requests in flight were cut)',
+      labelNames: ['policy', 'outcome'] as const,
+      registers,
+    }),
+    shutdownSeconds: new Histogram({
+      name: 'gracefulshutdown_shutdown_duration_seconds',
+      help: "From the start of a pod's deletion (preStop, then SIGTERM) to its container's end, by outcome",
+      labelNames: ['policy', 'outcome'] as const,
+      buckets: [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300],
       registers,
     }),
     webhookCertificateExpiry: new Gauge({
