@@ -58,7 +58,7 @@ describe('alerts', () => {
   test('promtool check rules accepts them', async () => {
     const result = await promtool('check', await groups());
     expect(result.code, result.output).toBe(0);
-    expect(result.output).toContain('SUCCESS: 6 rules found');
+    expect(result.output).toContain('SUCCESS: 7 rules found');
   });
 
   test('promtool test rules passes, with a case for every alert', async () => {
