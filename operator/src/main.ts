@@ -17,6 +17,7 @@ import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deplo
 import { createOperatorMetrics } from './controllers/metrics.ts';
 import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
 import { RolloutTracker } from './controllers/rollout-tracker.ts';
+import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
 import { ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
@@ -109,6 +110,7 @@ async function main(): Promise<void> {
     ...informerTimings,
   });
   const probeVerifier = new ProbeVerifier();
+  const shutdownHistory = new ShutdownHistory();
   const estimates = new EstimateCache();
   const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
   const deployments = new Controller({
@@ -123,6 +125,7 @@ async function main(): Promise<void> {
       estimates,
       requestEstimate: () => refresher.nudge(),
       facts,
+      shutdowns: shutdownHistory,
       tracker,
       metrics: operatorMetrics,
       probes: {
@@ -155,6 +158,7 @@ async function main(): Promise<void> {
       events,
       estimates,
       probes: probeVerifier,
+      shutdowns: shutdownHistory,
       facts,
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,
@@ -195,6 +199,11 @@ async function main(): Promise<void> {
       events,
       metrics: operatorMetrics,
       isLeader: () => manager.isLeader(),
+      history: shutdownHistory,
+      onKilled: (key, policy) => {
+        deployments.enqueue(key);
+        statuses.enqueueAfter(policy, statusDebounceMs);
+      },
       logger,
     }),
   );
@@ -283,6 +292,7 @@ async function main(): Promise<void> {
           estimates,
           facts,
           probes: probeVerifier,
+          shutdowns: shutdownHistory,
           breakerOpen: (name) => breakerOpenIn(view.policies.get(name)),
           now: new Date(),
         }),

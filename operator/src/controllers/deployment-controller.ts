@@ -31,7 +31,14 @@ import type { ClusterFacts, ShutdownPlan, ValidPolicy } from '../policy/types.ts
 import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, newProbes, planWorkload, recordToWrite, sameOwnership } from './plan.ts';
+import {
+  type EstimateReader,
+  newProbes,
+  planWorkload,
+  recordToWrite,
+  type ShutdownReader,
+  sameOwnership,
+} from './plan.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
 import type { ClusterView } from './view.ts';
 
@@ -46,6 +53,8 @@ export interface DeploymentControllerDeps {
   /** Asks the refresher for an early pass (a Deployment has no estimate yet). */
   requestEstimate?: () => void;
   facts: ClusterFacts;
+  /** Kills observed at a grace period (shutdown-observer.ts): planning raises it. */
+  shutdowns?: ShutdownReader;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
   /** How soon a Deployment held back by the rollout budget, or rolling out, is looked at again. */
@@ -196,6 +205,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
   const planDeps = {
     estimates: deps.estimates,
     facts: deps.facts,
+    ...(deps.shutdowns ? { shutdowns: deps.shutdowns } : {}),
     ...(deps.probes ? { probes: deps.probes.verifier } : {}),
   };
   /**

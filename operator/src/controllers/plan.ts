@@ -74,11 +74,23 @@ export interface ProbeVerdictReader {
   lookup(deploymentUid: string): ProbeVerdictLookup;
 }
 
+/** What planning reads of the shutdowns observed (controllers/shutdown-history.ts). */
+export interface ShutdownReader {
+  /** The longest grace period at which this Deployment's pods were killed, if any. */
+  killedAt(deploymentKey: string): number | undefined;
+}
+
 export function planWorkload(
   deployment: V1Deployment,
   policy: ValidPolicy,
-  deps: { estimates: EstimateReader; facts: ClusterFacts; probes?: ProbeVerdictReader },
+  deps: {
+    estimates: EstimateReader;
+    facts: ClusterFacts;
+    probes?: ProbeVerdictReader;
+    shutdowns?: ShutdownReader;
+  },
 ): WorkloadPlan {
+  const killedAt = deps.shutdowns?.killedAt(deploymentKey(deployment));
   const { observation, estimate } = latencyFor(deployment, policy, deps.estimates);
   const record = ownedFields(deployment);
   // Plan against the Deployment as it would be without the operator, so that IfMissing means
@@ -89,6 +101,7 @@ export function planWorkload(
     observation,
     facts: deps.facts,
     canLower: estimate?.canLower ?? false,
+    ...(killedAt === undefined ? {} : { shutdownKilled: { graceSeconds: killedAt } }),
     ...(deps.probes ? { probeVerdict: deps.probes.lookup(deploymentUid(deployment)) } : {}),
     ...(record?.terminationGracePeriodSeconds !== undefined
       ? { previouslyApplied: { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds } }

@@ -32,7 +32,7 @@ import { ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, type ProbeVerdictReader, planWorkload } from './plan.ts';
+import { type EstimateReader, type ProbeVerdictReader, planWorkload, type ShutdownReader } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
 export const POLICY_STATUS_CONTROLLER = 'policy-status';
@@ -46,6 +46,8 @@ export interface PolicyStatusControllerDeps {
   estimates: EstimateReader;
   /** Probe verdicts the deployment controller found (Verify); absent: none. */
   probes?: ProbeVerdictReader;
+  /** Kills observed at a grace period: planning raises it (reason ShutdownKilled). */
+  shutdowns?: ShutdownReader;
   facts: ClusterFacts;
   metrics: OperatorMetrics;
   /** Status is recomputed this often without events (latency observations age). */

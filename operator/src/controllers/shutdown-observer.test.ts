@@ -5,6 +5,7 @@ import type { Informer } from '../kube/informer.ts';
 import { silentLogger } from '../log.ts';
 import { deployment } from '../policy/test-fixtures.ts';
 import { createOperatorMetrics } from './metrics.ts';
+import { ShutdownHistory } from './shutdown-history.ts';
 import { shutdownObserver } from './shutdown-observer.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
 import { ClusterView, type PolicyObject } from './view.ts';
@@ -55,14 +56,16 @@ function harness(leader = true) {
     ]) as unknown as Informer<PolicyObject>,
   });
   const events: { object: V1ObjectReference; type: string; reason: string; message: string }[] = [];
+  const history = new ShutdownHistory();
   const handlers = shutdownObserver({
+    history,
     view,
     events: { record: (object, type, reason, message) => events.push({ object, type, reason, message }) },
     metrics,
     isLeader: () => leader,
     logger: silentLogger(),
   });
-  return { handlers, events, text: () => registry.metrics() };
+  return { handlers, events, history, text: () => registry.metrics() };
 }
 
 describe('shutdownObserver', () => {
@@ -82,6 +85,7 @@ describe('shutdownObserver', () => {
       object: { kind: 'Deployment', name: 'web' },
     });
     expect(h.events[0]?.message).toContain('killed at the end of the 30 s grace period (exit code 137)');
+    expect(h.history.killedAt('shop/web')).toBe(30);
   });
 
   test('a clean exit is counted with its duration, with no Event', async () => {
@@ -100,10 +104,13 @@ describe('shutdownObserver', () => {
     follower.handlers.onDelete?.(pod('c', 137, '2026-11-30T12:00:30Z'));
     expect(await follower.text()).not.toContain('gracefulshutdown_shutdowns_total{');
     expect(follower.events).toHaveLength(0);
+    // It still remembers the kill: its admissions and a later leadership plan with it.
+    expect(follower.history.killedAt('shop/web')).toBe(30);
     const h = harness();
     const elsewhere = pod('d', 137, '2026-11-30T12:00:30Z', 'other');
     elsewhere.metadata = { ...elsewhere.metadata, namespace: 'elsewhere' };
     h.handlers.onDelete?.(elsewhere);
     expect(await h.text()).not.toContain('gracefulshutdown_shutdowns_total{');
+    expect(h.history.killedAt('elsewhere/other')).toBeUndefined();
   });
 });

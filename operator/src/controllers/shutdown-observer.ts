@@ -1,7 +1,8 @@
 // Watches pods of Deployments a policy governs as they terminate, and tells how each container
 // ended (policy/shutdowns.ts): clean, or killed at the end of its grace period. Counted in
-// gracefulshutdown_shutdowns_total (the leader counts, so replicas do not add up twice), and a
-// killed one is a Warning Event on its Deployment. An event handler on the pod cache, not a
+// gracefulshutdown_shutdowns_total (the leader counts, so replicas do not add up twice); a
+// killed one is a Warning Event on its Deployment and is remembered (ShutdownHistory), so that
+// planning raises the grace period above the one the pods were killed at. An event handler on the pod cache, not a
 // reconciler: a termination is seen once, as it happens; nothing is written but the Event.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { EventRecorder } from '../kube/events.ts';
@@ -10,6 +11,7 @@ import type { Logger } from '../log.ts';
 import { matchDeployment } from '../policy/match.ts';
 import { type ContainerShutdown, containerShutdowns, owningDeployment } from '../policy/shutdowns.ts';
 import type { OperatorMetrics } from './metrics.ts';
+import type { ShutdownHistory } from './shutdown-history.ts';
 import type { ClusterView } from './view.ts';
 
 export const SHUTDOWN_OBSERVER = 'shutdown-observer';
@@ -23,6 +25,10 @@ export interface ShutdownObserverDeps {
   metrics: Pick<OperatorMetrics, 'shutdowns' | 'shutdownSeconds'>;
   /** Only the leader counts (every replica sees the same pods). */
   isLeader(): boolean;
+  /** Every replica remembers kills: planning raises the grace period above them. */
+  history: ShutdownHistory;
+  /** A kill was recorded: the Deployment's plan changed (enqueue it and its policy's status). */
+  onKilled?(deploymentKey: string, policy: string): void;
   logger: Logger;
 }
 
@@ -53,6 +59,11 @@ export function shutdownObserver(deps: ShutdownObserverDeps): EventHandlers<V1Po
     );
     if (match.kind !== 'Matched') return;
     const policy = match.policy.name;
+    const killedAt = Math.max(0, ...fresh.filter((s) => s.outcome === 'Killed').map((s) => s.graceSeconds));
+    if (killedAt > 0) {
+      deps.history.killed(`${namespace}/${name}`, killedAt);
+      deps.onKilled?.(`${namespace}/${name}`, policy);
+    }
     if (!deps.isLeader()) return;
     for (const s of fresh) {
       deps.metrics.shutdowns.inc({ policy, outcome: s.outcome });
@@ -85,5 +96,5 @@ export function shutdownObserver(deps: ShutdownObserverDeps): EventHandlers<V1Po
 function killedMessage(pod: string, killed: ContainerShutdown[]): string {
   const [first] = killed;
   const containers = killed.map((k) => k.container).join(', ');
-  return `pod ${pod}: container${killed.length > 1 ? 's' : ''} ${containers} killed at the end of the ${first?.graceSeconds} s grace period (exit code 137): requests still in flight were cut; the app needs longer to drain than terminationGracePeriodSeconds allows`;
+  return `pod ${pod}: container${killed.length > 1 ? 's' : ''} ${containers} killed at the end of the ${first?.graceSeconds} s grace period (exit code 137): requests still in flight were cut; the app needs longer to drain than terminationGracePeriodSeconds allows, and the policy's recommendation is raised above it`;
 }

@@ -72,6 +72,14 @@ export function formatTime(time: Date): string {
 }
 
 /** The CamelCase reason for the most important change: grace first (SIGKILL mid-drain), then preStop, then probe. */
+/** The grace period changes because pods were killed at the current one (a ShutdownKilled note). */
+function killedRaise(plan: ShutdownPlan, fields: FieldChange[]): boolean {
+  return (
+    plan.notes.some((n) => n.reason === 'ShutdownKilled') &&
+    fields.some((f) => f.field === 'terminationGracePeriodSeconds')
+  );
+}
+
 function changeReason(fields: FieldChange[]): string {
   const grace = fields.find((f) => f.field === 'terminationGracePeriodSeconds');
   if (grace !== undefined)
@@ -265,7 +273,8 @@ function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): Work
   return {
     ...common,
     verdict: 'NonCompliant',
-    reason: waiting?.reason ?? changeReason(diff.fields),
+    reason:
+      waiting?.reason ?? (killedRaise(plan, diff.fields) ? 'ShutdownKilled' : changeReason(diff.fields)),
     message: truncate([...parts, plan.graceExplanation, plan.drain.message, ...notes].join('; ')),
   };
 }

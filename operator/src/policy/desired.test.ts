@@ -252,6 +252,7 @@ function plan(
     previouslyApplied?: ShutdownSettings;
     canLower?: boolean;
     probeVerdict?: ProbeVerdictLookup;
+    killedAt?: number;
   } = {},
 ): ShutdownPlan {
   const result = desiredSettings({
@@ -262,6 +263,7 @@ function plan(
     ...(extra.previouslyApplied ? { previouslyApplied: extra.previouslyApplied } : {}),
     ...(extra.canLower === undefined ? {} : { canLower: extra.canLower }),
     ...(extra.probeVerdict ? { probeVerdict: extra.probeVerdict } : {}),
+    ...(extra.killedAt === undefined ? {} : { shutdownKilled: { graceSeconds: extra.killedAt } }),
   });
   if (!result.ok) throw new Error(JSON.stringify(result.errors));
   return result.plan;
@@ -976,6 +978,35 @@ describe('desiredSettings: grace period', () => {
     const p = plan({ preStop: { seconds: 20 }, terminationGracePeriod: { inject: 'Never' } }, { grace: 15 });
     expect(p.terminationGracePeriodSeconds).toBeUndefined();
     expect(p.notes.map((n) => n.reason)).toEqual(['GraceShorterThanPreStop']);
+  });
+});
+
+describe('desiredSettings: pods killed at the deadline (the closed loop)', () => {
+  const note = (p: ShutdownPlan) => p.notes.find((n) => n.reason === 'ShutdownKilled')?.message;
+
+  test('the grace period is raised above the one pods were killed at, even when latency says it fits', () => {
+    // Latency: preStop 5 + drain 0 + overhead 5 = 10, raised to minSeconds 30; killed at 30.
+    const raised = plan({}, { grace: 30 }, { killedAt: 30 });
+    expect(raised.terminationGracePeriodSeconds).toBe(45);
+    expect(note(raised)).toBe('pods were killed at the end of a 30 s grace period: raised to 45 s (x1.5)');
+    expect(raised.graceExplanation).toBe(
+      'grace 45 s: preStop 5 + drain 0 (no latency source) + overhead 5 = 10, raised above the 30 s at which pods were killed, within [30, 300]',
+    );
+    // Negative control: without the kill, 30 stays.
+    expect(plan({}, { grace: 30 }).terminationGracePeriodSeconds).toBeUndefined();
+  });
+
+  test('within maxSeconds; a kill at a grace period already exceeded changes nothing', () => {
+    const capped = plan({ terminationGracePeriod: { maxSeconds: 40 } }, { grace: 30 }, { killedAt: 30 });
+    expect(capped.terminationGracePeriodSeconds).toBe(40);
+    expect(note(capped)).toContain('capped at maxSeconds 40');
+    const atMax = plan({ terminationGracePeriod: { maxSeconds: 40 } }, { grace: 40 }, { killedAt: 40 });
+    expect(note(atMax)).toBe(
+      'pods were killed at the end of a 40 s grace period, and maxSeconds 40 allows no longer one',
+    );
+    const past = plan({ terminationGracePeriod: { minSeconds: 60 } }, {}, { killedAt: 20 });
+    expect(past.terminationGracePeriodSeconds).toBe(60);
+    expect(note(past)).toBeUndefined();
   });
 });
 

@@ -216,6 +216,7 @@ export function explainGrace(
   drain: DrainTime,
   grace: number,
   kept: boolean,
+  killedAt?: number,
 ): string {
   const g = spec.terminationGracePeriod;
   if (g.strategy === 'Fixed') return `grace ${grace} s (strategy Fixed)`;
@@ -223,6 +224,8 @@ export function explainGrace(
   const sum = `preStop ${spec.preStop.seconds} + drain ${drain.seconds} (${drain.basis}) + overhead ${g.overheadSeconds}`;
   const bounds = `[${g.minSeconds}, ${g.maxSeconds}]`;
   if (kept) return `grace ${grace} s kept (${sum} = ${raw}, within ${bounds})`;
+  if (killedAt !== undefined)
+    return `grace ${grace} s: ${sum} = ${raw}, raised above the ${killedAt} s at which pods were killed, within ${bounds}`;
   if (grace === raw) return `grace ${grace} s = ${sum}, within ${bounds}`;
   const why =
     raw < g.minSeconds ? `raised to minSeconds` : raw > g.maxSeconds ? `capped at maxSeconds` : 'adjusted';
@@ -243,6 +246,9 @@ export function computeGraceSeconds(spec: GracefulShutdownPolicySpec, drainSecon
  * change in observed latency does not restart the workload. Callers pass only a value the
  * operator itself set; a user's value is never "kept" by this rule.
  */
+/** A grace period at which pods were killed is followed by one this much longer. */
+export const KILLED_GRACE_FACTOR = 1.5;
+
 export function withHysteresis(current: number, recommended: number, band = 0.1, floor = 0): number {
   if (current < floor) return recommended;
   return Math.abs(current - recommended) <= band * recommended ? current : recommended;
@@ -267,6 +273,12 @@ export interface DesiredInput {
    * cache decides): a lower recommendation then keeps the applied grace. Omitted: true.
    */
   canLower?: boolean;
+  /**
+   * Pods of this Deployment were SIGKILLed at the end of this grace period (policy/shutdowns.ts):
+   * the app needs longer to drain than that, whatever latency says. The grace period is raised
+   * above it (KILLED_GRACE_FACTOR, within maxSeconds), with a ShutdownKilled note.
+   */
+  shutdownKilled?: { graceSeconds: number };
   /**
    * What trying the probe on a running pod showed (probes/verifier.ts's ProbeVerifier, bound
    * to this Deployment). With readinessProbe.verification Verify, a probe the container does not
@@ -467,6 +479,8 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
   let grace = computeGraceSeconds(spec, drain.seconds);
   /** The operator's earlier value stays (hysteresis, or a lowering held back). */
   let kept = false;
+  /** The grace period at which pods were killed, when that raised this one. */
+  let raisedForKill: number | undefined;
   const previousGrace = previouslyApplied?.terminationGracePeriodSeconds;
   if (
     graceSpec.strategy === 'Computed' &&
@@ -493,6 +507,24 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
         grace = previousGrace;
         kept = true;
       }
+    }
+  }
+  // Pods were killed at a grace period: the next one must be longer, even if latency says the
+  // drain fits (the app may do more than answer requests). Raising is always allowed.
+  const killedAt = input.shutdownKilled?.graceSeconds;
+  if (killedAt !== undefined && graceSpec.strategy === 'Computed' && grace <= killedAt) {
+    const raised = Math.min(graceSpec.maxSeconds, Math.ceil(killedAt * KILLED_GRACE_FACTOR));
+    notes.push({
+      reason: 'ShutdownKilled',
+      message:
+        raised > killedAt
+          ? `pods were killed at the end of a ${killedAt} s grace period: raised to ${raised} s (x${KILLED_GRACE_FACTOR}${raised === graceSpec.maxSeconds ? `, capped at maxSeconds ${graceSpec.maxSeconds}` : ''})`
+          : `pods were killed at the end of a ${killedAt} s grace period, and maxSeconds ${graceSpec.maxSeconds} allows no longer one`,
+    });
+    if (raised > grace) {
+      grace = raised;
+      kept = false;
+      raisedForKill = killedAt;
     }
   }
   // The countdown starts before preStop runs: a hook in effect (ours or a user's longer one)
@@ -541,7 +573,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
       containers: ordered,
       recommended,
       drain,
-      graceExplanation: explainGrace(spec, drain, grace, kept),
+      graceExplanation: explainGrace(spec, drain, grace, kept, raisedForKill),
       ...(servingContainer === undefined ? {} : { servingContainer }),
       notes,
     },

@@ -14,6 +14,7 @@ import {
   type ProbeVerdictReader,
   planWorkload,
   recordToWrite,
+  type ShutdownReader,
   sameOwnership,
 } from '../controllers/plan.ts';
 import type { ParsedPolicies, PolicyObject } from '../controllers/view.ts';
@@ -80,6 +81,8 @@ export interface AdmissionContext {
   facts: ClusterFacts;
   /** Cached probe verdicts; a new probe is never checked at admission (no network I/O). */
   probes?: ProbeVerdictReader;
+  /** Kills observed at a grace period (every replica watches pods). */
+  shutdowns?: ShutdownReader;
   /** True while the policy's RolloutBreakerOpen condition is True. */
   breakerOpen(policy: string): boolean;
   now: Date;
@@ -229,6 +232,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
     estimates: context.estimates,
     facts: context.facts,
     probes: admissionVerdicts(old, context.probes),
+    ...(context.shutdowns ? { shutdowns: context.shutdowns } : {}),
   });
   if (!planned.ok) {
     const errors = planned.errors.map((e) => `${prefix(policy)}: annotation ${e.annotation}: ${e.message}`);
