@@ -16,6 +16,11 @@ import { ConfigError, loadConfig, usage } from './config.ts';
 import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deployment-controller.ts';
 import { createOperatorMetrics } from './controllers/metrics.ts';
 import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
+import {
+  POLICY_REPORT_CONTROLLER,
+  PublishedVerdicts,
+  reportReconciler,
+} from './controllers/report-controller.ts';
 import { RolloutTracker } from './controllers/rollout-tracker.ts';
 import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
@@ -25,6 +30,7 @@ import { loadKubeConfig } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
 import { enqueueObject, Informer, keepManagedFieldsOf } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
+import { ApisApi, createReportStore } from './kube/reports.ts';
 import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
 import { createCaBundleTarget, createTlsSecretStore } from './kube/webhook-tls.ts';
@@ -147,6 +153,21 @@ async function main(): Promise<void> {
       resyncMs: config.resyncMs,
     }),
   });
+  // Policy reports: the status pass publishes its verdicts, this controller writes them.
+  const verdicts = new PublishedVerdicts();
+  const reportStore = createReportStore(kubeConfig.makeApiClient(ApisApi), custom);
+  const reports = new Controller({
+    name: POLICY_REPORT_CONTROLLER,
+    workers: 1,
+    logger,
+    metrics,
+    reconcile: reportReconciler({
+      verdicts,
+      store: fenced(reportStore, () => manager.isLeader()),
+      metrics: operatorMetrics,
+      resyncMs: config.resyncMs,
+    }),
+  });
   const statuses = new Controller({
     name: POLICY_STATUS_CONTROLLER,
     workers: 1,
@@ -162,6 +183,10 @@ async function main(): Promise<void> {
       facts,
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,
+      onVerdicts: (policy, workloads, uids, at) => {
+        verdicts.publish(policy, workloads, uids, at);
+        reports.enqueue(policy.name);
+      },
     }),
   });
 
@@ -239,7 +264,7 @@ async function main(): Promise<void> {
       : {}),
   });
   manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies).addSource(pods);
-  manager.addController(deployments).addController(statuses);
+  manager.addController(deployments).addController(statuses).addController(reports);
   const latencySources = {
     Prometheus: new PrometheusSource({
       defaultUrl: config.prometheusUrl,

@@ -36,6 +36,8 @@ export interface OperatorMetrics {
   shutdowns: Counter<'policy' | 'outcome'>;
   /** From the start of a pod's deletion to its container's end. */
   shutdownSeconds: Histogram<'policy' | 'outcome'>;
+  /** Writes of policy reports (apply, delete): flat in steady state. */
+  reportWrites: Counter<'policy' | 'operation'>;
 }
 
 export function createOperatorMetrics(registry: Registry): OperatorMetrics {
@@ -138,6 +140,12 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
       help: "From the start of a pod's deletion (preStop, then SIGTERM) to its container's end, by outcome",
       labelNames: ['policy', 'outcome'] as const,
       buckets: [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300],
+      registers,
+    }),
+    reportWrites: new Counter({
+      name: 'gracefulshutdown_policy_report_writes_total',
+      help: 'Writes of policy reports (openreports.io Reports or wgpolicyk8s.io PolicyReports), by operation',
+      labelNames: ['policy', 'operation'] as const,
       registers,
     }),
     webhookCertificateExpiry: new Gauge({

@@ -52,6 +52,16 @@ export interface PolicyStatusControllerDeps {
   metrics: OperatorMetrics;
   /** Status is recomputed this often without events (latency observations age). */
   resyncMs: number;
+  /**
+   * Every verdict of a valid policy's pass (the status lists only the first 100), with the
+   * Deployments' uids: the policy reports are written from them (report-controller.ts).
+   */
+  onVerdicts?(
+    policy: { name: string; uid: string },
+    workloads: WorkloadStatus[],
+    uids: Map<string, string>,
+    at: Date,
+  ): void;
 }
 
 const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
@@ -181,6 +191,14 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         );
       }
       const latency = latencyObservedCondition(policy.spec.observedLatency.source, latencyProblems);
+      if (deps.onVerdicts && object.metadata?.uid) {
+        const uids = new Map<string, string>();
+        for (const w of workloads) {
+          const uid = view.deployments.get(`${w.namespace}/${w.name}`)?.metadata?.uid;
+          if (uid) uids.set(`${w.namespace}/${w.name}`, uid);
+        }
+        deps.onVerdicts({ name, uid: object.metadata.uid }, workloads, uids, now);
+      }
       status = summarizePolicyStatus({
         policy,
         workloads,

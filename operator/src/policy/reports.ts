@@ -2,9 +2,8 @@
 // in the shape Policy Reporter and other report tools read. Two API groups carry the same shape:
 // openreports.io/v1alpha1 Report (where Kyverno is moving) and wgpolicyk8s.io/v1alpha2
 // PolicyReport (the original). Facts: ../shared/notes/reports.md.
-//
-// Groundwork for issue 12: not wired yet. A later change writes these (server-side apply, owned
-// by the policy, only when the content changed) from the status controller's pass.
+// controllers/report-controller.ts writes them (server-side apply, owned by the policy, only when
+// the content changed) from the status controller's pass.
 import type { WorkloadStatus } from '../api/policy.ts';
 
 export const REPORT_APIS = {
@@ -144,6 +143,17 @@ export function policyReports(input: {
  */
 export function sameReport(a: ReportBody, b: ReportBody): boolean {
   const strip = (r: ReportBody) =>
-    JSON.stringify({ ...r, results: r.results.map(({ timestamp: _t, ...rest }) => rest) });
+    canonical({ ...r, results: r.results.map(({ timestamp: _t, ...rest }) => rest) });
   return strip(a) === strip(b);
+}
+
+/** JSON with object keys sorted: the apiserver stores a custom object's keys in its own order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (typeof value === 'object' && value !== null)
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(value);
 }
