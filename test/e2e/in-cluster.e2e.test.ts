@@ -374,7 +374,7 @@ describe('the Grafana dashboard (config/grafana)', () => {
     const queries = dashboard.panels.flatMap((p) =>
       (p.targets ?? []).map((t) => ({ panel: p.title, expr: resolve(t.expr) })),
     );
-    expect(queries.length).toBeGreaterThanOrEqual(21);
+    expect(queries.length).toBeGreaterThanOrEqual(24);
     const rows: string[] = [];
     for (const { panel, expr } of queries) {
       // Data: at least one series with a number (a rate needs two scrapes, 2 s apart here).

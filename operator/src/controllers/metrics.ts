@@ -38,6 +38,37 @@ export interface OperatorMetrics {
   shutdownSeconds: Histogram<'policy' | 'outcome'>;
   /** Writes of policy reports (apply, delete): flat in steady state. */
   reportWrites: Counter<'policy' | 'operation'>;
+  /**
+   * The distribution, across a policy's workloads, of the grace period it recommends and of the
+   * latency it observed: cumulative bucket gauges (`le`), so histogram_quantile() reads them;
+   * set whole at each status pass (a gauge histogram: a snapshot, not a count of events).
+   */
+  recommendedGraceDistribution: Gauge<'policy' | 'le'>;
+  observedLatencyDistribution: Gauge<'policy' | 'le'>;
+}
+
+/** Bucket bounds of the distributions (seconds). */
+export const GRACE_BUCKETS = [10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 3600];
+export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** Sets a bucket-gauge distribution from values: for each bound, how many are at most it; +Inf all. */
+export function setDistribution(
+  gauge: Gauge<'policy' | 'le'>,
+  policy: string,
+  bounds: readonly number[],
+  values: readonly number[],
+): void {
+  for (const le of bounds) gauge.set({ policy, le: String(le) }, values.filter((v) => v <= le).length);
+  gauge.set({ policy, le: '+Inf' }, values.length);
+}
+
+/** Removes a policy's distribution. */
+export function removeDistribution(
+  gauge: Gauge<'policy' | 'le'>,
+  policy: string,
+  bounds: readonly number[],
+): void {
+  for (const le of [...bounds.map(String), '+Inf']) gauge.remove({ policy, le });
 }
 
 export function createOperatorMetrics(registry: Registry): OperatorMetrics {
@@ -146,6 +177,18 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
       name: 'gracefulshutdown_policy_report_writes_total',
       help: 'Writes of policy reports (openreports.io Reports or wgpolicyk8s.io PolicyReports), by operation',
       labelNames: ['policy', 'operation'] as const,
+      registers,
+    }),
+    recommendedGraceDistribution: new Gauge({
+      name: 'gracefulshutdown_workloads_recommended_grace_seconds_bucket',
+      help: 'Workloads of the policy whose recommended terminationGracePeriodSeconds is at most le (a gauge histogram: histogram_quantile() reads it)',
+      labelNames: ['policy', 'le'] as const,
+      registers,
+    }),
+    observedLatencyDistribution: new Gauge({
+      name: 'gracefulshutdown_workloads_observed_latency_seconds_bucket',
+      help: "Workloads of the policy whose observed latency (at the policy's percentile) is at most le (a gauge histogram)",
+      labelNames: ['policy', 'le'] as const,
       registers,
     }),
     webhookCertificateExpiry: new Gauge({

@@ -346,6 +346,24 @@ describe('policyStatusReconciler', () => {
     expect(await seriesValue(h.metrics.policyAccepted, { policy: 'kept' })).toBe(1);
   });
 
+  test('the distribution of recommended grace periods across workloads, as bucket gauges; gone with the policy', async () => {
+    const h = harness({ policies: [AUDIT], deployments: shop() });
+    await h.reconcile(AUDIT.metadata?.name ?? '');
+    const buckets = async () =>
+      (await h.registry.metrics())
+        .split('\n')
+        .filter((l) => l.startsWith('gracefulshutdown_workloads_recommended_grace_seconds_bucket{'));
+    const lines = await buckets();
+    // Every governed Deployment is counted in +Inf; the buckets are cumulative.
+    const inf = lines.find((l) => l.includes('le="+Inf"'));
+    expect(inf).toMatch(/ [1-9]\d*$/);
+    const counts = lines.map((l) => Number(l.split(' ').at(-1)));
+    expect(counts).toEqual([...counts].sort((a, b) => a - b));
+    h.policies.delete(AUDIT.metadata?.name ?? '');
+    await h.reconcile(AUDIT.metadata?.name ?? '');
+    expect(await buckets()).toEqual([]);
+  });
+
   test('an aborted signal with a change pending: rejects, writes nothing', async () => {
     const h = harness({ policies: [AUDIT], deployments: shop() });
     const abort = new AbortController();

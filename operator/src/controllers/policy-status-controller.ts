@@ -31,7 +31,13 @@ import { deploymentKey, matchDeployment, policySelects } from '../policy/match.t
 import { ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
-import type { OperatorMetrics } from './metrics.ts';
+import {
+  GRACE_BUCKETS,
+  LATENCY_BUCKETS,
+  type OperatorMetrics,
+  removeDistribution,
+  setDistribution,
+} from './metrics.ts';
 import { type EstimateReader, type ProbeVerdictReader, planWorkload, type ShutdownReader } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
@@ -81,6 +87,8 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         metrics.recommendedGraceSeconds,
       ])
         gauge.remove({ policy: name });
+      removeDistribution(metrics.recommendedGraceDistribution, name, GRACE_BUCKETS);
+      removeDistribution(metrics.observedLatencyDistribution, name, LATENCY_BUCKETS);
       return;
     }
     const { valid, invalid } = view.parsedPolicies();
@@ -108,6 +116,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       const workloads: WorkloadStatus[] = [];
       const latencyProblems: ReturnType<typeof latencyProblem>[] = [];
       const gauges = { observedSeconds: 0, graceSeconds: 0, estimateAgeSeconds: 0 };
+      const distributions = { grace: [] as number[], latency: [] as number[] };
       const nowMs = now.getTime();
       // The policy's own Deployments, planned; verdicts wait for the rollouts summed up over all.
       const governed: {
@@ -136,8 +145,10 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         const { estimate } = planned;
         if (policy.spec.observedLatency.source !== 'None') {
           latencyProblems.push(latencyProblem(estimate?.latest, policy.spec.observedLatency.minSamples));
-          if (planned.observation.known)
+          if (planned.observation.known) {
             gauges.observedSeconds = Math.max(gauges.observedSeconds, planned.observation.seconds);
+            distributions.latency.push(planned.observation.seconds);
+          }
           if (estimate) {
             const lastGood = estimate.stale ? estimate.publishedAt : estimate.refreshedAt;
             gauges.estimateAgeSeconds = Math.max(
@@ -150,6 +161,8 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           gauges.graceSeconds,
           planned.plan.recommended.terminationGracePeriodSeconds ?? 0,
         );
+        if (planned.plan.recommended.terminationGracePeriodSeconds !== undefined)
+          distributions.grace.push(planned.plan.recommended.terminationGracePeriodSeconds);
         const record = readAppliedRecord(deployment);
         governed.push({
           deployment,
@@ -224,6 +237,8 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         metrics.latencyEstimateAgeSeconds.remove({ policy: name });
       }
       metrics.recommendedGraceSeconds.set({ policy: name }, gauges.graceSeconds);
+      setDistribution(metrics.recommendedGraceDistribution, name, GRACE_BUCKETS, distributions.grace);
+      setDistribution(metrics.observedLatencyDistribution, name, LATENCY_BUCKETS, distributions.latency);
     }
 
     metrics.policyAccepted.set({ policy: name }, rejected ? 0 : 1);
