@@ -7,17 +7,23 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../api/policy.ts';
+import { apiErrorMessage } from '../kube/client.ts';
 import { audit, namespaceLabelsOf, PolicyError, readPolicies, SEVERITIES, type Severity } from './audit.ts';
 import { fixManifests } from './fix.ts';
 import { type Manifest, ManifestError, readManifests } from './manifests.ts';
 import { formatJson, formatSarif, formatTable, type OutputFormat } from './output.ts';
 
 export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3 } as const;
-const VERSION = '0.1.0';
+const GSP_VERSION = '0.1.0';
 
 export const usage = `usage: gsp audit [flags] <file|directory|->...
   -p, --policy <file>            a GracefulShutdownPolicy file (repeatable); policies among the
                                  manifests count too
+      --cluster                  also the policies of the cluster (kubeconfig: --kubeconfig,
+                                 $KUBECONFIG, ~/.kube/config)
+      --kubeconfig <file>        with --cluster
   -o, --output table|json|sarif  (default table)
       --fail-on error|warning|note|none
                                  exit 1 when a finding is at least this severe (default error)
@@ -78,6 +84,27 @@ async function load(paths: string[], stdin: NodeJS.ReadableStream): Promise<Inpu
   return inputs;
 }
 
+/** The cluster's GracefulShutdownPolicies, as manifests (source "cluster"). */
+async function clusterPolicies(kubeconfig: string | undefined): Promise<Manifest[]> {
+  try {
+    const kc = new KubeConfig();
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else kc.loadFromDefault();
+    const list = (await kc.makeApiClient(CustomObjectsApi).listClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+    })) as { items?: Record<string, unknown>[] };
+    return (list.items ?? []).map((object) => ({
+      source: `cluster:${(object.metadata as { name?: string } | undefined)?.name ?? ''}`,
+      line: 0,
+      object: { apiVersion: API_VERSION, kind: KIND, ...object },
+    }));
+  } catch (error) {
+    throw new ManifestError('cluster', 0, `cannot read the policies: ${apiErrorMessage(error)}`);
+  }
+}
+
 export interface Io {
   stdin: NodeJS.ReadableStream;
   stdout: (text: string) => void;
@@ -99,6 +126,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
             namespace: { type: 'string', short: 'n', default: 'default' },
             'kubernetes-version': { type: 'string', default: '1.34' },
             fix: { type: 'boolean', default: false },
+            cluster: { type: 'boolean', default: false },
+            kubeconfig: { type: 'string' },
             help: { type: 'boolean', short: 'h', default: false },
           },
         });
@@ -129,7 +158,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const inputs = await load(paths, io.stdin);
     let manifests = inputs.flatMap((i) => i.manifests);
     const policyManifests = (await load(values.policy, io.stdin)).flatMap((i) => i.manifests);
-    const policies = readPolicies([...policyManifests, ...manifests]);
+    const fromCluster = values.cluster ? await clusterPolicies(values.kubeconfig) : [];
+    const policies = readPolicies([...fromCluster, ...policyManifests, ...manifests]);
     // The report goes to stderr when the fixed stream itself goes to stdout.
     let report = io.stdout;
     if (values.fix) {
@@ -150,7 +180,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       output === 'json'
         ? formatJson(result)
         : output === 'sarif'
-          ? formatSarif(result, VERSION)
+          ? formatSarif(result, GSP_VERSION)
           : formatTable(result),
     );
     if (failOn === 'none') return EXIT.ok;
