@@ -107,6 +107,16 @@ describe('policy reports', () => {
     const table = await kubectl(['get', 'policyreports.wgpolicyk8s.io', '-n', ns.name]);
     expect(table.stdout).toMatch(/gsp-reports\s+1\s+1\s+0\s+0\s+0/);
     console.log(`[reports] kubectl get policyreports:\n${table.stdout.trim()}`);
+    const yaml = await kubectl([
+      'get',
+      'policyreports.wgpolicyk8s.io',
+      'gsp-reports',
+      '-n',
+      ns.name,
+      '-o',
+      'yaml',
+    ]);
+    console.log(`[reports] the report as YAML:\n${yaml.stdout.trim()}`);
 
     // Nothing changes over three status passes: nothing is written.
     const version = polr.metadata.resourceVersion;

@@ -149,6 +149,7 @@ describe('shutdowns observed', () => {
       verdict: 'NonCompliant',
       recommended: { terminationGracePeriodSeconds: 5 },
     });
+    expect((await readPolicyStatus(adminKubeConfig(), 'shutdowns')).counts?.killed).toBe(1);
     console.log(`[shutdowns] status: ${status.reason}: ${status.message}`);
     const politeStatus = (await readPolicyStatus(adminKubeConfig(), 'shutdowns')).workloads?.find(
       (w) => w.name === 'polite',

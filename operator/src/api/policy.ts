@@ -587,6 +587,13 @@ export const PolicyCountsSchema = z.strictObject({
     .describe(
       'Waiting Deployments held back because the rollout breaker is open (BreakerOpen or RolloutFailed).',
     ),
+  killed: z
+    .int()
+    .min(0)
+    .optional()
+    .describe(
+      'Matched Deployments whose pods the operator saw killed at the end of their grace period (since it started); their recommendation is raised (ShutdownKilled).',
+    ),
 });
 
 export const PolicyStatusSchema = z

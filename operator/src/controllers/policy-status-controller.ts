@@ -219,6 +219,8 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         previous: object.status,
         ...(latency ? { latency } : {}),
         ...(enforce && rollouts.breaker ? { breaker: rollouts.breaker } : {}),
+        killed: governed.filter((g) => deps.shutdowns?.killedAt(deploymentKey(g.deployment)) !== undefined)
+          .length,
       });
       recordBreakerTransition(deps, { name, uid: object.metadata?.uid }, object.status, status);
       metrics.rolloutBreakerOpen.set({ policy: name }, enforce && rollouts.breaker ? 1 : 0);

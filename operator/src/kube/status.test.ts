@@ -46,6 +46,7 @@ describe('PolicyStatusWriter', () => {
           waiting: null,
           waitingReasons: null,
           blockedByBreaker: null,
+          killed: null,
         },
       },
     });

@@ -24,10 +24,17 @@ export interface PolicyStatusWriter {
 /**
  * The status as a merge patch that replaces the stored one: a merge patch keeps keys it does not
  * name, so what is no longer reported is named with null (the workload list; the Enforce-only
- * counts after a switch to Audit or an invalid spec). Lists are replaced whole anyway.
+ * counts after a switch to Audit or an invalid spec; the killed count, shown only when any).
+ * Lists are replaced whole anyway.
  */
 function replacing(status: GracefulShutdownPolicyStatus): object {
-  const enforcementCounts = { applied: null, waiting: null, waitingReasons: null, blockedByBreaker: null };
+  const enforcementCounts = {
+    applied: null,
+    waiting: null,
+    waitingReasons: null,
+    blockedByBreaker: null,
+    killed: null,
+  };
   return {
     workloads: null,
     ...status,

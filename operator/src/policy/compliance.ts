@@ -318,6 +318,8 @@ export interface PolicyStatusInput {
   latency?: Omit<Condition, 'lastTransitionTime' | 'type' | 'observedGeneration'>;
   /** Enforce: the failed rollout holding the breaker open, if any (budget.ts policyRollouts). */
   breaker?: { key: string; message: string };
+  /** Matched Deployments whose pods were seen killed at their deadline (shown when any). */
+  killed?: number;
 }
 
 const WAIT_REASONS: ReadonlySet<string> = new Set(ROLLOUT_WAIT_REASONS);
@@ -424,6 +426,7 @@ export function summarizePolicyStatus(input: PolicyStatusInput): GracefulShutdow
       nonCompliant,
       exempt,
       ...(enforce ? enforcementCounts(input.workloads) : {}),
+      ...(input.killed ? { killed: input.killed } : {}),
     },
     workloads,
   };
