@@ -16,6 +16,7 @@ import { signalProbeContainer } from './real-pods.ts';
 import {
   adminKubeConfig,
   clusterInfo,
+  kubectl,
   startOperatorProcess,
   useNamespace,
   usePolicies,
@@ -157,7 +158,7 @@ describe('shutdowns observed', () => {
     expect(politeStatus?.verdict).toBe('Compliant');
   });
 
-  test('Enforce: an app that needs 4 s is killed at 3 s; the operator raises the grace to 5 s and the next shutdown is clean', async () => {
+  test('Enforce: an app that needs 4 s is killed at 3 s; the operator raises the grace to 5 s and the next rollout is clean', async () => {
     const namespace = enforced.name;
     await apps().createNamespacedDeployment({
       namespace,
@@ -178,11 +179,13 @@ describe('shutdowns observed', () => {
       { timeoutMs: 60_000 },
     );
     expect(raised.metadata?.annotations?.['gracefulshutdown.dev/applied']).toContain('shutdowns-enforce');
-    const second = await readyPod('slow', namespace, 5);
+    await readyPod('slow', namespace, 5);
     // The rollout to 5 s may kill the 3 s replacement too; from here on nothing is killed.
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     const before = { killed: await sample('Killed'), clean: await sample('Clean') };
-    await core().deleteNamespacedPod({ namespace, name: second });
+    // The next rollout: the 5 s pod is replaced, and needs its 4 s.
+    const restart = await kubectl(['rollout', 'restart', 'deployment/slow', '-n', namespace]);
+    expect(restart.code, restart.stderr).toBe(0);
     const after = await waitFor(
       'the next shutdown counted',
       async () => {
@@ -195,6 +198,6 @@ describe('shutdowns observed', () => {
       { timeoutMs: 30_000 },
     );
     expect(after).toEqual({ killed: 0, clean: 1 });
-    console.log(`[shutdowns] killed at 3 s, raised to 5 s, the next shutdown clean`);
+    console.log(`[shutdowns] killed at 3 s, raised to 5 s, the next rollout's shutdown clean`);
   });
 });
