@@ -28,7 +28,12 @@ import { ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
-import { enqueueObject, Informer, keepManagedFieldsOf } from './kube/informer.ts';
+import {
+  deploymentCacheTransform,
+  enqueueObject,
+  Informer,
+  namespaceCacheTransform,
+} from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
 import { ApisApi, createReportStore } from './kube/reports.ts';
 import { readServerVersion } from './kube/server-version.ts';
@@ -80,8 +85,9 @@ async function main(): Promise<void> {
       kubeConfig,
       path: '/apis/apps/v1/deployments',
       list: (options) => apps.listDeploymentForAllNamespaces(options),
-      // What the operator owns comes from its own managedFields entry (policy/ownership.ts).
-      transform: keepManagedFieldsOf<V1Deployment>(FIELD_MANAGER),
+      // What the operator owns comes from its own managedFields entry (policy/ownership.ts);
+      // kubectl's last-applied copy of the object is never read.
+      transform: deploymentCacheTransform<V1Deployment>(FIELD_MANAGER),
       ...informerTimings,
     }),
     namespaces: new Informer<V1Namespace>({
@@ -89,6 +95,7 @@ async function main(): Promise<void> {
       kubeConfig,
       path: '/api/v1/namespaces',
       list: (options) => core.listNamespace(options),
+      transform: namespaceCacheTransform,
       ...informerTimings,
     }),
     policies: new Informer<PolicyObject>({

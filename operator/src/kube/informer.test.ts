@@ -1,12 +1,15 @@
 import { PassThrough } from 'node:stream';
-import { AppsV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, KubeConfig, type V1Deployment, type V1Namespace } from '@kubernetes/client-node';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  deploymentCacheTransform,
   enqueueMapped,
   enqueueObject,
   Informer,
   type InformerOptions,
+  LAST_APPLIED_ANNOTATION,
+  namespaceCacheTransform,
   objectKey,
   splitKey,
 } from './informer.ts';
@@ -289,5 +292,45 @@ describe('keys and handlers', () => {
     );
     mapped.onUpdate?.(deployment('ns', 'p', '2'), deployment('ns', 'p', '1'));
     expect(keys).toEqual(['ns/web', 'selected-by/1', 'selected-by/2']);
+  });
+});
+
+describe('cache transforms', () => {
+  it("Deployments keep the operator's managedFields entry and lose kubectl's last-applied copy", () => {
+    const transform = deploymentCacheTransform<V1Deployment>('graceful-shutdown-operator');
+    const kept = transform({
+      metadata: {
+        name: 'web',
+        annotations: { [LAST_APPLIED_ANNOTATION]: '{"big":"copy"}', 'gracefulshutdown.dev/applied': '{}' },
+        managedFields: [
+          { manager: 'kubectl', operation: 'Apply' },
+          { manager: 'graceful-shutdown-operator', operation: 'Apply' },
+        ],
+      },
+    });
+    expect(kept.metadata?.annotations).toEqual({ 'gracefulshutdown.dev/applied': '{}' });
+    expect(kept.metadata?.managedFields?.map((e) => e.manager)).toEqual(['graceful-shutdown-operator']);
+  });
+
+  it('Namespaces keep name, uid, resourceVersion and labels only', () => {
+    const kept = namespaceCacheTransform<V1Namespace>({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: {
+        name: 'shop',
+        uid: 'u',
+        resourceVersion: '7',
+        labels: { team: 'shop' },
+        annotations: { big: 'x' },
+        managedFields: [{ manager: 'kubectl' }],
+      },
+      spec: { finalizers: ['kubernetes'] },
+      status: { phase: 'Active' },
+    });
+    expect(kept).toEqual({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'shop', uid: 'u', resourceVersion: '7', labels: { team: 'shop' } },
+    });
   });
 });

@@ -110,6 +110,32 @@ export function keepManagedFieldsOf<T extends KubernetesObject>(manager: string)
   };
 }
 
+/** kubectl's client-side apply copy of the whole object: often the largest annotation, never read. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * The Deployment cache's transform: only the operator's own managedFields entry (what it owns),
+ * and no last-applied-configuration (a second copy of the object's spec).
+ */
+export function deploymentCacheTransform<T extends KubernetesObject>(manager: string): (object: T) => T {
+  const keepOwn = keepManagedFieldsOf<T>(manager);
+  return (object) => {
+    const annotations = object.metadata?.annotations;
+    if (annotations?.[LAST_APPLIED_ANNOTATION] !== undefined) delete annotations[LAST_APPLIED_ANNOTATION];
+    return keepOwn(object);
+  };
+}
+
+/** The Namespace cache's transform: namespaceSelector reads labels, nothing else is kept. */
+export function namespaceCacheTransform<T extends KubernetesObject>(object: T): T {
+  const { name, uid, resourceVersion, labels } = object.metadata ?? {};
+  return {
+    apiVersion: object.apiVersion,
+    kind: object.kind,
+    metadata: { name, uid, resourceVersion, ...(labels ? { labels } : {}) },
+  } as T;
+}
+
 /** Handlers that enqueue the object's own key on every event (controller-runtime EnqueueRequestForObject). */
 export function enqueueObject<T extends KubernetesObject>(enqueue: (key: string) => void): EventHandlers<T> {
   const handle = (object: T) => enqueue(objectKey(object));
