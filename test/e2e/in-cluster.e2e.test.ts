@@ -13,6 +13,7 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  type V1Deployment,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -173,9 +174,22 @@ describe('the operator installed with kubectl apply -k', () => {
         .readMutatingWebhookConfiguration({ name: OPERATOR });
       return (config.webhooks ?? []).every((w) => String(w.clientConfig.caBundle ?? '') !== '');
     });
-    const applied = await kubectl(['apply', '-n', ns.name, '-f', '-'], {
-      input: JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', ...sampleDeployment('admitted') }),
+    const manifest = JSON.stringify({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      ...sampleDeployment('admitted'),
     });
+    // Ready pods reach the Service once kube-proxy has their endpoints: until then the apiserver's
+    // call is refused and it admits unchanged (failurePolicy Ignore). Wait for a dry run to come
+    // back mutated, which is the apiserver reaching the webhook through the Service.
+    await waitFor('the webhook answering through its Service', async () => {
+      const dry = await kubectl(['apply', '--dry-run=server', '-o', 'json', '-n', ns.name, '-f', '-'], {
+        input: manifest,
+      });
+      const shown = dry.code === 0 ? (JSON.parse(dry.stdout) as V1Deployment) : undefined;
+      return shown?.spec?.template.spec?.containers[0]?.lifecycle?.preStop !== undefined;
+    });
+    const applied = await kubectl(['apply', '-n', ns.name, '-f', '-'], { input: manifest });
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stderr).toContain('Warning: gracefulshutdown.dev/in-cluster (Enforce)');
     const created = await apps().readNamespacedDeployment({ name: 'admitted', namespace: ns.name });
