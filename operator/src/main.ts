@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import {
   AdmissionregistrationV1Api,
+  ApisApi,
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -35,7 +36,7 @@ import {
   namespaceCacheTransform,
 } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
-import { ApisApi, createReportStore } from './kube/reports.ts';
+import { createReportStore } from './kube/reports.ts';
 import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
 import { createCaBundleTarget, createTlsSecretStore } from './kube/webhook-tls.ts';

@@ -1,6 +1,11 @@
 // Thin adapter for policy reports: which report API the cluster serves (discovery), and
 // server-side apply, list and delete of the operator's reports in either group.
-import { ApisApi, type CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  type ApisApi,
+  type CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/annotations.ts';
 import { API_VERSION, KIND } from '../api/policy.ts';
 import { REPORT_APIS, type ReportApi, type ReportBody } from '../policy/reports.ts';
@@ -96,5 +101,3 @@ export function createReportStore(apis: ApisApi, custom: CustomObjectsApi): Repo
     },
   };
 }
-
-export { ApisApi };
