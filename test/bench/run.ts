@@ -1,14 +1,11 @@
-// `npm run bench`: how fast the operator converges N Deployments on the local control plane,
-// how many writes each costs, and its memory. Prints a table; asserts nothing.
-import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+// `npm run bench`: the scale benchmark (scale.ts) and admission latency (admission.ts) on the
+// local control plane, each figure next to its limit measured in the same run. Prints tables;
+// asserts nothing. Flags shrink it for a quick look, e.g. --audit 1000 --steady-minutes 1.
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
-import { isRolling } from '../../operator/src/policy/budget.ts';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { LocalCluster } from '../cluster/cluster.ts';
-import { sampleDeployment } from '../operator/fixtures.ts';
 import {
   createPolicy,
   installOperatorPrerequisites,
@@ -17,30 +14,30 @@ import {
 } from '../operator/install.ts';
 import { OperatorProcess } from '../operator/operator-process.ts';
 import { ADMISSION_HEADER, benchAdmission } from './admission.ts';
+import {
+  type AuditResult,
+  benchAudit,
+  benchEnforce,
+  benchSteady,
+  cpuSeconds,
+  type EnforceResult,
+  memoryMiB,
+  type SteadyResult,
+} from './scale.ts';
 
 const { values } = parseArgs({
   options: {
-    sizes: { type: 'string', default: '20,100' },
-    'max-concurrent': { type: 'string', default: '10' },
+    enforce: { type: 'string', default: '300' },
+    budget: { type: 'string', default: '100' },
+    audit: { type: 'string', default: '1000,5000,10000' },
+    'steady-minutes': { type: 'string', default: '10' },
     'admission-rps': { type: 'string', default: '100' },
     'admission-seconds': { type: 'string', default: '10' },
   },
 });
-const sizes = values.sizes.split(',').map(Number);
-const maxConcurrent = Number(values['max-concurrent']);
-
-function rssMiB(pid: number): number {
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  return kb / 1024;
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error('bench: timed out');
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const enforceN = Number(values.enforce);
+const auditSizes = values.audit.split(',').filter(Boolean).map(Number);
+const steadyMinutes = Number(values['steady-minutes']);
 
 function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -50,13 +47,17 @@ function printTable(header: string[], rows: string[][]): void {
   for (const row of rows) console.log(line(row));
 }
 
+const log = (message: string) => process.stderr.write(`${new Date().toISOString()} ${message}\n`);
+
 const cluster = await LocalCluster.start({ nodes: 3, progress: () => {} });
 let operator: OperatorProcess | undefined;
-const rows: string[][] = [];
+let enforce: EnforceResult | undefined;
+const audits: AuditResult[] = [];
+let steady: SteadyResult | undefined;
+let admissionRows: string[][] = [];
+let idle = { rss: 0, cpu: 0 };
 try {
   const kc = cluster.adminKubeConfig();
-  const apps = kc.makeApiClient(AppsV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
   await installOperatorPrerequisites(cluster.binaries.kubectl, cluster.kubeconfigPath);
   operator = await OperatorProcess.start({
     kubeconfig: await cluster.serviceAccountKubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
@@ -64,68 +65,115 @@ try {
     args: ['--rollout-check-ms', '500'],
   });
   await operator.waitReady();
-  const idleRss = rssMiB(operator.pid);
+  idle = { rss: memoryMiB(operator.pid).rss, cpu: cpuSeconds(operator.pid) };
 
-  for (const n of sizes) {
-    const ns = `bench-${n}`;
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
-    for (let i = 0; i < n; i++) {
-      await apps.createNamespacedDeployment({ namespace: ns, body: sampleDeployment(`svc-${i}`) });
-    }
-    await waitUntil(async () => {
-      const list = await apps.listNamespacedDeployment({ namespace: ns });
-      return list.items.length === n && list.items.every((d) => !isRolling(d));
-    }, 300_000);
-
-    const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
-    const started = Date.now();
-    await createPolicy(kc, ns, {
-      mode: 'Enforce',
-      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-      // kwok pods have no address to ask: verifying each new probe would only wait for a timeout.
-      readinessProbe: { verification: 'Trust' },
-      rollout: { maxConcurrent },
-    });
-    await waitUntil(async () => {
-      const policy = (await custom.getClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        name: ns,
-      })) as {
-        status?: { counts?: { compliant: number } };
-      };
-      if (policy.status?.counts?.compliant !== n) return false;
-      const list = await apps.listNamespacedDeployment({ namespace: ns });
-      return list.items.every((d) => !isRolling(d));
-    }, 600_000);
-    const seconds = (Date.now() - started) / 1000;
-    const writes = (await operator.sample('gracefulshutdown_deployment_writes_total')) - writesBefore;
-    rows.push([
-      String(n),
-      String(maxConcurrent),
-      seconds.toFixed(1),
-      (writes / n).toFixed(2),
-      rssMiB(operator.pid).toFixed(0),
-    ]);
+  if (enforceN > 0) {
+    log(`enforce: ${enforceN} Deployments, budget ${values.budget}`);
+    enforce = await benchEnforce(kc, operator, enforceN, Number(values.budget));
   }
-
-  const admissionRows = await benchAdmission({
-    kubeConfig: kc,
-    operator,
-    namespace: `bench-${sizes.at(-1)}`,
-    rps: Number(values['admission-rps']),
-    seconds: Number(values['admission-seconds']),
-  });
-
-  console.log(
-    `\nKubernetes ${cluster.kubernetesVersion} (kwok), ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}`,
-  );
-  console.log(`operator idle RSS ${idleRss.toFixed(0)} MiB; cumulative Deployments in cache per row\n`);
-  printTable(['deployments', 'maxConcurrent', 'converge s', 'writes/deploy', 'operator RSS MiB'], rows);
-  console.log('\nserver-side dry-run creates through the apiserver, open loop; the limit first\n');
-  printTable(ADMISSION_HEADER, admissionRows);
+  if (auditSizes.length > 0) {
+    log(`audit: ${auditSizes.join(', ')} Deployments`);
+    await benchAudit(kc, operator, auditSizes, (result) => {
+      log(`audit ${result.n}: status in ${result.statusSeconds.toFixed(1)} s`);
+      audits.push(result);
+    });
+    if (steadyMinutes > 0) {
+      log(`steady state: ${steadyMinutes} min`);
+      steady = await benchSteady(operator, cluster.auditLogPath, auditSizes.at(-1) ?? 0, steadyMinutes);
+    }
+  }
+  if (Number(values['admission-rps']) > 0) {
+    log('admission');
+    const namespace = 'scale-admission';
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    // Every admission is a mutation: an Enforce policy selects the namespace.
+    await createPolicy(kc, namespace, {
+      mode: 'Enforce',
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+      observedLatency: { source: 'None' },
+    });
+    admissionRows = await benchAdmission({
+      kubeConfig: kc,
+      operator,
+      namespace,
+      rps: Number(values['admission-rps']),
+      seconds: Number(values['admission-seconds']),
+    });
+  }
 } finally {
   await operator?.stop();
   await cluster.stop();
+}
+
+console.log(
+  `\nKubernetes ${cluster.kubernetesVersion} (kwok nodes), ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${new Date().toISOString().slice(0, 10)}`,
+);
+console.log(`operator idle: RSS ${idle.rss.toFixed(0)} MiB\n`);
+if (enforce) {
+  console.log(
+    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}; the limit is a bare client keeping ${enforce.budget} rollouts in flight (peak ${enforce.limitPeak})\n`,
+  );
+  printTable(
+    ['deployments', 'operator converge s', 'limit s', 'operator / limit', 'writes/deploy'],
+    [
+      [
+        String(enforce.n),
+        enforce.operatorSeconds.toFixed(1),
+        enforce.limitSeconds.toFixed(1),
+        (enforce.operatorSeconds / enforce.limitSeconds).toFixed(3),
+        enforce.writesPerDeployment.toFixed(2),
+      ],
+    ],
+  );
+}
+if (audits.length > 0) {
+  console.log(
+    '\n2. Audit: Deployments with 0 replicas; policy creation to a complete status vs one LIST of all Deployments\n',
+  );
+  printTable(
+    [
+      'deployments',
+      'status s',
+      'LIST s',
+      'status / LIST',
+      'operator CPU s',
+      'peak RSS MiB',
+      'heap B/deploy',
+      'JSON B/deploy',
+    ],
+    audits.map((a) => [
+      String(a.n),
+      a.statusSeconds.toFixed(2),
+      a.listSeconds.toFixed(2),
+      (a.statusSeconds / a.listSeconds).toFixed(2),
+      a.cpuSeconds.toFixed(2),
+      a.peakRssMiB.toFixed(0),
+      a.heapBytesPerDeployment.toFixed(0),
+      a.jsonBytesPerDeployment.toFixed(0),
+    ]),
+  );
+}
+if (steady) {
+  console.log(
+    `\n3. Steady state: ${steady.deployments} Deployments cached, one Audit policy, ${steady.minutes} min untouched; writes and requests from the apiserver's audit log\n`,
+  );
+  printTable(
+    ['deployments', 'minutes', 'writes', 'CPU % of a core', 'requests/min', 'RSS MiB'],
+    [
+      [
+        String(steady.deployments),
+        String(steady.minutes),
+        String(steady.writes),
+        steady.cpuPercent.toFixed(2),
+        steady.requestsPerMinute.toFixed(1),
+        steady.rssMiB.toFixed(0),
+      ],
+    ],
+  );
+}
+if (admissionRows.length > 0) {
+  console.log(
+    '\n4. Admission: server-side dry-run creates through the apiserver, open loop; the limit first\n',
+  );
+  printTable(ADMISSION_HEADER, admissionRows);
 }

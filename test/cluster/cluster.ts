@@ -67,12 +67,15 @@ const componentUsers = [
   kubeProxyUser,
 ];
 
-// Deployment writes are recorded so tests can count what the operator wrote.
+// Deployment writes are recorded so tests can count what the operator wrote, and every
+// request of the operator's ServiceAccounts so the benchmark can count its load on the apiserver.
+export const OPERATOR_SERVICE_ACCOUNTS_GROUP = 'system:serviceaccounts:graceful-shutdown-system';
 const auditPolicy = {
   apiVersion: 'audit.k8s.io/v1',
   kind: 'Policy',
   omitStages: ['RequestReceived'],
   rules: [
+    { level: 'Metadata', userGroups: [OPERATOR_SERVICE_ACCOUNTS_GROUP] },
     {
       level: 'Metadata',
       verbs: ['create', 'update', 'patch', 'delete'],

@@ -1,0 +1,324 @@
+// The scale benchmark of `npm run bench` (issue 13): each figure next to its limit, measured in
+// the same run on the same cluster. Asserts nothing; prints tables.
+//   enforce: N Deployments (1 replica, kwok pods) converged by the operator under
+//            rollout.maxConcurrent vs a bare client keeping the same budget as a sliding window.
+//   audit:   N Deployments (0 replicas) added in tiers; time from policy creation to a complete
+//            status vs one LIST of all Deployments; operator CPU, peak RSS, heap per Deployment.
+//   steady:  the largest tier left alone: writes (audit log), CPU, requests per minute.
+import { readFileSync } from 'node:fs';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Deployment,
+} from '@kubernetes/client-node';
+import { isRolling } from '../../operator/src/policy/budget.ts';
+import { waitFor } from '../cluster/wait.ts';
+import { sampleDeployment } from '../operator/fixtures.ts';
+import { createPolicy, deletePolicy, readPolicyStatus } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
+
+/** The operator's user as the apiserver's audit log names it. */
+const OPERATOR_USER = 'system:serviceaccount:graceful-shutdown-system:graceful-shutdown-operator';
+
+/** CPU seconds (user + system) the process has used; /proc/<pid>/stat fields 14 and 15. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident and peak resident memory in MiB. */
+export function memoryMiB(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/** Runs `task` over `items` with at most `limit` in flight. */
+async function pool<T>(items: T[], limit: number, task: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await task(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+async function createDeployments(
+  kc: KubeConfig,
+  namespace: string,
+  names: string[],
+  replicas: number,
+): Promise<void> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  await pool(names, 16, (name) =>
+    apps.createNamespacedDeployment({ namespace, body: sampleDeployment(name, { replicas }) }),
+  );
+}
+
+async function allSettled(kc: KubeConfig, namespace: string, n: number): Promise<boolean> {
+  const list = await kc.makeApiClient(AppsV1Api).listNamespacedDeployment({ namespace });
+  return list.items.length === n && list.items.every((d) => !isRolling(d));
+}
+
+const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+export interface EnforceResult {
+  n: number;
+  budget: number;
+  operatorSeconds: number;
+  limitSeconds: number;
+  writesPerDeployment: number;
+  /** The most rollouts the bare client had in flight at once (never above the budget). */
+  limitPeak: number;
+}
+
+/**
+ * The limit: a bare client that patches each Deployment's pod template (a new grace period:
+ * one rollout each), keeping `budget` rollouts in flight and starting the next as one ends.
+ */
+async function slidingWindow(kc: KubeConfig, namespace: string, keys: string[], budget: number) {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const waiting = [...keys];
+  const active = new Set<string>();
+  let peak = 0;
+  const started = Date.now();
+  while (waiting.length > 0 || active.size > 0) {
+    if (active.size > 0) {
+      const list = await apps.listNamespacedDeployment({ namespace });
+      const byName = new Map(list.items.map((d) => [d.metadata?.name ?? '', d]));
+      for (const name of active) {
+        const d = byName.get(name);
+        if (d && !isRolling(d)) active.delete(name);
+      }
+    }
+    const starting: string[] = [];
+    while (active.size + starting.length < budget && waiting.length > 0)
+      starting.push(waiting.shift() as string);
+    await pool(starting, 16, (name) =>
+      apps.patchNamespacedDeployment(
+        { namespace, name, body: { spec: { template: { spec: { terminationGracePeriodSeconds: 45 } } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+    for (const name of starting) active.add(name);
+    peak = Math.max(peak, active.size);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return { seconds: (Date.now() - started) / 1000, peak };
+}
+
+export async function benchEnforce(
+  kc: KubeConfig,
+  operator: OperatorProcess,
+  n: number,
+  budget: number,
+): Promise<EnforceResult> {
+  const limitNs = 'scale-enforce-limit';
+  const operatorNs = 'scale-enforce';
+  await createDeployments(kc, limitNs, names('svc', n), 1);
+  await createDeployments(kc, operatorNs, names('svc', n), 1);
+  await waitFor(
+    'the Deployments to settle',
+    async () => (await allSettled(kc, limitNs, n)) && (await allSettled(kc, operatorNs, n)),
+    { timeoutMs: 900_000, intervalMs: 1000 },
+  );
+
+  const limit = await slidingWindow(kc, limitNs, names('svc', n), budget);
+
+  const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
+  const started = Date.now();
+  await createPolicy(kc, 'scale-enforce', {
+    mode: 'Enforce',
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': operatorNs } },
+    observedLatency: { source: 'None' },
+    // kwok pods have no address to ask: verifying each new probe would only wait for a timeout.
+    readinessProbe: { verification: 'Trust' },
+    rollout: { maxConcurrent: budget },
+  });
+  await waitFor(
+    'the operator to converge',
+    async () =>
+      (await readPolicyStatus(kc, 'scale-enforce')).counts?.compliant === n && allSettled(kc, operatorNs, n),
+    { timeoutMs: 1_800_000, intervalMs: 250 },
+  );
+  const operatorSeconds = (Date.now() - started) / 1000;
+  const writes = (await operator.sample('gracefulshutdown_deployment_writes_total')) - writesBefore;
+  await deletePolicy(kc, 'scale-enforce');
+  return {
+    n,
+    budget,
+    operatorSeconds,
+    limitSeconds: limit.seconds,
+    writesPerDeployment: writes / n,
+    limitPeak: limit.peak,
+  };
+}
+
+export interface AuditResult {
+  n: number;
+  statusSeconds: number;
+  listSeconds: number;
+  cpuSeconds: number;
+  peakRssMiB: number;
+  heapBytesPerDeployment: number;
+  jsonBytesPerDeployment: number;
+}
+
+const TIER_SIZE = 1000;
+
+/** Waits until the operator's work queues stay empty for 2 s. */
+async function quiet(operator: OperatorProcess): Promise<void> {
+  let empty = 0;
+  await waitFor(
+    'the operator to go quiet',
+    async () => {
+      empty = (await operator.sample('workqueue_depth')) === 0 ? empty + 1 : 0;
+      return empty >= 4;
+    },
+    { timeoutMs: 600_000, intervalMs: 500 },
+  );
+}
+
+async function heapUsed(operator: OperatorProcess): Promise<number> {
+  return operator.sample('nodejs_heap_size_used_bytes');
+}
+
+/**
+ * Grows the cluster to each size in `sizes` (1000 Deployments per namespace, 0 replicas), then
+ * times an Audit policy selecting all of them from creation to a complete status. The policy is
+ * kept for the next tier's growth, replaced by the next tier's policy.
+ */
+export async function benchAudit(
+  kc: KubeConfig,
+  operator: OperatorProcess,
+  sizes: number[],
+  onResult: (result: AuditResult) => void,
+): Promise<string | undefined> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const baseline = {
+    heap: await heapUsed(operator),
+    deployments: (await apps.listDeploymentForAllNamespaces()).items.length,
+  };
+  let created = 0;
+  let policy: string | undefined;
+  for (const n of sizes) {
+    while (created < n) {
+      const size = Math.min(TIER_SIZE, n - created);
+      const namespace = `scale-audit-${String(created / TIER_SIZE).padStart(3, '0')}`;
+      await createDeployments(kc, namespace, names('svc', size), 0);
+      created += size;
+    }
+    const namespaces = Array.from(
+      { length: Math.ceil(n / TIER_SIZE) },
+      (_, i) => `scale-audit-${String(i).padStart(3, '0')}`,
+    );
+    // The operator has taken in every Deployment before the clock starts.
+    await quiet(operator);
+    if (policy) await deletePolicy(kc, policy);
+    policy = `scale-audit-${n}`;
+    const cpuBefore = cpuSeconds(operator.pid);
+    const started = Date.now();
+    await createPolicy(kc, policy, {
+      mode: 'Audit',
+      namespaceSelector: {
+        matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }],
+      },
+      observedLatency: { source: 'None' },
+    });
+    const name = policy;
+    await waitFor('a complete status', async () => (await readPolicyStatus(kc, name)).counts?.matched === n, {
+      timeoutMs: 600_000,
+      intervalMs: 100,
+    });
+    const statusSeconds = (Date.now() - started) / 1000;
+    const cpu = cpuSeconds(operator.pid) - cpuBefore;
+    const listStarted = Date.now();
+    const list = await apps.listDeploymentForAllNamespaces();
+    const listSeconds = (Date.now() - listStarted) / 1000;
+    const raw = await kc
+      .makeApiClient(AppsV1Api)
+      .listNamespacedDeployment({ namespace: namespaces[0] as string });
+    const jsonBytes =
+      raw.items.reduce((sum, d) => sum + JSON.stringify(d).length, 0) / Math.max(1, raw.items.length);
+    const heap = await heapUsed(operator);
+    onResult({
+      n,
+      statusSeconds,
+      listSeconds,
+      cpuSeconds: cpu,
+      peakRssMiB: memoryMiB(operator.pid).peak,
+      heapBytesPerDeployment: (heap - baseline.heap) / Math.max(1, list.items.length - baseline.deployments),
+      jsonBytesPerDeployment: jsonBytes,
+    });
+  }
+  return policy;
+}
+
+export interface SteadyResult {
+  deployments: number;
+  minutes: number;
+  writes: number;
+  cpuPercent: number;
+  requestsPerMinute: number;
+  rssMiB: number;
+}
+
+interface AuditEvent {
+  auditID?: string;
+  verb?: string;
+  stage?: string;
+  stageTimestamp?: string;
+  user?: { username?: string };
+}
+
+/** The operator's requests the audit log recorded between two times: all of them, and the writes. */
+export function auditedRequests(
+  auditLogPath: string,
+  from: number,
+  to: number,
+): { requests: number; writes: number } {
+  const ids = new Set<string>();
+  let writes = 0;
+  for (const line of readFileSync(auditLogPath, 'utf8').split('\n')) {
+    if (!line) continue;
+    const event = JSON.parse(line) as AuditEvent;
+    if (event.user?.username !== OPERATOR_USER) continue;
+    const at = Date.parse(event.stageTimestamp ?? '');
+    if (at < from || at > to || event.auditID === undefined || ids.has(event.auditID)) continue;
+    ids.add(event.auditID);
+    if (['create', 'update', 'patch', 'delete'].includes(event.verb ?? '')) writes++;
+  }
+  return { requests: ids.size, writes };
+}
+
+/** The operator left alone with everything cached: what it costs when nothing happens. */
+export async function benchSteady(
+  operator: OperatorProcess,
+  auditLogPath: string,
+  deployments: number,
+  minutes: number,
+): Promise<SteadyResult> {
+  const from = Date.now();
+  const cpuBefore = cpuSeconds(operator.pid);
+  await new Promise((resolve) => setTimeout(resolve, minutes * 60_000));
+  const to = Date.now();
+  const cpu = cpuSeconds(operator.pid) - cpuBefore;
+  const { requests, writes } = auditedRequests(auditLogPath, from, to);
+  return {
+    deployments,
+    minutes,
+    writes,
+    cpuPercent: (100 * cpu) / ((to - from) / 1000),
+    requestsPerMinute: requests / ((to - from) / 60_000),
+    rssMiB: memoryMiB(operator.pid).rss,
+  };
+}
+
+export type { V1Deployment };
