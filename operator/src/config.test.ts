@@ -193,13 +193,14 @@ describe('loadConfig rejects bad values, naming the flag', () => {
     expect(loadConfig(['--retry-period-ms', '8000'], {}, HOST).leaderElection.retryPeriodMs).toBe(8000);
   });
 
-  test('durations that drive request loops cannot be 0; relist is 0 (off) or at least 1 s', () => {
+  test('durations that drive request loops cannot be 0; the watchdog outlasts a bookmark interval', () => {
     expect(configError(['--watchdog-ms', '0'])).toContain('--watchdog-ms');
     expect(configError(['--retry-period-ms', '0'])).toContain('--retry-period-ms');
-    expect(configError(['--relist-ms', '500'])).toContain(
-      '--relist-ms: must be 0 (no relist) or at least 1000',
+    expect(configError(['--watchdog-ms', '30000'])).toContain(
+      '--watchdog-ms: must be at least 90000 (bookmarks come about every 60 s)',
     );
-    expect(loadConfig(['--relist-ms', '0'], {}, HOST).relistMs).toBe(0);
+    expect(configError(['--relist-ms', '600000'])).toContain('relist-ms');
+    expect(loadConfig(['--watchdog-ms', '120000'], {}, HOST).watchdogMs).toBe(120_000);
   });
 });
 

@@ -27,13 +27,14 @@ const settings = {
     schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   },
   'resync-ms': { env: 'RESYNC_MS', schema: loopMs.default(300_000) },
-  'relist-ms': {
-    env: 'RELIST_MS',
-    schema: durationMs
-      .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (no relist) or at least 1000')
-      .default(600_000),
+  // The apiserver sends every watch a bookmark about once a minute: a shorter watchdog would
+  // restart healthy quiet watches.
+  'watchdog-ms': {
+    env: 'WATCHDOG_MS',
+    schema: loopMs
+      .refine((ms) => ms >= 90_000, 'must be at least 90000 (bookmarks come about every 60 s)')
+      .default(300_000),
   },
-  'watchdog-ms': { env: 'WATCHDOG_MS', schema: loopMs.default(300_000) },
   'rollout-check-ms': { env: 'ROLLOUT_CHECK_MS', schema: loopMs.default(5_000) },
   'shutdown-grace-ms': { env: 'SHUTDOWN_GRACE_MS', schema: durationMs.default(20_000) },
   'prometheus-url': { env: 'PROMETHEUS_URL', schema: z.url({ protocol: /^https?$/ }).optional() },
@@ -117,7 +118,6 @@ export interface OperatorConfig {
   logLevel: z.output<Settings['log-level']['schema']>;
   /** Every Deployment is reconciled again this often even without events (level-triggered safety net). */
   resyncMs: number;
-  relistMs: number;
   watchdogMs: number;
   /** How soon a Deployment waiting for the rollout budget is looked at again. */
   rolloutCheckMs: number;
@@ -218,7 +218,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
     workers: read('workers'),
     logLevel: read('log-level'),
     resyncMs: read('resync-ms'),
-    relistMs: read('relist-ms'),
     watchdogMs: read('watchdog-ms'),
     rolloutCheckMs: read('rollout-check-ms'),
     shutdownGraceMs: read('shutdown-grace-ms'),

@@ -25,7 +25,7 @@ import {
 import { RolloutTracker } from './controllers/rollout-tracker.ts';
 import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
-import { ClusterView, type PolicyObject } from './controllers/view.ts';
+import { BY_NAMESPACE, ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
@@ -34,6 +34,7 @@ import {
   enqueueObject,
   Informer,
   namespaceCacheTransform,
+  podCacheTransform,
 } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
 import { createReportStore } from './kube/reports.ts';
@@ -47,7 +48,8 @@ import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
 import { isRolling } from './policy/budget.ts';
 import { clusterFacts } from './policy/desired.ts';
-import { labelSelectorMatches } from './policy/match.ts';
+import { deploymentKey, labelSelectorMatches } from './policy/match.ts';
+import { owningDeployment } from './policy/shutdowns.ts';
 import { ownedByDeployment, ProbeVerifier } from './probes/verifier.ts';
 import { Controller } from './runtime/controller.ts';
 import { fenced, fencedRecorder } from './runtime/fencing.ts';
@@ -79,7 +81,7 @@ async function main(): Promise<void> {
   const apps = kubeConfig.makeApiClient(AppsV1Api);
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-  const informerTimings = { watchdogMs: config.watchdogMs, relistIntervalMs: config.relistMs, logger };
+  const informerTimings = { watchdogMs: config.watchdogMs, logger };
   const view = new ClusterView({
     deployments: new Informer<V1Deployment>({
       name: 'deployments',
@@ -116,13 +118,19 @@ async function main(): Promise<void> {
 
   const tracker = new RolloutTracker();
   // Pods, for the Scrape source and probe verification (read from this cache, never listed per pass).
+  // Only pods of Deployments (a ReplicaSet's, by name), trimmed to what is read, indexed by it.
   const pods = new Informer<V1Pod>({
     name: 'pods',
     kubeConfig,
     path: '/api/v1/pods',
     list: (options) => core.listPodForAllNamespaces(options),
+    filter: (pod) => owningDeployment(pod) !== undefined,
+    transform: podCacheTransform,
     ...informerTimings,
   });
+  const podsByDeployment = 'deployment';
+  pods.addIndex(podsByDeployment, (pod) => [`${pod.metadata?.namespace}/${owningDeployment(pod)}`]);
+  pods.addIndex(BY_NAMESPACE, (pod) => [pod.metadata?.namespace ?? '']);
   const probeVerifier = new ProbeVerifier();
   const shutdownHistory = new ShutdownHistory();
   const estimates = new EstimateCache();
@@ -147,10 +155,9 @@ async function main(): Promise<void> {
         podsOf: (deployment) => {
           const selector = deployment.spec?.selector;
           return pods
-            .list()
+            .byIndex(podsByDeployment, deploymentKey(deployment))
             .filter(
               (p) =>
-                p.metadata?.namespace === deployment.metadata?.namespace &&
                 selector !== undefined &&
                 labelSelectorMatches(selector as LabelSelector, p.metadata?.labels) &&
                 ownedByDeployment(p, deployment),
@@ -198,31 +205,45 @@ async function main(): Promise<void> {
     }),
   });
 
-  // Event routing: each controller is level-triggered, so an event only says which keys to look at.
+  // Event routing: each controller is level-triggered, so an event only says which keys to look
+  // at, and the view's indexes say which: never every Deployment for one Deployment's change.
   const allPolicies = () => {
     for (const key of view.policies.keys()) statuses.enqueueAfter(key, statusDebounceMs);
   };
-  const allDeployments = () => {
-    for (const key of view.deployments.keys()) deployments.enqueue(key);
-  };
   view.deployments.addHandlers(enqueueObject(deployments.enqueue));
+  // A Deployment changed, or who selects it (a policy's or a namespace's change): the Deployment
+  // and the statuses of the policies selecting it, before or now.
+  view.onSelectionChange((key, policies) => {
+    deployments.enqueue(key);
+    for (const policy of policies) statuses.enqueueAfter(policy, statusDebounceMs);
+  });
+  // A finished (or deleted) rollout frees budget: wake the Deployments of its policies that waited.
+  const wakeWaiting = (deployment: V1Deployment) => {
+    for (const policy of view.policiesSelecting(deploymentKey(deployment)))
+      for (const key of tracker.takeWaiting(policy)) deployments.enqueue(key);
+  };
   view.deployments.addHandlers({
-    onAdd: allPolicies,
-    onDelete: allPolicies,
     onUpdate: (deployment, old) => {
-      allPolicies();
-      // A finished rollout frees budget: wake the Deployments that waited for it.
-      if (isRolling(old) && !isRolling(deployment))
-        for (const key of tracker.takeWaiting()) deployments.enqueue(key);
+      if (isRolling(old) && !isRolling(deployment)) wakeWaiting(deployment);
+    },
+    onDelete: (deployment) => {
+      if (isRolling(deployment)) wakeWaiting(deployment);
     },
   });
   view.policies.addHandlers(enqueueObject(statuses.enqueue));
+  // A policy's spec (a new generation), its creation or deletion: its Deployments (what it
+  // selects now; those it stopped selecting come through onSelectionChange), and every status,
+  // since which policy wins may have changed. A status write changes nothing here.
+  const policyChanged = (policy: PolicyObject) => {
+    for (const deployment of view.selectedBy(policy.metadata?.name ?? ''))
+      deployments.enqueue(deploymentKey(deployment));
+    allPolicies();
+  };
   view.policies.addHandlers({
-    onAdd: allDeployments,
-    onDelete: allDeployments,
-    // A status write is an update too: only a spec change (new generation) concerns Deployments.
+    onAdd: policyChanged,
+    onDelete: policyChanged,
     onUpdate: (policy, old) => {
-      if (policy.metadata?.generation !== old.metadata?.generation) allDeployments();
+      if (policy.metadata?.generation !== old.metadata?.generation) policyChanged(policy);
     },
   });
   // Were shutdowns clean? Every pod deletion of a governed Deployment, as it happens.
@@ -240,16 +261,6 @@ async function main(): Promise<void> {
       logger,
     }),
   );
-  const namespaceChanged = () => {
-    allDeployments();
-    allPolicies();
-  };
-  view.namespaces.addHandlers({
-    onAdd: namespaceChanged,
-    onUpdate: namespaceChanged,
-    onDelete: namespaceChanged,
-  });
-
   const manager = new Manager({
     logger,
     metrics,
@@ -281,7 +292,7 @@ async function main(): Promise<void> {
       timeoutMs: config.latency.timeoutMs,
     }),
     Scrape: new ScrapeSource({
-      pods: (namespace) => pods.list().filter((p) => p.metadata?.namespace === namespace),
+      pods: (namespace) => pods.byIndex(BY_NAMESPACE, namespace),
       timeoutMs: config.latency.timeoutMs,
     }),
   };

@@ -552,7 +552,7 @@ describe('deploymentReconciler', () => {
       expect(
         await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'RolloutBudgetExhausted' }),
       ).toBe(1);
-      expect(h.tracker.takeWaiting()).toEqual(['shop/web']);
+      expect(h.tracker.takeWaiting('p')).toEqual(['shop/web']);
     });
 
     test('a Deployment rolling out for its own reasons takes no slot', async () => {

@@ -14,7 +14,7 @@ import {
   rolloutState,
   templateHash,
 } from '../policy/budget.ts';
-import { deploymentKey, matchDeployment } from '../policy/match.ts';
+import { matchDeployment } from '../policy/match.ts';
 import {
   type AppliedRecord,
   type ApplyConfiguration,
@@ -84,7 +84,11 @@ function reference(deployment: V1Deployment): V1ObjectReference {
   };
 }
 
-/** The rollout state of every Deployment in the cache this policy wins, by key. */
+/**
+ * The rollout state of the Deployments this policy wins whose record names a rollout or a
+ * failure of it (the view's index, kept from events): the only states that take budget or open
+ * the breaker. No scan of the policy's other Deployments.
+ */
 function policyStates(
   policy: ValidPolicy,
   all: ValidPolicy[],
@@ -93,13 +97,15 @@ function policyStates(
   now: number,
 ): Map<string, RolloutState> {
   const states = new Map<string, RolloutState>();
-  for (const deployment of view.deployments.list()) {
+  for (const key of view.rolloutsOf(policy.name)) {
+    const deployment = view.deployments.get(key);
+    if (!deployment) continue;
     const match = matchDeployment(all, deployment, view.namespaceLabels(deployment.metadata?.namespace));
     if (match.kind === 'Matched' && match.policy.name === policy.name)
       states.set(
-        deploymentKey(deployment),
+        key,
         rolloutState(deployment, readAppliedRecord(deployment), policy, now, {
-          startedHere: tracker.startedHere(deploymentKey(deployment), deployment),
+          startedHere: tracker.startedHere(key, deployment),
         }),
       );
   }

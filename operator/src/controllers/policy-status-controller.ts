@@ -27,7 +27,7 @@ import {
   summarizePolicyStatus,
   workloadVerdict,
 } from '../policy/compliance.ts';
-import { deploymentKey, matchDeployment, policySelects } from '../policy/match.ts';
+import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import { ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
@@ -125,9 +125,9 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         state: RolloutState;
         managed: boolean;
       }[] = [];
-      for (const deployment of view.deployments.list()) {
+      // The Deployments it selects, from the view's index: no scan of the others.
+      for (const deployment of view.selectedBy(name)) {
         const namespaceLabels = view.namespaceLabels(deployment.metadata?.namespace);
-        if (!policySelects(policy, deployment, namespaceLabels)) continue;
         const match = matchDeployment(valid, deployment, namespaceLabels);
         if (match.kind === 'OptedOut') {
           workloads.push(workloadVerdict({ kind: 'OptedOut', deployment }));

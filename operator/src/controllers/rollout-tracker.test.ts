@@ -146,22 +146,23 @@ describe('RolloutTracker reservations', () => {
     tracker.release('shop/a');
     expect(tracker.reservedCount).toBe(0);
     expect([...tracker.active('p', cache(settled('a')))]).toEqual([]);
-    expect(tracker.takeWaiting()).toEqual(['shop/b']);
+    expect(tracker.takeWaiting('p')).toEqual(['shop/b']);
   });
 });
 
 describe('RolloutTracker waiting', () => {
-  test('takeWaiting returns each key once, across policies, and clears', () => {
+  test("takeWaiting returns the policy's keys once each, clears them, and leaves other policies'", () => {
     const tracker = new RolloutTracker();
     tracker.wait('p', 'shop/a');
     tracker.wait('p', 'shop/a');
     tracker.wait('p', 'shop/b');
     tracker.wait('q', 'shop/c');
-    expect(tracker.takeWaiting().sort()).toEqual(['shop/a', 'shop/b', 'shop/c']);
-    expect(tracker.takeWaiting()).toEqual([]);
+    expect(tracker.takeWaiting('p').sort()).toEqual(['shop/a', 'shop/b']);
+    expect(tracker.takeWaiting('p')).toEqual([]);
+    expect(tracker.takeWaiting('q')).toEqual(['shop/c']);
   });
 
   test('nothing waiting: empty', () => {
-    expect(new RolloutTracker().takeWaiting()).toEqual([]);
+    expect(new RolloutTracker().takeWaiting('p')).toEqual([]);
   });
 });

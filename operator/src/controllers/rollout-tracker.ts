@@ -91,10 +91,10 @@ export class RolloutTracker {
     this.#waiting.set(policy, keys);
   }
 
-  /** Keys that waited for the budget of any policy; the caller re-enqueues them. */
-  takeWaiting(): string[] {
-    const keys = [...this.#waiting.values()].flatMap((set) => [...set]);
-    this.#waiting.clear();
+  /** Keys that waited for the policy's budget; the caller re-enqueues them. */
+  takeWaiting(policy: string): string[] {
+    const keys = [...(this.#waiting.get(policy) ?? [])];
+    this.#waiting.delete(policy);
     return keys;
   }
 

@@ -2,32 +2,66 @@
 // server-side apply does to a Deployment. Not part of the build.
 import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/annotations.ts';
+import type { EventHandlers } from '../kube/informer.ts';
 import { appliedFieldSet, type FieldSet } from '../policy/managed-fields.ts';
 import type { ApplyConfiguration } from '../policy/ownership.ts';
 import type { PolicyObject } from './view.ts';
 
-/** The informer methods the view and the reconcilers read, over a plain map. */
+/**
+ * The informer methods the view and the reconcilers read, over a plain map: put and delete
+ * call the handlers as the informer's cache events would.
+ */
 export class FakeInformer<T extends KubernetesObject> {
   readonly objects = new Map<string, T>();
   readonly #keyOf: (object: T) => string;
+  readonly #handlers: EventHandlers<T>[] = [];
+  readonly #indexers = new Map<string, (object: T) => readonly string[]>();
   constructor(keyOf: (object: T) => string, objects: T[] = []) {
     this.#keyOf = keyOf;
     for (const object of objects) this.put(object);
   }
   put(object: T): void {
-    this.objects.set(this.#keyOf(object), object);
+    const key = this.#keyOf(object);
+    const old = this.objects.get(key);
+    this.objects.set(key, object);
+    for (const h of this.#handlers) {
+      if (old === undefined) h.onAdd?.(object);
+      else h.onUpdate?.(object, old);
+    }
   }
   delete(key: string): void {
+    const old = this.objects.get(key);
     this.objects.delete(key);
+    if (old !== undefined) for (const h of this.#handlers) h.onDelete?.(old);
   }
   get(key: string): T | undefined {
     return this.objects.get(key);
   }
+  values(): IterableIterator<T> {
+    return this.objects.values();
+  }
   list(): T[] {
     return [...this.objects.values()];
   }
-  keys(): string[] {
-    return [...this.objects.keys()];
+  keys(): IterableIterator<string> {
+    return this.objects.keys();
+  }
+  get size(): number {
+    return this.objects.size;
+  }
+  hasSynced(): boolean {
+    return true;
+  }
+  addHandlers(handlers: EventHandlers<T>): void {
+    this.#handlers.push(handlers);
+  }
+  addIndex(name: string, indexer: (object: T) => readonly string[]): void {
+    this.#indexers.set(name, indexer);
+  }
+  byIndex(name: string, value: string): T[] {
+    const indexer = this.#indexers.get(name);
+    if (!indexer) throw new Error(`no index ${name}`);
+    return this.list().filter((object) => indexer(object).includes(value));
   }
 }
 

@@ -1,8 +1,13 @@
-// The operator's read side: the informer caches every controller reads, and the policies
-// parsed once per resourceVersion.
+// The operator's read side: the informer caches every controller reads, the policies parsed
+// once per resourceVersion, and the indexes kept from cache events so that no reconcile scans
+// every Deployment: which policies select each Deployment (and each policy's Deployments), and
+// which Deployments carry a rollout or a failure of the operator's (what the budget counts).
 import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { type FieldError, type GracefulShutdownPolicyStatus, parsePolicySpec } from '../api/policy.ts';
-import type { Informer } from '../kube/informer.ts';
+import type { EventHandlers, Informer } from '../kube/informer.ts';
+import { rolloutCompleted } from '../policy/budget.ts';
+import { deploymentKey, deploymentNamespace, policySelects } from '../policy/match.ts';
+import { readAppliedRecord } from '../policy/ownership.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 
 /** A policy as stored: the spec is unknown until parsed (an old CRD may let anything through). */
@@ -16,24 +21,98 @@ export interface ParsedPolicies {
   invalid: Map<string, { generation: number; errors: FieldError[] }>;
 }
 
+/** The index of Deployments by namespace (deployments informer). */
+export const BY_NAMESPACE = 'namespace';
+
+/** The informer surface the view reads and indexes (tests substitute a map-backed one). */
+export type ViewInformer<T extends KubernetesObject> = Pick<
+  Informer<T>,
+  'get' | 'values' | 'keys' | 'addHandlers' | 'byIndex' | 'addIndex' | 'hasSynced'
+>;
+
+/**
+ * Which policies select a Deployment changed (or it changed while selected): the policies
+ * that selected it before or do now, whose status must be computed again.
+ */
+export type SelectionListener = (key: string, policies: ReadonlySet<string>) => void;
+
 export class ClusterView {
   readonly deployments: Informer<V1Deployment>;
   readonly namespaces: Informer<V1Namespace>;
   readonly policies: Informer<PolicyObject>;
   readonly #parsed = new Map<string, { resourceVersion: string; result: ValidPolicy | FieldError[] }>();
+  /** key -> names of the valid policies selecting the Deployment. */
+  readonly #selecting = new Map<string, readonly string[]>();
+  /** policy name -> keys of the Deployments it selects. */
+  readonly #selected = new Map<string, Set<string>>();
+  /** policy name -> keys whose applied record names an unfinished rollout or a failure of it. */
+  readonly #rollouts = new Map<string, Set<string>>();
+  readonly #rolloutPolicy = new Map<string, string>();
+  /** What the selection was last computed from: the valid policies' names and generations. */
+  #selectionSignature = '';
+  readonly #listeners: SelectionListener[] = [];
 
   constructor(informers: {
-    deployments: Informer<V1Deployment>;
-    namespaces: Informer<V1Namespace>;
-    policies: Informer<PolicyObject>;
+    deployments: ViewInformer<V1Deployment>;
+    namespaces: ViewInformer<V1Namespace>;
+    policies: ViewInformer<PolicyObject>;
   }) {
-    this.deployments = informers.deployments;
-    this.namespaces = informers.namespaces;
-    this.policies = informers.policies;
+    this.deployments = informers.deployments as Informer<V1Deployment>;
+    this.namespaces = informers.namespaces as Informer<V1Namespace>;
+    this.policies = informers.policies as Informer<PolicyObject>;
+    this.deployments.addIndex(BY_NAMESPACE, (d) => [deploymentNamespace(d)]);
+    // Registered first: the indexes are current when the controllers' handlers run.
+    this.deployments.addHandlers(this.#deploymentHandlers());
+    this.namespaces.addHandlers({
+      onAdd: (ns) => this.#reselectNamespace(ns.metadata?.name),
+      onUpdate: (ns, old) => {
+        if (JSON.stringify(ns.metadata?.labels ?? {}) !== JSON.stringify(old.metadata?.labels ?? {}))
+          this.#reselectNamespace(ns.metadata?.name);
+      },
+    });
+    const policiesChanged = () => this.#reselectAllIfPoliciesChanged();
+    this.policies.addHandlers({
+      onAdd: policiesChanged,
+      onUpdate: policiesChanged,
+      onDelete: policiesChanged,
+    });
+    // What the caches hold already (a view made over started informers, tests).
+    this.#selectionSignature = this.#policiesSignature();
+    for (const deployment of this.deployments.values()) this.#deploymentChanged(deployment, true);
+  }
+
+  /** Called on every change of who selects a Deployment, and on every change of a selected one. */
+  onSelectionChange(listener: SelectionListener): void {
+    this.#listeners.push(listener);
   }
 
   namespaceLabels(namespace: string | undefined): Record<string, string> | undefined {
     return namespace === undefined ? undefined : this.namespaces.get(namespace)?.metadata?.labels;
+  }
+
+  /** The names of the valid policies selecting the Deployment (policy/match.ts policySelects). */
+  policiesSelecting(key: string): readonly string[] {
+    return this.#selecting.get(key) ?? [];
+  }
+
+  /** The Deployments the policy selects, from the index (no scan). */
+  *selectedBy(policy: string): Generator<V1Deployment> {
+    for (const key of this.#selected.get(policy) ?? []) {
+      const deployment = this.deployments.get(key);
+      if (deployment !== undefined) yield deployment;
+    }
+  }
+
+  selectedCount(policy: string): number {
+    return this.#selected.get(policy)?.size ?? 0;
+  }
+
+  /**
+   * Keys of the Deployments whose applied record names an unfinished rollout or a failure of
+   * this policy: the only ones whose rollout state can take budget or open the breaker.
+   */
+  rolloutsOf(policy: string): ReadonlySet<string> {
+    return this.#rollouts.get(policy) ?? new Set();
   }
 
   /** Every policy in the cache, parsed with the operator's own validation (memoized). */
@@ -41,7 +120,7 @@ export class ClusterView {
     const valid: ValidPolicy[] = [];
     const invalid: ParsedPolicies['invalid'] = new Map();
     const seen = new Set<string>();
-    for (const policy of this.policies.list()) {
+    for (const policy of this.policies.values()) {
       const name = policy.metadata?.name ?? '';
       const generation = policy.metadata?.generation ?? 0;
       const resourceVersion = policy.metadata?.resourceVersion ?? '';
@@ -60,5 +139,100 @@ export class ClusterView {
     }
     for (const name of this.#parsed.keys()) if (!seen.has(name)) this.#parsed.delete(name);
     return { valid, invalid };
+  }
+
+  #deploymentHandlers(): EventHandlers<V1Deployment> {
+    return {
+      onAdd: (d) => this.#deploymentChanged(d, true),
+      onUpdate: (d) => this.#deploymentChanged(d, true),
+      onDelete: (d) => this.#deploymentChanged(d, false),
+    };
+  }
+
+  #deploymentChanged(deployment: V1Deployment, present: boolean): void {
+    const key = deploymentKey(deployment);
+    this.#indexRollout(key, present ? deployment : undefined);
+    const before = this.#selecting.get(key) ?? [];
+    const after = present ? this.#select(deployment, this.parsedPolicies().valid) : [];
+    this.#setSelection(key, after);
+    // Its policies' verdicts change with the Deployment, whether they still select it or not.
+    this.#notify(key, new Set([...before, ...after]));
+  }
+
+  #select(deployment: V1Deployment, policies: readonly ValidPolicy[]): string[] {
+    const labels = this.namespaceLabels(deployment.metadata?.namespace);
+    return policies.filter((p) => policySelects(p, deployment, labels)).map((p) => p.name);
+  }
+
+  #setSelection(key: string, names: readonly string[]): void {
+    for (const name of this.#selecting.get(key) ?? []) {
+      const keys = this.#selected.get(name);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#selected.delete(name);
+    }
+    if (names.length === 0) {
+      this.#selecting.delete(key);
+      return;
+    }
+    this.#selecting.set(key, names);
+    for (const name of names) {
+      const keys = this.#selected.get(name) ?? new Set<string>();
+      keys.add(key);
+      this.#selected.set(name, keys);
+    }
+  }
+
+  /** Selects the given Deployments again; tells the listeners of those whose selection changed. */
+  #reselect(deployments: Iterable<V1Deployment>): void {
+    const valid = this.parsedPolicies().valid;
+    for (const deployment of deployments) {
+      const key = deploymentKey(deployment);
+      const before = this.#selecting.get(key) ?? [];
+      const after = this.#select(deployment, valid);
+      if (before.length === after.length && before.every((name, i) => after[i] === name)) continue;
+      this.#setSelection(key, after);
+      this.#notify(key, new Set([...before, ...after]));
+    }
+  }
+
+  #reselectNamespace(namespace: string | undefined): void {
+    if (namespace !== undefined) this.#reselect(this.deployments.byIndex(BY_NAMESPACE, namespace));
+  }
+
+  #policiesSignature(): string {
+    return this.parsedPolicies()
+      .valid.map((p) => `${p.name}@${p.generation}`)
+      .sort()
+      .join(',');
+  }
+
+  /** A status write changes a policy's resourceVersion, not what it selects: only a new generation counts. */
+  #reselectAllIfPoliciesChanged(): void {
+    const signature = this.#policiesSignature();
+    if (signature === this.#selectionSignature) return;
+    this.#selectionSignature = signature;
+    this.#reselect(this.deployments.values());
+  }
+
+  #indexRollout(key: string, deployment: V1Deployment | undefined): void {
+    const before = this.#rolloutPolicy.get(key);
+    if (before !== undefined) {
+      this.#rollouts.get(before)?.delete(key);
+      this.#rolloutPolicy.delete(key);
+    }
+    const record = deployment === undefined ? undefined : readAppliedRecord(deployment);
+    if (!record || !deployment) return;
+    const unfinished =
+      record.rollout !== undefined && !rolloutCompleted(deployment, record.rollout.generation);
+    if (!unfinished && record.failure === undefined) return;
+    const keys = this.#rollouts.get(record.policy) ?? new Set<string>();
+    keys.add(key);
+    this.#rollouts.set(record.policy, keys);
+    this.#rolloutPolicy.set(key, record.policy);
+  }
+
+  #notify(key: string, policies: ReadonlySet<string>): void {
+    if (policies.size === 0) return;
+    for (const listener of this.#listeners) listener(key, policies);
   }
 }

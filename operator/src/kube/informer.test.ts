@@ -11,6 +11,7 @@ import {
   LAST_APPLIED_ANNOTATION,
   namespaceCacheTransform,
   objectKey,
+  quietTolerantWatch,
   splitKey,
 } from './informer.ts';
 
@@ -94,7 +95,10 @@ function replyToWatchWithStatus(status: number): void {
 const streams: WatchStream[] = [];
 const informers: Informer<V1Deployment>[] = [];
 
-function startInformer(options: Partial<InformerOptions<V1Deployment>> = {}): {
+function startInformer(
+  options: Partial<InformerOptions<V1Deployment>> = {},
+  setup: (informer: Informer<V1Deployment>) => void = () => {},
+): {
   informer: Informer<V1Deployment>;
   events: string[];
 } {
@@ -118,6 +122,7 @@ function startInformer(options: Partial<InformerOptions<V1Deployment>> = {}): {
     onDelete: (object) => events.push(`delete ${objectKey(object)}`),
   });
   informers.push(informer);
+  setup(informer);
   informer.start();
   return { informer, events };
 }
@@ -161,7 +166,7 @@ describe('Informer', () => {
       'update a/one@90->102',
       'delete a/two',
     ]);
-    expect(informer.keys().sort()).toEqual(['a/one', 'b/three']);
+    expect([...informer.keys()].sort()).toEqual(['a/one', 'b/three']);
     expect(informer.get('a/one')?.metadata?.resourceVersion).toBe('102');
     for (const object of informer.list()) expect(object.metadata?.managedFields).toBeUndefined();
   });
@@ -216,26 +221,151 @@ describe('Informer', () => {
     ]);
   });
 
-  it('restarts a watch that stayed silent longer than the watchdog allows', async () => {
-    replyToList('100', []);
+  it('lists again after the watchdog ends a watch that stayed silent (not even a bookmark) too long', async () => {
+    replyToList('100', [deployment('a', 'one', '90')]);
     const silent = replyToWatch();
+    replyToList('200', [deployment('a', 'one', '190')]);
     const next = replyToWatch();
-    startInformer({ watchdogMs: 50 });
+    const ends: string[] = [];
+    const { events } = startInformer({ watchdogMs: 50, onWatchEnd: (reason) => ends.push(reason) });
     await until(() => next.query !== undefined, 'second watch');
     expect(silent.query).toBeDefined();
-    expect(next.query?.resourceVersion).toBe('100');
+    expect(next.query?.resourceVersion).toBe('200');
+    expect(ends).toEqual(['watchdog']);
+    expect(events).toEqual(['add a/one@90', 'update a/one@90->190']);
   });
 
-  it('relists periodically and reports objects changed or deleted behind the watch', async () => {
-    replyToList('100', [deployment('a', 'one', '90'), deployment('a', 'two', '91')]);
+  it('resumes a watch the server closed from the last resourceVersion, without listing', async () => {
+    replyToList('100', [deployment('a', 'one', '90')]);
     const first = replyToWatch();
-    replyToList('200', [deployment('a', 'one', '190')]);
+    const ends: string[] = [];
+    startInformer({ onWatchEnd: (reason) => ends.push(reason) });
+    await until(() => first.query !== undefined, 'first watch');
+    first.send('BOOKMARK', { metadata: { resourceVersion: '150' } });
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // a watch that ends at once backs off
     const second = replyToWatch();
-    const { events } = startInformer({ relistIntervalMs: 100 });
-    await until(() => second.query !== undefined, 'watch after the relist');
-    expect(first.query?.resourceVersion).toBe('100');
-    expect(second.query?.resourceVersion).toBe('200');
-    expect(events).toEqual(['add a/one@90', 'add a/two@91', 'update a/one@90->190', 'delete a/two']);
+    first.end();
+    await until(() => second.query !== undefined, 'second watch');
+    expect(second.query?.resourceVersion).toBe('150');
+    expect(ends).toEqual(['closed']);
+    expect(nock.pendingMocks()).toEqual([]);
+  });
+
+  it('asks the server to end each watch after 5-10 minutes, with bookmarks', async () => {
+    replyToList('100', []);
+    const watch = replyToWatch();
+    startInformer({ random: () => 0.5 });
+    await until(() => watch.query !== undefined, 'watch');
+    expect(watch.query).toMatchObject({ allowWatchBookmarks: 'true', timeoutSeconds: '450' });
+  });
+
+  it("sets client-node's inactivity timeout beyond the watchdog, so the watchdog decides", () => {
+    const watch = quietTolerantWatch(kubeConfig(), 300_000) as unknown as { requestTimeoutMs: number };
+    expect(watch.requestTimeoutMs).toBeGreaterThan(300_000);
+  });
+
+  it('lists in pages, following continue tokens', async () => {
+    const pages: Query[] = [];
+    nock(server)
+      .get(path)
+      .query(
+        (query: Query) => query.watch === undefined && query.continue === undefined && pages.push(query) > 0,
+      )
+      .reply(
+        200,
+        {
+          kind: 'DeploymentList',
+          metadata: { resourceVersion: '100', continue: 'page-2' },
+          items: [deployment('a', 'one', '90')],
+        },
+        json,
+      );
+    nock(server)
+      .get(path)
+      .query((query: Query) => query.continue === 'page-2' && pages.push(query) > 0)
+      .reply(
+        200,
+        {
+          kind: 'DeploymentList',
+          metadata: { resourceVersion: '100' },
+          items: [deployment('a', 'two', '91')],
+        },
+        json,
+      );
+    const watch = replyToWatch();
+    const { informer } = startInformer({ pageSize: 1 });
+    await until(() => watch.query !== undefined, 'watch');
+    expect(pages.map((q) => [q.limit, q.continue])).toEqual([
+      ['1', undefined],
+      ['1', 'page-2'],
+    ]);
+    expect([...informer.keys()].sort()).toEqual(['a/one', 'a/two']);
+    expect(watch.query?.resourceVersion).toBe('100');
+  });
+
+  it('lists in full when a continue token expired (410), as client-go does', async () => {
+    nock(server)
+      .get(path)
+      .query((query: Query) => query.limit === '1' && query.continue === undefined)
+      .reply(
+        200,
+        {
+          kind: 'DeploymentList',
+          metadata: { resourceVersion: '100', continue: 'page-2' },
+          items: [deployment('a', 'one', '90')],
+        },
+        json,
+      );
+    nock(server)
+      .get(path)
+      .query((query: Query) => query.continue === 'page-2')
+      .reply(410, { kind: 'Status', code: 410, reason: 'Expired' }, json);
+    nock(server)
+      .get(path)
+      .query((query: Query) => query.watch === undefined && query.limit === undefined)
+      .reply(
+        200,
+        {
+          kind: 'DeploymentList',
+          metadata: { resourceVersion: '300' },
+          items: [deployment('a', 'two', '250'), deployment('a', 'three', '260')],
+        },
+        json,
+      );
+    const watch = replyToWatch();
+    const { informer, events } = startInformer({ pageSize: 1 });
+    await until(() => watch.query !== undefined, 'watch');
+    expect(watch.query?.resourceVersion).toBe('300');
+    expect([...informer.keys()].sort()).toEqual(['a/three', 'a/two']);
+    expect(events).toEqual(['add a/one@90', 'add a/two@250', 'add a/three@260', 'delete a/one']);
+  });
+
+  it('answers byIndex from an index kept through adds, updates and deletes', async () => {
+    const labelled = (name: string, team: string, rv: string) => {
+      const d = deployment('a', name, rv);
+      if (d.metadata) d.metadata.labels = { team };
+      return d;
+    };
+    replyToList('100', [labelled('one', 'red', '90'), labelled('two', 'red', '91')]);
+    const watch = replyToWatch();
+    const { informer, events } = startInformer({}, (i) =>
+      i.addIndex('team', (d) => (d.metadata?.labels?.team ? [d.metadata.labels.team] : [])),
+    );
+    await until(() => watch.query !== undefined, 'watch');
+    const names = (team: string) =>
+      informer
+        .byIndex('team', team)
+        .map((d) => d.metadata?.name)
+        .sort();
+    expect(names('red')).toEqual(['one', 'two']);
+    watch.send('MODIFIED', labelled('two', 'blue', '101'));
+    watch.send('DELETED', labelled('one', 'red', '102'));
+    watch.send('ADDED', labelled('three', 'blue', '103'));
+    await until(() => events.length === 5, 'three more events');
+    expect(names('red')).toEqual([]);
+    expect(names('blue')).toEqual(['three', 'two']);
+    expect(() => informer.addIndex('late', () => [])).toThrow('before start');
+    expect(() => informer.byIndex('none', 'x')).toThrow('has no index none');
   });
 
   it('keeps running when a handler throws', async () => {
@@ -250,7 +380,7 @@ describe('Informer', () => {
     await until(() => watch.query !== undefined, 'watch');
     watch.send('ADDED', deployment('a', 'two', '101'));
     await until(() => events.length === 2, 'second add');
-    expect(informer.keys().sort()).toEqual(['a/one', 'a/two']);
+    expect([...informer.keys()].sort()).toEqual(['a/one', 'a/two']);
   });
 
   it('stop ends the watch and makes no further requests', async () => {

@@ -2,6 +2,9 @@ import {
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
+  type V1Container,
+  type V1ContainerStatus,
+  type V1Pod,
   Watch,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
@@ -9,12 +12,17 @@ import { sleep } from '../runtime/sleep.ts';
 import { httpStatusOf } from './client.ts';
 
 /**
- * A list-watch cache over client-node's `Watch`, with what client-node's own ListWatch lacks
- * (it stops on the first non-410 error, never relists and caches objects whole):
+ * A list-watch cache over client-node's `Watch`, behaving like client-go's reflector where
+ * client-node's own ListWatch does not (it stops on the first non-410 error and caches objects
+ * whole):
+ * - the list is paginated (`limit`/`continue`, falling back to one full list when a continue
+ *   token expires); after it, a watch from its resourceVersion with bookmarks, which the server
+ *   ends after 5-10 min and the informer resumes from the last resourceVersion, without a list;
+ * - a list again only when needed: on 410 Gone, or after the watchdog restarts a watch that
+ *   delivered nothing, bookmarks included, for too long (the apiserver sends a bookmark about
+ *   every minute, so a healthy quiet watch is never torn down);
  * - restart with capped, jittered exponential backoff on any list or watch error;
- * - a watchdog restarting a watch that has delivered nothing for too long;
- * - a periodic full relist that reports drift (objects changed or deleted behind a silent watch);
- * - objects cached without metadata.managedFields (often half of a Deployment's size).
+ * - objects transformed on ingest (only what the operator reads is kept) and indexed.
  * Handlers are synchronous and should only enqueue keys; the reconciler reads the cache.
  */
 
@@ -27,6 +35,10 @@ export interface EventHandlers<T extends KubernetesObject> {
 export interface ListOptions {
   labelSelector?: string;
   fieldSelector?: string;
+  /** A page of at most this many objects... */
+  limit?: number;
+  /** ...continuing the list where the previous page ended. */
+  _continue?: string;
 }
 
 /** The subset of client-node's Watch the informer uses (tests may substitute it). */
@@ -63,12 +75,19 @@ export interface InformerOptions<T extends KubernetesObject> {
   list: (options: ListOptions) => Promise<KubernetesListObject<T>>;
   labelSelector?: string;
   fieldSelector?: string;
+  /**
+   * Objects to cache, asked before the transform (client-side, what no selector can say);
+   * one that stops passing leaves the cache as if deleted. Default: all.
+   */
+  filter?: (object: T) => boolean;
   /** Applied to every object before caching; default: stripManagedFields. */
   transform?: (object: T) => T;
-  /** Restart a watch that delivered no event (bookmarks count) for this long; default 5 min. */
+  /** Restart a watch that delivered no event (bookmarks count) for this long, and list again; default 5 min. */
   watchdogMs?: number;
-  /** Relist this often, ±10 % jitter; default 10 min. 0 disables. */
-  relistIntervalMs?: number;
+  /** Objects per list page (client-go: 500). */
+  pageSize?: number;
+  /** Called when a watch ends, with why (bounded: the WatchEnd kinds); for metrics. */
+  onWatchEnd?: (reason: WatchEndReason) => void;
   backoff?: BackoffOptions;
   logger?: Logger;
   /** Defaults to client-node's Watch over kubeConfig. */
@@ -136,6 +155,60 @@ export function namespaceCacheTransform<T extends KubernetesObject>(object: T): 
   } as T;
 }
 
+/**
+ * The pod cache's transform: what probe verification, the Scrape source and the shutdown
+ * observer read (identity, labels, owner, deletion, containers' names, images and ports, phase,
+ * IP, readiness and container states), nothing else: no env, volumes, resources, scheduling.
+ */
+export function podCacheTransform(pod: V1Pod): V1Pod {
+  const m = pod.metadata ?? {};
+  const containers = (list: V1Container[] | undefined) =>
+    list?.map((c) => ({
+      name: c.name,
+      ...(c.image === undefined ? {} : { image: c.image }),
+      ...(c.ports === undefined ? {} : { ports: c.ports }),
+      ...(c.restartPolicy === undefined ? {} : { restartPolicy: c.restartPolicy }),
+    }));
+  const sidecars = pod.spec?.initContainers?.filter((c) => c.restartPolicy === 'Always');
+  const status = pod.status ?? {};
+  const ready = status.conditions?.filter((c) => c.type === 'Ready');
+  return {
+    apiVersion: pod.apiVersion,
+    kind: pod.kind,
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+      ...(m.creationTimestamp === undefined ? {} : { creationTimestamp: m.creationTimestamp }),
+      ...(m.deletionTimestamp === undefined ? {} : { deletionTimestamp: m.deletionTimestamp }),
+      ...(m.deletionGracePeriodSeconds === undefined
+        ? {}
+        : { deletionGracePeriodSeconds: m.deletionGracePeriodSeconds }),
+    },
+    spec: {
+      containers: containers(pod.spec?.containers) ?? [],
+      ...(sidecars && sidecars.length > 0 ? { initContainers: containers(sidecars) } : {}),
+      ...(pod.spec?.hostNetwork === undefined ? {} : { hostNetwork: pod.spec.hostNetwork }),
+    },
+    status: {
+      ...(status.phase === undefined ? {} : { phase: status.phase }),
+      ...(status.podIP === undefined ? {} : { podIP: status.podIP }),
+      ...(ready && ready.length > 0 ? { conditions: ready } : {}),
+      ...(status.containerStatuses === undefined
+        ? {}
+        : {
+            containerStatuses: status.containerStatuses.map((c) => ({
+              name: c.name,
+              ...(c.state === undefined ? {} : { state: c.state }),
+            })) as V1ContainerStatus[],
+          }),
+    },
+  };
+}
+
 /** Handlers that enqueue the object's own key on every event (controller-runtime EnqueueRequestForObject). */
 export function enqueueObject<T extends KubernetesObject>(enqueue: (key: string) => void): EventHandlers<T> {
   const handle = (object: T) => enqueue(objectKey(object));
@@ -161,12 +234,14 @@ export function enqueueMapped<T extends KubernetesObject>(
   return { onAdd: handle, onUpdate, onDelete: handle };
 }
 
+/** Why a watch ended; `closed` is the server's timeout, the normal end. */
+export type WatchEndReason = WatchEnd['kind'];
+
 type WatchEnd =
   | { kind: 'closed'; events: number; durationMs: number }
   | { kind: 'expired' }
   | { kind: 'error'; error: unknown }
   | { kind: 'watchdog' }
-  | { kind: 'relist' }
   | { kind: 'stopped' };
 
 /** A watch that ends by itself this soon without events is treated as failing (no tight loop). */
@@ -181,12 +256,14 @@ export class Informer<T extends KubernetesObject> {
   readonly #random: () => number;
   readonly #handlers: EventHandlers<T>[] = [];
   readonly #cache = new Map<string, T>();
+  /** index name -> (value -> keys), kept with the cache (client-go Indexers). */
+  readonly #indexers = new Map<string, (object: T) => readonly string[]>();
+  readonly #indexes = new Map<string, Map<string, Set<string>>>();
   readonly #syncWaiters: (() => void)[] = [];
   readonly #stop = new AbortController();
 
   #resourceVersion: string | undefined;
   #relistDue = false;
-  #relistTimer: NodeJS.Timeout | undefined;
   #synced = false;
   #failures = 0;
   #interruptWatch: ((end: WatchEnd) => void) | undefined;
@@ -195,10 +272,32 @@ export class Informer<T extends KubernetesObject> {
   constructor(options: InformerOptions<T>) {
     this.name = options.name;
     this.#options = options;
-    this.#watcher = options.watcher ?? new Watch(options.kubeConfig);
+    this.#watcher = options.watcher ?? quietTolerantWatch(options.kubeConfig, this.#watchdogMs());
     this.#transform = options.transform ?? stripManagedFields;
     this.#log = (options.logger ?? silentLogger()).child({ informer: options.name });
     this.#random = options.random ?? Math.random;
+  }
+
+  /**
+   * Adds an index: the values an object is filed under (e.g. its namespace, its owner). Add
+   * before start; byIndex then answers without scanning the cache.
+   */
+  addIndex(name: string, indexer: (object: T) => readonly string[]): void {
+    if (this.#loop !== undefined) throw new Error(`informer ${this.name}: add index ${name} before start`);
+    this.#indexers.set(name, indexer);
+    this.#indexes.set(name, new Map());
+  }
+
+  /** The cached objects filed under `value` in the named index; shared, do not mutate. */
+  byIndex(name: string, value: string): T[] {
+    const index = this.#indexes.get(name);
+    if (index === undefined) throw new Error(`informer ${this.name} has no index ${name}`);
+    const objects: T[] = [];
+    for (const key of index.get(value) ?? []) {
+      const object = this.#cache.get(key);
+      if (object !== undefined) objects.push(object);
+    }
+    return objects;
   }
 
   /** Registers handlers; register before start so the initial list reaches them. */
@@ -214,7 +313,6 @@ export class Informer<T extends KubernetesObject> {
   /** Stops watching and relisting; the cache keeps its last content. */
   async stop(): Promise<void> {
     this.#stop.abort();
-    clearTimeout(this.#relistTimer);
     this.#interruptWatch?.({ kind: 'stopped' });
     await this.#loop;
   }
@@ -244,13 +342,22 @@ export class Informer<T extends KubernetesObject> {
     return this.#cache.get(key);
   }
 
-  /** Every cached object; shared, do not mutate. */
+  /** Every cached object, without copying the cache; shared, do not mutate. */
+  values(): IterableIterator<T> {
+    return this.#cache.values();
+  }
+
+  /** Every cached object, copied into an array; prefer values() or byIndex(). */
   list(): T[] {
     return [...this.#cache.values()];
   }
 
-  keys(): string[] {
-    return [...this.#cache.keys()];
+  keys(): IterableIterator<string> {
+    return this.#cache.keys();
+  }
+
+  get size(): number {
+    return this.#cache.size;
   }
 
   async #run(): Promise<void> {
@@ -267,19 +374,19 @@ export class Informer<T extends KubernetesObject> {
         }
       }
       const end = await this.#watch();
+      this.#options.onWatchEnd?.(end.kind);
       switch (end.kind) {
         case 'stopped':
           return;
         case 'expired':
           // The resourceVersion is too old for the apiserver's watch cache: list again.
-          this.#log.info('Watch expired (410 Gone); relisting');
-          this.#resourceVersion = undefined;
-          break;
-        case 'relist':
-          this.#log.debug('Periodic relist');
+          this.#log.info('Watch expired (410 Gone); listing again');
+          this.#relistDue = true;
           break;
         case 'watchdog':
-          this.#log.warn({ watchdogMs: this.#watchdogMs() }, 'Watch silent for too long; restarting it');
+          // No event, not even a bookmark: events may have been lost with the connection.
+          this.#log.warn({ watchdogMs: this.#watchdogMs() }, 'Watch silent for too long; listing again');
+          this.#relistDue = true;
           break;
         case 'error':
           this.#log.warn({ err: end.error }, 'Watch failed; restarting with backoff');
@@ -292,29 +399,55 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
+  /** Lists the collection page by page, then reports what changed against the cache. */
   async #relist(): Promise<void> {
     const { labelSelector, fieldSelector } = this.#options;
-    const list = await this.#options.list({ labelSelector, fieldSelector });
+    const limit = this.#options.pageSize ?? 500;
     const seen = new Set<string>();
-    for (const item of list.items) {
-      const object = this.#transform(item);
-      const key = objectKey(object);
-      seen.add(key);
-      this.#store(key, object);
-    }
+    let resourceVersion = '';
+    let next: string | undefined;
+    let pages = 0;
+    do {
+      let page: KubernetesListObject<T>;
+      try {
+        page = await this.#options.list({
+          labelSelector,
+          fieldSelector,
+          limit,
+          ...(next === undefined ? {} : { _continue: next }),
+        });
+      } catch (error) {
+        // The continue token expired (410): as client-go's pager, list the rest in one go.
+        if (next === undefined || httpStatusOf(error) !== 410) throw error;
+        this.#log.info({ pages }, 'List continuation expired; listing in full');
+        page = await this.#options.list({ labelSelector, fieldSelector });
+        seen.clear();
+      }
+      pages++;
+      for (const item of page.items) {
+        if (this.#options.filter?.(item) === false) continue;
+        const object = this.#transform(item);
+        const key = objectKey(object);
+        seen.add(key);
+        this.#store(key, object);
+      }
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+      // Typed lists carry `_continue`, custom objects the JSON's `continue`.
+      const metadata = page.metadata as { _continue?: string; continue?: string } | undefined;
+      next = metadata?._continue || metadata?.continue || undefined;
+    } while (next !== undefined && !this.#stop.signal.aborted);
     for (const [key, old] of this.#cache) {
       if (!seen.has(key)) {
-        this.#cache.delete(key);
+        this.#remove(key, old);
         this.#emit((handlers) => handlers.onDelete?.(old));
       }
     }
-    this.#resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.#resourceVersion = resourceVersion;
     this.#relistDue = false;
     this.#failures = 0;
-    this.#scheduleRelist();
     if (!this.#synced) {
       this.#synced = true;
-      this.#log.info({ objects: this.#cache.size }, 'Cache synced');
+      this.#log.info({ objects: this.#cache.size, pages }, 'Cache synced');
       for (const resolve of this.#syncWaiters.splice(0)) resolve();
     }
   }
@@ -404,6 +537,15 @@ export class Informer<T extends KubernetesObject> {
     switch (phase) {
       case 'ADDED':
       case 'MODIFIED': {
+        if (this.#options.filter?.(object) === false) {
+          const key = objectKey(object);
+          const old = this.#cache.get(key);
+          if (old !== undefined) {
+            this.#remove(key, old);
+            this.#emit((handlers) => handlers.onDelete?.(old));
+          }
+          break;
+        }
         const transformed = this.#transform(object);
         this.#store(objectKey(transformed), transformed);
         break;
@@ -411,7 +553,11 @@ export class Informer<T extends KubernetesObject> {
       case 'DELETED': {
         const transformed = this.#transform(object);
         const key = objectKey(transformed);
-        if (this.#cache.delete(key)) this.#emit((handlers) => handlers.onDelete?.(transformed));
+        const old = this.#cache.get(key);
+        if (old !== undefined) {
+          this.#remove(key, old);
+          this.#emit((handlers) => handlers.onDelete?.(transformed));
+        }
         break;
       }
       case 'BOOKMARK':
@@ -427,11 +573,35 @@ export class Informer<T extends KubernetesObject> {
 
   #store(key: string, object: T): void {
     const old = this.#cache.get(key);
+    if (old !== undefined && old.metadata?.resourceVersion === object.metadata?.resourceVersion) return;
     this.#cache.set(key, object);
-    if (old === undefined) {
-      this.#emit((handlers) => handlers.onAdd?.(object));
-    } else if (old.metadata?.resourceVersion !== object.metadata?.resourceVersion) {
-      this.#emit((handlers) => handlers.onUpdate?.(object, old));
+    this.#reindex(key, old, object);
+    if (old === undefined) this.#emit((handlers) => handlers.onAdd?.(object));
+    else this.#emit((handlers) => handlers.onUpdate?.(object, old));
+  }
+
+  #remove(key: string, old: T): void {
+    this.#cache.delete(key);
+    this.#reindex(key, old, undefined);
+  }
+
+  #reindex(key: string, old: T | undefined, object: T | undefined): void {
+    for (const [name, indexer] of this.#indexers) {
+      const index = this.#indexes.get(name) as Map<string, Set<string>>;
+      const before = old === undefined ? [] : indexer(old);
+      const after = object === undefined ? [] : indexer(object);
+      for (const value of before) {
+        if (after.includes(value)) continue;
+        const keys = index.get(value);
+        keys?.delete(key);
+        if (keys?.size === 0) index.delete(value);
+      }
+      for (const value of after) {
+        if (before.includes(value)) continue;
+        const keys = index.get(value) ?? new Set<string>();
+        keys.add(key);
+        index.set(value, keys);
+      }
     }
   }
 
@@ -444,18 +614,6 @@ export class Informer<T extends KubernetesObject> {
         this.#log.error({ err: error }, 'Event handler threw');
       }
     }
-  }
-
-  #scheduleRelist(): void {
-    clearTimeout(this.#relistTimer);
-    const intervalMs = this.#options.relistIntervalMs ?? 600_000;
-    if (intervalMs <= 0 || this.#stop.signal.aborted) return;
-    const delayMs = intervalMs * (0.9 + 0.2 * this.#random());
-    this.#relistTimer = setTimeout(() => {
-      this.#relistDue = true;
-      this.#interruptWatch?.({ kind: 'relist' });
-    }, delayMs);
-    this.#relistTimer.unref?.();
   }
 
   async #backoff(): Promise<void> {
@@ -471,7 +629,22 @@ export class Informer<T extends KubernetesObject> {
   }
 }
 
-/** client-node aborts a watch that received no bytes for 30 s with a TimeoutError. */
+/**
+ * client-node's Watch aborts a watch that received no bytes for `requestTimeoutMs` (30 s) with a
+ * TimeoutError: every quiet watch would be torn down twice a minute, and the watchdog would
+ * never fire. Set beyond the watchdog, the watchdog decides.
+ */
+export function quietTolerantWatch(kubeConfig: KubeConfig, watchdogMs: number): Watch {
+  const watch = new Watch(kubeConfig);
+  // Declared private in client-node's types, public in its JavaScript (src/watch.ts).
+  const settable = watch as unknown as { requestTimeoutMs: number };
+  if (typeof settable.requestTimeoutMs !== 'number')
+    throw new Error("client-node's Watch has no requestTimeoutMs any more: the watch timeout cannot be set");
+  settable.requestTimeoutMs = watchdogMs + 60_000;
+  return watch;
+}
+
+/** client-node aborts a watch that received no bytes for requestTimeoutMs with a TimeoutError. */
 function isClientTimeout(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'TimeoutError';
 }

@@ -1,0 +1,118 @@
+import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import { describe, expect, test } from 'vitest';
+import { APPLIED_ANNOTATION } from '../api/annotations.ts';
+import { deployment } from '../policy/test-fixtures.ts';
+import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
+import { ClusterView, type PolicyObject, type ViewInformer } from './view.ts';
+
+function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
+  const d = new FakeInformer<V1Deployment>(namespaced, deployments);
+  const p = new FakeInformer<PolicyObject>(clusterScoped, policies);
+  const ns = new FakeInformer<V1Namespace>(clusterScoped, [namespace('shop'), namespace('lab')]);
+  const view = new ClusterView({
+    deployments: d as ViewInformer<V1Deployment>,
+    namespaces: ns as ViewInformer<V1Namespace>,
+    policies: p as ViewInformer<PolicyObject>,
+  });
+  const notified: string[] = [];
+  view.onSelectionChange((key, names) => notified.push(`${key}:${[...names].sort().join('+')}`));
+  const selected = (policy: string) => [...view.selectedBy(policy)].map((x) => x.metadata?.name).sort();
+  return { view, deployments: d, policies: p, namespaces: ns, notified, selected };
+}
+
+const teamRed = policyObject('red', { deploymentSelector: { matchLabels: { team: 'red' } } });
+const shopOnly = policyObject('shop', {
+  namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'shop' } },
+});
+const red = (name: string, ns = 'shop') => deployment({ name, namespace: ns, labels: { team: 'red' } });
+const blue = (name: string, ns = 'shop') => deployment({ name, namespace: ns, labels: { team: 'blue' } });
+
+describe('ClusterView selection index', () => {
+  test('answers which policies select a Deployment and which Deployments a policy selects', () => {
+    const h = harness([red('a'), blue('b'), red('c', 'lab')], [teamRed, shopOnly]);
+    expect(h.selected('red')).toEqual(['a', 'c']);
+    expect(h.selected('shop')).toEqual(['a', 'b']);
+    expect([...h.view.policiesSelecting('shop/a')].sort()).toEqual(['red', 'shop']);
+    expect(h.view.policiesSelecting('lab/c')).toEqual(['red']);
+    expect(h.view.selectedCount('red')).toBe(2);
+  });
+
+  test('a Deployment event updates the index and names the policies before and after', () => {
+    const h = harness([red('a'), blue('b')], [teamRed, shopOnly]);
+    h.deployments.put(blue('a'));
+    expect(h.selected('red')).toEqual([]);
+    h.deployments.put(red('b'));
+    h.deployments.delete('shop/b');
+    h.deployments.put(blue('z', 'lab'));
+    expect(h.notified).toEqual(['shop/a:red+shop', 'shop/b:red+shop', 'shop/b:red+shop']);
+    expect(h.selected('shop')).toEqual(['a']);
+  });
+
+  test("a namespace's new labels select its Deployments again; other namespaces are not looked at", () => {
+    const policy = policyObject('labelled', { namespaceSelector: { matchLabels: { tier: 'web' } } });
+    const h = harness([red('a'), red('c', 'lab')], [policy]);
+    expect(h.selected('labelled')).toEqual([]);
+    h.namespaces.put({ metadata: { name: 'lab', labels: { tier: 'web' } } });
+    expect(h.selected('labelled')).toEqual(['c']);
+    expect(h.notified).toEqual(['lab/c:labelled']);
+  });
+
+  test("a policy's new generation selects again; a status write (same generation) does not", () => {
+    const h = harness([red('a'), blue('b')], [teamRed]);
+    h.policies.put({ ...teamRed, metadata: { ...teamRed.metadata, resourceVersion: '2' }, status: {} });
+    expect(h.notified).toEqual([]);
+    const everyone = policyObject('red', {}, 2);
+    h.policies.put({ ...everyone, metadata: { ...everyone.metadata, resourceVersion: '3' } });
+    expect(h.selected('red')).toEqual(['a', 'b']);
+    expect(h.notified).toEqual(['shop/b:red']);
+    h.policies.delete('red');
+    expect(h.selected('red')).toEqual([]);
+    expect(h.notified.slice(1).sort()).toEqual(['shop/a:red', 'shop/b:red']);
+  });
+
+  test('an invalid policy selects nothing', () => {
+    const h = harness([red('a')], [policyObject('bad', { mode: 'Sometimes' })]);
+    expect(h.selected('bad')).toEqual([]);
+    expect(h.view.policiesSelecting('shop/a')).toEqual([]);
+  });
+});
+
+describe('ClusterView rollout index', () => {
+  const record = (extra: object) =>
+    JSON.stringify({ policy: 'red', policyGeneration: 1, containers: {}, reason: '', ...extra });
+  const withRecord = (name: string, extra: object, status: V1Deployment['status']) => {
+    const d = deployment({ name, labels: { team: 'red' }, generation: 2, ...(status ? { status } : {}) });
+    d.metadata = { ...d.metadata, annotations: { [APPLIED_ANNOTATION]: record(extra) } };
+    return d;
+  };
+  const rolling = {
+    observedGeneration: 2,
+    replicas: 3,
+    updatedReplicas: 1,
+    readyReplicas: 2,
+    availableReplicas: 2,
+  };
+  const rollout = { rollout: { generation: 2, startedAt: '2026-11-30T00:00:00Z', previous: {} } };
+
+  test('holds the Deployments whose record names an unfinished rollout or a failure, by policy', () => {
+    const failed = {
+      failure: { policyGeneration: 1, reason: 'RolloutTimedOut', message: 'm', at: '2026-11-30T00:00:00Z' },
+    };
+    const h = harness(
+      [
+        withRecord('rolling', rollout, rolling),
+        withRecord('done', rollout, undefined),
+        withRecord('failed', failed, undefined),
+        red('plain'),
+      ],
+      [teamRed],
+    );
+    expect([...h.view.rolloutsOf('red')].sort()).toEqual(['shop/failed', 'shop/rolling']);
+    // The rollout completes: out of the index, with the event that says so.
+    h.deployments.put(withRecord('rolling', rollout, undefined));
+    expect([...h.view.rolloutsOf('red')]).toEqual(['shop/failed']);
+    h.deployments.delete('shop/failed');
+    expect([...h.view.rolloutsOf('red')]).toEqual([]);
+    expect([...h.view.rolloutsOf('other')]).toEqual([]);
+  });
+});
