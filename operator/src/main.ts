@@ -81,7 +81,11 @@ async function main(): Promise<void> {
   const apps = kubeConfig.makeApiClient(AppsV1Api);
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-  const informerTimings = { watchdogMs: config.watchdogMs, logger };
+  const informerTimings = (name: string) => ({
+    watchdogMs: config.watchdogMs,
+    onWatchEnd: (reason: string) => metrics.informerWatchEnds.inc({ informer: name, reason }),
+    logger,
+  });
   const view = new ClusterView({
     deployments: new Informer<V1Deployment>({
       name: 'deployments',
@@ -91,7 +95,7 @@ async function main(): Promise<void> {
       // What the operator owns comes from its own managedFields entry (policy/ownership.ts);
       // kubectl's last-applied copy of the object is never read.
       transform: deploymentCacheTransform<V1Deployment>(FIELD_MANAGER),
-      ...informerTimings,
+      ...informerTimings('deployments'),
     }),
     namespaces: new Informer<V1Namespace>({
       name: 'namespaces',
@@ -99,7 +103,7 @@ async function main(): Promise<void> {
       path: '/api/v1/namespaces',
       list: (options) => core.listNamespace(options),
       transform: namespaceCacheTransform,
-      ...informerTimings,
+      ...informerTimings('namespaces'),
     }),
     policies: new Informer<PolicyObject>({
       name: 'policies',
@@ -112,7 +116,7 @@ async function main(): Promise<void> {
           plural: PLURAL,
           ...options,
         }) as Promise<KubernetesListObject<PolicyObject>>,
-      ...informerTimings,
+      ...informerTimings('policies'),
     }),
   });
 
@@ -126,7 +130,7 @@ async function main(): Promise<void> {
     list: (options) => core.listPodForAllNamespaces(options),
     filter: (pod) => owningDeployment(pod) !== undefined,
     transform: podCacheTransform,
-    ...informerTimings,
+    ...informerTimings('pods'),
   });
   const podsByDeployment = 'deployment';
   pods.addIndex(podsByDeployment, (pod) => [`${pod.metadata?.namespace}/${owningDeployment(pod)}`]);
@@ -283,6 +287,8 @@ async function main(): Promise<void> {
       : {}),
   });
   manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies).addSource(pods);
+  for (const informer of [view.deployments, view.namespaces, view.policies, pods])
+    metrics.informerObjects(informer.name, () => informer.size);
   manager.addController(deployments).addController(statuses).addController(reports);
   const latencySources = {
     Prometheus: new PrometheusSource({
@@ -298,8 +304,8 @@ async function main(): Promise<void> {
   };
   const refresher = new LatencyRefresher({
     view: {
-      deployments: () => view.deployments.list(),
       policies: () => view.parsedPolicies().valid,
+      selectedBy: (policy) => view.selectedBy(policy),
       namespaceLabels: (ns) => view.namespaceLabels(ns),
     },
     sources: latencySources,
@@ -313,10 +319,9 @@ async function main(): Promise<void> {
     },
     logger,
     metrics: {
-      observed: (policy, source, outcome, seconds) => {
-        operatorMetrics.latencySourceRequests.inc({ policy, source, outcome });
-        operatorMetrics.latencySourceDuration.observe({ source }, seconds);
-      },
+      observed: (policy, source, outcome) =>
+        operatorMetrics.latencySourceRequests.inc({ policy, source, outcome }),
+      requested: (source, seconds) => operatorMetrics.latencySourceDuration.observe({ source }, seconds),
     },
   });
   manager.addRunnable(refresher);

@@ -5,7 +5,9 @@
 // (fake IP) carrying the same annotations is discovered but never scraped — nothing is sent to it.
 import { AppsV1Api, CoreV1Api, type V1Deployment, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ObservedLatencyPolicySchema } from '../../operator/src/api/policy.ts';
 import { type Bucket, bucketQuantile } from '../../operator/src/latency/histogram.ts';
+import { PrometheusSource } from '../../operator/src/latency/prometheus.ts';
 import { hostNetwork, listGuard } from '../cluster/node/host.ts';
 import { REAL_NODE_NAME } from '../cluster/node/node.ts';
 import { type InstantQueryResult, queryPrometheus, SCRAPE_JOB, sampleValue } from '../cluster/prometheus.ts';
@@ -199,6 +201,25 @@ describe('the cluster Prometheus', () => {
     // The slowest requests (400 ms) are the top 1/6 of /work: p99 lies in the bucket holding them.
     expect(theirs).toBeGreaterThan(0.1);
     expect(Math.abs(ours.value - theirs) / theirs).toBeLessThan(0.01);
+  });
+
+  test("one grouped query per policy (by namespace and workload) answers as the workload's own query does", async () => {
+    const source = new PrometheusSource({ defaultUrl: prometheus(), timeoutMs: 10_000 });
+    const policy = ObservedLatencyPolicySchema.parse({ source: 'Prometheus', window: '1m', minSamples: 1 });
+    const demo = { namespace: ns.name, name: DEMO, podLabels: { app: DEMO } };
+    const idle = { namespace: ns.name, name: 'no-such-app', podLabels: { app: 'no-such-app' } };
+    // Both at one evaluation moment as far as scrapes go: asked back to back, compared loosely.
+    const grouped = await source.observeMany([demo, idle], policy);
+    const single = await source.observe(demo, policy);
+    const fromGroup = grouped.get(`${ns.name}/${DEMO}`);
+    console.log(`[prometheus] grouped ${JSON.stringify(fromGroup)}; single ${JSON.stringify(single)}`);
+    expect(single.known).toBe(true);
+    expect(fromGroup?.known).toBe(true);
+    if (!single.known || !fromGroup?.known) return;
+    expect(Math.abs(fromGroup.samples - single.samples)).toBeLessThanOrEqual(single.samples * 0.05);
+    expect(Math.abs(fromGroup.seconds - single.seconds) / single.seconds).toBeLessThan(0.05);
+    // Negative control: a Deployment without pods gets no series, not the demo's.
+    expect(grouped.get(`${ns.name}/no-such-app`)?.known).toBe(false);
   });
 
   test('no target is a kwok pod: the annotated kwok pod is discovered and dropped, and only pod-bridge addresses are scraped', async () => {

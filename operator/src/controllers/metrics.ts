@@ -142,13 +142,13 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
     }),
     latencySourceRequests: new Counter({
       name: 'gracefulshutdown_latency_source_requests_total',
-      help: 'Latency source requests (a Prometheus query, a scrape of a workload) by outcome',
+      help: "Latency observations of one workload by outcome (from a policy's grouped Prometheus query, a Prometheus query of its own, or a scrape of its pods)",
       labelNames: ['policy', 'source', 'outcome'] as const,
       registers,
     }),
     latencySourceDuration: new Histogram({
       name: 'gracefulshutdown_latency_source_request_duration_seconds',
-      help: 'How long a latency source request for one workload takes',
+      help: 'How long a latency source request takes (a grouped Prometheus query for many workloads, or one workload)',
       labelNames: ['source'] as const,
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,

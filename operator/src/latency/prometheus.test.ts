@@ -7,14 +7,17 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { generatePki } from '../../../test/cluster/pki.ts';
 import { type ObservedLatencyPolicy, ObservedLatencyPolicySchema } from '../api/policy.ts';
+import type { LatencyObservation } from '../policy/types.ts';
 import { bucketQuantile } from './histogram.ts';
 import {
   buildBucketQuery,
   escapePromQLString,
   escapeRegex,
+  groupedBucketQuery,
   NO_PROMETHEUS_URL,
   PrometheusSource,
   podNameRegex,
+  queryChunks,
   renderQueryTemplate,
 } from './prometheus.ts';
 import type { Workload } from './source.ts';
@@ -584,5 +587,97 @@ describe('PrometheusSource over real TLS', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+});
+
+const reasonOf = (o: LatencyObservation | undefined) => (o && !o.known ? o.reason : '');
+
+describe('grouped queries (one per policy and chunk of namespaces)', () => {
+  const w = (namespace: string, name: string): Workload => ({ namespace, name, podLabels: { app: name } });
+
+  test('groupedBucketQuery: per-bucket increase in the namespaces, workload read from the pod name, summed by namespace, workload, le', () => {
+    expect(groupedBucketQuery({ namespaces: ['shop', 'a.b'], metric: 'm', window: '5m' })).toBe(
+      'sum by (namespace, workload, le) (label_replace(increase(m_bucket{namespace=~"a\\\\.b|shop"}[5m]), "workload", "$1", "pod", "(.+)-[a-z0-9]{1,10}-[a-z0-9]{5}"))',
+    );
+    expect(
+      groupedBucketQuery({ namespaces: ['shop'], deployments: ['web', 'api'], metric: 'm', window: '5m' }),
+    ).toContain('pod=~"(?:web|api)-[a-z0-9]{1,10}-[a-z0-9]{5}"');
+  });
+
+  test('queryChunks: whole namespaces together up to the limit; a larger namespace split by Deployment', () => {
+    const workloads = [
+      w('a', '1'),
+      w('a', '2'),
+      w('b', '1'),
+      w('c', '1'),
+      w('c', '2'),
+      w('c', '3'),
+      w('c', '4'),
+    ];
+    expect(queryChunks(workloads, 3)).toEqual([
+      { workloads: [w('c', '1'), w('c', '2'), w('c', '3')], namespaces: ['c'], deployments: ['1', '2', '3'] },
+      { workloads: [w('c', '4')], namespaces: ['c'], deployments: ['4'] },
+      { workloads: [w('a', '1'), w('a', '2'), w('b', '1')], namespaces: ['a', 'b'] },
+    ]);
+  });
+
+  test('observeMany: one query answers each workload from its own series; a workload without series is unknown', async () => {
+    const seen: string[] = [];
+    const series = (namespace: string, workload: string, pairs: [string, string][]) =>
+      pairs.map(([le, count]) => ({ metric: { namespace, workload, le }, value: [1_750_000_000, count] }));
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, (request: Request) => {
+        seen.push(new URL(request.url).searchParams.get('query') ?? '');
+        return {
+          status: 'success',
+          data: {
+            resultType: 'vector',
+            result: [
+              ...series('shop', 'checkout', healthy),
+              ...series('lab', 'web', [
+                ['0.1', '100'],
+                ['+Inf', '100'],
+              ]),
+              // A pod that is not a Deployment's: no workload label, ignored.
+              { metric: { namespace: 'shop', le: '+Inf' }, value: [1_750_000_000, '7'] },
+            ],
+          },
+        };
+      });
+    const long = 'x'.repeat(50);
+    const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
+      [w('shop', 'checkout'), w('lab', 'web'), w('lab', 'idle'), w('shop', long)],
+      policy({ minSamples: 1 }),
+    );
+    expect(seen).toEqual([
+      groupedBucketQuery({
+        namespaces: ['lab', 'shop'],
+        metric: 'http_request_duration_seconds',
+        window: '1h',
+      }),
+    ]);
+    expect(answers.get('shop/checkout')).toMatchObject({ known: true, seconds: 1, samples: 1000 });
+    expect(answers.get('lab/web')).toMatchObject({ known: true, samples: 100 });
+    expect(answers.get('lab/idle')).toMatchObject({ known: false });
+    expect(reasonOf(answers.get('lab/idle'))).toContain(
+      'no http_request_duration_seconds_bucket series for pods of lab/idle',
+    );
+    // A name the apiserver cuts in its pods' names is left to observe().
+    expect(answers.has(`shop/${long}`)).toBe(false);
+  });
+
+  test('observeMany: Prometheus down makes every workload of the chunk unavailable; a custom query is not grouped', async () => {
+    nock(PROM).get('/api/v1/query').query(true).reply(503, 'overloaded');
+    const source = new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 });
+    const down = await source.observeMany([w('shop', 'a'), w('shop', 'b')], policy());
+    expect([...down.values()].map((o) => !o.known && o.unavailable)).toEqual([true, true]);
+    expect(reasonOf(down.get('shop/a'))).toContain('Prometheus answered HTTP 503');
+    const custom = await source.observeMany(
+      [w('shop', 'a')],
+      policy({ query: 'sum by (le) (x{namespace="{{namespace}}"})' }),
+    );
+    expect(custom.size).toBe(0);
   });
 });

@@ -90,6 +90,89 @@ export function buildBucketQuery({ namespace, deployment, metric, window }: Buck
   return `sum by (le) (increase(${metric}_bucket{${selector}}[${window}]))`;
 }
 
+/** Workloads one grouped query answers at most: about a dozen series each, a few MB of JSON. */
+export const MAX_WORKLOADS_PER_QUERY = 1000;
+
+/** The pod-name suffix a Deployment's pods carry: `-<pod-template-hash>-<5 random characters>`. */
+const POD_SUFFIX = `-[a-z0-9]{1,${MAX_HASH_LENGTH}}-[a-z0-9]{${GENERATED_SUFFIX_LENGTH}}`;
+
+/**
+ * A Deployment whose pods are always named `<deployment>-<hash>-<random>` (the apiserver never
+ * cuts the generated name): its name can be read back from its pods' names.
+ */
+export function groupableName(deployment: string): boolean {
+  return deployment.length + 1 + MAX_HASH_LENGTH + 1 <= GENERATED_PREFIX_MAX;
+}
+
+/**
+ * The built-in query for many workloads at once: the per-bucket increase in the namespaces
+ * given, with a `workload` label read from the pod name (the Deployment's name: what precedes
+ * `-<hash>-<random>`), summed by namespace, workload and le. Series of pods that are not a
+ * Deployment's get no workload label and are ignored.
+ */
+export function groupedBucketQuery({
+  namespaces,
+  deployments,
+  metric,
+  window,
+}: {
+  namespaces: readonly string[];
+  /** Only these Deployments' pods (a namespace split over several queries). */
+  deployments?: readonly string[] | undefined;
+  metric: string;
+  window: string;
+}): string {
+  const names = [...namespaces].sort().map(escapeRegex).join('|');
+  const pods =
+    deployments === undefined
+      ? ''
+      : `, pod=~"${escapePromQLString(`(?:${deployments.map(escapeRegex).join('|')})${POD_SUFFIX}`)}"`;
+  const selector = `namespace=~"${escapePromQLString(names)}"${pods}`;
+  const increase = `increase(${metric}_bucket{${selector}}[${window}])`;
+  const workload = `label_replace(${increase}, "workload", "$1", "pod", "${escapePromQLString(`(.+)${POD_SUFFIX}`)}")`;
+  return `sum by (namespace, workload, le) (${workload})`;
+}
+
+export interface QueryChunk {
+  workloads: Workload[];
+  namespaces: string[];
+  /** Set when one namespace holds more workloads than a query answers: these pods only. */
+  deployments?: string[];
+}
+
+/**
+ * Workloads in chunks of at most `limit`: whole namespaces together while they fit, and a
+ * namespace with more than `limit` alone, split by Deployment name.
+ */
+export function queryChunks(workloads: readonly Workload[], limit: number): QueryChunk[] {
+  const byNamespace = new Map<string, Workload[]>();
+  for (const w of workloads) {
+    const list = byNamespace.get(w.namespace) ?? [];
+    list.push(w);
+    byNamespace.set(w.namespace, list);
+  }
+  const chunks: QueryChunk[] = [];
+  let current: QueryChunk = { workloads: [], namespaces: [] };
+  for (const namespace of [...byNamespace.keys()].sort()) {
+    const list = byNamespace.get(namespace) ?? [];
+    if (list.length > limit) {
+      for (let i = 0; i < list.length; i += limit) {
+        const part = list.slice(i, i + limit);
+        chunks.push({ workloads: part, namespaces: [namespace], deployments: part.map((w) => w.name) });
+      }
+      continue;
+    }
+    if (current.workloads.length + list.length > limit) {
+      chunks.push(current);
+      current = { workloads: [], namespaces: [] };
+    }
+    current.workloads.push(...list);
+    current.namespaces.push(namespace);
+  }
+  if (current.workloads.length > 0) chunks.push(current);
+  return chunks;
+}
+
 export const TEMPLATE_PLACEHOLDERS = ['namespace', 'deployment', 'metric', 'percentile', 'window'] as const;
 export type TemplateValues = Record<(typeof TEMPLATE_PLACEHOLDERS)[number], string>;
 
@@ -235,19 +318,28 @@ function where(context: QueryContext): string {
  * +Inf bucket, no requests, a result that is not a per-le vector).
  */
 export function interpretQueryResponse(response: HttpResponse, context: QueryContext): LatencyObservation {
+  const vector = parseVectorResponse(response, context);
+  return 'observation' in vector ? vector.observation : observationOf(vector.series, context);
+}
+
+type VectorSeries = { metric: Record<string, string>; value: [number, string] }[];
+
+/**
+ * The instant vector a query response holds, or the observation that says why there is none:
+ * unavailable when Prometheus did not answer the question (HTTP error status, an error body, a
+ * body that is not a Prometheus API response), unknown when the answer is not a vector.
+ */
+export function parseVectorResponse(
+  response: HttpResponse,
+  context: QueryContext,
+): { series: VectorSeries } | { observation: LatencyObservation } {
   const source = 'Prometheus' as const;
   const at = where(context);
-  const unavailable = (reason: string): LatencyObservation => ({
-    known: false,
-    unavailable: true,
-    source,
-    reason: `${reason} ${at}`,
+  const unavailable = (reason: string) => ({
+    observation: { known: false, unavailable: true, source, reason: `${reason} ${at}` } as LatencyObservation,
   });
-  const unknown = (reason: string, samples?: number): LatencyObservation => ({
-    known: false,
-    source,
-    reason: `${reason} ${at}`,
-    ...(samples === undefined ? {} : { samples }),
+  const unknown = (reason: string) => ({
+    observation: { known: false, source, reason: `${reason} ${at}` } as LatencyObservation,
   });
 
   let json: unknown;
@@ -287,8 +379,21 @@ export function interpretQueryResponse(response: HttpResponse, context: QueryCon
   }
   const vector = VectorResultSchema.safeParse(result);
   if (!vector.success) return unknown(`the query returned a malformed vector (${zodSummary(vector.error)})`);
+  return { series: vector.data };
+}
+
+/** One workload's per-le series, read as a histogram: the quantile, or why there is none. */
+function observationOf(series: VectorSeries, context: QueryContext): LatencyObservation {
+  const source = 'Prometheus' as const;
+  const at = where(context);
+  const unknown = (reason: string, samples?: number): LatencyObservation => ({
+    known: false,
+    source,
+    reason: `${reason} ${at}`,
+    ...(samples === undefined ? {} : { samples }),
+  });
   const { workload, policy } = context;
-  if (vector.data.length === 0) {
+  if (series.length === 0) {
     return unknown(
       policy.query === undefined
         ? `no ${policy.metric}_bucket series for pods of ${workload.namespace}/${workload.name} in the last ${policy.window}`
@@ -297,18 +402,18 @@ export function interpretQueryResponse(response: HttpResponse, context: QueryCon
   }
 
   const buckets: Bucket[] = [];
-  for (const series of vector.data) {
-    const leText = series.metric.le;
+  for (const one of series) {
+    const leText = one.metric.le;
     if (leText === undefined) {
       return unknown(
-        `the query returned a series without an le label (${shorten(JSON.stringify(series.metric), 120)}): it must return the per-le bucket counts, e.g. sum by (le) (increase(<metric>_bucket{...}[<window>]))`,
+        `the query returned a series without an le label (${shorten(JSON.stringify(one.metric), 120)}): it must return the per-le bucket counts, e.g. sum by (le) (increase(<metric>_bucket{...}[<window>]))`,
       );
     }
     const le = parsePromFloat(leText);
-    const count = parsePromFloat(series.value[1]);
+    const count = parsePromFloat(one.value[1]);
     if (Number.isNaN(le)) return unknown(`the query returned a series with le="${leText}", not a number`);
     if (!Number.isFinite(count) || count < 0) {
-      return unknown(`the query returned the count "${series.value[1]}" for le="${leText}", not a count`);
+      return unknown(`the query returned the count "${one.value[1]}" for le="${leText}", not a count`);
     }
     buckets.push({ le, count });
   }
@@ -461,36 +566,113 @@ export class PrometheusSource implements LatencySource {
     }
   }
 
+  /**
+   * Observes many workloads of one policy with few queries: the built-in bucket query grouped
+   * by namespace and workload (groupedBucketQuery), one query per chunk of namespaces. Answers
+   * the workloads it covers, by `namespace/name`; the others (a custom observedLatency.query, a
+   * name the apiserver cuts in its pods' names) are left to observe().
+   */
+  async observeMany(
+    workloads: readonly Workload[],
+    policy: ObservedLatencyPolicy,
+    signal?: AbortSignal,
+  ): Promise<Map<string, LatencyObservation>> {
+    const answers = new Map<string, LatencyObservation>();
+    if (policy.query !== undefined) return answers;
+    const groupable = workloads.filter((w) => groupableName(w.name));
+    for (const { workloads: chunk, namespaces, deployments } of queryChunks(
+      groupable,
+      MAX_WORKLOADS_PER_QUERY,
+    )) {
+      const query = groupedBucketQuery({
+        namespaces,
+        deployments,
+        metric: policy.metric,
+        window: policy.window,
+      });
+      const first = chunk[0] as Workload;
+      const asked = await this.#query(policy, query, first, signal).catch(
+        (err: unknown): { observation: LatencyObservation } => ({
+          observation: {
+            known: false,
+            unavailable: true,
+            source: 'Prometheus',
+            reason: `unexpected error: ${errorMessage(err)}`,
+          },
+        }),
+      );
+      if ('observation' in asked) {
+        for (const w of chunk) answers.set(`${w.namespace}/${w.name}`, asked.observation);
+        continue;
+      }
+      const vector = parseVectorResponse(asked.response, asked.context);
+      const byWorkload = new Map<string, VectorSeries>();
+      if ('series' in vector)
+        for (const one of vector.series) {
+          const { namespace, workload, ...rest } = one.metric;
+          if (!namespace || !workload) continue;
+          const key = `${namespace}/${workload}`;
+          const list = byWorkload.get(key) ?? [];
+          list.push({ metric: rest, value: one.value });
+          byWorkload.set(key, list);
+        }
+      for (const w of chunk) {
+        const key = `${w.namespace}/${w.name}`;
+        const context = { ...asked.context, workload: w };
+        answers.set(
+          key,
+          'observation' in vector ? vector.observation : observationOf(byWorkload.get(key) ?? [], context),
+        );
+      }
+    }
+    return answers;
+  }
+
   async #observe(
     workload: Workload,
     policy: ObservedLatencyPolicy,
     signal: AbortSignal | undefined,
   ): Promise<LatencyObservation> {
+    const query = queryFor(workload, policy);
+    if (!query.ok) return { known: false, source: 'Prometheus', reason: query.reason };
+    const asked = await this.#query(policy, query.query, workload, signal);
+    return 'observation' in asked ? asked.observation : interpretQueryResponse(asked.response, asked.context);
+  }
+
+  /** Sends one query: Prometheus's response, or the observation that says why there is none. */
+  async #query(
+    policy: ObservedLatencyPolicy,
+    query: string,
+    workload: Workload,
+    signal: AbortSignal | undefined,
+  ): Promise<{ response: HttpResponse; context: QueryContext } | { observation: LatencyObservation }> {
     const source = 'Prometheus' as const;
     const base = policy.prometheus?.url ?? this.#defaultUrl;
     if (base === undefined || base === '') {
-      return { known: false, unavailable: true, source, reason: NO_PROMETHEUS_URL };
+      return { observation: { known: false, unavailable: true, source, reason: NO_PROMETHEUS_URL } };
     }
-    const query = queryFor(workload, policy);
-    if (!query.ok) return { known: false, source, reason: query.reason };
     let url: URL;
     try {
-      url = queryUrl(base, query.query);
+      url = queryUrl(base, query);
     } catch {
       const shown = base.replace(/\/\/[^/@]*@/, '//');
-      return { known: false, unavailable: true, source, reason: `invalid Prometheus URL ${shown}` };
+      return {
+        observation: { known: false, unavailable: true, source, reason: `invalid Prometheus URL ${shown}` },
+      };
     }
-    const context: QueryContext = { workload, policy, url, query: query.query };
-    const fail = (reason: string): LatencyObservation => ({
-      known: false,
-      unavailable: true,
-      source,
-      reason: `${reason} ${where(context)}`,
+    const context: QueryContext = { workload, policy, url, query };
+    const fail = (reason: string) => ({
+      observation: {
+        known: false,
+        unavailable: true,
+        source,
+        reason: `${reason} ${where(context)}`,
+      } as LatencyObservation,
     });
 
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    const aborted = (): LatencyObservation => {
+    const aborted = () => {
       if (timeout.aborted) return fail(`Prometheus did not answer within ${this.#timeoutMs} ms`);
       const reason: unknown = signal?.reason;
       const why = reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
@@ -522,18 +704,17 @@ export class PrometheusSource implements LatencySource {
       return fail(`cannot read the CA file ${this.#caFile}: ${errorMessage(err)}`);
     }
 
-    let response: HttpResponse;
     try {
-      response = await this.#httpGet(url, {
+      const response = await this.#httpGet(url, {
         headers,
         ca,
         signal: combined,
         maxBytes: this.#maxResponseBytes,
       });
+      return { response, context };
     } catch (err) {
       if (combined.aborted) return aborted();
       return fail(`Prometheus could not be asked: ${errorMessage(err)}`);
     }
-    return interpretQueryResponse(response, context);
   }
 }

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import { silentLogger } from '../log.ts';
+import { policySelects } from '../policy/match.ts';
 import { deployment, observed, policy } from '../policy/test-fixtures.ts';
 import type { LatencyObservation, ValidPolicy } from '../policy/types.ts';
 import { EstimateCache } from './estimates.ts';
@@ -18,8 +19,11 @@ function view(
   const state = { deployments, policies };
   const v: RefresherView & { state: typeof state } = {
     state,
-    deployments: () => state.deployments,
     policies: () => state.policies,
+    selectedBy: (name) => {
+      const selecting = state.policies.find((p) => p.name === name);
+      return selecting ? state.deployments.filter((d) => policySelects(selecting, d, {})) : [];
+    },
     namespaceLabels: () => ({}),
   };
   return v;
@@ -53,9 +57,23 @@ class ScriptedSource implements LatencySource {
   }
 }
 
+/** A source answering many workloads at once, but only those named `grouped-*`; the rest one by one. */
+class GroupingSource extends ScriptedSource {
+  batches: string[][] = [];
+  failBatch = false;
+  async observeMany(workloads: readonly Workload[]): Promise<Map<string, LatencyObservation>> {
+    this.batches.push(workloads.map((w) => w.name));
+    if (this.failBatch) throw new Error('batch failed');
+    const answers = new Map<string, LatencyObservation>();
+    for (const w of workloads)
+      if (w.name.startsWith('grouped-')) answers.set(`${w.namespace}/${w.name}`, observed(3));
+    return answers;
+  }
+}
+
 function refresher(
   v: RefresherView,
-  source: ScriptedSource,
+  source: LatencySource,
   extra: { timeoutMs?: number; concurrency?: number } = {},
 ) {
   const cache = new EstimateCache();
@@ -91,6 +109,41 @@ describe('refreshTargets', () => {
       selector: { matchLabels: { app: 'a' } },
     });
     expect(refreshTargets(view(undefined, [policy('n')]), { Prometheus: new ScriptedSource() })).toEqual([]);
+  });
+});
+
+describe('LatencyRefresher, grouped', () => {
+  test('one grouped request per policy for all its Deployments; what it leaves unanswered is asked one by one', async () => {
+    const source = new GroupingSource();
+    const other = policy('other', {
+      deploymentSelector: { matchLabels: { team: 'b' } },
+      observedLatency: { source: 'Prometheus' },
+      priority: 10,
+    });
+    const many = Array.from({ length: 50 }, (_, i) => deployment({ name: `grouped-${i}` }));
+    const v = view(
+      [...many, deployment({ name: 'single' }), deployment({ name: 'grouped-b', labels: { team: 'b' } })],
+      [prometheusPolicy, other],
+    );
+    const { r, cache } = refresher(v, source);
+    await r.refreshOnce(new AbortController().signal);
+    expect(source.batches.map((b) => b.length).sort((x, y) => x - y)).toEqual([1, 51]);
+    expect(source.calls).toEqual(['single']);
+    expect(cache.keys()).toHaveLength(52);
+    expect(cache.get('shop/grouped-7')?.published).toMatchObject({ known: true, seconds: 3 });
+    expect(cache.get('shop/single')?.published).toMatchObject({ known: true, seconds: 2 });
+  });
+
+  test('a grouped request that fails leaves every Deployment to be asked on its own', async () => {
+    const source = new GroupingSource();
+    source.failBatch = true;
+    const { r, cache } = refresher(
+      view([deployment({ name: 'grouped-a' }), deployment({ name: 'b' })]),
+      source,
+    );
+    await r.refreshOnce(new AbortController().signal);
+    expect(source.calls.sort()).toEqual(['b', 'grouped-a']);
+    expect(cache.keys().sort()).toEqual(['shop/b', 'shop/grouped-a']);
   });
 });
 

@@ -1,13 +1,15 @@
-// The leader's latency refresher (a manager Runnable): on an interval, asks each Deployment's
-// latency source — the one its policy names — with bounded concurrency, one request per
-// Deployment at a time, each with a timeout; records the answer in the estimate cache and wakes
-// the Deployment (and its policy's status) only when the published estimate changed. Estimates
-// of Deployments that are gone or no longer selected by a policy with a source are dropped.
+// The leader's latency refresher (a manager Runnable): on an interval, asks the latency source
+// each policy names about the Deployments it governs — in one grouped request per policy (and
+// chunk) where the source can (Prometheus), else one request per Deployment — with bounded
+// concurrency, one request per Deployment at a time, each with a timeout; records the answers in
+// the estimate cache and wakes a Deployment (and its policy's status) only when its published
+// estimate changed. Its cost grows with the policies, not the Deployments: targets come from the
+// view's selection index. Estimates of Deployments gone or no longer governed are dropped.
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { LatencySource as SourceName } from '../api/policy.ts';
 import type { Logger } from '../log.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
-import type { ValidPolicy } from '../policy/types.ts';
+import type { LatencyObservation, ValidPolicy } from '../policy/types.ts';
 import type { Runnable } from '../runtime/manager.ts';
 import { parsePrometheusDuration } from './duration.ts';
 import type { EstimateCache } from './estimates.ts';
@@ -17,19 +19,17 @@ export const LATENCY_REFRESHER = 'latency-refresher';
 
 /** What the refresher reads of the cluster (the controllers' ClusterView has all of it). */
 export interface RefresherView {
-  deployments(): V1Deployment[];
   policies(): ValidPolicy[];
+  /** The Deployments a policy selects (the view's index). */
+  selectedBy(policy: string): Iterable<V1Deployment>;
   namespaceLabels(namespace: string | undefined): Record<string, string> | undefined;
 }
 
 export interface RefreshMetrics {
-  /** One source request ended: its outcome (known, unknown, unavailable). */
-  observed(
-    policy: string,
-    source: SourceName,
-    outcome: 'known' | 'unknown' | 'unavailable',
-    seconds: number,
-  ): void;
+  /** One workload's answer: its outcome (known, unknown, unavailable). */
+  observed(policy: string, source: SourceName, outcome: 'known' | 'unknown' | 'unavailable'): void;
+  /** One source request ended (for one workload, or for many at once). */
+  requested(source: SourceName, seconds: number): void;
 }
 
 export interface RefresherOptions {
@@ -53,31 +53,57 @@ interface Target {
   sourceName: Exclude<SourceName, 'None'>;
 }
 
-/** The Deployments to observe now: matched by a policy whose source is not None. */
+/** The Deployments to observe now: those a policy whose source is not None wins. */
 export function refreshTargets(view: RefresherView, sources: RefresherOptions['sources']): Target[] {
   const policies = view.policies();
   const targets: Target[] = [];
-  for (const deployment of view.deployments()) {
-    const match = matchDeployment(policies, deployment, view.namespaceLabels(deployment.metadata?.namespace));
-    if (match.kind !== 'Matched') continue;
-    const sourceName = match.policy.spec.observedLatency.source;
+  for (const policy of policies) {
+    const sourceName = policy.spec.observedLatency.source;
     if (sourceName === 'None') continue;
     const source = sources[sourceName];
     if (!source) continue;
-    targets.push({
-      key: deploymentKey(deployment),
-      policy: match.policy,
-      source,
-      sourceName,
-      workload: {
-        namespace: deployment.metadata?.namespace ?? '',
-        name: deployment.metadata?.name ?? '',
-        podLabels: deployment.spec?.selector?.matchLabels ?? {},
-        ...(deployment.spec?.selector ? { selector: deployment.spec.selector } : {}),
-      },
-    });
+    for (const deployment of view.selectedBy(policy.name)) {
+      const match = matchDeployment(
+        policies,
+        deployment,
+        view.namespaceLabels(deployment.metadata?.namespace),
+      );
+      if (match.kind !== 'Matched' || match.policy.name !== policy.name) continue;
+      targets.push({
+        key: deploymentKey(deployment),
+        policy,
+        source,
+        sourceName,
+        workload: {
+          namespace: deployment.metadata?.namespace ?? '',
+          name: deployment.metadata?.name ?? '',
+          podLabels: deployment.spec?.selector?.matchLabels ?? {},
+          ...(deployment.spec?.selector ? { selector: deployment.spec.selector } : {}),
+        },
+      });
+    }
   }
   return targets;
+}
+
+/** One request: a policy's targets its source answers at once, or a single target. */
+type Task = { kind: 'many'; targets: Target[] } | { kind: 'one'; target: Target };
+
+/** Groups each policy's targets whose source can answer many at once; the rest one by one. */
+function tasksFor(targets: Target[]): Task[] {
+  const grouped = new Map<string, Target[]>();
+  const tasks: Task[] = [];
+  for (const target of targets) {
+    if (target.source.observeMany === undefined) {
+      tasks.push({ kind: 'one', target });
+      continue;
+    }
+    const list = grouped.get(target.policy.name) ?? [];
+    list.push(target);
+    grouped.set(target.policy.name, list);
+  }
+  for (const list of grouped.values()) tasks.unshift({ kind: 'many', targets: list });
+  return tasks;
 }
 
 export class LatencyRefresher implements Runnable {
@@ -131,18 +157,52 @@ export class LatencyRefresher implements Runnable {
     }
   }
 
-  /** One pass over every target, at most `concurrency` at a time; resolves when all have ended. */
+  /** One pass over every target, at most `concurrency` requests at a time; resolves when all have ended. */
   async refreshOnce(signal: AbortSignal): Promise<void> {
     const { cache, concurrency } = this.#o;
     const targets = refreshTargets(this.#o.view, this.#o.sources);
     const wanted = new Set(targets.map((t) => t.key));
     for (const key of cache.keys()) if (!wanted.has(key)) cache.delete(key);
     // Single flight: a Deployment whose last request still runs is skipped this round.
-    const queue = targets.filter((t) => !this.#inFlight.has(t.key));
+    const queue = tasksFor(targets.filter((t) => !this.#inFlight.has(t.key)));
     const worker = async () => {
-      for (let t = queue.shift(); t && !signal.aborted; t = queue.shift()) await this.#refresh(t, signal);
+      for (let task = queue.shift(); task && !signal.aborted; task = queue.shift()) {
+        if (task.kind === 'one') await this.#refresh(task.target, signal);
+        else
+          for (const rest of await this.#refreshMany(task.targets, signal))
+            queue.push({ kind: 'one', target: rest });
+      }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
+  }
+
+  /** Asks the source about the policy's targets at once; returns those it left unanswered. */
+  async #refreshMany(targets: Target[], signal: AbortSignal): Promise<Target[]> {
+    const [first] = targets;
+    if (!first?.source.observeMany) return targets;
+    for (const t of targets) this.#inFlight.add(t.key);
+    const started = performance.now();
+    try {
+      const timeout = AbortSignal.timeout(this.#o.timeoutMs);
+      const answers = await first.source
+        .observeMany(
+          targets.map((t) => t.workload),
+          first.policy.spec.observedLatency,
+          AbortSignal.any([signal, timeout]),
+        )
+        .catch(() => new Map<string, LatencyObservation>());
+      if (signal.aborted) return [];
+      this.#o.metrics?.requested(first.sourceName, (performance.now() - started) / 1000);
+      const rest: Target[] = [];
+      for (const t of targets) {
+        const observation = answers.get(`${t.workload.namespace}/${t.workload.name}`);
+        if (observation === undefined) rest.push(t);
+        else this.#record(t, observation);
+      }
+      return rest;
+    } finally {
+      for (const t of targets) this.#inFlight.delete(t.key);
+    }
   }
 
   async #refresh(t: Target, signal: AbortSignal): Promise<void> {
@@ -153,7 +213,7 @@ export class LatencyRefresher implements Runnable {
       const observation = await t.source
         .observe(t.workload, t.policy.spec.observedLatency, AbortSignal.any([signal, timeout]))
         .catch(
-          (err: Error): Awaited<ReturnType<LatencySource['observe']>> => ({
+          (err: Error): LatencyObservation => ({
             known: false,
             source: t.sourceName,
             unavailable: true,
@@ -161,15 +221,21 @@ export class LatencyRefresher implements Runnable {
           }),
         );
       if (signal.aborted) return;
-      const outcome = observation.known ? 'known' : observation.unavailable ? 'unavailable' : 'unknown';
-      this.#o.metrics?.observed(t.policy.name, t.sourceName, outcome, (performance.now() - started) / 1000);
-      const changed = this.#o.cache.update(t.key, observation, {
-        stabilizationMs: parsePrometheusDuration(t.policy.spec.observedLatency.stabilizationWindow),
-        minSamples: t.policy.spec.observedLatency.minSamples,
-      });
-      if (changed) this.#o.onChange(t.key, t.policy.name);
+      this.#o.metrics?.requested(t.sourceName, (performance.now() - started) / 1000);
+      this.#record(t, observation);
     } finally {
       this.#inFlight.delete(t.key);
     }
+  }
+
+  /** Publishes one answer; wakes the Deployment and its policy's status when the estimate changed. */
+  #record(t: Target, observation: LatencyObservation): void {
+    const outcome = observation.known ? 'known' : observation.unavailable ? 'unavailable' : 'unknown';
+    this.#o.metrics?.observed(t.policy.name, t.sourceName, outcome);
+    const changed = this.#o.cache.update(t.key, observation, {
+      stabilizationMs: parsePrometheusDuration(t.policy.spec.observedLatency.stabilizationWindow),
+      minSamples: t.policy.spec.observedLatency.minSamples,
+    });
+    if (changed) this.#o.onChange(t.key, t.policy.name);
   }
 }

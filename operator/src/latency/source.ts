@@ -25,4 +25,14 @@ export interface LatencySource {
     policy: ObservedLatencyPolicy,
     signal?: AbortSignal,
   ): Promise<LatencyObservation>;
+  /**
+   * Observes many workloads of one policy in few requests (Prometheus: one query per chunk of
+   * namespaces). Answers those it covers, by `namespace/name`; the refresher asks observe()
+   * for the rest. Never throws.
+   */
+  observeMany?(
+    workloads: readonly Workload[],
+    policy: ObservedLatencyPolicy,
+    signal?: AbortSignal,
+  ): Promise<Map<string, LatencyObservation>>;
 }

@@ -49,6 +49,10 @@ export interface RuntimeMetrics {
   readonly leaderElectionMasterStatus: Gauge<'name'>;
   /** The sink for one queue; controller-runtime labels queue metrics with name = controller = the controller's name. */
   workQueue(name: string): WorkQueueMetricsSink;
+  /** Watches ended, by informer and why (kube/informer.ts WatchEndReason: closed is the normal end). */
+  readonly informerWatchEnds: Counter<'informer' | 'reason'>;
+  /** Registers an informer's cache size, read at scrape time. */
+  informerObjects(informer: string, size: () => number): void;
 }
 
 export interface RuntimeMetricsOptions {
@@ -140,6 +144,23 @@ export function createRuntimeMetrics(options: RuntimeMetricsOptions = {}): Runti
     registers,
   });
 
+  const informerWatchEnds = new Counter({
+    name: 'gracefulshutdown_informer_watch_ends_total',
+    help: 'Watches of the informer caches that ended, by why: closed (the server timeout, resumed without a list), expired (410, listed again), watchdog (silent too long, listed again), error, stopped',
+    labelNames: ['informer', 'reason'] as const,
+    registers,
+  });
+  const cacheSizes = new Map<string, () => number>();
+  new Gauge({
+    name: 'gracefulshutdown_informer_objects',
+    help: 'Objects in each informer cache',
+    labelNames: ['informer'] as const,
+    registers,
+    collect() {
+      for (const [informer, size] of cacheSizes) this.set({ informer }, size());
+    },
+  });
+
   // client-go refreshes these two every 500 ms; reading the queues at scrape time is simpler and exact.
   const inFlightByQueue = new Map<string, () => InFlightStats>();
   new Gauge({
@@ -193,5 +214,9 @@ export function createRuntimeMetrics(options: RuntimeMetricsOptions = {}): Runti
     activeWorkers,
     leaderElectionMasterStatus,
     workQueue,
+    informerWatchEnds,
+    informerObjects: (informer, size) => {
+      cacheSizes.set(informer, size);
+    },
   };
 }
