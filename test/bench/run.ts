@@ -49,7 +49,8 @@ function printTable(header: string[], rows: string[][]): void {
 
 const log = (message: string) => process.stderr.write(`${new Date().toISOString()} ${message}\n`);
 
-const cluster = await LocalCluster.start({ nodes: 3, progress: () => {} });
+// 10 kwok nodes of 110 pods each: room for 2 x 300 pods and the surge of 2 x 100 rollouts.
+const cluster = await LocalCluster.start({ nodes: 10, progress: () => {} });
 let operator: OperatorProcess | undefined;
 let enforce: EnforceResult | undefined;
 const audits: AuditResult[] = [];
@@ -106,7 +107,7 @@ try {
 }
 
 console.log(
-  `\nKubernetes ${cluster.kubernetesVersion} (kwok nodes), ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${new Date().toISOString().slice(0, 10)}`,
+  `\nKubernetes ${cluster.kubernetesVersion} (10 kwok nodes), ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${new Date().toISOString().slice(0, 10)}`,
 );
 console.log(`operator idle: RSS ${idle.rss.toFixed(0)} MiB\n`);
 if (enforce) {

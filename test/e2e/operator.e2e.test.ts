@@ -26,11 +26,13 @@ const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 const RESYNC_MS = 2_000;
 
 let operator: OperatorProcess;
+let operatorStartedAt = 0;
 const policies = usePolicies();
 const applyPolicy = policies.apply;
 const policyStatus = (name: string) => readPolicyStatus(adminKubeConfig(), name);
 
 beforeAll(async () => {
+  operatorStartedAt = Date.now();
   operator = await startOperatorProcess('operator.log', [
     '--resync-ms',
     String(RESYNC_MS),
@@ -444,5 +446,26 @@ describe('Override', () => {
         operation: 'replace',
       }),
     ).toBe(1);
+  });
+});
+
+describe('watches', () => {
+  test("stay open past client-node's 30 s inactivity abort: watches end only at the server's 5-10 min timeout", async () => {
+    // Long enough for a 30 s abort to have ended every quiet watch at least twice.
+    const uptimeMs = () => Date.now() - operatorStartedAt;
+    if (uptimeMs() < 75_000) await new Promise((r) => setTimeout(r, 75_000 - uptimeMs()));
+    const ends = async (reason: string) =>
+      operator.sample('gracefulshutdown_informer_watch_ends_total', { reason });
+    const serverTimeouts = 4 * Math.ceil(uptimeMs() / 300_000);
+    console.log(
+      `[operator] uptime ${(uptimeMs() / 1000).toFixed(0)} s: watches closed ${await ends('closed')}, watchdog ${await ends('watchdog')}, error ${await ends('error')}, expired ${await ends('expired')}`,
+    );
+    expect(await ends('closed')).toBeLessThanOrEqual(serverTimeouts);
+    expect(await ends('watchdog')).toBe(0);
+    expect(await ends('error')).toBe(0);
+    // The caches are there and counted.
+    expect(
+      await operator.sample('gracefulshutdown_informer_objects', { informer: 'namespaces' }),
+    ).toBeGreaterThan(0);
   });
 });
