@@ -1,5 +1,11 @@
 import { PassThrough } from 'node:stream';
-import { AppsV1Api, KubeConfig, type V1Deployment, type V1Namespace } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  KubeConfig,
+  type V1Deployment,
+  type V1Namespace,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,6 +17,7 @@ import {
   LAST_APPLIED_ANNOTATION,
   namespaceCacheTransform,
   objectKey,
+  podCacheTransform,
   quietTolerantWatch,
   splitKey,
 } from './informer.ts';
@@ -83,6 +90,15 @@ function replyToWatch(): WatchStream {
     })
     .reply(200, () => body, json);
   return stream;
+}
+
+/** One page of a paginated list, for the list request `matches` accepts. */
+function replyToPage(
+  matches: (query: Query) => boolean,
+  page: { resourceVersion: string; continue?: string; items: V1Deployment[] },
+): void {
+  const { items, ...metadata } = page;
+  nock(server).get(path).query(matches).reply(200, { kind: 'DeploymentList', metadata, items }, json);
 }
 
 function replyToWatchWithStatus(status: number): void {
@@ -266,32 +282,15 @@ describe('Informer', () => {
 
   it('lists in pages, following continue tokens', async () => {
     const pages: Query[] = [];
-    nock(server)
-      .get(path)
-      .query(
-        (query: Query) => query.watch === undefined && query.continue === undefined && pages.push(query) > 0,
-      )
-      .reply(
-        200,
-        {
-          kind: 'DeploymentList',
-          metadata: { resourceVersion: '100', continue: 'page-2' },
-          items: [deployment('a', 'one', '90')],
-        },
-        json,
-      );
-    nock(server)
-      .get(path)
-      .query((query: Query) => query.continue === 'page-2' && pages.push(query) > 0)
-      .reply(
-        200,
-        {
-          kind: 'DeploymentList',
-          metadata: { resourceVersion: '100' },
-          items: [deployment('a', 'two', '91')],
-        },
-        json,
-      );
+    replyToPage((q) => q.watch === undefined && q.continue === undefined && pages.push(q) > 0, {
+      resourceVersion: '100',
+      continue: 'page-2',
+      items: [deployment('a', 'one', '90')],
+    });
+    replyToPage((q) => q.continue === 'page-2' && pages.push(q) > 0, {
+      resourceVersion: '100',
+      items: [deployment('a', 'two', '91')],
+    });
     const watch = replyToWatch();
     const { informer } = startInformer({ pageSize: 1 });
     await until(() => watch.query !== undefined, 'watch');
@@ -304,34 +303,19 @@ describe('Informer', () => {
   });
 
   it('lists in full when a continue token expired (410), as client-go does', async () => {
-    nock(server)
-      .get(path)
-      .query((query: Query) => query.limit === '1' && query.continue === undefined)
-      .reply(
-        200,
-        {
-          kind: 'DeploymentList',
-          metadata: { resourceVersion: '100', continue: 'page-2' },
-          items: [deployment('a', 'one', '90')],
-        },
-        json,
-      );
+    replyToPage((q) => q.limit === '1' && q.continue === undefined, {
+      resourceVersion: '100',
+      continue: 'page-2',
+      items: [deployment('a', 'one', '90')],
+    });
     nock(server)
       .get(path)
       .query((query: Query) => query.continue === 'page-2')
       .reply(410, { kind: 'Status', code: 410, reason: 'Expired' }, json);
-    nock(server)
-      .get(path)
-      .query((query: Query) => query.watch === undefined && query.limit === undefined)
-      .reply(
-        200,
-        {
-          kind: 'DeploymentList',
-          metadata: { resourceVersion: '300' },
-          items: [deployment('a', 'two', '250'), deployment('a', 'three', '260')],
-        },
-        json,
-      );
+    replyToPage((q) => q.watch === undefined && q.limit === undefined, {
+      resourceVersion: '300',
+      items: [deployment('a', 'two', '250'), deployment('a', 'three', '260')],
+    });
     const watch = replyToWatch();
     const { informer, events } = startInformer({ pageSize: 1 });
     await until(() => watch.query !== undefined, 'watch');
@@ -462,5 +446,103 @@ describe('cache transforms', () => {
       kind: 'Namespace',
       metadata: { name: 'shop', uid: 'u', resourceVersion: '7', labels: { team: 'shop' } },
     });
+  });
+
+  it('Pods keep what verification, scraping and the shutdown observer read, and nothing else', () => {
+    const pod: V1Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: 'web-5d8f9c7b6-abcde',
+        namespace: 'shop',
+        uid: 'u',
+        resourceVersion: '9',
+        labels: { app: 'web', 'pod-template-hash': '5d8f9c7b6' },
+        annotations: { big: 'x' },
+        ownerReferences: [
+          { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-5d8f9c7b6', uid: 'r', controller: true },
+        ],
+        deletionTimestamp: new Date('2026-11-30T00:00:00Z'),
+        deletionGracePeriodSeconds: 30,
+        managedFields: [{ manager: 'kubelet' }],
+      },
+      spec: {
+        containers: [
+          {
+            name: 'web',
+            image: 'web:1',
+            ports: [{ name: 'http', containerPort: 8080 }],
+            env: [{ name: 'SECRET', value: 'x' }],
+            resources: { limits: { cpu: '1' } },
+          },
+        ],
+        initContainers: [
+          { name: 'migrate', image: 'm:1' },
+          { name: 'proxy', image: 'p:1', restartPolicy: 'Always', ports: [{ containerPort: 15001 }] },
+        ],
+        volumes: [{ name: 'v', emptyDir: {} }],
+        nodeName: 'node-1',
+      },
+      status: {
+        phase: 'Running',
+        podIP: '10.0.0.7',
+        conditions: [
+          { type: 'Ready', status: 'True' },
+          { type: 'PodScheduled', status: 'True' },
+        ],
+        containerStatuses: [
+          {
+            name: 'web',
+            state: { terminated: { exitCode: 137, finishedAt: new Date('2026-11-30T00:00:00Z') } },
+            image: 'web:1',
+            imageID: 'sha',
+            ready: false,
+            restartCount: 3,
+          },
+        ],
+      },
+    };
+    const kept = podCacheTransform(pod);
+    expect(kept.metadata).toEqual({
+      name: 'web-5d8f9c7b6-abcde',
+      namespace: 'shop',
+      uid: 'u',
+      resourceVersion: '9',
+      labels: { app: 'web', 'pod-template-hash': '5d8f9c7b6' },
+      ownerReferences: pod.metadata?.ownerReferences,
+      deletionTimestamp: pod.metadata?.deletionTimestamp,
+      deletionGracePeriodSeconds: 30,
+    });
+    expect(kept.spec).toEqual({
+      containers: [{ name: 'web', image: 'web:1', ports: [{ name: 'http', containerPort: 8080 }] }],
+      initContainers: [
+        { name: 'proxy', image: 'p:1', restartPolicy: 'Always', ports: [{ containerPort: 15001 }] },
+      ],
+    });
+    expect(kept.status).toEqual({
+      phase: 'Running',
+      podIP: '10.0.0.7',
+      conditions: [{ type: 'Ready', status: 'True' }],
+      containerStatuses: [{ name: 'web', state: pod.status?.containerStatuses?.[0]?.state }],
+    });
+  });
+});
+
+describe('filter', () => {
+  it('caches only objects that pass; one that stops passing leaves the cache as if deleted', async () => {
+    const labelled = (name: string, keep: string, rv: string) => {
+      const d = deployment('a', name, rv);
+      if (d.metadata) d.metadata.labels = { keep };
+      return d;
+    };
+    replyToList('100', [labelled('one', 'yes', '90'), labelled('two', 'no', '91')]);
+    const watch = replyToWatch();
+    const { informer, events } = startInformer({ filter: (d) => d.metadata?.labels?.keep === 'yes' });
+    await until(() => watch.query !== undefined, 'watch');
+    expect([...informer.keys()]).toEqual(['a/one']);
+    watch.send('MODIFIED', labelled('one', 'no', '101'));
+    watch.send('MODIFIED', labelled('two', 'yes', '102'));
+    await until(() => events.length === 3, 'two more events');
+    expect(events).toEqual(['add a/one@90', 'delete a/one', 'add a/two@102']);
   });
 });

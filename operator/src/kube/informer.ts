@@ -436,12 +436,7 @@ export class Informer<T extends KubernetesObject> {
       const metadata = page.metadata as { _continue?: string; continue?: string } | undefined;
       next = metadata?._continue || metadata?.continue || undefined;
     } while (next !== undefined && !this.#stop.signal.aborted);
-    for (const [key, old] of this.#cache) {
-      if (!seen.has(key)) {
-        this.#remove(key, old);
-        this.#emit((handlers) => handlers.onDelete?.(old));
-      }
-    }
+    for (const key of [...this.#cache.keys()]) if (!seen.has(key)) this.#forget(key);
     this.#resourceVersion = resourceVersion;
     this.#relistDue = false;
     this.#failures = 0;
@@ -537,29 +532,17 @@ export class Informer<T extends KubernetesObject> {
     switch (phase) {
       case 'ADDED':
       case 'MODIFIED': {
-        if (this.#options.filter?.(object) === false) {
-          const key = objectKey(object);
-          const old = this.#cache.get(key);
-          if (old !== undefined) {
-            this.#remove(key, old);
-            this.#emit((handlers) => handlers.onDelete?.(old));
-          }
-          break;
-        }
-        const transformed = this.#transform(object);
-        this.#store(objectKey(transformed), transformed);
-        break;
-      }
-      case 'DELETED': {
-        const transformed = this.#transform(object);
-        const key = objectKey(transformed);
-        const old = this.#cache.get(key);
-        if (old !== undefined) {
-          this.#remove(key, old);
-          this.#emit((handlers) => handlers.onDelete?.(transformed));
+        // An object that stops passing the filter leaves the cache as if deleted.
+        if (this.#options.filter?.(object) === false) this.#forget(objectKey(object));
+        else {
+          const transformed = this.#transform(object);
+          this.#store(objectKey(transformed), transformed);
         }
         break;
       }
+      case 'DELETED':
+        this.#forget(objectKey(object), this.#transform(object));
+        break;
       case 'BOOKMARK':
         break;
       default:
@@ -578,6 +561,15 @@ export class Informer<T extends KubernetesObject> {
     this.#reindex(key, old, object);
     if (old === undefined) this.#emit((handlers) => handlers.onAdd?.(object));
     else this.#emit((handlers) => handlers.onUpdate?.(object, old));
+  }
+
+  /** Removes a cached object and tells the handlers (with its final state when known). */
+  #forget(key: string, final?: T): void {
+    const old = this.#cache.get(key);
+    if (old === undefined) return;
+    this.#remove(key, old);
+    const gone = final ?? old;
+    this.#emit((handlers) => handlers.onDelete?.(gone));
   }
 
   #remove(key: string, old: T): void {
