@@ -150,6 +150,7 @@ if (audits.length > 0) {
       a.cpuSeconds.toFixed(2),
       a.peakRssMiB.toFixed(0),
       a.heapBytesPerDeployment.toFixed(0),
+      a.cacheBytesPerDeployment.toFixed(0),
       a.jsonBytesPerDeployment.toFixed(0),
     ]),
   );

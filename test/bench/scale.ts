@@ -14,6 +14,8 @@ import {
   setHeaderOptions,
   type V1Deployment,
 } from '@kubernetes/client-node';
+import { FIELD_MANAGER } from '../../operator/src/api/annotations.ts';
+import { deploymentCacheTransform } from '../../operator/src/kube/informer.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
 import { waitFor } from '../cluster/wait.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';
@@ -163,6 +165,8 @@ export async function benchEnforce(
 
 export interface AuditResult {
   n: number;
+  /** Heap per Deployment of a cache built here as the operator builds its own (exact: after gc). */
+  cacheBytesPerDeployment: number;
   statusSeconds: number;
   listSeconds: number;
   cpuSeconds: number;
@@ -184,6 +188,35 @@ async function quiet(operator: OperatorProcess): Promise<void> {
     },
     { timeoutMs: 600_000, intervalMs: 500 },
   );
+}
+
+/**
+ * The heap a cache of every Deployment takes per Deployment, built in this process the way the
+ * operator builds its own (paginated typed list, deploymentCacheTransform), measured between
+ * two full garbage collections. Needs node --expose-gc; NaN without it.
+ */
+async function cacheBytesPerDeployment(kc: KubeConfig): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return Number.NaN;
+  const apps = kc.makeApiClient(AppsV1Api);
+  const transform = deploymentCacheTransform<V1Deployment>(FIELD_MANAGER);
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const cache = new Map<string, V1Deployment>();
+  let next: string | undefined;
+  do {
+    const page = await apps.listDeploymentForAllNamespaces({
+      limit: 500,
+      ...(next ? { _continue: next } : {}),
+    });
+    for (const item of page.items)
+      cache.set(`${item.metadata?.namespace}/${item.metadata?.name}`, transform(item));
+    next = page.metadata?._continue || undefined;
+  } while (next !== undefined);
+  gc();
+  const bytes = (process.memoryUsage().heapUsed - before) / Math.max(1, cache.size);
+  cache.clear();
+  return bytes;
 }
 
 async function heapUsed(operator: OperatorProcess): Promise<number> {
@@ -250,6 +283,7 @@ export async function benchAudit(
     const heap = await heapUsed(operator);
     onResult({
       n,
+      cacheBytesPerDeployment: await cacheBytesPerDeployment(kc),
       statusSeconds,
       listSeconds,
       cpuSeconds: cpu,
