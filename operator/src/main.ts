@@ -23,6 +23,7 @@ import {
   reportReconciler,
 } from './controllers/report-controller.ts';
 import { RolloutTracker } from './controllers/rollout-tracker.ts';
+import { routeEvents } from './controllers/routing.ts';
 import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
 import { BY_NAMESPACE, ClusterView, type PolicyObject } from './controllers/view.ts';
@@ -31,7 +32,6 @@ import { loadKubeConfig } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
 import {
   deploymentCacheTransform,
-  enqueueObject,
   Informer,
   namespaceCacheTransform,
   podCacheTransform,
@@ -46,7 +46,6 @@ import { PrometheusSource } from './latency/prometheus.ts';
 import { LatencyRefresher } from './latency/refresher.ts';
 import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
-import { isRolling } from './policy/budget.ts';
 import { clusterFacts } from './policy/desired.ts';
 import { deploymentKey, labelSelectorMatches } from './policy/match.ts';
 import { owningDeployment } from './policy/shutdowns.ts';
@@ -209,47 +208,7 @@ async function main(): Promise<void> {
     }),
   });
 
-  // Event routing: each controller is level-triggered, so an event only says which keys to look
-  // at, and the view's indexes say which: never every Deployment for one Deployment's change.
-  const allPolicies = () => {
-    for (const key of view.policies.keys()) statuses.enqueueAfter(key, statusDebounceMs);
-  };
-  view.deployments.addHandlers(enqueueObject(deployments.enqueue));
-  // A Deployment changed, or who selects it (a policy's or a namespace's change): the Deployment
-  // and the statuses of the policies selecting it, before or now.
-  view.onSelectionChange((key, policies) => {
-    deployments.enqueue(key);
-    for (const policy of policies) statuses.enqueueAfter(policy, statusDebounceMs);
-  });
-  // A finished (or deleted) rollout frees budget: wake the Deployments of its policies that waited.
-  const wakeWaiting = (deployment: V1Deployment) => {
-    for (const policy of view.policiesSelecting(deploymentKey(deployment)))
-      for (const key of tracker.takeWaiting(policy)) deployments.enqueue(key);
-  };
-  view.deployments.addHandlers({
-    onUpdate: (deployment, old) => {
-      if (isRolling(old) && !isRolling(deployment)) wakeWaiting(deployment);
-    },
-    onDelete: (deployment) => {
-      if (isRolling(deployment)) wakeWaiting(deployment);
-    },
-  });
-  view.policies.addHandlers(enqueueObject(statuses.enqueue));
-  // A policy's spec (a new generation), its creation or deletion: its Deployments (what it
-  // selects now; those it stopped selecting come through onSelectionChange), and every status,
-  // since which policy wins may have changed. A status write changes nothing here.
-  const policyChanged = (policy: PolicyObject) => {
-    for (const deployment of view.selectedBy(policy.metadata?.name ?? ''))
-      deployments.enqueue(deploymentKey(deployment));
-    allPolicies();
-  };
-  view.policies.addHandlers({
-    onAdd: policyChanged,
-    onDelete: policyChanged,
-    onUpdate: (policy, old) => {
-      if (policy.metadata?.generation !== old.metadata?.generation) policyChanged(policy);
-    },
-  });
+  routeEvents({ view, tracker, deployments, statuses, statusDebounceMs });
   // Were shutdowns clean? Every pod deletion of a governed Deployment, as it happens.
   pods.addHandlers(
     shutdownObserver({

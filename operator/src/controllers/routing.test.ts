@@ -1,0 +1,116 @@
+import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import { describe, expect, test } from 'vitest';
+import { APPLIED_ANNOTATION } from '../api/annotations.ts';
+import { deployment } from '../policy/test-fixtures.ts';
+import { RolloutTracker } from './rollout-tracker.ts';
+import { routeEvents } from './routing.ts';
+import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
+import { ClusterView, type PolicyObject, type ViewInformer } from './view.ts';
+
+function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
+  const d = new FakeInformer<V1Deployment>(namespaced, deployments);
+  const p = new FakeInformer<PolicyObject>(clusterScoped, policies);
+  const view = new ClusterView({
+    deployments: d as ViewInformer<V1Deployment>,
+    namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
+      namespace('shop'),
+      namespace('lab'),
+    ]) as ViewInformer<V1Namespace>,
+    policies: p as ViewInformer<PolicyObject>,
+  });
+  const tracker = new RolloutTracker();
+  const queued = { deployments: [] as string[], statuses: [] as string[] };
+  routeEvents({
+    view,
+    tracker,
+    deployments: { enqueue: (key) => queued.deployments.push(key) },
+    statuses: {
+      enqueue: (name) => queued.statuses.push(name),
+      enqueueAfter: (name, ms) => queued.statuses.push(`${name} after ${ms}`),
+    },
+    statusDebounceMs: 1000,
+  });
+  const take = () => {
+    const taken = {
+      deployments: [...new Set(queued.deployments)].sort(),
+      statuses: [...new Set(queued.statuses)].sort(),
+    };
+    queued.deployments.length = 0;
+    queued.statuses.length = 0;
+    return taken;
+  };
+  return { deployments: d, policies: p, tracker, take };
+}
+
+const shopOnly = policyObject('shop', {
+  namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'shop' } },
+});
+const labOnly = policyObject('lab', {
+  namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'lab' } },
+});
+
+describe('routeEvents', () => {
+  test("a Deployment's change enqueues it and, debounced, the status of the policies selecting it only", () => {
+    const h = harness(
+      [deployment({ name: 'a' }), deployment({ name: 'b', namespace: 'lab' })],
+      [shopOnly, labOnly],
+    );
+    h.take();
+    h.deployments.put({
+      ...deployment({ name: 'a' }),
+      spec: { ...deployment({ name: 'a' }).spec, replicas: 5 },
+    } as V1Deployment);
+    expect(h.take()).toEqual({ deployments: ['shop/a'], statuses: ['shop after 1000'] });
+    // Selected by no policy: the Deployment only (a release may be due), no status.
+    h.deployments.put(deployment({ name: 'c', namespace: 'other' }));
+    expect(h.take()).toEqual({ deployments: ['other/c'], statuses: [] });
+  });
+
+  test("a policy's new generation enqueues its Deployments and every status; a status write only its own status", () => {
+    const h = harness(
+      [deployment({ name: 'a' }), deployment({ name: 'b', namespace: 'lab' })],
+      [shopOnly, labOnly],
+    );
+    h.take();
+    h.policies.put({ ...shopOnly, metadata: { ...shopOnly.metadata, resourceVersion: '2' }, status: {} });
+    expect(h.take()).toEqual({ deployments: [], statuses: ['shop'] });
+    const everywhere = policyObject('shop', {}, 2);
+    h.policies.put({ ...everywhere, metadata: { ...everywhere.metadata, resourceVersion: '3' } });
+    expect(h.take()).toEqual({
+      deployments: ['lab/b', 'shop/a'],
+      statuses: ['lab after 1000', 'shop', 'shop after 1000'],
+    });
+  });
+
+  test('a policy deleted: the Deployments it selected are enqueued (to be released)', () => {
+    const h = harness([deployment({ name: 'a' })], [shopOnly]);
+    h.take();
+    h.policies.delete('shop');
+    expect(h.take()).toEqual({ deployments: ['shop/a'], statuses: ['shop', 'shop after 1000'] });
+  });
+
+  test("an operator rollout that finishes wakes the Deployments waiting for its policy's budget, not another's", () => {
+    const record = JSON.stringify({ policy: 'shop', policyGeneration: 1, containers: {}, reason: '' });
+    const rolling = deployment({
+      name: 'a',
+      generation: 2,
+      status: {
+        observedGeneration: 2,
+        replicas: 3,
+        updatedReplicas: 1,
+        readyReplicas: 2,
+        availableReplicas: 2,
+      },
+    });
+    rolling.metadata = { ...rolling.metadata, annotations: { [APPLIED_ANNOTATION]: record } };
+    const h = harness([rolling], [shopOnly, labOnly]);
+    h.tracker.wait('shop', 'shop/w1');
+    h.tracker.wait('lab', 'lab/w2');
+    h.take();
+    const done = deployment({ name: 'a', generation: 2 });
+    done.metadata = { ...done.metadata, annotations: { [APPLIED_ANNOTATION]: record } };
+    h.deployments.put(done);
+    expect(h.take().deployments).toEqual(['shop/a', 'shop/w1']);
+    expect(h.tracker.takeWaiting('lab')).toEqual(['lab/w2']);
+  });
+});
