@@ -56,6 +56,23 @@ describe('LeaderElector', () => {
     await a.done;
   });
 
+  it('the leader renews without reading the Lease first; after a write by someone else it reads again', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    await vi.advanceTimersByTimeAsync(0);
+    const gets = vi.spyOn(a.client, 'get');
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(gets).not.toHaveBeenCalled();
+    expect(store.lease?.record.holderIdentity).toBe('a');
+    // Someone else writes the Lease (a new resourceVersion): the fast path conflicts, then reads.
+    store.put({ ...(store.lease?.record as NonNullable<typeof store.lease>['record']) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(gets).toHaveBeenCalledTimes(1);
+    expect(a.elector.isLeader()).toBe(true);
+    a.abort.abort();
+    await a.done;
+  });
+
   it('does not take a lease that its holder keeps renewing', async () => {
     const store = new LeaseStore();
     const a = candidate(store, 'a');

@@ -258,6 +258,24 @@ export class LeaderElector {
       leaseTransitions: 0,
     };
 
+    // client-go's fast path: the leader renews from the Lease it last wrote, without reading it
+    // first (half the requests); a conflict means someone else wrote it: read, as below.
+    const mine = this.#observed;
+    if (this.#leading && mine !== undefined && mine.record.holderIdentity === this.#identity) {
+      try {
+        const renewed: LeaderElectionRecord = {
+          ...desired,
+          acquireTime: mine.record.acquireTime,
+          leaseTransitions: mine.record.leaseTransitions,
+        };
+        this.#observe(await this.#client.replace(renewed, mine.resourceVersion, signal), this.#now());
+        this.#lastRenewAt = now;
+        return true;
+      } catch (error) {
+        if (!(error instanceof LeaseConflictError)) throw error;
+      }
+    }
+
     const current = await this.#client.get(signal);
     if (current === undefined) {
       try {
