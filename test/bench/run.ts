@@ -33,6 +33,8 @@ const { values } = parseArgs({
     'steady-minutes': { type: 'string', default: '10' },
     'admission-rps': { type: 'string', default: '100' },
     'admission-seconds': { type: 'string', default: '10' },
+    /** Write the operator's CPU profile (node --cpu-prof) into this directory when it stops. */
+    profile: { type: 'string' },
   },
 });
 const enforceN = Number(values.enforce);
@@ -64,6 +66,7 @@ try {
     kubeconfig: await cluster.serviceAccountKubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
     logPath: join(cluster.workDir, 'logs', 'operator.log'),
     args: ['--rollout-check-ms', '500'],
+    ...(values.profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', values.profile] } : {}),
   });
   await operator.waitReady();
   idle = { rss: memoryMiB(operator.pid).rss, cpu: cpuSeconds(operator.pid) };
@@ -159,13 +162,30 @@ if (steady) {
   console.log(
     `\n3. Steady state: ${steady.deployments} Deployments cached, one Audit policy, ${steady.minutes} min untouched; writes and requests from the apiserver's audit log\n`,
   );
+  const deploymentWrites = steady.writes.deployments ?? 0;
+  const statusWrites = steady.writes['gracefulshutdownpolicies/status'] ?? 0;
+  const others = Object.entries(steady.writes)
+    .filter(([resource]) => resource !== 'deployments' && resource !== 'gracefulshutdownpolicies/status')
+    .map(([resource, count]) => `${resource} ${count}`)
+    .join(', ');
   printTable(
-    ['deployments', 'minutes', 'writes', 'CPU % of a core', 'requests/min', 'RSS MiB'],
+    [
+      'deployments',
+      'minutes',
+      'Deployment writes',
+      'status writes',
+      'other writes',
+      'CPU % of a core',
+      'requests/min',
+      'RSS MiB',
+    ],
     [
       [
         String(steady.deployments),
         String(steady.minutes),
-        String(steady.writes),
+        String(deploymentWrites),
+        String(statusWrites),
+        others || '0',
         steady.cpuPercent.toFixed(2),
         steady.requestsPerMinute.toFixed(1),
         steady.rssMiB.toFixed(0),

@@ -298,7 +298,8 @@ export async function benchAudit(
 export interface SteadyResult {
   deployments: number;
   minutes: number;
-  writes: number;
+  /** The operator's writes, by resource (deployments, gracefulshutdownpolicies/status, leases, events...). */
+  writes: Record<string, number>;
   cpuPercent: number;
   requestsPerMinute: number;
   rssMiB: number;
@@ -307,19 +308,19 @@ export interface SteadyResult {
 interface AuditEvent {
   auditID?: string;
   verb?: string;
-  stage?: string;
   stageTimestamp?: string;
   user?: { username?: string };
+  objectRef?: { resource?: string; subresource?: string };
 }
 
-/** The operator's requests the audit log recorded between two times: all of them, and the writes. */
+/** The operator's requests the audit log recorded between two times: how many, and the writes by resource. */
 export function auditedRequests(
   auditLogPath: string,
   from: number,
   to: number,
-): { requests: number; writes: number } {
+): { requests: number; writes: Record<string, number> } {
   const ids = new Set<string>();
-  let writes = 0;
+  const writes: Record<string, number> = {};
   for (const line of readFileSync(auditLogPath, 'utf8').split('\n')) {
     if (!line) continue;
     const event = JSON.parse(line) as AuditEvent;
@@ -327,7 +328,10 @@ export function auditedRequests(
     const at = Date.parse(event.stageTimestamp ?? '');
     if (at < from || at > to || event.auditID === undefined || ids.has(event.auditID)) continue;
     ids.add(event.auditID);
-    if (['create', 'update', 'patch', 'delete'].includes(event.verb ?? '')) writes++;
+    if (!['create', 'update', 'patch', 'delete'].includes(event.verb ?? '')) continue;
+    const { resource = '?', subresource } = event.objectRef ?? {};
+    const name = subresource ? `${resource}/${subresource}` : resource;
+    writes[name] = (writes[name] ?? 0) + 1;
   }
   return { requests: ids.size, writes };
 }

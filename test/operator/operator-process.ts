@@ -14,6 +14,8 @@ export interface OperatorProcessOptions {
   identity?: string;
   /** Extra flags, e.g. ['--resync-ms', '2000']. */
   args?: string[];
+  /** Flags for node itself, before the script, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
+  nodeArgs?: string[];
 }
 
 export class OperatorProcess {
@@ -62,6 +64,7 @@ export class OperatorProcess {
       child = spawn(
         process.execPath,
         [
+          ...(options.nodeArgs ?? []),
           join(repoRoot, 'operator', 'src', 'main.ts'),
           '--kubeconfig',
           options.kubeconfig,

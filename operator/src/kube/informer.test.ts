@@ -424,6 +424,11 @@ describe('cache transforms', () => {
     });
     expect(kept.metadata?.annotations).toEqual({ 'gracefulshutdown.dev/applied': '{}' });
     expect(kept.metadata?.managedFields?.map((e) => e.manager)).toEqual(['graceful-shutdown-operator']);
+    // No entry of the operator's: no managedFields at all, not an empty list.
+    const none = transform({
+      metadata: { name: 'api', managedFields: [{ manager: 'kubectl', operation: 'Apply' }] },
+    });
+    expect(none.metadata).toEqual({ name: 'api' });
   });
 
   it('Namespaces keep name, uid, resourceVersion and labels only', () => {

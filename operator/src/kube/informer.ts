@@ -123,8 +123,10 @@ export function stripManagedFields<T extends KubernetesObject>(object: T): T {
 export function keepManagedFieldsOf<T extends KubernetesObject>(manager: string): (object: T) => T {
   return (object) => {
     const entries = object.metadata?.managedFields;
-    if (entries !== undefined && object.metadata)
-      object.metadata.managedFields = entries.filter((entry) => entry.manager === manager);
+    if (entries === undefined || !object.metadata) return object;
+    const own = entries.filter((entry) => entry.manager === manager);
+    if (own.length > 0) object.metadata.managedFields = own;
+    else delete object.metadata.managedFields;
     return object;
   };
 }
