@@ -26,6 +26,7 @@ import { RolloutTracker } from './controllers/rollout-tracker.ts';
 import { routeEvents } from './controllers/routing.ts';
 import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
+import { StatusPacer } from './controllers/status-pacer.ts';
 import { BY_NAMESPACE, ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
 import { loadKubeConfig } from './kube/client.ts';
@@ -59,7 +60,7 @@ import { CertificateController } from './webhook/certificate-controller.ts';
 import { serviceDnsNames } from './webhook/certificates.ts';
 import { WebhookServer } from './webhook/server.ts';
 
-/** Status is recomputed at most this often per policy when Deployments churn. */
+/** Status is recomputed at most this often per policy when Deployments churn (more for large ones). */
 const statusDebounceMs = 1_000;
 
 async function main(): Promise<void> {
@@ -186,6 +187,7 @@ async function main(): Promise<void> {
       resyncMs: config.resyncMs,
     }),
   });
+  const statusPacer = new StatusPacer({ minMs: statusDebounceMs });
   const statuses = new Controller({
     name: POLICY_STATUS_CONTROLLER,
     workers: 1,
@@ -201,6 +203,7 @@ async function main(): Promise<void> {
       facts,
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,
+      pacer: statusPacer,
       onVerdicts: (policy, workloads, uids, at) => {
         verdicts.publish(policy, workloads, uids, at);
         reports.enqueue(policy.name);
@@ -208,7 +211,7 @@ async function main(): Promise<void> {
     }),
   });
 
-  routeEvents({ view, tracker, deployments, statuses, statusDebounceMs });
+  routeEvents({ view, tracker, deployments, statuses, statusDelay: (policy) => statusPacer.delay(policy) });
   // Were shutdowns clean? Every pod deletion of a governed Deployment, as it happens.
   pods.addHandlers(
     shutdownObserver({
@@ -219,7 +222,7 @@ async function main(): Promise<void> {
       history: shutdownHistory,
       onKilled: (key, policy) => {
         deployments.enqueue(key);
-        statuses.enqueueAfter(policy, statusDebounceMs);
+        statuses.enqueueAfter(policy, statusPacer.delay(policy));
       },
       logger,
     }),
@@ -274,7 +277,7 @@ async function main(): Promise<void> {
     concurrency: config.latency.concurrency,
     onChange: (key, policy) => {
       deployments.enqueue(key);
-      statuses.enqueueAfter(policy, statusDebounceMs);
+      statuses.enqueueAfter(policy, statusPacer.delay(policy));
     },
     logger,
     metrics: {

@@ -52,7 +52,13 @@ function printTable(header: string[], rows: string[][]): void {
 const log = (message: string) => process.stderr.write(`${new Date().toISOString()} ${message}\n`);
 
 // 10 kwok nodes of 110 pods each: room for 2 x 300 pods and the surge of 2 x 100 rollouts.
-const cluster = await LocalCluster.start({ nodes: 10, progress: () => {} });
+// kube-controller-manager at 20 requests/s (its default) takes in about 7 new Deployments a
+// second: the cluster would still be settling 10,000 of them 25 min later.
+const cluster = await LocalCluster.start({
+  nodes: 10,
+  progress: () => {},
+  controllerManagerArgs: ['--kube-api-qps=300', '--kube-api-burst=600', '--concurrent-deployment-syncs=20'],
+});
 let operator: OperatorProcess | undefined;
 let enforce: EnforceResult | undefined;
 const audits: AuditResult[] = [];

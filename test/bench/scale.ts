@@ -177,6 +177,28 @@ export interface AuditResult {
 
 const TIER_SIZE = 1000;
 
+/** Waits until kube-controller-manager has observed every Deployment's latest generation. */
+async function settled(kc: KubeConfig): Promise<void> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  await waitFor(
+    'every Deployment observed',
+    async () => {
+      let next: string | undefined;
+      do {
+        const page = await apps.listDeploymentForAllNamespaces({
+          limit: 500,
+          ...(next ? { _continue: next } : {}),
+        });
+        if (page.items.some((d) => (d.status?.observedGeneration ?? 0) < (d.metadata?.generation ?? 0)))
+          return false;
+        next = page.metadata?._continue || undefined;
+      } while (next !== undefined);
+      return true;
+    },
+    { timeoutMs: 1_800_000, intervalMs: 2_000 },
+  );
+}
+
 /** Waits until the operator's work queues stay empty for 2 s. */
 async function quiet(operator: OperatorProcess): Promise<void> {
   let empty = 0;
@@ -252,7 +274,9 @@ export async function benchAudit(
       { length: Math.ceil(n / TIER_SIZE) },
       (_, i) => `scale-audit-${String(i).padStart(3, '0')}`,
     );
-    // The operator has taken in every Deployment before the clock starts.
+    // The cluster has settled (every Deployment observed by its controller, ReplicaSet made) and
+    // the operator has taken in every Deployment before the clock starts.
+    await settled(kc);
     await quiet(operator);
     if (policy) await deletePolicy(kc, policy);
     policy = `scale-audit-${n}`;

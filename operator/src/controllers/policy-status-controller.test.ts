@@ -10,6 +10,7 @@ import { silentLogger } from '../log.ts';
 import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { policyStatusReconciler } from './policy-status-controller.ts';
+import { StatusPacer } from './status-pacer.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
 import { ClusterView, type PolicyObject } from './view.ts';
 
@@ -32,6 +33,7 @@ function harness(options: {
   policies: PolicyObject[];
   deployments: V1Deployment[];
   estimates?: EstimateCache;
+  pacer?: StatusPacer;
 }): Harness {
   const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
   const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
@@ -61,6 +63,7 @@ function harness(options: {
     facts: { nativeSleep: true },
     metrics,
     resyncMs: RESYNC_MS,
+    ...(options.pacer ? { pacer: options.pacer } : {}),
   });
   return {
     reconcile: (name) => reconciler(name, new AbortController().signal, silentLogger()),
@@ -494,5 +497,21 @@ describe('latency', () => {
     await h.reconcile('p');
     expect(conditionOf(h.writes.at(-1)?.status, 'LatencyObserved')).toBeUndefined();
     expect(await seriesValue(h.metrics.latencyObservedSeconds, { policy: 'p' })).toBeUndefined();
+  });
+});
+
+describe('pacing', () => {
+  test("each pass tells the pacer how long it took; a deleted policy's measure is forgotten", async () => {
+    const pacer = new StatusPacer({ minMs: 1, factor: 1_000_000 });
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Audit' })],
+      deployments: [deployment({ name: 'web' })],
+      pacer,
+    });
+    await h.reconcile('p');
+    expect(pacer.delay('p')).toBeGreaterThan(1);
+    h.policies.delete('p');
+    await h.reconcile('p');
+    expect(pacer.delay('p')).toBe(1);
   });
 });

@@ -39,6 +39,7 @@ import {
   setDistribution,
 } from './metrics.ts';
 import { type EstimateReader, type ProbeVerdictReader, planWorkload, type ShutdownReader } from './plan.ts';
+import type { StatusPacer } from './status-pacer.ts';
 import type { ClusterView } from './view.ts';
 
 export const POLICY_STATUS_CONTROLLER = 'policy-status';
@@ -58,6 +59,8 @@ export interface PolicyStatusControllerDeps {
   metrics: OperatorMetrics;
   /** Status is recomputed this often without events (latency observations age). */
   resyncMs: number;
+  /** Told how long each pass took (it paces the next one, status-pacer.ts). */
+  pacer?: Pick<StatusPacer, 'measured' | 'forget'>;
   /**
    * Every verdict of a valid policy's pass (the status lists only the first 100), with the
    * Deployments' uids: the policy reports are written from them (report-controller.ts).
@@ -75,8 +78,10 @@ const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
 export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconcile {
   const { view, writer, metrics } = deps;
   return async (name, signal, log) => {
+    const started = performance.now();
     const object = view.policies.get(name);
     if (!object) {
+      deps.pacer?.forget(name);
       for (const verdict of verdicts) metrics.policyWorkloads.remove({ policy: name, verdict });
       for (const reason of ROLLOUT_WAIT_REASONS) metrics.policyWaiting.remove({ policy: name, reason });
       metrics.rolloutBreakerOpen.remove({ policy: name });
@@ -239,6 +244,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         metrics.latencyEstimateAgeSeconds.remove({ policy: name });
       }
       metrics.recommendedGraceSeconds.set({ policy: name }, gauges.graceSeconds);
+      deps.pacer?.measured(name, performance.now() - started);
       setDistribution(metrics.recommendedGraceDistribution, name, GRACE_BUCKETS, distributions.grace);
       setDistribution(metrics.observedLatencyDistribution, name, LATENCY_BUCKETS, distributions.latency);
     }

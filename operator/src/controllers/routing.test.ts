@@ -28,7 +28,7 @@ function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
       enqueue: (name) => queued.statuses.push(name),
       enqueueAfter: (name, ms) => queued.statuses.push(`${name} after ${ms}`),
     },
-    statusDebounceMs: 1000,
+    statusDelay: () => 1000,
   });
   const take = () => {
     const taken = {

@@ -20,12 +20,12 @@ export interface RoutingDeps {
   deployments: Pick<Queue, 'enqueue'>;
   /** The policy status controller's queue (policy names). */
   statuses: Queue;
-  /** A policy's status is computed at most this often while its Deployments change. */
-  statusDebounceMs: number;
+  /** How long a policy's status waits after a change (the debounce, longer for large policies). */
+  statusDelay(policy: string): number;
 }
 
-export function routeEvents({ view, tracker, deployments, statuses, statusDebounceMs }: RoutingDeps): void {
-  const status = (policy: string) => statuses.enqueueAfter(policy, statusDebounceMs);
+export function routeEvents({ view, tracker, deployments, statuses, statusDelay }: RoutingDeps): void {
+  const status = (policy: string) => statuses.enqueueAfter(policy, statusDelay(policy));
 
   view.deployments.addHandlers(enqueueObject(deployments.enqueue));
   // A Deployment changed, or who selects it (a policy's or a namespace's change): the Deployment
