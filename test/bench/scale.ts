@@ -172,6 +172,8 @@ export interface AuditResult {
   cpuSeconds: number;
   peakRssMiB: number;
   heapBytesPerDeployment: number;
+  /** The operator's heap after a full GC. */
+  retainedHeapBytes: number;
   jsonBytesPerDeployment: number;
 }
 
@@ -241,7 +243,29 @@ async function cacheBytesPerDeployment(kc: KubeConfig): Promise<number> {
   return bytes;
 }
 
-async function heapUsed(operator: OperatorProcess): Promise<number> {
+/**
+ * The operator's heap after a full garbage collection: the bench asks its inspector (started
+ * with --inspect=127.0.0.1:0, its address in the operator's log) for HeapProfiler.collectGarbage.
+ */
+async function retainedHeap(operator: OperatorProcess): Promise<number> {
+  const url = /ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.exec(readFileSync(operator.logPath, 'utf8'))?.[0];
+  if (url === undefined) throw new Error('the operator runs without --inspect: its heap cannot be collected');
+  const socket = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = reject;
+  });
+  const call = (id: number, method: string) =>
+    new Promise<void>((resolve) => {
+      socket.addEventListener('message', (event) => {
+        if ((JSON.parse(String(event.data)) as { id?: number }).id === id) resolve();
+      });
+      socket.send(JSON.stringify({ id, method }));
+    });
+  await call(1, 'HeapProfiler.enable');
+  await call(2, 'HeapProfiler.collectGarbage');
+  await call(3, 'HeapProfiler.collectGarbage');
+  socket.close();
   return operator.sample('nodejs_heap_size_used_bytes');
 }
 
@@ -258,7 +282,7 @@ export async function benchAudit(
 ): Promise<string | undefined> {
   const apps = kc.makeApiClient(AppsV1Api);
   const baseline = {
-    heap: await heapUsed(operator),
+    heap: await retainedHeap(operator),
     deployments: (await apps.listDeploymentForAllNamespaces()).items.length,
   };
   let created = 0;
@@ -304,7 +328,7 @@ export async function benchAudit(
       .listNamespacedDeployment({ namespace: namespaces[0] as string });
     const jsonBytes =
       raw.items.reduce((sum, d) => sum + JSON.stringify(d).length, 0) / Math.max(1, raw.items.length);
-    const heap = await heapUsed(operator);
+    const heap = await retainedHeap(operator);
     onResult({
       n,
       cacheBytesPerDeployment: await cacheBytesPerDeployment(kc),
@@ -312,6 +336,7 @@ export async function benchAudit(
       listSeconds,
       cpuSeconds: cpu,
       peakRssMiB: memoryMiB(operator.pid).peak,
+      retainedHeapBytes: heap,
       heapBytesPerDeployment: (heap - baseline.heap) / Math.max(1, list.items.length - baseline.deployments),
       jsonBytesPerDeployment: jsonBytes,
     });
