@@ -18,7 +18,11 @@ interface Published {
   at: Date;
 }
 
-/** The latest verdicts per policy, from the status controller's last pass. */
+/**
+ * The latest verdicts per policy, from the status controller's last pass, until the report
+ * controller has handled them: every verdict of a 10,000-Deployment policy is kept only between
+ * a status pass and the report pass after it, not for the life of the process.
+ */
 export class PublishedVerdicts {
   readonly #latest = new Map<string, Published>();
 
@@ -33,6 +37,11 @@ export class PublishedVerdicts {
 
   forget(policy: string): void {
     this.#latest.delete(policy);
+  }
+
+  /** These verdicts are handled: dropped, unless a newer pass has published since. */
+  handled(policy: string, published: Published): void {
+    if (this.#latest.get(policy) === published) this.#latest.delete(policy);
   }
 
   get(policy: string): Published | undefined {
@@ -56,6 +65,8 @@ export function reportReconciler(deps: ReportControllerDeps): Reconcile {
     const api = await deps.store.servedApi(signal);
     if (!api) {
       log.debug({ policy }, 'no report API served (openreports.io, wgpolicyk8s.io): no reports');
+      // The status resync publishes again, and a report API installed since is found then.
+      deps.verdicts.handled(policy, published);
       return { requeueAfterMs: deps.resyncMs };
     }
     const wanted = policyReports({
@@ -86,6 +97,8 @@ export function reportReconciler(deps: ReportControllerDeps): Reconcile {
       writes++;
     }
     if (writes > 0) log.info({ policy, api, reports: wanted.length, writes }, 'policy reports updated');
+    // A failed write throws before this: the reconcile is retried with the verdicts still there.
+    deps.verdicts.handled(policy, published);
   };
 }
 
