@@ -38,6 +38,8 @@ const { values } = parseArgs({
   },
 });
 const enforceN = Number(values.enforce);
+/** Writes in flight at once: the operator's workers, and the bare client's. */
+const WRITE_CONCURRENCY = 16;
 const auditSizes = values.audit.split(',').filter(Boolean).map(Number);
 const steadyMinutes = Number(values['steady-minutes']);
 
@@ -71,7 +73,8 @@ try {
   operator = await OperatorProcess.start({
     kubeconfig: await cluster.serviceAccountKubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
     logPath: join(cluster.workDir, 'logs', 'operator.log'),
-    args: ['--rollout-check-ms', '500'],
+    // 16 workers: the bare client of the Enforce limit writes 16 at a time too.
+    args: ['--rollout-check-ms', '500', '--workers', String(WRITE_CONCURRENCY)],
     // The inspector (on 127.0.0.1) lets the bench collect the operator's garbage before it reads
     // the heap: what the operator retains, not what it has not collected yet.
     nodeArgs: [
@@ -126,7 +129,7 @@ console.log(
 console.log(`operator idle: RSS ${idle.rss.toFixed(0)} MiB\n`);
 if (enforce) {
   console.log(
-    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}; the limit is a bare client keeping ${enforce.budget} rollouts in flight (peak ${enforce.limitPeak})\n`,
+    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}; the limit is a bare client keeping ${enforce.budget} rollouts in flight (peak ${enforce.limitPeak}); both write ${WRITE_CONCURRENCY} at a time (operator --workers ${WRITE_CONCURRENCY})\n`,
   );
   printTable(
     ['deployments', 'operator converge s', 'limit s', 'operator / limit', 'writes/deploy'],
