@@ -15,7 +15,7 @@ import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { templateHash } from '../policy/budget.ts';
 import type { AppliedRecord, ApplyConfiguration } from '../policy/ownership.ts';
-import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
+import { container, type DeploymentOptions, deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
 import { ProbeVerifier } from '../probes/verifier.ts';
 import { deploymentReconciler } from './deployment-controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
@@ -711,13 +711,7 @@ describe('observed latency', () => {
           }),
         },
         containers: [container('web', [['http', 8080]], { readinessProbe: PROBE })],
-        status: {
-          observedGeneration: 2,
-          replicas: 3,
-          updatedReplicas: 1,
-          readyReplicas: 2,
-          availableReplicas: 2,
-        },
+        status: ROLLING_STATUS,
       });
     const policy = (onFailure: 'Pause' | 'Revert') =>
       policyObject('p', { mode: 'Enforce', rollout: { progressDeadlineSeconds: 60, onFailure } });

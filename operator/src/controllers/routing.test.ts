@@ -1,7 +1,7 @@
 import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
-import { deployment } from '../policy/test-fixtures.ts';
+import { deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
 import { routeEvents } from './routing.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
@@ -94,13 +94,7 @@ describe('routeEvents', () => {
     const rolling = deployment({
       name: 'a',
       generation: 2,
-      status: {
-        observedGeneration: 2,
-        replicas: 3,
-        updatedReplicas: 1,
-        readyReplicas: 2,
-        availableReplicas: 2,
-      },
+      status: ROLLING_STATUS,
     });
     rolling.metadata = { ...rolling.metadata, annotations: { [APPLIED_ANNOTATION]: record } };
     const h = harness([rolling], [shopOnly, labOnly]);

@@ -1,7 +1,7 @@
 import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
-import { deployment } from '../policy/test-fixtures.ts';
+import { deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
 import { ClusterView, type PolicyObject, type ViewInformer } from './view.ts';
 
@@ -85,13 +85,7 @@ describe('ClusterView rollout index', () => {
     d.metadata = { ...d.metadata, annotations: { [APPLIED_ANNOTATION]: record(extra) } };
     return d;
   };
-  const rolling = {
-    observedGeneration: 2,
-    replicas: 3,
-    updatedReplicas: 1,
-    readyReplicas: 2,
-    availableReplicas: 2,
-  };
+  const rolling = ROLLING_STATUS;
   const rollout = { rollout: { generation: 2, startedAt: '2026-11-30T00:00:00Z', previous: {} } };
 
   test('holds the Deployments whose record names an unfinished rollout or a failure, by policy', () => {

@@ -41,6 +41,15 @@ export interface DeploymentOptions {
   status?: V1DeploymentStatus;
 }
 
+/** The status of a Deployment of 3 replicas whose generation 2 is rolling out (1 updated, 2 available). */
+export const ROLLING_STATUS: V1DeploymentStatus = {
+  observedGeneration: 2,
+  replicas: 3,
+  updatedReplicas: 1,
+  readyReplicas: 2,
+  availableReplicas: 2,
+};
+
 /** A Deployment, by default steady (all replicas updated and available, generation observed). */
 export function deployment(options: DeploymentOptions = {}): V1Deployment {
   const replicas = options.replicas ?? 2;
