@@ -35,6 +35,8 @@ const { values } = parseArgs({
     'admission-seconds': { type: 'string', default: '10' },
     /** Write the operator's CPU profile (node --cpu-prof) into this directory when it stops. */
     profile: { type: 'string' },
+    /** Keep the cluster's logs (the operator's, the apiserver's audit log) and print where. */
+    'keep-logs': { type: 'boolean', default: false },
   },
 });
 const enforceN = Number(values.enforce);
@@ -120,7 +122,8 @@ try {
   }
 } finally {
   await operator?.stop();
-  await cluster.stop();
+  const logs = await cluster.stop({ keepLogs: values['keep-logs'] });
+  if (logs) log(`logs kept in ${logs}`);
 }
 
 console.log(
