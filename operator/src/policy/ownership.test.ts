@@ -45,6 +45,24 @@ const withAnnotation = (d: V1Deployment, value: string): V1Deployment => {
 };
 
 describe('readAppliedRecord', () => {
+  test('parses each annotation text once: the same text gives the same record, a new text a new one', () => {
+    const withRecord = (policyName: string) =>
+      deployment({
+        annotations: {
+          [APPLIED_ANNOTATION]: JSON.stringify({
+            policy: policyName,
+            policyGeneration: 1,
+            containers: {},
+            reason: '',
+          }),
+        },
+      });
+    const first = readAppliedRecord(withRecord('memo-a'));
+    expect(first?.policy).toBe('memo-a');
+    expect(readAppliedRecord(withRecord('memo-a'))).toBe(first);
+    expect(readAppliedRecord(withRecord('memo-b'))?.policy).toBe('memo-b');
+  });
+
   test('absent annotation: nothing owned', () => {
     expect(readAppliedRecord(deployment())).toBeUndefined();
     expect(readAppliedRecord(deployment({ annotations: { other: 'x' } }))).toBeUndefined();

@@ -90,10 +90,29 @@ function failureOf(value: unknown): Pick<AppliedRecord, 'failure'> {
   };
 }
 
+/**
+ * Records parsed lately, by the annotation's text: the rollout budget reads the record of every
+ * Deployment in rollout on each reconcile of one waiting for budget, and JSON.parse was most of
+ * that (a CPU profile of 300 Deployments under maxConcurrent 100). Shared: never mutate a record.
+ */
+const parsedRecords = new Map<string, AppliedRecord | undefined>();
+const PARSED_RECORDS_MAX = 4096;
+
 /** The operator's record on a Deployment; undefined when absent or unreadable (then nothing is owned). */
 export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | undefined {
   const raw = deployment.metadata?.annotations?.[APPLIED_ANNOTATION];
   if (!raw) return undefined;
+  if (parsedRecords.has(raw)) return parsedRecords.get(raw);
+  const record = parseAppliedRecord(raw);
+  if (parsedRecords.size >= PARSED_RECORDS_MAX) {
+    const oldest = parsedRecords.keys().next().value;
+    if (oldest !== undefined) parsedRecords.delete(oldest);
+  }
+  parsedRecords.set(raw, record);
+  return record;
+}
+
+function parseAppliedRecord(raw: string): AppliedRecord | undefined {
   try {
     const record = JSON.parse(raw) as Partial<AppliedRecord>;
     if (
