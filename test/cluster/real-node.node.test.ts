@@ -13,6 +13,7 @@ import { buildNode } from './node/build.ts';
 import { hostNetwork, hostSnapshot, listGuard, pidsOfBinariesIn, stopPid } from './node/host.ts';
 import { REAL_NODE_NAME, realNodePlacement } from './node/node.ts';
 import { clusterDir } from './versions.ts';
+import { waitFor } from './wait.ts';
 
 /** Runs `npm run cluster -- --real-node` as a user would; resolves once it says it is up. */
 function startCli(): { child: ChildProcess; up: Promise<string>; exit: Promise<number | null> } {
@@ -80,7 +81,11 @@ describe('real node', () => {
       expect(guard).toMatch(/drop/);
 
       const core = cluster.adminKubeConfig().makeApiClient(CoreV1Api);
-      const node = await core.readNode({ name: REAL_NODE_NAME });
+      // The node lifecycle controller lifts its not-ready taint shortly after the node turns Ready.
+      const node = await waitFor('the real node without the not-ready taint', async () => {
+        const read = await core.readNode({ name: REAL_NODE_NAME });
+        return read.spec?.taints?.some((t) => t.key === 'node.kubernetes.io/not-ready') ? undefined : read;
+      });
       expect(node.spec?.taints?.map((t) => t.key)).toEqual(realNodePlacement.tolerations.map((t) => t.key));
       expect(node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address).toBe(hostNetwork.nodeIp);
 
