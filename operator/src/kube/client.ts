@@ -1,10 +1,73 @@
+import { statSync } from 'node:fs';
 import {
   ApiException,
   type ConfigurationOptions,
   KubeConfig,
   Observable,
   type ObservableMiddleware,
+  type RequestContext,
 } from '@kubernetes/client-node';
+
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+/** Modification time of a file the TLS identity is read from; 0 when it cannot be read. */
+function modified(path: string | undefined): number {
+  if (path === undefined) return 0;
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * A KubeConfig whose API calls share their connections. client-node 2.0.1 builds a new undici
+ * Agent in every `applySecurityAuthentication`, that is for every API call: each call opened its
+ * own TLS connection (a handshake on both sides, a SecureContext parsed from the PEMs here) that
+ * then idled until undici's keep-alive timeout. This keeps the first Agent per TLS identity (the
+ * cluster's server and CA, the user's certificate and key, and the files' modification times, so
+ * a rotated certificate file gets a new Agent) and hands it to every call: one pool of
+ * keep-alive connections, as client-go's transport cache does. Headers (tokens) are still set per
+ * call by client-node.
+ */
+export class PooledKubeConfig extends KubeConfig {
+  #pooled: { identity: string; dispatcher: Dispatcher } | undefined;
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const fresh = context.getDispatcher();
+    if (fresh === undefined) return; // No TLS material: fetch's global dispatcher pools already.
+    const identity = this.#tlsIdentity();
+    if (this.#pooled?.identity === identity) {
+      context.setDispatcher(this.#pooled.dispatcher);
+      void fresh.close(); // Never connected: closing only drops it.
+      return;
+    }
+    // Calls in flight on the replaced pool (watches among them) finish on it; close waits for them.
+    void this.#pooled?.dispatcher.close();
+    this.#pooled = { identity, dispatcher: fresh };
+  }
+
+  #tlsIdentity(): string {
+    const cluster = this.getCurrentCluster();
+    const user = this.getCurrentUser();
+    return JSON.stringify([
+      cluster?.server,
+      cluster?.caData,
+      cluster?.caFile,
+      modified(cluster?.caFile),
+      cluster?.skipTLSVerify,
+      cluster?.tlsServerName,
+      user?.name,
+      user?.certData,
+      user?.certFile,
+      modified(user?.certFile),
+      user?.keyData,
+      user?.keyFile,
+      modified(user?.keyFile),
+    ]);
+  }
+}
 
 export interface KubeConfigOptions {
   /** A kubeconfig file; otherwise $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
@@ -15,7 +78,7 @@ export interface KubeConfigOptions {
 
 /** The kubeconfig the operator talks with: a file when given or found, else in-cluster. */
 export function loadKubeConfig(options: KubeConfigOptions = {}): KubeConfig {
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   if (options.path !== undefined) kubeConfig.loadFromFile(options.path);
   else kubeConfig.loadFromDefault();
   if (options.context !== undefined) kubeConfig.setCurrentContext(options.context);
