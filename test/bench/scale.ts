@@ -69,6 +69,16 @@ async function allSettled(kc: KubeConfig, namespace: string, n: number): Promise
   return list.items.length === n && list.items.every((d) => !isRolling(d));
 }
 
+/**
+ * Exactly one running pod per Deployment, none terminating. Terminating pods (kwok honours their
+ * grace period, 30 s here) still count against the nodes' pod capacity: a phase that starts
+ * while the previous one's old pods linger finds the nodes full and its pods unschedulable.
+ */
+async function podsSettled(kc: KubeConfig, namespace: string, n: number): Promise<boolean> {
+  const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace });
+  return pods.items.length === n && pods.items.every((p) => p.metadata?.deletionTimestamp === undefined);
+}
+
 const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
 
 export interface EnforceResult {
@@ -128,11 +138,20 @@ export async function benchEnforce(
   await createDeployments(kc, operatorNs, names('svc', n), 1);
   await waitFor(
     'the Deployments to settle',
-    async () => (await allSettled(kc, limitNs, n)) && (await allSettled(kc, operatorNs, n)),
+    async () =>
+      (await allSettled(kc, limitNs, n)) &&
+      (await allSettled(kc, operatorNs, n)) &&
+      (await podsSettled(kc, limitNs, n)) &&
+      (await podsSettled(kc, operatorNs, n)),
     { timeoutMs: 900_000, intervalMs: 1000 },
   );
 
   const limit = await slidingWindow(kc, limitNs, names('svc', n), budget);
+  // The same start as the limit had: the nodes hold no terminating pods of the limit's rollouts.
+  await waitFor('the old pods of the limit to be gone', () => podsSettled(kc, limitNs, n), {
+    timeoutMs: 300_000,
+    intervalMs: 1000,
+  });
 
   const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
   const started = Date.now();

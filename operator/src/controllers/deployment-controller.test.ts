@@ -541,12 +541,12 @@ describe('deploymentReconciler', () => {
       },
     });
 
-    test('another Deployment of the policy rolling: no write, looked at again soon', async () => {
+    test('another Deployment of the policy rolling: no write, waits to be woken (resync as the safety net)', async () => {
       const h = harness({
         policies: [policyObject('p', { mode: 'Enforce', rollout: { maxConcurrent: 1 } })],
         deployments: [web(), rollingApi],
       });
-      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
       expect(h.writes).toEqual([]);
       expect(h.events).toEqual([]);
       expect(
@@ -584,7 +584,7 @@ describe('deploymentReconciler', () => {
       const h = harness({ policies: [ENFORCE], deployments: [web(), deployment({ name: 'api' })] });
       await h.reconcile('shop/web');
       expect(h.writes).toHaveLength(1);
-      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: RESYNC_MS });
       expect(h.writes).toHaveLength(1);
     });
 

@@ -238,12 +238,19 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       { policy: policy.name, reason: decision.reason, uid: deployment.metadata?.uid },
       decision.message,
     );
-    // A wait that ends with the Deployment's own change (resumed, healthy again, a new template,
-    // its failure fixed) is woken by that change's event; the resync is only a safety net.
-    const ownChangeEndsIt = ['Paused', 'Unhealthy', 'WaitingForNextRollout', 'RolloutFailed'].includes(
-      decision.reason,
-    );
-    return { requeueAfterMs: ownChangeEndsIt ? deps.resyncMs : deps.rolloutCheckMs };
+    // A wait that ends with an event is woken by it; the resync is only a safety net: the
+    // Deployment's own change (resumed, healthy again, a new template, its failure fixed), or a
+    // slot of the budget freed (routing.ts wakes the policy's waiting keys). Polling the budget
+    // instead had every waiting Deployment re-planned twice a second (with --rollout-check-ms
+    // 500) and took a core with 200 waiting.
+    const eventEndsIt = [
+      'Paused',
+      'Unhealthy',
+      'WaitingForNextRollout',
+      'RolloutFailed',
+      'RolloutBudgetExhausted',
+    ].includes(decision.reason);
+    return { requeueAfterMs: eventEndsIt ? deps.resyncMs : deps.rolloutCheckMs };
   };
 
   /**

@@ -16,6 +16,12 @@ export class RolloutTracker {
   readonly #waiting = new Map<string, Set<string>>();
   /** key -> hash of the pod template the Deployment last had while settled. */
   readonly #settledTemplates = new Map<string, string>();
+  readonly #releaseListeners: ((policy: string) => void)[] = [];
+
+  /** Called with the policy of a reservation dropped by `release` (its slot is free again). */
+  onRelease(listener: (policy: string) => void): void {
+    this.#releaseListeners.push(listener);
+  }
 
   /**
    * Whether the Deployment's pod template differs from the one it had when last seen settled:
@@ -80,9 +86,11 @@ export class RolloutTracker {
   }
 
   release(key: string): void {
+    const reservation = this.#reserved.get(key);
     this.#reserved.delete(key);
     this.#settledTemplates.delete(key);
     for (const keys of this.#waiting.values()) keys.delete(key);
+    if (reservation) for (const listener of this.#releaseListeners) listener(reservation.policy);
   }
 
   wait(policy: string, key: string): void {

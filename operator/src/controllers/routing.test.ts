@@ -66,14 +66,15 @@ describe('routeEvents', () => {
     expect(h.take()).toEqual({ deployments: ['other/c'], statuses: [] });
   });
 
-  test("a policy's new generation enqueues its Deployments and every status; a status write only its own status", () => {
+  test("a policy's new generation enqueues its Deployments and every status; a status write only its own status, debounced", () => {
     const h = harness(
       [deployment({ name: 'a' }), deployment({ name: 'b', namespace: 'lab' })],
       [shopOnly, labOnly],
     );
     h.take();
+    // Not at once: each status write would queue the next pass while Deployments change.
     h.policies.put({ ...shopOnly, metadata: { ...shopOnly.metadata, resourceVersion: '2' }, status: {} });
-    expect(h.take()).toEqual({ deployments: [], statuses: ['shop'] });
+    expect(h.take()).toEqual({ deployments: [], statuses: ['shop after 1000'] });
     const everywhere = policyObject('shop', {}, 2);
     h.policies.put({ ...everywhere, metadata: { ...everywhere.metadata, resourceVersion: '3' } });
     expect(h.take()).toEqual({
@@ -106,5 +107,60 @@ describe('routeEvents', () => {
     h.deployments.put(done);
     expect(h.take().deployments).toEqual(['shop/a', 'shop/w1']);
     expect(h.tracker.takeWaiting('lab')).toEqual(['lab/w2']);
+  });
+
+  describe('the budget of a policy frees a slot: its waiting Deployments are woken', () => {
+    const record = (extra: object = {}) =>
+      JSON.stringify({ policy: 'shop', policyGeneration: 1, containers: {}, reason: '', ...extra });
+    const rollout = { rollout: { generation: 2, startedAt: new Date().toISOString(), previous: {} } };
+    /** Deployment a, rolling out (generation 2 observed, 1 of 2 updated). */
+    const rolling = (text: string, options: { labels?: Record<string, string>; updated?: number } = {}) =>
+      deployment({
+        name: 'a',
+        generation: 2,
+        status: { ...ROLLING_STATUS, replicas: 2, updatedReplicas: options.updated ?? 0 },
+        annotations: { [APPLIED_ANNOTATION]: text },
+        ...(options.labels ? { labels: options.labels } : {}),
+      });
+
+    test('the record names no unfinished rollout any more (rewritten while still rolling)', () => {
+      const h = harness([rolling(record(rollout))], [shopOnly]);
+      h.tracker.wait('shop', 'shop/w1');
+      h.take();
+      h.deployments.put(rolling(record()));
+      expect(h.take().deployments).toEqual(['shop/a', 'shop/w1']);
+    });
+
+    test('a Deployment in rollout is no longer selected by the policy (its labels changed)', () => {
+      const h = harness(
+        [rolling(record(rollout), { labels: { app: 'x' } })],
+        [policyObject('shop', { deploymentSelector: { matchLabels: { app: 'x' } } })],
+      );
+      h.tracker.wait('shop', 'shop/w1');
+      h.take();
+      h.deployments.put(rolling(record(rollout), { labels: { app: 'y' } }));
+      expect(h.take().deployments).toEqual(['shop/a', 'shop/w1']);
+    });
+
+    test('a reservation released (its write failed)', () => {
+      const h = harness([], [shopOnly]);
+      h.tracker.reserve('shop/a', 'shop', 'uid-a');
+      h.tracker.wait('shop', 'shop/w1');
+      h.take();
+      h.tracker.release('shop/a');
+      expect(h.take().deployments).toEqual(['shop/w1']);
+    });
+
+    test('negative control: progress of a rollout still under way wakes nobody', () => {
+      const h = harness([rolling(record(rollout))], [shopOnly]);
+      h.tracker.wait('shop', 'shop/w1');
+      h.take();
+      h.deployments.put(rolling(record(rollout), { updated: 1 }));
+      expect(h.take().deployments).toEqual(['shop/a']);
+      // Releasing a key that holds no reservation frees nothing either.
+      h.tracker.release('shop/other');
+      expect(h.take().deployments).toEqual([]);
+      expect(h.tracker.takeWaiting('shop')).toEqual(['shop/w1']);
+    });
   });
 });

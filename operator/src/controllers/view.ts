@@ -51,6 +51,7 @@ export class ClusterView {
   /** What the selection was last computed from: the valid policies' names and generations. */
   #selectionSignature = '';
   readonly #listeners: SelectionListener[] = [];
+  readonly #rolloutListeners: ((policy: string) => void)[] = [];
 
   constructor(informers: {
     deployments: ViewInformer<V1Deployment>;
@@ -84,6 +85,15 @@ export class ClusterView {
   /** Called on every change of who selects a Deployment, and on every change of a selected one. */
   onSelectionChange(listener: SelectionListener): void {
     this.#listeners.push(listener);
+  }
+
+  /**
+   * Called with a policy when a Deployment leaves its rollouts (`rolloutsOf`: the rollout
+   * finished, the failure is gone, the record changed or the Deployment went) or a Deployment
+   * among them is no longer selected by it: what the policy's budget counted may have freed a slot.
+   */
+  onRolloutEnded(listener: (policy: string) => void): void {
+    this.#rolloutListeners.push(listener);
   }
 
   namespaceLabels(namespace: string | undefined): Record<string, string> | undefined {
@@ -169,6 +179,7 @@ export class ClusterView {
       const keys = this.#selected.get(name);
       keys?.delete(key);
       if (keys?.size === 0) this.#selected.delete(name);
+      if (!names.includes(name) && this.#rollouts.get(name)?.has(key)) this.#rolloutEnded(name);
     }
     if (names.length === 0) {
       this.#selecting.delete(key);
@@ -221,14 +232,21 @@ export class ClusterView {
       this.#rolloutPolicy.delete(key);
     }
     const record = deployment === undefined ? undefined : readAppliedRecord(deployment);
-    if (!record || !deployment) return;
     const unfinished =
-      record.rollout !== undefined && !rolloutCompleted(deployment, record.rollout.generation);
-    if (!unfinished && record.failure === undefined) return;
-    const keys = this.#rollouts.get(record.policy) ?? new Set<string>();
-    keys.add(key);
-    this.#rollouts.set(record.policy, keys);
-    this.#rolloutPolicy.set(key, record.policy);
+      deployment !== undefined &&
+      record?.rollout !== undefined &&
+      !rolloutCompleted(deployment, record.rollout.generation);
+    if (record && (unfinished || record.failure !== undefined)) {
+      const keys = this.#rollouts.get(record.policy) ?? new Set<string>();
+      keys.add(key);
+      this.#rollouts.set(record.policy, keys);
+      this.#rolloutPolicy.set(key, record.policy);
+    }
+    if (before !== undefined && this.#rolloutPolicy.get(key) !== before) this.#rolloutEnded(before);
+  }
+
+  #rolloutEnded(policy: string): void {
+    for (const listener of this.#rolloutListeners) listener(policy);
   }
 
   #notify(key: string, policies: ReadonlySet<string>): void {
