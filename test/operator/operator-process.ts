@@ -16,6 +16,11 @@ export interface OperatorProcessOptions {
   args?: string[];
   /** Flags for node itself, before the script, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
   nodeArgs?: string[];
+  /**
+   * The script to run: the TypeScript source by default (type stripping), or the compiled
+   * `dist/operator/src/main.js` the image runs (the benchmark's memory figures).
+   */
+  entry?: string;
 }
 
 export class OperatorProcess {
@@ -65,7 +70,7 @@ export class OperatorProcess {
         process.execPath,
         [
           ...(options.nodeArgs ?? []),
-          join(repoRoot, 'operator', 'src', 'main.ts'),
+          options.entry ?? join(repoRoot, 'operator', 'src', 'main.ts'),
           '--kubeconfig',
           options.kubeconfig,
           '--namespace',
