@@ -16,6 +16,7 @@ import { GROUP, type LabelSelector, PLURAL, VERSION } from './api/policy.ts';
 import { ConfigError, loadConfig, usage } from './config.ts';
 import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deployment-controller.ts';
 import { createOperatorMetrics } from './controllers/metrics.ts';
+import { PlanMemo } from './controllers/plan.ts';
 import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
 import {
   POLICY_REPORT_CONTROLLER,
@@ -138,6 +139,8 @@ async function main(): Promise<void> {
   const probeVerifier = new ProbeVerifier();
   const shutdownHistory = new ShutdownHistory();
   const estimates = new EstimateCache();
+  // One planning per change: the status pass reuses the deployment controller's plans.
+  const plans = new PlanMemo();
   const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
   const deployments = new Controller({
     name: DEPLOYMENT_CONTROLLER,
@@ -152,6 +155,7 @@ async function main(): Promise<void> {
       requestEstimate: () => refresher.nudge(),
       facts,
       shutdowns: shutdownHistory,
+      plans,
       tracker,
       metrics: operatorMetrics,
       probes: {
@@ -200,6 +204,7 @@ async function main(): Promise<void> {
       estimates,
       probes: probeVerifier,
       shutdowns: shutdownHistory,
+      plans,
       facts,
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,

@@ -34,7 +34,7 @@ import type { OperatorMetrics } from './metrics.ts';
 import {
   type EstimateReader,
   newProbes,
-  planWorkload,
+  PlanMemo,
   recordToWrite,
   type ShutdownReader,
   sameOwnership,
@@ -55,6 +55,8 @@ export interface DeploymentControllerDeps {
   facts: ClusterFacts;
   /** Kills observed at a grace period (shutdown-observer.ts): planning raises it. */
   shutdowns?: ShutdownReader;
+  /** Plans shared with the status pass (one planning per change); a memo of its own when absent. */
+  plans?: PlanMemo;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
   /** How soon a Deployment held back by the rollout budget, or rolling out, is looked at again. */
@@ -208,6 +210,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     return { requeueAfterMs: deps.resyncMs };
   };
 
+  const plans = deps.plans ?? new PlanMemo();
   const planDeps = {
     estimates: deps.estimates,
     facts: deps.facts,
@@ -349,7 +352,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       deps.requestEstimate?.();
       return;
     }
-    let planned = planWorkload(deployment, policy, planDeps);
+    let planned = plans.plan(deployment, policy, planDeps);
     if (planned.ok && !planned.diff.compliant) {
       // A write would start a rollout: first whether it may now (no probe check for a write
       // that waits anyway), then the check of any new probe, then the plan with its verdicts.
@@ -364,7 +367,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         log,
       );
       if (checked === 'Pending') return { requeueAfterMs: deps.rolloutCheckMs };
-      if (checked === 'Checked') planned = planWorkload(deployment, policy, planDeps);
+      if (checked === 'Checked') planned = plans.plan(deployment, policy, planDeps);
     }
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');

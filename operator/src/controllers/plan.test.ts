@@ -5,8 +5,8 @@ import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { type AppliedRecord, applyConfiguration, ownsNothing } from '../policy/ownership.ts';
 import { container, deployment, observed, policy } from '../policy/test-fixtures.ts';
-import type { ClusterFacts } from '../policy/types.ts';
-import { latencyFor, planWorkload, sameOwnership } from './plan.ts';
+import type { ClusterFacts, ProbeVerdict } from '../policy/types.ts';
+import { latencyFor, PlanMemo, planWorkload, sameOwnership } from './plan.ts';
 import { afterApply } from './test-support.ts';
 
 const record = (fields: Partial<AppliedRecord> = {}): AppliedRecord => ({
@@ -294,5 +294,74 @@ describe('planWorkload: the annotations mirroring grace and preStop for the app'
     });
     const planned = await plan(d);
     expect(planned.plan.annotations).toEqual({ [GRACE]: '30' });
+  });
+});
+
+describe('PlanMemo: one planning per change', () => {
+  const enforce = policy('p', { mode: 'Enforce' });
+  const deps = { estimates: noEstimates, facts: FACTS };
+
+  test('the same Deployment object, policy generation and sources: the same plan, not planned again', () => {
+    const memo = new PlanMemo();
+    const d = deployment();
+    const first = memo.plan(d, enforce, deps);
+    // Another controller's deps object with the same sources (the status pass's) shares it.
+    expect(memo.plan(d, enforce, { ...deps })).toBe(first);
+    expect(first).toEqual(planWorkload(d, enforce, deps));
+  });
+
+  test.each<[string, (d: V1Deployment) => Parameters<PlanMemo['plan']>]>([
+    ['an updated Deployment (a new cached object)', (d) => [structuredClone(d), enforce, deps]],
+    ['a new generation of the policy', (d) => [d, policy('p', { mode: 'Enforce' }, 2), deps]],
+    [
+      'other sources (another estimate cache)',
+      (d) => [d, enforce, { ...deps, estimates: new EstimateCache() }],
+    ],
+  ])('planned again after %s', (_title, next) => {
+    const memo = new PlanMemo();
+    const d = deployment();
+    const first = memo.plan(d, enforce, deps);
+    expect(memo.plan(...next(d))).not.toBe(first);
+  });
+
+  test('planned again when its latency estimate or a kill observed changes', () => {
+    const prometheus = policy('p', {
+      mode: 'Enforce',
+      observedLatency: { source: 'Prometheus', minSamples: 10 },
+    });
+    const cache = new EstimateCache();
+    const killed = new Map<string, number>();
+    const sources = {
+      estimates: cache,
+      facts: FACTS,
+      shutdowns: { killedAt: (key: string) => killed.get(key) },
+    };
+    const memo = new PlanMemo();
+    const d = deployment({ name: 'web', namespace: 'shop' });
+    const before = memo.plan(d, prometheus, sources);
+    cache.update('shop/web', observed(4, 50), { stabilizationMs: 60_000, minSamples: 10 });
+    const observedPlan = memo.plan(d, prometheus, sources);
+    expect(observedPlan).not.toBe(before);
+    expect(observedPlan.ok && observedPlan.plan.drain.reason).toBe('ObservedLatency');
+    expect(memo.plan(d, prometheus, sources)).toBe(observedPlan);
+    killed.set('shop/web', 45);
+    expect(memo.plan(d, prometheus, sources)).not.toBe(observedPlan);
+  });
+
+  test('planned again when a probe verdict it read arrives or expires', () => {
+    const verify = policy('p', { mode: 'Enforce', readinessProbe: { verification: 'Verify' } });
+    const verdicts = new Map<string, ProbeVerdict>();
+    const probes = { lookup: () => (container: string) => verdicts.get(container) };
+    const sources = { ...deps, probes };
+    const memo = new PlanMemo();
+    const d = deployment();
+    const unknown = memo.plan(d, verify, sources);
+    expect(memo.plan(d, verify, sources)).toBe(unknown);
+    verdicts.set('web', { state: 'Unverified', tried: '10.0.0.1:8080/readyz', message: 'HTTP 404' });
+    const unverified = memo.plan(d, verify, sources);
+    expect(unverified).not.toBe(unknown);
+    expect(unverified.ok && unverified.plan.notes.map((n) => n.reason)).toContain('ProbeUnverified');
+    verdicts.clear();
+    expect(memo.plan(d, verify, sources)).not.toBe(unverified);
   });
 });

@@ -80,16 +80,7 @@ export interface ShutdownReader {
   killedAt(deploymentKey: string): number | undefined;
 }
 
-export function planWorkload(
-  deployment: V1Deployment,
-  policy: ValidPolicy,
-  deps: {
-    estimates: EstimateReader;
-    facts: ClusterFacts;
-    probes?: ProbeVerdictReader;
-    shutdowns?: ShutdownReader;
-  },
-): WorkloadPlan {
+export function planWorkload(deployment: V1Deployment, policy: ValidPolicy, deps: PlanDeps): WorkloadPlan {
   const killedAt = deps.shutdowns?.killedAt(deploymentKey(deployment));
   const { observation, estimate } = latencyFor(deployment, policy, deps.estimates);
   const record = ownedFields(deployment);
@@ -120,6 +111,85 @@ export function planWorkload(
     diff: diffDeployment(deployment, plan),
     estimate,
   };
+}
+
+export interface PlanDeps {
+  estimates: EstimateReader;
+  facts: ClusterFacts;
+  probes?: ProbeVerdictReader;
+  shutdowns?: ShutdownReader;
+}
+
+interface MemoEntry {
+  /** The policy's name and generation: its spec, as parsed, is a function of them. */
+  policy: string;
+  /** The sources planning read (one set per operator: both controllers share them). */
+  deps: PlanDeps;
+  estimate: Estimate | undefined;
+  killedAt: number | undefined;
+  /** The probe verdicts planning read, and what they were. */
+  verdicts: { container: string; path: string; port: number | string; verdict: unknown }[];
+  result: WorkloadPlan;
+}
+
+function sameSources(a: PlanDeps, b: PlanDeps): boolean {
+  return (
+    a.estimates === b.estimates && a.facts === b.facts && a.probes === b.probes && a.shutdowns === b.shutdowns
+  );
+}
+
+/**
+ * Plans once per change: the deployment controller and the status pass ask for the same plan
+ * (the same cached Deployment, policy generation, latency estimate, kill and probe verdicts),
+ * and the second gets the first's answer; a status pass re-plans only the Deployments that
+ * changed. Kept per cached object (a WeakMap): an update replaces the object, and the entry goes
+ * with the old one.
+ */
+export class PlanMemo {
+  readonly #entries = new WeakMap<V1Deployment, MemoEntry>();
+
+  plan(deployment: V1Deployment, policy: ValidPolicy, deps: PlanDeps): WorkloadPlan {
+    const key = deploymentKey(deployment);
+    const policyId = `${policy.name}@${policy.generation}`;
+    const estimate = deps.estimates.get(key);
+    const killedAt = deps.shutdowns?.killedAt(key);
+    const entry = this.#entries.get(deployment);
+    if (
+      entry?.policy === policyId &&
+      sameSources(entry.deps, deps) &&
+      entry.estimate === estimate &&
+      entry.killedAt === killedAt &&
+      this.#sameVerdicts(deployment, deps, entry.verdicts)
+    )
+      return entry.result;
+    const verdicts: MemoEntry['verdicts'] = [];
+    const probes = deps.probes;
+    const recording: PlanDeps = probes
+      ? {
+          ...deps,
+          probes: {
+            lookup: (uid) => {
+              const lookup = probes.lookup(uid);
+              return (container, path, port) => {
+                const verdict = lookup(container, path, port);
+                verdicts.push({ container, path, port, verdict });
+                return verdict;
+              };
+            },
+          },
+        }
+      : deps;
+    const result = planWorkload(deployment, policy, recording);
+    this.#entries.set(deployment, { policy: policyId, deps, estimate, killedAt, verdicts, result });
+    return result;
+  }
+
+  /** Probe verdicts expire and arrive: the ones the plan read must read the same now. */
+  #sameVerdicts(deployment: V1Deployment, deps: PlanDeps, verdicts: MemoEntry['verdicts']): boolean {
+    if (verdicts.length === 0) return true;
+    const lookup = deps.probes?.lookup(deploymentUid(deployment));
+    return verdicts.every((v) => lookup?.(v.container, v.path, v.port) === v.verdict);
+  }
 }
 
 /**

@@ -38,7 +38,13 @@ import {
   removeDistribution,
   setDistribution,
 } from './metrics.ts';
-import { type EstimateReader, type ProbeVerdictReader, planWorkload, type ShutdownReader } from './plan.ts';
+import {
+  type EstimateReader,
+  PlanMemo,
+  type ProbeVerdictReader,
+  type ShutdownReader,
+  type WorkloadPlan,
+} from './plan.ts';
 import type { StatusPacer } from './status-pacer.ts';
 import type { ClusterView } from './view.ts';
 
@@ -59,6 +65,8 @@ export interface PolicyStatusControllerDeps {
   metrics: OperatorMetrics;
   /** Status is recomputed this often without events (latency observations age). */
   resyncMs: number;
+  /** Plans shared with the deployment controller (one planning per change); its own when absent. */
+  plans?: PlanMemo;
   /** Told how long each pass took (it paces the next one, status-pacer.ts). */
   pacer?: Pick<StatusPacer, 'measured' | 'forget'>;
   /**
@@ -77,6 +85,13 @@ const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
 
 export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconcile {
   const { view, writer, metrics } = deps;
+  const plans = deps.plans ?? new PlanMemo();
+  const planDeps = {
+    estimates: deps.estimates,
+    facts: deps.facts,
+    ...(deps.probes ? { probes: deps.probes } : {}),
+    ...(deps.shutdowns ? { shutdowns: deps.shutdowns } : {}),
+  };
   return async (name, signal, log) => {
     const started = performance.now();
     const object = view.policies.get(name);
@@ -126,7 +141,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       // The policy's own Deployments, planned; verdicts wait for the rollouts summed up over all.
       const governed: {
         deployment: V1Deployment;
-        planned: Extract<ReturnType<typeof planWorkload>, { ok: true }>;
+        planned: Extract<WorkloadPlan, { ok: true }>;
         state: RolloutState;
         managed: boolean;
       }[] = [];
@@ -142,7 +157,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           workloads.push(workloadVerdict({ kind: 'OtherPolicyWins', deployment, winner: match.policy }));
           continue;
         }
-        const planned = planWorkload(deployment, policy, deps);
+        const planned = plans.plan(deployment, policy, planDeps);
         if (!planned.ok) {
           workloads.push(workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors }));
           continue;
