@@ -555,6 +555,43 @@ describe('deploymentReconciler', () => {
       expect(h.tracker.takeWaiting('p')).toEqual(['shop/web']);
     });
 
+    describe('a Deployment a freed slot woke', () => {
+      const woken = (h: { tracker: RolloutTracker }) => {
+        const freed: string[] = [];
+        h.tracker.onSlotFreed((policy) => freed.push(policy));
+        h.tracker.wait('p', 'shop/web');
+        expect(h.tracker.takeWaiting('p', 1)).toEqual(['shop/web']);
+        return freed;
+      };
+
+      test('takes the slot: writes, and the slot is not passed on', async () => {
+        const h = harness({ policies: [ENFORCE], deployments: [web()] });
+        const freed = woken(h);
+        await h.reconcile('shop/web');
+        expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
+        expect(freed).toEqual([]);
+      });
+
+      test('finds no room after all: waits again, nothing passed on', async () => {
+        const h = harness({
+          policies: [policyObject('p', { mode: 'Enforce', rollout: { maxConcurrent: 1 } })],
+          deployments: [web(), rollingApi],
+        });
+        const freed = woken(h);
+        await h.reconcile('shop/web');
+        expect(freed).toEqual([]);
+        expect(h.tracker.takeWaiting('p')).toEqual(['shop/web']);
+      });
+
+      test('has nothing to write any more (its policy now audits): passes the slot on', async () => {
+        const h = harness({ policies: [policyObject('p', { mode: 'Audit' })], deployments: [web()] });
+        const freed = woken(h);
+        await h.reconcile('shop/web');
+        expect(h.writes).toEqual([]);
+        expect(freed).toEqual(['p']);
+      });
+    });
+
     test('a Deployment rolling out for its own reasons takes no slot', async () => {
       const ownReasons = deployment({ name: 'api', generation: 2, status: rollingApi.status });
       const h = harness({ policies: [ENFORCE], deployments: [web(), ownReasons] });
@@ -762,6 +799,8 @@ describe('observed latency', () => {
       // Woken by its own recovery (an update event); the resync is the safety net.
       expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: RESYNC_MS });
       expect(await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'Unhealthy' })).toBe(1);
+      // Not among the keys a freed slot wakes: its own recovery ends the wait.
+      expect(h.tracker.takeWaiting('p')).toEqual([]);
       await h.reconcile('shop/web');
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
     });

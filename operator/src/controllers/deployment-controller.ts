@@ -235,7 +235,8 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     );
     const decision = rolloutDecision({ policy, key, state, rollouts });
     if (decision.kind === 'Apply') return undefined;
-    tracker.wait(policy.name, key);
+    // Only a slot ends this wait: the others end with the Deployment's own change, or are polled.
+    if (decision.reason === 'RolloutBudgetExhausted') tracker.wait(policy.name, key);
     metrics.rolloutWaits.inc({ policy: policy.name, reason: decision.reason });
     log.debug(
       { policy: policy.name, reason: decision.reason, uid: deployment.metadata?.uid },
@@ -294,7 +295,17 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     return pending ? 'Pending' : 'Checked';
   };
 
+  // A key a freed slot woke passes the slot on when it does not take it (routing.ts).
   return async (key, signal, log) => {
+    const woken = tracker.takeWoken(key);
+    try {
+      return await reconcile(key, signal, log);
+    } finally {
+      if (woken !== undefined) tracker.passOn(woken, key);
+    }
+  };
+
+  async function reconcile(key: string, signal: AbortSignal, log: Logger) {
     const deployment = view.deployments.get(key);
     if (!deployment) {
       tracker.release(key);
@@ -451,5 +462,5 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     );
     log.info({ policy: policy.name, changes, drain: plan.drain }, 'applied shutdown settings');
     return { requeueAfterMs: deps.rolloutCheckMs };
-  };
+  }
 }

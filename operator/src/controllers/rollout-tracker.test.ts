@@ -165,4 +165,63 @@ describe('RolloutTracker waiting', () => {
   test('nothing waiting: empty', () => {
     expect(new RolloutTracker().takeWaiting('p')).toEqual([]);
   });
+
+  test('one slot wakes the key that waited longest', () => {
+    const tracker = new RolloutTracker();
+    tracker.wait('p', 'shop/a');
+    tracker.wait('p', 'shop/b');
+    tracker.wait('p', 'shop/c');
+    expect(tracker.takeWaiting('p', 1)).toEqual(['shop/a']);
+    expect(tracker.takeWaiting('p', 1)).toEqual(['shop/b']);
+    expect(tracker.takeWaiting('p')).toEqual(['shop/c']);
+  });
+
+  describe('a woken key that does not take its slot passes it on', () => {
+    const setup = () => {
+      const tracker = new RolloutTracker();
+      const freed: string[] = [];
+      tracker.onSlotFreed((policy) => freed.push(policy));
+      tracker.wait('p', 'shop/a');
+      tracker.wait('p', 'shop/b');
+      tracker.takeWaiting('p', 1);
+      expect(tracker.takeWoken('shop/a')).toBe('p');
+      return { tracker, freed };
+    };
+
+    test('nothing to write (compliant now, another mode, gone): passed on', () => {
+      const { tracker, freed } = setup();
+      tracker.passOn('p', 'shop/a');
+      expect(freed).toEqual(['p']);
+    });
+
+    test('it took the slot (a reservation): kept', () => {
+      const { tracker, freed } = setup();
+      tracker.reserve('shop/a', 'p');
+      tracker.passOn('p', 'shop/a');
+      expect(freed).toEqual([]);
+    });
+
+    test('another key took the slot first, it waits again: kept (its turn comes with the next slot)', () => {
+      const { tracker, freed } = setup();
+      tracker.wait('p', 'shop/a');
+      tracker.passOn('p', 'shop/a');
+      expect(freed).toEqual([]);
+    });
+
+    test('woken once: the mark is read once', () => {
+      const { tracker } = setup();
+      expect(tracker.takeWoken('shop/a')).toBeUndefined();
+      expect(tracker.takeWoken('shop/b')).toBeUndefined();
+    });
+  });
+
+  test('releasing a reservation frees its slot; releasing a key without one frees nothing', () => {
+    const tracker = new RolloutTracker();
+    const freed: string[] = [];
+    tracker.onSlotFreed((policy) => freed.push(policy));
+    tracker.reserve('shop/a', 'p');
+    tracker.release('shop/a');
+    tracker.release('shop/b');
+    expect(freed).toEqual(['p']);
+  });
 });

@@ -12,15 +12,24 @@ export class RolloutTracker {
    * same name is another object) and the generation the write produced (Infinity until known).
    */
   readonly #reserved = new Map<string, { policy: string; uid: string | undefined; generation: number }>();
-  /** policy -> keys waiting for budget, woken when a rollout of that policy ends. */
+  /**
+   * policy -> keys waiting for a slot of its budget, oldest first; woken one per slot freed (a
+   * wake of every waiting key per slot had hundreds re-check the budget for one of them to win).
+   */
   readonly #waiting = new Map<string, Set<string>>();
+  /** key -> the policy whose freed slot woke it, until its reconcile says whether it took it. */
+  readonly #woken = new Map<string, string>();
   /** key -> hash of the pod template the Deployment last had while settled. */
   readonly #settledTemplates = new Map<string, string>();
-  readonly #releaseListeners: ((policy: string) => void)[] = [];
+  readonly #slotListeners: ((policy: string) => void)[] = [];
 
-  /** Called with the policy of a reservation dropped by `release` (its slot is free again). */
-  onRelease(listener: (policy: string) => void): void {
-    this.#releaseListeners.push(listener);
+  /**
+   * Called with a policy when this replica frees a slot of its budget: a reservation released
+   * (its write failed, the Deployment went), or a woken key that did not take the slot it was
+   * woken for (`passOn`). The caller wakes the next waiting key (`takeWaiting(policy, 1)`).
+   */
+  onSlotFreed(listener: (policy: string) => void): void {
+    this.#slotListeners.push(listener);
   }
 
   /**
@@ -90,20 +99,54 @@ export class RolloutTracker {
     this.#reserved.delete(key);
     this.#settledTemplates.delete(key);
     for (const keys of this.#waiting.values()) keys.delete(key);
-    if (reservation) for (const listener of this.#releaseListeners) listener(reservation.policy);
+    if (reservation) this.#slotFreed(reservation.policy);
   }
 
+  /** The key waits for a slot of the policy's budget (RolloutBudgetExhausted). */
   wait(policy: string, key: string): void {
     const keys = this.#waiting.get(policy) ?? new Set<string>();
     keys.add(key);
     this.#waiting.set(policy, keys);
   }
 
-  /** Keys that waited for the policy's budget; the caller re-enqueues them. */
-  takeWaiting(policy: string): string[] {
-    const keys = [...(this.#waiting.get(policy) ?? [])];
-    this.#waiting.delete(policy);
-    return keys;
+  /**
+   * Up to `limit` keys that waited longest for the policy's budget, taken off the wait and
+   * marked woken; the caller enqueues them.
+   */
+  takeWaiting(policy: string, limit = Number.POSITIVE_INFINITY): string[] {
+    const keys = this.#waiting.get(policy);
+    if (!keys) return [];
+    const taken: string[] = [];
+    for (const key of keys) {
+      if (taken.length >= limit) break;
+      taken.push(key);
+    }
+    for (const key of taken) {
+      keys.delete(key);
+      this.#woken.set(key, policy);
+    }
+    if (keys.size === 0) this.#waiting.delete(policy);
+    return taken;
+  }
+
+  /** At the start of the key's reconcile: the policy whose slot woke it, if one did (cleared). */
+  takeWoken(key: string): string | undefined {
+    const policy = this.#woken.get(key);
+    this.#woken.delete(key);
+    return policy;
+  }
+
+  /**
+   * At the end of the reconcile of a key a slot woke: unless it took the slot (a reservation) or
+   * waits for the budget again, the slot goes to the next waiting key.
+   */
+  passOn(policy: string, key: string): void {
+    if (this.#reserved.has(key) || this.#waiting.get(policy)?.has(key)) return;
+    this.#slotFreed(policy);
+  }
+
+  #slotFreed(policy: string): void {
+    for (const listener of this.#slotListeners) listener(policy);
   }
 
   get reservedCount(): number {

@@ -151,6 +151,19 @@ describe('routeEvents', () => {
       expect(h.take().deployments).toEqual(['shop/w1']);
     });
 
+    test('one slot, one key: the one that waited longest; one that does not take it passes it on', () => {
+      const h = harness([rolling(record(rollout))], [shopOnly]);
+      h.tracker.wait('shop', 'shop/w1');
+      h.tracker.wait('shop', 'shop/w2');
+      h.take();
+      h.deployments.put(rolling(record()));
+      expect(h.take().deployments).toEqual(['shop/a', 'shop/w1']);
+      // w1's reconcile finds nothing to write any more: the slot goes to w2.
+      expect(h.tracker.takeWoken('shop/w1')).toBe('shop');
+      h.tracker.passOn('shop', 'shop/w1');
+      expect(h.take().deployments).toEqual(['shop/w2']);
+    });
+
     test('negative control: progress of a rollout still under way wakes nobody', () => {
       const h = harness([rolling(record(rollout))], [shopOnly]);
       h.tracker.wait('shop', 'shop/w1');

@@ -35,13 +35,15 @@ export function routeEvents({ view, tracker, deployments, statuses, statusDelay 
     for (const policy of policies) status(policy);
   });
   // A rollout of the operator's that finished (or whose Deployment went, or left the policy), a
-  // failure gone, a write that failed: the policy's budget may have room. The Deployments waiting
-  // for it are woken by these events alone (their requeue is the resync, a safety net).
+  // failure gone, a write that failed, a woken key that did not take the slot: one slot of the
+  // policy's budget may be free, and the Deployment that waited longest for it is woken. Waits
+  // end by these events alone (their requeue is the resync, a safety net). Two events for one
+  // slot wake two keys; the second waits again.
   const wakeWaiting = (policy: string | undefined) => {
-    if (policy !== undefined) for (const key of tracker.takeWaiting(policy)) deployments.enqueue(key);
+    if (policy !== undefined) for (const key of tracker.takeWaiting(policy, 1)) deployments.enqueue(key);
   };
   view.onRolloutEnded(wakeWaiting);
-  tracker.onRelease(wakeWaiting);
+  tracker.onSlotFreed(wakeWaiting);
   // The tracker's reservations outlive the record's rollout when the generation moved on (scaled
   // meanwhile): such a rollout ends when the Deployment stops rolling.
   view.deployments.addHandlers({
