@@ -244,7 +244,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     );
     // A wait that ends with an event is woken by it; the resync is only a safety net: the
     // Deployment's own change (resumed, healthy again, a new template, its failure fixed), or a
-    // slot of the budget freed (routing.ts wakes the policy's waiting keys). Polling the budget
+    // slot of the budget freed (routing.ts wakes the key that waited longest). Polling the budget
     // instead had every waiting Deployment re-planned twice a second (with --rollout-check-ms
     // 500) and took a core with 200 waiting.
     const eventEndsIt = [

@@ -86,12 +86,6 @@ const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
 export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconcile {
   const { view, writer, metrics } = deps;
   const plans = deps.plans ?? new PlanMemo();
-  const planDeps = {
-    estimates: deps.estimates,
-    facts: deps.facts,
-    ...(deps.probes ? { probes: deps.probes } : {}),
-    ...(deps.shutdowns ? { shutdowns: deps.shutdowns } : {}),
-  };
   return async (name, signal, log) => {
     const started = performance.now();
     const object = view.policies.get(name);
@@ -157,7 +151,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           workloads.push(workloadVerdict({ kind: 'OtherPolicyWins', deployment, winner: match.policy }));
           continue;
         }
-        const planned = plans.plan(deployment, policy, planDeps);
+        const planned = plans.plan(deployment, policy, deps);
         if (!planned.ok) {
           workloads.push(workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors }));
           continue;
