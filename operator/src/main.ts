@@ -37,6 +37,7 @@ import {
   Informer,
   namespaceCacheTransform,
   podCacheTransform,
+  shareUnchangedParts,
 } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
 import { createReportStore } from './kube/reports.ts';
@@ -96,6 +97,9 @@ async function main(): Promise<void> {
       // What the operator owns comes from its own managedFields entry (policy/ownership.ts);
       // kubectl's last-applied copy of the object is never read.
       transform: deploymentCacheTransform<V1Deployment>(FIELD_MANAGER),
+      // Status updates (most events) keep the spec and metadata objects: plans and template
+      // hashes memoized by them are not computed again.
+      share: shareUnchangedParts,
       ...informerTimings('deployments'),
     }),
     namespaces: new Informer<V1Namespace>({

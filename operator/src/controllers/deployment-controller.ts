@@ -258,29 +258,34 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
   };
 
   /**
-   * Checks on a running pod every new readiness probe the plan would write that has no verdict
-   * yet (readinessProbe.verification Verify), then plans again: a probe nothing answers is then
-   * left out (ProbeUnverified). 'Pending' when the pods only just started: asked again soon.
-   * Joining a template rollout, young pods are all there is: they are asked as they are.
+   * The new readiness probes the plan would write that have no verdict yet and must be checked
+   * on a running pod first (readinessProbe.verification Verify); none without verification.
    */
-  const verifyNewProbes = async (
+  const uncheckedProbes = (deployment: V1Deployment, policy: ValidPolicy, plan: ShutdownPlan) => {
+    const probes = deps.probes;
+    if (!probes || policy.spec.readinessProbe.verification !== 'Verify') return [];
+    const lookup = probes.verifier.lookup(deploymentUid(deployment));
+    return newProbes(deployment, plan).filter((p) => lookup(p.container, p.path, p.port) === undefined);
+  };
+
+  /**
+   * Checks the unchecked probes on the Deployment's pods; planning again then leaves out a probe
+   * nothing answers (ProbeUnverified). 'Pending' when the pods only just started: asked again
+   * soon. Joining a template rollout, young pods are all there is: they are asked as they are.
+   */
+  const verifyProbes = async (
     deployment: V1Deployment,
     policy: ValidPolicy,
-    plan: ShutdownPlan,
+    unchecked: ReturnType<typeof newProbes>,
     joining: boolean,
     signal: AbortSignal,
     log: Logger,
-  ): Promise<'Checked' | 'Pending' | 'Nothing'> => {
+  ): Promise<'Checked' | 'Pending'> => {
     const probes = deps.probes;
-    if (!probes || policy.spec.readinessProbe.verification !== 'Verify') return 'Nothing';
-    const lookup = probes.verifier.lookup(deploymentUid(deployment));
-    const unknown = newProbes(deployment, plan).filter(
-      (p) => lookup(p.container, p.path, p.port) === undefined,
-    );
-    if (unknown.length === 0) return 'Nothing';
+    if (!probes) return 'Checked';
     const pods = probes.podsOf(deployment);
     let pending = false;
-    for (const probe of unknown) {
+    for (const probe of unchecked) {
       const verdict = await probes.verifier.verify({
         deployment,
         pods,
@@ -364,21 +369,23 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       return;
     }
     let planned = plans.plan(deployment, policy, planDeps);
-    if (planned.ok && !planned.diff.compliant) {
-      // A write would start a rollout: first whether it may now (no probe check for a write
-      // that waits anyway), then the check of any new probe, then the plan with its verdicts.
+    const unchecked =
+      planned.ok && !planned.diff.compliant ? uncheckedProbes(deployment, policy, planned.plan) : [];
+    if (unchecked.length > 0) {
+      // A write would start a rollout after a probe check: first whether it may now (no probe
+      // check for a write that waits anyway), then the check, then the plan with its verdicts.
       const waiting = holdBack(key, deployment, policy, state, valid, log);
       if (waiting) return waiting;
-      const checked = await verifyNewProbes(
+      const checked = await verifyProbes(
         deployment,
         policy,
-        planned.plan,
+        unchecked,
         state.kind === 'RollingOut',
         signal,
         log,
       );
       if (checked === 'Pending') return { requeueAfterMs: deps.rolloutCheckMs };
-      if (checked === 'Checked') planned = plans.plan(deployment, policy, planDeps);
+      planned = plans.plan(deployment, policy, planDeps);
     }
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
@@ -418,7 +425,8 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     }
 
     // Changing the pod template restarts the pods: that is what the rollout budget limits. Asked
-    // again after the probe check: other workers may have taken the budget meanwhile.
+    // (again, after a probe check: other workers may have taken the budget meanwhile) with no
+    // await before the reservation.
     const waiting = holdBack(key, deployment, policy, state, valid, log);
     if (waiting) return waiting;
     tracker.reserve(key, policy.name, deployment.metadata?.uid);

@@ -301,7 +301,7 @@ describe('PlanMemo: one planning per change', () => {
   const enforce = policy('p', { mode: 'Enforce' });
   const deps = { estimates: noEstimates, facts: FACTS };
 
-  test('the same Deployment object, policy generation and sources: the same plan, not planned again', () => {
+  test('the same Deployment, policy generation and sources: the same plan, not planned again', () => {
     const memo = new PlanMemo();
     const d = deployment();
     const first = memo.plan(d, enforce, deps);
@@ -310,8 +310,33 @@ describe('PlanMemo: one planning per change', () => {
     expect(first).toEqual(planWorkload(d, enforce, deps));
   });
 
+  test('a status update sharing the spec and metadata objects (the cache shares them): not planned again', () => {
+    const memo = new PlanMemo();
+    const d = deployment();
+    const first = memo.plan(d, enforce, deps);
+    const statusUpdate: V1Deployment = {
+      ...d,
+      status: { observedGeneration: 2, replicas: 2, updatedReplicas: 1 },
+    };
+    expect(memo.plan(statusUpdate, enforce, deps)).toBe(first);
+  });
+
+  const withMetadata = (d: V1Deployment, metadata: Partial<NonNullable<V1Deployment['metadata']>>) => ({
+    ...d,
+    metadata: { ...d.metadata, ...metadata },
+  });
   test.each<[string, (d: V1Deployment) => Parameters<PlanMemo['plan']>]>([
-    ['an updated Deployment (a new cached object)', (d) => [structuredClone(d), enforce, deps]],
+    [
+      'an updated spec (a new object, even if equal)',
+      (d) => [{ ...d, spec: structuredClone(d.spec) }, enforce, deps],
+    ],
+    ['new annotations', (d) => [withMetadata(d, { annotations: { a: 'b' } }), enforce, deps]],
+    ['new labels', (d) => [withMetadata(d, { labels: { a: 'b' } }), enforce, deps]],
+    ['new managedFields', (d) => [withMetadata(d, { managedFields: [] }), enforce, deps]],
+    [
+      'another object under the name (another uid)',
+      (d) => [withMetadata(d, { uid: 'other' }), enforce, deps],
+    ],
     ['a new generation of the policy', (d) => [d, policy('p', { mode: 'Enforce' }, 2), deps]],
     [
       'other sources (another estimate cache)',

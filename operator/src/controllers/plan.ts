@@ -121,6 +121,8 @@ export interface PlanDeps {
 }
 
 interface MemoEntry {
+  /** The Deployment's parts planning reads (status is not one), by identity. */
+  parts: readonly unknown[];
   /** The policy's name and generation: its spec, as parsed, is a function of them. */
   policy: string;
   /** The sources planning read (one set per operator: both controllers share them). */
@@ -138,24 +140,35 @@ function sameSources(a: PlanDeps, b: PlanDeps): boolean {
   );
 }
 
+/** What planning reads of a Deployment: its identity, spec, labels, annotations and managedFields. */
+function plannedParts(deployment: V1Deployment): unknown[] {
+  const m = deployment.metadata;
+  return [m?.uid, m?.namespace, m?.name, deployment.spec, m?.labels, m?.annotations, m?.managedFields];
+}
+
 /**
  * Plans once per change: the deployment controller and the status pass ask for the same plan
- * (the same cached Deployment, policy generation, latency estimate, kill and probe verdicts),
- * and the second gets the first's answer; a status pass re-plans only the Deployments that
- * changed. Kept per cached object (a WeakMap): an update replaces the object, and the entry goes
- * with the old one.
+ * (the same Deployment spec and metadata, policy generation, latency estimate, kill and probe
+ * verdicts), and the second gets the first's answer; a status pass re-plans only the
+ * Deployments that changed. Kept per spec object (a WeakMap): the Deployment cache gives a
+ * status update the previous version's spec and metadata objects (kube/informer.ts
+ * shareUnchangedParts), so a rollout's status events are not planned again; a changed spec is
+ * a new object, and the entry goes with the old one.
  */
 export class PlanMemo {
-  readonly #entries = new WeakMap<V1Deployment, MemoEntry>();
+  readonly #entries = new WeakMap<object, MemoEntry>();
 
   plan(deployment: V1Deployment, policy: ValidPolicy, deps: PlanDeps): WorkloadPlan {
     const key = deploymentKey(deployment);
     const policyId = `${policy.name}@${policy.generation}`;
     const estimate = deps.estimates.get(key);
     const killedAt = deps.shutdowns?.killedAt(key);
-    const entry = this.#entries.get(deployment);
+    const parts = plannedParts(deployment);
+    const memoKey = deployment.spec ?? deployment;
+    const entry = this.#entries.get(memoKey);
     if (
       entry?.policy === policyId &&
+      entry.parts.every((part, i) => part === parts[i]) &&
       sameSources(entry.deps, deps) &&
       entry.estimate === estimate &&
       entry.killedAt === killedAt &&
@@ -180,7 +193,7 @@ export class PlanMemo {
         }
       : deps;
     const result = planWorkload(deployment, policy, recording);
-    this.#entries.set(deployment, { policy: policyId, deps, estimate, killedAt, verdicts, result });
+    this.#entries.set(memoKey, { parts, policy: policyId, deps, estimate, killedAt, verdicts, result });
     return result;
   }
 

@@ -19,6 +19,7 @@ import {
   objectKey,
   podCacheTransform,
   quietTolerantWatch,
+  shareUnchangedParts,
   splitKey,
 } from './informer.ts';
 
@@ -406,6 +407,68 @@ describe('keys and handlers', () => {
     );
     mapped.onUpdate?.(deployment('ns', 'p', '2'), deployment('ns', 'p', '1'));
     expect(keys).toEqual(['ns/web', 'selected-by/1', 'selected-by/2']);
+  });
+});
+
+describe('structural sharing between versions (shareUnchangedParts)', () => {
+  const version = (resourceVersion: string, replicas: number, image = 'web:1'): V1Deployment => ({
+    metadata: {
+      name: 'web',
+      namespace: 'shop',
+      uid: 'u1',
+      resourceVersion,
+      labels: { app: 'web' },
+      annotations: { note: 'x' },
+      managedFields: [{ manager: 'graceful-shutdown-operator', operation: 'Apply' }],
+    },
+    spec: { selector: {}, template: { spec: { containers: [{ name: 'web', image }] } } },
+    status: { replicas },
+  });
+
+  it('a status update takes the previous spec, labels, annotations and managedFields objects', () => {
+    const before = version('1', 1);
+    const after = shareUnchangedParts(version('2', 2), before);
+    expect(after.spec).toBe(before.spec);
+    expect(after.metadata?.labels).toBe(before.metadata?.labels);
+    expect(after.metadata?.annotations).toBe(before.metadata?.annotations);
+    expect(after.metadata?.managedFields).toBe(before.metadata?.managedFields);
+    expect(after.status).toEqual({ replicas: 2 });
+    expect(after.metadata?.resourceVersion).toBe('2');
+  });
+
+  it('a changed part stays the new object; another object under the name shares nothing', () => {
+    const before = version('1', 1);
+    const changed = shareUnchangedParts(version('2', 1, 'web:2'), before);
+    expect(changed.spec).not.toBe(before.spec);
+    expect(changed.spec?.template.spec?.containers[0]?.image).toBe('web:2');
+    expect(changed.metadata?.labels).toBe(before.metadata?.labels);
+    const recreated = version('3', 1);
+    recreated.metadata = { ...recreated.metadata, uid: 'u2' };
+    const other = shareUnchangedParts(recreated, before);
+    expect(other.spec).not.toBe(before.spec);
+    expect(other.metadata?.labels).not.toBe(before.metadata?.labels);
+  });
+
+  it('the informer caches a watched update with the parts it shares with the cached version', async () => {
+    replyToList('100', [deployment('a', 'one', '90')]);
+    const watch = replyToWatch();
+    const { informer, events } = startInformer({ share: shareUnchangedParts });
+    expect(await informer.waitForSync()).toBe(true);
+    await until(() => watch.query !== undefined, 'watch request');
+    // Listed objects are client-node's model classes, watched ones plain JSON: not deep-equal.
+    watch.send('MODIFIED', deployment('a', 'one', '101'));
+    await until(() => events.includes('update a/one@90->101'), 'the first update');
+    const watched = informer.get('a/one');
+    watch.send('MODIFIED', { ...deployment('a', 'one', '102'), status: { replicas: 1 } });
+    await until(() => events.includes('update a/one@101->102'), 'the status update');
+    expect(informer.get('a/one')?.spec).toBe(watched?.spec);
+    watch.send('MODIFIED', {
+      ...deployment('a', 'one', '103'),
+      spec: { selector: {}, template: { metadata: {} } },
+    });
+    await until(() => events.includes('update a/one@102->103'), 'the spec update');
+    expect(informer.get('a/one')?.spec).not.toBe(watched?.spec);
+    expect(informer.get('a/one')?.spec).toEqual({ selector: {}, template: { metadata: {} } });
   });
 });
 

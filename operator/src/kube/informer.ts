@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import {
   type KubeConfig,
   type KubernetesListObject,
@@ -82,6 +83,11 @@ export interface InformerOptions<T extends KubernetesObject> {
   filter?: (object: T) => boolean;
   /** Applied to every object before caching; default: stripManagedFields. */
   transform?: (object: T) => T;
+  /**
+   * Given a new version (transformed) and the cached one it replaces, returns the version to
+   * cache, which may reuse the cached one's unchanged parts (shareUnchangedParts).
+   */
+  share?: (next: T, previous: T) => T;
   /** Restart a watch that delivered no event (bookmarks count) for this long, and list again; default 5 min. */
   watchdogMs?: number;
   /** Objects per list page (client-go: 500). */
@@ -145,6 +151,30 @@ export function deploymentCacheTransform<T extends KubernetesObject>(manager: st
     if (annotations?.[LAST_APPLIED_ANNOTATION] !== undefined) delete annotations[LAST_APPLIED_ANNOTATION];
     return keepOwn(object);
   };
+}
+
+/**
+ * Structural sharing between two versions of one object: the new version takes the cached
+ * version's `spec`, labels, annotations and managedFields where they are deep-equal. Most
+ * Deployment events are status updates; with this, what is computed from the unchanged parts
+ * and memoized by their identity (plans, template hashes) is computed once per change of them,
+ * not once per event. Another object under the same name (another uid) shares nothing.
+ */
+export function shareUnchangedParts<T extends KubernetesObject & { spec?: unknown }>(
+  next: T,
+  previous: T,
+): T {
+  const metadata = next.metadata;
+  const before = previous.metadata;
+  if (metadata === undefined || before === undefined || metadata.uid !== before.uid) return next;
+  if (next.spec !== undefined && isDeepStrictEqual(next.spec, previous.spec)) next.spec = previous.spec;
+  if (metadata.labels !== undefined && isDeepStrictEqual(metadata.labels, before.labels))
+    metadata.labels = before.labels;
+  if (metadata.annotations !== undefined && isDeepStrictEqual(metadata.annotations, before.annotations))
+    metadata.annotations = before.annotations;
+  if (metadata.managedFields !== undefined && isDeepStrictEqual(metadata.managedFields, before.managedFields))
+    metadata.managedFields = before.managedFields;
+  return next;
 }
 
 /** The Namespace cache's transform: namespaceSelector reads labels, nothing else is kept. */
@@ -556,9 +586,10 @@ export class Informer<T extends KubernetesObject> {
     return undefined;
   }
 
-  #store(key: string, object: T): void {
+  #store(key: string, next: T): void {
     const old = this.#cache.get(key);
-    if (old !== undefined && old.metadata?.resourceVersion === object.metadata?.resourceVersion) return;
+    if (old !== undefined && old.metadata?.resourceVersion === next.metadata?.resourceVersion) return;
+    const object = old !== undefined && this.#options.share ? this.#options.share(next, old) : next;
     this.#cache.set(key, object);
     this.#reindex(key, old, object);
     if (old === undefined) this.#emit((handlers) => handlers.onAdd?.(object));

@@ -81,12 +81,22 @@ export function isTemplateRolloutInProgress(deployment: V1Deployment): boolean {
   return (status.updatedReplicas ?? 0) < (status.replicas ?? 0);
 }
 
+/**
+ * Hashes by pod template object: the Deployment cache gives a status update the previous
+ * version's spec (kube/informer.ts shareUnchangedParts), so a template is hashed once, not on
+ * every event of its rollout. Cached objects are never mutated.
+ */
+const templateHashes = new WeakMap<object, string>();
+
 /** A short hash of the pod template: tells a template change from a scale or metadata edit. */
 export function templateHash(deployment: V1Deployment): string {
-  return createHash('sha256')
-    .update(canonicalJson(deployment.spec?.template ?? {}))
-    .digest('hex')
-    .slice(0, 16);
+  const template = deployment.spec?.template ?? {};
+  let hash = templateHashes.get(template);
+  if (hash === undefined) {
+    hash = createHash('sha256').update(canonicalJson(template)).digest('hex').slice(0, 16);
+    templateHashes.set(template, hash);
+  }
+  return hash;
 }
 
 const progressing = (deployment: V1Deployment) =>
