@@ -23,6 +23,7 @@ import {
   benchSteady,
   cpuSeconds,
   type EnforceResult,
+  type EnforceRound,
   memoryMiB,
   type SteadyResult,
 } from './scale.ts';
@@ -31,6 +32,8 @@ const { values } = parseArgs({
   options: {
     enforce: { type: 'string', default: '300' },
     budget: { type: 'string', default: '100' },
+    /** Rounds of the Enforce benchmark, alternating which of operator and limit goes first. */
+    'enforce-rounds': { type: 'string', default: '2' },
     audit: { type: 'string', default: '1000,5000,10000' },
     'steady-minutes': { type: 'string', default: '10' },
     'admission-rps': { type: 'string', default: '100' },
@@ -57,11 +60,15 @@ function printTable(header: string[], rows: string[][]): void {
 
 const log = (message: string) => process.stderr.write(`${new Date().toISOString()} ${message}\n`);
 
-// 10 kwok nodes of 110 pods each: room for 2 x 300 pods and the surge of 2 x 100 rollouts.
-// kube-controller-manager at 20 requests/s (its default) takes in about 7 new Deployments a
-// second: the cluster would still be settling 10,000 of them 25 min later.
+// kwok nodes of 110 pods each, filled to 100 at most: room for every Enforce round's pods (2 x N
+// each), and for N more: a phase's new pods start while its old pods still terminate (kwok
+// honours their grace period, 30 s and more, longer than a phase). kube-controller-manager at
+// 20 requests/s (its default) takes in about 7 new Deployments a second: the cluster would
+// still be settling 10,000 of them 25 min later.
+const enforceRounds = Number(values['enforce-rounds']);
+const NODES = Math.max(10, Math.ceil((2 * enforceN * enforceRounds + enforceN) / 100));
 const cluster = await LocalCluster.start({
-  nodes: 10,
+  nodes: NODES,
   progress: () => {},
   controllerManagerArgs: ['--kube-api-qps=300', '--kube-api-burst=600', '--concurrent-deployment-syncs=20'],
 });
@@ -102,7 +109,11 @@ try {
 
   if (enforceN > 0) {
     log(`enforce: ${enforceN} Deployments, budget ${values.budget}`);
-    enforce = await benchEnforce(kc, operator, enforceN, Number(values.budget));
+    enforce = await benchEnforce(kc, operator, enforceN, Number(values.budget), enforceRounds, (round) =>
+      log(
+        `enforce round (${round.first} first): operator ${round.operatorSeconds.toFixed(1)} s, limit ${round.limitSeconds.toFixed(1)} s`,
+      ),
+    );
   }
   if (auditSizes.length > 0) {
     log(`audit: ${auditSizes.join(', ')} Deployments`);
@@ -140,22 +151,37 @@ try {
 }
 
 console.log(
-  `\nKubernetes ${cluster.kubernetesVersion} (10 kwok nodes), ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${new Date().toISOString().slice(0, 10)}`,
+  `\nKubernetes ${cluster.kubernetesVersion} (${NODES} kwok nodes), ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${new Date().toISOString().slice(0, 10)}`,
 );
 console.log(`operator idle: RSS ${idle.rss.toFixed(0)} MiB\n`);
 if (enforce) {
+  const peak = Math.max(...enforce.rounds.map((r) => r.limitPeak));
   console.log(
-    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}; the limit is a bare client keeping ${enforce.budget} rollouts in flight (peak ${enforce.limitPeak}); both write ${WRITE_CONCURRENCY} at a time (operator --workers ${WRITE_CONCURRENCY})\n`,
+    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}, ${enforce.rounds.length} rounds (which goes first alternates); converged: every Deployment rolled out with the settings and settled; the limit is a bare client sending the operator's own server-side apply, keeping ${enforce.budget} rollouts in flight (peak ${peak}); both write ${WRITE_CONCURRENCY} at a time (operator --workers ${WRITE_CONCURRENCY}); status: until the policy's status says so\n`,
   );
+  const ratio = (r: EnforceRound) => r.operatorSeconds / r.limitSeconds;
+  const sum = (f: (r: EnforceRound) => number) => enforce.rounds.reduce((total, r) => total + f(r), 0);
+  const mean = (f: (r: EnforceRound) => number) => sum(f) / enforce.rounds.length;
   printTable(
-    ['deployments', 'operator converge s', 'limit s', 'operator / limit', 'writes/deploy'],
+    ['round', 'first', 'operator converge s', 'limit s', 'operator / limit', 'status s', 'writes/deploy'],
     [
+      ...enforce.rounds.map((r, i) => [
+        String(i + 1),
+        r.first,
+        r.operatorSeconds.toFixed(1),
+        r.limitSeconds.toFixed(1),
+        ratio(r).toFixed(3),
+        r.statusSeconds.toFixed(1),
+        r.writesPerDeployment.toFixed(2),
+      ]),
       [
-        String(enforce.n),
-        enforce.operatorSeconds.toFixed(1),
-        enforce.limitSeconds.toFixed(1),
-        (enforce.operatorSeconds / enforce.limitSeconds).toFixed(3),
-        enforce.writesPerDeployment.toFixed(2),
+        'all',
+        '',
+        mean((r) => r.operatorSeconds).toFixed(1),
+        mean((r) => r.limitSeconds).toFixed(1),
+        (sum((r) => r.operatorSeconds) / sum((r) => r.limitSeconds)).toFixed(3),
+        mean((r) => r.statusSeconds).toFixed(1),
+        mean((r) => r.writesPerDeployment).toFixed(2),
       ],
     ],
   );

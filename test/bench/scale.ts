@@ -13,10 +13,17 @@ import {
   PatchStrategy,
   setHeaderOptions,
   type V1Deployment,
+  VersionApi,
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../../operator/src/api/annotations.ts';
+import { parsePolicySpec } from '../../operator/src/api/policy.ts';
+import { planWorkload } from '../../operator/src/controllers/plan.ts';
 import { deploymentCacheTransform } from '../../operator/src/kube/informer.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
+import { clusterFacts } from '../../operator/src/policy/desired.ts';
+import { deploymentKey } from '../../operator/src/policy/match.ts';
+import { type ApplyConfiguration, applyConfiguration } from '../../operator/src/policy/ownership.ts';
+import type { ClusterFacts } from '../../operator/src/policy/types.ts';
 import { waitFor } from '../cluster/wait.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';
 import { createPolicy, deletePolicy, readPolicyStatus } from '../operator/install.ts';
@@ -81,22 +88,73 @@ async function podsSettled(kc: KubeConfig, namespace: string, n: number): Promis
 
 const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
 
-export interface EnforceResult {
-  n: number;
-  budget: number;
+/** One round of the Enforce benchmark: the operator and the limit on the same cluster. */
+export interface EnforceRound {
+  /** Which ran first: rounds alternate, so that neither always meets the other's leftovers. */
+  first: 'limit' | 'operator';
+  /** Policy creation to every Deployment rolled out with the settings and settled. */
   operatorSeconds: number;
+  /** Policy creation to the policy's status saying so (the status waits a debounce after the last change). */
+  statusSeconds: number;
+  /** The bare client's first write to every Deployment rolled out and settled. */
   limitSeconds: number;
   writesPerDeployment: number;
   /** The most rollouts the bare client had in flight at once (never above the budget). */
   limitPeak: number;
 }
 
+export interface EnforceResult {
+  n: number;
+  budget: number;
+  rounds: EnforceRound[];
+}
+
+/** The Enforce policy of the benchmark: no latency source, new probes trusted (kwok pods have no address). */
+function enforcePolicySpec(namespace: string, budget: number) {
+  return {
+    mode: 'Enforce',
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+    observedLatency: { source: 'None' },
+    readinessProbe: { verification: 'Trust' },
+    rollout: { maxConcurrent: budget },
+  };
+}
+
+/** The field manager of the bare client: not the operator's, so the operator never adopts what it wrote. */
+const LIMIT_FIELD_MANAGER = 'scale-bench-limit';
+
 /**
- * The limit: a bare client that patches each Deployment's pod template (a new grace period:
- * one rollout each), keeping `budget` rollouts in flight and starting the next as one ends.
+ * The request the operator sends for `deployment` under `spec`, planned by the operator's own
+ * code: the same probe, preStop, grace period and template annotations. Without the operator's
+ * record annotation, which would make the operator take the Deployment for one it manages.
  */
-async function slidingWindow(kc: KubeConfig, namespace: string, keys: string[], budget: number) {
+function operatorApply(deployment: V1Deployment, spec: unknown, facts: ClusterFacts): ApplyConfiguration {
+  const parsed = parsePolicySpec(spec);
+  if (!parsed.ok) throw new Error(`the benchmark's policy: ${JSON.stringify(parsed.errors)}`);
+  const policy = { name: 'scale-bench-limit', generation: 1, spec: parsed.value };
+  const planned = planWorkload(deployment, policy, { estimates: { get: () => undefined }, facts });
+  if (!planned.ok)
+    throw new Error(`planning ${deploymentKey(deployment)}: ${JSON.stringify(planned.errors)}`);
+  const config = applyConfiguration(deployment, planned.nextRecord, planned.plan);
+  return { ...config, metadata: { name: config.metadata.name, namespace: config.metadata.namespace } };
+}
+
+/**
+ * The limit: a bare client that sends each Deployment the server-side apply the operator would
+ * send (one rollout each), keeping `budget` rollouts in flight and starting the next as one ends.
+ */
+async function slidingWindow(
+  kc: KubeConfig,
+  namespace: string,
+  keys: string[],
+  budget: number,
+  spec: unknown,
+): Promise<{ seconds: number; peak: number }> {
   const apps = kc.makeApiClient(AppsV1Api);
+  const facts = clusterFacts(await kc.makeApiClient(VersionApi).getCode());
+  const deployments = new Map(
+    (await apps.listNamespacedDeployment({ namespace })).items.map((d) => [d.metadata?.name ?? '', d]),
+  );
   const waiting = [...keys];
   const active = new Set<string>();
   let peak = 0;
@@ -113,12 +171,21 @@ async function slidingWindow(kc: KubeConfig, namespace: string, keys: string[], 
     const starting: string[] = [];
     while (active.size + starting.length < budget && waiting.length > 0)
       starting.push(waiting.shift() as string);
-    await pool(starting, 16, (name) =>
-      apps.patchNamespacedDeployment(
-        { namespace, name, body: { spec: { template: { spec: { terminationGracePeriodSeconds: 45 } } } } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ),
-    );
+    await pool(starting, 16, (name) => {
+      const deployment = deployments.get(name);
+      if (!deployment) throw new Error(`Deployment ${namespace}/${name} not found`);
+      return apps.patchNamespacedDeployment(
+        {
+          namespace,
+          name,
+          body: operatorApply(deployment, spec, facts),
+          fieldManager: LIMIT_FIELD_MANAGER,
+          force: true,
+          fieldValidation: 'Strict',
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+      );
+    });
     for (const name of starting) active.add(name);
     peak = Math.max(peak, active.size);
     await new Promise((resolve) => setTimeout(resolve, 250));
@@ -126,60 +193,106 @@ async function slidingWindow(kc: KubeConfig, namespace: string, keys: string[], 
   return { seconds: (Date.now() - started) / 1000, peak };
 }
 
+/** Every Deployment written once (generation 2 or more: the settings went in) and settled. */
+async function allWrittenAndSettled(kc: KubeConfig, namespace: string, n: number): Promise<boolean> {
+  const list = await kc.makeApiClient(AppsV1Api).listNamespacedDeployment({ namespace });
+  return (
+    list.items.length === n && list.items.every((d) => (d.metadata?.generation ?? 0) > 1 && !isRolling(d))
+  );
+}
+
+/** Waits until the namespace's Deployments and pods are settled (no rollout, no terminating pod). */
+async function settledNamespace(kc: KubeConfig, namespace: string, n: number): Promise<void> {
+  await waitFor(
+    `the Deployments and pods of ${namespace} to settle`,
+    async () => (await allSettled(kc, namespace, n)) && (await podsSettled(kc, namespace, n)),
+    { timeoutMs: 900_000, intervalMs: 1000 },
+  );
+}
+
+async function operatorPhase(
+  kc: KubeConfig,
+  operator: OperatorProcess,
+  namespace: string,
+  policy: string,
+  n: number,
+  budget: number,
+) {
+  const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
+  const started = Date.now();
+  await createPolicy(kc, policy, enforcePolicySpec(namespace, budget));
+  // Polled as the limit polls, a LIST of the Deployments; the policy's status (100 workloads, a
+  // read from etcd each time) only once they have converged.
+  await waitFor('the Deployments to converge', () => allWrittenAndSettled(kc, namespace, n), {
+    timeoutMs: 1_800_000,
+    intervalMs: 250,
+  });
+  const operatorSeconds = (Date.now() - started) / 1000;
+  await waitFor(
+    'the policy status to say so',
+    async () => (await readPolicyStatus(kc, policy)).counts?.compliant === n,
+    { timeoutMs: 300_000, intervalMs: 250 },
+  );
+  const statusSeconds = (Date.now() - started) / 1000;
+  const writes = (await operator.sample('gracefulshutdown_deployment_writes_total')) - writesBefore;
+  // Releasing the Deployments is a write each (no rollout): done before the next phase starts.
+  await deletePolicy(kc, policy);
+  await quiet(operator);
+  return { operatorSeconds, statusSeconds, writesPerDeployment: writes / n };
+}
+
+/**
+ * Rounds of: N Deployments converged by the operator, and N others by the limit, in alternating
+ * order. Each phase starts with both namespaces settled (no terminating pods: kwok honours
+ * their 30 s grace period, and they count against the nodes' pod capacity).
+ */
 export async function benchEnforce(
   kc: KubeConfig,
   operator: OperatorProcess,
   n: number,
   budget: number,
+  rounds: number,
+  progress: (round: EnforceRound) => void = () => {},
 ): Promise<EnforceResult> {
-  const limitNs = 'scale-enforce-limit';
-  const operatorNs = 'scale-enforce';
-  await createDeployments(kc, limitNs, names('svc', n), 1);
-  await createDeployments(kc, operatorNs, names('svc', n), 1);
-  await waitFor(
-    'the Deployments to settle',
-    async () =>
-      (await allSettled(kc, limitNs, n)) &&
-      (await allSettled(kc, operatorNs, n)) &&
-      (await podsSettled(kc, limitNs, n)) &&
-      (await podsSettled(kc, operatorNs, n)),
-    { timeoutMs: 900_000, intervalMs: 1000 },
-  );
-
-  const limit = await slidingWindow(kc, limitNs, names('svc', n), budget);
-  // The same start as the limit had: the nodes hold no terminating pods of the limit's rollouts.
-  await waitFor('the old pods of the limit to be gone', () => podsSettled(kc, limitNs, n), {
-    timeoutMs: 300_000,
-    intervalMs: 1000,
-  });
-
-  const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
-  const started = Date.now();
-  await createPolicy(kc, 'scale-enforce', {
-    mode: 'Enforce',
-    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': operatorNs } },
-    observedLatency: { source: 'None' },
-    // kwok pods have no address to ask: verifying each new probe would only wait for a timeout.
-    readinessProbe: { verification: 'Trust' },
-    rollout: { maxConcurrent: budget },
-  });
-  await waitFor(
-    'the operator to converge',
-    async () =>
-      (await readPolicyStatus(kc, 'scale-enforce')).counts?.compliant === n && allSettled(kc, operatorNs, n),
-    { timeoutMs: 1_800_000, intervalMs: 250 },
-  );
-  const operatorSeconds = (Date.now() - started) / 1000;
-  const writes = (await operator.sample('gracefulshutdown_deployment_writes_total')) - writesBefore;
-  await deletePolicy(kc, 'scale-enforce');
-  return {
-    n,
-    budget,
-    operatorSeconds,
-    limitSeconds: limit.seconds,
-    writesPerDeployment: writes / n,
-    limitPeak: limit.peak,
-  };
+  const results: EnforceRound[] = [];
+  for (let r = 1; r <= rounds; r++) {
+    const limitNs = `scale-enforce-limit-${r}`;
+    const operatorNs = `scale-enforce-${r}`;
+    await createDeployments(kc, limitNs, names('svc', n), 1);
+    await createDeployments(kc, operatorNs, names('svc', n), 1);
+    await settledNamespace(kc, limitNs, n);
+    await settledNamespace(kc, operatorNs, n);
+    const first = r % 2 === 1 ? 'limit' : 'operator';
+    const runLimit = async () => {
+      const limit = await slidingWindow(
+        kc,
+        limitNs,
+        names('svc', n),
+        budget,
+        enforcePolicySpec(operatorNs, budget),
+      );
+      await settledNamespace(kc, limitNs, n);
+      return limit;
+    };
+    const runOperator = async () => {
+      const result = await operatorPhase(kc, operator, operatorNs, `scale-enforce-${r}`, n, budget);
+      await settledNamespace(kc, operatorNs, n);
+      return result;
+    };
+    let limit: Awaited<ReturnType<typeof runLimit>>;
+    let own: Awaited<ReturnType<typeof runOperator>>;
+    if (first === 'limit') {
+      limit = await runLimit();
+      own = await runOperator();
+    } else {
+      own = await runOperator();
+      limit = await runLimit();
+    }
+    const round: EnforceRound = { first, ...own, limitSeconds: limit.seconds, limitPeak: limit.peak };
+    results.push(round);
+    progress(round);
+  }
+  return { n, budget, rounds: results };
 }
 
 export interface AuditResult {
