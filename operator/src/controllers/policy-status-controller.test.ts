@@ -34,6 +34,8 @@ function harness(options: {
   deployments: V1Deployment[];
   estimates?: EstimateCache;
   pacer?: StatusPacer;
+  /** How long the apiserver takes to answer a status write. */
+  writeMs?: number;
 }): Harness {
   const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
   const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
@@ -49,6 +51,7 @@ function harness(options: {
   const events: Harness['events'] = [];
   const writer: PolicyStatusWriter = {
     write: async (name, status, { resourceVersion }) => {
+      if (options.writeMs) await new Promise((resolve) => setTimeout(resolve, options.writeMs));
       writes.push({ name, status: structuredClone(status), resourceVersion });
     },
   };
@@ -513,5 +516,18 @@ describe('pacing', () => {
     h.policies.delete('p');
     await h.reconcile('p');
     expect(pacer.delay('p')).toBe(1);
+  });
+
+  test('each status write tells the pacer how long the apiserver took to answer', async () => {
+    const pacer = new StatusPacer({ minMs: 1, factor: 0, writeFactor: 10 });
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Audit' })],
+      deployments: [deployment({ name: 'web' })],
+      pacer,
+      writeMs: 60,
+    });
+    await h.reconcile('p');
+    expect(h.writes).toHaveLength(1);
+    expect(pacer.delay('p')).toBeGreaterThanOrEqual(500);
   });
 });

@@ -68,7 +68,7 @@ export interface PolicyStatusControllerDeps {
   /** Plans shared with the deployment controller (one planning per change); its own when absent. */
   plans?: PlanMemo;
   /** Told how long each pass took (it paces the next one, status-pacer.ts). */
-  pacer?: Pick<StatusPacer, 'measured' | 'forget'>;
+  pacer?: Pick<StatusPacer, 'measured' | 'wrote' | 'forget'>;
   /**
    * Every verdict of a valid policy's pass (the status lists only the first 100), with the
    * Deployments' uids: the policy reports are written from them (report-controller.ts).
@@ -271,7 +271,9 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       metrics.policyWorkloads.set({ policy: name, verdict }, perVerdict[verdict]);
     if (!statusEquals(status, object.status)) {
       signal.throwIfAborted(); // leadership lost or stopping: another replica may write now
+      const writing = performance.now();
       await writer.write(name, status, { resourceVersion: object.metadata?.resourceVersion, signal });
+      deps.pacer?.wrote(name, performance.now() - writing);
       metrics.statusWrites.inc({ policy: name });
       const compliant = status.conditions?.find((c) => c.type === PolicyConditionTypes.Compliant);
       log.info({ counts: status.counts, compliant: compliant?.status }, 'status updated');
