@@ -5,7 +5,7 @@
 // when the latency rises, lowers only after the stabilization window when it falls, does not
 // move with noise, and stays put while Prometheus is unreachable.
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bucketQuantile } from '../../operator/src/latency/histogram.ts';
 import { buildBucketQuery } from '../../operator/src/latency/prometheus.ts';
@@ -30,6 +30,7 @@ import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.t
 const ns = useNamespace('latency');
 
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
+const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const POLICY = 'latency-e2e';
 const APP = 'api';
 const STABILIZATION_S = 30;
@@ -208,29 +209,54 @@ describe('grace periods from observed latency (Prometheus)', () => {
     );
   });
 
-  test('latency falls back to 1.5 s: the grace lowers only once the stabilization window has passed', async () => {
+  test('latency falls back to 1.5 s: the grace lowers only once the stabilization window has passed', {
+    // The way down: the 7 s requests leave Prometheus' 1 min window (about 70 s), the lower
+    // estimate holds for the 30 s stabilization window, then the write and its rollout: about
+    // 110 s, twice that as the bound.
+    timeout: 240_000,
+  }, async () => {
     if (load) load.latencyMs = 1500;
     const high = (await grace()) as number;
     // The latency behind `high`: while Prometheus still answers at least this, the estimate holds.
     const holdsHigh = (p99: number) => expectedGrace(p99) >= high;
-    let lastHighAt = Date.now();
+    const startedAt = Date.now();
+    let lastHighAt = startedAt;
     let loweredAt: number | undefined;
     let lowered: number | undefined;
+    // What was seen on the way, each change once: the failure message when it does not settle.
+    const trace: string[] = [];
+    let last = '';
+    const observe = async () => {
+      const q = await prometheusP99();
+      if (q !== undefined && holdsHigh(q)) lastHighAt = Date.now();
+      const d = await apps().readNamespacedDeployment({ name: APP, namespace: ns.name });
+      const g = d.spec?.template.spec?.terminationGracePeriodSeconds;
+      const r = d.status ?? {};
+      const w = (await policyStatus()).workloads?.find((x) => x.name === APP);
+      const seen = `p99 ${q?.toFixed(1) ?? 'none'} s, grace ${g}, pods ${r.updatedReplicas ?? 0} updated ${r.availableReplicas ?? 0} available of ${r.replicas ?? 0}, status: ${w?.message ?? 'none'}`;
+      if (seen !== last) trace.push(`+${((Date.now() - startedAt) / 1000).toFixed(0)} s: ${seen}`);
+      last = seen;
+      return g;
+    };
+    const follow = (description: string, done: (g: number | undefined) => boolean, timeoutMs: number) =>
+      waitFor(description, async () => done(await observe()) || undefined, {
+        timeoutMs,
+        intervalMs: 500,
+      }).catch((err: Error) => {
+        throw new Error(
+          `${err.message}; load sent ${load?.sent}, failed ${load?.failed}; seen:\n${trace.join('\n')}`,
+        );
+      });
     // Follow Prometheus (as the operator does) and the Deployment until the grace has lowered.
-    await waitFor(
+    await follow(
       'the grace period to lower',
-      async () => {
-        const q = await prometheusP99();
-        if (q !== undefined && holdsHigh(q)) lastHighAt = Date.now();
-        const g = await grace();
-        if (g !== undefined && g < high) {
-          loweredAt = Date.now();
-          lowered = g;
-          return true;
-        }
-        return undefined;
+      (g) => {
+        if (g === undefined || g >= high) return false;
+        loweredAt = Date.now();
+        lowered = g;
+        return true;
       },
-      { timeoutMs: 180_000, intervalMs: 500 },
+      150_000,
     );
     const heldMs = (loweredAt as number) - lastHighAt;
     console.log(
@@ -239,13 +265,10 @@ describe('grace periods from observed latency (Prometheus)', () => {
     // Held for the stabilization window after the last high answer, give or take a scrape and a refresh.
     expect(heldMs).toBeGreaterThanOrEqual(STABILIZATION_S * 1000 - 2 * REFRESH_MS);
     // And it settles where 1.5 s puts it.
-    await waitFor(
+    await follow(
       'the grace period for 1.5 s',
-      async () => ((await grace()) ?? 99) <= PRESTOP + 3 + OVERHEAD,
-      {
-        timeoutMs: 180_000,
-        intervalMs: 1000,
-      },
+      (g) => (g ?? 99) <= PRESTOP + 3 + OVERHEAD,
+      230_000 - (Date.now() - startedAt),
     );
   });
 });

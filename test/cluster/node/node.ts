@@ -179,7 +179,11 @@ function kubeProxyConfig(kubeconfig: string): string {
     oomScoreAdj: 0,
     // 0: leave the host's conntrack sysctls alone.
     conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
-    nftables: { syncPeriod: '30s', minSyncPeriod: '0s' },
+    // kube-proxy's own default minSyncPeriod (1 s): rule updates are batched as on a real
+    // node, so an endpoint removed just after another change reaches the rules up to 1 s
+    // later. That propagation delay is what a preStop sleep covers; with 0 s it was a race
+    // of a few ms, and the e2e control (no preStop) lost requests only sometimes.
+    nftables: { syncPeriod: '30s', minSyncPeriod: '1s' },
   });
 }
 
