@@ -119,7 +119,7 @@ export interface OperatorConfig {
   /** Every Deployment is reconciled again this often even without events (level-triggered safety net). */
   resyncMs: number;
   watchdogMs: number;
-  /** How soon a Deployment waiting for the rollout budget is looked at again. */
+  /** How soon a Deployment waiting for the breaker to close, or a probe check pending, is looked at again. */
   rolloutCheckMs: number;
   shutdownGraceMs: number;
   /** Operator-wide default Prometheus for policies with observedLatency.source Prometheus. */

@@ -157,13 +157,23 @@ console.log(`operator idle: RSS ${idle.rss.toFixed(0)} MiB\n`);
 if (enforce) {
   const peak = Math.max(...enforce.rounds.map((r) => r.limitPeak));
   console.log(
-    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}, ${enforce.rounds.length} rounds (which goes first alternates); converged: every Deployment rolled out with the settings and settled; the limit is a bare client sending the operator's own server-side apply, keeping ${enforce.budget} rollouts in flight (peak ${peak}); both write ${WRITE_CONCURRENCY} at a time (operator --workers ${WRITE_CONCURRENCY}); status: until the policy's status says so\n`,
+    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}, ${enforce.rounds.length} rounds (which goes first alternates); converged: every Deployment rolled out with the settings and settled; the limit is a bare client sending the operator's own server-side apply, keeping ${enforce.budget} rollouts in flight (peak ${peak}); both write ${WRITE_CONCURRENCY} at a time (operator --workers ${WRITE_CONCURRENCY}); status: until the policy's status says so; operator CPU: its CPU seconds (/proc) until convergence, and while the limit's phase ran (it watches those rollouts too)\n`,
   );
   const ratio = (r: EnforceRound) => r.operatorSeconds / r.limitSeconds;
   const sum = (f: (r: EnforceRound) => number) => enforce.rounds.reduce((total, r) => total + f(r), 0);
   const mean = (f: (r: EnforceRound) => number) => sum(f) / enforce.rounds.length;
   printTable(
-    ['round', 'first', 'operator converge s', 'limit s', 'operator / limit', 'status s', 'writes/deploy'],
+    [
+      'round',
+      'first',
+      'operator converge s',
+      'limit s',
+      'operator / limit',
+      'status s',
+      'writes/deploy',
+      'operator CPU s',
+      'its CPU s in the limit phase',
+    ],
     [
       ...enforce.rounds.map((r, i) => [
         String(i + 1),
@@ -173,6 +183,8 @@ if (enforce) {
         ratio(r).toFixed(3),
         r.statusSeconds.toFixed(1),
         r.writesPerDeployment.toFixed(2),
+        r.operatorCpuSeconds.toFixed(2),
+        r.operatorCpuInLimitSeconds.toFixed(2),
       ]),
       [
         'all',
@@ -182,6 +194,8 @@ if (enforce) {
         (sum((r) => r.operatorSeconds) / sum((r) => r.limitSeconds)).toFixed(3),
         mean((r) => r.statusSeconds).toFixed(1),
         mean((r) => r.writesPerDeployment).toFixed(2),
+        mean((r) => r.operatorCpuSeconds).toFixed(2),
+        mean((r) => r.operatorCpuInLimitSeconds).toFixed(2),
       ],
     ],
   );

@@ -101,6 +101,9 @@ export interface EnforceRound {
   writesPerDeployment: number;
   /** The most rollouts the bare client had in flight at once (never above the budget). */
   limitPeak: number;
+  /** The operator's CPU seconds until convergence in its phase, and while the limit's ran (watching it). */
+  operatorCpuSeconds: number;
+  operatorCpuInLimitSeconds: number;
 }
 
 export interface EnforceResult {
@@ -219,6 +222,7 @@ async function operatorPhase(
   budget: number,
 ) {
   const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
+  const cpuBefore = cpuSeconds(operator.pid);
   const started = Date.now();
   await createPolicy(kc, policy, enforcePolicySpec(namespace, budget));
   // Polled as the limit polls, a LIST of the Deployments; the policy's status (100 workloads, a
@@ -228,6 +232,7 @@ async function operatorPhase(
     intervalMs: 250,
   });
   const operatorSeconds = (Date.now() - started) / 1000;
+  const operatorCpuSeconds = cpuSeconds(operator.pid) - cpuBefore;
   await waitFor(
     'the policy status to say so',
     async () => (await readPolicyStatus(kc, policy)).counts?.compliant === n,
@@ -238,7 +243,7 @@ async function operatorPhase(
   // Releasing the Deployments is a write each (no rollout): done before the next phase starts.
   await deletePolicy(kc, policy);
   await quiet(operator);
-  return { operatorSeconds, statusSeconds, writesPerDeployment: writes / n };
+  return { operatorSeconds, statusSeconds, writesPerDeployment: writes / n, operatorCpuSeconds };
 }
 
 /**
@@ -264,6 +269,7 @@ export async function benchEnforce(
     await settledNamespace(kc, operatorNs, n);
     const first = r % 2 === 1 ? 'limit' : 'operator';
     const runLimit = async () => {
+      const cpuBefore = cpuSeconds(operator.pid);
       const limit = await slidingWindow(
         kc,
         limitNs,
@@ -271,8 +277,9 @@ export async function benchEnforce(
         budget,
         enforcePolicySpec(operatorNs, budget),
       );
+      const operatorCpu = cpuSeconds(operator.pid) - cpuBefore;
       await settledNamespace(kc, limitNs, n);
-      return limit;
+      return { ...limit, operatorCpu };
     };
     const runOperator = async () => {
       const result = await operatorPhase(kc, operator, operatorNs, `scale-enforce-${r}`, n, budget);
@@ -288,7 +295,13 @@ export async function benchEnforce(
       own = await runOperator();
       limit = await runLimit();
     }
-    const round: EnforceRound = { first, ...own, limitSeconds: limit.seconds, limitPeak: limit.peak };
+    const round: EnforceRound = {
+      first,
+      ...own,
+      limitSeconds: limit.seconds,
+      limitPeak: limit.peak,
+      operatorCpuInLimitSeconds: limit.operatorCpu,
+    };
     results.push(round);
     progress(round);
   }

@@ -32,6 +32,8 @@ import { ClusterView, type PolicyObject } from './view.ts';
 
 const ROLLOUT_CHECK_MS = 5_000;
 const RESYNC_MS = 300_000;
+/** After a write: the rollout's deadline (progressDeadlineSeconds 600 by default), capped at the resync. */
+const AFTER_WRITE = { requeueAfterMs: RESYNC_MS };
 
 interface RecordedEvent {
   object: V1ObjectReference;
@@ -186,7 +188,7 @@ describe('deploymentReconciler', () => {
 
   test('Enforce, not compliant: one apply with the record, and an Event', async () => {
     const h = harness({ policies: [ENFORCE], deployments: [web()] });
-    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+    expect(await h.reconcile('shop/web')).toEqual(AFTER_WRITE);
     expect(h.writes).toHaveLength(1);
     const [config] = h.writes;
     expect(config?.metadata.name).toBe('web');
@@ -296,7 +298,7 @@ describe('deploymentReconciler', () => {
     expect(h.writes).toHaveLength(1);
     // Deleted and created again: generation 1 again, a new uid, nothing of ours on it.
     h.deployments.put(withUid('second'));
-    expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+    expect(await h.reconcile('shop/web')).toEqual(AFTER_WRITE);
     expect(h.writes).toHaveLength(2);
   });
 
@@ -599,6 +601,14 @@ describe('deploymentReconciler', () => {
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
     });
 
+    test('a Deployment rolling out for its own reasons is not written meanwhile, nor polled: its end is an event', async () => {
+      const ownReasons = deployment({ name: 'api', generation: 2, status: rollingApi.status });
+      const h = harness({ policies: [ENFORCE], deployments: [ownReasons] });
+      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: RESYNC_MS });
+      expect(h.writes).toEqual([]);
+      expect(await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'RollingOut' })).toBe(1);
+    });
+
     test('a rolling Deployment won by another policy does not count', async () => {
       // api is selected by both policies, and won by the other one (higher priority).
       const other = policyObject('other', {
@@ -633,7 +643,7 @@ describe('deploymentReconciler', () => {
       expect(h.events).toEqual([]);
       h.failWith.error = undefined;
       // With the reservation leaked, api would wait for web's rollout that never started.
-      expect(await h.reconcile('shop/api')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(await h.reconcile('shop/api')).toEqual(AFTER_WRITE);
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['api']);
     });
 
@@ -642,7 +652,7 @@ describe('deploymentReconciler', () => {
       h.failWith.error = new Error('conflict');
       await expect(h.reconcile('shop/web')).rejects.toThrow('conflict');
       h.failWith.error = undefined;
-      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(await h.reconcile('shop/web')).toEqual(AFTER_WRITE);
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
       expect(h.events.map((e) => e.reason)).toEqual(['ShutdownSettingsApplied']);
     });
@@ -805,10 +815,46 @@ describe('observed latency', () => {
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
     });
 
-    test('within rollout.progressDeadlineSeconds: nothing', async () => {
-      const h = harness({ policies: [policy('Pause')], deployments: [stalled(30_000)], now: () => NOW });
-      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+    test('within rollout.progressDeadlineSeconds: nothing; looked at again a second past the deadline, when it fails', async () => {
+      let clock = NOW;
+      const h = harness({
+        policies: [policy('Pause')],
+        deployments: [stalled(30_000)],
+        now: () => clock,
+        serverSideApply: true,
+      });
+      // 60 s deadline, started 30 s ago: no polling meanwhile (progress is a watch event).
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: 31_000 });
       expect(h.writes).toEqual([]);
+      clock += 31_000;
+      await h.reconcile('shop/web');
+      expect(h.events.map((e) => e.reason)).toEqual(['RolloutFailed']);
+    });
+
+    test("the operator's rollout of a compliant Deployment: looked at again at its deadline, not polled", async () => {
+      const h = harness({ policies: [policy('Pause')], deployments: [web()], now: () => NOW });
+      // Right after the write: its watch event comes back; the deadline is the safety net.
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: 61_000 });
+      const [config] = h.writes;
+      if (!config) throw new Error('no write');
+      // The write reached the cache; the new pods are not all there yet.
+      const rolling = afterApply(web(), config);
+      rolling.status = { ...ROLLING_STATUS, observedGeneration: rolling.metadata?.generation };
+      h.deployments.put(rolling);
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: 61_000 });
+      expect(h.writes).toHaveLength(1);
+    });
+
+    test('a rollout start that is no time (a hand-edited record): the resync, not a NaN', async () => {
+      const garbled = stalled(0);
+      const annotations = garbled.metadata?.annotations ?? {};
+      const record = JSON.parse(annotations[APPLIED_ANNOTATION] ?? '{}') as AppliedRecord;
+      annotations[APPLIED_ANNOTATION] = JSON.stringify({
+        ...record,
+        rollout: { ...record.rollout, startedAt: 'yesterday' },
+      });
+      const h = harness({ policies: [policy('Pause')], deployments: [garbled], now: () => NOW });
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
     });
 
     test('Pause: the failure is recorded (template kept), a Warning Event, and no other rollout starts', async () => {

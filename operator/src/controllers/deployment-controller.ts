@@ -59,7 +59,10 @@ export interface DeploymentControllerDeps {
   plans?: PlanMemo;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
-  /** How soon a Deployment held back by the rollout budget, or rolling out, is looked at again. */
+  /**
+   * How soon a Deployment held back by the rollout budget, or by a rollout not the operator's,
+   * is looked at again; the shortest requeue (the operator's own rollout waits for its deadline).
+   */
   rolloutCheckMs: number;
   /** How soon a settled Deployment is looked at again without events. */
   resyncMs: number;
@@ -218,6 +221,15 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     ...(deps.probes ? { probes: deps.probes.verifier } : {}),
   };
   /**
+   * From now to a second past the deadline of a rollout started at `startedAt`, within
+   * [rolloutCheckMs, resyncMs]; resyncMs for a start time that is no time (a garbled record).
+   */
+  const untilProgressDeadline = (startedAt: number, deadlineSeconds: number) => {
+    const ms = startedAt + (deadlineSeconds + 1) * 1000 - now();
+    return Number.isFinite(ms) ? Math.min(deps.resyncMs, Math.max(deps.rolloutCheckMs, ms)) : deps.resyncMs;
+  };
+
+  /**
    * Whether the rollout budget, the breaker or the Deployment's own state hold a rollout back
    * now: the requeue when they do (the key waits for a slot), undefined when it may start.
    */
@@ -242,15 +254,21 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       { policy: policy.name, reason: decision.reason, uid: deployment.metadata?.uid },
       decision.message,
     );
+    // The operator's own rollout also ends at its deadline: looked at again then.
+    if (state.kind === 'OwnRollout')
+      return {
+        requeueAfterMs: untilProgressDeadline(state.startedAt, policy.spec.rollout.progressDeadlineSeconds),
+      };
     // A wait that ends with an event is woken by it; the resync is only a safety net: the
-    // Deployment's own change (resumed, healthy again, a new template, its failure fixed), or a
-    // slot of the budget freed (routing.ts wakes the key that waited longest). Polling the budget
-    // instead had every waiting Deployment re-planned twice a second (with --rollout-check-ms
-    // 500) and took a core with 200 waiting.
+    // Deployment's own change (resumed, healthy again, a new template, its rollout done, its
+    // failure fixed), or a slot of the budget freed (routing.ts wakes the key that waited
+    // longest). Polling the budget instead had every waiting Deployment re-planned twice a
+    // second (with --rollout-check-ms 500) and took a core with 200 waiting.
     const eventEndsIt = [
       'Paused',
       'Unhealthy',
       'WaitingForNextRollout',
+      'RollingOut',
       'RolloutFailed',
       'RolloutBudgetExhausted',
     ].includes(decision.reason);
@@ -403,9 +421,14 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     }
     const { plan, nextRecord } = planned;
     const { compliant, changes } = planned.diff;
-    // While its rollout runs, look again soon: a rollout that does not progress opens the breaker.
+    // While its rollout runs, look again when rollout.progressDeadlineSeconds ends: a rollout
+    // still running then has failed (the breaker opens). Its progress, its end and the
+    // Deployment controller's own deadline are watch events: they need no polling.
     const settledRequeue = {
-      requeueAfterMs: state.kind === 'OwnRollout' ? deps.rolloutCheckMs : deps.resyncMs,
+      requeueAfterMs:
+        state.kind === 'OwnRollout'
+          ? untilProgressDeadline(state.startedAt, policy.spec.rollout.progressDeadlineSeconds)
+          : deps.resyncMs,
     };
     const ownedBefore = planned.record;
     if (compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, nextRecord))
@@ -469,6 +492,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       `policy ${policy.name}: ${changes.join('; ')} (${plan.graceExplanation}; ${plan.drain.message})`,
     );
     log.info({ policy: policy.name, changes, drain: plan.drain }, 'applied shutdown settings');
-    return { requeueAfterMs: deps.rolloutCheckMs };
+    // The write's watch event queues the key again; the rollout's deadline is the safety net.
+    return { requeueAfterMs: untilProgressDeadline(now(), policy.spec.rollout.progressDeadlineSeconds) };
   }
 }
