@@ -120,14 +120,20 @@ describe('CertificateController', () => {
     expect(await a.c.sync(signal)).toBe(30_000);
   });
 
-  test('a configuration not there yet is looked for again soon', async () => {
+  test('a configuration not there yet is looked for again soon, then less often; found, the bundle goes in', async () => {
     const target = new MemoryTarget();
     target.exists = false;
     const a = controller(new MemoryStore(), target, { now: new Date('2026-11-30T12:00:00Z') });
-    expect(await a.c.sync(signal)).toBe(5_000);
+    const waits = [];
+    for (let i = 0; i < 6; i++) waits.push(await a.c.sync(signal));
+    // From retryMs, doubling, up to checkMs (1 min): an install without it is not polled every 5 s.
+    expect(waits).toEqual([5_000, 10_000, 20_000, 40_000, MIN, MIN]);
     target.exists = true;
-    await a.c.sync(signal);
+    expect(await a.c.sync(signal)).toBe(MIN);
     expect(target.injections).toBe(1);
+    // Gone again (the configuration deleted and about to be re-applied): soon again.
+    target.exists = false;
+    expect(await a.c.sync(signal)).toBe(5_000);
   });
 
   test('an unusable Secret is replaced', async () => {

@@ -59,6 +59,10 @@ export class CertificateController implements Runnable {
   readonly #now: () => Date;
   #served: string | undefined;
   #injected: string | undefined;
+  /** Passes in a row that found no webhook configuration: each waits twice as long, up to checkMs. */
+  #notFoundPasses = 0;
+  /** The last Secret decoded, by resourceVersion: an unchanged Secret is not parsed again each pass. */
+  #decoded: { resourceVersion: string; state: WebhookTlsState } | undefined;
 
   constructor(options: CertificateControllerOptions) {
     this.#options = options;
@@ -88,7 +92,7 @@ export class CertificateController implements Runnable {
       const stored = await store.read(signal);
       let state: WebhookTlsState | undefined;
       try {
-        state = stored ? decodeSecretData(stored.data) : undefined;
+        state = stored ? this.#decode(stored) : undefined;
       } catch (error) {
         if (!(error instanceof TlsSecretError)) throw error;
         this.#log.warn(
@@ -101,8 +105,13 @@ export class CertificateController implements Runnable {
       if (plan.action === 'None' && state) {
         const injected = await this.#publish(state, signal);
         const untilNext = plan.nextCheckAt.getTime() - now.getTime();
-        // A configuration not there yet (installed after the operator) is looked for again soon.
-        const checkMs = injected === 'NotFound' ? this.#options.retryMs : this.#options.checkMs;
+        // A configuration not there yet (installed after the operator) is looked for again soon,
+        // then less and less often: an install without it is not polled every few seconds.
+        this.#notFoundPasses = injected === 'NotFound' ? this.#notFoundPasses + 1 : 0;
+        const checkMs =
+          this.#notFoundPasses > 0
+            ? Math.min(this.#options.checkMs, this.#options.retryMs * 2 ** (this.#notFoundPasses - 1))
+            : this.#options.checkMs;
         return Math.max(1_000, Math.min(checkMs, untilNext));
       }
       const next = await applyRotation(state, plan, now, policy);
@@ -134,6 +143,13 @@ export class CertificateController implements Runnable {
       }
     }
     return this.#options.retryMs;
+  }
+
+  #decode(stored: { data?: Record<string, string>; resourceVersion: string }): WebhookTlsState {
+    if (this.#decoded?.resourceVersion === stored.resourceVersion) return this.#decoded.state;
+    const state = decodeSecretData(stored.data);
+    this.#decoded = { resourceVersion: stored.resourceVersion, state };
+    return state;
   }
 
   /** Serves what another party keeps in the Secret; never writes it. */

@@ -315,13 +315,23 @@ function checkPolicy(p: TlsPolicy): void {
   if (p.dnsNames.length === 0) throw new Error('TLS policy: dnsNames is empty');
 }
 
-function certInfo(pem: string): { notAfter: number; dnsNames: Set<string> } {
+/** certInfo of the certificates seen last (a CA and a serving one, a rotation's next ones). */
+const certInfos = new Map<string, { notAfter: number; dnsNames: ReadonlySet<string> }>();
+const CERT_INFOS_MAX = 8;
+
+/** Expiry and names of a PEM certificate; parsed once (every rotation check asks again). */
+function certInfo(pem: string): { notAfter: number; dnsNames: ReadonlySet<string> } {
+  const known = certInfos.get(pem);
+  if (known) return known;
   const cert = new x509.X509Certificate(pem);
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
   const dnsNames = new Set(
     san?.names.items.filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => n.value) ?? [],
   );
-  return { notAfter: cert.notAfter.getTime(), dnsNames };
+  const info = { notAfter: cert.notAfter.getTime(), dnsNames };
+  if (certInfos.size >= CERT_INFOS_MAX) certInfos.delete(certInfos.keys().next().value as string);
+  certInfos.set(pem, info);
+  return info;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
