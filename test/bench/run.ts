@@ -173,6 +173,7 @@ if (enforce) {
       'writes/deploy',
       'operator CPU s',
       'its CPU s in the limit phase',
+      'reconciles/deploy',
     ],
     [
       ...enforce.rounds.map((r, i) => [
@@ -185,6 +186,7 @@ if (enforce) {
         r.writesPerDeployment.toFixed(2),
         r.operatorCpuSeconds.toFixed(2),
         r.operatorCpuInLimitSeconds.toFixed(2),
+        r.reconcilesPerDeployment.toFixed(1),
       ]),
       [
         'all',
@@ -196,6 +198,7 @@ if (enforce) {
         mean((r) => r.writesPerDeployment).toFixed(2),
         mean((r) => r.operatorCpuSeconds).toFixed(2),
         mean((r) => r.operatorCpuInLimitSeconds).toFixed(2),
+        mean((r) => r.reconcilesPerDeployment).toFixed(1),
       ],
     ],
   );

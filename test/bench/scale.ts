@@ -17,6 +17,7 @@ import {
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../../operator/src/api/annotations.ts';
 import { parsePolicySpec } from '../../operator/src/api/policy.ts';
+import { DEPLOYMENT_CONTROLLER } from '../../operator/src/controllers/deployment-controller.ts';
 import { planWorkload } from '../../operator/src/controllers/plan.ts';
 import { deploymentCacheTransform } from '../../operator/src/kube/informer.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
@@ -104,6 +105,8 @@ export interface EnforceRound {
   /** The operator's CPU seconds until convergence in its phase, and while the limit's ran (watching it). */
   operatorCpuSeconds: number;
   operatorCpuInLimitSeconds: number;
+  /** The deployment controller's reconciles until convergence, per Deployment. */
+  reconcilesPerDeployment: number;
 }
 
 export interface EnforceResult {
@@ -222,6 +225,9 @@ async function operatorPhase(
   budget: number,
 ) {
   const writesBefore = await operator.sample('gracefulshutdown_deployment_writes_total');
+  const reconciles = () =>
+    operator.sample('controller_runtime_reconcile_total', { controller: DEPLOYMENT_CONTROLLER });
+  const reconcilesBefore = await reconciles();
   const cpuBefore = cpuSeconds(operator.pid);
   const started = Date.now();
   await createPolicy(kc, policy, enforcePolicySpec(namespace, budget));
@@ -233,6 +239,7 @@ async function operatorPhase(
   });
   const operatorSeconds = (Date.now() - started) / 1000;
   const operatorCpuSeconds = cpuSeconds(operator.pid) - cpuBefore;
+  const reconcilesPerDeployment = ((await reconciles()) - reconcilesBefore) / n;
   await waitFor(
     'the policy status to say so',
     async () => (await readPolicyStatus(kc, policy)).counts?.compliant === n,
@@ -243,7 +250,13 @@ async function operatorPhase(
   // Releasing the Deployments is a write each (no rollout): done before the next phase starts.
   await deletePolicy(kc, policy);
   await quiet(operator);
-  return { operatorSeconds, statusSeconds, writesPerDeployment: writes / n, operatorCpuSeconds };
+  return {
+    operatorSeconds,
+    statusSeconds,
+    writesPerDeployment: writes / n,
+    operatorCpuSeconds,
+    reconcilesPerDeployment,
+  };
 }
 
 /**
