@@ -3,7 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
 import { deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
-import { routeEvents } from './routing.ts';
+import { deploymentChangeMatters, routeEvents } from './routing.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
 import { ClusterView, type PolicyObject, type ViewInformer } from './view.ts';
 
@@ -88,6 +88,63 @@ describe('routeEvents', () => {
     h.take();
     h.policies.delete('shop');
     expect(h.take()).toEqual({ deployments: ['shop/a'], statuses: ['shop', 'shop after 1000'] });
+  });
+
+  describe("the deployment controller's predicate: status updates that decide nothing", () => {
+    /** The next version of `d` as the cache keeps it: spec and metadata objects shared, a new status. */
+    const statusUpdate = (d: V1Deployment, status: V1Deployment['status']): V1Deployment => ({
+      ...d,
+      metadata: { ...d.metadata, resourceVersion: `${Number(d.metadata?.resourceVersion ?? 0) + 1}` },
+      status,
+    });
+    const rolling = deployment({
+      name: 'a',
+      replicas: 3,
+      generation: 2,
+      status: { ...ROLLING_STATUS, replicas: 4, updatedReplicas: 1 },
+    });
+
+    test("a rollout's counts moving: the Deployment is not enqueued, its status still is", () => {
+      const h = harness([rolling], [shopOnly]);
+      h.take();
+      const next = statusUpdate(rolling, { ...ROLLING_STATUS, replicas: 4, updatedReplicas: 2 });
+      h.deployments.put(next);
+      expect(h.take()).toEqual({ deployments: [], statuses: ['shop after 1000'] });
+      expect(deploymentChangeMatters(rolling, next)).toBe(false);
+    });
+
+    test('the rollout done, unhealthy, or past its deadline: enqueued', () => {
+      const done = statusUpdate(rolling, {
+        observedGeneration: 2,
+        replicas: 3,
+        updatedReplicas: 3,
+        readyReplicas: 3,
+        availableReplicas: 3,
+      });
+      expect(deploymentChangeMatters(rolling, done)).toBe(true);
+      const unavailable = statusUpdate(done, { ...done.status, availableReplicas: 2 });
+      expect(deploymentChangeMatters(done, unavailable)).toBe(true);
+      const stalled = statusUpdate(rolling, {
+        ...rolling.status,
+        conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }],
+      });
+      expect(deploymentChangeMatters(rolling, stalled)).toBe(true);
+      const h = harness([rolling], [shopOnly]);
+      h.take();
+      h.deployments.put(done);
+      expect(h.take().deployments).toEqual(['shop/a']);
+    });
+
+    test('a new spec, labels, annotations or generation: enqueued, whatever the status', () => {
+      const spec = { ...rolling, spec: structuredClone(rolling.spec) };
+      const labels = { ...rolling, metadata: { ...rolling.metadata, labels: { app: 'a' } } };
+      const annotations = { ...rolling, metadata: { ...rolling.metadata, annotations: { x: 'y' } } };
+      const generation = { ...rolling, metadata: { ...rolling.metadata, generation: 3 } };
+      for (const next of [spec, labels, annotations, generation])
+        expect(deploymentChangeMatters(rolling, next as V1Deployment)).toBe(true);
+      // Negative control: the same objects, a new resourceVersion.
+      expect(deploymentChangeMatters(rolling, statusUpdate(rolling, rolling.status))).toBe(false);
+    });
   });
 
   test("an operator rollout that finishes wakes the Deployments waiting for its policy's budget, not another's", () => {

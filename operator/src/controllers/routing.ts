@@ -1,8 +1,10 @@
 // Event routing: which keys each controller looks at after a cache event. The controllers are
 // level-triggered, so an event only says where to look, and the view's indexes say where: never
 // every Deployment for one Deployment's change (controller-runtime's handlers and predicates).
+
+import type { V1Deployment } from '@kubernetes/client-node';
 import { enqueueObject } from '../kube/informer.ts';
-import { isRolling } from '../policy/budget.ts';
+import { isRolling, rolloutSignature } from '../policy/budget.ts';
 import { deploymentKey } from '../policy/match.ts';
 import { readAppliedRecord } from '../policy/ownership.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
@@ -24,14 +26,42 @@ export interface RoutingDeps {
   statusDelay(policy: string): number;
 }
 
+/**
+ * Whether an update of a Deployment can change a decision of the deployment controller (its
+ * predicate, as controller-runtime's): a new spec or metadata, or a change in what the rollout
+ * budget reads of its status (rolloutSignature). The cache keeps the spec, labels, annotations
+ * and managedFields objects of a version that left them unchanged (kube/informer.ts
+ * shareUnchangedParts), so a status update is told by identity; one that only moves a rollout's
+ * counts decides nothing: about 4 of a rollout's 11 reconciles.
+ */
+export function deploymentChangeMatters(old: V1Deployment, current: V1Deployment): boolean {
+  const [a, b] = [old.metadata, current.metadata];
+  const sameObject =
+    old.spec === current.spec &&
+    a?.labels === b?.labels &&
+    a?.annotations === b?.annotations &&
+    a?.managedFields === b?.managedFields &&
+    a?.generation === b?.generation &&
+    a?.uid === b?.uid &&
+    String(a?.deletionTimestamp) === String(b?.deletionTimestamp);
+  return !sameObject || rolloutSignature(old) !== rolloutSignature(current);
+}
+
 export function routeEvents({ view, tracker, deployments, statuses, statusDelay }: RoutingDeps): void {
   const status = (policy: string) => statuses.enqueueAfter(policy, statusDelay(policy));
 
-  view.deployments.addHandlers(enqueueObject(deployments.enqueue));
-  // A Deployment changed, or who selects it (a policy's or a namespace's change): the Deployment
-  // and the statuses of the policies selecting it, before or now.
-  view.onSelectionChange((key, policies) => {
-    deployments.enqueue(key);
+  const enqueue = enqueueObject(deployments.enqueue);
+  view.deployments.addHandlers({
+    ...enqueue,
+    onUpdate: (deployment, old) => {
+      if (deploymentChangeMatters(old, deployment)) enqueue.onUpdate?.(deployment, old);
+    },
+  });
+  // A Deployment changed, or who selects it (a policy's or a namespace's change): the statuses
+  // of the policies selecting it, before or now, and the Deployment when who selects it changed
+  // (its own changes come through the handler above).
+  view.onSelectionChange((key, policies, selectionChanged) => {
+    if (selectionChanged) deployments.enqueue(key);
     for (const policy of policies) status(policy);
   });
   // A rollout of the operator's that finished (or whose Deployment went, or left the policy), a

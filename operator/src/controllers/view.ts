@@ -32,9 +32,14 @@ export type ViewInformer<T extends KubernetesObject> = Pick<
 
 /**
  * Which policies select a Deployment changed (or it changed while selected): the policies
- * that selected it before or do now, whose status must be computed again.
+ * that selected it before or do now, whose status must be computed again; `selectionChanged`
+ * when who selects it changed (not only the Deployment).
  */
-export type SelectionListener = (key: string, policies: ReadonlySet<string>) => void;
+export type SelectionListener = (
+  key: string,
+  policies: ReadonlySet<string>,
+  selectionChanged: boolean,
+) => void;
 
 export class ClusterView {
   readonly deployments: Informer<V1Deployment>;
@@ -166,7 +171,7 @@ export class ClusterView {
     const after = present ? this.#select(deployment, this.parsedPolicies().valid) : [];
     this.#setSelection(key, after);
     // Its policies' verdicts change with the Deployment, whether they still select it or not.
-    this.#notify(key, new Set([...before, ...after]));
+    this.#notify(key, new Set([...before, ...after]), !sameNames(before, after));
   }
 
   #select(deployment: V1Deployment, policies: readonly ValidPolicy[]): string[] {
@@ -200,9 +205,9 @@ export class ClusterView {
       const key = deploymentKey(deployment);
       const before = this.#selecting.get(key) ?? [];
       const after = this.#select(deployment, valid);
-      if (before.length === after.length && before.every((name, i) => after[i] === name)) continue;
+      if (sameNames(before, after)) continue;
       this.#setSelection(key, after);
-      this.#notify(key, new Set([...before, ...after]));
+      this.#notify(key, new Set([...before, ...after]), true);
     }
   }
 
@@ -249,8 +254,13 @@ export class ClusterView {
     for (const listener of this.#rolloutListeners) listener(policy);
   }
 
-  #notify(key: string, policies: ReadonlySet<string>): void {
+  #notify(key: string, policies: ReadonlySet<string>, selectionChanged: boolean): void {
     if (policies.size === 0) return;
-    for (const listener of this.#listeners) listener(key, policies);
+    for (const listener of this.#listeners) listener(key, policies, selectionChanged);
   }
+}
+
+/** The same policy names in the same order (#select keeps the policies' order). */
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((name, i) => b[i] === name);
 }

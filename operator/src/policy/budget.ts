@@ -122,6 +122,28 @@ export function rolloutCompleted(deployment: V1Deployment, generation: number): 
   return progressing(deployment)?.reason === 'NewReplicaSetAvailable' || !isRolling(deployment);
 }
 
+/**
+ * All that rolloutState, isRolling and rolloutCompleted read of a Deployment's status, as one
+ * string: a status update that leaves it as it was changes none of their answers. Most events
+ * of a rollout only move its counts (2 of 3 updated, then 3 of 3 ready...) and leave it as it was.
+ */
+export function rolloutSignature(deployment: V1Deployment): string {
+  const status = deployment.status ?? {};
+  const replicas = desiredReplicas(deployment);
+  const condition = progressing(deployment);
+  const reason = condition?.reason;
+  return [
+    status.observedGeneration ?? '',
+    (status.updatedReplicas ?? 0) < replicas,
+    (status.readyReplicas ?? 0) < replicas,
+    (status.availableReplicas ?? 0) < replicas,
+    (status.replicas ?? 0) > replicas,
+    (status.updatedReplicas ?? 0) < (status.replicas ?? 0),
+    condition?.status ?? '',
+    reason === 'NewReplicaSetAvailable' || reason === 'ProgressDeadlineExceeded' ? reason : '',
+  ].join('|');
+}
+
 /** The failure a record carries that still holds: same policy generation, template unchanged. */
 export function standingFailure(
   deployment: V1Deployment,
