@@ -125,10 +125,11 @@ export async function benchAdmission(opts: AdmissionBenchOptions): Promise<strin
     await opts.operator.metrics();
     const withWebhook = await load(opts, 'hooked');
     // One scrape for both (the next one starts the histogram again).
-    const scraped = await opts.operator.metrics();
-    const loopMs = (q: 'p50' | 'p99') =>
-      Number(new RegExp(`^nodejs_eventloop_lag_${q}_seconds (\\S+)$`, 'm').exec(scraped)?.[1]) * 1000;
-    const loop = { p50: loopMs('p50'), p99: loopMs('p99') };
+    const [p50, p99] = await opts.operator.samples([
+      'nodejs_eventloop_lag_p50_seconds',
+      'nodejs_eventloop_lag_p99_seconds',
+    ]);
+    const loop = { p50: (p50 as number) * 1000, p99: (p99 as number) * 1000 };
     const total = String(opts.rps * opts.seconds);
     return [
       [

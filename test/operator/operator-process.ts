@@ -128,13 +128,21 @@ export class OperatorProcess {
 
   /** Sum of a counter's or gauge's samples whose labels include every given label. */
   async sample(name: string, labels: Record<string, string> = {}): Promise<number> {
-    const family = parsePrometheusTextFormat(await this.metrics()).find((f) => f.name === name);
-    let sum = 0;
-    for (const sample of family?.metrics ?? []) {
-      if (Object.entries(labels).every(([k, v]) => sample.labels?.[k] === v))
-        sum += Number(sample.value ?? 0);
-    }
-    return sum;
+    const [value] = await this.samples([name], labels);
+    return value as number;
+  }
+
+  /** sample() of several metrics from one scrape (for those a scrape resets, e.g. event-loop lag). */
+  async samples(names: string[], labels: Record<string, string> = {}): Promise<number[]> {
+    const families = parsePrometheusTextFormat(await this.metrics());
+    return names.map((name) => {
+      let sum = 0;
+      for (const sample of families.find((f) => f.name === name)?.metrics ?? []) {
+        if (Object.entries(labels).every(([k, v]) => sample.labels?.[k] === v))
+          sum += Number(sample.value ?? 0);
+      }
+      return sum;
+    });
   }
 
   logTail(lines = 20): string {

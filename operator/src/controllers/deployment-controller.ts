@@ -60,8 +60,8 @@ export interface DeploymentControllerDeps {
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
   /**
-   * How soon a Deployment held back by the rollout budget, or by a rollout not the operator's,
-   * is looked at again; the shortest requeue (the operator's own rollout waits for its deadline).
+   * How soon a Deployment waiting for the breaker to close, or for a probe check, is looked at
+   * again; also the shortest wait for the operator's own rollout (which waits for its deadline).
    */
   rolloutCheckMs: number;
   /** How soon a settled Deployment is looked at again without events. */
@@ -221,11 +221,12 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     ...(deps.probes ? { probes: deps.probes.verifier } : {}),
   };
   /**
-   * From now to a second past the deadline of a rollout started at `startedAt`, within
-   * [rolloutCheckMs, resyncMs]; resyncMs for a start time that is no time (a garbled record).
+   * From now to a second past the policy's rollout.progressDeadlineSeconds for a rollout started
+   * at `startedAt`, within [rolloutCheckMs, resyncMs]; resyncMs for a start time that is no time
+   * (a garbled record).
    */
-  const untilProgressDeadline = (startedAt: number, deadlineSeconds: number) => {
-    const ms = startedAt + (deadlineSeconds + 1) * 1000 - now();
+  const untilProgressDeadline = (startedAt: number, policy: ValidPolicy) => {
+    const ms = startedAt + (policy.spec.rollout.progressDeadlineSeconds + 1) * 1000 - now();
     return Number.isFinite(ms) ? Math.min(deps.resyncMs, Math.max(deps.rolloutCheckMs, ms)) : deps.resyncMs;
   };
 
@@ -257,7 +258,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     // The operator's own rollout also ends at its deadline: looked at again then.
     if (state.kind === 'OwnRollout')
       return {
-        requeueAfterMs: untilProgressDeadline(state.startedAt, policy.spec.rollout.progressDeadlineSeconds),
+        requeueAfterMs: untilProgressDeadline(state.startedAt, policy),
       };
     // A wait that ends with an event is woken by it; the resync is only a safety net: the
     // Deployment's own change (resumed, healthy again, a new template, its rollout done, its
@@ -426,9 +427,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     // Deployment controller's own deadline are watch events: they need no polling.
     const settledRequeue = {
       requeueAfterMs:
-        state.kind === 'OwnRollout'
-          ? untilProgressDeadline(state.startedAt, policy.spec.rollout.progressDeadlineSeconds)
-          : deps.resyncMs,
+        state.kind === 'OwnRollout' ? untilProgressDeadline(state.startedAt, policy) : deps.resyncMs,
     };
     const ownedBefore = planned.record;
     if (compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, nextRecord))
@@ -493,6 +492,6 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     );
     log.info({ policy: policy.name, changes, drain: plan.drain }, 'applied shutdown settings');
     // The write's watch event queues the key again; the rollout's deadline is the safety net.
-    return { requeueAfterMs: untilProgressDeadline(now(), policy.spec.rollout.progressDeadlineSeconds) };
+    return { requeueAfterMs: untilProgressDeadline(now(), policy) };
   }
 }

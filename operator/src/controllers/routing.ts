@@ -50,11 +50,10 @@ export function deploymentChangeMatters(old: V1Deployment, current: V1Deployment
 export function routeEvents({ view, tracker, deployments, statuses, statusDelay }: RoutingDeps): void {
   const status = (policy: string) => statuses.enqueueAfter(policy, statusDelay(policy));
 
-  const enqueue = enqueueObject(deployments.enqueue);
   view.deployments.addHandlers({
-    ...enqueue,
+    ...enqueueObject(deployments.enqueue),
     onUpdate: (deployment, old) => {
-      if (deploymentChangeMatters(old, deployment)) enqueue.onUpdate?.(deployment, old);
+      if (deploymentChangeMatters(old, deployment)) deployments.enqueue(deploymentKey(deployment));
     },
   });
   // A Deployment changed, or who selects it (a policy's or a namespace's change): the statuses

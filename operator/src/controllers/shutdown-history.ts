@@ -2,6 +2,7 @@
 // grace period at which its pods were killed. Kept in memory on every replica (each watches the
 // same pods), bounded; an operator restart forgets it, and the grace period it led to stays
 // applied (an unknown latency never lowers one).
+import { setBounded } from '../util/bounded-map.ts';
 import type { ShutdownReader } from './plan.ts';
 
 const MAX_DEPLOYMENTS = 10_000;
@@ -13,12 +14,7 @@ export class ShutdownHistory implements ShutdownReader {
   killed(deploymentKey: string, graceSeconds: number): void {
     const known = this.#killedAt.get(deploymentKey);
     if (known !== undefined && known >= graceSeconds) return;
-    this.#killedAt.delete(deploymentKey);
-    if (this.#killedAt.size >= MAX_DEPLOYMENTS) {
-      const oldest = this.#killedAt.keys().next().value;
-      if (oldest !== undefined) this.#killedAt.delete(oldest);
-    }
-    this.#killedAt.set(deploymentKey, graceSeconds);
+    setBounded(this.#killedAt, deploymentKey, graceSeconds, MAX_DEPLOYMENTS);
   }
 
   killedAt(deploymentKey: string): number | undefined {

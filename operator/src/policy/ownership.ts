@@ -12,6 +12,7 @@ import {
   PRESTOP_SECONDS_ANNOTATION,
 } from '../api/annotations.ts';
 import { GROUP } from '../api/policy.ts';
+import { setBounded } from '../util/bounded-map.ts';
 import { diffDeployment, templateAnnotations } from './diff.ts';
 import {
   currentGraceSeconds,
@@ -104,11 +105,7 @@ export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | und
   if (!raw) return undefined;
   if (parsedRecords.has(raw)) return parsedRecords.get(raw);
   const record = parseAppliedRecord(raw);
-  if (parsedRecords.size >= PARSED_RECORDS_MAX) {
-    const oldest = parsedRecords.keys().next().value;
-    if (oldest !== undefined) parsedRecords.delete(oldest);
-  }
-  parsedRecords.set(raw, record);
+  setBounded(parsedRecords, raw, record, PARSED_RECORDS_MAX);
   return record;
 }
 

@@ -24,6 +24,7 @@ import type { webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import 'reflect-metadata'; // @peculiar/x509's dependency injection needs the Reflect polyfill.
 import * as x509 from '@peculiar/x509';
+import { setBounded } from '../util/bounded-map.ts';
 
 // Node's WebCrypto, typed by @types/node rather than the DOM lib x509 expects.
 x509.cryptoProvider.set(globalThis.crypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -329,8 +330,7 @@ function certInfo(pem: string): { notAfter: number; dnsNames: ReadonlySet<string
     san?.names.items.filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => n.value) ?? [],
   );
   const info = { notAfter: cert.notAfter.getTime(), dnsNames };
-  if (certInfos.size >= CERT_INFOS_MAX) certInfos.delete(certInfos.keys().next().value as string);
-  certInfos.set(pem, info);
+  setBounded(certInfos, pem, info, CERT_INFOS_MAX);
   return info;
 }
 
