@@ -114,15 +114,43 @@ export class ProcessGroup {
   }
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel's choice). */
-export async function freePort(): Promise<number> {
+/** Ports handed out by this process (each once), so two callers never get the same. */
+const handedOut = new Set<number>();
+
+/** The first port of the kernel's ephemeral range (the source ports of outgoing connections). */
+function ephemeralStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 20_000 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** Whether 127.0.0.1:port can be listened on now. */
+function canListen(port: number): Promise<boolean> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port assigned');
-  return address.port;
+}
+
+/**
+ * A free TCP port on 127.0.0.1 for a server started later, below the ephemeral range. The
+ * kernel's own choice (listen on port 0) comes from that range, which outgoing connections
+ * also draw their source ports from: between choosing a port and a component binding it
+ * (seconds, while etcd and the apiserver start and clients poll them), a connection could take
+ * it, and the component then failed with "address already in use".
+ */
+export async function freePort(): Promise<number> {
+  const low = 20_000;
+  const high = ephemeralStart();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port on 127.0.0.1 in ${low}-${high - 1} after 100 attempts`);
 }
