@@ -6,14 +6,14 @@ import { join } from 'node:path';
 import {
   AppsV1Api,
   CoreV1Api,
-  KubeConfig,
+  type KubeConfig,
   type V1Deployment,
   type V1Toleration,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { API_VERSION, KIND } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
-import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
+import { loadAdminKubeConfig, serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import {
   deletePolicy,
   installOperatorPrerequisites,
@@ -61,9 +61,7 @@ export function clusterInfo(): ClusterInfo {
 export const kubectlPath: string = clusterInfo().kubectl;
 
 export function adminKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromFile(clusterInfo().kubeconfig);
-  return kc;
+  return loadAdminKubeConfig(clusterInfo().kubeconfig);
 }
 
 export interface CommandResult {
