@@ -157,7 +157,7 @@ console.log(`operator idle: RSS ${idle.rss.toFixed(0)} MiB\n`);
 if (enforce) {
   const peak = Math.max(...enforce.rounds.map((r) => r.limitPeak));
   console.log(
-    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}, ${enforce.rounds.length} rounds (which goes first alternates); converged: every Deployment rolled out with the settings and settled; the limit is a bare client sending the operator's own server-side apply, keeping ${enforce.budget} rollouts in flight (peak ${peak}); both write ${WRITE_CONCURRENCY} at a time (operator --workers ${WRITE_CONCURRENCY}); status: until the policy's status says so; operator CPU: its CPU seconds (/proc) until convergence, and while the limit's phase ran (it watches those rollouts too)\n`,
+    `1. Enforce: ${enforce.n} Deployments (1 replica), rollout.maxConcurrent ${enforce.budget}, ${enforce.rounds.length} rounds (which goes first alternates); converged: every Deployment rolled out with the settings and settled; the limit is a bare client sending the operator's own server-side apply, keeping ${enforce.budget} rollouts in flight (peak ${peak}); both write ${WRITE_CONCURRENCY} at a time (operator --workers ${WRITE_CONCURRENCY}); status: until the policy's status says so; operator CPU: its CPU seconds (/proc) until convergence, and while the limit's phase ran (it watches those rollouts too); machine CPU: every process's CPU seconds (/proc/stat) until convergence in each phase, the apiserver's and controllers' work for it included\n`,
   );
   const ratio = (r: EnforceRound) => r.operatorSeconds / r.limitSeconds;
   const sum = (f: (r: EnforceRound) => number) => enforce.rounds.reduce((total, r) => total + f(r), 0);
@@ -174,6 +174,7 @@ if (enforce) {
       'operator CPU s',
       'its CPU s in the limit phase',
       'reconciles/deploy',
+      'machine CPU s: operator / limit phase',
     ],
     [
       ...enforce.rounds.map((r, i) => [
@@ -187,6 +188,7 @@ if (enforce) {
         r.operatorCpuSeconds.toFixed(2),
         r.operatorCpuInLimitSeconds.toFixed(2),
         r.reconcilesPerDeployment.toFixed(1),
+        `${r.machineCpuSeconds.toFixed(1)} / ${r.limitMachineCpuSeconds.toFixed(1)}`,
       ]),
       [
         'all',
@@ -199,6 +201,7 @@ if (enforce) {
         mean((r) => r.operatorCpuSeconds).toFixed(2),
         mean((r) => r.operatorCpuInLimitSeconds).toFixed(2),
         mean((r) => r.reconcilesPerDeployment).toFixed(1),
+        `${mean((r) => r.machineCpuSeconds).toFixed(1)} / ${mean((r) => r.limitMachineCpuSeconds).toFixed(1)}`,
       ],
     ],
   );
