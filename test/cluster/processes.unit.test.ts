@@ -6,7 +6,7 @@ import { freePort } from './processes.ts';
 describe('freePort', () => {
   it('hands out distinct ports below the ephemeral range that can be listened on', async () => {
     const ephemeral = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
-    const ports = [];
+    const ports: number[] = [];
     for (let i = 0; i < 50; i++) ports.push(await freePort());
     expect(new Set(ports).size).toBe(50);
     for (const port of ports) {
