@@ -175,6 +175,13 @@ describe('withoutOwnedFields', () => {
     expect(stripped).not.toBe(original);
     expect(original).toEqual(snapshot);
   });
+
+  test('copies only the path to what it removes (no deep copy of a cached object)', () => {
+    const [, , proxy] = original.spec?.template?.spec?.containers ?? [];
+    expect(byName('proxy')).toBe(proxy);
+    expect(stripped.metadata).toBe(original.metadata);
+    expect(stripped.spec?.selector).toBe(original.spec?.selector);
+  });
 });
 
 describe('recordFor', () => {

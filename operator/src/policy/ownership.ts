@@ -252,18 +252,34 @@ export function withoutOwnedFields(
   deployment: V1Deployment,
   record: AppliedRecord | undefined,
 ): V1Deployment {
-  if (!record) return deployment;
-  const copy = structuredClone(deployment);
-  const annotations = copy.spec?.template?.metadata?.annotations;
-  if (annotations) for (const key of record.templateAnnotations ?? []) delete annotations[key];
-  const podSpec = copy.spec?.template?.spec;
-  if (!podSpec) return copy;
-  for (const container of podSpec.containers ?? []) {
-    const owned = record.containers[container.name];
-    if (owned?.readinessProbe) container.readinessProbe = undefined;
-    if (owned?.preStop && container.lifecycle) container.lifecycle.preStop = undefined;
-  }
-  return copy;
+  const template = deployment.spec?.template;
+  if (!record || !deployment.spec || !template) return deployment;
+  // Copies only the path to what is removed; the rest is shared with the cached object, which
+  // planning reads and never writes (it plans on cached objects as they are when no record).
+  const owned = new Set(record.templateAnnotations ?? []);
+  const annotations = template.metadata?.annotations;
+  const metadata =
+    template.metadata && annotations
+      ? {
+          ...template.metadata,
+          annotations: Object.fromEntries(Object.entries(annotations).filter(([key]) => !owned.has(key))),
+        }
+      : template.metadata;
+  const podSpec = template.spec && {
+    ...template.spec,
+    containers: template.spec.containers.map((container) => {
+      const ours = record.containers[container.name];
+      if (!ours?.readinessProbe && !(ours?.preStop && container.lifecycle)) return container;
+      return {
+        ...container,
+        ...(ours.readinessProbe ? { readinessProbe: undefined } : {}),
+        ...(ours.preStop && container.lifecycle
+          ? { lifecycle: { ...container.lifecycle, preStop: undefined } }
+          : {}),
+      };
+    }),
+  };
+  return { ...deployment, spec: { ...deployment.spec, template: { ...template, metadata, spec: podSpec } } };
 }
 
 function identity(deployment: V1Deployment): { name: string; namespace: string } {
