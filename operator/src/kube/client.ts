@@ -39,8 +39,9 @@ export class PooledKubeConfig extends KubeConfig {
     if (fresh === undefined) return; // No TLS material: fetch's global dispatcher pools already.
     const identity = this.#tlsIdentity();
     if (this.#pooled?.identity === identity) {
+      // The fresh Agent never connected and holds nothing: dropped, not closed (undici's close
+      // builds a ClientDestroyedError, a stack trace, for every API call).
       context.setDispatcher(this.#pooled.dispatcher);
-      void fresh.close(); // Never connected: closing only drops it.
       return;
     }
     // Calls in flight on the replaced pool (watches among them) finish on it; close waits for them.
