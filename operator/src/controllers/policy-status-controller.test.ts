@@ -137,6 +137,20 @@ const AUDIT = policyObject('p', { mode: 'Audit' }, 3);
 const shop = () => [compliantDeployment(), bareDeployment(), optedOutDeployment()];
 
 describe('policyStatusReconciler', () => {
+  test('a pass over thousands of Deployments lets the event loop run in between (admissions wait less)', async () => {
+    const many = Array.from({ length: 3_000 }, (_, i) => bareDeployment({ name: `web-${i}` }));
+    const h = harness({ policies: [AUDIT], deployments: many });
+    let passDone = false;
+    const pass = h.reconcile('p').then(() => {
+      passDone = true;
+    });
+    // What a webhook request arriving now would see when it is served.
+    const servedDuringPass = await new Promise<boolean>((resolve) => setImmediate(() => resolve(!passDone)));
+    await pass;
+    expect(servedDuringPass).toBe(true);
+    expect(h.writes[0]?.status.counts?.nonCompliant).toBe(3_000);
+  });
+
   test('an Audit policy over three Deployments: one write with the counts, conditions and sorted workloads', async () => {
     // A Deployment in the operator's namespace: excluded by default, so not counted anywhere.
     const h = harness({

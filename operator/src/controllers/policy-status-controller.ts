@@ -31,6 +31,7 @@ import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import { ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
+import { TimeSlicer } from '../util/time-slicer.ts';
 import {
   GRACE_BUCKETS,
   LATENCY_BUCKETS,
@@ -87,7 +88,10 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
   const { view, writer, metrics } = deps;
   const plans = deps.plans ?? new PlanMemo();
   return async (name, signal, log) => {
-    const started = performance.now();
+    // A pass over 10,000 Deployments is 0.1-0.2 s of work: in slices, so that admissions, watch
+    // events and timers are not held up that long. What is read between slices is as current as
+    // the cache; the next pass (the next event) reads it again.
+    const slicer = new TimeSlicer();
     const object = view.policies.get(name);
     if (!object) {
       deps.pacer?.forget(name);
@@ -141,6 +145,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       }[] = [];
       // The Deployments it selects, from the view's index: no scan of the others.
       for (const deployment of view.selectedBy(name)) {
+        await slicer.pause();
         const namespaceLabels = view.namespaceLabels(deployment.metadata?.namespace);
         const match = matchDeployment(valid, deployment, namespaceLabels);
         if (match.kind === 'OptedOut') {
@@ -188,6 +193,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       const enforce = policy.spec.mode === 'Enforce';
       const rollouts = policyRollouts(new Map(governed.map((g) => [deploymentKey(g.deployment), g.state])));
       for (const { deployment, planned, state, managed } of governed) {
+        await slicer.pause();
         const { estimate } = planned;
         const failed = state.kind === 'Failed' || state.kind === 'OwnRolloutFailed';
         const decision =
@@ -253,7 +259,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         metrics.latencyEstimateAgeSeconds.remove({ policy: name });
       }
       metrics.recommendedGraceSeconds.set({ policy: name }, gauges.graceSeconds);
-      deps.pacer?.measured(name, performance.now() - started);
+      deps.pacer?.measured(name, slicer.workedMs);
       setDistribution(metrics.recommendedGraceDistribution, name, GRACE_BUCKETS, distributions.grace);
       setDistribution(metrics.observedLatencyDistribution, name, LATENCY_BUCKETS, distributions.latency);
     }

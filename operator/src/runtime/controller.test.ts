@@ -25,6 +25,27 @@ afterEach(() => {
 });
 
 describe('Controller', () => {
+  it('lets the event loop run between reconciles that await nothing (a resync of thousands)', async () => {
+    let reconciled = 0;
+    const controller = new Controller({
+      name: 'test',
+      workers: 2,
+      // Synchronous work of about 0.2 ms: nothing in it yields to the event loop.
+      reconcile: async () => {
+        const until = performance.now() + 0.2;
+        while (performance.now() < until);
+        reconciled++;
+      },
+    });
+    for (let i = 0; i < 2_000; i++) controller.enqueue(`ns/d${i}`);
+    controller.start();
+    // What a timer, a watch event or a webhook request scheduled now would see when it runs.
+    const seen = await new Promise<number>((resolve) => setImmediate(() => resolve(reconciled)));
+    expect(seen).toBeLessThan(1_000);
+    await until(() => reconciled === 2_000);
+    await controller.stop();
+  });
+
   it('runs at most `workers` reconciles at once and processes every key', async () => {
     let running = 0;
     let maxRunning = 0;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { controllerLogger, type Logger, silentLogger } from '../log.ts';
+import { TimeSlicer } from '../util/time-slicer.ts';
 import { NotLeaderError } from './fencing.ts';
 import { type ReconcileResultLabel, type RuntimeMetrics, reconcileResults } from './metrics.ts';
 import {
@@ -185,10 +186,16 @@ export class Controller {
   }
 
   async #work(): Promise<void> {
+    // A reconcile that finds nothing to do awaits no I/O, and the queue hands out a waiting key
+    // at once: thousands of them (a resync, a policy change) would run as one chain of
+    // microtasks, holding up timers, watch events and webhook requests until the queue drains.
+    // The worker gives the event loop a turn every few milliseconds of that.
+    const slicer = new TimeSlicer();
     for (;;) {
       const key = await this.queue.get();
       if (key === undefined) return;
       await this.#process(key);
+      await slicer.pause();
     }
   }
 
