@@ -215,20 +215,21 @@ export async function buildControlPlane(opts: BuildOptions = {}): Promise<Contro
 }
 
 /**
- * kwok 0.8 ships no built-in stages. Nodes and pod start-up use kwok's own "fast" stages from
- * its module; pod deletion uses ours (kwok-stages/pod-delete.yaml), which honours the grace period.
+ * kwok 0.8 ships no built-in stages. Nodes and pod completion use kwok's own "fast" stages from
+ * its module. Two are ours (kwok-stages/): pod deletion, which honours the grace period, and pod
+ * start-up, kwok's fast stage with a delay a pod may ask for by annotation.
  */
 async function installKwokStages(dir: string, logDir: string): Promise<string[]> {
   const stagesDir = join(dir, 'kwok-stages');
   const fromKwok = [
     'node/fast/node-initialize.yaml',
     'node/heartbeat/node-heartbeat.yaml',
-    'pod/fast/pod-ready.yaml',
     'pod/fast/pod-complete.yaml',
   ];
+  const ours = ['pod-ready.yaml', 'pod-delete.yaml'];
   const wanted = [
     ...fromKwok.map((p) => join(stagesDir, p.replaceAll('/', '_'))),
-    join(stagesDir, 'pod-delete.yaml'),
+    ...ours.map((name) => join(stagesDir, name)),
   ];
   let have = true;
   for (const p of wanted) if (!(await exists(p))) have = false;
@@ -244,7 +245,8 @@ async function installKwokStages(dir: string, logDir: string): Promise<string[]>
     for (const p of fromKwok)
       await copyFile(join(moduleDir, 'kustomize', 'stage', p), join(stagesDir, p.replaceAll('/', '_')));
   }
-  // Ours is always copied fresh: it lives in the repo and may change without a version bump.
-  await copyFile(join(clusterDir, 'kwok-stages', 'pod-delete.yaml'), join(stagesDir, 'pod-delete.yaml'));
+  // Ours are always copied fresh: they live in the repo and may change without a version bump.
+  await mkdir(stagesDir, { recursive: true });
+  for (const name of ours) await copyFile(join(clusterDir, 'kwok-stages', name), join(stagesDir, name));
   return wanted;
 }
