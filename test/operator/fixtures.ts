@@ -4,7 +4,13 @@ import type { V1Container, V1Deployment } from '@kubernetes/client-node';
 
 export function sampleDeployment(
   name: string,
-  opts: { replicas?: number; containers?: V1Container[]; annotations?: Record<string, string> } = {},
+  opts: {
+    replicas?: number;
+    containers?: V1Container[];
+    annotations?: Record<string, string>;
+    /** The pod template's annotations. */
+    podAnnotations?: Record<string, string>;
+  } = {},
 ): V1Deployment {
   return {
     metadata: { name, ...(opts.annotations ? { annotations: opts.annotations } : {}) },
@@ -12,7 +18,10 @@ export function sampleDeployment(
       replicas: opts.replicas ?? 1,
       selector: { matchLabels: { app: name } },
       template: {
-        metadata: { labels: { app: name } },
+        metadata: {
+          labels: { app: name },
+          ...(opts.podAnnotations ? { annotations: opts.podAnnotations } : {}),
+        },
         spec: {
           containers: opts.containers ?? [
             { name: 'web', image: 'registry.example/web:1', ports: [{ containerPort: 8080 }] },
