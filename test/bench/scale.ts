@@ -350,11 +350,17 @@ async function operatorPhase(
   await createPolicy(kc, policy, enforcePolicySpec(namespace, budget));
   // Told by a watch, as the limit's rollouts are; the policy's status (100 workloads, a read from
   // etcd each time) is polled only once they have converged.
-  await watch.until('every Deployment written and rolled out', () => watch.doneCount === n, 1_800_000);
-  await watch.stop();
-  const operatorSeconds = (Date.now() - started) / 1000;
-  const operatorCpuSeconds = cpuSeconds(operator.pid) - cpuBefore;
-  const machineCpu = machineCpuSeconds() - machineBefore;
+  let converged: { operatorSeconds: number; operatorCpuSeconds: number; machineCpuSeconds: number };
+  try {
+    await watch.until('every Deployment written and rolled out', () => watch.doneCount === n, 1_800_000);
+    converged = {
+      operatorSeconds: (Date.now() - started) / 1000,
+      operatorCpuSeconds: cpuSeconds(operator.pid) - cpuBefore,
+      machineCpuSeconds: machineCpuSeconds() - machineBefore,
+    };
+  } finally {
+    await watch.stop();
+  }
   const reconcilesPerDeployment = ((await reconciles()) - reconcilesBefore) / n;
   await waitFor(
     'the policy status to say so',
@@ -366,14 +372,7 @@ async function operatorPhase(
   // Releasing the Deployments is a write each (no rollout): done before the next phase starts.
   await deletePolicy(kc, policy);
   await quiet(operator);
-  return {
-    operatorSeconds,
-    statusSeconds,
-    writesPerDeployment: writes / n,
-    operatorCpuSeconds,
-    reconcilesPerDeployment,
-    machineCpuSeconds: machineCpu,
-  };
+  return { ...converged, statusSeconds, writesPerDeployment: writes / n, reconcilesPerDeployment };
 }
 
 /**
