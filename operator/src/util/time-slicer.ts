@@ -4,7 +4,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 /** Milliseconds of synchronous work between two turns of the event loop. */
-export const SLICE_MS = 5;
+const SLICE_MS = 5;
 
 export class TimeSlicer {
   readonly #sliceMs: number;
