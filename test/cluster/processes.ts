@@ -121,7 +121,7 @@ const handedOut = new Set<number>();
 function ephemeralStart(): number {
   try {
     const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
-    return Number.isInteger(first) && first > 20_000 ? first : 32_768;
+    return Number.isInteger(first) && first > 21_000 ? first : 32_768;
   } catch {
     return 32_768;
   }
@@ -137,15 +137,17 @@ function canListen(port: number): Promise<boolean> {
 }
 
 /**
- * A free TCP port on 127.0.0.1 for a server started later, below the ephemeral range. The
- * kernel's own choice (listen on port 0) comes from that range, which outgoing connections
- * also draw their source ports from: between choosing a port and a component binding it
- * (seconds, while etcd and the apiserver start and clients poll them), a connection could take
- * it, and the component then failed with "address already in use".
+ * A free TCP port on 127.0.0.1 for a server started later, from 21000 up to the kernel's
+ * ephemeral range or Services' NodePort range (30000-32767), whichever starts first. The
+ * kernel's own choice (listen on port 0) comes from the ephemeral range, which outgoing
+ * connections also draw their source ports from: between choosing a port and a component
+ * binding it (seconds, while etcd and the apiserver start and clients poll them), a connection
+ * could take it, and the component then failed with "address already in use". Below 21000 are
+ * the real node's fixed ports (kubelet and kube-proxy on 20248-20256, node/node.ts).
  */
 export async function freePort(): Promise<number> {
-  const low = 20_000;
-  const high = ephemeralStart();
+  const low = 21_000;
+  const high = Math.min(30_000, ephemeralStart());
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low));
     if (handedOut.has(port) || !(await canListen(port))) continue;
