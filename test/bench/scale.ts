@@ -47,12 +47,12 @@ export function cpuSeconds(pid: number): number {
  * the work it makes the apiserver, etcd and the controllers do included.
  */
 export function machineCpuSeconds(): number {
-  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
-    .split('\n', 1)[0]
-    ?.split(/\s+/)
+  // cpu user nice system idle iowait irq softirq steal ...
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '')
+    .split(/\s+/)
     .slice(1)
-    .map(Number) ?? [0];
-  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / 100;
+    .map(Number);
+  return [0, 1, 2, 5, 6, 7].reduce((sum, i) => sum + (fields[i] ?? 0), 0) / 100;
 }
 
 /** Resident and peak resident memory in MiB. */
