@@ -47,6 +47,7 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     updateExisting: 'Immediately',
     progressDeadlineSeconds: 600,
     onFailure: 'Pause',
+    conflictWindowSeconds: 86400,
   },
   sidecars: { names: [], images: [] },
 };

@@ -348,6 +348,14 @@ export const RolloutPolicySchema = z.strictObject({
   onFailure: RolloutFailureActionSchema.default('Pause').describe(
     'What to do with a rollout the operator started that failed. Pause: leave the Deployment as it is. Revert: write back the values it had before the change (recorded when the change was made). Either way the breaker opens.',
   ),
+  conflictWindowSeconds: z
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .default(24 * 3600)
+    .describe(
+      'When another field manager (a GitOps tool, helm, a person) sets back a field the operator wrote, the operator writes it once more; set back again by the same manager within this many seconds, the Deployment is held (no more writes, reason ConflictingManager) until that manager writes a compliant value or lets go of the field. Default one day.',
+    ),
 });
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -578,7 +586,7 @@ export const PolicyCountsSchema = z.strictObject({
     .optional()
     .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['reason'] })
     .describe(
-      'Waiting Deployments by reason (Paused, RollingOut, Unhealthy, RolloutBudgetExhausted, WaitingForNextRollout, BreakerOpen, RolloutFailed), most first. A list, so a status write replaces it whole.',
+      'Waiting Deployments by reason (Paused, RollingOut, Unhealthy, RolloutBudgetExhausted, WaitingForNextRollout, BreakerOpen, RolloutFailed, ConflictingManager), most first. A list, so a status write replaces it whole.',
     ),
   blockedByBreaker: z
     .int()

@@ -22,6 +22,7 @@ import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
 import {
   afterApply,
+  afterForcedApply,
   clusterScoped,
   FakeInformer,
   namespace,
@@ -137,7 +138,10 @@ function harness(options: {
 
 /** A counter's value for the labels given (0 when never incremented). */
 async function counterValue(
-  counter: OperatorMetrics['deploymentWrites'] | OperatorMetrics['rolloutWaits'],
+  counter:
+    | OperatorMetrics['deploymentWrites']
+    | OperatorMetrics['rolloutWaits']
+    | OperatorMetrics['fieldConflicts'],
   labels: Record<string, string>,
 ): Promise<number> {
   const { values } = await counter.get();
@@ -732,6 +736,116 @@ describe('observed latency', () => {
       const after = h.deployments.get('shop/web');
       expect(after?.metadata?.annotations?.[APPLIED_ANNOTATION]).toBeDefined();
       expect(after?.spec?.template).toEqual(managed.spec?.template);
+    });
+  });
+
+  describe('another field manager setting a field back (policy/conflicts.ts)', () => {
+    const NOW = Date.parse('2026-12-07T10:00:00Z');
+    /** Argo CD's sync of a manifest with terminationGracePeriodSeconds 10 (or none). */
+    const sync = (grace?: number): ApplyConfiguration => ({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web', namespace: 'shop' },
+      spec: { template: { spec: grace === undefined ? {} : { terminationGracePeriodSeconds: grace } } },
+    });
+    const grace = (h: Harness) =>
+      h.deployments.get('shop/web')?.spec?.template?.spec?.terminationGracePeriodSeconds;
+    const record = (h: Harness) =>
+      JSON.parse(
+        h.deployments.get('shop/web')?.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}',
+      ) as AppliedRecord;
+    const syncAgain = (h: Harness, value?: number) =>
+      h.deployments.put(
+        afterForcedApply(h.deployments.get('shop/web') as V1Deployment, sync(value), 'argocd-controller'),
+      );
+
+    const fight = async () => {
+      let clock = NOW;
+      const h = harness({
+        // Above the default 30 s, which a grace period let go of falls back to.
+        policies: [policyObject('p', { mode: 'Enforce', terminationGracePeriod: { minSeconds: 45 } })],
+        deployments: [afterForcedApply(web(), sync(10), 'argocd-controller')],
+        serverSideApply: true,
+        now: () => clock,
+      });
+      await h.reconcile('shop/web');
+      const wanted = grace(h);
+      expect(wanted).toBe(45);
+      clock += 60_000;
+      syncAgain(h, 10);
+      return { h, wanted, tick: () => (clock += 60_000) };
+    };
+
+    test('the first set-back is written once more, with a Warning naming the manager and the field', async () => {
+      const { h, wanted } = await fight();
+      await h.reconcile('shop/web');
+      expect(grace(h)).toBe(wanted);
+      expect(record(h).conflict).toMatchObject({
+        manager: 'argocd-controller',
+        field: 'terminationGracePeriodSeconds',
+      });
+      expect(record(h).conflict?.held).toBeUndefined();
+      const warning = h.events.find((e) => e.reason === 'FieldSetBack');
+      expect(warning?.type).toBe('Warning');
+      expect(warning?.message).toContain('field manager argocd-controller set it to 10');
+      expect(await counterValue(h.metrics.fieldConflicts, { policy: 'p', action: 'reapplied' })).toBe(1);
+    });
+
+    test('a second set-back within the window holds the Deployment: no template write, ever again', async () => {
+      const { h, tick } = await fight();
+      await h.reconcile('shop/web');
+      tick();
+      syncAgain(h, 10);
+      const template = () => JSON.stringify(h.deployments.get('shop/web')?.spec?.template);
+      const before = template();
+      await h.reconcile('shop/web');
+      expect(grace(h)).toBe(10);
+      expect(record(h).conflict).toMatchObject({ manager: 'argocd-controller', held: true });
+      // The hold's one write is the record: it owns no template field it did not own before.
+      const last = h.writes.at(-1);
+      expect(last?.spec?.template.spec.terminationGracePeriodSeconds).toBeUndefined();
+      const held = h.events.find((e) => e.reason === 'ConflictingManager');
+      expect(held?.type).toBe('Warning');
+      expect(held?.message).toContain('argocd-controller set it to 10 again');
+      // More syncs, days later: nothing is written.
+      const writes = h.writes.length;
+      for (let i = 0; i < 3; i++) {
+        tick();
+        syncAgain(h, 10);
+        await h.reconcile('shop/web');
+      }
+      expect(h.writes.length).toBe(writes);
+      expect(template()).toBe(before);
+      expect(h.events.filter((e) => e.reason === 'ConflictingManager')).toHaveLength(1);
+      expect(await counterValue(h.metrics.fieldConflicts, { policy: 'p', action: 'held' })).toBe(1);
+    });
+
+    test('resumes when the manager lets go of the field, and forgets the hold', async () => {
+      const { h, wanted, tick } = await fight();
+      await h.reconcile('shop/web');
+      tick();
+      syncAgain(h, 10);
+      await h.reconcile('shop/web');
+      expect(record(h).conflict?.held).toBe(true);
+      // The manifest no longer sets it: Argo's apply lets go, the field is gone.
+      tick();
+      syncAgain(h);
+      expect(grace(h)).toBeUndefined();
+      await h.reconcile('shop/web');
+      expect(grace(h)).toBe(wanted);
+      expect(record(h).conflict).toBeUndefined();
+    });
+
+    test('a manager whose value is compliant is no conflict: nothing is written', async () => {
+      const { h, tick } = await fight();
+      await h.reconcile('shop/web');
+      tick();
+      syncAgain(h, 600);
+      const writes = h.writes.length;
+      await h.reconcile('shop/web');
+      expect(h.writes.length).toBe(writes);
+      expect(grace(h)).toBe(600);
+      expect(h.events.filter((e) => e.reason === 'ConflictingManager')).toHaveLength(0);
     });
   });
 

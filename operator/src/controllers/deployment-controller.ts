@@ -14,6 +14,13 @@ import {
   rolloutState,
   templateHash,
 } from '../policy/budget.ts';
+import {
+  type ConflictDecision,
+  carriedConflict,
+  conflictDecision,
+  conflictMemory,
+  describeField,
+} from '../policy/conflicts.ts';
 import { matchDeployment } from '../policy/match.ts';
 import {
   type AppliedRecord,
@@ -210,6 +217,41 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       `policy ${record.policy}: the values before the operator's change are back (${operations.length} patch operations)`,
     );
     log.info({ policy: record.policy, operations: operations.length }, 'reverted a failed rollout');
+    return { requeueAfterMs: deps.resyncMs };
+  };
+
+  /**
+   * Another manager set a field back again (policy/conflicts.ts): no write of the settings. The
+   * first time, the record remembers the hold (a metadata-only write: no rollout) and a Warning
+   * Event names the manager and the field; after that, nothing is written until the conflict
+   * ends (the manager's value compliant, or the field let go).
+   */
+  const holdForConflict = async (
+    key: string,
+    signal: AbortSignal,
+    log: Logger,
+    deployment: V1Deployment,
+    policy: ValidPolicy,
+    record: AppliedRecord,
+    conflict: Extract<ConflictDecision, { kind: 'Hold' }>,
+  ) => {
+    // The other manager's rollout is not the operator's: no slot, no blame.
+    tracker.release(key);
+    metrics.rolloutWaits.inc({ policy: policy.name, reason: 'ConflictingManager' });
+    if (record.conflict?.held) return { requeueAfterMs: deps.resyncMs };
+    const held: AppliedRecord = { ...record, conflict: conflictMemory(conflict, now()) };
+    await apply(key, signal, keepConfiguration(deployment, ownedFields(deployment) ?? record, held));
+    metrics.fieldConflicts.inc({ policy: policy.name, action: 'held' });
+    events.record(
+      reference(deployment),
+      'Warning',
+      'ConflictingManager',
+      `policy ${policy.name}: ${conflict.message}`,
+    );
+    log.warn(
+      { policy: policy.name, manager: conflict.takeover.manager, field: describeField(conflict.takeover) },
+      'held: another field manager keeps setting back a field the operator wrote',
+    );
     return { requeueAfterMs: deps.resyncMs };
   };
 
@@ -439,12 +481,23 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       await apply(
         key,
         signal,
-        applyConfiguration(deployment, recordToWrite(record, policy, nextRecord), plan),
+        applyConfiguration(deployment, recordToWrite(record, policy, nextRecord, now()), plan),
       );
       metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
       log.info({ policy: policy.name }, 'recorded ownership');
       return settledRequeue;
     }
+
+    // Another manager set back a field the operator wrote: once more, then hold.
+    const conflict = conflictDecision({
+      deployment,
+      record,
+      changes: planned.diff.fields,
+      policy,
+      now: now(),
+    });
+    if (conflict.kind === 'Hold' && record)
+      return holdForConflict(key, signal, log, deployment, policy, record, conflict);
 
     // Changing the pod template restarts the pods: that is what the rollout budget limits. Asked
     // (again, after a probe check: other workers may have taken the budget meanwhile) with no
@@ -463,8 +516,13 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       // (the record changes). A write by someone else in between makes it one off: then only
       // this replica (the tracker) knows the rollout is its own, and the warning below says so.
       const generation = (base.metadata?.generation ?? 0) + 1;
+      const remembered =
+        conflict.kind === 'Reapply'
+          ? conflictMemory(conflict, now())
+          : carriedConflict(record, policy, now());
       const withRollout: AppliedRecord = {
         ...nextRecord,
+        ...(remembered ? { conflict: remembered } : {}),
         rollout: {
           generation,
           startedAt: new Date(now()).toISOString(),
@@ -484,6 +542,19 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       throw err;
     }
     metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
+    if (conflict.kind === 'Reapply') {
+      metrics.fieldConflicts.inc({ policy: policy.name, action: 'reapplied' });
+      events.record(
+        reference(deployment),
+        'Warning',
+        'FieldSetBack',
+        `policy ${policy.name}: ${conflict.message}`,
+      );
+      log.warn(
+        { policy: policy.name, manager: conflict.takeover.manager, field: describeField(conflict.takeover) },
+        'another field manager set back a field the operator wrote: written once more',
+      );
+    }
     events.record(
       reference(deployment),
       'Normal',

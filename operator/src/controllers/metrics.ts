@@ -8,6 +8,12 @@ export interface OperatorMetrics {
   rolloutWaits: Counter<'policy' | 'reason'>;
   /** Rollouts the operator started that failed, by the action taken (rollout.onFailure Pause|Revert). */
   rolloutFailures: Counter<'policy' | 'action'>;
+  /**
+   * Another field manager set back a field the operator wrote (policy/conflicts.ts), by what the
+   * operator did: reapplied (once) or held. Manager names are not labels (unbounded); status,
+   * Events and logs name them.
+   */
+  fieldConflicts: Counter<'policy' | 'action'>;
   /** 1 while the policy's rollout breaker is open (a rollout it started failed), else 0; from status. */
   rolloutBreakerOpen: Gauge<'policy'>;
   /** Matched Deployments whose change waits, by reason (Paused, Unhealthy, BreakerOpen, ...); from status. */
@@ -89,6 +95,12 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
     rolloutFailures: new Counter({
       name: 'gracefulshutdown_rollout_failures_total',
       help: 'Rollouts the operator started that did not progress, by the action taken (Pause or Revert)',
+      labelNames: ['policy', 'action'] as const,
+      registers,
+    }),
+    fieldConflicts: new Counter({
+      name: 'gracefulshutdown_field_conflicts_total',
+      help: 'Fields the operator wrote that another field manager set back, by what the operator did (reapplied once, or held the Deployment)',
       labelNames: ['policy', 'action'] as const,
       registers,
     }),

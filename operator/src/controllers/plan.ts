@@ -3,6 +3,7 @@
 // the estimate the leader's refresher published (latency/), read synchronously.
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Estimate } from '../latency/estimates.ts';
+import { carriedConflict } from '../policy/conflicts.ts';
 import { desiredSettings } from '../policy/desired.ts';
 import { type DiffResult, diffDeployment } from '../policy/diff.ts';
 import { deploymentKey } from '../policy/match.ts';
@@ -207,18 +208,22 @@ export class PlanMemo {
 
 /**
  * The record a write that is not a new rollout of the operator's carries: the plan's, keeping
- * what the current record of the same policy says about the last rollout and a failure.
+ * what the current record of the same policy says about the last rollout, a failure and a
+ * recent conflict with another field manager (policy/conflicts.ts carriedConflict).
  */
 export function recordToWrite(
   record: AppliedRecord | undefined,
   policy: ValidPolicy,
   nextRecord: AppliedRecord,
+  now: number,
 ): AppliedRecord {
   const same = record?.policy === policy.name;
+  const conflict = carriedConflict(record, policy, now);
   return {
     ...nextRecord,
     ...(same && record.rollout ? { rollout: record.rollout } : {}),
     ...(same && record.failure ? { failure: record.failure } : {}),
+    ...(conflict ? { conflict } : {}),
   };
 }
 

@@ -232,6 +232,67 @@ describe('policyStatusReconciler', () => {
     expect(await seriesValue(h.metrics.rolloutBreakerOpen, { policy: 'p' })).toBe(0);
   });
 
+  test('Enforce with a Deployment held for another field manager: NonCompliant ConflictingManager, counted as waiting, the manager named', async () => {
+    const held = JSON.stringify({
+      policy: 'p',
+      policyGeneration: 1,
+      terminationGracePeriodSeconds: 45,
+      containers: {},
+      reason: '',
+      conflict: {
+        manager: 'argocd-controller',
+        field: 'terminationGracePeriodSeconds',
+        at: LONG_AGO,
+        held: true,
+      },
+    });
+    const fight = deployment({ name: 'web', grace: 10, annotations: { [APPLIED_ANNOTATION]: held } });
+    fight.metadata = {
+      ...fight.metadata,
+      managedFields: [
+        { manager: 'graceful-shutdown-operator', operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: {} },
+        {
+          manager: 'argocd-controller',
+          operation: 'Apply',
+          fieldsType: 'FieldsV1',
+          fieldsV1: { 'f:spec': { 'f:template': { 'f:spec': { 'f:terminationGracePeriodSeconds': {} } } } },
+        },
+      ],
+    };
+    const spec = {
+      mode: 'Enforce',
+      terminationGracePeriod: { minSeconds: 45 },
+      preStop: { inject: 'Never' },
+    };
+    const h = harness({ policies: [policyObject('p', spec)], deployments: [fight] });
+    await h.reconcile('p');
+    const status = h.writes[0]?.status;
+    expect(status?.workloads?.[0]).toMatchObject({
+      name: 'web',
+      verdict: 'NonCompliant',
+      reason: 'ConflictingManager',
+    });
+    expect(status?.workloads?.[0]?.message).toContain('field manager argocd-controller set it to 10 again');
+    expect(status?.counts).toMatchObject({
+      waiting: 1,
+      waitingReasons: [{ reason: 'ConflictingManager', count: 1 }],
+    });
+    expect(await seriesValue(h.metrics.policyWaiting, { policy: 'p', reason: 'ConflictingManager' })).toBe(1);
+    // The negative control: the same Deployment whose grace period the operator still owns is
+    // only short (it is written), not held.
+    const ours = structuredClone(fight);
+    ours.metadata = {
+      ...ours.metadata,
+      managedFields: [ours.metadata?.managedFields?.[1] ?? {}].map((e) => ({
+        ...e,
+        manager: 'graceful-shutdown-operator',
+      })),
+    };
+    const h2 = harness({ policies: [policyObject('p', spec)], deployments: [ours] });
+    await h2.reconcile('p');
+    expect(h2.writes[0]?.status?.workloads?.[0]?.reason).toBe('GracePeriodTooShort');
+  });
+
   test('steady state: the written status read back, no second write', async () => {
     const h = harness({ policies: [AUDIT], deployments: shop() });
     await h.reconcile('p');

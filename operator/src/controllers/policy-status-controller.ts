@@ -27,8 +27,9 @@ import {
   summarizePolicyStatus,
   workloadVerdict,
 } from '../policy/compliance.ts';
+import { conflictDecision, conflictWait } from '../policy/conflicts.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
-import { ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
+import { type AppliedRecord, ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import { TimeSlicer } from '../util/time-slicer.ts';
@@ -140,6 +141,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       const governed: {
         deployment: V1Deployment;
         planned: Extract<WorkloadPlan, { ok: true }>;
+        record: AppliedRecord | undefined;
         state: RolloutState;
         managed: boolean;
       }[] = [];
@@ -186,20 +188,30 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         governed.push({
           deployment,
           planned,
+          record,
           state: rolloutState(deployment, record, policy, nowMs),
           managed: record?.policy === name && !ownsNothing(planned.nextRecord),
         });
       }
       const enforce = policy.spec.mode === 'Enforce';
       const rollouts = policyRollouts(new Map(governed.map((g) => [deploymentKey(g.deployment), g.state])));
-      for (const { deployment, planned, state, managed } of governed) {
+      for (const { deployment, planned, record, state, managed } of governed) {
         await slicer.pause();
         const { estimate } = planned;
         const failed = state.kind === 'Failed' || state.kind === 'OwnRolloutFailed';
-        const decision =
-          enforce && (!planned.diff.compliant || failed)
-            ? rolloutDecision({ policy, key: deploymentKey(deployment), state, rollouts })
+        // A hold for another field manager (policy/conflicts.ts) is what the controller decides
+        // before the budget; a failed rollout of the operator's says more.
+        const held =
+          enforce && !planned.diff.compliant && !failed
+            ? conflictWait(
+                conflictDecision({ deployment, record, changes: planned.diff.fields, policy, now: nowMs }),
+              )
             : undefined;
+        const decision =
+          held ??
+          (enforce && (!planned.diff.compliant || failed)
+            ? rolloutDecision({ policy, key: deploymentKey(deployment), state, rollouts })
+            : undefined);
         workloads.push(
           workloadVerdict({
             kind: 'Planned',

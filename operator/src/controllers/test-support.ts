@@ -176,3 +176,34 @@ export function afterApply(
   result.status = { ...result.status, observedGeneration: generation };
   return result;
 }
+
+/**
+ * A forced server-side apply by another manager (Argo CD, Flux): afterApply, and the fields it
+ * applies are taken from every other manager's set, as the apiserver does with force=true.
+ */
+export function afterForcedApply(
+  original: V1Deployment,
+  config: ApplyConfiguration,
+  manager: string,
+): V1Deployment {
+  const result = afterApply(original, config, manager);
+  const applied = appliedFieldSet(config);
+  const taken = leaves(applied);
+  for (const entry of result.metadata?.managedFields ?? []) {
+    if (entry.manager === manager) continue;
+    const set = structuredClone(entry.fieldsV1 as FieldSet);
+    for (const path of taken) if (path.at(-1) !== 'f:name') removeSetPath(set, path);
+    entry.fieldsV1 = set;
+  }
+  return result;
+}
+
+function removeSetPath(set: FieldSet | undefined, path: string[]): void {
+  const [key, ...rest] = path;
+  if (set === undefined || key === undefined || set[key] === undefined) return;
+  if (rest.length === 0) delete set[key];
+  else {
+    removeSetPath(set[key], rest);
+    if (Object.keys(set[key] ?? {}).filter((k) => k !== '.').length === 0) delete set[key];
+  }
+}

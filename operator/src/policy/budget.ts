@@ -5,6 +5,7 @@
 // circuit breaker: no new rollouts until the cause is fixed (docs/design/rollouts.md).
 import { createHash } from 'node:crypto';
 import type { V1Deployment } from '@kubernetes/client-node';
+import { fieldsTakenOver } from './conflicts.ts';
 import type { AppliedRecord } from './ownership.ts';
 import { canonicalJson } from './podspec.ts';
 import type { ValidPolicy } from './types.ts';
@@ -18,6 +19,7 @@ export const ROLLOUT_WAIT_REASONS = [
   'WaitingForNextRollout',
   'BreakerOpen',
   'RolloutFailed',
+  'ConflictingManager',
 ] as const;
 export type RolloutWaitReason = (typeof ROLLOUT_WAIT_REASONS)[number];
 
@@ -183,11 +185,14 @@ export function rolloutState(
   // The record names the generation the operator's write produced; a scale since moves it on,
   // which only the replica that wrote it knows. Done once the Deployment controller reports its
   // ReplicaSet available: pods lost later are the Deployment's trouble, not a rollout's.
+  // Another manager took back a field the operator wrote (policy/conflicts.ts): the template
+  // rolling out now is that manager's, not the operator's to count or to blame.
   const ours =
     own !== undefined &&
     !rolloutCompleted(deployment, own.generation) &&
     (own.generation === deployment.metadata?.generation ||
-      (startedHere && own.generation <= (deployment.metadata?.generation ?? 0)));
+      (startedHere && own.generation <= (deployment.metadata?.generation ?? 0))) &&
+    fieldsTakenOver(deployment, record).length === 0;
   if (ours && isRolling(deployment)) {
     const condition = progressing(deployment);
     if (condition?.status === 'False' && condition.reason === 'ProgressDeadlineExceeded')

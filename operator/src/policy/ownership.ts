@@ -13,7 +13,7 @@ import {
 } from '../api/annotations.ts';
 import { GROUP } from '../api/policy.ts';
 import { setBounded } from '../util/bounded-map.ts';
-import { diffDeployment, templateAnnotations } from './diff.ts';
+import { type ChangedField, diffDeployment, templateAnnotations } from './diff.ts';
 import {
   currentGraceSeconds,
   handlerSatisfies,
@@ -47,6 +47,11 @@ export interface AppliedRecord {
    * unset while a revert is still to be written.
    */
   failure?: { policyGeneration: number; reason: string; message: string; at: string; template?: string };
+  /**
+   * Another field manager set back a field the operator wrote (policy/conflicts.ts): which one,
+   * which field, when the operator last wrote it again, and whether it now holds the Deployment.
+   */
+  conflict?: { manager: string; field: ChangedField; container?: string; at: string; held?: boolean };
 }
 
 /** What a write replaced, to revert it: per field its value before, null when there was none. */
@@ -73,6 +78,24 @@ function rolloutOf(value: unknown): Pick<AppliedRecord, 'rollout'> {
   if (typeof generation !== 'number' || typeof startedAt !== 'string') return {};
   return {
     rollout: { generation, startedAt, previous: isObject(previous) ? (previous as PreviousValues) : {} },
+  };
+}
+
+const CHANGED_FIELDS: readonly string[] = ['terminationGracePeriodSeconds', 'readinessProbe', 'preStop'];
+
+function conflictOf(value: unknown): Pick<AppliedRecord, 'conflict'> {
+  if (!isObject(value)) return {};
+  const { manager, field, container, at, held } = value as Record<string, unknown>;
+  if (typeof manager !== 'string' || typeof field !== 'string' || typeof at !== 'string') return {};
+  if (!CHANGED_FIELDS.includes(field) || manager.length > 128) return {};
+  return {
+    conflict: {
+      manager,
+      field: field as ChangedField,
+      ...(typeof container === 'string' ? { container } : {}),
+      at,
+      ...(held === true ? { held: true } : {}),
+    },
   };
 }
 
@@ -131,6 +154,7 @@ function parseAppliedRecord(raw: string): AppliedRecord | undefined {
       ...ownedAnnotationKeys(record.templateAnnotations),
       ...rolloutOf(record.rollout),
       ...failureOf(record.failure),
+      ...conflictOf(record.conflict),
     };
   } catch {
     return undefined;

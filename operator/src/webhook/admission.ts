@@ -263,7 +263,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
   const ownedBefore = planned.record;
   if (diff.compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, planned.nextRecord))
     return compliant(policy, notes);
-  const written = recordToWrite(record, policy, planned.nextRecord);
+  const written = recordToWrite(record, policy, planned.nextRecord, context.now.getTime());
   const config = applyConfiguration(deployment, written, plan);
   const after = mutated(deployment, config, handlerReplacements(deployment, plan), context.now);
   const patch = compare(deployment, after);
