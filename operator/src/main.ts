@@ -10,6 +10,7 @@ import {
   type V1Deployment,
   type V1Namespace,
   type V1Pod,
+  type V1Service,
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from './api/annotations.ts';
 import { GROUP, type LabelSelector, PLURAL, VERSION } from './api/policy.ts';
@@ -37,6 +38,7 @@ import {
   Informer,
   namespaceCacheTransform,
   podCacheTransform,
+  serviceCacheTransform,
   shareUnchangedParts,
 } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
@@ -123,7 +125,18 @@ async function main(): Promise<void> {
         }) as Promise<KubernetesListObject<PolicyObject>>,
       ...informerTimings('policies'),
     }),
+    // Services: their ports' names and appProtocols say what a container port speaks, and so
+    // which readiness probe can pass there (policy/protocols.ts). Trimmed to selector and ports.
+    services: new Informer<V1Service>({
+      name: 'services',
+      kubeConfig,
+      path: '/api/v1/services',
+      list: (options) => core.listServiceForAllNamespaces(options),
+      transform: serviceCacheTransform,
+      ...informerTimings('services'),
+    }),
   });
+  const services = { inNamespace: (namespace: string) => view.servicesIn(namespace) };
 
   const tracker = new RolloutTracker();
   // Pods, for the Scrape source and probe verification (read from this cache, never listed per pass).
@@ -144,7 +157,7 @@ async function main(): Promise<void> {
   const shutdownHistory = new ShutdownHistory();
   const estimates = new EstimateCache();
   // One planning per change: the status pass reuses the deployment controller's plans.
-  const plans = new PlanMemo();
+  const plans = new PlanMemo({ services });
   const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
   const deployments = new Controller({
     name: DEPLOYMENT_CONTROLLER,
@@ -257,8 +270,14 @@ async function main(): Promise<void> {
         }
       : {}),
   });
-  manager.addSource(view.deployments).addSource(view.namespaces).addSource(view.policies).addSource(pods);
-  for (const informer of [view.deployments, view.namespaces, view.policies, pods])
+  const serviceInformer = view.services as Informer<V1Service>;
+  manager
+    .addSource(view.deployments)
+    .addSource(view.namespaces)
+    .addSource(view.policies)
+    .addSource(pods)
+    .addSource(serviceInformer);
+  for (const informer of [view.deployments, view.namespaces, view.policies, pods, serviceInformer])
     metrics.informerObjects(informer.name, () => informer.size);
   manager.addController(deployments).addController(statuses).addController(reports);
   const latencySources = {
@@ -313,6 +332,7 @@ async function main(): Promise<void> {
           facts,
           probes: probeVerifier,
           shutdowns: shutdownHistory,
+          services,
           breakerOpen: (name) => breakerOpenIn(view.policies.get(name)),
           now: new Date(),
         }),

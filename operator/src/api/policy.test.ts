@@ -24,6 +24,7 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     timeoutSeconds: 1,
     failureThreshold: 3,
     verification: 'Verify',
+    grpcHealthService: false,
   },
   preStop: { inject: 'IfMissing', action: 'Auto', seconds: 5 },
   terminationGracePeriod: {
@@ -105,6 +106,7 @@ describe('valid samples', () => {
       timeoutSeconds: 1,
       failureThreshold: 3,
       verification: 'Verify',
+      grpcHealthService: false,
     });
     expect(result.ok && result.value.spec.terminationGracePeriod).toEqual(
       ALL_DEFAULTS.terminationGracePeriod,

@@ -154,8 +154,14 @@ export const ReadinessProbePolicySchema = withRules(
       .default(3)
       .describe('Consecutive failures after which the container is marked not ready.'),
     verification: ProbeVerificationSchema.default('Verify').describe(
-      'Verify: before injecting an httpGet readiness probe into a Deployment that has running pods, the operator requests the path on a running pod and injects the probe only if it answers 2xx or 3xx (as the kubelet judges it). Trust: inject without checking.',
+      'Verify: before injecting an httpGet readiness probe into a Deployment that has running pods, the operator requests the path on a running pod and injects the probe only if it answers 2xx or 3xx (as the kubelet judges it); with no pod to ask, an httpGet probe is written only where the port is known to speak HTTP, a tcpSocket probe otherwise. Trust: inject without checking.',
     ),
+    grpcHealthService: z
+      .boolean()
+      .default(false)
+      .describe(
+        "true: the apps serve the standard gRPC health service (grpc.health.v1.Health) on their gRPC ports, which get the kubelet's grpc probe (Kubernetes 1.27+). false: a gRPC port gets a tcpSocket probe.",
+      ),
   }),
   [
     {
@@ -519,8 +525,12 @@ export const ShutdownSettingsSchema = z.strictObject({
     .describe('The preStop hook.'),
   readinessProbe: z
     .strictObject({
-      path: z.string().max(1024).describe('httpGet path.'),
-      port: z.union([z.int(), z.string()]).describe('httpGet port, by number or name.'),
+      kind: z
+        .enum(['httpGet', 'tcpSocket', 'grpc'])
+        .optional()
+        .describe('The probe handler; absent: httpGet.'),
+      path: z.string().max(1024).optional().describe('httpGet path; absent for tcpSocket and grpc.'),
+      port: z.union([z.int(), z.string()]).describe('The probed port, by number or name.'),
     })
     .optional()
     .describe('The readiness probe.'),

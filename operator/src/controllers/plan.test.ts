@@ -4,6 +4,7 @@ import { GRACE_PERIOD_SECONDS_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { type AppliedRecord, applyConfiguration, ownsNothing } from '../policy/ownership.ts';
+import type { CachedService } from '../policy/protocols.ts';
 import { container, deployment, observed, policy } from '../policy/test-fixtures.ts';
 import type { ClusterFacts, ProbeVerdict } from '../policy/types.ts';
 import { latencyFor, PlanMemo, planWorkload, sameOwnership } from './plan.ts';
@@ -388,5 +389,131 @@ describe('PlanMemo: one planning per change', () => {
     expect(unverified.ok && unverified.plan.notes.map((n) => n.reason)).toContain('ProbeUnverified');
     verdicts.clear();
     expect(memo.plan(d, verify, sources)).not.toBe(unverified);
+  });
+});
+
+describe('planWorkload: the protocol of the port and the fallback probe', () => {
+  const enforce = policy('p', { mode: 'Enforce' });
+  const noPods: ProbeVerdict = { state: 'NoPods', message: 'no pod of shop/web runs' };
+  const verified: ProbeVerdict = {
+    state: 'Verified',
+    tried: 'GET http://10.88.0.5:8080/readyz on pod web-abc answered 200',
+  };
+  const verdictSource = (verdict: { current: ProbeVerdict | undefined }) => ({
+    lookup: () => () => verdict.current,
+  });
+  const api = () => deployment({ containers: [container('web', [['api', 8080]])] });
+
+  test('no pod: the tcpSocket fallback is written; pods verified later: kept until the template changes, then httpGet', () => {
+    const verdict: { current: ProbeVerdict | undefined } = { current: noPods };
+    const deps = { estimates: noEstimates, facts: FACTS, probes: verdictSource(verdict) };
+    const first = planWorkload(api(), enforce, deps);
+    if (!first.ok) throw new Error('plan failed');
+    expect(first.plan.containers[0]?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
+    const applied = afterApply(api(), applyConfiguration(api(), first.nextRecord, first.plan));
+
+    // Pods run and answer GET /readyz; no template rollout: the owned tcpSocket probe is kept.
+    verdict.current = verified;
+    const settled = planWorkload(
+      { ...applied, status: { observedGeneration: 2, replicas: 2, updatedReplicas: 2 } },
+      enforce,
+      deps,
+    );
+    if (!settled.ok) throw new Error('plan failed');
+    expect(settled.diff.compliant).toBe(true);
+    expect(settled.plan.containers[0]?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
+    expect(settled.nextRecord.containers.web).toEqual({ readinessProbe: true, preStop: true });
+    expect(settled.plan.notes.map((n) => n.reason)).toEqual(['ProbeUpgradeDeferred']);
+
+    // A template rollout of the user's is in progress: the verified httpGet joins it.
+    const rolling = planWorkload(
+      { ...applied, status: { observedGeneration: 2, replicas: 3, updatedReplicas: 1 } },
+      enforce,
+      deps,
+    );
+    if (!rolling.ok) throw new Error('plan failed');
+    expect(rolling.diff.compliant).toBe(false);
+    expect(rolling.plan.containers[0]?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 8080 });
+    // The same at admission of an UPDATE changing the template.
+    const admitted = planWorkload(applied, enforce, deps, { templateChanging: true });
+    expect(admitted.ok && admitted.plan.containers[0]?.readinessProbe?.httpGet?.path).toBe('/readyz');
+  });
+
+  test("a Service's appProtocol is read through deps.services or the memo's own reader", () => {
+    const services = {
+      inNamespace: (namespace: string) => [
+        {
+          namespace,
+          name: 'cache',
+          selector: { app: 'web' },
+          ports: [{ port: 80, targetPort: 8080, appProtocol: 'redis' }],
+        },
+      ],
+    };
+    const d = api();
+    const direct = planWorkload(d, enforce, { estimates: noEstimates, facts: FACTS, services });
+    expect(direct.ok && direct.plan.containers[0]?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
+    const memo = new PlanMemo({ services });
+    const memoized = memo.plan(d, enforce, { estimates: noEstimates, facts: FACTS });
+    expect(memoized.ok && memoized.plan.notes[0]?.message).toContain(
+      'Service shop/cache port 80 has appProtocol redis',
+    );
+  });
+});
+
+describe('PlanMemo: Services and template rollouts', () => {
+  const enforce = policy('p', { mode: 'Enforce' });
+  const deps = { estimates: noEstimates, facts: FACTS };
+
+  test('planned again when a Service port it read changes, not when an unrelated Service does', () => {
+    const byNamespace = new Map<string, CachedService[]>([
+      [
+        'shop',
+        [
+          {
+            namespace: 'shop',
+            name: 'web',
+            selector: { app: 'web' },
+            ports: [{ port: 80, targetPort: 8080 }],
+          },
+        ],
+      ],
+    ]);
+    const memo = new PlanMemo({ services: { inNamespace: (ns) => byNamespace.get(ns) ?? [] } });
+    const d = deployment({ containers: [container('web', [['api', 8080]])] });
+    const first = memo.plan(d, enforce, deps);
+    byNamespace.set('shop', [
+      ...(byNamespace.get('shop') ?? []),
+      {
+        namespace: 'shop',
+        name: 'db',
+        selector: { app: 'db' },
+        ports: [{ port: 5432, appProtocol: 'postgres' }],
+      },
+    ]);
+    expect(memo.plan(d, enforce, deps)).toBe(first);
+    byNamespace.set('shop', [
+      {
+        namespace: 'shop',
+        name: 'web',
+        selector: { app: 'web' },
+        ports: [{ port: 80, targetPort: 8080, appProtocol: 'grpc' }],
+      },
+    ]);
+    const second = memo.plan(d, enforce, deps);
+    expect(second).not.toBe(first);
+    expect(second.ok && second.plan.containers[0]?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
+  });
+
+  test('with a tcpSocket probe, a template rollout starting is a change (the fallback may be replaced)', () => {
+    const memo = new PlanMemo();
+    const tcp: V1Probe = { tcpSocket: { port: 8080 } };
+    const d = deployment({ containers: [container('web', [['api', 8080]], { readinessProbe: tcp })] });
+    const first = memo.plan(d, enforce, deps);
+    const rolling: V1Deployment = {
+      ...d,
+      status: { observedGeneration: 1, replicas: 3, updatedReplicas: 1 },
+    };
+    expect(memo.plan(rolling, enforce, deps)).not.toBe(first);
   });
 });

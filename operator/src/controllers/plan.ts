@@ -1,8 +1,9 @@
 // What a policy wants for one Deployment, computed the same way by the controller that writes
 // Deployments and by the one that reports status: cache in, plan out, no I/O. The latency is
 // the estimate the leader's refresher published (latency/), read synchronously.
-import type { V1Deployment } from '@kubernetes/client-node';
+import type { V1Deployment, V1Probe } from '@kubernetes/client-node';
 import type { Estimate } from '../latency/estimates.ts';
+import { isTemplateRolloutInProgress } from '../policy/budget.ts';
 import { carriedConflict } from '../policy/conflicts.ts';
 import { desiredSettings } from '../policy/desired.ts';
 import { type DiffResult, diffDeployment } from '../policy/diff.ts';
@@ -16,12 +17,14 @@ import {
   withMirrorAnnotations,
   withoutOwnedFields,
 } from '../policy/ownership.ts';
-import { probeSatisfies, regularContainers } from '../policy/podspec.ts';
+import { canonicalJson, probeSatisfies, regularContainers } from '../policy/podspec.ts';
+import { type CachedService, servicePortsFor } from '../policy/protocols.ts';
 import type {
   AnnotationError,
   ClusterFacts,
   LatencyObservation,
   ProbeVerdictLookup,
+  ServicePortLookup,
   ShutdownPlan,
   ValidPolicy,
 } from '../policy/types.ts';
@@ -81,10 +84,48 @@ export interface ShutdownReader {
   killedAt(deploymentKey: string): number | undefined;
 }
 
-export function planWorkload(deployment: V1Deployment, policy: ValidPolicy, deps: PlanDeps): WorkloadPlan {
+/** What planning reads of the Services (the view's Service cache). */
+export interface ServiceReader {
+  /** The cached Services of one namespace. */
+  inNamespace(namespace: string): Iterable<CachedService>;
+}
+
+/** The Service ports reaching a container port of the Deployment's pod template (protocols.ts). */
+export function servicePortLookup(deployment: V1Deployment, services: ServiceReader): ServicePortLookup {
+  const namespace = deployment.metadata?.namespace ?? '';
+  const labels = deployment.spec?.template?.metadata?.labels;
+  return (port) => servicePortsFor(services.inNamespace(namespace), namespace, labels, port);
+}
+
+/** The readiness probes the operator owns on the Deployment now, by container. */
+function ownedProbes(deployment: V1Deployment, record: AppliedRecord | undefined): Record<string, V1Probe> {
+  const probes: Record<string, V1Probe> = {};
+  for (const container of regularContainers(deployment))
+    if (record?.containers[container.name]?.readinessProbe && container.readinessProbe)
+      probes[container.name] = container.readinessProbe;
+  return probes;
+}
+
+export interface PlanOptions {
+  /**
+   * The pod template is changing for another reason (an UPDATE at admission). Omitted: whether
+   * a template rollout is in progress (policy/budget.ts isTemplateRolloutInProgress).
+   */
+  templateChanging?: boolean;
+  /** Reads the Service ports instead of deps.services (the memo records what was read). */
+  servicePorts?: ServicePortLookup;
+}
+
+export function planWorkload(
+  deployment: V1Deployment,
+  policy: ValidPolicy,
+  deps: PlanDeps,
+  options: PlanOptions = {},
+): WorkloadPlan {
   const killedAt = deps.shutdowns?.killedAt(deploymentKey(deployment));
   const { observation, estimate } = latencyFor(deployment, policy, deps.estimates);
   const record = ownedFields(deployment);
+  const ownProbes = ownedProbes(deployment, record);
   // Plan against the Deployment as it would be without the operator, so that IfMissing means
   // "the user set none" and the operator's own earlier values can follow a new recommendation.
   const result = desiredSettings({
@@ -95,6 +136,13 @@ export function planWorkload(deployment: V1Deployment, policy: ValidPolicy, deps
     canLower: estimate?.canLower ?? false,
     ...(killedAt === undefined ? {} : { shutdownKilled: { graceSeconds: killedAt } }),
     ...(deps.probes ? { probeVerdict: deps.probes.lookup(deploymentUid(deployment)) } : {}),
+    ...(options.servicePorts
+      ? { servicePorts: options.servicePorts }
+      : deps.services
+        ? { servicePorts: servicePortLookup(deployment, deps.services) }
+        : {}),
+    ...(Object.keys(ownProbes).length > 0 ? { ownProbes } : {}),
+    templateChanging: options.templateChanging ?? isTemplateRolloutInProgress(deployment),
     ...(record?.terminationGracePeriodSeconds !== undefined
       ? { previouslyApplied: { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds } }
       : {}),
@@ -119,6 +167,8 @@ export interface PlanDeps {
   facts: ClusterFacts;
   probes?: ProbeVerdictReader;
   shutdowns?: ShutdownReader;
+  /** Services, whose ports' names and appProtocols say what a container port speaks. */
+  services?: ServiceReader;
 }
 
 interface MemoEntry {
@@ -132,13 +182,26 @@ interface MemoEntry {
   killedAt: number | undefined;
   /** The probe verdicts planning read, and what they were. */
   verdicts: { container: string; path: string; port: number | string; verdict: unknown }[];
+  /** The Service ports planning read (per container port asked), and what they were. */
+  servicePorts: { port: { containerPort: number; name?: string }; found: string }[];
+  /** A template rollout was in progress (the probe upgrade waits for one); undefined: not read. */
+  templateChanging: boolean | undefined;
   result: WorkloadPlan;
 }
 
 function sameSources(a: PlanDeps, b: PlanDeps): boolean {
   return (
-    a.estimates === b.estimates && a.facts === b.facts && a.probes === b.probes && a.shutdowns === b.shutdowns
+    a.estimates === b.estimates &&
+    a.facts === b.facts &&
+    a.probes === b.probes &&
+    a.shutdowns === b.shutdowns &&
+    a.services === b.services
   );
+}
+
+/** A container has a tcpSocket readiness probe (the operator's fallback, possibly). */
+function hasTcpProbe(deployment: V1Deployment): boolean {
+  return regularContainers(deployment).some((c) => c.readinessProbe?.tcpSocket !== undefined);
 }
 
 /** What planning reads of a Deployment: its identity, spec, labels, annotations and managedFields. */
@@ -158,13 +221,26 @@ function plannedParts(deployment: V1Deployment): unknown[] {
  */
 export class PlanMemo {
   readonly #entries = new WeakMap<object, MemoEntry>();
+  readonly #services: ServiceReader | undefined;
 
-  plan(deployment: V1Deployment, policy: ValidPolicy, deps: PlanDeps): WorkloadPlan {
+  /** `services`: read by every plan whose deps name none (the controllers share one memo). */
+  constructor(options: { services?: ServiceReader } = {}) {
+    this.#services = options.services;
+  }
+
+  plan(deployment: V1Deployment, policy: ValidPolicy, given: PlanDeps): WorkloadPlan {
+    const deps: PlanDeps =
+      given.services === undefined && this.#services !== undefined
+        ? { ...given, services: this.#services }
+        : given;
     const key = deploymentKey(deployment);
     const policyId = `${policy.name}@${policy.generation}`;
     const estimate = deps.estimates.get(key);
     const killedAt = deps.shutdowns?.killedAt(key);
     const parts = plannedParts(deployment);
+    // Read only where a tcpSocket probe may be the operator's fallback (decideProbe): a
+    // rollout's status events do not plan the other Deployments again.
+    const templateChanging = hasTcpProbe(deployment) ? isTemplateRolloutInProgress(deployment) : undefined;
     const memoKey = deployment.spec ?? deployment;
     const entry = this.#entries.get(memoKey);
     if (
@@ -173,11 +249,14 @@ export class PlanMemo {
       sameSources(entry.deps, deps) &&
       entry.estimate === estimate &&
       entry.killedAt === killedAt &&
-      this.#sameVerdicts(deployment, deps, entry.verdicts)
+      entry.templateChanging === templateChanging &&
+      this.#sameVerdicts(deployment, deps, entry.verdicts) &&
+      this.#sameServicePorts(deployment, deps, entry.servicePorts)
     )
       return entry.result;
     const verdicts: MemoEntry['verdicts'] = [];
-    const probes = deps.probes;
+    const servicePorts: MemoEntry['servicePorts'] = [];
+    const { probes, services } = deps;
     const recording: PlanDeps = probes
       ? {
           ...deps,
@@ -193,9 +272,36 @@ export class PlanMemo {
           },
         }
       : deps;
-    const result = planWorkload(deployment, policy, recording);
-    this.#entries.set(memoKey, { parts, policy: policyId, deps, estimate, killedAt, verdicts, result });
+    const servicePortsRead: ServicePortLookup | undefined = services
+      ? (port) => {
+          const found = servicePortLookup(deployment, services)(port);
+          servicePorts.push({ port, found: canonicalJson(found) });
+          return found;
+        }
+      : undefined;
+    const result = planWorkload(deployment, policy, recording, {
+      ...(servicePortsRead ? { servicePorts: servicePortsRead } : {}),
+    });
+    this.#entries.set(memoKey, {
+      parts,
+      policy: policyId,
+      deps,
+      estimate,
+      killedAt,
+      verdicts,
+      servicePorts,
+      templateChanging,
+      result,
+    });
     return result;
+  }
+
+  /** Services come and go and change: the ports the plan read must read the same now. */
+  #sameServicePorts(deployment: V1Deployment, deps: PlanDeps, read: MemoEntry['servicePorts']): boolean {
+    if (read.length === 0) return true;
+    if (!deps.services) return false;
+    const lookup = servicePortLookup(deployment, deps.services);
+    return read.every((r) => canonicalJson(lookup(r.port)) === r.found);
   }
 
   /** Probe verdicts expire and arrive: the ones the plan read must read the same now. */

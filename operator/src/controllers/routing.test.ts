@@ -1,4 +1,4 @@
-import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
 import { deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
@@ -10,7 +10,9 @@ import { ClusterView, type PolicyObject, type ViewInformer } from './view.ts';
 function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
   const d = new FakeInformer<V1Deployment>(namespaced, deployments);
   const p = new FakeInformer<PolicyObject>(clusterScoped, policies);
+  const s = new FakeInformer<V1Service>(namespaced, []);
   const view = new ClusterView({
+    services: s as ViewInformer<V1Service>,
     deployments: d as ViewInformer<V1Deployment>,
     namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
       namespace('shop'),
@@ -39,7 +41,7 @@ function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
     queued.statuses.length = 0;
     return taken;
   };
-  return { deployments: d, policies: p, tracker, take };
+  return { deployments: d, policies: p, services: s, tracker, take };
 }
 
 const shopOnly = policyObject('shop', {
@@ -232,5 +234,20 @@ describe('routeEvents', () => {
       expect(h.take().deployments).toEqual([]);
       expect(h.tracker.takeWaiting('shop')).toEqual(['shop/w1']);
     });
+  });
+});
+
+describe('routeEvents: Services', () => {
+  test("a Service's change enqueues the Deployments whose template it selects and their policies' status", () => {
+    const h = harness(
+      [deployment({ name: 'a' }), deployment({ name: 'b' }), deployment({ name: 'c', namespace: 'lab' })],
+      [shopOnly, labOnly],
+    );
+    h.take();
+    h.services.put({
+      metadata: { name: 'api', namespace: 'shop' },
+      spec: { selector: { app: 'a' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'grpc' }] },
+    });
+    expect(h.take()).toEqual({ deployments: ['shop/a'], statuses: ['shop after 1000'] });
   });
 });

@@ -63,6 +63,14 @@ export function routeEvents({ view, tracker, deployments, statuses, statusDelay 
     if (selectionChanged) deployments.enqueue(key);
     for (const policy of policies) status(policy);
   });
+  // A Service's selector or ports changed: the probe kind planned for the Deployments it selects
+  // may change (a port's appProtocol, policy/protocols.ts).
+  view.onServicesChanged((keys) => {
+    for (const key of keys) {
+      deployments.enqueue(key);
+      for (const policy of view.policiesSelecting(key)) status(policy);
+    }
+  });
   // A rollout of the operator's that finished (or whose Deployment went, or left the policy), a
   // failure gone, a write that failed, a woken key that did not take the slot: one slot of the
   // policy's budget may be free, and the Deployment that waited longest for it is woken. Waits

@@ -1,4 +1,4 @@
-import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
 import { deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
@@ -108,5 +108,58 @@ describe('ClusterView rollout index', () => {
     h.deployments.delete('shop/failed');
     expect([...h.view.rolloutsOf('red')]).toEqual([]);
     expect([...h.view.rolloutsOf('other')]).toEqual([]);
+  });
+});
+
+describe('ClusterView Services', () => {
+  const service = (name: string, selector: Record<string, string>, appProtocol?: string): V1Service => ({
+    metadata: { name, namespace: 'shop' },
+    spec: { selector, ports: [{ port: 80, targetPort: 8080, ...(appProtocol ? { appProtocol } : {}) }] },
+  });
+
+  function withServices(services: V1Service[]) {
+    const d = new FakeInformer<V1Deployment>(namespaced, [red('a'), blue('b'), red('c', 'lab')]);
+    const s = new FakeInformer<V1Service>(namespaced, services);
+    const view = new ClusterView({
+      deployments: d as ViewInformer<V1Deployment>,
+      namespaces: new FakeInformer<V1Namespace>(clusterScoped, []) as ViewInformer<V1Namespace>,
+      policies: new FakeInformer<PolicyObject>(clusterScoped, []) as ViewInformer<PolicyObject>,
+      services: s as ViewInformer<V1Service>,
+    });
+    const changed: string[][] = [];
+    view.onServicesChanged((keys) => changed.push(keys));
+    return { view, services: s, changed };
+  }
+
+  test("servicesIn gives the namespace's Services as planning reads them", () => {
+    const h = withServices([service('api', { team: 'red' }, 'grpc')]);
+    expect(h.view.servicesIn('shop')).toEqual([
+      {
+        namespace: 'shop',
+        name: 'api',
+        selector: { team: 'red' },
+        ports: [{ port: 80, targetPort: 8080, appProtocol: 'grpc' }],
+      },
+    ]);
+    expect(h.view.servicesIn('lab')).toEqual([]);
+  });
+
+  test('a Service change names the Deployments of its namespace it selects, before or after; an equal update none', () => {
+    const h = withServices([]);
+    // The template's labels count (red() and blue() label the template app: <name>).
+    h.services.put(service('api', { app: 'a' }));
+    expect(h.changed).toEqual([['shop/a']]);
+    h.services.put(service('api', { app: 'b' }));
+    expect(h.changed.at(-1)?.sort()).toEqual(['shop/a', 'shop/b']);
+    const count = h.changed.length;
+    h.services.put({ ...service('api', { app: 'b' }), status: { loadBalancer: {} } });
+    expect(h.changed.length).toBe(count);
+    h.services.delete('shop/api');
+    expect(h.changed.at(-1)).toEqual(['shop/b']);
+  });
+
+  test('without a Services informer: none', () => {
+    const h = harness([red('a')], []);
+    expect(h.view.servicesIn('shop')).toEqual([]);
   });
 });

@@ -2,12 +2,13 @@
 // once per resourceVersion, and the indexes kept from cache events so that no reconcile scans
 // every Deployment: which policies select each Deployment (and each policy's Deployments), and
 // which Deployments carry a rollout or a failure of the operator's (what the budget counts).
-import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { type FieldError, type GracefulShutdownPolicyStatus, parsePolicySpec } from '../api/policy.ts';
 import type { EventHandlers, Informer } from '../kube/informer.ts';
 import { rolloutCompleted } from '../policy/budget.ts';
 import { deploymentKey, deploymentNamespace, policySelects } from '../policy/match.ts';
 import { readAppliedRecord } from '../policy/ownership.ts';
+import { type CachedService, serviceSelects } from '../policy/protocols.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 
 /** A policy as stored: the spec is unknown until parsed (an old CRD may let anything through). */
@@ -45,6 +46,9 @@ export class ClusterView {
   readonly deployments: Informer<V1Deployment>;
   readonly namespaces: Informer<V1Namespace>;
   readonly policies: Informer<PolicyObject>;
+  /** Services (trimmed: selector and ports), whose ports say what a container port speaks. */
+  readonly services: Informer<V1Service> | undefined;
+  readonly #serviceListeners: ((keys: string[]) => void)[] = [];
   readonly #parsed = new Map<string, { resourceVersion: string; result: ValidPolicy | FieldError[] }>();
   /** key -> names of the valid policies selecting the Deployment. */
   readonly #selecting = new Map<string, readonly string[]>();
@@ -62,11 +66,24 @@ export class ClusterView {
     deployments: ViewInformer<V1Deployment>;
     namespaces: ViewInformer<V1Namespace>;
     policies: ViewInformer<PolicyObject>;
+    /** Omitted: no Services are read (a port's protocol comes from its own name alone). */
+    services?: ViewInformer<V1Service>;
   }) {
     this.deployments = informers.deployments as Informer<V1Deployment>;
     this.namespaces = informers.namespaces as Informer<V1Namespace>;
     this.policies = informers.policies as Informer<PolicyObject>;
+    this.services = informers.services as Informer<V1Service> | undefined;
     this.deployments.addIndex(BY_NAMESPACE, (d) => [deploymentNamespace(d)]);
+    if (this.services) {
+      this.services.addIndex(BY_NAMESPACE, (service) => [service.metadata?.namespace ?? '']);
+      this.services.addHandlers({
+        onAdd: (service) => this.#serviceChanged(service),
+        onUpdate: (service, old) => {
+          if (canonicalService(service) !== canonicalService(old)) this.#serviceChanged(service, old);
+        },
+        onDelete: (service) => this.#serviceChanged(service),
+      });
+    }
     // Registered first: the indexes are current when the controllers' handlers run.
     this.deployments.addHandlers(this.#deploymentHandlers());
     this.namespaces.addHandlers({
@@ -99,6 +116,30 @@ export class ClusterView {
    */
   onRolloutEnded(listener: (policy: string) => void): void {
     this.#rolloutListeners.push(listener);
+  }
+
+  /**
+   * Called with the keys of the Deployments whose pod template a Service selects (before or
+   * after the change) when its selector or ports change: what their plans read of it changed.
+   */
+  onServicesChanged(listener: (deploymentKeys: string[]) => void): void {
+    this.#serviceListeners.push(listener);
+  }
+
+  /** The cached Services of a namespace, as planning reads them (controllers/plan.ts ServiceReader). */
+  servicesIn(namespace: string): CachedService[] {
+    if (!this.services) return [];
+    return this.services.byIndex(BY_NAMESPACE, namespace).map(cachedService);
+  }
+
+  #serviceChanged(service: V1Service, old?: V1Service): void {
+    const namespace = service.metadata?.namespace ?? '';
+    const selectors = [cachedService(service), ...(old ? [cachedService(old)] : [])];
+    const keys = this.deployments
+      .byIndex(BY_NAMESPACE, namespace)
+      .filter((d) => selectors.some((s) => serviceSelects(s, d.spec?.template?.metadata?.labels)))
+      .map(deploymentKey);
+    if (keys.length > 0) for (const listener of this.#serviceListeners) listener(keys);
   }
 
   namespaceLabels(namespace: string | undefined): Record<string, string> | undefined {
@@ -263,4 +304,31 @@ export class ClusterView {
 /** The same policy names in the same order (#select keeps the policies' order). */
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((name, i) => b[i] === name);
+}
+
+/** The parts of a Service planning reads, per cached object (cached objects are never mutated). */
+const cachedServices = new WeakMap<V1Service, CachedService>();
+
+export function cachedService(service: V1Service): CachedService {
+  let cached = cachedServices.get(service);
+  if (cached === undefined) {
+    cached = {
+      namespace: service.metadata?.namespace ?? '',
+      name: service.metadata?.name ?? '',
+      ...(service.spec?.selector ? { selector: service.spec.selector } : {}),
+      ports: (service.spec?.ports ?? []).map((p) => ({
+        port: p.port,
+        ...(p.name ? { name: p.name } : {}),
+        ...(p.targetPort !== undefined ? { targetPort: p.targetPort as number | string } : {}),
+        ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+        ...(p.protocol ? { protocol: p.protocol } : {}),
+      })),
+    };
+    cachedServices.set(service, cached);
+  }
+  return cached;
+}
+
+function canonicalService(service: V1Service): string {
+  return JSON.stringify(cachedService(service));
 }

@@ -19,6 +19,7 @@ import {
   objectKey,
   podCacheTransform,
   quietTolerantWatch,
+  serviceCacheTransform,
   shareUnchangedParts,
   splitKey,
 } from './informer.ts';
@@ -513,6 +514,36 @@ describe('cache transforms', () => {
       apiVersion: 'v1',
       kind: 'Namespace',
       metadata: { name: 'shop', uid: 'u', resourceVersion: '7', labels: { team: 'shop' } },
+    });
+  });
+
+  it('Services keep their selector and, per port, name, number, targetPort, protocol and appProtocol', () => {
+    const kept = serviceCacheTransform({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'api', namespace: 'shop', uid: 'u', resourceVersion: '3', annotations: { a: 'b' } },
+      spec: {
+        selector: { app: 'api' },
+        clusterIP: '10.96.0.10',
+        type: 'ClusterIP',
+        ports: [
+          { name: 'grpc', port: 80, targetPort: 9090, protocol: 'TCP', appProtocol: 'grpc' },
+          { port: 53, nodePort: 30053, protocol: 'UDP' },
+        ],
+      },
+      status: { loadBalancer: {} },
+    });
+    expect(kept).toEqual({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'api', namespace: 'shop', uid: 'u', resourceVersion: '3' },
+      spec: {
+        selector: { app: 'api' },
+        ports: [
+          { name: 'grpc', port: 80, targetPort: 9090, protocol: 'TCP', appProtocol: 'grpc' },
+          { port: 53, protocol: 'UDP' },
+        ],
+      },
     });
   });
 

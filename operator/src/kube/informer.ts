@@ -6,6 +6,7 @@ import {
   type V1Container,
   type V1ContainerStatus,
   type V1Pod,
+  type V1Service,
   Watch,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
@@ -185,6 +186,35 @@ export function namespaceCacheTransform<T extends KubernetesObject>(object: T): 
     kind: object.kind,
     metadata: { name, uid, resourceVersion, ...(labels ? { labels } : {}) },
   } as T;
+}
+
+/**
+ * The Service cache's transform: what tells a container port's protocol (policy/protocols.ts):
+ * the selector and, per port, its name, number, targetPort, protocol and appProtocol. No
+ * clusterIPs, no status, no annotations.
+ */
+export function serviceCacheTransform(service: V1Service): V1Service {
+  const { name, namespace, uid, resourceVersion } = service.metadata ?? {};
+  const spec = service.spec ?? {};
+  return {
+    apiVersion: service.apiVersion,
+    kind: service.kind,
+    metadata: { name, namespace, uid, resourceVersion },
+    spec: {
+      ...(spec.selector ? { selector: spec.selector } : {}),
+      ...(spec.ports
+        ? {
+            ports: spec.ports.map((p) => ({
+              port: p.port,
+              ...(p.name === undefined ? {} : { name: p.name }),
+              ...(p.targetPort === undefined ? {} : { targetPort: p.targetPort }),
+              ...(p.protocol === undefined ? {} : { protocol: p.protocol }),
+              ...(p.appProtocol === undefined ? {} : { appProtocol: p.appProtocol }),
+            })),
+          }
+        : {}),
+    },
+  };
 }
 
 /**

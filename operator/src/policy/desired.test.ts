@@ -1,4 +1,4 @@
-import type { V1Container } from '@kubernetes/client-node';
+import type { V1Container, V1Probe } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import type { GracefulShutdownPolicySpecInput, ShutdownSettings } from '../api/policy.ts';
 import {
@@ -25,6 +25,7 @@ import type {
   LatencyObservation,
   ProbeVerdict,
   ProbeVerdictLookup,
+  ServicePortLookup,
   ShutdownPlan,
 } from './types.ts';
 
@@ -1053,5 +1054,228 @@ describe('the grace sentence (status and Events)', () => {
     expect(plan({ terminationGracePeriod: { strategy: 'Fixed', fixedSeconds: 40 } }).graceExplanation).toBe(
       'grace 40 s (strategy Fixed)',
     );
+  });
+});
+
+describe('desiredSettings: the probe matches the port protocol (decideProbe)', () => {
+  const noPods: ProbeVerdict = { state: 'NoPods', message: 'no pod of shop/web is running container web' };
+  const unreachable: ProbeVerdict = {
+    state: 'Unreachable',
+    message: 'GET http://10.88.0.5:8080/readyz on pod web-abc could not connect within 1000 ms',
+  };
+  const verified: ProbeVerdict = {
+    state: 'Verified',
+    tried: 'GET http://10.88.0.5:8080/readyz on pod web-abc answered 200',
+  };
+  const unverified: ProbeVerdict = {
+    state: 'Unverified',
+    tried: 'GET http://10.88.0.5:8080/readyz on pod web-abc',
+    message: 'GET http://10.88.0.5:8080/readyz on pod web-abc answered 404',
+  };
+  const timing = { periodSeconds: 5, timeoutSeconds: 1, failureThreshold: 3 };
+
+  function decide(
+    spec: GracefulShutdownPolicySpecInput,
+    web: V1Container,
+    extra: {
+      verdict?: ProbeVerdict;
+      servicePorts?: ServicePortLookup;
+      ownProbe?: V1Probe;
+      templateChanging?: boolean;
+    } = {},
+  ): ShutdownPlan {
+    const result = desiredSettings({
+      policy: policy('p', spec),
+      deployment: deployment({ containers: [web] }),
+      observation: NO_SOURCE,
+      facts: NEW_CLUSTER,
+      ...(extra.verdict ? { probeVerdict: () => extra.verdict } : {}),
+      ...(extra.servicePorts ? { servicePorts: extra.servicePorts } : {}),
+      ...(extra.ownProbe ? { ownProbes: { web: extra.ownProbe } } : {}),
+      ...(extra.templateChanging === undefined ? {} : { templateChanging: extra.templateChanging }),
+    });
+    if (!result.ok) throw new Error(JSON.stringify(result.errors));
+    return result.plan;
+  }
+  const probeOf = (p: ShutdownPlan) => p.containers.find((c) => c.name === 'web')?.readinessProbe;
+  const reasons = (p: ShutdownPlan) => p.notes.map((n) => n.reason);
+
+  test('a port named grpc: tcpSocket, whatever the verdict, and no check is asked', () => {
+    const asked: unknown[] = [];
+    const result = desiredSettings({
+      policy: policy('p', {}),
+      deployment: deployment({ containers: [container('web', [['grpc', 9090]])] }),
+      observation: NO_SOURCE,
+      facts: NEW_CLUSTER,
+      probeVerdict: (...args) => {
+        asked.push(args);
+        return noPods;
+      },
+    });
+    const p = result.ok ? result.plan : undefined;
+    expect(p && probeOf(p)).toEqual({ tcpSocket: { port: 9090 }, ...timing });
+    expect(p?.recommended.readinessProbe).toEqual({ kind: 'tcpSocket', port: 9090 });
+    expect(p?.notes).toEqual([
+      {
+        reason: 'ProbeKind',
+        message:
+          'port grpc (9090) is named grpc: a tcpSocket probe on port 9090 instead of httpGet /readyz (readinessProbe.grpcHealthService is false: set it true for a grpc probe where the app serves grpc.health.v1.Health)',
+      },
+    ]);
+    expect(asked).toEqual([]);
+  });
+
+  test('grpcHealthService: the kubelet grpc probe, on the port number even when configured by name', () => {
+    const p = decide(
+      { readinessProbe: { grpcHealthService: true, port: 'grpc' } },
+      container('web', [['grpc', 9090]]),
+      {
+        verdict: noPods,
+      },
+    );
+    expect(probeOf(p)).toEqual({ grpc: { port: 9090 }, ...timing });
+    expect(p.recommended.readinessProbe).toEqual({ kind: 'grpc', port: 9090 });
+    expect(reasons(p)).toEqual(['ProbeKind']);
+  });
+
+  test('a port named redis: tcpSocket; grpcHealthService changes nothing there', () => {
+    const p = decide({ readinessProbe: { grpcHealthService: true } }, container('web', [['redis', 6379]]), {
+      verdict: noPods,
+    });
+    expect(probeOf(p)).toEqual({ tcpSocket: { port: 6379 }, ...timing });
+    expect(p.notes[0]?.message).toBe(
+      'port redis (6379) is named redis: a tcpSocket probe on port 6379 instead of httpGet /readyz',
+    );
+  });
+
+  test('a UDP port: no probe at all, ProbeNotPossible; preStop as usual', () => {
+    const web = container('web', [], { ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] });
+    const p = decide({}, web, { verdict: noPods });
+    expect(probeOf(p)).toBeUndefined();
+    expect(p.containers[0]?.preStop).toBeDefined();
+    expect(p.recommended.readinessProbe).toBeUndefined();
+    expect(p.notes).toEqual([
+      {
+        reason: 'ProbeNotPossible',
+        message:
+          "port dns (53) is UDP: no readiness probe can pass there (the kubelet's probes connect over TCP); none is written",
+      },
+    ]);
+  });
+
+  test("a Service's appProtocol decides for a port whose name says nothing", () => {
+    const asked: unknown[] = [];
+    const servicePorts: ServicePortLookup = (port) => {
+      asked.push(port);
+      return [{ service: 'shop/cache', port: 6379, appProtocol: 'redis' }];
+    };
+    const p = decide({}, container('web', [['api', 7000]]), { verdict: noPods, servicePorts });
+    expect(asked.length).toBeGreaterThan(0);
+    for (const port of asked) expect(port).toEqual({ containerPort: 7000, name: 'api' });
+    expect(probeOf(p)).toEqual({ tcpSocket: { port: 7000 }, ...timing });
+    expect(p.notes[0]?.message).toContain('Service shop/cache port 6379 has appProtocol redis');
+  });
+
+  test('no pod to ask and nothing says HTTP: tcpSocket instead of a blind httpGet (ProbeFallback)', () => {
+    for (const verdict of [noPods, unreachable]) {
+      const p = decide({}, container('web', [['api', 8080]]), { verdict });
+      expect(probeOf(p)).toEqual({ tcpSocket: { port: 8080 }, ...timing });
+      expect(p.recommended.readinessProbe).toEqual({ kind: 'tcpSocket', port: 8080 });
+      expect(p.notes).toEqual([
+        {
+          reason: 'ProbeFallback',
+          message: `${verdict.state === 'NoPods' ? noPods.message : unreachable.message}; nothing says port 8080 speaks HTTP (its name, a Service's appProtocol, an httpGet liveness or startup probe): a tcpSocket probe is written instead of httpGet /readyz, which is checked once pods run and replaces it with the next pod-template change`,
+        },
+      ]);
+    }
+  });
+
+  test('an unnamed port and a port named http2 (HTTP/1.1 may be refused) get the fallback too', () => {
+    expect(probeOf(decide({}, container('web', [8080]), { verdict: noPods }))?.tcpSocket).toEqual({
+      port: 8080,
+    });
+    expect(probeOf(decide({}, container('web', [['http2', 8080]]), { verdict: noPods }))?.tcpSocket).toEqual({
+      port: 8080,
+    });
+  });
+
+  test('no pod to ask, but the port is named http: httpGet; unreachable pods say so (ProbeUnreachable)', () => {
+    const named = decide({}, container('web', [['http', 8080]]), { verdict: noPods });
+    expect(probeOf(named)?.httpGet).toEqual({ path: '/readyz', port: 8080 });
+    expect(named.notes).toEqual([]);
+    const p = decide({}, container('web', [['http', 8080]]), { verdict: unreachable });
+    expect(probeOf(p)?.httpGet).toEqual({ path: '/readyz', port: 8080 });
+    expect(p.notes).toEqual([
+      {
+        reason: 'ProbeUnreachable',
+        message: `${unreachable.message}: httpGet /readyz is written unverified (port http (8080) is named http)`,
+      },
+    ]);
+  });
+
+  test("the user's own HTTP liveness probe on the port is evidence of HTTP; one on another port is not", () => {
+    const live = container('web', [['api', 8080]], {
+      livenessProbe: { httpGet: { path: '/healthz', port: 8080 } },
+    });
+    expect(probeOf(decide({}, live, { verdict: noPods }))?.httpGet).toEqual({ path: '/readyz', port: 8080 });
+    const elsewhere = container(
+      'web',
+      [
+        ['api', 8080],
+        ['admin', 9000],
+      ],
+      {
+        livenessProbe: { httpGet: { path: '/healthz', port: 9000 } },
+      },
+    );
+    expect(probeOf(decide({}, elsewhere, { verdict: noPods }))?.tcpSocket).toEqual({ port: 8080 });
+  });
+
+  test('Trust: httpGet on a port whose name says nothing; Verified and no verdict yet: httpGet', () => {
+    expect(
+      probeOf(decide({ readinessProbe: { verification: 'Trust' } }, container('web', [8080])))?.httpGet,
+    ).toEqual({
+      path: '/readyz',
+      port: 8080,
+    });
+    expect(probeOf(decide({}, container('web', [8080]), { verdict: verified }))?.httpGet).toBeDefined();
+    // Not checked yet: the controller checks it on a running pod before it writes.
+    expect(probeOf(decide({}, container('web', [8080])))?.httpGet).toBeDefined();
+  });
+
+  test('Unverified on a port whose name says nothing: no probe, as on any port', () => {
+    const p = decide({}, container('web', [8080]), { verdict: unverified });
+    expect(probeOf(p)).toBeUndefined();
+    expect(reasons(p)).toEqual(['ProbeUnverified']);
+  });
+
+  test("the operator's tcpSocket fallback stays until the template changes anyway, then the verified httpGet replaces it", () => {
+    const ownProbe = { tcpSocket: { port: 8080 }, ...timing };
+    const kept = decide({}, container('web', [8080]), {
+      verdict: verified,
+      ownProbe,
+      templateChanging: false,
+    });
+    // Nothing written for the probe: the owned one is kept as it is (ownership.ts retainOwnedFields).
+    expect(probeOf(kept)).toBeUndefined();
+    expect(kept.notes).toEqual([
+      {
+        reason: 'ProbeUpgradeDeferred',
+        message: `the operator's tcpSocket probe on port 8080 stays until the pod template next changes: httpGet /readyz (${verified.tried} succeeded) replaces it then`,
+      },
+    ]);
+    const notAsked = decide({}, container('web', [8080]), { ownProbe });
+    expect(notAsked.notes[0]?.message).toContain(
+      'is checked on a running pod then, and replaces it if answered',
+    );
+    const joining = decide({}, container('web', [8080]), {
+      verdict: verified,
+      ownProbe,
+      templateChanging: true,
+    });
+    expect(probeOf(joining)?.httpGet).toEqual({ path: '/readyz', port: 8080 });
+    expect(joining.notes).toEqual([]);
+    // Still no pod: the fallback is planned again (the same probe: nothing changes).
+    expect(probeOf(decide({}, container('web', [8080]), { verdict: noPods, ownProbe }))).toEqual(ownProbe);
   });
 });

@@ -21,6 +21,7 @@ import {
   probeSatisfies,
   regularContainers,
 } from './podspec.ts';
+import { classifyPort, findContainerPort, httpProbeOnPort, portNumber } from './protocols.ts';
 import { findSidecars } from './sidecars.ts';
 import type {
   AnnotationError,
@@ -31,6 +32,7 @@ import type {
   LatencyObservation,
   PlanNote,
   ProbeVerdictLookup,
+  ServicePortLookup,
   ValidPolicy,
 } from './types.ts';
 
@@ -281,11 +283,26 @@ export interface DesiredInput {
   shutdownKilled?: { graceSeconds: number };
   /**
    * What trying the probe on a running pod showed (probes/verifier.ts's ProbeVerifier, bound
-   * to this Deployment). With readinessProbe.verification Verify, a probe the container does not
-   * already have is not written when its verdict is Unverified (a ProbeUnverified note says
-   * why); Verified, NoPods or no verdict: written. Omitted: no verdicts.
+   * to this Deployment). With readinessProbe.verification Verify, an httpGet probe the container
+   * does not already have is not written when its verdict is Unverified (a ProbeUnverified note
+   * says why); NoPods or Unreachable: written only where the port is known to speak HTTP, a
+   * tcpSocket probe otherwise (decideProbe); Verified or no verdict: written (the controller
+   * checks before it writes). Omitted: no verdicts.
    */
   probeVerdict?: ProbeVerdictLookup;
+  /**
+   * The Service ports that reach a container port of this Deployment's pod template (their
+   * names and appProtocols say what the port speaks: protocols.ts). Omitted: no Services.
+   */
+  servicePorts?: ServicePortLookup;
+  /** The readiness probes the operator owns on the Deployment now, by container name. */
+  ownProbes?: Readonly<Record<string, V1Probe>>;
+  /**
+   * The pod template is changing for another reason right now (a template rollout in progress,
+   * an UPDATE at admission): the operator's tcpSocket fallback may be replaced by a verified
+   * httpGet probe without a restart of its own. Omitted: false.
+   */
+  templateChanging?: boolean;
 }
 
 function declaresPort(container: V1Container, port: number | string): boolean {
@@ -374,6 +391,160 @@ function samePort(a: number | string | undefined, b: number | string | undefined
   return a !== undefined && b !== undefined && String(a) === String(b);
 }
 
+/** What decideProbe reads: the serving container, its probed port and path, and the evidence. */
+export interface ProbeQuestion {
+  spec: GracefulShutdownPolicySpec;
+  container: V1Container;
+  port: number | string;
+  path: string;
+  /** The container's readiness probe as the user has it (the operator's own removed). */
+  existing: V1Probe | undefined;
+  /** Verdicts of checks on running pods; omitted: none asked (see DesiredInput.probeVerdict). */
+  verdict?: ProbeVerdictLookup;
+  servicePorts?: ServicePortLookup;
+  /** The readiness probe the operator itself has on this container now. */
+  ownProbe?: V1Probe;
+  templateChanging: boolean;
+}
+
+export interface ProbeDecision {
+  /** The probe to write; undefined: none (a note says why). */
+  probe?: V1Probe;
+  recommended?: NonNullable<ShutdownSettings['readinessProbe']>;
+  notes: PlanNote[];
+}
+
+/**
+ * Which readiness probe fits the port (docs/policy.md, "Which probe"): none on UDP or SCTP;
+ * grpc (readinessProbe.grpcHealthService) or tcpSocket where the evidence says another protocol
+ * than HTTP; httpGet where it says HTTP, where the user's own liveness or startup probe GETs that
+ * port, with verification Trust, or where a running pod answered the GET. Where no pod could
+ * answer (NoPods, Unreachable) and nothing says HTTP, tcpSocket: never a blind httpGet. The
+ * operator's own tcpSocket probe written for that reason stays until the pod template changes
+ * for another reason (templateChanging): replacing it alone would restart every pod.
+ */
+export function decideProbe(q: ProbeQuestion): ProbeDecision {
+  const { spec, container, port, path } = q;
+  const { periodSeconds, timeoutSeconds, failureThreshold } = spec.readinessProbe;
+  const timing = { periodSeconds, timeoutSeconds, failureThreshold };
+  const declared = findContainerPort(container, port);
+  const number = portNumber(port, declared);
+  const services =
+    number === undefined
+      ? []
+      : (q.servicePorts?.({ containerPort: number, ...(declared?.name ? { name: declared.name } : {}) }) ??
+        []);
+  const protocol = classifyPort(port, declared, services);
+  const where = `port ${port}`;
+  const httpGet = readinessProbe(spec, path, port);
+  const tcpSocket: V1Probe = { tcpSocket: { port }, ...timing };
+
+  if (protocol.class === 'notTcp')
+    return {
+      notes: [
+        {
+          reason: 'ProbeNotPossible',
+          message: `${protocol.evidence}: no readiness probe can pass there (the kubelet's probes connect over TCP); none is written`,
+        },
+      ],
+    };
+  if (protocol.class === 'grpc' || protocol.class === 'tcp') {
+    if (protocol.class === 'grpc' && spec.readinessProbe.grpcHealthService && number !== undefined)
+      return {
+        probe: { grpc: { port: number }, ...timing },
+        recommended: { kind: 'grpc', port: number },
+        notes: [
+          {
+            reason: 'ProbeKind',
+            message: `${protocol.evidence}: a grpc probe on port ${number} (the standard gRPC health service, readinessProbe.grpcHealthService) instead of httpGet ${path}`,
+          },
+        ],
+      };
+    const why =
+      protocol.class === 'grpc'
+        ? ' (readinessProbe.grpcHealthService is false: set it true for a grpc probe where the app serves grpc.health.v1.Health)'
+        : '';
+    return {
+      probe: tcpSocket,
+      recommended: { kind: 'tcpSocket', port },
+      notes: [
+        {
+          reason: 'ProbeKind',
+          message: `${protocol.evidence}: a tcpSocket probe on ${where} instead of httpGet ${path}${why}`,
+        },
+      ],
+    };
+  }
+
+  const recommended = { path, port };
+  // Evidence that the port speaks HTTP: its name or a Service's appProtocol, the user's own
+  // HTTP liveness or startup probe on it, or the policy trusting the probe.
+  const httpEvidence =
+    protocol.class === 'http'
+      ? protocol.evidence
+      : (httpProbeOnPort(container, port) ??
+        (spec.readinessProbe.verification === 'Trust' ? 'readinessProbe.verification is Trust' : undefined));
+  if (spec.readinessProbe.verification !== 'Verify' || probeSatisfies(q.existing, httpGet))
+    return { probe: httpGet, recommended, notes: [] };
+
+  const verdict = q.verdict?.(container.name, path, port);
+  if (verdict?.state === 'Unverified')
+    return {
+      recommended,
+      notes: [
+        {
+          reason: 'ProbeUnverified',
+          message: `${verdict.message}: no readiness probe is written (readinessProbe.verification is Verify)`,
+        },
+      ],
+    };
+  // No pod answered: NoPods (none runs: new, scaled to zero, at admission), Unreachable (none
+  // could be connected to). Without evidence of HTTP the GET would be blind: tcpSocket instead.
+  if (verdict?.state === 'NoPods' || verdict?.state === 'Unreachable') {
+    if (httpEvidence !== undefined) {
+      const note =
+        verdict.state === 'Unreachable'
+          ? [
+              {
+                reason: 'ProbeUnreachable',
+                message: `${verdict.message}: httpGet ${path} is written unverified (${httpEvidence})`,
+              },
+            ]
+          : [];
+      return { probe: httpGet, recommended, notes: note };
+    }
+    return {
+      probe: tcpSocket,
+      recommended: { kind: 'tcpSocket', port },
+      notes: [
+        {
+          reason: 'ProbeFallback',
+          message: `${verdict.message}; nothing says ${where} speaks HTTP (its name, a Service's appProtocol, an httpGet liveness or startup probe): a tcpSocket probe is written instead of httpGet ${path}, which is checked once pods run and replaces it with the next pod-template change`,
+        },
+      ],
+    };
+  }
+  // Verified, or not asked yet (the controller checks on a running pod before it writes): the
+  // httpGet probe. The operator's own tcpSocket fallback on this port stays until the template
+  // changes anyway.
+  const own = q.ownProbe?.tcpSocket;
+  if (own !== undefined && samePort(own.port, port) && !q.templateChanging)
+    return {
+      recommended,
+      notes: [
+        {
+          reason: 'ProbeUpgradeDeferred',
+          message: `the operator's tcpSocket probe on ${where} stays until the pod template next changes: httpGet ${path} ${
+            verdict?.state === 'Verified'
+              ? `(${verdict.tried} succeeded) replaces it then`
+              : 'is checked on a running pod then, and replaces it if answered'
+          }`,
+        },
+      ],
+    };
+  return { probe: httpGet, recommended, notes: [] };
+}
+
 /** Computes the fields the operator writes to the Deployment's pod template. */
 export function desiredSettings(input: DesiredInput): DesiredResult {
   const { policy, deployment, observation, facts, previouslyApplied } = input;
@@ -411,34 +582,35 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
     if ('note' in choice) notes.push(choice.note);
     else {
       servingContainer = choice.container.name;
-      const probe = readinessProbe(spec, path, choice.port);
-      recommended.readinessProbe = { path, port: choice.port };
       const existing = choice.container.readinessProbe;
+      const question: ProbeQuestion = {
+        spec,
+        container: choice.container,
+        port: choice.port,
+        path,
+        existing,
+        ...(input.servicePorts ? { servicePorts: input.servicePorts } : {}),
+        ...(input.ownProbes?.[choice.container.name]
+          ? { ownProbe: input.ownProbes[choice.container.name] }
+          : {}),
+        templateChanging: input.templateChanging === true,
+      };
+      // Without verdicts: what the probe would be, to tell whether an existing one is the operator's.
+      const tentative = decideProbe(question);
+      let decided = tentative;
       const previous = previouslyApplied?.readinessProbe;
       const ours =
         existing !== undefined &&
-        (probeSatisfies(existing, probe) ||
-          (previous !== undefined &&
+        ((tentative.probe !== undefined && probeSatisfies(existing, tentative.probe)) ||
+          (previous?.path !== undefined &&
             existing.httpGet?.path === previous.path &&
             samePort(existing.httpGet?.port, previous.port)));
       if (spec.readinessProbe.inject === 'Override' || existing === undefined || ours) {
-        // A probe nothing answers keeps every new pod unready and stalls the rollout: with
-        // Verify, a probe the container does not have yet is written only if no pod refuted it.
-        const verdict =
-          spec.readinessProbe.verification === 'Verify' && !probeSatisfies(existing, probe)
-            ? input.probeVerdict?.(choice.container.name, path, choice.port)
-            : undefined;
-        if (verdict?.state === 'Unverified')
-          notes.push({
-            reason: 'ProbeUnverified',
-            message: `${verdict.message}: no readiness probe is written (readinessProbe.verification is Verify)`,
-          });
-        else {
-          planFor(choice.container.name).readinessProbe = probe;
-          if (verdict?.state === 'Unreachable')
-            notes.push({ reason: 'ProbeUnreachable', message: verdict.message });
-        }
+        if (input.probeVerdict) decided = decideProbe({ ...question, verdict: input.probeVerdict });
+        notes.push(...decided.notes);
+        if (decided.probe) planFor(choice.container.name).readinessProbe = decided.probe;
       }
+      if (decided.recommended) recommended.readinessProbe = decided.recommended;
     }
   }
 

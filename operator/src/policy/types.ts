@@ -2,6 +2,7 @@
 // cache, call these functions and write what they return.
 import type { V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
 import type { GracefulShutdownPolicySpec, LatencySource, ShutdownSettings } from '../api/policy.ts';
+import type { ServicePortFacts } from './protocols.ts';
 
 /** A policy whose spec parsed: every default filled in by parsePolicySpec. */
 export interface ValidPolicy {
@@ -66,8 +67,8 @@ export interface DrainTime {
 /**
  * What requesting a readiness probe's path on a running pod showed (probes/verifier.ts):
  * Verified (answered 2xx/3xx), Unverified (answered otherwise, refused, timed out: the probe
- * would keep new pods from ever becoming Ready), or NoPods (no running pod to ask: the probe is
- * injected). `tried` and `message` say exactly which request went where and what happened.
+ * would keep new pods from ever becoming Ready), or NoPods (no running pod to ask: the httpGet
+ * probe is injected only where the port is known to speak HTTP, a tcpSocket one otherwise). `tried` and `message` say exactly which request went where and what happened.
  */
 export type ProbeVerdict =
   | { state: 'Verified'; tried: string }
@@ -75,7 +76,10 @@ export type ProbeVerdict =
   | { state: 'NoPods'; message: string }
   /** Pods run, but only for a moment: an app still starting is no answer. Asked again soon. */
   | { state: 'Pending'; message: string }
-  /** No pod could be connected to from the operator (NetworkPolicy, another network): written unverified. */
+  /**
+   * No pod could be connected to from the operator (NetworkPolicy, another network): like
+   * NoPods, the httpGet probe is written unverified only where the port is known to speak HTTP.
+   */
   | { state: 'Unreachable'; message: string };
 
 /**
@@ -88,6 +92,15 @@ export type ProbeVerdictLookup = (
   path: string,
   port: number | string,
 ) => ProbeVerdict | undefined;
+
+/**
+ * The Service ports (of the Deployment's namespace, selecting its pod template) that reach one
+ * container port, given by number and name: what they say about its protocol (protocols.ts).
+ */
+export type ServicePortLookup = (port: {
+  containerPort: number;
+  name?: string;
+}) => readonly ServicePortFacts[];
 
 /** What the operator writes into one container; undefined fields are left alone. */
 export interface ContainerPlan {

@@ -333,7 +333,7 @@ describe('verifyProbe', () => {
     });
   });
 
-  test('no pod reachable (no route, or the connect gets no answer): Unreachable, the probe is written unverified', async () => {
+  test('no pod reachable (no route, or the connect gets no answer): Unreachable, with what was tried', async () => {
     const fake = async (t: ProbeTarget): Promise<ProbeAnswer> => ({
       ok: false,
       unreachable: true,
@@ -342,7 +342,7 @@ describe('verifyProbe', () => {
     });
     expect(await verifyProbe(input('/ok', [pod('web-abc')]), fake)).toEqual({
       state: 'Unreachable',
-      message: `GET http://127.0.0.1:${port}/ok on pod web-abc could not connect within 500 ms: the probe is written unverified`,
+      message: `GET http://127.0.0.1:${port}/ok on pod web-abc could not connect within 500 ms`,
     });
   });
 

@@ -314,9 +314,9 @@ export async function verifyProbe(
     failures.push(`${request} ${answer.outcome}`);
     if (answer.unreachable) unreachable++;
   }
-  // Only unreachable pods: the app was not asked, so nothing speaks against the probe.
+  // Only unreachable pods: the app was not asked, so nothing speaks for or against the probe.
   if (unreachable > 0 && unreachable === pods.length)
-    return { state: 'Unreachable', message: `${failures.join('; ')}: the probe is written unverified` };
+    return { state: 'Unreachable', message: failures.join('; ') };
   return { state: 'Unverified', tried: tried.join('; '), message: failures.join('; ') };
 }
 

@@ -249,3 +249,72 @@ describe('admit: Audit', () => {
     expect(admit(create(compliant), context([p]))).toMatchObject({ outcome: 'Compliant', warnings: [] });
   });
 });
+
+describe('admit: the probe matches the protocol (a new Deployment has no pod to ask)', () => {
+  const probeOf = (decision: ReturnType<typeof admit>, object: V1Deployment) =>
+    patched(object, decision.patch).spec?.template?.spec?.containers[0]?.readinessProbe;
+
+  test.each<[string, [string, number] | number, object]>([
+    ['grpc', ['grpc', 9090], { tcpSocket: { port: 9090 } }],
+    ['redis', ['redis', 6379], { tcpSocket: { port: 6379 } }],
+    ['a name that says nothing', ['api', 8080], { tcpSocket: { port: 8080 } }],
+    ['no name', 8080, { tcpSocket: { port: 8080 } }],
+    ['http', ['http', 8080], { httpGet: { path: '/readyz', port: 8080 } }],
+  ])('a new Deployment whose port is %s', (_title, port, want) => {
+    const object = fresh({ containers: [container('web', [port])] });
+    const decision = admit(create(object), context([enforce()]));
+    expect(decision.outcome).toBe('Mutated');
+    expect(probeOf(decision, object)).toMatchObject(want);
+  });
+
+  test('the fallback says why in a warning', () => {
+    const object = fresh({ containers: [container('web', [['api', 8080]])] });
+    const decision = admit(create(object), context([enforce()]));
+    expect(decision.warnings.join('\n')).toContain(
+      'ProbeFallback: a new Deployment has no pod yet: GET /readyz on port 8080 of web cannot be checked at admission',
+    );
+  });
+
+  test('gRPC with grpcHealthService: the kubelet grpc probe; a Service appProtocol is read', () => {
+    const grpc = fresh({ containers: [container('web', [['grpc', 9090]])] });
+    const decision = admit(create(grpc), context([enforce({ readinessProbe: { grpcHealthService: true } })]));
+    expect(probeOf(decision, grpc)).toMatchObject({ grpc: { port: 9090 } });
+    const redis = fresh({ containers: [container('web', [['http', 6379]])] });
+    const services = {
+      inNamespace: () => [
+        {
+          namespace: 'shop',
+          name: 'cache',
+          selector: { app: 'web' },
+          ports: [{ port: 6379, appProtocol: 'redis' }],
+        },
+      ],
+    };
+    expect(probeOf(admit(create(redis), context([enforce()], { services })), redis)).toMatchObject({
+      tcpSocket: { port: 6379 },
+    });
+  });
+
+  test("an UPDATE changing the template replaces the operator's tcpSocket fallback with a verified httpGet", () => {
+    const p = enforce();
+    const created = fresh({ containers: [container('web', [['api', 8080]])] });
+    const admitted = patched(created, admit(create(created), context([p])).patch);
+    expect(admitted.spec?.template?.spec?.containers[0]?.readinessProbe?.tcpSocket).toBeDefined();
+    const running: V1Deployment = { ...admitted, status: { replicas: 2, updatedReplicas: 2 } };
+    const bumped = structuredClone(running);
+    const web = bumped.spec?.template?.spec?.containers[0];
+    if (web) web.image = 'example/web:2';
+    const verified = {
+      lookup: () => () => ({
+        state: 'Verified' as const,
+        tried: 'GET http://10.88.0.5:8080/readyz answered 200',
+      }),
+    };
+    const upgraded = admit(update(running, bumped), context([p], { probes: verified }));
+    expect(probeOf(upgraded, bumped)).toMatchObject({ httpGet: { path: '/readyz', port: 8080 } });
+    expect(probeOf(upgraded, bumped)?.tcpSocket).toBeUndefined();
+    // No verdict cached: the fallback stays, the controller checks on a running pod.
+    const unchecked = admit(update(running, bumped), context([p]));
+    expect(probeOf(unchecked, bumped)).toMatchObject({ tcpSocket: { port: 8080 } });
+  });
+});

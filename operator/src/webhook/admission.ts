@@ -14,6 +14,7 @@ import {
   type ProbeVerdictReader,
   planWorkload,
   recordToWrite,
+  type ServiceReader,
   type ShutdownReader,
   sameOwnership,
 } from '../controllers/plan.ts';
@@ -83,6 +84,8 @@ export interface AdmissionContext {
   probes?: ProbeVerdictReader;
   /** Kills observed at a grace period (every replica watches pods). */
   shutdowns?: ShutdownReader;
+  /** Cached Services: their ports' names and appProtocols say what a container port speaks. */
+  services?: ServiceReader;
   /** True while the policy's RolloutBreakerOpen condition is True. */
   breakerOpen(policy: string): boolean;
   now: Date;
@@ -129,8 +132,9 @@ export function breakerOpenIn(policy: PolicyObject | undefined): boolean {
 /**
  * Probe verdicts at admission: the cached one, else — the Deployment already runs pods, so
  * Verify could check the probe on them — Unverified: the probe is left to the controller, which
- * checks it on a running pod before writing it. A new Deployment has no pods to check (NoPods):
- * the probe is written, as the controller writes it then.
+ * checks it on a running pod first. A new Deployment (or one scaled to zero) has no pod to ask:
+ * NoPods, so an httpGet probe is written only where the port is known to speak HTTP, a tcpSocket
+ * one otherwise (policy/desired.ts decideProbe), as the controller writes it then.
  */
 function admissionVerdicts(
   old: V1Deployment | undefined,
@@ -148,7 +152,10 @@ function admissionVerdicts(
               tried: '',
               message: `${container}: GET ${path} on port ${port} is not checked at admission (the operator checks it on a running pod first)`,
             }
-          : undefined);
+          : {
+              state: 'NoPods',
+              message: `${old === undefined ? 'a new Deployment' : 'the Deployment'} has no pod yet: GET ${path} on port ${port} of ${container} cannot be checked at admission`,
+            });
     },
   };
 }
@@ -228,12 +235,20 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
     };
   }
 
-  const planned = planWorkload(deployment, policy, {
-    estimates: context.estimates,
-    facts: context.facts,
-    probes: admissionVerdicts(old, context.probes),
-    ...(context.shutdowns ? { shutdowns: context.shutdowns } : {}),
-  });
+  const planned = planWorkload(
+    deployment,
+    policy,
+    {
+      estimates: context.estimates,
+      facts: context.facts,
+      probes: admissionVerdicts(old, context.probes),
+      ...(context.shutdowns ? { shutdowns: context.shutdowns } : {}),
+      ...(context.services ? { services: context.services } : {}),
+    },
+    // An UPDATE here changes the pod template (an unchanged one was skipped above): the
+    // operator's tcpSocket fallback may become the verified httpGet probe in the same rollout.
+    { templateChanging: old !== undefined },
+  );
   if (!planned.ok) {
     const errors = planned.errors.map((e) => `${prefix(policy)}: annotation ${e.annotation}: ${e.message}`);
     return {
