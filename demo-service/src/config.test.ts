@@ -5,6 +5,7 @@ describe('loadConfig', () => {
   test('defaults fit a pod without a preStop: 30 s grace, 2 s margin, Node keep-alive timeout', () => {
     const config = loadConfig({}, []);
     expect(config).toMatchObject({
+      DEMO_PROTOCOL: 'http',
       PORT: 8080,
       HOST: '0.0.0.0',
       PROPAGATION_DELAY_SECONDS: 0,
@@ -31,5 +32,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PROPAGATION_DELAY_SECONDS: '-1' }, [])).toThrow();
     expect(() => loadConfig({}, ['--no-such-flag'])).toThrow();
     expect(() => loadConfig({ LATENCY_PROFILE: 'gaussian:3' }, [])).toThrow(/unknown latency profile/);
+    expect(() => loadConfig({ DEMO_PROTOCOL: 'mqtt' }, [])).toThrow(/DEMO_PROTOCOL/);
+  });
+
+  test('DEMO_PROTOCOL selects the gRPC or Redis-protocol fixture', () => {
+    expect(loadConfig({ DEMO_PROTOCOL: 'grpc' }, []).DEMO_PROTOCOL).toBe('grpc');
+    expect(loadConfig({}, ['--demo-protocol', 'redis']).DEMO_PROTOCOL).toBe('redis');
   });
 });

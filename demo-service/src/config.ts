@@ -9,6 +9,11 @@ import { type LatencyProfile, parseLatencyProfile } from './latency.ts';
 const seconds = z.coerce.number().finite().min(0);
 
 const configSchema = z.object({
+  /**
+   * What the service speaks: http (the drain-aware HTTP service), grpc (the standard gRPC health
+   * service, grpc.ts) or redis (PING -> +PONG, redis.ts): fixtures for the operator's probe choice.
+   */
+  DEMO_PROTOCOL: z.enum(['http', 'grpc', 'redis']).default('http'),
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
   LATENCY_PROFILE: z.string().default('lognormal:p50=20,p99=250'),
