@@ -1,0 +1,132 @@
+// Readiness probes that match the port's protocol, on the real node: a real gRPC server and a
+// real Redis-protocol server (demo-service with DEMO_PROTOCOL), and an HTTP server that does not
+// serve the readiness path, each created new under an Enforce policy through the admission
+// webhook — no pod to ask, so no blind httpGet probe — become Ready and roll out
+// (docs/policy.md, "Which probe").
+import { AppsV1Api, type V1Container, type V1Deployment } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { READINESS_PATH_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
+import {
+  adminKubeConfig,
+  clusterInfo,
+  deleteWebhookConfiguration,
+  installWebhookConfiguration,
+  readDeployment,
+  rolledOut,
+  startOperatorProcess,
+  useNamespace,
+  usePolicies,
+  waitFor,
+} from './support.ts';
+
+const ns = useNamespace('probe-protocols');
+const policies = usePolicies();
+const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
+let operator: OperatorProcess | undefined;
+
+/** demo-service on the real node speaking `protocol` on one port named `portName`. */
+function server(
+  name: string,
+  protocol: 'http' | 'grpc' | 'redis',
+  portName: string,
+  annotations: Record<string, string> = {},
+): V1Deployment {
+  const { realNode } = clusterInfo();
+  return {
+    metadata: { name, namespace: ns.name, labels: { app: name }, annotations },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          ...realNode.placement,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          containers: [
+            {
+              name: 'app',
+              image: realNode.demoServiceImage,
+              imagePullPolicy: 'Never',
+              ports: [{ name: portName, containerPort: 8080 }],
+              env: [
+                { name: 'DEMO_PROTOCOL', value: protocol },
+                { name: 'LOG_LEVEL', value: 'warn' },
+              ],
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+const app = (d: V1Deployment): V1Container | undefined =>
+  d.spec?.template?.spec?.containers.find((c) => c.name === 'app');
+
+/** Created through the webhook; then its pods must become Ready and the rollout finish. */
+async function createAndRollOut(deployment: V1Deployment): Promise<V1Deployment> {
+  const created = await apps().createNamespacedDeployment({ namespace: ns.name, body: deployment });
+  const name = created.metadata?.name ?? '';
+  await waitFor(
+    `${name} rolled out with Ready pods`,
+    async () => {
+      const d = await rolledOut(ns.name, name);
+      return d !== undefined && (d.status?.readyReplicas ?? 0) >= 1 ? d : undefined;
+    },
+    { timeoutMs: 120_000 },
+  );
+  return readDeployment(ns.name, name);
+}
+
+beforeAll(async () => {
+  operator = await startOperatorProcess('operator-probe-protocols.log', [
+    '--resync-ms',
+    '2000',
+    '--rollout-check-ms',
+    '500',
+    '--log-level',
+    'debug',
+  ]);
+  await policies.apply('probe-protocols', ns.name, {
+    mode: 'Enforce',
+    observedLatency: { source: 'None' },
+    readinessProbe: { grpcHealthService: true },
+  });
+  await installWebhookConfiguration([operator], [ns.name]);
+});
+
+afterAll(async () => {
+  await deleteWebhookConfiguration();
+  await operator?.stop();
+});
+
+describe('a new Deployment gets the probe its protocol can pass', () => {
+  test("a gRPC server (port named grpc): the kubelet's grpc probe on its health service; Ready", async () => {
+    const created = await createAndRollOut(server('grpc', 'grpc', 'grpc'));
+    expect(app(created)?.readinessProbe?.grpc).toEqual({ port: 8080 });
+    expect(app(created)?.readinessProbe?.httpGet).toBeUndefined();
+  });
+
+  test('a Redis-protocol server (port named redis): a tcpSocket probe; Ready', async () => {
+    const created = await createAndRollOut(server('redis', 'redis', 'redis'));
+    expect(app(created)?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
+    expect(app(created)?.readinessProbe?.httpGet).toBeUndefined();
+  });
+
+  test('an HTTP server that does not serve the readiness path, on a port whose name says nothing: tcpSocket, Ready', async () => {
+    const created = await createAndRollOut(
+      server('http-no-readyz', 'http', 'api', { [READINESS_PATH_ANNOTATION]: '/not-served' }),
+    );
+    expect(app(created)?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
+    expect(app(created)?.readinessProbe?.httpGet).toBeUndefined();
+    // Its pods now run and refuse GET /not-served: the controller leaves the fallback, no
+    // rollout of its own (one ReplicaSet).
+    const sets = await apps().listNamespacedReplicaSet({
+      namespace: ns.name,
+      labelSelector: 'app=http-no-readyz',
+    });
+    expect(sets.items.length).toBe(1);
+  });
+});
