@@ -7,9 +7,9 @@ import { AppsV1Api, type V1Container, type V1Deployment } from '@kubernetes/clie
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { READINESS_PATH_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
+import { demoServiceDeployment } from './real-pods.ts';
 import {
   adminKubeConfig,
-  clusterInfo,
   deleteWebhookConfiguration,
   installWebhookConfiguration,
   readDeployment,
@@ -25,41 +25,19 @@ const policies = usePolicies();
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 let operator: OperatorProcess | undefined;
 
-/** demo-service on the real node speaking `protocol` on one port named `portName`. */
+/** demo-service on the real node speaking `protocol` on one port (8080) named `portName`. */
 function server(
   name: string,
   protocol: 'http' | 'grpc' | 'redis',
   portName: string,
   annotations: Record<string, string> = {},
 ): V1Deployment {
-  const { realNode } = clusterInfo();
-  return {
-    metadata: { name, namespace: ns.name, labels: { app: name }, annotations },
-    spec: {
-      replicas: 1,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          ...realNode.placement,
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          containers: [
-            {
-              name: 'app',
-              image: realNode.demoServiceImage,
-              imagePullPolicy: 'Never',
-              ports: [{ name: portName, containerPort: 8080 }],
-              env: [
-                { name: 'DEMO_PROTOCOL', value: protocol },
-                { name: 'LOG_LEVEL', value: 'warn' },
-              ],
-            },
-          ],
-        },
-      },
-    },
-  };
+  const deployment = demoServiceDeployment(ns.name, name);
+  const container = deployment.spec?.template?.spec?.containers[0];
+  if (container === undefined) throw new Error('demoServiceDeployment has no container');
+  container.ports = [{ name: portName, containerPort: 8080 }];
+  container.env = [...(container.env ?? []), { name: 'DEMO_PROTOCOL', value: protocol }];
+  return { ...deployment, metadata: { ...deployment.metadata, annotations } };
 }
 
 const app = (d: V1Deployment): V1Container | undefined =>
@@ -81,14 +59,7 @@ async function createAndRollOut(deployment: V1Deployment): Promise<V1Deployment>
 }
 
 beforeAll(async () => {
-  operator = await startOperatorProcess('operator-probe-protocols.log', [
-    '--resync-ms',
-    '2000',
-    '--rollout-check-ms',
-    '500',
-    '--log-level',
-    'debug',
-  ]);
+  operator = await startOperatorProcess('operator-probe-protocols.log', ['--log-level', 'debug']);
   await policies.apply('probe-protocols', ns.name, {
     mode: 'Enforce',
     observedLatency: { source: 'None' },
