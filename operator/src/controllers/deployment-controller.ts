@@ -241,18 +241,27 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     if (record.conflict?.held) return { requeueAfterMs: deps.resyncMs };
     const held: AppliedRecord = { ...record, conflict: conflictMemory(conflict, now()) };
     await apply(key, signal, keepConfiguration(deployment, ownedFields(deployment) ?? record, held));
-    metrics.fieldConflicts.inc({ policy: policy.name, action: 'held' });
-    events.record(
-      reference(deployment),
-      'Warning',
-      'ConflictingManager',
-      `policy ${policy.name}: ${conflict.message}`,
-    );
+    reportConflict(deployment, policy, conflict, log);
+    return { requeueAfterMs: deps.resyncMs };
+  };
+
+  /** The Warning Event, the metric and the log line of a re-apply or a hold. */
+  const reportConflict = (
+    deployment: V1Deployment,
+    policy: ValidPolicy,
+    conflict: Exclude<ConflictDecision, { kind: 'None' }>,
+    log: Logger,
+  ) => {
+    const held = conflict.kind === 'Hold';
+    metrics.fieldConflicts.inc({ policy: policy.name, action: held ? 'held' : 'reapplied' });
+    const reason = held ? 'ConflictingManager' : 'FieldSetBack';
+    events.record(reference(deployment), 'Warning', reason, `policy ${policy.name}: ${conflict.message}`);
     log.warn(
       { policy: policy.name, manager: conflict.takeover.manager, field: describeField(conflict.takeover) },
-      'held: another field manager keeps setting back a field the operator wrote',
+      held
+        ? 'held: another field manager keeps setting back a field the operator wrote'
+        : 'another field manager set back a field the operator wrote: written once more',
     );
-    return { requeueAfterMs: deps.resyncMs };
   };
 
   const plans = deps.plans ?? new PlanMemo();
@@ -542,19 +551,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       throw err;
     }
     metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
-    if (conflict.kind === 'Reapply') {
-      metrics.fieldConflicts.inc({ policy: policy.name, action: 'reapplied' });
-      events.record(
-        reference(deployment),
-        'Warning',
-        'FieldSetBack',
-        `policy ${policy.name}: ${conflict.message}`,
-      );
-      log.warn(
-        { policy: policy.name, manager: conflict.takeover.manager, field: describeField(conflict.takeover) },
-        'another field manager set back a field the operator wrote: written once more',
-      );
-    }
+    if (conflict.kind === 'Reapply') reportConflict(deployment, policy, conflict, log);
     events.record(
       reference(deployment),
       'Normal',
