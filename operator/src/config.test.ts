@@ -36,6 +36,7 @@ describe('loadConfig defaults', () => {
     expect(config.kubeconfig).toBeUndefined();
     expect(config.prometheusUrl).toBeUndefined();
     expect(config.rolloutCheckMs).toBe(5_000);
+    expect(config.probeRecheckMs).toBe(60_000);
     expect(config.resyncMs).toBe(300_000);
   });
 

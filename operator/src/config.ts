@@ -36,6 +36,7 @@ const settings = {
       .default(300_000),
   },
   'rollout-check-ms': { env: 'ROLLOUT_CHECK_MS', schema: loopMs.default(5_000) },
+  'probe-recheck-ms': { env: 'PROBE_RECHECK_MS', schema: loopMs.default(60_000) },
   'shutdown-grace-ms': { env: 'SHUTDOWN_GRACE_MS', schema: durationMs.default(20_000) },
   'prometheus-url': { env: 'PROMETHEUS_URL', schema: z.url({ protocol: /^https?$/ }).optional() },
   'prometheus-bearer-token-file': {
@@ -121,6 +122,11 @@ export interface OperatorConfig {
   watchdogMs: number;
   /** How soon a Deployment waiting for the breaker to close, or a probe check pending, is looked at again. */
   rolloutCheckMs: number;
+  /**
+   * How often each replica checks, on running pods, the httpGet probes that would replace the
+   * operator's tcpSocket fallbacks (controllers/probe-recheck.ts).
+   */
+  probeRecheckMs: number;
   shutdownGraceMs: number;
   /** Operator-wide default Prometheus for policies with observedLatency.source Prometheus. */
   prometheusUrl: string | undefined;
@@ -220,6 +226,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
     resyncMs: read('resync-ms'),
     watchdogMs: read('watchdog-ms'),
     rolloutCheckMs: read('rollout-check-ms'),
+    probeRecheckMs: read('probe-recheck-ms'),
     shutdownGraceMs: read('shutdown-grace-ms'),
     prometheusUrl: read('prometheus-url'),
     prometheusBearerTokenFile: read('prometheus-bearer-token-file'),

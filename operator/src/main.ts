@@ -19,6 +19,7 @@ import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deplo
 import { createOperatorMetrics } from './controllers/metrics.ts';
 import { PlanMemo } from './controllers/plan.ts';
 import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
+import { ProbeRecheck } from './controllers/probe-recheck.ts';
 import {
   POLICY_REPORT_CONTROLLER,
   PublishedVerdicts,
@@ -158,6 +159,18 @@ async function main(): Promise<void> {
   const estimates = new EstimateCache();
   // One planning per change: the status pass reuses the deployment controller's plans.
   const plans = new PlanMemo({ services });
+  /** A Deployment's pods from the cache: its selector's, owned by its ReplicaSets. */
+  const podsOf = (deployment: V1Deployment): V1Pod[] => {
+    const selector = deployment.spec?.selector;
+    return pods
+      .byIndex(podsByDeployment, deploymentKey(deployment))
+      .filter(
+        (p) =>
+          selector !== undefined &&
+          labelSelectorMatches(selector as LabelSelector, p.metadata?.labels) &&
+          ownedByDeployment(p, deployment),
+      );
+  };
   const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
   const deployments = new Controller({
     name: DEPLOYMENT_CONTROLLER,
@@ -175,20 +188,7 @@ async function main(): Promise<void> {
       plans,
       tracker,
       metrics: operatorMetrics,
-      probes: {
-        verifier: probeVerifier,
-        podsOf: (deployment) => {
-          const selector = deployment.spec?.selector;
-          return pods
-            .byIndex(podsByDeployment, deploymentKey(deployment))
-            .filter(
-              (p) =>
-                selector !== undefined &&
-                labelSelectorMatches(selector as LabelSelector, p.metadata?.labels) &&
-                ownedByDeployment(p, deployment),
-            );
-        },
-      },
+      probes: { verifier: probeVerifier, podsOf },
       rolloutCheckMs: config.rolloutCheckMs,
       resyncMs: config.resyncMs,
     }),
@@ -315,6 +315,20 @@ async function main(): Promise<void> {
     },
   });
   manager.addRunnable(refresher);
+  // The httpGet probes owed to replace tcpSocket fallbacks, checked on running pods by every
+  // replica (its webhook reads the verdicts), with the sources the controllers plan with.
+  manager.addRunnable(
+    new ProbeRecheck({
+      view,
+      plans,
+      planDeps: { estimates, facts, shutdowns: shutdownHistory, probes: probeVerifier },
+      verifier: probeVerifier,
+      podsOf,
+      intervalMs: config.probeRecheckMs,
+      onVerdict: (_key, policy) => statuses.enqueueAfter(policy, statusPacer.delay(policy)),
+      logger,
+    }),
+  );
 
   // The admission webhook: every replica serves it, from the same caches (no I/O per request).
   if (config.webhook.enabled) {

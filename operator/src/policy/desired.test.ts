@@ -1264,10 +1264,13 @@ describe('desiredSettings: the probe matches the port protocol (decideProbe)', (
         message: `the operator's tcpSocket probe on port 8080 stays until the pod template next changes: httpGet /readyz (${verified.tried} succeeded) replaces it then`,
       },
     ]);
+    // Verified: nothing more to check. Not asked yet: the check is owed (probe-recheck.ts runs it).
+    expect(kept.probeCheck).toBeUndefined();
     const notAsked = decide({}, container('web', [8080]), { ownProbe });
     expect(notAsked.notes[0]?.message).toContain(
       'is checked on a running pod then, and replaces it if answered',
     );
+    expect(notAsked.probeCheck).toEqual({ container: 'web', path: '/readyz', port: 8080 });
     const joining = decide({}, container('web', [8080]), {
       verdict: verified,
       ownProbe,

@@ -33,6 +33,7 @@ import type {
   PlanNote,
   ProbeVerdictLookup,
   ServicePortLookup,
+  ShutdownPlan,
   ValidPolicy,
 } from './types.ts';
 
@@ -412,6 +413,8 @@ export interface ProbeDecision {
   probe?: V1Probe;
   recommended?: NonNullable<ShutdownSettings['readinessProbe']>;
   notes: PlanNote[];
+  /** The httpGet probe owed a check on a running pod (the fallback's replacement, no verdict yet). */
+  check?: { path: string; port: number | string };
 }
 
 /**
@@ -531,6 +534,7 @@ export function decideProbe(q: ProbeQuestion): ProbeDecision {
   if (own !== undefined && samePort(own.port, port) && !q.templateChanging)
     return {
       recommended,
+      ...(verdict?.state === 'Verified' ? {} : { check: { path, port } }),
       notes: [
         {
           reason: 'ProbeUpgradeDeferred',
@@ -568,6 +572,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
 
   // Readiness probe: the serving container only.
   let servingContainer: string | undefined;
+  let probeCheck: ShutdownPlan['probeCheck'];
   const servingPort = overrides.port ?? spec.readinessProbe.port;
   if (spec.readinessProbe.inject === 'Never') {
     // No probe to write, but the prestop-seconds annotation mirrors the serving container's
@@ -609,6 +614,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
         if (input.probeVerdict) decided = decideProbe({ ...question, verdict: input.probeVerdict });
         notes.push(...decided.notes);
         if (decided.probe) planFor(choice.container.name).readinessProbe = decided.probe;
+        if (decided.check) probeCheck = { container: choice.container.name, ...decided.check };
       }
       if (decided.recommended) recommended.readinessProbe = decided.recommended;
     }
@@ -748,6 +754,7 @@ export function desiredSettings(input: DesiredInput): DesiredResult {
       graceExplanation: explainGrace(spec, drain, grace, kept, raisedForKill),
       ...(servingContainer === undefined ? {} : { servingContainer }),
       notes,
+      ...(probeCheck ? { probeCheck } : {}),
     },
   };
 }

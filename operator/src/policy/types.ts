@@ -140,6 +140,13 @@ export interface ShutdownPlan {
   annotations?: Record<string, string>;
   /** Things the plan could not do, e.g. no container declares the probed port. */
   notes: PlanNote[];
+  /**
+   * The httpGet probe that would replace the operator's tcpSocket fallback once a running pod
+   * answers it, while no verdict says so (ProbeUpgradeDeferred): the check a replica runs in
+   * the background (controllers/probe-recheck.ts), so that the next pod-template change can
+   * take it.
+   */
+  probeCheck?: { container: string; path: string; port: number | string };
 }
 
 export type DesiredResult = { ok: true; plan: ShutdownPlan } | { ok: false; errors: AnnotationError[] };
