@@ -6,12 +6,14 @@
 import { AppsV1Api, type V1Container, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { READINESS_PATH_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import { readPolicyStatus } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
 import { demoServiceDeployment } from './real-pods.ts';
 import {
   adminKubeConfig,
   deleteWebhookConfiguration,
   installWebhookConfiguration,
+  kubectl,
   readDeployment,
   rolledOut,
   startOperatorProcess,
@@ -59,7 +61,13 @@ async function createAndRollOut(deployment: V1Deployment): Promise<V1Deployment>
 }
 
 beforeAll(async () => {
-  operator = await startOperatorProcess('operator-probe-protocols.log', ['--log-level', 'debug']);
+  operator = await startOperatorProcess('operator-probe-protocols.log', [
+    '--log-level',
+    'debug',
+    // The fallback's owed httpGet check runs soon after the pods start.
+    '--probe-recheck-ms',
+    '1000',
+  ]);
   await policies.apply('probe-protocols', ns.name, {
     mode: 'Enforce',
     observedLatency: { source: 'None' },
@@ -99,5 +107,52 @@ describe('a new Deployment gets the probe its protocol can pass', () => {
       labelSelector: 'app=http-no-readyz',
     });
     expect(sets.items.length).toBe(1);
+  });
+
+  test("a served readiness path on a port whose name says nothing: tcpSocket at creation, the verified httpGet with the user's next template change (one rollout)", async () => {
+    const created = await createAndRollOut(server('http-readyz', 'http', 'api'));
+    expect(app(created)?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
+    // The pods run: the owed GET /readyz is answered, and the status says it waits for a change.
+    await waitFor(
+      'the fallback reported verified',
+      async () => {
+        const status = await readPolicyStatus(adminKubeConfig(), 'probe-protocols');
+        const message = status.workloads?.find((w) => w.name === 'http-readyz')?.message ?? '';
+        return message.includes('succeeded) replaces it then') ? message : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    const before = await apps().listNamespacedReplicaSet({
+      namespace: ns.name,
+      labelSelector: 'app=http-readyz',
+    });
+    expect(before.items.length).toBe(1);
+    // The user's template change: the webhook puts the httpGet probe into the same write.
+    const patched = await kubectl([
+      '-n',
+      ns.name,
+      'set',
+      'env',
+      'deployment/http-readyz',
+      '--containers=app',
+      'RELEASE=2',
+    ]);
+    expect(patched.code, patched.stderr).toBe(0);
+    const changed = await readDeployment(ns.name, 'http-readyz');
+    expect(app(changed)?.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 8080 });
+    expect(app(changed)?.readinessProbe?.tcpSocket).toBeUndefined();
+    await waitFor(
+      'rolled out with the httpGet probe',
+      async () => {
+        const d = await rolledOut(ns.name, 'http-readyz');
+        return d !== undefined && (d.status?.readyReplicas ?? 0) >= 1 ? d : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
+    const after = await apps().listNamespacedReplicaSet({
+      namespace: ns.name,
+      labelSelector: 'app=http-readyz',
+    });
+    expect(after.items.length).toBe(2);
   });
 });
