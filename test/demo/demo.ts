@@ -68,7 +68,11 @@ const samples: Sample[] = [
   {
     name: 'no-probe',
     note: 'nothing set',
-    container: { name: 'app', image: 'registry.example/api:1', ports: [{ containerPort: 8080 }] },
+    container: {
+      name: 'app',
+      image: 'registry.example/api:1',
+      ports: [{ name: 'http', containerPort: 8080 }],
+    },
   },
   {
     name: 'short-grace',
@@ -87,14 +91,18 @@ const samples: Sample[] = [
     container: {
       name: 'app',
       image: 'gcr.io/distroless/static-debian12:nonroot',
-      ports: [{ containerPort: 8080 }],
+      ports: [{ name: 'http', containerPort: 8080 }],
     },
   },
   {
     name: 'opted-out',
     note: `${EXCLUDE_ANNOTATION}: "true"`,
     annotations: { [EXCLUDE_ANNOTATION]: 'true' },
-    container: { name: 'app', image: 'registry.example/legacy:1', ports: [{ containerPort: 8080 }] },
+    container: {
+      name: 'app',
+      image: 'registry.example/legacy:1',
+      ports: [{ name: 'http', containerPort: 8080 }],
+    },
   },
 ];
 

@@ -370,7 +370,8 @@ describe('known sidecars', () => {
     if (!podSpec) throw new Error('no pod spec');
     podSpec.containers = [
       { name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.24.0', ports: [{ containerPort: 15090 }] },
-      { name: 'app', image: 'registry.example/app:1', ports: [{ containerPort: 8080 }] },
+      // Named: kwok pods cannot be asked, and only a port known to speak HTTP gets httpGet then.
+      { name: 'app', image: 'registry.example/app:1', ports: [{ name: 'http', containerPort: 8080 }] },
     ];
     await create(meshed);
     await waitFor('meshed ready', () => settled(ns.name, 'meshed'));

@@ -417,7 +417,8 @@ describe('Override', () => {
     await createDeployment(ns.name, 'tcp', {
       containers: [
         container('web', {
-          ports: [{ containerPort: 8080 }],
+          // Named: kwok pods cannot be asked, and only a port known to speak HTTP gets httpGet then.
+          ports: [{ name: 'http', containerPort: 8080 }],
           readinessProbe: { tcpSocket: { port: 8080 } },
           lifecycle: { preStop: { exec: { command: ['/bin/drain'] } } },
         }),
