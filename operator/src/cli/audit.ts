@@ -3,7 +3,7 @@
 // every Deployment is also checked for the classic shutdown mistakes, the policy or not.
 import type { V1Container, V1Deployment } from '@kubernetes/client-node';
 import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
-import { planWorkload, type WorkloadPlan } from '../controllers/plan.ts';
+import { type ProbeVerdictReader, planWorkload, type WorkloadPlan } from '../controllers/plan.ts';
 import type { Estimate } from '../latency/estimates.ts';
 import { workloadVerdict } from '../policy/compliance.ts';
 import { clusterFacts, type ServerVersion } from '../policy/desired.ts';
@@ -207,6 +207,18 @@ export interface Governance {
   planned?: WorkloadPlan;
 }
 
+/**
+ * Offline, no pod can be asked: the operator's answer for a Deployment with no running pod (as a
+ * manifest is when created through the webhook), so an httpGet probe is planned only where the
+ * port is known to speak HTTP, a tcpSocket one otherwise (policy/desired.ts decideProbe).
+ */
+const OFFLINE_VERDICTS: ProbeVerdictReader = {
+  lookup: () => (container, path, port) => ({
+    state: 'NoPods',
+    message: `offline: no pod of this manifest can be asked GET ${path} on port ${port} of ${container}`,
+  }),
+};
+
 /** Which policy governs the Deployment and what it plans, as the operator would decide offline. */
 export function govern(
   raw: V1Deployment,
@@ -223,6 +235,7 @@ export function govern(
   const planned = planWorkload(deployment, match.policy, {
     estimates: offlineEstimates(match.policy),
     facts,
+    probes: OFFLINE_VERDICTS,
   });
   return { deployment, namespace, match, planned };
 }
