@@ -119,6 +119,18 @@ describe('ProbeRecheck: the tcpSocket fallback is owed an httpGet check once pod
     expect(owedChecks(h.deps)).toEqual([]);
   });
 
+  test('no running pod: nothing owed yet (asking would only keep NoPods); a NoPods verdict from before pods ran is owed again', async () => {
+    const h = harness({});
+    expect(owedChecks({ ...h.deps, podsOf: () => [] })).toEqual([]);
+    // The check ran while no pod ran: NoPods is kept for five minutes, yet the pods run now.
+    const empty = new ProbeRecheck({ ...h.deps, podsOf: () => [] });
+    await empty.pass(new AbortController().signal);
+    expect(h.asked).toEqual([]);
+    const deployment = [...h.deps.view.selectedBy('p')][0] as V1Deployment;
+    await h.deps.verifier.verify({ deployment, pods: [], container: 'web', path: '/readyz', port: 8080 });
+    expect(owedChecks(h.deps).map((o) => o.container)).toEqual(['web']);
+  });
+
   test('Trust: nothing is owed (nothing is checked)', () => {
     expect(owedChecks(harness({ readinessProbe: { verification: 'Trust' } }).deps)).toEqual([]);
   });

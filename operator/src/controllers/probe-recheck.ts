@@ -9,7 +9,7 @@ import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import type { ValidPolicy } from '../policy/types.ts';
-import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
+import { deploymentUid, type ProbeVerifier, runningPods } from '../probes/verifier.ts';
 import type { Runnable } from '../runtime/manager.ts';
 import { sleep } from '../runtime/sleep.ts';
 import type { PlanDeps, PlanMemo } from './plan.ts';
@@ -43,12 +43,14 @@ const hasTcpProbe = (d: V1Deployment) =>
   (d.spec?.template?.spec?.containers ?? []).some((c) => c.readinessProbe?.tcpSocket !== undefined);
 
 /**
- * The Deployments whose plan owes a check (ShutdownPlan.probeCheck) that has no verdict yet:
+ * The Deployments whose plan owes a check (ShutdownPlan.probeCheck) that running pods could
+ * answer now: no verdict yet, or NoPods from before they ran (a verdict is kept five minutes).
  * Enforce policies with verification Verify, the Deployments they win that have a tcpSocket
- * probe. Reads the caches and the plan memo only.
+ * probe. With no running pod nothing is owed yet: asking would only keep a NoPods verdict.
+ * Reads the caches and the plan memo only.
  */
 export function owedChecks(
-  deps: Pick<ProbeRecheckDeps, 'view' | 'plans' | 'planDeps' | 'verifier'>,
+  deps: Pick<ProbeRecheckDeps, 'view' | 'plans' | 'planDeps' | 'verifier' | 'podsOf'>,
 ): OwedCheck[] {
   const { valid } = deps.view.parsedPolicies();
   const owed: OwedCheck[] = [];
@@ -65,10 +67,13 @@ export function owedChecks(
       const planned = deps.plans.plan(deployment, policy, deps.planDeps);
       const check = planned.ok ? planned.plan.probeCheck : undefined;
       if (check === undefined) continue;
-      if (
-        deps.verifier.lookup(deploymentUid(deployment))(check.container, check.path, check.port) !== undefined
-      )
-        continue;
+      const verdict = deps.verifier.lookup(deploymentUid(deployment))(
+        check.container,
+        check.path,
+        check.port,
+      );
+      if (verdict !== undefined && verdict.state !== 'NoPods') continue;
+      if (runningPods(deps.podsOf(deployment), check.container).length === 0) continue;
       owed.push({
         deployment,
         policy,

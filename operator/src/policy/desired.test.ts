@@ -1181,6 +1181,8 @@ describe('desiredSettings: the probe matches the port protocol (decideProbe)', (
       const p = decide({}, container('web', [['api', 8080]]), { verdict });
       expect(probeOf(p)).toEqual({ tcpSocket: { port: 8080 }, ...timing });
       expect(p.recommended.readinessProbe).toEqual({ kind: 'tcpSocket', port: 8080 });
+      // The httpGet probe is owed a check once pods run (controllers/probe-recheck.ts).
+      expect(p.probeCheck).toEqual({ container: 'web', path: '/readyz', port: 8080 });
       expect(p.notes).toEqual([
         {
           reason: 'ProbeFallback',

@@ -519,6 +519,8 @@ export function decideProbe(q: ProbeQuestion): ProbeDecision {
     return {
       probe: tcpSocket,
       recommended: { kind: 'tcpSocket', port },
+      // Once pods run, the httpGet probe is checked on them (controllers/probe-recheck.ts).
+      check: { path, port },
       notes: [
         {
           reason: 'ProbeFallback',

@@ -142,9 +142,9 @@ export interface ShutdownPlan {
   notes: PlanNote[];
   /**
    * The httpGet probe that would replace the operator's tcpSocket fallback once a running pod
-   * answers it, while no verdict says so (ProbeUpgradeDeferred): the check a replica runs in
-   * the background (controllers/probe-recheck.ts), so that the next pod-template change can
-   * take it.
+   * answers it, while no verdict says so (ProbeFallback: no pod could answer; ProbeUpgradeDeferred:
+   * not asked yet): the check a replica runs in the background once pods run
+   * (controllers/probe-recheck.ts), so that the next pod-template change can take it.
    */
   probeCheck?: { container: string; path: string; port: number | string };
 }
