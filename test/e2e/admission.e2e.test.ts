@@ -3,21 +3,19 @@
 // URL (only the address and the namespaces differ from config/webhook). The in-cluster case —
 // the apiserver reaching the webhook through its Service — is in in-cluster.e2e.test.ts.
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { parse } from 'yaml';
 import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { readAppliedRecord } from '../../operator/src/policy/ownership.ts';
 import { decodeSecretData } from '../../operator/src/webhook/certificates.ts';
-import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
-import { OPERATOR_NAMESPACE, readPolicyStatus, repoRoot } from '../operator/install.ts';
+import { OPERATOR_NAMESPACE, readPolicyStatus } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
 import {
   adminKubeConfig,
   auditedDeploymentWrites,
+  deleteWebhookConfiguration,
+  installWebhookConfiguration,
   kubectl,
   OPERATOR_USER,
   readDeployment,
@@ -29,7 +27,6 @@ import {
 } from './support.ts';
 
 const RESYNC_MS = 2_000;
-const CONFIGURATION = 'graceful-shutdown-operator';
 const SECRET = 'graceful-shutdown-operator-webhook-tls';
 const enforced = useNamespace('admission');
 const audited = useNamespace('admission-audit');
@@ -37,7 +34,6 @@ const policies = usePolicies();
 const kc = () => adminKubeConfig();
 const apps = () => kc().makeApiClient(AppsV1Api);
 const core = () => kc().makeApiClient(CoreV1Api);
-const admissionApi = () => kc().makeApiClient(AdmissionregistrationV1Api);
 const operatorArgs = [
   '--resync-ms',
   String(RESYNC_MS),
@@ -57,34 +53,9 @@ async function startOperator(log: string, args: string[] = []): Promise<Operator
   return operator;
 }
 
-/**
- * The shipped configuration with each webhook calling one operator process by URL, and only
- * this file's namespaces selected (other files' Deployments are not its business).
- */
-async function installConfiguration(operators: OperatorProcess[]): Promise<void> {
-  const shipped = parse(
-    readFileSync(join(repoRoot, 'config', 'webhook', 'mutating_webhook_configuration.yaml'), 'utf8'),
-  ) as { webhooks: Record<string, unknown>[] };
-  const [template] = shipped.webhooks;
-  const webhooks = operators.map((operator, i) => ({
-    ...template,
-    name: `r${i}.deployments.gracefulshutdown.dev`,
-    clientConfig: { url: `https://127.0.0.1:${operator.webhookPort}${MUTATE_DEPLOYMENTS_PATH}` },
-    namespaceSelector: {
-      matchExpressions: [
-        { key: 'kubernetes.io/metadata.name', operator: 'In', values: [enforced.name, audited.name] },
-      ],
-    },
-  }));
-  await kubectl(['delete', 'mutatingwebhookconfiguration', CONFIGURATION, '--ignore-not-found']);
-  const result = await kubectl(['create', '-f', '-'], { input: JSON.stringify({ ...shipped, webhooks }) });
-  if (result.code !== 0) throw new Error(`creating the webhook configuration: ${result.stderr}`);
-  // The operator puts its CA into every webhook of the configuration.
-  await waitFor('the caBundle injected', async () => {
-    const current = await admissionApi().readMutatingWebhookConfiguration({ name: CONFIGURATION });
-    return (current.webhooks ?? []).every((w) => String(w.clientConfig.caBundle ?? '') !== '');
-  });
-}
+/** The shipped configuration calling these operator processes, for this file's namespaces only. */
+const installConfiguration = (operators: OperatorProcess[]) =>
+  installWebhookConfiguration(operators, [enforced.name, audited.name]);
 
 function manifest(namespace: string, name: string, image = 'registry.example/web:1'): string {
   return JSON.stringify({
@@ -138,7 +109,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await kubectl(['delete', 'mutatingwebhookconfiguration', CONFIGURATION, '--ignore-not-found']);
+  await deleteWebhookConfiguration();
   for (const operator of running.splice(0)) await operator.stop();
   // The next operator makes a Secret with the usual lifetimes (the rotation test shortened them).
   await kubectl(['-n', OPERATOR_NAMESPACE, 'delete', 'secret', SECRET, '--ignore-not-found']);

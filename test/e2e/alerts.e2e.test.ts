@@ -56,9 +56,10 @@ afterAll(async () => {
 
 describe('alerts', () => {
   test('promtool check rules accepts them', async () => {
-    const result = await promtool('check', await groups());
+    const all = await groups();
+    const result = await promtool('check', all);
     expect(result.code, result.output).toBe(0);
-    expect(result.output).toContain('SUCCESS: 7 rules found');
+    expect(result.output).toContain(`SUCCESS: ${all.flatMap((g) => g.rules).length} rules found`);
   });
 
   test('promtool test rules passes, with a case for every alert', async () => {

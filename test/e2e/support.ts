@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  AdmissionregistrationV1Api,
   AppsV1Api,
   CoreV1Api,
   type KubeConfig,
@@ -11,14 +12,17 @@ import {
   type V1Toleration,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
+import { parse } from 'yaml';
 import { API_VERSION, KIND } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
+import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
 import { loadAdminKubeConfig, serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import {
   deletePolicy,
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
   OPERATOR_SERVICE_ACCOUNT,
+  repoRoot,
 } from '../operator/install.ts';
 import { OperatorProcess } from '../operator/operator-process.ts';
 
@@ -102,7 +106,9 @@ export function useNamespace(prefix: string): { readonly name: string } {
   return { name };
 }
 
-export { waitFor } from '../cluster/wait.ts';
+import { waitFor } from '../cluster/wait.ts';
+
+export { waitFor };
 
 /**
  * The operator as a separate process under its shipped ClusterRole (a ServiceAccount token, not
@@ -191,4 +197,42 @@ export function auditedDeploymentWrites(filter: { user: string; namespace: strin
     }
   }
   return count;
+}
+
+/** The shipped MutatingWebhookConfiguration's name. */
+export const WEBHOOK_CONFIGURATION = 'graceful-shutdown-operator';
+
+export async function deleteWebhookConfiguration(): Promise<void> {
+  await kubectl(['delete', 'mutatingwebhookconfiguration', WEBHOOK_CONFIGURATION, '--ignore-not-found']);
+}
+
+/**
+ * The shipped configuration with each webhook calling one operator process by URL, and only
+ * these namespaces selected (other files' Deployments are not its business); ready once the
+ * operator has put its CA into every webhook.
+ */
+export async function installWebhookConfiguration(
+  operators: OperatorProcess[],
+  namespaces: string[],
+): Promise<void> {
+  const shipped = parse(
+    readFileSync(join(repoRoot, 'config', 'webhook', 'mutating_webhook_configuration.yaml'), 'utf8'),
+  ) as { webhooks: Record<string, unknown>[] };
+  const [template] = shipped.webhooks;
+  const webhooks = operators.map((operator, i) => ({
+    ...template,
+    name: `r${i}.deployments.gracefulshutdown.dev`,
+    clientConfig: { url: `https://127.0.0.1:${operator.webhookPort}${MUTATE_DEPLOYMENTS_PATH}` },
+    namespaceSelector: {
+      matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }],
+    },
+  }));
+  await deleteWebhookConfiguration();
+  const result = await kubectl(['create', '-f', '-'], { input: JSON.stringify({ ...shipped, webhooks }) });
+  if (result.code !== 0) throw new Error(`creating the webhook configuration: ${result.stderr}`);
+  const admission = adminKubeConfig().makeApiClient(AdmissionregistrationV1Api);
+  await waitFor('the caBundle injected', async () => {
+    const current = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION });
+    return (current.webhooks ?? []).every((w) => String(w.clientConfig.caBundle ?? '') !== '');
+  });
 }

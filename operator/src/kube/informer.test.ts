@@ -488,6 +488,64 @@ describe('cache transforms', () => {
     });
     expect(kept.metadata?.annotations).toEqual({ 'gracefulshutdown.dev/applied': '{}' });
     expect(kept.metadata?.managedFields?.map((e) => e.manager)).toEqual(['graceful-shutdown-operator']);
+    // Other managers: only what they own of the fields the operator writes, without timestamps.
+    const podSpec = (spec: object) => ({ 'f:spec': { 'f:template': { 'f:spec': spec } } });
+    const withOthers = transform({
+      metadata: {
+        name: 'web',
+        managedFields: [
+          {
+            manager: 'argocd-controller',
+            operation: 'Apply',
+            time: '2026-12-07T10:00:00Z',
+            fieldsType: 'FieldsV1',
+            fieldsV1: {
+              'f:metadata': { 'f:labels': { 'f:app': {} } },
+              ...podSpec({
+                'f:terminationGracePeriodSeconds': {},
+                'f:containers': {
+                  'k:{"name":"web"}': {
+                    '.': {},
+                    'f:image': {},
+                    'f:readinessProbe': { 'f:httpGet': { 'f:path': {} } },
+                    'f:lifecycle': { 'f:preStop': { 'f:sleep': {} } },
+                  },
+                  'k:{"name":"proxy"}': { '.': {}, 'f:image': {} },
+                },
+              }),
+            },
+          },
+          {
+            manager: 'kube-controller-manager',
+            operation: 'Update',
+            fieldsType: 'FieldsV1',
+            fieldsV1: podSpec({ 'f:terminationGracePeriodSeconds': {} }),
+            subresource: 'status',
+          },
+          {
+            manager: 'kubectl-scale',
+            operation: 'Update',
+            fieldsType: 'FieldsV1',
+            fieldsV1: { 'f:spec': { 'f:replicas': {} } },
+          },
+          { manager: 'graceful-shutdown-operator', operation: 'Apply' },
+        ],
+      },
+    });
+    expect(withOthers.metadata?.managedFields).toEqual([
+      {
+        manager: 'argocd-controller',
+        operation: 'Apply',
+        fieldsType: 'FieldsV1',
+        fieldsV1: podSpec({
+          'f:terminationGracePeriodSeconds': {},
+          'f:containers': {
+            'k:{"name":"web"}': { 'f:readinessProbe': {}, 'f:lifecycle': { 'f:preStop': {} } },
+          },
+        }),
+      },
+      { manager: 'graceful-shutdown-operator', operation: 'Apply' },
+    ]);
     // No entry of the operator's: no managedFields at all, not an empty list.
     const none = transform({
       metadata: { name: 'api', managedFields: [{ manager: 'kubectl', operation: 'Apply' }] },

@@ -123,17 +123,69 @@ export function stripManagedFields<T extends KubernetesObject>(object: T): T {
   return object;
 }
 
+type FieldSet = { [key: string]: FieldSet };
+
+function fieldSet(value: unknown): FieldSet | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as FieldSet)
+    : undefined;
+}
+
 /**
- * A cache transform keeping only the managedFields entries of one field manager: the operator
- * derives what it owns from its own entry, and the other managers' entries are dropped.
+ * What another manager's managedFields entry says about the fields the operator writes: the pod
+ * template's terminationGracePeriodSeconds, and each container's readinessProbe and
+ * lifecycle.preStop, as bare keys (policy/conflicts.ts tells a takeover from them). Undefined
+ * when it owns none of them: most entries, which are then dropped.
+ */
+function contestedFields(fields: unknown): FieldSet | undefined {
+  const podSpec = fieldSet(fieldSet(fieldSet(fieldSet(fields)?.['f:spec'])?.['f:template'])?.['f:spec']);
+  if (!podSpec) return undefined;
+  const projected: FieldSet = {};
+  if (podSpec['f:terminationGracePeriodSeconds']) projected['f:terminationGracePeriodSeconds'] = {};
+  const containers: FieldSet = {};
+  for (const [key, value] of Object.entries(fieldSet(podSpec['f:containers']) ?? {})) {
+    const container = fieldSet(value);
+    const item: FieldSet = {};
+    if (container?.['f:readinessProbe']) item['f:readinessProbe'] = {};
+    if (fieldSet(container?.['f:lifecycle'])?.['f:preStop']) item['f:lifecycle'] = { 'f:preStop': {} };
+    if (Object.keys(item).length > 0) containers[key] = item;
+  }
+  if (Object.keys(containers).length > 0) projected['f:containers'] = containers;
+  return Object.keys(projected).length > 0
+    ? { 'f:spec': { 'f:template': { 'f:spec': projected } } }
+    : undefined;
+}
+
+/**
+ * A cache transform keeping the managedFields entries of one field manager whole (the operator
+ * derives what it owns from its own entry) and, of the other managers' entries (no
+ * subresources), only their ownership of the fields the operator writes, without timestamps:
+ * enough to name a manager that took one over (policy/conflicts.ts), a few keys per entry. No
+ * entry of the manager's own: no managedFields at all (nothing it wrote can be taken over).
  */
 export function keepManagedFieldsOf<T extends KubernetesObject>(manager: string): (object: T) => T {
   return (object) => {
     const entries = object.metadata?.managedFields;
     if (entries === undefined || !object.metadata) return object;
-    const own = entries.filter((entry) => entry.manager === manager);
-    if (own.length > 0) object.metadata.managedFields = own;
-    else delete object.metadata.managedFields;
+    if (!entries.some((entry) => entry.manager === manager)) {
+      delete object.metadata.managedFields;
+      return object;
+    }
+    object.metadata.managedFields = entries.flatMap((entry) => {
+      if (entry.manager === manager) return [entry];
+      if (entry.subresource) return [];
+      const fields = contestedFields(entry.fieldsV1);
+      return fields
+        ? [
+            {
+              manager: entry.manager,
+              operation: entry.operation,
+              fieldsType: entry.fieldsType,
+              fieldsV1: fields,
+            },
+          ]
+        : [];
+    });
     return object;
   };
 }
@@ -142,8 +194,9 @@ export function keepManagedFieldsOf<T extends KubernetesObject>(manager: string)
 export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
 
 /**
- * The Deployment cache's transform: only the operator's own managedFields entry (what it owns),
- * and no last-applied-configuration (a second copy of the object's spec).
+ * The Deployment cache's transform: the operator's own managedFields entry (what it owns), the
+ * other managers' ownership of the fields it writes (keepManagedFieldsOf), and no
+ * last-applied-configuration (a second copy of the object's spec).
  */
 export function deploymentCacheTransform<T extends KubernetesObject>(manager: string): (object: T) => T {
   const keepOwn = keepManagedFieldsOf<T>(manager);

@@ -1,6 +1,7 @@
 import type { V1Deployment, V1ManagedFieldsEntry } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { APPLIED_ANNOTATION, FIELD_MANAGER } from '../api/annotations.ts';
+import { deploymentCacheTransform } from '../kube/informer.ts';
 import { rolloutState } from './budget.ts';
 import { conflictDecision, conflictMemory, conflictWait, fieldsTakenOver, managerName } from './conflicts.ts';
 import type { FieldChange } from './diff.ts';
@@ -76,6 +77,21 @@ describe('fieldsTakenOver', () => {
     ]);
     expect(fieldsTakenOver(d, readAppliedRecord(d))).toEqual([
       { field: 'readinessProbe', container: 'web', manager: 'kubectl-client-side-apply' },
+    ]);
+  });
+
+  it("still sees the takeover in the operator's Deployment cache, which trims managedFields", () => {
+    const d = withFields(RECORD, [
+      entry(FIELD_MANAGER, { ...APP_PROBE, ...APP_HOOK }),
+      entry('argocd-controller', {
+        ...GRACE,
+        'f:containers': { 'k:{"name":"web"}': { '.': {}, 'f:image': {} } },
+      }),
+      entry('kubectl-scale', {}, 'Update'),
+    ]);
+    const cached = deploymentCacheTransform<V1Deployment>(FIELD_MANAGER)(structuredClone(d));
+    expect(fieldsTakenOver(cached, readAppliedRecord(cached))).toEqual([
+      { field: 'terminationGracePeriodSeconds', manager: 'argocd-controller' },
     ]);
   });
 
