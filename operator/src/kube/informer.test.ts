@@ -497,7 +497,7 @@ describe('cache transforms', () => {
           {
             manager: 'argocd-controller',
             operation: 'Apply',
-            time: '2026-12-07T10:00:00Z',
+            time: new Date('2026-12-07T10:00:00Z'),
             fieldsType: 'FieldsV1',
             fieldsV1: {
               'f:metadata': { 'f:labels': { 'f:app': {} } },
