@@ -938,6 +938,10 @@ describe('desiredSettings: grace period', () => {
     ['exec sleep', { exec: { command: ['sleep', '60'] } }, 61],
     ['sh -c sleep', { exec: { command: ['/bin/sh', '-c', 'sleep 45'] } }, 46],
     ['native sleep', { sleep: { seconds: 100 } }, 101],
+    // A hostile or absurd hook: the grace period stays a number the apiserver can decode.
+    ['exec sleep 1e20', { exec: { command: ['sleep', '99999999999999999999'] } }, 86_401],
+    ['sh -c sleep 1e20', { exec: { command: ['sh', '-c', 'sleep 99999999999999999999'] } }, 86_401],
+    ['native sleep 2^53', { sleep: { seconds: 2 ** 53 } }, 86_401],
   ])("a user's longer preStop (%s) raises the grace period", (_title, hook, want) => {
     const p = plan({}, { containers: [container('web', [8080], { lifecycle: { preStop: hook } })] });
     expect(p.terminationGracePeriodSeconds).toBe(want);

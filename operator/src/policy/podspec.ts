@@ -137,22 +137,38 @@ export function preStopSummary(
   handler: V1LifecycleHandler | undefined,
 ): { action: 'Sleep' | 'Exec'; seconds: number } | undefined {
   if (handler === undefined) return undefined;
-  if (handler.sleep !== undefined) return { action: 'Sleep', seconds: handler.sleep.seconds };
+  if (handler.sleep !== undefined) {
+    const seconds = readSeconds(handler.sleep.seconds);
+    return seconds === undefined ? undefined : { action: 'Sleep', seconds };
+  }
   const command = handler.exec?.command;
-  if (command === undefined || command.length === 0) return undefined;
+  if (!Array.isArray(command) || command.length === 0) return undefined;
   const [first, second, third] = command;
   if (
     command.length === 2 &&
-    /^(\/bin\/|\/usr\/bin\/)?sleep$/.test(first ?? '') &&
-    /^[0-9]+$/.test(second ?? '')
+    /^(\/bin\/|\/usr\/bin\/)?sleep$/.test(String(first)) &&
+    /^[0-9]+$/.test(String(second))
   ) {
-    return { action: 'Exec', seconds: Number(second) };
+    return { action: 'Exec', seconds: readSeconds(Number(second)) ?? 0 };
   }
-  if (command.length === 3 && /^(\/bin\/)?(ba|da)?sh$/.test(first ?? '') && second === '-c') {
-    const match = SHELL_SLEEP.exec(third ?? '');
-    if (match?.[3] !== undefined) return { action: 'Exec', seconds: Number(match[3]) };
+  if (command.length === 3 && /^(\/bin\/)?(ba|da)?sh$/.test(String(first)) && second === '-c') {
+    const match = SHELL_SLEEP.exec(String(third));
+    if (match?.[3] !== undefined) return { action: 'Exec', seconds: readSeconds(Number(match[3])) ?? 0 };
   }
   return undefined;
+}
+
+/**
+ * The longest wait read from a user's hook. The grace period written follows the hook (one
+ * second longer): `sleep 99999999999999999999` would make it 1e+23, which no apiserver can
+ * decode into an int64, so every write carrying it would fail. A day is far past any drain.
+ */
+export const MAX_HOOK_SECONDS = 86_400;
+
+/** A hook's seconds as a bounded whole number; undefined when not a number at all. */
+function readSeconds(value: unknown): number | undefined {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) return undefined;
+  return Math.min(MAX_HOOK_SECONDS, Math.floor(value));
 }
 
 /** "httpGet /readyz:8080", with timing when asked: the short form used in change descriptions. */
