@@ -34,6 +34,7 @@ import { BY_NAMESPACE, ClusterView, type PolicyObject } from './controllers/view
 import { createDeploymentWriter } from './kube/apply.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
+import { readOwnUsername } from './kube/identity.ts';
 import {
   deploymentCacheTransform,
   Informer,
@@ -81,7 +82,18 @@ async function main(): Promise<void> {
 
   const version = await readServerVersion(kubeConfig);
   const facts = clusterFacts(version);
-  logger.info({ server: version.gitVersion, facts, identity: config.identity }, 'starting');
+  // The webhook tells the operator's own writes by this user (kube/identity.ts).
+  const operatorUser = await readOwnUsername(kubeConfig).catch((err: unknown) => {
+    logger.warn(
+      { err },
+      "cannot learn the operator's own username (SelfSubjectReview): the webhook tells its own writes by their field manager",
+    );
+    return undefined;
+  });
+  logger.info(
+    { server: version.gitVersion, facts, identity: config.identity, user: operatorUser },
+    'starting',
+  );
 
   const apps = kubeConfig.makeApiClient(AppsV1Api);
   const core = kubeConfig.makeApiClient(CoreV1Api);
@@ -349,6 +361,7 @@ async function main(): Promise<void> {
           services,
           breakerOpen: (name) => breakerOpenIn(view.policies.get(name)),
           now: new Date(),
+          ...(operatorUser === undefined ? {} : { operatorUser }),
         }),
     });
     manager.addRunnable(

@@ -14,7 +14,13 @@ import { EstimateCache } from '../latency/estimates.ts';
 import { ownedByApply, readAppliedRecord } from '../policy/ownership.ts';
 import { container, deployment, NEW_CLUSTER, policy } from '../policy/test-fixtures.ts';
 import type { ValidPolicy } from '../policy/types.ts';
-import { type AdmissionContext, type AdmissionRequest, admit, MAX_WARNING_LENGTH } from './admission.ts';
+import {
+  type AdmissionContext,
+  type AdmissionRequest,
+  admit,
+  MAX_ADMISSION_CONTAINERS,
+  MAX_WARNING_LENGTH,
+} from './admission.ts';
 
 // A CommonJS package: Node gives its functions on the default export only.
 const { applyPatch } = jsonPatch;
@@ -183,6 +189,34 @@ describe('admit: Enforce', () => {
     const trusting = enforce({ readinessProbe: { verification: 'Trust' } });
     const trusted = patched(bumped, admit(update(old, bumped), context([trusting])).patch);
     expect(trusted.spec?.template?.spec?.containers[0]?.readinessProbe).toBeDefined();
+  });
+
+  test("the operator is known by its authenticated user: a client naming the operator's field manager is still mutated", () => {
+    const p = enforce();
+    const operator = 'system:serviceaccount:graceful-shutdown-system:graceful-shutdown-operator';
+    const known = context([p], { operatorUser: operator });
+    const own = create(fresh(), {
+      userInfo: { username: operator },
+      options: { fieldManager: FIELD_MANAGER },
+    });
+    expect(admit(own, known)).toMatchObject({ outcome: 'Skipped', message: "the operator's own write" });
+    const spoofed = create(fresh(), {
+      userInfo: { username: 'system:serviceaccount:tenant-a:deployer' },
+      options: { fieldManager: FIELD_MANAGER },
+    });
+    expect(admit(spoofed, known).outcome).toBe('Mutated');
+    // The negative control: without a known user the field manager is all there is to go by.
+    expect(admit(spoofed, context([p])).outcome).toBe('Skipped');
+  });
+
+  test('a Deployment with more containers than MAX_ADMISSION_CONTAINERS is admitted unchanged, with a warning', () => {
+    const p = enforce();
+    const many = (n: number) =>
+      fresh({ containers: Array.from({ length: n }, (_, i) => container(`c${i}`, i === 0 ? [8080] : [])) });
+    const decision = admit(create(many(MAX_ADMISSION_CONTAINERS + 1)), context([p]));
+    expect(decision).toMatchObject({ outcome: 'TooLarge', patch: [] });
+    expect(decision.warnings[0]).toContain(`more than the ${MAX_ADMISSION_CONTAINERS}`);
+    expect(admit(create(many(MAX_ADMISSION_CONTAINERS)), context([p])).outcome).toBe('Mutated');
   });
 
   test("the operator's own writes, opted-out and unselected Deployments are left alone", () => {

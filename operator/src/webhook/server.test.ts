@@ -1,11 +1,18 @@
+import type { ClientRequest } from 'node:http';
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { Histogram, Registry } from 'prom-client';
 import { afterEach, describe, expect, test } from 'vitest';
+import { waitFor } from '../../../test/cluster/wait.ts';
 import { silentLogger } from '../log.ts';
 import type { AdmissionDecision, AdmissionRequest } from './admission.ts';
 import { type CertAndKey, createCA, issueServingCert } from './certificates.ts';
-import { MUTATE_DEPLOYMENTS_PATH, WebhookServer } from './server.ts';
+import {
+  MAX_BODIES_IN_FLIGHT_BYTES,
+  MAX_BODY_BYTES,
+  MUTATE_DEPLOYMENTS_PATH,
+  WebhookServer,
+} from './server.ts';
 
 const HOUR = 3_600_000;
 let ca: CertAndKey;
@@ -92,6 +99,18 @@ function post(
   });
 }
 
+/** A POST whose body the caller writes (chunked); `onStatus` gets the answer's status. */
+function openRequest(port: number, onStatus: (status: number) => void): ClientRequest {
+  const req = request(
+    { host: '127.0.0.1', port, path: MUTATE_DEPLOYMENTS_PATH, method: 'POST', ca: ca.cert, agent: false },
+    (res) => {
+      onStatus(res.statusCode ?? 0);
+      res.resume();
+    },
+  );
+  return req;
+}
+
 const review = (uid = 'abc') =>
   JSON.stringify({
     apiVersion: 'admission.k8s.io/v1',
@@ -174,6 +193,67 @@ describe('WebhookServer', () => {
     expect(await registry.metrics()).toContain(
       'admission_duration_seconds_count{operation="other",outcome="Skipped"} 2',
     );
+  });
+
+  test('a body past MAX_BODY_BYTES is refused with 413, declared or streamed, and the server goes on', async () => {
+    const { registry, duration } = histogram();
+    let admitted = 0;
+    const server = await start({
+      duration,
+      admit: () => {
+        admitted++;
+        return { outcome: 'Skipped', patch: [], warnings: [], message: 'test' };
+      },
+    });
+    // Declared: refused before a byte of the body is read.
+    const declared = await post(server.port, 'x'.repeat(MAX_BODY_BYTES + 1));
+    expect(declared.status).toBe(413);
+    // Streamed without a length (chunked): refused once it passes the limit.
+    const streamed = await new Promise<number>((resolve, reject) => {
+      const req = openRequest(server.port, (status) => resolve(status));
+      req.once('error', reject);
+      const chunk = 'x'.repeat(256 * 1024);
+      for (let sent = 0; sent <= MAX_BODY_BYTES; sent += chunk.length) req.write(chunk);
+    });
+    expect(streamed).toBe(413);
+    expect(admitted).toBe(0);
+    expect(server.bufferedBytes).toBe(0);
+    expect((await post(server.port, review())).status).toBe(200);
+    expect(await registry.metrics()).toContain(
+      'admission_duration_seconds_count{operation="other",outcome="TooLarge"} 2',
+    );
+  });
+
+  test('bodies held at once are bounded: the request past the budget gets 503, the others are served', async () => {
+    const server = await start({});
+    // Each slow client sends most of a maximum-size body and waits.
+    const part = 'x'.repeat(Math.floor(MAX_BODY_BYTES * 0.9));
+    const slow: { req: ClientRequest; status: Promise<number> }[] = [];
+    const fits = Math.floor(MAX_BODIES_IN_FLIGHT_BYTES / part.length);
+    for (let i = 0; i <= fits; i++) {
+      let resolveStatus: (status: number) => void = () => {};
+      const status = new Promise<number>((resolve) => {
+        resolveStatus = resolve;
+      });
+      const req = openRequest(server.port, (s) => resolveStatus(s));
+      req.on('error', () => resolveStatus(-1));
+      slow.push({ req, status });
+      await new Promise<void>((resolve) => req.write(part, () => resolve()));
+    }
+    // Together they pass the budget: the one whose bytes cross it is refused at once (whichever
+    // arrived last), the others wait for the rest of their bodies.
+    const first = await Promise.race(slow.map((s, i) => s.status.then((status) => ({ i, status }))));
+    expect(first.status).toBe(503);
+    expect(server.bufferedBytes).toBeLessThanOrEqual(MAX_BODIES_IN_FLIGHT_BYTES);
+    expect(server.bufferedBytes).toBeGreaterThan(0);
+    // A small review still gets through while the others hold their share.
+    expect((await post(server.port, review())).status).toBe(200);
+    for (const { req } of slow) req.destroy();
+    await Promise.all(slow.map((s) => s.status));
+    await waitFor('the refused and dropped bodies released', async () => server.bufferedBytes === 0, {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+    });
   });
 
   test('a new certificate is served to new connections without a restart', async () => {

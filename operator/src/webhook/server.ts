@@ -11,10 +11,21 @@ import type { ListenAddress } from '../runtime/health.ts';
 import type { AdmissionDecision, AdmissionRequest } from './admission.ts';
 
 export const MUTATE_DEPLOYMENTS_PATH = '/mutate-apps-v1-deployment';
-/** An AdmissionReview carries the object and the old one: Deployments stay far below this. */
-const MAX_BODY_BYTES = 8 * 1024 * 1024;
+/**
+ * An AdmissionReview carries the object and the old one, each at most what etcd stores (1.5 MiB
+ * by default), with the review around them: anything longer is not from the apiserver.
+ */
+export const MAX_BODY_BYTES = 3.5 * 1024 * 1024;
+/**
+ * Request bodies held at once, across connections: anyone in the cluster can post here, and a
+ * parsed body takes several times its size. A request past it gets 503 at once; the apiserver
+ * then admits the object unchanged (failurePolicy Ignore) and the controller catches up.
+ */
+export const MAX_BODIES_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+/** Open connections at most (the apiserver keeps a few alive; nothing else needs to connect). */
+export const MAX_CONNECTIONS = 256;
 
-export type AdmissionOutcomeLabel = AdmissionDecision['outcome'] | 'NotSynced' | 'Error';
+export type AdmissionOutcomeLabel = AdmissionDecision['outcome'] | 'NotSynced' | 'Error' | 'Busy';
 
 export interface WebhookServerOptions extends ListenAddress {
   /** The decision for one request; only called once `ready()` says so. */
@@ -69,6 +80,8 @@ export class WebhookServer {
   #server: Server | undefined;
   #listening: Promise<void> | undefined;
   #port = 0;
+  /** Bytes of request bodies received and not yet parsed, across connections. */
+  #bufferedBytes = 0;
 
   constructor(options: WebhookServerOptions) {
     this.#options = options;
@@ -105,23 +118,48 @@ export class WebhookServer {
           send(404, `not found: ${req.method} ${req.url}\n`);
           return;
         }
+        const declared = Number(req.headers['content-length'] ?? 0);
+        if (declared > MAX_BODY_BYTES) {
+          this.#refuse('TooLarge');
+          send(413, `request body over ${MAX_BODY_BYTES} bytes\n`);
+          req.destroy();
+          return;
+        }
         const chunks: Buffer[] = [];
         let size = 0;
+        let refused = false;
+        const release = () => {
+          this.#bufferedBytes -= size;
+          size = 0;
+        };
+        req.on('close', release);
         req.on('data', (chunk: Buffer) => {
+          if (refused) return;
           size += chunk.length;
-          if (size > MAX_BODY_BYTES) {
-            send(413, `request body over ${MAX_BODY_BYTES} bytes\n`);
+          this.#bufferedBytes += chunk.length;
+          const tooLarge = size > MAX_BODY_BYTES;
+          if (tooLarge || this.#bufferedBytes > MAX_BODIES_IN_FLIGHT_BYTES) {
+            refused = true;
+            release();
+            chunks.length = 0;
+            this.#refuse(tooLarge ? 'TooLarge' : 'Busy');
+            if (tooLarge) send(413, `request body over ${MAX_BODY_BYTES} bytes\n`);
+            else send(503, 'too many request bodies in flight; retry\n');
             req.destroy();
           } else chunks.push(chunk);
         });
         req.on('end', () => {
-          if (size > MAX_BODY_BYTES) return;
+          if (refused) return;
           let review: AdmissionReview;
           try {
             review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as AdmissionReview;
           } catch (error) {
             send(400, `not JSON: ${(error as Error).message}\n`);
             return;
+          } finally {
+            // The bytes are parsed (or refused): the budget is for bodies still arriving.
+            chunks.length = 0;
+            release();
           }
           const request = review.request;
           if (review.kind !== 'AdmissionReview' || typeof request?.uid !== 'string') {
@@ -132,6 +170,7 @@ export class WebhookServer {
         });
       },
     );
+    server.maxConnections = MAX_CONNECTIONS;
     this.#server = server;
     this.#listening = new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -175,6 +214,20 @@ export class WebhookServer {
       request.operation === 'CREATE' || request.operation === 'UPDATE' ? request.operation : 'other';
     this.#options.duration?.observe({ operation, outcome }, seconds);
     return admissionResponse(request.uid, decision);
+  }
+
+  /** A request refused before it was read whole: counted, and logged (the sender is not named). */
+  #refuse(outcome: 'TooLarge' | 'Busy'): void {
+    this.#options.duration?.observe({ operation: 'other', outcome }, 0);
+    this.#log.warn(
+      { outcome, maxBodyBytes: MAX_BODY_BYTES, maxInFlightBytes: MAX_BODIES_IN_FLIGHT_BYTES },
+      'admission request refused before it was read: admitted unchanged by failurePolicy Ignore',
+    );
+  }
+
+  /** Bytes of request bodies held now (tests). */
+  get bufferedBytes(): number {
+    return this.#bufferedBytes;
   }
 
   /** Stops taking connections; resolves once requests in flight are answered. */
