@@ -23,6 +23,8 @@ import {
 import type { Workload } from './source.ts';
 
 const PROM = 'http://prom.test:9090';
+/** The https Prometheus the token tests configure: the bearer token is only sent over https. */
+const PROM_TLS = 'https://prom.test';
 const workload: Workload = { namespace: 'shop', name: 'checkout', podLabels: { app: 'checkout' } };
 const BUILT_IN =
   'sum by (le) (increase(http_request_duration_seconds_bucket{namespace="shop", pod=~"checkout-[a-z0-9]+-[a-z0-9]+"}[1h]))';
@@ -43,6 +45,13 @@ function vector(pairs: [string, string][]) {
 }
 
 const json = { 'content-type': 'application/json' };
+const reasonOf = (o: LatencyObservation | undefined) => (o && !o.known ? o.reason : '');
+/** The default Prometheus's next answer to an instant query. */
+const answer = (...reply: Parameters<nock.Interceptor['reply']>) =>
+  nock(PROM)
+    .get('/api/v1/query')
+    .query(true)
+    .reply(...reply);
 const healthy: [string, string][] = [
   ['0.1', '500'],
   ['0.5', '900'],
@@ -167,14 +176,11 @@ describe('PrometheusSource', () => {
 
   test('sends one instant query with the built-in query, URL-encoded, and no time', async () => {
     const seen: string[] = [];
-    const scope = nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, (request: Request) => {
-        // nock 15 passes the intercepted request as a Fetch Request, full URL included.
-        seen.push(request.url.slice(PROM.length));
-        return vector(healthy);
-      });
+    const scope = answer(200, (request: Request) => {
+      // nock 15 passes the intercepted request as a Fetch Request, full URL included.
+      seen.push(request.url.slice(PROM.length));
+      return vector(healthy);
+    });
     const observation = await source().observe(workload, policy());
     expect(scope.isDone()).toBe(true);
     expect(seen).toHaveLength(1);
@@ -207,7 +213,7 @@ describe('PrometheusSource', () => {
       .get('/prometheus/api/v1/query')
       .query(true)
       .reply(200, vector(healthy));
-    const defaultScope = nock(PROM).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    const defaultScope = answer(200, vector(healthy));
     const observation = await source().observe(
       workload,
       policy({ prometheus: { url: 'https://other.test/prometheus/' } }),
@@ -241,13 +247,10 @@ describe('PrometheusSource', () => {
 
   test('the query template replaces the built-in query, values substituted and escaped', async () => {
     const seen: string[] = [];
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, (request: Request) => {
-        seen.push(request.url.slice(PROM.length));
-        return vector(healthy);
-      });
+    answer(200, (request: Request) => {
+      seen.push(request.url.slice(PROM.length));
+      return vector(healthy);
+    });
     const template =
       'sum by (le) (increase({{metric}}_bucket{namespace="{{namespace}}", service="{{deployment}}", q="{{percentile}}"}[{{window}}]))';
     const observation = await source().observe(
@@ -264,7 +267,7 @@ describe('PrometheusSource', () => {
   });
 
   test('a template with an unknown placeholder: unknown, not unavailable, nothing asked', async () => {
-    const scope = nock(PROM).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    const scope = answer(200, vector(healthy));
     const observation = await source().observe(workload, policy({ query: 'x{job="{{job}}"}' }));
     expect(observation).toMatchObject({ known: false, reason: expect.stringContaining('{{job}}') });
     expect(observation).not.toHaveProperty('unavailable');
@@ -274,8 +277,8 @@ describe('PrometheusSource', () => {
   test('the bearer token is read from its file at each request (rotation)', async () => {
     const file = join(dir, 'token');
     await writeFile(file, 'token-one\n');
-    const prometheus = source({ bearerTokenFile: file });
-    const first = nock(PROM, { reqheaders: { authorization: 'Bearer token-one' } })
+    const prometheus = source({ defaultUrl: PROM_TLS, bearerTokenFile: file });
+    const first = nock(PROM_TLS, { reqheaders: { authorization: 'Bearer token-one' } })
       .get('/api/v1/query')
       .query(true)
       .reply(200, vector(healthy));
@@ -283,7 +286,7 @@ describe('PrometheusSource', () => {
     expect(first.isDone()).toBe(true);
 
     await writeFile(file, 'token-two');
-    const second = nock(PROM, { reqheaders: { authorization: 'Bearer token-two' } })
+    const second = nock(PROM_TLS, { reqheaders: { authorization: 'Bearer token-two' } })
       .get('/api/v1/query')
       .query(true)
       .reply(200, vector(healthy));
@@ -301,9 +304,12 @@ describe('PrometheusSource', () => {
   });
 
   test('an unreadable token file: unavailable, naming the file', async () => {
-    const scope = nock(PROM).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    const scope = nock(PROM_TLS).get('/api/v1/query').query(true).reply(200, vector(healthy));
     const file = join(dir, 'missing-token');
-    const observation = await source({ bearerTokenFile: file }).observe(workload, policy());
+    const observation = await source({ defaultUrl: PROM_TLS, bearerTokenFile: file }).observe(
+      workload,
+      policy(),
+    );
     expect(observation).toMatchObject({
       known: false,
       unavailable: true,
@@ -313,17 +319,14 @@ describe('PrometheusSource', () => {
   });
 
   test('a percentile in the +Inf bucket: the largest finite bound, atLeast', async () => {
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(
-        200,
-        vector([
-          ['0.5', '100'],
-          ['2.5', '950'],
-          ['+Inf', '1000'],
-        ]),
-      );
+    answer(
+      200,
+      vector([
+        ['0.5', '100'],
+        ['2.5', '950'],
+        ['+Inf', '1000'],
+      ]),
+    );
     expect(await source().observe(workload, policy())).toEqual({
       known: true,
       seconds: 2.5,
@@ -336,17 +339,14 @@ describe('PrometheusSource', () => {
   });
 
   test('too few samples: still known, the (extrapolated) count rounded down and passed through', async () => {
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(
-        200,
-        vector([
-          ['0.1', '20.35'],
-          ['1', '42.7'],
-          ['+Inf', '42.7'],
-        ]),
-      );
+    answer(
+      200,
+      vector([
+        ['0.1', '20.35'],
+        ['1', '42.7'],
+        ['+Inf', '42.7'],
+      ]),
+    );
     const observation = await source().observe(workload, policy({ minSamples: 100 }));
     expect(observation).toMatchObject({ known: true, samples: 42 });
     // rank 0.99 x 42.7 falls in (0.1, 1]: interpolated there, as histogram_quantile does.
@@ -355,7 +355,7 @@ describe('PrometheusSource', () => {
   });
 
   test('no series: unknown with the documented reason, not unavailable', async () => {
-    nock(PROM).get('/api/v1/query').query(true).reply(200, vector([]));
+    answer(200, vector([]));
     const observation = await source().observe(workload, policy());
     expect(observation).toMatchObject({
       known: false,
@@ -368,16 +368,13 @@ describe('PrometheusSource', () => {
   });
 
   test('no requests in the window: unknown with samples 0', async () => {
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(
-        200,
-        vector([
-          ['0.1', '0'],
-          ['+Inf', '0'],
-        ]),
-      );
+    answer(
+      200,
+      vector([
+        ['0.1', '0'],
+        ['+Inf', '0'],
+      ]),
+    );
     const observation = await source().observe(workload, policy());
     expect(observation).toMatchObject({
       known: false,
@@ -388,16 +385,13 @@ describe('PrometheusSource', () => {
   });
 
   test('no le="+Inf" series: histogram incomplete, not unavailable', async () => {
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(
-        200,
-        vector([
-          ['0.1', '10'],
-          ['1', '20'],
-        ]),
-      );
+    answer(
+      200,
+      vector([
+        ['0.1', '10'],
+        ['1', '20'],
+      ]),
+    );
     const observation = await source().observe(workload, policy());
     expect(observation).toMatchObject({
       known: false,
@@ -407,90 +401,96 @@ describe('PrometheusSource', () => {
   });
 
   test('a result that is not per-le counts: unknown, saying what the query must return', async () => {
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, {
-        status: 'success',
-        data: { resultType: 'vector', result: [{ metric: {}, value: [1, '0.42'] }] },
-      });
+    answer(200, {
+      status: 'success',
+      data: { resultType: 'vector', result: [{ metric: {}, value: [1, '0.42'] }] },
+    });
     const noLe = await source().observe(workload, policy({ query: 'histogram_quantile(0.99, x)' }));
     expect(noLe).toMatchObject({ known: false, reason: expect.stringContaining('without an le label') });
     expect(noLe).not.toHaveProperty('unavailable');
 
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, { status: 'success', data: { resultType: 'scalar', result: [1, '0.42'] } });
+    answer(200, { status: 'success', data: { resultType: 'scalar', result: [1, '0.42'] } });
     const scalar = await source().observe(workload, policy({ query: 'scalar(x)' }));
     expect(scalar).toMatchObject({
       known: false,
       reason: expect.stringContaining('returned a scalar, not a vector'),
     });
     expect(scalar).not.toHaveProperty('unavailable');
+
+    answer(200, { status: 'success', data: { resultType: 'exotic<b>', result: [] } });
+    expect(reasonOf(await source().observe(workload, policy()))).toMatch(
+      /^the query returned a result of an unrecognized type, not a vector/,
+    );
   });
 
-  test('an error body with 4xx or 5xx: unavailable, with errorType, error, URL and query', async () => {
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(503, { status: 'error', errorType: 'unavailable', error: 'too many queries' }, json);
+  test("an error body with 4xx or 5xx: unavailable, with the status, the API's errorType, URL and query; not its message", async () => {
+    answer(503, { status: 'error', errorType: 'unavailable', error: 'too many queries' }, json);
     const observation = await source().observe(workload, policy());
     expect(observation).toMatchObject({ known: false, unavailable: true, source: 'Prometheus' });
     const reason = (observation as { reason: string }).reason;
-    expect(reason).toContain('HTTP 503: unavailable: too many queries');
-    expect(reason).toContain('http://prom.test:9090/api/v1/query');
+    expect(reason).toMatch(
+      /^Prometheus answered HTTP 503 Service Unavailable: a Prometheus API error unavailable \(Prometheus is unavailable\) \(Prometheus http:\/\/prom\.test:9090\/api\/v1\/query, query /,
+    );
     expect(reason).toContain(BUILT_IN);
+    expect(reason).not.toContain('too many queries');
 
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(400, { status: 'error', errorType: 'bad_data', error: '1:5: parse error' }, json);
-    expect(await source().observe(workload, policy({ query: 'sum(' }))).toMatchObject({
-      unavailable: true,
-      reason: expect.stringContaining('HTTP 400: bad_data: 1:5: parse error'),
-    });
+    answer(400, { status: 'error', errorType: 'bad_data', error: '1:5: parse error' }, json);
+    const badData = reasonOf(await source().observe(workload, policy({ query: 'sum(' })));
+    expect(badData).toContain(
+      'HTTP 400 Bad Request: a Prometheus API error bad_data (the query or a parameter is invalid (run the query in Prometheus to see why))',
+    );
+    expect(badData).not.toContain('parse error');
+
+    // An errorType the API does not have is not quoted either.
+    answer(422, { status: 'error', errorType: 'see https://evil.test', error: 'x' }, json);
+    const odd = reasonOf(await source().observe(workload, policy()));
+    expect(odd).toContain('HTTP 422 Unprocessable Entity: a Prometheus API error of an unrecognized type');
+    expect(odd).not.toContain('evil.test');
   });
 
-  test('an HTTP error without an API body: unavailable, with a bit of the body', async () => {
-    nock(PROM).get('/api/v1/query').query(true).reply(502, '<html>Bad Gateway</html>');
-    expect(await source().observe(workload, policy())).toMatchObject({
+  test('an HTTP error without an API body: unavailable, its content type, not the body', async () => {
+    answer(502, '<html>Bad Gateway</html>', { 'content-type': 'text/html; charset=utf-8' });
+    const observation = await source().observe(workload, policy());
+    expect(observation).toMatchObject({
       known: false,
       unavailable: true,
-      reason: expect.stringContaining('HTTP 502: <html>Bad Gateway</html>'),
+      reason: expect.stringMatching(
+        /^Prometheus answered HTTP 502 Bad Gateway: a body \(content type text\/html\) that is not a Prometheus API response \(Prometheus /,
+      ),
     });
+    expect(reasonOf(observation)).not.toContain('<html>');
   });
 
   test('status "error" in a 200 body: unavailable', async () => {
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, { status: 'error', errorType: 'timeout', error: 'query timed out' }, json);
+    answer(200, { status: 'error', errorType: 'timeout', error: 'query timed out' }, json);
     expect(await source().observe(workload, policy())).toMatchObject({
       unavailable: true,
-      reason: expect.stringContaining('timeout: query timed out'),
+      reason: expect.stringContaining(
+        'HTTP 200 OK with a Prometheus API error timeout (the query timed out in Prometheus)',
+      ),
     });
   });
 
   test('malformed bodies: not JSON, or JSON that is not an API response', async () => {
-    nock(PROM).get('/api/v1/query').query(true).reply(200, '<html>login</html>');
-    expect(await source().observe(workload, policy())).toMatchObject({
+    answer(200, '<html>login</html>', { 'content-type': 'text/html' });
+    const html = await source().observe(workload, policy());
+    expect(html).toMatchObject({
       known: false,
       unavailable: true,
-      reason: expect.stringContaining('not JSON'),
+      reason: expect.stringContaining(
+        'HTTP 200 OK with a body (content type text/html) that is not JSON: not a Prometheus API response',
+      ),
     });
-    nock(PROM).get('/api/v1/query').query(true).reply(200, { hello: 'world' });
+    expect(reasonOf(html)).not.toContain('login');
+    answer(200, { hello: 'world' });
     expect(await source().observe(workload, policy())).toMatchObject({
       unavailable: true,
-      reason: expect.stringContaining('not an API response'),
+      reason: expect.stringContaining('with JSON that is not a Prometheus API response (status: '),
     });
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, {
-        status: 'success',
-        data: { resultType: 'vector', result: [{ metric: { le: '1' }, value: [1] }] },
-      });
+    answer(200, {
+      status: 'success',
+      data: { resultType: 'vector', result: [{ metric: { le: '1' }, value: [1] }] },
+    });
     const badVector = await source().observe(workload, policy());
     expect(badVector).toMatchObject({ known: false, reason: expect.stringContaining('malformed vector') });
   });
@@ -552,6 +552,202 @@ describe('PrometheusSource', () => {
   });
 });
 
+describe('the bearer token goes only to its origins, over https', () => {
+  let file: string;
+  beforeAll(async () => {
+    file = join(dir, 'origin-token');
+    await writeFile(file, 's3cret-token');
+  });
+  const withToken = { reqheaders: { authorization: 'Bearer s3cret-token' } };
+  const withoutToken = { badheaders: ['authorization'] };
+  const tokenSource = (options: Partial<ConstructorParameters<typeof PrometheusSource>[0]> = {}) =>
+    new PrometheusSource({ defaultUrl: PROM_TLS, bearerTokenFile: file, timeoutMs: 2000, ...options });
+  const at = (url: string) => policy({ prometheus: { url } });
+  const source = (options: Partial<ConstructorParameters<typeof PrometheusSource>[0]> = {}) =>
+    new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000, ...options });
+
+  test('the origin of the default URL gets it, also named by a policy with its default port and a path', async () => {
+    const scope = nock(PROM_TLS, withToken)
+      .get('/api/v1/query')
+      .query(true)
+      .times(2)
+      .reply(200, vector(healthy));
+    expect((await tokenSource().observe(workload, policy())).known).toBe(true);
+    const samePlace = await tokenSource().observe(workload, at('https://PROM.test:443/'));
+    expect(samePlace.known).toBe(true);
+    expect(scope.isDone()).toBe(true);
+  });
+
+  test.each([
+    ['another port', 'https://prom.test:8443'],
+    ['another host', 'https://other.test'],
+    ['a subdomain', 'https://evil.prom.test'],
+    ['http instead of https', 'http://prom.test'],
+  ])('%s is queried without it (%s)', async (_title, url) => {
+    const outside = nock(url, withoutToken).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    // Negative control: an interceptor that only matches with the token is left unused.
+    const leaked = nock(url, withToken).get('/api/v1/query').query(true).reply(200, vector(healthy));
+    expect((await tokenSource().observe(workload, at(url))).known).toBe(true);
+    expect(outside.isDone()).toBe(true);
+    expect(leaked.isDone()).toBe(false);
+  });
+
+  test('which URLs carry it, as handed to the HTTP client (nock cannot intercept http on port 443)', async () => {
+    const sent: [string, string | undefined][] = [];
+    const prometheus = tokenSource({
+      tokenOrigins: ['https://thanos.test:10902'],
+      httpGet: async (url, { headers }) => {
+        sent.push([url.origin, headers.authorization]);
+        return { status: 200, body: JSON.stringify(vector(healthy)) };
+      },
+    });
+    for (const url of [
+      'https://prom.test/x',
+      'https://prom.test:443',
+      'http://prom.test:443',
+      'https://prom.test.',
+      'https://thanos.test:10902',
+      'https://thanos.test',
+      'https://user:pw@prom.test',
+    ]) {
+      await prometheus.observe(workload, at(url));
+    }
+    const token = 'Bearer s3cret-token';
+    expect(sent).toEqual([
+      ['https://prom.test', token],
+      ['https://prom.test', token],
+      ['http://prom.test:443', undefined],
+      ['https://prom.test.', undefined],
+      ['https://thanos.test:10902', token],
+      ['https://thanos.test', undefined],
+      ['https://prom.test', token],
+    ]);
+  });
+
+  test('--prometheus-token-origins adds origins, each exactly', async () => {
+    const thanos = nock('https://thanos.test:10902', withToken)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, vector(healthy));
+    const otherPort = nock('https://thanos.test', withoutToken)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, vector(healthy));
+    const prometheus = tokenSource({ tokenOrigins: ['https://thanos.test:10902'] });
+    expect((await prometheus.observe(workload, at('https://thanos.test:10902/'))).known).toBe(true);
+    expect((await prometheus.observe(workload, at('https://thanos.test'))).known).toBe(true);
+    expect(thanos.isDone()).toBe(true);
+    expect(otherPort.isDone()).toBe(true);
+  });
+
+  test('a token origin reached over http: nothing is sent, and the reason says why', async () => {
+    const scope = answer(200, vector(healthy));
+    const refused = await tokenSource({ defaultUrl: PROM }).observe(workload, policy());
+    expect(refused).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringMatching(
+        /^not sent: the operator's bearer token is never sent over http: \(use https for http:\/\/prom\.test:9090\) \(Prometheus /,
+      ),
+    });
+    expect(scope.isDone()).toBe(false);
+    // Negative control: without a token file the same URL is asked.
+    expect((await source({ defaultUrl: PROM }).observe(workload, policy())).known).toBe(true);
+    expect(scope.isDone()).toBe(true);
+  });
+
+  test('401 and 403 say what the query carried', async () => {
+    nock('https://other.test').get('/api/v1/query').query(true).reply(401, 'login at https://phish.test');
+    const withheld = reasonOf(await tokenSource().observe(workload, at('https://other.test')));
+    expect(withheld).toMatch(
+      /^Prometheus answered HTTP 401 Unauthorized: a body \(no content type\) that is not a Prometheus API response; the query was sent without credentials: the operator's bearer token goes only to the origin of --prometheus-url and to --prometheus-token-origins, over https \(Prometheus https:\/\/other\.test\/api\/v1\/query, /,
+    );
+    expect(withheld).not.toContain('phish');
+
+    nock(PROM_TLS, withToken).get('/api/v1/query').query(true).reply(403, 'no');
+    expect(reasonOf(await tokenSource().observe(workload, policy()))).toContain(
+      "HTTP 403 Forbidden: a body (no content type) that is not a Prometheus API response; the query carried the operator's bearer token (--prometheus-bearer-token-file)",
+    );
+
+    answer(401, '');
+    expect(reasonOf(await source().observe(workload, policy()))).toContain(
+      '; the query was sent without credentials (no --prometheus-bearer-token-file)',
+    );
+    // Negative control: another error status says nothing about credentials.
+    answer(500, '');
+    expect(reasonOf(await source().observe(workload, policy()))).not.toContain('credentials');
+  });
+
+  test.each([301, 302, 307, 308])(
+    'a %i redirect is not followed, and the token does not travel',
+    async (status) => {
+      const first = nock(PROM_TLS, withToken)
+        .get('/api/v1/query')
+        .query(true)
+        .reply(status, '', { location: 'https://evil.test/api/v1/query?query=x' });
+      const elsewhere = nock('https://evil.test')
+        .get('/api/v1/query')
+        .query(true)
+        .reply(200, vector(healthy));
+      const observation = await tokenSource().observe(workload, policy());
+      expect(first.isDone()).toBe(true);
+      expect(elsewhere.isDone()).toBe(false);
+      expect(observation).toMatchObject({ known: false, unavailable: true });
+      expect(reasonOf(observation)).toContain(`HTTP ${status}`);
+      expect(reasonOf(observation)).toContain('a redirect, which the operator does not follow');
+      expect(reasonOf(observation)).not.toContain('evil.test');
+    },
+  );
+});
+
+describe('nothing the server wrote reaches a reason', () => {
+  const MARK = 'zz-server-text-zz';
+  const reply = (status: number, body: unknown, headers: Record<string, string> = json) => ({
+    status,
+    body,
+    headers,
+  });
+  const series = (metric: Record<string, string>, value: string) => ({
+    status: 'success',
+    data: { resultType: 'vector', result: [{ metric, value: [1, value] }] },
+  });
+  test.each([
+    ['an HTML error page', reply(500, `<html>${MARK}</html>`, { 'content-type': 'text/html' })],
+    ['an API error message', reply(400, { status: 'error', errorType: 'bad_data', error: MARK })],
+    ['an errorType', reply(422, { status: 'error', errorType: MARK, error: 'x' })],
+    ['an error in a 200', reply(200, { status: 'error', errorType: 'execution', error: MARK })],
+    ['a content type', reply(502, 'x', { 'content-type': `application/${MARK}` })],
+    ['content-type parameters', reply(502, 'x', { 'content-type': `text/plain; charset=${MARK}` })],
+    ['a 200 that is not JSON', reply(200, `{"${MARK}`)],
+    ['JSON that is not the API', reply(200, { status: MARK })],
+    ['a record key in a malformed vector', reply(200, series({ [MARK]: 1 as unknown as string }, '1'))],
+    ['a result type', reply(200, { status: 'success', data: { resultType: MARK, result: [] } })],
+    ['an le label', reply(200, series({ le: MARK }, '1'))],
+    ['a sample value', reply(200, series({ le: '1' }, MARK))],
+    ['a label name without le', reply(200, series({ [MARK]: 'v' }, '1'))],
+    ['a 401 body', reply(401, MARK, { 'www-authenticate': MARK })],
+    ['a redirect', reply(302, MARK, { location: `https://${MARK}.test/` })],
+  ])('%s', async (_title, { status, body, headers }) => {
+    answer(status, body as nock.Body, headers);
+    const observation = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observe(
+      workload,
+      policy(),
+    );
+    expect(observation.known).toBe(false);
+    expect(reasonOf(observation)).toMatch(/^(Prometheus answered HTTP \d+|the query returned) /);
+    expect(JSON.stringify(observation)).not.toContain(MARK);
+  });
+
+  test('negative control: text the operator was given (the query) is shown, so the check can see it', async () => {
+    answer(500, 'x');
+    const observation = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observe(
+      workload,
+      policy({ query: `sum by (le) (${MARK.replaceAll('-', '_')}_bucket)` }),
+    );
+    expect(JSON.stringify(observation)).toContain(MARK.replaceAll('-', '_'));
+  });
+});
+
 describe('PrometheusSource over real TLS', () => {
   test('trusts the CA file in addition to the default CAs; without it the certificate is refused', async () => {
     const pki = await generatePki([]);
@@ -590,8 +786,6 @@ describe('PrometheusSource over real TLS', () => {
   });
 });
 
-const reasonOf = (o: LatencyObservation | undefined) => (o && !o.known ? o.reason : '');
-
 describe('grouped queries (one per policy and chunk of namespaces)', () => {
   const w = (namespace: string, name: string): Workload => ({ namespace, name, podLabels: { app: name } });
 
@@ -625,27 +819,24 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     const seen: string[] = [];
     const series = (namespace: string, workload: string, pairs: [string, string][]) =>
       pairs.map(([le, count]) => ({ metric: { namespace, workload, le }, value: [1_750_000_000, count] }));
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, (request: Request) => {
-        seen.push(new URL(request.url).searchParams.get('query') ?? '');
-        return {
-          status: 'success',
-          data: {
-            resultType: 'vector',
-            result: [
-              ...series('shop', 'checkout', healthy),
-              ...series('lab', 'web', [
-                ['0.1', '100'],
-                ['+Inf', '100'],
-              ]),
-              // A pod that is not a Deployment's: no workload label, ignored.
-              { metric: { namespace: 'shop', le: '+Inf' }, value: [1_750_000_000, '7'] },
-            ],
-          },
-        };
-      });
+    answer(200, (request: Request) => {
+      seen.push(new URL(request.url).searchParams.get('query') ?? '');
+      return {
+        status: 'success',
+        data: {
+          resultType: 'vector',
+          result: [
+            ...series('shop', 'checkout', healthy),
+            ...series('lab', 'web', [
+              ['0.1', '100'],
+              ['+Inf', '100'],
+            ]),
+            // A pod that is not a Deployment's: no workload label, ignored.
+            { metric: { namespace: 'shop', le: '+Inf' }, value: [1_750_000_000, '7'] },
+          ],
+        },
+      };
+    });
     const long = 'x'.repeat(50);
     const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
       [w('shop', 'checkout'), w('lab', 'web'), w('lab', 'idle'), w('shop', long)],
@@ -669,7 +860,7 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
   });
 
   test('observeMany: Prometheus down makes every workload of the chunk unavailable; a custom query is not grouped', async () => {
-    nock(PROM).get('/api/v1/query').query(true).reply(503, 'overloaded');
+    answer(503, 'overloaded');
     const source = new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 });
     const down = await source.observeMany([w('shop', 'a'), w('shop', 'b')], policy());
     expect([...down.values()].map((o) => !o.known && o.unavailable)).toEqual([true, true]);

@@ -11,6 +11,14 @@
 // copy in node_modules today is 8.x, pulled in by @kubernetes/client-node, while Node 24 bundles
 // 7.x). An https.Agent with `ca` does the same with no dependency, and nock intercepts it.
 //
+// Credentials and answers cross a trust boundary (docs/design/prometheus-credentials.md): the
+// bearer token goes only to the origin of --prometheus-url and to --prometheus-token-origins,
+// only over https, and redirects are not followed (node:http never does). A policy may name any
+// URL, and reasons end up in policy status and in namespaced PolicyReports, so nothing the
+// server wrote (body, error message, headers, label values) is copied into a reason: reasons say
+// what failed in the operator's own words, with the HTTP status, the content type when it is one
+// of a short list and the Prometheus API's errorType when it is one of the API's own values.
+//
 // Pure parts (query building, template substitution, response interpretation) are exported for
 // tests and for e2e tests against a real Prometheus; I/O (files, network) stays in the class and
 // in createNodeHttpGet.
@@ -254,10 +262,74 @@ function shorten(text: string, max: number): string {
 
 // --- the response ------------------------------------------------------------------------------
 
+/**
+ * The errorType values of the Prometheus HTTP API (web/api/v1/api.go), each with what it means
+ * in the operator's words. Another errorType is called unrecognized, never quoted; the `error`
+ * message is never copied (it is the server's text, and may quote the query).
+ */
+const PROMETHEUS_ERROR_TYPES: Readonly<Record<string, string>> = {
+  bad_data: 'the query or a parameter is invalid (run the query in Prometheus to see why)',
+  execution: 'the query could not be executed',
+  timeout: 'the query timed out in Prometheus',
+  canceled: 'the query was canceled in Prometheus',
+  internal: 'an internal error of Prometheus',
+  unavailable: 'Prometheus is unavailable',
+  not_found: 'not found',
+  not_acceptable: 'not acceptable',
+};
+
+/** The Prometheus API's result types; another is called unrecognized, never quoted. */
+const RESULT_TYPES: ReadonlySet<string> = new Set(['matrix', 'vector', 'scalar', 'string']);
+
+/** Keys of the response schemas: what a zod path may show besides array indexes. */
+const SCHEMA_KEYS: ReadonlySet<string> = new Set([
+  'status',
+  'errorType',
+  'data',
+  'resultType',
+  'result',
+  'metric',
+  'value',
+]);
+
+/** Media types named in reasons; any other is "another content type", never quoted. */
+const CONTENT_TYPES: ReadonlySet<string> = new Set([
+  'application/json',
+  'application/problem+json',
+  'application/xml',
+  'application/octet-stream',
+  'text/html',
+  'text/plain',
+  'text/xml',
+]);
+
+/** An API error object in the operator's words: its errorType when it is one of the API's. */
+function apiError(errorType: unknown): string {
+  if (typeof errorType === 'string' && Object.hasOwn(PROMETHEUS_ERROR_TYPES, errorType)) {
+    return `a Prometheus API error ${errorType} (${PROMETHEUS_ERROR_TYPES[errorType]})`;
+  }
+  return 'a Prometheus API error of an unrecognized type';
+}
+
+/** `HTTP 502 Bad Gateway`: the code and Node's own name for it. */
+function httpStatus(status: number): string {
+  const name = http.STATUS_CODES[status];
+  return name === undefined ? `HTTP ${status}` : `HTTP ${status} ${name}`;
+}
+
+/**
+ * The response's Content-Type as shown in reasons: `content type text/html` for a media type of
+ * CONTENT_TYPES (parameters dropped), and never the header's own text otherwise.
+ */
+export function describeContentType(header: string | undefined): string {
+  if (header === undefined || header.trim() === '') return 'no content type';
+  const media = header.split(';')[0]?.trim().toLowerCase() ?? '';
+  return CONTENT_TYPES.has(media) ? `content type ${media}` : 'another content type';
+}
+
 const ErrorBodySchema = z.object({
   status: z.literal('error'),
-  errorType: z.string().optional(),
-  error: z.string().optional(),
+  errorType: z.unknown().optional(),
 });
 
 const SuccessBodySchema = z.object({
@@ -286,16 +358,44 @@ function parsePromFloat(text: string): number {
   return Number(t);
 }
 
+/**
+ * The first issue: zod's own message, and its path with only indexes and the schemas' own keys
+ * (a record's keys come from the response, and are not shown).
+ */
 function zodSummary(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid';
-  const path = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-  return `${path}${issue.message}`;
+  const path = issue.path
+    .map((key) => (typeof key === 'number' || (typeof key === 'string' && SCHEMA_KEYS.has(key)) ? key : '…'))
+    .join('.');
+  return `${path === '' ? '' : `${path}: `}${issue.message}`;
 }
 
 export interface HttpResponse {
   status: number;
   body: string;
+  /** The Content-Type header, if any. */
+  contentType?: string | undefined;
+}
+
+/**
+ * What a query carried: `token` the operator's bearer token; `withheld` nothing, a token being
+ * configured but the URL not being one of its origins; `none` nothing, no token configured.
+ */
+export type QueryCredentials = 'token' | 'withheld' | 'none';
+
+/** Said after a 401 or 403: what the query carried, so the reader knows what to fix. */
+function credentialsNote(credentials: QueryCredentials | undefined): string {
+  switch (credentials) {
+    case 'token':
+      return "; the query carried the operator's bearer token (--prometheus-bearer-token-file)";
+    case 'withheld':
+      return "; the query was sent without credentials: the operator's bearer token goes only to the origin of --prometheus-url and to --prometheus-token-origins, over https";
+    case 'none':
+      return '; the query was sent without credentials (no --prometheus-bearer-token-file)';
+    case undefined:
+      return '';
+  }
 }
 
 export interface QueryContext {
@@ -304,6 +404,8 @@ export interface QueryContext {
   /** The endpoint queried (credentials are never shown). */
   url: URL;
   query: string;
+  /** What the query carried; said when Prometheus answers 401 or 403. */
+  credentials?: QueryCredentials | undefined;
 }
 
 /** `(Prometheus <endpoint>, query <query>)`, appended to every reason about one query. */
@@ -342,44 +444,52 @@ export function parseVectorResponse(
     observation: { known: false, source, reason: `${reason} ${at}` } as LatencyObservation,
   });
 
+  // Nothing the server wrote is quoted (see the top of this file): its status code, a listed
+  // content type and the API's own errorType values say what went wrong.
+  const answered = `Prometheus answered ${httpStatus(response.status)}`;
+  const body = `a body (${describeContentType(response.contentType)})`;
   let json: unknown;
-  let jsonError: string | undefined;
+  let isJson = true;
   try {
     json = JSON.parse(response.body);
-  } catch (err) {
-    jsonError = (err as Error).message;
+  } catch {
+    // The SyntaxError quotes the body: not kept.
+    isJson = false;
   }
   const ok = response.status >= 200 && response.status < 300;
   if (!ok) {
-    const error = ErrorBodySchema.safeParse(json);
-    const detail = error.success
-      ? `${error.data.errorType ?? 'error'}: ${error.data.error ?? '(no message)'}`
-      : shorten(response.body, 200) || '(empty body)';
-    return unavailable(`Prometheus answered HTTP ${response.status}: ${detail}`);
+    const error = isJson ? ErrorBodySchema.safeParse(json) : undefined;
+    const detail =
+      response.status >= 300 && response.status < 400
+        ? 'a redirect, which the operator does not follow'
+        : error?.success
+          ? apiError(error.data.errorType)
+          : `${body} that is not a Prometheus API response`;
+    const credentials =
+      response.status === 401 || response.status === 403 ? credentialsNote(context.credentials) : '';
+    return unavailable(`${answered}: ${detail}${credentials}`);
   }
-  if (jsonError !== undefined) {
+  if (!isJson) return unavailable(`${answered} with ${body} that is not JSON: not a Prometheus API response`);
+  const api = ApiBodySchema.safeParse(json);
+  if (!api.success) {
     return unavailable(
-      `Prometheus answered HTTP ${response.status} with a body that is not JSON (${jsonError}): ${shorten(response.body, 200) || '(empty body)'}`,
+      `${answered} with JSON that is not a Prometheus API response (${zodSummary(api.error)})`,
     );
   }
-  const body = ApiBodySchema.safeParse(json);
-  if (!body.success) {
-    return unavailable(
-      `Prometheus answered with a body that is not an API response (${zodSummary(body.error)})`,
-    );
-  }
-  if (body.data.status === 'error') {
-    return unavailable(
-      `Prometheus answered with an error: ${body.data.errorType ?? 'error'}: ${body.data.error ?? '(no message)'}`,
-    );
-  }
-  const { resultType, result } = body.data.data;
+  if (api.data.status === 'error') return unavailable(`${answered} with ${apiError(api.data.errorType)}`);
+  const { resultType, result } = api.data.data;
   if (resultType !== 'vector') {
-    return unknown(`the query returned a ${resultType}, not a vector of per-le bucket counts`);
+    const what = RESULT_TYPES.has(resultType) ? `a ${resultType}` : 'a result of an unrecognized type';
+    return unknown(`the query returned ${what}, not a vector of per-le bucket counts`);
   }
   const vector = VectorResultSchema.safeParse(result);
   if (!vector.success) return unknown(`the query returned a malformed vector (${zodSummary(vector.error)})`);
   return { series: vector.data };
+}
+
+/** An le bound as Prometheus writes it. */
+function formatLe(le: number): string {
+  return le === Number.POSITIVE_INFINITY ? '+Inf' : le === Number.NEGATIVE_INFINITY ? '-Inf' : String(le);
 }
 
 /** One workload's per-le series, read as a histogram: the quantile, or why there is none. */
@@ -406,14 +516,15 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
     const leText = one.metric.le;
     if (leText === undefined) {
       return unknown(
-        `the query returned a series without an le label (${shorten(JSON.stringify(one.metric), 120)}): it must return the per-le bucket counts, e.g. sum by (le) (increase(<metric>_bucket{...}[<window>]))`,
+        `the query returned a series without an le label: it must return the per-le bucket counts, e.g. sum by (le) (increase(<metric>_bucket{...}[<window>]))`,
       );
     }
+    // Label values and sample values are the server's text: shown only as the numbers parsed.
     const le = parsePromFloat(leText);
     const count = parsePromFloat(one.value[1]);
-    if (Number.isNaN(le)) return unknown(`the query returned a series with le="${leText}", not a number`);
+    if (Number.isNaN(le)) return unknown('the query returned a series whose le label is not a number');
     if (!Number.isFinite(count) || count < 0) {
-      return unknown(`the query returned the count "${one.value[1]}" for le="${leText}", not a count`);
+      return unknown(`the query returned a sample for le="${formatLe(le)}" that is not a count`);
     }
     buckets.push({ le, count });
   }
@@ -502,8 +613,45 @@ export function createNodeHttpGet(): HttpGet {
       }
       chunks.push(chunk);
     }
-    return { status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') };
+    return {
+      status: response.statusCode ?? 0,
+      body: Buffer.concat(chunks).toString('utf8'),
+      contentType: response.headers['content-type'],
+    };
   };
+}
+
+// --- where the token goes ------------------------------------------------------------------------
+
+/**
+ * An entry of --prometheus-token-origins as its origin (`https://host[:port]`, default port
+ * dropped, host lowercased, as URL.origin writes it), or why it is not one, as a predicate ("is
+ * not a URL", "has credentials"). https only, and nothing but scheme, host and port: a path,
+ * query, fragment or credentials would suggest a narrower scope than the origin the token goes to.
+ */
+export function parseTokenOrigin(text: string): { ok: true; origin: string } | { ok: false; reason: string } {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return { ok: false, reason: 'is not a URL' };
+  }
+  if (url.protocol !== 'https:')
+    return { ok: false, reason: 'is not https (the token is only sent over https)' };
+  if (url.username !== '' || url.password !== '') return { ok: false, reason: 'has credentials' };
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || /[?#]/.test(text)) {
+    return { ok: false, reason: 'has a path, query or fragment: an origin is https://host[:port]' };
+  }
+  return { ok: true, origin: url.origin };
+}
+
+/** URL.origin of a URL text, or undefined when it does not parse. */
+function originOf(text: string): string | undefined {
+  try {
+    return new URL(text).origin;
+  } catch {
+    return undefined;
+  }
 }
 
 // --- the source ----------------------------------------------------------------------------------
@@ -511,8 +659,14 @@ export function createNodeHttpGet(): HttpGet {
 export interface PrometheusSourceOptions {
   /** The operator-wide Prometheus (--prometheus-url), used when a policy names none. */
   defaultUrl?: string | undefined;
-  /** Its content is sent as `Authorization: Bearer ...`; read at every request (rotation). */
+  /**
+   * Its content is sent as `Authorization: Bearer ...`, read at every request (rotation), only
+   * to the origin of defaultUrl and to tokenOrigins, and never over http: a query to such an
+   * origin over http is not sent. Other URLs are queried without it.
+   */
   bearerTokenFile?: string | undefined;
+  /** Origins besides defaultUrl's that get the bearer token (--prometheus-token-origins). */
+  tokenOrigins?: readonly string[] | undefined;
   /** A PEM bundle trusted for https in addition to the default CAs; read at every request. */
   caFile?: string | undefined;
   /** One query (credentials read included) may take this long (--latency-timeout-ms). */
@@ -534,6 +688,8 @@ function errorMessage(err: unknown): string {
 export class PrometheusSource implements LatencySource {
   readonly #defaultUrl: string | undefined;
   readonly #bearerTokenFile: string | undefined;
+  /** URL.origin values; an http one makes its queries fail rather than carry the token. */
+  readonly #tokenOrigins: ReadonlySet<string>;
   readonly #caFile: string | undefined;
   readonly #timeoutMs: number;
   readonly #httpGet: HttpGet;
@@ -542,6 +698,11 @@ export class PrometheusSource implements LatencySource {
   constructor(options: PrometheusSourceOptions) {
     this.#defaultUrl = options.defaultUrl;
     this.#bearerTokenFile = options.bearerTokenFile;
+    this.#tokenOrigins = new Set(
+      [options.defaultUrl, ...(options.tokenOrigins ?? [])]
+        .map((text) => (text === undefined ? undefined : originOf(text)))
+        .filter((origin): origin is string => origin !== undefined && origin !== 'null'),
+    );
     this.#caFile = options.caFile;
     this.#timeoutMs = options.timeoutMs;
     this.#httpGet = options.httpGet ?? createNodeHttpGet();
@@ -660,7 +821,11 @@ export class PrometheusSource implements LatencySource {
         observation: { known: false, unavailable: true, source, reason: `invalid Prometheus URL ${shown}` },
       };
     }
-    const context: QueryContext = { workload, policy, url, query };
+    // The token goes to its origins only (never a third party a policy names), over https only.
+    const sendToken = this.#bearerTokenFile !== undefined && this.#tokenOrigins.has(url.origin);
+    const credentials: QueryCredentials =
+      this.#bearerTokenFile === undefined ? 'none' : sendToken ? 'token' : 'withheld';
+    const context: QueryContext = { workload, policy, url, query, credentials };
     const fail = (reason: string) => ({
       observation: {
         known: false,
@@ -684,9 +849,14 @@ export class PrometheusSource implements LatencySource {
       accept: 'application/json',
       'user-agent': 'graceful-shutdown-operator',
     };
+    if (sendToken && url.protocol !== 'https:') {
+      return fail(
+        `not sent: the operator's bearer token is never sent over ${url.protocol} (use https for ${url.origin})`,
+      );
+    }
     let ca: string | undefined;
     try {
-      if (this.#bearerTokenFile !== undefined) {
+      if (sendToken && this.#bearerTokenFile !== undefined) {
         const token = (await readFile(this.#bearerTokenFile, { encoding: 'utf8', signal: combined })).trim();
         if (token === '') return fail(`the bearer token file ${this.#bearerTokenFile} is empty`);
         headers.authorization = `Bearer ${token}`;
