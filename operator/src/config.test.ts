@@ -205,6 +205,71 @@ describe('loadConfig rejects bad values, naming the flag', () => {
   });
 });
 
+describe('Prometheus credentials: the token goes to named https origins only', () => {
+  const TOKEN = ['--prometheus-bearer-token-file', '/var/run/token'];
+
+  test('none by default; origins are normalized and deduplicated, from the flag or the environment', () => {
+    expect(loadConfig([], {}, HOST).prometheusTokenOrigins).toEqual([]);
+    const config = loadConfig(
+      [
+        ...TOKEN,
+        '--prometheus-url',
+        'https://prometheus.monitoring:9090',
+        '--prometheus-token-origins',
+        'https://Thanos.example:443, https://thanos.example/,https://mimir.example:8443,,',
+      ],
+      {},
+      HOST,
+    );
+    expect(config.prometheusTokenOrigins).toEqual(['https://thanos.example', 'https://mimir.example:8443']);
+    expect(
+      loadConfig(TOKEN, { PROMETHEUS_TOKEN_ORIGINS: 'https://thanos.example' }, HOST).prometheusTokenOrigins,
+    ).toEqual(['https://thanos.example']);
+  });
+
+  test.each([
+    ['http', 'http://thanos.example', 'is not https (the token is only sent over https)'],
+    ['a path', 'https://thanos.example/api', 'has a path, query or fragment'],
+    ['a query', 'https://thanos.example?x=1', 'has a path, query or fragment'],
+    ['credentials', 'https://u:p@thanos.example', 'has credentials'],
+    ['not a URL', 'thanos.example', 'is not a URL'],
+  ])('an entry with %s is refused, quoted, the flag named', (_title, entry, why) => {
+    const message = configError([...TOKEN, '--prometheus-token-origins', `https://ok.example,${entry}`]);
+    expect(message).toContain(`--prometheus-token-origins: "${entry}" ${why}`);
+    expect(configError(TOKEN, { PROMETHEUS_TOKEN_ORIGINS: entry })).toContain(
+      `PROMETHEUS_TOKEN_ORIGINS (--prometheus-token-origins): "${entry}" ${why}`,
+    );
+  });
+
+  test('a token for an http --prometheus-url is refused at start', () => {
+    expect(configError([...TOKEN, '--prometheus-url', 'http://prometheus.monitoring:9090/prom'])).toBe(
+      '--prometheus-bearer-token-file: the token is only sent over https, and --prometheus-url is http://prometheus.monitoring:9090: use an https URL (--prometheus-ca-file trusts a private CA) or no token',
+    );
+    // Negative controls: http without a token, https with one.
+    expect(loadConfig(['--prometheus-url', 'http://p:9090'], {}, HOST).prometheusUrl).toBe('http://p:9090');
+    expect(
+      loadConfig([...TOKEN, '--prometheus-url', 'https://p:9090'], {}, HOST).prometheusBearerTokenFile,
+    ).toBe('/var/run/token');
+  });
+
+  test('a token with nowhere to go, or origins without a token, are refused', () => {
+    expect(configError(TOKEN)).toBe(
+      '--prometheus-bearer-token-file: the token goes only to the origin of --prometheus-url and to --prometheus-token-origins: set one of them',
+    );
+    expect(configError(['--prometheus-token-origins', 'https://thanos.example'])).toBe(
+      '--prometheus-token-origins needs --prometheus-bearer-token-file',
+    );
+    expect(
+      loadConfig([...TOKEN, '--prometheus-token-origins', 'https://t.example'], {}, HOST).prometheusUrl,
+    ).toBe(undefined);
+  });
+
+  test('the usage lists the flag', () => {
+    expect(usage).toContain('--prometheus-token-origins');
+    expect(usage).toContain('[PROMETHEUS_TOKEN_ORIGINS]');
+  });
+});
+
 describe('webhook settings', () => {
   test('--webhook-certificates External: the Secret and the caBundle are kept by someone else', () => {
     const webhook = loadConfig(['--webhook-certificates', 'External'], {}, HOST).webhook;

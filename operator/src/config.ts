@@ -2,11 +2,30 @@
 // validated at start so a bad value stops the operator with the flag named.
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { parseTokenOrigin } from './latency/prometheus.ts';
 import { BACKDATE_MS } from './webhook/certificates.ts';
 
 const durationMs = z.coerce.number().int().min(0).max(86_400_000);
 /** Durations that drive request loops: 0 would spin against the apiserver. */
 const loopMs = z.coerce.number().int().min(100).max(86_400_000);
+
+/**
+ * A comma-separated list of https origins, each normalized as URL.origin writes it; an entry
+ * that is not one is refused, quoted with why.
+ */
+const tokenOrigins = z.string().transform((text, ctx) => {
+  const origins: string[] = [];
+  for (const entry of text.split(',').map((e) => e.trim())) {
+    if (entry === '') continue;
+    const parsed = parseTokenOrigin(entry);
+    if (!parsed.ok) {
+      ctx.issues.push({ code: 'custom', input: text, message: `"${entry}" ${parsed.reason}` });
+      return z.NEVER;
+    }
+    if (!origins.includes(parsed.origin)) origins.push(parsed.origin);
+  }
+  return origins;
+});
 
 /** One setting: its flag, its environment variable and its schema (with the default). */
 const settings = {
@@ -43,6 +62,9 @@ const settings = {
     env: 'PROMETHEUS_BEARER_TOKEN_FILE',
     schema: z.string().min(1).optional(),
   },
+  // The token goes to the origin of --prometheus-url and to these, over https only
+  // (docs/design/prometheus-credentials.md).
+  'prometheus-token-origins': { env: 'PROMETHEUS_TOKEN_ORIGINS', schema: tokenOrigins.default([]) },
   'prometheus-ca-file': { env: 'PROMETHEUS_CA_FILE', schema: z.string().min(1).optional() },
   'latency-refresh-ms': { env: 'LATENCY_REFRESH_MS', schema: loopMs.default(30_000) },
   'latency-timeout-ms': { env: 'LATENCY_TIMEOUT_MS', schema: loopMs.default(10_000) },
@@ -130,8 +152,13 @@ export interface OperatorConfig {
   shutdownGraceMs: number;
   /** Operator-wide default Prometheus for policies with observedLatency.source Prometheus. */
   prometheusUrl: string | undefined;
-  /** Sent as `Authorization: Bearer <file content>` to Prometheus; read at each request (rotation). */
+  /**
+   * Sent as `Authorization: Bearer <file content>`, read at each request (rotation), only to the
+   * origin of prometheusUrl and to prometheusTokenOrigins, over https.
+   */
   prometheusBearerTokenFile: string | undefined;
+  /** Origins (`https://host[:port]`) besides prometheusUrl's that get the bearer token. */
+  prometheusTokenOrigins: string[];
   /** PEM bundle trusted for an https Prometheus, in addition to the system's. */
   prometheusCaFile: string | undefined;
   webhook: WebhookConfig;
@@ -183,6 +210,30 @@ ${Object.entries(settings)
   .map(([flag, s]) => `  --${flag.padEnd(28)} [${s.env}]`)
   .join('\n')}`;
 
+/**
+ * The bearer token goes only to the origin of --prometheus-url and to --prometheus-token-origins,
+ * over https only: a token with nowhere to go, an origin list without a token, and a token for an
+ * http --prometheus-url are refused at start rather than found out query by query.
+ */
+function checkPrometheusCredentials(config: OperatorConfig): void {
+  const { prometheusUrl: url, prometheusBearerTokenFile: token, prometheusTokenOrigins: origins } = config;
+  if (token === undefined) {
+    if (origins.length > 0)
+      throw new ConfigError('--prometheus-token-origins needs --prometheus-bearer-token-file');
+    return;
+  }
+  if (url !== undefined && new URL(url).protocol !== 'https:') {
+    throw new ConfigError(
+      `--prometheus-bearer-token-file: the token is only sent over https, and --prometheus-url is ${new URL(url).origin}: use an https URL (--prometheus-ca-file trusts a private CA) or no token`,
+    );
+  }
+  if (url === undefined && origins.length === 0) {
+    throw new ConfigError(
+      '--prometheus-bearer-token-file: the token goes only to the origin of --prometheus-url and to --prometheus-token-origins: set one of them',
+    );
+  }
+}
+
 /** Reads flags (first) and environment variables (fallback); throws ConfigError naming the flag. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: string): OperatorConfig {
   let values: Record<string, string | boolean | undefined>;
@@ -230,6 +281,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
     shutdownGraceMs: read('shutdown-grace-ms'),
     prometheusUrl: read('prometheus-url'),
     prometheusBearerTokenFile: read('prometheus-bearer-token-file'),
+    prometheusTokenOrigins: read('prometheus-token-origins'),
     prometheusCaFile: read('prometheus-ca-file'),
     latency: {
       refreshMs: read('latency-refresh-ms'),
@@ -251,6 +303,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
       checkMs: read('webhook-check-ms'),
     },
   };
+  checkPrometheusCredentials(config);
   const w = config.webhook;
   // A rotation step must reach every replica within the overlap, and fit in the lifetimes.
   if (!(w.checkMs < w.overlapMs))
