@@ -1,10 +1,12 @@
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
+import { Gauge } from 'prom-client';
 import { afterEach, describe, expect, test } from 'vitest';
-import { createDemoService, type DemoService, INSTANCE_HEADER } from './app.ts';
+import { createDemoService, type DemoService, guardHandler, INSTANCE_HEADER } from './app.ts';
 import { loadConfig } from './config.ts';
+import { destroyRawClients, exchange, rawClient, statusOf, until } from './test-support.ts';
 
 function get(port: number, path: string): Promise<{ status?: number; body: string; instance?: string }> {
   return new Promise((resolve, reject) => {
@@ -23,14 +25,15 @@ function get(port: number, path: string): Promise<{ status?: number; body: strin
 
 let service: DemoService | undefined;
 afterEach(() => {
+  destroyRawClients();
   service?.server.closeAllConnections();
   service?.server.close();
   service = undefined;
 });
 
-async function start(env: Record<string, string> = {}) {
+async function start(env: Record<string, string> = {}, logger: Logger = pino({ level: 'silent' })) {
   const config = loadConfig({ LATENCY_PROFILE: 'fixed:1', PROPAGATION_DELAY_SECONDS: '0.3', ...env }, []);
-  service = createDemoService(config, pino({ level: 'silent' }));
+  service = createDemoService(config, logger);
   await new Promise<void>((resolve) => service?.server.listen(0, '127.0.0.1', resolve));
   return { ...service, port: (service.server.address() as AddressInfo).port };
 }
@@ -72,5 +75,231 @@ describe('demo-service routes', () => {
     const after = await metrics.registry.metrics();
     expect(after).toMatch(/^http_server_drain_phase 3$/m);
     expect(after).toMatch(/^http_server_shutdown_duration_seconds 0\.\d+$/m);
+  });
+});
+
+/** A raw request that closes its connection after the answer. */
+const raw = (target: string, headers = '', method = 'GET'): string =>
+  `${method} ${target} HTTP/1.1\r\nHost: demo\r\n${headers}Connection: close\r\n\r\n`;
+
+/** A pino logger whose lines land in `lines`. */
+function recordingLogger(): { logger: Logger; lines: { level: number; msg: string }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  return { logger, lines };
+}
+
+describe('demo-service with hostile clients', () => {
+  test('a request target URL cannot parse gets 400, and the server keeps serving', async () => {
+    // Negative control: Node's parser hands such targets to the handler, where `new URL` throws
+    // (the old handler called it unguarded: the process exited).
+    const seen: string[] = [];
+    const bare = createServer((req, res) => {
+      seen.push(req.url ?? '');
+      res.end();
+    });
+    await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+    await exchange((bare.address() as AddressInfo).port, raw('http://[/x'));
+    bare.close();
+    expect(seen).toEqual(['http://[/x']);
+    expect(() => new URL('http://[/x', 'http://localhost')).toThrow();
+
+    const { port } = await start();
+    for (const target of ['http://[/x', '//[/x', 'http://demo:99999/work']) {
+      expect(statusOf(await exchange(port, raw(target))), target).toBe(400);
+    }
+    // An absolute-form target URL can parse is routed by its path.
+    expect(statusOf(await exchange(port, raw('http://elsewhere/healthz')))).toBe(200);
+    expect((await get(port, '/healthz')).status).toBe(200);
+  });
+
+  test("requests Node's parser rejects get 400, or 431 for too large or too many headers, and never reach a handler", async () => {
+    const { port } = await start();
+    const rejected = {
+      'unknown method': raw('/healthz', '', 'FOO'),
+      'space in the target': raw('/a b'),
+      'not HTTP': '\x00\x01 hello\r\n\r\n',
+      'two Content-Length': raw('/healthz', 'Content-Length: 1\r\nContent-Length: 2\r\n'),
+      'header over 16 KiB': raw('/healthz', `X-Big: ${'a'.repeat(17 * 1024)}\r\n`),
+      'over 100 headers': raw('/healthz', 'X-Many: 1\r\n'.repeat(100)),
+    };
+    const statuses = Object.fromEntries(
+      await Promise.all(
+        Object.entries(rejected).map(async ([what, data]) => [what, statusOf(await exchange(port, data))]),
+      ),
+    );
+    expect(statuses).toEqual({
+      'unknown method': 400,
+      'space in the target': 400,
+      'not HTTP': 400,
+      'two Content-Length': 400,
+      'header over 16 KiB': 431,
+      'over 100 headers': 431,
+    });
+    // Controls: just inside the limits is served.
+    expect(statusOf(await exchange(port, raw('/healthz', `X-Big: ${'a'.repeat(15 * 1024)}\r\n`)))).toBe(200);
+    expect(statusOf(await exchange(port, raw('/healthz', 'X-Many: 1\r\n'.repeat(97))))).toBe(200);
+    // The handler counted only the two controls.
+    const text = (await get(port, '/metrics')).body;
+    expect(text).toMatch(
+      /^http_request_duration_seconds_count\{method="GET",route="\/healthz",status_code="200"\} 2$/m,
+    );
+    expect(text).not.toContain('status_code="4');
+  });
+
+  test('a request with a body gets 413 (405 for another method) and its connection closes without reading the body', async () => {
+    const { port } = await start();
+    // Announces a megabyte and sends ten bytes: answered and closed at once, not read to the end.
+    const get = await rawClient(
+      port,
+      'GET /healthz HTTP/1.1\r\nHost: demo\r\nContent-Length: 1000000\r\n\r\n0123456789',
+    );
+    const answer = await get.closed();
+    expect(statusOf(answer)).toBe(413);
+    expect(answer).toContain('Connection: close');
+    const post = await rawClient(
+      port,
+      'POST /work HTTP/1.1\r\nHost: demo\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n',
+    );
+    expect(statusOf(await post.closed())).toBe(405);
+    // Control: without a body the connection stays open for the next request.
+    const plain = await rawClient(port, 'GET /healthz HTTP/1.1\r\nHost: demo\r\n\r\n');
+    await until(() => plain.received.endsWith('ok\n'), 'the answer arrives');
+    expect(plain.isClosed).toBe(false);
+  });
+
+  test('clients that never finish their headers, or send nothing, get 408 after HEADERS_TIMEOUT_SECONDS', async () => {
+    const { port } = await start({ HEADERS_TIMEOUT_SECONDS: '0.5', KEEP_ALIVE_TIMEOUT_SECONDS: '30' });
+    const idle = await rawClient(port, 'GET /healthz HTTP/1.1\r\nHost: demo\r\n\r\n');
+    await until(() => idle.received.endsWith('ok\n'), 'the keep-alive answer arrives');
+    // Both connect after `idle` went idle, so when they time out `idle` has been idle longer.
+    const slow = await rawClient(port, 'GET /healthz HTTP/1.1\r\nHost: demo\r\n');
+    const silent = await rawClient(port);
+    expect(statusOf(await slow.closed())).toBe(408);
+    expect(statusOf(await silent.closed())).toBe(408);
+    // The timeout counts from a request's first byte: an idle keep-alive socket is not cut by it.
+    expect(idle.isClosed).toBe(false);
+    idle.socket.write(raw('/healthz'));
+    expect((await idle.closed()).match(/HTTP\/1\.1 200 /g)).toHaveLength(2);
+  });
+
+  test('timeouts in fractions of a millisecond still start a server (Node takes whole milliseconds only)', async () => {
+    const { port, server } = await start({
+      KEEP_ALIVE_TIMEOUT_SECONDS: '1.2345',
+      HEADERS_TIMEOUT_SECONDS: '2.0005',
+    });
+    expect([server.keepAliveTimeout, server.headersTimeout, server.requestTimeout]).toEqual([
+      1235, 2001, 2001,
+    ]);
+    expect((await get(port, '/healthz')).status).toBe(200);
+  });
+
+  test('beyond MAX_CONNECTIONS a connection is closed at once without an answer, and counted', async () => {
+    const { port, server } = await start({ MAX_CONNECTIONS: '2' });
+    let open = 0;
+    server.on('connection', (socket) => {
+      open += 1;
+      socket.once('close', () => (open -= 1));
+    });
+    const first = await rawClient(port);
+    await rawClient(port);
+    await until(() => open === 2, 'both connections are accepted');
+    expect(await exchange(port, raw('/healthz'))).toBe('');
+    first.socket.destroy();
+    await until(() => open === 1, 'the server sees the first connection closed');
+    expect(statusOf(await exchange(port, raw('/metrics')))).toBe(200);
+    expect(await exchange(port, raw('/metrics'))).toMatch(/^http_server_dropped_connections_total 1$/m);
+  });
+
+  test('a failing metrics collection answers 500, logged, and the server keeps serving', async () => {
+    const { logger, lines } = recordingLogger();
+    const { metrics, port } = await start({}, logger);
+    new Gauge({
+      name: 'broken_metric',
+      help: 'its collect throws',
+      registers: [metrics.registry],
+      collect() {
+        throw new Error('collector broke');
+      },
+    });
+    expect((await get(port, '/metrics')).status).toBe(500);
+    expect(lines).toContainEqual(expect.objectContaining({ level: 50, msg: 'request handler failed' }));
+    metrics.registry.removeSingleMetric('broken_metric');
+    expect((await get(port, '/metrics')).status).toBe(200);
+  });
+
+  test('a slow client is cut by HEADERS_TIMEOUT_SECONDS during a drain, not held until the deadline', async () => {
+    const { drain, port, server } = await start({
+      HEADERS_TIMEOUT_SECONDS: '0.5',
+      PROPAGATION_DELAY_SECONDS: '0',
+      TERMINATION_GRACE_PERIOD_SECONDS: '10',
+    });
+    let accepted = 0;
+    server.on('connection', () => (accepted += 1));
+    const slow = await rawClient(port, 'GET /work HTTP/1.1\r\nHost: demo\r\n');
+    await until(() => accepted === 1, 'the slow connection is accepted');
+    // Node's header-timeout check keeps running once the drain has closed the listener.
+    expect(await drain.drain('test')).toMatchObject({
+      outcome: 'drained',
+      forcedCloses: 0,
+      idleClosesAtDeadline: 0,
+    });
+    expect(statusOf(await slow.closed())).toBe(408);
+  });
+});
+
+describe('guardHandler', () => {
+  test('whatever a handler throws, at once or later, is a 500 for that request only, logged; the server keeps serving', async () => {
+    const { logger, lines } = recordingLogger();
+    const server = createServer(
+      guardHandler(async (req, res) => {
+        switch (req.url) {
+          case '/throws':
+            throw new Error('sync');
+          case '/rejects':
+            await new Promise((r) => setImmediate(r));
+            throw new Error('async');
+          case '/after-headers':
+            res.writeHead(200, { 'Content-Type': 'text/plain' });
+            res.write('partial');
+            await new Promise((r) => setImmediate(r));
+            throw new Error('after the status line');
+          case '/write-after-end':
+            res.end('once\n');
+            res.write('again');
+            return;
+          default:
+            res.end('ok\n');
+        }
+      }, logger),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      // The first one is a plain function throwing synchronously, before any await.
+      const sync = createServer(
+        guardHandler(() => {
+          throw new Error('plain sync');
+        }, logger),
+      );
+      await new Promise<void>((resolve) => sync.listen(0, '127.0.0.1', resolve));
+      expect(statusOf(await exchange((sync.address() as AddressInfo).port, raw('/')))).toBe(500);
+      sync.close();
+
+      expect(statusOf(await exchange(port, raw('/throws')))).toBe(500);
+      expect(statusOf(await exchange(port, raw('/rejects')))).toBe(500);
+      // Status already sent: the response is cut short (chunked, no last chunk) rather than completed.
+      const cut = await exchange(port, raw('/after-headers'));
+      expect(statusOf(cut)).toBe(200);
+      expect(cut).toContain('partial');
+      expect(cut.endsWith('0\r\n\r\n')).toBe(false);
+      expect(statusOf(await exchange(port, raw('/write-after-end')))).toBe(200);
+      await until(() => lines.some((line) => line.msg === 'response error'), 'the write after end is logged');
+      expect(statusOf(await exchange(port, raw('/fine')))).toBe(200);
+      expect(lines.filter((line) => line.msg === 'request handler failed')).toHaveLength(4);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

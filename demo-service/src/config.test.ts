@@ -13,6 +13,8 @@ describe('loadConfig', () => {
       PRESTOP_SECONDS: 0,
       DRAIN_MARGIN_SECONDS: 2,
       KEEP_ALIVE_TIMEOUT_SECONDS: 5,
+      HEADERS_TIMEOUT_SECONDS: 10,
+      MAX_CONNECTIONS: 1000,
       latency: { kind: 'lognormal', p50Ms: 20, p99Ms: 250 },
     });
   });
@@ -33,6 +35,10 @@ describe('loadConfig', () => {
     expect(() => loadConfig({}, ['--no-such-flag'])).toThrow();
     expect(() => loadConfig({ LATENCY_PROFILE: 'gaussian:3' }, [])).toThrow(/unknown latency profile/);
     expect(() => loadConfig({ DEMO_PROTOCOL: 'mqtt' }, [])).toThrow(/DEMO_PROTOCOL/);
+    // 0 would turn Node's header timeout off, and with it the bound on slow clients.
+    expect(() => loadConfig({ HEADERS_TIMEOUT_SECONDS: '0' }, [])).toThrow(/HEADERS_TIMEOUT_SECONDS/);
+    expect(() => loadConfig({ MAX_CONNECTIONS: '0' }, [])).toThrow(/MAX_CONNECTIONS/);
+    expect(() => loadConfig({}, ['--max-connections', '1.5'])).toThrow(/MAX_CONNECTIONS/);
   });
 
   test('DEMO_PROTOCOL selects the gRPC or Redis-protocol fixture', () => {

@@ -27,6 +27,13 @@ const configSchema = z.object({
   DRAIN_MARGIN_SECONDS: seconds.default(2),
   /** Advertised in Keep-Alive: timeout=N. Behind a load balancer it must exceed the LB idle timeout. */
   KEEP_ALIVE_TIMEOUT_SECONDS: seconds.default(5),
+  /**
+   * A client must send its request line and headers within this, counted from the request's first
+   * byte (from accept on a new connection), or it gets 408 and the connection closes.
+   */
+  HEADERS_TIMEOUT_SECONDS: z.coerce.number().finite().positive().default(10),
+  /** Open connections at most; Node closes any further one at once (http_server_dropped_connections_total). */
+  MAX_CONNECTIONS: z.coerce.number().int().min(1).default(1000),
   /** Upper bound, in ms, for the ?ms= override of the work endpoint. */
   MAX_WORK_MS: z.coerce.number().int().min(0).default(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -59,7 +59,12 @@ async function serveOther(config: DemoConfig, logger: Logger): Promise<void> {
 function serveHttp(config: DemoConfig, logger: Logger): void {
   const { server, drain, metrics } = createDemoService(config, logger);
 
-  server.on('error', (error) => {
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    // accept(2) failing (EMFILE, ENFILE in a connection flood) loses that connection, not the server.
+    if (error.syscall === 'accept') {
+      logger.error({ err: error }, 'accepting a connection failed');
+      return;
+    }
     logger.fatal({ err: error }, 'server error');
     process.exit(1);
   });
@@ -74,6 +79,8 @@ function serveHttp(config: DemoConfig, logger: Logger): void {
         terminationGracePeriodSeconds: config.TERMINATION_GRACE_PERIOD_SECONDS,
         preStopSeconds: config.PRESTOP_SECONDS,
         keepAliveTimeoutSeconds: config.KEEP_ALIVE_TIMEOUT_SECONDS,
+        headersTimeoutSeconds: config.HEADERS_TIMEOUT_SECONDS,
+        maxConnections: config.MAX_CONNECTIONS,
       },
       'listening',
     );

@@ -7,6 +7,7 @@
  *                                                             2 draining, 3 drained, 4 forced
  * - http_server_shutdown_duration_seconds                     gauge, set when the drain ends
  * - http_server_forced_closes_total                           counter, connections cut at the deadline
+ * - http_server_dropped_connections_total                     counter, connections refused at MAX_CONNECTIONS
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type DrainPhase, type DrainResult, drainPhases } from './drain.ts';
@@ -20,6 +21,7 @@ export interface DemoMetrics {
   registry: Registry;
   requestDuration: Histogram<'method' | 'route' | 'status_code'>;
   inFlight: Gauge;
+  droppedConnections: Counter;
   setPhase(phase: DrainPhase): void;
   recordDrain(result: DrainResult): void;
 }
@@ -54,11 +56,17 @@ export function createMetrics(): DemoMetrics {
     help: 'Connections destroyed at the drain deadline while a request on them was still running.',
     registers: [registry],
   });
+  const droppedConnections = new Counter({
+    name: 'http_server_dropped_connections_total',
+    help: 'Connections closed at once because MAX_CONNECTIONS connections were open.',
+    registers: [registry],
+  });
   phase.set(drainPhases.serving);
   return {
     registry,
     requestDuration,
     inFlight,
+    droppedConnections,
     setPhase: (next) => phase.set(drainPhases[next]),
     recordDrain: (result) => {
       shutdownDuration.set(result.durationMs / 1000);
