@@ -4,6 +4,7 @@ import { type AddressInfo, connect } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { generatePki, type PemPair } from '../../test/cluster/pki.ts';
 import { createDrain, type DrainController, type DrainPhase, drainDeadlineMs } from './drain.ts';
+import { destroyRawClients, rawClient, until } from './test-support.ts';
 
 interface Answer {
   status?: number;
@@ -22,17 +23,9 @@ function get(port: number, path: string, agent: Agent | false): Promise<Answer> 
   });
 }
 
-/** Polls until the condition holds (a request has reached the server, ...); never a fixed sleep. */
-async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 const servers: Server[] = [];
 afterEach(() => {
+  destroyRawClients();
   for (const server of servers.splice(0)) {
     server.closeAllConnections();
     server.close();
@@ -119,6 +112,25 @@ describe('createDrain', () => {
     expect(phases.at(-1)).toBe('forced');
     // Idempotent: a second signal gets the same result.
     expect(await drain.drain('again')).toBe(result);
+  });
+
+  test('idle and slow clients are cut at the deadline without making it forced; a request in flight completes', async () => {
+    // Node's default 60 s header timeout and a 60 s keep-alive: only the deadline bounds these clients.
+    const { server, drain, port } = await start({ deadlineMs: 1500, keepAliveTimeoutMs: 60_000 });
+    let accepted = 0;
+    server.on('connection', () => (accepted += 1));
+    const idle = await rawClient(port, 'GET /?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => idle.received.endsWith('done'), 'the idle client got its answer');
+    const slow = await rawClient(port, 'GET /?ms=0 HTTP/1.1\r\nHost: x\r\n');
+    const silent = await rawClient(port);
+    const running = get(port, '/?ms=100', false);
+    await until(() => accepted === 4 && drain.inFlight === 1, 'all four connections are accepted');
+    const result = await drain.drain('test');
+    expect(await running).toMatchObject({ status: 200, connection: 'close' });
+    expect(result).toMatchObject({ outcome: 'drained', forcedCloses: 0, idleClosesAtDeadline: 3 });
+    await Promise.all([idle.closed(), slow.closed(), silent.closed()]);
+    // Nothing was answered to the clients that never finished a request.
+    expect(slow.received + silent.received).toBe('');
   });
 
   test('an idle socket still open at the deadline is closed without making the drain forced', async () => {

@@ -34,7 +34,10 @@ export interface DrainResult {
   durationMs: number;
   /** Connections destroyed at the deadline while a request on them was still running. */
   forcedCloses: number;
-  /** Idle connections destroyed at the deadline (no request lost with them). */
+  /**
+   * Connections destroyed at the deadline with no request running: idle keep-alive ones, and ones
+   * whose client never finished sending a request (no response lost with them).
+   */
   idleClosesAtDeadline: number;
 }
 
