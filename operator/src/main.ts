@@ -296,6 +296,7 @@ async function main(): Promise<void> {
     Prometheus: new PrometheusSource({
       defaultUrl: config.prometheusUrl,
       bearerTokenFile: config.prometheusBearerTokenFile,
+      tokenOrigins: config.prometheusTokenOrigins,
       caFile: config.prometheusCaFile,
       timeoutMs: config.latency.timeoutMs,
     }),
