@@ -60,7 +60,9 @@ function serveHttp(config: DemoConfig, logger: Logger): void {
   const { server, drain, metrics } = createDemoService(config, logger);
 
   server.on('error', (error: NodeJS.ErrnoException) => {
-    // accept(2) failing (EMFILE, ENFILE in a connection flood) loses that connection, not the server.
+    // accept(2) failing loses that connection, not the server. Out of file descriptors, libuv
+    // accepts and closes the connection itself without reporting it (checked under ulimit -n 25);
+    // what still comes here is rarer (ENOBUFS, ENOMEM).
     if (error.syscall === 'accept') {
       logger.error({ err: error }, 'accepting a connection failed');
       return;
