@@ -3,6 +3,7 @@
 // URL (only the address and the namespaces differ from config/webhook). The in-cluster case —
 // the apiserver reaching the webhook through its Service — is in in-cluster.e2e.test.ts.
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { AppsV1Api, CoreV1Api, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -158,6 +159,21 @@ describe('Enforce: settings at admission', () => {
     // And kubectl diff (a server-side dry run) sees no drift: exit code 0.
     const diff = await kubectl(['diff', '-f', '-'], { input: manifest(ns, 'web') });
     expect(diff.code, diff.stdout + diff.stderr).toBe(0);
+  });
+
+  test("naming the operator's field manager does not skip admission: only the operator's own user does", async () => {
+    const ns = enforced.name;
+    // The admin's write claims the operator's field manager, as any tenant could.
+    const created = await kubectl(['create', '--field-manager', 'graceful-shutdown-operator', '-f', '-'], {
+      input: manifest(ns, 'spoofed'),
+    });
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stderr).toContain('containers[web].preStop: missing -> sleep 5s');
+    expect(webContainer(await readDeployment(ns, 'spoofed'))?.lifecycle?.preStop).toEqual({
+      sleep: { seconds: 5 },
+    });
+    // The operator learnt who it is from the apiserver.
+    expect(readFileSync(running[0]?.logPath ?? '', 'utf8')).toContain(`"user":"${OPERATOR_USER}"`);
   });
 
   test('a scale is left alone; a new image gets the settings with it (one rollout)', async () => {
