@@ -3,9 +3,11 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createMetrics, durationBuckets } from '../../../demo-service/src/metrics.ts';
 import { ObservedLatencyPolicySchema } from '../api/policy.ts';
+import { MAX_BUCKET_BOUNDS } from './exposition.ts';
 import { bucketQuantile } from './histogram.ts';
-import { ScrapeSource, type ScrapeSourceOptions } from './scrape.ts';
+import { MAX_SNAPSHOTS_PER_POD, ScrapeSource, type ScrapeSourceOptions } from './scrape.ts';
 import type { Workload } from './source.ts';
+import { GO_BODY, GO_SUMS } from './testdata/client-golang.ts';
 
 const MIN = 60_000;
 const INF = '+Inf';
@@ -41,7 +43,7 @@ interface PodSpec {
   uid?: string;
   labels?: Record<string, string>;
   phase?: string;
-  ports?: { name?: string; containerPort: number }[];
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
   sidecarPorts?: { name?: string; containerPort: number }[];
 }
 
@@ -191,7 +193,7 @@ describe('ScrapeSource: which pods, which port', () => {
     });
   });
 
-  test('a port name resolves to the container port of that name, sidecars included; numbers are used as is', async () => {
+  test('a port name resolves to the container port of that name, sidecars included; a number must be declared', async () => {
     const { source } = harness([
       pod('named', {
         ip: '10.1.2.3',
@@ -208,13 +210,81 @@ describe('ScrapeSource: which pods, which port', () => {
     await source.observe(workload, policy({ scrape: { port: 'metrics', path: '/stats/prometheus' } }));
     expect(a.isDone() && b.isDone()).toBe(true);
     expect(source.lastScrape('shop', 'web')?.errors).toEqual([
-      { pod: 'missing', reason: 'no container port named "metrics"' },
+      { pod: 'missing', reason: 'not scraped: no container of the pod declares a TCP port named "metrics"' },
     ]);
 
-    const c = serve('10.1.2.5', h(1, 1, 1, 1), 7070);
-    const { source: numeric } = harness([pod('missing', { ip: '10.1.2.5' })]);
-    await numeric.observe(workload, policy({ scrape: { port: 7070 } }));
+    const c = serve('10.1.2.5', h(1, 1, 1, 1), 15090);
+    const { source: numeric } = harness([
+      pod('sidecar', { ip: '10.1.2.5', sidecarPorts: [{ containerPort: 15090 }] }),
+    ]);
+    await numeric.observe(workload, policy({ scrape: { port: 15090 } }));
     expect(c.isDone()).toBe(true);
+    expect(numeric.lastScrape('shop', 'web')).toMatchObject({ answered: 1, errors: [] });
+  });
+
+  test('a port no container declares is not scraped, by number or name, nor a UDP one', async () => {
+    const fetched: string[] = [];
+    const { source } = harness(
+      [
+        pod('a', { ip: '10.1.2.3', ports: [{ name: 'http', containerPort: 8080 }] }),
+        pod('b', {
+          ip: '10.1.2.4',
+          ports: [{ name: 'metrics', containerPort: 9090, protocol: 'UDP' }],
+        }),
+      ],
+      {
+        fetch: async (url) => {
+          fetched.push(String(url));
+          return new Response(h(1, 1, 1, 1));
+        },
+      },
+    );
+    // 9100 may well listen in the pod's network namespace (a node exporter sidecar that does
+    // not declare it, say): the operator asks only what the pod says it serves.
+    expect(await source.observe(workload, policy({ scrape: { port: 9100 } }))).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringContaining('a: not scraped: no container of the pod declares TCP port 9100'),
+    });
+    expect(await source.observe(workload, policy({ scrape: { port: 'metrics' } }))).toMatchObject({
+      reason: expect.stringContaining(
+        'b: not scraped: no container of the pod declares a TCP port named "metrics"',
+      ),
+    });
+    expect(await source.observe(workload, policy({ scrape: { port: 9090 } }))).toMatchObject({
+      reason: expect.stringContaining('b: not scraped: no container of the pod declares TCP port 9090'),
+    });
+    expect(fetched).toEqual([]);
+  });
+
+  test("a pod on the host's network is never scraped: its address and ports are the node's", async () => {
+    const fetched: string[] = [];
+    const host = pod('host', { ip: '192.168.1.10' });
+    host.spec = { ...host.spec, containers: host.spec?.containers ?? [], hostNetwork: true };
+    const { source } = harness([host, pod('own', { ip: '10.1.2.4' })], {
+      fetch: async (url) => {
+        fetched.push(String(url));
+        return new Response(h(1, 1, 1, 1));
+      },
+    });
+    await source.observe(workload, policy());
+    expect(fetched).toEqual(['http://10.1.2.4:8080/metrics']);
+    expect(source.lastScrape('shop', 'web')).toMatchObject({
+      pods: 2,
+      answered: 1,
+      errors: [
+        {
+          pod: 'host',
+          reason: "not scraped: the pod is on the host's network, its address and ports are the node's",
+        },
+      ],
+    });
+    const { source: alone } = harness([host]);
+    expect(await alone.observe(workload, policy())).toMatchObject({
+      known: false,
+      unavailable: true,
+      reason: expect.stringContaining("host: not scraped: the pod is on the host's network"),
+    });
   });
 
   test('defaults: port "metrics", path /metrics (demo-service names its port http, so it needs scrape.port)', async () => {
@@ -222,7 +292,7 @@ describe('ScrapeSource: which pods, which port', () => {
     const observation = await source.observe(workload, policy({ scrape: undefined }));
     expect(observation).toMatchObject({ known: false, unavailable: true });
     expect(source.lastScrape('shop', 'web')?.errors).toEqual([
-      { pod: 'demo', reason: 'no container port named "metrics"' },
+      { pod: 'demo', reason: 'not scraped: no container of the pod declares a TCP port named "metrics"' },
     ]);
   });
 
@@ -534,11 +604,69 @@ describe('ScrapeSource: failures', () => {
   });
 
   test('a response over the size limit is a failure', async () => {
-    const { source } = harness([pod('a', { ip: '10.1.2.3' })], { maxResponseBytes: 1000 });
+    const { source } = harness([pod('a', { ip: '10.1.2.3' })], { limits: { bytes: 1000 } });
     serve('10.1.2.3', `${'# padding\n'.repeat(200)}${h(1, 1, 1, 1)}`);
     expect(await source.observe(workload, policy())).toMatchObject({
       unavailable: true,
       reason: expect.stringContaining('larger than 1000 bytes'),
+    });
+  });
+
+  test('a pod past a limit is refused for that scrape, the limit named, nothing of its text quoted', async () => {
+    // One label set with MAX_BUCKET_BOUNDS + 1 finite bounds (and +Inf), the route a secret.
+    const hostile = exposition([
+      {
+        labels: 'route="SECRET"',
+        buckets: [
+          ...Array.from({ length: MAX_BUCKET_BOUNDS + 1 }, (_, i): [string, number] => [`${i / 1000}`, i]),
+          [INF, MAX_BUCKET_BOUNDS + 1],
+        ],
+      },
+    ]);
+    const reason = `GET http://10.1.2.3:8080/metrics: refused: http_request_duration_seconds_bucket has more than ${MAX_BUCKET_BOUNDS} distinct le bounds (the limit per pod)`;
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' }), pod('b', { ip: '10.1.2.4' })]);
+    serve('10.1.2.3', h(0, 0, 0, 0));
+    serve('10.1.2.4', h(0, 0, 0, 0));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', hostile);
+    serve('10.1.2.4', h(10, 10, 10, 10));
+    // b alone: a's refused scrape adds nothing, so no bucket of it can skew the percentile.
+    expect(await source.observe(workload, policy())).toMatchObject({ known: true, samples: 10 });
+    expect(source.lastScrape('shop', 'web')?.errors).toEqual([{ pod: 'a', reason }]);
+
+    const alone = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', hostile);
+    const observation = await alone.source.observe(workload, policy());
+    expect(observation).toEqual({
+      known: false,
+      unavailable: true,
+      source: 'Scrape',
+      reason: `none of 1 pods answered: a: ${reason}`,
+    });
+    expect(JSON.stringify(observation)).not.toContain('SECRET');
+
+    // Without the limit the same body is accepted, every bound of it kept.
+    const raised = harness([pod('a', { ip: '10.1.2.3' })], { limits: { bounds: 2 * MAX_BUCKET_BOUNDS } });
+    serve('10.1.2.3', hostile);
+    await raised.source.observe(workload, policy());
+    expect(raised.source.lastScrape('shop', 'web')).toMatchObject({ answered: 1, errors: [] });
+  });
+
+  test(`a pod keeps at most MAX_SNAPSHOTS_PER_POD (${MAX_SNAPSHOTS_PER_POD}) snapshots`, async () => {
+    let total = 0;
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })], {
+      fetch: async () => new Response(h(total, total, total, total)),
+    });
+    for (let i = 0; i < MAX_SNAPSHOTS_PER_POD + 20; i++) {
+      clock.t += 15_000;
+      total += 10;
+      await source.observe(workload, policy({ window: '1h' }));
+    }
+    expect(source.size().snapshots).toBe(MAX_SNAPSHOTS_PER_POD);
+    // Thinned, not truncated: every request since the first scrape still counts.
+    expect(await source.observe(workload, policy({ window: '1h' }))).toMatchObject({
+      samples: total - 10,
     });
   });
 
@@ -611,6 +739,28 @@ describe('ScrapeSource: parsing real expositions', () => {
       known: true,
       samples: 100,
       seconds: expect.closeTo((expected as { value: number }).value, 10),
+    });
+  });
+
+  test("client_golang's /metrics (promhttp, Go runtime metrics around it): the same latency as its buckets give", async () => {
+    const { source, clock } = harness([pod('go', { ip: '10.1.2.3' })]);
+    // The same process a minute earlier, before any request.
+    serve('10.1.2.3', GO_BODY.replace(/(_bucket\{[^}]*\}) \S+/g, '$1 0'));
+    await source.observe(workload, policy());
+    clock.t += MIN;
+    serve('10.1.2.3', GO_BODY);
+    const expected = bucketQuantile(
+      0.99,
+      GO_SUMS.map(([le, count]) => ({ le, count })),
+    );
+    expect(expected).toMatchObject({ ok: true, atLeast: false });
+    expect(await source.observe(workload, policy({ percentile: 0.99 }))).toEqual({
+      known: true,
+      source: 'Scrape',
+      seconds: (expected as { value: number }).value,
+      samples: 1_250_009,
+      percentile: 0.99,
+      window: '10m',
     });
   });
 

@@ -17,37 +17,37 @@
 // while its newest snapshot lies inside the window, and is forgotten after.
 //
 // Memory. Snapshots older than the baseline are dropped on every scrape. A pod keeps at most
-// `maxSnapshotsPerPod` (default 120): past that the interior snapshot whose removal leaves the
-// smallest gap is dropped, so the kept ones stay spread over the window and the baseline
-// over-covers it by about window / 120 at most. Bucket bounds are shared between snapshots of
-// one pod, counts are a Float64Array: about 300 bytes per snapshot for demo-service's 17 buckets.
+// `maxSnapshotsPerPod` (MAX_SNAPSHOTS_PER_POD): past that the interior snapshot whose removal
+// leaves the smallest gap is dropped, so the kept ones stay spread over the window and the
+// baseline over-covers it by about window / 60 at most. Bucket bounds are shared between
+// snapshots of one pod, counts are a Float64Array: about 300 bytes per snapshot for
+// demo-service's 17 buckets, at most about 3.3 KiB (MAX_BUCKET_BOUNDS, bounds not shared).
 // Pods (and workloads) with nothing inside their window are forgotten on the next observe().
-// A response is read line by line and only the `<metric>_bucket` lines are kept, up to
-// `maxResponseBytes` in all.
 //
-// Parsing: prom2javascript (MIT, TypeScript types, no dependencies). No maintained parser of the
-// text exposition format exists on npm; of the three there are (parse-prometheus-text-format,
-// last change 2020; prom2javascript, 2021; exposition, 2017), parse-prometheus-text-format
-// merges every label set of a typed histogram into one (the last route's buckets win, the others
-// are lost) and ships no types, which the image build (tsconfig.build.json) would need, and
-// exposition rewrites whitespace inside label values. prom2javascript parses each sample line
-// with its labels. It rejects metric names with ':' and values like NaN anywhere in what it is
-// given, which is why it is only given the `_bucket` lines of the one histogram, renamed.
-import type { V1Container, V1LabelSelector, V1Pod } from '@kubernetes/client-node';
-import { getMetricsFromIterator, type PromData } from 'prom2javascript';
+// A pod's /metrics is a tenant's text, read on the leader's event loop: `exposition.ts` reads it
+// as it streams in, bounded in bytes, lines, line length, bounds and label sets, yielding to the
+// event loop as it goes; a pod past a bound is refused for that scrape, never half-read. Pods on
+// the host's network are not scraped (their address is the node's, and so are their ports), nor
+// a port no container of the pod declares.
+import type { V1Container, V1ContainerPort, V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 import type { LabelSelector, ObservedLatencyPolicy } from '../api/policy.ts';
 import { labelSelectorMatches } from '../policy/match.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 import { parsePrometheusDuration } from './duration.ts';
+import { DEFAULT_EXPOSITION_LIMITS, type ExpositionLimits, readHistogram } from './exposition.ts';
 import { type Bucket, bucketDelta, bucketQuantile, mergeBuckets } from './histogram.ts';
 import type { LatencySource, Workload } from './source.ts';
 
 export const DEFAULT_SCRAPE_PORT = 'metrics';
 export const DEFAULT_SCRAPE_PATH = '/metrics';
 const DEFAULT_CONCURRENCY = 4;
-const DEFAULT_MAX_SNAPSHOTS_PER_POD = 120;
-/** A pod's whole exposition, read as it streams in; only the histogram's lines are kept. */
-const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/**
+ * Snapshots kept per pod. A 10m window at the default 30 s refresh needs 21; only longer
+ * windows (or faster refreshes) need more, and thinning them to 60 over-covers the window by
+ * about window / 60 (1 min of a 1 h window), never under-covers it. At MAX_BUCKET_BOUNDS a pod
+ * then holds at most about 200 KiB of snapshots, about 20 KiB at demo-service's 17 buckets.
+ */
+export const MAX_SNAPSHOTS_PER_POD = 60;
 /** Failures quoted in an unavailable observation's reason; the rest are counted. */
 const MAX_REASONS = 3;
 
@@ -60,10 +60,10 @@ export interface ScrapeSourceOptions {
   fetch?: typeof fetch;
   /** Pods of one workload scraped at a time. Default 4. */
   concurrency?: number;
-  /** Snapshots kept per pod, at least 3. Default 120. */
+  /** Snapshots kept per pod, at least 3. Default MAX_SNAPSHOTS_PER_POD. */
   maxSnapshotsPerPod?: number;
-  /** A larger response is a failure. Default 16 MiB. */
-  maxResponseBytes?: number;
+  /** Bounds on what one scrape of a pod may hold; past one the pod is refused. Default exposition.ts's. */
+  limits?: Partial<ExpositionLimits>;
 }
 
 export interface PodScrapeError {
@@ -114,7 +114,7 @@ export class ScrapeSource implements LatencySource {
   readonly #fetch: typeof fetch;
   readonly #concurrency: number;
   readonly #maxSnapshots: number;
-  readonly #maxResponseBytes: number;
+  readonly #limits: Readonly<ExpositionLimits>;
   /** By `namespace/name` and metric. */
   readonly #workloads = new Map<string, WorkloadState>();
 
@@ -124,8 +124,8 @@ export class ScrapeSource implements LatencySource {
     this.#now = options.now ?? Date.now;
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
-    this.#maxSnapshots = Math.max(3, options.maxSnapshotsPerPod ?? DEFAULT_MAX_SNAPSHOTS_PER_POD);
-    this.#maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.#maxSnapshots = Math.max(3, options.maxSnapshotsPerPod ?? MAX_SNAPSHOTS_PER_POD);
+    this.#limits = { ...DEFAULT_EXPOSITION_LIMITS, ...options.limits };
   }
 
   async observe(
@@ -306,8 +306,17 @@ export class ScrapeSource implements LatencySource {
     const name = pod.metadata?.name ?? '';
     const uid = pod.metadata?.uid || `${pod.metadata?.namespace ?? ''}/${name}`;
     const fail = (reason: string): PodResult => ({ ok: false, error: { pod: name, reason } });
+    if (pod.spec?.hostNetwork === true) {
+      return fail("not scraped: the pod is on the host's network, its address and ports are the node's");
+    }
     const portNumber = resolvePort(pod, port);
-    if (portNumber === undefined) return fail(`no container port named "${port}"`);
+    if (portNumber === undefined) {
+      return fail(
+        typeof port === 'number'
+          ? `not scraped: no container of the pod declares TCP port ${port}`
+          : `not scraped: no container of the pod declares a TCP port named "${port}"`,
+      );
+    }
     const ip = pod.status?.podIP ?? '';
     const url = `http://${ip.includes(':') ? `[${ip}]` : ip}:${portNumber}${path}`;
     const timeout = AbortSignal.timeout(this.#timeoutMs);
@@ -323,11 +332,9 @@ export class ScrapeSource implements LatencySource {
         await response.body?.cancel().catch(() => {});
         return fail(`GET ${url}: HTTP ${response.status}`);
       }
-      const lines = await bucketLines(response, metric, this.#maxResponseBytes);
-      const buckets = await sumBuckets(lines, path).catch((err: unknown) => {
-        throw new Error(`cannot parse ${metric}_bucket: ${message(err)}`);
-      });
-      return { ok: true, uid, name, buckets };
+      const read = await readHistogram(response.body, metric, path, this.#limits);
+      if (!read.ok) return fail(`GET ${url}: ${read.reason}`);
+      return { ok: true, uid, name, buckets: read.buckets };
     } catch (err) {
       if (signal?.aborted) return fail('aborted');
       if (timeout.aborted) return fail(`GET ${url}: no answer within ${this.#timeoutMs} ms`);
@@ -362,85 +369,24 @@ function workloadSelector(workload: Workload): LabelSelector | string {
   return { matchLabels, matchExpressions };
 }
 
-/** A port number, or the number of the container port with that name (sidecars included). */
+/**
+ * The TCP port a container of the pod (sidecars included) declares with that number or name;
+ * undefined when none does. Only declared ports are scraped: the operator asks what the pod
+ * says it serves, not whatever else listens in its network namespace.
+ */
 export function resolvePort(pod: V1Pod, port: number | string): number | undefined {
-  if (typeof port === 'number') return port;
   const containers: V1Container[] = [
     ...(pod.spec?.containers ?? []),
     ...(pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always'),
   ];
+  const matches = (p: V1ContainerPort) =>
+    (p.protocol ?? 'TCP') === 'TCP' &&
+    (typeof port === 'number' ? p.containerPort === port : p.name === port);
   for (const container of containers) {
-    const found = container.ports?.find((p) => p.name === port);
+    const found = container.ports?.find(matches);
     if (found) return found.containerPort;
   }
   return undefined;
-}
-
-// --- parsing -------------------------------------------------------------------------------------
-
-/** The name the histogram's lines are given before parsing: any metric name, ':' included, fits. */
-const PARSED_NAME = 'b';
-
-/**
- * The response's `<metric>_bucket` sample lines, renamed to PARSED_NAME, read as the body streams
- * in: memory holds those lines and one partial line, whatever the size of the exposition.
- */
-async function bucketLines(response: Response, metric: string, maxBytes: number): Promise<string[]> {
-  const prefix = `${metric}_bucket`;
-  const kept: string[] = [];
-  const keep = (raw: string) => {
-    const line = raw.trim();
-    if (!line.startsWith(prefix)) return;
-    const next = line.charAt(prefix.length);
-    if (next === '{' || next === ' ' || next === '\t') kept.push(PARSED_NAME + line.slice(prefix.length));
-  };
-  if (!response.body) return kept;
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let bytes = 0;
-  let partial = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    bytes += value.byteLength;
-    if (bytes > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw new Error(`response larger than ${maxBytes} bytes`);
-    }
-    const lines = (partial + decoder.decode(value, { stream: true })).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) keep(line);
-  }
-  keep(partial + decoder.decode());
-  return kept;
-}
-
-/**
- * Cumulative count per bucket bound, summed over the histogram's label sets (per route, ...).
- * A label set with a label equal to the scrape path (route="/metrics", path="/metrics", ...)
- * counts the operator's own scrapes, not the workload's traffic: it is left out, so a quiet
- * service does not look busy with fast requests (which could only lower its estimate).
- */
-async function sumBuckets(lines: string[], scrapePath: string): Promise<Map<number, number>> {
-  const sums = new Map<number, number>();
-  if (lines.length === 0) return sums;
-  const parsed = await getMetricsFromIterator(lines[Symbol.iterator]());
-  for (const sample of (parsed[PARSED_NAME]?.data ?? []) as PromData[]) {
-    if (Object.entries(sample.labels).some(([name, value]) => name !== 'le' && value === scrapePath))
-      continue;
-    const le = parseLe(sample.labels.le);
-    if (le === undefined || !Number.isFinite(sample.value) || sample.value < 0) continue;
-    sums.set(le, (sums.get(le) ?? 0) + sample.value);
-  }
-  return sums;
-}
-
-/** An `le` label as Prometheus reads it (a Go float: +Inf, Inf, 1e-3, 0.5); undefined if none. */
-function parseLe(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  if (/^\+?inf(inity)?$/i.test(text.trim())) return Number.POSITIVE_INFINITY;
-  const value = Number(text);
-  return text.trim() === '' || Number.isNaN(value) ? undefined : value;
 }
 
 // --- snapshots -----------------------------------------------------------------------------------
