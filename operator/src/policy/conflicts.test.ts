@@ -59,6 +59,19 @@ const GRACE_CHANGE: FieldChange = {
   to: '45',
 };
 
+/** The record with a memory of a set-back of the grace period (by Argo CD unless said). */
+function remembering(conflict: Partial<NonNullable<AppliedRecord['conflict']>> = {}): AppliedRecord {
+  return {
+    ...RECORD,
+    conflict: {
+      manager: 'argocd-controller',
+      field: 'terminationGracePeriodSeconds',
+      at: new Date(NOW).toISOString(),
+      ...conflict,
+    },
+  };
+}
+
 describe('fieldsTakenOver', () => {
   it('names the manager that now owns a field the record says the operator wrote', () => {
     const d = withFields(RECORD, [
@@ -186,14 +199,7 @@ describe('conflictDecision', () => {
   });
 
   it('re-applies again once the window has passed since the last set-back', () => {
-    const remembered: AppliedRecord = {
-      ...RECORD,
-      conflict: {
-        manager: 'argocd-controller',
-        field: 'terminationGracePeriodSeconds',
-        at: new Date(NOW).toISOString(),
-      },
-    };
+    const remembered: AppliedRecord = remembering();
     const decision = conflictDecision({
       deployment: taken(remembered),
       record: remembered,
@@ -205,15 +211,7 @@ describe('conflictDecision', () => {
   });
 
   it('keeps holding past the window while the hold lasts', () => {
-    const held: AppliedRecord = {
-      ...RECORD,
-      conflict: {
-        manager: 'argocd-controller',
-        field: 'terminationGracePeriodSeconds',
-        at: new Date(NOW).toISOString(),
-        held: true,
-      },
-    };
+    const held: AppliedRecord = remembering({ held: true });
     const decision = conflictDecision({
       deployment: taken(held),
       record: held,
@@ -225,30 +223,14 @@ describe('conflictDecision', () => {
   });
 
   it("is no conflict when the other manager's value is compliant (the plan changes nothing there)", () => {
-    const held: AppliedRecord = {
-      ...RECORD,
-      conflict: {
-        manager: 'argocd-controller',
-        field: 'terminationGracePeriodSeconds',
-        at: new Date(NOW).toISOString(),
-        held: true,
-      },
-    };
+    const held: AppliedRecord = remembering({ held: true });
     expect(
       conflictDecision({ deployment: taken(held), record: held, changes: [], policy: POLICY, now: NOW }).kind,
     ).toBe('None');
   });
 
   it('is no conflict once the manager lets go of the field (nobody else owns it)', () => {
-    const held: AppliedRecord = {
-      ...RECORD,
-      conflict: {
-        manager: 'argocd-controller',
-        field: 'terminationGracePeriodSeconds',
-        at: new Date(NOW).toISOString(),
-        held: true,
-      },
-    };
+    const held: AppliedRecord = remembering({ held: true });
     const d = withFields(held, [entry(FIELD_MANAGER, { ...APP_PROBE, ...APP_HOOK })], 30);
     expect(
       conflictDecision({
@@ -262,10 +244,7 @@ describe('conflictDecision', () => {
   });
 
   it('does not hold for another manager or another field than the one remembered', () => {
-    const remembered: AppliedRecord = {
-      ...RECORD,
-      conflict: { manager: 'helm', field: 'terminationGracePeriodSeconds', at: new Date(NOW).toISOString() },
-    };
+    const remembered: AppliedRecord = remembering({ manager: 'helm' });
     expect(
       conflictDecision({
         deployment: taken(remembered),
@@ -278,16 +257,7 @@ describe('conflictDecision', () => {
   });
 
   it('does not hold on a memory written for another policy', () => {
-    const other: AppliedRecord = {
-      ...RECORD,
-      policy: 'other',
-      conflict: {
-        manager: 'argocd-controller',
-        field: 'terminationGracePeriodSeconds',
-        at: new Date(NOW).toISOString(),
-        held: true,
-      },
-    };
+    const other: AppliedRecord = { ...remembering({ held: true }), policy: 'other' };
     expect(
       conflictDecision({
         deployment: taken(other),
