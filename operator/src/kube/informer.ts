@@ -10,6 +10,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
+import { type FieldSet, fieldChild } from '../policy/managed-fields.ts';
 import { sleep } from '../runtime/sleep.ts';
 import { httpStatusOf } from './client.ts';
 
@@ -123,14 +124,6 @@ export function stripManagedFields<T extends KubernetesObject>(object: T): T {
   return object;
 }
 
-type FieldSet = { [key: string]: FieldSet };
-
-function fieldSet(value: unknown): FieldSet | undefined {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-    ? (value as FieldSet)
-    : undefined;
-}
-
 /**
  * What another manager's managedFields entry says about the fields the operator writes: the pod
  * template's terminationGracePeriodSeconds, and each container's readinessProbe and
@@ -138,16 +131,16 @@ function fieldSet(value: unknown): FieldSet | undefined {
  * when it owns none of them: most entries, which are then dropped.
  */
 function contestedFields(fields: unknown): FieldSet | undefined {
-  const podSpec = fieldSet(fieldSet(fieldSet(fieldSet(fields)?.['f:spec'])?.['f:template'])?.['f:spec']);
+  const podSpec = fieldChild(fields, 'f:spec', 'f:template', 'f:spec');
   if (!podSpec) return undefined;
   const projected: FieldSet = {};
   if (podSpec['f:terminationGracePeriodSeconds']) projected['f:terminationGracePeriodSeconds'] = {};
   const containers: FieldSet = {};
-  for (const [key, value] of Object.entries(fieldSet(podSpec['f:containers']) ?? {})) {
-    const container = fieldSet(value);
+  for (const [key, value] of Object.entries(fieldChild(podSpec, 'f:containers') ?? {})) {
+    const container = fieldChild(value);
     const item: FieldSet = {};
     if (container?.['f:readinessProbe']) item['f:readinessProbe'] = {};
-    if (fieldSet(container?.['f:lifecycle'])?.['f:preStop']) item['f:lifecycle'] = { 'f:preStop': {} };
+    if (fieldChild(container, 'f:lifecycle', 'f:preStop')) item['f:lifecycle'] = { 'f:preStop': {} };
     if (Object.keys(item).length > 0) containers[key] = item;
   }
   if (Object.keys(containers).length > 0) projected['f:containers'] = containers;

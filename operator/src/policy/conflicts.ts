@@ -9,6 +9,7 @@ import type { V1Deployment, V1ManagedFieldsEntry } from '@kubernetes/client-node
 import { FIELD_MANAGER } from '../api/annotations.ts';
 import type { RolloutDecision } from './budget.ts';
 import type { ChangedField, FieldChange } from './diff.ts';
+import { fieldChild } from './managed-fields.ts';
 import { type AppliedRecord, ownedByApply } from './ownership.ts';
 import type { ValidPolicy } from './types.ts';
 
@@ -32,21 +33,6 @@ export type ConflictDecision =
 /** Longest manager name kept in a record or a message (Kubernetes allows 128). */
 const MAX_MANAGER = 128;
 
-type FieldSet = { [key: string]: FieldSet };
-
-function isObject(value: unknown): value is FieldSet {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function child(set: FieldSet | undefined, ...path: string[]): FieldSet | undefined {
-  let current = set;
-  for (const key of path) {
-    const next = current?.[key];
-    current = isObject(next) ? next : undefined;
-  }
-  return current;
-}
-
 /** The managedFields path of a field, under the pod template's spec. */
 function fieldPath(field: ChangedField, container: string | undefined): string[] {
   if (field === 'terminationGracePeriodSeconds') return ['f:terminationGracePeriodSeconds'];
@@ -57,8 +43,7 @@ function fieldPath(field: ChangedField, container: string | undefined): string[]
 }
 
 function ownsPath(entry: V1ManagedFieldsEntry, path: string[]): boolean {
-  const podSpec = child(entry.fieldsV1 as FieldSet | undefined, 'f:spec', 'f:template', 'f:spec');
-  return child(podSpec, ...path) !== undefined;
+  return fieldChild(entry.fieldsV1, 'f:spec', 'f:template', 'f:spec', ...path) !== undefined;
 }
 
 /** A manager name safe to keep and print: bounded, one line, no control characters. */

@@ -19,6 +19,16 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * The set at `path` below `set` (a managedFields entry's fieldsV1, as read: anything), or
+ * undefined where the path leaves the sets.
+ */
+export function fieldChild(set: unknown, ...path: string[]): FieldSet | undefined {
+  let current: unknown = set;
+  for (const key of path) current = isObject(current) ? current[key] : undefined;
+  return isObject(current) ? (current as FieldSet) : undefined;
+}
+
 function setOf(value: Record<string, unknown>): FieldSet {
   const set: FieldSet = {};
   for (const [field, child] of Object.entries(value)) {

@@ -14,6 +14,7 @@ import {
 import { GROUP } from '../api/policy.ts';
 import { setBounded } from '../util/bounded-map.ts';
 import { type ChangedField, diffDeployment, templateAnnotations } from './diff.ts';
+import { fieldChild } from './managed-fields.ts';
 import {
   currentGraceSeconds,
   handlerSatisfies,
@@ -161,18 +162,6 @@ function parseAppliedRecord(raw: string): AppliedRecord | undefined {
   }
 }
 
-/** A managedFields fieldsV1 set: `f:<field>`, `k:<list-map key JSON>`, `.` for the item itself. */
-type FieldSet = { [key: string]: FieldSet };
-
-function child(set: FieldSet | undefined, ...path: string[]): FieldSet | undefined {
-  let current = set;
-  for (const key of path) {
-    const next = current?.[key];
-    current = isObject(next) ? (next as FieldSet) : undefined;
-  }
-  return current;
-}
-
 /** The container name of a `k:{"name":"app"}` key; undefined for any other key. */
 function containerName(key: string): string | undefined {
   if (!key.startsWith('k:')) return undefined;
@@ -201,18 +190,18 @@ export function ownedByApply(
   let grace = false;
   for (const entry of entries) {
     if (entry.manager !== FIELD_MANAGER || entry.operation !== 'Apply') continue;
-    const template = child(entry.fieldsV1 as FieldSet | undefined, 'f:spec', 'f:template');
-    for (const key of Object.keys(child(template, 'f:metadata', 'f:annotations') ?? {})) {
+    const template = fieldChild(entry.fieldsV1, 'f:spec', 'f:template');
+    for (const key of Object.keys(fieldChild(template, 'f:metadata', 'f:annotations') ?? {})) {
       const name = key.slice(2);
       if (key.startsWith('f:') && name.startsWith(`${GROUP}/`)) annotations.add(name);
     }
-    const podSpec = child(template, 'f:spec');
-    if (child(podSpec, 'f:terminationGracePeriodSeconds')) grace = true;
-    for (const [key, fields] of Object.entries(child(podSpec, 'f:containers') ?? {})) {
+    const podSpec = fieldChild(template, 'f:spec');
+    if (fieldChild(podSpec, 'f:terminationGracePeriodSeconds')) grace = true;
+    for (const [key, fields] of Object.entries(fieldChild(podSpec, 'f:containers') ?? {})) {
       const name = containerName(key);
       if (name === undefined) continue;
-      const probe = child(fields, 'f:readinessProbe') !== undefined;
-      const preStop = child(fields, 'f:lifecycle', 'f:preStop') !== undefined;
+      const probe = fieldChild(fields, 'f:readinessProbe') !== undefined;
+      const preStop = fieldChild(fields, 'f:lifecycle', 'f:preStop') !== undefined;
       if (!probe && !preStop) continue;
       containers[name] = {
         ...containers[name],
