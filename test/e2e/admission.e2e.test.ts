@@ -25,6 +25,7 @@ import {
   useNamespace,
   usePolicies,
   waitFor,
+  webManifest,
 } from './support.ts';
 
 const RESYNC_MS = 2_000;
@@ -58,21 +59,8 @@ async function startOperator(log: string, args: string[] = []): Promise<Operator
 const installConfiguration = (operators: OperatorProcess[]) =>
   installWebhookConfiguration(operators, [enforced.name, audited.name]);
 
-function manifest(namespace: string, name: string, image = 'registry.example/web:1'): string {
-  return JSON.stringify({
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, namespace },
-    spec: {
-      replicas: 2,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: { containers: [{ name: 'web', image, ports: [{ name: 'http', containerPort: 8080 }] }] },
-      },
-    },
-  });
-}
+const manifest = (namespace: string, name: string, image?: string) =>
+  webManifest(namespace, name, image === undefined ? {} : { image });
 
 async function replicaSets(namespace: string, name: string): Promise<number> {
   const list = await apps().listNamespacedReplicaSet({ namespace, labelSelector: `app=${name}` });

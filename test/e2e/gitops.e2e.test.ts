@@ -20,6 +20,7 @@ import {
   useNamespace,
   usePolicies,
   waitFor,
+  webManifest,
 } from './support.ts';
 
 const plain = useNamespace('gitops');
@@ -41,26 +42,8 @@ interface Manager {
   write(namespace: string, deployment: string, grace: number | undefined, first: boolean): Promise<string>;
 }
 
-function manifest(namespace: string, name: string, grace: number | undefined): string {
-  return JSON.stringify({
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, namespace },
-    spec: {
-      replicas: 1,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          ...(grace === undefined ? {} : { terminationGracePeriodSeconds: grace }),
-          containers: [
-            { name: 'web', image: 'registry.example/web:1', ports: [{ name: 'http', containerPort: 8080 }] },
-          ],
-        },
-      },
-    },
-  });
-}
+const manifest = (namespace: string, name: string, grace: number | undefined) =>
+  webManifest(namespace, name, { replicas: 1, ...(grace === undefined ? {} : { grace }) });
 
 /** kubectl's outcome as one string: '' on success, else its error. */
 async function run(args: string[], input?: string): Promise<string> {

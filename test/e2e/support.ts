@@ -132,6 +132,39 @@ export async function startOperatorProcess(logName: string, args: string[]): Pro
   return operator;
 }
 
+/**
+ * A kwok-scheduled Deployment manifest, as JSON for `kubectl -f -`: one container `web` serving
+ * a port named http (8080), labels app=<name>.
+ */
+export function webManifest(
+  namespace: string,
+  name: string,
+  options: { replicas?: number; image?: string; grace?: number } = {},
+): string {
+  return JSON.stringify({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace },
+    spec: {
+      replicas: options.replicas ?? 2,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          ...(options.grace === undefined ? {} : { terminationGracePeriodSeconds: options.grace }),
+          containers: [
+            {
+              name: 'web',
+              image: options.image ?? 'registry.example/web:1',
+              ports: [{ name: 'http', containerPort: 8080 }],
+            },
+          ],
+        },
+      },
+    },
+  });
+}
+
 /** The Deployment as the apiserver has it now. */
 export function readDeployment(namespace: string, name: string): Promise<V1Deployment> {
   return adminKubeConfig().makeApiClient(AppsV1Api).readNamespacedDeployment({ namespace, name });
