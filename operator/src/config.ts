@@ -35,6 +35,11 @@ const settings = {
   'leader-elect': { env: 'LEADER_ELECT', schema: z.stringbool().default(true) },
   // config/rbac/leader_election_role.yaml grants get/update on this name only: change both together.
   'lease-name': { env: 'LEASE_NAME', schema: z.string().min(1).default('graceful-shutdown-operator') },
+  // config/rbac/webhook_role.yaml grants get on this name only: change both together.
+  'record-key-secret': {
+    env: 'RECORD_KEY_SECRET',
+    schema: z.string().min(1).default('graceful-shutdown-operator-record-key'),
+  },
   'lease-duration-ms': { env: 'LEASE_DURATION_MS', schema: loopMs.default(15_000) },
   'renew-deadline-ms': { env: 'RENEW_DEADLINE_MS', schema: loopMs.default(10_000) },
   'retry-period-ms': { env: 'RETRY_PERIOD_MS', schema: loopMs.default(2_000) },
@@ -127,6 +132,8 @@ export interface ListenAddress {
 export interface OperatorConfig {
   kubeconfig: string | undefined;
   namespace: string;
+  /** The Secret (in `namespace`) holding the key that seals the operator's records. */
+  recordKeySecret: string;
   identity: string;
   leaderElection: {
     enabled: boolean;
@@ -262,6 +269,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
   const config: OperatorConfig = {
     kubeconfig: read('kubeconfig'),
     namespace: read('namespace'),
+    recordKeySecret: read('record-key-secret'),
     identity: read('identity') ?? `${hostname}-${process.pid}`,
     leaderElection: {
       enabled: read('leader-elect'),

@@ -44,10 +44,12 @@ import {
   shareUnchangedParts,
 } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
+import { loadRecordSeal } from './kube/record-key.ts';
 import { createReportStore } from './kube/reports.ts';
+import { createSecretStore } from './kube/secret-store.ts';
 import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
-import { createCaBundleTarget, createTlsSecretStore } from './kube/webhook-tls.ts';
+import { createCaBundleTarget } from './kube/webhook-tls.ts';
 import { EstimateCache } from './latency/estimates.ts';
 import { PrometheusSource } from './latency/prometheus.ts';
 import { LatencyRefresher } from './latency/refresher.ts';
@@ -65,6 +67,9 @@ import { admit, breakerOpenIn } from './webhook/admission.ts';
 import { CertificateController } from './webhook/certificate-controller.ts';
 import { serviceDnsNames } from './webhook/certificates.ts';
 import { WebhookServer } from './webhook/server.ts';
+
+/** The labels of the Secrets the operator creates. */
+const OPERATOR_LABELS = { 'app.kubernetes.io/name': 'graceful-shutdown-operator' };
 
 /** Status is recomputed at most this often per policy when Deployments churn (more for large ones). */
 const statusDebounceMs = 1_000;
@@ -94,61 +99,69 @@ async function main(): Promise<void> {
     { server: version.gitVersion, facts, identity: config.identity, user: operatorUser },
     'starting',
   );
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  // Seals the records this operator writes, checks those it reads (policy/record-seal.ts).
+  const seal = await loadRecordSeal(
+    createSecretStore(core, { namespace: config.namespace, name: config.recordKeySecret }, OPERATOR_LABELS),
+    AbortSignal.timeout(30_000),
+  );
 
   const apps = kubeConfig.makeApiClient(AppsV1Api);
-  const core = kubeConfig.makeApiClient(CoreV1Api);
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
   const informerTimings = (name: string) => ({
     watchdogMs: config.watchdogMs,
     onWatchEnd: (reason: string) => metrics.informerWatchEnds.inc({ informer: name, reason }),
     logger,
   });
-  const view = new ClusterView({
-    deployments: new Informer<V1Deployment>({
-      name: 'deployments',
-      kubeConfig,
-      path: '/apis/apps/v1/deployments',
-      list: (options) => apps.listDeploymentForAllNamespaces(options),
-      // What the operator owns comes from its own managedFields entry (policy/ownership.ts);
-      // kubectl's last-applied copy of the object is never read.
-      transform: deploymentCacheTransform<V1Deployment>(FIELD_MANAGER),
-      // Status updates (most events) keep the spec and metadata objects: plans and template
-      // hashes memoized by them are not computed again.
-      share: shareUnchangedParts,
-      ...informerTimings('deployments'),
-    }),
-    namespaces: new Informer<V1Namespace>({
-      name: 'namespaces',
-      kubeConfig,
-      path: '/api/v1/namespaces',
-      list: (options) => core.listNamespace(options),
-      transform: namespaceCacheTransform,
-      ...informerTimings('namespaces'),
-    }),
-    policies: new Informer<PolicyObject>({
-      name: 'policies',
-      kubeConfig,
-      path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      list: (options) =>
-        custom.listClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          ...options,
-        }) as Promise<KubernetesListObject<PolicyObject>>,
-      ...informerTimings('policies'),
-    }),
-    // Services: their ports' names and appProtocols say what a container port speaks, and so
-    // which readiness probe can pass there (policy/protocols.ts). Trimmed to selector and ports.
-    services: new Informer<V1Service>({
-      name: 'services',
-      kubeConfig,
-      path: '/api/v1/services',
-      list: (options) => core.listServiceForAllNamespaces(options),
-      transform: serviceCacheTransform,
-      ...informerTimings('services'),
-    }),
-  });
+  const view = new ClusterView(
+    {
+      deployments: new Informer<V1Deployment>({
+        name: 'deployments',
+        kubeConfig,
+        path: '/apis/apps/v1/deployments',
+        list: (options) => apps.listDeploymentForAllNamespaces(options),
+        // What the operator owns comes from its own managedFields entry (policy/ownership.ts);
+        // kubectl's last-applied copy of the object is never read.
+        transform: deploymentCacheTransform<V1Deployment>(FIELD_MANAGER),
+        // Status updates (most events) keep the spec and metadata objects: plans and template
+        // hashes memoized by them are not computed again.
+        share: shareUnchangedParts,
+        ...informerTimings('deployments'),
+      }),
+      namespaces: new Informer<V1Namespace>({
+        name: 'namespaces',
+        kubeConfig,
+        path: '/api/v1/namespaces',
+        list: (options) => core.listNamespace(options),
+        transform: namespaceCacheTransform,
+        ...informerTimings('namespaces'),
+      }),
+      policies: new Informer<PolicyObject>({
+        name: 'policies',
+        kubeConfig,
+        path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+        list: (options) =>
+          custom.listClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            ...options,
+          }) as Promise<KubernetesListObject<PolicyObject>>,
+        ...informerTimings('policies'),
+      }),
+      // Services: their ports' names and appProtocols say what a container port speaks, and so
+      // which readiness probe can pass there (policy/protocols.ts). Trimmed to selector and ports.
+      services: new Informer<V1Service>({
+        name: 'services',
+        kubeConfig,
+        path: '/api/v1/services',
+        list: (options) => core.listServiceForAllNamespaces(options),
+        transform: serviceCacheTransform,
+        ...informerTimings('services'),
+      }),
+    },
+    { seal },
+  );
   const services = { inNamespace: (namespace: string) => view.servicesIn(namespace) };
 
   const tracker = new RolloutTracker();
@@ -200,6 +213,7 @@ async function main(): Promise<void> {
       plans,
       tracker,
       metrics: operatorMetrics,
+      seal,
       probes: { verifier: probeVerifier, podsOf },
       rolloutCheckMs: config.rolloutCheckMs,
       resyncMs: config.resyncMs,
@@ -236,6 +250,7 @@ async function main(): Promise<void> {
       plans,
       facts,
       metrics: operatorMetrics,
+      seal,
       resyncMs: config.resyncMs,
       pacer: statusPacer,
       onVerdicts: (policy, workloads, uids, at) => {
@@ -360,7 +375,8 @@ async function main(): Promise<void> {
           probes: probeVerifier,
           shutdowns: shutdownHistory,
           services,
-          breakerOpen: (name) => breakerOpenIn(view.policies.get(name)),
+          breakerOpen: (name, namespace) => breakerOpenIn(view.policies.get(name), namespace),
+          seal,
           now: new Date(),
           ...(operatorUser === undefined ? {} : { operatorUser }),
         }),
@@ -368,13 +384,10 @@ async function main(): Promise<void> {
     manager.addRunnable(
       new CertificateController({
         mode: w.certificates,
-        store: createTlsSecretStore(
+        store: createSecretStore(
           core,
           { namespace: config.namespace, name: w.secret },
-          {
-            'app.kubernetes.io/name': 'graceful-shutdown-operator',
-            'app.kubernetes.io/component': 'webhook',
-          },
+          { ...OPERATOR_LABELS, 'app.kubernetes.io/component': 'webhook' },
         ),
         target:
           w.configuration === undefined

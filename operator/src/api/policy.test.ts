@@ -48,6 +48,7 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     updateExisting: 'Immediately',
     progressDeadlineSeconds: 600,
     onFailure: 'Pause',
+    breakerNamespaces: 3,
     conflictWindowSeconds: 86400,
   },
   sidecars: { names: [], images: [] },

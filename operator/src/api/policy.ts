@@ -349,11 +349,19 @@ export const RolloutPolicySchema = z.strictObject({
   progressDeadlineSeconds: seconds(10)
     .default(600)
     .describe(
-      "How long a rollout the operator started may take until every new pod is available; past it (or past the Deployment's own progressDeadlineSeconds) the rollout counts as failed and the policy's breaker opens: no new rollouts until it is fixed.",
+      "How long a rollout the operator started may take until every new pod is available; past it (or past the Deployment's own progressDeadlineSeconds) the rollout counts as failed: no new rollouts in its namespace until it is fixed (see breakerNamespaces).",
     ),
   onFailure: RolloutFailureActionSchema.default('Pause').describe(
-    'What to do with a rollout the operator started that failed. Pause: leave the Deployment as it is. Revert: write back the values it had before the change (recorded when the change was made). Either way the breaker opens.',
+    'What to do with a rollout the operator started that failed. Pause: leave the Deployment as it is. Revert: write back the values it had before the change (recorded, sealed, when the change was made). Either way its namespace gets no new rollouts until it is fixed.',
   ),
+  breakerNamespaces: z
+    .int()
+    .min(1)
+    .max(100)
+    .default(3)
+    .describe(
+      "A failed rollout holds only its own namespace; once failed rollouts hold this many namespaces at once, the policy's breaker opens and no namespace gets new rollouts. 1 stops the whole policy at the first failure. Default 3: one team cannot stop everybody's by breaking its own rollouts, while a policy whose values break several apps stops after a few.",
+    ),
   conflictWindowSeconds: z
     .int()
     .min(60)
@@ -625,6 +633,14 @@ export const PolicyStatusSchema = z
       .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] })
       .describe('Accepted, Compliant and (with a latency source) LatencyObserved conditions.'),
     counts: PolicyCountsSchema.optional().describe('How many Deployments are in each verdict.'),
+    heldNamespaces: z
+      .array(z.string().min(1).max(63))
+      .max(100)
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'set' })
+      .describe(
+        'Enforce: namespaces where a rollout the operator started failed. No new rollouts there, and no settings added at admission, until it is fixed; RolloutBreakerOpen says when they hold the whole policy.',
+      ),
     workloads: z
       .array(WorkloadStatusSchema)
       .max(MAX_WORKLOADS_IN_STATUS)

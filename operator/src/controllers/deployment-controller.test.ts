@@ -15,7 +15,14 @@ import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { templateHash } from '../policy/budget.ts';
 import type { AppliedRecord, ApplyConfiguration } from '../policy/ownership.ts';
-import { container, type DeploymentOptions, deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
+import {
+  container,
+  type DeploymentOptions,
+  deployment,
+  ROLLING_STATUS,
+  sealed,
+  TEST_SEAL,
+} from '../policy/test-fixtures.ts';
 import { ProbeVerifier } from '../probes/verifier.ts';
 import { deploymentReconciler } from './deployment-controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
@@ -66,17 +73,25 @@ function harness(options: {
   serverSideApply?: boolean;
   now?: () => number;
   probes?: { verifier: ProbeVerifier; podsOf: () => V1Pod[] };
+  /** The records as given, not sealed by the operator's key (a tenant's forgery). */
+  unsealed?: boolean;
 }): Harness {
-  const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
+  const deployments = new FakeInformer<V1Deployment>(
+    namespaced,
+    options.unsealed ? options.deployments : options.deployments.map(sealed),
+  );
   const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
-  const view = new ClusterView({
-    deployments: deployments as unknown as Informer<V1Deployment>,
-    namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
-      namespace('shop'),
-      namespace('graceful-shutdown-system'),
-    ]) as unknown as Informer<V1Namespace>,
-    policies: policies as unknown as Informer<PolicyObject>,
-  });
+  const view = new ClusterView(
+    {
+      deployments: deployments as unknown as Informer<V1Deployment>,
+      namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
+        namespace('shop'),
+        namespace('graceful-shutdown-system'),
+      ]) as unknown as Informer<V1Namespace>,
+      policies: policies as unknown as Informer<PolicyObject>,
+    },
+    { seal: TEST_SEAL },
+  );
   const writes: ApplyConfiguration[] = [];
   const failWith: Harness['failWith'] = {};
   const patches: Harness['patches'] = [];
@@ -117,6 +132,7 @@ function harness(options: {
     facts: { nativeSleep: true },
     tracker,
     metrics,
+    seal: TEST_SEAL,
     rolloutCheckMs: ROLLOUT_CHECK_MS,
     resyncMs: RESYNC_MS,
     ...(options.now ? { now: options.now } : {}),
@@ -991,6 +1007,90 @@ describe('observed latency', () => {
       expect(h.writes.map((w) => w.metadata.name)).toEqual(['web']);
       expect(await counterValue(h.metrics.rolloutWaits, { policy: 'p', reason: 'BreakerOpen' })).toBe(1);
       expect(templateHash(failed)).toBe(record.failure?.template);
+    });
+
+    test('a failure holds only its own namespace: a Deployment in another is written', async () => {
+      const h = harness({
+        policies: [policy('Pause')],
+        deployments: [
+          stalled(61_000),
+          deployment({ name: 'api' }),
+          deployment({ name: 'api', namespace: 'team-b' }),
+        ],
+        now: () => NOW,
+        serverSideApply: true,
+      });
+      await h.reconcile('shop/web');
+      await h.reconcile('shop/api');
+      await h.reconcile('team-b/api');
+      expect(h.writes.map((w) => `${w.metadata.namespace}/${w.metadata.name}`)).toEqual([
+        'shop/web',
+        'team-b/api',
+      ]);
+    });
+
+    test('a tenant forging a failure or a rollout in its own record holds nobody, and is told its record was refused', async () => {
+      const forgedFailure = web({
+        annotations: {
+          [APPLIED_ANNOTATION]: appliedRecord({
+            failure: {
+              policyGeneration: 1,
+              reason: 'RolloutTimedOut',
+              message: 'made up',
+              at: new Date(NOW).toISOString(),
+            },
+          }),
+        },
+      });
+      const forgedRollout = deployment({
+        name: 'evil',
+        generation: 2,
+        annotations: {
+          [APPLIED_ANNOTATION]: appliedRecord({
+            rollout: { generation: 2, startedAt: new Date(NOW).toISOString(), previous: {} },
+          }),
+        },
+        status: ROLLING_STATUS,
+      });
+      const victims = [deployment({ name: 'api' }), deployment({ name: 'cart' })];
+      const run = async (unsealed: boolean) => {
+        const h = harness({
+          policies: [
+            policyObject('p', { mode: 'Enforce', rollout: { maxConcurrent: 1, breakerNamespaces: 1 } }),
+          ],
+          deployments: [forgedFailure, forgedRollout, ...victims],
+          now: () => NOW,
+          unsealed,
+        });
+        await h.reconcile('shop/api');
+        return h;
+      };
+      // Negative control: had the operator written these records, they would hold api back.
+      const control = await run(false);
+      expect(control.writes).toEqual([]);
+      // Forged: api is written, and the forgery is named on the tenant's own Deployment.
+      const h = await run(true);
+      expect(h.writes.map((w) => w.metadata.name)).toEqual(['api']);
+      await h.reconcile('shop/web');
+      expect(h.events).toContainEqual(
+        expect.objectContaining({
+          type: 'Warning',
+          reason: 'RecordRefused',
+          object: expect.objectContaining({ name: 'web' }),
+        }),
+      );
+    });
+
+    test('Revert never writes back values from a record the operator did not seal', async () => {
+      const h = harness({
+        policies: [policy('Revert')],
+        deployments: [stalled(61_000)],
+        now: () => NOW,
+        unsealed: true,
+      });
+      await h.reconcile('shop/web');
+      expect(h.patches).toEqual([]);
+      expect(h.events.map((e) => e.reason)).not.toContain('RolloutReverted');
     });
 
     test('Revert: the previous values written back by a guarded JSON patch, then the failure recorded', async () => {

@@ -34,6 +34,7 @@ import {
   readAppliedRecord,
   revertOperations,
 } from '../policy/ownership.ts';
+import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts, ShutdownPlan, ValidPolicy } from '../policy/types.ts';
 import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
 import type { Reconcile } from '../runtime/controller.ts';
@@ -66,6 +67,8 @@ export interface DeploymentControllerDeps {
   plans?: PlanMemo;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
+  /** Seals the records written and checks those read (policy/record-seal.ts). */
+  seal: RecordSeal;
   /**
    * How soon a Deployment waiting for the breaker to close, or for a probe check, is looked at
    * again; also the shortest wait for the operator's own rollout (which waits for its deadline).
@@ -104,10 +107,10 @@ function reference(deployment: V1Deployment): V1ObjectReference {
 function policyStates(
   policy: ValidPolicy,
   all: ValidPolicy[],
-  view: ClusterView,
-  tracker: RolloutTracker,
+  deps: Pick<DeploymentControllerDeps, 'view' | 'tracker' | 'seal'>,
   now: number,
 ): Map<string, RolloutState> {
+  const { view, tracker, seal } = deps;
   const states = new Map<string, RolloutState>();
   for (const key of view.rolloutsOf(policy.name)) {
     const deployment = view.deployments.get(key);
@@ -116,7 +119,7 @@ function policyStates(
     if (match.kind === 'Matched' && match.policy.name === policy.name)
       states.set(
         key,
-        rolloutState(deployment, readAppliedRecord(deployment), policy, now, {
+        rolloutState(deployment, readAppliedRecord(deployment, seal), policy, now, {
           startedHere: tracker.startedHere(key, deployment),
         }),
       );
@@ -125,7 +128,7 @@ function policyStates(
 }
 
 export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile {
-  const { view, writer, events, tracker, metrics } = deps;
+  const { view, writer, events, tracker, metrics, seal } = deps;
   const now = deps.now ?? Date.now;
   /**
    * key -> the Deployment (uid) and its generation after this replica's last write. Every write
@@ -165,7 +168,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     failure: { reason: string; message: string },
   ) => {
     const revert = policy.spec.rollout.onFailure === 'Revert';
-    const owned = ownedFields(deployment) ?? record;
+    const owned = ownedFields(deployment, seal) ?? record;
     const failed: AppliedRecord = {
       ...record,
       failure: {
@@ -177,7 +180,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         ...(revert ? {} : { template: templateHash(deployment) }),
       },
     };
-    await apply(key, signal, keepConfiguration(deployment, owned, failed));
+    await apply(key, signal, keepConfiguration(deployment, owned, failed, seal));
     // The rollout is over (failed): it holds no slot and is no longer this replica's to watch.
     tracker.release(key);
     metrics.rolloutFailures.inc({ policy: policy.name, action: policy.spec.rollout.onFailure });
@@ -185,14 +188,18 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       reference(deployment),
       'Warning',
       'RolloutFailed',
-      `policy ${policy.name}: ${failure.message}; no new rollouts for this policy until it is fixed (rollout.onFailure ${policy.spec.rollout.onFailure})`,
+      `policy ${policy.name}: ${failure.message}; no new rollouts in namespace ${deployment.metadata?.namespace} until it is fixed (rollout.onFailure ${policy.spec.rollout.onFailure})`,
     );
     log.warn({ policy: policy.name, reason: failure.reason }, failure.message);
     if (revert) return finishRevert(key, signal, log, deployment, failed);
     return { requeueAfterMs: deps.resyncMs };
   };
 
-  /** Writes the previous values back, then records the template the revert left. */
+  /**
+   * Writes the previous values back, then records the template the revert left. `record` is
+   * sealed (readAppliedRecord drops an unsealed rollout): only values the operator recorded
+   * when it made the change go back.
+   */
   const finishRevert = async (
     key: string,
     signal: AbortSignal,
@@ -208,8 +215,8 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     }
     const failure = record.failure ? { ...record.failure, template: templateHash(reverted) } : undefined;
     const done: AppliedRecord = { ...record, ...(failure ? { failure } : {}) };
-    const owned = ownedFields(reverted) ?? done;
-    await apply(key, signal, keepConfiguration(reverted, owned, done));
+    const owned = ownedFields(reverted, seal) ?? done;
+    await apply(key, signal, keepConfiguration(reverted, owned, done, seal));
     events.record(
       reference(deployment),
       'Normal',
@@ -240,7 +247,11 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     metrics.rolloutWaits.inc({ policy: policy.name, reason: 'ConflictingManager' });
     if (record.conflict?.held) return { requeueAfterMs: deps.resyncMs };
     const held: AppliedRecord = { ...record, conflict: conflictMemory(conflict, now()) };
-    await apply(key, signal, keepConfiguration(deployment, ownedFields(deployment) ?? record, held));
+    await apply(
+      key,
+      signal,
+      keepConfiguration(deployment, ownedFields(deployment, seal) ?? record, held, seal),
+    );
     reportConflict(deployment, policy, conflict, log);
     return { requeueAfterMs: deps.resyncMs };
   };
@@ -294,7 +305,8 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     log: Logger,
   ) => {
     const rollouts = policyRollouts(
-      policyStates(policy, valid, view, tracker, now()),
+      policyStates(policy, valid, deps, now()),
+      policy.spec.rollout.breakerNamespaces,
       tracker.active(policy.name, view.deployments),
     );
     const decision = rolloutDecision({ policy, key, state, rollouts });
@@ -397,7 +409,14 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       written.delete(key);
     }
     const { valid, invalid } = view.parsedPolicies();
-    const record = readAppliedRecord(deployment);
+    const record = readAppliedRecord(deployment, seal);
+    if (record?.refused)
+      events.record(
+        reference(deployment),
+        'Warning',
+        'RecordRefused',
+        `the gracefulshutdown.dev/applied record was refused (${record.refused}): its rollout, failure and conflict are ignored; the operator's next write replaces it`,
+      );
     // The policy that wrote it still exists but is invalid: keep still until it is fixed,
     // rather than let another policy take over (and restart the pods) meanwhile.
     if (record && invalid.has(record.policy)) return;
@@ -405,7 +424,11 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
 
     if (match.kind !== 'Matched') {
       if (!record) return;
-      await apply(key, signal, keepConfiguration(deployment, ownedFields(deployment) ?? record));
+      await apply(
+        key,
+        signal,
+        keepConfiguration(deployment, ownedFields(deployment, seal) ?? record, undefined, seal),
+      );
       metrics.deploymentWrites.inc({ policy: record.policy, operation: 'release' });
       const why = match.kind === 'OptedOut' ? 'it is opted out' : 'no policy selects it any more';
       events.record(
@@ -490,7 +513,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       await apply(
         key,
         signal,
-        applyConfiguration(deployment, recordToWrite(record, policy, nextRecord, now()), plan),
+        applyConfiguration(deployment, recordToWrite(record, policy, nextRecord, now()), plan, seal),
       );
       metrics.deploymentWrites.inc({ policy: policy.name, operation: 'apply' });
       log.info({ policy: policy.name }, 'recorded ownership');
@@ -538,7 +561,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
           previous: previousValues(deployment, plan),
         },
       };
-      const config = applyConfiguration(base, withRollout, plan);
+      const config = applyConfiguration(base, withRollout, plan, seal);
       const updated = await apply(key, signal, config);
       tracker.written(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
       if (updated.metadata?.generation !== generation)

@@ -14,8 +14,12 @@ export interface OperatorMetrics {
    * Events and logs name them.
    */
   fieldConflicts: Counter<'policy' | 'action'>;
-  /** 1 while the policy's rollout breaker is open (a rollout it started failed), else 0; from status. */
+  /** 1 while the policy's rollout breaker is open (failures in rollout.breakerNamespaces namespaces), else 0; from status. */
   rolloutBreakerOpen: Gauge<'policy'>;
+  /** Namespaces where a rollout the operator started failed (no new rollouts there); from status. */
+  heldNamespaces: Gauge<'policy'>;
+  /** Matched Deployments whose record the operator refused (no valid seal); from status. */
+  refusedRecords: Gauge<'policy'>;
   /** Matched Deployments whose change waits, by reason (Paused, Unhealthy, BreakerOpen, ...); from status. */
   policyWaiting: Gauge<'policy' | 'reason'>;
   /** Deployments per policy and verdict (Compliant, NonCompliant, Exempt, Unknown), from status. */
@@ -106,7 +110,19 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
     }),
     rolloutBreakerOpen: new Gauge({
       name: 'gracefulshutdown_rollout_breaker_open',
-      help: '1 while the policy starts no rollouts because one it started failed (its RolloutBreakerOpen condition), else 0',
+      help: '1 while the policy starts no rollouts in any namespace because rollouts it started failed in rollout.breakerNamespaces namespaces (its RolloutBreakerOpen condition), else 0',
+      labelNames: ['policy'] as const,
+      registers,
+    }),
+    heldNamespaces: new Gauge({
+      name: 'gracefulshutdown_rollout_held_namespaces',
+      help: 'Namespaces where a rollout the policy started failed: no new rollouts there until it is fixed (status.heldNamespaces)',
+      labelNames: ['policy'] as const,
+      registers,
+    }),
+    refusedRecords: new Gauge({
+      name: 'gracefulshutdown_records_refused',
+      help: "Matched Deployments whose gracefulshutdown.dev/applied record carries no valid seal of the operator's: its rollout, failure and conflict are ignored",
       labelNames: ['policy'] as const,
       registers,
     }),

@@ -7,7 +7,7 @@ import type { Informer } from '../kube/informer.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
-import { container, type DeploymentOptions, deployment } from '../policy/test-fixtures.ts';
+import { container, type DeploymentOptions, deployment, sealed, TEST_SEAL } from '../policy/test-fixtures.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { policyStatusReconciler } from './policy-status-controller.ts';
 import { StatusPacer } from './status-pacer.ts';
@@ -36,8 +36,13 @@ function harness(options: {
   pacer?: StatusPacer;
   /** How long the apiserver takes to answer a status write. */
   writeMs?: number;
+  /** Deployments whose records stay as given, not sealed by the operator's key (forgeries). */
+  forged?: V1Deployment[];
 }): Harness {
-  const deployments = new FakeInformer<V1Deployment>(namespaced, options.deployments);
+  const deployments = new FakeInformer<V1Deployment>(namespaced, [
+    ...options.deployments.map(sealed),
+    ...(options.forged ?? []),
+  ]);
   const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
   const view = new ClusterView({
     deployments: deployments as unknown as Informer<V1Deployment>,
@@ -65,6 +70,7 @@ function harness(options: {
     estimates,
     facts: { nativeSleep: true },
     metrics,
+    seal: TEST_SEAL,
     resyncMs: RESYNC_MS,
     ...(options.pacer ? { pacer: options.pacer } : {}),
   });
@@ -186,7 +192,7 @@ describe('policyStatusReconciler', () => {
     expect(await seriesValue(h.metrics.policyAccepted, { policy: 'p' })).toBe(1);
   });
 
-  test('Enforce with a failed operator rollout: breaker open (condition, Warning Event, gauge), the others waiting on it', async () => {
+  test('Enforce with a failed operator rollout, breakerNamespaces 1: breaker open (condition, Warning Event, gauge), the others waiting on it', async () => {
     const failedRecord = JSON.stringify({
       policy: 'p',
       policyGeneration: 1,
@@ -197,7 +203,7 @@ describe('policyStatusReconciler', () => {
     const failed = deployment({ name: 'failed', annotations: { [APPLIED_ANNOTATION]: failedRecord } });
     const paused = deployment({ name: 'paused', paused: true });
     const h = harness({
-      policies: [policyObject('p', { mode: 'Enforce' })],
+      policies: [policyObject('p', { mode: 'Enforce', rollout: { breakerNamespaces: 1 } })],
       deployments: [failed, paused, deployment({ name: 'web' })],
     });
     await h.reconcile('p');
@@ -229,6 +235,62 @@ describe('policyStatusReconciler', () => {
     await h.reconcile('p');
     expect(conditionOf(h.writes[1]?.status, 'RolloutBreakerOpen')?.status).toBe('False');
     expect(h.events.map((e) => [e.type, e.reason])).toContainEqual(['Normal', 'RolloutBreakerClosed']);
+    expect(await seriesValue(h.metrics.rolloutBreakerOpen, { policy: 'p' })).toBe(0);
+  });
+
+  test('a failed rollout holds its own namespace only; a forged failure holds nothing and is reported refused', async () => {
+    const failure = { policyGeneration: 1, reason: 'RolloutTimedOut', message: 'stuck', at: LONG_AGO };
+    const failedRecord = JSON.stringify({
+      policy: 'p',
+      policyGeneration: 1,
+      containers: {},
+      reason: '',
+      failure,
+    });
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Enforce' })],
+      deployments: [
+        deployment({ name: 'failed', annotations: { [APPLIED_ANNOTATION]: failedRecord } }),
+        deployment({ name: 'neighbour' }),
+        deployment({ name: 'other', namespace: 'team-b' }),
+      ],
+      // A tenant's own record with a made-up failure, and one copied from shop/failed.
+      forged: [
+        deployment({
+          name: 'evil',
+          namespace: 'tenant-a',
+          annotations: { [APPLIED_ANNOTATION]: failedRecord },
+        }),
+        deployment({
+          name: 'copy',
+          namespace: 'tenant-c',
+          annotations: {
+            [APPLIED_ANNOTATION]:
+              sealed(deployment({ name: 'failed', annotations: { [APPLIED_ANNOTATION]: failedRecord } }))
+                .metadata?.annotations?.[APPLIED_ANNOTATION] ?? '',
+          },
+        }),
+      ],
+    });
+    await h.reconcile('p');
+    const status = h.writes[0]?.status;
+    expect(status?.heldNamespaces).toEqual(['shop']);
+    expect(conditionOf(status, 'RolloutBreakerOpen')).toMatchObject({
+      status: 'False',
+      reason: 'NamespacesHeld',
+    });
+    const verdict = (name: string) => status?.workloads?.find((w) => w.name === name);
+    expect(verdict('failed')?.reason).toBe('RolloutFailed');
+    expect(verdict('neighbour')?.reason).toBe('BreakerOpen');
+    expect(verdict('neighbour')?.message).toMatch(/^no new rollouts in namespace shop: shop\/failed: stuck/);
+    // Other namespaces go on: not waiting, whatever their own records claim.
+    for (const name of ['other', 'evil', 'copy']) expect(verdict(name)?.reason).not.toMatch(/Breaker|Failed/);
+    expect(verdict('evil')?.message).toContain(
+      'the gracefulshutdown.dev/applied record was refused (it carries no seal of the operator',
+    );
+    expect(verdict('copy')?.message).toContain('record was refused (its seal does not match this Deployment');
+    expect(await seriesValue(h.metrics.heldNamespaces, { policy: 'p' })).toBe(1);
+    expect(await seriesValue(h.metrics.refusedRecords, { policy: 'p' })).toBe(2);
     expect(await seriesValue(h.metrics.rolloutBreakerOpen, { policy: 'p' })).toBe(0);
   });
 

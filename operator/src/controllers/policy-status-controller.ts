@@ -30,6 +30,7 @@ import {
 import { conflictDecision, conflictWait } from '../policy/conflicts.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import { type AppliedRecord, ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
+import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import { TimeSlicer } from '../util/time-slicer.ts';
@@ -65,6 +66,8 @@ export interface PolicyStatusControllerDeps {
   shutdowns?: ShutdownReader;
   facts: ClusterFacts;
   metrics: OperatorMetrics;
+  /** Checks the records' seals (policy/record-seal.ts), as the Deployment controller does. */
+  seal: RecordSeal;
   /** Status is recomputed this often without events (latency observations age). */
   resyncMs: number;
   /** Plans shared with the deployment controller (one planning per change); its own when absent. */
@@ -98,9 +101,11 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       deps.pacer?.forget(name);
       for (const verdict of verdicts) metrics.policyWorkloads.remove({ policy: name, verdict });
       for (const reason of ROLLOUT_WAIT_REASONS) metrics.policyWaiting.remove({ policy: name, reason });
-      metrics.rolloutBreakerOpen.remove({ policy: name });
       metrics.policyAccepted.remove({ policy: name });
       for (const gauge of [
+        metrics.rolloutBreakerOpen,
+        metrics.heldNamespaces,
+        metrics.refusedRecords,
         metrics.latencyObservedSeconds,
         metrics.latencyEstimateAgeSeconds,
         metrics.recommendedGraceSeconds,
@@ -184,7 +189,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         );
         if (planned.plan.recommended.terminationGracePeriodSeconds !== undefined)
           distributions.grace.push(planned.plan.recommended.terminationGracePeriodSeconds);
-        const record = readAppliedRecord(deployment);
+        const record = readAppliedRecord(deployment, deps.seal);
         governed.push({
           deployment,
           planned,
@@ -194,7 +199,10 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         });
       }
       const enforce = policy.spec.mode === 'Enforce';
-      const rollouts = policyRollouts(new Map(governed.map((g) => [deploymentKey(g.deployment), g.state])));
+      const rollouts = policyRollouts(
+        new Map(governed.map((g) => [deploymentKey(g.deployment), g.state])),
+        policy.spec.rollout.breakerNamespaces,
+      );
       for (const { deployment, planned, record, state, managed } of governed) {
         await slicer.pause();
         const { estimate } = planned;
@@ -222,6 +230,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
             observation: planned.observation,
             mode: policy.spec.mode,
             managed,
+            ...(record?.refused ? { recordRefused: record.refused } : {}),
             ...(decision?.kind === 'Wait' ? { decision } : {}),
             ...(estimate
               ? {
@@ -250,12 +259,14 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         now,
         previous: object.status,
         ...(latency ? { latency } : {}),
-        ...(enforce && rollouts.breaker ? { breaker: rollouts.breaker } : {}),
+        ...(enforce ? { rollouts } : {}),
         killed: governed.filter((g) => deps.shutdowns?.killedAt(deploymentKey(g.deployment)) !== undefined)
           .length,
       });
       recordBreakerTransition(deps, { name, uid: object.metadata?.uid }, object.status, status);
       metrics.rolloutBreakerOpen.set({ policy: name }, enforce && rollouts.breaker ? 1 : 0);
+      metrics.heldNamespaces.set({ policy: name }, enforce ? rollouts.held.size : 0);
+      metrics.refusedRecords.set({ policy: name }, governed.filter((g) => g.record?.refused).length);
       const waiting = status.counts?.waitingReasons ?? [];
       for (const reason of ROLLOUT_WAIT_REASONS)
         metrics.policyWaiting.set(

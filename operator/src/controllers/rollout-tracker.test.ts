@@ -82,7 +82,7 @@ describe('RolloutTracker reservations', () => {
 
   test('kept until the cache observes the patched generation, then dropped', () => {
     const tracker = new RolloutTracker();
-    tracker.reserve('shop/a', 'p');
+    tracker.reserve('shop/a', 'p', 'uid-shop-a');
     tracker.written('shop/a', 2);
     // The cache still shows the old generation, settled.
     expect([...tracker.active('p', cache(settled('a', 1)))]).toEqual(['shop/a']);

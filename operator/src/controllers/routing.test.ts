@@ -1,7 +1,7 @@
 import type { V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
-import { deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
+import { deployment, ROLLING_STATUS, sealed, TEST_SEAL } from '../policy/test-fixtures.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
 import { deploymentChangeMatters, routeEvents } from './routing.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
@@ -11,15 +11,18 @@ function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
   const d = new FakeInformer<V1Deployment>(namespaced, deployments);
   const p = new FakeInformer<PolicyObject>(clusterScoped, policies);
   const s = new FakeInformer<V1Service>(namespaced, []);
-  const view = new ClusterView({
-    services: s as ViewInformer<V1Service>,
-    deployments: d as ViewInformer<V1Deployment>,
-    namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
-      namespace('shop'),
-      namespace('lab'),
-    ]) as ViewInformer<V1Namespace>,
-    policies: p as ViewInformer<PolicyObject>,
-  });
+  const view = new ClusterView(
+    {
+      services: s as ViewInformer<V1Service>,
+      deployments: d as ViewInformer<V1Deployment>,
+      namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
+        namespace('shop'),
+        namespace('lab'),
+      ]) as ViewInformer<V1Namespace>,
+      policies: p as ViewInformer<PolicyObject>,
+    },
+    { seal: TEST_SEAL },
+  );
   const tracker = new RolloutTracker();
   const queued = { deployments: [] as string[], statuses: [] as string[] };
   routeEvents({
@@ -174,13 +177,15 @@ describe('routeEvents', () => {
     const rollout = { rollout: { generation: 2, startedAt: new Date().toISOString(), previous: {} } };
     /** Deployment a, rolling out (generation 2 observed, 1 of 2 updated). */
     const rolling = (text: string, options: { labels?: Record<string, string>; updated?: number } = {}) =>
-      deployment({
-        name: 'a',
-        generation: 2,
-        status: { ...ROLLING_STATUS, replicas: 2, updatedReplicas: options.updated ?? 0 },
-        annotations: { [APPLIED_ANNOTATION]: text },
-        ...(options.labels ? { labels: options.labels } : {}),
-      });
+      sealed(
+        deployment({
+          name: 'a',
+          generation: 2,
+          status: { ...ROLLING_STATUS, replicas: 2, updatedReplicas: options.updated ?? 0 },
+          annotations: { [APPLIED_ANNOTATION]: text },
+          ...(options.labels ? { labels: options.labels } : {}),
+        }),
+      );
 
     test('the record names no unfinished rollout any more (rewritten while still rolling)', () => {
       const h = harness([rolling(record(rollout))], [shopOnly]);

@@ -1,7 +1,7 @@
 import type { V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
-import { deployment, ROLLING_STATUS } from '../policy/test-fixtures.ts';
+import { deployment, ROLLING_STATUS, sealed, TEST_SEAL } from '../policy/test-fixtures.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
 import { ClusterView, type PolicyObject, type ViewInformer } from './view.ts';
 
@@ -9,11 +9,14 @@ function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
   const d = new FakeInformer<V1Deployment>(namespaced, deployments);
   const p = new FakeInformer<PolicyObject>(clusterScoped, policies);
   const ns = new FakeInformer<V1Namespace>(clusterScoped, [namespace('shop'), namespace('lab')]);
-  const view = new ClusterView({
-    deployments: d as ViewInformer<V1Deployment>,
-    namespaces: ns as ViewInformer<V1Namespace>,
-    policies: p as ViewInformer<PolicyObject>,
-  });
+  const view = new ClusterView(
+    {
+      deployments: d as ViewInformer<V1Deployment>,
+      namespaces: ns as ViewInformer<V1Namespace>,
+      policies: p as ViewInformer<PolicyObject>,
+    },
+    { seal: TEST_SEAL },
+  );
   const notified: string[] = [];
   view.onSelectionChange((key, names) => notified.push(`${key}:${[...names].sort().join('+')}`));
   const selected = (policy: string) => [...view.selectedBy(policy)].map((x) => x.metadata?.name).sort();
@@ -83,7 +86,7 @@ describe('ClusterView rollout index', () => {
   const withRecord = (name: string, extra: object, status: V1Deployment['status']) => {
     const d = deployment({ name, labels: { team: 'red' }, generation: 2, ...(status ? { status } : {}) });
     d.metadata = { ...d.metadata, annotations: { [APPLIED_ANNOTATION]: record(extra) } };
-    return d;
+    return sealed(d);
   };
   const rolling = ROLLING_STATUS;
   const rollout = { rollout: { generation: 2, startedAt: '2026-11-30T00:00:00Z', previous: {} } };
@@ -98,6 +101,18 @@ describe('ClusterView rollout index', () => {
         withRecord('done', rollout, undefined),
         withRecord('failed', failed, undefined),
         red('plain'),
+        // A tenant's own records: unsealed, or sealed for another Deployment.
+        {
+          ...withRecord('forged', failed, undefined),
+          metadata: { ...red('forged').metadata, annotations: { [APPLIED_ANNOTATION]: record(failed) } },
+        },
+        {
+          ...withRecord('copied', rollout, rolling),
+          metadata: {
+            ...red('copied').metadata,
+            annotations: withRecord('rolling', rollout, rolling).metadata?.annotations ?? {},
+          },
+        },
       ],
       [teamRed],
     );

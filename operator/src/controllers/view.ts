@@ -9,6 +9,7 @@ import { rolloutCompleted } from '../policy/budget.ts';
 import { deploymentKey, deploymentNamespace, policySelects } from '../policy/match.ts';
 import { readAppliedRecord } from '../policy/ownership.ts';
 import { type CachedService, serviceSelects } from '../policy/protocols.ts';
+import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 
 /** A policy as stored: the spec is unknown until parsed (an old CRD may let anything through). */
@@ -57,18 +58,26 @@ export class ClusterView {
   /** policy name -> keys whose applied record names an unfinished rollout or a failure of it. */
   readonly #rollouts = new Map<string, Set<string>>();
   readonly #rolloutPolicy = new Map<string, string>();
+  readonly #seal: RecordSeal | undefined;
   /** What the selection was last computed from: the valid policies' names and generations. */
   #selectionSignature = '';
   readonly #listeners: SelectionListener[] = [];
   readonly #rolloutListeners: ((policy: string) => void)[] = [];
 
-  constructor(informers: {
-    deployments: ViewInformer<V1Deployment>;
-    namespaces: ViewInformer<V1Namespace>;
-    policies: ViewInformer<PolicyObject>;
-    /** Omitted: no Services are read (a port's protocol comes from its own name alone). */
-    services?: ViewInformer<V1Service>;
-  }) {
+  constructor(
+    informers: {
+      deployments: ViewInformer<V1Deployment>;
+      namespaces: ViewInformer<V1Namespace>;
+      policies: ViewInformer<PolicyObject>;
+      /** Omitted: no Services are read (a port's protocol comes from its own name alone). */
+      services?: ViewInformer<V1Service>;
+    },
+    options: {
+      /** Checks the records' seals: only a sealed rollout or failure enters rolloutsOf. */
+      seal?: RecordSeal;
+    } = {},
+  ) {
+    this.#seal = options.seal;
     this.deployments = informers.deployments as Informer<V1Deployment>;
     this.namespaces = informers.namespaces as Informer<V1Namespace>;
     this.policies = informers.policies as Informer<PolicyObject>;
@@ -277,7 +286,7 @@ export class ClusterView {
       this.#rollouts.get(before)?.delete(key);
       this.#rolloutPolicy.delete(key);
     }
-    const record = deployment === undefined ? undefined : readAppliedRecord(deployment);
+    const record = deployment === undefined ? undefined : readAppliedRecord(deployment, this.#seal);
     const unfinished =
       deployment !== undefined &&
       record?.rollout !== undefined &&

@@ -1,5 +1,7 @@
 // Helpers for tests of the kube adapters against nock.
 import { KubeConfig } from '@kubernetes/client-node';
+import { ConflictError } from '../runtime/controller.ts';
+import type { SecretStore, StoredSecret } from './secret-store.ts';
 
 /** The apiserver URL nock intercepts. */
 export const testServer = 'https://kube.test';
@@ -45,4 +47,30 @@ export function holdReply(status: number, body: object): HeldReply {
       return [status, body, jsonHeaders];
     },
   };
+}
+
+/** A Secret with the apiserver's preconditions: create fails if it exists, replace if it moved. */
+export class MemorySecretStore implements SecretStore {
+  readonly description: string;
+  constructor(description = 'Secret ns/tls') {
+    this.description = description;
+  }
+  secret: StoredSecret | undefined;
+  writes = 0;
+  #version = 0;
+  async read(): Promise<StoredSecret | undefined> {
+    return this.secret && { data: { ...this.secret.data }, resourceVersion: this.secret.resourceVersion };
+  }
+  async create(data: Record<string, string>): Promise<void> {
+    if (this.secret) throw new ConflictError('exists');
+    this.#store(data);
+  }
+  async replace(data: Record<string, string>, _type: string, resourceVersion: string): Promise<void> {
+    if (this.secret?.resourceVersion !== resourceVersion) throw new ConflictError('moved');
+    this.#store(data);
+  }
+  #store(data: Record<string, string>): void {
+    this.writes++;
+    this.secret = { data, resourceVersion: String(++this.#version) };
+  }
 }

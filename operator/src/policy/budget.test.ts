@@ -191,7 +191,7 @@ describe('policyRollouts and rolloutDecision', () => {
   const settled: RolloutState = { kind: 'Settled' };
   const own: RolloutState = { kind: 'OwnRollout', startedAt: NOW };
 
-  test('only the operator rollouts and writes in flight take slots; a failure opens the breaker', () => {
+  test('only the operator rollouts and writes in flight take slots; a failure holds its namespace', () => {
     const rollouts = policyRollouts(
       states({
         'shop/a': own,
@@ -199,12 +199,29 @@ describe('policyRollouts and rolloutDecision', () => {
         'shop/c': { kind: 'Unhealthy', message: '1 of 2 replicas unavailable' },
         'shop/d': { kind: 'Paused' },
       }),
+      3,
       ['shop/e'],
     );
     expect([...rollouts.active].sort()).toEqual(['shop/a', 'shop/e']);
     expect(rollouts.breaker).toBeUndefined();
-    const broken = policyRollouts(states({ 'shop/a': { kind: 'Failed', message: 'stuck' } }));
-    expect(broken.breaker).toEqual({ key: 'shop/a', message: 'stuck' });
+    expect(rollouts.held.size).toBe(0);
+    const broken = policyRollouts(states({ 'shop/a': { kind: 'Failed', message: 'stuck' } }), 3);
+    expect([...broken.held]).toEqual([['shop', { key: 'shop/a', message: 'stuck' }]]);
+    expect(broken.breaker).toBeUndefined();
+  });
+
+  test('failures in rollout.breakerNamespaces namespaces open the breaker for every namespace', () => {
+    const failed = (message: string): RolloutState => ({ kind: 'Failed', message });
+    const two = states({ 'a/x': failed('stuck'), 'a/y': failed('stuck'), 'b/z': failed('crash') });
+    expect(policyRollouts(two, 3).breaker).toBeUndefined();
+    expect([...policyRollouts(two, 3).held.keys()]).toEqual(['a', 'b']);
+    // Two failures in one namespace count once: a team breaking its own rollouts holds itself.
+    const open = policyRollouts(two, 2).breaker;
+    expect(open?.namespaces).toEqual(['a', 'b']);
+    expect(open?.message).toMatch(
+      /failed in 2 namespaces \(a, b\), rollout.breakerNamespaces is 2; first: a\/x: stuck/,
+    );
+    expect(policyRollouts(states({ 'a/x': failed('stuck') }), 1).breaker?.namespaces).toEqual(['a']);
   });
 
   const cases: {
@@ -245,8 +262,22 @@ describe('policyRollouts and rolloutDecision', () => {
       want: 'Apply',
     },
     {
-      title: 'another failed: breaker open',
+      title: 'another failed in the same namespace: held',
       others: { 'shop/api': { kind: 'Failed', message: 'x' } },
+      want: 'BreakerOpen',
+    },
+    {
+      title: 'another failed in another namespace: applied',
+      others: { 'tenant-a/evil': { kind: 'Failed', message: 'x' } },
+      want: 'Apply',
+    },
+    {
+      title: 'failures in two other namespaces, breakerNamespaces 2: breaker open',
+      spec: { rollout: { breakerNamespaces: 2 } },
+      others: {
+        'a/x': { kind: 'Failed', message: 'x' },
+        'b/y': { kind: 'OwnRolloutFailed', reason: 'r', message: 'y' },
+      },
       want: 'BreakerOpen',
     },
     {
@@ -275,11 +306,15 @@ describe('policyRollouts and rolloutDecision', () => {
     },
   ];
   test.each(cases)('$title -> $want', ({ spec, state, others, want }) => {
+    const valid = policy('p', { mode: 'Enforce', ...spec });
     const decision = rolloutDecision({
-      policy: policy('p', { mode: 'Enforce', ...spec }),
+      policy: valid,
       key: 'shop/web',
       state: state ?? settled,
-      rollouts: policyRollouts(states({ ...others, 'shop/web': state ?? settled })),
+      rollouts: policyRollouts(
+        states({ ...others, 'shop/web': state ?? settled }),
+        valid.spec.rollout.breakerNamespaces,
+      ),
     });
     expect(decision.kind === 'Apply' ? 'Apply' : decision.reason).toBe(want);
     if (decision.kind === 'Wait') expect(decision.message).not.toBe('');
@@ -290,7 +325,7 @@ describe('policyRollouts and rolloutDecision', () => {
       policy: policy('web-tier', { rollout: { maxConcurrent: 2 } }),
       key: 'shop/web',
       state: settled,
-      rollouts: policyRollouts(states({ 'a/x': own, 'b/y': own })),
+      rollouts: policyRollouts(states({ 'a/x': own, 'b/y': own }), 3),
     });
     expect(decision).toMatchObject({
       kind: 'Wait',

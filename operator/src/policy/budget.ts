@@ -1,8 +1,9 @@
 // When a change may reach a running Deployment. The budget counts only the rollouts the
 // operator itself started and that have not finished: a Deployment that is paused, rolling out
 // for its own reasons or unhealthy (crash-looping, unschedulable) waits without taking a slot,
-// and is never patched while broken. A rollout of the operator's that fails opens the policy's
-// circuit breaker: no new rollouts until the cause is fixed (docs/design/rollouts.md).
+// and is never patched while broken. A rollout of the operator's that fails holds its namespace:
+// no new rollouts there until the cause is fixed; failures in rollout.breakerNamespaces
+// namespaces open the policy's circuit breaker (docs/design/rollouts.md).
 import { createHash } from 'node:crypto';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { fieldsTakenOver } from './conflicts.ts';
@@ -226,27 +227,63 @@ export function rolloutState(
   return { kind: 'Settled' };
 }
 
-/** The policy's rollouts: the operator's own in progress, and a failure that opens the breaker. */
+/** A failed rollout of the operator's holding its namespace (or, with others, the policy). */
+export interface BreakerHold {
+  /** The Deployment whose rollout failed (namespace/name). */
+  key: string;
+  message: string;
+}
+
+/** The policy's rollouts: the operator's own in progress, and the failures that hold new ones. */
 export interface PolicyRollouts {
   /** Keys of Deployments whose operator-started rollout has not finished (or a write in flight). */
   active: ReadonlySet<string>;
-  /** Set while a rollout the operator started has failed: no new rollouts. */
-  breaker?: { key: string; message: string };
+  /** Per namespace, the first failed rollout there: no new rollouts in that namespace. */
+  held: ReadonlyMap<string, BreakerHold>;
+  /**
+   * Set once failures hold rollout.breakerNamespaces namespaces or more: no new rollouts for the
+   * whole policy. One namespace's failures (a team breaking its own rollouts, or one bad app)
+   * hold only that namespace; failures across several say the policy's values are at fault.
+   */
+  breaker?: { namespaces: string[]; message: string };
 }
 
-/** Sums up the states of the policy's Deployments (key -> state) and the writes in flight. */
+/** The namespace of a namespace/name key. */
+export function namespaceOf(key: string): string {
+  const slash = key.indexOf('/');
+  return slash < 0 ? '' : key.slice(0, slash);
+}
+
+/**
+ * Sums up the states of the policy's Deployments (key -> state) and the writes in flight;
+ * `breakerNamespaces` is the policy's rollout.breakerNamespaces.
+ */
 export function policyRollouts(
   states: ReadonlyMap<string, RolloutState>,
+  breakerNamespaces: number,
   inFlight: Iterable<string> = [],
 ): PolicyRollouts {
   const active = new Set(inFlight);
-  let breaker: PolicyRollouts['breaker'];
-  for (const [key, state] of states) {
+  const held = new Map<string, BreakerHold>();
+  for (const key of [...states.keys()].sort()) {
+    const state = states.get(key) as RolloutState;
     if (state.kind === 'OwnRollout') active.add(key);
-    if ((state.kind === 'OwnRolloutFailed' || state.kind === 'Failed') && breaker === undefined)
-      breaker = { key, message: state.message };
+    const namespace = namespaceOf(key);
+    if ((state.kind === 'OwnRolloutFailed' || state.kind === 'Failed') && !held.has(namespace))
+      held.set(namespace, { key, message: state.message });
   }
-  return { active, ...(breaker ? { breaker } : {}) };
+  if (held.size < breakerNamespaces) return { active, held };
+  const namespaces = [...held.keys()];
+  const listed = namespaces.slice(0, 5).join(', ') + (namespaces.length > 5 ? ', ...' : '');
+  const first = held.get(namespaces[0] as string) as BreakerHold;
+  return {
+    active,
+    held,
+    breaker: {
+      namespaces,
+      message: `rollouts the operator started failed in ${namespaces.length} namespaces (${listed}), rollout.breakerNamespaces is ${breakerNamespaces}; first: ${first.key}: ${first.message}`,
+    },
+  };
 }
 
 export interface RolloutInput {
@@ -295,10 +332,13 @@ export function rolloutDecision(input: RolloutInput): RolloutDecision {
       message: 'the Deployment is rolling out; applied once that rollout completes',
     };
   if (rollouts.breaker)
+    return { kind: 'Wait', reason: 'BreakerOpen', message: `no new rollouts: ${rollouts.breaker.message}` };
+  const hold = rollouts.held.get(namespaceOf(key));
+  if (hold)
     return {
       kind: 'Wait',
       reason: 'BreakerOpen',
-      message: `no new rollouts: ${rollouts.breaker.key}: ${rollouts.breaker.message}`,
+      message: `no new rollouts in namespace ${namespaceOf(key)}: ${hold.key}: ${hold.message}`,
     };
   const { maxConcurrent } = policy.spec.rollout;
   let others = 0;

@@ -363,8 +363,15 @@ describe('summarizePolicyStatus', () => {
       withReason(workload('NonCompliant', 'a', 'failed'), 'RolloutFailed'),
       workload('NonCompliant', 'a', 'not-waiting'),
     ];
-    const breaker = { key: 'a/failed', message: 'the rollout the operator started did not progress' };
-    const status = summarizePolicyStatus({ policy: enforce, workloads, now: T0, breaker });
+    const hold = { key: 'a/failed', message: 'the rollout the operator started did not progress' };
+    const rollouts = {
+      held: new Map([
+        ['a', hold],
+        ['b', { key: 'b/x', message: 'stuck' }],
+      ]),
+      breaker: { namespaces: ['a', 'b'], message: 'rollouts the operator started failed in 2 namespaces' },
+    };
+    const status = summarizePolicyStatus({ policy: enforce, workloads, now: T0, rollouts });
     expect(status.counts).toEqual({
       matched: 9,
       compliant: 3,
@@ -383,13 +390,33 @@ describe('summarizePolicyStatus', () => {
     expect(status.conditions?.find((c) => c.type === 'RolloutBreakerOpen')).toMatchObject({
       status: 'True',
       reason: 'RolloutFailed',
-      message: expect.stringContaining('a/failed: the rollout the operator started did not progress'),
+      message: expect.stringContaining('failed in 2 namespaces; no new rollouts in any namespace'),
     });
+    expect(status.heldNamespaces).toEqual(['a', 'b']);
     expect(PolicyStatusSchema.safeParse(status).error).toBeUndefined();
+    // One namespace held: the breaker stays closed, the condition names it.
+    const one = summarizePolicyStatus({
+      policy: enforce,
+      workloads,
+      now: T0,
+      previous: status,
+      rollouts: { held: new Map([['a', hold]]) },
+    });
+    expect(one.conditions?.find((c) => c.type === 'RolloutBreakerOpen')).toMatchObject({
+      status: 'False',
+      reason: 'NamespacesHeld',
+      message: expect.stringContaining('1 namespace where one the operator started failed (a: a/failed:'),
+    });
+    expect(one.heldNamespaces).toEqual(['a']);
     const closed = summarizePolicyStatus({ policy: enforce, workloads, now: T0, previous: status });
-    expect(closed.conditions?.find((c) => c.type === 'RolloutBreakerOpen')?.status).toBe('False');
+    expect(closed.conditions?.find((c) => c.type === 'RolloutBreakerOpen')).toMatchObject({
+      status: 'False',
+      reason: 'NoFailedRollouts',
+    });
+    expect(closed).not.toHaveProperty('heldNamespaces');
     // Audit: none of it.
-    const audit = summarizePolicyStatus({ policy: p, workloads, now: T0, breaker });
+    const audit = summarizePolicyStatus({ policy: p, workloads, now: T0, rollouts });
+    expect(audit).not.toHaveProperty('heldNamespaces');
     expect(audit.counts).not.toHaveProperty('waiting');
     expect(audit.conditions?.map((c) => c.type)).not.toContain('RolloutBreakerOpen');
   });

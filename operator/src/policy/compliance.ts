@@ -11,7 +11,7 @@ import {
   type Verdict,
   type WorkloadStatus,
 } from '../api/policy.ts';
-import { ROLLOUT_WAIT_REASONS, type RolloutDecision } from './budget.ts';
+import { type PolicyRollouts, ROLLOUT_WAIT_REASONS, type RolloutDecision } from './budget.ts';
 import { currentSettings, type DiffResult, type FieldChange } from './diff.ts';
 import { deploymentNamespace } from './match.ts';
 import type { AnnotationError, LatencyObservation, ShutdownPlan, ValidPolicy } from './types.ts';
@@ -42,6 +42,8 @@ export type VerdictInput =
       freshness?: LatencyFreshness;
       /** The operator wrote this policy's settings there (its record names the policy). */
       managed?: boolean;
+      /** Why the record's sealed parts were ignored (ownership.ts readAppliedRecord). */
+      recordRefused?: string;
     };
 
 /** What status tells about a workload's latency beyond the observation planning used. */
@@ -238,7 +240,14 @@ function plannedVerdict(input: Extract<VerdictInput, { kind: 'Planned' }>): Work
     applied: currentSettings(input.deployment, plan.servingContainer),
     ...(latency === undefined ? {} : { observedLatency: latency }),
   };
-  const notes = plan.notes.map((n) => n.message);
+  const notes = [
+    ...(input.recordRefused === undefined
+      ? []
+      : [
+          `the gracefulshutdown.dev/applied record was refused (${input.recordRefused}); its rollout, failure and conflict are ignored`,
+        ]),
+    ...plan.notes.map((n) => n.message),
+  ];
   // The probe the policy wants is kept out because the app does not answer it: a gap to fix
   // (serve the path, or name another with gracefulshutdown.dev/readiness-path), not compliance.
   // A rollout of the operator's that failed (onFailure Pause keeps its values): the settings
@@ -316,8 +325,8 @@ export interface PolicyStatusInput {
   previous?: GracefulShutdownPolicyStatus;
   /** The LatencyObserved condition's fields (latencyObservedCondition); absent with source None. */
   latency?: Omit<Condition, 'lastTransitionTime' | 'type' | 'observedGeneration'>;
-  /** Enforce: the failed rollout holding the breaker open, if any (budget.ts policyRollouts). */
-  breaker?: { key: string; message: string };
+  /** Enforce: the failed rollouts holding namespaces, and the policy's breaker (budget.ts policyRollouts). */
+  rollouts?: Pick<PolicyRollouts, 'held' | 'breaker'>;
   /** Matched Deployments whose pods were seen killed at their deadline (shown when any). */
   killed?: number;
 }
@@ -418,7 +427,7 @@ export function summarizePolicyStatus(input: PolicyStatusInput): GracefulShutdow
               now,
             ),
           ]),
-      ...(enforce ? [condition(previous, breakerCondition(input.breaker, generation), now)] : []),
+      ...(enforce ? [condition(previous, breakerCondition(input.rollouts, generation), now)] : []),
     ],
     counts: {
       matched,
@@ -428,31 +437,49 @@ export function summarizePolicyStatus(input: PolicyStatusInput): GracefulShutdow
       ...(enforce ? enforcementCounts(input.workloads) : {}),
       ...(input.killed ? { killed: input.killed } : {}),
     },
+    ...(enforce && input.rollouts && input.rollouts.held.size > 0
+      ? { heldNamespaces: [...input.rollouts.held.keys()].sort().slice(0, 100) }
+      : {}),
     workloads,
   };
 }
 
 function breakerCondition(
-  breaker: PolicyStatusInput['breaker'],
+  rollouts: PolicyStatusInput['rollouts'],
   generation: number,
 ): Omit<Condition, 'lastTransitionTime'> {
   const type = PolicyConditionTypes.RolloutBreakerOpen;
-  if (breaker === undefined)
+  const breaker = rollouts?.breaker;
+  if (breaker !== undefined)
+    return {
+      type,
+      status: 'True',
+      reason: 'RolloutFailed',
+      message: truncateTo(
+        `${breaker.message}; no new rollouts in any namespace until the policy changes or those Deployments' pod templates do`,
+        1024,
+      ),
+      observedGeneration: generation,
+    };
+  const held = [...(rollouts?.held ?? new Map()).entries()];
+  if (held.length > 0)
     return {
       type,
       status: 'False',
-      reason: 'NoFailedRollouts',
-      message: 'no rollout the operator started has failed',
+      reason: 'NamespacesHeld',
+      message: truncateTo(
+        `no new rollouts in ${plural(held.length, 'namespace', 'namespaces')} where one the operator started failed (${held
+          .map(([namespace, hold]) => `${namespace}: ${hold.key}: ${hold.message}`)
+          .join('; ')}); the others go on`,
+        1024,
+      ),
       observedGeneration: generation,
     };
   return {
     type,
-    status: 'True',
-    reason: 'RolloutFailed',
-    message: truncateTo(
-      `${breaker.key}: ${breaker.message}; no new rollouts until the policy changes or that Deployment's pod template does`,
-      1024,
-    ),
+    status: 'False',
+    reason: 'NoFailedRollouts',
+    message: 'no rollout the operator started has failed',
     observedGeneration: generation,
   };
 }

@@ -5,8 +5,8 @@ import { deploymentCacheTransform } from '../kube/informer.ts';
 import { rolloutState } from './budget.ts';
 import { conflictDecision, conflictMemory, conflictWait, fieldsTakenOver, managerName } from './conflicts.ts';
 import type { FieldChange } from './diff.ts';
-import { type AppliedRecord, readAppliedRecord } from './ownership.ts';
-import { container, deployment, policy } from './test-fixtures.ts';
+import type { AppliedRecord } from './ownership.ts';
+import { container, deployment, operatorRecord, policy } from './test-fixtures.ts';
 
 const NOW = Date.parse('2026-12-07T10:00:00Z');
 const POLICY = policy('standard', { mode: 'Enforce', rollout: { conflictWindowSeconds: 3600 } });
@@ -78,7 +78,7 @@ describe('fieldsTakenOver', () => {
       entry(FIELD_MANAGER, { ...APP_PROBE, ...APP_HOOK }),
       entry('argocd-controller', GRACE),
     ]);
-    expect(fieldsTakenOver(d, readAppliedRecord(d))).toEqual([
+    expect(fieldsTakenOver(d, operatorRecord(d))).toEqual([
       { field: 'terminationGracePeriodSeconds', manager: 'argocd-controller' },
     ]);
   });
@@ -88,7 +88,7 @@ describe('fieldsTakenOver', () => {
       entry(FIELD_MANAGER, { ...GRACE, ...APP_HOOK }),
       entry('kubectl-client-side-apply', APP_PROBE, 'Update'),
     ]);
-    expect(fieldsTakenOver(d, readAppliedRecord(d))).toEqual([
+    expect(fieldsTakenOver(d, operatorRecord(d))).toEqual([
       { field: 'readinessProbe', container: 'web', manager: 'kubectl-client-side-apply' },
     ]);
   });
@@ -103,7 +103,7 @@ describe('fieldsTakenOver', () => {
       entry('kubectl-scale', {}, 'Update'),
     ]);
     const cached = deploymentCacheTransform<V1Deployment>(FIELD_MANAGER)(structuredClone(d));
-    expect(fieldsTakenOver(cached, readAppliedRecord(cached))).toEqual([
+    expect(fieldsTakenOver(cached, operatorRecord(cached))).toEqual([
       { field: 'terminationGracePeriodSeconds', manager: 'argocd-controller' },
     ]);
   });
@@ -113,7 +113,7 @@ describe('fieldsTakenOver', () => {
       entry(FIELD_MANAGER, { ...GRACE, ...APP_PROBE, ...APP_HOOK }),
       entry('argocd-controller', GRACE),
     ]);
-    expect(fieldsTakenOver(d, readAppliedRecord(d))).toEqual([]);
+    expect(fieldsTakenOver(d, operatorRecord(d))).toEqual([]);
   });
 
   it('is no takeover when nobody owns the field any more (a manager let go of it, or it was removed)', () => {
@@ -124,7 +124,7 @@ describe('fieldsTakenOver', () => {
     const withoutHook = structuredClone(d);
     const web = withoutHook.spec?.template?.spec?.containers[0];
     if (web) web.lifecycle = undefined;
-    expect(fieldsTakenOver(withoutHook, readAppliedRecord(withoutHook))).toEqual([]);
+    expect(fieldsTakenOver(withoutHook, operatorRecord(withoutHook))).toEqual([]);
   });
 
   it('finds nothing without a record or without managedFields (nothing can be told)', () => {
@@ -142,7 +142,7 @@ describe('fieldsTakenOver', () => {
       { ...entry('kube-controller-manager', GRACE, 'Update'), subresource: 'status' },
     ]);
     // Nobody else owns the grace period, and it is present: not a takeover.
-    expect(fieldsTakenOver(d, readAppliedRecord(d))).toEqual([]);
+    expect(fieldsTakenOver(d, operatorRecord(d))).toEqual([]);
   });
 
   it('bounds a hostile manager name to one printable line', () => {
@@ -163,7 +163,7 @@ describe('conflictDecision', () => {
     const d = taken(RECORD);
     const decision = conflictDecision({
       deployment: d,
-      record: readAppliedRecord(d),
+      record: operatorRecord(d),
       changes: [GRACE_CHANGE],
       policy: POLICY,
       now: NOW,
@@ -188,7 +188,7 @@ describe('conflictDecision', () => {
     const d = taken(remembered);
     const again = conflictDecision({
       deployment: d,
-      record: readAppliedRecord(d),
+      record: operatorRecord(d),
       changes: [GRACE_CHANGE],
       policy: POLICY,
       now: NOW + 60_000,
@@ -272,7 +272,7 @@ describe('conflictDecision', () => {
 
 describe('the record keeps a conflict only in a bounded, known shape', () => {
   const parse = (conflict: unknown) =>
-    readAppliedRecord(
+    operatorRecord(
       deployment({ annotations: { [APPLIED_ANNOTATION]: JSON.stringify({ ...RECORD, conflict }) } }),
     )?.conflict;
 
@@ -318,7 +318,7 @@ describe('rolloutState after a takeover', () => {
         availableReplicas: 2,
       },
     };
-    expect(rolloutState(rolling, readAppliedRecord(rolling), POLICY, NOW, { startedHere: true }).kind).toBe(
+    expect(rolloutState(rolling, operatorRecord(rolling), POLICY, NOW, { startedHere: true }).kind).toBe(
       'RollingOut',
     );
     // The negative control: the same rollout without the takeover is the operator's.
@@ -329,7 +329,7 @@ describe('rolloutState after a takeover', () => {
       status: rolling.status,
     };
     expect(
-      rolloutState(oursRolling, readAppliedRecord(oursRolling), POLICY, NOW, { startedHere: true }).kind,
+      rolloutState(oursRolling, operatorRecord(oursRolling), POLICY, NOW, { startedHere: true }).kind,
     ).toBe('OwnRollout');
   });
 

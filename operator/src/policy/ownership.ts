@@ -24,6 +24,7 @@ import {
   regularContainers,
   sameHandlerKinds,
 } from './podspec.ts';
+import { type RecordSeal, stableJson } from './record-seal.ts';
 import type { ShutdownPlan } from './types.ts';
 
 export interface AppliedRecord {
@@ -53,7 +54,15 @@ export interface AppliedRecord {
    * which field, when the operator last wrote it again, and whether it now holds the Deployment.
    */
   conflict?: { manager: string; field: ChangedField; container?: string; at: string; held?: boolean };
+  /**
+   * Set on a record as read, never written: why its rollout, failure and conflict were ignored
+   * (they carry no seal of this operator's for this Deployment, policy/record-seal.ts).
+   */
+  refused?: string;
 }
+
+/** The parts of a record that count only with a valid seal: they decide beyond the record's Deployment. */
+const SEALED_PARTS = ['rollout', 'failure', 'conflict'] as const;
 
 /** What a write replaced, to revert it: per field its value before, null when there was none. */
 export interface PreviousValues {
@@ -115,51 +124,111 @@ function failureOf(value: unknown): Pick<AppliedRecord, 'failure'> {
   };
 }
 
+interface ParsedRecord {
+  /** Every part, as written. */
+  record: AppliedRecord;
+  /** Without SEALED_PARTS (the same object when it has none). */
+  unsealed: AppliedRecord;
+  /** What the seal covers: the record's JSON as written, without the seal, keys sorted. */
+  body: string;
+  seal?: string;
+}
+
 /**
  * Records parsed lately, by the annotation's text: the rollout budget reads the record of every
  * Deployment in rollout on each reconcile of one waiting for budget, and JSON.parse was most of
  * that (a CPU profile of 300 Deployments under maxConcurrent 100). Shared: never mutate a record.
  */
-const parsedRecords = new Map<string, AppliedRecord | undefined>();
+const parsedRecords = new Map<string, ParsedRecord | undefined>();
 const PARSED_RECORDS_MAX = 4096;
 
-/** The operator's record on a Deployment; undefined when absent or unreadable (then nothing is owned). */
-export function readAppliedRecord(deployment: V1Deployment): AppliedRecord | undefined {
+export const RECORD_REFUSED = {
+  unsealed: 'it carries no seal of the operator: not written by it',
+  mismatch:
+    'its seal does not match this Deployment: copied from another Deployment, edited, or sealed with another key',
+} as const;
+
+/**
+ * The operator's record on a Deployment; undefined when absent or unreadable (then nothing is
+ * owned). Its rollout, failure and conflict are kept only when `seal` verifies the record for
+ * this Deployment's UID; otherwise they are dropped and, when there was a seal to check with,
+ * `refused` says why. Without `seal` (readers that decide nothing with them) they are dropped.
+ */
+export function readAppliedRecord(deployment: V1Deployment, seal?: RecordSeal): AppliedRecord | undefined {
   const raw = deployment.metadata?.annotations?.[APPLIED_ANNOTATION];
   if (!raw) return undefined;
-  if (parsedRecords.has(raw)) return parsedRecords.get(raw);
-  const record = parseAppliedRecord(raw);
-  setBounded(parsedRecords, raw, record, PARSED_RECORDS_MAX);
-  return record;
+  let parsed = parsedRecords.get(raw);
+  if (parsed === undefined && !parsedRecords.has(raw)) {
+    parsed = parseAppliedRecord(raw);
+    setBounded(parsedRecords, raw, parsed, PARSED_RECORDS_MAX);
+  }
+  if (parsed === undefined) return undefined;
+  if (parsed.unsealed === parsed.record || seal === undefined) return parsed.unsealed;
+  const uid = deployment.metadata?.uid ?? '';
+  if (parsed.seal !== undefined && seal.verify(uid, parsed.body, parsed.seal)) return parsed.record;
+  return {
+    ...parsed.unsealed,
+    refused: parsed.seal === undefined ? RECORD_REFUSED.unsealed : RECORD_REFUSED.mismatch,
+  };
 }
 
-function parseAppliedRecord(raw: string): AppliedRecord | undefined {
+function parseAppliedRecord(raw: string): ParsedRecord | undefined {
+  let value: unknown;
   try {
-    const record = JSON.parse(raw) as Partial<AppliedRecord>;
-    if (
-      typeof record.policy !== 'string' ||
-      !isObject(record.containers) ||
-      // Every entry is read as an object: one null entry would throw in every reconcile.
-      !Object.values(record.containers).every(isObject)
-    ) {
-      return undefined;
-    }
-    return {
-      policy: record.policy,
-      policyGeneration: Number(record.policyGeneration) || 0,
-      containers: record.containers,
-      reason: String(record.reason ?? ''),
-      ...(typeof record.terminationGracePeriodSeconds === 'number'
-        ? { terminationGracePeriodSeconds: record.terminationGracePeriodSeconds }
-        : {}),
-      ...ownedAnnotationKeys(record.templateAnnotations),
-      ...rolloutOf(record.rollout),
-      ...failureOf(record.failure),
-      ...conflictOf(record.conflict),
-    };
+    value = JSON.parse(raw);
   } catch {
     return undefined;
   }
+  if (!isObject(value)) return undefined;
+  const { seal, ...written } = value as Record<string, unknown> & Partial<AppliedRecord>;
+  if (
+    typeof written.policy !== 'string' ||
+    !isObject(written.containers) ||
+    // Every entry is read as an object: one null entry would throw in every reconcile.
+    !Object.values(written.containers).every(isObject)
+  ) {
+    return undefined;
+  }
+  const record: AppliedRecord = {
+    policy: written.policy,
+    policyGeneration: Number(written.policyGeneration) || 0,
+    containers: written.containers as AppliedRecord['containers'],
+    reason: String(written.reason ?? ''),
+    ...(typeof written.terminationGracePeriodSeconds === 'number'
+      ? { terminationGracePeriodSeconds: written.terminationGracePeriodSeconds }
+      : {}),
+    ...ownedAnnotationKeys(written.templateAnnotations),
+    ...rolloutOf(written.rollout),
+    ...failureOf(written.failure),
+    ...conflictOf(written.conflict),
+  };
+  return {
+    record,
+    unsealed: withoutSealedParts(record),
+    body: stableJson(written),
+    ...(typeof seal === 'string' ? { seal } : {}),
+  };
+}
+
+/** The record without the parts that need a seal; the same object when it has none. */
+function withoutSealedParts(record: AppliedRecord): AppliedRecord {
+  if (SEALED_PARTS.every((part) => record[part] === undefined)) return record;
+  const { rollout: _r, failure: _f, conflict: _c, ...rest } = record;
+  return rest;
+}
+
+/**
+ * The annotation's text for a record written to `deployment`: sealed for its UID when there is a
+ * seal and a UID; otherwise (a Deployment being created has no UID yet) without the parts that
+ * would need the seal.
+ */
+export function recordAnnotation(deployment: V1Deployment, record: AppliedRecord, seal?: RecordSeal): string {
+  const { refused: _refused, ...written } = record;
+  const uid = deployment.metadata?.uid;
+  if (seal === undefined || !uid) return JSON.stringify(withoutSealedParts(written));
+  // The seal covers the record as it will be parsed back: JSON drops undefined members.
+  const body = stableJson(JSON.parse(JSON.stringify(written)));
+  return JSON.stringify({ ...written, seal: seal.sign(uid, body) });
 }
 
 /** The container name of a `k:{"name":"app"}` key; undefined for any other key. */
@@ -236,8 +305,8 @@ export function ownsNothing(
  * nothing and has no record. A Deployment released (no record) whose fields the operator still
  * owns gets a record with an empty policy name: re-adopting it keeps those fields.
  */
-export function ownedFields(deployment: V1Deployment): AppliedRecord | undefined {
-  const record = readAppliedRecord(deployment);
+export function ownedFields(deployment: V1Deployment, seal?: RecordSeal): AppliedRecord | undefined {
+  const record = readAppliedRecord(deployment, seal);
   const owned = ownedByApply(deployment);
   if (owned === undefined) return record;
   if (!record && ownsNothing(owned)) return undefined;
@@ -460,12 +529,16 @@ export function applyConfiguration(
   deployment: V1Deployment,
   record: AppliedRecord,
   plan: ShutdownPlan,
+  seal?: RecordSeal,
 ): ApplyConfiguration {
   const spec = templateFields(plan.terminationGracePeriodSeconds, plan.containers, plan.annotations);
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { ...identity(deployment), annotations: { [APPLIED_ANNOTATION]: JSON.stringify(record) } },
+    metadata: {
+      ...identity(deployment),
+      annotations: { [APPLIED_ANNOTATION]: recordAnnotation(deployment, record, seal) },
+    },
     ...(spec ? { spec } : {}),
   };
 }
@@ -482,6 +555,7 @@ export function keepConfiguration(
   deployment: V1Deployment,
   owned: AppliedRecord,
   record?: AppliedRecord,
+  seal?: RecordSeal,
 ): ApplyConfiguration {
   const podSpec = deployment.spec?.template?.spec;
   const byName = new Map<string, V1Container>((podSpec?.containers ?? []).map((c) => [c.name, c]));
@@ -506,7 +580,9 @@ export function keepConfiguration(
     kind: 'Deployment',
     metadata: {
       ...identity(deployment),
-      ...(record ? { annotations: { [APPLIED_ANNOTATION]: JSON.stringify(record) } } : {}),
+      ...(record
+        ? { annotations: { [APPLIED_ANNOTATION]: recordAnnotation(deployment, record, seal) } }
+        : {}),
     },
     ...(spec ? { spec } : {}),
   };

@@ -1,7 +1,33 @@
 // Builders for the policy unit tests: a defaulted policy, a Deployment, observations.
 import type { V1Container, V1ContainerPort, V1Deployment, V1DeploymentStatus } from '@kubernetes/client-node';
+import { APPLIED_ANNOTATION } from '../api/annotations.ts';
 import { type GracefulShutdownPolicySpecInput, parsePolicySpec } from '../api/policy.ts';
+import { readAppliedRecord, recordAnnotation } from './ownership.ts';
+import { RecordSeal } from './record-seal.ts';
 import type { ClusterFacts, LatencyObservation, ValidPolicy } from './types.ts';
+
+/** The key the tests seal records with (policy/record-seal.ts). */
+export const TEST_SEAL = new RecordSeal(Buffer.alloc(32, 7));
+
+/**
+ * The Deployment with its record sealed by TEST_SEAL for its UID, as the operator writes it (the
+ * same object when it has no record): what a test means by "the operator's record".
+ */
+export function sealed(deployment: V1Deployment): V1Deployment {
+  const raw = deployment.metadata?.annotations?.[APPLIED_ANNOTATION];
+  if (raw === undefined) return deployment;
+  const parsed = JSON.parse(raw) as Record<string, unknown>;
+  if (typeof parsed !== 'object' || parsed === null) return deployment;
+  const { seal: _old, ...record } = parsed;
+  const annotations = {
+    ...deployment.metadata?.annotations,
+    [APPLIED_ANNOTATION]: recordAnnotation(deployment, record as never, TEST_SEAL),
+  };
+  // Unreadable records stay as they are: the test is about them.
+  if (readAppliedRecord({ ...deployment, metadata: { ...deployment.metadata, annotations } }) === undefined)
+    return deployment;
+  return { ...deployment, metadata: { ...deployment.metadata, annotations } };
+}
 
 export function policy(
   name: string,
@@ -28,6 +54,7 @@ export function container(
 export interface DeploymentOptions {
   name?: string;
   namespace?: string;
+  uid?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   /** On the pod template (where the downward API reads them), not the Deployment. */
@@ -60,6 +87,7 @@ export function deployment(options: DeploymentOptions = {}): V1Deployment {
     metadata: {
       name: options.name ?? 'web',
       namespace: options.namespace ?? 'shop',
+      uid: options.uid ?? `uid-${options.namespace ?? 'shop'}-${options.name ?? 'web'}`,
       generation,
       ...(options.labels ? { labels: options.labels } : {}),
       ...(options.annotations ? { annotations: options.annotations } : {}),
@@ -102,3 +130,8 @@ export function observed(seconds: number, samples = 1000): LatencyObservation {
 
 export const NEW_CLUSTER: ClusterFacts = { nativeSleep: true, nativeSleepZero: true };
 export const OLD_CLUSTER: ClusterFacts = { nativeSleep: false, nativeSleepZero: false };
+
+/** The record on the Deployment as the operator reads one it wrote itself (sealed, then checked). */
+export function operatorRecord(deployment: V1Deployment) {
+  return readAppliedRecord(sealed(deployment), TEST_SEAL);
+}

@@ -10,6 +10,7 @@ import {
 } from '../api/annotations.ts';
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
 import { planWorkload, sameOwnership } from '../controllers/plan.ts';
+import type { PolicyObject } from '../controllers/view.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { ownedByApply, readAppliedRecord } from '../policy/ownership.ts';
 import { container, deployment, NEW_CLUSTER, policy } from '../policy/test-fixtures.ts';
@@ -18,6 +19,7 @@ import {
   type AdmissionContext,
   type AdmissionRequest,
   admit,
+  breakerOpenIn,
   MAX_ADMISSION_CONTAINERS,
   MAX_WARNING_LENGTH,
 } from './admission.ts';
@@ -237,15 +239,38 @@ describe('admit: Enforce', () => {
     expect(admit({ ...create(fresh()), subResource: 'scale' }, context([p])).outcome).toBe('Skipped');
   });
 
-  test('the breaker open: nothing added, and kubectl says why', () => {
-    const decision = admit(
-      create(fresh()),
-      context([enforce()], { breakerOpen: (name) => name === 'web-tier' }),
-    );
+  test('the breaker open in its namespace: nothing added, and kubectl says why; other namespaces go on', () => {
+    const held = context([enforce()], {
+      breakerOpen: (name, namespace) => name === 'web-tier' && namespace === 'shop',
+      namespaceLabels: (ns): Record<string, string> =>
+        ns === 'shop' || ns === 'team-b' ? { team: 'shop' } : {},
+    });
+    const decision = admit(create(fresh()), held);
     expect(decision).toMatchObject({ outcome: 'Held', patch: [] });
     expect(decision.warnings).toEqual([
-      "gracefulshutdown.dev/web-tier: no shutdown settings added: the policy's rollout breaker is open (kubectl describe gsp web-tier)",
+      'gracefulshutdown.dev/web-tier: no shutdown settings added: a rollout the policy started failed in this namespace, or in rollout.breakerNamespaces namespaces (kubectl describe gsp web-tier)',
     ]);
+    expect(admit(create(fresh({ namespace: 'team-b' })), held).outcome).toBe('Mutated');
+  });
+
+  test('breakerOpenIn: the namespaces status holds, or all of them while RolloutBreakerOpen is True', () => {
+    const object = (status: PolicyObject['status']): PolicyObject => ({
+      metadata: { name: 'p' },
+      spec: {},
+      status,
+    });
+    const condition = (value: 'True' | 'False') => ({
+      type: 'RolloutBreakerOpen',
+      status: value,
+      reason: 'r',
+      message: 'm',
+      lastTransitionTime: '2026-12-07T00:00:00Z',
+    });
+    const held = object({ heldNamespaces: ['shop'], conditions: [condition('False')] });
+    expect(breakerOpenIn(held, 'shop')).toBe(true);
+    expect(breakerOpenIn(held, 'team-b')).toBe(false);
+    expect(breakerOpenIn(object({ conditions: [condition('True')] }), 'team-b')).toBe(true);
+    expect(breakerOpenIn(undefined, 'shop')).toBe(false);
   });
 
   test('an invalid annotation: nothing added, the warning names it', () => {

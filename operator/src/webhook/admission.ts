@@ -29,6 +29,7 @@ import {
   type JsonPatchOperation,
   readAppliedRecord,
 } from '../policy/ownership.ts';
+import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts, ProbeVerdictLookup, ValidPolicy } from '../policy/types.ts';
 
 // A CommonJS package: Node gives its functions on the default export only.
@@ -90,8 +91,13 @@ export interface AdmissionContext {
   shutdowns?: ShutdownReader;
   /** Cached Services: their ports' names and appProtocols say what a container port speaks. */
   services?: ServiceReader;
-  /** True while the policy's RolloutBreakerOpen condition is True. */
-  breakerOpen(policy: string): boolean;
+  /**
+   * True while the policy starts no rollouts in the namespace: its RolloutBreakerOpen condition
+   * is True, or its status.heldNamespaces names the namespace (breakerOpenIn).
+   */
+  breakerOpen(policy: string, namespace: string): boolean;
+  /** Checks the record's seal and seals the one written (an UPDATE; a CREATE has no UID yet). */
+  seal?: RecordSeal;
   now: Date;
   /**
    * The operator's own username (kube/identity.ts): its writes are what it decided and are never
@@ -139,9 +145,15 @@ function isDeployment(value: unknown): value is V1Deployment {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** True when the policy's RolloutBreakerOpen condition is True (read from the cached object). */
-export function breakerOpenIn(policy: PolicyObject | undefined): boolean {
-  return (policy?.status?.conditions ?? []).some(
+/**
+ * True when the policy holds rollouts in the namespace: its RolloutBreakerOpen condition is True
+ * (every namespace), or a rollout it started failed there (status.heldNamespaces). Read from
+ * the cached object, which only the operator's status writes change.
+ */
+export function breakerOpenIn(policy: PolicyObject | undefined, namespace: string): boolean {
+  const status = policy?.status;
+  if (status?.heldNamespaces?.includes(namespace)) return true;
+  return (status?.conditions ?? []).some(
     (c) => c.type === PolicyConditionTypes.RolloutBreakerOpen && c.status === 'True',
   );
 }
@@ -246,7 +258,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
   if (old && JSON.stringify(old.spec?.template) === JSON.stringify(deployment.spec?.template))
     return skipped('the pod template is unchanged');
 
-  const record = readAppliedRecord(deployment);
+  const record = readAppliedRecord(deployment, context.seal);
   if (record && context.policies.invalid.has(record.policy))
     return skipped(`policy ${record.policy}, which manages it, is invalid`, record.policy);
   const match = matchDeployment(
@@ -258,13 +270,13 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
     return skipped(match.kind === 'OptedOut' ? 'opted out' : 'no policy selects it');
   const policy = match.policy;
   const enforce = policy.spec.mode === 'Enforce';
-  if (enforce && context.breakerOpen(policy.name)) {
+  if (enforce && context.breakerOpen(policy.name, deployment.metadata?.namespace ?? '')) {
     return {
       outcome: 'Held',
       policy: policy.name,
       patch: [],
       warnings: [
-        `${prefix(policy)}: no shutdown settings added: the policy's rollout breaker is open (kubectl describe gsp ${policy.name})`,
+        `${prefix(policy)}: no shutdown settings added: a rollout the policy started failed in this namespace, or in rollout.breakerNamespaces namespaces (kubectl describe gsp ${policy.name})`,
       ],
       message: 'the rollout breaker is open',
     };
@@ -314,7 +326,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
   if (diff.compliant && ownedBefore?.policy === policy.name && sameOwnership(ownedBefore, planned.nextRecord))
     return compliant(policy, notes);
   const written = recordToWrite(record, policy, planned.nextRecord, context.now.getTime());
-  const config = applyConfiguration(deployment, written, plan);
+  const config = applyConfiguration(deployment, written, plan, context.seal);
   const after = mutated(deployment, config, handlerReplacements(deployment, plan), context.now);
   const patch = compare(deployment, after);
   return {

@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import type { CaBundleTarget, StoredSecret, TlsSecretStore } from '../kube/webhook-tls.ts';
+import type { SecretStore } from '../kube/secret-store.ts';
+import { MemorySecretStore as MemoryStore } from '../kube/testing.ts';
+import type { CaBundleTarget } from '../kube/webhook-tls.ts';
 import { silentLogger } from '../log.ts';
-import { ConflictError } from '../runtime/controller.ts';
 import { CertificateController } from './certificate-controller.ts';
 import { caBundle, decodeSecretData, type TlsPolicy } from './certificates.ts';
 import type { ServingCertificate } from './server.ts';
@@ -14,29 +15,6 @@ const policy: TlsPolicy = {
   overlapMs: 2 * MIN,
   dnsNames: ['webhook.ns.svc'],
 };
-
-/** A Secret with the apiserver's preconditions: create fails if it exists, replace if it moved. */
-class MemoryStore implements TlsSecretStore {
-  readonly description = 'Secret ns/tls';
-  secret: StoredSecret | undefined;
-  writes = 0;
-  #version = 0;
-  async read(): Promise<StoredSecret | undefined> {
-    return this.secret && { data: { ...this.secret.data }, resourceVersion: this.secret.resourceVersion };
-  }
-  async create(data: Record<string, string>): Promise<void> {
-    if (this.secret) throw new ConflictError('exists');
-    this.#store(data);
-  }
-  async replace(data: Record<string, string>, _type: string, resourceVersion: string): Promise<void> {
-    if (this.secret?.resourceVersion !== resourceVersion) throw new ConflictError('moved');
-    this.#store(data);
-  }
-  #store(data: Record<string, string>): void {
-    this.writes++;
-    this.secret = { data, resourceVersion: String(++this.#version) };
-  }
-}
 
 class MemoryTarget implements CaBundleTarget {
   readonly description = 'MutatingWebhookConfiguration test';
@@ -53,7 +31,7 @@ class MemoryTarget implements CaBundleTarget {
 }
 
 function controller(
-  store: TlsSecretStore,
+  store: SecretStore,
   target: CaBundleTarget | undefined,
   clock: { now: Date },
   p = policy,

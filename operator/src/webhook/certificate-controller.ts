@@ -4,7 +4,8 @@
 // every write is conditional (create fails if the Secret exists, replace if it changed), so
 // when two race, one writes and the other reads the result. A replica that starts later loads
 // the same Secret, hence serves a certificate of the same CA.
-import type { CaBundleTarget, TlsSecretStore } from '../kube/webhook-tls.ts';
+import type { SecretStore } from '../kube/secret-store.ts';
+import type { CaBundleTarget } from '../kube/webhook-tls.ts';
 import type { Logger } from '../log.ts';
 import { ConflictError } from '../runtime/controller.ts';
 import type { Runnable } from '../runtime/manager.ts';
@@ -32,7 +33,7 @@ export interface CertificateControllerOptions {
    * another party keeps the Secret (cert-manager); the operator only serves its tls.crt/tls.key.
    */
   mode?: 'Operator' | 'External';
-  store: TlsSecretStore;
+  store: SecretStore;
   /** Where the CA bundle goes; undefined when another party injects it (cert-manager's CA injector). */
   target: CaBundleTarget | undefined;
   policy: TlsPolicy;
