@@ -8,7 +8,6 @@ import { connect } from 'node:tls';
 import { AppsV1Api, CoreV1Api, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
-import { readAppliedRecord } from '../../operator/src/policy/ownership.ts';
 import { decodeSecretData } from '../../operator/src/webhook/certificates.ts';
 import { OPERATOR_NAMESPACE, readPolicyStatus } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
@@ -19,6 +18,7 @@ import {
   installWebhookConfiguration,
   kubectl,
   OPERATOR_USER,
+  operatorRecord,
   readDeployment,
   rolledOut,
   startOperatorProcess,
@@ -116,8 +116,8 @@ describe('Enforce: settings at admission', () => {
     const created = await readDeployment(ns, 'web');
     expect(webContainer(created)?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
     expect(webContainer(created)?.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 8080 });
-    expect(readAppliedRecord(created)).toMatchObject({ policy: 'admission-enforce' });
-    expect(readAppliedRecord(created)?.rollout).toBeUndefined();
+    expect(await operatorRecord(created)).toMatchObject({ policy: 'admission-enforce' });
+    expect((await operatorRecord(created))?.rollout).toBeUndefined();
     // The operator owns what it added, as if it had applied it.
     const entry = created.metadata?.managedFields?.find((e) => e.manager === 'graceful-shutdown-operator');
     expect(entry?.operation).toBe('Apply');
@@ -248,7 +248,7 @@ describe('a webhook that is down', () => {
       },
       { timeoutMs: 60_000 },
     );
-    expect(readAppliedRecord(patched)?.rollout).toBeDefined(); // the operator's own, budgeted rollout
+    expect((await operatorRecord(patched))?.rollout).toBeDefined(); // the operator's own, budgeted rollout
     await waitFor('rolled out', () => rolledOut(ns, 'while-down'));
     expect(await replicaSets(ns, 'while-down')).toBe(2);
     expect(auditedDeploymentWrites({ user: OPERATOR_USER, namespace: ns })).toBeGreaterThan(0);

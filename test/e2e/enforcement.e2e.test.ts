@@ -15,13 +15,13 @@ import {
 } from '../../operator/src/api/annotations.ts';
 import { GROUP, type GracefulShutdownPolicyStatus, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
-import { readAppliedRecord } from '../../operator/src/policy/ownership.ts';
 import { readPolicyStatus } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
 import { demoServiceDeployment } from './real-pods.ts';
 import {
   adminKubeConfig,
   kubectl,
+  operatorRecord,
   readDeployment,
   rolledOut,
   startOperatorProcess,
@@ -110,7 +110,7 @@ const condition = (status: Status, type: string) => status.conditions?.find((c) 
 /** A Deployment the operator wrote, the write in the cluster, rolled out. */
 async function enforced(namespace: string, name: string, policy: string): Promise<V1Deployment | undefined> {
   const d = await settled(namespace, name);
-  return d && readAppliedRecord(d)?.policy === policy ? d : undefined;
+  return d && (await operatorRecord(d))?.policy === policy ? d : undefined;
 }
 
 describe('a rollout budget broken Deployments cannot jam', () => {
@@ -144,8 +144,9 @@ describe('a rollout budget broken Deployments cannot jam', () => {
       async () => {
         const list = (await apps().listNamespacedDeployment({ namespace: ns.name })).items;
         // The operator's own rollouts: its record names the generation, and it is not done.
-        const active = list.filter((d) => {
-          const rollout = readAppliedRecord(d)?.rollout;
+        const records = await Promise.all(list.map(operatorRecord));
+        const active = list.filter((d, i) => {
+          const rollout = records[i]?.rollout;
           return rollout !== undefined && rollout.generation === d.metadata?.generation && isRolling(d);
         });
         maxActive = Math.max(maxActive, active.length);
@@ -161,7 +162,7 @@ describe('a rollout budget broken Deployments cannot jam', () => {
           );
         }
         const done = list.filter(
-          (d) => healthy.includes(d.metadata?.name ?? '') && readAppliedRecord(d) && !isRolling(d),
+          (d, i) => healthy.includes(d.metadata?.name ?? '') && records[i] && !isRolling(d),
         );
         return done.length === healthy.length ? done : undefined;
       },
@@ -186,7 +187,7 @@ describe('a rollout budget broken Deployments cannot jam', () => {
     expect(status.counts?.applied).toBe(healthy.length);
     // Not patched while broken or paused: no record, no new ReplicaSet.
     for (const name of ['paused', 'unschedulable', 'crashing'])
-      expect(readAppliedRecord(await read(ns.name, name)), name).toBeUndefined();
+      expect(await operatorRecord(await read(ns.name, name)), name).toBeUndefined();
     expect(await replicaSetCount(ns.name, 'paused')).toBe(pausedReplicaSets);
     const scaledOne = await read(ns.name, 'app-26');
     expect(scaledOne.spec?.replicas).toBe(3);
@@ -257,11 +258,12 @@ describe('the breaker on the operator rollouts (real node)', () => {
     await applyPolicy('breaker-test', ns.name, {
       mode: 'Enforce',
       readinessProbe: { verification: 'Trust' },
-      rollout: { maxConcurrent: 1, progressDeadlineSeconds: 15, onFailure: 'Revert' },
+      // The first failure opens the breaker for every namespace (the default holds only its own).
+      rollout: { maxConcurrent: 1, progressDeadlineSeconds: 15, onFailure: 'Revert', breakerNamespaces: 1 },
     });
     await waitFor('the operator rollout started', async () => {
       const d = await read(ns.name, 'stall');
-      return readAppliedRecord(d)?.rollout ? d : undefined;
+      return (await operatorRecord(d))?.rollout ? d : undefined;
     });
     // A healthy Deployment arriving meanwhile: the budget is free, but the breaker will open.
     await create(kwokDeployment(ns.name, 'bystander'));
@@ -280,14 +282,14 @@ describe('the breaker on the operator rollouts (real node)', () => {
     expect(column).toBeGreaterThan(0);
     expect(row?.split(/\s+/)[column]).toBe('True');
     expect(condition(status, 'RolloutBreakerOpen')?.message).toMatch(
-      /breaker\S*\/stall: .*rollout the operator started/,
+      /failed in 1 namespace \(breaker\S*\), rollout.breakerNamespaces is 1; first: breaker\S*\/stall: .*rollout the operator started/,
     );
 
     const reverted = await waitFor(
       'reverted and rolled back',
       async () => {
         const d = await settled(ns.name, 'stall');
-        return d && readAppliedRecord(d)?.failure?.template ? d : undefined;
+        return d && (await operatorRecord(d))?.failure?.template ? d : undefined;
       },
       { timeoutMs: 90_000 },
     );
@@ -315,7 +317,7 @@ describe('the breaker on the operator rollouts (real node)', () => {
       return held && workload(s, 'stall')?.reason === 'RolloutFailed' ? s : undefined;
     });
     expect(held.counts?.blockedByBreaker).toBe(2);
-    expect(readAppliedRecord(await read(ns.name, 'bystander'))).toBeUndefined();
+    expect(await operatorRecord(await read(ns.name, 'bystander'))).toBeUndefined();
     expect(await replicaSetCount(ns.name, 'bystander')).toBe(1);
   });
 });
@@ -323,7 +325,7 @@ describe('the breaker on the operator rollouts (real node)', () => {
 describe('the breaker with onFailure Pause (real node)', () => {
   const ns = useNamespace('pause');
 
-  test('a stalled rollout: the breaker opens, the Deployment is left as it is, the failure recorded', async () => {
+  test('a stalled rollout: its namespace held (not the policy), the Deployment left as it is, the failure recorded', async () => {
     const stall = demoServiceDeployment(ns.name, 'stall');
     stall.metadata = { ...stall.metadata, annotations: { [READINESS_PATH_ANNOTATION]: '/nope' } };
     await create(stall);
@@ -337,19 +339,23 @@ describe('the breaker with onFailure Pause (real node)', () => {
       'the failure recorded',
       async () => {
         const d = await read(ns.name, 'stall');
-        return readAppliedRecord(d)?.failure ? d : undefined;
+        return (await operatorRecord(d))?.failure ? d : undefined;
       },
       { timeoutMs: 90_000 },
     );
-    expect(readAppliedRecord(failed)?.failure).toMatchObject({
+    expect((await operatorRecord(failed))?.failure).toMatchObject({
       reason: 'RolloutTimedOut',
       template: expect.any(String),
     });
     // Paused, not reverted: the operator's probe stays, and so does the stalled rollout.
     expect(failed.spec?.template.spec?.containers[0]?.readinessProbe?.httpGet?.path).toBe('/nope');
-    const status = await waitFor('breaker open', async () => {
+    const status = await waitFor('namespace held', async () => {
       const s = await policyStatus('pause-test');
-      return condition(s, 'RolloutBreakerOpen')?.status === 'True' ? s : undefined;
+      return s.heldNamespaces?.includes(ns.name) ? s : undefined;
+    });
+    expect(condition(status, 'RolloutBreakerOpen')).toMatchObject({
+      status: 'False',
+      reason: 'NamespacesHeld',
     });
     expect(workload(status, 'stall')?.reason).toBe('RolloutFailed');
     const events = (

@@ -14,7 +14,11 @@ import {
 import { afterAll, beforeAll, inject } from 'vitest';
 import { parse } from 'yaml';
 import { API_VERSION, KIND } from '../../operator/src/api/policy.ts';
+import { loadRecordSeal } from '../../operator/src/kube/record-key.ts';
+import { createSecretStore } from '../../operator/src/kube/secret-store.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
+import { readAppliedRecord } from '../../operator/src/policy/ownership.ts';
+import type { RecordSeal } from '../../operator/src/policy/record-seal.ts';
 import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
 import { loadAdminKubeConfig, serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import {
@@ -109,6 +113,25 @@ export function useNamespace(prefix: string): { readonly name: string } {
 import { waitFor } from '../cluster/wait.ts';
 
 export { waitFor };
+
+/** The Secret holding the key that seals the operator's records (the operator's default name). */
+export const RECORD_KEY_SECRET = 'graceful-shutdown-operator-record-key';
+let recordSeal: Promise<RecordSeal> | undefined;
+
+/**
+ * The operator's record on the Deployment as the operator reads it: its seal checked with the
+ * key from the operator's Secret (read with the admin's rights; made if no operator has yet).
+ */
+export async function operatorRecord(deployment: V1Deployment) {
+  recordSeal ??= loadRecordSeal(
+    createSecretStore(adminKubeConfig().makeApiClient(CoreV1Api), {
+      namespace: OPERATOR_NAMESPACE,
+      name: RECORD_KEY_SECRET,
+    }),
+    AbortSignal.timeout(10_000),
+  );
+  return readAppliedRecord(deployment, await recordSeal);
+}
 
 /**
  * The operator as a separate process under its shipped ClusterRole (a ServiceAccount token, not
