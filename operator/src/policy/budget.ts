@@ -281,7 +281,7 @@ export function policyRollouts(
     held,
     breaker: {
       namespaces,
-      message: `rollouts the operator started failed in ${namespaces.length} namespaces (${listed}), rollout.breakerNamespaces is ${breakerNamespaces}; first: ${first.key}: ${first.message}`,
+      message: `rollouts the operator started failed in ${namespaces.length === 1 ? '1 namespace' : `${namespaces.length} namespaces`} (${listed}), rollout.breakerNamespaces is ${breakerNamespaces}; first: ${first.key}: ${first.message}`,
     },
   };
 }
