@@ -253,6 +253,17 @@ describe('admit: Enforce', () => {
     expect(admit(create(fresh({ namespace: 'team-b' })), held).outcome).toBe('Mutated');
   });
 
+  test('a malformed Deployment (not from the apiserver: containers a mapping, a null container) is skipped, never thrown on', () => {
+    for (const containers of [{ web: {} }, [null], [{ name: 5 }], [{ name: 'web', ports: {} }]]) {
+      const object = fresh() as unknown as { spec: { template: { spec: { containers: unknown } } } };
+      object.spec.template.spec.containers = containers;
+      expect(admit(create(object as V1Deployment), context([enforce()]))).toMatchObject({
+        outcome: 'Skipped',
+        message: 'not a well-formed Deployment',
+      });
+    }
+  });
+
   test('breakerOpenIn: the namespaces status holds, or all of them while RolloutBreakerOpen is True', () => {
     const object = (status: PolicyObject['status']): PolicyObject => ({
       metadata: { name: 'p' },

@@ -141,8 +141,64 @@ function bounded(warnings: string[]): string[] {
   return kept;
 }
 
-function isDeployment(value: unknown): value is V1Deployment {
+function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isDeployment(value: unknown): value is V1Deployment {
+  return isObject(value);
+}
+
+/** Absent, or of the type wanted. */
+const optional = (value: unknown, is: (v: unknown) => boolean) =>
+  value === undefined || value === null || is(value);
+const isStringMap = (value: unknown) =>
+  isObject(value) && Object.values(value).every((v) => typeof v === 'string');
+
+function wellFormedContainer(value: unknown): boolean {
+  if (!isObject(value) || typeof value.name !== 'string') return false;
+  const { ports, lifecycle, readinessProbe, livenessProbe, startupProbe, command, args, image } = value;
+  return (
+    optional(image, (v) => typeof v === 'string') &&
+    optional(ports, (v) => Array.isArray(v) && v.every(isObject)) &&
+    optional(
+      lifecycle,
+      (v) => isObject(v) && optional(v.preStop, isObject) && optional(v.postStart, isObject),
+    ) &&
+    [readinessProbe, livenessProbe, startupProbe].every((p) => optional(p, isObject)) &&
+    [command, args].every((list) =>
+      optional(list, (v) => Array.isArray(v) && v.every((a) => typeof a === 'string')),
+    )
+  );
+}
+
+/**
+ * What the apiserver's decoding guarantees of a Deployment it sends, checked again: the webhook
+ * port is reachable by any pod, and a request that did not come from the apiserver must not
+ * reach the planner with a mapping where a list belongs.
+ */
+function wellFormed(deployment: V1Deployment): boolean {
+  const metadata = deployment.metadata as unknown;
+  const template = deployment.spec?.template as unknown;
+  if (!optional(metadata, isObject) || !isObject(template)) return false;
+  const meta = (metadata ?? {}) as Record<string, unknown>;
+  if (!optional(meta.name, (v) => typeof v === 'string')) return false;
+  if (!optional(meta.annotations, isStringMap) || !optional(meta.labels, isStringMap)) return false;
+  const templateMeta = template.metadata;
+  if (
+    !optional(
+      templateMeta,
+      (v) => isObject(v) && optional(v.annotations, isStringMap) && optional(v.labels, isStringMap),
+    )
+  )
+    return false;
+  const podSpec = template.spec;
+  if (!isObject(podSpec) || !Array.isArray(podSpec.containers)) return false;
+  if (!optional(podSpec.terminationGracePeriodSeconds, Number.isSafeInteger)) return false;
+  return (
+    podSpec.containers.every(wellFormedContainer) &&
+    optional(podSpec.initContainers, (v) => Array.isArray(v) && v.every(wellFormedContainer))
+  );
 }
 
 /**
@@ -231,6 +287,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
   )
     return skipped("the operator's own write");
   if (!isDeployment(request.object)) return skipped('no object in the request');
+  if (!wellFormed(request.object)) return skipped('not a well-formed Deployment');
   const containers = request.object.spec?.template?.spec?.containers;
   const initContainers = request.object.spec?.template?.spec?.initContainers;
   const count =
@@ -253,7 +310,9 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
   };
   if (deployment.metadata?.deletionTimestamp) return skipped('being deleted');
   const old =
-    request.operation === 'UPDATE' && isDeployment(request.oldObject) ? request.oldObject : undefined;
+    request.operation === 'UPDATE' && isDeployment(request.oldObject) && wellFormed(request.oldObject)
+      ? request.oldObject
+      : undefined;
   // An UPDATE joins only a rollout that happens anyway: a scale or a label edit stays one.
   if (old && JSON.stringify(old.spec?.template) === JSON.stringify(deployment.spec?.template))
     return skipped('the pod template is unchanged');
