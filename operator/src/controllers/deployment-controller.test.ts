@@ -4,17 +4,18 @@ import { describe, expect, test } from 'vitest';
 import {
   APPLIED_ANNOTATION,
   EXCLUDE_ANNOTATION,
+  FIELD_MANAGER,
   GRACE_PERIOD_SECONDS_ANNOTATION,
   PRESTOP_SECONDS_ANNOTATION,
   READINESS_PORT_ANNOTATION,
 } from '../api/annotations.ts';
 import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder, EventType } from '../kube/events.ts';
-import type { Informer } from '../kube/informer.ts';
+import { deploymentCacheTransform, type Informer } from '../kube/informer.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { templateHash } from '../policy/budget.ts';
-import type { AppliedRecord, ApplyConfiguration } from '../policy/ownership.ts';
+import { type AppliedRecord, type ApplyConfiguration, recordAnnotation } from '../policy/ownership.ts';
 import {
   container,
   type DeploymentOptions,
@@ -1079,6 +1080,50 @@ describe('observed latency', () => {
           object: expect.objectContaining({ name: 'web' }),
         }),
       );
+    });
+
+    test("a record copied from another Deployment never makes the operator take, then lower, the user's grace period", async () => {
+      // Found on the real cluster: the copy claimed grace 45 as the operator's; with the cache
+      // dropping managedFields where the operator had no entry, the record was believed, the
+      // user's 60 taken over by a record write, then lowered to 45.
+      const gracePolicy = policyObject('p', {
+        mode: 'Enforce',
+        readinessProbe: { inject: 'Never' },
+        preStop: { inject: 'Never' },
+        terminationGracePeriod: { minSeconds: 45 },
+      });
+      const honest = deployment({ name: 'honest', uid: 'uid-honest' });
+      const copied = recordAnnotation(
+        honest,
+        {
+          policy: 'p',
+          policyGeneration: 1,
+          terminationGracePeriodSeconds: 45,
+          containers: {},
+          templateAnnotations: ['gracefulshutdown.dev/termination-grace-period-seconds'],
+          reason: 'copied',
+        },
+        TEST_SEAL,
+      );
+      const user = web({ grace: 60, annotations: { [APPLIED_ANNOTATION]: copied } });
+      user.metadata = {
+        ...user.metadata,
+        managedFields: [
+          { manager: 'kubectl-client-side-apply', operation: 'Update', fieldsType: 'FieldsV1', fieldsV1: {} },
+        ],
+      };
+      const cached = deploymentCacheTransform<V1Deployment>(FIELD_MANAGER)(structuredClone(user));
+      const h = harness({
+        policies: [gracePolicy],
+        deployments: [cached],
+        serverSideApply: true,
+        unsealed: true,
+      });
+      await h.reconcile('shop/web');
+      await h.reconcile('shop/web');
+      for (const write of h.writes)
+        expect(write.spec?.template.spec).not.toHaveProperty('terminationGracePeriodSeconds');
+      expect(h.deployments.get('shop/web')?.spec?.template?.spec?.terminationGracePeriodSeconds).toBe(60);
     });
 
     test('Revert never writes back values from a record the operator did not seal', async () => {

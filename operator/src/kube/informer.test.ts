@@ -546,11 +546,12 @@ describe('cache transforms', () => {
       },
       { manager: 'graceful-shutdown-operator', operation: 'Apply' },
     ]);
-    // No entry of the operator's: no managedFields at all, not an empty list.
+    // No entry of the operator's: an empty list, which says "owns nothing"; absent would let the
+    // record annotation claim fields.
     const none = transform({
       metadata: { name: 'api', managedFields: [{ manager: 'kubectl', operation: 'Apply' }] },
     });
-    expect(none.metadata).toEqual({ name: 'api' });
+    expect(none.metadata).toEqual({ name: 'api', managedFields: [] });
   });
 
   it('Namespaces keep name, uid, resourceVersion and labels only', () => {

@@ -154,14 +154,17 @@ function contestedFields(fields: unknown): FieldSet | undefined {
  * derives what it owns from its own entry) and, of the other managers' entries (no
  * subresources), only their ownership of the fields the operator writes, without timestamps:
  * enough to name a manager that took one over (policy/conflicts.ts), a few keys per entry. No
- * entry of the manager's own: no managedFields at all (nothing it wrote can be taken over).
+ * entry of the manager's own: an empty list (it owns nothing, nothing it wrote can be taken over).
  */
 export function keepManagedFieldsOf<T extends KubernetesObject>(manager: string): (object: T) => T {
   return (object) => {
     const entries = object.metadata?.managedFields;
     if (entries === undefined || !object.metadata) return object;
+    // Empty, not absent: "the operator owns nothing" (policy/ownership.ts ownedByApply). Absent
+    // would let the record annotation claim fields (a record copied from another Deployment
+    // once made the operator take, then lower, a user's grace period).
     if (!entries.some((entry) => entry.manager === manager)) {
-      delete object.metadata.managedFields;
+      object.metadata.managedFields = [];
       return object;
     }
     object.metadata.managedFields = entries.flatMap((entry) => {
