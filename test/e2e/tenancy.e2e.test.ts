@@ -1,0 +1,466 @@
+// A tenant tries to hold back another tenant's Deployments, or take the operator down, through
+// the real apiserver with a namespace-admin ServiceAccount of its own (docs/security.md). Each
+// test asserts what must still hold, with a negative control where the attack can honestly be
+// shown to work against the unprotected path. And the operator's own ServiceAccount token
+// against the shipped ValidatingAdmissionPolicies (config/rbac/operator_guard.yaml).
+
+import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import {
+  AdmissionregistrationV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  KubeConfig,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+  type V1Deployment,
+} from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import { recordAnnotation } from '../../operator/src/policy/ownership.ts';
+import { RecordSeal } from '../../operator/src/policy/record-seal.ts';
+import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
+import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
+import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, readPolicyStatus } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
+import {
+  adminKubeConfig,
+  clusterInfo,
+  deleteWebhookConfiguration,
+  installWebhookConfiguration,
+  kubectl,
+  operatorRecord,
+  RECORD_KEY_SECRET,
+  readDeployment,
+  startOperatorProcess,
+  useNamespace,
+  usePolicies,
+  WEBHOOK_CONFIGURATION,
+  waitFor,
+  webManifest,
+} from './support.ts';
+
+const attacker = useNamespace('tenant-a');
+const victim = useNamespace('tenant-b');
+const flooded = useNamespace('tenant-flood');
+const policies = usePolicies();
+const POLICY = 'tenancy';
+
+let operator: OperatorProcess;
+let tenantKubeconfig: string;
+let operatorKubeconfig: string;
+
+const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
+
+/** kubectl as the tenant: '' on success, else its error text. */
+async function asTenant(args: string[], input?: string): Promise<string> {
+  const result = await kubectl(args, { kubeconfig: tenantKubeconfig, ...(input ? { input } : {}) });
+  return result.code === 0 ? '' : result.stderr.trim();
+}
+
+/** A record the operator would never have written: a made-up failure, or a rollout. */
+function forgedRecord(extra: object): string {
+  return JSON.stringify({ policy: POLICY, policyGeneration: 1, containers: {}, reason: 'forged', ...extra });
+}
+
+const FAILURE = {
+  failure: {
+    policyGeneration: 1,
+    reason: 'RolloutTimedOut',
+    message: 'made up',
+    at: new Date().toISOString(),
+  },
+};
+
+/** The policy's only rule: a grace period of at least this (no probe, no hook). */
+const WANTED = 45;
+const SPEC = {
+  mode: 'Enforce',
+  observedLatency: { source: 'None' },
+  readinessProbe: { inject: 'Never' },
+  preStop: { inject: 'Never' },
+  terminationGracePeriod: { minSeconds: WANTED },
+};
+
+/**
+ * A Deployment manifest with the record annotation, for the tenant's kubectl. Compliant (a grace
+ * period above the policy's): the operator has nothing to write, so the forged record stays.
+ */
+function withRecord(namespace: string, name: string, record: string, extra: Record<string, unknown> = {}) {
+  const manifest = JSON.parse(webManifest(namespace, name, { replicas: 1, grace: 60 }));
+  manifest.metadata.annotations = { [APPLIED_ANNOTATION]: record };
+  Object.assign(manifest.spec.template.spec, extra);
+  return JSON.stringify(manifest);
+}
+
+async function status() {
+  return readPolicyStatus(adminKubeConfig(), POLICY);
+}
+
+/** The Deployment once the operator wrote it: its record names the policy, the grace raised. */
+async function enforced(namespace: string, name: string): Promise<V1Deployment | undefined> {
+  const d = await readDeployment(namespace, name);
+  return (await operatorRecord(d))?.policy === POLICY &&
+    d.spec?.template.spec?.terminationGracePeriodSeconds === WANTED
+    ? d
+    : undefined;
+}
+
+beforeAll(async () => {
+  const admin = adminKubeConfig();
+  const dir = join(clusterInfo().workDir, 'logs');
+  // The tenant: namespace-admin in tenant-a (the built-in admin ClusterRole, bound there).
+  await admin
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccount({ namespace: attacker.name, body: { metadata: { name: 'tenant' } } });
+  await admin.makeApiClient(RbacAuthorizationV1Api).createNamespacedRoleBinding({
+    namespace: attacker.name,
+    body: {
+      metadata: { name: 'tenant-admin' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' },
+      subjects: [{ kind: 'ServiceAccount', name: 'tenant', namespace: attacker.name }],
+    },
+  });
+  tenantKubeconfig = await serviceAccountKubeconfig(admin, attacker.name, 'tenant', dir);
+  operator = await startOperatorProcess('operator-tenancy.log', [
+    '--resync-ms',
+    '2000',
+    '--rollout-check-ms',
+    '500',
+    '--webhook-check-ms',
+    '1000',
+  ]);
+  operatorKubeconfig = await serviceAccountKubeconfig(
+    admin,
+    OPERATOR_NAMESPACE,
+    OPERATOR_SERVICE_ACCOUNT,
+    dir,
+  );
+  await policies.apply(POLICY, attacker.name, {
+    namespaceSelector: {
+      matchExpressions: [
+        { key: 'kubernetes.io/metadata.name', operator: 'In', values: [attacker.name, victim.name] },
+      ],
+    },
+    ...SPEC,
+    // The strictest: any failure the operator believed would stop every namespace.
+    rollout: { maxConcurrent: 1, breakerNamespaces: 1 },
+  });
+  await policies.apply(`${POLICY}-flood`, flooded.name, SPEC);
+  await installWebhookConfiguration([operator], [flooded.name]);
+});
+
+afterAll(async () => {
+  await deleteWebhookConfiguration();
+  await operator?.stop();
+});
+
+describe("a tenant's writes to its own records", () => {
+  test('a forged failure and a forged rollout hold nobody, and are reported refused; the other tenant is enforced', async () => {
+    // The tenant's attacks, through the apiserver with its own token.
+    expect(
+      await asTenant(['apply', '-f', '-'], withRecord(attacker.name, 'evil-failure', forgedRecord(FAILURE))),
+    ).toBe('');
+    // Rolling forever (no node matches) with a record naming its own generation: a budget slot,
+    // were the record believed (maxConcurrent 1).
+    const rollout = { rollout: { generation: 1, startedAt: new Date().toISOString(), previous: {} } };
+    expect(
+      await asTenant(
+        ['apply', '-f', '-'],
+        withRecord(attacker.name, 'evil-rollout', forgedRecord(rollout), {
+          nodeSelector: { nowhere: 'true' },
+        }),
+      ),
+    ).toBe('');
+    // What the tenant cannot do: read the operator's key, or change the policy.
+    const secret = await asTenant(['get', 'secret', RECORD_KEY_SECRET, '-n', OPERATOR_NAMESPACE]);
+    expect(secret).toMatch(/forbidden/i);
+    expect(
+      await asTenant(['patch', 'gsp', POLICY, '--type=merge', '-p', '{"spec":{"mode":"Audit"}}']),
+    ).toMatch(/forbidden/i);
+
+    // The other tenant's non-compliant Deployment arrives: enforced within the budget.
+    const started = Date.now();
+    expect(
+      (await kubectl(['apply', '-f', '-'], { input: webManifest(victim.name, 'victim', { replicas: 1 }) }))
+        .code,
+    ).toBe(0);
+    await waitFor('the victim enforced', () => enforced(victim.name, 'victim'), { timeoutMs: 60_000 });
+    console.log(
+      `the other tenant's Deployment enforced ${Date.now() - started} ms after it was created, under the attack`,
+    );
+
+    const held = await waitFor('the refusals in status', async () => {
+      const s = await status();
+      const refused = (name: string) =>
+        s?.workloads?.find((w) => w.name === name)?.message?.includes('record was refused');
+      return refused('evil-failure') && refused('evil-rollout') ? s : undefined;
+    });
+    expect(held?.heldNamespaces ?? []).toEqual([]);
+    expect(held?.conditions?.find((c) => c.type === 'RolloutBreakerOpen')).toMatchObject({
+      status: 'False',
+      reason: 'NoFailedRollouts',
+    });
+    expect(await operator.sample('gracefulshutdown_records_refused', { policy: POLICY })).toBe(2);
+    const events = await kubectl([
+      'get',
+      'events',
+      '-n',
+      attacker.name,
+      '--field-selector',
+      'reason=RecordRefused',
+      '-o',
+      'name',
+    ]);
+    expect(events.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a sealed record copied to another Deployment is refused too', async () => {
+    const honest = await waitFor("the tenant's own Deployment enforced", async () => {
+      if (!(await readDeployment(attacker.name, 'honest').catch(() => undefined)))
+        await asTenant(
+          ['apply', '-f', '-'],
+          webManifest(attacker.name, 'honest', { replicas: 1, grace: 30 }),
+        );
+      return enforced(attacker.name, 'honest');
+    });
+    const sealed = honest.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '';
+    expect(JSON.parse(sealed)).toHaveProperty('seal');
+    expect(await asTenant(['apply', '-f', '-'], withRecord(attacker.name, 'evil-copy', sealed))).toBe('');
+    await waitFor('the copy reported refused', async () => {
+      const s = await status();
+      const message = s?.workloads?.find((w) => w.name === 'evil-copy')?.message ?? '';
+      return message.includes('its seal does not match this Deployment') ? s : undefined;
+    });
+    // The copy claims grace 45 as the operator's: the user's 60 is never taken over nor lowered.
+    const copy = await readDeployment(attacker.name, 'evil-copy');
+    expect(copy.spec?.template.spec?.terminationGracePeriodSeconds).toBe(60);
+    expect(copy.metadata?.managedFields?.map((f) => f.manager)).not.toContain('graceful-shutdown-operator');
+  });
+
+  test('negative control: the same failure sealed with the operator key stops every namespace (breakerNamespaces 1)', async () => {
+    // What the seal prevents: an admin (who can read the key) seals the tenant's forged failure.
+    const secret = await adminKubeConfig()
+      .makeApiClient(CoreV1Api)
+      .readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name: RECORD_KEY_SECRET });
+    const seal = new RecordSeal(Buffer.from(secret.data?.key ?? '', 'base64'));
+    const evil = await readDeployment(attacker.name, 'evil-failure');
+    const record = JSON.parse(forgedRecord(FAILURE));
+    await apps().patchNamespacedDeployment(
+      {
+        namespace: attacker.name,
+        name: 'evil-failure',
+        body: [
+          {
+            op: 'replace',
+            path: `/metadata/annotations/${APPLIED_ANNOTATION.replace('/', '~1')}`,
+            value: recordAnnotation(evil, record, seal),
+          },
+        ],
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+    const open = await waitFor('the breaker open', async () => {
+      const s = await status();
+      return s?.conditions?.find((c) => c.type === 'RolloutBreakerOpen')?.status === 'True' ? s : undefined;
+    });
+    expect(open?.heldNamespaces).toEqual([attacker.name]);
+    // A second victim now waits: the attack would have worked.
+    await kubectl(['apply', '-f', '-'], { input: webManifest(victim.name, 'victim-2', { replicas: 1 }) });
+    await waitFor('victim-2 held by the breaker', async () => {
+      const s = await status();
+      return s?.workloads?.find((w) => w.name === 'victim-2')?.reason === 'BreakerOpen' ? s : undefined;
+    });
+    expect(await operatorRecord(await readDeployment(victim.name, 'victim-2'))).toBeUndefined();
+    // Undone, so the tests after this one see the breaker closed.
+    await kubectl(['delete', 'deployment', 'evil-failure', '-n', attacker.name, '--wait=true']);
+    await waitFor('victim-2 enforced once the failure is gone', () => enforced(victim.name, 'victim-2'), {
+      timeoutMs: 60_000,
+    });
+  });
+});
+
+describe("the operator's own ServiceAccount against the shipped ValidatingAdmissionPolicies", () => {
+  /** A patch with the operator's token, as it writes (no get first): '' when admitted, else why not. */
+  const asOperator = async (
+    kind: 'deployment' | 'webhook',
+    strategy: PatchStrategy,
+    body: object,
+  ): Promise<string> => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(operatorKubeconfig);
+    try {
+      if (kind === 'deployment')
+        await kc
+          .makeApiClient(AppsV1Api)
+          .patchNamespacedDeployment(
+            { namespace: victim.name, name: 'victim', body },
+            setHeaderOptions('Content-Type', strategy),
+          );
+      else
+        await kc
+          .makeApiClient(AdmissionregistrationV1Api)
+          .patchMutatingWebhookConfiguration(
+            { name: WEBHOOK_CONFIGURATION, body },
+            setHeaderOptions('Content-Type', strategy),
+          );
+      return '';
+    } catch (error) {
+      return String((error as { body?: unknown }).body ?? error);
+    }
+  };
+  const merge = (kind: 'deployment' | 'webhook', body: object) =>
+    asOperator(kind, PatchStrategy.MergePatch, body);
+  const json = (kind: 'deployment' | 'webhook', ops: object[]) =>
+    asOperator(kind, PatchStrategy.JsonPatch, ops);
+
+  test('changing an image, a label, the replicas or another annotation is refused; its own annotation is not', async () => {
+    expect(
+      await json('deployment', [
+        { op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'evil.example/x:1' },
+      ]),
+    ).toMatch(/may change only a container's readinessProbe and lifecycle.preStop/);
+    expect(await merge('deployment', { metadata: { labels: { owned: 'by-me' } } })).toMatch(
+      /may not change labels/,
+    );
+    expect(await merge('deployment', { metadata: { annotations: { 'example.com/x': 'y' } } })).toMatch(
+      /only annotations of its own group/,
+    );
+    expect(await merge('deployment', { spec: { replicas: 5 } })).toMatch(/outside its pod template/);
+    expect(
+      await merge('deployment', {
+        spec: { template: { spec: { serviceAccountName: 'default', hostNetwork: true } } },
+      }),
+    ).toMatch(/only terminationGracePeriodSeconds in a pod spec/);
+    // Positive control: what the operator does write passes (an annotation of its group).
+    expect(
+      await merge('deployment', { metadata: { annotations: { 'gracefulshutdown.dev/probe': 'ok' } } }),
+    ).toBe('');
+    expect((await readDeployment(victim.name, 'victim')).spec?.template.spec?.containers[0]?.image).toBe(
+      'registry.example/web:1',
+    );
+  });
+
+  test("changing the webhook configuration's clientConfig is refused; its caBundle is not", async () => {
+    // The operator injected the caBundle when the configuration was installed: allowed.
+    expect(
+      await json('webhook', [
+        { op: 'replace', path: '/webhooks/0/clientConfig/url', value: 'https://evil.example/x' },
+      ]),
+    ).toMatch(/may change only its webhooks' clientConfig.caBundle/);
+    expect(
+      await json('webhook', [{ op: 'replace', path: '/webhooks/0/failurePolicy', value: 'Fail' }]),
+    ).toMatch(/caBundle/);
+    const current = await adminKubeConfig()
+      .makeApiClient(AdmissionregistrationV1Api)
+      .readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION });
+    const caBundle = current.webhooks?.[0]?.clientConfig.caBundle;
+    expect(
+      await json('webhook', [{ op: 'replace', path: '/webhooks/0/clientConfig/caBundle', value: caBundle }]),
+    ).toBe('');
+  });
+});
+
+describe('a flood of maximum-size AdmissionReviews at the webhook', () => {
+  /** POSTs one AdmissionReview of about `bytes` to the operator's webhook; resolves with its status. */
+  const post = (bytes: number): Promise<number> => {
+    const review = JSON.stringify({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: 'flood',
+        kind: { group: 'apps', version: 'v1', kind: 'Deployment' },
+        resource: { group: 'apps', version: 'v1', resource: 'deployments' },
+        operation: 'CREATE',
+        namespace: flooded.name,
+        userInfo: { username: 'system:serviceaccount:tenant-a:tenant' },
+        object: {
+          ...JSON.parse(webManifest(flooded.name, 'flood', { replicas: 1 })),
+          metadata: { name: 'flood', namespace: flooded.name, annotations: { filler: 'x'.repeat(bytes) } },
+        },
+      },
+    });
+    return new Promise((resolve) => {
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: operator.webhookPort,
+          path: MUTATE_DEPLOYMENTS_PATH,
+          method: 'POST',
+          rejectUnauthorized: false,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(review) },
+          timeout: 30_000,
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', () => resolve(0));
+      req.on('timeout', () => req.destroy());
+      req.end(review);
+    });
+  };
+  const rssMiB = () => {
+    const line = readFileSync(`/proc/${operator.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+    return Number(line?.[1] ?? 0) / 1024;
+  };
+
+  test('the operator stays under its memory limit, healthy and leading; real admissions are served during it', async () => {
+    const LIMIT_MIB = 512; // config/manager/manager.yaml
+    const ROUNDS = 4;
+    const CONCURRENT = 24;
+    const before = rssMiB();
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssMiB());
+    }, 50);
+    const health: boolean[] = [];
+    const healthProbe = setInterval(() => {
+      fetch(`http://127.0.0.1:${operator.probePort}/healthz`).then(
+        (r) => health.push(r.ok),
+        () => health.push(false),
+      );
+    }, 200);
+    const statuses: number[] = [];
+    let served = 0;
+    let mutated = 0;
+    try {
+      for (let round = 0; round < ROUNDS; round++) {
+        const flood = Promise.all(Array.from({ length: CONCURRENT }, () => post(3.4 * 1024 * 1024)));
+        // A real Deployment created through the apiserver meanwhile.
+        const name = `real-${round}`;
+        const created = await kubectl(['create', '-f', '-'], {
+          input: webManifest(flooded.name, name, { replicas: 1 }),
+        });
+        if (created.code === 0) {
+          served++;
+          const d = await readDeployment(flooded.name, name);
+          if (d.spec?.template.spec?.terminationGracePeriodSeconds === WANTED) mutated++;
+        }
+        statuses.push(...(await flood));
+      }
+    } finally {
+      clearInterval(sampler);
+      clearInterval(healthProbe);
+    }
+    const counts = Object.entries(
+      statuses.reduce<Record<string, number>>((acc, s) => {
+        acc[s] = (acc[s] ?? 0) + 1;
+        return acc;
+      }, {}),
+    );
+    console.log(
+      `flood: ${ROUNDS} x ${CONCURRENT} AdmissionReviews of 3.4 MiB; answers ${counts.map(([s, n]) => `${s}: ${n}`).join(', ')}; RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MiB (limit ${LIMIT_MIB}); /healthz ${health.filter(Boolean).length}/${health.length} ok; real admissions ${served}/${ROUNDS} served, ${mutated} mutated`,
+    );
+    expect(peak).toBeLessThan(LIMIT_MIB);
+    expect(health.length).toBeGreaterThan(0);
+    expect(health.every(Boolean)).toBe(true);
+    expect(served).toBe(ROUNDS);
+    expect(mutated).toBe(ROUNDS);
+    expect(operator.exited).toBe(false);
+    expect(await operator.sample('leader_election_master_status')).toBe(1);
+  });
+});
