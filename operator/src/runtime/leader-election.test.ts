@@ -129,10 +129,13 @@ describe('LeaderElector', () => {
 
   it('frozen past the renew deadline: not leader at once (no write goes out); another took the lease: stops', async () => {
     const store = new LeaseStore();
-    const a = candidate(store, 'a');
+    let frozen = 0;
+    const a = candidate(store, 'a', { now: () => performance.now() + frozen });
     await vi.advanceTimersByTimeAsync(0);
     expect(a.elector.isLeader()).toBe(true);
-    // A 30 s freeze: the clock moves, no timer of a's ran; meanwhile b took the expired lease.
+    // A 30 s freeze: the (monotonic) clock moves, no timer of a's ran; meanwhile b took the
+    // expired lease.
+    frozen += 30_000;
     vi.setSystemTime(Date.now() + 30_000);
     expect(a.elector.isLeader()).toBe(false);
     const taken = store.lease?.record;
@@ -151,15 +154,36 @@ describe('LeaderElector', () => {
 
   it('frozen past the renew deadline, nobody took the lease: one renew, and it leads again', async () => {
     const store = new LeaseStore();
-    const a = candidate(store, 'a');
+    let frozen = 0;
+    const a = candidate(store, 'a', { now: () => performance.now() + frozen });
     await vi.advanceTimersByTimeAsync(0);
-    vi.setSystemTime(Date.now() + 30_000);
+    frozen += 30_000;
     expect(a.elector.isLeader()).toBe(false);
     await vi.advanceTimersByTimeAsync(2_000);
     expect(a.elector.isLeader()).toBe(true);
     expect(a.events).toEqual(['started']);
     a.abort.abort();
     await a.done;
+  });
+
+  it('a wall-clock step (NTP, a resumed VM) of an hour either way neither ends the term nor lets another take it', async () => {
+    const store = new LeaseStore();
+    const a = candidate(store, 'a');
+    const b = candidate(store, 'b');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(a.elector.isLeader()).toBe(true);
+    vi.setSystemTime(Date.now() + 3_600_000);
+    expect(a.elector.isLeader()).toBe(true);
+    await vi.advanceTimersByTimeAsync(4_000);
+    vi.setSystemTime(Date.now() - 7_200_000);
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(a.elector.isLeader()).toBe(true);
+    expect(b.elector.isLeader()).toBe(false);
+    expect(a.events).toEqual(['started']);
+    expect(store.lease?.record.holderIdentity).toBe('a');
+    b.abort.abort();
+    a.abort.abort();
+    await Promise.all([a.done, b.done]);
   });
 
   it('stops leading when it cannot renew within the renew deadline', async () => {

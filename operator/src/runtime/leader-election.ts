@@ -71,6 +71,11 @@ export interface LeaderElectorOptions {
   /** Called when the observed holder changes (including to ourselves). */
   onNewLeader?: (identity: string) => void;
   logger?: Logger;
+  /**
+   * A monotonic clock in milliseconds for every duration (renew deadline, lease expiry as this
+   * replica observes it); default performance.now. The wall clock only stamps the Lease's
+   * acquireTime and renewTime: an NTP step or a VM's clock jump neither ends nor extends a term.
+   */
   now?: () => number;
   /** For the acquire retry jitter; tests pin it. */
   random?: () => number;
@@ -94,7 +99,7 @@ export class LeaderElector {
   readonly #random: () => number;
 
   #observed: ObservedLease | undefined;
-  /** Our clock when the record was last seen to change. */
+  /** Our monotonic clock when the record was last seen to change. */
   #observedAt = 0;
   #reportedLeader: string | undefined;
   #leading = false;
@@ -120,7 +125,7 @@ export class LeaderElector {
       lease: options.client.description,
       identity: options.identity,
     });
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => performance.now());
     this.#random = options.random ?? Math.random;
   }
 
@@ -250,11 +255,12 @@ export class LeaderElector {
 
   async #tryAcquireOrRenew(signal: AbortSignal): Promise<boolean> {
     const now = this.#now();
+    const stamp = new Date();
     const desired: LeaderElectionRecord = {
       holderIdentity: this.#identity,
       leaseDurationSeconds: Math.ceil(this.#leaseDurationMs / 1000),
-      acquireTime: new Date(now),
-      renewTime: new Date(now),
+      acquireTime: stamp,
+      renewTime: stamp,
       leaseTransitions: 0,
     };
 
@@ -324,19 +330,19 @@ export class LeaderElector {
   async #release(): Promise<void> {
     const observed = this.#observed;
     if (observed === undefined || observed.record.holderIdentity !== this.#identity) return;
-    const now = new Date(this.#now());
+    const stamp = new Date();
     const record: LeaderElectionRecord = {
       holderIdentity: '',
       leaseDurationSeconds: 1,
-      acquireTime: now,
-      renewTime: now,
+      acquireTime: stamp,
+      renewTime: stamp,
       leaseTransitions: observed.record.leaseTransitions,
     };
     await this.#withDeadline(
       this.#renewDeadlineMs,
       async (signal) => {
         try {
-          this.#observe(await this.#client.replace(record, observed.resourceVersion, signal), now.getTime());
+          this.#observe(await this.#client.replace(record, observed.resourceVersion, signal), this.#now());
           this.#log.info('Released leader lease');
         } catch (error) {
           this.#log.warn({ err: error }, 'Failed to release lease; the next leader waits for it to expire');
