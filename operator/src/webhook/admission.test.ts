@@ -264,6 +264,15 @@ describe('admit: Enforce', () => {
     }
   });
 
+  test("a request naming another namespace than its object's is skipped", () => {
+    const request = { ...create(fresh()), namespace: 'kube-system' };
+    expect(admit(request, context([enforce()]))).toMatchObject({
+      outcome: 'Skipped',
+      message: 'the object names another namespace than the request',
+    });
+    expect(admit(create(fresh()), context([enforce()])).outcome).toBe('Mutated');
+  });
+
   test('breakerOpenIn: the namespaces status holds, or all of them while RolloutBreakerOpen is True', () => {
     const object = (status: PolicyObject['status']): PolicyObject => ({
       metadata: { name: 'p' },

@@ -288,6 +288,11 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
     return skipped("the operator's own write");
   if (!isDeployment(request.object)) return skipped('no object in the request');
   if (!wellFormed(request.object)) return skipped('not a well-formed Deployment');
+  // The apiserver always sends the namespace of the object itself; a request that names another
+  // (not from the apiserver) must not be planned under that namespace's policies.
+  const named = request.object.metadata?.namespace;
+  if (named !== undefined && request.namespace !== undefined && named !== request.namespace)
+    return skipped('the object names another namespace than the request');
   const containers = request.object.spec?.template?.spec?.containers;
   const initContainers = request.object.spec?.template?.spec?.initContainers;
   const count =
