@@ -67,7 +67,10 @@ const deploymentLike = fc
     ),
   })
   .map(({ name, annotations, grace, containers }) => {
-    const d = deployment({ containers: [container('web', [['http', 8080]])] }) as Record<string, any>;
+    const d = deployment({ containers: [container('web', [['http', 8080]])] }) as unknown as {
+      metadata: Record<string, unknown>;
+      spec: { template: { spec: Record<string, unknown> } };
+    };
     d.metadata.name = name;
     d.metadata.annotations = annotations;
     d.spec.template.spec.terminationGracePeriodSeconds = grace;
