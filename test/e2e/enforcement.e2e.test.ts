@@ -300,6 +300,12 @@ describe('the breaker on the operator rollouts (real node)', () => {
       podSpec(before)?.terminationGracePeriodSeconds,
     );
     expect(reverted.status?.readyReplicas).toBe(1);
+    // The revert's JSON patch left no Update entry of the operator's: the restored values are
+    // nobody's, as before the operator's change.
+    const entries = (reverted.metadata?.managedFields ?? []).filter(
+      (e) => e.manager === 'graceful-shutdown-operator',
+    );
+    expect(entries.map((e) => e.operation)).toEqual(['Apply']);
     // Back on the ReplicaSet it had: the only new one is the failed rollout's.
     expect(await replicaSetCount(ns.name, 'stall')).toBe(replicaSetsBefore + 1);
     operatorReplicaSets.set(`${ns.name}/stall`, 1);

@@ -436,6 +436,11 @@ describe('Override', () => {
     expect(web?.readinessProbe?.tcpSocket).toBeUndefined();
     expect(web?.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 8080 });
     expect(web?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+    // The replacement's JSON patch left no Update entry of the operator's beside its Apply entry.
+    const entries = (d.metadata?.managedFields ?? []).filter(
+      (e) => e.manager === 'graceful-shutdown-operator',
+    );
+    expect(entries.map((e) => e.operation)).toEqual(['Apply']);
     const replicaSets = await apps().listNamespacedReplicaSet({
       namespace: ns.name,
       labelSelector: 'app=tcp',

@@ -15,7 +15,12 @@ import { deploymentCacheTransform, type Informer } from '../kube/informer.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { templateHash } from '../policy/budget.ts';
-import { type AppliedRecord, type ApplyConfiguration, recordAnnotation } from '../policy/ownership.ts';
+import {
+  type AppliedRecord,
+  type ApplyConfiguration,
+  readAppliedRecord,
+  recordAnnotation,
+} from '../policy/ownership.ts';
 import {
   container,
   type DeploymentOptions,
@@ -269,9 +274,21 @@ describe('deploymentReconciler', () => {
             path: '/spec/template/spec/containers/0/readinessProbe',
             value: expect.objectContaining({ httpGet: { path: '/readyz', port: 8080 } }),
           },
+          // The record in the same write: the rollout the patch starts, sealed, what it replaced.
+          { op: 'add', path: '/metadata/annotations', value: { [APPLIED_ANNOTATION]: expect.any(String) } },
         ],
       },
     ]);
+    const inPatch = (h.patches[0]?.operations.at(-1) as { value: Record<string, string> }).value;
+    const recorded = readAppliedRecord(
+      web({ annotations: { [APPLIED_ANNOTATION]: inPatch[APPLIED_ANNOTATION] ?? '' } }),
+      TEST_SEAL,
+    );
+    expect(recorded?.refused).toBeUndefined();
+    expect(recorded?.rollout).toMatchObject({
+      generation: 2,
+      previous: { containers: { web: { readinessProbe: tcpProbe } } },
+    });
     // The apply follows and owns the new probe; the plain case sends no patch at all.
     expect(h.writes).toHaveLength(1);
     // The hook is missing, so the apply writes it, and the annotation mirroring it with it.
@@ -280,6 +297,32 @@ describe('deploymentReconciler', () => {
     const plain = harness({ policies: [ENFORCE], deployments: [web()] });
     await plain.reconcile('shop/web');
     expect(plain.patches).toEqual([]);
+  });
+
+  test("after a replacement, the operator's Update entry leaves managedFields (guarded); its Apply entry stays", async () => {
+    const tcpProbe = { tcpSocket: { port: 8080 } };
+    const withEntries = web({ containers: [container('web', [8080], { readinessProbe: tcpProbe })] });
+    withEntries.metadata = {
+      ...withEntries.metadata,
+      managedFields: [
+        { manager: 'kubectl', operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: {} },
+        { manager: FIELD_MANAGER, operation: 'Update', fieldsType: 'FieldsV1', fieldsV1: {} },
+        { manager: FIELD_MANAGER, operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: {} },
+      ],
+    };
+    const h = harness({
+      policies: [policyObject('p', { mode: 'Enforce', readinessProbe: { inject: 'Override', port: 8080 } })],
+      deployments: [withEntries],
+    });
+    await h.reconcile('shop/web');
+    expect(h.patches.map((p) => p.operations)).toEqual([
+      expect.any(Array),
+      [
+        { op: 'test', path: '/metadata/managedFields/1/manager', value: FIELD_MANAGER },
+        { op: 'test', path: '/metadata/managedFields/1/operation', value: 'Update' },
+        { op: 'remove', path: '/metadata/managedFields/1' },
+      ],
+    ]);
   });
 
   test('a field the policy stops writing (inject Never) is kept at its value, not deleted by the apply', async () => {

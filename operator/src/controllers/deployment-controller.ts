@@ -21,6 +21,7 @@ import {
   conflictMemory,
   describeField,
 } from '../policy/conflicts.ts';
+import { ownUpdateEntryRemoval } from '../policy/managed-fields.ts';
 import { matchDeployment } from '../policy/match.ts';
 import {
   type AppliedRecord,
@@ -32,6 +33,7 @@ import {
   ownsNothing,
   previousValues,
   readAppliedRecord,
+  recordOperations,
   revertOperations,
 } from '../policy/ownership.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
@@ -155,6 +157,22 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
   };
 
   /**
+   * After a JSON Patch of the operator's, its `Update` entry goes from managedFields (policy/
+   * managed-fields.ts ownUpdateEntryRemoval): no lingering co-owner of the fields it touched.
+   * Best effort: a write in between fails the guard, and the next patch of the operator's
+   * removes it then.
+   */
+  const dropUpdateEntry = async (updated: V1Deployment, signal: AbortSignal, log: Logger) => {
+    const operations = ownUpdateEntryRemoval(updated);
+    if (operations.length === 0) return;
+    try {
+      await patch(updated, operations, signal);
+    } catch (err) {
+      log.info({ err }, "the operator's Update entry stays in managedFields for now");
+    }
+  };
+
+  /**
    * A rollout the operator started does not progress: record the failure (it holds the policy's
    * breaker open) and, with onFailure Revert, write back the values the Deployment had before.
    */
@@ -216,7 +234,9 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     const failure = record.failure ? { ...record.failure, template: templateHash(reverted) } : undefined;
     const done: AppliedRecord = { ...record, ...(failure ? { failure } : {}) };
     const owned = ownedFields(reverted, seal) ?? done;
-    await apply(key, signal, keepConfiguration(reverted, owned, done, seal));
+    const recorded = await apply(key, signal, keepConfiguration(reverted, owned, done, seal));
+    // The restored values are the user's again: no entry of the operator's co-owns them.
+    if (operations.length > 0) await dropUpdateEntry(recorded, signal, log);
     events.record(
       reference(deployment),
       'Normal',
@@ -538,32 +558,40 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     if (waiting) return waiting;
     tracker.reserve(key, policy.name, deployment.metadata?.uid);
     try {
-      let base = deployment;
-      const replacements = handlerReplacements(deployment, plan);
-      if (replacements.length > 0) {
-        base = await patch(deployment, replacements, signal);
-        metrics.deploymentWrites.inc({ policy: policy.name, operation: 'replace' });
-      }
-      // The record names the generation this rollout produces: every write bumps it by one
-      // (the record changes). A write by someone else in between makes it one off: then only
-      // this replica (the tracker) knows the rollout is its own, and the warning below says so.
-      const generation = (base.metadata?.generation ?? 0) + 1;
       const remembered =
         conflict.kind === 'Reapply'
           ? conflictMemory(conflict, now())
           : carriedConflict(record, policy, now());
-      const withRollout: AppliedRecord = {
+      const startedAt = new Date(now()).toISOString();
+      const previous = previousValues(deployment, plan);
+      /**
+       * The record naming the generation `written` produces: every write bumps it by one (the
+       * record changes). A write by someone else in between makes it one off: then only this
+       * replica (the tracker) knows the rollout is its own, and the warning below says so.
+       */
+      const recordAfter = (written: V1Deployment): AppliedRecord => ({
         ...nextRecord,
         ...(remembered ? { conflict: remembered } : {}),
-        rollout: {
-          generation,
-          startedAt: new Date(now()).toISOString(),
-          previous: previousValues(deployment, plan),
-        },
-      };
+        rollout: { generation: (written.metadata?.generation ?? 0) + 1, startedAt, previous },
+      });
+      let base = deployment;
+      const replacements = handlerReplacements(deployment, plan);
+      if (replacements.length > 0) {
+        // The record goes in the same write: should the apply below fail, the rollout the
+        // replacement started is recorded (it takes its slot, and Revert can undo it).
+        base = await patch(
+          deployment,
+          [...replacements, ...recordOperations(deployment, recordAfter(deployment), seal)],
+          signal,
+        );
+        metrics.deploymentWrites.inc({ policy: policy.name, operation: 'replace' });
+      }
+      const withRollout = recordAfter(base);
+      const generation = withRollout.rollout?.generation;
       const config = applyConfiguration(base, withRollout, plan, seal);
       const updated = await apply(key, signal, config);
       tracker.written(key, updated.metadata?.generation ?? Number.POSITIVE_INFINITY);
+      if (replacements.length > 0) await dropUpdateEntry(updated, signal, log);
       if (updated.metadata?.generation !== generation)
         log.warn(
           { policy: policy.name, expected: generation, got: updated.metadata?.generation },

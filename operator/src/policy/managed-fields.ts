@@ -5,9 +5,9 @@
 // therefore records the entry an apply of the same configuration would have produced; the
 // apiserver validates managedFields after admission and resets them when invalid
 // (kubernetes#98074), so a malformed entry can never corrupt the object.
-import type { V1ManagedFieldsEntry } from '@kubernetes/client-node';
+import type { V1Deployment, V1ManagedFieldsEntry } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/annotations.ts';
-import type { ApplyConfiguration } from './ownership.ts';
+import type { ApplyConfiguration, JsonPatchOperation } from './ownership.ts';
 
 /** A fieldsV1 set: `f:<field>`, `k:<list-map key JSON>`, `.` for the list item itself. */
 export type FieldSet = { [key: string]: FieldSet };
@@ -116,4 +116,27 @@ function merge(target: unknown, applied: Record<string, unknown>): Record<string
     }
   }
   return result;
+}
+
+/**
+ * JSON Patch removing the operator's `Update` entry from managedFields, guarded by tests of its
+ * manager and operation; empty when there is none. A JSON Patch of the operator's (a handler
+ * replacement, a revert) leaves such an entry beside its Apply entry: it would co-own the fields
+ * it touched after the operator lets go of them, so that a user's later server-side apply of
+ * those fields conflicts with a manager that no longer manages them. The Apply entry keeps what
+ * the operator still owns; the values a revert restored then belong to nobody, as before the
+ * operator's change, and the next apply of anyone takes them without a conflict.
+ */
+export function ownUpdateEntryRemoval(deployment: V1Deployment): JsonPatchOperation[] {
+  const entries = deployment.metadata?.managedFields ?? [];
+  const index = entries.findIndex(
+    (entry) => entry.manager === FIELD_MANAGER && entry.operation === 'Update' && !entry.subresource,
+  );
+  if (index < 0) return [];
+  const path = `/metadata/managedFields/${index}`;
+  return [
+    { op: 'test', path: `${path}/manager`, value: FIELD_MANAGER },
+    { op: 'test', path: `${path}/operation`, value: 'Update' },
+    { op: 'remove', path },
+  ];
 }

@@ -732,6 +732,29 @@ function annotationOperations(
 }
 
 /**
+ * JSON Patch writing the record annotation (sealed for the Deployment, recordAnnotation): into the
+ * existing annotations map, or, with none, the whole map guarded by a test of the
+ * resourceVersion (a map the cache has not seen yet is never replaced). Sent with a handler
+ * replacement, so that the rollout it starts is recorded in the same write.
+ */
+export function recordOperations(
+  deployment: V1Deployment,
+  record: AppliedRecord,
+  seal?: RecordSeal,
+): JsonPatchOperation[] {
+  const value = recordAnnotation(deployment, record, seal);
+  if (deployment.metadata?.annotations !== undefined)
+    return [{ op: 'add', path: `/metadata/annotations/${pointerToken(APPLIED_ANNOTATION)}`, value }];
+  const resourceVersion = deployment.metadata?.resourceVersion;
+  return [
+    ...(resourceVersion === undefined
+      ? []
+      : [{ op: 'test' as const, path: '/metadata/resourceVersion', value: resourceVersion }]),
+    { op: 'add', path: '/metadata/annotations', value: { [APPLIED_ANNOTATION]: value } },
+  ];
+}
+
+/**
  * JSON Patch replacing whole probes and preStop hooks where the plan brings a different handler
  * kind (an httpGet probe over a user's tcpSocket one). Server-side apply cannot do that: it
  * would merge both handlers, and the apiserver refuses a probe with two. An ordinary patch
