@@ -19,6 +19,7 @@ import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deplo
 import { createOperatorMetrics } from './controllers/metrics.ts';
 import { PlanMemo } from './controllers/plan.ts';
 import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
+import { ProbeChecks } from './controllers/probe-checks.ts';
 import { ProbeRecheck } from './controllers/probe-recheck.ts';
 import {
   POLICY_REPORT_CONTROLLER,
@@ -197,6 +198,17 @@ async function main(): Promise<void> {
       );
   };
   const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
+  // Readiness probe checks run here, outside the reconcile workers (controllers/probe-checks.ts).
+  const probeChecks = new ProbeChecks({
+    verifier: probeVerifier,
+    onDone: (key, pending) =>
+      pending ? deployments.enqueueAfter(key, config.rolloutCheckMs) : deployments.enqueue(key),
+    onCounts: ({ running, queued }) => {
+      operatorMetrics.probeChecks.set({ state: 'running' }, running);
+      operatorMetrics.probeChecks.set({ state: 'queued' }, queued);
+    },
+    logger,
+  });
   const deployments = new Controller({
     name: DEPLOYMENT_CONTROLLER,
     workers: config.workers,
@@ -214,7 +226,7 @@ async function main(): Promise<void> {
       tracker,
       metrics: operatorMetrics,
       seal,
-      probes: { verifier: probeVerifier, podsOf },
+      probes: { verifier: probeVerifier, checks: probeChecks, podsOf },
       rolloutCheckMs: config.rolloutCheckMs,
       resyncMs: config.resyncMs,
     }),
@@ -343,6 +355,7 @@ async function main(): Promise<void> {
     },
   });
   manager.addRunnable(refresher);
+  manager.addRunnable(probeChecks);
   // The httpGet probes owed to replace tcpSocket fallbacks, checked on running pods by every
   // replica (its webhook reads the verdicts), with the sources the controllers plan with.
   manager.addRunnable(

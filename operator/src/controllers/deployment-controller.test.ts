@@ -32,6 +32,7 @@ import {
 import { ProbeVerifier } from '../probes/verifier.ts';
 import { deploymentReconciler } from './deployment-controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
+import { ProbeChecks } from './probe-checks.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
 import {
   afterApply,
@@ -69,6 +70,9 @@ interface Harness {
   metrics: OperatorMetrics;
   /** Makes the writer throw until set back to undefined. */
   failWith: { error?: Error };
+  /** The probe checks (with options.probes): requested by reconciles, run apart; done keys. */
+  checks?: ProbeChecks;
+  checked: [string, boolean][];
 }
 
 function harness(options: {
@@ -130,6 +134,14 @@ function harness(options: {
   const estimates = options.estimates ?? new EstimateCache();
   const tracker = new RolloutTracker();
   const metrics = createOperatorMetrics(new Registry());
+  const checked: [string, boolean][] = [];
+  const checks = options.probes
+    ? new ProbeChecks({
+        verifier: options.probes.verifier,
+        onDone: (key, pending) => checked.push([key, pending]),
+      })
+    : undefined;
+  void checks?.run(new AbortController().signal);
   const reconciler = deploymentReconciler({
     view,
     writer,
@@ -142,7 +154,7 @@ function harness(options: {
     rolloutCheckMs: ROLLOUT_CHECK_MS,
     resyncMs: RESYNC_MS,
     ...(options.now ? { now: options.now } : {}),
-    ...(options.probes ? { probes: options.probes } : {}),
+    ...(options.probes && checks ? { probes: { ...options.probes, checks } } : {}),
   });
   return {
     reconcile: (key) => reconciler(key, new AbortController().signal, silentLogger()),
@@ -155,6 +167,8 @@ function harness(options: {
     tracker,
     metrics,
     failWith,
+    ...(checks ? { checks } : {}),
+    checked,
   };
 }
 
@@ -1242,11 +1256,20 @@ describe('observed latency', () => {
         ],
         probes: { verifier, podsOf: () => [young(options.startedAt)] },
       });
+      // The reconcile requests the checks and returns; they run apart, then the key comes back.
       const result = await h.reconcile('shop/web');
+      await h.checks?.idle();
+      if (h.checked.some(([, pending]) => !pending)) await h.reconcile('shop/web');
       const written = h.writes[0]?.spec?.template.spec.containers as
         | { readinessProbe?: unknown }[]
         | undefined;
-      return { asked, probe: written?.[0]?.readinessProbe, writes: h.writes.length, result };
+      return {
+        asked,
+        probe: written?.[0]?.readinessProbe,
+        writes: h.writes.length,
+        result,
+        checked: h.checked,
+      };
     };
 
     test('a write that waits anyway (paused) asks nothing', async () => {
@@ -1255,11 +1278,37 @@ describe('observed latency', () => {
       expect(writes).toBe(0);
     });
 
-    test('pods that only just started: nothing asked, nothing written, back soon', async () => {
-      const { asked, writes, result } = await run(200, { startedAt: new Date() });
+    test('pods that only just started: nothing asked, nothing written, back soon (the check says pending)', async () => {
+      const { asked, writes, checked } = await run(200, { startedAt: new Date() });
       expect(asked).toEqual([]);
       expect(writes).toBe(0);
-      expect(result).toEqual({ requeueAfterMs: ROLLOUT_CHECK_MS });
+      expect(checked).toEqual([['shop/web', true]]);
+    });
+
+    test('the check runs outside the reconcile: it returns at once, the worker free, and the key comes back when done', async () => {
+      let answer: (() => void) | undefined;
+      const verifier = new ProbeVerifier({
+        check: (target) =>
+          new Promise((resolve) => {
+            answer = () =>
+              resolve({ ok: true, url: `http://${target.podIP}/readyz`, outcome: 'answered 200' });
+          }),
+      });
+      const h = harness({
+        policies: [ENFORCE],
+        deployments: [web({ containers: [container('web', [['http', 8080]])] })],
+        probes: { verifier, podsOf: () => [young()] },
+      });
+      expect(await h.reconcile('shop/web')).toEqual({ requeueAfterMs: RESYNC_MS });
+      expect(h.writes).toEqual([]);
+      // A second reconcile meanwhile asks nothing more (the check is already running).
+      await h.reconcile('shop/web');
+      await new Promise((resolve) => setImmediate(resolve));
+      answer?.();
+      await h.checks?.idle();
+      expect(h.checked).toEqual([['shop/web', false]]);
+      await h.reconcile('shop/web');
+      expect(h.writes).toHaveLength(1);
     });
 
     test('the app answers the path: the probe is written', async () => {

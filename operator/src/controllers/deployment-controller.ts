@@ -49,6 +49,7 @@ import {
   type ShutdownReader,
   sameOwnership,
 } from './plan.ts';
+import type { ProbeChecks } from './probe-checks.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
 import type { ClusterView } from './view.ts';
 
@@ -81,11 +82,13 @@ export interface DeploymentControllerDeps {
   /** The clock (tests); epoch milliseconds. */
   now?: () => number;
   /**
-   * Probe verification (readinessProbe.verification Verify): the verdicts, and the pods of a
-   * Deployment to check a new probe on. Absent: probes are written unverified.
+   * Probe verification (readinessProbe.verification Verify): the verdicts, the checks (run
+   * outside the workers, controllers/probe-checks.ts), and the pods of a Deployment to check a
+   * new probe on. Absent: probes are written unverified.
    */
   probes?: {
     verifier: ProbeVerifier;
+    checks: Pick<ProbeChecks, 'request'>;
     podsOf(deployment: V1Deployment): V1Pod[];
   };
 }
@@ -370,38 +373,6 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     return newProbes(deployment, plan).filter((p) => lookup(p.container, p.path, p.port) === undefined);
   };
 
-  /**
-   * Checks the unchecked probes on the Deployment's pods; planning again then leaves out a probe
-   * nothing answers (ProbeUnverified). 'Pending' when the pods only just started: asked again
-   * soon. Joining a template rollout, young pods are all there is: they are asked as they are.
-   */
-  const verifyProbes = async (
-    deployment: V1Deployment,
-    policy: ValidPolicy,
-    unchecked: ReturnType<typeof newProbes>,
-    joining: boolean,
-    signal: AbortSignal,
-    log: Logger,
-  ): Promise<'Checked' | 'Pending'> => {
-    const probes = deps.probes;
-    if (!probes) return 'Checked';
-    const pods = probes.podsOf(deployment);
-    let pending = false;
-    for (const probe of unchecked) {
-      const verdict = await probes.verifier.verify({
-        deployment,
-        pods,
-        ...probe,
-        ...(joining ? { settleMs: 0 } : {}),
-        signal,
-      });
-      if (verdict.state === 'Pending') pending = true;
-      const level = verdict.state === 'Pending' ? 'debug' : 'info';
-      log[level]({ policy: policy.name, container: probe.container, verdict }, 'readiness probe checked');
-    }
-    return pending ? 'Pending' : 'Checked';
-  };
-
   // A key a freed slot woke passes the slot on when it does not take it (routing.ts).
   return async (key, signal, log) => {
     const woken = tracker.takeWoken(key);
@@ -481,7 +452,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       deps.requestEstimate?.();
       return;
     }
-    let planned = plans.plan(deployment, policy, planDeps);
+    const planned = plans.plan(deployment, policy, planDeps);
     const unchecked =
       planned.ok && !planned.diff.compliant ? uncheckedProbes(deployment, policy, planned.plan) : [];
     if (unchecked.length > 0) {
@@ -489,16 +460,20 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       // check for a write that waits anyway), then the check, then the plan with its verdicts.
       const waiting = holdBack(key, deployment, policy, state, valid, log);
       if (waiting) return waiting;
-      const checked = await verifyProbes(
+      // Checked outside the workers (controllers/probe-checks.ts), which queue the key again
+      // when done; planning then has the verdicts. The resync is only a safety net.
+      const requested = deps.probes?.checks.request({
+        key,
         deployment,
-        policy,
-        unchecked,
-        state.kind === 'RollingOut',
-        signal,
-        log,
+        pods: deps.probes.podsOf(deployment),
+        probes: unchecked,
+        joining: state.kind === 'RollingOut',
+      });
+      log.debug(
+        { policy: policy.name, probes: unchecked.length, requested },
+        'readiness probe checks requested',
       );
-      if (checked === 'Pending') return { requeueAfterMs: deps.rolloutCheckMs };
-      planned = plans.plan(deployment, policy, planDeps);
+      return { requeueAfterMs: requested ? deps.resyncMs : deps.rolloutCheckMs };
     }
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');

@@ -20,6 +20,8 @@ export interface OperatorMetrics {
   heldNamespaces: Gauge<'policy'>;
   /** Matched Deployments whose record the operator refused (no valid seal); from status. */
   refusedRecords: Gauge<'policy'>;
+  /** Deployments whose readiness probe checks run or wait (controllers/probe-checks.ts). */
+  probeChecks: Gauge<'state'>;
   /** Matched Deployments whose change waits, by reason (Paused, Unhealthy, BreakerOpen, ...); from status. */
   policyWaiting: Gauge<'policy' | 'reason'>;
   /** Deployments per policy and verdict (Compliant, NonCompliant, Exempt, Unknown), from status. */
@@ -118,6 +120,12 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
       name: 'gracefulshutdown_rollout_held_namespaces',
       help: 'Namespaces where a rollout the policy started failed: no new rollouts there until it is fixed (status.heldNamespaces)',
       labelNames: ['policy'] as const,
+      registers,
+    }),
+    probeChecks: new Gauge({
+      name: 'gracefulshutdown_probe_checks',
+      help: 'Deployments whose readiness probe checks are running or queued (state); at most 8 run at once, 2 per namespace, outside the reconcile workers',
+      labelNames: ['state'] as const,
       registers,
     }),
     refusedRecords: new Gauge({
