@@ -1,5 +1,6 @@
 import type { ClientRequest } from 'node:http';
 import { request } from 'node:https';
+import { connect, type Socket } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import { Histogram, Registry } from 'prom-client';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -10,6 +11,7 @@ import { type CertAndKey, createCA, issueServingCert } from './certificates.ts';
 import {
   MAX_BODIES_IN_FLIGHT_BYTES,
   MAX_BODY_BYTES,
+  MAX_CONNECTIONS,
   MUTATE_DEPLOYMENTS_PATH,
   WebhookServer,
 } from './server.ts';
@@ -254,6 +256,31 @@ describe('WebhookServer', () => {
       timeoutMs: 5_000,
       intervalMs: 20,
     });
+  });
+
+  test('connections past MAX_CONNECTIONS are closed at once and counted (TooManyConnections)', async () => {
+    const { registry, duration } = histogram();
+    const server = await start({ duration });
+    const sockets: Socket[] = [];
+    const closed: Promise<void>[] = [];
+    for (let i = 0; i < MAX_CONNECTIONS + 5; i++) {
+      const socket = connect(server.port, '127.0.0.1');
+      socket.on('error', () => {});
+      closed.push(new Promise((resolve) => socket.once('close', () => resolve())));
+      sockets.push(socket);
+    }
+    await waitFor(
+      'the extra connections dropped',
+      async () =>
+        (await registry.metrics()).includes(
+          'admission_duration_seconds_count{operation="other",outcome="TooManyConnections"} 5',
+        ),
+      { timeoutMs: 10_000, intervalMs: 20 },
+    );
+    for (const socket of sockets) socket.destroy();
+    await Promise.all(closed);
+    // Once they are gone, a request is served again.
+    expect((await post(server.port, review())).status).toBe(200);
   });
 
   test('a new certificate is served to new connections without a restart', async () => {

@@ -25,7 +25,15 @@ export const MAX_BODIES_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 /** Open connections at most (the apiserver keeps a few alive; nothing else needs to connect). */
 export const MAX_CONNECTIONS = 256;
 
-export type AdmissionOutcomeLabel = AdmissionDecision['outcome'] | 'NotSynced' | 'Error' | 'Busy';
+export type AdmissionOutcomeLabel =
+  | AdmissionDecision['outcome']
+  | 'NotSynced'
+  | 'Error'
+  | 'Busy'
+  | 'TooManyConnections';
+
+/** Refusals are logged at most once per this, with how many there were since. */
+const REFUSAL_LOG_EVERY_MS = 10_000;
 
 export interface WebhookServerOptions extends ListenAddress {
   /** The decision for one request; only called once `ready()` says so. */
@@ -82,6 +90,8 @@ export class WebhookServer {
   #port = 0;
   /** Bytes of request bodies received and not yet parsed, across connections. */
   #bufferedBytes = 0;
+  #refusedSinceLog = 0;
+  #refusalLoggedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: WebhookServerOptions) {
     this.#options = options;
@@ -171,6 +181,8 @@ export class WebhookServer {
       },
     );
     server.maxConnections = MAX_CONNECTIONS;
+    // Node closes a connection past the limit itself; counted like the other refusals.
+    server.on('drop', () => this.#refuse('TooManyConnections'));
     this.#server = server;
     this.#listening = new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -216,13 +228,28 @@ export class WebhookServer {
     return admissionResponse(request.uid, decision);
   }
 
-  /** A request refused before it was read whole: counted, and logged (the sender is not named). */
-  #refuse(outcome: 'TooLarge' | 'Busy'): void {
+  /**
+   * A request (or a connection) refused before it was read whole: counted, and logged at most
+   * every 10 s with the count since (a flood must not become a flood of log lines); the sender is
+   * not named.
+   */
+  #refuse(outcome: 'TooLarge' | 'Busy' | 'TooManyConnections'): void {
     this.#options.duration?.observe({ operation: 'other', outcome }, 0);
+    this.#refusedSinceLog++;
+    const now = performance.now();
+    if (now - this.#refusalLoggedAt < REFUSAL_LOG_EVERY_MS) return;
     this.#log.warn(
-      { outcome, maxBodyBytes: MAX_BODY_BYTES, maxInFlightBytes: MAX_BODIES_IN_FLIGHT_BYTES },
-      'admission request refused before it was read: admitted unchanged by failurePolicy Ignore',
+      {
+        outcome,
+        refused: this.#refusedSinceLog,
+        maxBodyBytes: MAX_BODY_BYTES,
+        maxInFlightBytes: MAX_BODIES_IN_FLIGHT_BYTES,
+        maxConnections: MAX_CONNECTIONS,
+      },
+      'admission requests refused before they were read: admitted unchanged by failurePolicy Ignore',
     );
+    this.#refusalLoggedAt = now;
+    this.#refusedSinceLog = 0;
   }
 
   /** Bytes of request bodies held now (tests). */
