@@ -855,6 +855,11 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     expect(reasonOf(answers.get('lab/idle'))).toContain(
       'no http_request_duration_seconds_bucket series for pods of lab/idle',
     );
+    // The reason goes to lab's PolicyReport: it names the grouped query, never shop in it.
+    expect(reasonOf(answers.get('lab/idle'))).toContain(
+      'the built-in bucket query for 3 Deployments in 2 namespaces',
+    );
+    expect(reasonOf(answers.get('lab/idle'))).not.toContain('shop');
     // A name the apiserver cuts in its pods' names is left to observe().
     expect(answers.has(`shop/${long}`)).toBe(false);
   });
@@ -865,6 +870,12 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     const down = await source.observeMany([w('shop', 'a'), w('shop', 'b')], policy());
     expect([...down.values()].map((o) => !o.known && o.unavailable)).toEqual([true, true]);
     expect(reasonOf(down.get('shop/a'))).toContain('Prometheus answered HTTP 503');
+    const spread = await source.observeMany([w('tenant-a', 'a'), w('tenant-b', 'b')], policy());
+    expect(reasonOf(spread.get('tenant-a/a'))).toContain(
+      'the built-in bucket query for 2 Deployments in 2 namespaces',
+    );
+    expect(reasonOf(spread.get('tenant-a/a'))).not.toContain('tenant-b');
+    expect(reasonOf(spread.get('tenant-b/b'))).not.toContain('tenant-a');
     const custom = await source.observeMany(
       [w('shop', 'a')],
       policy({ query: 'sum by (le) (x{namespace="{{namespace}}"})' }),

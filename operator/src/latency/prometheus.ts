@@ -406,11 +406,17 @@ export interface QueryContext {
   query: string;
   /** What the query carried; said when Prometheus answers 401 or 403. */
   credentials?: QueryCredentials | undefined;
+  /**
+   * How reasons name the query instead of quoting it: a grouped query names other namespaces
+   * and Deployments, and a reason lands in each workload's namespaced PolicyReport.
+   */
+  shown?: string;
 }
 
 /** `(Prometheus <endpoint>, query <query>)`, appended to every reason about one query. */
 function where(context: QueryContext): string {
-  return `(Prometheus ${displayEndpoint(context.url)}, query ${shorten(context.query, MAX_QUERY_IN_REASON)})`;
+  const query = context.shown ?? `query ${shorten(context.query, MAX_QUERY_IN_REASON)}`;
+  return `(Prometheus ${displayEndpoint(context.url)}, ${query})`;
 }
 
 /**
@@ -752,7 +758,9 @@ export class PrometheusSource implements LatencySource {
         window: policy.window,
       });
       const first = chunk[0] as Workload;
-      const asked = await this.#query(policy, query, first, signal).catch(
+      // Reasons name the grouped query, never quote it: it lists other namespaces.
+      const shown = `the built-in bucket query for ${chunk.length} Deployments in ${namespaces.length} namespaces`;
+      const asked = await this.#query(policy, query, first, signal, shown).catch(
         (err: unknown): { observation: LatencyObservation } => ({
           observation: {
             known: false,
@@ -806,6 +814,7 @@ export class PrometheusSource implements LatencySource {
     query: string,
     workload: Workload,
     signal: AbortSignal | undefined,
+    shown?: string,
   ): Promise<{ response: HttpResponse; context: QueryContext } | { observation: LatencyObservation }> {
     const source = 'Prometheus' as const;
     const base = policy.prometheus?.url ?? this.#defaultUrl;
@@ -825,7 +834,7 @@ export class PrometheusSource implements LatencySource {
     const sendToken = this.#bearerTokenFile !== undefined && this.#tokenOrigins.has(url.origin);
     const credentials: QueryCredentials =
       this.#bearerTokenFile === undefined ? 'none' : sendToken ? 'token' : 'withheld';
-    const context: QueryContext = { workload, policy, url, query, credentials };
+    const context: QueryContext = { workload, policy, url, query, credentials, ...(shown ? { shown } : {}) };
     const fail = (reason: string) => ({
       observation: {
         known: false,
