@@ -3,9 +3,9 @@
 // test asserts what must still hold, with a negative control where the attack can honestly be
 // shown to work against the unprotected path. And the operator's own ServiceAccount token
 // against the shipped ValidatingAdmissionPolicies (config/rbac/operator_guard.yaml).
-
-import { readFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer, request as httpsRequest, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
@@ -21,10 +21,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { recordAnnotation } from '../../operator/src/policy/ownership.ts';
 import { RecordSeal } from '../../operator/src/policy/record-seal.ts';
+import { createCA, issueServingCert } from '../../operator/src/webhook/certificates.ts';
 import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
 import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
 import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, readPolicyStatus } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
+import { demoServiceDeployment } from './real-pods.ts';
 import {
   adminKubeConfig,
   clusterInfo,
@@ -45,11 +47,17 @@ import {
 const attacker = useNamespace('tenant-a');
 const victim = useNamespace('tenant-b');
 const flooded = useNamespace('tenant-flood');
+const scraped = useNamespace('tenant-scrape');
+const collected = useNamespace('tenant-token');
+const legit = useNamespace('tenant-token-ok');
 const policies = usePolicies();
 const POLICY = 'tenancy';
 
 let operator: OperatorProcess;
 let tenantKubeconfig: string;
+/** Two HTTPS servers answering like Prometheus, recording each request's Authorization header. */
+const prometheusLike: { server: Server; port: number; authorizations: (string | undefined)[] }[] = [];
+const TOKEN = 'tenancy-e2e-secret-token';
 let operatorKubeconfig: string;
 
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
@@ -124,6 +132,30 @@ beforeAll(async () => {
     },
   });
   tenantKubeconfig = await serviceAccountKubeconfig(admin, attacker.name, 'tenant', dir);
+  // The Prometheus the operator is configured with (its origin gets the token), and a collector
+  // a policy names: both local HTTPS servers under a CA the operator trusts.
+  const now = new Date(Date.now() - 60_000);
+  const ca = await createCA({ commonName: 'tenancy-e2e-ca', notBefore: now, validityMs: 3_600_000 });
+  const serving = await issueServingCert({
+    ca,
+    dnsNames: ['127.0.0.1'],
+    notBefore: now,
+    validityMs: 3_600_000,
+  });
+  const caFile = join(dir, 'tenancy-prometheus-ca.pem');
+  const tokenFile = join(dir, 'tenancy-prometheus-token');
+  writeFileSync(caFile, ca.cert);
+  writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
+  for (let i = 0; i < 2; i++) {
+    const authorizations: (string | undefined)[] = [];
+    const server = createHttpsServer(serving, (req, res) => {
+      authorizations.push(req.headers.authorization);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [] } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    prometheusLike.push({ server, port: (server.address() as AddressInfo).port, authorizations });
+  }
   operator = await startOperatorProcess('operator-tenancy.log', [
     '--resync-ms',
     '2000',
@@ -131,6 +163,14 @@ beforeAll(async () => {
     '500',
     '--webhook-check-ms',
     '1000',
+    '--latency-refresh-ms',
+    '2000',
+    '--prometheus-url',
+    `https://127.0.0.1:${prometheusLike[0]?.port}`,
+    '--prometheus-bearer-token-file',
+    tokenFile,
+    '--prometheus-ca-file',
+    caFile,
   ]);
   operatorKubeconfig = await serviceAccountKubeconfig(
     admin,
@@ -155,7 +195,15 @@ beforeAll(async () => {
 afterAll(async () => {
   await deleteWebhookConfiguration();
   await operator?.stop();
+  for (const { server } of prometheusLike) await new Promise((resolve) => server.close(resolve));
 });
+
+const rssMiB = () => {
+  const line = readFileSync(`/proc/${operator.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+  return Number(line?.[1] ?? 0) / 1024;
+};
+/** The pod's memory limit (config/manager/manager.yaml). */
+const LIMIT_MIB = 512;
 
 describe("a tenant's writes to its own records", () => {
   test('a forged failure and a forged rollout hold nobody, and are reported refused; the other tenant is enforced', async () => {
@@ -363,6 +411,105 @@ describe("the operator's own ServiceAccount against the shipped ValidatingAdmiss
   });
 });
 
+/**
+ * A tenant's pod serving a hostile /metrics: 600,000 bucket lines (about 30 MiB), each with a new
+ * `le`, a marker in its labels. Run by the demo-service image's node, as real-pods.ts does.
+ */
+const hostileMetricsScript = `
+const http = require('node:http');
+http.createServer((req, res) => {
+  if (req.url !== '/metrics') return res.end('ok');
+  res.setHeader('content-type', 'text/plain; version=0.0.4');
+  let i = 0;
+  const more = () => {
+    while (i < 600000) {
+      const line = 'http_request_duration_seconds_bucket{marker="ZZMARKERZZ",le="0.' + i + '"} ' + i + '\\n';
+      i++;
+      if (!res.write(line)) return res.once('drain', more);
+    }
+    res.end();
+  };
+  more();
+}).listen(8080);
+`;
+
+describe('a tenant pod serving a hostile /metrics (Scrape, real node)', () => {
+  test('refused with the limit named and none of its text; the operator stays under its memory limit and leading', async () => {
+    const hostile = demoServiceDeployment(scraped.name, 'hostile');
+    const app = hostile.spec?.template.spec?.containers[0];
+    if (!app) throw new Error('no container');
+    app.command = ['/nodejs/bin/node', '-e', hostileMetricsScript];
+    await apps().createNamespacedDeployment({ namespace: scraped.name, body: hostile });
+    await waitFor(
+      'the hostile pod ready',
+      async () => {
+        const d = await readDeployment(scraped.name, 'hostile');
+        return (d.status?.readyReplicas ?? 0) >= 1 ? d : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    await policies.apply(`${POLICY}-scrape`, scraped.name, {
+      mode: 'Audit',
+      observedLatency: { source: 'Scrape', scrape: { port: 'http', path: '/metrics' }, minSamples: 1 },
+    });
+    let peak = rssMiB();
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssMiB());
+    }, 100);
+    let observed: string;
+    try {
+      observed = await waitFor(
+        'the scrape refused in status',
+        async () => {
+          const s = await readPolicyStatus(adminKubeConfig(), `${POLICY}-scrape`);
+          const w = s?.workloads?.find((x) => x.name === 'hostile');
+          const text = `${w?.observedLatency?.message ?? ''} ${w?.message ?? ''}`;
+          return text.includes('refused') ? text : undefined;
+        },
+        { timeoutMs: 60_000 },
+      );
+      // A few more scrapes of it.
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+    } finally {
+      clearInterval(sampler);
+    }
+    console.log(
+      `hostile /metrics (600,000 lines, ~30 MiB): status says "${observed.slice(0, 160)}"; operator RSS peak ${peak.toFixed(0)} MiB (limit ${LIMIT_MIB})`,
+    );
+    expect(observed).not.toContain('ZZMARKERZZ');
+    expect(observed).toMatch(/more than/);
+    expect(peak).toBeLessThan(LIMIT_MIB);
+    expect(operator.exited).toBe(false);
+    expect(await operator.sample('leader_election_master_status')).toBe(1);
+  });
+});
+
+describe('a policy naming a Prometheus URL that collects tokens', () => {
+  test('the collector gets queries but never the bearer token; the configured origin does get it', async () => {
+    const [configured, collector] = prometheusLike;
+    if (!configured || !collector) throw new Error('no servers');
+    for (const ns of [collected.name, legit.name])
+      await kubectl(['apply', '-f', '-'], { input: webManifest(ns, 'web', { replicas: 1 }) });
+    const spec = (port: number) => ({
+      mode: 'Audit',
+      observedLatency: { source: 'Prometheus', prometheus: { url: `https://127.0.0.1:${port}` } },
+    });
+    await policies.apply(`${POLICY}-collector`, collected.name, spec(collector.port));
+    await policies.apply(`${POLICY}-configured`, legit.name, spec(configured.port));
+    await waitFor(
+      'both asked',
+      async () => collector.authorizations.length > 0 && configured.authorizations.length > 0,
+      { timeoutMs: 60_000 },
+    );
+    console.log(
+      `token: the collector a policy named got ${collector.authorizations.length} queries, ${collector.authorizations.filter(Boolean).length} with an Authorization header; the configured origin got ${configured.authorizations.filter((a) => a === `Bearer ${TOKEN}`).length} with the token`,
+    );
+    expect(collector.authorizations.every((a) => a === undefined)).toBe(true);
+    // Negative control: the same kind of server, as the configured origin, does receive it.
+    expect(configured.authorizations).toContain(`Bearer ${TOKEN}`);
+  });
+});
+
 describe('a flood of maximum-size AdmissionReviews at the webhook', () => {
   /** POSTs one AdmissionReview of about `bytes` to the operator's webhook; resolves with its status. */
   const post = (bytes: number): Promise<number> => {
@@ -403,13 +550,8 @@ describe('a flood of maximum-size AdmissionReviews at the webhook', () => {
       req.end(review);
     });
   };
-  const rssMiB = () => {
-    const line = readFileSync(`/proc/${operator.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
-    return Number(line?.[1] ?? 0) / 1024;
-  };
 
   test('the operator stays under its memory limit, healthy and leading; real admissions are served during it', async () => {
-    const LIMIT_MIB = 512; // config/manager/manager.yaml
     const ROUNDS = 4;
     const CONCURRENT = 24;
     const before = rssMiB();
