@@ -45,7 +45,7 @@ import {
   shareUnchangedParts,
 } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
-import { loadRecordSeal } from './kube/record-key.ts';
+import { loadRecordKey } from './kube/record-key.ts';
 import { createReportStore } from './kube/reports.ts';
 import { createSecretStore } from './kube/secret-store.ts';
 import { readServerVersion } from './kube/server-version.ts';
@@ -58,13 +58,15 @@ import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
 import { clusterFacts } from './policy/desired.ts';
 import { deploymentKey, labelSelectorMatches } from './policy/match.ts';
+import { RecordSeal } from './policy/record-seal.ts';
 import { owningDeployment } from './policy/shutdowns.ts';
 import { ownedByDeployment, ProbeVerifier } from './probes/verifier.ts';
 import { Controller } from './runtime/controller.ts';
 import { fenced, fencedRecorder } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
-import { admit, breakerOpenIn } from './webhook/admission.ts';
+import { breakerOpenIn } from './webhook/admission.ts';
+import { AdmissionWorkers } from './webhook/admission-workers.ts';
 import { CertificateController } from './webhook/certificate-controller.ts';
 import { serviceDnsNames } from './webhook/certificates.ts';
 import { WebhookServer } from './webhook/server.ts';
@@ -102,10 +104,11 @@ async function main(): Promise<void> {
   );
   const core = kubeConfig.makeApiClient(CoreV1Api);
   // Seals the records this operator writes, checks those it reads (policy/record-seal.ts).
-  const seal = await loadRecordSeal(
+  const recordKey = await loadRecordKey(
     createSecretStore(core, { namespace: config.namespace, name: config.recordKeySecret }, OPERATOR_LABELS),
     AbortSignal.timeout(30_000),
   );
+  const seal = new RecordSeal(recordKey);
 
   const apps = kubeConfig.makeApiClient(AppsV1Api);
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
@@ -374,25 +377,28 @@ async function main(): Promise<void> {
   // The admission webhook: every replica serves it, from the same caches (no I/O per request).
   if (config.webhook.enabled) {
     const w = config.webhook;
+    // Decided in a worker thread (webhook/admission-worker.ts) with a snapshot of these caches.
+    const admissionWorkers = new AdmissionWorkers({
+      sources: {
+        ready: () => view.policies.hasSynced() && view.namespaces.hasSynced(),
+        policies: () => view.parsedPolicies(),
+        namespaceLabels: (ns) => view.namespaceLabels(ns),
+        estimates,
+        facts,
+        probes: probeVerifier,
+        shutdowns: shutdownHistory,
+        services,
+        breakerOpen: (name, namespace) => breakerOpenIn(view.policies.get(name), namespace),
+        ...(operatorUser === undefined ? {} : { operatorUser }),
+      },
+      recordKey,
+      logger,
+    });
     const webhook = new WebhookServer({
       ...w.address,
       logger,
       duration: operatorMetrics.admissionDuration,
-      ready: () => view.policies.hasSynced() && view.namespaces.hasSynced(),
-      admit: (request) =>
-        admit(request, {
-          policies: view.parsedPolicies(),
-          namespaceLabels: (ns) => view.namespaceLabels(ns),
-          estimates,
-          facts,
-          probes: probeVerifier,
-          shutdowns: shutdownHistory,
-          services,
-          breakerOpen: (name, namespace) => breakerOpenIn(view.policies.get(name), namespace),
-          seal,
-          now: new Date(),
-          ...(operatorUser === undefined ? {} : { operatorUser }),
-        }),
+      decide: (body) => admissionWorkers.decide(body),
     });
     manager.addRunnable(
       new CertificateController({
@@ -429,6 +435,7 @@ async function main(): Promise<void> {
       run: async (signal) => {
         await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
         await webhook.close();
+        await admissionWorkers.close();
       },
     });
     manager.readyz.add('webhook', () => {

@@ -12,9 +12,14 @@ export const RECORD_KEY_FIELD = 'key';
 
 /** The seal made from the store's key, creating the key when there is none yet. */
 export async function loadRecordSeal(store: SecretStore, signal: AbortSignal): Promise<RecordSeal> {
+  return new RecordSeal(await loadRecordKey(store, signal));
+}
+
+/** The store's key (at least RECORD_KEY_MIN_BYTES), creating it when there is none yet. */
+export async function loadRecordKey(store: SecretStore, signal: AbortSignal): Promise<Uint8Array> {
   for (let attempt = 0; attempt < 2; attempt++) {
     const found = await store.read(signal);
-    if (found !== undefined) return sealFrom(found.data, store.description);
+    if (found !== undefined) return keyFrom(found.data, store.description);
     try {
       await store.create(
         { [RECORD_KEY_FIELD]: randomBytes(RECORD_KEY_MIN_BYTES).toString('base64') },
@@ -29,7 +34,7 @@ export async function loadRecordSeal(store: SecretStore, signal: AbortSignal): P
   throw new Error(`${store.description}: created, yet not found when read back`);
 }
 
-function sealFrom(data: Record<string, string>, description: string): RecordSeal {
+function keyFrom(data: Record<string, string>, description: string): Uint8Array {
   const encoded = data[RECORD_KEY_FIELD];
   if (encoded === undefined)
     throw new Error(
@@ -40,5 +45,5 @@ function sealFrom(data: Record<string, string>, description: string): RecordSeal
     throw new Error(
       `${description}: data.${RECORD_KEY_FIELD} holds ${key.length} bytes, at least ${RECORD_KEY_MIN_BYTES} are needed`,
     );
-  return new RecordSeal(key);
+  return key;
 }

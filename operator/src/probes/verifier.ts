@@ -361,6 +361,23 @@ export class ProbeVerifier {
     return entry.verdict;
   }
 
+  /**
+   * The verdicts held for one Deployment (unexpired), as [container, path, port, verdict]: what
+   * the admission worker thread is given to decide with (webhook/admission-snapshot.ts).
+   */
+  verdictsFor(deploymentUid: string): [string, string, number | string, ProbeVerdict][] {
+    const prefix = `${JSON.stringify([deploymentUid]).slice(0, -1)},`;
+    const found: [string, string, number | string, ProbeVerdict][] = [];
+    for (const key of this.#verdicts.keys()) {
+      if (!key.startsWith(prefix)) continue;
+      const verdict = this.get(key);
+      if (verdict === undefined) continue;
+      const [, container, path, port] = JSON.parse(key) as [string, string, string, number | string];
+      found.push([container, path, port, verdict]);
+    }
+    return found;
+  }
+
   /** get() bound to one Deployment, in the shape desiredSettings' probeVerdict takes. */
   lookup(deploymentUid: string): ProbeVerdictLookup {
     return (container, path, port) => this.get(probeKey(deploymentUid, container, path, port));

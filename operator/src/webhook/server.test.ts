@@ -9,6 +9,7 @@ import { silentLogger } from '../log.ts';
 import type { AdmissionDecision, AdmissionRequest } from './admission.ts';
 import { type CertAndKey, createCA, issueServingCert } from './certificates.ts';
 import {
+  inThread,
   MAX_BODIES_IN_FLIGHT_BYTES,
   MAX_BODY_BYTES,
   MAX_CONNECTIONS,
@@ -58,8 +59,10 @@ async function start(options: {
     host: '127.0.0.1',
     port: 0,
     logger: silentLogger(),
-    admit: options.admit ?? (() => ({ outcome: 'Skipped', patch: [], warnings: [], message: 'test' })),
-    ready: options.ready ?? (() => true),
+    decide: inThread(
+      options.admit ?? (() => ({ outcome: 'Skipped', patch: [], warnings: [], message: 'test' })),
+      options.ready ?? (() => true),
+    ),
     ...(options.duration ? { duration: options.duration } : {}),
   });
   servers.push(server);

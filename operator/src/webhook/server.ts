@@ -9,6 +9,7 @@ import type { Histogram } from 'prom-client';
 import type { Logger } from '../log.ts';
 import type { ListenAddress } from '../runtime/health.ts';
 import type { AdmissionDecision, AdmissionRequest } from './admission.ts';
+import { type AdmissionOutcomeLabel, decideRequest, parseReview, type ReviewAnswer } from './review.ts';
 
 export const MUTATE_DEPLOYMENTS_PATH = '/mutate-apps-v1-deployment';
 /**
@@ -25,21 +26,32 @@ export const MAX_BODIES_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 /** Open connections at most (the apiserver keeps a few alive; nothing else needs to connect). */
 export const MAX_CONNECTIONS = 256;
 
-export type AdmissionOutcomeLabel =
-  | AdmissionDecision['outcome']
-  | 'NotSynced'
-  | 'Error'
-  | 'Busy'
-  | 'TooManyConnections';
+export type { AdmissionOutcomeLabel };
+
+/**
+ * A decide() that parses and decides on the calling thread: `admit` decides once `ready()` says
+ * the caches have synced. For tests; the operator decides in a worker thread.
+ */
+export function inThread(
+  admit: (request: AdmissionRequest) => AdmissionDecision,
+  ready: () => boolean = () => true,
+): (body: Buffer) => Promise<ReviewAnswer> {
+  return async (body) => {
+    const parsed = parseReview(body);
+    if (!parsed.ok) return parsed.answer;
+    return decideRequest(parsed.request, ready() ? admit : undefined);
+  };
+}
 
 /** Refusals are logged at most once per this, with how many there were since. */
 const REFUSAL_LOG_EVERY_MS = 10_000;
 
 export interface WebhookServerOptions extends ListenAddress {
-  /** The decision for one request; only called once `ready()` says so. */
-  admit(request: AdmissionRequest): AdmissionDecision;
-  /** False until the caches the decision reads have synced: requests are then allowed unchanged. */
-  ready(): boolean;
+  /**
+   * The answer to one request body: webhook/admission-workers.ts (a worker thread), or
+   * inThread() in tests. Rejects only when it cannot answer at all (then 500).
+   */
+  decide(body: Buffer): Promise<ReviewAnswer>;
   logger: Logger;
   /** gracefulshutdown_admission_duration_seconds{operation, outcome}. */
   duration?: Histogram<'operation' | 'outcome'>;
@@ -50,31 +62,6 @@ export interface WebhookServerOptions extends ListenAddress {
 export interface ServingCertificate {
   cert: string;
   key: string;
-}
-
-interface AdmissionReview {
-  apiVersion?: string;
-  kind?: string;
-  request?: AdmissionRequest;
-}
-
-/** The AdmissionReview answer: always allowed; a JSON patch and warnings when there are any. */
-export function admissionResponse(
-  uid: string,
-  decision: Pick<AdmissionDecision, 'patch' | 'warnings'>,
-): object {
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    response: {
-      uid,
-      allowed: true,
-      ...(decision.patch.length > 0
-        ? { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(decision.patch)).toString('base64') }
-        : {}),
-      ...(decision.warnings.length > 0 ? { warnings: decision.warnings } : {}),
-    },
-  };
 }
 
 /**
@@ -160,23 +147,36 @@ export class WebhookServer {
         });
         req.on('end', () => {
           if (refused) return;
-          let review: AdmissionReview;
-          try {
-            review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as AdmissionReview;
-          } catch (error) {
-            send(400, `not JSON: ${(error as Error).message}\n`);
-            return;
-          } finally {
-            // The bytes are parsed (or refused): the budget is for bodies still arriving.
-            chunks.length = 0;
-            release();
-          }
-          const request = review.request;
-          if (review.kind !== 'AdmissionReview' || typeof request?.uid !== 'string') {
-            send(400, 'want an admission.k8s.io/v1 AdmissionReview with request.uid\n');
-            return;
-          }
-          send(200, this.#answer(request));
+          const body = Buffer.concat(chunks);
+          chunks.length = 0;
+          const started = process.hrtime.bigint();
+          // Decided in the admission worker thread (or in-thread in tests); the bytes count
+          // against the in-flight budget until the answer, as the worker holds them until then.
+          this.#options
+            .decide(body)
+            .then(
+              (answer) => {
+                if (answer.status === 400) return send(400, answer.text);
+                const { level, fields, message } = answer.log;
+                this.#log[level](fields, message);
+                const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+                this.#options.duration?.observe(
+                  { operation: answer.operation, outcome: answer.outcome },
+                  seconds,
+                );
+                send(200, answer.review);
+              },
+              (error: unknown) => {
+                // Fail open: no uid to answer with; the apiserver's failurePolicy Ignore admits.
+                this.#options.duration?.observe({ operation: 'other', outcome: 'Error' }, 0);
+                this.#log.error(
+                  { err: error },
+                  'admission failed: answered 500 (admitted unchanged by failurePolicy Ignore)',
+                );
+                send(500, 'the admission decision failed\n');
+              },
+            )
+            .finally(release);
         });
       },
     );
@@ -194,38 +194,6 @@ export class WebhookServer {
       });
     });
     await this.#listening;
-  }
-
-  #answer(request: AdmissionRequest): object {
-    const started = process.hrtime.bigint();
-    let outcome: AdmissionOutcomeLabel;
-    let decision: Pick<AdmissionDecision, 'patch' | 'warnings'> = { patch: [], warnings: [] };
-    const where = { operation: request.operation, namespace: request.namespace, name: request.name };
-    if (!this.#options.ready()) {
-      outcome = 'NotSynced';
-      this.#log.info(where, 'admitted unchanged: the caches have not synced yet');
-    } else {
-      try {
-        const decided = this.#options.admit(request);
-        decision = decided;
-        outcome = decided.outcome;
-        const level = decided.outcome === 'Skipped' ? 'debug' : 'info';
-        this.#log[level](
-          { ...where, policy: decided.policy, outcome, dryRun: request.dryRun ?? false },
-          decided.message,
-        );
-      } catch (error) {
-        // Fail open: the controller catches up with this Deployment later.
-        outcome = 'Error';
-        this.#log.error({ ...where, err: error }, 'admission failed: admitted unchanged');
-      }
-    }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    // Anyone in the cluster can post here: the label takes only the operations the configuration sends.
-    const operation =
-      request.operation === 'CREATE' || request.operation === 'UPDATE' ? request.operation : 'other';
-    this.#options.duration?.observe({ operation, outcome }, seconds);
-    return admissionResponse(request.uid, decision);
   }
 
   /**
