@@ -1,4 +1,4 @@
-import type { V1Deployment, V1Namespace, V1ObjectReference, V1Pod } from '@kubernetes/client-node';
+import type { V1Deployment, V1ObjectReference, V1Pod } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import {
@@ -11,7 +11,7 @@ import {
 } from '../api/annotations.ts';
 import type { DeploymentWriter } from '../kube/apply.ts';
 import type { EventRecorder, EventType } from '../kube/events.ts';
-import { deploymentCacheTransform, type Informer } from '../kube/informer.ts';
+import { deploymentCacheTransform } from '../kube/informer.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { templateHash } from '../policy/budget.ts';
@@ -39,11 +39,11 @@ import {
   afterForcedApply,
   clusterScoped,
   FakeInformer,
-  namespace,
   namespaced,
   policyObject,
+  testView,
 } from './test-support.ts';
-import { ClusterView, type PolicyObject } from './view.ts';
+import type { PolicyObject } from './view.ts';
 
 const ROLLOUT_CHECK_MS = 5_000;
 const RESYNC_MS = 300_000;
@@ -91,17 +91,7 @@ function harness(options: {
     options.unsealed ? options.deployments : options.deployments.map(sealed),
   );
   const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
-  const view = new ClusterView(
-    {
-      deployments: deployments as unknown as Informer<V1Deployment>,
-      namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
-        namespace('shop'),
-        namespace('graceful-shutdown-system'),
-      ]) as unknown as Informer<V1Namespace>,
-      policies: policies as unknown as Informer<PolicyObject>,
-    },
-    { seal: TEST_SEAL },
-  );
+  const view = testView(deployments, policies);
   const writes: ApplyConfiguration[] = [];
   const failWith: Harness['failWith'] = {};
   const patches: Harness['patches'] = [];
@@ -293,7 +283,8 @@ describe('deploymentReconciler', () => {
         ],
       },
     ]);
-    const inPatch = (h.patches[0]?.operations.at(-1) as { value: Record<string, string> }).value;
+    const last = h.patches[0]?.operations.at(-1) as { value: Record<string, string> } | undefined;
+    const inPatch = last?.value ?? {};
     const recorded = readAppliedRecord(
       web({ annotations: { [APPLIED_ANNOTATION]: inPatch[APPLIED_ANNOTATION] ?? '' } }),
       TEST_SEAL,

@@ -1,9 +1,8 @@
-import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import type { V1Deployment } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION, EXCLUDE_ANNOTATION, READINESS_PATH_ANNOTATION } from '../api/annotations.ts';
 import type { Condition, GracefulShutdownPolicyStatus } from '../api/policy.ts';
-import type { Informer } from '../kube/informer.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
@@ -11,8 +10,8 @@ import { container, type DeploymentOptions, deployment, sealed, TEST_SEAL } from
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { policyStatusReconciler } from './policy-status-controller.ts';
 import { StatusPacer } from './status-pacer.ts';
-import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
-import { ClusterView, type PolicyObject } from './view.ts';
+import { clusterScoped, FakeInformer, namespaced, policyObject, testView } from './test-support.ts';
+import type { PolicyObject } from './view.ts';
 
 const RESYNC_MS = 60_000;
 
@@ -44,14 +43,7 @@ function harness(options: {
     ...(options.forged ?? []),
   ]);
   const policies = new FakeInformer<PolicyObject>(clusterScoped, options.policies);
-  const view = new ClusterView({
-    deployments: deployments as unknown as Informer<V1Deployment>,
-    namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
-      namespace('shop'),
-      namespace('graceful-shutdown-system'),
-    ]) as unknown as Informer<V1Namespace>,
-    policies: policies as unknown as Informer<PolicyObject>,
-  });
+  const view = testView(deployments, policies);
   const writes: Harness['writes'] = [];
   const events: Harness['events'] = [];
   const writer: PolicyStatusWriter = {

@@ -2,10 +2,11 @@
 // server-side apply does to a Deployment. Not part of the build.
 import type { KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/annotations.ts';
-import type { EventHandlers } from '../kube/informer.ts';
+import type { EventHandlers, Informer } from '../kube/informer.ts';
 import { appliedFieldSet, type FieldSet } from '../policy/managed-fields.ts';
 import type { ApplyConfiguration } from '../policy/ownership.ts';
-import type { PolicyObject } from './view.ts';
+import { TEST_SEAL } from '../policy/test-fixtures.ts';
+import { ClusterView, type PolicyObject } from './view.ts';
 
 /**
  * The informer methods the view and the reconcilers read, over a plain map: put and delete
@@ -206,4 +207,25 @@ function removeSetPath(set: FieldSet | undefined, path: string[]): void {
     removeSetPath(set[key], rest);
     if (Object.keys(set[key] ?? {}).filter((k) => k !== '.').length === 0) delete set[key];
   }
+}
+
+/**
+ * A ClusterView over fake informers of these Deployments and policies, with the namespaces shop
+ * and graceful-shutdown-system, checking records with TEST_SEAL: the controllers' harnesses.
+ */
+export function testView(
+  deployments: FakeInformer<V1Deployment>,
+  policies: FakeInformer<PolicyObject>,
+): ClusterView {
+  return new ClusterView(
+    {
+      deployments: deployments as unknown as Informer<V1Deployment>,
+      namespaces: new FakeInformer<V1Namespace>(clusterScoped, [
+        namespace('shop'),
+        namespace('graceful-shutdown-system'),
+      ]) as unknown as Informer<V1Namespace>,
+      policies: policies as unknown as Informer<PolicyObject>,
+    },
+    { seal: TEST_SEAL },
+  );
 }
