@@ -4,25 +4,13 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { DEFAULT_EXPOSITION_LIMITS, readHistogram } from './exposition.ts';
+import { bodyStream } from './testdata/stream.ts';
 
 const METRIC = 'http_request_duration_seconds';
 const MARKER = 'ZZMARKERZZ';
 
-function stream(text: string, chunk: number): ReadableStream<Uint8Array> {
-  const bytes = new TextEncoder().encode(text);
-  let at = 0;
-  return new ReadableStream({
-    pull(controller) {
-      if (at >= bytes.length) return controller.close();
-      const end = Math.min(bytes.length, at + chunk);
-      controller.enqueue(bytes.subarray(at, end));
-      at = end;
-    },
-  });
-}
-
 const read = (text: string, chunk: number) =>
-  readHistogram(stream(text, chunk), METRIC, '/metrics', DEFAULT_EXPOSITION_LIMITS);
+  readHistogram(bodyStream(text, chunk), METRIC, '/metrics', DEFAULT_EXPOSITION_LIMITS);
 
 /** Lines that look like exposition, hostile ones included (the marker in names, labels, values). */
 const hostileLine = fc.oneof(

@@ -12,26 +12,18 @@ import {
   readHistogram,
 } from './exposition.ts';
 import { GO_BODY, GO_SUMS } from './testdata/client-golang.ts';
+import { bodyStream } from './testdata/stream.ts';
 
 const METRIC = 'http_request_duration_seconds';
 const INF = Number.POSITIVE_INFINITY;
 
 /** The body as a stream of `chunk`-byte pieces (lines and characters split across them). */
-function stream(text: string, chunk = Number.POSITIVE_INFINITY): ReadableStream<Uint8Array> {
-  const bytes = new TextEncoder().encode(text);
-  let at = 0;
-  return new ReadableStream({
-    pull(controller) {
-      if (at >= bytes.length) return controller.close();
-      const end = Math.min(bytes.length, at + chunk);
-      controller.enqueue(bytes.subarray(at, end));
-      at = end;
-    },
-  });
-}
 
 function read(text: string, limits: Partial<ExpositionLimits> = {}, chunk?: number): Promise<HistogramRead> {
-  return readHistogram(stream(text, chunk), METRIC, '/metrics', { ...DEFAULT_EXPOSITION_LIMITS, ...limits });
+  return readHistogram(bodyStream(text, chunk), METRIC, '/metrics', {
+    ...DEFAULT_EXPOSITION_LIMITS,
+    ...limits,
+  });
 }
 
 function buckets(result: HistogramRead): [number, number][] {
@@ -96,7 +88,7 @@ describe('readHistogram: real expositions', () => {
     const body = hostileHistogram(100, 100); // one chunk of about 0.5 MiB
     // A slice of 0 ms: every check of the slicer is a turn, so no clock decides the outcome.
     const result = await readHistogram(
-      stream(body),
+      bodyStream(body),
       METRIC,
       '/metrics',
       DEFAULT_EXPOSITION_LIMITS,
