@@ -18,7 +18,7 @@ import {
   type V1Deployment,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import { APPLIED_ANNOTATION, READINESS_PATH_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { recordAnnotation } from '../../operator/src/policy/ownership.ts';
 import { RecordSeal } from '../../operator/src/policy/record-seal.ts';
 import { createCA, issueServingCert } from '../../operator/src/webhook/certificates.ts';
@@ -50,6 +50,8 @@ const flooded = useNamespace('tenant-flood');
 const scraped = useNamespace('tenant-scrape');
 const collected = useNamespace('tenant-token');
 const legit = useNamespace('tenant-token-ok');
+const breaking = useNamespace('tenant-breaks');
+const bystander = useNamespace('tenant-bystander');
 const policies = usePolicies();
 const POLICY = 'tenancy';
 
@@ -507,6 +509,75 @@ describe('a policy naming a Prometheus URL that collects tokens', () => {
     expect(collector.authorizations.every((a) => a === undefined)).toBe(true);
     // Negative control: the same kind of server, as the configured origin, does receive it.
     expect(configured.authorizations).toContain(`Bearer ${TOKEN}`);
+  });
+});
+
+describe('a tenant breaking its own rollout, or deleting its record', () => {
+  test("a rollout of the operator's that the tenant's app fails holds the tenant's namespace only (default breakerNamespaces)", async () => {
+    // The tenant's app does not serve the path the policy's probe asks (Trust writes it anyway):
+    // the operator's rollout stalls, as if the tenant had broken it on purpose.
+    const stall = demoServiceDeployment(breaking.name, 'stall');
+    stall.metadata = { ...stall.metadata, annotations: { [READINESS_PATH_ANNOTATION]: '/nope' } };
+    await apps().createNamespacedDeployment({ namespace: breaking.name, body: stall });
+    await waitFor(
+      'stall ready',
+      async () => {
+        const d = await readDeployment(breaking.name, 'stall');
+        return (d.status?.readyReplicas ?? 0) >= 1 ? d : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    await policies.apply(`${POLICY}-own`, breaking.name, {
+      namespaceSelector: {
+        matchExpressions: [
+          { key: 'kubernetes.io/metadata.name', operator: 'In', values: [breaking.name, bystander.name] },
+        ],
+      },
+      mode: 'Enforce',
+      observedLatency: { source: 'None' },
+      readinessProbe: { verification: 'Trust' },
+      rollout: { maxConcurrent: 1, progressDeadlineSeconds: 15 },
+    });
+    const held = await waitFor(
+      "the tenant's namespace held",
+      async () => {
+        const s = await readPolicyStatus(adminKubeConfig(), `${POLICY}-own`);
+        return s?.heldNamespaces?.includes(breaking.name) ? s : undefined;
+      },
+      { timeoutMs: 90_000 },
+    );
+    expect(held.conditions?.find((c) => c.type === 'RolloutBreakerOpen')).toMatchObject({
+      status: 'False',
+      reason: 'NamespacesHeld',
+    });
+    // Another team's Deployment arrives: enforced, within the budget.
+    const started = Date.now();
+    await kubectl(['apply', '-f', '-'], { input: webManifest(bystander.name, 'web', { replicas: 1 }) });
+    await waitFor(
+      "the other team's Deployment enforced",
+      async () => {
+        const d = await readDeployment(bystander.name, 'web');
+        return (await operatorRecord(d))?.policy === `${POLICY}-own` ? d : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    console.log(
+      `own rollout broken: ${breaking.name} held; the other team's Deployment enforced ${Date.now() - started} ms after it was created`,
+    );
+  });
+
+  test('deleting its record frees no slot and restarts nothing: the operator writes the record back, metadata only', async () => {
+    const honest = await readDeployment(attacker.name, 'honest');
+    const template = JSON.stringify(honest.spec?.template);
+    expect(
+      await asTenant(['annotate', 'deployment', 'honest', '-n', attacker.name, `${APPLIED_ANNOTATION}-`]),
+    ).toBe('');
+    const back = await waitFor('the record written back', async () => {
+      const d = await readDeployment(attacker.name, 'honest');
+      return (await operatorRecord(d))?.policy === POLICY ? d : undefined;
+    });
+    expect(JSON.stringify(back.spec?.template)).toBe(template);
+    expect(JSON.parse(back.metadata?.annotations?.[APPLIED_ANNOTATION] ?? '{}')).toHaveProperty('seal');
   });
 });
 

@@ -51,9 +51,10 @@ export class AdmissionWorkers {
   decide(body: Buffer): Promise<ReviewAnswer> {
     const worker = this.#start();
     const id = this.#nextId++;
-    // Its own ArrayBuffer, transferred: the worker gets the bytes without a copy.
-    const bytes = new Uint8Array(body.byteLength);
-    bytes.set(body);
+    // Transferred, not copied: a large Buffer.concat result owns its ArrayBuffer whole; a small
+    // one may share Node's pool, and is copied into its own.
+    const whole = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+    const bytes = whole ? new Uint8Array(body.buffer as ArrayBuffer) : Uint8Array.from(body);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#log.error(
@@ -89,8 +90,10 @@ export class AdmissionWorkers {
     if (this.#worker) return this.#worker;
     const worker = new Worker(WORKER_URL, {
       workerData: { recordKey: this.#options.recordKey },
-      // A review is at most 3.5 MiB; parsed and copied a few times that.
-      resourceLimits: { maxOldGenerationSizeMb: 256 },
+      // A review is at most 3.5 MiB, parsed and copied a few times that: a small old generation
+      // makes the worker collect early instead of growing toward the pod's limit (past it, the
+      // worker dies and is restarted; the review is admitted unchanged).
+      resourceLimits: { maxOldGenerationSizeMb: 64 },
     });
     worker.on('message', (message: FromWorker) => this.#onMessage(worker, message));
     worker.on('error', (error) => {
