@@ -1276,6 +1276,35 @@ describe('observed latency', () => {
       expect(checked).toEqual([['shop/web', true]]);
     });
 
+    test('joining a template rollout (OnNextRollout): written at once, as for a new Deployment; the check runs in the background', async () => {
+      const verifier = new ProbeVerifier({
+        check: async (target) => ({
+          ok: true,
+          url: `http://${target.podIP}/readyz`,
+          outcome: 'answered 200',
+        }),
+      });
+      const h = harness({
+        policies: [policyObject('p', { mode: 'Enforce', rollout: { updateExisting: 'OnNextRollout' } })],
+        // The user's new template is rolling out: pods of the old one still run.
+        deployments: [
+          web({
+            generation: 2,
+            containers: [container('web', [['http', 8080]])],
+            status: { ...ROLLING_STATUS, observedGeneration: 2 },
+          }),
+        ],
+        probes: { verifier, podsOf: () => [young(new Date())] },
+      });
+      await h.reconcile('shop/web');
+      expect(h.writes).toHaveLength(1);
+      const written = h.writes[0]?.spec?.template.spec.containers as { readinessProbe?: unknown }[];
+      // The port is named http: httpGet, as the webhook writes it for a Deployment with no pod to ask.
+      expect(written[0]?.readinessProbe).toMatchObject({ httpGet: { path: '/readyz' } });
+      await h.checks?.idle();
+      expect(h.checked.map(([key]) => key)).toEqual(['shop/web']);
+    });
+
     test('the check runs outside the reconcile: it returns at once, the worker free, and the key comes back when done', async () => {
       let answer: (() => void) | undefined;
       const verifier = new ProbeVerifier({

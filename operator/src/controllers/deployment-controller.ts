@@ -37,7 +37,13 @@ import {
   revertOperations,
 } from '../policy/ownership.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
-import type { ClusterFacts, ShutdownPlan, ValidPolicy } from '../policy/types.ts';
+import type {
+  ClusterFacts,
+  ProbeVerdict,
+  ProbeVerdictLookup,
+  ShutdownPlan,
+  ValidPolicy,
+} from '../policy/types.ts';
 import { deploymentUid, type ProbeVerifier } from '../probes/verifier.ts';
 import type { Reconcile } from '../runtime/controller.ts';
 import type { OperatorMetrics } from './metrics.ts';
@@ -54,6 +60,11 @@ import type { RolloutTracker } from './rollout-tracker.ts';
 import type { ClusterView } from './view.ts';
 
 export const DEPLOYMENT_CONTROLLER = 'deployment-shutdown';
+
+const NOT_ASKED_WHEN_JOINING: ProbeVerdict = {
+  state: 'NoPods',
+  message: 'joining a template rollout: its new pods are not asked before the write',
+};
 
 export interface DeploymentControllerDeps {
   view: ClusterView;
@@ -305,6 +316,20 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
     ...(deps.shutdowns ? { shutdowns: deps.shutdowns } : {}),
     ...(deps.probes ? { probes: deps.probes.verifier } : {}),
   };
+  /** planDeps whose probe lookup answers NoPods where no verdict is kept: a rollout being joined. */
+  const joiningDeps = {
+    ...planDeps,
+    ...(deps.probes
+      ? {
+          probes: {
+            lookup: (uid: string): ProbeVerdictLookup => {
+              const kept = deps.probes?.verifier.lookup(uid);
+              return (container, path, port) => kept?.(container, path, port) ?? NOT_ASKED_WHEN_JOINING;
+            },
+          },
+        }
+      : {}),
+  };
   /**
    * From now to a second past the policy's rollout.progressDeadlineSeconds for a rollout started
    * at `startedAt`, within [rolloutCheckMs, resyncMs]; resyncMs for a start time that is no time
@@ -452,7 +477,7 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
       deps.requestEstimate?.();
       return;
     }
-    const planned = plans.plan(deployment, policy, planDeps);
+    let planned = plans.plan(deployment, policy, planDeps);
     const unchecked =
       planned.ok && !planned.diff.compliant ? uncheckedProbes(deployment, policy, planned.plan) : [];
     if (unchecked.length > 0) {
@@ -473,7 +498,14 @@ export function deploymentReconciler(deps: DeploymentControllerDeps): Reconcile 
         { policy: policy.name, probes: unchecked.length, requested },
         'readiness probe checks requested',
       );
-      return { requeueAfterMs: requested ? deps.resyncMs : deps.rolloutCheckMs };
+      if (state.kind !== 'RollingOut')
+        return { requeueAfterMs: requested ? deps.resyncMs : deps.rolloutCheckMs };
+      // Joining a template rollout: its new pods cannot be asked before the write, and the
+      // rollout would be over before a check came back. Planned as for a new Deployment (no pod
+      // to ask: httpGet only where the port is known to speak HTTP, tcpSocket otherwise, as the
+      // webhook does); the check's verdict is kept for the next plan, and a tcpSocket fallback
+      // is upgraded with the next template change (probe-recheck.ts).
+      planned = plans.plan(deployment, policy, joiningDeps);
     }
     if (!planned.ok) {
       const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
