@@ -30,11 +30,6 @@ export function controllerLogger(logger: Logger, controller: string): Logger {
   return logger.child({ controller });
 }
 
-/** A logger for one object: every line carries the object's `key` (namespace/name). */
-export function keyLogger(logger: Logger, key: string, fields: Record<string, unknown> = {}): Logger {
-  return logger.child({ key, ...fields });
-}
-
 /** Discards everything; for tests and for callers that pass no logger. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

@@ -35,10 +35,6 @@ export class PublishedVerdicts {
     this.#latest.set(policy.name, { uid: policy.uid, workloads, uids, at });
   }
 
-  forget(policy: string): void {
-    this.#latest.delete(policy);
-  }
-
   /** These verdicts are handled: dropped, unless a newer pass has published since. */
   handled(policy: string, published: Published): void {
     if (this.#latest.get(policy) === published) this.#latest.delete(policy);

@@ -10,7 +10,6 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   deploymentCacheTransform,
-  enqueueMapped,
   enqueueObject,
   Informer,
   type InformerOptions,
@@ -398,16 +397,11 @@ describe('keys and handlers', () => {
     expect(splitKey('policy')).toEqual({ namespace: undefined, name: 'policy' });
   });
 
-  it('enqueueObject enqueues the object key; enqueueMapped maps both old and new objects', () => {
+  it('enqueueObject enqueues the object key', () => {
     const keys: string[] = [];
     const own = enqueueObject<V1Deployment>((key) => keys.push(key));
     own.onUpdate?.(deployment('ns', 'web', '2'), deployment('ns', 'web', '1'));
-    const mapped = enqueueMapped<V1Deployment>(
-      (object) => [`selected-by/${object.metadata?.resourceVersion}`],
-      (key) => keys.push(key),
-    );
-    mapped.onUpdate?.(deployment('ns', 'p', '2'), deployment('ns', 'p', '1'));
-    expect(keys).toEqual(['ns/web', 'selected-by/1', 'selected-by/2']);
+    expect(keys).toEqual(['ns/web']);
   });
 });
 

@@ -326,25 +326,6 @@ export function enqueueObject<T extends KubernetesObject>(enqueue: (key: string)
   return { onAdd: handle, onUpdate: handle, onDelete: handle };
 }
 
-/**
- * Handlers that enqueue the keys an event maps to (controller-runtime EnqueueRequestsFromMapFunc),
- * e.g. a policy change to the keys of the Deployments it selects. On update both the old and the
- * new object are mapped, so objects that stopped matching are reconciled too.
- */
-export function enqueueMapped<T extends KubernetesObject>(
-  map: (object: T) => Iterable<string>,
-  enqueue: (key: string) => void,
-): EventHandlers<T> {
-  const handle = (object: T) => {
-    for (const key of map(object)) enqueue(key);
-  };
-  const onUpdate = (object: T, old: T) => {
-    handle(old);
-    handle(object);
-  };
-  return { onAdd: handle, onUpdate, onDelete: handle };
-}
-
 /** Why a watch ended; `closed` is the server's timeout, the normal end. */
 export type WatchEndReason = WatchEnd['kind'];
 

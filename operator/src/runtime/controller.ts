@@ -129,10 +129,6 @@ export class Controller {
     this.queue.addAfter(key, delayMs);
   };
 
-  isStarted(): boolean {
-    return this.#started;
-  }
-
   /** Starts the workers. */
   start(): void {
     if (this.#started) throw new Error(`controller ${this.name} already started`);
