@@ -8,6 +8,7 @@
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
+import { namespaceOf } from '../policy/budget.ts';
 import type { ProbeVerifier } from '../probes/verifier.ts';
 import type { Runnable } from '../runtime/manager.ts';
 
@@ -35,11 +36,6 @@ export interface ProbeChecksOptions {
   /** Running and queued Deployments, on every change (a gauge). */
   onCounts?: (counts: { running: number; queued: number }) => void;
   logger?: Logger;
-}
-
-function namespaceOf(key: string): string {
-  const slash = key.indexOf('/');
-  return slash < 0 ? '' : key.slice(0, slash);
 }
 
 export class ProbeChecks implements Runnable {

@@ -430,6 +430,19 @@ describe('ProbeVerifier', () => {
     expect(verifier.get(probeKey('uid-web', 'web', '/no-content', 'http'))?.state).toBe('Verified');
   });
 
+  test("verdictsFor: one Deployment's unexpired verdicts, what an eviction dropped not among them", async () => {
+    const verifier = new ProbeVerifier({ maxEntries: 2 });
+    for (const path of ['/ok', '/missing', '/no-content'])
+      await verifier.verify(input(path, [pod('web-abc')]));
+    expect(
+      verifier.verdictsFor('uid-web').map(([container, path, port, v]) => [container, path, port, v.state]),
+    ).toEqual([
+      ['web', '/missing', 'http', 'Unverified'],
+      ['web', '/no-content', 'http', 'Verified'],
+    ]);
+    expect(verifier.verdictsFor('uid-other')).toEqual([]);
+  });
+
   test('one check per key at a time: concurrent verifies share it, a later one checks again', async () => {
     const pending: { path: string; resolve: (answer: ProbeAnswer) => void }[] = [];
     const verifier = new ProbeVerifier({

@@ -341,6 +341,8 @@ export class ProbeVerifier {
   readonly #check: (target: ProbeTarget) => Promise<ProbeAnswer>;
   /** In insertion order, oldest first: refreshed entries are moved to the end. */
   readonly #verdicts = new Map<string, { verdict: ProbeVerdict; at: number }>();
+  /** The keys of #verdicts by Deployment uid: verdictsFor reads one Deployment's, not all. */
+  readonly #byUid = new Map<string, Set<string>>();
   readonly #inFlight = new Map<string, Promise<ProbeVerdict>>();
 
   constructor(options: ProbeVerifierOptions = {}) {
@@ -355,7 +357,7 @@ export class ProbeVerifier {
     const entry = this.#verdicts.get(key);
     if (entry === undefined) return undefined;
     if (this.#now() - entry.at >= this.#ttlMs) {
-      this.#verdicts.delete(key);
+      this.#delete(key);
       return undefined;
     }
     return entry.verdict;
@@ -366,10 +368,8 @@ export class ProbeVerifier {
    * the admission worker thread is given to decide with (webhook/admission-snapshot.ts).
    */
   verdictsFor(deploymentUid: string): [string, string, number | string, ProbeVerdict][] {
-    const prefix = `${JSON.stringify([deploymentUid]).slice(0, -1)},`;
     const found: [string, string, number | string, ProbeVerdict][] = [];
-    for (const key of this.#verdicts.keys()) {
-      if (!key.startsWith(prefix)) continue;
+    for (const key of [...(this.#byUid.get(deploymentUid) ?? [])]) {
       const verdict = this.get(key);
       if (verdict === undefined) continue;
       const [, container, path, port] = JSON.parse(key) as [string, string, string, number | string];
@@ -411,9 +411,19 @@ export class ProbeVerifier {
   #store(key: string, verdict: ProbeVerdict): void {
     this.#verdicts.delete(key);
     this.#verdicts.set(key, { verdict, at: this.#now() });
+    const uid = (JSON.parse(key) as [string])[0];
+    this.#byUid.set(uid, (this.#byUid.get(uid) ?? new Set()).add(key));
     for (const oldest of this.#verdicts.keys()) {
       if (this.#verdicts.size <= this.#maxEntries) break;
-      this.#verdicts.delete(oldest);
+      this.#delete(oldest);
     }
+  }
+
+  #delete(key: string): void {
+    this.#verdicts.delete(key);
+    const uid = (JSON.parse(key) as [string])[0];
+    const keys = this.#byUid.get(uid);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#byUid.delete(uid);
   }
 }
