@@ -714,20 +714,29 @@ function annotationOperations(
   const changed = Object.entries(plan.annotations ?? {}).filter(
     ([key, value]) => existing?.[key] !== value && fieldRightAfterPatch(key),
   );
-  if (changed.length === 0) return [];
-  if (existing !== undefined) {
-    return changed.map(([key, value]) => ({
-      op: 'add',
-      path: `/spec/template/metadata/annotations/${pointerToken(key)}`,
-      value,
-    }));
-  }
+  return annotationAdds(deployment, '/spec/template/metadata/annotations', existing, changed);
+}
+
+/**
+ * JSON Patch adding `entries` to the annotations map at `path`: key by key into an existing
+ * map; with none, the whole map, guarded by a test of the resourceVersion, so that a map the
+ * cache has not seen yet is never replaced.
+ */
+function annotationAdds(
+  deployment: V1Deployment,
+  path: string,
+  existing: Record<string, string> | undefined,
+  entries: [string, string][],
+): JsonPatchOperation[] {
+  if (entries.length === 0) return [];
+  if (existing !== undefined)
+    return entries.map(([key, value]) => ({ op: 'add', path: `${path}/${pointerToken(key)}`, value }));
   const resourceVersion = deployment.metadata?.resourceVersion;
   return [
     ...(resourceVersion === undefined
       ? []
       : [{ op: 'test' as const, path: '/metadata/resourceVersion', value: resourceVersion }]),
-    { op: 'add', path: '/spec/template/metadata/annotations', value: Object.fromEntries(changed) },
+    { op: 'add', path, value: Object.fromEntries(entries) },
   ];
 }
 
@@ -742,16 +751,9 @@ export function recordOperations(
   record: AppliedRecord,
   seal?: RecordSeal,
 ): JsonPatchOperation[] {
-  const value = recordAnnotation(deployment, record, seal);
-  if (deployment.metadata?.annotations !== undefined)
-    return [{ op: 'add', path: `/metadata/annotations/${pointerToken(APPLIED_ANNOTATION)}`, value }];
-  const resourceVersion = deployment.metadata?.resourceVersion;
-  return [
-    ...(resourceVersion === undefined
-      ? []
-      : [{ op: 'test' as const, path: '/metadata/resourceVersion', value: resourceVersion }]),
-    { op: 'add', path: '/metadata/annotations', value: { [APPLIED_ANNOTATION]: value } },
-  ];
+  return annotationAdds(deployment, '/metadata/annotations', deployment.metadata?.annotations, [
+    [APPLIED_ANNOTATION, recordAnnotation(deployment, record, seal)],
+  ]);
 }
 
 /**
