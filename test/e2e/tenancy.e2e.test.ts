@@ -204,6 +204,23 @@ const rssMiB = () => {
   const line = readFileSync(`/proc/${operator.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
   return Number(line?.[1] ?? 0) / 1024;
 };
+
+/** The operator's RSS sampled every `everyMs` while `work` runs: its value and the peak (MiB). */
+async function peakRssDuring<T>(
+  everyMs: number,
+  work: () => Promise<T>,
+): Promise<{ result: T; before: number; peak: number }> {
+  const before = rssMiB();
+  let peak = before;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssMiB());
+  }, everyMs);
+  try {
+    return { result: await work(), before, peak };
+  } finally {
+    clearInterval(sampler);
+  }
+}
 /** The pod's memory limit (config/manager/manager.yaml). */
 const LIMIT_MIB = 512;
 
@@ -454,13 +471,8 @@ describe('a tenant pod serving a hostile /metrics (Scrape, real node)', () => {
       mode: 'Audit',
       observedLatency: { source: 'Scrape', scrape: { port: 'http', path: '/metrics' }, minSamples: 1 },
     });
-    let peak = rssMiB();
-    const sampler = setInterval(() => {
-      peak = Math.max(peak, rssMiB());
-    }, 100);
-    let observed: string;
-    try {
-      observed = await waitFor(
+    const { result: observed, peak } = await peakRssDuring(100, async () => {
+      const text = await waitFor(
         'the scrape refused in status',
         async () => {
           const s = await readPolicyStatus(adminKubeConfig(), `${POLICY}-scrape`);
@@ -472,9 +484,8 @@ describe('a tenant pod serving a hostile /metrics (Scrape, real node)', () => {
       );
       // A few more scrapes of it.
       await new Promise((resolve) => setTimeout(resolve, 6_000));
-    } finally {
-      clearInterval(sampler);
-    }
+      return text;
+    });
     console.log(
       `hostile /metrics (600,000 lines, ~30 MiB): status says "${observed.slice(0, 160)}"; operator RSS peak ${peak.toFixed(0)} MiB (limit ${LIMIT_MIB})`,
     );
@@ -625,11 +636,6 @@ describe('a flood of maximum-size AdmissionReviews at the webhook', () => {
   test('the operator stays under its memory limit, healthy and leading; real admissions are served during it', async () => {
     const ROUNDS = 4;
     const CONCURRENT = 24;
-    const before = rssMiB();
-    let peak = before;
-    const sampler = setInterval(() => {
-      peak = Math.max(peak, rssMiB());
-    }, 50);
     const health: boolean[] = [];
     const healthProbe = setInterval(() => {
       fetch(`http://127.0.0.1:${operator.probePort}/healthz`).then(
@@ -640,25 +646,28 @@ describe('a flood of maximum-size AdmissionReviews at the webhook', () => {
     const statuses: number[] = [];
     let served = 0;
     let mutated = 0;
+    let sampled: { before: number; peak: number } = { before: 0, peak: 0 };
     try {
-      for (let round = 0; round < ROUNDS; round++) {
-        const flood = Promise.all(Array.from({ length: CONCURRENT }, () => post(3.4 * 1024 * 1024)));
-        // A real Deployment created through the apiserver meanwhile.
-        const name = `real-${round}`;
-        const created = await kubectl(['create', '-f', '-'], {
-          input: webManifest(flooded.name, name, { replicas: 1 }),
-        });
-        if (created.code === 0) {
-          served++;
-          const d = await readDeployment(flooded.name, name);
-          if (d.spec?.template.spec?.terminationGracePeriodSeconds === WANTED) mutated++;
+      sampled = await peakRssDuring(50, async () => {
+        for (let round = 0; round < ROUNDS; round++) {
+          const flood = Promise.all(Array.from({ length: CONCURRENT }, () => post(3.4 * 1024 * 1024)));
+          // A real Deployment created through the apiserver meanwhile.
+          const name = `real-${round}`;
+          const created = await kubectl(['create', '-f', '-'], {
+            input: webManifest(flooded.name, name, { replicas: 1 }),
+          });
+          if (created.code === 0) {
+            served++;
+            const d = await readDeployment(flooded.name, name);
+            if (d.spec?.template.spec?.terminationGracePeriodSeconds === WANTED) mutated++;
+          }
+          statuses.push(...(await flood));
         }
-        statuses.push(...(await flood));
-      }
+      });
     } finally {
-      clearInterval(sampler);
       clearInterval(healthProbe);
     }
+    const { before, peak } = sampled;
     const counts = Object.entries(
       statuses.reduce<Record<string, number>>((acc, s) => {
         acc[s] = (acc[s] ?? 0) + 1;
