@@ -5,6 +5,7 @@
 // is removed — so the record says which fields are the operator's. That includes the pod-template
 // annotations mirroring the grace period and the preStop wait for the app (withMirrorAnnotations).
 import type { V1Container, V1Deployment, V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
+import { LRUCache } from 'lru-cache';
 import {
   APPLIED_ANNOTATION,
   FIELD_MANAGER,
@@ -12,7 +13,6 @@ import {
   PRESTOP_SECONDS_ANNOTATION,
 } from '../api/annotations.ts';
 import { GROUP } from '../api/policy.ts';
-import { setBounded } from '../util/bounded-map.ts';
 import { type ChangedField, diffDeployment, templateAnnotations } from './diff.ts';
 import { fieldChild } from './managed-fields.ts';
 import {
@@ -135,12 +135,12 @@ interface ParsedRecord {
 }
 
 /**
- * Records parsed lately, by the annotation's text: the rollout budget reads the record of every
+ * Records read lately (the one read longest ago goes first), by the annotation's text: the rollout budget reads the record of every
  * Deployment in rollout on each reconcile of one waiting for budget, and JSON.parse was most of
  * that (a CPU profile of 300 Deployments under maxConcurrent 100). Shared: never mutate a record.
+ * `false` is an unreadable record (an LRUCache holds no undefined).
  */
-const parsedRecords = new Map<string, ParsedRecord | undefined>();
-const PARSED_RECORDS_MAX = 4096;
+const parsedRecords = new LRUCache<string, ParsedRecord | false>({ max: 4096 });
 
 export const RECORD_REFUSED = {
   unsealed: 'it carries no seal of the operator: not written by it',
@@ -158,11 +158,11 @@ export function readAppliedRecord(deployment: V1Deployment, seal?: RecordSeal): 
   const raw = deployment.metadata?.annotations?.[APPLIED_ANNOTATION];
   if (!raw) return undefined;
   let parsed = parsedRecords.get(raw);
-  if (parsed === undefined && !parsedRecords.has(raw)) {
-    parsed = parseAppliedRecord(raw);
-    setBounded(parsedRecords, raw, parsed, PARSED_RECORDS_MAX);
+  if (parsed === undefined) {
+    parsed = parseAppliedRecord(raw) ?? false;
+    parsedRecords.set(raw, parsed);
   }
-  if (parsed === undefined) return undefined;
+  if (parsed === false) return undefined;
   if (parsed.unsealed === parsed.record || seal === undefined) return parsed.unsealed;
   const uid = deployment.metadata?.uid ?? '';
   if (parsed.seal !== undefined && seal.verify(uid, parsed.body, parsed.seal)) return parsed.record;

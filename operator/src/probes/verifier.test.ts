@@ -413,7 +413,7 @@ describe('ProbeVerifier', () => {
     const verifier = new ProbeVerifier({ ttlMs: 60_000, now: () => now });
     await verifier.verify(input('/missing', [pod('web-abc')]));
     const key = probeKey('uid-web', 'web', '/missing', 'http');
-    now += 59_999;
+    now += 60_000;
     expect(verifier.get(key)?.state).toBe('Unverified');
     now += 1;
     expect(verifier.get(key)).toBe(undefined);
@@ -428,6 +428,16 @@ describe('ProbeVerifier', () => {
     expect(verifier.get(probeKey('uid-web', 'web', '/ok', 'http'))).toBe(undefined);
     expect(verifier.get(probeKey('uid-web', 'web', '/missing', 'http'))?.state).toBe('Unverified');
     expect(verifier.get(probeKey('uid-web', 'web', '/no-content', 'http'))?.state).toBe('Verified');
+  });
+
+  test('reading a verdict does not keep it longer: the one stored longest ago goes first', async () => {
+    const verifier = new ProbeVerifier({ maxEntries: 2 });
+    await verifier.verify(input('/ok', [pod('web-abc')]));
+    await verifier.verify(input('/missing', [pod('web-abc')]));
+    expect(verifier.get(probeKey('uid-web', 'web', '/ok', 'http'))?.state).toBe('Verified');
+    await verifier.verify(input('/no-content', [pod('web-abc')]));
+    expect(verifier.get(probeKey('uid-web', 'web', '/ok', 'http'))).toBe(undefined);
+    expect(verifier.get(probeKey('uid-web', 'web', '/missing', 'http'))?.state).toBe('Unverified');
   });
 
   test("verdictsFor: one Deployment's unexpired verdicts, what an eviction dropped not among them", async () => {

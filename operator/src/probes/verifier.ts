@@ -9,6 +9,7 @@
 // covers the whole exchange, as the probe's timeoutSeconds does.
 import * as http from 'node:http';
 import type { V1Container, V1Deployment, V1Pod } from '@kubernetes/client-node';
+import { LRUCache } from 'lru-cache';
 import type { ProbeVerdict, ProbeVerdictLookup } from '../policy/types.ts';
 
 export type { ProbeVerdict } from '../policy/types.ts';
@@ -321,9 +322,9 @@ export async function verifyProbe(
 }
 
 export interface ProbeVerifierOptions {
-  /** How long a verdict is kept. Default 5 minutes. */
+  /** How long a verdict is kept (ms, a positive integer): gone once older. Default 5 minutes. */
   ttlMs?: number;
-  /** Verdicts kept at most; the oldest go first. Default 10,000. */
+  /** Verdicts kept at most; the one stored longest ago goes first. Default 10,000. */
   maxEntries?: number;
   now?: () => number;
   /** The request; checkProbe unless a test says otherwise. */
@@ -335,32 +336,38 @@ export interface ProbeVerifierOptions {
  * verify(), which runs at most one check per key at a time.
  */
 export class ProbeVerifier {
-  readonly #ttlMs: number;
-  readonly #maxEntries: number;
   readonly #now: () => number;
   readonly #check: (target: ProbeTarget) => Promise<ProbeAnswer>;
-  /** In insertion order, oldest first: refreshed entries are moved to the end. */
-  readonly #verdicts = new Map<string, { verdict: ProbeVerdict; at: number }>();
+  /**
+   * Bounded and expiring (lru-cache's max and ttl, on the `now` clock). Read with peek, which
+   * leaves an entry's place alone: the verdict stored longest ago goes first, however often read.
+   */
+  readonly #verdicts: LRUCache<string, ProbeVerdict>;
   /** The keys of #verdicts by Deployment uid: verdictsFor reads one Deployment's, not all. */
   readonly #byUid = new Map<string, Set<string>>();
   readonly #inFlight = new Map<string, Promise<ProbeVerdict>>();
 
   constructor(options: ProbeVerifierOptions = {}) {
-    this.#ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
-    this.#maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_ENTRIES);
     this.#now = options.now ?? Date.now;
     this.#check = options.check ?? checkProbe;
+    this.#verdicts = new LRUCache<string, ProbeVerdict>({
+      max: Math.max(1, options.maxEntries ?? DEFAULT_MAX_ENTRIES),
+      ttl: options.ttlMs ?? DEFAULT_TTL_MS,
+      // Read the clock on every check (the default caches it for 1 ms behind a timer).
+      ttlResolution: 0,
+      perf: { now: this.#now },
+      // Evicted, expired or deleted (not merely replaced): out of the uid index too.
+      dispose: (_verdict, key, reason) => {
+        if (reason !== 'set') this.#unindex(key);
+      },
+    });
   }
 
-  /** The verdict for the key, unless there is none or it has expired. */
+  /** The verdict for the key, unless there is none or it has expired (then it is dropped). */
   get(key: string): ProbeVerdict | undefined {
-    const entry = this.#verdicts.get(key);
-    if (entry === undefined) return undefined;
-    if (this.#now() - entry.at >= this.#ttlMs) {
-      this.#delete(key);
-      return undefined;
-    }
-    return entry.verdict;
+    const verdict = this.#verdicts.peek(key);
+    if (verdict === undefined) this.#verdicts.delete(key);
+    return verdict;
   }
 
   /**
@@ -409,18 +416,12 @@ export class ProbeVerifier {
   }
 
   #store(key: string, verdict: ProbeVerdict): void {
-    this.#verdicts.delete(key);
-    this.#verdicts.set(key, { verdict, at: this.#now() });
+    this.#verdicts.set(key, verdict);
     const uid = (JSON.parse(key) as [string])[0];
     this.#byUid.set(uid, (this.#byUid.get(uid) ?? new Set()).add(key));
-    for (const oldest of this.#verdicts.keys()) {
-      if (this.#verdicts.size <= this.#maxEntries) break;
-      this.#delete(oldest);
-    }
   }
 
-  #delete(key: string): void {
-    this.#verdicts.delete(key);
+  #unindex(key: string): void {
     const uid = (JSON.parse(key) as [string])[0];
     const keys = this.#byUid.get(uid);
     keys?.delete(key);

@@ -24,7 +24,7 @@ import type { webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import 'reflect-metadata'; // @peculiar/x509's dependency injection needs the Reflect polyfill.
 import * as x509 from '@peculiar/x509';
-import { setBounded } from '../util/bounded-map.ts';
+import { LRUCache } from 'lru-cache';
 
 // Node's WebCrypto, typed by @types/node rather than the DOM lib x509 expects.
 x509.cryptoProvider.set(globalThis.crypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -317,8 +317,7 @@ function checkPolicy(p: TlsPolicy): void {
 }
 
 /** certInfo of the certificates seen last (a CA and a serving one, a rotation's next ones). */
-const certInfos = new Map<string, { notAfter: number; dnsNames: ReadonlySet<string> }>();
-const CERT_INFOS_MAX = 8;
+const certInfos = new LRUCache<string, { notAfter: number; dnsNames: ReadonlySet<string> }>({ max: 8 });
 
 /** Expiry and names of a PEM certificate; parsed once (every rotation check asks again). */
 function certInfo(pem: string): { notAfter: number; dnsNames: ReadonlySet<string> } {
@@ -330,7 +329,7 @@ function certInfo(pem: string): { notAfter: number; dnsNames: ReadonlySet<string
     san?.names.items.filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => n.value) ?? [],
   );
   const info = { notAfter: cert.notAfter.getTime(), dnsNames };
-  setBounded(certInfos, pem, info, CERT_INFOS_MAX);
+  certInfos.set(pem, info);
   return info;
 }
 
