@@ -135,10 +135,11 @@ interface ParsedRecord {
 }
 
 /**
- * Records read lately (the one read longest ago goes first), by the annotation's text: the rollout budget reads the record of every
- * Deployment in rollout on each reconcile of one waiting for budget, and JSON.parse was most of
- * that (a CPU profile of 300 Deployments under maxConcurrent 100). Shared: never mutate a record.
- * `false` is an unreadable record (an LRUCache holds no undefined).
+ * Records read lately (the one read longest ago goes first), by the annotation's text: the
+ * rollout budget reads the record of every Deployment in rollout on each reconcile of one waiting
+ * for budget, and JSON.parse was most of that (a CPU profile of 300 Deployments under
+ * maxConcurrent 100). Shared: never mutate a record. `false` is an unreadable record (an LRUCache
+ * holds no undefined).
  */
 const parsedRecords = new LRUCache<string, ParsedRecord | false>({ max: 4096 });
 
