@@ -380,6 +380,22 @@ describe('Informer', () => {
     expect(await informer.waitForSync()).toBe(true);
   });
 
+  it('stop during a backoff wait ends it at once, without an error', async () => {
+    nock(server).get(path).query(true).reply(503, { kind: 'Status', code: 503 }, json);
+    let backingOff = false;
+    const { informer } = startInformer({
+      backoff: { initialMs: 60_000, maxMs: 60_000 },
+      random: () => {
+        backingOff = true; // drawn for the delay the backoff then waits
+        return 0;
+      },
+    });
+    await until(() => backingOff, 'backoff after the failed list');
+    const started = Date.now();
+    await informer.stop();
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
   it('waitForSync resolves false when the informer stops before syncing', async () => {
     nock(server).get(path).query(true).times(100).reply(503, {}, json);
     const { informer } = startInformer({ backoff: { initialMs: 1_000, maxMs: 1_000 } });

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import {
   type KubeConfig,
@@ -11,7 +12,6 @@ import {
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
 import { type FieldSet, fieldChild } from '../policy/managed-fields.ts';
-import { sleep } from '../runtime/sleep.ts';
 import { httpStatusOf } from './client.ts';
 
 /**
@@ -706,7 +706,8 @@ export class Informer<T extends KubernetesObject> {
     const baseMs = Math.min(initialMs * 2 ** this.#failures, maxMs);
     this.#failures++;
     const delayMs = Math.min(baseMs * (1 + jitter * this.#random()), maxMs);
-    await sleep(delayMs, this.#stop.signal);
+    // Rejects when the informer stops: the caller's loop checks the signal.
+    await sleep(delayMs, undefined, { signal: this.#stop.signal }).catch(() => {});
   }
 
   #watchdogMs(): number {

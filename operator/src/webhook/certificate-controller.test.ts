@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import type { SecretStore } from '../kube/secret-store.ts';
 import { MemorySecretStore as MemoryStore } from '../kube/testing.ts';
 import type { CaBundleTarget } from '../kube/webhook-tls.ts';
@@ -164,5 +164,15 @@ describe('CertificateController', () => {
     expect(await external.sync(signal)).toBe(MIN);
     expect(served).toEqual([cert]);
     expect(store.writes).toBe(0);
+  });
+
+  test('run ends, without an error, when the signal aborts during the wait for the next pass', async () => {
+    const clock = { now: new Date('2026-11-30T12:00:00Z') };
+    const { c, served } = controller(new MemoryStore(), undefined, clock);
+    const stop = new AbortController();
+    const running = c.run(stop.signal);
+    await vi.waitFor(() => expect(served).toHaveLength(1)); // first pass done: now waiting checkMs
+    stop.abort(new Error('stopping'));
+    await expect(running).resolves.toBe(undefined);
   });
 });

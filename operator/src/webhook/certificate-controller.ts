@@ -4,12 +4,12 @@
 // every write is conditional (create fails if the Secret exists, replace if it changed), so
 // when two race, one writes and the other reads the result. A replica that starts later loads
 // the same Secret, hence serves a certificate of the same CA.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SecretStore } from '../kube/secret-store.ts';
 import type { CaBundleTarget } from '../kube/webhook-tls.ts';
 import type { Logger } from '../log.ts';
 import { ConflictError } from '../runtime/controller.ts';
 import type { Runnable } from '../runtime/manager.ts';
-import { sleep } from '../runtime/sleep.ts';
 import {
   applyRotation,
   caBundle,
@@ -81,7 +81,8 @@ export class CertificateController implements Runnable {
         // What is served stays as it is: a certificate loaded earlier is still good for a while.
         this.#log.warn({ err: error, retryMs: waitMs }, 'webhook certificates: pass failed');
       }
-      await sleep(waitMs, signal);
+      // Rejects when the signal aborts: the loop ends then.
+      await sleep(waitMs, undefined, { signal }).catch(() => {});
     }
   }
 
