@@ -34,6 +34,8 @@ import {
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import dockerignore from '@balena/dockerignore';
+import { maxSatisfying } from 'semver';
 import { cacheRoot } from './build.ts';
 import { exists, logTail, runLogged, StepError } from './commands.ts';
 import { ensureDebianPackages } from './node/packages.ts';
@@ -70,7 +72,9 @@ export class ImageBuildError extends StepError {
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const DEBIAN_SUITE = 'bookworm';
-const NPM_SPEC = 'npm@11';
+/** The npm release line in the build image (a semver range). */
+const NPM_RANGE = '11';
+const NPM_SPEC = `npm@${NPM_RANGE}`;
 /** Bump when a recipe below changes in a way the keyed inputs do not show. */
 const RECIPE_VERSION = '1';
 const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
@@ -154,55 +158,6 @@ export function debianMirror(sources: { name: string; text: string }[], suite: s
   return undefined;
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-}
-
-/**
- * A .dockerignore as a predicate on context-relative paths (true: left out of the context), with
- * the semantics buildah and Docker share: patterns are anchored at the context root, `*` and `?`
- * stay within a path segment, `**` spans segments, a pattern that matches a directory leaves out
- * everything under it, `!` re-includes, and the last matching pattern wins.
- */
-export function dockerignoreMatcher(text: string): (path: string) => boolean {
-  const rules: { exclude: boolean; re: RegExp }[] = [];
-  for (const raw of text.split('\n')) {
-    let line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const exclude = !line.startsWith('!');
-    if (!exclude) line = line.slice(1).trim();
-    line = line.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
-    if (line === '') continue;
-    let re = '';
-    for (let i = 0; i < line.length; i++) {
-      const c = line[i] as string;
-      if (c === '*' && line[i + 1] === '*') {
-        i++;
-        if (line[i + 1] === '/') {
-          i++;
-          re += '(?:.*/)?';
-        } else re += '.*';
-      } else if (c === '*') re += '[^/]*';
-      else if (c === '?') re += '[^/]';
-      else if (c === '[') {
-        const end = line.indexOf(']', i + 1);
-        if (end < 0) re += '\\[';
-        else {
-          re += `[${line.slice(i + 1, end).replace(/^!/, '^')}]`;
-          i = end;
-        }
-      } else if (c === '\\' && i + 1 < line.length) re += escapeRegExp(line[++i] as string);
-      else re += escapeRegExp(c);
-    }
-    rules.push({ exclude, re: new RegExp(`^${re}(?:/.*)?$`) });
-  }
-  return (path) => {
-    let excluded = false;
-    for (const r of rules) if (r.re.test(path)) excluded = r.exclude;
-    return excluded;
-  };
-}
-
 /** The absolute paths `ldd` lists: the shared libraries and the loader (not the vDSO). */
 export function parseLdd(output: string): string[] {
   const paths: string[] = [];
@@ -250,9 +205,13 @@ async function appSourceFiles(root: string): Promise<string[]> {
     for (const d of APP_DIRS) listed.push(...(await walk(root, d)));
   }
   // Files the build context leaves out (unit tests, by the project's .dockerignore) cannot
-  // change the images: editing them must not cost a rebuild.
-  const ignored = dockerignoreMatcher(await readFile(join(root, '.dockerignore'), 'utf8').catch(() => ''));
-  return [...new Set([...APP_FILES, ...tsconfigs, ...listed.filter((f) => !ignored(f))])];
+  // change the images: editing them must not cost a rebuild. @balena/dockerignore is a port of
+  // Docker's matcher (which buildah shares), case-sensitive as Docker is on Linux.
+  // (CommonJS whose types name only a default export: under Node's interop that is `.default`.)
+  const ignored = dockerignore
+    .default({ ignorecase: false })
+    .add(await readFile(join(root, '.dockerignore'), 'utf8').catch(() => ''));
+  return [...new Set([...APP_FILES, ...tsconfigs, ...listed.filter((f) => !ignored.ignores(f))])];
 }
 
 async function walk(root: string, dir: string): Promise<string[]> {
@@ -499,13 +458,6 @@ async function nodeBinary(): Promise<NodeBinary> {
   );
 }
 
-function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < 3; i++) if ((pa[i] ?? 0) !== (pb[i] ?? 0)) return (pa[i] ?? 0) - (pb[i] ?? 0);
-  return 0;
-}
-
 interface NpmTarball {
   path: string;
   version: string;
@@ -513,12 +465,10 @@ interface NpmTarball {
 
 /** The npm tarball already in downloads/, if any (the newest). */
 async function cachedNpm(dirs: Dirs): Promise<NpmTarball | undefined> {
-  const major = NPM_SPEC.split('@')[1];
   const versions = (await readdir(dirs.downloads).catch(() => [] as string[]))
     .map((f) => /^npm-(\d+\.\d+\.\d+)\.tgz$/.exec(f)?.[1])
-    .filter((v): v is string => v !== undefined && v.split('.')[0] === major)
-    .sort(compareVersions);
-  const version = versions.at(-1);
+    .filter((v): v is string => v !== undefined);
+  const version = maxSatisfying(versions, NPM_RANGE);
   return version ? { path: join(dirs.downloads, `npm-${version}.tgz`), version } : undefined;
 }
 

@@ -5,14 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import {
-  appSourceKey,
-  debianMirror,
-  digestKey,
-  dockerignoreMatcher,
-  mountPointsUnder,
-  parseLdd,
-} from './images.ts';
+import { appSourceKey, debianMirror, digestKey, mountPointsUnder, parseLdd } from './images.ts';
 
 const git = promisify(execFile);
 
@@ -121,46 +114,6 @@ describe('appSourceKey', () => {
 });
 
 describe('parsers', () => {
-  test('dockerignoreMatcher follows the .dockerignore rules the build context uses', () => {
-    const ignored = dockerignoreMatcher(
-      [
-        '# comment',
-        '**/node_modules',
-        'dist',
-        '*.log',
-        '/test/',
-        '**/*.test.ts',
-        '!keep.test.ts',
-        'a?c',
-        'd[0-9]',
-      ].join('\n'),
-    );
-    for (const p of [
-      'node_modules/x/index.js',
-      'operator/node_modules/x',
-      'dist/operator/main.js',
-      'x.log',
-      'test/e2e/a.ts',
-      'operator/src/a.test.ts',
-      'a.test.ts',
-      'abc',
-      'd5/file',
-    ])
-      expect(ignored(p), p).toBe(true);
-    for (const p of [
-      'operator/src/main.ts',
-      'operator/dist/x.js', // `dist` is anchored at the root
-      'operator/x.log', // `*` stays in one segment
-      'operator/test/a.ts',
-      'keep.test.ts',
-      'abbc',
-      'dx',
-      'Dockerfile',
-    ])
-      expect(ignored(p), p).toBe(false);
-    expect(dockerignoreMatcher('')('anything')).toBe(false);
-  });
-
   test('debianMirror finds the suite in deb822 and one-line sources', () => {
     const deb822 = [
       'Types: deb',
