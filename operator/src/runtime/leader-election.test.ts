@@ -30,7 +30,8 @@ function candidate(
 }
 
 beforeEach(() => {
-  vi.useFakeTimers();
+  // The elector waits with node:timers/promises' setTimeout: fake it too.
+  vi.useFakeTimers({ fakeNodeBuiltins: true });
 });
 afterEach(() => {
   vi.useRealTimers();

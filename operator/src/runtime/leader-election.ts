@@ -1,5 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Logger, silentLogger } from '../log.ts';
-import { sleep } from './sleep.ts';
 
 /**
  * Leader election over a Lease, following client-go's tools/leaderelection:
@@ -186,7 +186,8 @@ export class LeaderElector {
     while (!signal.aborted) {
       if (await this.#attempt(this.#renewDeadlineMs)) return true;
       const delay = this.#retryPeriodMs * (1 + this.#random() * acquireJitterFactor);
-      await sleep(delay, signal);
+      // The waits here reject when the signal aborts: each loop checks the signal next.
+      await sleep(delay, undefined, { signal }).catch(() => {});
     }
     return false;
   }
@@ -202,14 +203,14 @@ export class LeaderElector {
       while (!signal.aborted) {
         renewed = await this.#attempt(deadline - this.#now());
         if (renewed || this.#now() + this.#retryPeriodMs >= deadline) break;
-        await sleep(this.#retryPeriodMs, signal);
+        await sleep(this.#retryPeriodMs, undefined, { signal }).catch(() => {});
       }
       if (signal.aborted) return;
       if (!renewed) {
         this.#log.error({ renewDeadlineMs: this.#renewDeadlineMs }, 'Failed to renew lease: leadership lost');
         return;
       }
-      await sleep(this.#retryPeriodMs, signal);
+      await sleep(this.#retryPeriodMs, undefined, { signal }).catch(() => {});
     }
   }
 
