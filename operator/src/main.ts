@@ -15,19 +15,14 @@ import {
 import { FIELD_MANAGER } from './api/annotations.ts';
 import { GROUP, type LabelSelector, PLURAL, VERSION } from './api/policy.ts';
 import { ConfigError, loadConfig, usage } from './config.ts';
-import { DEPLOYMENT_CONTROLLER, deploymentReconciler } from './controllers/deployment-controller.ts';
+import { deploymentController } from './controllers/deployment-controller.ts';
 import { createOperatorMetrics } from './controllers/metrics.ts';
 import { PlanMemo } from './controllers/plan.ts';
-import { POLICY_STATUS_CONTROLLER, policyStatusReconciler } from './controllers/policy-status-controller.ts';
+import { policyStatusController } from './controllers/policy-status-controller.ts';
 import { ProbeChecks } from './controllers/probe-checks.ts';
 import { ProbeRecheck } from './controllers/probe-recheck.ts';
-import {
-  POLICY_REPORT_CONTROLLER,
-  PublishedVerdicts,
-  reportReconciler,
-} from './controllers/report-controller.ts';
+import { PublishedVerdicts, reportController } from './controllers/report-controller.ts';
 import { RolloutTracker } from './controllers/rollout-tracker.ts';
-import { routeEvents } from './controllers/routing.ts';
 import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
 import { StatusPacer } from './controllers/status-pacer.ts';
@@ -61,10 +56,10 @@ import { deploymentKey, labelSelectorMatches } from './policy/match.ts';
 import { RecordSeal } from './policy/record-seal.ts';
 import { owningDeployment } from './policy/shutdowns.ts';
 import { ownedByDeployment, ProbeVerifier } from './probes/verifier.ts';
-import { Controller } from './runtime/controller.ts';
 import { fenced, fencedRecorder } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
+import { Trigger } from './runtime/trigger.ts';
 import { breakerOpenIn } from './webhook/admission.ts';
 import { AdmissionWorkers } from './webhook/admission-workers.ts';
 import { CertificateController } from './webhook/certificate-controller.ts';
@@ -204,20 +199,71 @@ async function main(): Promise<void> {
   // Readiness probe checks run here, outside the reconcile workers (controllers/probe-checks.ts).
   const probeChecks = new ProbeChecks({
     verifier: probeVerifier,
-    onDone: (key, pending) =>
-      pending ? deployments.enqueueAfter(key, config.rolloutCheckMs) : deployments.enqueue(key),
     onCounts: ({ running, queued }) => {
       operatorMetrics.probeChecks.set({ state: 'running' }, running);
       operatorMetrics.probeChecks.set({ state: 'queued' }, queued);
     },
     logger,
   });
-  const deployments = new Controller({
-    name: DEPLOYMENT_CONTROLLER,
-    workers: config.workers,
+  const refresher = new LatencyRefresher({
+    view: {
+      policies: () => view.parsedPolicies().valid,
+      selectedBy: (policy) => view.selectedBy(policy),
+      namespaceLabels: (ns) => view.namespaceLabels(ns),
+    },
+    sources: {
+      Prometheus: new PrometheusSource({
+        defaultUrl: config.prometheusUrl,
+        bearerTokenFile: config.prometheusBearerTokenFile,
+        tokenOrigins: config.prometheusTokenOrigins,
+        caFile: config.prometheusCaFile,
+        timeoutMs: config.latency.timeoutMs,
+      }),
+      Scrape: new ScrapeSource({
+        pods: (namespace) => pods.byIndex(BY_NAMESPACE, namespace),
+        timeoutMs: config.latency.timeoutMs,
+      }),
+    },
+    cache: estimates,
+    intervalMs: config.latency.refreshMs,
+    timeoutMs: config.latency.timeoutMs,
+    concurrency: config.latency.concurrency,
     logger,
-    metrics,
-    reconcile: deploymentReconciler({
+    metrics: {
+      observed: (policy, source, outcome) =>
+        operatorMetrics.latencySourceRequests.inc({ policy, source, outcome }),
+      requested: (source, seconds) => operatorMetrics.latencySourceDuration.observe({ source }, seconds),
+    },
+  });
+  // The httpGet probes owed to replace tcpSocket fallbacks, checked on running pods by every
+  // replica (its webhook reads the verdicts), with the sources the controllers plan with.
+  const probeRecheck = new ProbeRecheck({
+    view,
+    plans,
+    planDeps: { estimates, facts, shutdowns: shutdownHistory, probes: probeVerifier },
+    verifier: probeVerifier,
+    podsOf,
+    intervalMs: config.probeRecheckMs,
+    logger,
+  });
+  // Were shutdowns clean? Every pod deletion of a governed Deployment, as it happens.
+  const killed = new Trigger<[key: string, policy: string]>();
+  pods.addHandlers(
+    shutdownObserver({
+      view,
+      events,
+      metrics: operatorMetrics,
+      isLeader: () => manager.isLeader(),
+      history: shutdownHistory,
+      killed,
+      logger,
+    }),
+  );
+
+  // The controllers, each with its watches (what wakes it is declared in its own module).
+  const runtime = { logger, metrics };
+  const deployments = deploymentController(
+    {
       view,
       writer: fenced(createDeploymentWriter(apps), () => manager.isLeader()),
       events,
@@ -232,30 +278,23 @@ async function main(): Promise<void> {
       probes: { verifier: probeVerifier, checks: probeChecks, podsOf },
       rolloutCheckMs: config.rolloutCheckMs,
       resyncMs: config.resyncMs,
-    }),
-  });
+    },
+    { estimateChanged: refresher.changed, killed, probeChecksDone: probeChecks.done },
+    { ...runtime, workers: config.workers },
+  );
   // Policy reports: the status pass publishes its verdicts, this controller writes them.
   const verdicts = new PublishedVerdicts();
-  const reportStore = createReportStore(kubeConfig.makeApiClient(ApisApi), custom);
-  const reports = new Controller({
-    name: POLICY_REPORT_CONTROLLER,
-    workers: 1,
-    logger,
-    metrics,
-    reconcile: reportReconciler({
+  const reports = reportController(
+    {
       verdicts,
-      store: fenced(reportStore, () => manager.isLeader()),
+      store: fenced(createReportStore(kubeConfig.makeApiClient(ApisApi), custom), () => manager.isLeader()),
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,
-    }),
-  });
-  const statusPacer = new StatusPacer({ minMs: statusDebounceMs });
-  const statuses = new Controller({
-    name: POLICY_STATUS_CONTROLLER,
-    workers: 1,
-    logger,
-    metrics,
-    reconcile: policyStatusReconciler({
+    },
+    runtime,
+  );
+  const statuses = policyStatusController(
+    {
       view,
       writer: fenced(createPolicyStatusWriter(custom), () => manager.isLeader()),
       events,
@@ -267,29 +306,12 @@ async function main(): Promise<void> {
       metrics: operatorMetrics,
       seal,
       resyncMs: config.resyncMs,
-      pacer: statusPacer,
-      onVerdicts: (policy, workloads, uids, at) => {
-        verdicts.publish(policy, workloads, uids, at);
-        reports.enqueue(policy.name);
-      },
-    }),
-  });
-
-  routeEvents({ view, tracker, deployments, statuses, statusDelay: (policy) => statusPacer.delay(policy) });
-  // Were shutdowns clean? Every pod deletion of a governed Deployment, as it happens.
-  pods.addHandlers(
-    shutdownObserver({
-      view,
-      events,
-      metrics: operatorMetrics,
-      isLeader: () => manager.isLeader(),
-      history: shutdownHistory,
-      onKilled: (key, policy) => {
-        deployments.enqueue(key);
-        statuses.enqueueAfter(policy, statusPacer.delay(policy));
-      },
-      logger,
-    }),
+      pacer: new StatusPacer({ minMs: statusDebounceMs }),
+      verdicts,
+      tracker,
+    },
+    { estimateChanged: refresher.changed, killed, verdictFound: probeRecheck.verdictFound },
+    runtime,
   );
   const manager = new Manager({
     logger,
@@ -322,57 +344,7 @@ async function main(): Promise<void> {
   for (const informer of [view.deployments, view.namespaces, view.policies, pods, serviceInformer])
     metrics.informerObjects(informer.name, () => informer.size);
   manager.addController(deployments).addController(statuses).addController(reports);
-  const latencySources = {
-    Prometheus: new PrometheusSource({
-      defaultUrl: config.prometheusUrl,
-      bearerTokenFile: config.prometheusBearerTokenFile,
-      tokenOrigins: config.prometheusTokenOrigins,
-      caFile: config.prometheusCaFile,
-      timeoutMs: config.latency.timeoutMs,
-    }),
-    Scrape: new ScrapeSource({
-      pods: (namespace) => pods.byIndex(BY_NAMESPACE, namespace),
-      timeoutMs: config.latency.timeoutMs,
-    }),
-  };
-  const refresher = new LatencyRefresher({
-    view: {
-      policies: () => view.parsedPolicies().valid,
-      selectedBy: (policy) => view.selectedBy(policy),
-      namespaceLabels: (ns) => view.namespaceLabels(ns),
-    },
-    sources: latencySources,
-    cache: estimates,
-    intervalMs: config.latency.refreshMs,
-    timeoutMs: config.latency.timeoutMs,
-    concurrency: config.latency.concurrency,
-    onChange: (key, policy) => {
-      deployments.enqueue(key);
-      statuses.enqueueAfter(policy, statusPacer.delay(policy));
-    },
-    logger,
-    metrics: {
-      observed: (policy, source, outcome) =>
-        operatorMetrics.latencySourceRequests.inc({ policy, source, outcome }),
-      requested: (source, seconds) => operatorMetrics.latencySourceDuration.observe({ source }, seconds),
-    },
-  });
-  manager.addRunnable(refresher);
-  manager.addRunnable(probeChecks);
-  // The httpGet probes owed to replace tcpSocket fallbacks, checked on running pods by every
-  // replica (its webhook reads the verdicts), with the sources the controllers plan with.
-  manager.addRunnable(
-    new ProbeRecheck({
-      view,
-      plans,
-      planDeps: { estimates, facts, shutdowns: shutdownHistory, probes: probeVerifier },
-      verifier: probeVerifier,
-      podsOf,
-      intervalMs: config.probeRecheckMs,
-      onVerdict: (_key, policy) => statuses.enqueueAfter(policy, statusPacer.delay(policy)),
-      logger,
-    }),
-  );
+  manager.addRunnable(refresher).addRunnable(probeChecks).addRunnable(probeRecheck);
 
   // The admission webhook: every replica serves it, from the same caches (no I/O per request).
   if (config.webhook.enabled) {

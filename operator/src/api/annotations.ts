@@ -2,6 +2,9 @@
 // (not the pod template) so that setting one does not start a rollout.
 import { GROUP } from './policy.ts';
 
+/** Every annotation of the operator's starts with this. */
+export const ANNOTATION_PREFIX = `${GROUP}/`;
+
 /** "true" opts the Deployment out of every policy; it is then counted as Exempt. */
 export const EXCLUDE_ANNOTATION = `${GROUP}/exclude`;
 /** Overrides the policy's readinessProbe.path for this Deployment. */

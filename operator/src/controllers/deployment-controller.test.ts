@@ -125,12 +125,8 @@ function harness(options: {
   const tracker = new RolloutTracker();
   const metrics = createOperatorMetrics(new Registry());
   const checked: [string, boolean][] = [];
-  const checks = options.probes
-    ? new ProbeChecks({
-        verifier: options.probes.verifier,
-        onDone: (key, pending) => checked.push([key, pending]),
-      })
-    : undefined;
+  const checks = options.probes ? new ProbeChecks({ verifier: options.probes.verifier }) : undefined;
+  checks?.done.on((key, pending) => checked.push([key, pending]));
   void checks?.run(new AbortController().signal);
   const reconciler = deploymentReconciler({
     view,

@@ -1,6 +1,14 @@
-// Reports one policy's status: its verdict on every Deployment it selects, the counts and
-// conditions, written only when they change. Contract: given a policy name, read the policy,
-// the other policies and the Deployments from the cache, compute, and write status at most once.
+// The policy status controller (policy-status): reports one policy's status, its verdict on
+// every Deployment it selects, the counts and conditions, written only when they change. This
+// file answers "what wakes it?" (watchPolicyStatuses) and what a reconcile does.
+//
+//   Deployment and selection changes, Service changes (view) -- the policies selecting --+
+//   policy changes (view): its own status, every status on a new generation ---------------+--> queue (debounced,
+//   estimate changed, kill observed, probe verdict found (triggers) -----------------------+    status-pacer.ts)
+//                                                                                 --> reconcile --> status write
+//                                                                                               --> verdicts published
+// Contract of a reconcile: given a policy name, read the policy, the other policies and the
+// Deployments from the cache, compute, and write status at most once.
 
 import type { V1Deployment } from '@kubernetes/client-node';
 import {
@@ -12,13 +20,8 @@ import {
 } from '../api/policy.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { PolicyStatusWriter } from '../kube/status.ts';
-import {
-  policyRollouts,
-  ROLLOUT_WAIT_REASONS,
-  type RolloutState,
-  rolloutDecision,
-  rolloutState,
-} from '../policy/budget.ts';
+import type { Logger } from '../log.ts';
+import { ROLLOUT_WAIT_REASONS, type RolloutState, rolloutDecision } from '../policy/budget.ts';
 import {
   invalidPolicyStatus,
   latencyObservedCondition,
@@ -32,7 +35,9 @@ import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import { type AppliedRecord, ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts } from '../policy/types.ts';
-import type { Reconcile } from '../runtime/controller.ts';
+import { Controller, type Reconcile } from '../runtime/controller.ts';
+import type { RuntimeMetrics } from '../runtime/metrics.ts';
+import type { Trigger } from '../runtime/trigger.ts';
 import { TimeSlicer } from '../util/time-slicer.ts';
 import {
   GRACE_BUCKETS,
@@ -48,6 +53,9 @@ import {
   type ShutdownReader,
   type WorkloadPlan,
 } from './plan.ts';
+import type { PublishedVerdicts } from './report-controller.ts';
+import { RolloutBudget } from './rollout-budget.ts';
+import { RolloutTracker } from './rollout-tracker.ts';
 import type { StatusPacer } from './status-pacer.ts';
 import type { ClusterView } from './view.ts';
 
@@ -78,12 +86,12 @@ export interface PolicyStatusControllerDeps {
    * Every verdict of a valid policy's pass (the status lists only the first 100), with the
    * Deployments' uids: the policy reports are written from them (report-controller.ts).
    */
-  onVerdicts?(
-    policy: { name: string; uid: string },
-    workloads: WorkloadStatus[],
-    uids: Map<string, string>,
-    at: Date,
-  ): void;
+  verdicts?: Pick<PublishedVerdicts, 'publish'>;
+  /**
+   * The Deployment controller's memory of its rollouts (rollout-tracker.ts): the waits the
+   * status reports are the ones the controller decides. Its own (empty) one when absent.
+   */
+  tracker?: RolloutTracker;
 }
 
 const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
@@ -91,6 +99,7 @@ const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
 export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconcile {
   const { view, writer, metrics } = deps;
   const plans = deps.plans ?? new PlanMemo();
+  const budget = new RolloutBudget(view, deps.tracker ?? new RolloutTracker(), deps.seal);
   return async (name, signal, log) => {
     // A pass over 10,000 Deployments is 0.1-0.2 s of work: in slices, so that admissions, watch
     // events and timers are not held up that long. What is read between slices is as current as
@@ -194,15 +203,12 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           deployment,
           planned,
           record,
-          state: rolloutState(deployment, record, policy, nowMs),
+          state: budget.state(deploymentKey(deployment), deployment, record, policy, nowMs),
           managed: record?.policy === name && !ownsNothing(planned.nextRecord),
         });
       }
       const enforce = policy.spec.mode === 'Enforce';
-      const rollouts = policyRollouts(
-        new Map(governed.map((g) => [deploymentKey(g.deployment), g.state])),
-        policy.spec.rollout.breakerNamespaces,
-      );
+      const rollouts = budget.rollouts(policy, valid, nowMs);
       for (const { deployment, planned, record, state, managed } of governed) {
         await slicer.pause();
         const { estimate } = planned;
@@ -245,13 +251,13 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         );
       }
       const latency = latencyObservedCondition(policy.spec.observedLatency.source, latencyProblems);
-      if (deps.onVerdicts && object.metadata?.uid) {
+      if (deps.verdicts && object.metadata?.uid) {
         const uids = new Map<string, string>();
         for (const w of workloads) {
           const uid = view.deployments.get(`${w.namespace}/${w.name}`)?.metadata?.uid;
           if (uid) uids.set(`${w.namespace}/${w.name}`, uid);
         }
-        deps.onVerdicts({ name, uid: object.metadata.uid }, workloads, uids, now);
+        deps.verdicts.publish({ name, uid: object.metadata.uid }, workloads, uids, now);
       }
       status = summarizePolicyStatus({
         policy,
@@ -309,6 +315,76 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
     }
     return { requeueAfterMs: deps.resyncMs };
   };
+}
+
+/** The outside triggers that change a policy's verdicts (controller-runtime source.Channel). */
+export interface PolicyStatusTriggers {
+  /** The refresher published another latency estimate for a Deployment the policy governs. */
+  estimateChanged?: Trigger<[key: string, policy: string]>;
+  /** The shutdown observer saw a Deployment's pods killed at their grace period. */
+  killed?: Trigger<[key: string, policy: string]>;
+  /** The probe recheck found a verdict for a Deployment the policy governs. */
+  verdictFound?: Trigger<[key: string, policy: string]>;
+}
+
+type Queue = Pick<Controller, 'enqueue' | 'enqueueAfter'>;
+
+/**
+ * What wakes the reconcile; every source of a key is here. A status is computed again after a
+ * delay (the pacer's debounce, longer for large policies), not at once: each status write would
+ * queue the next pass while Deployments change (two a second of a status of 100 workloads, 60 ms
+ * of the apiserver's CPU each). Only a policy's own new spec (or its creation) is looked at now.
+ */
+export function watchPolicyStatuses(
+  queue: Queue,
+  view: ClusterView,
+  pacer: Pick<StatusPacer, 'delay'>,
+  triggers: PolicyStatusTriggers = {},
+): void {
+  const later = (policy: string) => queue.enqueueAfter(policy, pacer.delay(policy));
+  // A Deployment changed, or who selects it: the policies selecting it, before or now.
+  view.onSelectionChange((_key, policies) => {
+    for (const policy of policies) later(policy);
+  });
+  // A Service's selector or ports: the probe kinds planned for the Deployments it selects.
+  view.onServicesChanged((keys) => {
+    for (const key of keys) for (const policy of view.policiesSelecting(key)) later(policy);
+  });
+  // A policy's spec, creation or deletion: its own status now, and every status later, since
+  // which policy wins may have changed. Any other update is a status or metadata write, mostly
+  // this controller's own: looked at again after the debounce.
+  const policyChanged = (name: string) => {
+    queue.enqueue(name);
+    for (const policy of view.policies.keys()) later(policy);
+  };
+  view.onPolicy({
+    onAdd: (policy) => policyChanged(policy.metadata?.name ?? ''),
+    onDelete: (policy) => policyChanged(policy.metadata?.name ?? ''),
+    onUpdate: (policy, old) => {
+      const name = policy.metadata?.name ?? '';
+      if (policy.metadata?.generation !== old.metadata?.generation) policyChanged(name);
+      else later(name);
+    },
+  });
+  triggers.estimateChanged?.on((_key, policy) => later(policy));
+  triggers.killed?.on((_key, policy) => later(policy));
+  triggers.verdictFound?.on((_key, policy) => later(policy));
+}
+
+/** The controller with its watches, ready for the manager. */
+export function policyStatusController(
+  deps: PolicyStatusControllerDeps & { pacer: StatusPacer },
+  triggers: PolicyStatusTriggers,
+  options: { logger: Logger; metrics: RuntimeMetrics },
+): Controller {
+  const controller = new Controller({
+    name: POLICY_STATUS_CONTROLLER,
+    workers: 1,
+    ...options,
+    reconcile: policyStatusReconciler(deps),
+  });
+  watchPolicyStatuses(controller, deps.view, deps.pacer, triggers);
+  return controller;
 }
 
 /**

@@ -38,9 +38,9 @@ function started(total = 3, perNamespace = 1) {
     verifier,
     total,
     perNamespace,
-    onDone: (key, pending) => done.push([key, pending]),
     onCounts: (c) => counts.push(c),
   });
+  checks.done.on((key, pending) => done.push([key, pending]));
   const stop = new AbortController();
   const runDone = checks.run(stop.signal);
   return { checks, running, done, counts, stop, runDone };

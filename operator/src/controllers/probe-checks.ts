@@ -11,6 +11,7 @@ import { silentLogger } from '../log.ts';
 import { namespaceOf } from '../policy/budget.ts';
 import type { ProbeVerifier } from '../probes/verifier.ts';
 import type { Runnable } from '../runtime/manager.ts';
+import { Trigger } from '../runtime/trigger.ts';
 
 export const PROBE_CHECKS = 'probe-checks';
 
@@ -27,8 +28,6 @@ export interface ProbeCheckRequest {
 
 export interface ProbeChecksOptions {
   verifier: ProbeVerifier;
-  /** Called when a Deployment's checks are done; `pending`: its pods had only just started. */
-  onDone: (key: string, pending: boolean) => void;
   /** Checks running at once, in all (default 8). */
   total?: number;
   /** Checks running at once for one namespace (default 2). */
@@ -41,6 +40,8 @@ export interface ProbeChecksOptions {
 export class ProbeChecks implements Runnable {
   readonly name = PROBE_CHECKS;
   readonly needLeaderElection = true;
+  /** A Deployment's checks are done; `pending`: its pods had only just started. */
+  readonly done = new Trigger<[key: string, pending: boolean]>();
   readonly #options: ProbeChecksOptions;
   readonly #total: number;
   readonly #perNamespace: number;
@@ -151,7 +152,7 @@ export class ProbeChecks implements Runnable {
       else this.#runningIn.delete(namespace);
       this.#keys.delete(request.key);
     }
-    if (!aborted) this.#options.onDone(request.key, pending);
+    if (!aborted) this.done.emit(request.key, pending);
     this.#pump();
     if (this.#keys.size === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }

@@ -74,11 +74,17 @@ function harness(spec: Record<string, unknown>) {
     verifier,
     podsOf: () => [pod],
     intervalMs: 1000,
-    onVerdict: (key: string, name: string) => verdicts.push(`${key}@${name}`),
     logger: silentLogger(),
+  };
+  /** A pass of a recheck whose verdicts are collected in `verdicts`. */
+  const recheck = (overrides: Partial<typeof deps> = {}) => {
+    const r = new ProbeRecheck({ ...deps, ...overrides });
+    r.verdictFound.on((key, name) => verdicts.push(`${key}@${name}`));
+    return r;
   };
   return {
     deps,
+    recheck,
     asked,
     verdicts,
     setAnswer: (a: ProbeAnswer) => {
@@ -96,7 +102,7 @@ describe('ProbeRecheck: the tcpSocket fallback is owed an httpGet check once pod
     expect(owed.map((o) => [o.container, o.path, o.port, o.timeoutMs])).toEqual([
       ['web', '/readyz', 8080, 1000],
     ]);
-    await new ProbeRecheck(h.deps).pass(new AbortController().signal);
+    await h.recheck().pass(new AbortController().signal);
     expect(h.asked.map((t) => `${t.podIP}:${t.port}${t.path}`)).toEqual(['10.88.0.5:8080/readyz']);
     expect(h.verdicts).toEqual(['shop/web@p']);
     // Verified: the plan names the upgrade for the next template change, nothing more is owed.
@@ -114,7 +120,7 @@ describe('ProbeRecheck: the tcpSocket fallback is owed an httpGet check once pod
   test('an Unverified answer is kept too: nothing owed until it expires', async () => {
     const h = harness({});
     h.setAnswer({ ok: false, url: 'http://10.88.0.5:8080/readyz', outcome: 'answered 404' });
-    await new ProbeRecheck(h.deps).pass(new AbortController().signal);
+    await h.recheck().pass(new AbortController().signal);
     expect(h.verdicts).toEqual(['shop/web@p']);
     expect(owedChecks(h.deps)).toEqual([]);
   });
@@ -123,7 +129,7 @@ describe('ProbeRecheck: the tcpSocket fallback is owed an httpGet check once pod
     const h = harness({});
     expect(owedChecks({ ...h.deps, podsOf: () => [] })).toEqual([]);
     // The check ran while no pod ran: NoPods is kept for five minutes, yet the pods run now.
-    const empty = new ProbeRecheck({ ...h.deps, podsOf: () => [] });
+    const empty = h.recheck({ podsOf: () => [] });
     await empty.pass(new AbortController().signal);
     expect(h.asked).toEqual([]);
     const deployment = [...h.deps.view.selectedBy('p')][0] as V1Deployment;

@@ -12,6 +12,7 @@ import type { ValidPolicy } from '../policy/types.ts';
 import { deploymentUid, type ProbeVerifier, runningPods } from '../probes/verifier.ts';
 import type { Runnable } from '../runtime/manager.ts';
 import { sleep } from '../runtime/sleep.ts';
+import { Trigger } from '../runtime/trigger.ts';
 import type { PlanDeps, PlanMemo } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
@@ -34,8 +35,6 @@ export interface ProbeRecheckDeps {
   verifier: ProbeVerifier;
   podsOf(deployment: V1Deployment): V1Pod[];
   intervalMs: number;
-  /** A verdict arrived for the Deployment (key), governed by the policy: its status may change. */
-  onVerdict(key: string, policy: string): void;
   logger: Logger;
 }
 
@@ -88,6 +87,8 @@ export function owedChecks(
 export class ProbeRecheck implements Runnable {
   readonly name = PROBE_RECHECK;
   readonly needLeaderElection = false;
+  /** A verdict arrived for the Deployment (key), governed by the policy: its status may change. */
+  readonly verdictFound = new Trigger<[key: string, policy: string]>();
   readonly #deps: ProbeRecheckDeps;
 
   constructor(deps: ProbeRecheckDeps) {
@@ -103,7 +104,7 @@ export class ProbeRecheck implements Runnable {
 
   /** Checks every owed probe once; a Pending verdict (pods too young) waits for the next pass. */
   async pass(signal: AbortSignal): Promise<void> {
-    const { verifier, podsOf, logger, onVerdict } = this.#deps;
+    const { verifier, podsOf, logger } = this.#deps;
     for (const owed of owedChecks(this.#deps)) {
       if (signal.aborted) return;
       const { deployment, policy, container, path, port, timeoutMs } = owed;
@@ -122,7 +123,7 @@ export class ProbeRecheck implements Runnable {
           { deployment: key, policy: policy.name, container, verdict },
           'fallback readiness probe: httpGet checked',
         );
-        if (verdict.state !== 'Pending') onVerdict(key, policy.name);
+        if (verdict.state !== 'Pending') this.verdictFound.emit(key, policy.name);
       } catch (err) {
         if (signal.aborted) return;
         logger.warn({ err, deployment: deploymentKey(deployment) }, 'fallback readiness probe check failed');

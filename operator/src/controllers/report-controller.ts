@@ -1,12 +1,16 @@
-// Keeps the policy reports (policy/reports.ts) in step with the status: the status controller
-// publishes every verdict of a pass (not only the status's first 100), this controller writes one
+// The policy report controller (policy-report) keeps the policy reports (policy/reports.ts) in
+// step with the status. What wakes it: the status controller publishing every verdict of a pass
+// (PublishedVerdicts.published; not only the status's first 100). It writes one
 // report per namespace where the content changed and deletes the ones of namespaces the policy no
 // longer covers. A separate controller so that a report API that is missing or failing never
 // holds up the status. Reports are owned by their policy: deleting it deletes them (GC).
 import type { WorkloadStatus } from '../api/policy.ts';
 import type { ReportStore } from '../kube/reports.ts';
+import type { Logger } from '../log.ts';
 import { policyReports, type ReportBody, sameReport } from '../policy/reports.ts';
-import type { Reconcile } from '../runtime/controller.ts';
+import { Controller, type Reconcile } from '../runtime/controller.ts';
+import type { RuntimeMetrics } from '../runtime/metrics.ts';
+import { Trigger } from '../runtime/trigger.ts';
 import type { OperatorMetrics } from './metrics.ts';
 
 export const POLICY_REPORT_CONTROLLER = 'policy-report';
@@ -24,6 +28,8 @@ interface Published {
  * a status pass and the report pass after it, not for the life of the process.
  */
 export class PublishedVerdicts {
+  /** A pass published the policy's verdicts. */
+  readonly published = new Trigger<[policy: string]>();
   readonly #latest = new Map<string, Published>();
 
   publish(
@@ -33,6 +39,7 @@ export class PublishedVerdicts {
     at: Date,
   ): void {
     this.#latest.set(policy.name, { uid: policy.uid, workloads, uids, at });
+    this.published.emit(policy.name);
   }
 
   /** These verdicts are handled: dropped, unless a newer pass has published since. */
@@ -108,4 +115,19 @@ function normalized(body: ReportBody): ReportBody {
     summary: body.summary,
     results: body.results ?? [],
   };
+}
+
+/** The controller with its watch (the verdicts published), ready for the manager. */
+export function reportController(
+  deps: ReportControllerDeps,
+  options: { logger: Logger; metrics: RuntimeMetrics },
+): Controller {
+  const controller = new Controller({
+    name: POLICY_REPORT_CONTROLLER,
+    workers: 1,
+    ...options,
+    reconcile: reportReconciler(deps),
+  });
+  deps.verdicts.published.on((policy) => controller.enqueue(policy));
+  return controller;
 }

@@ -17,7 +17,7 @@ export class RolloutTracker {
    * wake of every waiting key per slot had hundreds re-check the budget for one of them to win).
    */
   readonly #waiting = new Map<string, Set<string>>();
-  /** key -> the policy whose freed slot woke it, until its reconcile says whether it took it. */
+  /** key -> the policy whose freed slot woke it, until its reconcile says whether it took it (settleWoken). */
   readonly #woken = new Map<string, string>();
   /** key -> hash of the pod template the Deployment last had while settled. */
   readonly #settledTemplates = new Map<string, string>();
@@ -26,10 +26,15 @@ export class RolloutTracker {
   /**
    * Called with a policy when this replica frees a slot of its budget: a reservation released
    * (its write failed, the Deployment went), or a woken key that did not take the slot it was
-   * woken for (`passOn`). The caller wakes the next waiting key (`takeWaiting(policy, 1)`).
+   * woken for (`settleWoken`). The caller wakes as many waiting keys as slots are free.
    */
   onSlotFreed(listener: (policy: string) => void): void {
     this.#slotListeners.push(listener);
+  }
+
+  /** Every event of the Deployment: remembers its template while settled (see templateChanged). */
+  observe(key: string, deployment: V1Deployment): void {
+    if (!isRolling(deployment)) this.#settledTemplates.set(key, templateHash(deployment));
   }
 
   /**
@@ -38,13 +43,12 @@ export class RolloutTracker {
    * scale or a metadata edit never changes the template). Remembers the template while settled.
    */
   templateChanged(key: string, deployment: V1Deployment): boolean {
-    const hash = templateHash(deployment);
     if (!isRolling(deployment)) {
-      this.#settledTemplates.set(key, hash);
+      this.observe(key, deployment);
       return false;
     }
     const settled = this.#settledTemplates.get(key);
-    return settled !== undefined && settled !== hash;
+    return settled !== undefined && settled !== templateHash(deployment);
   }
 
   /**
@@ -129,18 +133,21 @@ export class RolloutTracker {
     return taken;
   }
 
-  /** At the start of the key's reconcile: the policy whose slot woke it, if one did (cleared). */
-  takeWoken(key: string): string | undefined {
-    const policy = this.#woken.get(key);
-    this.#woken.delete(key);
-    return policy;
+  /** Keys woken for a slot of the policy's budget whose reconcile has not yet said whether they took it. */
+  wokenCount(policy: string): number {
+    let count = 0;
+    for (const woken of this.#woken.values()) if (woken === policy) count++;
+    return count;
   }
 
   /**
    * At the end of the reconcile of a key a slot woke: unless it took the slot (a reservation) or
-   * waits for the budget again, the slot goes to the next waiting key.
+   * waits for the budget again, the slot goes to the next waiting key. Nothing for another key.
    */
-  passOn(policy: string, key: string): void {
+  settleWoken(key: string): void {
+    const policy = this.#woken.get(key);
+    if (policy === undefined) return;
+    this.#woken.delete(key);
     if (this.#reserved.has(key) || this.#waiting.get(policy)?.has(key)) return;
     this.#slotFreed(policy);
   }

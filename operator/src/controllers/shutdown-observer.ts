@@ -10,6 +10,7 @@ import type { EventHandlers } from '../kube/informer.ts';
 import type { Logger } from '../log.ts';
 import { matchDeployment } from '../policy/match.ts';
 import { type ContainerShutdown, containerShutdowns, owningDeployment } from '../policy/shutdowns.ts';
+import type { Trigger } from '../runtime/trigger.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import type { ShutdownHistory } from './shutdown-history.ts';
 import type { ClusterView } from './view.ts';
@@ -27,8 +28,8 @@ export interface ShutdownObserverDeps {
   isLeader(): boolean;
   /** Every replica remembers kills: planning raises the grace period above them. */
   history: ShutdownHistory;
-  /** A kill was recorded: the Deployment's plan changed (enqueue it and its policy's status). */
-  onKilled?(deploymentKey: string, policy: string): void;
+  /** Emitted when a kill is recorded: the Deployment's plan changed (its controllers watch it). */
+  killed?: Trigger<[deploymentKey: string, policy: string]>;
   logger: Logger;
 }
 
@@ -62,7 +63,7 @@ export function shutdownObserver(deps: ShutdownObserverDeps): EventHandlers<V1Po
     const killedAt = Math.max(0, ...fresh.filter((s) => s.outcome === 'Killed').map((s) => s.graceSeconds));
     if (killedAt > 0) {
       deps.history.killed(`${namespace}/${name}`, killedAt);
-      deps.onKilled?.(`${namespace}/${name}`, policy);
+      deps.killed?.emit(`${namespace}/${name}`, policy);
     }
     if (!deps.isLeader()) return;
     for (const s of fresh) {

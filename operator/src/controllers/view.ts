@@ -23,7 +23,7 @@ export interface ParsedPolicies {
   invalid: Map<string, { generation: number; errors: FieldError[] }>;
 }
 
-/** The index of Deployments by namespace (deployments informer). */
+/** The index by namespace, of the Deployment, Service and pod caches. */
 export const BY_NAMESPACE = 'namespace';
 
 /** The informer surface the view reads and indexes (tests substitute a map-backed one). */
@@ -63,6 +63,8 @@ export class ClusterView {
   #selectionSignature = '';
   readonly #listeners: SelectionListener[] = [];
   readonly #rolloutListeners: ((policy: string) => void)[] = [];
+  readonly #deploymentSubscribers: EventHandlers<V1Deployment>[] = [];
+  readonly #policySubscribers: EventHandlers<PolicyObject>[] = [];
 
   constructor(
     informers: {
@@ -93,8 +95,11 @@ export class ClusterView {
         onDelete: (service) => this.#serviceChanged(service),
       });
     }
-    // Registered first: the indexes are current when the controllers' handlers run.
-    this.deployments.addHandlers(this.#deploymentHandlers());
+    // Controllers subscribe through the view (onDeployment, onPolicy): their handlers run after
+    // the indexes are current, whatever the order of registration.
+    this.deployments.addHandlers(
+      indexThenTell((d, present) => this.#deploymentChanged(d, present), this.#deploymentSubscribers),
+    );
     this.namespaces.addHandlers({
       onAdd: (ns) => this.#reselectNamespace(ns.metadata?.name),
       onUpdate: (ns, old) => {
@@ -102,15 +107,22 @@ export class ClusterView {
           this.#reselectNamespace(ns.metadata?.name);
       },
     });
-    const policiesChanged = () => this.#reselectAllIfPoliciesChanged();
-    this.policies.addHandlers({
-      onAdd: policiesChanged,
-      onUpdate: policiesChanged,
-      onDelete: policiesChanged,
-    });
+    this.policies.addHandlers(
+      indexThenTell(() => this.#reselectAllIfPoliciesChanged(), this.#policySubscribers),
+    );
     // What the caches hold already (a view made over started informers, tests).
     this.#selectionSignature = this.#policiesSignature();
     for (const deployment of this.deployments.values()) this.#deploymentChanged(deployment, true);
+  }
+
+  /** Deployment events, after the view's indexes took them in. */
+  onDeployment(handlers: EventHandlers<V1Deployment>): void {
+    this.#deploymentSubscribers.push(handlers);
+  }
+
+  /** Policy events, after the selection took them in. */
+  onPolicy(handlers: EventHandlers<PolicyObject>): void {
+    this.#policySubscribers.push(handlers);
   }
 
   /** Called on every change of who selects a Deployment, and on every change of a selected one. */
@@ -204,14 +216,6 @@ export class ClusterView {
     }
     for (const name of this.#parsed.keys()) if (!seen.has(name)) this.#parsed.delete(name);
     return { valid, invalid };
-  }
-
-  #deploymentHandlers(): EventHandlers<V1Deployment> {
-    return {
-      onAdd: (d) => this.#deploymentChanged(d, true),
-      onUpdate: (d) => this.#deploymentChanged(d, true),
-      onDelete: (d) => this.#deploymentChanged(d, false),
-    };
   }
 
   #deploymentChanged(deployment: V1Deployment, present: boolean): void {
@@ -308,6 +312,27 @@ export class ClusterView {
     if (policies.size === 0) return;
     for (const listener of this.#listeners) listener(key, policies, selectionChanged);
   }
+}
+
+/** Handlers that update the view's indexes, then tell its subscribers. */
+function indexThenTell<T extends KubernetesObject>(
+  index: (object: T, present: boolean) => void,
+  subscribers: readonly EventHandlers<T>[],
+): EventHandlers<T> {
+  return {
+    onAdd: (object) => {
+      index(object, true);
+      for (const s of subscribers) s.onAdd?.(object);
+    },
+    onUpdate: (object, old) => {
+      index(object, true);
+      for (const s of subscribers) s.onUpdate?.(object, old);
+    },
+    onDelete: (object) => {
+      index(object, false);
+      for (const s of subscribers) s.onDelete?.(object);
+    },
+  };
 }
 
 /** The same policy names in the same order (#select keeps the policies' order). */

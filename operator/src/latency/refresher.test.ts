@@ -85,9 +85,9 @@ function refresher(
     intervalMs: 1000,
     timeoutMs: extra.timeoutMs ?? 1000,
     concurrency: extra.concurrency ?? 4,
-    onChange: (key, p) => changes.push([key, p]),
     logger: silentLogger(),
   });
+  r.changed.on((key, p) => changes.push([key, p]));
   return { r, cache, changes };
 }
 

@@ -11,6 +11,7 @@ import type { Logger } from '../log.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import type { LatencyObservation, ValidPolicy } from '../policy/types.ts';
 import type { Runnable } from '../runtime/manager.ts';
+import { Trigger } from '../runtime/trigger.ts';
 import { parsePrometheusDuration } from './duration.ts';
 import type { EstimateCache } from './estimates.ts';
 import type { LatencySource, Workload } from './source.ts';
@@ -39,8 +40,6 @@ export interface RefresherOptions {
   intervalMs: number;
   timeoutMs: number;
   concurrency: number;
-  /** The published estimate of this Deployment changed: reconcile it and its policy's status. */
-  onChange: (deploymentKey: string, policy: string) => void;
   logger: Logger;
   metrics?: RefreshMetrics;
 }
@@ -109,6 +108,8 @@ function tasksFor(targets: Target[]): Task[] {
 export class LatencyRefresher implements Runnable {
   readonly name = LATENCY_REFRESHER;
   readonly #o: RefresherOptions;
+  /** The published estimate of a Deployment (key) governed by a policy changed. */
+  readonly changed = new Trigger<[deploymentKey: string, policy: string]>();
   readonly #inFlight = new Set<string>();
   /** Ends the current wait between passes (a Deployment has no estimate yet). */
   #wake: (() => void) | undefined;
@@ -236,6 +237,6 @@ export class LatencyRefresher implements Runnable {
       stabilizationMs: parsePrometheusDuration(t.policy.spec.observedLatency.stabilizationWindow),
       minSamples: t.policy.spec.observedLatency.minSamples,
     });
-    if (changed) this.#o.onChange(t.key, t.policy.name);
+    if (changed) this.changed.emit(t.key, t.policy.name);
   }
 }

@@ -105,6 +105,12 @@ export function templateHash(deployment: V1Deployment): string {
 const progressing = (deployment: V1Deployment) =>
   deployment.status?.conditions?.find((c) => c.type === 'Progressing');
 
+/** The Deployment controller gave up on the rollout (Progressing False, ProgressDeadlineExceeded). */
+export function progressDeadlineExceeded(deployment: V1Deployment): boolean {
+  const condition = progressing(deployment);
+  return condition?.status === 'False' && condition.reason === 'ProgressDeadlineExceeded';
+}
+
 function unavailableMessage(deployment: V1Deployment): string {
   const replicas = desiredReplicas(deployment);
   const available = deployment.status?.availableReplicas ?? 0;
@@ -195,12 +201,11 @@ export function rolloutState(
       (startedHere && own.generation <= (deployment.metadata?.generation ?? 0))) &&
     fieldsTakenOver(deployment, record).length === 0;
   if (ours && isRolling(deployment)) {
-    const condition = progressing(deployment);
-    if (condition?.status === 'False' && condition.reason === 'ProgressDeadlineExceeded')
+    if (progressDeadlineExceeded(deployment))
       return {
         kind: 'OwnRolloutFailed',
         reason: 'ProgressDeadlineExceeded',
-        message: `the rollout the operator started did not progress: ${condition.message ?? 'progress deadline exceeded'}`,
+        message: `the rollout the operator started did not progress: ${progressing(deployment)?.message ?? 'progress deadline exceeded'}`,
       };
     const startedAt = Date.parse(own.startedAt);
     const deadline = policy.spec.rollout.progressDeadlineSeconds;

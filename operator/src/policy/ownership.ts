@@ -7,12 +7,12 @@
 import type { V1Container, V1Deployment, V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
 import { LRUCache } from 'lru-cache';
 import {
+  ANNOTATION_PREFIX,
   APPLIED_ANNOTATION,
   FIELD_MANAGER,
   GRACE_PERIOD_SECONDS_ANNOTATION,
   PRESTOP_SECONDS_ANNOTATION,
 } from '../api/annotations.ts';
-import { GROUP } from '../api/policy.ts';
 import { type ChangedField, diffDeployment, templateAnnotations } from './diff.ts';
 import { fieldChild } from './managed-fields.ts';
 import {
@@ -78,7 +78,7 @@ function isObject(value: unknown): value is object {
 /** Keys of the operator's own group only: a record cannot make it claim someone else's annotation. */
 function ownedAnnotationKeys(value: unknown): { templateAnnotations?: string[] } {
   if (!Array.isArray(value)) return {};
-  const keys = value.filter((k): k is string => typeof k === 'string' && k.startsWith(`${GROUP}/`));
+  const keys = value.filter((k): k is string => typeof k === 'string' && k.startsWith(ANNOTATION_PREFIX));
   return keys.length > 0 ? { templateAnnotations: keys } : {};
 }
 
@@ -263,7 +263,7 @@ export function ownedByApply(
     const template = fieldChild(entry.fieldsV1, 'f:spec', 'f:template');
     for (const key of Object.keys(fieldChild(template, 'f:metadata', 'f:annotations') ?? {})) {
       const name = key.slice(2);
-      if (key.startsWith('f:') && name.startsWith(`${GROUP}/`)) annotations.add(name);
+      if (key.startsWith('f:') && name.startsWith(ANNOTATION_PREFIX)) annotations.add(name);
     }
     const podSpec = fieldChild(template, 'f:spec');
     if (fieldChild(podSpec, 'f:terminationGracePeriodSeconds')) grace = true;

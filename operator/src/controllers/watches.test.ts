@@ -1,9 +1,13 @@
+import { readFileSync } from 'node:fs';
 import type { V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
-import { APPLIED_ANNOTATION } from '../api/annotations.ts';
+import { APPLIED_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
+import { shareUnchangedParts } from '../kube/informer.ts';
 import { deployment, ROLLING_STATUS, sealed, TEST_SEAL } from '../policy/test-fixtures.ts';
+import { Trigger } from '../runtime/trigger.ts';
+import { DeploymentMemory, deploymentChangeMatters, watchDeployments } from './deployment-controller.ts';
+import { watchPolicyStatuses } from './policy-status-controller.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
-import { deploymentChangeMatters, routeEvents } from './routing.ts';
 import { clusterScoped, FakeInformer, namespace, namespaced, policyObject } from './test-support.ts';
 import { ClusterView, type PolicyObject, type ViewInformer } from './view.ts';
 
@@ -24,17 +28,32 @@ function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
     { seal: TEST_SEAL },
   );
   const tracker = new RolloutTracker();
+  const memory = new DeploymentMemory();
+  const triggers = {
+    estimateChanged: new Trigger<[string, string]>(),
+    killed: new Trigger<[string, string]>(),
+    probeChecksDone: new Trigger<[string, boolean]>(),
+    verdictFound: new Trigger<[string, string]>(),
+  };
   const queued = { deployments: [] as string[], statuses: [] as string[] };
-  routeEvents({
-    view,
-    tracker,
-    deployments: { enqueue: (key) => queued.deployments.push(key) },
-    statuses: {
+  watchDeployments(
+    {
+      enqueue: (key) => queued.deployments.push(key),
+      enqueueAfter: (key, ms) => queued.deployments.push(`${key} after ${ms}`),
+    },
+    { view, tracker, seal: TEST_SEAL, rolloutCheckMs: 500 },
+    memory,
+    triggers,
+  );
+  watchPolicyStatuses(
+    {
       enqueue: (name) => queued.statuses.push(name),
       enqueueAfter: (name, ms) => queued.statuses.push(`${name} after ${ms}`),
     },
-    statusDelay: () => 1000,
-  });
+    view,
+    { delay: () => 1000 },
+    triggers,
+  );
   const take = () => {
     const taken = {
       deployments: [...new Set(queued.deployments)].sort(),
@@ -44,17 +63,22 @@ function harness(deployments: V1Deployment[], policies: PolicyObject[]) {
     queued.statuses.length = 0;
     return taken;
   };
-  return { deployments: d, policies: p, services: s, tracker, take };
+  return { deployments: d, policies: p, services: s, tracker, memory, triggers, take };
 }
 
 const shopOnly = policyObject('shop', {
   namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'shop' } },
 });
+/** shopOnly with one slot in its rollout budget. */
+const shopOneSlot = policyObject('shop', {
+  namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'shop' } },
+  rollout: { maxConcurrent: 1 },
+});
 const labOnly = policyObject('lab', {
   namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'lab' } },
 });
 
-describe('routeEvents', () => {
+describe('what wakes the Deployment and policy status controllers', () => {
   test("a Deployment's change enqueues it and, debounced, the status of the policies selecting it only", () => {
     const h = harness(
       [deployment({ name: 'a' }), deployment({ name: 'b', namespace: 'lab' })],
@@ -95,7 +119,7 @@ describe('routeEvents', () => {
     expect(h.take()).toEqual({ deployments: ['shop/a'], statuses: ['shop', 'shop after 1000'] });
   });
 
-  describe("the deployment controller's predicate: status updates that decide nothing", () => {
+  describe("the deployment controller's change filter: status updates that decide nothing", () => {
     /** The next version of `d` as the cache keeps it: spec and metadata objects shared, a new status. */
     const statusUpdate = (d: V1Deployment, status: V1Deployment['status']): V1Deployment => ({
       ...d,
@@ -108,6 +132,18 @@ describe('routeEvents', () => {
       generation: 2,
       status: { ...ROLLING_STATUS, replicas: 4, updatedReplicas: 1 },
     });
+    const done = statusUpdate(rolling, {
+      observedGeneration: 2,
+      replicas: 3,
+      updatedReplicas: 3,
+      readyReplicas: 3,
+      availableReplicas: 3,
+    });
+    const unavailable = statusUpdate(done, { ...done.status, availableReplicas: 2 });
+    const stalled = statusUpdate(rolling, {
+      ...rolling.status,
+      conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }],
+    });
 
     test("a rollout's counts moving: the Deployment is not enqueued, its status still is", () => {
       const h = harness([rolling], [shopOnly]);
@@ -115,40 +151,70 @@ describe('routeEvents', () => {
       const next = statusUpdate(rolling, { ...ROLLING_STATUS, replicas: 4, updatedReplicas: 2 });
       h.deployments.put(next);
       expect(h.take()).toEqual({ deployments: [], statuses: ['shop after 1000'] });
-      expect(deploymentChangeMatters(rolling, next)).toBe(false);
+      h.memory.waitsOnStatus.add('shop/a');
+      expect(deploymentChangeMatters('shop/a', rolling, next, h.memory)).toBe(false);
     });
 
-    test('the rollout done, unhealthy, or past its deadline: enqueued', () => {
-      const done = statusUpdate(rolling, {
-        observedGeneration: 2,
-        replicas: 3,
-        updatedReplicas: 3,
-        readyReplicas: 3,
-        availableReplicas: 3,
-      });
-      expect(deploymentChangeMatters(rolling, done)).toBe(true);
-      const unavailable = statusUpdate(done, { ...done.status, availableReplicas: 2 });
-      expect(deploymentChangeMatters(done, unavailable)).toBe(true);
-      const stalled = statusUpdate(rolling, {
-        ...rolling.status,
-        conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }],
-      });
-      expect(deploymentChangeMatters(rolling, stalled)).toBe(true);
+    test('the rollout done or unhealthy: enqueued only where the reconcile waits for it', () => {
+      const memory = new DeploymentMemory();
+      // Negative control: no reconcile waits for this Deployment's rollout.
+      expect(deploymentChangeMatters('shop/a', rolling, done, memory)).toBe(false);
+      expect(deploymentChangeMatters('shop/a', done, unavailable, memory)).toBe(false);
+      memory.waitsOnStatus.add('shop/a');
+      expect(deploymentChangeMatters('shop/a', rolling, done, memory)).toBe(true);
+      expect(deploymentChangeMatters('shop/a', done, unavailable, memory)).toBe(true);
       const h = harness([rolling], [shopOnly]);
       h.take();
+      h.memory.waitsOnStatus.add('shop/a');
       h.deployments.put(done);
       expect(h.take().deployments).toEqual(['shop/a']);
     });
 
+    test("past the Deployment controller's progress deadline: enqueued (a failure of the operator's rollout)", () => {
+      expect(deploymentChangeMatters('shop/a', rolling, stalled, new DeploymentMemory())).toBe(true);
+      // Once: a later count change of the stalled rollout decides nothing new.
+      const later = statusUpdate(stalled, { ...stalled.status, readyReplicas: 2 });
+      expect(deploymentChangeMatters('shop/a', stalled, later, new DeploymentMemory())).toBe(false);
+    });
+
     test('a new spec, labels, annotations or generation: enqueued, whatever the status', () => {
+      const memory = new DeploymentMemory();
       const spec = { ...rolling, spec: structuredClone(rolling.spec) };
       const labels = { ...rolling, metadata: { ...rolling.metadata, labels: { app: 'a' } } };
-      const annotations = { ...rolling, metadata: { ...rolling.metadata, annotations: { x: 'y' } } };
+      const annotations = {
+        ...rolling,
+        metadata: { ...rolling.metadata, annotations: { [PRESTOP_SECONDS_ANNOTATION]: '9' } },
+      };
       const generation = { ...rolling, metadata: { ...rolling.metadata, generation: 3 } };
       for (const next of [spec, labels, annotations, generation])
-        expect(deploymentChangeMatters(rolling, next as V1Deployment)).toBe(true);
-      // Negative control: the same objects, a new resourceVersion.
-      expect(deploymentChangeMatters(rolling, statusUpdate(rolling, rolling.status))).toBe(false);
+        expect(deploymentChangeMatters('shop/a', rolling, next as V1Deployment, memory)).toBe(true);
+      // Negative controls: the same objects, a new resourceVersion; an annotation of another's.
+      expect(deploymentChangeMatters('shop/a', rolling, statusUpdate(rolling, rolling.status), memory)).toBe(
+        false,
+      );
+      const revision = {
+        ...rolling,
+        metadata: { ...rolling.metadata, annotations: { 'deployment.kubernetes.io/revision': '2' } },
+      };
+      expect(deploymentChangeMatters('shop/a', rolling, revision, memory)).toBe(false);
+    });
+
+    test("the echo of the operator's own write (the generation it produced): not enqueued; a later write is", () => {
+      const memory = new DeploymentMemory();
+      const written = {
+        ...rolling,
+        metadata: { ...rolling.metadata, generation: 3, annotations: { x: 'y' } },
+      };
+      memory.expectations.wrote('shop/a', written);
+      expect(deploymentChangeMatters('shop/a', rolling, written, memory)).toBe(false);
+      const after = {
+        ...written,
+        metadata: { ...written.metadata, generation: 4, annotations: { [APPLIED_ANNOTATION]: '{"a":1}' } },
+      };
+      expect(deploymentChangeMatters('shop/a', written, after, memory)).toBe(true);
+      // Another object under the same name (recreated) is no echo.
+      const recreated = { ...written, metadata: { ...written.metadata, uid: 'other' } };
+      expect(deploymentChangeMatters('shop/a', rolling, recreated, memory)).toBe(true);
     });
   });
 
@@ -169,6 +235,7 @@ describe('routeEvents', () => {
     h.deployments.put(done);
     expect(h.take().deployments).toEqual(['shop/a', 'shop/w1']);
     expect(h.tracker.takeWaiting('lab')).toEqual(['lab/w2']);
+    expect(h.tracker.wokenCount('shop')).toBe(1);
   });
 
   describe('the budget of a policy frees a slot: its waiting Deployments are woken', () => {
@@ -188,7 +255,7 @@ describe('routeEvents', () => {
       );
 
     test('the record names no unfinished rollout any more (rewritten while still rolling)', () => {
-      const h = harness([rolling(record(rollout))], [shopOnly]);
+      const h = harness([rolling(record(rollout))], [shopOneSlot]);
       h.tracker.wait('shop', 'shop/w1');
       h.take();
       h.deployments.put(rolling(record()));
@@ -207,7 +274,7 @@ describe('routeEvents', () => {
     });
 
     test('a reservation released (its write failed)', () => {
-      const h = harness([], [shopOnly]);
+      const h = harness([], [shopOneSlot]);
       h.tracker.reserve('shop/a', 'shop', 'uid-a');
       h.tracker.wait('shop', 'shop/w1');
       h.take();
@@ -216,20 +283,23 @@ describe('routeEvents', () => {
     });
 
     test('one slot, one key: the one that waited longest; one that does not take it passes it on', () => {
-      const h = harness([rolling(record(rollout))], [shopOnly]);
+      const h = harness([rolling(record(rollout))], [shopOneSlot]);
       h.tracker.wait('shop', 'shop/w1');
       h.tracker.wait('shop', 'shop/w2');
       h.take();
       h.deployments.put(rolling(record()));
       expect(h.take().deployments).toEqual(['shop/a', 'shop/w1']);
+      // A second event for the same slot wakes nobody more: w1 is woken and not yet reconciled.
+      h.tracker.reserve('shop/x', 'shop', 'uid-x');
+      h.tracker.release('shop/x');
+      expect(h.take().deployments).toEqual([]);
       // w1's reconcile finds nothing to write any more: the slot goes to w2.
-      expect(h.tracker.takeWoken('shop/w1')).toBe('shop');
-      h.tracker.passOn('shop', 'shop/w1');
+      h.tracker.settleWoken('shop/w1');
       expect(h.take().deployments).toEqual(['shop/w2']);
     });
 
     test('negative control: progress of a rollout still under way wakes nobody', () => {
-      const h = harness([rolling(record(rollout))], [shopOnly]);
+      const h = harness([rolling(record(rollout))], [shopOneSlot]);
       h.tracker.wait('shop', 'shop/w1');
       h.take();
       h.deployments.put(rolling(record(rollout), { updated: 1 }));
@@ -242,7 +312,7 @@ describe('routeEvents', () => {
   });
 });
 
-describe('routeEvents: Services', () => {
+describe('Services', () => {
   test("a Service's change enqueues the Deployments whose template it selects and their policies' status", () => {
     const h = harness(
       [deployment({ name: 'a' }), deployment({ name: 'b' }), deployment({ name: 'c', namespace: 'lab' })],
@@ -254,5 +324,59 @@ describe('routeEvents: Services', () => {
       spec: { selector: { app: 'a' }, ports: [{ port: 80, targetPort: 8080, appProtocol: 'grpc' }] },
     });
     expect(h.take()).toEqual({ deployments: ['shop/a'], statuses: ['shop after 1000'] });
+  });
+});
+
+describe('the change filter against a real rollout (testdata/rollout-events.json, test/cluster/record-rollout.ts)', () => {
+  /** The events kube-controller-manager produced for one template change of a 2-replica Deployment. */
+  const recorded = (
+    JSON.parse(
+      readFileSync(new URL('./testdata/rollout-events.json', import.meta.url), 'utf8'),
+    ) as (V1Deployment & { type: string })[]
+  ).map(({ type: _type, ...object }) => object as V1Deployment);
+  const [written] = recorded;
+  if (!written) throw new Error('no recorded events');
+  /** The Deployment before the write: the first generation, settled, without the write's changes. */
+  const before: V1Deployment = {
+    ...structuredClone(written),
+    metadata: { ...written.metadata, generation: 1, annotations: {} },
+    spec: {
+      ...written.spec,
+      template: { ...written.spec?.template, spec: { containers: [{ name: 'web' }] } },
+    },
+  } as V1Deployment;
+
+  /** Replays the recorded events through the cache as the informer keeps it; the keys enqueued per event. */
+  function replay(setup: (h: ReturnType<typeof harness>) => void): string[][] {
+    const h = harness([before], [policyObject('all', {})]);
+    setup(h);
+    h.take();
+    let cached = before;
+    return recorded.map((event) => {
+      cached = shareUnchangedParts(structuredClone(event), cached);
+      h.deployments.put(cached);
+      return h.take().deployments;
+    });
+  }
+
+  test("the operator's write and its rollout: nothing wakes the reconcile that wrote (the echo and 8 status updates)", () => {
+    const woken = replay((h) => h.memory.expectations.wrote('recorded/web', written));
+    expect(woken).toEqual(recorded.map(() => []));
+  });
+
+  test('negative control: the same events after a write of someone else wake it once, for the write', () => {
+    const woken = replay(() => {});
+    expect(woken[0]).toEqual(['recorded/web']);
+    expect(woken.slice(1).flat()).toEqual([]);
+  });
+
+  test("a reconcile waiting for the Deployment's own rollout is woken by its status, the end included", () => {
+    const woken = replay((h) => {
+      h.memory.expectations.wrote('recorded/web', written);
+      h.memory.waitsOnStatus.add('recorded/web');
+    });
+    expect(woken.at(-1)).toEqual(['recorded/web']);
+    // Only where what the decision reads changed (rolloutSignature): not at every event.
+    expect(woken.flat().length).toBeLessThan(recorded.length);
   });
 });
