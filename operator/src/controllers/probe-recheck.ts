@@ -5,13 +5,13 @@
 // that change when this replica holds a Verified verdict, the deployment controller joins a
 // template rollout under OnNextRollout. Every replica runs it (the webhook answers on each);
 // it only sends the kubelet's GET to pods, it writes nothing.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 import { deploymentUid, type ProbeVerifier, runningPods } from '../probes/verifier.ts';
 import type { Runnable } from '../runtime/manager.ts';
-import { sleep } from '../runtime/sleep.ts';
 import { Trigger } from '../runtime/trigger.ts';
 import type { PlanDeps, PlanMemo } from './plan.ts';
 import type { ClusterView } from './view.ts';
@@ -98,7 +98,8 @@ export class ProbeRecheck implements Runnable {
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await this.pass(signal);
-      await sleep(this.#deps.intervalMs, signal);
+      // Rejects when stopped: the loop ends on the signal.
+      await sleep(this.#deps.intervalMs, undefined, { signal }).catch(() => {});
     }
   }
 
