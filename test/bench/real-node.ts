@@ -7,14 +7,12 @@ import { readdir, readFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { EXCLUDE_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
 import { buildImages } from '../cluster/images.ts';
 import { buildNode } from '../cluster/node/build.ts';
 import { pidsOfBinariesIn } from '../cluster/node/host.ts';
 import { realNodePlacement } from '../cluster/node/node.ts';
-import { waitFor } from '../cluster/wait.ts';
 import {
   clusterIp,
   createNoPreStopCopy,
@@ -27,8 +25,9 @@ import {
   DEMO_SERVICE,
   installDemoService,
   installOperatorInCluster,
-  kubectl as runKubectl,
-} from '../operator/install.ts';
+  testCluster,
+  waitFor,
+} from '../operator/harness.ts';
 
 const { values } = parseArgs({ options: { starts: { type: 'string', default: '3' } } });
 const starts = Number(values.starts);
@@ -106,17 +105,10 @@ let memory: Record<string, number> = {};
 let peak: Record<string, number> = {};
 const loads: [string, UrlLoadReport][] = [];
 try {
-  const kc = cluster.adminKubeConfig();
-  const core = kc.makeApiClient(CoreV1Api);
-  const apps = kc.makeApiClient(AppsV1Api);
-  const kubectl = (args: string[]) => runKubectl(cluster.binaries.kubectl, cluster.kubeconfigPath, args);
+  const kube = testCluster(cluster);
   const images = cluster.images;
   if (!images) throw new Error('no images');
-  const install = {
-    kubectlPath: cluster.binaries.kubectl,
-    kubeconfig: cluster.kubeconfigPath,
-    placement: realNodePlacement,
-  };
+  const install = { cluster: kube, placement: realNodePlacement };
   await installOperatorInCluster({
     ...install,
     dir: join(cluster.workDir, 'overlay-operator'),
@@ -127,10 +119,10 @@ try {
     dir: join(cluster.workDir, 'overlay-demo'),
     image: images.demoService.ref,
   });
-  const target: KubeTarget = { core, kubectl, ...DEMO_SERVICE };
+  const target: KubeTarget = { cluster: kube, ...DEMO_SERVICE };
   await waitRolledOut(target);
-  await createNoPreStopCopy({ ...target, apps }, 'demo-no-prestop', EXCLUDE_ANNOTATION);
-  const url = `http://${await clusterIp(core, DEMO_SERVICE.namespace, DEMO_SERVICE.name)}/work?ms=1`;
+  await createNoPreStopCopy(target, 'demo-no-prestop', EXCLUDE_ANNOTATION);
+  const url = `http://${await clusterIp(target)}/work?ms=1`;
   await waitFor('demo-service to answer', () => fetch(url).then((r) => r.ok));
   memory = await clusterRss(cluster, nodeBinDir);
   peak = { ...memory };

@@ -20,7 +20,6 @@ import { isRolling } from '../../operator/src/policy/budget.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
 import { REAL_NODE_NAME, realNodePlacement } from '../cluster/node/node.ts';
 import { untilSignal } from '../cluster/signals.ts';
-import { waitFor } from '../cluster/wait.ts';
 import {
   clusterIp,
   createNoPreStopCopy,
@@ -33,10 +32,13 @@ import {
   DEMO_SERVICE as DEMO,
   installDemoService,
   installOperatorInCluster,
+  kubectlOk,
   OPERATOR_NAMESPACE,
   readPolicyStatus,
-  kubectl as runKubectl,
-} from '../operator/install.ts';
+  sampleDeployment,
+  testCluster,
+  waitFor,
+} from '../operator/harness.ts';
 
 /** The kwok samples; config/demo has namespace `demo` for demo-service. */
 const NAMESPACE = 'samples';
@@ -137,13 +139,13 @@ async function main(): Promise<void> {
     const apps = kc.makeApiClient(AppsV1Api);
     const core = kc.makeApiClient(CoreV1Api);
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const kubectl = (args: string[]) => runKubectl(cluster.binaries.kubectl, cluster.kubeconfigPath, args);
+    const kube = testCluster(cluster);
     const { images } = cluster;
     if (!images) throw new Error('the cluster started without its images');
 
     // The operator, installed as a user installs it; only the image and placement differ.
     const placement = realNodePlacement;
-    const install = { kubectlPath: cluster.binaries.kubectl, kubeconfig: cluster.kubeconfigPath, placement };
+    const install = { cluster: kube, placement };
     await installOperatorInCluster({
       ...install,
       dir: join(overlays, 'operator'),
@@ -152,24 +154,19 @@ async function main(): Promise<void> {
       env: { LATENCY_REFRESH_MS: '5000' },
     });
     console.log(
-      `\noperator: kubectl apply -k config/default (image ${images.operator.ref}), 2 pods on ${REAL_NODE_NAME}\n${await kubectl(['get', 'pods', '-n', OPERATOR_NAMESPACE, '-o', 'wide'])}`,
+      `\noperator: kubectl apply -k config/default (image ${images.operator.ref}), 2 pods on ${REAL_NODE_NAME}\n${await kubectlOk(kube, ['get', 'pods', '-n', OPERATOR_NAMESPACE, '-o', 'wide'])}`,
     );
 
     await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
     for (const s of samples) {
       await apps.createNamespacedDeployment({
         namespace: NAMESPACE,
-        body: {
-          metadata: { name: s.name, annotations: s.annotations },
-          spec: {
-            replicas: 2,
-            selector: { matchLabels: { app: s.name } },
-            template: {
-              metadata: { labels: { app: s.name } },
-              spec: { containers: [s.container], terminationGracePeriodSeconds: s.grace },
-            },
-          },
-        },
+        body: sampleDeployment(s.name, {
+          replicas: 2,
+          annotations: s.annotations,
+          containers: [s.container],
+          podSpec: { terminationGracePeriodSeconds: s.grace },
+        }),
       });
     }
     const settled = async () => {
@@ -264,11 +261,11 @@ async function main(): Promise<void> {
       },
       { timeoutMs: 120_000 },
     );
-    const target: KubeTarget = { core, kubectl, ...DEMO };
+    const target: KubeTarget = { cluster: kube, ...DEMO };
     await waitRolledOut(target);
-    const url = `http://${await clusterIp(core, DEMO.namespace, DEMO.name)}/work?ms=1`;
+    const url = `http://${await clusterIp(target)}/work?ms=1`;
     await waitFor('the demo-service Service to answer', () => fetch(url).then((r) => r.ok));
-    await createNoPreStopCopy({ ...target, apps }, 'demo-no-prestop', EXCLUDE_ANNOTATION);
+    await createNoPreStopCopy(target, 'demo-no-prestop', EXCLUDE_ANNOTATION);
     const [probe, preStop, grace] = describeRow(managed);
     console.log(
       `\ndemo-service on ${REAL_NODE_NAME}, managed by policy ${DEMO.name}: probe ${probe}, preStop ${preStop}, grace ${grace}`,
@@ -329,7 +326,7 @@ async function main(): Promise<void> {
       );
     }
 
-    console.log(`\n$ kubectl get gsp\n${await kubectl(['get', 'gsp'])}`);
+    console.log(`\n$ kubectl get gsp\n${await kubectlOk(kube, ['get', 'gsp'])}`);
     console.log(
       `kubeconfig: ${cluster.kubeconfigPath}\n  ${cluster.binaries.kubectl} --kubeconfig ${cluster.kubeconfigPath} get gsp,pods -A`,
     );

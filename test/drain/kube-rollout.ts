@@ -2,14 +2,13 @@
 // `kubectl rollout restart` does it, measured by the drain harness's ledger (url-load.ts). The
 // load lasts exactly as long as the rollout, old pods' termination included. Shared by the e2e
 // tests and `npm run demo`.
-import type { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { waitFor } from '../cluster/wait.ts';
+import { adminKubeConfig, kubectlOk, type TestCluster } from '../operator/harness.ts';
 import { runUrlLoad, type UrlLoadOptions, type UrlLoadReport } from './url-load.ts';
 
 export interface KubeTarget {
-  core: CoreV1Api;
-  /** Runs kubectl with the cluster's kubeconfig; rejects on a non-zero exit. */
-  kubectl: (args: string[]) => Promise<string>;
+  cluster: TestCluster;
   namespace: string;
   /** Deployment and Service of that name; pods labelled app=<name>. */
   name: string;
@@ -17,25 +16,35 @@ export interface KubeTarget {
 
 /** `kubectl rollout status`: resolves when the Deployment (default t.name) has rolled out. */
 export async function waitRolledOut(t: KubeTarget, name = t.name): Promise<void> {
-  await t.kubectl(['rollout', 'status', `deployment/${name}`, '-n', t.namespace, '--timeout=120s']);
+  await kubectlOk(t.cluster, [
+    'rollout',
+    'status',
+    `deployment/${name}`,
+    '-n',
+    t.namespace,
+    '--timeout=120s',
+  ]);
 }
 
 /** `kubectl rollout restart`, resolved when the rollout is complete and no old pod is left. */
 export async function rolloutRestart(t: KubeTarget): Promise<void> {
+  const core = adminKubeConfig(t.cluster).makeApiClient(CoreV1Api);
   const selector = { namespace: t.namespace, labelSelector: `app=${t.name}` };
-  const before = new Set((await t.core.listNamespacedPod(selector)).items.map((p) => p.metadata?.name));
-  await t.kubectl(['rollout', 'restart', `deployment/${t.name}`, '-n', t.namespace]);
+  const before = new Set((await core.listNamespacedPod(selector)).items.map((p) => p.metadata?.name));
+  await kubectlOk(t.cluster, ['rollout', 'restart', `deployment/${t.name}`, '-n', t.namespace]);
   await waitRolledOut(t);
   await waitFor(
     `the old pods of ${t.namespace}/${t.name} gone`,
-    async () => (await t.core.listNamespacedPod(selector)).items.every((p) => !before.has(p.metadata?.name)),
+    async () => (await core.listNamespacedPod(selector)).items.every((p) => !before.has(p.metadata?.name)),
     { timeoutMs: 120_000, intervalMs: 200 },
   );
 }
 
-export async function clusterIp(core: CoreV1Api, namespace: string, name: string): Promise<string> {
-  const ip = (await core.readNamespacedService({ namespace, name })).spec?.clusterIP;
-  if (!ip) throw new Error(`Service ${namespace}/${name} has no ClusterIP`);
+/** The ClusterIP of the Service of that name. */
+export async function clusterIp(t: KubeTarget, name = t.name): Promise<string> {
+  const core = adminKubeConfig(t.cluster).makeApiClient(CoreV1Api);
+  const ip = (await core.readNamespacedService({ namespace: t.namespace, name })).spec?.clusterIP;
+  if (!ip) throw new Error(`Service ${t.namespace}/${name} has no ClusterIP`);
   return ip;
 }
 
@@ -59,7 +68,7 @@ export async function loadDuringRollout(
   const rollout = rolloutRestart(t);
   const report = await runUrlLoad({
     ...options,
-    url: `http://${await clusterIp(t.core, t.namespace, t.name)}${path}`,
+    url: `http://${await clusterIp(t)}${path}`,
     until: rollout,
   }).done;
   await rollout;
@@ -71,16 +80,18 @@ export async function loadDuringRollout(
  * containers, with its own Service: the control that shows the load can see loss.
  */
 export async function createNoPreStopCopy(
-  t: KubeTarget & { apps: AppsV1Api },
+  t: KubeTarget,
   name: string,
   excludeAnnotation: string,
 ): Promise<void> {
-  const base = await t.apps.readNamespacedDeployment({ namespace: t.namespace, name: t.name });
+  const admin = adminKubeConfig(t.cluster);
+  const apps = admin.makeApiClient(AppsV1Api);
+  const base = await apps.readNamespacedDeployment({ namespace: t.namespace, name: t.name });
   const template = structuredClone(base.spec?.template);
   if (!template?.spec || !template.metadata) throw new Error(`${t.namespace}/${t.name} has no pod template`);
   template.metadata.labels = { app: name };
   for (const c of template.spec.containers) delete c.lifecycle;
-  await t.apps.createNamespacedDeployment({
+  await apps.createNamespacedDeployment({
     namespace: t.namespace,
     body: {
       metadata: { name, annotations: { [excludeAnnotation]: 'true' } },
@@ -93,7 +104,7 @@ export async function createNoPreStopCopy(
     },
   });
   const port = base.spec?.template.spec?.containers[0]?.ports?.[0];
-  await t.core.createNamespacedService({
+  await admin.makeApiClient(CoreV1Api).createNamespacedService({
     namespace: t.namespace,
     body: {
       metadata: { name },

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { PROMTOOL_BINARY } from '../cluster/prometheus.ts';
-import { repoRoot } from '../operator/install.ts';
+import { repoRoot } from '../operator/harness.ts';
 
 const run = promisify(execFile);
 const rulesPath = join(repoRoot, 'config', 'prometheus', 'rules.yaml');

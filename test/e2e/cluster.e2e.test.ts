@@ -3,25 +3,20 @@
 import { AppsV1Api, CoreV1Api, type V1Deployment, VersionApi } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { controlPlaneVersions } from '../cluster/versions.ts';
-import { adminKubeConfig, kubectl, useNamespace, waitFor } from './support.ts';
+import { SAMPLE_IMAGE, sampleDeployment, waitFor } from '../operator/harness.ts';
+import { adminKubeConfig, kubectl, replicaSets, useNamespace } from './support.ts';
 
 const ns = useNamespace('smoke');
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 
-function deployment(name: string, replicas: number): V1Deployment {
-  return {
-    metadata: { name, namespace: ns.name },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: { containers: [{ name: 'web', image: 'registry.example/web:1' }] },
-      },
-    },
-  };
-}
+/** Pods with one container and no port: all the control plane needs to roll them out. */
+const deployment = (name: string, replicas: number): V1Deployment =>
+  sampleDeployment(name, {
+    namespace: ns.name,
+    replicas,
+    containers: [{ name: 'web', image: SAMPLE_IMAGE }],
+  });
 
 async function rolledOut(name: string): Promise<V1Deployment | undefined> {
   const d = await apps().readNamespacedDeployment({ name, namespace: ns.name });
@@ -59,11 +54,7 @@ describe('local control plane', () => {
   test('a pod template change rolls out a new ReplicaSet to completion', async () => {
     await apps().createNamespacedDeployment({ namespace: ns.name, body: deployment('rolling', 3) });
     await waitFor('first rollout', () => rolledOut('rolling'));
-    const before = await apps().listNamespacedReplicaSet({
-      namespace: ns.name,
-      labelSelector: 'app=rolling',
-    });
-    expect(before.items).toHaveLength(1);
+    expect(await replicaSets(ns.name, 'rolling')).toHaveLength(1);
 
     await kubectl(['-n', ns.name, 'set', 'image', 'deployment/rolling', 'web=registry.example/web:2']).then(
       (r) => expect(r.stderr).toBe(''),
@@ -71,9 +62,9 @@ describe('local control plane', () => {
     const done = await waitFor('second rollout', () => rolledOut('rolling'));
     expect(done.metadata?.generation).toBe(2);
 
-    const after = await apps().listNamespacedReplicaSet({ namespace: ns.name, labelSelector: 'app=rolling' });
-    expect(after.items).toHaveLength(2);
-    const byImage = new Map(after.items.map((rs) => [rs.spec?.template?.spec?.containers[0]?.image, rs]));
+    const after = await replicaSets(ns.name, 'rolling');
+    expect(after).toHaveLength(2);
+    const byImage = new Map(after.map((rs) => [rs.spec?.template?.spec?.containers[0]?.image, rs]));
     expect(byImage.get('registry.example/web:2')?.status?.readyReplicas).toBe(3);
     expect(byImage.get('registry.example/web:1')?.status?.replicas).toBe(0);
     const progressing = done.status?.conditions?.find((c) => c.type === 'Progressing');

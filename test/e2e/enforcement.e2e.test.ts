@@ -4,8 +4,8 @@ import {
   CustomObjectsApi,
   PatchStrategy,
   setHeaderOptions,
-  type V1Container,
   type V1Deployment,
+  type V1PodSpec,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -15,19 +15,24 @@ import {
 } from '../../operator/src/api/annotations.ts';
 import { GROUP, type GracefulShutdownPolicyStatus, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
-import { readPolicyStatus } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import {
+  type OperatorProcess,
+  readPolicyStatus,
+  sampleContainer,
+  sampleDeployment,
+  waitFor,
+} from '../operator/harness.ts';
 import { demoServiceDeployment } from './real-pods.ts';
 import {
   adminKubeConfig,
   kubectl,
   operatorRecord,
   readDeployment,
+  replicaSets,
   rolledOut,
   startOperatorProcess,
   useNamespace,
   usePolicies,
-  waitFor,
 } from './support.ts';
 
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
@@ -60,47 +65,22 @@ afterAll(async () => {
   );
 });
 
-function kwokDeployment(
-  namespace: string,
-  name: string,
-  opts: {
-    replicas?: number;
-    nodeSelector?: Record<string, string>;
-    annotations?: Record<string, string>;
-  } = {},
-): V1Deployment {
-  const web: V1Container = {
-    name: 'web',
-    image: 'registry.example/web:1',
-    ports: [{ name: 'http', containerPort: 8080 }],
-  };
-  return {
-    metadata: {
-      name,
-      namespace,
-      labels: { app: name },
-      ...(opts.annotations ? { annotations: opts.annotations } : {}),
-    },
-    spec: {
-      replicas: opts.replicas ?? 1,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: { containers: [web], ...(opts.nodeSelector ? { nodeSelector: opts.nodeSelector } : {}) },
-      },
-    },
-  };
-}
+/** A Deployment on the kwok nodes, labelled app=<name>: one container `web` serving a port named http. */
+const kwokDeployment = (namespace: string, name: string, podSpec: Omit<V1PodSpec, 'containers'> = {}) =>
+  sampleDeployment(name, {
+    namespace,
+    labels: { app: name },
+    containers: [sampleContainer({ portName: 'http' })],
+    podSpec,
+  });
 
 const create = (body: V1Deployment) =>
   apps().createNamespacedDeployment({ namespace: body.metadata?.namespace ?? '', body });
 const read = readDeployment;
 const settled = rolledOut;
 
-async function replicaSetCount(namespace: string, name: string): Promise<number> {
-  const list = await apps().listNamespacedReplicaSet({ namespace, labelSelector: `app=${name}` });
-  return list.items.length;
-}
+const replicaSetCount = async (namespace: string, name: string) =>
+  (await replicaSets(namespace, name)).length;
 
 type Status = GracefulShutdownPolicyStatus;
 

@@ -8,8 +8,7 @@
 import { createHash } from 'node:crypto';
 import { AppsV1Api, CoreV1Api, makeInformer, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { readPolicyStatus } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import { type OperatorProcess, readPolicyStatus, waitFor, webManifest } from '../operator/harness.ts';
 import {
   adminKubeConfig,
   deleteWebhookConfiguration,
@@ -19,8 +18,6 @@ import {
   startOperatorProcess,
   useNamespace,
   usePolicies,
-  waitFor,
-  webManifest,
 } from './support.ts';
 
 const plain = useNamespace('gitops');

@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { EXIT, run } from '../../operator/src/cli/gsp.ts';
-import { installOperatorPrerequisites } from '../operator/install.ts';
+import { installOperatorPrerequisites } from '../operator/harness.ts';
 import { clusterInfo, useNamespace, usePolicies } from './support.ts';
 
 const ns = useNamespace('gsp-cli');

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
   AppsV1Api,
-  CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   type V1Deployment,
@@ -30,17 +29,19 @@ import {
   loadDuringRollout,
   waitRolledOut,
 } from '../drain/kube-rollout.ts';
-import { sampleDeployment } from '../operator/fixtures.ts';
 import {
   createPolicy,
+  leaseHolder as harnessLeaseHolder,
+  manifest,
   OPERATOR_NAMESPACE,
   readPolicyStatus,
   repoRoot,
-  kubectl as runKubectl,
+  sampleDeployment,
+  waitFor,
   writeOverlay,
-} from '../operator/install.ts';
+} from '../operator/harness.ts';
 import { watchTermination } from './real-pods.ts';
-import { adminKubeConfig, clusterInfo, kubectl, useNamespace, waitFor } from './support.ts';
+import { adminKubeConfig, clusterInfo, kubectl, replicaSets, useNamespace } from './support.ts';
 
 const OPERATOR = 'graceful-shutdown-operator';
 const ns = useNamespace('in-cluster');
@@ -54,12 +55,7 @@ const DEMO = { name: 'demo-service', namespace: 'demo' };
 /** 250 req/s: a rollout of 2 pods takes about 10 s, so at least 2,000 requests span it. */
 const zeroLossLoad = { rps: 250 };
 
-async function leaseHolder(): Promise<string | undefined> {
-  const lease = await kc()
-    .makeApiClient(CoordinationV1Api)
-    .readNamespacedLease({ name: OPERATOR, namespace: OPERATOR_NAMESPACE });
-  return lease.spec?.holderIdentity ?? undefined;
-}
+const leaseHolder = () => harnessLeaseHolder(clusterInfo());
 
 async function operatorPods(): Promise<string[]> {
   const pods = await core().listNamespacedPod({
@@ -174,22 +170,18 @@ describe('the operator installed with kubectl apply -k', () => {
         .readMutatingWebhookConfiguration({ name: OPERATOR });
       return (config.webhooks ?? []).every((w) => String(w.clientConfig.caBundle ?? '') !== '');
     });
-    const manifest = JSON.stringify({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      ...sampleDeployment('admitted'),
-    });
+    const admitted = manifest(sampleDeployment('admitted'));
     // Ready pods reach the Service once kube-proxy has their endpoints: until then the apiserver's
     // call is refused and it admits unchanged (failurePolicy Ignore). Wait for a dry run to come
     // back mutated, which is the apiserver reaching the webhook through the Service.
     await waitFor('the webhook answering through its Service', async () => {
       const dry = await kubectl(['apply', '--dry-run=server', '-o', 'json', '-n', ns.name, '-f', '-'], {
-        input: manifest,
+        input: admitted,
       });
       const shown = dry.code === 0 ? (JSON.parse(dry.stdout) as V1Deployment) : undefined;
       return shown?.spec?.template.spec?.containers[0]?.lifecycle?.preStop !== undefined;
     });
-    const applied = await kubectl(['apply', '-n', ns.name, '-f', '-'], { input: manifest });
+    const applied = await kubectl(['apply', '-n', ns.name, '-f', '-'], { input: admitted });
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stderr).toContain('Warning: gracefulshutdown.dev/in-cluster (Enforce)');
     const created = await apps().readNamespacedDeployment({ name: 'admitted', namespace: ns.name });
@@ -198,8 +190,7 @@ describe('the operator installed with kubectl apply -k', () => {
       rollout?: unknown;
     };
     expect(record.rollout).toBeUndefined(); // set at admission, not by a rollout of the operator's
-    const sets = await apps().listNamespacedReplicaSet({ namespace: ns.name, labelSelector: 'app=admitted' });
-    expect(sets.items.length).toBeLessThanOrEqual(1);
+    expect((await replicaSets(ns.name, 'admitted')).length).toBeLessThanOrEqual(1);
   });
 
   test('deleting the leader pod hands the Lease to another pod', async () => {
@@ -219,8 +210,7 @@ describe('the operator installed with kubectl apply -k', () => {
 });
 
 const demoTarget = (name = DEMO.name): KubeTarget => ({
-  core: core(),
-  kubectl: (args) => runKubectl(clusterInfo().kubectl, clusterInfo().kubeconfig, args),
+  cluster: clusterInfo(),
   namespace: DEMO.namespace,
   name,
 });
@@ -249,7 +239,7 @@ describe('demo-service managed by the in-cluster operator', () => {
     expect(pods.items.map((p) => p.spec?.nodeName)).toEqual(['gso-real-node', 'gso-real-node']);
     // Traffic through the Service reaches the pods, each named in its answer.
     // kube-proxy programs the Service a moment after the pods turn Ready.
-    const url = `http://${await clusterIp(core(), DEMO.namespace, DEMO.name)}/work?ms=1`;
+    const url = `http://${await clusterIp(demoTarget())}/work?ms=1`;
     const answer = await waitFor('the Service to answer', () =>
       fetch(url).then((r) => (r.ok ? r : undefined)),
     );
@@ -290,7 +280,7 @@ describe('demo-service managed by the in-cluster operator', () => {
 
   test('control: the same rollout of demo-service without a preStop loses requests', async () => {
     const name = 'demo-no-prestop';
-    await createNoPreStopCopy({ ...demoTarget(), apps: apps() }, name, EXCLUDE_ANNOTATION);
+    await createNoPreStopCopy(demoTarget(), name, EXCLUDE_ANNOTATION);
     const report = await loadDuringRollout(demoTarget(name), zeroLossLoad);
     console.log(`[zero-loss] control without preStop: ${formatLoad(report)}`);
     // The same load for the whole rollout (shorter without a preStop to wait for).

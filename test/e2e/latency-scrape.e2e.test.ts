@@ -4,8 +4,7 @@
 // few samples: the status says so and the policy's fallback applies.
 import { AppsV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createPolicy, deletePolicy } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import { createPolicy, deletePolicy, type OperatorProcess, waitFor } from '../operator/harness.ts';
 import {
   deployDemo,
   expectedGrace,
@@ -18,7 +17,7 @@ import {
   policyStatus,
   startLatencyOperator,
 } from './latency-support.ts';
-import { adminKubeConfig, useNamespace, waitFor } from './support.ts';
+import { adminKubeConfig, useNamespace } from './support.ts';
 
 const ns = useNamespace('scrape');
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);

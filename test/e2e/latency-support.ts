@@ -1,8 +1,7 @@
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
-import { readPolicyStatus } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import { type OperatorProcess, readPolicyStatus, waitFor } from '../operator/harness.ts';
 import { demoServiceDeployment } from './real-pods.ts';
-import { adminKubeConfig, startOperatorProcess, waitFor } from './support.ts';
+import { adminKubeConfig, startOperatorProcess } from './support.ts';
 
 export const PRESTOP = 2;
 export const OVERHEAD = 2;

@@ -9,9 +9,7 @@ import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bucketQuantile } from '../../operator/src/latency/histogram.ts';
 import { buildBucketQuery } from '../../operator/src/latency/prometheus.ts';
-import { freePort } from '../cluster/processes.ts';
-import { createPolicy, deletePolicy } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import { createPolicy, deletePolicy, freePort, type OperatorProcess, waitFor } from '../operator/harness.ts';
 import {
   deployDemo,
   expectedGrace,
@@ -25,7 +23,7 @@ import {
   REFRESH_MS,
   startLatencyOperator,
 } from './latency-support.ts';
-import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.ts';
+import { adminKubeConfig, clusterInfo, useNamespace } from './support.ts';
 
 const ns = useNamespace('latency');
 

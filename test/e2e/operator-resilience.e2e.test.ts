@@ -1,42 +1,37 @@
 // Failures the operator must ride out: its leader killed (-9), the apiserver restarted, a policy
 // that fails the operator's own validation. This file starts a control plane of its own, because
 // it restarts the apiserver and replaces the CRD.
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import {
-  AppsV1Api,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  type V1Deployment,
-} from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
 import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
-import { isRolling } from '../../operator/src/policy/budget.ts';
 import { LocalCluster } from '../cluster/cluster.ts';
-import { sampleDeployment } from '../operator/fixtures.ts';
 import {
   createPolicy,
+  leaseHolder as harnessLeaseHolder,
+  startOperator as harnessStartOperator,
   installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
-import { waitFor } from './support.ts';
+  kubectlOk,
+  type OperatorProcess,
+  rolledOut,
+  sampleDeployment,
+  type TestCluster,
+  testCluster,
+  waitFor,
+} from '../operator/harness.ts';
 
 let cluster: LocalCluster;
-let dir: string;
+/** The same cluster as the harness's helpers take it. */
+let kube: TestCluster;
 const operators: OperatorProcess[] = [];
 const namespace = 'resilience';
 
 beforeAll(async () => {
   cluster = await LocalCluster.start({ nodes: 2, progress: () => {} });
-  // Beside the control plane's logs, removed with the cluster.
-  dir = join(cluster.workDir, 'logs');
-  await installOperatorPrerequisites(cluster.binaries.kubectl, cluster.kubeconfigPath);
-  await kubectl(['create', 'namespace', namespace]);
+  kube = testCluster(cluster);
+  await installOperatorPrerequisites(kube.kubectl, kube.kubeconfig);
+  await kubectlOk(kube, ['create', 'namespace', namespace]);
   await createPolicy(cluster.adminKubeConfig(), 'resilience', {
     mode: 'Enforce',
     namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
@@ -61,28 +56,10 @@ afterAll(async () => {
 const apps = () => cluster.adminKubeConfig().makeApiClient(AppsV1Api);
 const custom = () => cluster.adminKubeConfig().makeApiClient(CustomObjectsApi);
 
-function kubectl(args: string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      cluster.binaries.kubectl,
-      ['--kubeconfig', cluster.kubeconfigPath, ...args],
-      (err, stdout, stderr) =>
-        err ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr}`)) : resolve(stdout),
-    );
-    child.stdin?.end(input ?? '');
-  });
-}
-
+/** A replica under the operator's ServiceAccount, its log named after its identity; ready. */
 async function startOperator(identity: string, args: string[] = []): Promise<OperatorProcess> {
-  const kubeconfig = await cluster.serviceAccountKubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT);
-  const operator = await OperatorProcess.start({
-    kubeconfig,
-    identity,
-    args,
-    logPath: join(dir, `${identity}.log`),
-  });
+  const operator = await harnessStartOperator(kube, { log: `${identity}.log`, identity, args });
   operators.push(operator);
-  await operator.waitReady();
   return operator;
 }
 
@@ -90,18 +67,13 @@ async function createDeployment(name: string): Promise<void> {
   await apps().createNamespacedDeployment({ namespace, body: sampleDeployment(name) });
 }
 
+/** Written by the operator (its record is there) and rolled out. */
 async function enforced(name: string): Promise<V1Deployment | undefined> {
-  const d = await apps().readNamespacedDeployment({ namespace, name });
-  return d.metadata?.annotations?.[APPLIED_ANNOTATION] && !isRolling(d) ? d : undefined;
+  const d = await rolledOut(kube, namespace, name);
+  return d?.metadata?.annotations?.[APPLIED_ANNOTATION] ? d : undefined;
 }
 
-async function leaseHolder(): Promise<string | undefined> {
-  const lease = await cluster
-    .adminKubeConfig()
-    .makeApiClient(CoordinationV1Api)
-    .readNamespacedLease({ namespace: OPERATOR_NAMESPACE, name: 'graceful-shutdown-operator' });
-  return lease.spec?.holderIdentity ?? undefined;
-}
+const leaseHolder = () => harnessLeaseHolder(kube);
 
 test('two replicas: kill -9 the leader, the other takes over and reconciles', async () => {
   const first = await startOperator('replica-a');
@@ -208,12 +180,12 @@ test('kube-apiserver restarted mid-run: the operator recovers without a restart'
 
 test('a policy that fails the operator-side validation gets a condition naming the field and touches nothing', async () => {
   // An older or hand-edited CRD may let through what the operator refuses: drop the CEL rules.
-  const crd = JSON.parse(await kubectl(['get', 'crd', `${PLURAL}.${GROUP}`, '-o', 'json']));
+  const crd = JSON.parse(await kubectlOk(kube, ['get', 'crd', `${PLURAL}.${GROUP}`, '-o', 'json']));
   const spec = crd.spec.versions[0].schema.openAPIV3Schema.properties.spec;
   delete spec['x-kubernetes-validations'];
   delete crd.metadata.managedFields;
-  await kubectl(['replace', '-f', '-'], JSON.stringify(crd));
-  await kubectl(['create', 'namespace', 'invalid-policy']);
+  await kubectlOk(kube, ['replace', '-f', '-'], { input: JSON.stringify(crd) });
+  await kubectlOk(kube, ['create', 'namespace', 'invalid-policy']);
   await apps().createNamespacedDeployment({
     namespace: 'invalid-policy',
     body: sampleDeployment('untouched'),

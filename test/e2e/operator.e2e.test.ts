@@ -6,19 +6,24 @@ import {
   READINESS_PORT_ANNOTATION,
 } from '../../operator/src/api/annotations.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
-import { readPolicyStatus } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import {
+  OPERATOR_USER,
+  type OperatorProcess,
+  readPolicyStatus,
+  sampleContainer,
+  sampleDeployment,
+  waitFor,
+} from '../operator/harness.ts';
 import {
   adminKubeConfig,
   auditedDeploymentWrites,
   kubectl,
-  OPERATOR_USER,
   readDeployment,
+  replicaSets,
   rolledOut,
   startOperatorProcess,
   useNamespace,
   usePolicies,
-  waitFor,
 } from './support.ts';
 
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
@@ -53,7 +58,8 @@ function container(name: string, extra: Partial<V1Container> = {}): V1Container 
   return { name, image: `registry.example/${name}:1`, ...extra };
 }
 
-async function createDeployment(
+/** Labelled app=<name> (and `labels`), 2 replicas, one container `web` serving a port named http. */
+function createDeployment(
   namespace: string,
   name: string,
   opts: {
@@ -63,24 +69,14 @@ async function createDeployment(
     replicas?: number;
   } = {},
 ): Promise<V1Deployment> {
-  return apps().createNamespacedDeployment({
+  const body = sampleDeployment(name, {
     namespace,
-    body: {
-      metadata: { name, namespace, labels: { app: name, ...opts.labels }, annotations: opts.annotations },
-      spec: {
-        replicas: opts.replicas ?? 2,
-        selector: { matchLabels: { app: name } },
-        template: {
-          metadata: { labels: { app: name } },
-          spec: {
-            containers: opts.containers ?? [
-              container('web', { ports: [{ name: 'http', containerPort: 8080 }] }),
-            ],
-          },
-        },
-      },
-    },
+    annotations: opts.annotations,
+    labels: { app: name, ...opts.labels },
+    replicas: opts.replicas ?? 2,
+    containers: opts.containers ?? [sampleContainer({ portName: 'http' })],
   });
+  return apps().createNamespacedDeployment({ namespace, body });
 }
 
 function webContainer(d: V1Deployment): V1Container | undefined {
@@ -220,11 +216,9 @@ describe('Enforce', () => {
 
   test('a Deployment no longer matched is released: values kept, record removed, no restart', async () => {
     const before = await readDeployment(ns.name, 'plain');
-    const replicaSets = async () =>
-      (await apps().listNamespacedReplicaSet({ namespace: ns.name, labelSelector: 'app=plain' })).items
-        .map((rs) => rs.metadata?.name)
-        .sort();
-    const replicaSetsBefore = await replicaSets();
+    const replicaSetNames = async () =>
+      (await replicaSets(ns.name, 'plain')).map((rs) => rs.metadata?.name).sort();
+    const replicaSetsBefore = await replicaSetNames();
     await apps().patchNamespacedDeployment({
       namespace: ns.name,
       name: 'plain',
@@ -237,7 +231,7 @@ describe('Enforce', () => {
     // The pod template is unchanged (an annotation change bumps a Deployment's generation, but
     // no new ReplicaSet means no pod was restarted).
     expect(released.spec?.template).toEqual(before.spec?.template);
-    expect(await replicaSets()).toEqual(replicaSetsBefore);
+    expect(await replicaSetNames()).toEqual(replicaSetsBefore);
     expect(webContainer(released)?.lifecycle?.preStop).toEqual(webContainer(before)?.lifecycle?.preStop);
     expect((await events(ns.name, 'plain')).map((e) => e.reason)).toContain('ShutdownSettingsReleased');
   });
@@ -441,11 +435,7 @@ describe('Override', () => {
       (e) => e.manager === 'graceful-shutdown-operator',
     );
     expect(entries.map((e) => e.operation)).toEqual(['Apply']);
-    const replicaSets = await apps().listNamespacedReplicaSet({
-      namespace: ns.name,
-      labelSelector: 'app=tcp',
-    });
-    expect(replicaSets.items).toHaveLength(2);
+    expect(await replicaSets(ns.name, 'tcp')).toHaveLength(2);
     expect(
       await operator.sample('gracefulshutdown_deployment_writes_total', {
         policy: 'override-test',

@@ -6,8 +6,7 @@
 import { AppsV1Api, type V1Container, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { READINESS_PATH_ANNOTATION } from '../../operator/src/api/annotations.ts';
-import { readPolicyStatus } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import { type OperatorProcess, readPolicyStatus, waitFor } from '../operator/harness.ts';
 import { demoServiceDeployment } from './real-pods.ts';
 import {
   adminKubeConfig,
@@ -15,11 +14,11 @@ import {
   installWebhookConfiguration,
   kubectl,
   readDeployment,
+  replicaSets,
   rolledOut,
   startOperatorProcess,
   useNamespace,
   usePolicies,
-  waitFor,
 } from './support.ts';
 
 const ns = useNamespace('probe-protocols');
@@ -103,11 +102,7 @@ describe('a new Deployment gets the probe its protocol can pass', () => {
     expect(app(created)?.readinessProbe?.httpGet).toBeUndefined();
     // Its pods now run and refuse GET /not-served: the controller leaves the fallback, no
     // rollout of its own (one ReplicaSet).
-    const sets = await apps().listNamespacedReplicaSet({
-      namespace: ns.name,
-      labelSelector: 'app=http-no-readyz',
-    });
-    expect(sets.items.length).toBe(1);
+    expect(await replicaSets(ns.name, 'http-no-readyz')).toHaveLength(1);
   });
 
   test("a served readiness path on a port whose name says nothing: tcpSocket at creation, the verified httpGet with the user's next template change (one rollout)", async () => {
@@ -123,11 +118,7 @@ describe('a new Deployment gets the probe its protocol can pass', () => {
       },
       { timeoutMs: 60_000 },
     );
-    const before = await apps().listNamespacedReplicaSet({
-      namespace: ns.name,
-      labelSelector: 'app=http-readyz',
-    });
-    expect(before.items.length).toBe(1);
+    expect(await replicaSets(ns.name, 'http-readyz')).toHaveLength(1);
     // The user's template change: the webhook puts the httpGet probe into the same write.
     const patched = await kubectl([
       '-n',
@@ -150,10 +141,6 @@ describe('a new Deployment gets the probe its protocol can pass', () => {
       },
       { timeoutMs: 120_000 },
     );
-    const after = await apps().listNamespacedReplicaSet({
-      namespace: ns.name,
-      labelSelector: 'app=http-readyz',
-    });
-    expect(after.items.length).toBe(2);
+    expect(await replicaSets(ns.name, 'http-readyz')).toHaveLength(2);
   });
 });

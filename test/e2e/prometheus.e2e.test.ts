@@ -8,11 +8,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ObservedLatencyPolicySchema } from '../../operator/src/api/policy.ts';
 import { type Bucket, bucketQuantile } from '../../operator/src/latency/histogram.ts';
 import { PrometheusSource } from '../../operator/src/latency/prometheus.ts';
-import { hostNetwork, listGuard } from '../cluster/node/host.ts';
 import { REAL_NODE_NAME } from '../cluster/node/node.ts';
 import { type InstantQueryResult, queryPrometheus, SCRAPE_JOB, sampleValue } from '../cluster/prometheus.ts';
+import { guardDrops, sampleDeployment, waitFor } from '../operator/harness.ts';
 import { demoServiceDeployment, scrapeAnnotations } from './real-pods.ts';
-import { adminKubeConfig, clusterInfo, useNamespace, waitFor } from './support.ts';
+import { adminKubeConfig, clusterInfo, useNamespace } from './support.ts';
 
 const ns = useNamespace('prometheus');
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
@@ -25,23 +25,9 @@ const KWOK = 'kwok-annotated';
 const LATENCIES_MS = [5, 20, 50, 100, 200, 400];
 const REQUESTS_EACH = 10;
 
-function deployment(name: string, spec: V1Deployment['spec'] & object): V1Deployment {
-  return { metadata: { name, labels: { app: name } }, spec };
-}
-
 /** The same annotations on a kwok pod: its IP is fake, so it must never become a target. */
-function kwokDeployment(): V1Deployment {
-  return deployment(KWOK, {
-    replicas: 1,
-    selector: { matchLabels: { app: KWOK } },
-    template: {
-      metadata: { labels: { app: KWOK }, annotations: scrapeAnnotations },
-      spec: {
-        containers: [{ name: 'web', image: 'registry.example/web:1', ports: [{ containerPort: 8080 }] }],
-      },
-    },
-  });
-}
+const kwokDeployment = (): V1Deployment =>
+  sampleDeployment(KWOK, { labels: { app: KWOK }, podAnnotations: scrapeAnnotations });
 
 async function readyPods(app: string): Promise<V1Pod[]> {
   const pods = await core().listNamespacedPod({ namespace: ns.name, labelSelector: `app=${app}` });
@@ -51,13 +37,6 @@ async function readyPods(app: string): Promise<V1Pod[]> {
       p.status?.podIP &&
       p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
   );
-}
-
-/** Packets the guard has dropped for going to a cluster address off the machine. */
-async function guardDrops(): Promise<number> {
-  const guard = (await listGuard()) ?? '';
-  const rule = guard.split('\n').find((l) => l.includes('ip daddr') && l.includes(hostNetwork.kwokPodCidr));
-  return Number(/packets (\d+)/.exec(rule ?? '')?.[1] ?? Number.NaN);
 }
 
 function vector(result: InstantQueryResult) {

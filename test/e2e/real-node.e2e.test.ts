@@ -6,8 +6,9 @@ import { CoreV1Api, DiscoveryV1Api, type V1EndpointConditions } from '@kubernete
 import { describe, expect, test } from 'vitest';
 import { hostNetwork, listGuard } from '../cluster/node/host.ts';
 import { REAL_NODE_NAME } from '../cluster/node/node.ts';
+import { guardDrops, waitFor } from '../operator/harness.ts';
 import { createReadyPod, realNodePod, signalProbeContainer, watchTermination } from './real-pods.ts';
-import { adminKubeConfig, useNamespace, waitFor } from './support.ts';
+import { adminKubeConfig, useNamespace } from './support.ts';
 
 const ns = useNamespace('termination');
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
@@ -19,13 +20,6 @@ async function sigtermAt(ip: string): Promise<number | null> {
     sigterm: number | null;
   };
   return body.sigterm;
-}
-
-/** Packets the guard's rule for cluster addresses has dropped so far. */
-async function guardDrops(): Promise<number> {
-  const guard = (await listGuard()) ?? '';
-  const rule = guard.split('\n').find((l) => l.includes('ip daddr') && l.includes(hostNetwork.kwokPodCidr));
-  return Number(/packets (\d+)/.exec(rule ?? '')?.[1] ?? Number.NaN);
 }
 
 describe('the real node', () => {

@@ -8,7 +8,8 @@ import {
   type V1Probe,
   Watch,
 } from '@kubernetes/client-node';
-import { adminKubeConfig, clusterInfo, waitFor } from './support.ts';
+import { realNodePodSpec, sampleDeployment, waitFor } from '../operator/harness.ts';
+import { adminKubeConfig, clusterInfo } from './support.ts';
 
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 
@@ -56,12 +57,7 @@ export function realNodePod(
 ): V1Pod {
   return {
     metadata: { name, labels: { app: name, ...labels } },
-    spec: {
-      ...clusterInfo().realNode.placement,
-      automountServiceAccountToken: false,
-      enableServiceLinks: false,
-      ...spec,
-    },
+    spec: { ...realNodePodSpec(), ...spec },
   };
 }
 
@@ -113,30 +109,21 @@ export function demoServiceDeployment(
   name: string,
   opts: { replicas?: number; readinessProbe?: V1Probe } = {},
 ): V1Deployment {
-  const { realNode } = clusterInfo();
-  return {
-    metadata: { name, namespace, labels: { app: name } },
-    spec: {
-      replicas: opts.replicas ?? 1,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name }, annotations: scrapeAnnotations },
-        spec: {
-          ...realNode.placement,
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          containers: [
-            {
-              name: 'app',
-              image: realNode.demoServiceImage,
-              imagePullPolicy: 'Never',
-              ports: [{ name: 'http', containerPort: 8080 }],
-              env: [{ name: 'LOG_LEVEL', value: 'warn' }],
-              ...(opts.readinessProbe ? { readinessProbe: opts.readinessProbe } : {}),
-            },
-          ],
-        },
+  return sampleDeployment(name, {
+    namespace,
+    labels: { app: name },
+    replicas: opts.replicas ?? 1,
+    podAnnotations: scrapeAnnotations,
+    podSpec: realNodePodSpec(),
+    containers: [
+      {
+        name: 'app',
+        image: clusterInfo().realNode.demoServiceImage,
+        imagePullPolicy: 'Never',
+        ports: [{ name: 'http', containerPort: 8080 }],
+        env: [{ name: 'LOG_LEVEL', value: 'warn' }],
+        ...(opts.readinessProbe ? { readinessProbe: opts.readinessProbe } : {}),
       },
-    },
-  };
+    ],
+  });
 }

@@ -4,16 +4,15 @@
 import { join } from 'node:path';
 import { AppsV1Api, CustomObjectsApi, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { deletePolicy, repoRoot } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
 import {
-  adminKubeConfig,
-  kubectl,
-  startOperatorProcess,
-  useNamespace,
-  usePolicies,
+  deletePolicy,
+  type OperatorProcess,
+  repoRoot,
+  sampleContainer,
+  sampleDeployment,
   waitFor,
-} from './support.ts';
+} from '../operator/harness.ts';
+import { adminKubeConfig, kubectl, startOperatorProcess, useNamespace, usePolicies } from './support.ts';
 
 const RESYNC_MS = 2_000;
 const ns = useNamespace('reports');
@@ -34,33 +33,17 @@ interface Report {
   }[];
 }
 
+/** Compliant: a probe, a preStop and a grace of 30 s; else none of them and 5 s. */
 function deployment(name: string, compliant: boolean): V1Deployment {
-  return {
-    metadata: { name, namespace: ns.name },
-    spec: {
-      replicas: 1,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          terminationGracePeriodSeconds: compliant ? 30 : 5,
-          containers: [
-            {
-              name: 'web',
-              image: 'registry.example/web:1',
-              ports: [{ containerPort: 8080 }],
-              ...(compliant
-                ? {
-                    readinessProbe: { httpGet: { path: '/readyz', port: 8080 } },
-                    lifecycle: { preStop: { sleep: { seconds: 5 } } },
-                  }
-                : {}),
-            },
-          ],
-        },
-      },
-    },
+  const settings = {
+    readinessProbe: { httpGet: { path: '/readyz', port: 8080 } },
+    lifecycle: { preStop: { sleep: { seconds: 5 } } },
   };
+  return sampleDeployment(name, {
+    namespace: ns.name,
+    podSpec: { terminationGracePeriodSeconds: compliant ? 30 : 5 },
+    containers: [sampleContainer(compliant ? settings : {})],
+  });
 }
 
 async function report(group: string, version: string, plural: string): Promise<Report | undefined> {

@@ -10,18 +10,15 @@ import {
   type V1Deployment,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { readPolicyStatus } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
-import { signalProbeContainer } from './real-pods.ts';
 import {
-  adminKubeConfig,
-  clusterInfo,
-  kubectl,
-  startOperatorProcess,
-  useNamespace,
-  usePolicies,
+  type OperatorProcess,
+  readPolicyStatus,
+  realNodePodSpec,
+  sampleDeployment,
   waitFor,
-} from './support.ts';
+} from '../operator/harness.ts';
+import { signalProbeContainer } from './real-pods.ts';
+import { adminKubeConfig, kubectl, startOperatorProcess, useNamespace, usePolicies } from './support.ts';
 
 const ns = useNamespace('shutdowns');
 const enforced = useNamespace('shutdowns-enforce');
@@ -37,29 +34,18 @@ const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 let operator: OperatorProcess;
 
+/** One replica of this container on the real node, with this grace period. */
 function realNodeDeployment(
   name: string,
   container: V1Container,
   grace: number,
   namespace = ns.name,
 ): V1Deployment {
-  return {
-    metadata: { name, namespace },
-    spec: {
-      replicas: 1,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          ...clusterInfo().realNode.placement,
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: grace,
-          containers: [container],
-        },
-      },
-    },
-  };
+  return sampleDeployment(name, {
+    namespace,
+    containers: [container],
+    podSpec: { ...realNodePodSpec(), terminationGracePeriodSeconds: grace },
+  });
 }
 
 async function readyPod(app: string, namespace = ns.name, grace?: number): Promise<string> {

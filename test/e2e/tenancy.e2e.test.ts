@@ -24,8 +24,17 @@ import { RecordSeal } from '../../operator/src/policy/record-seal.ts';
 import { createCA, issueServingCert } from '../../operator/src/webhook/certificates.ts';
 import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
 import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
-import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, readPolicyStatus } from '../operator/install.ts';
-import type { OperatorProcess } from '../operator/operator-process.ts';
+import {
+  logDir,
+  OPERATOR_NAMESPACE,
+  OPERATOR_SERVICE_ACCOUNT,
+  type OperatorProcess,
+  RECORD_KEY_SECRET,
+  readPolicyStatus,
+  WEBHOOK_CONFIGURATION,
+  waitFor,
+  webManifest,
+} from '../operator/harness.ts';
 import { demoServiceDeployment } from './real-pods.ts';
 import {
   adminKubeConfig,
@@ -34,14 +43,10 @@ import {
   installWebhookConfiguration,
   kubectl,
   operatorRecord,
-  RECORD_KEY_SECRET,
   readDeployment,
   startOperatorProcess,
   useNamespace,
   usePolicies,
-  WEBHOOK_CONFIGURATION,
-  waitFor,
-  webManifest,
 } from './support.ts';
 
 const attacker = useNamespace('tenant-a');
@@ -120,7 +125,7 @@ async function enforced(namespace: string, name: string): Promise<V1Deployment |
 
 beforeAll(async () => {
   const admin = adminKubeConfig();
-  const dir = join(clusterInfo().workDir, 'logs');
+  const dir = logDir(clusterInfo());
   // The tenant: namespace-admin in tenant-a (the built-in admin ClusterRole, bound there).
   await admin
     .makeApiClient(CoreV1Api)

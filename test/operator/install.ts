@@ -1,42 +1,23 @@
 // Installs what a cluster admin installs before the operator runs: its namespace, the CRD and
 // the shipped RBAC (config/crd, config/rbac), with the project's kubectl and kustomize.
-import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { promisify } from 'node:util';
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { GROUP, type GracefulShutdownPolicyStatus, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
 import { clusterDir } from '../cluster/versions.ts';
+import { kubectlOk, type TestCluster } from './kubectl.ts';
 
-const run = promisify(execFile);
 export const repoRoot = join(clusterDir, '..', '..');
 export const OPERATOR_NAMESPACE = 'graceful-shutdown-system';
 export const OPERATOR_SERVICE_ACCOUNT = 'graceful-shutdown-operator';
 
-export async function kubectl(kubectlPath: string, kubeconfig: string, args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run(kubectlPath, ['--kubeconfig', kubeconfig, ...args], {
-      maxBuffer: 32 * 1024 * 1024,
-    });
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`kubectl ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
-  }
-}
-
 /** Idempotent: server-side apply of the namespace, CRD and RBAC; waits for the CRD to be served. */
 export async function installOperatorPrerequisites(kubectlPath: string, kubeconfig: string): Promise<void> {
+  const cluster = { kubectl: kubectlPath, kubeconfig };
   const apply = (dir: string) =>
-    kubectl(kubectlPath, kubeconfig, [
-      'apply',
-      '--server-side',
-      '--field-manager=gso-install',
-      '-k',
-      join(repoRoot, dir),
-    ]);
-  await kubectl(kubectlPath, kubeconfig, [
+    kubectlOk(cluster, ['apply', '--server-side', '--field-manager=gso-install', '-k', join(repoRoot, dir)]);
+  await kubectlOk(cluster, [
     'apply',
     '--server-side',
     '--field-manager=gso-install',
@@ -45,7 +26,7 @@ export async function installOperatorPrerequisites(kubectlPath: string, kubeconf
   ]);
   await apply('config/crd');
   await apply('config/rbac');
-  await kubectl(kubectlPath, kubeconfig, [
+  await kubectlOk(cluster, [
     'wait',
     '--for=condition=Established',
     '--timeout=60s',
@@ -101,8 +82,7 @@ export const OPERATOR_DEPLOYMENT = 'graceful-shutdown-operator';
 export const DEMO_SERVICE = { namespace: 'demo', name: 'demo-service' } as const;
 
 export interface InClusterInstall {
-  kubectlPath: string;
-  kubeconfig: string;
+  cluster: TestCluster;
   /** Where the overlay is written. */
   dir: string;
   image: string;
@@ -121,8 +101,8 @@ export async function installOperatorInCluster(o: InClusterInstall): Promise<voi
     ],
     placement: o.placement,
   });
-  await kubectl(o.kubectlPath, o.kubeconfig, ['apply', '--server-side', '-k', o.dir]);
-  await kubectl(o.kubectlPath, o.kubeconfig, [
+  await kubectlOk(o.cluster, ['apply', '--server-side', '-k', o.dir]);
+  await kubectlOk(o.cluster, [
     'rollout',
     'status',
     `deployment/${OPERATOR_DEPLOYMENT}`,
@@ -140,7 +120,7 @@ export async function installDemoService(o: InClusterInstall): Promise<void> {
     placeOnRealNode: [DEMO_SERVICE],
     placement: o.placement,
   });
-  await kubectl(o.kubectlPath, o.kubeconfig, ['apply', '--server-side', '-k', o.dir]);
+  await kubectlOk(o.cluster, ['apply', '--server-side', '-k', o.dir]);
 }
 
 /** Creates a GracefulShutdownPolicy (cluster-scoped) with this spec. */
