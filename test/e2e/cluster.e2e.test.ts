@@ -3,7 +3,7 @@
 import { AppsV1Api, CoreV1Api, type V1Deployment, VersionApi } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { controlPlaneVersions } from '../cluster/versions.ts';
-import { SAMPLE_IMAGE, sampleDeployment, waitFor } from '../operator/harness.ts';
+import { SAMPLE_IMAGE, sampleDeployment, waitFor, waitGone } from '../operator/harness.ts';
 import { adminKubeConfig, kubectl, replicaSets, useNamespace } from './support.ts';
 
 const ns = useNamespace('smoke');
@@ -96,20 +96,11 @@ describe('local control plane', () => {
 
     // Watch it until it is gone, recording the last time it was still there.
     let lastSeen = Date.now();
-    await waitFor(
-      'pod removed',
+    await waitGone(
+      'the pod',
       async () => {
-        const found = await core()
-          .readNamespacedPod({ name, namespace: ns.name })
-          .then(
-            () => true,
-            (err: { code?: number }) => {
-              if (err.code === 404) return false;
-              throw err;
-            },
-          );
-        if (found) lastSeen = Date.now();
-        return !found;
+        await core().readNamespacedPod({ name, namespace: ns.name });
+        lastSeen = Date.now();
       },
       { timeoutMs: 30_000, intervalMs: 100 },
     );

@@ -11,6 +11,7 @@ import {
   sampleContainer,
   sampleDeployment,
   waitFor,
+  waitGone,
 } from '../operator/harness.ts';
 import { adminKubeConfig, kubectl, startOperatorProcess, useNamespace, usePolicies } from './support.ts';
 
@@ -46,10 +47,15 @@ function deployment(name: string, compliant: boolean): V1Deployment {
   });
 }
 
-async function report(group: string, version: string, plural: string): Promise<Report | undefined> {
-  return custom()
-    .getNamespacedCustomObject({ group, version, plural, namespace: ns.name, name: 'gsp-reports' })
-    .catch(() => undefined) as Promise<Report | undefined>;
+/** The operator's report in this file's namespace; rejects as the apiserver does (404 before it exists). */
+function report(group: string, version: string, plural: string): Promise<Report> {
+  return custom().getNamespacedCustomObject({
+    group,
+    version,
+    plural,
+    namespace: ns.name,
+    name: 'gsp-reports',
+  }) as Promise<Report>;
 }
 
 beforeAll(async () => {
@@ -73,7 +79,7 @@ describe('policy reports', () => {
   test('only wgpolicyk8s.io served: a PolicyReport per namespace, a result per Deployment, owned by the policy', async () => {
     const polr = await waitFor('the PolicyReport', async () => {
       const r = await report('wgpolicyk8s.io', 'v1alpha2', 'policyreports');
-      return r?.summary?.pass === 1 && r.summary.fail === 1 ? r : undefined;
+      return r.summary?.pass === 1 && r.summary.fail === 1 ? r : undefined;
     });
     expect(polr.metadata.ownerReferences?.[0]).toMatchObject({
       kind: 'GracefulShutdownPolicy',
@@ -104,7 +110,7 @@ describe('policy reports', () => {
     // Nothing changes over three status passes: nothing is written.
     const version = polr.metadata.resourceVersion;
     await new Promise((resolve) => setTimeout(resolve, 3 * RESYNC_MS + 500));
-    expect((await report('wgpolicyk8s.io', 'v1alpha2', 'policyreports'))?.metadata.resourceVersion).toBe(
+    expect((await report('wgpolicyk8s.io', 'v1alpha2', 'policyreports')).metadata.resourceVersion).toBe(
       version,
     );
   });
@@ -116,7 +122,7 @@ describe('policy reports', () => {
       'the Report',
       async () => {
         const r = await report('openreports.io', 'v1alpha1', 'reports');
-        return r?.summary?.fail === 1 ? r : undefined;
+        return r.summary?.fail === 1 ? r : undefined;
       },
       { timeoutMs: 60_000 },
     );
@@ -128,17 +134,12 @@ describe('policy reports', () => {
 
   test('deleting the policy deletes its reports (garbage collection)', async () => {
     await deletePolicy(adminKubeConfig(), 'reports');
-    await waitFor(
-      'the Report gone',
-      async () => (await report('openreports.io', 'v1alpha1', 'reports')) === undefined,
-      {
-        timeoutMs: 60_000,
-      },
-    );
-    await waitFor(
-      'the PolicyReport gone',
-      async () => (await report('wgpolicyk8s.io', 'v1alpha2', 'policyreports')) === undefined,
-      { timeoutMs: 60_000 },
-    );
+    // Gone means NotFound: a report that merely cannot be read fails the test.
+    await waitGone('the Report', () => report('openreports.io', 'v1alpha1', 'reports'), {
+      timeoutMs: 60_000,
+    });
+    await waitGone('the PolicyReport', () => report('wgpolicyk8s.io', 'v1alpha2', 'policyreports'), {
+      timeoutMs: 60_000,
+    });
   });
 });
