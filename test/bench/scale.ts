@@ -19,12 +19,12 @@ import {
 import { FIELD_MANAGER } from '../../operator/src/api/annotations.ts';
 import { parsePolicySpec } from '../../operator/src/api/policy.ts';
 import { DEPLOYMENT_CONTROLLER } from '../../operator/src/controllers/deployment-controller.ts';
-import { planWorkload } from '../../operator/src/controllers/plan.ts';
 import { deploymentCacheTransform } from '../../operator/src/kube/informer.ts';
 import { isRolling } from '../../operator/src/policy/budget.ts';
 import { clusterFacts } from '../../operator/src/policy/desired.ts';
 import { deploymentKey } from '../../operator/src/policy/match.ts';
 import { type ApplyConfiguration, applyConfiguration } from '../../operator/src/policy/ownership.ts';
+import { planWorkload } from '../../operator/src/policy/plan.ts';
 import type { ClusterFacts } from '../../operator/src/policy/types.ts';
 import { waitFor } from '../cluster/wait.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';

@@ -3,13 +3,11 @@
 // every Deployment is also checked for the classic shutdown mistakes, the policy or not.
 import type { V1Container, V1Deployment } from '@kubernetes/client-node';
 import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
-import { type ProbeVerdictReader, planWorkload, type WorkloadPlan } from '../controllers/plan.ts';
-import type { Estimate } from '../latency/estimates.ts';
-import { workloadVerdict } from '../policy/compliance.ts';
 import { clusterFacts, type ServerVersion } from '../policy/desired.ts';
-import { type MatchResult, matchDeployment } from '../policy/match.ts';
+import { type Evaluation, evaluate, verdictFor } from '../policy/evaluate.ts';
+import { type ProbeVerdictReader, planWorkload } from '../policy/plan.ts';
 import { currentGraceSeconds, preStopSummary, regularContainers } from '../policy/podspec.ts';
-import type { ValidPolicy } from '../policy/types.ts';
+import type { Estimate, ValidPolicy } from '../policy/types.ts';
 import type { Manifest } from './manifests.ts';
 
 export type Severity = 'error' | 'warning' | 'note';
@@ -69,6 +67,8 @@ export interface WorkloadResult {
   /** The operator's verdict (Compliant, NonCompliant, Exempt, Unknown); undefined without a policy. */
   verdict?: string;
   reason?: string;
+  /** The other policies selecting it, as their statuses list it (Exempt, OtherPolicyWins). */
+  otherPolicies?: { policy: string; verdict: string; reason: string }[];
 }
 
 export interface AuditResult {
@@ -202,9 +202,8 @@ export interface Governance {
   /** The Deployment with its namespace filled in. */
   deployment: V1Deployment;
   namespace: string;
-  match: MatchResult;
-  /** The winning policy's plan, when one matched. */
-  planned?: WorkloadPlan;
+  /** Which policy governs it and its plan, as the operator evaluates it (policy/evaluate.ts). */
+  evaluation: Evaluation;
 }
 
 /**
@@ -229,22 +228,18 @@ export function govern(
   const namespace = raw.metadata?.namespace ?? options.namespace;
   const deployment: V1Deployment = { ...raw, metadata: { ...raw.metadata, namespace } };
   const labels = { ...namespaceLabels.get(namespace), 'kubernetes.io/metadata.name': namespace };
-  const match = matchDeployment(policies, deployment, labels);
-  if (match.kind !== 'Matched') return { deployment, namespace, match };
   const facts = clusterFacts(versionOf(options.kubernetesVersion));
-  const planned = planWorkload(deployment, match.policy, {
-    estimates: offlineEstimates(match.policy),
-    facts,
-    probes: OFFLINE_VERDICTS,
-  });
-  return { deployment, namespace, match, planned };
+  const evaluation = evaluate(deployment, policies, labels, (d, policy) =>
+    planWorkload(d, policy, { estimates: offlineEstimates(policy), facts, probes: OFFLINE_VERDICTS }),
+  );
+  return { deployment, namespace, evaluation };
 }
 
 export function audit(manifests: Manifest[], policies: ValidPolicy[], options: AuditOptions): AuditResult {
   const namespaceLabels = namespaceLabelsOf(manifests);
   const result: AuditResult = { workloads: [], findings: [], policies: policies.map((p) => p.name) };
   for (const m of manifests.filter(isDeployment)) {
-    const { deployment, namespace, match, planned } = govern(
+    const { deployment, namespace, evaluation } = govern(
       m.object as V1Deployment,
       policies,
       options,
@@ -253,55 +248,56 @@ export function audit(manifests: Manifest[], policies: ValidPolicy[], options: A
     const name = deployment.metadata?.name ?? '';
     const where = { workload: { namespace, name }, source: m.source, line: m.line };
     const row: WorkloadResult = { namespace, name, source: m.source, line: m.line };
-    if (match.kind === 'OptedOut') {
-      const verdict = workloadVerdict({ kind: 'OptedOut', deployment });
-      Object.assign(row, {
-        policy: match.policies[0]?.name,
-        verdict: verdict.verdict,
-        reason: verdict.reason,
+    // The verdict of the policy that governs it (or, opted out, of the first selecting it), as
+    // that policy's status would list it; the other selecting policies' verdicts beside it.
+    const governing =
+      evaluation.kind === 'OptedOut'
+        ? evaluation.policies[0]
+        : evaluation.kind === 'Unmatched'
+          ? undefined
+          : evaluation.policy;
+    const verdict = governing && verdictFor(deployment, evaluation, governing.name);
+    if (governing && verdict)
+      Object.assign(row, { policy: governing.name, verdict: verdict.verdict, reason: verdict.reason });
+    if (evaluation.kind === 'InvalidAnnotations' || evaluation.kind === 'Planned') {
+      const others = evaluation.losers.flatMap((loser) => {
+        const theirs = verdictFor(deployment, evaluation, loser.name);
+        return theirs ? [{ policy: loser.name, verdict: theirs.verdict, reason: theirs.reason ?? '' }] : [];
       });
-    } else if (match.kind === 'Matched') {
-      const policy = match.policy;
-      row.policy = policy.name;
-      if (!planned?.ok) {
-        const verdict = workloadVerdict({
-          kind: 'InvalidAnnotations',
-          deployment,
-          errors: planned?.errors ?? [],
-        });
-        Object.assign(row, { verdict: verdict.verdict, reason: verdict.reason });
-        result.findings.push({
-          rule: 'PolicyUnknown',
-          severity: RULES.PolicyUnknown.severity,
-          policy: policy.name,
-          message: verdict.message ?? verdict.reason ?? 'invalid annotations',
-          fix: 'correct the annotation',
-          ...where,
-        });
-      } else {
-        const verdict = workloadVerdict({
-          kind: 'Planned',
-          deployment,
-          policy,
-          plan: planned.plan,
-          diff: planned.diff,
-          observation: planned.observation,
-          mode: policy.spec.mode,
-        });
-        Object.assign(row, { verdict: verdict.verdict, reason: verdict.reason });
-        if (verdict.verdict === 'NonCompliant')
-          result.findings.push({
-            rule: 'PolicyNonCompliant',
-            severity: RULES.PolicyNonCompliant.severity,
-            policy: policy.name,
-            message: `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}`,
-            fix: `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
-            ...where,
-          });
-      }
+      if (others.length > 0) row.otherPolicies = others;
+    }
+    const policy =
+      evaluation.kind === 'InvalidAnnotations' || evaluation.kind === 'Planned'
+        ? evaluation.policy
+        : undefined;
+    if (policy && evaluation.kind === 'InvalidAnnotations')
+      result.findings.push({
+        rule: 'PolicyUnknown',
+        severity: RULES.PolicyUnknown.severity,
+        policy: policy.name,
+        message: verdict?.message ?? verdict?.reason ?? 'invalid annotations',
+        fix: 'correct the annotation',
+        ...where,
+      });
+    if (policy && evaluation.kind === 'Planned' && verdict?.verdict === 'NonCompliant') {
+      const { planned } = evaluation;
+      result.findings.push({
+        rule: 'PolicyNonCompliant',
+        severity: RULES.PolicyNonCompliant.severity,
+        policy: policy.name,
+        message: `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}`,
+        fix: `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
+        ...where,
+      });
     }
     result.workloads.push(row);
-    result.findings.push(...lintDeployment(deployment, where, match.kind === 'Matched'));
+    result.findings.push(
+      ...lintDeployment(
+        deployment,
+        where,
+        evaluation.kind === 'InvalidAnnotations' || evaluation.kind === 'Planned',
+      ),
+    );
   }
   return result;
 }

@@ -59,8 +59,9 @@ function fixDeployment(
     }
   }
 
-  const { planned } = govern(doc.toJS() as V1Deployment, policies, options, namespaceLabels);
-  if (!planned?.ok || planned.diff.compliant) return fixed;
+  const { evaluation } = govern(doc.toJS() as V1Deployment, policies, options, namespaceLabels);
+  if (evaluation.kind !== 'Planned' || evaluation.planned.diff.compliant) return fixed;
+  const { planned } = evaluation;
   const { plan, diff } = planned;
   for (const change of diff.fields) {
     if (

@@ -17,8 +17,10 @@ import type { EventRecorder } from '../kube/events.ts';
 import { enqueueObject } from '../kube/informer.ts';
 import type { Logger } from '../log.ts';
 import { isRolling, progressDeadlineExceeded, rolloutSignature } from '../policy/budget.ts';
-import { deploymentKey, matchDeployment } from '../policy/match.ts';
+import { evaluate, type Planner } from '../policy/evaluate.ts';
+import { deploymentKey } from '../policy/match.ts';
 import { readAppliedRecord } from '../policy/ownership.ts';
+import { type EstimateReader, PlanMemo, type ShutdownReader } from '../policy/plan.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { ProbeVerifier } from '../probes/verifier.ts';
@@ -31,7 +33,6 @@ import type { JobContext } from './deployment/job.ts';
 import { release } from './deployment/release.ts';
 import { DeploymentWrites, Expectations } from './deployment/writes.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { type EstimateReader, PlanMemo, type ShutdownReader } from './plan.ts';
 import type { ProbeChecks } from './probe-checks.ts';
 import { RolloutBudget } from './rollout-budget.ts';
 import type { RolloutTracker } from './rollout-tracker.ts';
@@ -100,6 +101,8 @@ export function deploymentReconciler(
     now: deps.now ?? Date.now,
   };
 
+  const planner: Planner = (deployment, policy) => ctx.plans.plan(deployment, policy, ctx.planDeps.normal);
+
   const reconcile: Reconcile = async (key, signal, log) => {
     memory.waitsOnStatus.delete(key);
     const deployment = view.deployments.get(key);
@@ -123,16 +126,18 @@ export function deploymentReconciler(
     // The policy that wrote it still exists but is invalid: keep still until it is fixed,
     // rather than let another policy take over (and restart the pods) meanwhile.
     if (record && invalid.has(record.policy)) return;
-    const match = matchDeployment(valid, deployment, view.namespaceLabels(deployment.metadata?.namespace));
-    if (match.kind !== 'Matched') return record ? release(ctx, target, record, match) : undefined;
-    const policy = match.policy;
+    const labels = view.namespaceLabels(deployment.metadata?.namespace);
+    const evaluation = evaluate(deployment, valid, labels, planner);
+    if (evaluation.kind === 'Unmatched' || evaluation.kind === 'OptedOut')
+      return record ? release(ctx, target, record, evaluation) : undefined;
+    const { policy } = evaluation;
     // Audit writes nothing to workloads; its verdicts are the status controller's job.
     if (policy.spec.mode !== 'Enforce') return;
     const state = ctx.budget.state(key, deployment, record, policy, ctx.now());
     if (state.kind === 'OwnRolloutFailed' && record) return recordFailure(ctx, target, policy, record, state);
     if (state.kind === 'Failed' && record?.failure?.template === undefined && record)
       return revertRollout(ctx, target, record);
-    return enforce(ctx, target, policy, record, state, valid);
+    return enforce(ctx, target, evaluation, record, state, valid);
   };
 
   // A key a freed slot woke passes the slot on when it does not take it.

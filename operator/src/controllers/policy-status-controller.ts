@@ -28,11 +28,17 @@ import {
   latencyProblem,
   statusEquals,
   summarizePolicyStatus,
-  workloadVerdict,
 } from '../policy/compliance.ts';
 import { conflictDecision, conflictWait } from '../policy/conflicts.ts';
-import { deploymentKey, matchDeployment } from '../policy/match.ts';
+import { type Evaluation, evaluate, type Planner, verdictFor } from '../policy/evaluate.ts';
+import { deploymentKey } from '../policy/match.ts';
 import { type AppliedRecord, ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
+import {
+  type EstimateReader,
+  PlanMemo,
+  type ProbeVerdictReader,
+  type ShutdownReader,
+} from '../policy/plan.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import { Controller, type Reconcile } from '../runtime/controller.ts';
@@ -46,13 +52,6 @@ import {
   removeDistribution,
   setDistribution,
 } from './metrics.ts';
-import {
-  type EstimateReader,
-  PlanMemo,
-  type ProbeVerdictReader,
-  type ShutdownReader,
-  type WorkloadPlan,
-} from './plan.ts';
 import type { PublishedVerdicts } from './report-controller.ts';
 import { RolloutBudget } from './rollout-budget.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
@@ -100,6 +99,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
   const { view, writer, metrics } = deps;
   const plans = deps.plans ?? new PlanMemo();
   const budget = new RolloutBudget(view, deps.tracker ?? new RolloutTracker(), deps.seal);
+  const planner: Planner = (deployment, policy) => plans.plan(deployment, policy, deps);
   return async (name, signal, log) => {
     // A pass over 10,000 Deployments is 0.1-0.2 s of work: in slices, so that admissions, watch
     // events and timers are not held up that long. What is read between slices is as current as
@@ -154,7 +154,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       // The policy's own Deployments, planned; verdicts wait for the rollouts summed up over all.
       const governed: {
         deployment: V1Deployment;
-        planned: Extract<WorkloadPlan, { ok: true }>;
+        evaluation: Extract<Evaluation, { kind: 'Planned' }>;
         record: AppliedRecord | undefined;
         state: RolloutState;
         managed: boolean;
@@ -163,20 +163,13 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       for (const deployment of view.selectedBy(name)) {
         await slicer.pause();
         const namespaceLabels = view.namespaceLabels(deployment.metadata?.namespace);
-        const match = matchDeployment(valid, deployment, namespaceLabels);
-        if (match.kind === 'OptedOut') {
-          workloads.push(workloadVerdict({ kind: 'OptedOut', deployment }));
+        const evaluation = evaluate(deployment, valid, namespaceLabels, planner);
+        if (evaluation.kind !== 'Planned' || evaluation.policy.name !== name) {
+          const verdict = verdictFor(deployment, evaluation, name);
+          if (verdict) workloads.push(verdict);
           continue;
         }
-        if (match.kind === 'Matched' && match.policy.name !== name) {
-          workloads.push(workloadVerdict({ kind: 'OtherPolicyWins', deployment, winner: match.policy }));
-          continue;
-        }
-        const planned = plans.plan(deployment, policy, deps);
-        if (!planned.ok) {
-          workloads.push(workloadVerdict({ kind: 'InvalidAnnotations', deployment, errors: planned.errors }));
-          continue;
-        }
+        const { planned } = evaluation;
         const { estimate } = planned;
         if (policy.spec.observedLatency.source !== 'None') {
           latencyProblems.push(latencyProblem(estimate?.latest, policy.spec.observedLatency.minSamples));
@@ -201,7 +194,7 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         const record = readAppliedRecord(deployment, deps.seal);
         governed.push({
           deployment,
-          planned,
+          evaluation,
           record,
           state: budget.state(deploymentKey(deployment), deployment, record, policy, nowMs),
           managed: record?.policy === name && !ownsNothing(planned.nextRecord),
@@ -209,8 +202,9 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
       }
       const enforce = policy.spec.mode === 'Enforce';
       const rollouts = budget.rollouts(policy, valid, nowMs);
-      for (const { deployment, planned, record, state, managed } of governed) {
+      for (const { deployment, evaluation, record, state, managed } of governed) {
         await slicer.pause();
+        const { planned } = evaluation;
         const { estimate } = planned;
         const failed = state.kind === 'Failed' || state.kind === 'OwnRolloutFailed';
         // A hold for another field manager (policy/conflicts.ts) is what the controller decides
@@ -226,29 +220,21 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
           (enforce && (!planned.diff.compliant || failed)
             ? rolloutDecision({ policy, key: deploymentKey(deployment), state, rollouts })
             : undefined);
-        workloads.push(
-          workloadVerdict({
-            kind: 'Planned',
-            deployment,
-            policy,
-            plan: planned.plan,
-            diff: planned.diff,
-            observation: planned.observation,
-            mode: policy.spec.mode,
-            managed,
-            ...(record?.refused ? { recordRefused: record.refused } : {}),
-            ...(decision?.kind === 'Wait' ? { decision } : {}),
-            ...(estimate
-              ? {
-                  freshness: {
-                    latest: estimate.latest,
-                    stale: estimate.stale,
-                    observedTime: new Date(estimate.publishedAt),
-                  },
-                }
-              : {}),
-          }),
-        );
+        const verdict = verdictFor(deployment, evaluation, name, {
+          managed,
+          ...(record?.refused ? { recordRefused: record.refused } : {}),
+          ...(decision?.kind === 'Wait' ? { decision } : {}),
+          ...(estimate
+            ? {
+                freshness: {
+                  latest: estimate.latest,
+                  stale: estimate.stale,
+                  observedTime: new Date(estimate.publishedAt),
+                },
+              }
+            : {}),
+        });
+        if (verdict) workloads.push(verdict);
       }
       const latency = latencyObservedCondition(policy.spec.observedLatency.source, latencyProblems);
       if (deps.verdicts && object.metadata?.uid) {

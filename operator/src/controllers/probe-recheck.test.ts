@@ -3,9 +3,9 @@ import { describe, expect, test } from 'vitest';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { applyConfiguration } from '../policy/ownership.ts';
+import { PlanMemo, planWorkload } from '../policy/plan.ts';
 import { container, deployment, NEW_CLUSTER } from '../policy/test-fixtures.ts';
 import { type ProbeAnswer, type ProbeTarget, ProbeVerifier } from '../probes/verifier.ts';
-import { PlanMemo, planWorkload } from './plan.ts';
 import { owedChecks, ProbeRecheck } from './probe-recheck.ts';
 import {
   afterApply,

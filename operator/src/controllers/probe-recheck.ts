@@ -8,12 +8,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
-import { deploymentKey, matchDeployment } from '../policy/match.ts';
+import { deploymentKey, deploymentUid, matchDeployment } from '../policy/match.ts';
+import type { PlanDeps, PlanMemo } from '../policy/plan.ts';
 import type { ValidPolicy } from '../policy/types.ts';
-import { deploymentUid, type ProbeVerifier, runningPods } from '../probes/verifier.ts';
+import { type ProbeVerifier, runningPods } from '../probes/verifier.ts';
 import type { Runnable } from '../runtime/manager.ts';
 import { Trigger } from '../runtime/trigger.ts';
-import type { PlanDeps, PlanMemo } from './plan.ts';
 import type { ClusterView } from './view.ts';
 
 export const PROBE_RECHECK = 'probe-recheck';

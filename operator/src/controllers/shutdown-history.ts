@@ -3,7 +3,7 @@
 // same pods), bounded; an operator restart forgets it, and the grace period it led to stays
 // applied (an unknown latency never lowers one).
 import { LRUCache } from 'lru-cache';
-import type { ShutdownReader } from './plan.ts';
+import type { ShutdownReader } from '../policy/plan.ts';
 
 const MAX_DEPLOYMENTS = 10_000;
 

@@ -5,32 +5,11 @@
 // within the stabilization window, so a higher latency is published at once and a lower one only
 // once every higher value has aged out of the window. An unknown observation (source down, too
 // few samples, no data) never replaces a known one: the last known stays published, marked stale.
-import type { LatencyObservation } from '../policy/types.ts';
+import type { Estimate, LatencyObservation } from '../policy/types.ts';
+
+export type { Estimate };
 
 type Known = Extract<LatencyObservation, { known: true }>;
-
-export interface Estimate {
-  /** What planning uses. */
-  published: LatencyObservation;
-  /** The source's latest answer; differs from `published` when that is kept (stale, stabilizing). */
-  latest: LatencyObservation;
-  /** When `latest` arrived (ms since the epoch). */
-  refreshedAt: number;
-  /**
-   * When the published latency was observed; it moves only when the published value changes
-   * in a way planning sees, so status does not churn with every refresh.
-   */
-  publishedAt: number;
-  /** The published latency is older news: the latest answer was not a known latency. */
-  stale: boolean;
-  /** The published latency has at least minSamples requests: planning uses it. */
-  trusted: boolean;
-  /**
-   * A lower grace period may be applied: this estimate has been followed for the whole
-   * stabilization window (after an operator restart or a leader change, not before).
-   */
-  canLower: boolean;
-}
 
 interface Entry {
   trackedSince: number;

@@ -91,3 +91,9 @@ export function matchDeployment(
     return { kind: 'OptedOut', policies: selecting };
   return { kind: 'Matched', policy: winner, losers };
 }
+
+/** The key part naming the Deployment: its uid (namespace/name before it has one). */
+export function deploymentUid(deployment: V1Deployment): string {
+  const { uid, namespace, name } = deployment.metadata ?? {};
+  return uid || `${namespace ?? ''}/${name ?? ''}`;
+}

@@ -150,3 +150,27 @@ export interface ShutdownPlan {
 }
 
 export type DesiredResult = { ok: true; plan: ShutdownPlan } | { ok: false; errors: AnnotationError[] };
+
+/** A Deployment's latency estimate, as the leader's refresher publishes it (latency/estimates.ts). */
+export interface Estimate {
+  /** What planning uses. */
+  published: LatencyObservation;
+  /** The source's latest answer; differs from `published` when that is kept (stale, stabilizing). */
+  latest: LatencyObservation;
+  /** When `latest` arrived (ms since the epoch). */
+  refreshedAt: number;
+  /**
+   * When the published latency was observed; it moves only when the published value changes
+   * in a way planning sees, so status does not churn with every refresh.
+   */
+  publishedAt: number;
+  /** The published latency is older news: the latest answer was not a known latency. */
+  stale: boolean;
+  /** The published latency has at least minSamples requests: planning uses it. */
+  trusted: boolean;
+  /**
+   * A lower grace period may be applied: this estimate has been followed for the whole
+   * stabilization window (after an operator restart or a leader change, not before).
+   */
+  canLower: boolean;
+}

@@ -10,6 +10,7 @@
 import * as http from 'node:http';
 import type { V1Container, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { LRUCache } from 'lru-cache';
+import { deploymentUid } from '../policy/match.ts';
 import type { ProbeVerdict, ProbeVerdictLookup } from '../policy/types.ts';
 
 export type { ProbeVerdict } from '../policy/types.ts';
@@ -260,12 +261,6 @@ export function probeKey(
   port: number | string,
 ): string {
   return JSON.stringify([deploymentUid, container, path, port]);
-}
-
-/** The key part naming the Deployment: its uid (namespace/name before it has one). */
-export function deploymentUid(deployment: V1Deployment): string {
-  const { uid, namespace, name } = deployment.metadata ?? {};
-  return uid || `${namespace ?? ''}/${name ?? ''}`;
 }
 
 /** Tries the probe on up to MAX_TRIES pods: Verified by the first that answers 2xx/3xx. */

@@ -3,9 +3,9 @@
 // here is a structured-clone-able value, taken for the one Deployment and namespace a review
 // names: a few kB, copied in well under a millisecond.
 
-import type { EstimateReader, ServiceReader, ShutdownReader } from '../controllers/plan.ts';
 import type { ParsedPolicies } from '../controllers/view.ts';
 import type { Estimate } from '../latency/estimates.ts';
+import type { EstimateReader, ServiceReader, ShutdownReader } from '../policy/plan.ts';
 import type { CachedService } from '../policy/protocols.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts, ProbeVerdict } from '../policy/types.ts';

@@ -9,10 +9,10 @@ import {
   READINESS_PORT_ANNOTATION,
 } from '../api/annotations.ts';
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
-import { planWorkload, sameOwnership } from '../controllers/plan.ts';
 import type { PolicyObject } from '../controllers/view.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { ownedByApply, readAppliedRecord } from '../policy/ownership.ts';
+import { planWorkload, sameOwnership } from '../policy/plan.ts';
 import { container, deployment, NEW_CLUSTER, policy } from '../policy/test-fixtures.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 import {

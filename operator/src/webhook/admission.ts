@@ -9,6 +9,17 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import jsonPatch, { type Operation } from 'fast-json-patch';
 import { FIELD_MANAGER } from '../api/annotations.ts';
 import { GROUP, PolicyConditionTypes } from '../api/policy.ts';
+import type { ParsedPolicies, PolicyObject } from '../controllers/view.ts';
+import type { FieldChange } from '../policy/diff.ts';
+import { evaluate } from '../policy/evaluate.ts';
+import { mergeApplyConfiguration, withOperatorApplyEntry } from '../policy/managed-fields.ts';
+import {
+  type ApplyConfiguration,
+  applyConfiguration,
+  handlerReplacements,
+  type JsonPatchOperation,
+  readAppliedRecord,
+} from '../policy/ownership.ts';
 import {
   type EstimateReader,
   type ProbeVerdictReader,
@@ -17,18 +28,7 @@ import {
   type ServiceReader,
   type ShutdownReader,
   sameOwnership,
-} from '../controllers/plan.ts';
-import type { ParsedPolicies, PolicyObject } from '../controllers/view.ts';
-import type { FieldChange } from '../policy/diff.ts';
-import { mergeApplyConfiguration, withOperatorApplyEntry } from '../policy/managed-fields.ts';
-import { matchDeployment } from '../policy/match.ts';
-import {
-  type ApplyConfiguration,
-  applyConfiguration,
-  handlerReplacements,
-  type JsonPatchOperation,
-  readAppliedRecord,
-} from '../policy/ownership.ts';
+} from '../policy/plan.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts, ProbeVerdictLookup, ValidPolicy } from '../policy/types.ts';
 
@@ -325,14 +325,25 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
   const record = readAppliedRecord(deployment, context.seal);
   if (record && context.policies.invalid.has(record.policy))
     return skipped(`policy ${record.policy}, which manages it, is invalid`, record.policy);
-  const match = matchDeployment(
-    context.policies.valid,
+  // The same evaluation as the controllers' (policy/evaluate.ts). An UPDATE here changes the pod
+  // template (an unchanged one was skipped above): the operator's tcpSocket fallback may become
+  // the verified httpGet probe in the same rollout.
+  const sources = {
+    estimates: context.estimates,
+    facts: context.facts,
+    probes: admissionVerdicts(old, context.probes),
+    ...(context.shutdowns ? { shutdowns: context.shutdowns } : {}),
+    ...(context.services ? { services: context.services } : {}),
+  };
+  const evaluation = evaluate(
     deployment,
+    context.policies.valid,
     context.namespaceLabels(deployment.metadata?.namespace),
+    (d, policy) => planWorkload(d, policy, sources, { templateChanging: old !== undefined }),
   );
-  if (match.kind !== 'Matched')
-    return skipped(match.kind === 'OptedOut' ? 'opted out' : 'no policy selects it');
-  const policy = match.policy;
+  if (evaluation.kind === 'Unmatched' || evaluation.kind === 'OptedOut')
+    return skipped(evaluation.kind === 'OptedOut' ? 'opted out' : 'no policy selects it');
+  const { policy } = evaluation;
   const enforce = policy.spec.mode === 'Enforce';
   if (enforce && context.breakerOpen(policy.name, deployment.metadata?.namespace ?? '')) {
     return {
@@ -345,23 +356,10 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
       message: 'the rollout breaker is open',
     };
   }
-
-  const planned = planWorkload(
-    deployment,
-    policy,
-    {
-      estimates: context.estimates,
-      facts: context.facts,
-      probes: admissionVerdicts(old, context.probes),
-      ...(context.shutdowns ? { shutdowns: context.shutdowns } : {}),
-      ...(context.services ? { services: context.services } : {}),
-    },
-    // An UPDATE here changes the pod template (an unchanged one was skipped above): the
-    // operator's tcpSocket fallback may become the verified httpGet probe in the same rollout.
-    { templateChanging: old !== undefined },
-  );
-  if (!planned.ok) {
-    const errors = planned.errors.map((e) => `${prefix(policy)}: annotation ${e.annotation}: ${e.message}`);
+  if (evaluation.kind === 'InvalidAnnotations') {
+    const errors = evaluation.errors.map(
+      (e) => `${prefix(policy)}: annotation ${e.annotation}: ${e.message}`,
+    );
     return {
       outcome: enforce ? 'Held' : 'Warned',
       policy: policy.name,
@@ -370,6 +368,7 @@ export function admit(request: AdmissionRequest, context: AdmissionContext): Adm
       message: `invalid annotations: ${errors.join('; ')}`,
     };
   }
+  const { planned } = evaluation;
   const { plan, diff } = planned;
   const notes = plan.notes
     .filter((n) => n.reason !== 'GraceKept')

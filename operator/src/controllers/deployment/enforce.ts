@@ -7,6 +7,8 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import type { RolloutState } from '../../policy/budget.ts';
 import { rolloutDecision } from '../../policy/budget.ts';
 import { carriedConflict, conflictDecision, conflictMemory } from '../../policy/conflicts.ts';
+import type { Evaluation } from '../../policy/evaluate.ts';
+import { deploymentUid } from '../../policy/match.ts';
 import {
   type AppliedRecord,
   applyConfiguration,
@@ -15,10 +17,15 @@ import {
   previousValues,
   recordOperations,
 } from '../../policy/ownership.ts';
-import type { ProbeVerdict, ProbeVerdictLookup, ShutdownPlan, ValidPolicy } from '../../policy/types.ts';
-import { deploymentUid } from '../../probes/verifier.ts';
+import { newProbes, type PlanDeps, recordToWrite, sameOwnership } from '../../policy/plan.ts';
+import type {
+  AnnotationError,
+  ProbeVerdict,
+  ProbeVerdictLookup,
+  ShutdownPlan,
+  ValidPolicy,
+} from '../../policy/types.ts';
 import type { DeploymentControllerDeps } from '../deployment-controller.ts';
-import { newProbes, type PlanDeps, recordToWrite, sameOwnership } from '../plan.ts';
 import { holdForConflict, reportConflict } from './conflict.ts';
 import type { JobContext, JobResult, Target } from './job.ts';
 
@@ -111,15 +118,35 @@ function uncheckedProbes(ctx: JobContext, deployment: V1Deployment, policy: Vali
   return newProbes(deployment, plan).filter((p) => lookup(p.container, p.path, p.port) === undefined);
 }
 
+/** The winning policy cannot plan the Deployment: a Warning Event; retrying cannot help. */
+function skipInvalid(
+  ctx: JobContext,
+  { deployment, log }: Target,
+  policy: ValidPolicy,
+  errors: AnnotationError[],
+) {
+  const message = errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
+  ctx.writes.event(
+    deployment,
+    'Warning',
+    'InvalidAnnotation',
+    `skipped by policy ${policy.name}: ${message}`,
+  );
+  log.warn({ policy: policy.name, errors }, 'skipping Deployment with invalid annotations');
+  // The next update of the Deployment queues it again.
+  return undefined;
+}
+
 export async function enforce(
   ctx: JobContext,
   target: Target,
-  policy: ValidPolicy,
+  evaluation: Extract<Evaluation, { kind: 'Planned' | 'InvalidAnnotations' }>,
   record: AppliedRecord | undefined,
   state: RolloutState,
   valid: readonly ValidPolicy[],
 ): Promise<JobResult> {
   const { key, deployment, signal, log } = target;
+  const { policy } = evaluation;
   // One write with the observed latency beats a fallback write now and a second restart once
   // it is known: wait for the refresher's first answer (its trigger wakes this Deployment).
   if (policy.spec.observedLatency.source !== 'None' && ctx.estimates.get(key) === undefined) {
@@ -127,10 +154,9 @@ export async function enforce(
     ctx.requestEstimate?.();
     return undefined;
   }
-  const plans = ctx.plans;
-  let planned = plans.plan(deployment, policy, ctx.planDeps.normal);
-  const unchecked =
-    planned.ok && !planned.diff.compliant ? uncheckedProbes(ctx, deployment, policy, planned.plan) : [];
+  if (evaluation.kind === 'InvalidAnnotations') return skipInvalid(ctx, target, policy, evaluation.errors);
+  let { planned } = evaluation;
+  const unchecked = planned.diff.compliant ? [] : uncheckedProbes(ctx, deployment, policy, planned.plan);
   if (unchecked.length > 0) {
     // A write would start a rollout after a probe check: first whether it may now (no probe
     // check for a write that waits anyway), then the check, then the plan with its verdicts.
@@ -155,18 +181,9 @@ export async function enforce(
     // to ask: httpGet only where the port is known to speak HTTP, tcpSocket otherwise, as the
     // webhook does); the check's verdict is kept for the next plan, and a tcpSocket fallback
     // is upgraded with the next template change (probe-recheck.ts).
-    planned = plans.plan(deployment, policy, ctx.planDeps.joining);
-  }
-  if (!planned.ok) {
-    const message = planned.errors.map((e) => `${e.annotation}: ${e.message}`).join('; ');
-    ctx.writes.event(
-      deployment,
-      'Warning',
-      'InvalidAnnotation',
-      `skipped by policy ${policy.name}: ${message}`,
-    );
-    log.warn({ policy: policy.name, errors: planned.errors }, 'skipping Deployment with invalid annotations');
-    return undefined; // Retrying cannot help: the next update of the Deployment queues it again.
+    const joining = ctx.plans.plan(deployment, policy, ctx.planDeps.joining);
+    if (!joining.ok) return skipInvalid(ctx, target, policy, joining.errors);
+    planned = joining;
   }
   const { plan, nextRecord } = planned;
   const { compliant, changes } = planned.diff;

@@ -2,8 +2,8 @@
 // budget, and the Deployment it works on.
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Logger } from '../../log.ts';
+import type { PlanDeps, PlanMemo } from '../../policy/plan.ts';
 import type { DeploymentControllerDeps } from '../deployment-controller.ts';
-import type { PlanDeps, PlanMemo } from '../plan.ts';
 import type { RolloutBudget } from '../rollout-budget.ts';
 import type { DeploymentWrites } from './writes.ts';
 

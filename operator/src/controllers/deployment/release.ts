@@ -1,6 +1,6 @@
 // Release: no policy manages the Deployment any more (none selects it, or it opted out). Its
 // settings stay as they are; the record and the operator's field ownership go, in one write.
-import type { MatchResult } from '../../policy/match.ts';
+import type { Evaluation } from '../../policy/evaluate.ts';
 import { type AppliedRecord, keepConfiguration, ownedFields } from '../../policy/ownership.ts';
 import type { JobContext, Target } from './job.ts';
 
@@ -8,7 +8,7 @@ export async function release(
   ctx: JobContext,
   { key, deployment, signal, log }: Target,
   record: AppliedRecord,
-  match: Exclude<MatchResult, { kind: 'Matched' }>,
+  match: Extract<Evaluation, { kind: 'Unmatched' | 'OptedOut' }>,
 ): Promise<void> {
   const owned = ownedFields(deployment, ctx.seal) ?? record;
   await ctx.writes.apply(key, signal, keepConfiguration(deployment, owned, undefined, ctx.seal));

@@ -1,13 +1,13 @@
 // What a policy wants for one Deployment, computed the same way by the controller that writes
-// Deployments and by the one that reports status: cache in, plan out, no I/O. The latency is
+// Deployments, the one that reports status, the admission webhook and `gsp audit`: cache in,
+// plan out, no I/O. The latency is
 // the estimate the leader's refresher published (latency/), read synchronously.
 import type { V1Deployment, V1Probe } from '@kubernetes/client-node';
-import type { Estimate } from '../latency/estimates.ts';
-import { isTemplateRolloutInProgress } from '../policy/budget.ts';
-import { carriedConflict } from '../policy/conflicts.ts';
-import { desiredSettings } from '../policy/desired.ts';
-import { type DiffResult, diffDeployment } from '../policy/diff.ts';
-import { deploymentKey } from '../policy/match.ts';
+import { isTemplateRolloutInProgress } from './budget.ts';
+import { carriedConflict } from './conflicts.ts';
+import { desiredSettings } from './desired.ts';
+import { type DiffResult, diffDeployment } from './diff.ts';
+import { deploymentKey, deploymentUid } from './match.ts';
 import {
   type AppliedRecord,
   ownedFields,
@@ -16,19 +16,19 @@ import {
   retainOwnedFields,
   withMirrorAnnotations,
   withoutOwnedFields,
-} from '../policy/ownership.ts';
-import { canonicalJson, probeSatisfies, regularContainers } from '../policy/podspec.ts';
-import { type CachedService, servicePortsFor } from '../policy/protocols.ts';
+} from './ownership.ts';
+import { canonicalJson, probeSatisfies, regularContainers } from './podspec.ts';
+import { type CachedService, servicePortsFor } from './protocols.ts';
 import type {
   AnnotationError,
   ClusterFacts,
+  Estimate,
   LatencyObservation,
   ProbeVerdictLookup,
   ServicePortLookup,
   ShutdownPlan,
   ValidPolicy,
-} from '../policy/types.ts';
-import { deploymentUid } from '../probes/verifier.ts';
+} from './types.ts';
 
 export type WorkloadPlan =
   | {

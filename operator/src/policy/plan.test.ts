@@ -2,13 +2,13 @@ import type { V1Deployment, V1Probe } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { GRACE_PERIOD_SECONDS_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
 import type { GracefulShutdownPolicySpecInput } from '../api/policy.ts';
+import { afterApply } from '../controllers/test-support.ts';
 import { EstimateCache } from '../latency/estimates.ts';
 import { type AppliedRecord, applyConfiguration, ownsNothing } from '../policy/ownership.ts';
 import type { CachedService } from '../policy/protocols.ts';
 import { container, deployment, observed, policy } from '../policy/test-fixtures.ts';
 import type { ClusterFacts, ProbeVerdict } from '../policy/types.ts';
 import { latencyFor, PlanMemo, planWorkload, sameOwnership } from './plan.ts';
-import { afterApply } from './test-support.ts';
 
 const record = (fields: Partial<AppliedRecord> = {}): AppliedRecord => ({
   policy: 'p',
