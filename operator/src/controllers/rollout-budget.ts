@@ -30,6 +30,7 @@ export class RolloutBudget {
     policy: ValidPolicy,
     now: number,
   ): RolloutState {
+    this.#tracker.observe(key, deployment);
     return rolloutState(deployment, record, policy, now, {
       startedHere: this.#tracker.startedHere(key, deployment),
       templateChanged: this.#tracker.templateChanged(key, deployment),

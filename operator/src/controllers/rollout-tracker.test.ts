@@ -47,14 +47,21 @@ describe('RolloutTracker.active', () => {
 describe('RolloutTracker.templateChanged', () => {
   test('a new template after a settled one: changed while rolling; a scale is not; forgotten once settled', () => {
     const tracker = new RolloutTracker();
-    expect(tracker.templateChanged('shop/a', settled('a'))).toBe(false);
+    /** Each event as the watches see it: remembered, then asked. */
+    const seen = (d: ReturnType<typeof deployment>) => {
+      tracker.observe('shop/a', d);
+      return tracker.templateChanged('shop/a', d);
+    };
+    expect(seen(settled('a'))).toBe(false);
     const scaled = deployment({ name: 'a', generation: 2, replicas: 5, status: steady(2, 1) });
-    expect(tracker.templateChanged('shop/a', scaled)).toBe(false);
+    expect(seen(scaled)).toBe(false);
     const newImage = deployment({ name: 'a', generation: 2, grace: 99, status: steady(2, 1) });
+    expect(seen(newImage)).toBe(true);
+    // Asking changes nothing: the same answer again.
     expect(tracker.templateChanged('shop/a', newImage)).toBe(true);
     const done = deployment({ name: 'a', generation: 2, grace: 99, status: steady(2, 2) });
-    expect(tracker.templateChanged('shop/a', done)).toBe(false);
-    expect(tracker.templateChanged('shop/a', { ...done, status: steady(2, 1) })).toBe(false);
+    expect(seen(done)).toBe(false);
+    expect(seen({ ...done, status: steady(2, 1) })).toBe(false);
   });
 
   test('never seen settled: unknown, so no change', () => {

@@ -40,13 +40,11 @@ export class RolloutTracker {
   /**
    * Whether the Deployment's pod template differs from the one it had when last seen settled:
    * a template rollout has begun, even before the Deployment controller has observed it (a
-   * scale or a metadata edit never changes the template). Remembers the template while settled.
+   * scale or a metadata edit never changes the template). The settled template is what
+   * `observe` last remembered.
    */
   templateChanged(key: string, deployment: V1Deployment): boolean {
-    if (!isRolling(deployment)) {
-      this.observe(key, deployment);
-      return false;
-    }
+    if (!isRolling(deployment)) return false;
     const settled = this.#settledTemplates.get(key);
     return settled !== undefined && settled !== templateHash(deployment);
   }
