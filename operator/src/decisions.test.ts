@@ -25,6 +25,7 @@ import { silentLogger } from './log.ts';
 import { container, deployment, TEST_SEAL } from './policy/test-fixtures.ts';
 import type { ValidPolicy } from './policy/types.ts';
 import { admit } from './webhook/admission.ts';
+import { createRequest } from './webhook/test-support.ts';
 
 const FACTS = { nativeSleep: true };
 const shop = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'shop' } } };
@@ -207,25 +208,15 @@ async function controllerWrites(c: Case): Promise<string | undefined> {
 /** The policy whose settings the admission webhook adds to a CREATE, if any. */
 function webhookWrites(c: Case): string | undefined {
   const object = { ...c.deployment, status: undefined };
-  const decision = admit(
-    {
-      uid: 'u1',
-      kind: { group: 'apps', version: 'v1', kind: 'Deployment' },
-      operation: 'CREATE',
-      namespace: object.metadata?.namespace ?? 'shop',
-      object,
-      options: { fieldManager: 'kubectl' },
-    },
-    {
-      policies: { valid: valid(c.policies), invalid: new Map() },
-      namespaceLabels: (ns) => (ns === undefined ? undefined : { 'kubernetes.io/metadata.name': ns }),
-      estimates: new EstimateCache(),
-      facts: FACTS,
-      breakerOpen: () => false,
-      seal: TEST_SEAL,
-      now: new Date('2026-12-07T12:00:00Z'),
-    },
-  );
+  const decision = admit(createRequest(object), {
+    policies: { valid: valid(c.policies), invalid: new Map() },
+    namespaceLabels: (ns) => (ns === undefined ? undefined : { 'kubernetes.io/metadata.name': ns }),
+    estimates: new EstimateCache(),
+    facts: FACTS,
+    breakerOpen: () => false,
+    seal: TEST_SEAL,
+    now: new Date('2026-12-07T12:00:00Z'),
+  });
   return decision.outcome === 'Mutated' && decision.message?.startsWith('set ') ? decision.policy : undefined;
 }
 

@@ -23,6 +23,7 @@ import {
   MAX_ADMISSION_CONTAINERS,
   MAX_WARNING_LENGTH,
 } from './admission.ts';
+import { createRequest } from './test-support.ts';
 
 // A CommonJS package: Node gives its functions on the default export only.
 const { applyPatch } = jsonPatch;
@@ -58,20 +59,8 @@ function fresh(options: Parameters<typeof deployment>[0] = {}): V1Deployment {
   return d;
 }
 
-function create(object: V1Deployment, extra: Partial<AdmissionRequest> = {}): AdmissionRequest {
-  return {
-    uid: 'u1',
-    kind: { group: 'apps', version: 'v1', kind: 'Deployment' },
-    operation: 'CREATE',
-    namespace: object.metadata?.namespace ?? 'shop',
-    object,
-    options: { fieldManager: 'kubectl' },
-    ...extra,
-  };
-}
-
 function update(old: V1Deployment, object: V1Deployment): AdmissionRequest {
-  return { ...create(object), operation: 'UPDATE', oldObject: old };
+  return { ...createRequest(object), operation: 'UPDATE', oldObject: old };
 }
 
 function patched(object: V1Deployment, patch: Operation[]): V1Deployment {
@@ -90,7 +79,7 @@ describe('admit: Enforce', () => {
     const p = enforce({ terminationGracePeriod: { minSeconds: 45 } });
     const object = fresh({ grace: 30 }); // the apiserver's default, there before admission
     expect(controllerWouldWrite(object, p)).toBe(true); // negative control
-    const decision = admit(create(object), context([p]));
+    const decision = admit(createRequest(object), context([p]));
     expect(decision).toMatchObject({ outcome: 'Mutated', policy: 'web-tier' });
     const after = patched(object, decision.patch);
     const web = after.spec?.template?.spec?.containers[0];
@@ -126,8 +115,8 @@ describe('admit: Enforce', () => {
 
   test('asked again about its own result (reinvocation), it changes nothing', () => {
     const p = enforce();
-    const first = admit(create(fresh()), context([p]));
-    const again = admit(create(patched(fresh(), first.patch)), context([p]));
+    const first = admit(createRequest(fresh()), context([p]));
+    const again = admit(createRequest(patched(fresh(), first.patch)), context([p]));
     expect(again).toMatchObject({ outcome: 'Compliant', patch: [] });
   });
 
@@ -139,7 +128,7 @@ describe('admit: Enforce', () => {
         container('web', [['http', 8080]], { lifecycle: { preStop: { exec: { command: ['sleep', '7'] } } } }),
       ],
     });
-    const after = patched(object, admit(create(object), context([p])).patch);
+    const after = patched(object, admit(createRequest(object), context([p])).patch);
     const spec = after.spec?.template?.spec;
     expect(spec?.terminationGracePeriodSeconds).toBe(120);
     expect(spec?.containers[0]?.lifecycle?.preStop).toEqual({ exec: { command: ['sleep', '7'] } });
@@ -154,7 +143,7 @@ describe('admit: Enforce', () => {
         container('web', [['http', 8080]], { lifecycle: { preStop: { exec: { command: ['sleep', '2'] } } } }),
       ],
     });
-    const after = patched(object, admit(create(object), context([p])).patch);
+    const after = patched(object, admit(createRequest(object), context([p])).patch);
     expect(after.spec?.template?.spec?.containers[0]?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
   });
 
@@ -197,12 +186,12 @@ describe('admit: Enforce', () => {
     const p = enforce();
     const operator = 'system:serviceaccount:graceful-shutdown-system:graceful-shutdown-operator';
     const known = context([p], { operatorUser: operator });
-    const own = create(fresh(), {
+    const own = createRequest(fresh(), {
       userInfo: { username: operator },
       options: { fieldManager: FIELD_MANAGER },
     });
     expect(admit(own, known)).toMatchObject({ outcome: 'Skipped', message: "the operator's own write" });
-    const spoofed = create(fresh(), {
+    const spoofed = createRequest(fresh(), {
       userInfo: { username: 'system:serviceaccount:tenant-a:deployer' },
       options: { fieldManager: FIELD_MANAGER },
     });
@@ -215,28 +204,29 @@ describe('admit: Enforce', () => {
     const p = enforce();
     const many = (n: number) =>
       fresh({ containers: Array.from({ length: n }, (_, i) => container(`c${i}`, i === 0 ? [8080] : [])) });
-    const decision = admit(create(many(MAX_ADMISSION_CONTAINERS + 1)), context([p]));
+    const decision = admit(createRequest(many(MAX_ADMISSION_CONTAINERS + 1)), context([p]));
     expect(decision).toMatchObject({ outcome: 'TooLarge', patch: [] });
     expect(decision.warnings[0]).toContain(`more than the ${MAX_ADMISSION_CONTAINERS}`);
-    expect(admit(create(many(MAX_ADMISSION_CONTAINERS)), context([p])).outcome).toBe('Mutated');
+    expect(admit(createRequest(many(MAX_ADMISSION_CONTAINERS)), context([p])).outcome).toBe('Mutated');
   });
 
   test("the operator's own writes, opted-out and unselected Deployments are left alone", () => {
     const p = enforce();
-    expect(admit(create(fresh(), { options: { fieldManager: FIELD_MANAGER } }), context([p])).outcome).toBe(
-      'Skipped',
-    );
     expect(
-      admit(create(fresh({ annotations: { [EXCLUDE_ANNOTATION]: 'true' } })), context([p])),
+      admit(createRequest(fresh(), { options: { fieldManager: FIELD_MANAGER } }), context([p])).outcome,
+    ).toBe('Skipped');
+    expect(
+      admit(createRequest(fresh({ annotations: { [EXCLUDE_ANNOTATION]: 'true' } })), context([p])),
     ).toMatchObject({
       outcome: 'Skipped',
       message: 'opted out',
     });
-    expect(admit(create(fresh({ namespace: 'other' })), context([p])).outcome).toBe('Skipped');
+    expect(admit(createRequest(fresh({ namespace: 'other' })), context([p])).outcome).toBe('Skipped');
     expect(
-      admit({ ...create(fresh()), kind: { group: '', version: 'v1', kind: 'Pod' } }, context([p])).outcome,
+      admit({ ...createRequest(fresh()), kind: { group: '', version: 'v1', kind: 'Pod' } }, context([p]))
+        .outcome,
     ).toBe('Skipped');
-    expect(admit({ ...create(fresh()), subResource: 'scale' }, context([p])).outcome).toBe('Skipped');
+    expect(admit({ ...createRequest(fresh()), subResource: 'scale' }, context([p])).outcome).toBe('Skipped');
   });
 
   test('the breaker open in its namespace: nothing added, and kubectl says why; other namespaces go on', () => {
@@ -245,19 +235,19 @@ describe('admit: Enforce', () => {
       namespaceLabels: (ns): Record<string, string> =>
         ns === 'shop' || ns === 'team-b' ? { team: 'shop' } : {},
     });
-    const decision = admit(create(fresh()), held);
+    const decision = admit(createRequest(fresh()), held);
     expect(decision).toMatchObject({ outcome: 'Held', patch: [] });
     expect(decision.warnings).toEqual([
       'gracefulshutdown.dev/web-tier: no shutdown settings added: a rollout the policy started failed in this namespace, or in rollout.breakerNamespaces namespaces (kubectl describe gsp web-tier)',
     ]);
-    expect(admit(create(fresh({ namespace: 'team-b' })), held).outcome).toBe('Mutated');
+    expect(admit(createRequest(fresh({ namespace: 'team-b' })), held).outcome).toBe('Mutated');
   });
 
   test('a malformed Deployment (not from the apiserver: containers a mapping, a null container) is skipped, never thrown on', () => {
     for (const containers of [{ web: {} }, [null], [{ name: 5 }], [{ name: 'web', ports: {} }]]) {
       const object = fresh() as unknown as { spec: { template: { spec: { containers: unknown } } } };
       object.spec.template.spec.containers = containers;
-      expect(admit(create(object as V1Deployment), context([enforce()]))).toMatchObject({
+      expect(admit(createRequest(object as V1Deployment), context([enforce()]))).toMatchObject({
         outcome: 'Skipped',
         message: 'not a well-formed Deployment',
       });
@@ -265,12 +255,12 @@ describe('admit: Enforce', () => {
   });
 
   test("a request naming another namespace than its object's is skipped", () => {
-    const request = { ...create(fresh()), namespace: 'kube-system' };
+    const request = { ...createRequest(fresh()), namespace: 'kube-system' };
     expect(admit(request, context([enforce()]))).toMatchObject({
       outcome: 'Skipped',
       message: 'the object names another namespace than the request',
     });
-    expect(admit(create(fresh()), context([enforce()])).outcome).toBe('Mutated');
+    expect(admit(createRequest(fresh()), context([enforce()])).outcome).toBe('Mutated');
   });
 
   test('breakerOpenIn: the namespaces status holds, or all of them while RolloutBreakerOpen is True', () => {
@@ -295,7 +285,7 @@ describe('admit: Enforce', () => {
 
   test('an invalid annotation: nothing added, the warning names it', () => {
     const object = fresh({ annotations: { [READINESS_PORT_ANNOTATION]: 'not a port!' } });
-    const decision = admit(create(object), context([enforce()]));
+    const decision = admit(createRequest(object), context([enforce()]));
     expect(decision).toMatchObject({ outcome: 'Held', patch: [] });
     expect(decision.warnings[0]).toContain(`annotation ${READINESS_PORT_ANNOTATION}: "not a port!"`);
   });
@@ -306,13 +296,13 @@ describe('admit: Enforce', () => {
     });
     const ctx = context([enforce()]);
     ctx.policies.invalid.set('broken', { generation: 1, errors: [] });
-    expect(admit(create(object), ctx).outcome).toBe('Skipped');
+    expect(admit(createRequest(object), ctx).outcome).toBe('Skipped');
   });
 });
 
 describe('admit: Audit', () => {
   test('changes nothing and says what the policy recommends', () => {
-    const decision = admit(create(fresh()), context([audit()]));
+    const decision = admit(createRequest(fresh()), context([audit()]));
     expect(decision).toMatchObject({ outcome: 'Warned', patch: [] });
     expect(decision.warnings).toEqual([
       'gracefulshutdown.dev/web-tier (Audit): containers[web].readinessProbe: missing -> httpGet /readyz:8080',
@@ -324,8 +314,11 @@ describe('admit: Audit', () => {
 
   test('a compliant Deployment gets no warning', () => {
     const p = audit();
-    const compliant = patched(fresh(), admit(create(fresh()), context([enforce()])).patch);
-    expect(admit(create(compliant), context([p]))).toMatchObject({ outcome: 'Compliant', warnings: [] });
+    const compliant = patched(fresh(), admit(createRequest(fresh()), context([enforce()])).patch);
+    expect(admit(createRequest(compliant), context([p]))).toMatchObject({
+      outcome: 'Compliant',
+      warnings: [],
+    });
   });
 });
 
@@ -341,14 +334,14 @@ describe('admit: the probe matches the protocol (a new Deployment has no pod to 
     ['http', ['http', 8080], { httpGet: { path: '/readyz', port: 8080 } }],
   ])('a new Deployment whose port is %s', (_title, port, want) => {
     const object = fresh({ containers: [container('web', [port])] });
-    const decision = admit(create(object), context([enforce()]));
+    const decision = admit(createRequest(object), context([enforce()]));
     expect(decision.outcome).toBe('Mutated');
     expect(probeOf(decision, object)).toMatchObject(want);
   });
 
   test('the fallback says why in a warning', () => {
     const object = fresh({ containers: [container('web', [['api', 8080]])] });
-    const decision = admit(create(object), context([enforce()]));
+    const decision = admit(createRequest(object), context([enforce()]));
     expect(decision.warnings.join('\n')).toContain(
       'ProbeFallback: a new Deployment has no pod yet: GET /readyz on port 8080 of web cannot be checked at admission',
     );
@@ -356,7 +349,10 @@ describe('admit: the probe matches the protocol (a new Deployment has no pod to 
 
   test('gRPC with grpcHealthService: the kubelet grpc probe; a Service appProtocol is read', () => {
     const grpc = fresh({ containers: [container('web', [['grpc', 9090]])] });
-    const decision = admit(create(grpc), context([enforce({ readinessProbe: { grpcHealthService: true } })]));
+    const decision = admit(
+      createRequest(grpc),
+      context([enforce({ readinessProbe: { grpcHealthService: true } })]),
+    );
     expect(probeOf(decision, grpc)).toMatchObject({ grpc: { port: 9090 } });
     const redis = fresh({ containers: [container('web', [['http', 6379]])] });
     const services = {
@@ -369,7 +365,7 @@ describe('admit: the probe matches the protocol (a new Deployment has no pod to 
         },
       ],
     };
-    expect(probeOf(admit(create(redis), context([enforce()], { services })), redis)).toMatchObject({
+    expect(probeOf(admit(createRequest(redis), context([enforce()], { services })), redis)).toMatchObject({
       tcpSocket: { port: 6379 },
     });
   });
@@ -377,7 +373,7 @@ describe('admit: the probe matches the protocol (a new Deployment has no pod to 
   test("an UPDATE changing the template replaces the operator's tcpSocket fallback with a verified httpGet", () => {
     const p = enforce();
     const created = fresh({ containers: [container('web', [['api', 8080]])] });
-    const admitted = patched(created, admit(create(created), context([p])).patch);
+    const admitted = patched(created, admit(createRequest(created), context([p])).patch);
     expect(admitted.spec?.template?.spec?.containers[0]?.readinessProbe?.tcpSocket).toBeDefined();
     const running: V1Deployment = { ...admitted, status: { replicas: 2, updatedReplicas: 2 } };
     const bumped = structuredClone(running);
