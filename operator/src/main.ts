@@ -13,7 +13,7 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from './api/annotations.ts';
-import { GROUP, type LabelSelector, PLURAL, VERSION } from './api/policy.ts';
+import { GROUP, PLURAL, VERSION } from './api/policy.ts';
 import { ConfigError, loadConfig, usage } from './config.ts';
 import { deploymentController } from './controllers/deployment-controller.ts';
 import { createOperatorMetrics } from './controllers/metrics.ts';
@@ -25,7 +25,7 @@ import { RolloutTracker } from './controllers/rollout-tracker.ts';
 import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
 import { StatusPacer } from './controllers/status-pacer.ts';
-import { BY_NAMESPACE, ClusterView, type PolicyObject } from './controllers/view.ts';
+import { ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
@@ -51,11 +51,10 @@ import { LatencyRefresher } from './latency/refresher.ts';
 import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
 import { clusterFacts } from './policy/desired.ts';
-import { deploymentKey, labelSelectorMatches } from './policy/match.ts';
 import { PlanMemo } from './policy/plan.ts';
 import { RecordSeal } from './policy/record-seal.ts';
 import { owningDeployment } from './policy/shutdowns.ts';
-import { ownedByDeployment, ProbeVerifier } from './probes/verifier.ts';
+import { ProbeVerifier } from './probes/verifier.ts';
 import { fenced, fencedRecorder } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
@@ -158,43 +157,31 @@ async function main(): Promise<void> {
         transform: serviceCacheTransform,
         ...informerTimings('services'),
       }),
+      // Pods, for the Scrape source, probe checks and the shutdown observer (read from this
+      // cache, never listed per pass): only pods of Deployments (a ReplicaSet's, by name),
+      // trimmed to what is read.
+      pods: new Informer<V1Pod>({
+        name: 'pods',
+        kubeConfig,
+        path: '/api/v1/pods',
+        list: (options) => core.listPodForAllNamespaces(options),
+        filter: (pod) => owningDeployment(pod) !== undefined,
+        transform: podCacheTransform,
+        ...informerTimings('pods'),
+      }),
     },
     { seal },
   );
+  const pods = view.pods as Informer<V1Pod>;
   const services = { inNamespace: (namespace: string) => view.servicesIn(namespace) };
 
   const tracker = new RolloutTracker();
-  // Pods, for the Scrape source and probe verification (read from this cache, never listed per pass).
-  // Only pods of Deployments (a ReplicaSet's, by name), trimmed to what is read, indexed by it.
-  const pods = new Informer<V1Pod>({
-    name: 'pods',
-    kubeConfig,
-    path: '/api/v1/pods',
-    list: (options) => core.listPodForAllNamespaces(options),
-    filter: (pod) => owningDeployment(pod) !== undefined,
-    transform: podCacheTransform,
-    ...informerTimings('pods'),
-  });
-  const podsByDeployment = 'deployment';
-  pods.addIndex(podsByDeployment, (pod) => [`${pod.metadata?.namespace}/${owningDeployment(pod)}`]);
-  pods.addIndex(BY_NAMESPACE, (pod) => [pod.metadata?.namespace ?? '']);
   const probeVerifier = new ProbeVerifier();
   const shutdownHistory = new ShutdownHistory();
   const estimates = new EstimateCache();
   // One planning per change: the status pass reuses the deployment controller's plans.
   const plans = new PlanMemo({ services });
-  /** A Deployment's pods from the cache: its selector's, owned by its ReplicaSets. */
-  const podsOf = (deployment: V1Deployment): V1Pod[] => {
-    const selector = deployment.spec?.selector;
-    return pods
-      .byIndex(podsByDeployment, deploymentKey(deployment))
-      .filter(
-        (p) =>
-          selector !== undefined &&
-          labelSelectorMatches(selector as LabelSelector, p.metadata?.labels) &&
-          ownedByDeployment(p, deployment),
-      );
-  };
+  const podsOf = (deployment: V1Deployment) => view.podsOf(deployment);
   const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
   // Readiness probe checks run here, outside the reconcile workers (controllers/probe-checks.ts).
   const probeChecks = new ProbeChecks({
@@ -220,7 +207,7 @@ async function main(): Promise<void> {
         timeoutMs: config.latency.timeoutMs,
       }),
       Scrape: new ScrapeSource({
-        pods: (namespace) => pods.byIndex(BY_NAMESPACE, namespace),
+        pods: (namespace) => view.podsIn(namespace),
         timeoutMs: config.latency.timeoutMs,
       }),
     },

@@ -1,4 +1,4 @@
-import type { V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION } from '../api/annotations.ts';
 import { deployment, ROLLING_STATUS, sealed, TEST_SEAL } from '../policy/test-fixtures.ts';
@@ -176,5 +176,51 @@ describe('ClusterView Services', () => {
   test('without a Services informer: none', () => {
     const h = harness([red('a')], []);
     expect(h.view.servicesIn('shop')).toEqual([]);
+  });
+});
+
+describe('ClusterView pods', () => {
+  const pod = (
+    name: string,
+    labels: Record<string, string>,
+    replicaSet: string,
+    namespace = 'shop',
+  ): V1Pod => ({
+    metadata: {
+      name,
+      namespace,
+      labels,
+      ownerReferences: [
+        { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: replicaSet, uid: replicaSet, controller: true },
+      ],
+    },
+  });
+  const view = (pods: V1Pod[]) =>
+    new ClusterView({
+      deployments: new FakeInformer<V1Deployment>(namespaced, []) as ViewInformer<V1Deployment>,
+      namespaces: new FakeInformer<V1Namespace>(clusterScoped, []) as ViewInformer<V1Namespace>,
+      policies: new FakeInformer<PolicyObject>(clusterScoped, []) as ViewInformer<PolicyObject>,
+      pods: new FakeInformer<V1Pod>(namespaced, pods) as ViewInformer<V1Pod>,
+    });
+
+  test("a Deployment's pods: its ReplicaSets' that its selector matches; not another workload's, nor another namespace's", () => {
+    const web = deployment({ name: 'web' });
+    const v = view([
+      pod('web-1', { app: 'web', 'pod-template-hash': 'abc' }, 'web-abc'),
+      pod('web-2', { app: 'web', 'pod-template-hash': 'def' }, 'web-def'),
+      // Negative controls: a Deployment whose name extends this one's, selector-matching labels.
+      pod('web-api-1', { app: 'web', 'pod-template-hash': 'xyz' }, 'web-api-xyz'),
+      pod('web-3', { app: 'other', 'pod-template-hash': 'abc' }, 'web-abc'),
+      pod('web-4', { app: 'web', 'pod-template-hash': 'abc' }, 'web-abc', 'lab'),
+    ]);
+    expect(v.podsOf(web).map((p) => p.metadata?.name)).toEqual(['web-1', 'web-2']);
+    expect(v.podsIn('lab').map((p) => p.metadata?.name)).toEqual(['web-4']);
+    // Without a pod cache: none.
+    const none = new ClusterView({
+      deployments: new FakeInformer<V1Deployment>(namespaced, []) as ViewInformer<V1Deployment>,
+      namespaces: new FakeInformer<V1Namespace>(clusterScoped, []) as ViewInformer<V1Namespace>,
+      policies: new FakeInformer<PolicyObject>(clusterScoped, []) as ViewInformer<PolicyObject>,
+    });
+    expect(none.podsOf(web)).toEqual([]);
   });
 });

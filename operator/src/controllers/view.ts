@@ -2,15 +2,22 @@
 // once per resourceVersion, and the indexes kept from cache events so that no reconcile scans
 // every Deployment: which policies select each Deployment (and each policy's Deployments), and
 // which Deployments carry a rollout or a failure of the operator's (what the budget counts).
-import type { KubernetesObject, V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
-import { type FieldError, type GracefulShutdownPolicyStatus, parsePolicySpec } from '../api/policy.ts';
+import type { KubernetesObject, V1Deployment, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+import {
+  type FieldError,
+  type GracefulShutdownPolicyStatus,
+  type LabelSelector,
+  parsePolicySpec,
+} from '../api/policy.ts';
 import type { EventHandlers, Informer } from '../kube/informer.ts';
 import { rolloutCompleted } from '../policy/budget.ts';
-import { deploymentKey, deploymentNamespace, policySelects } from '../policy/match.ts';
+import { deploymentKey, deploymentNamespace, labelSelectorMatches, policySelects } from '../policy/match.ts';
 import { readAppliedRecord } from '../policy/ownership.ts';
 import { type CachedService, serviceSelects } from '../policy/protocols.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
+import { owningDeployment } from '../policy/shutdowns.ts';
 import type { ValidPolicy } from '../policy/types.ts';
+import { ownedByDeployment } from '../probes/verifier.ts';
 
 /** A policy as stored: the spec is unknown until parsed (an old CRD may let anything through). */
 export interface PolicyObject extends KubernetesObject {
@@ -25,6 +32,8 @@ export interface ParsedPolicies {
 
 /** The index by namespace, of the Deployment, Service and pod caches. */
 export const BY_NAMESPACE = 'namespace';
+/** The index of the pod cache by the Deployment owning the pod's ReplicaSet (namespace/name). */
+const BY_DEPLOYMENT = 'deployment';
 
 /** The informer surface the view reads and indexes (tests substitute a map-backed one). */
 export type ViewInformer<T extends KubernetesObject> = Pick<
@@ -49,6 +58,8 @@ export class ClusterView {
   readonly policies: Informer<PolicyObject>;
   /** Services (trimmed: selector and ports), whose ports say what a container port speaks. */
   readonly services: Informer<V1Service> | undefined;
+  /** Pods of Deployments (trimmed), for the Scrape source and probe checks. */
+  readonly pods: Informer<V1Pod> | undefined;
   readonly #serviceListeners: ((keys: string[]) => void)[] = [];
   readonly #parsed = new Map<string, { resourceVersion: string; result: ValidPolicy | FieldError[] }>();
   /** key -> names of the valid policies selecting the Deployment. */
@@ -73,6 +84,8 @@ export class ClusterView {
       policies: ViewInformer<PolicyObject>;
       /** Omitted: no Services are read (a port's protocol comes from its own name alone). */
       services?: ViewInformer<V1Service>;
+      /** Omitted: no pods are read (podsOf and podsIn find none). */
+      pods?: ViewInformer<V1Pod>;
     },
     options: {
       /** Checks the records' seals: only a sealed rollout or failure enters rolloutsOf. */
@@ -84,7 +97,10 @@ export class ClusterView {
     this.namespaces = informers.namespaces as Informer<V1Namespace>;
     this.policies = informers.policies as Informer<PolicyObject>;
     this.services = informers.services as Informer<V1Service> | undefined;
+    this.pods = informers.pods as Informer<V1Pod> | undefined;
     this.deployments.addIndex(BY_NAMESPACE, (d) => [deploymentNamespace(d)]);
+    this.pods?.addIndex(BY_DEPLOYMENT, (pod) => [`${pod.metadata?.namespace}/${owningDeployment(pod)}`]);
+    this.pods?.addIndex(BY_NAMESPACE, (pod) => [pod.metadata?.namespace ?? '']);
     if (this.services) {
       this.services.addIndex(BY_NAMESPACE, (service) => [service.metadata?.namespace ?? '']);
       this.services.addHandlers({
@@ -161,6 +177,24 @@ export class ClusterView {
       .filter((d) => selectors.some((s) => serviceSelects(s, d.spec?.template?.metadata?.labels)))
       .map(deploymentKey);
     if (keys.length > 0) for (const listener of this.#serviceListeners) listener(keys);
+  }
+
+  /** A Deployment's pods from the cache: its selector's, owned by its ReplicaSets. */
+  podsOf(deployment: V1Deployment): V1Pod[] {
+    const selector = deployment.spec?.selector;
+    if (!this.pods || selector === undefined) return [];
+    return this.pods
+      .byIndex(BY_DEPLOYMENT, deploymentKey(deployment))
+      .filter(
+        (p) =>
+          labelSelectorMatches(selector as LabelSelector, p.metadata?.labels) &&
+          ownedByDeployment(p, deployment),
+      );
+  }
+
+  /** The cached pods (of Deployments) of a namespace. */
+  podsIn(namespace: string): V1Pod[] {
+    return this.pods?.byIndex(BY_NAMESPACE, namespace) ?? [];
   }
 
   namespaceLabels(namespace: string | undefined): Record<string, string> | undefined {
