@@ -240,9 +240,14 @@ export function watchDeployments(
     onUpdate: (deployment, old) => {
       const key = deploymentKey(deployment);
       if (view.policiesSelecting(key).length > 0) tracker.observe(key, deployment);
-      if (deploymentChangeMatters(key, old, deployment, memory)) queue.enqueue(key);
+      // During a write of the operator's, decided once its answer says which is the echo.
+      const held = memory.expectations.hold(key, old, deployment);
+      if (!held && deploymentChangeMatters(key, old, deployment, memory)) queue.enqueue(key);
       if (isRolling(old) && !isRolling(deployment)) wakeForFreeSlots(readAppliedRecord(deployment)?.policy);
     },
+  });
+  memory.expectations.onReleased((key, held) => {
+    if (held.some(([old, current]) => deploymentChangeMatters(key, old, current, memory))) queue.enqueue(key);
   });
   // Who selects it changed (a policy's, a namespace's labels): a release or another policy's plan.
   view.onSelectionChange((key, _policies, selectionChanged) => {

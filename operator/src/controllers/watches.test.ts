@@ -380,3 +380,33 @@ describe('the change filter against a real rollout (testdata/rollout-events.json
     expect(woken.flat().length).toBeLessThan(recorded.length);
   });
 });
+
+describe('an update that arrives while the write is in flight (its watch event before its answer)', () => {
+  const before = deployment({ name: 'a', generation: 1 });
+  const echo = {
+    ...before,
+    metadata: { ...before.metadata, generation: 2, annotations: { [APPLIED_ANNOTATION]: '{}' } },
+  };
+
+  test('held until the answer: the echo wakes nothing', () => {
+    const h = harness([before], [shopOnly]);
+    h.take();
+    h.memory.expectations.begin('shop/a');
+    h.deployments.put(echo);
+    expect(h.take().deployments).toEqual([]);
+    h.memory.expectations.wrote('shop/a', echo);
+    h.memory.expectations.end('shop/a');
+    expect(h.take().deployments).toEqual([]);
+  });
+
+  test("negative control: someone else's change held meanwhile wakes it once the write ended, answered or failed", () => {
+    const h = harness([before], [shopOnly]);
+    h.take();
+    h.memory.expectations.begin('shop/a');
+    h.deployments.put(echo);
+    expect(h.take().deployments).toEqual([]);
+    // The write failed: no expectation, the update is a change of someone else's.
+    h.memory.expectations.end('shop/a');
+    expect(h.take().deployments).toEqual(['shop/a']);
+  });
+});

@@ -16,6 +16,37 @@ import type { ApplyConfiguration } from '../../policy/ownership.ts';
  */
 export class Expectations {
   readonly #written = new Map<string, { uid: string | undefined; generation: number }>();
+  /**
+   * key -> the updates the cache delivered while a write to it was in flight. The watch event of
+   * a write can arrive before its answer (the answer is parsed into typed objects, the event is
+   * not): which of them is the echo is known only once the answer is in.
+   */
+  readonly #held = new Map<string, [old: V1Deployment, current: V1Deployment][]>();
+  readonly #released: ((key: string, held: [V1Deployment, V1Deployment][]) => void)[] = [];
+
+  /** A write to the key starts. */
+  begin(key: string): void {
+    this.#held.set(key, []);
+  }
+
+  /** While a write to the key is in flight, its updates wait here for the answer (true: held). */
+  hold(key: string, old: V1Deployment, current: V1Deployment): boolean {
+    const held = this.#held.get(key);
+    held?.push([old, current]);
+    return held !== undefined;
+  }
+
+  /** The write ended (answered or failed): the updates held meanwhile go to the listeners. */
+  end(key: string): void {
+    const held = this.#held.get(key) ?? [];
+    this.#held.delete(key);
+    if (held.length > 0) for (const listener of this.#released) listener(key, held);
+  }
+
+  /** Called with the updates held during a write, once it ended (the watches filter them then). */
+  onReleased(listener: (key: string, held: [V1Deployment, V1Deployment][]) => void): void {
+    this.#released.push(listener);
+  }
 
   /** A write of this replica's returned `updated`. */
   wrote(key: string, updated: V1Deployment): void {
@@ -78,9 +109,14 @@ export class DeploymentWrites {
   async apply(key: string, signal: AbortSignal, config: ApplyConfiguration): Promise<V1Deployment> {
     // Leadership lost or stopping: another replica may be writing now.
     signal.throwIfAborted();
-    const updated = await this.#writer.apply(config, signal);
-    this.#expectations.wrote(key, updated);
-    return updated;
+    this.#expectations.begin(key);
+    try {
+      const updated = await this.#writer.apply(config, signal);
+      this.#expectations.wrote(key, updated);
+      return updated;
+    } finally {
+      this.#expectations.end(key);
+    }
   }
 
   /** A JSON Patch of the Deployment (what server-side apply cannot express). */
