@@ -241,16 +241,6 @@ export class WorkQueue {
     return this.#queue.length;
   }
 
-  /** Keys currently held by workers. */
-  processingKeys(): string[] {
-    return [...this.#processing.keys()];
-  }
-
-  /** Keys waiting for a delayed add. */
-  delayedKeys(): string[] {
-    return [...this.#delayed.keys()];
-  }
-
   isShuttingDown(): boolean {
     return this.#shuttingDown;
   }
