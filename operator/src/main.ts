@@ -20,7 +20,7 @@ import { createOperatorMetrics } from './controllers/metrics.ts';
 import { policyStatusController } from './controllers/policy-status-controller.ts';
 import { ProbeChecks } from './controllers/probe-checks.ts';
 import { ProbeRecheck } from './controllers/probe-recheck.ts';
-import { PublishedVerdicts, reportController } from './controllers/report-controller.ts';
+import { PublishedStatuses, reportController } from './controllers/report-controller.ts';
 import { RolloutTracker } from './controllers/rollout-tracker.ts';
 import { ShutdownHistory } from './controllers/shutdown-history.ts';
 import { shutdownObserver } from './controllers/shutdown-observer.ts';
@@ -269,11 +269,11 @@ async function main(): Promise<void> {
     { estimateChanged: refresher.changed, killed, probeChecksDone: probeChecks.done },
     { ...runtime, workers: config.workers },
   );
-  // Policy reports: the status pass publishes its verdicts, this controller writes them.
-  const verdicts = new PublishedVerdicts();
+  // Policy reports: the status pass publishes every workload status, this controller writes them.
+  const published = new PublishedStatuses();
   const reports = reportController(
     {
-      verdicts,
+      published,
       store: fenced(createReportStore(kubeConfig.makeApiClient(ApisApi), custom), () => manager.isLeader()),
       metrics: operatorMetrics,
       resyncMs: config.resyncMs,
@@ -294,7 +294,7 @@ async function main(): Promise<void> {
       seal,
       resyncMs: config.resyncMs,
       pacer: new StatusPacer({ minMs: statusDebounceMs }),
-      verdicts,
+      published,
       tracker,
     },
     { estimateChanged: refresher.changed, killed, verdictFound: probeRecheck.verdictFound },

@@ -52,7 +52,7 @@ import {
   removeDistribution,
   setDistribution,
 } from './metrics.ts';
-import type { PublishedVerdicts } from './report-controller.ts';
+import type { PublishedStatuses } from './report-controller.ts';
 import { RolloutBudget } from './rollout-budget.ts';
 import { RolloutTracker } from './rollout-tracker.ts';
 import type { StatusPacer } from './status-pacer.ts';
@@ -85,7 +85,7 @@ export interface PolicyStatusControllerDeps {
    * Every verdict of a valid policy's pass (the status lists only the first 100), with the
    * Deployments' uids: the policy reports are written from them (report-controller.ts).
    */
-  verdicts?: Pick<PublishedVerdicts, 'publish'>;
+  published?: Pick<PublishedStatuses, 'publish'>;
   /**
    * The Deployment controller's memory of its rollouts (rollout-tracker.ts): the waits the
    * status reports are the ones the controller decides. Its own (empty) one when absent.
@@ -237,13 +237,13 @@ export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconc
         if (verdict) workloads.push(verdict);
       }
       const latency = latencyObservedCondition(policy.spec.observedLatency.source, latencyProblems);
-      if (deps.verdicts && object.metadata?.uid) {
+      if (deps.published && object.metadata?.uid) {
         const uids = new Map<string, string>();
         for (const w of workloads) {
           const uid = view.deployments.get(`${w.namespace}/${w.name}`)?.metadata?.uid;
           if (uid) uids.set(`${w.namespace}/${w.name}`, uid);
         }
-        deps.verdicts.publish({ name, uid: object.metadata.uid }, workloads, uids, now);
+        deps.published.publish({ name, uid: object.metadata.uid }, workloads, uids, now);
       }
       status = summarizePolicyStatus({
         policy,

@@ -4,7 +4,7 @@ import type { WorkloadStatus } from '../api/policy.ts';
 import type { ReportStore } from '../kube/reports.ts';
 import { silentLogger } from '../log.ts';
 import { createOperatorMetrics } from './metrics.ts';
-import { PublishedVerdicts, reportReconciler } from './report-controller.ts';
+import { PublishedStatuses, reportReconciler } from './report-controller.ts';
 
 const verdict: WorkloadStatus = {
   namespace: 'shop',
@@ -14,9 +14,9 @@ const verdict: WorkloadStatus = {
 } as WorkloadStatus;
 
 function setup(store: Partial<ReportStore>) {
-  const verdicts = new PublishedVerdicts();
+  const published = new PublishedStatuses();
   const reconcile = reportReconciler({
-    verdicts,
+    published,
     store: {
       servedApi: async () => undefined,
       list: async () => [],
@@ -28,9 +28,9 @@ function setup(store: Partial<ReportStore>) {
     resyncMs: 60_000,
   });
   const publish = () =>
-    verdicts.publish({ name: 'p', uid: 'u' }, [verdict], new Map([['shop/web', 'd']]), new Date());
+    published.publish({ name: 'p', uid: 'u' }, [verdict], new Map([['shop/web', 'd']]), new Date());
   const run = () => reconcile('p', new AbortController().signal, silentLogger());
-  return { verdicts, publish, run };
+  return { published, publish, run };
 }
 
 describe('report controller', () => {
@@ -38,12 +38,12 @@ describe('report controller', () => {
     const written = setup({ servedApi: async () => 'openreports' as const });
     written.publish();
     await written.run();
-    expect(written.verdicts.get('p')).toBeUndefined();
+    expect(written.published.get('p')).toBeUndefined();
 
     const none = setup({});
     none.publish();
     expect(await none.run()).toEqual({ requeueAfterMs: 60_000 });
-    expect(none.verdicts.get('p')).toBeUndefined();
+    expect(none.published.get('p')).toBeUndefined();
   });
 
   test('keeps them when a write fails (the retry needs them) and when a newer pass published meanwhile', async () => {
@@ -55,7 +55,7 @@ describe('report controller', () => {
     });
     failing.publish();
     await expect(failing.run()).rejects.toThrow('apiserver down');
-    expect(failing.verdicts.get('p')).toBeDefined();
+    expect(failing.published.get('p')).toBeDefined();
 
     const racing = setup({
       servedApi: async () => {
@@ -64,9 +64,9 @@ describe('report controller', () => {
       },
     });
     racing.publish();
-    const first = racing.verdicts.get('p');
+    const first = racing.published.get('p');
     await racing.run();
-    expect(racing.verdicts.get('p')).toBeDefined();
-    expect(racing.verdicts.get('p')).not.toBe(first);
+    expect(racing.published.get('p')).toBeDefined();
+    expect(racing.published.get('p')).not.toBe(first);
   });
 });

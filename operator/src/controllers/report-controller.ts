@@ -1,6 +1,6 @@
 // The policy report controller (policy-report) keeps the policy reports (policy/reports.ts) in
 // step with the status. What wakes it: the status controller publishing every verdict of a pass
-// (PublishedVerdicts.published; not only the status's first 100). It writes one
+// (PublishedStatuses.published; not only the status's first 100). It writes one
 // report per namespace where the content changed and deletes the ones of namespaces the policy no
 // longer covers. A separate controller so that a report API that is missing or failing never
 // holds up the status. Reports are owned by their policy: deleting it deletes them (GC).
@@ -23,12 +23,12 @@ interface Published {
 }
 
 /**
- * The latest verdicts per policy, from the status controller's last pass, until the report
+ * The workload statuses (every verdict) per policy, from the status controller's last pass, until the report
  * controller has handled them: every verdict of a 10,000-Deployment policy is kept only between
  * a status pass and the report pass after it, not for the life of the process.
  */
-export class PublishedVerdicts {
-  /** A pass published the policy's verdicts. */
+export class PublishedStatuses {
+  /** A pass published the policy's workload statuses. */
   readonly published = new Trigger<[policy: string]>();
   readonly #latest = new Map<string, Published>();
 
@@ -42,7 +42,7 @@ export class PublishedVerdicts {
     this.published.emit(policy.name);
   }
 
-  /** These verdicts are handled: dropped, unless a newer pass has published since. */
+  /** These statuses are handled: dropped, unless a newer pass has published since. */
   handled(policy: string, published: Published): void {
     if (this.#latest.get(policy) === published) this.#latest.delete(policy);
   }
@@ -53,7 +53,7 @@ export class PublishedVerdicts {
 }
 
 export interface ReportControllerDeps {
-  verdicts: PublishedVerdicts;
+  published: PublishedStatuses;
   store: ReportStore;
   metrics: Pick<OperatorMetrics, 'reportWrites'>;
   /** Without a report API, look again this often (a CRD installed later). */
@@ -62,14 +62,14 @@ export interface ReportControllerDeps {
 
 export function reportReconciler(deps: ReportControllerDeps): Reconcile {
   return async (policy, signal, log) => {
-    const published = deps.verdicts.get(policy);
+    const published = deps.published.get(policy);
     // The policy is gone (its reports go with it, GC) or not yet evaluated.
     if (!published) return;
     const api = await deps.store.servedApi(signal);
     if (!api) {
       log.debug({ policy }, 'no report API served (openreports.io, wgpolicyk8s.io): no reports');
       // The status resync publishes again, and a report API installed since is found then.
-      deps.verdicts.handled(policy, published);
+      deps.published.handled(policy, published);
       return { requeueAfterMs: deps.resyncMs };
     }
     const wanted = policyReports({
@@ -100,8 +100,8 @@ export function reportReconciler(deps: ReportControllerDeps): Reconcile {
       writes++;
     }
     if (writes > 0) log.info({ policy, api, reports: wanted.length, writes }, 'policy reports updated');
-    // A failed write throws before this: the reconcile is retried with the verdicts still there.
-    deps.verdicts.handled(policy, published);
+    // A failed write throws before this: the reconcile is retried with the statuses still there.
+    deps.published.handled(policy, published);
   };
 }
 
@@ -117,7 +117,7 @@ function normalized(body: ReportBody): ReportBody {
   };
 }
 
-/** The controller with its watch (the verdicts published), ready for the manager. */
+/** The controller with its watch (the statuses published), ready for the manager. */
 export function reportController(
   deps: ReportControllerDeps,
   options: { logger: Logger; metrics: RuntimeMetrics },
@@ -128,6 +128,6 @@ export function reportController(
     ...options,
     reconcile: reportReconciler(deps),
   });
-  deps.verdicts.published.on((policy) => controller.enqueue(policy));
+  deps.published.published.on((policy) => controller.enqueue(policy));
   return controller;
 }
