@@ -33,6 +33,7 @@ import type { V1Container, V1ContainerPort, V1LabelSelector, V1Pod } from '@kube
 import type { LabelSelector, ObservedLatencyPolicy } from '../api/policy.ts';
 import { labelSelectorMatches } from '../policy/match.ts';
 import type { LatencyObservation } from '../policy/types.ts';
+import { podUrl } from '../util/pod-url.ts';
 import { parsePrometheusDuration } from './duration.ts';
 import { DEFAULT_EXPOSITION_LIMITS, type ExpositionLimits, readHistogram } from './exposition.ts';
 import { type Bucket, bucketDelta, bucketQuantile, mergeBuckets } from './histogram.ts';
@@ -317,8 +318,7 @@ export class ScrapeSource implements LatencySource {
           : `not scraped: no container of the pod declares a TCP port named "${port}"`,
       );
     }
-    const ip = pod.status?.podIP ?? '';
-    const url = `http://${ip.includes(':') ? `[${ip}]` : ip}:${portNumber}${path}`;
+    const url = podUrl(pod.status?.podIP ?? '', portNumber, path);
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     try {

@@ -107,6 +107,19 @@ describe('the seal on the operator record', () => {
     expect(() => new RecordSeal(Buffer.alloc(16))).toThrow(/16 bytes; at least 32/);
   });
 
+  test('stableJson gives the bytes the seals of existing records were made over', () => {
+    const sample = {
+      z: 1,
+      a: [3, null, { y: 'é', b: null, c: [] }],
+      m: { é: true, B: false, b: 0.5 },
+      n: null,
+      s: 'q"uote',
+    };
+    expect(stableJson(sample)).toBe(
+      '{"a":[3,null,{"b":null,"c":[],"y":"é"}],"m":{"B":false,"b":0.5,"é":true},"n":null,"s":"q\\"uote","z":1}',
+    );
+  });
+
   test('stableJson sorts keys at every level and keeps null', () => {
     expect(stableJson({ b: 1, a: { d: null, c: [2, { f: 1, e: 0 }] }, u: undefined })).toBe(
       '{"a":{"c":[2,{"e":0,"f":1}],"d":null},"b":1}',

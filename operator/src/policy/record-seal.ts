@@ -6,7 +6,9 @@
 // tenants cannot read) over the Deployment's UID and the record. A forged record has no valid
 // seal; a record copied to another Deployment names the wrong UID; an edited one no longer
 // matches (docs/design/rollouts.md).
+
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import stableStringify from 'safe-stable-stringify';
 
 /** The smallest key accepted: 256 bits, the HMAC-SHA256 block's security level. */
 export const RECORD_KEY_MIN_BYTES = 32;
@@ -15,20 +17,12 @@ const VERSION = 'v1';
 
 /**
  * JSON with object keys sorted at every level and nothing dropped (null stays null: in a record
- * it means "absent before", which Revert acts on). Values are those JSON.parse returns.
+ * it means "absent before", which Revert acts on); undefined members are left out, as
+ * JSON.stringify does. Values are those JSON.parse returns. (safe-stable-stringify: the same
+ * bytes as the hand-written version it replaced, so seals made before stay valid; a test pins them.)
  */
 export function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.keys(value)
-      .sort()
-      .flatMap((key) => {
-        const member = (value as Record<string, unknown>)[key];
-        return member === undefined ? [] : [`${JSON.stringify(key)}:${stableJson(member)}`];
-      });
-    return `{${entries.join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
+  return stableStringify(value) ?? 'null';
 }
 
 export class RecordSeal {

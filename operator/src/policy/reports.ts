@@ -4,7 +4,9 @@
 // PolicyReport (the original). Facts: ../shared/notes/reports.md.
 // controllers/report-controller.ts writes them (server-side apply, owned by the policy, only when
 // the content changed) from the status controller's pass.
+
 import type { WorkloadStatus } from '../api/policy.ts';
+import { stableJson } from './record-seal.ts';
 
 export const REPORT_APIS = {
   openreports: { group: 'openreports.io', version: 'v1alpha1', kind: 'Report', plural: 'reports' },
@@ -143,17 +145,7 @@ export function policyReports(input: {
  */
 export function sameReport(a: ReportBody, b: ReportBody): boolean {
   const strip = (r: ReportBody) =>
-    canonical({ ...r, results: r.results.map(({ timestamp: _t, ...rest }) => rest) });
+    // Keys sorted: the apiserver stores a custom object's keys in its own order.
+    stableJson({ ...r, results: r.results.map(({ timestamp: _t, ...rest }) => rest) });
   return strip(a) === strip(b);
-}
-
-/** JSON with object keys sorted: the apiserver stores a custom object's keys in its own order. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (typeof value === 'object' && value !== null)
-    return `{${Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  return JSON.stringify(value);
 }

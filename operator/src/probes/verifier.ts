@@ -12,6 +12,7 @@ import type { V1Container, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { LRUCache } from 'lru-cache';
 import { deploymentUid } from '../policy/match.ts';
 import type { ProbeVerdict, ProbeVerdictLookup } from '../policy/types.ts';
+import { podUrl } from '../util/pod-url.ts';
 
 export type { ProbeVerdict } from '../policy/types.ts';
 
@@ -150,10 +151,6 @@ export interface ProbeAnswer {
   unreachable?: boolean;
 }
 
-function hostForUrl(ip: string): string {
-  return ip.includes(':') ? `[${ip}]` : ip;
-}
-
 const ERROR_CODES: Record<string, string> = {
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'connection reset',
@@ -194,7 +191,7 @@ function get(
 
 /** GET the path on the pod like the kubelet's httpGet probe does. Rejects only when `signal` aborts. */
 export async function checkProbe(target: ProbeTarget): Promise<ProbeAnswer> {
-  const url = `http://${hostForUrl(target.podIP)}:${target.port}${target.path}`;
+  const url = podUrl(target.podIP, target.port, target.path);
   target.signal?.throwIfAborted();
   const timeout = AbortSignal.timeout(target.timeoutMs);
   const signal = target.signal ? AbortSignal.any([target.signal, timeout]) : timeout;
