@@ -139,6 +139,18 @@ function containerPath(kind: 'containers' | 'initContainers', name: string): str
   return `spec.template.spec.${kind}[${name}]`;
 }
 
+/** terminationGracePeriodSeconds set under a container, where Kubernetes has no such field. */
+export function misplacedGracePeriods(
+  deployment: V1Deployment,
+): { kind: 'containers' | 'initContainers'; container: string; value: unknown }[] {
+  const podSpec = deployment.spec?.template?.spec;
+  return (['containers', 'initContainers'] as const).flatMap((kind) =>
+    ((podSpec?.[kind] ?? []) as (V1Container & Record<string, unknown>)[])
+      .filter((c) => c.terminationGracePeriodSeconds !== undefined)
+      .map((c) => ({ kind, container: c.name, value: c.terminationGracePeriodSeconds })),
+  );
+}
+
 /** The classic mistakes in one Deployment, read from the manifest as written. */
 export function lintDeployment(
   deployment: V1Deployment,
@@ -149,17 +161,12 @@ export function lintDeployment(
   const add = (rule: RuleId, message: string, fix: string) =>
     findings.push({ rule, severity: RULES[rule].severity, message, fix, ...where });
   const podSpec = deployment.spec?.template?.spec;
-  for (const kind of ['containers', 'initContainers'] as const) {
-    for (const container of (podSpec?.[kind] ?? []) as (V1Container & Record<string, unknown>)[]) {
-      const misplaced = container.terminationGracePeriodSeconds;
-      if (misplaced !== undefined)
-        add(
-          'MisplacedTerminationGracePeriod',
-          `${containerPath(kind, container.name)}.terminationGracePeriodSeconds: ${JSON.stringify(misplaced)} is not a container field; Kubernetes drops it (or rejects it with strict validation) and the pod keeps ${podSpec?.terminationGracePeriodSeconds ?? 30} s`,
-          `move it to spec.template.spec.terminationGracePeriodSeconds`,
-        );
-    }
-  }
+  for (const { kind, container, value } of misplacedGracePeriods(deployment))
+    add(
+      'MisplacedTerminationGracePeriod',
+      `${containerPath(kind, container)}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a container field; Kubernetes drops it (or rejects it with strict validation) and the pod keeps ${podSpec?.terminationGracePeriodSeconds ?? 30} s`,
+      `move it to spec.template.spec.terminationGracePeriodSeconds`,
+    );
   const grace = currentGraceSeconds(deployment);
   for (const container of regularContainers(deployment)) {
     const hook = container.lifecycle?.preStop;

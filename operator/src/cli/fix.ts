@@ -7,7 +7,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
 import type { ValidPolicy } from '../policy/types.ts';
-import { type AuditOptions, govern, isDeployment } from './audit.ts';
+import { type AuditOptions, govern, isDeployment, misplacedGracePeriods } from './audit.ts';
 import { ManifestError } from './manifests.ts';
 
 export interface Fixed {
@@ -33,30 +33,22 @@ function fixDeployment(
   const fixed: Fixed[] = [];
   const before = doc.toJS() as V1Deployment;
   const workload = `${before.metadata?.namespace ?? options.namespace}/${before.metadata?.name ?? ''}`;
-  const podSpec = before.spec?.template?.spec;
-  for (const kind of ['containers', 'initContainers'] as const) {
-    for (const container of (podSpec?.[kind] ?? []) as {
-      name: string;
-      terminationGracePeriodSeconds?: unknown;
-    }[]) {
-      const misplaced = container.terminationGracePeriodSeconds;
-      if (misplaced === undefined) continue;
-      const i = containerIndex(doc, kind, container.name);
-      doc.deleteIn([...POD_SPEC, kind, i, 'terminationGracePeriodSeconds']);
-      // The pod-level value, when there is one, is the one in effect: it stays.
-      const podLevel = doc.getIn([...POD_SPEC, 'terminationGracePeriodSeconds']);
-      if (podLevel === undefined && typeof misplaced === 'number') {
-        doc.setIn([...POD_SPEC, 'terminationGracePeriodSeconds'], misplaced);
-        fixed.push({
-          workload,
-          what: `moved terminationGracePeriodSeconds ${misplaced} from ${kind}[${container.name}] to the pod spec`,
-        });
-      } else
-        fixed.push({
-          workload,
-          what: `removed ${kind}[${container.name}].terminationGracePeriodSeconds (the pod spec sets ${String(podLevel)})`,
-        });
-    }
+  for (const { kind, container, value: misplaced } of misplacedGracePeriods(before)) {
+    const i = containerIndex(doc, kind, container);
+    doc.deleteIn([...POD_SPEC, kind, i, 'terminationGracePeriodSeconds']);
+    // The pod-level value, when there is one, is the one in effect: it stays.
+    const podLevel = doc.getIn([...POD_SPEC, 'terminationGracePeriodSeconds']);
+    if (podLevel === undefined && typeof misplaced === 'number') {
+      doc.setIn([...POD_SPEC, 'terminationGracePeriodSeconds'], misplaced);
+      fixed.push({
+        workload,
+        what: `moved terminationGracePeriodSeconds ${misplaced} from ${kind}[${container}] to the pod spec`,
+      });
+    } else
+      fixed.push({
+        workload,
+        what: `removed ${kind}[${container}].terminationGracePeriodSeconds (the pod spec sets ${String(podLevel)})`,
+      });
   }
 
   const { evaluation } = govern(doc.toJS() as V1Deployment, policies, options, namespaceLabels);
