@@ -13,6 +13,7 @@ import {
   type V1Deployment,
   Watch,
 } from '@kubernetes/client-node';
+import { FIELD_MANAGER } from '../../operator/src/api/annotations.ts';
 import { sampleDeployment } from '../operator/fixtures.ts';
 import { repoRoot } from '../operator/install.ts';
 import { LocalCluster } from './cluster.ts';
@@ -32,6 +33,7 @@ function trimmed(type: string, d: V1Deployment) {
       generation: d.metadata?.generation,
       resourceVersion: d.metadata?.resourceVersion,
       ...(d.metadata?.annotations ? { annotations: d.metadata.annotations } : {}),
+      ...(d.metadata?.managedFields ? { managedFields: d.metadata.managedFields } : {}),
     },
     spec: { replicas: d.spec?.replicas, paused: d.spec?.paused, template: d.spec?.template },
     status: d.status,
@@ -40,6 +42,8 @@ function trimmed(type: string, d: V1Deployment) {
 
 const cluster = await LocalCluster.start({ nodes: 1 });
 const events: ReturnType<typeof trimmed>[] = [];
+/** The write's answer, as the operator's writer gets it. */
+let written: V1Deployment | undefined;
 try {
   const kc = cluster.adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
@@ -72,11 +76,12 @@ try {
   );
   // The operator's kind of write: server-side apply of a preStop hook and the grace period,
   // with an annotation (a template change: one rollout).
-  await apps.patchNamespacedDeployment(
+  written = await apps.patchNamespacedDeployment(
     {
       namespace: NAMESPACE,
       name: NAME,
-      fieldManager: 'recorder',
+      // The operator's field manager: its cache keeps its own managedFields entry whole.
+      fieldManager: FIELD_MANAGER,
       force: true,
       body: {
         apiVersion: 'apps/v1',
@@ -102,5 +107,8 @@ try {
   await cluster.stop();
 }
 const out = join(repoRoot, 'operator', 'src', 'controllers', 'testdata', 'rollout-events.json');
-writeFileSync(out, `${JSON.stringify(events, null, 1)}\n`);
+writeFileSync(
+  out,
+  `${JSON.stringify({ written: written && trimmed('ANSWER', written), events }, null, 1)}\n`,
+);
 process.stdout.write(`${events.length} events written to ${out}\n`);

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
-import { APPLIED_ANNOTATION, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
-import { shareUnchangedParts } from '../kube/informer.ts';
+import { APPLIED_ANNOTATION, FIELD_MANAGER, PRESTOP_SECONDS_ANNOTATION } from '../api/annotations.ts';
+import { deploymentCacheTransform, shareUnchangedParts } from '../kube/informer.ts';
 import { deployment, ROLLING_STATUS, sealed, TEST_SEAL } from '../policy/test-fixtures.ts';
 import { Trigger } from '../runtime/trigger.ts';
 import { DeploymentMemory, deploymentChangeMatters, watchDeployments } from './deployment-controller.ts';
@@ -328,24 +328,28 @@ describe('Services', () => {
 });
 
 describe('the change filter against a real rollout (testdata/rollout-events.json, test/cluster/record-rollout.ts)', () => {
-  /** The events kube-controller-manager produced for one template change of a 2-replica Deployment. */
-  const recorded = (
-    JSON.parse(
-      readFileSync(new URL('./testdata/rollout-events.json', import.meta.url), 'utf8'),
-    ) as (V1Deployment & { type: string })[]
-  ).map(({ type: _type, ...object }) => object as V1Deployment);
-  const [written] = recorded;
-  if (!written) throw new Error('no recorded events');
+  /**
+   * One template change of a 2-replica Deployment by a server-side apply under the operator's
+   * field manager: the apply's answer, and the 9 watch events that followed (kube-controller-
+   * manager's Deployment controller), managedFields included.
+   */
+  const recording = JSON.parse(
+    readFileSync(new URL('./testdata/rollout-events.json', import.meta.url), 'utf8'),
+  ) as { written: V1Deployment & { type: string }; events: (V1Deployment & { type: string })[] };
+  const untyped = ({ type: _type, ...object }: V1Deployment & { type: string }) => object as V1Deployment;
+  const recorded = recording.events.map(untyped);
+  const written = untyped(recording.written);
+  /** What the operator's Deployment cache keeps of an object (main.ts). */
+  const transform = deploymentCacheTransform<V1Deployment>(FIELD_MANAGER);
   /** The Deployment before the write: the first generation, settled, without the write's changes. */
-  const before: V1Deployment = {
+  const before: V1Deployment = transform({
     ...structuredClone(written),
-    metadata: { ...written.metadata, generation: 1, annotations: {} },
+    metadata: { ...written.metadata, generation: 1, annotations: {}, managedFields: [] },
     spec: {
       ...written.spec,
       template: { ...written.spec?.template, spec: { containers: [{ name: 'web' }] } },
     },
-  } as V1Deployment;
-
+  } as V1Deployment);
   /** Replays the recorded events through the cache as the informer keeps it; the keys enqueued per event. */
   function replay(setup: (h: ReturnType<typeof harness>) => void): string[][] {
     const h = harness([before], [policyObject('all', {})]);
@@ -353,7 +357,7 @@ describe('the change filter against a real rollout (testdata/rollout-events.json
     h.take();
     let cached = before;
     return recorded.map((event) => {
-      cached = shareUnchangedParts(structuredClone(event), cached);
+      cached = shareUnchangedParts(transform(structuredClone(event)), cached);
       h.deployments.put(cached);
       return h.take().deployments;
     });
@@ -362,6 +366,22 @@ describe('the change filter against a real rollout (testdata/rollout-events.json
   test("the operator's write and its rollout: nothing wakes the reconcile that wrote (the echo and 8 status updates)", () => {
     const woken = replay((h) => h.memory.expectations.wrote('recorded/web', written));
     expect(woken).toEqual(recorded.map(() => []));
+  });
+
+  test('the same when the echo and the first status updates arrive before the write is answered', () => {
+    const h = harness([before], [policyObject('all', {})]);
+    h.take();
+    let cached = before;
+    const put = (event: V1Deployment) => {
+      cached = shareUnchangedParts(transform(structuredClone(event)), cached);
+      h.deployments.put(cached);
+    };
+    h.memory.expectations.begin('recorded/web');
+    for (const event of recorded.slice(0, 3)) put(event);
+    h.memory.expectations.wrote('recorded/web', written);
+    h.memory.expectations.end('recorded/web');
+    for (const event of recorded.slice(3)) put(event);
+    expect(h.take().deployments).toEqual([]);
   });
 
   test('negative control: the same events after a write of someone else wake it once, for the write', () => {
