@@ -52,6 +52,23 @@ describe('WorkQueue', () => {
     expect(queue.len()).toBe(0);
   });
 
+  it('a key added twice by one event while a worker waits is handed out once (client-go: taken when the worker runs)', async () => {
+    const queue = new WorkQueue();
+    const waiting = queue.get();
+    queue.add('a'); // the event's first handler
+    queue.add('a'); // its second: deduplicated, the key is still queued
+    expect(await waiting).toBe('a');
+    queue.done('a');
+    // Negative control: added again once the worker holds it, it comes back after done.
+    expect(queue.len()).toBe(0);
+    const next = queue.get();
+    queue.add('b');
+    expect(await next).toBe('b');
+    queue.add('b');
+    queue.done('b');
+    expect(queue.len()).toBe(1);
+  });
+
   it('hands a key to a waiting worker as soon as it is added', async () => {
     const queue = new WorkQueue();
     const waiting = queue.get();

@@ -156,6 +156,8 @@ export class WorkQueue {
   readonly #waiters: Waiter[] = [];
   readonly #drainWaiters: (() => void)[] = [];
   #shuttingDown = false;
+  /** A microtask will hand queued keys to waiting workers. */
+  #serving = false;
 
   constructor(options: WorkQueueOptions = {}) {
     this.#rateLimiter = options.rateLimiter ?? defaultControllerRateLimiter();
@@ -266,15 +268,31 @@ export class WorkQueue {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
+  /**
+   * Queues the key; a waiting worker takes it in a microtask, not at once: until the code that
+   * added it has finished (one watch event's handlers), adding it again is deduplicated, as in
+   * client-go, where a worker takes keys when it next runs. Handed out at once, a key added twice
+   * by one event (its selection changed, and its policy too) was reconciled twice.
+   */
   #push(key: string): void {
-    const waiter = this.#waiters.shift();
-    if (waiter !== undefined) {
-      this.#handOut(key);
-      waiter(key);
-      return;
-    }
     this.#queue.push(key);
     this.#metrics?.depth(this.#queue.length);
+    if (this.#waiters.length > 0 && !this.#serving) {
+      this.#serving = true;
+      queueMicrotask(() => this.#serveWaiters());
+    }
+  }
+
+  #serveWaiters(): void {
+    this.#serving = false;
+    if (this.#shuttingDown) return;
+    while (this.#waiters.length > 0 && this.#queue.length > 0) {
+      const key = this.#queue.shift() as string;
+      const waiter = this.#waiters.shift();
+      this.#metrics?.depth(this.#queue.length);
+      this.#handOut(key);
+      waiter?.(key);
+    }
   }
 
   #handOut(key: string): void {
