@@ -3,6 +3,7 @@
 // Deployment controller's change filter is tested against them. Run it again when the control
 // plane's version changes:
 //   node test/cluster/record-rollout.ts
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -111,4 +112,8 @@ writeFileSync(
   out,
   `${JSON.stringify({ written: written && trimmed('ANSWER', written), events }, null, 1)}\n`,
 );
+// In the repository's format (biome), so that `npm run lint` passes on it as written.
+execFileSync(join(repoRoot, 'node_modules', '.bin', 'biome'), ['format', '--write', out], {
+  stdio: 'ignore',
+});
 process.stdout.write(`${events.length} events written to ${out}\n`);

@@ -73,6 +73,22 @@ describe('ClusterView selection index', () => {
     expect(h.notified.slice(1).sort()).toEqual(['shop/a:red', 'shop/b:red']);
   });
 
+  test("a pass over a policy's Deployments that pauses meets each once, whatever the index does meanwhile (a status listed one twice: the CRD refused it)", () => {
+    const h = harness([red('a'), red('b'), red('c')], [teamRed]);
+    const seen: string[] = [];
+    for (const d of h.view.selectedBy('red')) {
+      seen.push(d.metadata?.name ?? '');
+      if (seen.length === 1) {
+        // Meanwhile: a leaves the policy and comes back (the index removes and adds it again),
+        // and b is updated without a change of who selects it.
+        h.deployments.put(blue('a'));
+        h.deployments.put(red('a'));
+        h.deployments.put({ ...red('b'), spec: { ...red('b').spec, replicas: 9 } });
+      }
+    }
+    expect(seen.sort()).toEqual(['a', 'b', 'c']);
+  });
+
   test('an invalid policy selects nothing', () => {
     const h = harness([red('a')], [policyObject('bad', { mode: 'Sometimes' })]);
     expect(h.selected('bad')).toEqual([]);

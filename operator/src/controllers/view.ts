@@ -208,7 +208,9 @@ export class ClusterView {
 
   /** The Deployments the policy selects, from the index (no scan). */
   *selectedBy(policy: string): Generator<V1Deployment> {
-    for (const key of this.#selected.get(policy) ?? []) {
+    // The keys as they are now: a caller pausing between items (the status pass yields to the
+    // event loop) must not meet a key the index removed and added again meanwhile a second time.
+    for (const key of [...(this.#selected.get(policy) ?? [])]) {
       const deployment = this.deployments.get(key);
       if (deployment !== undefined) yield deployment;
     }
@@ -268,6 +270,7 @@ export class ClusterView {
   }
 
   #setSelection(key: string, names: readonly string[]): void {
+    if (sameNames(this.#selecting.get(key) ?? [], names)) return;
     for (const name of this.#selecting.get(key) ?? []) {
       const keys = this.#selected.get(name);
       keys?.delete(key);
