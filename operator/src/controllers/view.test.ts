@@ -83,7 +83,7 @@ describe('ClusterView selection index', () => {
         // and b is updated without a change of who selects it.
         h.deployments.put(blue('a'));
         h.deployments.put(red('a'));
-        h.deployments.put({ ...red('b'), spec: { ...red('b').spec, replicas: 9 } });
+        h.deployments.put(deployment({ name: 'b', labels: { team: 'red' }, replicas: 9 }));
       }
     }
     expect(seen.sort()).toEqual(['a', 'b', 'c']);
