@@ -2,18 +2,15 @@
 // apiserver at a fixed rate, once without the webhook configuration (the limit: what the
 // apiserver alone costs, measured in the same run) and once with it, calling the operator's
 // webhook by URL; plus the webhook's own decision time from its histogram. Asserts nothing.
+
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  AdmissionregistrationV1Api,
-  AppsV1Api,
-  type KubeConfig,
-  type V1Deployment,
-} from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, AppsV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { parse } from 'yaml';
 import { bucketQuantile } from '../../operator/src/latency/histogram.ts';
 import { MUTATE_DEPLOYMENTS_PATH } from '../../operator/src/webhook/server.ts';
 import { waitFor } from '../cluster/wait.ts';
+import { sampleDeployment } from '../operator/fixtures.ts';
 import { repoRoot } from '../operator/install.ts';
 import type { OperatorProcess } from '../operator/operator-process.ts';
 
@@ -48,19 +45,7 @@ async function load(
     const due = started + (i * 1000) / opts.rps;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    const body: V1Deployment = {
-      metadata: { name: `${label}-${i}` },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: { app: 'bench' } },
-        template: {
-          metadata: { labels: { app: 'bench' } },
-          spec: {
-            containers: [{ name: 'web', image: 'registry.example/web:1', ports: [{ containerPort: 8080 }] }],
-          },
-        },
-      },
-    };
+    const body = sampleDeployment(`${label}-${i}`);
     const t0 = performance.now();
     inFlight.push(
       apps.createNamespacedDeployment({ namespace: opts.namespace, body, dryRun: 'All' }).then(
