@@ -7,14 +7,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { LocalCluster } from '../cluster/cluster.ts';
-import {
-  createPolicy,
-  installOperatorPrerequisites,
-  OPERATOR_NAMESPACE,
-  OPERATOR_SERVICE_ACCOUNT,
-  repoRoot,
-} from '../operator/install.ts';
-import { OperatorProcess } from '../operator/operator-process.ts';
+import { startOperator, testCluster } from '../operator/harness.ts';
+import { createPolicy, repoRoot } from '../operator/install.ts';
+import type { OperatorProcess } from '../operator/operator-process.ts';
 import { ADMISSION_HEADER, benchAdmission } from './admission.ts';
 import {
   type AuditResult,
@@ -100,10 +95,8 @@ let admissionRows: string[][] = [];
 let idle = { rss: 0, cpu: 0 };
 try {
   const kc = cluster.adminKubeConfig();
-  await installOperatorPrerequisites(cluster.binaries.kubectl, cluster.kubeconfigPath);
-  operator = await OperatorProcess.start({
-    kubeconfig: await cluster.serviceAccountKubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
-    logPath: join(cluster.workDir, 'logs', 'operator.log'),
+  operator = await startOperator(testCluster(cluster), {
+    log: 'operator.log',
     entry: join(repoRoot, 'dist', 'operator', 'src', 'main.js'),
     // 16 workers: the bare client of the Enforce limit writes 16 at a time too.
     args: ['--rollout-check-ms', '500', '--workers', String(WRITE_CONCURRENCY)],
@@ -114,7 +107,6 @@ try {
       ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []),
     ],
   });
-  await operator.waitReady();
   idle = { rss: memoryMiB(operator.pid).rss, cpu: cpuSeconds(operator.pid) };
 
   if (enforceN > 0) {

@@ -91,6 +91,10 @@ export async function startOperator(
     identity?: string;
     /** Its flags, e.g. ['--resync-ms', '2000']. */
     args?: string[];
+    /** Node's own flags (the benchmark's --inspect, --cpu-prof). */
+    nodeArgs?: string[];
+    /** Another entry point than operator/src/main.ts (the benchmark runs the compiled dist/). */
+    entry?: string;
   },
 ): Promise<OperatorProcess> {
   await installOperatorPrerequisites(cluster.kubectl, cluster.kubeconfig);
@@ -104,6 +108,8 @@ export async function startOperator(
     ),
     logPath: join(dir, opts.log),
     ...(opts.identity ? { identity: opts.identity } : {}),
+    ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
+    ...(opts.entry ? { entry: opts.entry } : {}),
     args: opts.args ?? [],
   });
   await operator.waitReady();
