@@ -51,7 +51,7 @@ import { LatencyRefresher } from './latency/refresher.ts';
 import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
 import { clusterFacts } from './policy/desired.ts';
-import { PlanMemo } from './policy/plan.ts';
+import { PlanCache } from './policy/plan.ts';
 import { RecordSeal } from './policy/record-seal.ts';
 import { owningDeployment } from './policy/shutdowns.ts';
 import { ProbeVerifier } from './probes/verifier.ts';
@@ -180,7 +180,7 @@ async function main(): Promise<void> {
   const shutdownHistory = new ShutdownHistory();
   const estimates = new EstimateCache();
   // One planning per change: the status pass reuses the deployment controller's plans.
-  const plans = new PlanMemo({ services });
+  const plans = new PlanCache({ services });
   const podsOf = (deployment: V1Deployment) => view.podsOf(deployment);
   const events = fencedRecorder(createEventRecorder(core, logger, config.identity), () => manager.isLeader());
   // Readiness probe checks run here, outside the reconcile workers (controllers/probe-checks.ts).

@@ -20,7 +20,7 @@ import { isRolling, progressDeadlineExceeded, rolloutSignature } from '../policy
 import { evaluate, type Planner } from '../policy/evaluate.ts';
 import { deploymentKey } from '../policy/match.ts';
 import { readAppliedRecord } from '../policy/ownership.ts';
-import { type EstimateReader, PlanMemo, type ShutdownReader } from '../policy/plan.ts';
+import { type EstimateReader, PlanCache, type ShutdownReader } from '../policy/plan.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts } from '../policy/types.ts';
 import type { ProbeVerifier } from '../probes/verifier.ts';
@@ -52,7 +52,7 @@ export interface DeploymentControllerDeps {
   /** Kills observed at a grace period (shutdown-observer.ts): planning raises it. */
   shutdowns?: ShutdownReader;
   /** Plans shared with the status pass (one planning per change); a memo of its own when absent. */
-  plans?: PlanMemo;
+  plans?: PlanCache;
   tracker: RolloutTracker;
   metrics: OperatorMetrics;
   /** Seals the records written and checks those read (policy/record-seal.ts). */
@@ -95,7 +95,7 @@ export function deploymentReconciler(
     ...deps,
     writes: new DeploymentWrites(deps.writer, deps.events, memory.expectations),
     budget: new RolloutBudget(view, tracker, seal),
-    plans: deps.plans ?? new PlanMemo(),
+    plans: deps.plans ?? new PlanCache(),
     planDeps: enforcePlanDeps(deps),
     waitsOnStatus: memory.waitsOnStatus,
     now: deps.now ?? Date.now,

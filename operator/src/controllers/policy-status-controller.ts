@@ -35,7 +35,7 @@ import { deploymentKey } from '../policy/match.ts';
 import { type AppliedRecord, ownsNothing, readAppliedRecord } from '../policy/ownership.ts';
 import {
   type EstimateReader,
-  PlanMemo,
+  PlanCache,
   type ProbeVerdictReader,
   type ShutdownReader,
 } from '../policy/plan.ts';
@@ -78,7 +78,7 @@ export interface PolicyStatusControllerDeps {
   /** Status is recomputed this often without events (latency observations age). */
   resyncMs: number;
   /** Plans shared with the deployment controller (one planning per change); its own when absent. */
-  plans?: PlanMemo;
+  plans?: PlanCache;
   /** Told how long each pass took (it paces the next one, status-pacer.ts). */
   pacer?: Pick<StatusPacer, 'measured' | 'wrote' | 'forget'>;
   /**
@@ -97,7 +97,7 @@ const verdicts = ['Compliant', 'NonCompliant', 'Exempt', 'Unknown'] as const;
 
 export function policyStatusReconciler(deps: PolicyStatusControllerDeps): Reconcile {
   const { view, writer, metrics } = deps;
-  const plans = deps.plans ?? new PlanMemo();
+  const plans = deps.plans ?? new PlanCache();
   const budget = new RolloutBudget(view, deps.tracker ?? new RolloutTracker(), deps.seal);
   const planner: Planner = (deployment, policy) => plans.plan(deployment, policy, deps);
   return async (name, signal, log) => {

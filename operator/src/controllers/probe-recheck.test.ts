@@ -3,7 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { EstimateCache } from '../latency/estimates.ts';
 import { silentLogger } from '../log.ts';
 import { applyConfiguration } from '../policy/ownership.ts';
-import { PlanMemo, planWorkload } from '../policy/plan.ts';
+import { PlanCache, planWorkload } from '../policy/plan.ts';
 import { container, deployment, NEW_CLUSTER } from '../policy/test-fixtures.ts';
 import { type ProbeAnswer, type ProbeTarget, ProbeVerifier } from '../probes/verifier.ts';
 import { owedChecks, ProbeRecheck } from './probe-recheck.ts';
@@ -69,7 +69,7 @@ function harness(spec: Record<string, unknown>) {
   const verdicts: string[] = [];
   const deps = {
     view,
-    plans: new PlanMemo(),
+    plans: new PlanCache(),
     planDeps: { estimates, facts: NEW_CLUSTER, probes: verifier },
     verifier,
     podsOf: () => [pod],

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import { deploymentKey, deploymentUid, matchDeployment } from '../policy/match.ts';
-import type { PlanDeps, PlanMemo } from '../policy/plan.ts';
+import type { PlanCache, PlanDeps } from '../policy/plan.ts';
 import type { ValidPolicy } from '../policy/types.ts';
 import { type ProbeVerifier, runningPods } from '../probes/verifier.ts';
 import type { Runnable } from '../runtime/manager.ts';
@@ -29,8 +29,8 @@ export interface OwedCheck {
 
 export interface ProbeRecheckDeps {
   view: Pick<ClusterView, 'parsedPolicies' | 'selectedBy' | 'namespaceLabels'>;
-  plans: PlanMemo;
-  /** The sources the controllers plan with (the same objects: the memo's entries are shared). */
+  plans: PlanCache;
+  /** The sources the controllers plan with (the same objects: the cache's entries are shared). */
   planDeps: PlanDeps;
   verifier: ProbeVerifier;
   podsOf(deployment: V1Deployment): V1Pod[];
@@ -46,7 +46,7 @@ const hasTcpProbe = (d: V1Deployment) =>
  * answer now: no verdict yet, or NoPods from before they ran (a verdict is kept five minutes).
  * Enforce policies with verification Verify, the Deployments they win that have a tcpSocket
  * probe. With no running pod nothing is owed yet: asking would only keep a NoPods verdict.
- * Reads the caches and the plan memo only.
+ * Reads the caches and the plan cache only.
  */
 export function owedChecks(
   deps: Pick<ProbeRecheckDeps, 'view' | 'plans' | 'planDeps' | 'verifier' | 'podsOf'>,

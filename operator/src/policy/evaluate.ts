@@ -7,10 +7,10 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import type { WorkloadStatus } from '../api/policy.ts';
 import { type VerdictInput, workloadVerdict } from './compliance.ts';
 import { matchDeployment } from './match.ts';
-import type { WorkloadPlan } from './plan.ts';
+import type { PlanResult } from './plan.ts';
 import type { AnnotationError, ValidPolicy } from './types.ts';
 
-export type PlannedWorkload = Extract<WorkloadPlan, { ok: true }>;
+export type PlannedWorkload = Extract<PlanResult, { ok: true }>;
 
 export type Evaluation =
   /** No valid policy selects the Deployment. */
@@ -29,7 +29,7 @@ export type Evaluation =
   | { kind: 'Planned'; policy: ValidPolicy; losers: ValidPolicy[]; planned: PlannedWorkload };
 
 /** Plans a Deployment under a policy, with the caller's sources (policy/plan.ts). */
-export type Planner = (deployment: V1Deployment, policy: ValidPolicy) => WorkloadPlan;
+export type Planner = (deployment: V1Deployment, policy: ValidPolicy) => PlanResult;
 
 export function evaluate(
   deployment: V1Deployment,

@@ -8,7 +8,7 @@ import { type AppliedRecord, applyConfiguration, ownsNothing } from '../policy/o
 import type { CachedService } from '../policy/protocols.ts';
 import { container, deployment, observed, policy } from '../policy/test-fixtures.ts';
 import type { ClusterFacts, ProbeVerdict } from '../policy/types.ts';
-import { latencyFor, PlanMemo, planWorkload, sameOwnership } from './plan.ts';
+import { latencyFor, PlanCache, planWorkload, sameOwnership } from './plan.ts';
 
 const record = (fields: Partial<AppliedRecord> = {}): AppliedRecord => ({
   policy: 'p',
@@ -298,12 +298,12 @@ describe('planWorkload: the annotations mirroring grace and preStop for the app'
   });
 });
 
-describe('PlanMemo: one planning per change', () => {
+describe('PlanCache: one planning per change', () => {
   const enforce = policy('p', { mode: 'Enforce' });
   const deps = { estimates: noEstimates, facts: FACTS };
 
   test('the same Deployment, policy generation and sources: the same plan, not planned again', () => {
-    const memo = new PlanMemo();
+    const memo = new PlanCache();
     const d = deployment();
     const first = memo.plan(d, enforce, deps);
     // Another controller's deps object with the same sources (the status pass's) shares it.
@@ -312,7 +312,7 @@ describe('PlanMemo: one planning per change', () => {
   });
 
   test('a status update sharing the spec and metadata objects (the cache shares them): not planned again', () => {
-    const memo = new PlanMemo();
+    const memo = new PlanCache();
     const d = deployment();
     const first = memo.plan(d, enforce, deps);
     const statusUpdate: V1Deployment = {
@@ -326,7 +326,7 @@ describe('PlanMemo: one planning per change', () => {
     ...d,
     metadata: { ...d.metadata, ...metadata },
   });
-  test.each<[string, (d: V1Deployment) => Parameters<PlanMemo['plan']>]>([
+  test.each<[string, (d: V1Deployment) => Parameters<PlanCache['plan']>]>([
     [
       'an updated spec (a new object, even if equal)',
       (d) => [{ ...d, spec: structuredClone(d.spec) }, enforce, deps],
@@ -344,7 +344,7 @@ describe('PlanMemo: one planning per change', () => {
       (d) => [d, enforce, { ...deps, estimates: new EstimateCache() }],
     ],
   ])('planned again after %s', (_title, next) => {
-    const memo = new PlanMemo();
+    const memo = new PlanCache();
     const d = deployment();
     const first = memo.plan(d, enforce, deps);
     expect(memo.plan(...next(d))).not.toBe(first);
@@ -362,7 +362,7 @@ describe('PlanMemo: one planning per change', () => {
       facts: FACTS,
       shutdowns: { killedAt: (key: string) => killed.get(key) },
     };
-    const memo = new PlanMemo();
+    const memo = new PlanCache();
     const d = deployment({ name: 'web', namespace: 'shop' });
     const before = memo.plan(d, prometheus, sources);
     cache.update('shop/web', observed(4, 50), { stabilizationMs: 60_000, minSamples: 10 });
@@ -379,7 +379,7 @@ describe('PlanMemo: one planning per change', () => {
     const verdicts = new Map<string, ProbeVerdict>();
     const probes = { lookup: () => (container: string) => verdicts.get(container) };
     const sources = { ...deps, probes };
-    const memo = new PlanMemo();
+    const memo = new PlanCache();
     const d = deployment();
     const unknown = memo.plan(d, verify, sources);
     expect(memo.plan(d, verify, sources)).toBe(unknown);
@@ -439,7 +439,7 @@ describe('planWorkload: the protocol of the port and the fallback probe', () => 
     expect(admitted.ok && admitted.plan.containers[0]?.readinessProbe?.httpGet?.path).toBe('/readyz');
   });
 
-  test("a Service's appProtocol is read through deps.services or the memo's own reader", () => {
+  test("a Service's appProtocol is read through deps.services or the cache's own reader", () => {
     const services = {
       inNamespace: (namespace: string) => [
         {
@@ -453,7 +453,7 @@ describe('planWorkload: the protocol of the port and the fallback probe', () => 
     const d = api();
     const direct = planWorkload(d, enforce, { estimates: noEstimates, facts: FACTS, services });
     expect(direct.ok && direct.plan.containers[0]?.readinessProbe?.tcpSocket).toEqual({ port: 8080 });
-    const memo = new PlanMemo({ services });
+    const memo = new PlanCache({ services });
     const memoized = memo.plan(d, enforce, { estimates: noEstimates, facts: FACTS });
     expect(memoized.ok && memoized.plan.notes[0]?.message).toContain(
       'Service shop/cache port 80 has appProtocol redis',
@@ -461,7 +461,7 @@ describe('planWorkload: the protocol of the port and the fallback probe', () => 
   });
 });
 
-describe('PlanMemo: Services and template rollouts', () => {
+describe('PlanCache: Services and template rollouts', () => {
   const enforce = policy('p', { mode: 'Enforce' });
   const deps = { estimates: noEstimates, facts: FACTS };
 
@@ -479,7 +479,7 @@ describe('PlanMemo: Services and template rollouts', () => {
         ],
       ],
     ]);
-    const memo = new PlanMemo({ services: { inNamespace: (ns) => byNamespace.get(ns) ?? [] } });
+    const memo = new PlanCache({ services: { inNamespace: (ns) => byNamespace.get(ns) ?? [] } });
     const d = deployment({ containers: [container('web', [['api', 8080]])] });
     const first = memo.plan(d, enforce, deps);
     byNamespace.set('shop', [
@@ -506,7 +506,7 @@ describe('PlanMemo: Services and template rollouts', () => {
   });
 
   test('with a tcpSocket probe, a template rollout starting is a change (the fallback may be replaced)', () => {
-    const memo = new PlanMemo();
+    const memo = new PlanCache();
     const tcp: V1Probe = { tcpSocket: { port: 8080 } };
     const d = deployment({ containers: [container('web', [['api', 8080]], { readinessProbe: tcp })] });
     const first = memo.plan(d, enforce, deps);

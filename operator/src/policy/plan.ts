@@ -30,7 +30,7 @@ import type {
   ValidPolicy,
 } from './types.ts';
 
-export type WorkloadPlan =
+export type PlanResult =
   | {
       ok: true;
       plan: ShutdownPlan;
@@ -112,7 +112,7 @@ export interface PlanOptions {
    * a template rollout is in progress (policy/budget.ts isTemplateRolloutInProgress).
    */
   templateChanging?: boolean;
-  /** Reads the Service ports instead of deps.services (the memo records what was read). */
+  /** Reads the Service ports instead of deps.services (the cache records what was read). */
   servicePorts?: ServicePortLookup;
 }
 
@@ -121,7 +121,7 @@ export function planWorkload(
   policy: ValidPolicy,
   deps: PlanDeps,
   options: PlanOptions = {},
-): WorkloadPlan {
+): PlanResult {
   const killedAt = deps.shutdowns?.killedAt(deploymentKey(deployment));
   const { observation, estimate } = latencyFor(deployment, policy, deps.estimates);
   const record = ownedFields(deployment);
@@ -171,7 +171,7 @@ export interface PlanDeps {
   services?: ServiceReader;
 }
 
-interface MemoEntry {
+interface CacheEntry {
   /** The Deployment's parts planning reads (status is not one), by identity. */
   parts: readonly unknown[];
   /** The policy's name and generation: its spec, as parsed, is a function of them. */
@@ -186,7 +186,7 @@ interface MemoEntry {
   servicePorts: { port: { containerPort: number; name?: string }; found: string }[];
   /** A template rollout was in progress (the probe upgrade waits for one); undefined: not read. */
   templateChanging: boolean | undefined;
-  result: WorkloadPlan;
+  result: PlanResult;
 }
 
 function sameSources(a: PlanDeps, b: PlanDeps): boolean {
@@ -219,16 +219,16 @@ function plannedParts(deployment: V1Deployment): unknown[] {
  * shareUnchangedParts), so a rollout's status events are not planned again; a changed spec is
  * a new object, and the entry goes with the old one.
  */
-export class PlanMemo {
-  readonly #entries = new WeakMap<object, MemoEntry>();
+export class PlanCache {
+  readonly #entries = new WeakMap<object, CacheEntry>();
   readonly #services: ServiceReader | undefined;
 
-  /** `services`: read by every plan whose deps name none (the controllers share one memo). */
+  /** `services`: read by every plan whose deps name none (the controllers share one cache). */
   constructor(options: { services?: ServiceReader } = {}) {
     this.#services = options.services;
   }
 
-  plan(deployment: V1Deployment, policy: ValidPolicy, given: PlanDeps): WorkloadPlan {
+  plan(deployment: V1Deployment, policy: ValidPolicy, given: PlanDeps): PlanResult {
     const deps: PlanDeps =
       given.services === undefined && this.#services !== undefined
         ? { ...given, services: this.#services }
@@ -254,8 +254,8 @@ export class PlanMemo {
       this.#sameServicePorts(deployment, deps, entry.servicePorts)
     )
       return entry.result;
-    const verdicts: MemoEntry['verdicts'] = [];
-    const servicePorts: MemoEntry['servicePorts'] = [];
+    const verdicts: CacheEntry['verdicts'] = [];
+    const servicePorts: CacheEntry['servicePorts'] = [];
     const { probes, services } = deps;
     const recording: PlanDeps = probes
       ? {
@@ -297,7 +297,7 @@ export class PlanMemo {
   }
 
   /** Services come and go and change: the ports the plan read must read the same now. */
-  #sameServicePorts(deployment: V1Deployment, deps: PlanDeps, read: MemoEntry['servicePorts']): boolean {
+  #sameServicePorts(deployment: V1Deployment, deps: PlanDeps, read: CacheEntry['servicePorts']): boolean {
     if (read.length === 0) return true;
     if (!deps.services) return false;
     const lookup = servicePortLookup(deployment, deps.services);
@@ -305,7 +305,7 @@ export class PlanMemo {
   }
 
   /** Probe verdicts expire and arrive: the ones the plan read must read the same now. */
-  #sameVerdicts(deployment: V1Deployment, deps: PlanDeps, verdicts: MemoEntry['verdicts']): boolean {
+  #sameVerdicts(deployment: V1Deployment, deps: PlanDeps, verdicts: CacheEntry['verdicts']): boolean {
     if (verdicts.length === 0) return true;
     const lookup = deps.probes?.lookup(deploymentUid(deployment));
     return verdicts.every((v) => lookup?.(v.container, v.path, v.port) === v.verdict);

@@ -36,7 +36,7 @@ const NOT_ASKED_WHEN_JOINING: ProbeVerdict = {
 
 /**
  * What planning reads: the controller's sources; `joining` answers NoPods where no verdict is
- * kept (a rollout being joined), not "unknown". Made once per controller: the plan memo
+ * kept (a rollout being joined), not "unknown". Made once per controller: the plan cache
  * compares its sources by identity.
  */
 export function enforcePlanDeps(deps: DeploymentControllerDeps): { normal: PlanDeps; joining: PlanDeps } {

@@ -2,7 +2,7 @@
 // budget, and the Deployment it works on.
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Logger } from '../../log.ts';
-import type { PlanDeps, PlanMemo } from '../../policy/plan.ts';
+import type { PlanCache, PlanDeps } from '../../policy/plan.ts';
 import type { DeploymentControllerDeps } from '../deployment-controller.ts';
 import type { RolloutBudget } from '../rollout-budget.ts';
 import type { DeploymentWrites } from './writes.ts';
@@ -10,8 +10,8 @@ import type { DeploymentWrites } from './writes.ts';
 export interface JobContext extends DeploymentControllerDeps {
   writes: DeploymentWrites;
   budget: RolloutBudget;
-  plans: PlanMemo;
-  /** What planning reads (enforce.ts enforcePlanDeps), made once: the plan memo compares by identity. */
+  plans: PlanCache;
+  /** What planning reads (enforce.ts enforcePlanDeps), made once: the plan cache compares by identity. */
   planDeps: { normal: PlanDeps; joining: PlanDeps };
   /** Keys whose last reconcile waits for the Deployment's own rollout or health: its status changes wake them. */
   waitsOnStatus: Set<string>;
