@@ -285,6 +285,12 @@ export const ObservedLatencyPolicySchema = withRules(
       .regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/)
       .default('http_request_duration_seconds')
       .describe('Name of the request-duration histogram (without _bucket); ignored when query is set.'),
+    unit: z
+      .enum(['Seconds', 'Milliseconds'])
+      .optional()
+      .describe(
+        "The unit of the histogram's le bounds (Istio, Linkerd and Envoy histograms are in milliseconds). Omitted: read from the metric name, Milliseconds for a name ending in _milliseconds or _ms, Seconds otherwise. Status, Events and metrics always speak seconds.",
+      ),
     query: z
       .string()
       .min(1)

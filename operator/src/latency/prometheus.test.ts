@@ -208,6 +208,32 @@ describe('PrometheusSource', () => {
     });
   });
 
+  test('a histogram in milliseconds (its name says so, or unit) is reported in seconds; its seconds twin gives the same', async () => {
+    const ms: [string, string][] = healthy.map(([le, count]) => [
+      le === '+Inf' ? le : String(Number(le) * 1000),
+      count,
+    ]);
+    answer(200, vector(ms));
+    const byName = await source().observe(
+      workload,
+      policy({ metric: 'istio_request_duration_milliseconds' }),
+    );
+    expect(byName).toMatchObject({ known: true, seconds: 1, samples: 1000 });
+    answer(200, vector(ms));
+    const byField = await source().observe(
+      workload,
+      policy({ metric: 'envoy_cluster_upstream_rq_time', unit: 'Milliseconds' }),
+    );
+    expect(byField).toMatchObject({ known: true, seconds: 1 });
+    // Negative control: the same bounds read as seconds are a thousand times longer.
+    answer(200, vector(ms));
+    expect(
+      await source().observe(workload, policy({ metric: 'envoy_cluster_upstream_rq_time' })),
+    ).toMatchObject({
+      seconds: 1000,
+    });
+  });
+
   test("the policy's URL wins over the default, a path prefix and trailing slash are kept", async () => {
     const other = nock('https://other.test')
       .get('/prometheus/api/v1/query')

@@ -31,6 +31,7 @@ import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 import { type Bucket, bucketQuantile } from './histogram.ts';
 import type { LatencySource, Workload } from './source.ts';
+import { secondsPerUnit } from './unit.ts';
 
 export const NO_PROMETHEUS_URL = 'no Prometheus URL: set observedLatency.prometheus.url or --prometheus-url';
 
@@ -400,7 +401,7 @@ function credentialsNote(credentials: QueryCredentials | undefined): string {
 
 export interface QueryContext {
   workload: Pick<Workload, 'namespace' | 'name'>;
-  policy: Pick<ObservedLatencyPolicy, 'metric' | 'window' | 'percentile' | 'query'>;
+  policy: Pick<ObservedLatencyPolicy, 'metric' | 'unit' | 'window' | 'percentile' | 'query'>;
   /** The endpoint queried (credentials are never shown). */
   url: URL;
   query: string;
@@ -557,7 +558,7 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
   }
   return {
     known: true,
-    seconds: quantile.value,
+    seconds: quantile.value * secondsPerUnit(policy),
     samples,
     percentile: policy.percentile,
     window: policy.window,

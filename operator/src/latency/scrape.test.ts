@@ -342,6 +342,40 @@ describe('ScrapeSource: the percentile over the window', () => {
     });
   });
 
+  test("a histogram in milliseconds gives its seconds twin's answer, in seconds", async () => {
+    const ms = (c: number[]) =>
+      exposition(
+        [
+          {
+            buckets: [
+              ['100', c[0] as number],
+              ['500', c[1] as number],
+              ['1000', c[2] as number],
+              [INF, c[3] as number],
+            ],
+          },
+        ],
+        'response_latency_ms',
+      );
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', ms([10, 20, 20, 20]));
+    const linkerd = policy({ metric: 'response_latency_ms' });
+    await source.observe(workload, linkerd);
+    clock.t += MIN;
+    serve('10.1.2.3', ms([50, 90, 100, 100]));
+    const inMs = await source.observe(workload, { ...linkerd, percentile: 0.7 });
+    // The seconds twin of the same increase (40, 30, 10 in the buckets; 80 in all).
+    const twin = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', h(10, 20, 20, 20));
+    await twin.source.observe(workload, policy());
+    twin.clock.t += MIN;
+    serve('10.1.2.3', h(50, 90, 100, 100));
+    const inSeconds = await twin.source.observe(workload, policy({ percentile: 0.7 }));
+    expect(inMs).toMatchObject({ known: true, samples: 80 });
+    expect((inMs as { seconds: number }).seconds).toBeCloseTo((inSeconds as { seconds: number }).seconds, 12);
+    expect((inSeconds as { seconds: number }).seconds).toBeLessThan(1);
+  });
+
   test('a pod exporting several label sets (per route): summed per le', async () => {
     const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
     const routes = (x: number, y: number) =>

@@ -38,6 +38,7 @@ import { parsePrometheusDuration } from './duration.ts';
 import { DEFAULT_EXPOSITION_LIMITS, type ExpositionLimits, readHistogram } from './exposition.ts';
 import { type Bucket, bucketDelta, bucketQuantile, mergeBuckets } from './histogram.ts';
 import type { LatencySource, Workload } from './source.ts';
+import { secondsPerUnit } from './unit.ts';
 
 export const DEFAULT_SCRAPE_PORT = 'metrics';
 export const DEFAULT_SCRAPE_PATH = '/metrics';
@@ -277,7 +278,7 @@ export class ScrapeSource implements LatencySource {
     return {
       known: true,
       source: 'Scrape',
-      seconds: quantile.value,
+      seconds: quantile.value * secondsPerUnit(policy),
       samples: quantile.observations,
       percentile: policy.percentile,
       window: policy.window,

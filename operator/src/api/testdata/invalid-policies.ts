@@ -100,6 +100,12 @@ export const INVALID_POLICIES: InvalidPolicyCase[] = [
     field: 'spec.observedLatency.safetyFactor',
   },
   {
+    title: 'a latency unit that is not Seconds or Milliseconds',
+    kind: 'wrong type',
+    spec: { observedLatency: { unit: 'Minutes' } },
+    field: 'spec.observedLatency.unit',
+  },
+  {
     title: 'window is not a Prometheus duration',
     kind: 'out of range',
     spec: { observedLatency: { window: '1 hour' } },
