@@ -65,6 +65,11 @@ describe('demo-service routes', () => {
     expect(before).toContain(
       'http_request_duration_seconds_bucket{le="60",method="GET",route="/work",status_code="200"} 1',
     );
+    // The twin in milliseconds: the same bounds x 1000, the same count.
+    expect(before).toContain(
+      'http_server_duration_milliseconds_bucket{le="60000",method="GET",route="/work",status_code="200"} 1',
+    );
+    expect(before).toContain('http_server_duration_milliseconds_bucket{le="1",method="GET",route="/work"');
     expect(before).toMatch(/^http_requests_in_flight 1$/m); // the /metrics request itself
     expect(before).toMatch(/^http_server_drain_phase 0$/m);
     expect(before).toMatch(/^http_server_forced_closes_total 0$/m);

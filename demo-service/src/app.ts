@@ -144,10 +144,10 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
     res.once('close', () => {
       metrics.inFlight.dec();
       if (res.writableFinished) {
-        metrics.requestDuration.observe(
-          { method: req.method ?? 'GET', route, status_code: String(res.statusCode) },
-          (performance.now() - started) / 1000,
-        );
+        const labels = { method: req.method ?? 'GET', route, status_code: String(res.statusCode) };
+        const ms = performance.now() - started;
+        metrics.requestDuration.observe(labels, ms / 1000);
+        metrics.requestDurationMs.observe(labels, ms);
       }
     });
     // Node would read an unread body to the end to reuse the connection: close it instead.

@@ -2,6 +2,11 @@
  * demo-service metrics. The operator scrapes these to observe latency: keep the names stable.
  *
  * - http_request_duration_seconds{method,route,status_code}  histogram, 1 ms .. 60 s
+ * - http_server_duration_milliseconds{method,route,status_code}  the same in milliseconds (the
+ *                                                             unit and name of OpenTelemetry's
+ *                                                             older HTTP convention), same bounds
+ *                                                             x 1000: a policy reading it must
+ *                                                             come to the same p99 in seconds
  * - http_requests_in_flight                                   gauge
  * - http_server_drain_phase                                   gauge: 0 serving, 1 propagating,
  *                                                             2 draining, 3 drained, 4 forced
@@ -20,6 +25,8 @@ export const durationBuckets = [
 export interface DemoMetrics {
   registry: Registry;
   requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  /** requestDuration's twin in milliseconds. */
+  requestDurationMs: Histogram<'method' | 'route' | 'status_code'>;
   inFlight: Gauge;
   droppedConnections: Counter;
   setPhase(phase: DrainPhase): void;
@@ -34,6 +41,13 @@ export function createMetrics(): DemoMetrics {
     help: 'Time from request received to response finished.',
     labelNames: ['method', 'route', 'status_code'] as const,
     buckets: [...durationBuckets],
+    registers: [registry],
+  });
+  const requestDurationMs = new Histogram({
+    name: 'http_server_duration_milliseconds',
+    help: 'Time from request received to response finished, in milliseconds.',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: durationBuckets.map((seconds) => seconds * 1000),
     registers: [registry],
   });
   const inFlight = new Gauge({
@@ -65,6 +79,7 @@ export function createMetrics(): DemoMetrics {
   return {
     registry,
     requestDuration,
+    requestDurationMs,
     inFlight,
     droppedConnections,
     setPhase: (next) => phase.set(drainPhases[next]),
