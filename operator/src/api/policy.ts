@@ -297,7 +297,7 @@ export const ObservedLatencyPolicySchema = withRules(
       .max(4096)
       .optional()
       .describe(
-        'PromQL template used instead of the built-in query (source Prometheus only). It must return the per-le bucket counts of the workload over the window, like `sum by (le) (increase(<metric>_bucket{...}[<window>]))`, so the operator knows the sample count and the +Inf case. Placeholders: {{namespace}}, {{deployment}}, {{metric}}, {{percentile}}, {{window}}.',
+        'PromQL template used instead of the built-in query (source Prometheus only). It must return the per-le bucket counts of the workload over the window, like `sum by (le) (increase(<metric>_bucket{...}[<window>]))`, or one native histogram, like `sum(increase(<metric>{...}[<window>]))`, so the operator knows the sample count and the +Inf case. Placeholders: {{namespace}}, {{deployment}}, {{metric}}, {{percentile}}, {{window}}.',
       ),
     prometheus: z
       .strictObject({

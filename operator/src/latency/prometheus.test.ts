@@ -426,6 +426,57 @@ describe('PrometheusSource', () => {
     expect(observation).not.toHaveProperty('unavailable');
   });
 
+  test('a query returning a native histogram (its increase over the window): the quantile as histogram_quantile computes it', async () => {
+    const native = (histogram: unknown, extra: object[] = []) => ({
+      status: 'success',
+      data: {
+        resultType: 'vector',
+        result: [{ metric: {}, histogram: [1_750_000_000.1, histogram] }, ...extra],
+      },
+    });
+    const query = 'sum(increase({{metric}}{namespace="{{namespace}}"}[{{window}}]))';
+    // Schema 0: 900 requests in (0.5, 1] s, 100 in (1, 2] s.
+    const histogram = {
+      count: '1000',
+      sum: '800',
+      buckets: [
+        [0, '0.5', '1', '900'],
+        [0, '1', '2', '100'],
+      ],
+    };
+    answer(200, native(histogram));
+    const observed = await source().observe(workload, policy({ query }));
+    expect(observed).toMatchObject({ known: true, samples: 1000, atLeast: false, source: 'Prometheus' });
+    // From the top: 10 of the 100 in (1, 2], log2-interpolated.
+    expect((observed as { seconds: number }).seconds).toBeCloseTo(2 ** 0.9, 12);
+    // The same histogram in milliseconds (Istio's name): the same seconds.
+    const ms = {
+      count: '1000',
+      sum: '800000',
+      buckets: [
+        [0, '512', '1024', '900'],
+        [0, '1024', '2048', '100'],
+      ],
+    };
+    answer(200, native(ms));
+    const inMs = await source().observe(
+      workload,
+      policy({ query, metric: 'istio_request_duration_milliseconds' }),
+    );
+    expect((inMs as { seconds: number }).seconds).toBeCloseTo((2 ** 0.9 * 1024) / 1000, 9);
+    // Unreadable, or mixed with le series: unknown, in the operator's words.
+    answer(200, native({ count: 'many', sum: '1', buckets: [] }));
+    expect(reasonOf(await source().observe(workload, policy({ query })))).toContain(
+      'native histogram that cannot be read',
+    );
+    answer(200, native(histogram, [{ metric: { le: '+Inf' }, value: [1, '3'] }]));
+    expect(reasonOf(await source().observe(workload, policy({ query })))).toContain(
+      'one histogram per workload',
+    );
+    answer(200, native({ count: '0', sum: '0', buckets: [] }));
+    expect(await source().observe(workload, policy({ query }))).toMatchObject({ known: false, samples: 0 });
+  });
+
   test('a result that is not per-le counts: unknown, saying what the query must return', async () => {
     answer(200, {
       status: 'success',

@@ -30,6 +30,7 @@ import { z } from 'zod';
 import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 import { type Bucket, bucketQuantile } from './histogram.ts';
+import { nativeHistogramQuantile, parseApiHistogram } from './native-histogram.ts';
 import type { LatencySource, Workload } from './source.ts';
 import { secondsPerUnit } from './unit.ts';
 
@@ -340,12 +341,21 @@ const SuccessBodySchema = z.object({
 
 const ApiBodySchema = z.discriminatedUnion('status', [SuccessBodySchema, ErrorBodySchema]);
 
-/** An instant vector: one sample per series, the value a string ("1.5", "+Inf", "NaN"). */
+/**
+ * An instant vector: one sample per series, the value a string ("1.5", "+Inf", "NaN"), or a
+ * native histogram (`histogram`: count, sum and buckets, read by native-histogram.ts).
+ */
 const VectorResultSchema = z.array(
-  z.object({
-    metric: z.record(z.string(), z.string()),
-    value: z.tuple([z.number(), z.string()]),
-  }),
+  z.union([
+    z.object({
+      metric: z.record(z.string(), z.string()),
+      value: z.tuple([z.number(), z.string()]),
+    }),
+    z.object({
+      metric: z.record(z.string(), z.string()),
+      histogram: z.tuple([z.number(), z.unknown()]),
+    }),
+  ]),
 );
 
 /** A Prometheus sample or `le` value as written in the API: decimal, exponent, ±Inf or NaN. */
@@ -431,7 +441,7 @@ export function interpretQueryResponse(response: HttpResponse, context: QueryCon
   return 'observation' in vector ? vector.observation : observationOf(vector.series, context);
 }
 
-type VectorSeries = { metric: Record<string, string>; value: [number, string] }[];
+type VectorSeries = z.infer<typeof VectorResultSchema>;
 
 /**
  * The instant vector a query response holds, or the observation that says why there is none:
@@ -499,6 +509,37 @@ function formatLe(le: number): string {
   return le === Number.POSITIVE_INFINITY ? '+Inf' : le === Number.NEGATIVE_INFINITY ? '-Inf' : String(le);
 }
 
+/** A native histogram sample (the increase over the window), read as the latency observation. */
+function nativeObservation(sample: unknown, context: QueryContext): LatencyObservation {
+  const source = 'Prometheus' as const;
+  const { policy } = context;
+  const unknown = (reason: string, samples?: number): LatencyObservation => ({
+    known: false,
+    source,
+    reason: `${reason} ${where(context)}`,
+    ...(samples === undefined ? {} : { samples }),
+  });
+  const parsed = parseApiHistogram(sample);
+  // The reason names what is wrong in the operator's words; nothing of the server's text.
+  if (!parsed.ok) return unknown('the query returned a native histogram that cannot be read');
+  const quantile = nativeHistogramQuantile(policy.percentile, parsed.histogram);
+  const samples = Math.max(0, Math.floor(parsed.histogram.count + 1e-9));
+  if (!quantile.ok)
+    return unknown(
+      `no requests in the last ${policy.window} (the native histogram's count did not increase)`,
+      0,
+    );
+  return {
+    known: true,
+    seconds: quantile.value * secondsPerUnit(policy),
+    samples,
+    percentile: policy.percentile,
+    window: policy.window,
+    source,
+    atLeast: quantile.atLeast,
+  };
+}
+
 /** One workload's per-le series, read as a histogram: the quantile, or why there is none. */
 function observationOf(series: VectorSeries, context: QueryContext): LatencyObservation {
   const source = 'Prometheus' as const;
@@ -518,8 +559,17 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
     );
   }
 
+  const native = series.filter((one) => 'histogram' in one);
+  if (native.length > 0) {
+    if (native.length !== series.length || native.length > 1)
+      return unknown(
+        'the query returned more than one native histogram, or native histograms and le series together: it must return one histogram per workload',
+      );
+    return nativeObservation(native[0]?.histogram[1], context);
+  }
   const buckets: Bucket[] = [];
   for (const one of series) {
+    if (!('value' in one)) continue;
     const leText = one.metric.le;
     if (leText === undefined) {
       return unknown(
@@ -783,7 +833,7 @@ export class PrometheusSource implements LatencySource {
           if (!namespace || !workload) continue;
           const key = `${namespace}/${workload}`;
           const list = byWorkload.get(key) ?? [];
-          list.push({ metric: rest, value: one.value });
+          list.push({ ...one, metric: rest });
           byWorkload.set(key, list);
         }
       for (const w of chunk) {
