@@ -10,7 +10,7 @@ const METRIC = 'http_request_duration_seconds';
 const MARKER = 'ZZMARKERZZ';
 
 const read = (text: string, chunk: number) =>
-  readHistogram(bodyStream(text, chunk), METRIC, '/metrics', DEFAULT_EXPOSITION_LIMITS);
+  readHistogram(bodyStream(text, chunk), METRIC, new Set(['/metrics']), DEFAULT_EXPOSITION_LIMITS);
 
 /** Lines that look like exposition, hostile ones included (the marker in names, labels, values). */
 const hostileLine = fc.oneof(

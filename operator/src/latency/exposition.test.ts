@@ -20,7 +20,7 @@ const INF = Number.POSITIVE_INFINITY;
 /** The body as a stream of `chunk`-byte pieces (lines and characters split across them). */
 
 function read(text: string, limits: Partial<ExpositionLimits> = {}, chunk?: number): Promise<HistogramRead> {
-  return readHistogram(bodyStream(text, chunk), METRIC, '/metrics', {
+  return readHistogram(bodyStream(text, chunk), METRIC, new Set(['/metrics']), {
     ...DEFAULT_EXPOSITION_LIMITS,
     ...limits,
   });
@@ -90,7 +90,7 @@ describe('readHistogram: real expositions', () => {
     const result = await readHistogram(
       bodyStream(body),
       METRIC,
-      '/metrics',
+      new Set(['/metrics']),
       DEFAULT_EXPOSITION_LIMITS,
       new TimeSlicer(0),
     );

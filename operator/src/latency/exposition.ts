@@ -73,15 +73,16 @@ const LINE_COST = 64;
 /**
  * The `<metric>_bucket` samples of a pod's exposition, summed per `le`, read as the body streams
  * in, with the event loop given a turn every few ms of work. A label set with a label (other
- * than `le`) equal to the scrape path (route="/metrics", path="/metrics", ...) counts the
- * operator's own scrapes, not the workload's traffic: it is left out, so a quiet service does
- * not look busy with fast requests (which could only lower its estimate). Network errors are
+ * than `le`) equal to an excluded path counts traffic that is not the workload's: the scrape
+ * path (route="/metrics", path="/metrics", ...) the operator's own scrapes, a probe's path the
+ * kubelet's probes. It is left out, so a quiet service does not look busy with fast requests
+ * (which could only lower its estimate). Network errors are
  * thrown; everything about the body's content is a refusal.
  */
 export async function readHistogram(
   body: ReadableStream<Uint8Array> | null,
   metric: string,
-  scrapePath: string,
+  excludedPaths: ReadonlySet<string>,
   limits: Readonly<ExpositionLimits> = DEFAULT_EXPOSITION_LIMITS,
   slicer: TimeSlicer = new TimeSlicer(),
 ): Promise<HistogramRead> {
@@ -100,12 +101,12 @@ export async function readHistogram(
     if (!line.startsWith(prefix)) return undefined;
     const next = line.charAt(prefix.length);
     if (next !== '{' && next !== ' ' && next !== '\t') return undefined;
-    const sample = parseBucketSample(line, prefix.length, scrapePath);
+    const sample = parseBucketSample(line, prefix.length, excludedPaths);
     if (typeof sample === 'string') return `cannot parse ${prefix}: line ${lines} ${sample}`;
     series.add(sample.series);
     if (series.size > limits.series)
       return `refused: ${prefix} has more than ${limits.series} label sets (the limit per pod)`;
-    if (sample.ownScrapes) return undefined;
+    if (sample.excluded) return undefined;
     sums.set(sample.le, (sums.get(sample.le) ?? 0) + sample.count);
     if (sums.size > limits.bounds)
       return `refused: ${prefix} has more than ${limits.bounds} distinct le bounds (the limit per pod)`;
@@ -167,8 +168,8 @@ interface BucketSample {
   count: number;
   /** The label set apart from `le`, as a key. */
   series: string;
-  /** A label other than `le` equals the scrape path. */
-  ownScrapes: boolean;
+  /** A label other than `le` equals an excluded path (the scrape path, a probe's path). */
+  excluded: boolean;
 }
 
 const isSpace = (c: number) => c === 0x20 || c === 0x09;
@@ -183,7 +184,11 @@ const INFINITY = /^[+-]?inf(?:inity)?$/i;
  * value, an optional timestamp, and an OpenMetrics exemplar (`# {...} v`) ignored. Answers what
  * is wrong with the line, in words that quote none of it, when it is not one.
  */
-export function parseBucketSample(line: string, from: number, scrapePath: string): BucketSample | string {
+export function parseBucketSample(
+  line: string,
+  from: number,
+  excludedPaths: ReadonlySet<string>,
+): BucketSample | string {
   const n = line.length;
   let i = from;
   const skipSpace = () => {
@@ -259,7 +264,7 @@ export function parseBucketSample(line: string, from: number, scrapePath: string
     le,
     count,
     series: rest.map(([name, value]) => `${name}=${value}`).join('\u0000'),
-    ownScrapes: rest.some(([, value]) => value === scrapePath),
+    excluded: rest.some(([, value]) => excludedPaths.has(value)),
   };
 }
 

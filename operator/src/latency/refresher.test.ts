@@ -2,10 +2,10 @@ import { describe, expect, test } from 'vitest';
 import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import { silentLogger } from '../log.ts';
 import { policySelects } from '../policy/match.ts';
-import { deployment, observed, policy } from '../policy/test-fixtures.ts';
+import { container, deployment, observed, policy } from '../policy/test-fixtures.ts';
 import type { LatencyObservation, ValidPolicy } from '../policy/types.ts';
 import { EstimateCache } from './estimates.ts';
-import { LatencyRefresher, type RefresherView, refreshTargets } from './refresher.ts';
+import { LatencyRefresher, probePaths, type RefresherView, refreshTargets } from './refresher.ts';
 import type { LatencySource, Workload } from './source.ts';
 
 const prometheusPolicy = policy('web-tier', {
@@ -248,5 +248,22 @@ describe('LatencyRefresher', () => {
     expect(source.calls).toEqual(['a', 'a', 'new']);
     stop.abort();
     await done;
+  });
+});
+
+describe('probePaths', () => {
+  test("the httpGet paths of the containers' readiness, liveness and startup probes, once each", () => {
+    const d = deployment({
+      containers: [
+        container('web', [8080], {
+          readinessProbe: { httpGet: { path: '/readyz', port: 8080 } },
+          livenessProbe: { httpGet: { path: '/healthz', port: 8080 } },
+          startupProbe: { httpGet: { path: '/healthz', port: 8080 } },
+        }),
+        container('proxy', [9090], { readinessProbe: { tcpSocket: { port: 9090 } } }),
+      ],
+    });
+    expect(probePaths(d)).toEqual(['/readyz', '/healthz']);
+    expect(probePaths(deployment())).toEqual([]);
   });
 });

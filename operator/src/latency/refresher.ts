@@ -52,6 +52,17 @@ interface Target {
   sourceName: Exclude<SourceName, 'None'>;
 }
 
+/** The httpGet paths of its containers' readiness, liveness and startup probes, once each. */
+export function probePaths(deployment: V1Deployment): string[] {
+  const paths = new Set<string>();
+  for (const c of deployment.spec?.template?.spec?.containers ?? [])
+    for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
+      const path = probe?.httpGet?.path;
+      if (path) paths.add(path);
+    }
+  return [...paths];
+}
+
 /** The Deployments to observe now: those a policy whose source is not None wins. */
 export function refreshTargets(view: RefresherView, sources: RefresherOptions['sources']): Target[] {
   const policies = view.policies();
@@ -78,6 +89,7 @@ export function refreshTargets(view: RefresherView, sources: RefresherOptions['s
           name: deployment.metadata?.name ?? '',
           podLabels: deployment.spec?.selector?.matchLabels ?? {},
           ...(deployment.spec?.selector ? { selector: deployment.spec.selector } : {}),
+          probePaths: probePaths(deployment),
         },
       });
     }

@@ -406,6 +406,46 @@ describe('ScrapeSource: the percentile over the window', () => {
     expect(observation).toMatchObject({ known: true, samples: 100, seconds: expect.closeTo(0.55, 10) });
   });
 
+  test("the kubelet's probes are left out: 10x the requests on the probe path do not move the percentile", async () => {
+    const routes = (probe: number, work: number) =>
+      exposition([
+        {
+          labels: 'route="/readyz"',
+          buckets: [
+            ['0.1', probe],
+            ['1', probe],
+            [INF, probe],
+          ],
+        },
+        {
+          labels: 'route="/work"',
+          buckets: [
+            ['0.1', 0],
+            ['1', work],
+            [INF, work],
+          ],
+        },
+      ]);
+    const observe = async (probePaths: string[] | undefined) => {
+      const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+      const w = { ...workload, ...(probePaths ? { probePaths } : {}) };
+      serve('10.1.2.3', routes(0, 0));
+      await source.observe(w, policy());
+      clock.t += MIN;
+      serve('10.1.2.3', routes(500, 50));
+      return source.observe(w, policy({ percentile: 0.5 }));
+    };
+    // Only the 50 slow requests: the median is halfway up (0.1, 1].
+    expect(await observe(['/readyz', '/healthz'])).toMatchObject({
+      samples: 50,
+      seconds: expect.closeTo(0.55, 10),
+    });
+    // Negative control: counted, the 500 fast probes make the median fast.
+    const counted = await observe(undefined);
+    expect(counted).toMatchObject({ samples: 550 });
+    expect((counted as { seconds: number }).seconds).toBeLessThan(0.1);
+  });
+
   test('a counter reset on the same pod (container restart) counts what came after, and what came before', async () => {
     const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
     serve('10.1.2.3', h(100, 100, 100, 100));

@@ -184,12 +184,13 @@ export class ScrapeSource implements LatencySource {
 
     const port = policy.scrape?.port ?? DEFAULT_SCRAPE_PORT;
     const path = policy.scrape?.path ?? DEFAULT_SCRAPE_PATH;
+    const excluded = new Set([path, ...(workload.probePaths ?? [])]);
     const targets = this.#pods(workload.namespace, workload.selector ?? selector)
       .filter((pod) => labelSelectorMatches(selector, pod.metadata?.labels))
       .filter((pod) => pod.status?.phase === 'Running' && Boolean(pod.status.podIP));
 
     const results = await mapLimit(targets, this.#concurrency, (pod) =>
-      this.#scrapePod(pod, port, path, policy.metric, signal),
+      this.#scrapePod(pod, port, path, excluded, policy.metric, signal),
     );
 
     const now = this.#now();
@@ -302,6 +303,8 @@ export class ScrapeSource implements LatencySource {
     pod: V1Pod,
     port: number | string,
     path: string,
+    /** Series of these paths are left out: the scrape path's (its scrapes), the probes'. */
+    excluded: ReadonlySet<string>,
     metric: string,
     signal: AbortSignal | undefined,
   ): Promise<PodResult> {
@@ -333,7 +336,7 @@ export class ScrapeSource implements LatencySource {
         await response.body?.cancel().catch(() => {});
         return fail(`GET ${url}: HTTP ${response.status}`);
       }
-      const read = await readHistogram(response.body, metric, path, this.#limits);
+      const read = await readHistogram(response.body, metric, excluded, this.#limits);
       if (!read.ok) return fail(`GET ${url}: ${read.reason}`);
       return { ok: true, uid, name, buckets: read.buckets };
     } catch (err) {

@@ -12,6 +12,12 @@ export interface Workload {
   podLabels: Record<string, string>;
   /** The Deployment's whole selector (matchLabels and matchExpressions), to find its pods. */
   selector?: V1LabelSelector;
+  /**
+   * The HTTP paths the kubelet probes on its pods (readiness, liveness, startup): requests to
+   * them are the kubelet's, not the workload's traffic, and are left out where a series says
+   * its route.
+   */
+  probePaths?: string[];
 }
 
 /**
