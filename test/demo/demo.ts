@@ -34,6 +34,7 @@ import {
   installOperatorInCluster,
   kubectlOk,
   OPERATOR_NAMESPACE,
+  patchPolicy,
   readPolicyStatus,
   sampleDeployment,
   testCluster,
@@ -220,13 +221,7 @@ async function main(): Promise<void> {
       ),
     );
 
-    await custom.patchClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      name: POLICY,
-      body: [{ op: 'replace', path: '/spec/mode', value: 'Enforce' }],
-    });
+    await patchPolicy(kc, POLICY, [{ op: 'replace', path: '/spec/mode', value: 'Enforce' }]);
     const after = await waitFor(
       'Enforce to converge',
       async () => {

@@ -3,10 +3,14 @@
 // (http_request_duration_seconds) and in milliseconds (http_server_duration_milliseconds, the
 // bounds x 1000). Two namespaces under the same load, one policy reading each, by scraping the
 // pods. Negative control: the millisecond histogram read as seconds is a thousand times longer.
-import { CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { GROUP, PLURAL, VERSION } from '../../operator/src/api/policy.ts';
-import { createPolicy, deletePolicy, type OperatorProcess, waitFor } from '../operator/harness.ts';
+import {
+  createPolicy,
+  deletePolicy,
+  type OperatorProcess,
+  patchPolicy,
+  waitFor,
+} from '../operator/harness.ts';
 import {
   deployDemo,
   expectedGrace,
@@ -79,15 +83,9 @@ describe('a histogram in milliseconds (real node, Scrape)', () => {
   });
 
   test('negative control: the same millisecond histogram read as seconds (unit: Seconds) raises the grace to maxSeconds', async () => {
-    await adminKubeConfig()
-      .makeApiClient(CustomObjectsApi)
-      .patchClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        name: POLICY_MS,
-        body: [{ op: 'add', path: '/spec/observedLatency/unit', value: 'Seconds' }],
-      });
+    await patchPolicy(adminKubeConfig(), POLICY_MS, [
+      { op: 'add', path: '/spec/observedLatency/unit', value: 'Seconds' },
+    ]);
     const read = await waitFor(
       'the status to show the bounds read as seconds',
       async () => {

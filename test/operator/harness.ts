@@ -54,6 +54,7 @@ export {
   OPERATOR_DEPLOYMENT,
   OPERATOR_NAMESPACE,
   OPERATOR_SERVICE_ACCOUNT,
+  patchPolicy,
   readPolicyStatus,
   repoRoot,
   writeOverlay,

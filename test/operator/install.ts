@@ -133,6 +133,13 @@ export async function createPolicy(kc: KubeConfig, name: string, spec: object): 
   });
 }
 
+/** Changes a policy with a JSON Patch, e.g. [{ op: 'replace', path: '/spec/mode', value: 'Enforce' }]. */
+export async function patchPolicy(kc: KubeConfig, name: string, operations: object[]): Promise<void> {
+  await kc
+    .makeApiClient(CustomObjectsApi)
+    .patchClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name, body: operations });
+}
+
 /** Deletes a policy; a missing one is fine (cleanup paths). */
 export async function deletePolicy(kc: KubeConfig, name: string): Promise<void> {
   await kc

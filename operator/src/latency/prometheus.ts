@@ -509,16 +509,38 @@ function formatLe(le: number): string {
   return le === Number.POSITIVE_INFINITY ? '+Inf' : le === Number.NEGATIVE_INFINITY ? '-Inf' : String(le);
 }
 
-/** A native histogram sample (the increase over the window), read as the latency observation. */
-function nativeObservation(sample: unknown, context: QueryContext): LatencyObservation {
-  const source = 'Prometheus' as const;
-  const { policy } = context;
-  const unknown = (reason: string, samples?: number): LatencyObservation => ({
+/** The observation of an unknown latency, the reason ending with where it was asked. */
+function unknownAt(context: QueryContext) {
+  return (reason: string, samples?: number): LatencyObservation => ({
     known: false,
-    source,
+    source: 'Prometheus',
     reason: `${reason} ${where(context)}`,
     ...(samples === undefined ? {} : { samples }),
   });
+}
+
+/** A quantile in the histogram's unit, as the observation (in seconds). */
+function knownObservation(
+  value: number,
+  atLeast: boolean,
+  samples: number,
+  policy: QueryContext['policy'],
+): LatencyObservation {
+  return {
+    known: true,
+    seconds: value * secondsPerUnit(policy),
+    samples,
+    percentile: policy.percentile,
+    window: policy.window,
+    source: 'Prometheus',
+    atLeast,
+  };
+}
+
+/** A native histogram sample (the increase over the window), read as the latency observation. */
+function nativeObservation(sample: unknown, context: QueryContext): LatencyObservation {
+  const { policy } = context;
+  const unknown = unknownAt(context);
   const parsed = parseApiHistogram(sample);
   // The reason names what is wrong in the operator's words; nothing of the server's text.
   if (!parsed.ok) return unknown('the query returned a native histogram that cannot be read');
@@ -529,27 +551,12 @@ function nativeObservation(sample: unknown, context: QueryContext): LatencyObser
       `no requests in the last ${policy.window} (the native histogram's count did not increase)`,
       0,
     );
-  return {
-    known: true,
-    seconds: quantile.value * secondsPerUnit(policy),
-    samples,
-    percentile: policy.percentile,
-    window: policy.window,
-    source,
-    atLeast: quantile.atLeast,
-  };
+  return knownObservation(quantile.value, quantile.atLeast, samples, policy);
 }
 
 /** One workload's per-le series, read as a histogram: the quantile, or why there is none. */
 function observationOf(series: VectorSeries, context: QueryContext): LatencyObservation {
-  const source = 'Prometheus' as const;
-  const at = where(context);
-  const unknown = (reason: string, samples?: number): LatencyObservation => ({
-    known: false,
-    source,
-    reason: `${reason} ${at}`,
-    ...(samples === undefined ? {} : { samples }),
-  });
+  const unknown = unknownAt(context);
   const { workload, policy } = context;
   if (series.length === 0) {
     return unknown(
@@ -606,15 +613,7 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
         return unknown(`no requests in the last ${policy.window} (the le="+Inf" bucket did not increase)`, 0);
     }
   }
-  return {
-    known: true,
-    seconds: quantile.value * secondsPerUnit(policy),
-    samples,
-    percentile: policy.percentile,
-    window: policy.window,
-    source,
-    atLeast: quantile.atLeast,
-  };
+  return knownObservation(quantile.value, quantile.atLeast, samples, policy);
 }
 
 // --- HTTP ----------------------------------------------------------------------------------------
