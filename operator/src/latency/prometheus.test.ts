@@ -208,6 +208,19 @@ describe('PrometheusSource', () => {
     });
   });
 
+  test("the built-in query counts the kubelet's probes of a probed Deployment, and says so; a query template is not judged", async () => {
+    const probed = { ...workload, probePaths: ['/readyz'] };
+    answer(200, vector(healthy));
+    expect(await source().observe(probed, policy())).toMatchObject({ known: true, includesProbes: true });
+    answer(200, vector(healthy));
+    const templated = await source().observe(probed, policy({ query: 'sum by (le) (x{route!="/readyz"})' }));
+    expect(templated).toMatchObject({ known: true });
+    expect(templated).not.toHaveProperty('includesProbes');
+    // Negative control: no HTTP probe, nothing to say.
+    answer(200, vector(healthy));
+    expect(await source().observe(workload, policy())).not.toHaveProperty('includesProbes');
+  });
+
   test('a histogram in milliseconds (its name says so, or unit) is reported in seconds; its seconds twin gives the same', async () => {
     const ms: [string, string][] = healthy.map(([le, count]) => [
       le === '+Inf' ? le : String(Number(le) * 1000),

@@ -410,7 +410,7 @@ function credentialsNote(credentials: QueryCredentials | undefined): string {
 }
 
 export interface QueryContext {
-  workload: Pick<Workload, 'namespace' | 'name'>;
+  workload: Pick<Workload, 'namespace' | 'name' | 'probePaths'>;
   policy: Pick<ObservedLatencyPolicy, 'metric' | 'unit' | 'window' | 'percentile' | 'query'>;
   /** The endpoint queried (credentials are never shown). */
   url: URL;
@@ -524,8 +524,11 @@ function knownObservation(
   value: number,
   atLeast: boolean,
   samples: number,
-  policy: QueryContext['policy'],
+  context: QueryContext,
 ): LatencyObservation {
+  const { policy, workload } = context;
+  // The built-in query sums every route of the histogram; a template may leave probes out.
+  const includesProbes = policy.query === undefined && (workload.probePaths?.length ?? 0) > 0;
   return {
     known: true,
     seconds: value * secondsPerUnit(policy),
@@ -534,6 +537,7 @@ function knownObservation(
     window: policy.window,
     source: 'Prometheus',
     atLeast,
+    ...(includesProbes ? { includesProbes } : {}),
   };
 }
 
@@ -551,7 +555,7 @@ function nativeObservation(sample: unknown, context: QueryContext): LatencyObser
       `no requests in the last ${policy.window} (the native histogram's count did not increase)`,
       0,
     );
-  return knownObservation(quantile.value, quantile.atLeast, samples, policy);
+  return knownObservation(quantile.value, quantile.atLeast, samples, context);
 }
 
 /** One workload's per-le series, read as a histogram: the quantile, or why there is none. */
@@ -613,7 +617,7 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
         return unknown(`no requests in the last ${policy.window} (the le="+Inf" bucket did not increase)`, 0);
     }
   }
-  return knownObservation(quantile.value, quantile.atLeast, samples, policy);
+  return knownObservation(quantile.value, quantile.atLeast, samples, context);
 }
 
 // --- HTTP ----------------------------------------------------------------------------------------

@@ -25,6 +25,11 @@ export type LatencyObservation =
        * (the largest finite bucket bound), and the buckets are too small to say more.
        */
       atLeast?: boolean;
+      /**
+       * The kubelet's probe requests are counted in: the source cannot tell the routes apart
+       * (the Prometheus source's built-in query), and the Deployment's pods are probed over HTTP.
+       */
+      includesProbes?: boolean;
     }
   | {
       known: false;
