@@ -55,6 +55,45 @@ describe('demo-service routes', () => {
     expect((await done).outcome).toBe('drained');
   });
 
+  test("METRIC_SHAPES: other stacks' histograms, each with what its exporter would see", async () => {
+    const { port } = await start({
+      METRIC_SHAPES: 'istio,linkerd,opentelemetry,micrometer',
+      WORKLOAD_NAME: 'web',
+      POD_NAMESPACE: 'shop',
+    });
+    await get(port, '/work?ms=2');
+    await get(port, '/readyz');
+    const text = (await get(port, '/metrics')).body;
+    const counts = (metric: string) =>
+      text
+        .split('\n')
+        .filter((line) => line.startsWith(`${metric}_count{`))
+        .sort();
+    // Istio: the server side, named by workload; the probe went to the agent, unseen.
+    expect(counts('istio_request_duration_milliseconds')).toEqual([
+      expect.stringMatching(
+        /^istio_request_duration_milliseconds_count\{reporter="destination",.*destination_workload="web",destination_workload_namespace="shop",.*response_code="200".*\} 1$/,
+      ),
+    ]);
+    // Linkerd: inbound; the probe on the route the policy controller names `probe`.
+    expect(counts('response_latency_ms')).toEqual([
+      expect.stringMatching(/direction="inbound",.*route_name="default",status_code="200"\} 1$/),
+      expect.stringMatching(/direction="inbound",.*route_name="probe",status_code="200"\} 1$/),
+    ]);
+    // OpenTelemetry: every request under its route.
+    expect(counts('http_server_request_duration_seconds')).toEqual([
+      expect.stringContaining('http_route="/readyz"'),
+      expect.stringContaining('http_route="/work"'),
+    ]);
+    expect(text).toContain('http_server_request_duration_seconds_bucket{le="0.005",');
+    // Micrometer: the probe as Spring's health group.
+    expect(counts('http_server_requests_seconds')).toEqual([
+      expect.stringContaining('uri="/actuator/health/readiness"'),
+      expect.stringContaining('uri="/work"'),
+    ]);
+    expect(() => loadConfig({ METRIC_SHAPES: 'istio,nginx' }, [])).toThrow(/unknown shape\(s\) nginx/);
+  });
+
   test('metrics expose the names the operator scrapes', async () => {
     const { drain, metrics, port } = await start();
     await get(port, '/work?ms=2');
@@ -67,9 +106,13 @@ describe('demo-service routes', () => {
     );
     // The twin in milliseconds: the same bounds x 1000, the same count.
     expect(before).toContain(
-      'http_server_duration_milliseconds_bucket{le="60000",method="GET",route="/work",status_code="200"} 1',
+      'http_server_duration_milliseconds_bucket{le="60000",http_method="GET",http_route="/work",http_status_code="200",http_scheme="http"} 1',
     );
-    expect(before).toContain('http_server_duration_milliseconds_bucket{le="1",method="GET",route="/work"');
+    expect(before).toContain(
+      'http_server_duration_milliseconds_bucket{le="1",http_method="GET",http_route="/work"',
+    );
+    // No other stack's histogram unless METRIC_SHAPES asks.
+    expect(before).not.toContain('istio_request_duration_milliseconds');
     expect(before).toMatch(/^http_requests_in_flight 1$/m); // the /metrics request itself
     expect(before).toMatch(/^http_server_drain_phase 0$/m);
     expect(before).toMatch(/^http_server_forced_closes_total 0$/m);

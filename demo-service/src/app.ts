@@ -20,6 +20,7 @@ import type { DemoConfig } from './config.ts';
 import { createDrain, type DrainController, drainDeadlineMs } from './drain.ts';
 import { createLatencySampler } from './latency.ts';
 import { createMetrics, type DemoMetrics } from './metrics.ts';
+import { createShapes } from './shapes.ts';
 
 export interface DemoService {
   server: Server;
@@ -28,6 +29,8 @@ export interface DemoService {
 }
 
 const routes = new Set(['/work', '/healthz', '/readyz', '/metrics']);
+/** The routes its Deployments have the kubelet probe. */
+const PROBE_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 
 /** Response header naming the instance that answered. */
 export const INSTANCE_HEADER = 'x-instance';
@@ -87,6 +90,11 @@ const wholeMs = (seconds: number): number => Math.round(seconds * 1000);
 
 export function createDemoService(config: DemoConfig, logger: Logger): DemoService {
   const metrics = createMetrics();
+  const shapes = createShapes(metrics.registry, config.METRIC_SHAPES, {
+    workload: config.WORKLOAD_NAME,
+    namespace: config.POD_NAMESPACE,
+    probeRoutes: PROBE_ROUTES,
+  });
   const instance = hostname();
   const sampleLatencyMs = createLatencySampler(config.latency);
   // At least 1 ms: 0 would turn the header timeout off.
@@ -147,7 +155,16 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
         const labels = { method: req.method ?? 'GET', route, status_code: String(res.statusCode) };
         const ms = performance.now() - started;
         metrics.requestDuration.observe(labels, ms / 1000);
-        metrics.requestDurationMs.observe(labels, ms);
+        metrics.requestDurationMs.observe(
+          {
+            http_method: labels.method,
+            http_route: route === 'other' ? '' : route,
+            http_status_code: labels.status_code,
+            http_scheme: 'http',
+          },
+          ms,
+        );
+        shapes.record({ method: labels.method, route, status: res.statusCode, ms });
       }
     });
     // Node would read an unread body to the end to reuse the connection: close it instead.

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { type LatencyProfile, parseLatencyProfile } from './latency.ts';
+import { SHAPES, type Shape } from './shapes.ts';
 
 const seconds = z.coerce.number().finite().min(0);
 
@@ -36,6 +37,30 @@ const configSchema = z.object({
   MAX_CONNECTIONS: z.coerce.number().int().min(1).default(1000),
   /** Upper bound, in ms, for the ?ms= override of the work endpoint. */
   MAX_WORK_MS: z.coerce.number().int().min(0).default(600_000),
+  /**
+   * Other stacks' request-duration histograms to export besides its own (shapes.ts), comma
+   * separated: istio, linkerd, opentelemetry, micrometer.
+   */
+  METRIC_SHAPES: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const names = text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      const unknown = names.filter((name) => !(SHAPES as readonly string[]).includes(name));
+      if (unknown.length > 0)
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown shape(s) ${unknown.join(', ')}; known: ${SHAPES.join(', ')}`,
+        });
+      return [...new Set(names)] as Shape[];
+    }),
+  /** The Deployment's name, as a mesh would label the pod's requests (istio shape). */
+  WORKLOAD_NAME: z.string().default('demo-service'),
+  /** The pod's namespace (downward API), as a mesh would label its requests (istio shape). */
+  POD_NAMESPACE: z.string().default('default'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -2,11 +2,14 @@
  * demo-service metrics. The operator scrapes these to observe latency: keep the names stable.
  *
  * - http_request_duration_seconds{method,route,status_code}  histogram, 1 ms .. 60 s
- * - http_server_duration_milliseconds{method,route,status_code}  the same in milliseconds (the
- *                                                             unit and name of OpenTelemetry's
- *                                                             older HTTP convention), same bounds
- *                                                             x 1000: a policy reading it must
+ * - http_server_duration_milliseconds{http_method,http_route,http_status_code,http_scheme}
+ *                                                             the same in milliseconds, as
+ *                                                             OpenTelemetry's older HTTP convention
+ *                                                             names and labels it (its bounds the
+ *                                                             seconds ones x 1000, as a view would
+ *                                                             set them): a policy reading it must
  *                                                             come to the same p99 in seconds
+ * - the histograms of other stacks named in METRIC_SHAPES (shapes.ts)
  * - http_requests_in_flight                                   gauge
  * - http_server_drain_phase                                   gauge: 0 serving, 1 propagating,
  *                                                             2 draining, 3 drained, 4 forced
@@ -26,7 +29,7 @@ export interface DemoMetrics {
   registry: Registry;
   requestDuration: Histogram<'method' | 'route' | 'status_code'>;
   /** requestDuration's twin in milliseconds. */
-  requestDurationMs: Histogram<'method' | 'route' | 'status_code'>;
+  requestDurationMs: Histogram<'http_method' | 'http_route' | 'http_status_code' | 'http_scheme'>;
   inFlight: Gauge;
   droppedConnections: Counter;
   setPhase(phase: DrainPhase): void;
@@ -46,7 +49,7 @@ export function createMetrics(): DemoMetrics {
   const requestDurationMs = new Histogram({
     name: 'http_server_duration_milliseconds',
     help: 'Time from request received to response finished, in milliseconds.',
-    labelNames: ['method', 'route', 'status_code'] as const,
+    labelNames: ['http_method', 'http_route', 'http_status_code', 'http_scheme'] as const,
     buckets: durationBuckets.map((seconds) => seconds * 1000),
     registers: [registry],
   });

@@ -8,6 +8,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bucketQuantile } from '../../operator/src/latency/histogram.ts';
+import { preset } from '../../operator/src/latency/presets.ts';
 import { buildBucketQuery } from '../../operator/src/latency/prometheus.ts';
 import { createPolicy, deletePolicy, freePort, type OperatorProcess, waitFor } from '../operator/harness.ts';
 import {
@@ -71,8 +72,9 @@ async function prometheusP99(): Promise<number | undefined> {
   const query = buildBucketQuery({
     namespace: ns.name,
     deployment: APP,
-    metric: 'http_request_duration_seconds',
+    spec: preset('PrometheusClient'),
     window: '1m',
+    excludedPaths: ['/metrics'],
   });
   const url = `${clusterInfo().prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`;
   const body = (await (await fetch(url)).json()) as {

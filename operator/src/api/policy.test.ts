@@ -41,7 +41,6 @@ const ALL_DEFAULTS: GracefulShutdownPolicySpec = {
     stabilizationWindow: '15m',
     minSamples: 100,
     safetyFactor: 1.5,
-    metric: 'http_request_duration_seconds',
   },
   rollout: {
     maxConcurrent: 1,

@@ -124,6 +124,16 @@ export const GraceStrategySchema = z.enum(['Computed', 'Fixed']);
 /** When the grace period is written: only to lengthen a shorter one, never, or always (replacing it). */
 export const GraceInjectPolicySchema = z.enum(['IfShorter', 'Never', 'Override']);
 export const LatencySourceSchema = z.enum(['None', 'Prometheus', 'Scrape']);
+/** The request-latency histograms the operator knows (latency/presets.ts), or Auto: the first found. */
+export const LatencyPresetSchema = z.enum([
+  'Auto',
+  'Istio',
+  'OpenTelemetry',
+  'OpenTelemetryLegacy',
+  'Micrometer',
+  'PrometheusClient',
+  'Linkerd',
+]);
 export const UpdateExistingSchema = z.enum(['Immediately', 'OnNextRollout']);
 export const RolloutFailureActionSchema = z.enum(['Pause', 'Revert']);
 /** Whether an httpGet readiness probe is tried on a running pod before it is injected. */
@@ -278,13 +288,18 @@ export const ObservedLatencyPolicySchema = withRules(
       .max(10)
       .default(1.5)
       .describe('Multiplier applied to the observed latency to get the drain time.'),
+    preset: LatencyPresetSchema.optional().describe(
+      "A histogram the cluster already has, with its name, unit, labels and route label known: Istio (istio_request_duration_milliseconds, server side), OpenTelemetry (http_server_request_duration_seconds; ASP.NET Core 8+ too), OpenTelemetryLegacy (http_server_duration_milliseconds), Micrometer (Spring Boot's http_server_requests_seconds), PrometheusClient (http_request_duration_seconds), Linkerd (response_latency_ms, inbound; time to first byte), or Auto: the first of these, in that order, that the workload's series have. Status names the preset read. Excludes metric, unit and query.",
+    ),
     metric: z
       .string()
       .min(1)
       .max(253)
       .regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/)
-      .default('http_request_duration_seconds')
-      .describe('Name of the request-duration histogram (without _bucket); ignored when query is set.'),
+      .optional()
+      .describe(
+        "Name of the request-duration histogram (without _bucket), found by the pods' namespace and pod labels. Omitted (and no preset): http_request_duration_seconds. Ignored when query is set.",
+      ),
     unit: z
       .enum(['Seconds', 'Milliseconds'])
       .optional()
@@ -321,6 +336,14 @@ export const ObservedLatencyPolicySchema = withRules(
       .describe("Where to scrape the pods' metrics (source Scrape only)."),
   }),
   [
+    {
+      rule: '!has(self.preset) || (!has(self.metric) && !has(self.unit) && !has(self.query))',
+      message:
+        'preset names the histogram, its unit and its labels: metric, unit and query are not allowed with it',
+      fieldPath: '.preset',
+      holds: (l) =>
+        l.preset === undefined || (l.metric === undefined && l.unit === undefined && l.query === undefined),
+    },
     {
       rule: "!has(self.query) || self.source == 'Prometheus'",
       message: 'query is only allowed when source is Prometheus',
@@ -552,6 +575,11 @@ export const ShutdownSettingsSchema = z.strictObject({
 
 export const ObservedLatencySchema = z.strictObject({
   source: LatencySourceSchema.describe('Where the observation came from.'),
+  preset: LatencyPresetSchema.exclude(['Auto'])
+    .optional()
+    .describe(
+      "The preset whose histogram was read (with preset Auto, the one found); omitted for the policy's own metric or query.",
+    ),
   percentile: z.number().describe('The percentile observed.'),
   seconds: z.number().min(0).optional().describe('The observed latency at that percentile, in seconds.'),
   samples: z.int().min(0).describe('Requests seen in the window.'),
@@ -562,7 +590,7 @@ export const ObservedLatencySchema = z.strictObject({
     .max(512)
     .optional()
     .describe(
-      'What to know about it: why it is unknown, that it is kept while the source fails, or that the percentile lies above the largest histogram bucket.',
+      "What to know about it: why it is unknown, that it is kept while the source fails, that the percentile lies above the largest histogram bucket, that the kubelet's probes are counted in, or what the preset's histogram measures.",
     ),
 });
 
@@ -692,6 +720,8 @@ export type ReadinessProbePolicy = z.output<typeof ReadinessProbePolicySchema>;
 export type PreStopPolicy = z.output<typeof PreStopPolicySchema>;
 export type TerminationGracePeriodPolicy = z.output<typeof TerminationGracePeriodPolicySchema>;
 export type ObservedLatencyPolicy = z.output<typeof ObservedLatencyPolicySchema>;
+/** A preset that names one histogram (every preset but Auto). */
+export type LatencyPresetName = Exclude<z.output<typeof LatencyPresetSchema>, 'Auto'>;
 export type RolloutPolicy = z.output<typeof RolloutPolicySchema>;
 export type SidecarsPolicy = z.output<typeof SidecarsPolicySchema>;
 /** The spec with every default filled, as the apiserver returns it. */

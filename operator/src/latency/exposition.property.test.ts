@@ -7,10 +7,11 @@ import { DEFAULT_EXPOSITION_LIMITS, readHistogram } from './exposition.ts';
 import { bodyStream } from './testdata/stream.ts';
 
 const METRIC = 'http_request_duration_seconds';
+const SPECS = [{ metric: METRIC, matchers: {}, routeLabels: [] }];
 const MARKER = 'ZZMARKERZZ';
 
 const read = (text: string, chunk: number) =>
-  readHistogram(bodyStream(text, chunk), METRIC, new Set(['/metrics']), DEFAULT_EXPOSITION_LIMITS);
+  readHistogram(bodyStream(text, chunk), SPECS, new Set(['/metrics']), DEFAULT_EXPOSITION_LIMITS);
 
 /** Lines that look like exposition, hostile ones included (the marker in names, labels, values). */
 const hostileLine = fc.oneof(
@@ -33,7 +34,7 @@ describe('readHistogram on hostile text (property-based)', () => {
           const result = await read(lines.join('\n'), chunk);
           if (!result.ok) expect(result.reason).not.toContain(MARKER);
           else
-            for (const [le, count] of result.buckets)
+            for (const [le, count] of result.histograms[0] ?? new Map())
               expect(Number.isNaN(le) || Number.isNaN(count)).toBe(false);
         },
       ),
@@ -70,7 +71,7 @@ describe('readHistogram on hostile text (property-based)', () => {
           const result = await read(lines.join('\n'), chunk);
           expect(result.ok).toBe(true);
           if (result.ok)
-            expect([...result.buckets].sort(([a], [b]) => a - b)).toEqual(
+            expect([...(result.histograms[0] ?? new Map())].sort(([a], [b]) => a - b)).toEqual(
               [...model].sort(([a], [b]) => a - b),
             );
         },

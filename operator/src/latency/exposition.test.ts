@@ -15,12 +15,13 @@ import { GO_BODY, GO_SUMS } from './testdata/client-golang.ts';
 import { bodyStream } from './testdata/stream.ts';
 
 const METRIC = 'http_request_duration_seconds';
+const SPECS = [{ metric: METRIC, matchers: {}, routeLabels: [] }];
 const INF = Number.POSITIVE_INFINITY;
 
 /** The body as a stream of `chunk`-byte pieces (lines and characters split across them). */
 
 function read(text: string, limits: Partial<ExpositionLimits> = {}, chunk?: number): Promise<HistogramRead> {
-  return readHistogram(bodyStream(text, chunk), METRIC, new Set(['/metrics']), {
+  return readHistogram(bodyStream(text, chunk), SPECS, new Set(['/metrics']), {
     ...DEFAULT_EXPOSITION_LIMITS,
     ...limits,
   });
@@ -28,7 +29,7 @@ function read(text: string, limits: Partial<ExpositionLimits> = {}, chunk?: numb
 
 function buckets(result: HistogramRead): [number, number][] {
   if (!result.ok) throw new Error(`refused: ${result.reason}`);
-  return [...result.buckets].sort(([a], [b]) => a - b);
+  return [...(result.histograms[0] ?? new Map())].sort(([a], [b]) => a - b);
 }
 
 /** A histogram's bucket lines: `series` label sets, each with the bounds 1..`bounds` and +Inf. */
@@ -89,7 +90,7 @@ describe('readHistogram: real expositions', () => {
     // A slice of 0 ms: every check of the slicer is a turn, so no clock decides the outcome.
     const result = await readHistogram(
       bodyStream(body),
-      METRIC,
+      SPECS,
       new Set(['/metrics']),
       DEFAULT_EXPOSITION_LIMITS,
       new TimeSlicer(0),

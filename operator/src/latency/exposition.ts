@@ -11,6 +11,7 @@
 // backtracks on whitespace inside the braces: one line of 4,000 spaces held the event loop for
 // 14 s on Node 24 (1,000 spaces: 0.45 s), which no time slicing can interrupt.
 import { TimeSlicer } from '../util/time-slicer.ts';
+import { anchored, type HistogramSpec, seriesCounts } from './presets.ts';
 
 /**
  * Bytes of a pod's exposition read per scrape. A real application's /metrics is kilobytes
@@ -62,8 +63,17 @@ export const DEFAULT_EXPOSITION_LIMITS: Readonly<ExpositionLimits> = {
 };
 
 export type HistogramRead =
-  /** Cumulative count per bucket bound, summed over the histogram's label sets. */
-  { ok: true; buckets: Map<number, number> } | { ok: false; reason: string };
+  /**
+   * Per histogram asked for (in the order asked), the cumulative count per bucket bound, summed
+   * over its label sets that count; empty where no sample counted.
+   */
+  { ok: true; histograms: Map<number, number>[] } | { ok: false; reason: string };
+
+/** One histogram to read from an exposition, and which of its series count (latency/presets.ts). */
+export type SeriesSpec = Pick<
+  HistogramSpec,
+  'metric' | 'matchers' | 'excludedLabels' | 'routeLabels' | 'excludedRoutes'
+>;
 
 /** Characters of lines handled between two checks of the time slicer. */
 const CHARS_PER_CHECK = 64 * 1024;
@@ -71,25 +81,31 @@ const CHARS_PER_CHECK = 64 * 1024;
 const LINE_COST = 64;
 
 /**
- * The `<metric>_bucket` samples of a pod's exposition, summed per `le`, read as the body streams
- * in, with the event loop given a turn every few ms of work. A label set with a label (other
- * than `le`) equal to an excluded path counts traffic that is not the workload's: the scrape
- * path (route="/metrics", path="/metrics", ...) the operator's own scrapes, a probe's path the
- * kubelet's probes. It is left out, so a quiet service does not look busy with fast requests
- * (which could only lower its estimate). Network errors are
- * thrown; everything about the body's content is a refusal.
+ * The `<metric>_bucket` samples of a pod's exposition, for each histogram asked for, summed per
+ * `le`, read as the body streams in, with the event loop given a turn every few ms of work. A
+ * series counts as its spec says (seriesCounts): a mesh's server side only, and not a label set
+ * with a label (other than `le`) equal to an excluded path, which counts traffic that is not the
+ * workload's: the scrape path (route="/metrics", path="/metrics", ...) the operator's own scrapes,
+ * a probe's path the kubelet's probes. It is left out, so a quiet service does not look busy with
+ * fast requests (which could only lower its estimate). Network errors are thrown; everything
+ * about the body's content is a refusal.
  */
 export async function readHistogram(
   body: ReadableStream<Uint8Array> | null,
-  metric: string,
+  specs: readonly SeriesSpec[],
   excludedPaths: ReadonlySet<string>,
   limits: Readonly<ExpositionLimits> = DEFAULT_EXPOSITION_LIMITS,
   slicer: TimeSlicer = new TimeSlicer(),
 ): Promise<HistogramRead> {
-  const prefix = `${metric}_bucket`;
-  const sums = new Map<number, number>();
-  // Bounded by MAX_HISTOGRAM_SERIES keys, each no longer than its line: at most the body.
-  const series = new Set<string>();
+  const reads = specs.map((spec) => ({
+    spec,
+    prefix: `${spec.metric}_bucket`,
+    excludedRoutes: spec.excludedRoutes ? anchored(spec.excludedRoutes) : undefined,
+    sums: new Map<number, number>(),
+    // Bounded by MAX_HISTOGRAM_SERIES keys, each no longer than its line: at most the body.
+    series: new Set<string>(),
+  }));
+  const histograms = () => reads.map((read) => read.sums);
   let lines = 0;
 
   /** Takes one line; answers why the pod is refused, or undefined. */
@@ -98,22 +114,26 @@ export async function readHistogram(
     if (lines > limits.lines)
       return `refused: more than ${limits.lines} lines of metrics (the limit per scrape)`;
     const line = raw.trim();
-    if (!line.startsWith(prefix)) return undefined;
-    const next = line.charAt(prefix.length);
-    if (next !== '{' && next !== ' ' && next !== '\t') return undefined;
-    const sample = parseBucketSample(line, prefix.length, excludedPaths);
-    if (typeof sample === 'string') return `cannot parse ${prefix}: line ${lines} ${sample}`;
-    series.add(sample.series);
-    if (series.size > limits.series)
-      return `refused: ${prefix} has more than ${limits.series} label sets (the limit per pod)`;
-    if (sample.excluded) return undefined;
-    sums.set(sample.le, (sums.get(sample.le) ?? 0) + sample.count);
-    if (sums.size > limits.bounds)
-      return `refused: ${prefix} has more than ${limits.bounds} distinct le bounds (the limit per pod)`;
+    for (const read of reads) {
+      const { prefix, sums, series } = read;
+      if (!line.startsWith(prefix)) continue;
+      const next = line.charAt(prefix.length);
+      if (next !== '{' && next !== ' ' && next !== '\t') continue;
+      const sample = parseBucketSample(line, prefix.length);
+      if (typeof sample === 'string') return `cannot parse ${prefix}: line ${lines} ${sample}`;
+      series.add(sample.series);
+      if (series.size > limits.series)
+        return `refused: ${prefix} has more than ${limits.series} label sets (the limit per pod)`;
+      if (!seriesCounts(read.spec, sample.labels, excludedPaths, read.excludedRoutes)) return undefined;
+      sums.set(sample.le, (sums.get(sample.le) ?? 0) + sample.count);
+      if (sums.size > limits.bounds)
+        return `refused: ${prefix} has more than ${limits.bounds} distinct le bounds (the limit per pod)`;
+      return undefined;
+    }
     return undefined;
   };
 
-  if (!body) return { ok: true, buckets: sums };
+  if (!body) return { ok: true, histograms: histograms() };
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let bytes = 0;
@@ -150,7 +170,7 @@ export async function readHistogram(
       const refused = take(partial);
       if (refused) return { ok: false, reason: refused };
     }
-    return { ok: true, buckets: sums };
+    return { ok: true, histograms: histograms() };
   } finally {
     // Stops the download when refused early; a no-op once the body is read.
     reader.cancel().catch(() => {});
@@ -168,8 +188,8 @@ interface BucketSample {
   count: number;
   /** The label set apart from `le`, as a key. */
   series: string;
-  /** A label other than `le` equals an excluded path (the scrape path, a probe's path). */
-  excluded: boolean;
+  /** The labels apart from `le`. */
+  labels: Map<string, string>;
 }
 
 const isSpace = (c: number) => c === 0x20 || c === 0x09;
@@ -184,11 +204,7 @@ const INFINITY = /^[+-]?inf(?:inity)?$/i;
  * value, an optional timestamp, and an OpenMetrics exemplar (`# {...} v`) ignored. Answers what
  * is wrong with the line, in words that quote none of it, when it is not one.
  */
-export function parseBucketSample(
-  line: string,
-  from: number,
-  excludedPaths: ReadonlySet<string>,
-): BucketSample | string {
+export function parseBucketSample(line: string, from: number): BucketSample | string {
   const n = line.length;
   let i = from;
   const skipSpace = () => {
@@ -264,7 +280,7 @@ export function parseBucketSample(
     le,
     count,
     series: rest.map(([name, value]) => `${name}=${value}`).join('\u0000'),
-    excluded: rest.some(([, value]) => excludedPaths.has(value)),
+    labels: new Map(rest),
   };
 }
 

@@ -9,10 +9,10 @@ import { generatePki } from '../../../test/cluster/pki.ts';
 import { type ObservedLatencyPolicy, ObservedLatencyPolicySchema } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 import { bucketQuantile } from './histogram.ts';
+import { escapeRegex, type HistogramSpec, histogramSpecs } from './presets.ts';
 import {
   buildBucketQuery,
   escapePromQLString,
-  escapeRegex,
   groupedBucketQuery,
   NO_PROMETHEUS_URL,
   PrometheusSource,
@@ -26,8 +26,13 @@ const PROM = 'http://prom.test:9090';
 /** The https Prometheus the token tests configure: the bearer token is only sent over https. */
 const PROM_TLS = 'https://prom.test';
 const workload: Workload = { namespace: 'shop', name: 'checkout', podLabels: { app: 'checkout' } };
-const BUILT_IN =
-  'sum by (le) (increase(http_request_duration_seconds_bucket{namespace="shop", pod=~"checkout-[a-z0-9]+-[a-z0-9]+"}[1h]))';
+/** The histogram a policy names by `metric` alone. */
+const custom = (metric: string): HistogramSpec => histogramSpecs({ metric })[0] as HistogramSpec;
+/** Series whose route is Prometheus's own scrape path are left out, in every common route label. */
+const NOT_METRICS = ['http_route', 'uri', 'path', 'handler', 'route', 'endpoint']
+  .map((label) => `${label}!~"/metrics"`)
+  .join(', ');
+const BUILT_IN = `sum by (le) (increase(http_request_duration_seconds_bucket{namespace="shop", pod=~"checkout-[a-z0-9]+-[a-z0-9]+", ${NOT_METRICS}}[1h]))`;
 
 function policy(overrides: Record<string, unknown> = {}): ObservedLatencyPolicy {
   return ObservedLatencyPolicySchema.parse({ source: 'Prometheus', ...overrides });
@@ -84,14 +89,21 @@ describe('buildBucketQuery', () => {
       buildBucketQuery({
         namespace: 'shop',
         deployment: 'checkout',
-        metric: 'http_request_duration_seconds',
+        spec: custom('http_request_duration_seconds'),
         window: '1h',
+        excludedPaths: ['/metrics'],
       }),
     ).toBe(BUILT_IN);
   });
 
   test('label values are escaped for a PromQL string, the name for a regex first', () => {
-    const query = buildBucketQuery({ namespace: 'a"b\\c', deployment: 'web.v2', metric: 'm', window: '5m' });
+    const query = buildBucketQuery({
+      namespace: 'a"b\\c',
+      deployment: 'web.v2',
+      spec: custom('m'),
+      window: '5m',
+      excludedPaths: [],
+    });
     // The namespace: quote and backslash escaped.
     expect(query).toContain('namespace="a\\"b\\\\c"');
     // The dot of web.v2 is a literal in the regex (\.) and that backslash is escaped in the string.
@@ -186,8 +198,8 @@ describe('PrometheusSource', () => {
     expect(seen).toHaveLength(1);
     expect(params(seen[0] as string)).toEqual([['query', BUILT_IN]]);
     // The bytes on the wire (form encoding: space as +).
-    expect(seen[0]).toBe(
-      '/api/v1/query?query=sum+by+%28le%29+%28increase%28http_request_duration_seconds_bucket%7Bnamespace%3D%22shop%22%2C+pod%3D%7E%22checkout-%5Ba-z0-9%5D%2B-%5Ba-z0-9%5D%2B%22%7D%5B1h%5D%29%29',
+    expect(seen[0]).toMatch(
+      /^\/api\/v1\/query\?query=sum\+by\+%28le%29\+%28increase%28http_request_duration_seconds_bucket%7Bnamespace%3D%22shop%22%2C\+pod%3D%7E%22checkout-%5Ba-z0-9%5D%2B-%5Ba-z0-9%5D%2B%22%2C\+http_route%21%7E%22%2Fmetrics%22/,
     );
     const expected = bucketQuantile(0.99, [
       { le: 0.1, count: 500 },
@@ -208,17 +220,31 @@ describe('PrometheusSource', () => {
     });
   });
 
-  test("the built-in query counts the kubelet's probes of a probed Deployment, and says so; a query template is not judged", async () => {
-    const probed = { ...workload, probePaths: ['/readyz'] };
-    answer(200, vector(healthy));
-    expect(await source().observe(probed, policy())).toMatchObject({ known: true, includesProbes: true });
-    answer(200, vector(healthy));
-    const templated = await source().observe(probed, policy({ query: 'sum by (le) (x{route!="/readyz"})' }));
-    expect(templated).toMatchObject({ known: true });
-    expect(templated).not.toHaveProperty('includesProbes');
-    // Negative control: no HTTP probe, nothing to say.
-    answer(200, vector(healthy));
-    expect(await source().observe(workload, policy())).not.toHaveProperty('includesProbes');
+  test("the built-in query leaves out the routes of the Deployment's probes and Prometheus's scrapes; a preset's own exclusions too", async () => {
+    const probed = { ...workload, probePaths: ['/readyz', '/live.z'] };
+    const seen: string[] = [];
+    const record = (request: Request) => {
+      seen.push(new URL(request.url).searchParams.get('query') ?? '');
+      return vector(healthy);
+    };
+    answer(200, record);
+    expect(await source().observe(probed, policy())).toMatchObject({ known: true });
+    // Every common route label, the paths as regex literals, sorted.
+    for (const label of ['http_route', 'uri', 'path', 'handler', 'route', 'endpoint'])
+      expect(seen[0]).toContain(`${label}!~"/live\\\\.z|/metrics|/readyz"`);
+    answer(200, record);
+    await source().observe(probed, policy({ preset: 'Micrometer' }));
+    expect(seen[1]).toContain('uri!~"/live\\\\.z|/metrics|/readyz|/actuator(/.*)?"');
+    expect(seen[1]).not.toContain('route!~');
+    answer(200, record);
+    await source().observe(probed, policy({ preset: 'Linkerd' }));
+    expect(seen[2]).toContain('direction="inbound", route_name!="probe"');
+    // Istio has no route label, and needs none: the kubelet's probes go to the agent.
+    answer(200, record);
+    await source().observe(probed, policy({ preset: 'Istio' }));
+    expect(seen[3]).toBe(
+      'sum by (le) (increase(istio_request_duration_milliseconds_bucket{destination_workload_namespace="shop", destination_workload="checkout", reporter="destination"}[1h]))',
+    );
   });
 
   test('a histogram in milliseconds (its name says so, or unit) is reported in seconds; its seconds twin gives the same', async () => {
@@ -400,7 +426,7 @@ describe('PrometheusSource', () => {
       known: false,
       source: 'Prometheus',
       reason: expect.stringMatching(
-        /^no http_request_duration_seconds_bucket series for pods of shop\/checkout in the last 1h \(Prometheus http:\/\/prom\.test:9090\/api\/v1\/query, query sum by \(le\)/,
+        /^no http_request_duration_seconds_bucket series for shop\/checkout in the last 1h \(Prometheus http:\/\/prom\.test:9090\/api\/v1\/query, query sum by \(le\)/,
       ),
     });
     expect(observation).not.toHaveProperty('unavailable');
@@ -880,12 +906,73 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
   const w = (namespace: string, name: string): Workload => ({ namespace, name, podLabels: { app: name } });
 
   test('groupedBucketQuery: per-bucket increase in the namespaces, workload read from the pod name, summed by namespace, workload, le', () => {
-    expect(groupedBucketQuery({ namespaces: ['shop', 'a.b'], metric: 'm', window: '5m' })).toBe(
+    expect(
+      groupedBucketQuery({ namespaces: ['shop', 'a.b'], spec: custom('m'), window: '5m', excludedPaths: [] }),
+    ).toBe(
       'sum by (namespace, workload, le) (label_replace(increase(m_bucket{namespace=~"a\\\\.b|shop"}[5m]), "workload", "$1", "pod", "(.+)-[a-z0-9]{1,10}-[a-z0-9]{5}"))',
     );
     expect(
-      groupedBucketQuery({ namespaces: ['shop'], deployments: ['web', 'api'], metric: 'm', window: '5m' }),
+      groupedBucketQuery({
+        namespaces: ['shop'],
+        deployments: ['web', 'api'],
+        spec: custom('m'),
+        window: '5m',
+        excludedPaths: [],
+      }),
     ).toContain('pod=~"(?:web|api)-[a-z0-9]{1,10}-[a-z0-9]{5}"');
+  });
+
+  test('preset Auto: each preset asks for the workloads no earlier one found; status names the one found; none found, each is named', async () => {
+    const seen: string[] = [];
+    const series = (namespace: string, workload: string, pairs: [string, string][]) =>
+      pairs.map(([le, count]) => ({ metric: { namespace, workload, le }, value: [1_750_000_000, count] }));
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .times(6)
+      .reply(200, (request: Request) => {
+        const query = new URL(request.url).searchParams.get('query') ?? '';
+        seen.push(query);
+        // Istio knows shop/checkout (in ms), the prom-client convention lab/web.
+        const result = query.includes('istio_request_duration_milliseconds_bucket')
+          ? series('shop', 'checkout', [
+              ['500', '10'],
+              ['1000', '100'],
+              ['+Inf', '100'],
+            ])
+          : query.includes('http_request_duration_seconds_bucket')
+            ? series('lab', 'web', [
+                ['0.1', '50'],
+                ['+Inf', '50'],
+              ])
+            : [];
+        return { status: 'success', data: { resultType: 'vector', result } };
+      });
+    const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
+      [w('shop', 'checkout'), w('lab', 'web'), w('lab', 'idle')],
+      policy({ preset: 'Auto', minSamples: 1 }),
+    );
+    expect(answers.get('shop/checkout')).toMatchObject({ known: true, preset: 'Istio', samples: 100 });
+    expect((answers.get('shop/checkout') as { seconds: number }).seconds).toBeCloseTo(0.9944444, 6); // 500 + 500 x 89/90 ms
+    expect(answers.get('lab/web')).toMatchObject({ known: true, preset: 'PrometheusClient', samples: 50 });
+    expect(reasonOf(answers.get('lab/idle'))).toContain(
+      'preset Auto: no series of any preset for lab/idle in the last 1h; asked for Istio (istio_request_duration_milliseconds), OpenTelemetry',
+    );
+    // One grouped query per preset, in order; Istio's copies its workload labels.
+    expect(seen.map((q) => /increase\((\w+)_bucket/.exec(q)?.[1])).toEqual([
+      'istio_request_duration_milliseconds',
+      'http_server_request_duration_seconds',
+      'http_server_duration_milliseconds',
+      'http_server_requests_seconds',
+      'http_request_duration_seconds',
+      'response_latency_ms',
+    ]);
+    expect(seen[0]).toContain(
+      'label_replace(label_replace(increase(istio_request_duration_milliseconds_bucket{destination_workload_namespace=~"lab|shop", reporter="destination"}[1h]), "namespace", "$1", "destination_workload_namespace", "(.*)"), "workload", "$1", "destination_workload", "(.*)")',
+    );
+    // OpenTelemetry: by the scrape's pod labels, or by promoted resource attributes.
+    expect(seen[1]).toContain(') or sum by (namespace, workload, le) (');
+    expect(seen[1]).toContain('k8s_namespace_name=~"lab|shop"');
   });
 
   test('queryChunks: whole namespaces together up to the limit; a larger namespace split by Deployment', () => {
@@ -935,15 +1022,16 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     expect(seen).toEqual([
       groupedBucketQuery({
         namespaces: ['lab', 'shop'],
-        metric: 'http_request_duration_seconds',
+        spec: custom('http_request_duration_seconds'),
         window: '1h',
+        excludedPaths: ['/metrics'],
       }),
     ]);
     expect(answers.get('shop/checkout')).toMatchObject({ known: true, seconds: 1, samples: 1000 });
     expect(answers.get('lab/web')).toMatchObject({ known: true, samples: 100 });
     expect(answers.get('lab/idle')).toMatchObject({ known: false });
     expect(reasonOf(answers.get('lab/idle'))).toContain(
-      'no http_request_duration_seconds_bucket series for pods of lab/idle',
+      'no http_request_duration_seconds_bucket series for lab/idle',
     );
     // The reason goes to lab's PolicyReport: it names the grouped query, never shop in it.
     expect(reasonOf(answers.get('lab/idle'))).toContain(

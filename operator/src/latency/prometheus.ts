@@ -31,6 +31,13 @@ import type { ObservedLatencyPolicy } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 import { type Bucket, bucketQuantile } from './histogram.ts';
 import { nativeHistogramQuantile, parseApiHistogram } from './native-histogram.ts';
+import {
+  DEFAULT_METRIC,
+  escapeRegex,
+  excludedRoutePattern,
+  type HistogramSpec,
+  histogramSpecs,
+} from './presets.ts';
 import type { LatencySource, Workload } from './source.ts';
 import { secondsPerUnit } from './unit.ts';
 
@@ -46,11 +53,6 @@ const MAX_QUERY_IN_REASON = 300;
 /** A value escaped for a double-quoted PromQL string literal (backslash, quote, line breaks). */
 export function escapePromQLString(value: string): string {
   return value.replace(/[\\"\n\r]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : `\\${c}`));
-}
-
-/** A literal for a PromQL (RE2) regular expression: the characters Go's regexp.QuoteMeta escapes. */
-export function escapeRegex(value: string): string {
-  return value.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
 }
 
 /**
@@ -80,24 +82,65 @@ export function podNameRegex(deployment: string): string {
   return `${full}|${cut}`;
 }
 
+/** The paths whose requests are not the workload's: its probes', and Prometheus's own scrapes. */
+export function excludedPaths(workload: Pick<Workload, 'probePaths'>): string[] {
+  return [...new Set([...(workload.probePaths ?? []), DEFAULT_METRICS_PATH])].sort();
+}
+const DEFAULT_METRICS_PATH = '/metrics';
+
+/** The matchers every series of the spec must satisfy: its fixed labels and its routes left out. */
+function commonMatchers(spec: HistogramSpec, paths: readonly string[]): string[] {
+  const matchers = [
+    ...Object.entries(spec.matchers).map(([name, value]) => `${name}="${escapePromQLString(value)}"`),
+    ...Object.entries(spec.excludedLabels ?? {}).map(
+      ([name, value]) => `${name}!="${escapePromQLString(value)}"`,
+    ),
+  ];
+  const excluded = excludedRoutePattern(spec, paths);
+  if (excluded !== undefined)
+    for (const label of spec.routeLabels) matchers.push(`${label}!~"${escapePromQLString(excluded)}"`);
+  return matchers;
+}
+
 export interface BucketQueryInput {
   namespace: string;
   deployment: string;
-  /** The histogram's name, without `_bucket`. */
-  metric: string;
+  spec: HistogramSpec;
   /** A Prometheus duration: 1h, 30m, 7d. */
   window: string;
+  /** Routes left out (probes, the scrape path), where the spec has route labels. */
+  excludedPaths: readonly string[];
 }
 
 /**
  * The built-in query: the increase of each bucket over the window, summed over the Deployment's
- * pods by `le`. Pods are selected by the `namespace` and `pod` labels that a kubernetes_sd_configs
- * pod scrape (with the usual relabeling) and a Prometheus Operator PodMonitor or ServiceMonitor
- * attach. rate/increase comes before sum, so counter resets (restarted pods) are handled.
+ * series by `le`. Series are found by the spec's identities: the `namespace` and `pod` labels a
+ * kubernetes_sd_configs pod scrape (with the usual relabeling) and a Prometheus Operator
+ * PodMonitor or ServiceMonitor attach, or the workload labels a mesh writes; several identities
+ * are tried in order (`or`). rate/increase comes before sum, so counter resets (restarted pods)
+ * are handled.
  */
-export function buildBucketQuery({ namespace, deployment, metric, window }: BucketQueryInput): string {
-  const selector = `namespace="${escapePromQLString(namespace)}", pod=~"${escapePromQLString(podNameRegex(deployment))}"`;
-  return `sum by (le) (increase(${metric}_bucket{${selector}}[${window}]))`;
+export function buildBucketQuery({
+  namespace,
+  deployment,
+  spec,
+  window,
+  excludedPaths,
+}: BucketQueryInput): string {
+  const common = commonMatchers(spec, excludedPaths);
+  const ns = escapePromQLString(namespace);
+  return spec.identities
+    .map((identity) => {
+      const who =
+        identity.by === 'pod'
+          ? [
+              `${identity.namespace}="${ns}"`,
+              `${identity.pod}=~"${escapePromQLString(podNameRegex(deployment))}"`,
+            ]
+          : [`${identity.namespace}="${ns}"`, `${identity.workload}="${escapePromQLString(deployment)}"`];
+      return `sum by (le) (increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}]))`;
+    })
+    .join(' or ');
 }
 
 /** Workloads one grouped query answers at most: about a dozen series each, a few MB of JSON. */
@@ -116,31 +159,45 @@ export function groupableName(deployment: string): boolean {
 
 /**
  * The built-in query for many workloads at once: the per-bucket increase in the namespaces
- * given, with a `workload` label read from the pod name (the Deployment's name: what precedes
- * `-<hash>-<random>`), summed by namespace, workload and le. Series of pods that are not a
- * Deployment's get no workload label and are ignored.
+ * given, summed by namespace, workload and le. Found by pod, the workload is read from the pod
+ * name (the Deployment's name: what precedes `-<hash>-<random>`), and series of pods that are not
+ * a Deployment's get none and are ignored; found by workload labels, they are copied to
+ * `namespace` and `workload`. Several identities are tried in order (`or`).
  */
 export function groupedBucketQuery({
   namespaces,
   deployments,
-  metric,
+  spec,
   window,
+  excludedPaths,
 }: {
   namespaces: readonly string[];
-  /** Only these Deployments' pods (a namespace split over several queries). */
+  /** Only these Deployments (a namespace split over several queries). */
   deployments?: readonly string[] | undefined;
-  metric: string;
+  spec: HistogramSpec;
   window: string;
+  excludedPaths: readonly string[];
 }): string {
-  const names = [...namespaces].sort().map(escapeRegex).join('|');
-  const pods =
-    deployments === undefined
-      ? ''
-      : `, pod=~"${escapePromQLString(`(?:${deployments.map(escapeRegex).join('|')})${POD_SUFFIX}`)}"`;
-  const selector = `namespace=~"${escapePromQLString(names)}"${pods}`;
-  const increase = `increase(${metric}_bucket{${selector}}[${window}])`;
-  const workload = `label_replace(${increase}, "workload", "$1", "pod", "${escapePromQLString(`(.+)${POD_SUFFIX}`)}")`;
-  return `sum by (namespace, workload, le) (${workload})`;
+  const names = escapePromQLString([...namespaces].sort().map(escapeRegex).join('|'));
+  const only = deployments?.map(escapeRegex).join('|');
+  const common = commonMatchers(spec, excludedPaths);
+  return spec.identities
+    .map((identity) => {
+      const who = [`${identity.namespace}=~"${names}"`];
+      if (identity.by === 'pod' && only !== undefined)
+        who.push(`${identity.pod}=~"${escapePromQLString(`(?:${only})${POD_SUFFIX}`)}"`);
+      if (identity.by === 'workload' && only !== undefined)
+        who.push(`${identity.workload}=~"${escapePromQLString(only)}"`);
+      let series = `increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}])`;
+      if (identity.namespace !== 'namespace')
+        series = `label_replace(${series}, "namespace", "$1", "${identity.namespace}", "(.*)")`;
+      series =
+        identity.by === 'pod'
+          ? `label_replace(${series}, "workload", "$1", "${identity.pod}", "${escapePromQLString(`(.+)${POD_SUFFIX}`)}")`
+          : `label_replace(${series}, "workload", "$1", "${identity.workload}", "(.*)")`;
+      return `sum by (namespace, workload, le) (${series})`;
+    })
+    .join(' or ');
 }
 
 export interface QueryChunk {
@@ -213,10 +270,11 @@ export function renderQueryTemplate(
   return { ok: true, query };
 }
 
-/** The query a policy asks for one workload: its template, or the built-in bucket query. */
+/** The query a policy asks for one workload: its template, or the built-in bucket query of a spec. */
 export function queryFor(
-  workload: Pick<Workload, 'namespace' | 'name'>,
+  workload: Pick<Workload, 'namespace' | 'name' | 'probePaths'>,
   policy: Pick<ObservedLatencyPolicy, 'metric' | 'window' | 'percentile' | 'query'>,
+  spec: HistogramSpec,
 ): { ok: true; query: string } | { ok: false; reason: string } {
   if (policy.query === undefined) {
     return {
@@ -224,15 +282,16 @@ export function queryFor(
       query: buildBucketQuery({
         namespace: workload.namespace,
         deployment: workload.name,
-        metric: policy.metric,
+        spec,
         window: policy.window,
+        excludedPaths: excludedPaths(workload),
       }),
     };
   }
   return renderQueryTemplate(policy.query, {
     namespace: workload.namespace,
     deployment: workload.name,
-    metric: policy.metric,
+    metric: policy.metric ?? DEFAULT_METRIC,
     percentile: String(policy.percentile),
     window: policy.window,
   });
@@ -411,7 +470,9 @@ function credentialsNote(credentials: QueryCredentials | undefined): string {
 
 export interface QueryContext {
   workload: Pick<Workload, 'namespace' | 'name' | 'probePaths'>;
-  policy: Pick<ObservedLatencyPolicy, 'metric' | 'unit' | 'window' | 'percentile' | 'query'>;
+  policy: Pick<ObservedLatencyPolicy, 'window' | 'percentile' | 'query'>;
+  /** The histogram asked for: its unit, its preset, what its series leave out. */
+  spec: HistogramSpec;
   /** The endpoint queried (credentials are never shown). */
   url: URL;
   query: string;
@@ -526,18 +587,17 @@ function knownObservation(
   samples: number,
   context: QueryContext,
 ): LatencyObservation {
-  const { policy, workload } = context;
-  // The built-in query sums every route of the histogram; a template may leave probes out.
-  const includesProbes = policy.query === undefined && (workload.probePaths?.length ?? 0) > 0;
+  const { policy, spec } = context;
   return {
     known: true,
-    seconds: value * secondsPerUnit(policy),
+    seconds: value * secondsPerUnit(spec.unit),
     samples,
     percentile: policy.percentile,
     window: policy.window,
     source: 'Prometheus',
     atLeast,
-    ...(includesProbes ? { includesProbes } : {}),
+    ...(spec.preset ? { preset: spec.preset } : {}),
+    ...(spec.caveat ? { caveat: spec.caveat } : {}),
   };
 }
 
@@ -561,11 +621,11 @@ function nativeObservation(sample: unknown, context: QueryContext): LatencyObser
 /** One workload's per-le series, read as a histogram: the quantile, or why there is none. */
 function observationOf(series: VectorSeries, context: QueryContext): LatencyObservation {
   const unknown = unknownAt(context);
-  const { workload, policy } = context;
+  const { workload, policy, spec } = context;
   if (series.length === 0) {
     return unknown(
       policy.query === undefined
-        ? `no ${policy.metric}_bucket series for pods of ${workload.namespace}/${workload.name} in the last ${policy.window}`
+        ? `no ${spec.metric}_bucket series for ${workload.namespace}/${workload.name} in the last ${policy.window}${spec.whenAbsent ? ` (${spec.whenAbsent})` : ''}`
         : `observedLatency.query returned no series for ${workload.namespace}/${workload.name}`,
     );
   }
@@ -618,6 +678,37 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
     }
   }
   return knownObservation(quantile.value, quantile.atLeast, samples, context);
+}
+
+/** Auto found none of the presets' histograms: the reason names each one asked for. */
+function noPresetFound(specs: readonly HistogramSpec[], context: QueryContext): LatencyObservation {
+  const { workload, policy } = context;
+  const tried = specs.map((spec) => `${spec.preset} (${spec.metric})`).join(', ');
+  return unknownAt(context)(
+    `preset Auto: no series of any preset for ${workload.namespace}/${workload.name} in the last ${policy.window}; asked for ${tried}`,
+  );
+}
+
+/** The longest list of left-out routes one grouped query carries, in characters of its pattern. */
+const MAX_GROUPED_PATHS_CHARS = 4096;
+
+/**
+ * The workloads whose excluded paths, added to those of the workloads before them, keep the
+ * grouped query's list within MAX_GROUPED_PATHS_CHARS; the others are asked one by one.
+ */
+export function fittingPaths(workloads: readonly Workload[]): Workload[] {
+  const paths = new Set<string>();
+  let chars = 0;
+  const fitting: Workload[] = [];
+  for (const w of workloads) {
+    const added = excludedPaths(w).filter((p) => !paths.has(p));
+    const more = added.reduce((sum, p) => sum + escapeRegex(p).length + 1, 0);
+    if (chars + more > MAX_GROUPED_PATHS_CHARS) continue;
+    for (const p of added) paths.add(p);
+    chars += more;
+    fitting.push(w);
+  }
+  return fitting;
 }
 
 // --- HTTP ----------------------------------------------------------------------------------------
@@ -800,37 +891,48 @@ export class PrometheusSource implements LatencySource {
   ): Promise<Map<string, LatencyObservation>> {
     const answers = new Map<string, LatencyObservation>();
     if (policy.query !== undefined) return answers;
-    const groupable = workloads.filter((w) => groupableName(w.name));
+    // A grouped query leaves out the probe paths of all its workloads: a workload whose paths
+    // would make that list too long for one query is asked alone.
+    const groupable = fittingPaths(workloads.filter((w) => groupableName(w.name)));
+    const specs = histogramSpecs(policy);
     for (const { workloads: chunk, namespaces, deployments } of queryChunks(
       groupable,
       MAX_WORKLOADS_PER_QUERY,
     )) {
-      const query = groupedBucketQuery({
-        namespaces,
-        deployments,
-        metric: policy.metric,
-        window: policy.window,
-      });
-      const first = chunk[0] as Workload;
-      // Reasons name the grouped query, never quote it: it lists other namespaces.
-      const shown = `the built-in bucket query for ${chunk.length} Deployments in ${namespaces.length} namespaces`;
-      const asked = await this.#query(policy, query, first, signal, shown).catch(
-        (err: unknown): { observation: LatencyObservation } => ({
-          observation: {
-            known: false,
-            unavailable: true,
-            source: 'Prometheus',
-            reason: `unexpected error: ${errorMessage(err)}`,
-          },
-        }),
-      );
-      if ('observation' in asked) {
-        for (const w of chunk) answers.set(`${w.namespace}/${w.name}`, asked.observation);
-        continue;
-      }
-      const vector = parseVectorResponse(asked.response, asked.context);
-      const byWorkload = new Map<string, VectorSeries>();
-      if ('series' in vector)
+      const paths = [...new Set(chunk.flatMap(excludedPaths))];
+      // Each spec in turn asks for the workloads no earlier one found series of (Auto).
+      let pending = chunk;
+      for (const [index, spec] of specs.entries()) {
+        const query = groupedBucketQuery({
+          namespaces,
+          deployments,
+          spec,
+          window: policy.window,
+          excludedPaths: paths,
+        });
+        const first = pending[0] as Workload;
+        // Reasons name the grouped query, never quote it: it lists other namespaces.
+        const shown = `the built-in bucket query${spec.preset ? ` of preset ${spec.preset}` : ''} for ${pending.length} Deployments in ${namespaces.length} namespaces`;
+        const asked = await this.#query(policy, spec, query, first, signal, shown).catch(
+          (err: unknown): { observation: LatencyObservation } => ({
+            observation: {
+              known: false,
+              unavailable: true,
+              source: 'Prometheus',
+              reason: `unexpected error: ${errorMessage(err)}`,
+            },
+          }),
+        );
+        if ('observation' in asked) {
+          for (const w of pending) answers.set(`${w.namespace}/${w.name}`, asked.observation);
+          break;
+        }
+        const vector = parseVectorResponse(asked.response, asked.context);
+        if ('observation' in vector) {
+          for (const w of pending) answers.set(`${w.namespace}/${w.name}`, vector.observation);
+          break;
+        }
+        const byWorkload = new Map<string, VectorSeries>();
         for (const one of vector.series) {
           const { namespace, workload, ...rest } = one.metric;
           if (!namespace || !workload) continue;
@@ -839,13 +941,25 @@ export class PrometheusSource implements LatencySource {
           list.push({ ...one, metric: rest });
           byWorkload.set(key, list);
         }
-      for (const w of chunk) {
-        const key = `${w.namespace}/${w.name}`;
-        const context = { ...asked.context, workload: w };
-        answers.set(
-          key,
-          'observation' in vector ? vector.observation : observationOf(byWorkload.get(key) ?? [], context),
-        );
+        const last = index === specs.length - 1;
+        const rest: Workload[] = [];
+        for (const w of pending) {
+          const key = `${w.namespace}/${w.name}`;
+          const found = byWorkload.get(key);
+          if (found === undefined && !last) {
+            rest.push(w);
+            continue;
+          }
+          const context = { ...asked.context, workload: w };
+          answers.set(
+            key,
+            found === undefined && specs.length > 1
+              ? noPresetFound(specs, context)
+              : observationOf(found ?? [], context),
+          );
+        }
+        pending = rest;
+        if (pending.length === 0) break;
       }
     }
     return answers;
@@ -856,15 +970,24 @@ export class PrometheusSource implements LatencySource {
     policy: ObservedLatencyPolicy,
     signal: AbortSignal | undefined,
   ): Promise<LatencyObservation> {
-    const query = queryFor(workload, policy);
-    if (!query.ok) return { known: false, source: 'Prometheus', reason: query.reason };
-    const asked = await this.#query(policy, query.query, workload, signal);
-    return 'observation' in asked ? asked.observation : interpretQueryResponse(asked.response, asked.context);
+    const specs = histogramSpecs(policy);
+    for (const [index, spec] of specs.entries()) {
+      const query = queryFor(workload, policy, spec);
+      if (!query.ok) return { known: false, source: 'Prometheus', reason: query.reason };
+      const asked = await this.#query(policy, spec, query.query, workload, signal);
+      if ('observation' in asked) return asked.observation;
+      const vector = parseVectorResponse(asked.response, asked.context);
+      if ('observation' in vector) return vector.observation;
+      if (vector.series.length > 0 || specs.length === 1) return observationOf(vector.series, asked.context);
+      if (index === specs.length - 1) return noPresetFound(specs, asked.context);
+    }
+    return { known: false, source: 'Prometheus', reason: 'no histogram to read' };
   }
 
   /** Sends one query: Prometheus's response, or the observation that says why there is none. */
   async #query(
     policy: ObservedLatencyPolicy,
+    spec: HistogramSpec,
     query: string,
     workload: Workload,
     signal: AbortSignal | undefined,
@@ -888,7 +1011,15 @@ export class PrometheusSource implements LatencySource {
     const sendToken = this.#bearerTokenFile !== undefined && this.#tokenOrigins.has(url.origin);
     const credentials: QueryCredentials =
       this.#bearerTokenFile === undefined ? 'none' : sendToken ? 'token' : 'withheld';
-    const context: QueryContext = { workload, policy, url, query, credentials, ...(shown ? { shown } : {}) };
+    const context: QueryContext = {
+      workload,
+      policy,
+      spec,
+      url,
+      query,
+      credentials,
+      ...(shown ? { shown } : {}),
+    };
     const fail = (reason: string) => ({
       observation: {
         known: false,

@@ -376,6 +376,66 @@ describe('ScrapeSource: the percentile over the window', () => {
     expect((inSeconds as { seconds: number }).seconds).toBeLessThan(1);
   });
 
+  test('preset Auto: the first preset whose histogram the pods export, named in the observation; none found, said so', async () => {
+    const shapes = (istio: number, plain: number) =>
+      exposition(
+        [
+          {
+            labels: 'reporter="destination",destination_workload="web",destination_workload_namespace="shop"',
+            buckets: [
+              ['100', 0],
+              ['1000', istio],
+              [INF, istio],
+            ],
+          },
+        ],
+        'istio_request_duration_milliseconds',
+      ) + h(plain, plain, plain, plain);
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', shapes(0, 0));
+    await source.observe(workload, policy({ preset: 'Auto' }));
+    clock.t += MIN;
+    serve('10.1.2.3', shapes(50, 500));
+    // Istio comes before the prom-client convention: its 50 requests between 0.1 and 1 s, not
+    // the other histogram's 500 fast ones.
+    const auto = await source.observe(workload, policy({ preset: 'Auto' }));
+    expect(auto).toMatchObject({ known: true, samples: 50, preset: 'Istio' });
+    expect((auto as { seconds: number }).seconds).toBeGreaterThan(0.1);
+    // Without Istio's series, the next preset found.
+    const other = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', h(0, 0, 0, 0));
+    await other.source.observe(workload, policy({ preset: 'Auto' }));
+    other.clock.t += MIN;
+    serve('10.1.2.3', h(500, 500, 500, 500));
+    expect(await other.source.observe(workload, policy({ preset: 'Auto' }))).toMatchObject({
+      known: true,
+      samples: 500,
+      preset: 'PrometheusClient',
+    });
+    // Nothing any preset reads.
+    const none = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', exposition([{ buckets: [[INF, 3]] }], 'rpc_seconds'));
+    const unknown = await none.source.observe(workload, policy({ preset: 'Auto' }));
+    expect(unknown).toMatchObject({ known: false, samples: 0 });
+    expect((unknown as { reason: string }).reason).toBe(
+      "preset Auto: none of the presets' histograms on 1 pods; asked for Istio (istio_request_duration_milliseconds), OpenTelemetry (http_server_request_duration_seconds), OpenTelemetryLegacy (http_server_duration_milliseconds), Micrometer (http_server_requests_seconds), PrometheusClient (http_request_duration_seconds), Linkerd (response_latency_ms)",
+    );
+  });
+
+  test('a preset with nothing to read says what its stack needs (Micrometer without its percentiles histogram)', async () => {
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    const summaryOnly =
+      'http_server_requests_seconds_count{uri="/orders"} 5\nhttp_server_requests_seconds_sum{uri="/orders"} 1\n';
+    serve('10.1.2.3', summaryOnly);
+    await source.observe(workload, policy({ preset: 'Micrometer' }));
+    clock.t += MIN;
+    serve('10.1.2.3', summaryOnly);
+    const observed = await source.observe(workload, policy({ preset: 'Micrometer' }));
+    expect((observed as { reason: string }).reason).toContain(
+      'no http_server_requests_seconds_bucket series on 1 pods (Micrometer exports http_server_requests_seconds buckets only with management.metrics.distribution.percentiles-histogram.http.server.requests=true)',
+    );
+  });
+
   test('a pod exporting several label sets (per route): summed per le', async () => {
     const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
     const routes = (x: number, y: number) =>

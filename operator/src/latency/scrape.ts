@@ -37,6 +37,7 @@ import { podUrl } from '../util/pod-url.ts';
 import { parsePrometheusDuration } from './duration.ts';
 import { DEFAULT_EXPOSITION_LIMITS, type ExpositionLimits, readHistogram } from './exposition.ts';
 import { type Bucket, bucketDelta, bucketQuantile, mergeBuckets } from './histogram.ts';
+import { type HistogramSpec, histogramSpecs } from './presets.ts';
 import type { LatencySource, Workload } from './source.ts';
 import { secondsPerUnit } from './unit.ts';
 
@@ -102,11 +103,11 @@ interface WorkloadState {
   lastObserved: number;
   /** By pod UID. */
   pods: Map<string, PodHistory>;
-  stats?: ScrapeStats;
 }
 
 type PodResult =
-  | { ok: true; uid: string; name: string; buckets: Map<number, number> }
+  /** Per histogram asked for, its cumulative counts by bound. */
+  | { ok: true; uid: string; name: string; histograms: Map<number, number>[] }
   | { ok: false; error: PodScrapeError };
 
 export class ScrapeSource implements LatencySource {
@@ -119,6 +120,8 @@ export class ScrapeSource implements LatencySource {
   readonly #limits: Readonly<ExpositionLimits>;
   /** By `namespace/name` and metric. */
   readonly #workloads = new Map<string, WorkloadState>();
+  /** The last observe() of each workload, by `namespace/name`: forgotten a window after it. */
+  readonly #stats = new Map<string, ScrapeStats & { windowMs: number }>();
 
   constructor(options: ScrapeSourceOptions) {
     this.#pods = options.pods;
@@ -142,15 +145,12 @@ export class ScrapeSource implements LatencySource {
     }
   }
 
-  /** The last observe() of this workload (any metric), or undefined when none is remembered. */
+  /** The last observe() of this workload, or undefined when none is remembered. */
   lastScrape(namespace: string, name: string): ScrapeStats | undefined {
-    let latest: ScrapeStats | undefined;
-    const prefix = `${namespace}/${name}\u0000`;
-    for (const [key, state] of this.#workloads) {
-      if (key.startsWith(prefix) && state.stats && (!latest || state.stats.at >= latest.at))
-        latest = state.stats;
-    }
-    return latest;
+    const stats = this.#stats.get(`${namespace}/${name}`);
+    if (!stats) return undefined;
+    const { windowMs: _, ...rest } = stats;
+    return rest;
   }
 
   /** What is held in memory, for a gauge. */
@@ -169,10 +169,6 @@ export class ScrapeSource implements LatencySource {
     policy: ObservedLatencyPolicy,
     signal: AbortSignal | undefined,
   ): Promise<LatencyObservation> {
-    const unknown = (reason: string, samples?: number): LatencyObservation =>
-      samples === undefined
-        ? { known: false, source: 'Scrape', reason }
-        : { known: false, source: 'Scrape', reason, samples };
     let windowMs: number;
     try {
       windowMs = parsePrometheusDuration(policy.window);
@@ -182,6 +178,7 @@ export class ScrapeSource implements LatencySource {
     const selector = workloadSelector(workload);
     if (typeof selector === 'string') return unknown(selector);
 
+    const specs = histogramSpecs(policy);
     const port = policy.scrape?.port ?? DEFAULT_SCRAPE_PORT;
     const path = policy.scrape?.path ?? DEFAULT_SCRAPE_PATH;
     const excluded = new Set([path, ...(workload.probePaths ?? [])]);
@@ -190,44 +187,27 @@ export class ScrapeSource implements LatencySource {
       .filter((pod) => pod.status?.phase === 'Running' && Boolean(pod.status.podIP));
 
     const results = await mapLimit(targets, this.#concurrency, (pod) =>
-      this.#scrapePod(pod, port, path, excluded, policy.metric, signal),
+      this.#scrapePod(pod, port, path, excluded, specs, signal),
     );
 
     const now = this.#now();
     this.#sweep(now);
-    const key = `${workload.namespace}/${workload.name}\u0000${policy.metric}`;
-    let state = this.#workloads.get(key);
-    if (!state) {
-      state = { windowMs, lastObserved: now, pods: new Map() };
-      this.#workloads.set(key, state);
-    }
-    state.windowMs = windowMs;
-    state.lastObserved = now;
+    const workloadKey = `${workload.namespace}/${workload.name}`;
     const windowStart = now - windowMs;
-
     const errors: PodScrapeError[] = [];
-    const answered = new Set<string>();
-    for (const result of results) {
-      if (!result.ok) {
-        errors.push(result.error);
-        continue;
-      }
-      answered.add(result.uid);
-      let history = state.pods.get(result.uid);
-      if (!history) {
-        history = { name: result.name, snapshots: [] };
-        state.pods.set(result.uid, history);
-      }
-      addSnapshot(
-        history,
-        toSnapshot(now, result.buckets, history.snapshots.at(-1)),
-        windowStart,
-        this.#maxSnapshots,
-      );
-    }
-    state.stats = { at: now, pods: targets.length, answered: answered.size, errors };
+    const answered = results.filter((r): r is Extract<PodResult, { ok: true }> => {
+      if (!r.ok) errors.push(r.error);
+      return r.ok;
+    });
+    this.#stats.set(workloadKey, {
+      at: now,
+      windowMs,
+      pods: targets.length,
+      answered: answered.length,
+      errors,
+    });
 
-    if (targets.length > 0 && answered.size === 0) {
+    if (targets.length > 0 && answered.length === 0) {
       const quoted = errors
         .slice(0, MAX_REASONS)
         .map((e) => `${e.pod}: ${e.reason}`)
@@ -241,50 +221,45 @@ export class ScrapeSource implements LatencySource {
       };
     }
 
-    // Every pod remembered for this workload, gone or not, whose newest snapshot is in the window.
-    const increases: Bucket[][] = [];
-    let firstScrapes = 0;
-    for (const history of state.pods.values()) {
-      pruneBefore(history, windowStart);
-      const newest = history.snapshots.at(-1);
-      if (!newest || newest.at <= windowStart) continue;
-      if (history.snapshots.length < 2) {
-        firstScrapes++;
-        continue;
+    // Each histogram asked for keeps its own snapshots. With one (a preset, or the policy's
+    // metric) every answer is kept, empty or not; with Auto, a preset's only once a pod has it.
+    let chosen: { spec: HistogramSpec; state: WorkloadState } | undefined;
+    for (const [index, spec] of specs.entries()) {
+      const key = `${workloadKey}\u0000${spec.metric}`;
+      let state = this.#workloads.get(key);
+      const seen = answered.some((r) => (r.histograms[index]?.size ?? 0) > 0);
+      if (!state && specs.length > 1 && !seen) continue;
+      if (!state) {
+        state = { windowMs, lastObserved: now, pods: new Map() };
+        this.#workloads.set(key, state);
       }
-      increases.push(increase(history.snapshots));
+      state.windowMs = windowMs;
+      state.lastObserved = now;
+      for (const result of answered) {
+        let history = state.pods.get(result.uid);
+        if (!history) {
+          history = { name: result.name, snapshots: [] };
+          state.pods.set(result.uid, history);
+        }
+        const buckets = result.histograms[index] ?? new Map<number, number>();
+        addSnapshot(
+          history,
+          toSnapshot(now, buckets, history.snapshots.at(-1)),
+          windowStart,
+          this.#maxSnapshots,
+        );
+      }
+      chosen ??= { spec, state };
     }
-    if (increases.length === 0) {
+    if (!chosen) {
       if (targets.length === 0) return unknown("no Running pod with an IP matches the Deployment's selector");
-      return unknown(`first scrape of ${firstScrapes} pods: latency needs two scrapes inside the window`, 0);
+      const tried = specs.map((spec) => `${spec.preset} (${spec.metric})`).join(', ');
+      return unknown(
+        `preset Auto: none of the presets' histograms on ${answered.length} pods; asked for ${tried}`,
+        0,
+      );
     }
-    const merged = mergeBuckets(increases);
-    const quantile = bucketQuantile(policy.percentile, merged);
-    if (!quantile.ok) {
-      const pods = `${increases.length} pods`;
-      switch (quantile.reason) {
-        case 'NoObservations':
-          return unknown(`no requests in ${policy.window} on ${pods}`, 0);
-        case 'NoInfBucket':
-          return merged.length === 0
-            ? unknown(`no ${policy.metric}_bucket series on ${pods}`, 0)
-            : unknown(`${policy.metric}_bucket on ${pods} has no le="+Inf" bucket`);
-        case 'TooFewBuckets':
-          return unknown(
-            `${policy.metric}_bucket on ${pods} has only the +Inf bucket`,
-            quantile.observations,
-          );
-      }
-    }
-    return {
-      known: true,
-      source: 'Scrape',
-      seconds: quantile.value * secondsPerUnit(policy),
-      samples: quantile.observations,
-      percentile: policy.percentile,
-      window: policy.window,
-      ...(quantile.atLeast ? { atLeast: true } : {}),
-    };
+    return estimate(chosen.spec, chosen.state, policy, targets.length, windowStart);
   }
 
   /** Forgets pods whose newest snapshot left their window, then workloads with nothing left. */
@@ -297,6 +272,7 @@ export class ScrapeSource implements LatencySource {
       }
       if (state.pods.size === 0 && state.lastObserved <= windowStart) this.#workloads.delete(key);
     }
+    for (const [key, stats] of this.#stats) if (stats.at <= now - stats.windowMs) this.#stats.delete(key);
   }
 
   async #scrapePod(
@@ -305,7 +281,7 @@ export class ScrapeSource implements LatencySource {
     path: string,
     /** Series of these paths are left out: the scrape path's (its scrapes), the probes'. */
     excluded: ReadonlySet<string>,
-    metric: string,
+    specs: readonly HistogramSpec[],
     signal: AbortSignal | undefined,
   ): Promise<PodResult> {
     const name = pod.metadata?.name ?? '';
@@ -336,15 +312,76 @@ export class ScrapeSource implements LatencySource {
         await response.body?.cancel().catch(() => {});
         return fail(`GET ${url}: HTTP ${response.status}`);
       }
-      const read = await readHistogram(response.body, metric, excluded, this.#limits);
+      const read = await readHistogram(response.body, specs, excluded, this.#limits);
       if (!read.ok) return fail(`GET ${url}: ${read.reason}`);
-      return { ok: true, uid, name, buckets: read.buckets };
+      return { ok: true, uid, name, histograms: read.histograms };
     } catch (err) {
       if (signal?.aborted) return fail('aborted');
       if (timeout.aborted) return fail(`GET ${url}: no answer within ${this.#timeoutMs} ms`);
       return fail(`GET ${url}: ${message(err)}`);
     }
   }
+}
+
+// --- estimate ------------------------------------------------------------------------------------
+
+function unknown(reason: string, samples?: number): LatencyObservation {
+  return samples === undefined
+    ? { known: false, source: 'Scrape', reason }
+    : { known: false, source: 'Scrape', reason, samples };
+}
+
+/** The percentile over the window from every pod remembered whose newest snapshot is in it. */
+function estimate(
+  spec: HistogramSpec,
+  state: WorkloadState,
+  policy: ObservedLatencyPolicy,
+  targets: number,
+  windowStart: number,
+): LatencyObservation {
+  const increases: Bucket[][] = [];
+  let firstScrapes = 0;
+  for (const history of state.pods.values()) {
+    pruneBefore(history, windowStart);
+    const newest = history.snapshots.at(-1);
+    if (!newest || newest.at <= windowStart) continue;
+    if (history.snapshots.length < 2) {
+      firstScrapes++;
+      continue;
+    }
+    increases.push(increase(history.snapshots));
+  }
+  if (increases.length === 0) {
+    if (targets === 0) return unknown("no Running pod with an IP matches the Deployment's selector");
+    return unknown(`first scrape of ${firstScrapes} pods: latency needs two scrapes inside the window`, 0);
+  }
+  const merged = mergeBuckets(increases);
+  const quantile = bucketQuantile(policy.percentile, merged);
+  const bucket = `${spec.metric}_bucket`;
+  if (!quantile.ok) {
+    const pods = `${increases.length} pods`;
+    switch (quantile.reason) {
+      case 'NoObservations':
+        return unknown(`no requests in ${policy.window} on ${pods}`, 0);
+      case 'NoInfBucket':
+        return merged.length === 0
+          ? unknown(`no ${bucket} series on ${pods}${spec.whenAbsent ? ` (${spec.whenAbsent})` : ''}`, 0)
+          : unknown(`${bucket} on ${pods} has no le="+Inf" bucket`);
+      case 'TooFewBuckets':
+        return unknown(`${bucket} on ${pods} has only the +Inf bucket`, quantile.observations);
+    }
+  }
+  return {
+    known: true,
+    source: 'Scrape',
+    seconds: quantile.value * secondsPerUnit(spec.unit),
+    samples: quantile.observations,
+    percentile: policy.percentile,
+    window: policy.window,
+    ...(quantile.atLeast ? { atLeast: true } : {}),
+    ...(spec.preset ? { preset: spec.preset } : {}),
+    ...(spec.caveat ? { caveat: spec.caveat } : {}),
+  };
 }
 
 // --- selection -----------------------------------------------------------------------------------

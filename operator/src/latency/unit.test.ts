@@ -16,6 +16,6 @@ describe('unitOf', () => {
     ['ms_requests_seconds', undefined, 'Seconds'],
   ] as const)('%s with unit %s: %s', (metric, unit, expected) => {
     expect(unitOf({ metric, ...(unit ? { unit } : {}) })).toBe(expected);
-    expect(secondsPerUnit({ metric, ...(unit ? { unit } : {}) })).toBe(expected === 'Seconds' ? 1 : 0.001);
+    expect(secondsPerUnit(expected)).toBe(expected === 'Seconds' ? 1 : 0.001);
   });
 });

@@ -7,12 +7,12 @@ import type { ObservedLatencyPolicy } from '../api/policy.ts';
 export type LatencyUnit = NonNullable<ObservedLatencyPolicy['unit']>;
 
 /** The policy's unit, or the one the metric's name says (_milliseconds, _ms), else Seconds. */
-export function unitOf(policy: Pick<ObservedLatencyPolicy, 'metric' | 'unit'>): LatencyUnit {
+export function unitOf(policy: { metric: string; unit?: LatencyUnit | undefined }): LatencyUnit {
   if (policy.unit) return policy.unit;
   return /_(milliseconds|ms)$/.test(policy.metric) ? 'Milliseconds' : 'Seconds';
 }
 
 /** Seconds per unit of the histogram's bounds: what a quantile in that unit is multiplied by. */
-export function secondsPerUnit(policy: Pick<ObservedLatencyPolicy, 'metric' | 'unit'>): number {
-  return unitOf(policy) === 'Milliseconds' ? 0.001 : 1;
+export function secondsPerUnit(unit: LatencyUnit): number {
+  return unit === 'Milliseconds' ? 0.001 : 1;
 }

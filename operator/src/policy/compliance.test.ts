@@ -280,10 +280,14 @@ describe('workloadVerdict', () => {
     expect(planned({}, { spec, observation: atLeast }).observedLatency?.message).toBe(
       "the p99 lies above the largest finite bucket: at least 10 s; the histogram's buckets are too small",
     );
-    const withProbes = { ...observed(2, 500), includesProbes: true } as LatencyObservation;
-    expect(planned({}, { spec, observation: withProbes }).observedLatency?.message).toBe(
-      "the kubelet's probe requests are counted in: the built-in query cannot leave their route out (observedLatency.query can)",
-    );
+    const linkerd = {
+      ...observed(2, 500),
+      preset: 'Linkerd',
+      caveat: 'time to first byte',
+    } as LatencyObservation;
+    const status = planned({}, { spec, observation: linkerd }).observedLatency;
+    expect(status?.preset).toBe('Linkerd');
+    expect(status?.message).toBe('time to first byte');
     // Negative control: a plain observation carries no message.
     expect(planned({}, { spec, observation: observed(2, 500) }).observedLatency?.message).toBeUndefined();
   });

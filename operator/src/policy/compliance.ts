@@ -111,12 +111,10 @@ function observedLatency(
       notes.push(
         `the p${Math.round(observation.percentile * 1000) / 10} lies above the largest finite bucket: at least ${observation.seconds} s; the histogram's buckets are too small`,
       );
-    if (observation.includesProbes)
-      notes.push(
-        "the kubelet's probe requests are counted in: the built-in query cannot leave their route out (observedLatency.query can)",
-      );
+    if (observation.caveat) notes.push(observation.caveat);
     return {
       source: observation.source,
+      ...(observation.preset ? { preset: observation.preset } : {}),
       percentile: observation.percentile,
       seconds: observation.seconds,
       samples: observation.samples,

@@ -1,7 +1,12 @@
 // Plain data shared by the policy arithmetic. Nothing here does I/O: the controllers read the
 // cache, call these functions and write what they return.
 import type { V1LifecycleHandler, V1Probe } from '@kubernetes/client-node';
-import type { GracefulShutdownPolicySpec, LatencySource, ShutdownSettings } from '../api/policy.ts';
+import type {
+  GracefulShutdownPolicySpec,
+  LatencyPresetName,
+  LatencySource,
+  ShutdownSettings,
+} from '../api/policy.ts';
 import type { ServicePortFacts } from './protocols.ts';
 
 /** A policy whose spec parsed: every default filled in by parsePolicySpec. */
@@ -25,11 +30,10 @@ export type LatencyObservation =
        * (the largest finite bucket bound), and the buckets are too small to say more.
        */
       atLeast?: boolean;
-      /**
-       * The kubelet's probe requests are counted in: the source cannot tell the routes apart
-       * (the Prometheus source's built-in query), and the Deployment's pods are probed over HTTP.
-       */
-      includesProbes?: boolean;
+      /** The preset whose histogram was read (latency/presets.ts); undefined for a metric or query. */
+      preset?: LatencyPresetName;
+      /** What to know about that histogram, said in status (Linkerd's is time to first byte). */
+      caveat?: string;
     }
   | {
       known: false;

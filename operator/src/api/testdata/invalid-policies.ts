@@ -221,6 +221,30 @@ export const INVALID_POLICIES: InvalidPolicyCase[] = [
     field: 'spec.readinessProbe.timeoutSeconds',
   },
   {
+    title: 'a preset the operator does not know',
+    kind: 'out of range',
+    spec: { observedLatency: { source: 'Prometheus', preset: 'Nginx' } },
+    field: 'spec.observedLatency.preset',
+  },
+  {
+    title: 'a preset with a metric of its own',
+    kind: 'contradiction',
+    spec: { observedLatency: { source: 'Scrape', preset: 'Istio', metric: 'http_request_duration_seconds' } },
+    field: 'spec.observedLatency.preset',
+  },
+  {
+    title: 'a preset with a unit',
+    kind: 'contradiction',
+    spec: { observedLatency: { source: 'Prometheus', preset: 'Auto', unit: 'Seconds' } },
+    field: 'spec.observedLatency.preset',
+  },
+  {
+    title: 'a preset with a query template',
+    kind: 'contradiction',
+    spec: { observedLatency: { source: 'Prometheus', preset: 'Linkerd', query: 'sum by (le) (x)' } },
+    field: 'spec.observedLatency.preset',
+  },
+  {
     title: 'query without the Prometheus source',
     kind: 'contradiction',
     spec: { observedLatency: { query: 'histogram_quantile(0.99, rate(x[5m]))' } },

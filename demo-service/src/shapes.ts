@@ -1,0 +1,237 @@
+/**
+ * The request-duration histograms of other stacks, exported by demo-service on request
+ * (METRIC_SHAPES): the series a mesh, OpenTelemetry or Spring would put next to an application
+ * like this one, with their names, units, label names, fixed label values and default bucket
+ * bounds, so the operator's presets are tested against those shapes on a real node. Each shape
+ * records what its real exporter would see:
+ *
+ * - istio: `istio_request_duration_milliseconds`, the server-side sidecar's (`reporter="destination"`,
+ *   destination_workload and destination_workload_namespace), Envoy's default bounds
+ *   (envoyproxy/envoy source/common/stats/histogram_impl.cc, defaultBuckets). Istio rewrites HTTP
+ *   probes to its agent, which calls the app directly, and Prometheus scrapes the agent: neither
+ *   passes the sidecar, so probes and /metrics are not recorded.
+ * - linkerd: `response_latency_ms`, the proxy's inbound side (`direction="inbound"`), Linkerd's
+ *   bounds (linkerd/linkerd2-proxy linkerd/metrics/src/latency.rs), the policy route labels: the
+ *   kubelet's probes on the route the policy controller names `probe`, the rest on `default`.
+ *   Prometheus scrapes the proxy's admin port: /metrics is not recorded. The `deployment` label
+ *   is Linkerd's scrape configuration's (from the pod label linkerd.io/proxy-deployment).
+ * - opentelemetry: `http_server_request_duration_seconds`, the stable HTTP semantic conventions'
+ *   attributes (http.request.method, http.response.status_code, http.route, url.scheme) and
+ *   advised bounds (open-telemetry/semantic-conventions docs/http/http-metrics.md). Every request
+ *   is recorded, probes included, under its route.
+ * - micrometer: Spring Boot's `http_server_requests_seconds` with the percentiles histogram on:
+ *   Micrometer's percentile buckets between the timer's 1 ms and 30 s (PercentileHistogramBuckets),
+ *   labels error, exception, method, outcome, status, uri. Every request is recorded, the
+ *   Actuator's endpoints too; this app's probes count as Actuator health groups do
+ *   (uri="/actuator/health/readiness").
+ *
+ * WORKLOAD_NAME and POD_NAMESPACE (the downward API) say what a mesh would know of the pod.
+ */
+import { Histogram, type Registry } from 'prom-client';
+
+export const SHAPES = ['istio', 'linkerd', 'opentelemetry', 'micrometer'] as const;
+export type Shape = (typeof SHAPES)[number];
+
+/** One request as every shape sees it. */
+export interface Served {
+  method: string;
+  /** The route, as demo-service names it (/work, /readyz, /healthz, /metrics, other). */
+  route: string;
+  status: number;
+  ms: number;
+}
+
+export interface ShapeContext {
+  workload: string;
+  namespace: string;
+  /** The routes the kubelet probes. */
+  probeRoutes: ReadonlySet<string>;
+}
+
+/** Envoy's default histogram bounds, in milliseconds. */
+export const ENVOY_BUCKETS_MS = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
+  3600000,
+] as const;
+
+/** linkerd2-proxy's response_latency_ms bounds. */
+export const LINKERD_BUCKETS_MS = [
+  1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000, 10000, 20000,
+  30000, 40000, 50000,
+] as const;
+
+/** The HTTP semantic conventions' advised bounds for http.server.request.duration, in seconds. */
+export const OTEL_BUCKETS_SECONDS = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+] as const;
+
+/**
+ * Micrometer's percentile histogram bounds between min and max (both included), in seconds:
+ * 1, 2, 3 ns, then from each power of 4 upwards in steps of a third of it, up to the next.
+ */
+export function micrometerBuckets(minSeconds = 0.001, maxSeconds = 30): number[] {
+  const nanos = new Set<bigint>([1n, 2n, 3n]);
+  for (let exp = 2n; exp < 64n; exp += 2n) {
+    let current = 1n << exp;
+    const delta = current / 3n;
+    const next = (current << 2n) - delta;
+    while (current < next) {
+      nanos.add(current);
+      current += delta;
+    }
+  }
+  const min = BigInt(Math.round(minSeconds * 1e9));
+  const max = BigInt(Math.round(maxSeconds * 1e9));
+  const kept = [...nanos].filter((n) => n >= min && n <= max);
+  return [...new Set([min, ...kept, max])]
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map((n) => Number(n) / 1e9);
+}
+
+export interface ShapeRecorder {
+  record(served: Served): void;
+}
+
+/** Registers the shapes' histograms and answers what records into them. */
+export function createShapes(
+  registry: Registry,
+  shapes: readonly Shape[],
+  context: ShapeContext,
+): ShapeRecorder {
+  const recorders = shapes.map((shape) => SHAPE_FACTORIES[shape](registry, context));
+  return {
+    record: (served) => {
+      for (const record of recorders) record(served);
+    },
+  };
+}
+
+type Factory = (registry: Registry, context: ShapeContext) => (served: Served) => void;
+
+const SHAPE_FACTORIES: Record<Shape, Factory> = {
+  istio: (registry, { workload, namespace }) => {
+    const histogram = new Histogram({
+      name: 'istio_request_duration_milliseconds',
+      help: 'Istio request duration, as the destination sidecar reports it.',
+      labelNames: [
+        'reporter',
+        'source_workload',
+        'source_workload_namespace',
+        'destination_workload',
+        'destination_workload_namespace',
+        'destination_service',
+        'destination_canonical_service',
+        'request_protocol',
+        'response_code',
+        'response_flags',
+        'connection_security_policy',
+      ] as const,
+      buckets: [...ENVOY_BUCKETS_MS],
+      registers: [registry],
+    });
+    return ({ route, status, ms }) => {
+      // Probes go to the agent, scrapes to the agent: the sidecar never sees them.
+      if (route === '/readyz' || route === '/healthz' || route === '/metrics') return;
+      histogram.observe(
+        {
+          reporter: 'destination',
+          source_workload: 'unknown',
+          source_workload_namespace: 'unknown',
+          destination_workload: workload,
+          destination_workload_namespace: namespace,
+          destination_service: `${workload}.${namespace}.svc.cluster.local`,
+          destination_canonical_service: workload,
+          request_protocol: 'http',
+          response_code: String(status),
+          response_flags: '-',
+          connection_security_policy: 'none',
+        },
+        ms,
+      );
+    };
+  },
+  linkerd: (registry, { probeRoutes }) => {
+    const histogram = new Histogram({
+      name: 'response_latency_ms',
+      help: "Elapsed times between a request's headers being received and its response stream completing",
+      labelNames: [
+        'direction',
+        'target_addr',
+        'tls',
+        'srv_group',
+        'srv_kind',
+        'srv_name',
+        'srv_port',
+        'route_group',
+        'route_kind',
+        'route_name',
+        'status_code',
+      ] as const,
+      buckets: [...LINKERD_BUCKETS_MS],
+      registers: [registry],
+    });
+    return ({ route, status, ms }) => {
+      if (route === '/metrics') return;
+      const probe = probeRoutes.has(route);
+      histogram.observe(
+        {
+          direction: 'inbound',
+          target_addr: '0.0.0.0:8080',
+          tls: 'no_identity',
+          srv_group: '',
+          srv_kind: 'default',
+          srv_name: 'all-unauthenticated',
+          srv_port: '8080',
+          route_group: '',
+          route_kind: 'default',
+          route_name: probe ? 'probe' : 'default',
+          status_code: String(status),
+        },
+        ms,
+      );
+    };
+  },
+  opentelemetry: (registry) => {
+    const histogram = new Histogram({
+      name: 'http_server_request_duration_seconds',
+      help: 'Duration of HTTP server requests.',
+      labelNames: ['http_request_method', 'http_response_status_code', 'http_route', 'url_scheme'] as const,
+      buckets: [...OTEL_BUCKETS_SECONDS],
+      registers: [registry],
+    });
+    return ({ method, route, status, ms }) => {
+      histogram.observe(
+        {
+          http_request_method: method,
+          http_response_status_code: String(status),
+          http_route: route === 'other' ? '' : route,
+          url_scheme: 'http',
+        },
+        ms / 1000,
+      );
+    };
+  },
+  micrometer: (registry, { probeRoutes }) => {
+    const histogram = new Histogram({
+      name: 'http_server_requests_seconds',
+      help: 'Duration of HTTP server request handling',
+      labelNames: ['error', 'exception', 'method', 'outcome', 'status', 'uri'] as const,
+      buckets: micrometerBuckets(),
+      registers: [registry],
+    });
+    return ({ method, route, status, ms }) => {
+      const uri = probeRoutes.has(route)
+        ? '/actuator/health/readiness'
+        : route === '/metrics'
+          ? '/actuator/prometheus'
+          : route === 'other'
+            ? 'UNKNOWN'
+            : route;
+      const outcome = status < 400 ? 'SUCCESS' : status < 500 ? 'CLIENT_ERROR' : 'SERVER_ERROR';
+      histogram.observe(
+        { error: 'none', exception: 'none', method, outcome, status: String(status), uri },
+        ms / 1000,
+      );
+    };
+  },
+};

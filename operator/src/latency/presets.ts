@@ -1,0 +1,209 @@
+// The request-latency histograms clusters already have, as presets: for each, the histogram's
+// name, the unit of its bounds, the labels that must hold (a mesh's server side), how its series
+// name the workload in Prometheus, the labels that carry the route (so the kubelet's probes can be
+// left out), and what the reader should know about it. Sources for every fact are in
+// docs/policy.md ("Presets"). Pure: no I/O.
+//
+// Both sources read a preset through a HistogramSpec: the Prometheus source builds its selectors
+// from it (prometheus.ts), the Scrape source filters a pod's exposition with it (scrape.ts).
+import type { LatencyPresetName, ObservedLatencyPolicy } from '../api/policy.ts';
+import type { LatencyUnit } from './unit.ts';
+import { unitOf } from './unit.ts';
+
+export type PresetName = LatencyPresetName;
+
+/** How a series says whose request it counted, in Prometheus (the Scrape source knows the pod). */
+export type Identity =
+  /** The scrape's target labels: the pod's namespace and name (a Deployment's pods by name). */
+  | { by: 'pod'; namespace: string; pod: string }
+  /** Labels the exporter itself writes: the namespace and the workload (Deployment) name. */
+  | { by: 'workload'; namespace: string; workload: string };
+
+/** The labels a kubernetes_sd_configs pod scrape with the usual relabeling attaches. */
+export const SCRAPED_POD: Identity = { by: 'pod', namespace: 'namespace', pod: 'pod' };
+
+/**
+ * Labels that carry the route in the common conventions: OpenTelemetry and ASP.NET Core
+ * `http_route`, Micrometer `uri`, express-prom-bundle `path`, prometheus-fastapi-instrumentator
+ * `handler`, and the `route`/`endpoint` many hand-written histograms use. A series without the
+ * label is kept (its value is empty, which no path equals).
+ */
+export const COMMON_ROUTE_LABELS = ['http_route', 'uri', 'path', 'handler', 'route', 'endpoint'] as const;
+
+/** One histogram to read: a preset's, or the policy's own `metric`. */
+export interface HistogramSpec {
+  /** The preset it comes from; undefined for the policy's own `metric`. */
+  preset?: PresetName;
+  /** The histogram's name, without `_bucket`. */
+  metric: string;
+  unit: LatencyUnit;
+  /** Labels every counted series carries with exactly this value. */
+  matchers: Readonly<Record<string, string>>;
+  /** In Prometheus, the first identity that finds series wins (`or`). */
+  identities: readonly Identity[];
+  /** Labels whose value is the route: series whose route is a probe's or the scrape path are left out. */
+  routeLabels: readonly string[];
+  /** Routes left out besides those (RE2, anchored as PromQL anchors =~): Spring's /actuator. */
+  excludedRoutes?: string;
+  /** Series with one of these label values are left out (Linkerd names its probe route). */
+  excludedLabels?: Readonly<Record<string, string>>;
+  /** Said in status with every observation from this preset. */
+  caveat?: string;
+  /** Said when the histogram has no `_bucket` series but the preset knows why. */
+  whenAbsent?: string;
+}
+
+const prometheusScrape = { identities: [SCRAPED_POD] } as const;
+
+/**
+ * The presets, in the order `preset: Auto` tries them: the full request duration measured at the
+ * pod (a mesh's server side, then the application's own conventions, newest first), then time to
+ * first byte at the pod (Linkerd), then what is measured away from the pod.
+ */
+export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
+  {
+    preset: 'Istio',
+    metric: 'istio_request_duration_milliseconds',
+    unit: 'Milliseconds',
+    matchers: { reporter: 'destination' },
+    identities: [
+      { by: 'workload', namespace: 'destination_workload_namespace', workload: 'destination_workload' },
+    ],
+    // The sidecar injector rewrites HTTP probes to the agent, which calls the app directly: the
+    // kubelet's probes never reach the proxy that reports this histogram.
+    routeLabels: [],
+  },
+  {
+    preset: 'OpenTelemetry',
+    metric: 'http_server_request_duration_seconds',
+    unit: 'Seconds',
+    matchers: {},
+    identities: [
+      SCRAPED_POD,
+      // Pushed over OTLP with k8s.* resource attributes promoted to labels.
+      { by: 'workload', namespace: 'k8s_namespace_name', workload: 'k8s_deployment_name' },
+    ],
+    routeLabels: ['http_route'],
+  },
+  {
+    preset: 'OpenTelemetryLegacy',
+    metric: 'http_server_duration_milliseconds',
+    unit: 'Milliseconds',
+    matchers: {},
+    identities: [
+      SCRAPED_POD,
+      { by: 'workload', namespace: 'k8s_namespace_name', workload: 'k8s_deployment_name' },
+    ],
+    routeLabels: ['http_route'],
+  },
+  {
+    preset: 'Micrometer',
+    metric: 'http_server_requests_seconds',
+    unit: 'Seconds',
+    matchers: {},
+    ...prometheusScrape,
+    routeLabels: ['uri'],
+    excludedRoutes: '/actuator(/.*)?',
+    whenAbsent:
+      'Micrometer exports http_server_requests_seconds buckets only with management.metrics.distribution.percentiles-histogram.http.server.requests=true',
+  },
+  {
+    preset: 'PrometheusClient',
+    metric: 'http_request_duration_seconds',
+    unit: 'Seconds',
+    matchers: {},
+    ...prometheusScrape,
+    routeLabels: COMMON_ROUTE_LABELS,
+  },
+  {
+    preset: 'Linkerd',
+    metric: 'response_latency_ms',
+    unit: 'Milliseconds',
+    matchers: { direction: 'inbound' },
+    // `deployment` is what Linkerd's own scrape configuration copies from the pod label
+    // linkerd.io/proxy-deployment; `namespace` the usual one.
+    identities: [{ by: 'workload', namespace: 'namespace', workload: 'deployment' }],
+    routeLabels: [],
+    // The policy controller gives the kubelet's probes a route of their own.
+    excludedLabels: { route_name: 'probe' },
+    caveat:
+      "Linkerd's response_latency_ms is the time to the response's first byte, not to its end (a streamed response lasts longer); the kubelet's probes are left out only where the proxy names their route (route_name=\"probe\")",
+  },
+];
+
+export const PRESET_NAMES = PRESETS.map((p) => p.preset);
+
+/** The preset of that name. */
+export function preset(name: PresetName): HistogramSpec & { preset: PresetName } {
+  const found = PRESETS.find((p) => p.preset === name);
+  if (!found) throw new Error(`unknown preset ${name}`);
+  return found;
+}
+
+/** The default histogram when a policy names neither a preset nor a metric. */
+export const DEFAULT_METRIC = 'http_request_duration_seconds';
+
+/**
+ * The histograms a policy reads, in order: a preset's; every preset's for Auto (the first found
+ * wins); or the policy's own `metric` (default http_request_duration_seconds, in the unit its
+ * name or `unit` says, found by the scrape's pod labels, its route in any common route label).
+ */
+export function histogramSpecs(
+  policy: Pick<ObservedLatencyPolicy, 'preset' | 'metric' | 'unit'>,
+): readonly HistogramSpec[] {
+  if (policy.preset === 'Auto') return PRESETS;
+  if (policy.preset !== undefined) return [preset(policy.preset)];
+  const metric = policy.metric ?? DEFAULT_METRIC;
+  return [
+    {
+      metric,
+      unit: unitOf({ metric, unit: policy.unit }),
+      matchers: {},
+      ...prometheusScrape,
+      routeLabels: COMMON_ROUTE_LABELS,
+    },
+  ];
+}
+
+/** The probe and scrape paths as one anchored RE2 alternation, with the spec's own exclusions. */
+export function excludedRoutePattern(
+  spec: Pick<HistogramSpec, 'excludedRoutes'>,
+  paths: readonly string[],
+): string | undefined {
+  const parts = [...new Set(paths)].sort().map(escapeRegex);
+  if (spec.excludedRoutes) parts.push(spec.excludedRoutes);
+  return parts.length === 0 ? undefined : parts.join('|');
+}
+
+/**
+ * Whether a series of the spec's histogram counts, by its labels: every matcher holds, no label
+ * holds an excluded path (a probe's, the scrape path: whatever the label is called, as a route
+ * label of a custom histogram may be), and no route label holds a route the preset leaves out.
+ */
+export function seriesCounts(
+  spec: Pick<HistogramSpec, 'matchers' | 'excludedLabels' | 'routeLabels' | 'excludedRoutes'>,
+  labels: ReadonlyMap<string, string>,
+  excludedPaths: ReadonlySet<string>,
+  excludedRoutes: RegExp | undefined = spec.excludedRoutes ? anchored(spec.excludedRoutes) : undefined,
+): boolean {
+  for (const [name, value] of Object.entries(spec.matchers)) if (labels.get(name) !== value) return false;
+  for (const [name, value] of Object.entries(spec.excludedLabels ?? {}))
+    if (labels.get(name) === value) return false;
+  for (const value of labels.values()) if (excludedPaths.has(value)) return false;
+  if (excludedRoutes)
+    for (const name of spec.routeLabels) {
+      const route = labels.get(name);
+      if (route !== undefined && excludedRoutes.test(route)) return false;
+    }
+  return true;
+}
+
+/** A pattern anchored at both ends, as PromQL's =~ anchors it. */
+export function anchored(pattern: string): RegExp {
+  return new RegExp(`^(?:${pattern})$`);
+}
+
+/** A literal for a PromQL (RE2) regular expression: the characters Go's regexp.QuoteMeta escapes. */
+export function escapeRegex(value: string): string {
+  return value.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+}
