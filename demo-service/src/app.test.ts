@@ -91,6 +91,9 @@ describe('demo-service routes', () => {
       expect.stringContaining('uri="/actuator/health/readiness"'),
       expect.stringContaining('uri="/work"'),
     ]);
+    // Its own histograms only where asked.
+    expect(text).not.toContain('http_request_duration_seconds_bucket{');
+    expect(text).not.toContain('http_server_duration_milliseconds_bucket{');
     expect(() => loadConfig({ METRIC_SHAPES: 'istio,nginx' }, [])).toThrow(/unknown shape\(s\) nginx/);
   });
 

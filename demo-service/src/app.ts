@@ -95,6 +95,8 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
     namespace: config.POD_NAMESPACE,
     probeRoutes: PROBE_ROUTES,
   });
+  const recordOwn = config.METRIC_SHAPES.includes('prometheus-client');
+  const recordTwin = config.METRIC_SHAPES.includes('opentelemetry-legacy');
   const instance = hostname();
   const sampleLatencyMs = createLatencySampler(config.latency);
   // At least 1 ms: 0 would turn the header timeout off.
@@ -154,16 +156,17 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
       if (res.writableFinished) {
         const labels = { method: req.method ?? 'GET', route, status_code: String(res.statusCode) };
         const ms = performance.now() - started;
-        metrics.requestDuration.observe(labels, ms / 1000);
-        metrics.requestDurationMs.observe(
-          {
-            http_method: labels.method,
-            http_route: route === 'other' ? '' : route,
-            http_status_code: labels.status_code,
-            http_scheme: 'http',
-          },
-          ms,
-        );
+        if (recordOwn) metrics.requestDuration.observe(labels, ms / 1000);
+        if (recordTwin)
+          metrics.requestDurationMs.observe(
+            {
+              http_method: labels.method,
+              http_route: route === 'other' ? '' : route,
+              http_status_code: labels.status_code,
+              http_scheme: 'http',
+            },
+            ms,
+          );
         shapes.record({ method: labels.method, route, status: res.statusCode, ms });
       }
     });

@@ -38,12 +38,13 @@ const configSchema = z.object({
   /** Upper bound, in ms, for the ?ms= override of the work endpoint. */
   MAX_WORK_MS: z.coerce.number().int().min(0).default(600_000),
   /**
-   * Other stacks' request-duration histograms to export besides its own (shapes.ts), comma
-   * separated: istio, linkerd, opentelemetry, micrometer.
+   * The request-duration histograms recorded (shapes.ts), comma separated: its own
+   * prometheus-client (http_request_duration_seconds) and opentelemetry-legacy (the milliseconds
+   * twin), and other stacks' istio, linkerd, opentelemetry, micrometer.
    */
   METRIC_SHAPES: z
     .string()
-    .default('')
+    .default('prometheus-client,opentelemetry-legacy')
     .transform((text, ctx) => {
       const names = text
         .split(',')

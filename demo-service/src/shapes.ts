@@ -1,6 +1,6 @@
 /**
  * The request-duration histograms of other stacks, exported by demo-service on request
- * (METRIC_SHAPES): the series a mesh, OpenTelemetry or Spring would put next to an application
+ * (METRIC_SHAPES, besides or instead of its own two): the series a mesh, OpenTelemetry or Spring would put next to an application
  * like this one, with their names, units, label names, fixed label values and default bucket
  * bounds, so the operator's presets are tested against those shapes on a real node. Each shape
  * records what its real exporter would see:
@@ -29,8 +29,11 @@
  */
 import { Histogram, type Registry } from 'prom-client';
 
-export const SHAPES = ['istio', 'linkerd', 'opentelemetry', 'micrometer'] as const;
+/** demo-service's own histograms (metrics.ts), recorded unless METRIC_SHAPES leaves them out. */
+export const OWN_SHAPES = ['prometheus-client', 'opentelemetry-legacy'] as const;
+export const SHAPES = [...OWN_SHAPES, 'istio', 'linkerd', 'opentelemetry', 'micrometer'] as const;
 export type Shape = (typeof SHAPES)[number];
+type OtherShape = Exclude<Shape, (typeof OWN_SHAPES)[number]>;
 
 /** One request as every shape sees it. */
 export interface Served {
@@ -98,7 +101,9 @@ export function createShapes(
   shapes: readonly Shape[],
   context: ShapeContext,
 ): ShapeRecorder {
-  const recorders = shapes.map((shape) => SHAPE_FACTORIES[shape](registry, context));
+  const recorders = shapes
+    .filter((shape): shape is OtherShape => shape in SHAPE_FACTORIES)
+    .map((shape) => SHAPE_FACTORIES[shape](registry, context));
   return {
     record: (served) => {
       for (const record of recorders) record(served);
@@ -108,7 +113,7 @@ export function createShapes(
 
 type Factory = (registry: Registry, context: ShapeContext) => (served: Served) => void;
 
-const SHAPE_FACTORIES: Record<Shape, Factory> = {
+const SHAPE_FACTORIES: Record<OtherShape, Factory> = {
   istio: (registry, { workload, namespace }) => {
     const histogram = new Histogram({
       name: 'istio_request_duration_milliseconds',
