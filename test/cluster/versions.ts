@@ -8,6 +8,7 @@ export const clusterDir = dirname(fileURLToPath(import.meta.url));
 export const k8sModuleDir = join(clusterDir, 'go', 'k8s');
 export const kwokModuleDir = join(clusterDir, 'go', 'kwok');
 export const nodeModuleDir = join(clusterDir, 'go', 'node');
+export const prometheusModuleDir = join(clusterDir, 'go', 'prometheus');
 
 export interface ControlPlaneVersions {
   kubernetes: string;
@@ -47,4 +48,26 @@ export function nodeVersions(): NodeVersions {
     cniPlugins: requiredVersion(goMod, 'github.com/containernetworking/plugins'),
     crictl: requiredVersion(goMod, 'sigs.k8s.io/cri-tools'),
   };
+}
+
+export interface PrometheusVersions {
+  /** The Go module's version, as pinned: v0.316.0. */
+  module: string;
+  /** The Prometheus release it is: 3.16.0. */
+  release: string;
+}
+
+/**
+ * Prometheus 3 publishes its Go module as v0.3MM.P for release 3.MM.P (v0.316.0 is 3.16.0,
+ * whose VERSION file says so): Go modules at v2 and up need a /vN path, which it does not use.
+ */
+export function prometheusRelease(moduleVersion: string): string {
+  const match = /^v0\.([1-9])(\d\d)\.(\d+)(-[0-9A-Za-z.-]+)?$/.exec(moduleVersion);
+  if (!match) throw new Error(`${moduleVersion}: not a Prometheus module version (v0.3MM.P for 3.MM.P)`);
+  return `${match[1]}.${Number(match[2])}.${match[3]}${match[4] ?? ''}`;
+}
+
+export function prometheusVersions(): PrometheusVersions {
+  const module = requiredVersion(join(prometheusModuleDir, 'go.mod'), 'github.com/prometheus/prometheus');
+  return { module, release: prometheusRelease(module) };
 }
