@@ -1,16 +1,16 @@
 // CLI over the local control plane:
 //   build [--real-node] [--prometheus]  build (or verify the cache of) the binaries, and the
-//                                       node's binaries and images too; install Prometheus
+//                                       node's binaries and images too; Prometheus too
 //   start [--nodes] [--real-node] [--prometheus]  start a cluster for manual use (Prometheus
 //                                       scrapes the real node's annotated pods); Ctrl-C stops it
 import { parseArgs } from 'node:util';
-import { buildControlPlane } from './build.ts';
+import { buildControlPlane, buildPrometheus } from './build.ts';
 import { LocalCluster, realNodePackages } from './cluster.ts';
 import { buildImages } from './images.ts';
 import { buildNode } from './node/build.ts';
 import { REAL_NODE_NAME, realNodePlacement } from './node/node.ts';
 import { ensureDebianPackages } from './node/packages.ts';
-import { DEFAULT_SCRAPE_INTERVAL, prometheusPackages } from './prometheus.ts';
+import { DEFAULT_SCRAPE_INTERVAL } from './prometheus.ts';
 import { untilSignal } from './signals.ts';
 
 const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node [--prometheus]]`;
@@ -47,7 +47,10 @@ async function main(): Promise<void> {
         const images = await buildImages({ pauseBinary: node.pause });
         for (const image of Object.values(images)) console.log(`image ${image.ref}: ${image.archive}`);
       }
-      if (values.prometheus) await ensureDebianPackages(prometheusPackages, (l) => console.error(l));
+      if (values.prometheus) {
+        const prometheus = await buildPrometheus();
+        console.log(`prometheus ${prometheus.version}: ${prometheus.dir}`);
+      }
       return;
     }
     case 'start': {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { PooledKubeConfig } from '../../operator/src/kube/client.ts';
-import { buildControlPlane, type ControlPlaneBinaries } from './build.ts';
+import { buildControlPlane, buildPrometheus, type ControlPlaneBinaries } from './build.ts';
 import { buildImages, type ProjectImages } from './images.ts';
 import { buildNode } from './node/build.ts';
 import { cleanHost, hostNetwork, installNetGuard, prepareHost, removeNetGuard } from './node/host.ts';
@@ -19,7 +19,7 @@ import { REAL_NODE_NAME, RealNode } from './node/node.ts';
 import { ensureDebianPackages } from './node/packages.ts';
 import { type ClusterPki, generatePki, type PemPair } from './pki.ts';
 import { type Component, ComponentError, freePort, ProcessGroup } from './processes.ts';
-import { LocalPrometheus, prometheusPackages } from './prometheus.ts';
+import { LocalPrometheus } from './prometheus.ts';
 
 export interface StartOptions {
   /** Fake (kwok) nodes to create. */
@@ -35,11 +35,11 @@ export interface StartOptions {
   /** One real node (containerd, kubelet, kube-proxy) beside the kwok nodes; needs root. */
   realNode?: boolean;
   /**
-   * Debian's Prometheus on 127.0.0.1, scraping the real node's pods annotated
-   * prometheus.io/scrape: "true" (prometheus.ts); needs `realNode`.
+   * Prometheus 3 (built from go/prometheus) on 127.0.0.1, scraping the real node's pods
+   * annotated prometheus.io/scrape: "true" (prometheus.ts); needs `realNode`.
    */
   prometheus?: boolean;
-  /** Prometheus's scrape interval (and discovery refresh); default 2s. */
+  /** Prometheus's scrape interval; default 2s. */
   prometheusScrapeInterval?: string;
   /**
    * Extra kube-controller-manager flags, e.g. a higher --kube-api-qps (default 20, which lets
@@ -230,16 +230,14 @@ export class LocalCluster {
     const binaries = opts.binaries ?? (await buildControlPlane({ progress }));
     let nodeBuild: { binaries: Awaited<ReturnType<typeof buildNode>>; images: ProjectImages } | undefined;
     if (opts.realNode) {
-      await ensureDebianPackages(
-        [...realNodePackages, ...(opts.prometheus ? prometheusPackages : [])],
-        progress,
-      );
+      await ensureDebianPackages(realNodePackages, progress);
       const nodeBinaries = await buildNode({ progress });
       nodeBuild = {
         binaries: nodeBinaries,
         images: await buildImages({ pauseBinary: nodeBinaries.pause, progress }),
       };
     }
+    const prometheusBinaries = opts.prometheus ? await buildPrometheus({ progress }) : undefined;
     const workDir = await mkdtemp(join(tmpdir(), 'gso-cluster-'));
     const logs = join(workDir, 'logs');
     const pkiDir = join(workDir, 'pki');
@@ -438,13 +436,16 @@ export class LocalCluster {
           readyTimeoutMs,
         });
       }
-      if (opts.prometheus) {
+      if (prometheusBinaries) {
         const tp = Date.now();
         cluster.prometheus = await LocalPrometheus.start({
           processes,
+          binary: prometheusBinaries.prometheus,
           dir: join(workDir, 'prometheus'),
           logPath: join(logs, 'prometheus.log'),
-          discoveryKubeconfig: await componentKubeconfig(prometheusUser),
+          apiServer: server,
+          caCert: pki.ca.cert,
+          discoveryClient: pki.clients[prometheusUser] as PemPair,
           discoveryUser: prometheusUser,
           admin: cluster.adminKubeConfig(),
           nodeName: REAL_NODE_NAME,
@@ -453,7 +454,7 @@ export class LocalCluster {
           readyTimeoutMs,
         });
         progress(
-          `[cluster] prometheus ready on ${cluster.prometheus.url} in ${((Date.now() - tp) / 1000).toFixed(1)} s`,
+          `[cluster] prometheus ${prometheusBinaries.version} ready on ${cluster.prometheus.url} in ${((Date.now() - tp) / 1000).toFixed(1)} s`,
         );
       }
       progress(

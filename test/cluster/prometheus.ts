@@ -1,52 +1,47 @@
-// A real Prometheus in the test cluster: Debian's `prometheus` as one more component of
-// LocalCluster (with the real node), scraping the real node's pods that carry the prometheus.io
-// annotations, so the operator's Prometheus source can be tested against the labels a real pod
-// scrape attaches (`namespace`, `pod`, `app`).
+// A real Prometheus in the test cluster: Prometheus 3, built from Go modules (go/prometheus,
+// build.ts) as one more component of LocalCluster (with the real node), scraping the real node's
+// pods that carry the prometheus.io annotations, so the operator's Prometheus source is tested
+// against the labels a real pod scrape attaches (`namespace`, `pod`, `app`).
 //
-// Discovery. Debian builds Prometheus without kubernetes_sd_configs (NEWS.Debian, 1.5.0+ds-1:
-// "Kubernetes support has been completely removed, due to the insane amount of dependencies in
-// their client library"; `promtool check config` rejects the field). So Prometheus discovers pods
-// with http_sd_configs from a small endpoint in this process, which lists pods with a dedicated
-// identity (RBAC: get/list/watch pods, nothing else) and answers with the target groups that
-// kubernetes_sd's pod role builds: the same __meta_kubernetes_* labels, one target per container
-// port, none for a pod without an IP. The relabeling is the standard kubernetes-pods one and works
-// unchanged under kubernetes_sd_configs.
+// Discovery is Prometheus's own `kubernetes_sd_configs` with `role: pod`, against the test
+// apiserver by its IP literal URL, over TLS checked with the cluster CA, as an identity of its own
+// (a client certificate for the user gso-prometheus, no groups) whose RBAC allows get, list and
+// watch on pods and nothing else. The relabeling is the standard kubernetes-pods one.
 //
-// Nothing leaves the machine: Prometheus listens on 127.0.0.1, discovery answers on 127.0.0.1,
-// the relabeling keeps only pods on the real node whose address is on the pod bridge (kwok pods
-// have fake IPs), and every address in the config is an IP literal, so nothing is resolved.
-// Prometheus runs under `setpriv --pdeathsig SIGKILL`: should the cluster's owner be killed
-// (kill -9, no cleanup), Prometheus dies with it instead of scraping pod addresses whose bridge
-// and guard the next start removes.
+// Histograms. The job keeps classic histograms classic (`_bucket{le}` series, which the
+// operator's built-in queries read): no native histograms are scraped and none is converted. A pod
+// annotated `test.gracefulshutdown.dev/prometheus-nhcb: "true"` has its classic histograms ALSO
+// stored as native histograms with custom buckets (NHCB): the relabeling sets the target's
+// `__convert_classic_histograms_to_nhcb__` label (Prometheus 3.16 reads these per-target
+// overrides), and `always_scrape_classic_histograms: true` keeps the classic series beside the
+// NHCB. Then `histogram_quantile(0.99, sum(rate(m_bucket[1m])) by (le))` (classic) and
+// `histogram_quantile(0.99, sum(rate(m[1m])))` (the NHCB, under the metric's base name) read the
+// same buckets. Prometheus 3 normalises `le` values of classic buckets when it scrapes them: a
+// target's le="1" is stored as le="1.0" (compare bounds as numbers, not strings).
+//
+// Nothing leaves the machine: Prometheus listens on 127.0.0.1, discovery talks to the apiserver
+// on an IP literal, the relabeling keeps only pods on the real node whose address is on the pod
+// bridge (kwok pods have fake IPs), and every address in the config is an IP literal, so nothing
+// is resolved. Prometheus has no update check or usage report to turn off; only Kubernetes
+// discovery is compiled in. It runs under `setpriv --pdeathsig SIGKILL`: should the cluster's
+// owner be killed (kill -9, no cleanup), Prometheus dies with it instead of scraping pod
+// addresses whose bridge and guard the next start removes.
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { type KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { z } from 'zod';
+import type { PemPair } from './pki.ts';
 import { type Component, freePort, type ProcessGroup } from './processes.ts';
 
-/** Debian packages Prometheus needs (installed with ensureDebianPackages). */
-export const prometheusPackages = ['prometheus'] as const;
-export const PROMETHEUS_BINARY = '/usr/bin/prometheus';
-/** Same package: checks and unit-tests rule files. */
-export const PROMTOOL_BINARY = '/usr/bin/promtool';
 /** util-linux (Essential): execs Prometheus with a parent-death signal. */
 const SETPRIV = '/usr/bin/setpriv';
 
 export const DEFAULT_SCRAPE_INTERVAL = '2s';
 export const SCRAPE_JOB = 'kubernetes-pods';
-/** Path of the discovery endpoint (http_sd). */
-const DISCOVERY_PATH = '/pods';
-
-// --- discovery: the target groups of kubernetes_sd's pod role ----------------------------------
-
-/** One http_sd / file_sd target group. */
-export interface TargetGroup {
-  targets: string[];
-  labels: Record<string, string>;
-}
+/** A pod annotated with this, value "true", has its classic histograms also stored as NHCB. */
+export const NHCB_ANNOTATION = 'test.gracefulshutdown.dev/prometheus-nhcb';
 
 const meta = '__meta_kubernetes_';
 
@@ -55,79 +50,20 @@ export function sanitizeLabelName(name: string): string {
   return name.replace(/[^a-zA-Z0-9_]/g, '_');
 }
 
-/** The pod-level labels kubernetes_sd's pod role attaches (discovery/kubernetes/pod.go, podLabels). */
-function podMetaLabels(pod: V1Pod): Record<string, string> {
-  const ready = pod.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'Unknown';
-  const labels: Record<string, string> = {
-    [`${meta}namespace`]: pod.metadata?.namespace ?? '',
-    [`${meta}pod_name`]: pod.metadata?.name ?? '',
-    [`${meta}pod_ip`]: pod.status?.podIP ?? '',
-    [`${meta}pod_ready`]: ready.toLowerCase(),
-    [`${meta}pod_phase`]: pod.status?.phase ?? '',
-    [`${meta}pod_node_name`]: pod.spec?.nodeName ?? '',
-    [`${meta}pod_host_ip`]: pod.status?.hostIP ?? '',
-    [`${meta}pod_uid`]: pod.metadata?.uid ?? '',
-  };
-  const controller = pod.metadata?.ownerReferences?.find((r) => r.controller);
-  if (controller?.kind) labels[`${meta}pod_controller_kind`] = controller.kind;
-  if (controller?.name) labels[`${meta}pod_controller_name`] = controller.name;
-  for (const [key, value] of Object.entries(pod.metadata?.labels ?? {})) {
-    labels[`${meta}pod_label_${sanitizeLabelName(key)}`] = value;
-    labels[`${meta}pod_labelpresent_${sanitizeLabelName(key)}`] = 'true';
-  }
-  for (const [key, value] of Object.entries(pod.metadata?.annotations ?? {})) {
-    labels[`${meta}pod_annotation_${sanitizeLabelName(key)}`] = value;
-    labels[`${meta}pod_annotationpresent_${sanitizeLabelName(key)}`] = 'true';
-  }
-  return labels;
-}
-
-/**
- * The targets kubernetes_sd's pod role builds (pod.go, buildPod), one group per target since
- * http_sd has no per-target labels: none for a pod without an IP; per container, one target per
- * declared port (podIP:port) or, with no ports, one target at the bare pod IP.
- */
-export function podTargetGroups(pods: readonly V1Pod[]): TargetGroup[] {
-  const groups: TargetGroup[] = [];
-  for (const pod of pods) {
-    const ip = pod.status?.podIP;
-    if (!ip) continue;
-    const host = isIP(ip) === 6 ? `[${ip}]` : ip;
-    const common = podMetaLabels(pod);
-    for (const container of pod.spec?.containers ?? []) {
-      const containerLabels = {
-        ...common,
-        [`${meta}pod_container_name`]: container.name,
-        [`${meta}pod_container_image`]: container.image ?? '',
-      };
-      const ports = container.ports ?? [];
-      if (ports.length === 0) groups.push({ targets: [ip], labels: containerLabels });
-      for (const port of ports) {
-        groups.push({
-          targets: [`${host}:${port.containerPort}`],
-          labels: {
-            ...containerLabels,
-            [`${meta}pod_container_port_name`]: port.name ?? '',
-            [`${meta}pod_container_port_number`]: String(port.containerPort),
-            [`${meta}pod_container_port_protocol`]: port.protocol ?? 'TCP',
-          },
-        });
-      }
-    }
-  }
-  return groups;
-}
-
 // --- the config ---------------------------------------------------------------------------------
 
 export interface PrometheusConfigInput {
-  /** The http_sd endpoint, http://<IP>:<port>/...: an IP literal, never a name. */
-  discoveryUrl: string;
+  /** The apiserver, https://<IP>:<port>: an IP literal, never a name. */
+  apiServer: string;
+  /** PEM files: the cluster CA, and discovery's client certificate and key. */
+  caFile: string;
+  certFile: string;
+  keyFile: string;
   /** Only pods on this node are scraped (the real node). */
   nodeName: string;
   /** Only pod addresses in this CIDR are scraped (the pod bridge); octet-aligned (/8../32). */
   podCidr: string;
-  /** global.scrape_interval, also the discovery refresh; default 2s (tests need fast data). */
+  /** global.scrape_interval (and evaluation_interval); default 2s (tests need fast data). */
   scrapeInterval?: string;
 }
 
@@ -151,29 +87,40 @@ export function ipv4CidrRegex(cidr: string): string {
 const durationPattern = /^(\d+(ms|s|m|h|d|w|y))+$/;
 
 /**
- * prometheus.yml for the test cluster: one job, `kubernetes-pods`, over the discovery endpoint,
+ * prometheus.yml for the test cluster: one job, `kubernetes-pods`, over kubernetes_sd's pod role,
  * with the standard relabeling of annotated pods (keep prometheus.io/scrape: "true", path and port
- * from prometheus.io/path and prometheus.io/port, address podIP:port) and the labels the operator's
- * queries select on (namespace, pod) plus app. Pure: the input is validated, nothing is resolved.
+ * from prometheus.io/path and prometheus.io/port, address podIP:port), the labels the operator's
+ * queries select on (namespace, pod) plus app, and the NHCB opt-in by annotation. Pure: the input
+ * is validated, nothing is resolved.
  */
 export function prometheusConfig(input: PrometheusConfigInput): Record<string, unknown> {
   const scrapeInterval = input.scrapeInterval ?? DEFAULT_SCRAPE_INTERVAL;
   if (!durationPattern.test(scrapeInterval)) {
     throw new Error(`scrape interval "${scrapeInterval}" is not a Prometheus duration (2s, 500ms, 1m)`);
   }
-  const discovery = new URL(input.discoveryUrl);
-  const discoveryHost = discovery.hostname.replace(/^\[|\]$/g, '');
-  if (discovery.protocol !== 'http:' || isIP(discoveryHost) === 0) {
-    throw new Error(
-      `discovery URL ${input.discoveryUrl}: want http://<IP address>:<port>/..., no host names`,
-    );
+  const apiServer = new URL(input.apiServer);
+  const apiServerHost = apiServer.hostname.replace(/^\[|\]$/g, '');
+  if (apiServer.protocol !== 'https:' || isIP(apiServerHost) === 0 || apiServer.pathname !== '/') {
+    throw new Error(`apiserver URL ${input.apiServer}: want https://<IP address>:<port>, no host names`);
   }
   return {
     global: { scrape_interval: scrapeInterval, evaluation_interval: scrapeInterval },
     scrape_configs: [
       {
         job_name: SCRAPE_JOB,
-        http_sd_configs: [{ url: discovery.toString(), refresh_interval: scrapeInterval }],
+        // Classic histograms are stored as classic series, as Prometheus 2 did: no native
+        // histograms scraped, none converted (a pod's annotation converts its own, see below),
+        // and the classic series kept wherever a histogram is also stored as a native one.
+        scrape_native_histograms: false,
+        convert_classic_histograms_to_nhcb: false,
+        always_scrape_classic_histograms: true,
+        kubernetes_sd_configs: [
+          {
+            role: 'pod',
+            api_server: apiServer.origin,
+            tls_config: { ca_file: input.caFile, cert_file: input.certFile, key_file: input.keyFile },
+          },
+        ],
         relabel_configs: [
           // Only the real node: kwok pods have fake IPs no packet may be sent to.
           {
@@ -208,6 +155,14 @@ export function prometheusConfig(input: PrometheusConfigInput): Record<string, u
             replacement: '$1:$2',
             action: 'replace',
           },
+          // The NHCB opt-in: this target's classic histograms are also stored as NHCB.
+          {
+            source_labels: [`${meta}pod_annotation_${sanitizeLabelName(NHCB_ANNOTATION)}`],
+            regex: 'true',
+            target_label: '__convert_classic_histograms_to_nhcb__',
+            replacement: 'true',
+            action: 'replace',
+          },
           { source_labels: [`${meta}namespace`], target_label: 'namespace', action: 'replace' },
           { source_labels: [`${meta}pod_name`], target_label: 'pod', action: 'replace' },
           { source_labels: [`${meta}pod_label_app`], target_label: 'app', action: 'replace' },
@@ -225,14 +180,20 @@ export function prometheusConfigYaml(input: PrometheusConfigInput): string {
 
 export interface PrometheusStartOptions {
   processes: ProcessGroup;
-  /** Config and TSDB go here (created). */
+  /** The prometheus binary (build.ts, buildPrometheus). */
+  binary: string;
+  /** Config, discovery's credentials and the TSDB go here (created). */
   dir: string;
   logPath: string;
-  /** Kubeconfig of the identity discovery lists pods with; granted get/list/watch pods. */
-  discoveryKubeconfig: string;
+  /** The apiserver, https://<IP>:<port>. */
+  apiServer: string;
+  /** The cluster CA (PEM), which signed the apiserver's certificate. */
+  caCert: string;
+  /** Discovery's client certificate, for discoveryUser; granted get/list/watch pods. */
+  discoveryClient: PemPair;
+  discoveryUser: string;
   /** Grants the discovery identity its RBAC. */
   admin: KubeConfig;
-  discoveryUser: string;
   nodeName: string;
   podCidr: string;
   scrapeInterval?: string;
@@ -241,7 +202,7 @@ export interface PrometheusStartOptions {
 
 const discoveryRole = 'gso-test:prometheus-discovery';
 
-/** A ClusterRole that reads pods, bound to the discovery user: all that discovery needs. */
+/** A ClusterRole that reads pods, bound to the discovery user: all that the pod role needs. */
 async function grantPodDiscovery(admin: KubeConfig, user: string): Promise<void> {
   const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
   await rbac.createClusterRole({
@@ -259,129 +220,83 @@ async function grantPodDiscovery(admin: KubeConfig, user: string): Promise<void>
   });
 }
 
-/** The http_sd endpoint on 127.0.0.1: every pod in the cluster, as kubernetes_sd's pod role. */
-async function startDiscoveryServer(kubeconfig: KubeConfig): Promise<{ server: Server; url: string }> {
-  const core = kubeconfig.makeApiClient(CoreV1Api);
-  const server = createServer((req, res) => {
-    if (req.method !== 'GET' || req.url !== DISCOVERY_PATH) {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
-      return;
-    }
-    core.listPodForAllNamespaces().then(
-      (list) => {
-        res
-          .writeHead(200, { 'Content-Type': 'application/json' })
-          .end(JSON.stringify(podTargetGroups(list.items)));
-      },
-      // Prometheus keeps the targets of its last successful refresh.
-      (err: unknown) => {
-        res.writeHead(503, { 'Content-Type': 'text/plain' }).end(`listing pods failed: ${String(err)}\n`);
-      },
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('discovery server has no port');
-  return { server, url: `http://127.0.0.1:${address.port}${DISCOVERY_PATH}` };
-}
-
-async function closeServer(server: Server): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // Prometheus keeps its discovery connection alive: close() alone would wait for it.
-  server.closeAllConnections();
-  await closed;
-}
-
 export class LocalPrometheus {
   /** http://127.0.0.1:PORT */
   readonly url: string;
   readonly component: Component;
   readonly configPath: string;
   private readonly processes: ProcessGroup;
-  private readonly discovery: Server;
 
   private constructor(init: {
     url: string;
     component: Component;
     configPath: string;
     processes: ProcessGroup;
-    discovery: Server;
   }) {
     this.url = init.url;
     this.component = init.component;
     this.configPath = init.configPath;
     this.processes = init.processes;
-    this.discovery = init.discovery;
   }
 
   /**
-   * Grants discovery its RBAC, starts the discovery endpoint and Prometheus (through the
-   * cluster's ProcessGroup, so a failed cluster start or stop ends it by PID) and waits for
-   * GET /-/ready. On failure the endpoint is closed; the process is the ProcessGroup's to stop.
+   * Grants discovery its RBAC, writes the config and discovery's credentials, starts Prometheus
+   * (through the cluster's ProcessGroup, so a failed cluster start or stop ends it by PID) and
+   * waits for GET /-/ready. On failure the process is the ProcessGroup's to stop.
    */
   static async start(opts: PrometheusStartOptions): Promise<LocalPrometheus> {
     await grantPodDiscovery(opts.admin, opts.discoveryUser);
-    const discoveryKc = new KubeConfig();
-    discoveryKc.loadFromFile(opts.discoveryKubeconfig);
-    const { server, url: discoveryUrl } = await startDiscoveryServer(discoveryKc);
-    try {
-      const dataDir = join(opts.dir, 'data');
-      await mkdir(dataDir, { recursive: true });
-      const configPath = join(opts.dir, 'prometheus.yml');
-      await writeFile(
-        configPath,
-        prometheusConfigYaml({
-          discoveryUrl,
-          nodeName: opts.nodeName,
-          podCidr: opts.podCidr,
-          scrapeInterval: opts.scrapeInterval,
-        }),
-      );
-      const port = await freePort();
-      const url = `http://127.0.0.1:${port}`;
-      const component = opts.processes.start(
-        'prometheus',
-        SETPRIV,
-        [
-          '--pdeathsig',
-          'SIGKILL',
-          '--',
-          PROMETHEUS_BINARY,
-          `--config.file=${configPath}`,
-          `--web.listen-address=127.0.0.1:${port}`,
-          // Otherwise derived from the host name.
-          `--web.external-url=${url}/`,
-          `--storage.tsdb.path=${dataDir}`,
-          '--storage.tsdb.retention.time=1h',
-          '--log.level=info',
-        ],
-        opts.logPath,
-      );
-      await opts.processes.waitReady(
-        component,
-        async () => (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2000) })).status === 200,
-        opts.readyTimeoutMs,
-      );
-      return new LocalPrometheus({
-        url,
-        component,
-        configPath,
-        processes: opts.processes,
-        discovery: server,
-      });
-    } catch (err) {
-      await closeServer(server);
-      throw err;
-    }
+    const dataDir = join(opts.dir, 'data');
+    await mkdir(dataDir, { recursive: true });
+    const secret = async (name: string, content: string) => {
+      const path = join(opts.dir, name);
+      await writeFile(path, content, { mode: 0o600 });
+      return path;
+    };
+    const configPath = join(opts.dir, 'prometheus.yml');
+    await writeFile(
+      configPath,
+      prometheusConfigYaml({
+        apiServer: opts.apiServer,
+        caFile: await secret('ca.crt', opts.caCert),
+        certFile: await secret('discovery.crt', opts.discoveryClient.cert),
+        keyFile: await secret('discovery.key', opts.discoveryClient.key),
+        nodeName: opts.nodeName,
+        podCidr: opts.podCidr,
+        scrapeInterval: opts.scrapeInterval,
+      }),
+    );
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const component = opts.processes.start(
+      'prometheus',
+      SETPRIV,
+      [
+        '--pdeathsig',
+        'SIGKILL',
+        '--',
+        opts.binary,
+        `--config.file=${configPath}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        // Otherwise derived from the host name.
+        `--web.external-url=${url}/`,
+        `--storage.tsdb.path=${dataDir}`,
+        '--storage.tsdb.retention.time=1h',
+        '--log.level=info',
+      ],
+      opts.logPath,
+    );
+    await opts.processes.waitReady(
+      component,
+      async () => (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2000) })).status === 200,
+      opts.readyTimeoutMs,
+    );
+    return new LocalPrometheus({ url, component, configPath, processes: opts.processes });
   }
 
-  /** Stops Prometheus by PID, then the discovery endpoint. */
+  /** Stops Prometheus by PID. */
   async stop(): Promise<void> {
     await this.processes.stop(this.component);
-    if (this.discovery.listening) await closeServer(this.discovery);
   }
 }
 
@@ -418,15 +333,77 @@ export function sampleValue(text: string): number {
   return Number(text);
 }
 
+/** A native histogram as the API writes it: numbers as strings, buckets [rule, lower, upper, count]. */
+const ApiHistogramSchema = z.object({
+  count: z.string(),
+  sum: z.string(),
+  buckets: z.array(z.tuple([z.number(), z.string(), z.string(), z.string()])).optional(),
+});
+const HistogramVectorSchema = z.array(
+  z.object({ metric: MetricSchema, histogram: z.tuple([z.number(), ApiHistogramSchema]) }),
+);
+
+/** One native-histogram sample of an instant query (an NHCB, say): its labels, time and value. */
+export interface NativeHistogramSample {
+  metric: Record<string, string>;
+  time: number;
+  histogram: z.infer<typeof ApiHistogramSchema>;
+}
+
+type QueryOptions = { time?: number; timeoutMs?: number };
+
+/** A vector of float samples holds `value`s; one of native histograms holds `histogram`s. */
+function holdsHistograms(data: unknown): boolean {
+  const { resultType, result } = (data ?? {}) as { resultType?: unknown; result?: unknown };
+  return (
+    resultType === 'vector' &&
+    Array.isArray(result) &&
+    result.some((s) => typeof s === 'object' && s !== null && 'histogram' in s)
+  );
+}
+
 /**
- * GET <url>/api/v1/query: the parsed result of an instant query, at `time` (Unix seconds) or now.
- * Throws on an HTTP or PromQL error, with Prometheus's message.
+ * GET <url>/api/v1/query: the parsed result of an instant query of float samples, at `time`
+ * (Unix seconds) or now. Throws on an HTTP or PromQL error, with Prometheus's message, and on
+ * native-histogram samples (read those with queryNativeHistograms).
  */
 export async function queryPrometheus(
   url: string,
   promql: string,
-  opts: { time?: number; timeoutMs?: number } = {},
+  opts: QueryOptions = {},
 ): Promise<InstantQueryResult> {
+  const data = await instantQuery(url, promql, opts);
+  if (holdsHistograms(data)) {
+    throw new Error(`${promql} returned native histograms: read them with queryNativeHistograms`);
+  }
+  return InstantResultSchema.parse(data);
+}
+
+/**
+ * An instant query whose answer is a vector of native histograms (e.g. the NHCB of a pod
+ * annotated with NHCB_ANNOTATION, `sum(rate(m[1m]))`); an empty vector when nothing matched.
+ * Throws when a sample is a float (query those with queryPrometheus).
+ */
+export async function queryNativeHistograms(
+  url: string,
+  promql: string,
+  opts: QueryOptions = {},
+): Promise<NativeHistogramSample[]> {
+  const data = await instantQuery(url, promql, opts);
+  const { resultType, result } = (data ?? {}) as { resultType?: unknown; result?: unknown[] };
+  if (resultType !== 'vector') throw new Error(`${promql}: expected a vector, got ${String(resultType)}`);
+  if ((result ?? []).some((s) => typeof s === 'object' && s !== null && 'value' in s)) {
+    throw new Error(`${promql} returned float samples, not native histograms`);
+  }
+  return HistogramVectorSchema.parse(result).map((s) => ({
+    metric: s.metric,
+    time: s.histogram[0],
+    histogram: s.histogram[1],
+  }));
+}
+
+/** GET <url>/api/v1/query: the response's `data`, or Prometheus's error. */
+async function instantQuery(url: string, promql: string, opts: QueryOptions): Promise<unknown> {
   const endpoint = new URL(`${url.replace(/\/+$/, '')}/api/v1/query`);
   endpoint.searchParams.set('query', promql);
   if (opts.time !== undefined) endpoint.searchParams.set('time', String(opts.time));
@@ -445,5 +422,5 @@ export async function queryPrometheus(
       `Prometheus answered HTTP ${response.status}: ${body.errorType ?? 'error'}: ${body.error ?? '(no message)'} (query ${promql})`,
     );
   }
-  return InstantResultSchema.parse(body.data);
+  return body.data;
 }

@@ -1,26 +1,34 @@
-// The test cluster's Prometheus config and pod discovery, checked without running anything: the
-// relabeling is applied here to discovered pods (keep/drop/replace as Prometheus defines them) to
-// show which pods become targets, at which address, with which labels.
+// The test cluster's Prometheus config, checked without running anything: the relabeling is
+// applied here to the targets kubernetes_sd's pod role discovers (keep/drop/replace as Prometheus
+// defines them) to show which pods become targets, at which address, with which labels, and
+// which have their classic histograms also stored as NHCB. The real discovery and scrapes are
+// checked on the e2e cluster (test/e2e/prometheus.e2e.test.ts).
 import { createServer } from 'node:http';
 import { isIP } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
+import { PROMETHEUS_BUILD_TAGS, prometheusLdflags } from './build.ts';
 import { hostNetwork } from './node/host.ts';
 import { REAL_NODE_NAME } from './node/node.ts';
 import {
   ipv4CidrRegex,
-  podTargetGroups,
+  NHCB_ANNOTATION,
   prometheusConfig,
   prometheusConfigYaml,
+  queryNativeHistograms,
   queryPrometheus,
   SCRAPE_JOB,
   sampleValue,
-  type TargetGroup,
+  sanitizeLabelName,
 } from './prometheus.ts';
+import { prometheusRelease, prometheusVersions } from './versions.ts';
 
 const input = {
-  discoveryUrl: 'http://127.0.0.1:40123/pods',
+  apiServer: 'https://127.0.0.1:40123',
+  caFile: '/tmp/gso-cluster-x/prometheus/ca.crt',
+  certFile: '/tmp/gso-cluster-x/prometheus/discovery.crt',
+  keyFile: '/tmp/gso-cluster-x/prometheus/discovery.key',
   nodeName: REAL_NODE_NAME,
   podCidr: hostNetwork.podCidr,
 };
@@ -36,7 +44,10 @@ interface RelabelConfig {
 
 interface ScrapeConfig {
   job_name: string;
-  http_sd_configs: { url: string; refresh_interval: string }[];
+  scrape_native_histograms: boolean;
+  convert_classic_histograms_to_nhcb: boolean;
+  always_scrape_classic_histograms: boolean;
+  kubernetes_sd_configs: Record<string, unknown>[];
   relabel_configs: RelabelConfig[];
 }
 
@@ -46,11 +57,14 @@ function scrapeConfig(config: Record<string, unknown>): ScrapeConfig {
   return configs[0] as ScrapeConfig;
 }
 
+const NHCB_LABEL = '__convert_classic_histograms_to_nhcb__';
+
 /**
  * Prometheus's relabeling for the actions the config uses: the joined source labels are matched
  * against the fully anchored regex (default `(.*)`); keep/drop filter, replace writes the expanded
  * replacement (default `$1`) to the target label, or nothing when the regex does not match.
- * Labels starting with `__` other than __address__ and __metrics_path__ are dropped afterwards.
+ * Labels starting with `__` are dropped afterwards, but for the target's address, path and its
+ * histogram setting (scrape/target.go reads those).
  */
 function relabel(
   labels: Record<string, string>,
@@ -72,19 +86,61 @@ function relabel(
   }
   return Object.fromEntries(
     Object.entries(out).filter(
-      ([k]) => !k.startsWith('__') || k === '__address__' || k === '__metrics_path__',
+      ([k]) => !k.startsWith('__') || ['__address__', '__metrics_path__', NHCB_LABEL].includes(k),
     ),
   );
 }
 
-/** The scrape targets Prometheus would derive from these discovered groups. */
-function targets(groups: TargetGroup[], configs: RelabelConfig[]): Record<string, string>[] {
-  return groups.flatMap((g) =>
-    g.targets.flatMap((t): Record<string, string>[] => {
-      const labels = relabel({ ...g.labels, __address__: t }, configs);
-      return labels ? [labels] : [];
-    }),
-  );
+const meta = '__meta_kubernetes_';
+
+/**
+ * The targets kubernetes_sd's pod role discovers (discovery/kubernetes/pod.go in Prometheus
+ * 3.16, the labels this config reads and a few more): none for a pod without an IP; per
+ * container, one per declared port (podIP:port) or, with no ports, one at the bare pod IP.
+ */
+function podRoleTargets(pods: readonly V1Pod[]): Record<string, string>[] {
+  const targets: Record<string, string>[] = [];
+  for (const pod of pods) {
+    const ip = pod.status?.podIP;
+    if (!ip) continue;
+    const common: Record<string, string> = {
+      [`${meta}namespace`]: pod.metadata?.namespace ?? '',
+      [`${meta}pod_name`]: pod.metadata?.name ?? '',
+      [`${meta}pod_ip`]: ip,
+      [`${meta}pod_phase`]: pod.status?.phase ?? '',
+      [`${meta}pod_node_name`]: pod.spec?.nodeName ?? '',
+    };
+    for (const [key, value] of Object.entries(pod.metadata?.labels ?? {})) {
+      common[`${meta}pod_label_${sanitizeLabelName(key)}`] = value;
+    }
+    for (const [key, value] of Object.entries(pod.metadata?.annotations ?? {})) {
+      common[`${meta}pod_annotation_${sanitizeLabelName(key)}`] = value;
+    }
+    for (const container of pod.spec?.containers ?? []) {
+      const ports = container.ports ?? [];
+      if (ports.length === 0) targets.push({ ...common, __address__: ip });
+      for (const port of ports) {
+        targets.push({
+          ...common,
+          __address__: `${ip}:${port.containerPort}`,
+          [`${meta}pod_container_port_number`]: String(port.containerPort),
+        });
+      }
+    }
+  }
+  return targets;
+}
+
+/** The scrape targets Prometheus would derive from these pods under this job. */
+function targets(pods: readonly V1Pod[], job: ScrapeConfig): Record<string, string>[] {
+  return podRoleTargets(pods).flatMap((t): Record<string, string>[] => {
+    // Before relabeling, a target carries its job's histogram setting (scrape/target.go).
+    const labels = relabel(
+      { ...t, [NHCB_LABEL]: String(job.convert_classic_histograms_to_nhcb) },
+      job.relabel_configs,
+    );
+    return labels ? [labels] : [];
+  });
 }
 
 const scrapeAnnotations = {
@@ -111,9 +167,6 @@ function pod(
       uid: `uid-${name}`,
       labels: opts.labels ?? { app: 'demo' },
       annotations: opts.annotations ?? scrapeAnnotations,
-      ownerReferences: [
-        { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'demo-5d9f', uid: 'rs', controller: true },
-      ],
     },
     spec: {
       nodeName: opts.node ?? REAL_NODE_NAME,
@@ -133,30 +186,41 @@ function pod(
       phase: opts.phase ?? 'Running',
       ...(opts.ip === '' ? {} : { podIP: opts.ip ?? '10.88.0.12' }),
       hostIP: '10.88.0.1',
-      conditions: [{ type: 'Ready', status: 'True' }],
     },
   };
 }
 
 describe('the Prometheus config', () => {
-  test('one job over the discovery endpoint, scraping every 2 s unless told otherwise', () => {
+  test("one job over kubernetes_sd's pod role, scraping every 2 s unless told otherwise", () => {
     const config = prometheusConfig(input);
     expect(config.global).toEqual({ scrape_interval: '2s', evaluation_interval: '2s' });
     const job = scrapeConfig(config);
     expect(job.job_name).toBe(SCRAPE_JOB);
     expect(job.job_name).toBe('kubernetes-pods');
-    expect(job.http_sd_configs).toEqual([{ url: input.discoveryUrl, refresh_interval: '2s' }]);
+    expect(job.kubernetes_sd_configs).toEqual([
+      {
+        role: 'pod',
+        api_server: 'https://127.0.0.1:40123',
+        tls_config: { ca_file: input.caFile, cert_file: input.certFile, key_file: input.keyFile },
+      },
+    ]);
     const slower = prometheusConfig({ ...input, scrapeInterval: '15s' });
     expect(slower.global).toEqual({ scrape_interval: '15s', evaluation_interval: '15s' });
-    expect(scrapeConfig(slower).http_sd_configs[0]?.refresh_interval).toBe('15s');
     expect(() => prometheusConfig({ ...input, scrapeInterval: '2 seconds' })).toThrow(
       /not a Prometheus duration/,
     );
   });
 
+  test('classic histograms stay classic series: none scraped native, none converted, classic kept', () => {
+    const job = scrapeConfig(prometheusConfig(input));
+    expect(job.scrape_native_histograms).toBe(false);
+    expect(job.convert_classic_histograms_to_nhcb).toBe(false);
+    expect(job.always_scrape_classic_histograms).toBe(true);
+  });
+
   test('the standard relabeling: annotated pods, their path and port, namespace/pod/app labels', () => {
-    const relabeling = scrapeConfig(prometheusConfig(input)).relabel_configs;
-    expect(relabeling).toContainEqual({
+    const job = scrapeConfig(prometheusConfig(input));
+    expect(job.relabel_configs).toContainEqual({
       source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_scrape'],
       regex: 'true',
       action: 'keep',
@@ -166,13 +230,17 @@ describe('the Prometheus config', () => {
       ['__meta_kubernetes_pod_name', 'pod'],
       ['__meta_kubernetes_pod_label_app', 'app'],
     ]) {
-      expect(relabeling).toContainEqual({ source_labels: [from], target_label: to, action: 'replace' });
+      expect(job.relabel_configs).toContainEqual({
+        source_labels: [from],
+        target_label: to,
+        action: 'replace',
+      });
     }
-    const found = targets(podTargetGroups([pod('demo-5d9f-abcde')]), relabeling);
-    expect(found).toEqual([
+    expect(targets([pod('demo-5d9f-abcde')], job)).toEqual([
       {
         __address__: '10.88.0.12:8080',
         __metrics_path__: '/metrics',
+        [NHCB_LABEL]: 'false',
         namespace: 'ns1',
         pod: 'demo-5d9f-abcde',
         app: 'demo',
@@ -180,21 +248,36 @@ describe('the Prometheus config', () => {
     ]);
     // The port annotation wins over the declared container port; the path annotation is optional.
     const other = targets(
-      podTargetGroups([
+      [
         pod('other', {
           ports: [9000],
           labels: {},
           annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9100' },
         }),
-      ]),
-      relabeling,
+      ],
+      job,
     );
-    expect(other).toEqual([{ __address__: '10.88.0.12:9100', namespace: 'ns1', pod: 'other' }]);
+    expect(other).toEqual([
+      { __address__: '10.88.0.12:9100', [NHCB_LABEL]: 'false', namespace: 'ns1', pod: 'other' },
+    ]);
+  });
+
+  test(`a pod annotated ${NHCB_ANNOTATION}: "true" has its classic histograms also stored as NHCB`, () => {
+    const job = scrapeConfig(prometheusConfig(input));
+    const nhcb = (value: string) => ({ annotations: { ...scrapeAnnotations, [NHCB_ANNOTATION]: value } });
+    const found = targets([pod('twin', nhcb('true')), pod('plain'), pod('other-value', nhcb('yes'))], job);
+    expect(found.map((t) => [t.pod, t[NHCB_LABEL]])).toEqual([
+      ['twin', 'true'],
+      ['plain', 'false'],
+      ['other-value', 'false'],
+    ]);
+    // The classic series are kept beside the NHCB by the job's always_scrape_classic_histograms.
+    expect(job.always_scrape_classic_histograms).toBe(true);
   });
 
   test('only running, annotated pods on the real node with a pod-bridge address are scraped', () => {
-    const relabeling = scrapeConfig(prometheusConfig(input)).relabel_configs;
-    expect(relabeling[0]).toEqual({
+    const job = scrapeConfig(prometheusConfig(input));
+    expect(job.relabel_configs[0]).toEqual({
       source_labels: ['__meta_kubernetes_pod_node_name'],
       regex: REAL_NODE_NAME,
       action: 'keep',
@@ -211,10 +294,10 @@ describe('the Prometheus config', () => {
       pod('succeeded', { phase: 'Succeeded' }),
       pod('no-ip', { ip: '' }),
     ];
-    expect(targets(podTargetGroups(pods), relabeling).map((t) => t.pod)).toEqual(['real']);
+    expect(targets(pods, job).map((t) => t.pod)).toEqual(['real']);
   });
 
-  test('IP addresses only: the discovery URL must name an IP, and the config holds no host name', () => {
+  test('IP addresses only: the apiserver URL must be https to an IP, and the config holds no host name', () => {
     const strings: string[] = [];
     const walk = (v: unknown): void => {
       if (typeof v === 'string') strings.push(v);
@@ -223,14 +306,15 @@ describe('the Prometheus config', () => {
     };
     walk(prometheusConfig(input));
     const urls = strings.filter((s) => /^[a-z]+:\/\//.test(s));
-    expect(urls).toEqual([input.discoveryUrl]);
+    expect(urls).toEqual([input.apiServer]);
     for (const url of urls) expect(isIP(new URL(url).hostname)).toBe(4);
     for (const bad of [
-      'http://localhost:40123/pods',
-      'http://prometheus-sd:1/pods',
-      'https://10.0.0.1/pods',
+      'https://localhost:40123',
+      'https://kubernetes.default.svc:443',
+      'http://127.0.0.1:40123',
+      'https://127.0.0.1:40123/api',
     ]) {
-      expect(() => prometheusConfig({ ...input, discoveryUrl: bad })).toThrow(/no host names/);
+      expect(() => prometheusConfig({ ...input, apiServer: bad }), bad).toThrow(/no host names/);
     }
   });
 
@@ -238,6 +322,7 @@ describe('the Prometheus config', () => {
     const yaml = prometheusConfigYaml(input);
     expect(parse(yaml)).toEqual(prometheusConfig(input));
     expect(yaml).toContain('regex: "true"');
+    expect(yaml).toContain('replacement: "true"');
   });
 
   test('the pod CIDR becomes an anchored address pattern', () => {
@@ -252,48 +337,39 @@ describe('the Prometheus config', () => {
   });
 });
 
-describe('pod discovery', () => {
-  test('labels as kubernetes_sd pod role builds them: sanitized names, presence, controller', () => {
-    const p = pod('demo-5d9f-abcde', {
-      labels: { app: 'demo', 'app.kubernetes.io/name': 'x' },
-      annotations: { 'prometheus.io/scrape': 'true' },
-    });
-    const [group, ...rest] = podTargetGroups([p]);
-    expect(rest).toEqual([]);
-    expect(group?.targets).toEqual(['10.88.0.12:8080']);
-    expect(group?.labels).toEqual({
-      __meta_kubernetes_namespace: 'ns1',
-      __meta_kubernetes_pod_name: 'demo-5d9f-abcde',
-      __meta_kubernetes_pod_ip: '10.88.0.12',
-      __meta_kubernetes_pod_ready: 'true',
-      __meta_kubernetes_pod_phase: 'Running',
-      __meta_kubernetes_pod_node_name: REAL_NODE_NAME,
-      __meta_kubernetes_pod_host_ip: '10.88.0.1',
-      __meta_kubernetes_pod_uid: 'uid-demo-5d9f-abcde',
-      __meta_kubernetes_pod_controller_kind: 'ReplicaSet',
-      __meta_kubernetes_pod_controller_name: 'demo-5d9f',
-      __meta_kubernetes_pod_label_app: 'demo',
-      __meta_kubernetes_pod_labelpresent_app: 'true',
-      __meta_kubernetes_pod_label_app_kubernetes_io_name: 'x',
-      __meta_kubernetes_pod_labelpresent_app_kubernetes_io_name: 'true',
-      __meta_kubernetes_pod_annotation_prometheus_io_scrape: 'true',
-      __meta_kubernetes_pod_annotationpresent_prometheus_io_scrape: 'true',
-      __meta_kubernetes_pod_container_name: 'app',
-      __meta_kubernetes_pod_container_image: 'demo-service:dev',
-      __meta_kubernetes_pod_container_port_name: 'http',
-      __meta_kubernetes_pod_container_port_number: '8080',
-      __meta_kubernetes_pod_container_port_protocol: 'TCP',
-    });
+describe('the Prometheus build', () => {
+  test('the release of a module version: v0.3MM.P is 3.MM.P', () => {
+    expect(prometheusRelease('v0.316.0')).toBe('3.16.0');
+    expect(prometheusRelease('v0.300.1')).toBe('3.0.1');
+    expect(prometheusRelease('v0.301.0-rc.1')).toBe('3.1.0-rc.1');
+    expect(() => prometheusRelease('v2.53.0')).toThrow(/not a Prometheus module version/);
+    expect(prometheusVersions()).toEqual({ module: 'v0.316.0', release: '3.16.0' });
   });
 
-  test('one target per container port, the bare pod IP for a container without ports, none without an IP', () => {
-    const twoPorts = pod('two', { ports: [8080, 9090] });
-    const noPorts = pod('none', { ports: [] });
-    const groups = podTargetGroups([twoPorts, noPorts, pod('pending', { ip: '' })]);
-    expect(groups.map((g) => g.targets[0])).toEqual(['10.88.0.12:8080', '10.88.0.12:9090', '10.88.0.12']);
-    expect(groups[2]?.labels.__meta_kubernetes_pod_container_port_number).toBeUndefined();
+  test('--version names the release; only Kubernetes discovery is compiled in', () => {
+    expect(prometheusLdflags('3.16.0', 'v0.316.0')).toContain(
+      '-X github.com/prometheus/common/version.Version=3.16.0',
+    );
+    expect(PROMETHEUS_BUILD_TAGS.split(',')).toEqual(['remove_all_sd', 'enable_kubernetes_sd']);
   });
 });
+
+/** An NHCB sample as Prometheus 3.16 answers it (bounds 0.1, 0.5, +Inf). */
+const nhcbSample = {
+  metric: { app: 'twin' },
+  histogram: [
+    1700000000.5,
+    {
+      count: '6',
+      sum: '1.2',
+      buckets: [
+        [3, '0', '0.1', '2'],
+        [0, '0.1', '0.5', '3'],
+        [0, '0.5', '+Inf', '1'],
+      ],
+    },
+  ],
+};
 
 describe('queryPrometheus', () => {
   let url = '';
@@ -305,6 +381,10 @@ describe('queryPrometheus', () => {
     if (params.get('query') === 'bad(') {
       res.statusCode = 400;
       res.end(JSON.stringify({ status: 'error', errorType: 'bad_data', error: 'parse error' }));
+      return;
+    }
+    if (params.get('query') === 'sum(rate(m[1m]))') {
+      res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [nhcbSample] } }));
       return;
     }
     res.end(
@@ -335,6 +415,16 @@ describe('queryPrometheus', () => {
 
   test("throws with Prometheus's message on an error", async () => {
     await expect(queryPrometheus(url, 'bad(')).rejects.toThrow(/HTTP 400: bad_data: parse error/);
+  });
+
+  test('native histograms: read by queryNativeHistograms, refused by queryPrometheus', async () => {
+    expect(await queryNativeHistograms(url, 'sum(rate(m[1m]))')).toEqual([
+      { metric: { app: 'twin' }, time: 1700000000.5, histogram: nhcbSample.histogram[1] },
+    ]);
+    await expect(queryPrometheus(url, 'sum(rate(m[1m]))')).rejects.toThrow(
+      /returned native histograms: read them with queryNativeHistograms/,
+    );
+    await expect(queryNativeHistograms(url, 'up')).rejects.toThrow(/float samples, not native histograms/);
   });
 
   test('sample values as the API writes them', () => {

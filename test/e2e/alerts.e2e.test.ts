@@ -1,7 +1,7 @@
-// The shipped alerts (config/prometheus/rules.yaml) under Debian's promtool: the rules are valid,
+// The shipped alerts (config/prometheus/rules.yaml) under promtool: the rules are valid,
 // each alert has unit tests (config/prometheus/tests/alerts.test.yaml) that pass, each has a
 // runbook section, and the tests fail when a rule is broken. In the e2e project because its
-// global setup installs Debian's prometheus package, which brings promtool.
+// global setup builds the cluster's Prometheus (test/cluster/build.ts), promtool with it.
 import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { PROMTOOL_BINARY } from '../cluster/prometheus.ts';
+import { buildPrometheus } from '../cluster/build.ts';
 import { repoRoot } from '../operator/harness.ts';
 
 const run = promisify(execFile);
@@ -41,8 +41,9 @@ async function promtool(
   await writeFile(join(dir, 'rules.yaml'), stringify({ groups: rules }));
   await copyFile(testsPath, join(dir, 'alerts.test.yaml'));
   const args = command === 'check' ? ['check', 'rules', 'rules.yaml'] : ['test', 'rules', 'alerts.test.yaml'];
+  const binary = (await buildPrometheus({ progress: () => {} })).promtool;
   try {
-    const { stdout, stderr } = await run(PROMTOOL_BINARY, args, { cwd: dir });
+    const { stdout, stderr } = await run(binary, args, { cwd: dir });
     return { code: 0, output: stdout + stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
