@@ -166,6 +166,10 @@ export function prometheusConfig(input: PrometheusConfigInput): Record<string, u
           { source_labels: [`${meta}namespace`], target_label: 'namespace', action: 'replace' },
           { source_labels: [`${meta}pod_name`], target_label: 'pod', action: 'replace' },
           { source_labels: [`${meta}pod_label_app`], target_label: 'app', action: 'replace' },
+          // Linkerd's own scrape configuration (linkerd-viz, prometheus.yaml): the proxy's pod
+          // labels linkerd.io/proxy-<kind> become <kind> (`deployment`), which its metrics and
+          // the operator's Linkerd preset use to find a Deployment's series.
+          { regex: `${meta}pod_label_linkerd_io_proxy_(.+)`, action: 'labelmap' },
         ],
       },
     ],

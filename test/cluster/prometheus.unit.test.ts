@@ -82,7 +82,11 @@ function relabel(
       if (result === '') delete out[c.target_label as string];
       else out[c.target_label as string] = result;
     }
-    if (!['keep', 'drop', 'replace'].includes(action)) throw new Error(`action ${action} not simulated`);
+    if (action === 'labelmap')
+      for (const [name, v] of Object.entries(labels))
+        if (regex.test(name)) out[name.replace(regex, c.replacement ?? '$1')] = v;
+    if (!['keep', 'drop', 'replace', 'labelmap'].includes(action))
+      throw new Error(`action ${action} not simulated`);
   }
   return Object.fromEntries(
     Object.entries(out).filter(
@@ -216,6 +220,19 @@ describe('the Prometheus config', () => {
     expect(job.scrape_native_histograms).toBe(false);
     expect(job.convert_classic_histograms_to_nhcb).toBe(false);
     expect(job.always_scrape_classic_histograms).toBe(true);
+  });
+
+  test("Linkerd's relabeling: the pod label linkerd.io/proxy-deployment becomes `deployment`", () => {
+    const job = scrapeConfig(prometheusConfig(input));
+    const [meshed] = targets(
+      [pod('web-5d9f-abcde', { labels: { app: 'web', 'linkerd.io/proxy-deployment': 'web' } })],
+      job,
+    );
+    expect(meshed).toMatchObject({ app: 'web', deployment: 'web' });
+    // Negative control: other pod labels are not copied.
+    expect(
+      targets([pod('demo-5d9f-abcde', { labels: { app: 'demo', tier: 'x' } })], job)[0],
+    ).not.toHaveProperty('tier');
   });
 
   test('the standard relabeling: annotated pods, their path and port, namespace/pod/app labels', () => {

@@ -1,6 +1,7 @@
 // bucketQuantile against real Prometheus: the same buckets go to promtool's rule unit tests
-// (`promtool test rules`, Debian's `prometheus` package), where histogram_quantile runs in the
-// real PromQL engine, and both answers must agree within 1 %.
+// (`promtool test rules`, the promtool built with the test cluster's Prometheus from Go modules,
+// test/cluster/build.ts; a cached build is reused), where histogram_quantile runs in the real
+// PromQL engine, and both answers must agree within 1 %.
 //
 // promtool only asserts, it has no "evaluate and print". So every expression is given an
 // expected sample that cannot match (a label no series has); the test fails and promtool prints
@@ -8,12 +9,12 @@
 // which is parsed here. The parse is strict: a case missing from what promtool printed fails the
 // test with promtool's whole output.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ensureDebianPackages } from '../../../test/cluster/node/packages.ts';
+import { buildPrometheus } from '../../../test/cluster/build.ts';
 import { type Bucket, bucketQuantile } from './histogram.ts';
 
 const run = promisify(execFile);
@@ -223,50 +224,18 @@ function parseGot(output: string): Map<number, Map<string, number>> {
   return byQuantile;
 }
 
-/** PIDs of running `prometheus` servers owned by the Debian package's `prometheus` user. */
-async function packagePrometheusPids(): Promise<number[]> {
-  const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '');
-  const uid = passwd.match(/^prometheus:[^:]*:(\d+):/m)?.[1];
-  if (uid === undefined) return [];
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
-    const name = status.match(/^Name:\s*(.*)$/m)?.[1];
-    const realUid = status.match(/^Uid:\s*(\d+)/m)?.[1];
-    if (name === 'prometheus' && realUid === uid) pids.push(Number(entry));
-  }
-  return pids;
-}
-
-async function hasPromtool(): Promise<boolean> {
-  return run('promtool', ['--version']).then(
-    () => true,
-    () => false,
-  );
-}
-
 let dir = '';
 let got = new Map<number, Map<string, number>>();
 let promtoolOutput = '';
 
 beforeAll(async () => {
-  if (!(await hasPromtool())) {
-    const before = new Set(await packagePrometheusPids());
-    await ensureDebianPackages(['prometheus'], (line) => console.log(line));
-    // The package's postinst may start its service where services can start (no policy-rc.d
-    // forbidding it): a server this test caused must not outlive it. Stopped by PID.
-    for (const pid of await packagePrometheusPids()) {
-      if (before.has(pid)) continue;
-      console.log(`stopping the prometheus server (pid ${pid}) the package's install started`);
-      process.kill(pid, 'SIGTERM');
-    }
-  }
+  // About 5 minutes on a cold 2-core machine, once: the e2e suite reuses the cached build.
+  const { promtool } = await buildPrometheus();
   dir = await mkdtemp(join(tmpdir(), 'gso-promtool-'));
   const file = join(dir, 'quantiles.test.yml');
   await writeFile(file, ruleTest(CASES));
   // Every expression fails by design: exit code 1, the values on stdout.
-  const result = await run('promtool', ['test', 'rules', file]).then(
+  const result = await run(promtool, ['test', 'rules', file]).then(
     (r) => ({ stdout: r.stdout, stderr: r.stderr, code: 0 }),
     (e: { stdout?: string; stderr?: string; code?: number }) => ({
       stdout: e.stdout ?? '',
@@ -276,7 +245,7 @@ beforeAll(async () => {
   );
   promtoolOutput = `${result.stdout}\n${result.stderr}`;
   got = parseGot(promtoolOutput);
-}, 300_000);
+}, 900_000);
 
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
