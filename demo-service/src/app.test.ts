@@ -97,6 +97,23 @@ describe('demo-service routes', () => {
     expect(() => loadConfig({ METRIC_SHAPES: 'istio,nginx' }, [])).toThrow(/unknown shape\(s\) nginx/);
   });
 
+  test('METRIC_SHAPES ingress-nginx and envoy: its requests as a proxy in front of PROXIED_SERVICE records them', async () => {
+    const { port } = await start({
+      METRIC_SHAPES: 'ingress-nginx,envoy',
+      PROXIED_SERVICE: 'web',
+      POD_NAMESPACE: 'shop',
+    });
+    await get(port, '/work?ms=2');
+    await get(port, '/readyz');
+    const text = (await get(port, '/metrics')).body;
+    // Only the proxied request: probes and scrapes do not pass a proxy.
+    expect(text).toMatch(
+      /^nginx_ingress_controller_request_duration_seconds_count\{status="200",method="GET",path="\/",namespace="shop",ingress="web",service="web",.*\} 1$/m,
+    );
+    expect(text).toContain('nginx_ingress_controller_request_duration_seconds_bucket{le="0.005",');
+    expect(text).toMatch(/^envoy_cluster_upstream_rq_time_count\{envoy_cluster_name="shop_web_80"\} 1$/m);
+  });
+
   test('metrics expose the names the operator scrapes', async () => {
     const { drain, metrics, port } = await start();
     await get(port, '/work?ms=2');

@@ -94,6 +94,7 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
     workload: config.WORKLOAD_NAME,
     namespace: config.POD_NAMESPACE,
     probeRoutes: PROBE_ROUTES,
+    proxiedService: config.PROXIED_SERVICE,
   });
   const recordOwn = config.METRIC_SHAPES.includes('prometheus-client');
   const recordTwin = config.METRIC_SHAPES.includes('opentelemetry-legacy');

@@ -40,7 +40,7 @@ const configSchema = z.object({
   /**
    * The request-duration histograms recorded (shapes.ts), comma separated: its own
    * prometheus-client (http_request_duration_seconds) and opentelemetry-legacy (the milliseconds
-   * twin), and other stacks' istio, linkerd, opentelemetry, micrometer.
+   * twin), and other stacks' istio, linkerd, opentelemetry, micrometer, ingress-nginx, envoy.
    */
   METRIC_SHAPES: z
     .string()
@@ -62,6 +62,8 @@ const configSchema = z.object({
   WORKLOAD_NAME: z.string().default('demo-service'),
   /** The pod's namespace (downward API), as a mesh would label its requests (istio shape). */
   POD_NAMESPACE: z.string().default('default'),
+  /** The Service the proxy shapes (ingress-nginx, envoy) record demo-service's requests for. */
+  PROXIED_SERVICE: z.string().default('demo-service'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -24,14 +24,32 @@
  *   labels error, exception, method, outcome, status, uri. Every request is recorded, the
  *   Actuator's endpoints too; this app's probes count as Actuator health groups do
  *   (uri="/actuator/health/readiness").
+ * - ingress-nginx: `nginx_ingress_controller_request_duration_seconds`, as the controller records
+ *   a request it proxied to PROXIED_SERVICE (kubernetes/ingress-nginx
+ *   internal/ingress/metric/collectors/socket.go: labels status, method, path, namespace, ingress,
+ *   service, canary, host, and the controller's constant labels; Prometheus's default bounds).
+ *   Only proxied requests: the kubelet's probes and scrapes do not pass an ingress.
+ * - envoy: `envoy_cluster_upstream_rq_time`, as an Envoy in front of PROXIED_SERVICE records it in
+ *   milliseconds for the upstream cluster Contour names `<namespace>_<service>_<port>`
+ *   (projectcontour/contour internal/envoy/v3/cluster.go), Envoy's default bounds.
  *
- * WORKLOAD_NAME and POD_NAMESPACE (the downward API) say what a mesh would know of the pod.
+ * In the last two shapes demo-service plays the proxy: its own requests are recorded as the
+ * requests it sent on to PROXIED_SERVICE. WORKLOAD_NAME and POD_NAMESPACE (the downward API) say
+ * what a mesh would know of the pod.
  */
 import { Histogram, type Registry } from 'prom-client';
 
 /** demo-service's own histograms (metrics.ts), recorded unless METRIC_SHAPES leaves them out. */
 export const OWN_SHAPES = ['prometheus-client', 'opentelemetry-legacy'] as const;
-export const SHAPES = [...OWN_SHAPES, 'istio', 'linkerd', 'opentelemetry', 'micrometer'] as const;
+export const SHAPES = [
+  ...OWN_SHAPES,
+  'istio',
+  'linkerd',
+  'opentelemetry',
+  'micrometer',
+  'ingress-nginx',
+  'envoy',
+] as const;
 export type Shape = (typeof SHAPES)[number];
 type OtherShape = Exclude<Shape, (typeof OWN_SHAPES)[number]>;
 
@@ -49,7 +67,12 @@ export interface ShapeContext {
   namespace: string;
   /** The routes the kubelet probes. */
   probeRoutes: ReadonlySet<string>;
+  /** The Service a proxy shape records its requests for. */
+  proxiedService: string;
 }
+
+/** Prometheus client libraries' default bounds (DefBuckets), in seconds: ingress-nginx's default. */
+export const PROMETHEUS_DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 
 /** Envoy's default histogram bounds, in milliseconds. */
 export const ENVOY_BUCKETS_MS = [
@@ -214,6 +237,59 @@ const SHAPE_FACTORIES: Record<OtherShape, Factory> = {
         },
         ms / 1000,
       );
+    };
+  },
+  'ingress-nginx': (registry, { namespace, proxiedService }) => {
+    const histogram = new Histogram({
+      name: 'nginx_ingress_controller_request_duration_seconds',
+      help: 'The request processing time in milliseconds',
+      labelNames: [
+        'status',
+        'method',
+        'path',
+        'namespace',
+        'ingress',
+        'service',
+        'canary',
+        'host',
+        'controller_namespace',
+        'controller_class',
+        'controller_pod',
+      ] as const,
+      buckets: [...PROMETHEUS_DEFAULT_BUCKETS],
+      registers: [registry],
+    });
+    return ({ method, route, status, ms }) => {
+      if (route !== '/work') return;
+      histogram.observe(
+        {
+          status: String(status),
+          method,
+          path: '/',
+          namespace,
+          ingress: proxiedService,
+          service: proxiedService,
+          canary: '',
+          host: `${proxiedService}.example`,
+          controller_namespace: 'ingress-nginx',
+          controller_class: 'k8s.io/ingress-nginx',
+          controller_pod: 'ingress-nginx-controller',
+        },
+        ms / 1000,
+      );
+    };
+  },
+  envoy: (registry, { namespace, proxiedService }) => {
+    const histogram = new Histogram({
+      name: 'envoy_cluster_upstream_rq_time',
+      help: 'Request time in milliseconds from the first upstream request byte to the last response byte',
+      labelNames: ['envoy_cluster_name'] as const,
+      buckets: [...ENVOY_BUCKETS_MS],
+      registers: [registry],
+    });
+    return ({ route, ms }) => {
+      if (route !== '/work') return;
+      histogram.observe({ envoy_cluster_name: `${namespace}_${proxiedService}_80` }, ms);
     };
   },
   micrometer: (registry, { probeRoutes }) => {

@@ -197,6 +197,7 @@ async function main(): Promise<void> {
       policies: () => view.parsedPolicies().valid,
       selectedBy: (policy) => view.selectedBy(policy),
       namespaceLabels: (ns) => view.namespaceLabels(ns),
+      servicesIn: (ns) => view.servicesIn(ns),
     },
     sources: {
       Prometheus: new PrometheusSource({

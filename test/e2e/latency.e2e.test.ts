@@ -75,7 +75,7 @@ async function prometheusP99(): Promise<number | undefined> {
     spec: preset('PrometheusClient'),
     window: '1m',
     excludedPaths: ['/metrics'],
-  });
+  }) as string;
   const url = `${clusterInfo().prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`;
   const body = (await (await fetch(url)).json()) as {
     data: { result: { metric: { le: string }; value: [number, string] }[] };

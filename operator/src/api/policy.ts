@@ -133,6 +133,8 @@ export const LatencyPresetSchema = z.enum([
   'Micrometer',
   'PrometheusClient',
   'Linkerd',
+  'IngressNginx',
+  'Envoy',
 ]);
 export const UpdateExistingSchema = z.enum(['Immediately', 'OnNextRollout']);
 export const RolloutFailureActionSchema = z.enum(['Pause', 'Revert']);
@@ -289,7 +291,7 @@ export const ObservedLatencyPolicySchema = withRules(
       .default(1.5)
       .describe('Multiplier applied to the observed latency to get the drain time.'),
     preset: LatencyPresetSchema.optional().describe(
-      "A histogram the cluster already has, with its name, unit, labels and route label known: Istio (istio_request_duration_milliseconds, server side), OpenTelemetry (http_server_request_duration_seconds; ASP.NET Core 8+ too), OpenTelemetryLegacy (http_server_duration_milliseconds), Micrometer (Spring Boot's http_server_requests_seconds), PrometheusClient (http_request_duration_seconds), Linkerd (response_latency_ms, inbound; time to first byte), or Auto: the first of these, in that order, that the workload's series have. Status names the preset read. Excludes metric, unit and query.",
+      "A histogram the cluster already has, with its name, unit, labels and route label known: Istio (istio_request_duration_milliseconds, server side), OpenTelemetry (http_server_request_duration_seconds; ASP.NET Core 8+ too), OpenTelemetryLegacy (http_server_duration_milliseconds), Micrometer (Spring Boot's http_server_requests_seconds), PrometheusClient (http_request_duration_seconds), Linkerd (response_latency_ms, inbound; time to first byte), IngressNginx (nginx_ingress_controller_request_duration_seconds, at the ingress, by Service; source Prometheus only), Envoy (envoy_cluster_upstream_rq_time, at an Envoy proxy such as Contour's, by Service; source Prometheus only), or Auto: the first of these, in that order, that the workload's series have. Status names the preset read. Excludes metric, unit and query.",
     ),
     metric: z
       .string()
@@ -343,6 +345,13 @@ export const ObservedLatencyPolicySchema = withRules(
       fieldPath: '.preset',
       holds: (l) =>
         l.preset === undefined || (l.metric === undefined && l.unit === undefined && l.query === undefined),
+    },
+    {
+      rule: "!has(self.preset) || !(self.preset in ['IngressNginx', 'Envoy']) || self.source == 'Prometheus'",
+      message:
+        'presets IngressNginx and Envoy are measured at a proxy, not in the pods: only source Prometheus reads them',
+      fieldPath: '.preset',
+      holds: (l) => (l.preset !== 'IngressNginx' && l.preset !== 'Envoy') || l.source === 'Prometheus',
     },
     {
       rule: "!has(self.query) || self.source == 'Prometheus'",

@@ -30,6 +30,7 @@ async function exposition(shapes: Shape[], slow: number, ms: number): Promise<st
     workload: 'web',
     namespace: 'shop',
     probeRoutes: PROBES,
+    proxiedService: 'web',
   });
   for (let i = 0; i < slow; i++) recorder.record({ method: 'GET', route: '/work', status: 200, ms });
   for (let i = 0; i < 10 * slow; i++) {
@@ -60,7 +61,11 @@ const SHAPE_OF: Partial<Record<PresetName, Shape>> = {
   Linkerd: 'linkerd',
   OpenTelemetry: 'opentelemetry',
   Micrometer: 'micrometer',
+  IngressNginx: 'ingress-nginx',
+  Envoy: 'envoy',
 };
+/** Stacks that never see the kubelet's probes: the mesh's agent takes them, a proxy is not asked. */
+const PROBES_UNSEEN: ReadonlySet<PresetName> = new Set(['Istio', 'IngressNginx', 'Envoy']);
 
 describe('each preset on its stack’s series', () => {
   test.each(Object.entries(SHAPE_OF) as [PresetName, Shape][])(
@@ -75,7 +80,7 @@ describe('each preset on its stack’s series', () => {
       // probes (rewritten to the agent); the others would count them, and the p90 falls.
       const bare = { ...preset(name), matchers: {}, excludedLabels: {}, excludedRoutes: undefined };
       const unfiltered = await p90(bare, text, new Set());
-      if (name === 'Istio') expect(unfiltered).toBe(value);
+      if (PROBES_UNSEEN.has(name)) expect(unfiltered).toBe(value);
       else expect(unfiltered).toBeLessThan(0.1);
     },
   );
@@ -127,7 +132,7 @@ describe('histogramSpecs', () => {
   const spec = (overrides: Record<string, unknown>) =>
     histogramSpecs(ObservedLatencyPolicySchema.parse({ source: 'Prometheus', ...overrides }));
 
-  test('Auto: every preset, mesh first, Linkerd (time to first byte) last', () => {
+  test('Auto: every preset, mesh first, Linkerd (time to first byte) then the proxies last', () => {
     expect(spec({ preset: 'Auto' }).map((s) => s.preset)).toEqual([
       'Istio',
       'OpenTelemetry',
@@ -135,6 +140,8 @@ describe('histogramSpecs', () => {
       'Micrometer',
       'PrometheusClient',
       'Linkerd',
+      'IngressNginx',
+      'Envoy',
     ]);
   });
 
@@ -155,9 +162,11 @@ describe('histogramSpecs', () => {
     );
   });
 
-  test('every preset names a unit that matches its name', () => {
+  test("every preset's unit is the one its name says; Envoy's name says none, it counts milliseconds", () => {
     for (const p of PRESETS)
-      expect(p.unit).toBe(/_(milliseconds|ms)$/.test(p.metric) ? 'Milliseconds' : 'Seconds');
+      expect(p.unit).toBe(
+        /_(milliseconds|ms)$/.test(p.metric) || p.preset === 'Envoy' ? 'Milliseconds' : 'Seconds',
+      );
   });
 });
 

@@ -17,7 +17,14 @@ export type Identity =
   /** The scrape's target labels: the pod's namespace and name (a Deployment's pods by name). */
   | { by: 'pod'; namespace: string; pod: string }
   /** Labels the exporter itself writes: the namespace and the workload (Deployment) name. */
-  | { by: 'workload'; namespace: string; workload: string };
+  | { by: 'workload'; namespace: string; workload: string }
+  /** A proxy's labels for the Service it sent the request to: the Services that select the pods. */
+  | { by: 'service'; namespace: string; service: string }
+  /**
+   * An Envoy upstream cluster named `<namespace>_<service>_<port>` (Contour's statistics name) in
+   * this label: the Services that select the pods.
+   */
+  | { by: 'envoyCluster'; cluster: string };
 
 /** The labels a kubernetes_sd_configs pod scrape with the usual relabeling attaches. */
 export const SCRAPED_POD: Identity = { by: 'pod', namespace: 'namespace', pod: 'pod' };
@@ -51,6 +58,11 @@ export interface HistogramSpec {
   caveat?: string;
   /** Said when the histogram has no `_bucket` series but the preset knows why. */
   whenAbsent?: string;
+  /**
+   * Measured at a proxy in front of the workload (an ingress controller, Envoy), not in its pods:
+   * only Prometheus has it, Scrape (which reads the workload's pods) never.
+   */
+  atProxy?: boolean;
 }
 
 const prometheusScrape = { identities: [SCRAPED_POD] } as const;
@@ -58,7 +70,7 @@ const prometheusScrape = { identities: [SCRAPED_POD] } as const;
 /**
  * The presets, in the order `preset: Auto` tries them: the full request duration measured at the
  * pod (a mesh's server side, then the application's own conventions, newest first), then time to
- * first byte at the pod (Linkerd), then what is measured away from the pod.
+ * first byte at the pod (Linkerd), then what is measured at a proxy in front of it, per Service.
  */
 export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
   {
@@ -128,6 +140,33 @@ export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
     excludedLabels: { route_name: 'probe' },
     caveat:
       "Linkerd's response_latency_ms is the time to the response's first byte, not to its end (a streamed response lasts longer); the kubelet's probes are left out only where the proxy names their route (route_name=\"probe\")",
+  },
+  {
+    preset: 'IngressNginx',
+    metric: 'nginx_ingress_controller_request_duration_seconds',
+    unit: 'Seconds',
+    matchers: {},
+    // The Ingress's namespace is the series' `namespace`, which a scrape of the controller stores
+    // as `exported_namespace` (its own `namespace` label wins) unless it honors labels.
+    identities: [
+      { by: 'service', namespace: 'exported_namespace', service: 'service' },
+      { by: 'service', namespace: 'namespace', service: 'service' },
+    ],
+    routeLabels: ['path'],
+    atProxy: true,
+    caveat:
+      'measured at ingress-nginx, per Service: only the requests through the controller, its own time included',
+  },
+  {
+    preset: 'Envoy',
+    metric: 'envoy_cluster_upstream_rq_time',
+    unit: 'Milliseconds',
+    matchers: {},
+    identities: [{ by: 'envoyCluster', cluster: 'envoy_cluster_name' }],
+    routeLabels: [],
+    atProxy: true,
+    caveat:
+      'measured at Envoy, per upstream cluster (a Service port): only the requests through that proxy, the network included',
   },
 ];
 

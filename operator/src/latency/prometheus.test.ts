@@ -9,7 +9,7 @@ import { generatePki } from '../../../test/cluster/pki.ts';
 import { type ObservedLatencyPolicy, ObservedLatencyPolicySchema } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 import { bucketQuantile } from './histogram.ts';
-import { escapeRegex, type HistogramSpec, histogramSpecs } from './presets.ts';
+import { escapeRegex, type HistogramSpec, histogramSpecs, preset } from './presets.ts';
 import {
   buildBucketQuery,
   escapePromQLString,
@@ -920,6 +920,77 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
         excludedPaths: [],
       }),
     ).toContain('pod=~"(?:web|api)-[a-z0-9]{1,10}-[a-z0-9]{5}"');
+  });
+
+  test("a proxy's preset (IngressNginx, Envoy): each Deployment gets the series of the Services in front of it", async () => {
+    const seen: string[] = [];
+    const series = (labels: Record<string, string>, pairs: [string, string][]) =>
+      pairs.map(([le, count]) => ({ metric: { ...labels, le }, value: [1_750_000_000, count] }));
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .reply(200, (request: Request) => {
+        seen.push(new URL(request.url).searchParams.get('query') ?? '');
+        return {
+          status: 'success',
+          data: {
+            resultType: 'vector',
+            result: [
+              // Service web: 100 requests, 90 within 0.5 s; Service api: 10, all slow.
+              ...series({ namespace: 'shop', service: 'web' }, [
+                ['0.5', '90'],
+                ['1', '100'],
+                ['+Inf', '100'],
+              ]),
+              ...series({ namespace: 'shop', service: 'api' }, [
+                ['0.5', '0'],
+                ['1', '0'],
+                ['+Inf', '10'],
+              ]),
+            ],
+          },
+        };
+      });
+    const withServices = (name: string, services: string[]): Workload => ({ ...w('shop', name), services });
+    const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
+      [
+        withServices('web', ['web']),
+        withServices('canary', ['web']),
+        withServices('both', ['api', 'web']),
+        w('shop', 'alone'),
+      ],
+      policy({ preset: 'IngressNginx', minSamples: 1 }),
+    );
+    expect(seen).toHaveLength(1);
+    // Found by the Ingress's namespace as the scrape stores it (exported_namespace), else as is.
+    expect(seen[0]).toContain(
+      'sum by (namespace, service, le) (label_replace(label_replace(increase(nginx_ingress_controller_request_duration_seconds_bucket{exported_namespace=~"shop", path!~"/metrics"}[1h]), "namespace", "$1", "exported_namespace", "(.*)"), "service", "$1", "service", "(.*)")) or sum by (namespace, service, le)',
+    );
+    // Two Deployments behind one Service both get its histogram; one behind two gets the sum.
+    expect(answers.get('shop/web')).toMatchObject({ known: true, samples: 100, preset: 'IngressNginx' });
+    expect(answers.get('shop/canary')).toEqual(answers.get('shop/web'));
+    expect(answers.get('shop/both')).toMatchObject({ known: true, samples: 110, atLeast: true });
+    expect((answers.get('shop/web') as { caveat?: string }).caveat).toContain('measured at ingress-nginx');
+    expect(reasonOf(answers.get('shop/alone'))).toBe(
+      "no Service selects the pods of shop/alone: preset IngressNginx finds a proxy's series by the Services in front of the workload",
+    );
+  });
+
+  test("buildBucketQuery for a proxy's preset: the workload's Services, Envoy's cluster names; none without a Service", () => {
+    const base = { namespace: 'shop', deployment: 'web', window: '5m', excludedPaths: [] };
+    expect(buildBucketQuery({ ...base, services: ['web', 'web.v2'], spec: preset('Envoy') })).toBe(
+      'sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"shop_(?:web|web\\\\.v2)_[0-9]+"}[5m]))',
+    );
+    expect(buildBucketQuery({ ...base, services: ['web'], spec: preset('IngressNginx') })).toBe(
+      'sum by (le) (increase(nginx_ingress_controller_request_duration_seconds_bucket{exported_namespace="shop", service=~"web"}[5m])) or sum by (le) (increase(nginx_ingress_controller_request_duration_seconds_bucket{namespace="shop", service=~"web"}[5m]))',
+    );
+    expect(buildBucketQuery({ ...base, spec: preset('Envoy') })).toBeUndefined();
+    // Envoy's grouped query reads the namespace and the Service back from the cluster name.
+    expect(
+      groupedBucketQuery({ namespaces: ['shop'], spec: preset('Envoy'), window: '5m', excludedPaths: [] }),
+    ).toBe(
+      'sum by (namespace, service, le) (label_replace(label_replace(increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"(?:shop)_[^_]+_[0-9]+"}[5m]), "namespace", "$1", "envoy_cluster_name", "([^_]+)_.*"), "service", "$1", "envoy_cluster_name", "[^_]+_([^_]+)_[0-9]+"))',
+    );
   });
 
   test('preset Auto: each preset asks for the workloads no earlier one found; status names the one found; none found, each is named', async () => {

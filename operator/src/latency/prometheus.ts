@@ -105,6 +105,8 @@ function commonMatchers(spec: HistogramSpec, paths: readonly string[]): string[]
 export interface BucketQueryInput {
   namespace: string;
   deployment: string;
+  /** The Services that select its pods (a proxy's histogram names these). */
+  services?: readonly string[] | undefined;
   spec: HistogramSpec;
   /** A Prometheus duration: 1h, 30m, 7d. */
   window: string;
@@ -116,31 +118,48 @@ export interface BucketQueryInput {
  * The built-in query: the increase of each bucket over the window, summed over the Deployment's
  * series by `le`. Series are found by the spec's identities: the `namespace` and `pod` labels a
  * kubernetes_sd_configs pod scrape (with the usual relabeling) and a Prometheus Operator
- * PodMonitor or ServiceMonitor attach, or the workload labels a mesh writes; several identities
- * are tried in order (`or`). rate/increase comes before sum, so counter resets (restarted pods)
- * are handled.
+ * PodMonitor or ServiceMonitor attach, the workload labels a mesh writes, or, for a proxy's
+ * histogram, the Services that select the pods; several identities are tried in order (`or`).
+ * rate/increase comes before sum, so counter resets (restarted pods) are handled. Undefined when
+ * no identity can name the workload (a proxy's histogram, and no Service selects its pods).
  */
 export function buildBucketQuery({
   namespace,
   deployment,
+  services = [],
   spec,
   window,
   excludedPaths,
-}: BucketQueryInput): string {
+}: BucketQueryInput): string | undefined {
   const common = commonMatchers(spec, excludedPaths);
   const ns = escapePromQLString(namespace);
-  return spec.identities
-    .map((identity) => {
-      const who =
-        identity.by === 'pod'
-          ? [
-              `${identity.namespace}="${ns}"`,
-              `${identity.pod}=~"${escapePromQLString(podNameRegex(deployment))}"`,
-            ]
-          : [`${identity.namespace}="${ns}"`, `${identity.workload}="${escapePromQLString(deployment)}"`];
-      return `sum by (le) (increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}]))`;
-    })
-    .join(' or ');
+  const serviceNames = services.map(escapeRegex).join('|');
+  const parts = spec.identities.flatMap((identity) => {
+    let who: string[];
+    switch (identity.by) {
+      case 'pod':
+        who = [
+          `${identity.namespace}="${ns}"`,
+          `${identity.pod}=~"${escapePromQLString(podNameRegex(deployment))}"`,
+        ];
+        break;
+      case 'workload':
+        who = [`${identity.namespace}="${ns}"`, `${identity.workload}="${escapePromQLString(deployment)}"`];
+        break;
+      case 'service':
+        if (services.length === 0) return [];
+        who = [`${identity.namespace}="${ns}"`, `${identity.service}=~"${escapePromQLString(serviceNames)}"`];
+        break;
+      case 'envoyCluster':
+        if (services.length === 0) return [];
+        who = [
+          `${identity.cluster}=~"${escapePromQLString(`${escapeRegex(namespace)}_(?:${serviceNames})_[0-9]+`)}"`,
+        ];
+        break;
+    }
+    return [`sum by (le) (increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}]))`];
+  });
+  return parts.length === 0 ? undefined : parts.join(' or ');
 }
 
 /** Workloads one grouped query answers at most: about a dozen series each, a few MB of JSON. */
@@ -162,7 +181,9 @@ export function groupableName(deployment: string): boolean {
  * given, summed by namespace, workload and le. Found by pod, the workload is read from the pod
  * name (the Deployment's name: what precedes `-<hash>-<random>`), and series of pods that are not
  * a Deployment's get none and are ignored; found by workload labels, they are copied to
- * `namespace` and `workload`. Several identities are tried in order (`or`).
+ * `namespace` and `workload`. A proxy's histogram is summed by namespace, `service` and le
+ * instead (an Envoy cluster name read as `<namespace>_<service>_<port>`): the caller gives each
+ * Deployment the series of its Services. Several identities are tried in order (`or`).
  */
 export function groupedBucketQuery({
   namespaces,
@@ -178,24 +199,46 @@ export function groupedBucketQuery({
   window: string;
   excludedPaths: readonly string[];
 }): string {
-  const names = escapePromQLString([...namespaces].sort().map(escapeRegex).join('|'));
+  const names = [...namespaces].sort().map(escapeRegex).join('|');
   const only = deployments?.map(escapeRegex).join('|');
   const common = commonMatchers(spec, excludedPaths);
+  const replace = (series: string, target: string, source: string, regex: string) =>
+    `label_replace(${series}, "${target}", "$1", "${source}", "${escapePromQLString(regex)}")`;
   return spec.identities
     .map((identity) => {
-      const who = [`${identity.namespace}=~"${names}"`];
-      if (identity.by === 'pod' && only !== undefined)
-        who.push(`${identity.pod}=~"${escapePromQLString(`(?:${only})${POD_SUFFIX}`)}"`);
-      if (identity.by === 'workload' && only !== undefined)
-        who.push(`${identity.workload}=~"${escapePromQLString(only)}"`);
-      let series = `increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}])`;
-      if (identity.namespace !== 'namespace')
-        series = `label_replace(${series}, "namespace", "$1", "${identity.namespace}", "(.*)")`;
-      series =
-        identity.by === 'pod'
-          ? `label_replace(${series}, "workload", "$1", "${identity.pod}", "${escapePromQLString(`(.+)${POD_SUFFIX}`)}")`
-          : `label_replace(${series}, "workload", "$1", "${identity.workload}", "(.*)")`;
-      return `sum by (namespace, workload, le) (${series})`;
+      const increase = (who: string[]) =>
+        `increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}])`;
+      const inNamespaces = (label: string) => `${label}=~"${escapePromQLString(names)}"`;
+      const toNamespace = (series: string, label: string) =>
+        label === 'namespace' ? series : replace(series, 'namespace', label, '(.*)');
+      switch (identity.by) {
+        case 'pod': {
+          const who = [inNamespaces(identity.namespace)];
+          if (only !== undefined)
+            who.push(`${identity.pod}=~"${escapePromQLString(`(?:${only})${POD_SUFFIX}`)}"`);
+          const series = toNamespace(increase(who), identity.namespace);
+          return `sum by (namespace, workload, le) (${replace(series, 'workload', identity.pod, `(.+)${POD_SUFFIX}`)})`;
+        }
+        case 'workload': {
+          const who = [inNamespaces(identity.namespace)];
+          if (only !== undefined) who.push(`${identity.workload}=~"${escapePromQLString(only)}"`);
+          const series = toNamespace(increase(who), identity.namespace);
+          return `sum by (namespace, workload, le) (${replace(series, 'workload', identity.workload, '(.*)')})`;
+        }
+        case 'service': {
+          const series = toNamespace(increase([inNamespaces(identity.namespace)]), identity.namespace);
+          return `sum by (namespace, service, le) (${replace(series, 'service', identity.service, '(.*)')})`;
+        }
+      }
+      // An Envoy cluster, `<namespace>_<service>_<port>`: neither name may hold an underscore.
+      const who = [`${identity.cluster}=~"${escapePromQLString(`(?:${names})_[^_]+_[0-9]+`)}"`];
+      const series = replace(
+        replace(increase(who), 'namespace', identity.cluster, '([^_]+)_.*'),
+        'service',
+        identity.cluster,
+        '[^_]+_([^_]+)_[0-9]+',
+      );
+      return `sum by (namespace, service, le) (${series})`;
     })
     .join(' or ');
 }
@@ -270,23 +313,34 @@ export function renderQueryTemplate(
   return { ok: true, query };
 }
 
+/** Whether the spec's series can name the workload: by pod or workload, or by a Service of it. */
+export function canName(spec: HistogramSpec, workload: Pick<Workload, 'services'>): boolean {
+  return spec.identities.some(
+    (identity) => identity.by === 'pod' || identity.by === 'workload' || (workload.services?.length ?? 0) > 0,
+  );
+}
+
 /** The query a policy asks for one workload: its template, or the built-in bucket query of a spec. */
 export function queryFor(
-  workload: Pick<Workload, 'namespace' | 'name' | 'probePaths'>,
+  workload: Pick<Workload, 'namespace' | 'name' | 'probePaths' | 'services'>,
   policy: Pick<ObservedLatencyPolicy, 'metric' | 'window' | 'percentile' | 'query'>,
   spec: HistogramSpec,
 ): { ok: true; query: string } | { ok: false; reason: string } {
   if (policy.query === undefined) {
-    return {
-      ok: true,
-      query: buildBucketQuery({
-        namespace: workload.namespace,
-        deployment: workload.name,
-        spec,
-        window: policy.window,
-        excludedPaths: excludedPaths(workload),
-      }),
-    };
+    const query = buildBucketQuery({
+      namespace: workload.namespace,
+      deployment: workload.name,
+      services: workload.services,
+      spec,
+      window: policy.window,
+      excludedPaths: excludedPaths(workload),
+    });
+    return query === undefined
+      ? {
+          ok: false,
+          reason: `no Service selects the pods of ${workload.namespace}/${workload.name}: preset ${spec.preset} finds a proxy's series by the Services in front of the workload`,
+        }
+      : { ok: true, query };
   }
   return renderQueryTemplate(policy.query, {
     namespace: workload.namespace,
@@ -681,12 +735,17 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
 }
 
 /** Auto found none of the presets' histograms: the reason names each one asked for. */
-function noPresetFound(specs: readonly HistogramSpec[], context: QueryContext): LatencyObservation {
-  const { workload, policy } = context;
+function autoFoundNothing(
+  specs: readonly HistogramSpec[],
+  workload: Pick<Workload, 'namespace' | 'name'>,
+  window: string,
+): string {
   const tried = specs.map((spec) => `${spec.preset} (${spec.metric})`).join(', ');
-  return unknownAt(context)(
-    `preset Auto: no series of any preset for ${workload.namespace}/${workload.name} in the last ${policy.window}; asked for ${tried}`,
-  );
+  return `preset Auto: no series of any preset for ${workload.namespace}/${workload.name} in the last ${window}; asked for ${tried}`;
+}
+
+function noPresetFound(specs: readonly HistogramSpec[], context: QueryContext): LatencyObservation {
+  return unknownAt(context)(autoFoundNothing(specs, context.workload, context.policy.window));
 }
 
 /** The longest list of left-out routes one grouped query carries, in characters of its pattern. */
@@ -903,6 +962,27 @@ export class PrometheusSource implements LatencySource {
       // Each spec in turn asks for the workloads no earlier one found series of (Auto).
       let pending = chunk;
       for (const [index, spec] of specs.entries()) {
+        const last = index === specs.length - 1;
+        const askable = pending.filter((w) => canName(spec, w));
+        const rest: Workload[] = pending.filter((w) => !canName(spec, w) && !last);
+        for (const w of pending)
+          if (!canName(spec, w) && last) {
+            const query = queryFor(w, policy, spec);
+            answers.set(`${w.namespace}/${w.name}`, {
+              known: false,
+              source: 'Prometheus',
+              reason:
+                specs.length > 1
+                  ? autoFoundNothing(specs, w, policy.window)
+                  : query.ok
+                    ? 'no histogram to read'
+                    : query.reason,
+            });
+          }
+        if (askable.length === 0) {
+          pending = rest;
+          continue;
+        }
         const query = groupedBucketQuery({
           namespaces,
           deployments,
@@ -910,9 +990,9 @@ export class PrometheusSource implements LatencySource {
           window: policy.window,
           excludedPaths: paths,
         });
-        const first = pending[0] as Workload;
+        const first = askable[0] as Workload;
         // Reasons name the grouped query, never quote it: it lists other namespaces.
-        const shown = `the built-in bucket query${spec.preset ? ` of preset ${spec.preset}` : ''} for ${pending.length} Deployments in ${namespaces.length} namespaces`;
+        const shown = `the built-in bucket query${spec.preset ? ` of preset ${spec.preset}` : ''} for ${askable.length} Deployments in ${namespaces.length} namespaces`;
         const asked = await this.#query(policy, spec, query, first, signal, shown).catch(
           (err: unknown): { observation: LatencyObservation } => ({
             observation: {
@@ -924,38 +1004,41 @@ export class PrometheusSource implements LatencySource {
           }),
         );
         if ('observation' in asked) {
-          for (const w of pending) answers.set(`${w.namespace}/${w.name}`, asked.observation);
+          for (const w of [...askable, ...rest]) answers.set(`${w.namespace}/${w.name}`, asked.observation);
           break;
         }
         const vector = parseVectorResponse(asked.response, asked.context);
         if ('observation' in vector) {
-          for (const w of pending) answers.set(`${w.namespace}/${w.name}`, vector.observation);
+          for (const w of [...askable, ...rest]) answers.set(`${w.namespace}/${w.name}`, vector.observation);
           break;
         }
-        const byWorkload = new Map<string, VectorSeries>();
+        // By `namespace/workload`, or for a proxy's histogram by `namespace/service`.
+        const byKey = new Map<string, VectorSeries>();
         for (const one of vector.series) {
-          const { namespace, workload, ...rest } = one.metric;
-          if (!namespace || !workload) continue;
-          const key = `${namespace}/${workload}`;
-          const list = byWorkload.get(key) ?? [];
-          list.push({ ...one, metric: rest });
-          byWorkload.set(key, list);
+          const { namespace, workload, service, ...others } = one.metric;
+          const name = workload ?? service;
+          if (!namespace || !name) continue;
+          const key = `${namespace}/${name}`;
+          const list = byKey.get(key) ?? [];
+          list.push({ ...one, metric: others });
+          byKey.set(key, list);
         }
-        const last = index === specs.length - 1;
-        const rest: Workload[] = [];
-        for (const w of pending) {
+        const byService = spec.identities.some((i) => i.by === 'service' || i.by === 'envoyCluster');
+        for (const w of askable) {
           const key = `${w.namespace}/${w.name}`;
-          const found = byWorkload.get(key);
-          if (found === undefined && !last) {
+          const series = byService
+            ? (w.services ?? []).flatMap((svc) => byKey.get(`${w.namespace}/${svc}`) ?? [])
+            : (byKey.get(key) ?? []);
+          if (series.length === 0 && !last) {
             rest.push(w);
             continue;
           }
           const context = { ...asked.context, workload: w };
           answers.set(
             key,
-            found === undefined && specs.length > 1
+            series.length === 0 && specs.length > 1
               ? noPresetFound(specs, context)
-              : observationOf(found ?? [], context),
+              : observationOf(series, context),
           );
         }
         pending = rest;
@@ -970,7 +1053,9 @@ export class PrometheusSource implements LatencySource {
     policy: ObservedLatencyPolicy,
     signal: AbortSignal | undefined,
   ): Promise<LatencyObservation> {
-    const specs = histogramSpecs(policy);
+    const all = histogramSpecs(policy);
+    // Auto skips a proxy's histogram where no Service is in front of the workload.
+    const specs = all.length === 1 ? all : all.filter((spec) => canName(spec, workload));
     for (const [index, spec] of specs.entries()) {
       const query = queryFor(workload, policy, spec);
       if (!query.ok) return { known: false, source: 'Prometheus', reason: query.reason };

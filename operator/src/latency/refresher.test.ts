@@ -25,6 +25,7 @@ function view(
       return selecting ? state.deployments.filter((d) => policySelects(selecting, d, {})) : [];
     },
     namespaceLabels: () => ({}),
+    servicesIn: () => [],
   };
   return v;
 }

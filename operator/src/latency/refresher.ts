@@ -9,6 +9,7 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import type { LatencySource as SourceName } from '../api/policy.ts';
 import type { Logger } from '../log.ts';
 import { deploymentKey, matchDeployment } from '../policy/match.ts';
+import { type CachedService, serviceSelects } from '../policy/protocols.ts';
 import type { LatencyObservation, ValidPolicy } from '../policy/types.ts';
 import type { Runnable } from '../runtime/manager.ts';
 import { Trigger } from '../runtime/trigger.ts';
@@ -21,6 +22,8 @@ export const LATENCY_REFRESHER = 'latency-refresher';
 /** What the refresher reads of the cluster (the controllers' ClusterView has all of it). */
 export interface RefresherView {
   policies(): ValidPolicy[];
+  /** The cached Services of a namespace. */
+  servicesIn(namespace: string): CachedService[];
   /** The Deployments a policy selects (the view's index). */
   selectedBy(policy: string): Iterable<V1Deployment>;
   namespaceLabels(namespace: string | undefined): Record<string, string> | undefined;
@@ -90,6 +93,11 @@ export function refreshTargets(view: RefresherView, sources: RefresherOptions['s
           podLabels: deployment.spec?.selector?.matchLabels ?? {},
           ...(deployment.spec?.selector ? { selector: deployment.spec.selector } : {}),
           probePaths: probePaths(deployment),
+          services: view
+            .servicesIn(deployment.metadata?.namespace ?? '')
+            .filter((s) => serviceSelects(s, deployment.spec?.template?.metadata?.labels))
+            .map((s) => s.name)
+            .sort(),
         },
       });
     }

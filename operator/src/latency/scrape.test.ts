@@ -422,6 +422,17 @@ describe('ScrapeSource: the percentile over the window', () => {
     );
   });
 
+  test("a proxy's preset is not read from the workload's pods", async () => {
+    const { source } = harness([pod('a', { ip: '10.1.2.3' })]);
+    // Validation refuses it; a policy parsed without that rule still gets an answer, not a scrape.
+    const observed = await source.observe(workload, { ...policy(), preset: 'Envoy' });
+    expect(observed).toEqual({
+      known: false,
+      source: 'Scrape',
+      reason: 'preset Envoy is measured at a proxy: only source Prometheus reads it',
+    });
+  });
+
   test('a preset with nothing to read says what its stack needs (Micrometer without its percentiles histogram)', async () => {
     const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
     const summaryOnly =

@@ -178,7 +178,10 @@ export class ScrapeSource implements LatencySource {
     const selector = workloadSelector(workload);
     if (typeof selector === 'string') return unknown(selector);
 
-    const specs = histogramSpecs(policy);
+    // Scrape reads the workload's own pods: a proxy's histogram is not there.
+    const specs = histogramSpecs(policy).filter((spec) => !spec.atProxy);
+    if (specs.length === 0)
+      return unknown(`preset ${policy.preset} is measured at a proxy: only source Prometheus reads it`);
     const port = policy.scrape?.port ?? DEFAULT_SCRAPE_PORT;
     const path = policy.scrape?.path ?? DEFAULT_SCRAPE_PATH;
     const excluded = new Set([path, ...(workload.probePaths ?? [])]);

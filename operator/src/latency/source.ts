@@ -18,6 +18,11 @@ export interface Workload {
    * its route.
    */
   probePaths?: string[];
+  /**
+   * The Services of its namespace whose selector selects its pod template: what a proxy's
+   * histogram (an ingress controller's, Envoy's) names instead of the workload.
+   */
+  services?: string[];
 }
 
 /**

@@ -233,6 +233,12 @@ export const INVALID_POLICIES: InvalidPolicyCase[] = [
     field: 'spec.observedLatency.preset',
   },
   {
+    title: "a proxy's preset read by scraping the pods",
+    kind: 'contradiction',
+    spec: { observedLatency: { source: 'Scrape', preset: 'IngressNginx' } },
+    field: 'spec.observedLatency.preset',
+  },
+  {
     title: 'a preset with a unit',
     kind: 'contradiction',
     spec: { observedLatency: { source: 'Prometheus', preset: 'Auto', unit: 'Seconds' } },
