@@ -19,7 +19,12 @@ const quantile = (values: number[], q: number): number => {
 
 describe('latency profiles', () => {
   test('parse and format round-trip', () => {
-    for (const text of ['fixed:25', 'uniform:10-100', 'lognormal:p50=20,p99=250']) {
+    for (const text of [
+      'fixed:25',
+      'uniform:10-100',
+      'lognormal:p50=20,p99=250',
+      'lognormal:p50=20,p99=250,max=400',
+    ]) {
       expect(formatLatencyProfile(parseLatencyProfile(text))).toBe(text);
     }
   });
@@ -28,6 +33,7 @@ describe('latency profiles', () => {
     expect(() => parseLatencyProfile('fixed:-1')).toThrow();
     expect(() => parseLatencyProfile('uniform:100-10')).toThrow(/max/);
     expect(() => parseLatencyProfile('lognormal:p50=20,p99=10')).toThrow(/p99/);
+    expect(() => parseLatencyProfile('lognormal:p50=20,p99=250,max=100')).toThrow(/max 100 < p99 250/);
     expect(() => parseLatencyProfile('lognormal:p99=10')).toThrow();
   });
 
@@ -39,6 +45,17 @@ describe('latency profiles', () => {
     expect(quantile(values, 0.99)).toBeGreaterThan(225);
     expect(quantile(values, 0.99)).toBeLessThan(275);
     expect(Math.max(...values)).toBeLessThanOrEqual(MAX_SAMPLE_MS);
+  });
+
+  test('a capped log-normal keeps its p99 and never exceeds max; uncapped, the same draws do', () => {
+    const capped = createLatencySampler(parseLatencyProfile('lognormal:p50=20,p99=1000,max=1500'), seeded(7));
+    const values = Array.from({ length: 50_000 }, capped);
+    expect(Math.max(...values)).toBe(1500);
+    expect(quantile(values, 0.99)).toBeGreaterThan(900);
+    expect(quantile(values, 0.99)).toBeLessThan(1100);
+    // Negative control: without max, the same seed draws beyond it.
+    const free = createLatencySampler(parseLatencyProfile('lognormal:p50=20,p99=1000'), seeded(7));
+    expect(Math.max(...Array.from({ length: 50_000 }, free))).toBeGreaterThan(1500);
   });
 
   test('fixed and uniform stay in their bounds', () => {

@@ -4,6 +4,8 @@
  *   fixed:25                    always 25 ms
  *   uniform:10-100              uniform between 10 and 100 ms
  *   lognormal:p50=20,p99=250    log-normal fitted to a median and a 99th percentile, in ms
+ *   lognormal:p50=20,p99=1000,max=1500   the same with samples cut at max (a service with a
+ *                               timeout): a drain deadline above max loses no request
  * A log-normal has the long right tail real services show, so p99 is meaningful to observe.
  */
 import { z } from 'zod';
@@ -11,7 +13,7 @@ import { z } from 'zod';
 export type LatencyProfile =
   | { kind: 'fixed'; ms: number }
   | { kind: 'uniform'; minMs: number; maxMs: number }
-  | { kind: 'lognormal'; p50Ms: number; p99Ms: number };
+  | { kind: 'lognormal'; p50Ms: number; p99Ms: number; maxMs?: number };
 
 /** z-score of the 99th percentile of a standard normal distribution. */
 const Z99 = 2.326_347_874;
@@ -36,9 +38,14 @@ export function parseLatencyProfile(text: string): LatencyProfile {
     const p50Ms = nonNegative.refine((v) => v > 0, 'p50 must be > 0').parse(fields.p50);
     const p99Ms = nonNegative.parse(fields.p99);
     if (p99Ms < p50Ms) throw new Error(`lognormal latency: p99 ${p99Ms} < p50 ${p50Ms}`);
-    return { kind, p50Ms, p99Ms };
+    if (fields.max === undefined) return { kind, p50Ms, p99Ms };
+    const maxMs = nonNegative.parse(fields.max);
+    if (maxMs < p99Ms) throw new Error(`lognormal latency: max ${maxMs} < p99 ${p99Ms}`);
+    return { kind, p50Ms, p99Ms, maxMs };
   }
-  throw new Error(`unknown latency profile "${text}" (fixed:MS, uniform:MIN-MAX, lognormal:p50=MS,p99=MS)`);
+  throw new Error(
+    `unknown latency profile "${text}" (fixed:MS, uniform:MIN-MAX, lognormal:p50=MS,p99=MS[,max=MS])`,
+  );
 }
 
 export function formatLatencyProfile(profile: LatencyProfile): string {
@@ -48,7 +55,7 @@ export function formatLatencyProfile(profile: LatencyProfile): string {
     case 'uniform':
       return `uniform:${profile.minMs}-${profile.maxMs}`;
     case 'lognormal':
-      return `lognormal:p50=${profile.p50Ms},p99=${profile.p99Ms}`;
+      return `lognormal:p50=${profile.p50Ms},p99=${profile.p99Ms}${profile.maxMs === undefined ? '' : `,max=${profile.maxMs}`}`;
   }
 }
 
@@ -70,7 +77,8 @@ export function createLatencySampler(
     case 'lognormal': {
       const mu = Math.log(profile.p50Ms);
       const sigma = Math.log(profile.p99Ms / profile.p50Ms) / Z99;
-      return () => Math.min(MAX_SAMPLE_MS, Math.exp(mu + sigma * standardNormal(random)));
+      const max = Math.min(MAX_SAMPLE_MS, profile.maxMs ?? MAX_SAMPLE_MS);
+      return () => Math.min(max, Math.exp(mu + sigma * standardNormal(random)));
     }
   }
 }

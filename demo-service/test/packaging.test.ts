@@ -165,11 +165,18 @@ describe('config/demo', () => {
     const spec = policy.spec as {
       mode: string;
       deploymentSelector: { matchLabels: Record<string, string> };
-      observedLatency: { metric: string };
+      observedLatency: { preset: string };
     };
     expect(spec.mode).toBe('Enforce');
     expect(spec.deploymentSelector.matchLabels).toEqual({ app: 'demo-service' });
-    expect(spec.observedLatency.metric).toBe('http_request_duration_seconds');
+    // The preset's histogram is one the Deployment has demo-service export.
+    expect(spec.observedLatency.preset).toBe('OpenTelemetry');
+    const template = byKind('Deployment').spec.template as {
+      spec: { containers: { env: { name: string; value?: string }[] }[] };
+    };
+    const env = template.spec.containers[0]?.env ?? [];
+    const shapes = env.find((e) => e.name === 'METRIC_SHAPES')?.value?.split(',');
+    expect(shapes).toContain('opentelemetry');
   });
 });
 
