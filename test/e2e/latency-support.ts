@@ -1,6 +1,6 @@
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { type OperatorProcess, readPolicyStatus, waitFor } from '../operator/harness.ts';
-import { demoServiceDeployment } from './real-pods.ts';
+import { type DemoOptions, demoServiceDeployment } from './real-pods.ts';
 import { adminKubeConfig, startOperatorProcess } from './support.ts';
 
 export const PRESTOP = 2;
@@ -46,11 +46,18 @@ export function startLatencyOperator(logName: string, args: string[] = []): Prom
 }
 
 /** demo-service Deployments and a Service for the first; resolves with that Service's URL once it answers. */
-export async function deployDemo(namespace: string, names: string[]): Promise<string> {
+export async function deployDemo(
+  namespace: string,
+  names: string[],
+  options: DemoOptions = {},
+): Promise<string> {
   const apps = adminKubeConfig().makeApiClient(AppsV1Api);
   const core = adminKubeConfig().makeApiClient(CoreV1Api);
   for (const name of names)
-    await apps.createNamespacedDeployment({ namespace, body: demoServiceDeployment(namespace, name) });
+    await apps.createNamespacedDeployment({
+      namespace,
+      body: demoServiceDeployment(namespace, name, options),
+    });
   const [first] = names;
   await core.createNamespacedService({
     namespace,

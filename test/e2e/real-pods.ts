@@ -4,6 +4,7 @@ import {
   CoreV1Api,
   type V1Container,
   type V1Deployment,
+  type V1EnvVar,
   type V1Pod,
   type V1Probe,
   Watch,
@@ -104,16 +105,24 @@ export const scrapeAnnotations = {
 };
 
 /** demo-service on the real node, scraped by Prometheus (annotations) and scrapable on `http`. */
-export function demoServiceDeployment(
-  namespace: string,
-  name: string,
-  opts: { replicas?: number; readinessProbe?: V1Probe } = {},
-): V1Deployment {
+export interface DemoOptions {
+  replicas?: number;
+  readinessProbe?: V1Probe;
+  /** More environment (demo-service's METRIC_SHAPES, LATENCY_PROFILE...). */
+  env?: V1EnvVar[];
+  /** The pod template's labels besides app=<name>. */
+  podLabels?: Record<string, string>;
+  /** The pod template's annotations besides the scrape annotations. */
+  podAnnotations?: Record<string, string>;
+}
+
+export function demoServiceDeployment(namespace: string, name: string, opts: DemoOptions = {}): V1Deployment {
   return sampleDeployment(name, {
     namespace,
     labels: { app: name },
     replicas: opts.replicas ?? 1,
-    podAnnotations: scrapeAnnotations,
+    podAnnotations: { ...scrapeAnnotations, ...opts.podAnnotations },
+    ...(opts.podLabels ? { podLabels: opts.podLabels } : {}),
     podSpec: realNodePodSpec(),
     containers: [
       {
@@ -121,7 +130,7 @@ export function demoServiceDeployment(
         image: clusterInfo().realNode.demoServiceImage,
         imagePullPolicy: 'Never',
         ports: [{ name: 'http', containerPort: 8080 }],
-        env: [{ name: 'LOG_LEVEL', value: 'warn' }],
+        env: [{ name: 'LOG_LEVEL', value: 'warn' }, ...(opts.env ?? [])],
         ...(opts.readinessProbe ? { readinessProbe: opts.readinessProbe } : {}),
       },
     ],

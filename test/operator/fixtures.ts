@@ -42,6 +42,8 @@ export function sampleDeployment(
     annotations?: Record<string, string>;
     /** The pod template's annotations. */
     podAnnotations?: Record<string, string>;
+    /** The pod template's labels besides app=<name>. */
+    podLabels?: Record<string, string>;
     /** More of the pod spec: terminationGracePeriodSeconds, nodeSelector, realNodePodSpec()... */
     podSpec?: Omit<V1PodSpec, 'containers'>;
   } = {},
@@ -58,7 +60,7 @@ export function sampleDeployment(
       selector: { matchLabels: { app: name } },
       template: {
         metadata: {
-          labels: { app: name },
+          labels: { ...opts.podLabels, app: name },
           ...(opts.podAnnotations ? { annotations: opts.podAnnotations } : {}),
         },
         spec: { ...opts.podSpec, containers: opts.containers ?? [sampleContainer()] },
