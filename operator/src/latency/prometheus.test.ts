@@ -903,6 +903,10 @@ describe('PrometheusSource over real TLS', () => {
 });
 
 describe('grouped queries (one per policy and chunk of namespaces)', () => {
+  /** One grouped-query answer series per [le, count], with these labels. */
+  const perLe = (labels: Record<string, string>, pairs: [string, string][]) =>
+    pairs.map(([le, count]) => ({ metric: { ...labels, le }, value: [1_750_000_000, count] }));
+
   const w = (namespace: string, name: string): Workload => ({ namespace, name, podLabels: { app: name } });
 
   test('groupedBucketQuery: per-bucket increase in the namespaces, workload read from the pod name, summed by namespace, workload, le', () => {
@@ -924,8 +928,6 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test("a proxy's preset (IngressNginx, Envoy): each Deployment gets the series of the Services in front of it", async () => {
     const seen: string[] = [];
-    const series = (labels: Record<string, string>, pairs: [string, string][]) =>
-      pairs.map(([le, count]) => ({ metric: { ...labels, le }, value: [1_750_000_000, count] }));
     nock(PROM)
       .get('/api/v1/query')
       .query(true)
@@ -937,12 +939,12 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
             resultType: 'vector',
             result: [
               // Service web: 100 requests, 90 within 0.5 s; Service api: 10, all slow.
-              ...series({ namespace: 'shop', service: 'web' }, [
+              ...perLe({ namespace: 'shop', service: 'web' }, [
                 ['0.5', '90'],
                 ['1', '100'],
                 ['+Inf', '100'],
               ]),
-              ...series({ namespace: 'shop', service: 'api' }, [
+              ...perLe({ namespace: 'shop', service: 'api' }, [
                 ['0.5', '0'],
                 ['1', '0'],
                 ['+Inf', '10'],
@@ -995,8 +997,6 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test('preset Auto: each preset asks for the workloads no earlier one found; status names the one found; none found, each is named', async () => {
     const seen: string[] = [];
-    const series = (namespace: string, workload: string, pairs: [string, string][]) =>
-      pairs.map(([le, count]) => ({ metric: { namespace, workload, le }, value: [1_750_000_000, count] }));
     nock(PROM)
       .get('/api/v1/query')
       .query(true)
@@ -1006,13 +1006,13 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
         seen.push(query);
         // Istio knows shop/checkout (in ms), the prom-client convention lab/web.
         const result = query.includes('istio_request_duration_milliseconds_bucket')
-          ? series('shop', 'checkout', [
+          ? perLe({ namespace: 'shop', workload: 'checkout' }, [
               ['500', '10'],
               ['1000', '100'],
               ['+Inf', '100'],
             ])
           : query.includes('http_request_duration_seconds_bucket')
-            ? series('lab', 'web', [
+            ? perLe({ namespace: 'lab', workload: 'web' }, [
                 ['0.1', '50'],
                 ['+Inf', '50'],
               ])
@@ -1065,8 +1065,6 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test('observeMany: one query answers each workload from its own series; a workload without series is unknown', async () => {
     const seen: string[] = [];
-    const series = (namespace: string, workload: string, pairs: [string, string][]) =>
-      pairs.map(([le, count]) => ({ metric: { namespace, workload, le }, value: [1_750_000_000, count] }));
     answer(200, (request: Request) => {
       seen.push(new URL(request.url).searchParams.get('query') ?? '');
       return {
@@ -1074,8 +1072,8 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
         data: {
           resultType: 'vector',
           result: [
-            ...series('shop', 'checkout', healthy),
-            ...series('lab', 'web', [
+            ...perLe({ namespace: 'shop', workload: 'checkout' }, healthy),
+            ...perLe({ namespace: 'lab', workload: 'web' }, [
               ['0.1', '100'],
               ['+Inf', '100'],
             ]),
