@@ -291,33 +291,42 @@ async function main(): Promise<void> {
       `\n  with the policy:    ${formatLoad(withPolicy)}\n  without a preStop:  ${formatLoad(withoutPreStop)}`,
     );
 
-    // What the operator observed while the load ran, and the grace period it computed from it.
+    // What the operator observed while the load ran, the grace period it computed from it, and
+    // the grace period it wrote: the three must agree.
     type Observed = {
       message?: string;
-      observedLatency?: { seconds?: number; samples: number; percentile: number };
+      recommended?: { terminationGracePeriodSeconds?: number };
+      observedLatency?: { seconds?: number; samples: number; percentile: number; preset?: string };
     };
     const observed = await waitFor(
-      'the observed latency of demo-service',
+      'the observed latency of demo-service, and the grace period computed from it written',
       async () => {
         const status = (await readPolicyStatus(kc, DEMO.name)) as {
           workloads?: (Observed & { name: string })[];
         };
         const w = status.workloads?.find((x) => x.name === DEMO.name);
-        return w?.observedLatency?.seconds !== undefined ? w : undefined;
+        const computed = w?.recommended?.terminationGracePeriodSeconds;
+        if (w?.observedLatency?.seconds === undefined || computed === undefined) return undefined;
+        const written = (await apps.readNamespacedDeployment(DEMO)).spec?.template.spec
+          ?.terminationGracePeriodSeconds;
+        return written === computed ? { ...w, written } : undefined;
       },
-      { timeoutMs: 120_000 },
+      { timeoutMs: 180_000 },
     ).catch(() => undefined);
     if (observed?.observedLatency) {
-      const { seconds, samples, percentile } = observed.observedLatency;
+      const { seconds, samples, percentile, preset } = observed.observedLatency;
       console.log(
-        `\nObserved by scraping demo-service's pods: p${percentile * 100} ${seconds?.toFixed(3)} s over ${samples} requests`,
+        `\nObserved by scraping demo-service's pods (preset ${preset ?? 'none'}): p${percentile * 100} ${seconds?.toFixed(3)} s over ${samples} requests`,
       );
       console.log(
-        `  ${observed.message?.split('; ').find((m) => m.startsWith('grace ')) ?? observed.message}`,
+        `  computed: ${observed.message?.split('; ').find((m) => m.startsWith('grace ')) ?? observed.message}`,
+      );
+      console.log(
+        `  written:  ${DEMO.namespace}/${DEMO.name} terminationGracePeriodSeconds ${observed.written} s`,
       );
     } else {
       console.log(
-        "\nThe operator has not observed demo-service's latency yet (see kubectl get gsp demo-service -o yaml).",
+        "\nThe operator has not written a grace period from demo-service's observed latency yet (see kubectl get gsp demo-service -o yaml).",
       );
     }
 
