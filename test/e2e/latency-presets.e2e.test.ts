@@ -71,7 +71,7 @@ const CASES: Case[] = [
     preset: 'Auto',
     found: 'Istio',
     series: (n) =>
-      `istio_request_duration_milliseconds_bucket{reporter="destination", destination_workload_namespace="${n}", destination_workload="istio"}`,
+      `istio_request_duration_milliseconds_bucket{reporter="destination", namespace="${n}", destination_workload_namespace="${n}", destination_workload="istio"}`,
     scale: 0.001,
   },
   {
@@ -219,6 +219,8 @@ beforeAll(async () => {
       source: 'Prometheus',
       ...(c.preset ? { preset: c.preset } : {}),
       ...(c.query ? { query: c.query } : {}),
+      // The proxies run in the test namespace: their series are trusted from there.
+      ...(c.proxy ? { proxyNamespaces: [ns.name] } : {}),
       percentile: PERCENTILE,
       window: WINDOW,
       stabilizationWindow: '30s',

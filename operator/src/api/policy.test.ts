@@ -119,6 +119,17 @@ describe('parsePolicySpec', () => {
     expect(parsePolicySpec({})).toEqual({ ok: true, value: ALL_DEFAULTS });
   });
 
+  test('a policy stored before presets keeps the old default metric, and may take a preset', () => {
+    const stored = { observedLatency: { source: 'Prometheus', metric: 'http_request_duration_seconds' } };
+    const result = parsePolicySpec({ observedLatency: { ...stored.observedLatency, preset: 'Istio' } });
+    expect(result.ok).toBe(true);
+    // Negative control: another metric next to a preset is refused.
+    expect(
+      parsePolicySpec({ observedLatency: { source: 'Prometheus', metric: 'rpc_seconds', preset: 'Istio' } })
+        .ok,
+    ).toBe(false);
+  });
+
   test('keeps given values and defaults the rest of their group', () => {
     const result = parsePolicySpec({ preStop: { seconds: 12 }, readinessProbe: { port: 'http' } });
     expect(result.ok && result.value.preStop).toEqual({ inject: 'IfMissing', action: 'Auto', seconds: 12 });

@@ -67,6 +67,7 @@ const PORT_RULE = {
 const portSchema = (description: string) =>
   withRules(z.union([z.int(), z.string()]), [PORT_RULE]).describe(description);
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HTTP_PATH = /^\/\S*$/;
 
 /** A label value as Kubernetes accepts it: empty, or up to 63 alphanumerics, '-', '_', '.' inside. */
@@ -308,6 +309,16 @@ export const ObservedLatencyPolicySchema = withRules(
       .describe(
         "The unit of the histogram's le bounds (Istio, Linkerd and Envoy histograms are in milliseconds). Omitted: read from the metric name, Milliseconds for a name ending in _milliseconds or _ms, Seconds otherwise. Status, Events and metrics always speak seconds.",
       ),
+    proxyNamespaces: z
+      .array(z.string().max(63).regex(DNS_LABEL))
+      .min(1)
+      .max(16)
+      .superRefine(uniqueBy((namespace) => namespace))
+      .optional()
+      .meta({ 'x-kubernetes-list-type': 'set' })
+      .describe(
+        "The namespaces the proxies run in (the ingress-nginx controller, Envoy or Contour), whose histograms presets IngressNginx and Envoy read: only series scraped from pods in these namespaces count, as any pod can write a proxy's series naming another namespace's Service. Required with those presets; Auto tries them only when set. Scrape the proxies without honor_labels, so that the scrape's namespace label is theirs.",
+      ),
     query: z
       .string()
       .min(1)
@@ -339,12 +350,24 @@ export const ObservedLatencyPolicySchema = withRules(
   }),
   [
     {
-      rule: '!has(self.preset) || (!has(self.metric) && !has(self.unit) && !has(self.query))',
+      // metric: http_request_duration_seconds is what policies created before presets had stored
+      // (the old default): it may stay.
+      rule: "!has(self.preset) || ((!has(self.metric) || self.metric == 'http_request_duration_seconds') && !has(self.unit) && !has(self.query))",
       message:
         'preset names the histogram, its unit and its labels: metric, unit and query are not allowed with it',
       fieldPath: '.preset',
       holds: (l) =>
-        l.preset === undefined || (l.metric === undefined && l.unit === undefined && l.query === undefined),
+        l.preset === undefined ||
+        ((l.metric === undefined || l.metric === 'http_request_duration_seconds') &&
+          l.unit === undefined &&
+          l.query === undefined),
+    },
+    {
+      rule: "!has(self.preset) || !(self.preset in ['IngressNginx', 'Envoy']) || has(self.proxyNamespaces)",
+      message:
+        'presets IngressNginx and Envoy need proxyNamespaces: the namespaces whose proxies are trusted',
+      fieldPath: '.proxyNamespaces',
+      holds: (l) => (l.preset !== 'IngressNginx' && l.preset !== 'Envoy') || l.proxyNamespaces !== undefined,
     },
     {
       rule: "!has(self.preset) || !(self.preset in ['IngressNginx', 'Envoy']) || self.source == 'Prometheus'",
@@ -409,8 +432,6 @@ export const RolloutPolicySchema = z.strictObject({
       'When another field manager (a GitOps tool, helm, a person) sets back a field the operator wrote, the operator writes it once more; set back again by the same manager within this many seconds, the Deployment is held (no more writes, reason ConflictingManager) until that manager writes a compliant value or lets go of the field. Default one day.',
     ),
 });
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /**
  * An image repository path without registry host, tag or digest (istio/proxyv2), optionally

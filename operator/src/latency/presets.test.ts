@@ -132,8 +132,11 @@ describe('histogramSpecs', () => {
   const spec = (overrides: Record<string, unknown>) =>
     histogramSpecs(ObservedLatencyPolicySchema.parse({ source: 'Prometheus', ...overrides }));
 
-  test('Auto: every preset, mesh first, Linkerd (time to first byte) then the proxies last', () => {
-    expect(spec({ preset: 'Auto' }).map((s) => s.preset)).toEqual([
+  test('Auto: every preset, mesh first, Linkerd (time to first byte) then the proxies last, these only with proxyNamespaces', () => {
+    expect(spec({ preset: 'Auto' }).map((s) => s.preset)).not.toContain('Envoy');
+    const auto = spec({ preset: 'Auto', proxyNamespaces: ['ingress-nginx'] });
+    expect(auto.find((s) => s.preset === 'Envoy')?.scrapedIn).toEqual(['ingress-nginx']);
+    expect(auto.map((s) => s.preset)).toEqual([
       'Istio',
       'OpenTelemetry',
       'OpenTelemetryLegacy',

@@ -16,8 +16,12 @@ export type PresetName = LatencyPresetName;
 export type Identity =
   /** The scrape's target labels: the pod's namespace and name (a Deployment's pods by name). */
   | { by: 'pod'; namespace: string; pod: string }
-  /** Labels the exporter itself writes: the namespace and the workload (Deployment) name. */
-  | { by: 'workload'; namespace: string; workload: string }
+  /**
+   * The workload (Deployment) name the exporter writes, in the scrape's namespace. `claimed`: a
+   * namespace label the exporter writes too, which must agree (a pod can write any label value,
+   * but the scrape's `namespace` is its own).
+   */
+  | { by: 'workload'; namespace: string; workload: string; claimed?: string }
   /** A proxy's labels for the Service it sent the request to: the Services that select the pods. */
   | { by: 'service'; namespace: string; service: string }
   /**
@@ -60,9 +64,12 @@ export interface HistogramSpec {
   whenAbsent?: string;
   /**
    * Measured at a proxy in front of the workload (an ingress controller, Envoy), not in its pods:
-   * only Prometheus has it, Scrape (which reads the workload's pods) never.
+   * only Prometheus has it, Scrape (which reads the workload's pods) never. Its series name
+   * other namespaces' Services, so only those scraped from the policy's proxyNamespaces count.
    */
   atProxy?: boolean;
+  /** The namespaces (the scrape's `namespace` label) whose series count: a proxy's, from the policy. */
+  scrapedIn?: readonly string[];
 }
 
 const prometheusScrape = { identities: [SCRAPED_POD] } as const;
@@ -78,8 +85,15 @@ export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
     metric: 'istio_request_duration_milliseconds',
     unit: 'Milliseconds',
     matchers: { reporter: 'destination' },
+    // The sidecar is scraped in its pod's namespace: the scrape's `namespace` says whose series
+    // these are, and the destination namespace the proxy writes must agree.
     identities: [
-      { by: 'workload', namespace: 'destination_workload_namespace', workload: 'destination_workload' },
+      {
+        by: 'workload',
+        namespace: 'namespace',
+        workload: 'destination_workload',
+        claimed: 'destination_workload_namespace',
+      },
     ],
     // The sidecar injector rewrites HTTP probes to the agent, which calls the app directly: the
     // kubelet's probes never reach the proxy that reports this histogram.
@@ -92,7 +106,8 @@ export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
     matchers: {},
     identities: [
       SCRAPED_POD,
-      // Pushed over OTLP with k8s.* resource attributes promoted to labels.
+      // Pushed over OTLP with k8s.* resource attributes promoted to labels: no scrape vouches for
+      // them, whoever may push to Prometheus writes them (docs/security.md).
       { by: 'workload', namespace: 'k8s_namespace_name', workload: 'k8s_deployment_name' },
     ],
     routeLabels: ['http_route'],
@@ -147,12 +162,11 @@ export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
     unit: 'Seconds',
     matchers: {},
     // The Ingress's namespace is the series' `namespace`, which a scrape of the controller stores
-    // as `exported_namespace` (its own `namespace` label wins) unless it honors labels.
-    identities: [
-      { by: 'service', namespace: 'exported_namespace', service: 'service' },
-      { by: 'service', namespace: 'namespace', service: 'service' },
-    ],
-    routeLabels: ['path'],
+    // as `exported_namespace` (the scrape's `namespace`, the controller's, wins): scraped with
+    // honor_labels, the controller's namespace is lost and the series cannot be trusted.
+    identities: [{ by: 'service', namespace: 'exported_namespace', service: 'service' }],
+    // `path` is the Ingress rule's path, not the request's; probes never pass the ingress.
+    routeLabels: [],
     atProxy: true,
     caveat:
       'measured at ingress-nginx, per Service: only the requests through the controller, its own time included',
@@ -188,10 +202,14 @@ export const DEFAULT_METRIC = 'http_request_duration_seconds';
  * name or `unit` says, found by the scrape's pod labels, its route in any common route label).
  */
 export function histogramSpecs(
-  policy: Pick<ObservedLatencyPolicy, 'preset' | 'metric' | 'unit'>,
+  policy: Pick<ObservedLatencyPolicy, 'preset' | 'metric' | 'unit' | 'proxyNamespaces'>,
 ): readonly HistogramSpec[] {
-  if (policy.preset === 'Auto') return PRESETS;
-  if (policy.preset !== undefined) return [preset(policy.preset)];
+  const trusted = (spec: HistogramSpec): HistogramSpec =>
+    spec.atProxy ? { ...spec, scrapedIn: policy.proxyNamespaces ?? [] } : spec;
+  // Auto reads a proxy's histogram only where the policy says which namespaces proxies run in.
+  if (policy.preset === 'Auto')
+    return PRESETS.filter((p) => !p.atProxy || (policy.proxyNamespaces?.length ?? 0) > 0).map(trusted);
+  if (policy.preset !== undefined) return [trusted(preset(policy.preset))];
   const metric = policy.metric ?? DEFAULT_METRIC;
   return [
     {

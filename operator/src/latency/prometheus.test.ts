@@ -9,7 +9,7 @@ import { generatePki } from '../../../test/cluster/pki.ts';
 import { type ObservedLatencyPolicy, ObservedLatencyPolicySchema } from '../api/policy.ts';
 import type { LatencyObservation } from '../policy/types.ts';
 import { bucketQuantile } from './histogram.ts';
-import { escapeRegex, type HistogramSpec, histogramSpecs, preset } from './presets.ts';
+import { escapeRegex, type HistogramSpec, histogramSpecs } from './presets.ts';
 import {
   buildBucketQuery,
   escapePromQLString,
@@ -239,11 +239,12 @@ describe('PrometheusSource', () => {
     answer(200, record);
     await source().observe(probed, policy({ preset: 'Linkerd' }));
     expect(seen[2]).toContain('direction="inbound", route_name!="probe"');
-    // Istio has no route label, and needs none: the kubelet's probes go to the agent.
+    // Istio has no route label, and needs none: the kubelet's probes go to the agent. The
+    // scrape's namespace is the workload's, and the one the sidecar writes must agree.
     answer(200, record);
     await source().observe(probed, policy({ preset: 'Istio' }));
     expect(seen[3]).toBe(
-      'sum by (le) (increase(istio_request_duration_milliseconds_bucket{destination_workload_namespace="shop", destination_workload="checkout", reporter="destination"}[1h]))',
+      'sum by (le) (increase(istio_request_duration_milliseconds_bucket{namespace="shop", destination_workload="checkout", destination_workload_namespace="shop", reporter="destination"}[1h]))',
     );
   });
 
@@ -961,12 +962,13 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
         withServices('both', ['api', 'web']),
         w('shop', 'alone'),
       ],
-      policy({ preset: 'IngressNginx', minSamples: 1 }),
+      policy({ preset: 'IngressNginx', minSamples: 1, proxyNamespaces: ['ingress-nginx'] }),
     );
     expect(seen).toHaveLength(1);
-    // Found by the Ingress's namespace as the scrape stores it (exported_namespace), else as is.
-    expect(seen[0]).toContain(
-      'sum by (namespace, service, le) (label_replace(label_replace(increase(nginx_ingress_controller_request_duration_seconds_bucket{exported_namespace=~"shop", path!~"/metrics"}[1h]), "namespace", "$1", "exported_namespace", "(.*)"), "service", "$1", "service", "(.*)")) or sum by (namespace, service, le)',
+    // Found by the Ingress's namespace as the scrape of the controller stores it
+    // (exported_namespace), only in series scraped from the controller's own namespace.
+    expect(seen[0]).toBe(
+      'sum by (namespace, service, le) (label_replace(label_replace(increase(nginx_ingress_controller_request_duration_seconds_bucket{exported_namespace=~"shop", namespace=~"ingress-nginx"}[1h]), "namespace", "$1", "exported_namespace", "(.*)"), "service", "$1", "service", "(.*)"))',
     );
     // Two Deployments behind one Service both get its histogram; one behind two gets the sum.
     expect(answers.get('shop/web')).toMatchObject({ known: true, samples: 100, preset: 'IngressNginx' });
@@ -980,19 +982,83 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test("buildBucketQuery for a proxy's preset: the workload's Services, Envoy's cluster names; none without a Service", () => {
     const base = { namespace: 'shop', deployment: 'web', window: '5m', excludedPaths: [] };
-    expect(buildBucketQuery({ ...base, services: ['web', 'web.v2'], spec: preset('Envoy') })).toBe(
-      'sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"shop_(?:web|web\\\\.v2)_[0-9]+"}[5m]))',
+    const trusted = (name: 'Envoy' | 'IngressNginx') =>
+      histogramSpecs({
+        preset: name,
+        proxyNamespaces: ['projectcontour', 'ingress-nginx'],
+      })[0] as HistogramSpec;
+    expect(buildBucketQuery({ ...base, services: ['web', 'web.v2'], spec: trusted('Envoy') })).toBe(
+      'sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"shop_(?:web|web\\\\.v2)_[0-9]+", namespace=~"projectcontour|ingress-nginx"}[5m]))',
     );
-    expect(buildBucketQuery({ ...base, services: ['web'], spec: preset('IngressNginx') })).toBe(
-      'sum by (le) (increase(nginx_ingress_controller_request_duration_seconds_bucket{exported_namespace="shop", service=~"web"}[5m])) or sum by (le) (increase(nginx_ingress_controller_request_duration_seconds_bucket{namespace="shop", service=~"web"}[5m]))',
+    expect(buildBucketQuery({ ...base, services: ['web'], spec: trusted('IngressNginx') })).toBe(
+      'sum by (le) (increase(nginx_ingress_controller_request_duration_seconds_bucket{exported_namespace="shop", service=~"web", namespace=~"projectcontour|ingress-nginx"}[5m]))',
     );
-    expect(buildBucketQuery({ ...base, spec: preset('Envoy') })).toBeUndefined();
+    expect(buildBucketQuery({ ...base, spec: trusted('Envoy') })).toBeUndefined();
     // Envoy's grouped query reads the namespace and the Service back from the cluster name.
     expect(
-      groupedBucketQuery({ namespaces: ['shop'], spec: preset('Envoy'), window: '5m', excludedPaths: [] }),
+      groupedBucketQuery({ namespaces: ['shop'], spec: trusted('Envoy'), window: '5m', excludedPaths: [] }),
     ).toBe(
-      'sum by (namespace, service, le) (label_replace(label_replace(increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"(?:shop)_[^_]+_[0-9]+"}[5m]), "namespace", "$1", "envoy_cluster_name", "([^_]+)_.*"), "service", "$1", "envoy_cluster_name", "[^_]+_([^_]+)_[0-9]+"))',
+      'sum by (namespace, service, le) (label_replace(label_replace(increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"(?:shop)_[^_]+_[0-9]+", namespace=~"projectcontour|ingress-nginx"}[5m]), "namespace", "$1", "envoy_cluster_name", "([^_]+)_.*"), "service", "$1", "envoy_cluster_name", "[^_]+_([^_]+)_[0-9]+"))',
     );
+  });
+
+  test("a tenant cannot move another tenant's reading: its probe paths stay its own, its claimed namespaces are checked", async () => {
+    const seen: string[] = [];
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .times(2)
+      .reply(200, (request: Request) => {
+        seen.push(new URL(request.url).searchParams.get('query') ?? '');
+        return {
+          status: 'success',
+          data: {
+            resultType: 'vector',
+            result: [
+              ...perLe({ namespace: 'tenant-b', workload: 'shop', claimed_namespace: 'tenant-b' }, [
+                ['1000', '100'],
+                ['+Inf', '100'],
+              ]),
+              // A pod of tenant-a writing series that claim tenant-b's Deployment: scraped in
+              // tenant-a, so keyed there and dropped for the mismatch.
+              ...perLe({ namespace: 'tenant-a', workload: 'shop', claimed_namespace: 'tenant-b' }, [
+                ['1000', '0'],
+                ['+Inf', '5000'],
+              ]),
+            ],
+          },
+        };
+      });
+    const probed = (namespace: string, paths: string[]): Workload => ({
+      ...w(namespace, 'shop'),
+      probePaths: paths,
+    });
+    const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
+      [probed('tenant-a', ['/api/checkout']), probed('tenant-b', ['/healthz'])],
+      policy({ preset: 'Istio', minSamples: 1 }),
+    );
+    expect(answers.get('tenant-b/shop')).toMatchObject({ known: true, samples: 100 });
+    expect(answers.get('tenant-a/shop')).toMatchObject({ known: false });
+    // One query per set of excluded paths: tenant-a's probe path is in no query of tenant-b's.
+    const custom = new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 });
+    seen.length = 0;
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .times(2)
+      .reply(200, (request: Request) => {
+        seen.push(new URL(request.url).searchParams.get('query') ?? '');
+        return vector([]);
+      });
+    await custom.observeMany(
+      [probed('tenant-a', ['/api/checkout']), probed('tenant-b', ['/healthz'])],
+      policy(),
+    );
+    expect(seen).toHaveLength(2);
+    const forB = seen.find((q) => q.includes('tenant-b')) ?? '';
+    expect(forB).toContain('route!~"/healthz|/metrics"');
+    expect(forB).not.toContain('/api/checkout');
+    expect(forB).not.toContain('tenant-a');
   });
 
   test('preset Auto: each preset asks for the workloads no earlier one found; status names the one found; none found, each is named', async () => {
@@ -1038,11 +1104,13 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
       'http_request_duration_seconds',
       'response_latency_ms',
     ]);
-    expect(seen[0]).toContain(
-      'label_replace(label_replace(increase(istio_request_duration_milliseconds_bucket{destination_workload_namespace=~"lab|shop", reporter="destination"}[1h]), "namespace", "$1", "destination_workload_namespace", "(.*)"), "workload", "$1", "destination_workload", "(.*)")',
+    expect(seen[0]).toBe(
+      'sum by (namespace, workload, claimed_namespace, le) (label_replace(label_replace(increase(istio_request_duration_milliseconds_bucket{namespace=~"lab|shop", reporter="destination"}[1h]), "workload", "$1", "destination_workload", "(.*)"), "claimed_namespace", "$1", "destination_workload_namespace", "(.*)"))',
     );
-    // OpenTelemetry: by the scrape's pod labels, or by promoted resource attributes.
-    expect(seen[1]).toContain(') or sum by (namespace, workload, le) (');
+    // OpenTelemetry: by the scrape's pod labels, or else (none found by them) by promoted
+    // resource attributes: the second's buckets are never added to the first's.
+    expect(seen[1]).toContain(') or (sum by (namespace, workload, le) (');
+    expect(seen[1]).toMatch(/\) unless on \(namespace, workload\) sum by \(namespace, workload, le\) \(/);
     expect(seen[1]).toContain('k8s_namespace_name=~"lab|shop"');
   });
 

@@ -99,7 +99,18 @@ function commonMatchers(spec: HistogramSpec, paths: readonly string[]): string[]
   const excluded = excludedRoutePattern(spec, paths);
   if (excluded !== undefined)
     for (const label of spec.routeLabels) matchers.push(`${label}!~"${escapePromQLString(excluded)}"`);
+  // A proxy's series count only when scraped from the proxies' own namespaces.
+  if (spec.scrapedIn !== undefined)
+    matchers.push(`namespace=~"${escapePromQLString(spec.scrapedIn.map(escapeRegex).join('|') || '$^')}"`);
   return matchers;
+}
+
+/**
+ * Identities tried in order: the first that finds series wins (`or` alone would add the second's
+ * buckets with other `le` values to the first's). `on` names the labels a result is keyed by.
+ */
+function firstFound(parts: readonly string[], on: string): string {
+  return parts.reduce((found, next) => `${found} or (${next} unless on (${on}) ${found})`);
 }
 
 export interface BucketQueryInput {
@@ -145,6 +156,7 @@ export function buildBucketQuery({
         break;
       case 'workload':
         who = [`${identity.namespace}="${ns}"`, `${identity.workload}="${escapePromQLString(deployment)}"`];
+        if (identity.claimed) who.push(`${identity.claimed}="${ns}"`);
         break;
       case 'service':
         if (services.length === 0) return [];
@@ -159,7 +171,7 @@ export function buildBucketQuery({
     }
     return [`sum by (le) (increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}]))`];
   });
-  return parts.length === 0 ? undefined : parts.join(' or ');
+  return parts.length === 0 ? undefined : firstFound(parts, '');
 }
 
 /** Workloads one grouped query answers at most: about a dozen series each, a few MB of JSON. */
@@ -204,43 +216,58 @@ export function groupedBucketQuery({
   const common = commonMatchers(spec, excludedPaths);
   const replace = (series: string, target: string, source: string, regex: string) =>
     `label_replace(${series}, "${target}", "$1", "${source}", "${escapePromQLString(regex)}")`;
-  return spec.identities
-    .map((identity) => {
-      const increase = (who: string[]) =>
-        `increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}])`;
-      const inNamespaces = (label: string) => `${label}=~"${escapePromQLString(names)}"`;
-      const toNamespace = (series: string, label: string) =>
-        label === 'namespace' ? series : replace(series, 'namespace', label, '(.*)');
-      switch (identity.by) {
-        case 'pod': {
-          const who = [inNamespaces(identity.namespace)];
-          if (only !== undefined)
-            who.push(`${identity.pod}=~"${escapePromQLString(`(?:${only})${POD_SUFFIX}`)}"`);
-          const series = toNamespace(increase(who), identity.namespace);
-          return `sum by (namespace, workload, le) (${replace(series, 'workload', identity.pod, `(.+)${POD_SUFFIX}`)})`;
-        }
-        case 'workload': {
-          const who = [inNamespaces(identity.namespace)];
-          if (only !== undefined) who.push(`${identity.workload}=~"${escapePromQLString(only)}"`);
-          const series = toNamespace(increase(who), identity.namespace);
-          return `sum by (namespace, workload, le) (${replace(series, 'workload', identity.workload, '(.*)')})`;
-        }
-        case 'service': {
-          const series = toNamespace(increase([inNamespaces(identity.namespace)]), identity.namespace);
-          return `sum by (namespace, service, le) (${replace(series, 'service', identity.service, '(.*)')})`;
-        }
+  const parts = spec.identities.map((identity) => {
+    const increase = (who: string[]) =>
+      `increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}])`;
+    const inNamespaces = (label: string) => `${label}=~"${escapePromQLString(names)}"`;
+    const toNamespace = (series: string, label: string) =>
+      label === 'namespace' ? series : replace(series, 'namespace', label, '(.*)');
+    switch (identity.by) {
+      case 'pod': {
+        const who = [inNamespaces(identity.namespace)];
+        if (only !== undefined)
+          who.push(`${identity.pod}=~"${escapePromQLString(`(?:${only})${POD_SUFFIX}`)}"`);
+        const series = toNamespace(increase(who), identity.namespace);
+        return `sum by (namespace, workload, le) (${replace(series, 'workload', identity.pod, `(.+)${POD_SUFFIX}`)})`;
       }
-      // An Envoy cluster, `<namespace>_<service>_<port>`: neither name may hold an underscore.
-      const who = [`${identity.cluster}=~"${escapePromQLString(`(?:${names})_[^_]+_[0-9]+`)}"`];
-      const series = replace(
-        replace(increase(who), 'namespace', identity.cluster, '([^_]+)_.*'),
-        'service',
-        identity.cluster,
-        '[^_]+_([^_]+)_[0-9]+',
-      );
-      return `sum by (namespace, service, le) (${series})`;
-    })
-    .join(' or ');
+      case 'workload': {
+        const who = [inNamespaces(identity.namespace)];
+        if (only !== undefined) who.push(`${identity.workload}=~"${escapePromQLString(only)}"`);
+        const series = replace(
+          toNamespace(increase(who), identity.namespace),
+          'workload',
+          identity.workload,
+          '(.*)',
+        );
+        // The namespace the exporter claims, kept for the caller to check against the scrape's.
+        if (identity.claimed)
+          return `sum by (namespace, workload, ${CLAIMED}, le) (${replace(series, CLAIMED, identity.claimed, '(.*)')})`;
+        return `sum by (namespace, workload, le) (${series})`;
+      }
+      case 'service': {
+        const series = toNamespace(increase([inNamespaces(identity.namespace)]), identity.namespace);
+        return `sum by (namespace, service, le) (${replace(series, 'service', identity.service, '(.*)')})`;
+      }
+    }
+    // An Envoy cluster, `<namespace>_<service>_<port>`: neither name may hold an underscore.
+    const who = [`${identity.cluster}=~"${escapePromQLString(`(?:${names})_[^_]+_[0-9]+`)}"`];
+    const series = replace(
+      replace(increase(who), 'namespace', identity.cluster, '([^_]+)_.*'),
+      'service',
+      identity.cluster,
+      '[^_]+_([^_]+)_[0-9]+',
+    );
+    return `sum by (namespace, service, le) (${series})`;
+  });
+  return firstFound(parts, byService(spec) ? 'namespace, service' : 'namespace, workload');
+}
+
+/** The label a grouped query keeps the exporter's claimed namespace in, checked by the caller. */
+const CLAIMED = 'claimed_namespace';
+
+/** The spec's series name Services (a proxy's), not workloads. */
+function byService(spec: HistogramSpec): boolean {
+  return spec.identities.some((i) => i.by === 'service' || i.by === 'envoyCluster');
 }
 
 export interface QueryChunk {
@@ -752,22 +779,28 @@ function noPresetFound(specs: readonly HistogramSpec[], context: QueryContext): 
 const MAX_GROUPED_PATHS_CHARS = 4096;
 
 /**
- * The workloads whose excluded paths, added to those of the workloads before them, keep the
- * grouped query's list within MAX_GROUPED_PATHS_CHARS; the others are asked one by one.
+ * The workloads one policy can ask about in grouped queries, in chunks. A chunk's workloads
+ * share their excluded paths (their probes' and /metrics): one tenant's probe path must not
+ * leave out another tenant's route of that name. Left out, to be asked one by one: names the
+ * apiserver cuts in their pods' names, and paths longer than MAX_GROUPED_PATHS_CHARS together.
  */
-export function fittingPaths(workloads: readonly Workload[]): Workload[] {
-  const paths = new Set<string>();
-  let chars = 0;
-  const fitting: Workload[] = [];
+export function groupedChunks(workloads: readonly Workload[]): (QueryChunk & { paths: string[] })[] {
+  const bySignature = new Map<string, Workload[]>();
   for (const w of workloads) {
-    const added = excludedPaths(w).filter((p) => !paths.has(p));
-    const more = added.reduce((sum, p) => sum + escapeRegex(p).length + 1, 0);
-    if (chars + more > MAX_GROUPED_PATHS_CHARS) continue;
-    for (const p of added) paths.add(p);
-    chars += more;
-    fitting.push(w);
+    if (!groupableName(w.name)) continue;
+    const paths = excludedPaths(w);
+    if (paths.reduce((sum, p) => sum + escapeRegex(p).length + 1, 0) > MAX_GROUPED_PATHS_CHARS) continue;
+    const signature = paths.join('\n');
+    const list = bySignature.get(signature) ?? [];
+    list.push(w);
+    bySignature.set(signature, list);
   }
-  return fitting;
+  return [...bySignature.values()].flatMap((list) =>
+    queryChunks(list, MAX_WORKLOADS_PER_QUERY).map((chunk) => ({
+      ...chunk,
+      paths: excludedPaths(list[0] as Workload),
+    })),
+  );
 }
 
 // --- HTTP ----------------------------------------------------------------------------------------
@@ -950,15 +983,8 @@ export class PrometheusSource implements LatencySource {
   ): Promise<Map<string, LatencyObservation>> {
     const answers = new Map<string, LatencyObservation>();
     if (policy.query !== undefined) return answers;
-    // A grouped query leaves out the probe paths of all its workloads: a workload whose paths
-    // would make that list too long for one query is asked alone.
-    const groupable = fittingPaths(workloads.filter((w) => groupableName(w.name)));
     const specs = histogramSpecs(policy);
-    for (const { workloads: chunk, namespaces, deployments } of queryChunks(
-      groupable,
-      MAX_WORKLOADS_PER_QUERY,
-    )) {
-      const paths = [...new Set(chunk.flatMap(excludedPaths))];
+    for (const { workloads: chunk, namespaces, deployments, paths } of groupedChunks(workloads)) {
       // Each spec in turn asks for the workloads no earlier one found series of (Auto).
       let pending = chunk;
       for (const [index, spec] of specs.entries()) {
@@ -1015,18 +1041,20 @@ export class PrometheusSource implements LatencySource {
         // By `namespace/workload`, or for a proxy's histogram by `namespace/service`.
         const byKey = new Map<string, VectorSeries>();
         for (const one of vector.series) {
-          const { namespace, workload, service, ...others } = one.metric;
+          const { namespace, workload, service, [CLAIMED]: claimed, ...others } = one.metric;
           const name = workload ?? service;
           if (!namespace || !name) continue;
+          // An exporter claiming another namespace than the one its pod was scraped in: not
+          // this workload's series, nor anyone's.
+          if (claimed !== undefined && claimed !== namespace) continue;
           const key = `${namespace}/${name}`;
           const list = byKey.get(key) ?? [];
           list.push({ ...one, metric: others });
           byKey.set(key, list);
         }
-        const byService = spec.identities.some((i) => i.by === 'service' || i.by === 'envoyCluster');
         for (const w of askable) {
           const key = `${w.namespace}/${w.name}`;
-          const series = byService
+          const series = byService(spec)
             ? (w.services ?? []).flatMap((svc) => byKey.get(`${w.namespace}/${svc}`) ?? [])
             : (byKey.get(key) ?? []);
           if (series.length === 0 && !last) {

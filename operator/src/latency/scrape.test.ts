@@ -433,6 +433,36 @@ describe('ScrapeSource: the percentile over the window', () => {
     });
   });
 
+  test('preset Auto follows what the pods export now: a histogram they stopped exporting does not hold the choice', async () => {
+    const istio = (count: number) =>
+      exposition(
+        [
+          {
+            labels: 'reporter="destination"',
+            buckets: [
+              ['1000', count],
+              [INF, count],
+            ],
+          },
+        ],
+        'istio_request_duration_milliseconds',
+      );
+    const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
+    serve('10.1.2.3', istio(0));
+    await source.observe(workload, policy({ preset: 'Auto' }));
+    // A new version of the app: no mesh any more, its own histogram instead.
+    clock.t += MIN;
+    serve('10.1.2.3', h(0, 0, 0, 0));
+    await source.observe(workload, policy({ preset: 'Auto' }));
+    clock.t += MIN;
+    serve('10.1.2.3', h(300, 300, 300, 300));
+    expect(await source.observe(workload, policy({ preset: 'Auto' }))).toMatchObject({
+      known: true,
+      preset: 'PrometheusClient',
+      samples: 300,
+    });
+  });
+
   test('a preset with nothing to read says what its stack needs (Micrometer without its percentiles histogram)', async () => {
     const { source, clock } = harness([pod('a', { ip: '10.1.2.3' })]);
     const summaryOnly =

@@ -225,13 +225,15 @@ export class ScrapeSource implements LatencySource {
     }
 
     // Each histogram asked for keeps its own snapshots. With one (a preset, or the policy's
-    // metric) every answer is kept, empty or not; with Auto, a preset's only once a pod has it.
+    // metric) every answer is kept, empty or not; with Auto, a preset's only while a pod exports
+    // it (the first such wins), so a histogram the pods stopped exporting is forgotten after a
+    // window instead of holding the choice.
     let chosen: { spec: HistogramSpec; state: WorkloadState } | undefined;
     for (const [index, spec] of specs.entries()) {
       const key = `${workloadKey}\u0000${spec.metric}`;
       let state = this.#workloads.get(key);
       const seen = answered.some((r) => (r.histograms[index]?.size ?? 0) > 0);
-      if (!state && specs.length > 1 && !seen) continue;
+      if (specs.length > 1 && !seen) continue;
       if (!state) {
         state = { windowMs, lastObserved: now, pods: new Map() };
         this.#workloads.set(key, state);

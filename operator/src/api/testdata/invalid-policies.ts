@@ -229,8 +229,14 @@ export const INVALID_POLICIES: InvalidPolicyCase[] = [
   {
     title: 'a preset with a metric of its own',
     kind: 'contradiction',
-    spec: { observedLatency: { source: 'Scrape', preset: 'Istio', metric: 'http_request_duration_seconds' } },
+    spec: { observedLatency: { source: 'Scrape', preset: 'Istio', metric: 'rpc_duration_seconds' } },
     field: 'spec.observedLatency.preset',
+  },
+  {
+    title: "a proxy's preset without the namespaces its proxies run in",
+    kind: 'missing required field',
+    spec: { observedLatency: { source: 'Prometheus', preset: 'Envoy' } },
+    field: 'spec.observedLatency.proxyNamespaces',
   },
   {
     title: "a proxy's preset read by scraping the pods",
