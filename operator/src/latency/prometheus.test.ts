@@ -907,6 +907,16 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
   /** One grouped-query answer series per [le, count], with these labels. */
   const perLe = (labels: Record<string, string>, pairs: [string, string][]) =>
     pairs.map(([le, count]) => ({ metric: { ...labels, le }, value: [1_750_000_000, count] }));
+  /** The default Prometheus's next `times` answers: this vector; each query is pushed to `seen`. */
+  const answerRecording = (seen: string[], result: unknown[], times = 1) =>
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .times(times)
+      .reply(200, (request: Request) => {
+        seen.push(new URL(request.url).searchParams.get('query') ?? '');
+        return { status: 'success', data: { resultType: 'vector', result } };
+      });
 
   const w = (namespace: string, name: string): Workload => ({ namespace, name, podLabels: { app: name } });
 
@@ -929,31 +939,19 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test("a proxy's preset (IngressNginx, Envoy): each Deployment gets the series of the Services in front of it", async () => {
     const seen: string[] = [];
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .reply(200, (request: Request) => {
-        seen.push(new URL(request.url).searchParams.get('query') ?? '');
-        return {
-          status: 'success',
-          data: {
-            resultType: 'vector',
-            result: [
-              // Service web: 100 requests, 90 within 0.5 s; Service api: 10, all slow.
-              ...perLe({ namespace: 'shop', service: 'web' }, [
-                ['0.5', '90'],
-                ['1', '100'],
-                ['+Inf', '100'],
-              ]),
-              ...perLe({ namespace: 'shop', service: 'api' }, [
-                ['0.5', '0'],
-                ['1', '0'],
-                ['+Inf', '10'],
-              ]),
-            ],
-          },
-        };
-      });
+    answerRecording(seen, [
+      // Service web: 100 requests, 90 within 0.5 s; Service api: 10, all slow.
+      ...perLe({ namespace: 'shop', service: 'web' }, [
+        ['0.5', '90'],
+        ['1', '100'],
+        ['+Inf', '100'],
+      ]),
+      ...perLe({ namespace: 'shop', service: 'api' }, [
+        ['0.5', '0'],
+        ['1', '0'],
+        ['+Inf', '10'],
+      ]),
+    ]);
     const withServices = (name: string, services: string[]): Workload => ({ ...w('shop', name), services });
     const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
       [
@@ -1004,31 +1002,22 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test("a tenant cannot move another tenant's reading: its probe paths stay its own, its claimed namespaces are checked", async () => {
     const seen: string[] = [];
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .times(2)
-      .reply(200, (request: Request) => {
-        seen.push(new URL(request.url).searchParams.get('query') ?? '');
-        return {
-          status: 'success',
-          data: {
-            resultType: 'vector',
-            result: [
-              ...perLe({ namespace: 'tenant-b', workload: 'shop', claimed_namespace: 'tenant-b' }, [
-                ['1000', '100'],
-                ['+Inf', '100'],
-              ]),
-              // A pod of tenant-a writing series that claim tenant-b's Deployment: scraped in
-              // tenant-a, so keyed there and dropped for the mismatch.
-              ...perLe({ namespace: 'tenant-a', workload: 'shop', claimed_namespace: 'tenant-b' }, [
-                ['1000', '0'],
-                ['+Inf', '5000'],
-              ]),
-            ],
-          },
-        };
-      });
+    answerRecording(
+      seen,
+      [
+        ...perLe({ namespace: 'tenant-b', workload: 'shop', claimed_namespace: 'tenant-b' }, [
+          ['1000', '100'],
+          ['+Inf', '100'],
+        ]),
+        // A pod of tenant-a writing series that claim tenant-b's Deployment: scraped in tenant-a,
+        // so keyed there and dropped for the mismatch.
+        ...perLe({ namespace: 'tenant-a', workload: 'shop', claimed_namespace: 'tenant-b' }, [
+          ['1000', '0'],
+          ['+Inf', '5000'],
+        ]),
+      ],
+      2,
+    );
     const probed = (namespace: string, paths: string[]): Workload => ({
       ...w(namespace, 'shop'),
       probePaths: paths,
@@ -1042,14 +1031,7 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     // One query per set of excluded paths: tenant-a's probe path is in no query of tenant-b's.
     const custom = new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 });
     seen.length = 0;
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .times(2)
-      .reply(200, (request: Request) => {
-        seen.push(new URL(request.url).searchParams.get('query') ?? '');
-        return vector([]);
-      });
+    answerRecording(seen, [], 2);
     await custom.observeMany(
       [probed('tenant-a', ['/api/checkout']), probed('tenant-b', ['/healthz'])],
       policy(),
