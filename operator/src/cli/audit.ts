@@ -41,6 +41,27 @@ export const RULES = {
     description:
       "the Deployment's gracefulshutdown.dev annotations cannot be used: the policy cannot plan it",
   },
+  InputUnreadable: {
+    severity: 'error',
+    description: 'a file or directory named on the command line cannot be read; the others are audited',
+  },
+  InputInvalidYaml: {
+    severity: 'error',
+    description: 'a document is not valid YAML or JSON: it is not audited; the rest of the file is',
+  },
+  InputNotAnObject: {
+    severity: 'warning',
+    description: 'a document is not a Kubernetes object (a mapping with kind and apiVersion): it is skipped',
+  },
+  InputDuplicateKey: {
+    severity: 'warning',
+    description: 'a key is given twice: the last value is read, as kubectl does',
+  },
+  InputMalformedWorkload: {
+    severity: 'error',
+    description:
+      'a Deployment whose pod template does not have the shape Kubernetes requires (containers a list of objects): it is not audited',
+  },
 } as const satisfies Record<string, { severity: Severity; description: string }>;
 
 export type RuleId = keyof typeof RULES;
@@ -48,7 +69,8 @@ export type RuleId = keyof typeof RULES;
 export interface Finding {
   rule: RuleId;
   severity: Severity;
-  workload: { namespace: string; name: string };
+  /** The Deployment it is about; undefined for a finding about the input itself. */
+  workload?: { namespace: string; name: string };
   policy?: string;
   message: string;
   /** What to change, in a sentence. */
@@ -98,6 +120,60 @@ export interface AuditOptions {
 const isPolicy = (m: Manifest) => m.object.apiVersion === API_VERSION && m.object.kind === KIND;
 export const isDeployment = (m: { object: Record<string, unknown> }) =>
   m.object.apiVersion === 'apps/v1' && m.object.kind === 'Deployment';
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * What in a Deployment's pod template is not the shape Kubernetes requires, so that reading it
+ * as a V1Deployment would be a guess: the path of the first such field, or undefined.
+ */
+export function malformedField(object: Record<string, unknown>): string | undefined {
+  const spec = object.spec;
+  if (!isRecord(spec)) return 'spec';
+  if (!isRecord(spec.template)) return 'spec.template';
+  const pod = spec.template.spec;
+  if (!isRecord(pod)) return 'spec.template.spec';
+  for (const list of ['containers', 'initContainers'] as const) {
+    const containers = pod[list];
+    if (containers === undefined && list === 'initContainers') continue;
+    if (!Array.isArray(containers)) return `spec.template.spec.${list}`;
+    for (const [i, c] of containers.entries()) {
+      const at = `spec.template.spec.${list}[${i}]`;
+      if (!isRecord(c)) return at;
+      for (const field of ['ports', 'env', 'volumeMounts'] as const)
+        if (c[field] !== undefined && c[field] !== null && !Array.isArray(c[field])) return `${at}.${field}`;
+      for (const field of ['lifecycle', 'readinessProbe', 'livenessProbe', 'startupProbe'] as const)
+        if (c[field] !== undefined && c[field] !== null && !isRecord(c[field])) return `${at}.${field}`;
+    }
+  }
+  return undefined;
+}
+
+/** A problem with the input as a finding: the run goes on without that part. */
+export function inputFinding(problem: {
+  source: string;
+  line: number;
+  rule: Extract<RuleId, `Input${string}`>;
+  message: string;
+}): Finding {
+  const fixes: Record<typeof problem.rule, string> = {
+    InputUnreadable: 'name files and directories that exist and can be read',
+    InputInvalidYaml:
+      'correct the YAML, or leave templates out (render them first: helm template, kustomize build)',
+    InputNotAnObject: 'leave data files out of the manifests audited',
+    InputDuplicateKey: 'keep one of the two keys',
+    InputMalformedWorkload: 'correct the field (kubectl apply --dry-run=server says the same)',
+  };
+  return {
+    rule: problem.rule,
+    severity: RULES[problem.rule].severity,
+    message: problem.message,
+    fix: fixes[problem.rule],
+    source: problem.source,
+    line: problem.line,
+  };
+}
 
 /** The policies among the manifests; an invalid one is a PolicyError naming its field. */
 export function readPolicies(manifests: Manifest[]): ValidPolicy[] {
@@ -246,6 +322,19 @@ export function audit(manifests: Manifest[], policies: ValidPolicy[], options: A
   const namespaceLabels = namespaceLabelsOf(manifests);
   const result: AuditResult = { workloads: [], findings: [], policies: policies.map((p) => p.name) };
   for (const m of manifests.filter(isDeployment)) {
+    const bad = malformedField(m.object);
+    if (bad !== undefined) {
+      const meta = isRecord(m.object.metadata) ? m.object.metadata : {};
+      result.findings.push(
+        inputFinding({
+          source: m.source,
+          line: m.line,
+          rule: 'InputMalformedWorkload',
+          message: `Deployment ${typeof meta.name === 'string' ? meta.name : '(no name)'}: ${bad} is not what Kubernetes takes there`,
+        }),
+      );
+      continue;
+    }
     const { deployment, namespace, evaluation } = govern(
       m.object as V1Deployment,
       policies,

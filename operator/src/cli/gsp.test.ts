@@ -149,6 +149,99 @@ items:
     });
   });
 
+  test('a bad file is a finding, not the end: the run goes on and audits the rest', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gsp-bad-'));
+    try {
+      await writeFile(join(dir, 'a-good.yaml'), bare);
+      // A data file among the manifests, a Helm template, a key given twice (kubectl: last wins).
+      await writeFile(join(dir, 'b-data.json'), '[1, 2, 3]\n');
+      await writeFile(
+        join(dir, 'c-template.yaml'),
+        'apiVersion: v1\nkind: ConfigMap\ndata:\n  a: {{ .Values.a }\n',
+      );
+      // A preStop of 45 s: with the grace's first value (30 s) a finding, with its last (90 s) none.
+      const withPreStop = (name: string, grace: string) =>
+        bare
+          .replace('name: web,', `name: ${name},`)
+          .replace('    spec:\n      containers:', `    spec:\n${grace}      containers:`)
+          .replace(
+            '          ports: [{ containerPort: 8080 }]\n',
+            '          ports: [{ containerPort: 8080 }]\n          lifecycle: { preStop: { sleep: { seconds: 45 } } }\n',
+          );
+      await writeFile(
+        join(dir, 'd-twice.yaml'),
+        withPreStop(
+          'twice',
+          '      terminationGracePeriodSeconds: 30\n      terminationGracePeriodSeconds: 90\n',
+        ),
+      );
+      await writeFile(
+        join(dir, 'f-once.yaml'),
+        withPreStop('once', '      terminationGracePeriodSeconds: 30\n'),
+      );
+      // Malformed Deployments: containers a mapping; a null item.
+      await writeFile(
+        join(dir, 'e-malformed.yaml'),
+        `${bare.replace('name: web,', 'name: mapping,').replace('      containers:\n        - name: web', '      containers:\n        web:\n          name: web')}---\n${bare.replace('name: web,', 'name: nullitem,').replace('      containers:\n', '      containers:\n        - null\n')}`,
+      );
+      const warnings: unknown[] = [];
+      const onWarning = (w: unknown) => warnings.push(w);
+      process.on('warning', onWarning);
+      const { code, stdout, stderr } = await gsp(['audit', '-o', 'json', dir]);
+      process.off('warning', onWarning);
+      expect(stderr).toBe('');
+      expect(warnings).toEqual([]);
+      const result = JSON.parse(stdout) as {
+        workloads: { name: string }[];
+        findings: { rule: string; source: string; line: number; message: string }[];
+      };
+      // Audited: the good ones and the one with a key twice.
+      expect(result.workloads.map((w) => w.name).sort()).toEqual(['once', 'twice', 'web']);
+      const byRule = (rule: string) => result.findings.filter((f) => f.rule === rule);
+      expect(byRule('InputNotAnObject')).toMatchObject([{ source: join(dir, 'b-data.json'), line: 1 }]);
+      expect(byRule('InputInvalidYaml')).toMatchObject([{ source: join(dir, 'c-template.yaml') }]);
+      expect(byRule('InputDuplicateKey')).toMatchObject([{ source: join(dir, 'd-twice.yaml') }]);
+      expect(byRule('InputMalformedWorkload').map((f) => f.message)).toEqual([
+        'Deployment mapping: spec.template.spec.containers is not what Kubernetes takes there',
+        'Deployment nullitem: spec.template.spec.containers[0] is not what Kubernetes takes there',
+      ]);
+      // The last value read (90 s > 45 s): no finding; negative control, 30 s alone: one.
+      const preStopTooLong = byRule('PreStopNotShorterThanGrace').map((f) => f.source);
+      expect(preStopTooLong).toEqual([join(dir, 'f-once.yaml')]);
+      // Errors among them: exit 1, as for any finding at --fail-on error.
+      expect(code).toBe(EXIT.findings);
+      // SARIF carries them with their rule and a line of at least 1.
+      const sarif = JSON.parse((await gsp(['audit', '-o', 'sarif', dir])).stdout) as {
+        runs: {
+          results: { ruleId: string; locations: { physicalLocation: { region: { startLine: number } } }[] }[];
+        }[];
+      };
+      const results = sarif.runs[0]?.results ?? [];
+      expect(results.map((r) => r.ruleId)).toEqual(
+        expect.arrayContaining(['InputInvalidYaml', 'InputNotAnObject']),
+      );
+      for (const r of results)
+        expect(r.locations[0]?.physicalLocation.region.startLine).toBeGreaterThanOrEqual(1);
+      // --strict: any unreadable part is an input error.
+      expect(await gsp(['audit', '--strict', dir])).toMatchObject({
+        code: EXIT.input,
+        stderr: expect.stringContaining('c-template.yaml'),
+      });
+      // A missing path among readable ones is a finding too; alone, nothing to audit: exit 3.
+      const partly = await gsp(['audit', '-o', 'json', join(dir, 'a-good.yaml'), join(dir, 'nope.yaml')]);
+      expect(JSON.parse(partly.stdout).findings).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({
+            rule: 'InputUnreadable',
+            message: 'cannot read: ENOENT (no such file or directory)',
+          }),
+        ]),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('--fix moves the misplaced grace period in the file, keeping its comments and layout', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'gsp-fix-'));
     try {

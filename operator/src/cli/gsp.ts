@@ -3,16 +3,26 @@
 // or - for standard input: kustomize build and helm template output pipe in) and policies, and
 // reports per Deployment what the operator would say, plus the classic shutdown mistakes.
 // Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 usage error,
-// 3 input error (a file that cannot be read, invalid YAML, an invalid policy). docs/audit.md.
+// 3 input error: nothing could be read, an invalid policy, or with --strict any unreadable part
+// (otherwise a file that cannot be read or parsed is a finding, and the run goes on). docs/audit.md.
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../api/policy.ts';
 import { apiErrorMessage } from '../kube/client.ts';
-import { audit, namespaceLabelsOf, PolicyError, readPolicies, SEVERITIES, type Severity } from './audit.ts';
+import {
+  audit,
+  type Finding,
+  inputFinding,
+  namespaceLabelsOf,
+  PolicyError,
+  readPolicies,
+  SEVERITIES,
+  type Severity,
+} from './audit.ts';
 import { fixManifests } from './fix.ts';
-import { type Manifest, ManifestError, readManifests } from './manifests.ts';
+import { type Manifest, ManifestError, readInput } from './manifests.ts';
 import { formatJson, formatSarif, formatTable, type OutputFormat } from './output.ts';
 
 export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3 } as const;
@@ -31,7 +41,10 @@ export const usage = `usage: gsp audit [flags] <file|directory|->...
       --kubernetes-version <v>   the target cluster's version (default 1.34): the preStop action
       --fix                      correct the files in place (with -: print the corrected stream
                                  and report on stderr), then report what is left
-exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error, 3 unreadable input`;
+      --strict                   exit 3 when any input cannot be read or parsed (default: such
+                                 an input is a finding, and the others are audited)
+exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error, 3 nothing readable (or,
+with --strict, anything unreadable) or an invalid policy`;
 
 class UsageError extends Error {}
 
@@ -60,10 +73,50 @@ interface Input {
   manifests: Manifest[];
 }
 
-async function load(paths: string[], stdin: NodeJS.ReadableStream): Promise<Input[]> {
+/** Why a path cannot be read, in words: the error code and Node's text for it. */
+function cannotRead(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason =
+    code === 'ENOENT'
+      ? 'no such file or directory'
+      : code === 'EACCES'
+        ? 'permission denied'
+        : code === 'EISDIR'
+          ? 'a directory'
+          : undefined;
+  return `cannot read: ${code ?? 'error'}${reason ? ` (${reason})` : ''}`;
+}
+
+/**
+ * The inputs, and what could not be read as findings: an unreadable path, a document that is
+ * not YAML or not an object. The run goes on with the rest.
+ */
+async function load(
+  paths: string[],
+  stdin: NodeJS.ReadableStream,
+): Promise<{ inputs: Input[]; problems: Finding[] }> {
   const inputs: Input[] = [];
-  const add = (source: string, text: string) =>
-    inputs.push({ source, text, manifests: readManifests(text, source) });
+  const problems: Finding[] = [];
+  const add = (source: string, text: string) => {
+    const read = readInput(text, source);
+    inputs.push({ source, text, manifests: read.manifests });
+    for (const p of read.problems)
+      problems.push(
+        inputFinding({
+          source: p.source,
+          line: p.line,
+          rule:
+            p.kind === 'InvalidYaml'
+              ? 'InputInvalidYaml'
+              : p.kind === 'NotAnObject'
+                ? 'InputNotAnObject'
+                : 'InputDuplicateKey',
+          message: p.message,
+        }),
+      );
+  };
+  const unreadable = (source: string, error: unknown) =>
+    problems.push(inputFinding({ source, line: 0, rule: 'InputUnreadable', message: cannotRead(error) }));
   for (const path of paths) {
     if (path === '-') {
       add('-', await readStdin(stdin));
@@ -73,15 +126,29 @@ async function load(paths: string[], stdin: NodeJS.ReadableStream): Promise<Inpu
     try {
       files = await yamlFiles(path);
     } catch (error) {
-      throw new ManifestError(
-        path,
-        0,
-        `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      );
+      unreadable(path, error);
+      continue;
     }
-    for (const file of files) add(file, await readFile(file, 'utf8'));
+    for (const file of files) {
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (error) {
+        unreadable(file, error);
+        continue;
+      }
+      add(file, text);
+    }
   }
-  return inputs;
+  return { inputs, problems };
+}
+
+/** Policy files (-p) must be read whole: a policy that cannot be read is an input error. */
+async function loadPolicies(paths: string[], stdin: NodeJS.ReadableStream): Promise<Manifest[]> {
+  const { inputs, problems } = await load(paths, stdin);
+  const [problem] = problems.filter((p) => p.rule !== 'InputDuplicateKey');
+  if (problem) throw new ManifestError(problem.source, problem.line, problem.message);
+  return inputs.flatMap((i) => i.manifests);
 }
 
 /** The cluster's GracefulShutdownPolicies, as manifests (source "cluster"). */
@@ -126,6 +193,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
             namespace: { type: 'string', short: 'n', default: 'default' },
             'kubernetes-version': { type: 'string', default: '1.34' },
             fix: { type: 'boolean', default: false },
+            strict: { type: 'boolean', default: false },
             cluster: { type: 'boolean', default: false },
             kubeconfig: { type: 'string' },
             help: { type: 'boolean', short: 'h', default: false },
@@ -155,9 +223,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
       );
 
     const options = { namespace: values.namespace, kubernetesVersion: values['kubernetes-version'] };
-    const inputs = await load(paths, io.stdin);
+    const { inputs, problems } = await load(paths, io.stdin);
     let manifests = inputs.flatMap((i) => i.manifests);
-    const policyManifests = (await load(values.policy, io.stdin)).flatMap((i) => i.manifests);
+    // Nothing to audit, or a strict run: the problems are the answer.
+    const blocking = problems.filter((p) => p.severity === 'error');
+    if ((manifests.length === 0 && blocking.length > 0) || (values.strict && problems.length > 0)) {
+      for (const p of problems) io.stderr(`gsp: ${p.source}:${p.line}: ${p.message}\n`);
+      return EXIT.input;
+    }
+    const policyManifests = await loadPolicies(values.policy, io.stdin);
     const fromCluster = values.cluster ? await clusterPolicies(values.kubeconfig) : [];
     const policies = readPolicies([...fromCluster, ...policyManifests, ...manifests]);
     // The report goes to stderr when the fixed stream itself goes to stdout.
@@ -165,17 +239,25 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (values.fix) {
       const labels = namespaceLabelsOf(manifests);
       manifests = [];
+      const unparsed = new Set(problems.filter((p) => p.rule === 'InputInvalidYaml').map((p) => p.source));
       for (const input of inputs) {
+        // A file that does not parse whole is not rewritten: its findings say why.
+        if (unparsed.has(input.source)) {
+          io.stderr(`not fixed (${input.source}): it is not valid YAML throughout\n`);
+          manifests.push(...input.manifests);
+          continue;
+        }
         const { text, fixed } = fixManifests(input.text, input.source, policies, options, labels);
         for (const f of fixed) io.stderr(`fixed ${f.workload} (${input.source}): ${f.what}\n`);
         if (input.source === '-') {
           io.stdout(text);
           report = io.stderr;
         } else if (fixed.length > 0) await writeFile(input.source, text);
-        manifests.push(...readManifests(text, input.source));
+        manifests.push(...readInput(text, input.source).manifests);
       }
     }
     const result = audit(manifests, policies, options);
+    result.findings.unshift(...problems);
     report(
       output === 'json'
         ? formatJson(result)

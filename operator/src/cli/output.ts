@@ -34,7 +34,7 @@ export function formatTable(result: AuditResult): string {
   ];
   const findings = result.findings.map(
     (f) =>
-      `${f.severity.toUpperCase()} ${f.rule} ${f.workload.namespace}/${f.workload.name} (${f.source}:${f.line})\n  ${f.message}\n  fix: ${f.fix}`,
+      `${f.severity.toUpperCase()} ${f.rule}${f.workload ? ` ${f.workload.namespace}/${f.workload.name}` : ''} (${f.source}:${f.line})\n  ${f.message}\n  fix: ${f.fix}`,
   );
   const counts = (['error', 'warning', 'note'] as const)
     .map((s) => {
@@ -53,16 +53,26 @@ function sarifResult(f: Finding): Result {
   return {
     ruleId: f.rule,
     level: f.severity,
-    message: { text: `${f.workload.namespace}/${f.workload.name}: ${f.message}. Fix: ${f.fix}.` },
+    message: {
+      text: `${f.workload ? `${f.workload.namespace}/${f.workload.name}: ` : ''}${f.message}. Fix: ${f.fix}.`,
+    },
     locations: [
       {
         physicalLocation: {
           artifactLocation: { uri: f.source === '-' ? 'stdin' : f.source },
-          region: { startLine: f.line },
+          // SARIF lines start at 1: a problem with a whole file is on its first.
+          region: { startLine: Math.max(1, f.line) },
         },
-        logicalLocations: [
-          { kind: 'resource', fullyQualifiedName: `Deployment/${f.workload.namespace}/${f.workload.name}` },
-        ],
+        ...(f.workload
+          ? {
+              logicalLocations: [
+                {
+                  kind: 'resource',
+                  fullyQualifiedName: `Deployment/${f.workload.namespace}/${f.workload.name}`,
+                },
+              ],
+            }
+          : {}),
       },
     ],
     ...(f.policy ? { properties: { policy: f.policy } } : {}),
