@@ -1,6 +1,6 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
@@ -111,8 +111,81 @@ items:
     expect(run0.results[0]).toMatchObject({
       ruleId: 'MisplacedTerminationGracePeriod',
       level: 'error',
-      locations: [{ physicalLocation: { artifactLocation: { uri: blogPost }, region: { startLine: 3 } } }],
+      locations: [
+        {
+          physicalLocation: {
+            // Relative to the working directory by default.
+            artifactLocation: { uri: relative(process.cwd(), blogPost), uriBaseId: 'SRCROOT' },
+            region: { startLine: 3 },
+          },
+        },
+      ],
     });
+  });
+
+  test('SARIF locations: relative to --sarif-base and percent-encoded, a file URI outside it, standard input by --stdin-name', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gsp sarif #'));
+    try {
+      const file = join(dir, 'a b#c.yaml');
+      await writeFile(file, await readFile(blogPost, 'utf8'));
+      const sarif = async (args: string[], stdin = '') => {
+        const log = JSON.parse((await gsp(['audit', '-o', 'sarif', ...args], stdin)).stdout);
+        return log.runs[0] as {
+          originalUriBaseIds: Record<string, { uri: string }>;
+          results: {
+            locations: { physicalLocation: { artifactLocation: { uri: string; uriBaseId?: string } } }[];
+          }[];
+        };
+      };
+      const inside = await sarif(['--sarif-base', dir, file]);
+      expect(inside.results[0]?.locations[0]?.physicalLocation.artifactLocation).toEqual({
+        uri: 'a%20b%23c.yaml',
+        uriBaseId: 'SRCROOT',
+      });
+      expect(inside.originalUriBaseIds.SRCROOT?.uri).toBe(
+        `file://${dir.replaceAll(' ', '%20').replaceAll('#', '%23')}/`,
+      );
+      // Outside the base: an absolute file URI, encoded as well.
+      const outside = await sarif(['--sarif-base', here, file]);
+      expect(outside.results[0]?.locations[0]?.physicalLocation.artifactLocation.uri).toMatch(
+        /^file:\/\/.*a%20b%23c\.yaml$/,
+      );
+      // Standard input, by the name the pipeline gives it.
+      const piped = await sarif(
+        ['--sarif-base', dir, '--stdin-name', 'rendered/all.yaml', '-'],
+        await readFile(blogPost, 'utf8'),
+      );
+      expect(piped.results[0]?.locations[0]?.physicalLocation.artifactLocation).toEqual({
+        uri: 'rendered/all.yaml',
+        uriBaseId: 'SRCROOT',
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the table prints control characters of names escaped: no line of its own for a name', async () => {
+    const hostile = bare.replace('name: web,', 'name: "web\\n::error::pwned\\u001b[31m",');
+    const { stdout } = await gsp(['audit', '-'], hostile);
+    expect(stdout).toContain('web\\n::error::pwned\\u001b[31m');
+    expect(stdout.split('\n').some((line) => line.startsWith('::error::'))).toBe(false);
+    expect(stdout).not.toContain('\u001b');
+  });
+
+  test('no Kubernetes object at all (an empty directory, an empty stream) exits 3, saying so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gsp-empty-'));
+    try {
+      expect(await gsp(['audit', dir])).toMatchObject({
+        code: EXIT.input,
+        stderr: `gsp: no Kubernetes objects in ${dir}\n`,
+      });
+      expect(await gsp(['audit', '-'], '')).toMatchObject({
+        code: EXIT.input,
+        stderr: 'gsp: no Kubernetes objects in standard input\n',
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('the repository samples are valid policies and a directory is read whole', async () => {

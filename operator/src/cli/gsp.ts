@@ -41,6 +41,9 @@ export const usage = `usage: gsp audit [flags] <file|directory|->...
       --kubernetes-version <v>   the target cluster's version (default 1.34): the preStop action
       --fix                      correct the files in place (with -: print the corrected stream
                                  and report on stderr), then report what is left
+      --sarif-base <dir>         SARIF locations are relative to this directory (%SRCROOT%;
+                                 default the working directory)
+      --stdin-name <path>        the name of standard input in SARIF (default stdin)
       --strict                   exit 3 when any input cannot be read or parsed (default: such
                                  an input is a finding, and the others are audited)
 exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error, 3 nothing readable (or,
@@ -194,6 +197,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
             'kubernetes-version': { type: 'string', default: '1.34' },
             fix: { type: 'boolean', default: false },
             strict: { type: 'boolean', default: false },
+            'sarif-base': { type: 'string' },
+            'stdin-name': { type: 'string', default: 'stdin' },
             cluster: { type: 'boolean', default: false },
             kubeconfig: { type: 'string' },
             help: { type: 'boolean', short: 'h', default: false },
@@ -225,6 +230,13 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const options = { namespace: values.namespace, kubernetesVersion: values['kubernetes-version'] };
     const { inputs, problems } = await load(paths, io.stdin);
     let manifests = inputs.flatMap((i) => i.manifests);
+    // Nothing at all: a wrong path or an empty directory should not pass in CI unnoticed.
+    if (manifests.length === 0 && problems.length === 0) {
+      io.stderr(
+        `gsp: no Kubernetes objects in ${paths.map((p) => (p === '-' ? 'standard input' : p)).join(', ')}\n`,
+      );
+      return EXIT.input;
+    }
     // Nothing to audit, or a strict run: the problems are the answer.
     const blocking = problems.filter((p) => p.severity === 'error');
     if ((manifests.length === 0 && blocking.length > 0) || (values.strict && problems.length > 0)) {
@@ -262,7 +274,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
       output === 'json'
         ? formatJson(result)
         : output === 'sarif'
-          ? formatSarif(result, GSP_VERSION)
+          ? formatSarif(result, GSP_VERSION, {
+              base: values['sarif-base'] ?? process.cwd(),
+              stdinName: values['stdin-name'],
+            })
           : formatTable(result),
     );
     if (failOn === 'none') return EXIT.ok;

@@ -1,6 +1,8 @@
 // `gsp audit` output: a table for people, JSON for scripts, SARIF 2.1.0 for code-scanning UIs
 // (GitHub code scanning, GitLab, Azure DevOps). SARIF is plain JSON; its types come from
 // @types/sarif.
+import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Log, ReportingDescriptor, Result } from 'sarif';
 import { type AuditResult, type Finding, RULES, type RuleId } from './audit.ts';
 
@@ -8,6 +10,18 @@ export type OutputFormat = 'table' | 'json' | 'sarif';
 
 const HELP =
   'https://github.com/graceful-shutdown-operator/graceful-shutdown-operator/blob/main/docs/audit.md';
+
+/**
+ * Text from the manifests as the table prints it: control characters (a newline that would start
+ * a `::error::` line in a CI log, an escape sequence) written as \n, \u001b..., so every
+ * finding is one line of its own.
+ */
+export function printable(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
+    c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
 
 function columns(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -24,17 +38,19 @@ function columns(rows: string[][]): string {
 export function formatTable(result: AuditResult): string {
   const workloads = [
     ['WORKLOAD', 'POLICY', 'VERDICT', 'REASON', 'WHERE'],
-    ...result.workloads.map((w) => [
-      `${w.namespace}/${w.name}`,
-      w.policy ?? '-',
-      w.verdict ?? '-',
-      w.reason ?? '-',
-      `${w.source}:${w.line}`,
-    ]),
+    ...result.workloads.map((w) =>
+      [
+        `${w.namespace}/${w.name}`,
+        w.policy ?? '-',
+        w.verdict ?? '-',
+        w.reason ?? '-',
+        `${w.source}:${w.line}`,
+      ].map(printable),
+    ),
   ];
   const findings = result.findings.map(
     (f) =>
-      `${f.severity.toUpperCase()} ${f.rule}${f.workload ? ` ${f.workload.namespace}/${f.workload.name}` : ''} (${f.source}:${f.line})\n  ${f.message}\n  fix: ${f.fix}`,
+      `${f.severity.toUpperCase()} ${f.rule}${f.workload ? ` ${printable(`${f.workload.namespace}/${f.workload.name}`)}` : ''} (${printable(`${f.source}:${f.line}`)})\n  ${printable(f.message)}\n  fix: ${printable(f.fix)}`,
   );
   const counts = (['error', 'warning', 'note'] as const)
     .map((s) => {
@@ -49,7 +65,27 @@ export function formatJson(result: AuditResult): string {
   return `${JSON.stringify(result, null, 2)}\n`;
 }
 
-function sarifResult(f: Finding): Result {
+/** Where SARIF locations are relative to: `%SRCROOT%`, given as a file URI. */
+export const SARIF_BASE_ID = 'SRCROOT';
+
+/**
+ * A source as a SARIF artifact location: relative to `base` (percent-encoded, `/`-separated,
+ * with uriBaseId) when it lies under it, an absolute file URI otherwise, and standard input by
+ * the name given.
+ */
+export function artifactLocation(
+  source: string,
+  base: string,
+  stdinName: string,
+): { uri: string; uriBaseId?: string } {
+  const path = source === '-' ? stdinName : source;
+  const full = resolve(base, path);
+  const rel = relative(base, full);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return { uri: pathToFileURL(full).href };
+  return { uri: rel.split(sep).map(encodeURIComponent).join('/'), uriBaseId: SARIF_BASE_ID };
+}
+
+function sarifResult(f: Finding, base: string, stdinName: string): Result {
   return {
     ruleId: f.rule,
     level: f.severity,
@@ -59,7 +95,7 @@ function sarifResult(f: Finding): Result {
     locations: [
       {
         physicalLocation: {
-          artifactLocation: { uri: f.source === '-' ? 'stdin' : f.source },
+          artifactLocation: artifactLocation(f.source, base, stdinName),
           // SARIF lines start at 1: a problem with a whole file is on its first.
           region: { startLine: Math.max(1, f.line) },
         },
@@ -79,7 +115,11 @@ function sarifResult(f: Finding): Result {
   };
 }
 
-export function formatSarif(result: AuditResult, version: string): string {
+export function formatSarif(
+  result: AuditResult,
+  version: string,
+  { base = process.cwd(), stdinName = 'stdin' }: { base?: string; stdinName?: string } = {},
+): string {
   const rules: ReportingDescriptor[] = (Object.keys(RULES) as RuleId[]).map((id) => ({
     id,
     shortDescription: { text: RULES[id].description },
@@ -92,7 +132,11 @@ export function formatSarif(result: AuditResult, version: string): string {
     runs: [
       {
         tool: { driver: { name: 'gsp', informationUri: HELP, version, rules } },
-        results: result.findings.map(sarifResult),
+        // The base as a directory URI (a trailing slash), as SARIF wants it.
+        originalUriBaseIds: {
+          [SARIF_BASE_ID]: { uri: `${pathToFileURL(resolve(base)).href.replace(/\/?$/, '/')}` },
+        },
+        results: result.findings.map((f) => sarifResult(f, resolve(base), stdinName)),
       },
     ],
   };
