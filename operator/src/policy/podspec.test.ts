@@ -25,6 +25,40 @@ describe('preStopSummary reads a bounded wait from any hook', () => {
     ['command not a list', { exec: { command: 'sleep 5' } }, undefined],
     ['command items not strings', { exec: { command: [{}, 5] } }, undefined],
     ['an httpGet hook', { httpGet: { path: '/quit', port: 8080 } }, undefined],
+    // The forms found in public manifests: sleep before a command, units, fractions, any shell.
+    [
+      'sleep then quit',
+      { exec: { command: ['sh', '-c', 'sleep 40; nginx -s quit'] } },
+      { action: 'Exec', seconds: 40 },
+    ],
+    [
+      'sleep && command',
+      { exec: { command: ['/bin/sh', '-c', 'sleep 30 && kill -TERM 1'] } },
+      { action: 'Exec', seconds: 30 },
+    ],
+    [
+      'two sleeps',
+      { exec: { command: ['bash', '-c', 'sleep 5\nsleep 10'] } },
+      { action: 'Exec', seconds: 15 },
+    ],
+    ['sleep 30s', { exec: { command: ['sleep', '30s'] } }, { action: 'Exec', seconds: 30 }],
+    ['sleep 1m', { exec: { command: ['/usr/bin/sleep', '1m'] } }, { action: 'Exec', seconds: 60 }],
+    ['sleep 30.5, rounded up', { exec: { command: ['sleep', '30.5'] } }, { action: 'Exec', seconds: 31 }],
+    [
+      '/usr/bin/sh -c',
+      { exec: { command: ['/usr/bin/sh', '-c', 'sleep 20'] } },
+      { action: 'Exec', seconds: 20 },
+    ],
+    [
+      "busybox's shell, -ec",
+      { exec: { command: ['/busybox/sh', '-ec', 'sleep 12'] } },
+      { action: 'Exec', seconds: 12 },
+    ],
+    // Negative controls: what comes first cannot be timed; not a sleep; not a number.
+    ['a command before the sleep', { exec: { command: ['sh', '-c', 'nginx -s quit; sleep 40'] } }, undefined],
+    ['sleep infinity', { exec: { command: ['sleep', 'infinity'] } }, undefined],
+    ['sh without -c', { exec: { command: ['sh', 'stop.sh', 'x'] } }, undefined],
+    ['sleepy is not sleep', { exec: { command: ['sh', '-c', 'sleepy 40'] } }, undefined],
   ])('%s', (_title, hook, want) => {
     expect(preStopSummary(hook as V1LifecycleHandler)).toEqual(want);
   });

@@ -127,11 +127,48 @@ export function handlersEqual(a: V1LifecycleHandler | undefined, b: V1LifecycleH
   return canonicalJson(normalizeHandler(a)) === canonicalJson(normalizeHandler(b));
 }
 
-const SHELL_SLEEP = /^\s*(exec\s+)?(\/bin\/|\/usr\/bin\/)?sleep\s+([0-9]+)\s*$/;
+/** A sleep binary by any of the paths images put it at. */
+const SLEEP = /^(?:\/bin\/|\/usr\/bin\/|\/busybox\/)?sleep$/;
+/** A POSIX shell by any of the paths images put it at (busybox's too: distroless :debug). */
+const SHELL = /^(?:\/bin\/|\/usr\/bin\/|\/busybox\/)?(?:ba|da|a)?sh$/;
+/** A shell's option cluster that takes the script from the next argument: -c, -ec, -xc... */
+const SCRIPT_OPTION = /^-[a-z]*c[a-z]*$/;
+/** sleep's argument as GNU coreutils and busybox read it: a number, a fraction, a unit. */
+const DURATION = /^(\d+(?:\.\d*)?|\.\d+)([smhd]?)$/;
+const UNIT_SECONDS: Readonly<Record<string, number>> = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 };
+/** One `sleep ARG` at the start of a script, with what separates it from the next command. */
+const LEADING_SLEEP = /^\s*(?:exec\s+)?(?:\/bin\/|\/usr\/bin\/|\/busybox\/)?sleep\s+(\S+?)\s*(;|&&|\n|$)/;
+
+/** `sleep`'s argument in seconds, rounded up (the hook lasts at least that); undefined if not one. */
+function sleepArgument(text: string): number | undefined {
+  const match = DURATION.exec(text);
+  if (!match?.[1]) return undefined;
+  return Math.ceil(Number(match[1]) * (UNIT_SECONDS[match[2] ?? ''] ?? 1));
+}
+
+/**
+ * The seconds a shell script waits before anything else: its leading `sleep` commands added up
+ * (`sleep 40; nginx -s quit` waits at least 40 s, then quits). Undefined when it does not start
+ * with one: what it does first cannot be timed.
+ */
+function leadingSleeps(script: string): number | undefined {
+  let rest = script;
+  let total: number | undefined;
+  for (;;) {
+    const match = LEADING_SLEEP.exec(rest);
+    const seconds = match?.[1] === undefined ? undefined : sleepArgument(match[1]);
+    if (!match || seconds === undefined) return total;
+    total = (total ?? 0) + seconds;
+    if (match[2] === '') return total;
+    rest = rest.slice(match[0].length);
+  }
+}
 
 /**
  * How long a preStop hook waits, when that can be read: the native sleep action, or an exec of
- * `sleep N` (directly or through `sh -c`). An httpGet hook's duration is unknowable: undefined.
+ * `sleep N` (`30`, `30s`, `30.5`, `1m`), directly or through a shell (`sh -c`, `/busybox/sh -ec`),
+ * where a script's leading sleeps count (`sleep 30 && nginx -s quit`: at least 30 s). An httpGet
+ * hook's duration is unknowable: undefined.
  */
 export function preStopSummary(
   handler: V1LifecycleHandler | undefined,
@@ -143,17 +180,14 @@ export function preStopSummary(
   }
   const command = handler.exec?.command;
   if (!Array.isArray(command) || command.length === 0) return undefined;
-  const [first, second, third] = command;
-  if (
-    command.length === 2 &&
-    /^(\/bin\/|\/usr\/bin\/)?sleep$/.test(String(first)) &&
-    /^[0-9]+$/.test(String(second))
-  ) {
-    return { action: 'Exec', seconds: readSeconds(Number(second)) ?? 0 };
+  const [first, second, third] = command.map(String);
+  if (command.length === 2 && SLEEP.test(first ?? '')) {
+    const seconds = sleepArgument(second ?? '');
+    return seconds === undefined ? undefined : { action: 'Exec', seconds: readSeconds(seconds) ?? 0 };
   }
-  if (command.length === 3 && /^(\/bin\/)?(ba|da)?sh$/.test(String(first)) && second === '-c') {
-    const match = SHELL_SLEEP.exec(String(third));
-    if (match?.[3] !== undefined) return { action: 'Exec', seconds: readSeconds(Number(match[3])) ?? 0 };
+  if (command.length === 3 && SHELL.test(first ?? '') && SCRIPT_OPTION.test(second ?? '')) {
+    const seconds = leadingSleeps(third ?? '');
+    return seconds === undefined ? undefined : { action: 'Exec', seconds: readSeconds(seconds) ?? 0 };
   }
   return undefined;
 }
