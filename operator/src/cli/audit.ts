@@ -243,6 +243,21 @@ export function lintDeployment(
       `${containerPath(kind, container)}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a container field; Kubernetes drops it (or rejects it with strict validation) and the pod keeps ${podSpec?.terminationGracePeriodSeconds ?? 30} s`,
       `move it to spec.template.spec.terminationGracePeriodSeconds`,
     );
+  // The same mistake one or two levels up: on the Deployment's spec, or on the pod template
+  // beside its spec. (--fix moves only the container's: these are reported.)
+  const spec = deployment.spec as
+    | (Record<string, unknown> & { template?: Record<string, unknown> })
+    | undefined;
+  for (const [path, value] of [
+    ['spec', spec?.terminationGracePeriodSeconds],
+    ['spec.template', spec?.template?.terminationGracePeriodSeconds],
+  ] as const)
+    if (value !== undefined)
+      add(
+        'MisplacedTerminationGracePeriod',
+        `${path}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a field of ${path === 'spec' ? 'a Deployment spec' : 'a pod template'}; Kubernetes drops it (or rejects it with strict validation) and the pod keeps ${podSpec?.terminationGracePeriodSeconds ?? 30} s`,
+        'move it to spec.template.spec.terminationGracePeriodSeconds',
+      );
   const grace = currentGraceSeconds(deployment);
   for (const container of regularContainers(deployment)) {
     const hook = container.lifecycle?.preStop;

@@ -63,6 +63,40 @@ describe('gsp audit', () => {
     expect(out.stdout).toContain('WARNING ShellPreStopWithoutShell shop/static-site');
   });
 
+  test('the grace period misplaced one or two levels up (Deployment spec, pod template) is named there too', async () => {
+    const upOne = bare.replace(
+      'spec:\n  selector:',
+      'spec:\n  terminationGracePeriodSeconds: 60\n  selector:',
+    );
+    const upTwo = bare.replace(
+      '    metadata: { labels: { app: web } }\n',
+      '    metadata: { labels: { app: web } }\n    terminationGracePeriodSeconds: 60\n',
+    );
+    const messages = async (text: string) =>
+      (
+        JSON.parse((await gsp(['audit', '-o', 'json', '-'], text)).stdout) as {
+          findings: { rule: string; message: string }[];
+        }
+      ).findings
+        .filter((f) => f.rule === 'MisplacedTerminationGracePeriod')
+        .map((f) => f.message);
+    expect(await messages(upOne)).toEqual([
+      'spec.terminationGracePeriodSeconds: 60 is not a field of a Deployment spec; Kubernetes drops it (or rejects it with strict validation) and the pod keeps 30 s',
+    ]);
+    expect(await messages(upTwo)).toEqual([
+      'spec.template.terminationGracePeriodSeconds: 60 is not a field of a pod template; Kubernetes drops it (or rejects it with strict validation) and the pod keeps 30 s',
+    ]);
+    // Negative control: in its place, no finding.
+    expect(
+      await messages(
+        bare.replace(
+          '    spec:\n      containers:',
+          '    spec:\n      terminationGracePeriodSeconds: 60\n      containers:',
+        ),
+      ),
+    ).toEqual([]);
+  });
+
   test('from standard input, with a policy: the verdict the operator would give, and its exit code', async () => {
     const out = await gsp(['audit', '-'], `${policy('Audit')}---\n${bare}`);
     expect(out.code).toBe(EXIT.findings);
