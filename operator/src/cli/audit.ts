@@ -6,7 +6,7 @@ import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
 import { clusterFacts, type ServerVersion } from '../policy/desired.ts';
 import { type Evaluation, evaluate, verdictFor } from '../policy/evaluate.ts';
 import { type ProbeVerdictReader, planWorkload } from '../policy/plan.ts';
-import { currentGraceSeconds, preStopSummary, regularContainers } from '../policy/podspec.ts';
+import { currentGraceSeconds, preStopSummary, probesEqual, regularContainers } from '../policy/podspec.ts';
 import type { Estimate, ValidPolicy } from '../policy/types.ts';
 import type { Manifest } from './manifests.ts';
 
@@ -31,6 +31,11 @@ export const RULES = {
     severity: 'warning',
     description:
       'a container serving a port has no readiness probe: endpoints do not learn it is shutting down',
+  },
+  IdenticalReadinessAndLiveness: {
+    severity: 'warning',
+    description:
+      'the readiness and liveness probes are the same: when the app fails readiness to drain, liveness fails too and the kubelet restarts it mid-drain',
   },
   PolicyNonCompliant: {
     severity: 'error',
@@ -280,6 +285,16 @@ export function lintDeployment(
         'ReadinessProbeMissing',
         `${containerPath('containers', container.name)} serves port ${container.ports?.[0]?.containerPort} without a readiness probe`,
         `add a readinessProbe (an HTTP path that fails once shutdown begins)`,
+      );
+    if (
+      container.readinessProbe !== undefined &&
+      container.livenessProbe !== undefined &&
+      probesEqual(container.readinessProbe, container.livenessProbe)
+    )
+      add(
+        'IdenticalReadinessAndLiveness',
+        `${containerPath('containers', container.name)} probes readiness and liveness the same way: failing readiness to drain would get it restarted`,
+        'give liveness its own check that stays healthy while draining (e.g. /healthz beside /readyz), or a higher failureThreshold',
       );
   }
   return findings;

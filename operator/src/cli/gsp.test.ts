@@ -63,6 +63,20 @@ describe('gsp audit', () => {
     expect(out.stdout).toContain('WARNING ShellPreStopWithoutShell shop/static-site');
   });
 
+  test('identical readiness and liveness probes are named; different ones are not', async () => {
+    const probes = (liveness: string) =>
+      bare.replace(
+        '          ports: [{ containerPort: 8080 }]\n',
+        `          ports: [{ containerPort: 8080 }]\n          readinessProbe: { httpGet: { path: /health, port: 8080 } }\n          livenessProbe: { httpGet: { path: ${liveness}, port: 8080 } }\n`,
+      );
+    const rules = async (text: string) =>
+      (
+        JSON.parse((await gsp(['audit', '-o', 'json', '-'], text)).stdout) as { findings: { rule: string }[] }
+      ).findings.map((f) => f.rule);
+    expect(await rules(probes('/health'))).toContain('IdenticalReadinessAndLiveness');
+    expect(await rules(probes('/healthz'))).not.toContain('IdenticalReadinessAndLiveness');
+  });
+
   test('the grace period misplaced one or two levels up (Deployment spec, pod template) is named there too', async () => {
     const upOne = bare.replace(
       'spec:\n  selector:',
