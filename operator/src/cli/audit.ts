@@ -8,6 +8,7 @@ import { type Evaluation, evaluate, verdictFor } from '../policy/evaluate.ts';
 import { type ProbeVerdictReader, planWorkload } from '../policy/plan.ts';
 import { currentGraceSeconds, preStopSummary, probesEqual, regularContainers } from '../policy/podspec.ts';
 import type { Estimate, ValidPolicy } from '../policy/types.ts';
+import { isRecord } from '../util/is-record.ts';
 import type { Manifest } from './manifests.ts';
 
 export type Severity = 'error' | 'warning' | 'note';
@@ -125,9 +126,6 @@ export interface AuditOptions {
 const isPolicy = (m: Manifest) => m.object.apiVersion === API_VERSION && m.object.kind === KIND;
 export const isDeployment = (m: { object: Record<string, unknown> }) =>
   m.object.apiVersion === 'apps/v1' && m.object.kind === 'Deployment';
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
  * What in a Deployment's pod template is not the shape Kubernetes requires, so that reading it

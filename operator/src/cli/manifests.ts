@@ -1,6 +1,7 @@
 // Reading Kubernetes manifests for `gsp audit`: multi-document YAML (what kustomize build and
 // helm template print), Lists, JSON, each object with the file and line it starts on.
 import { LineCounter, parseAllDocuments } from 'yaml';
+import { isRecord } from '../util/is-record.ts';
 
 export interface Manifest {
   /** A path, or "-" for standard input. */
@@ -19,10 +20,6 @@ export class ManifestError extends Error {
     this.source = source;
     this.line = line;
   }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Why part of an input could not be read: reported as a finding, and the run goes on. */
@@ -80,7 +77,7 @@ export function readInput(text: string, source: string): { manifests: Manifest[]
     const value = document.toJS() as unknown;
     if (value === null || value === undefined) return; // an empty document (a trailing ---)
     const line = counter.linePos(start).line;
-    if (!isObject(value)) {
+    if (!isRecord(value)) {
       problems.push({ source, line, kind: 'NotAnObject', message: 'not a Kubernetes object (a mapping)' });
       return;
     }
@@ -91,7 +88,7 @@ export function readInput(text: string, source: string): { manifests: Manifest[]
         | undefined;
       value.items.forEach((item, i) => {
         const at = items?.items?.[i]?.range?.[0];
-        if (isObject(item))
+        if (isRecord(item))
           manifests.push({
             source,
             line: at === undefined ? line : counter.linePos(at).line,

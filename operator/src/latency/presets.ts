@@ -31,7 +31,7 @@ export type Identity =
   | { by: 'envoyCluster'; cluster: string };
 
 /** The labels a kubernetes_sd_configs pod scrape with the usual relabeling attaches. */
-export const SCRAPED_POD: Identity = { by: 'pod', namespace: 'namespace', pod: 'pod' };
+const SCRAPED_POD: Identity = { by: 'pod', namespace: 'namespace', pod: 'pod' };
 
 /**
  * Labels that carry the route in the common conventions: OpenTelemetry and ASP.NET Core
@@ -183,8 +183,6 @@ export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
       'measured at Envoy, per upstream cluster (a Service port): only the requests through that proxy, the network included',
   },
 ];
-
-export const PRESET_NAMES = PRESETS.map((p) => p.preset);
 
 /** The preset of that name. */
 export function preset(name: PresetName): HistogramSpec & { preset: PresetName } {

@@ -7,6 +7,7 @@
 // (kubernetes#98074), so a malformed entry can never corrupt the object.
 import type { V1Deployment, V1ManagedFieldsEntry } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/annotations.ts';
+import { isRecord } from '../util/is-record.ts';
 import type { ApplyConfiguration, JsonPatchOperation } from './ownership.ts';
 
 /** A fieldsV1 set: `f:<field>`, `k:<list-map key JSON>`, `.` for the list item itself. */
@@ -15,18 +16,14 @@ export type FieldSet = { [key: string]: FieldSet };
 /** Lists merged by key under server-side apply (the pod spec's containers, keyed by name). */
 const KEYED_LISTS: Record<string, string> = { containers: 'name' };
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /**
  * The set at `path` below `set` (a managedFields entry's fieldsV1, as read: anything), or
  * undefined where the path leaves the sets.
  */
 export function fieldChild(set: unknown, ...path: string[]): FieldSet | undefined {
   let current: unknown = set;
-  for (const key of path) current = isObject(current) ? current[key] : undefined;
-  return isObject(current) ? (current as FieldSet) : undefined;
+  for (const key of path) current = isRecord(current) ? current[key] : undefined;
+  return isRecord(current) ? (current as FieldSet) : undefined;
 }
 
 function setOf(value: Record<string, unknown>): FieldSet {
@@ -36,11 +33,11 @@ function setOf(value: Record<string, unknown>): FieldSet {
     if (key !== undefined && Array.isArray(child)) {
       const items: FieldSet = {};
       for (const item of child) {
-        if (!isObject(item) || typeof item[key] !== 'string') continue;
+        if (!isRecord(item) || typeof item[key] !== 'string') continue;
         items[`k:${JSON.stringify({ [key]: item[key] })}`] = { '.': {}, ...setOf(item) };
       }
       set[`f:${field}`] = items;
-    } else if (isObject(child)) {
+    } else if (isRecord(child)) {
       set[`f:${field}`] = setOf(child);
     } else {
       // Scalars and atomic lists (exec.command) are leaves.
@@ -100,16 +97,16 @@ export function mergeApplyConfiguration(object: object, config: ApplyConfigurati
 }
 
 function merge(target: unknown, applied: Record<string, unknown>): Record<string, unknown> {
-  const result: Record<string, unknown> = isObject(target) ? { ...target } : {};
+  const result: Record<string, unknown> = isRecord(target) ? { ...target } : {};
   for (const [field, value] of Object.entries(applied)) {
     const key = KEYED_LISTS[field];
     const current = result[field];
     if (key !== undefined && Array.isArray(value) && Array.isArray(current)) {
       result[field] = current.map((item: unknown) => {
-        const patch = value.find((v) => isObject(v) && isObject(item) && v[key] === item[key]);
-        return isObject(patch) ? merge(item, patch) : item;
+        const patch = value.find((v) => isRecord(v) && isRecord(item) && v[key] === item[key]);
+        return isRecord(patch) ? merge(item, patch) : item;
       });
-    } else if (isObject(value)) {
+    } else if (isRecord(value)) {
       result[field] = merge(current, value);
     } else {
       result[field] = value;

@@ -13,6 +13,7 @@ import {
   GRACE_PERIOD_SECONDS_ANNOTATION,
   PRESTOP_SECONDS_ANNOTATION,
 } from '../api/annotations.ts';
+import { isRecord } from '../util/is-record.ts';
 import { type ChangedField, diffDeployment, templateAnnotations } from './diff.ts';
 import { fieldChild } from './managed-fields.ts';
 import {
@@ -71,10 +72,6 @@ export interface PreviousValues {
   annotations?: Record<string, string | null>;
 }
 
-function isObject(value: unknown): value is object {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Keys of the operator's own group only: a record cannot make it claim someone else's annotation. */
 function ownedAnnotationKeys(value: unknown): { templateAnnotations?: string[] } {
   if (!Array.isArray(value)) return {};
@@ -83,18 +80,18 @@ function ownedAnnotationKeys(value: unknown): { templateAnnotations?: string[] }
 }
 
 function rolloutOf(value: unknown): Pick<AppliedRecord, 'rollout'> {
-  if (!isObject(value)) return {};
+  if (!isRecord(value)) return {};
   const { generation, startedAt, previous } = value as Record<string, unknown>;
   if (typeof generation !== 'number' || typeof startedAt !== 'string') return {};
   return {
-    rollout: { generation, startedAt, previous: isObject(previous) ? (previous as PreviousValues) : {} },
+    rollout: { generation, startedAt, previous: isRecord(previous) ? (previous as PreviousValues) : {} },
   };
 }
 
 const CHANGED_FIELDS: readonly string[] = ['terminationGracePeriodSeconds', 'readinessProbe', 'preStop'];
 
 function conflictOf(value: unknown): Pick<AppliedRecord, 'conflict'> {
-  if (!isObject(value)) return {};
+  if (!isRecord(value)) return {};
   const { manager, field, container, at, held } = value as Record<string, unknown>;
   if (typeof manager !== 'string' || typeof field !== 'string' || typeof at !== 'string') return {};
   if (!CHANGED_FIELDS.includes(field) || manager.length > 128) return {};
@@ -110,7 +107,7 @@ function conflictOf(value: unknown): Pick<AppliedRecord, 'conflict'> {
 }
 
 function failureOf(value: unknown): Pick<AppliedRecord, 'failure'> {
-  if (!isObject(value)) return {};
+  if (!isRecord(value)) return {};
   const { policyGeneration, reason, message, at, template } = value as Record<string, unknown>;
   if (typeof policyGeneration !== 'number' || typeof at !== 'string') return {};
   return {
@@ -180,13 +177,13 @@ function parseAppliedRecord(raw: string): ParsedRecord | undefined {
   } catch {
     return undefined;
   }
-  if (!isObject(value)) return undefined;
+  if (!isRecord(value)) return undefined;
   const { seal, ...written } = value as Record<string, unknown> & Partial<AppliedRecord>;
   if (
     typeof written.policy !== 'string' ||
-    !isObject(written.containers) ||
+    !isRecord(written.containers) ||
     // Every entry is read as an object: one null entry would throw in every reconcile.
-    !Object.values(written.containers).every(isObject)
+    !Object.values(written.containers).every(isRecord)
   ) {
     return undefined;
   }

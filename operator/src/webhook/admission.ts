@@ -31,6 +31,7 @@ import {
 } from '../policy/plan.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts, ProbeVerdictLookup, ValidPolicy } from '../policy/types.ts';
+import { isRecord } from '../util/is-record.ts';
 
 // A CommonJS package: Node gives its functions on the default export only.
 const { applyPatch, compare } = jsonPatch;
@@ -141,31 +142,27 @@ function bounded(warnings: string[]): string[] {
   return kept;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function isDeployment(value: unknown): value is V1Deployment {
-  return isObject(value);
+  return isRecord(value);
 }
 
 /** Absent, or of the type wanted. */
 const optional = (value: unknown, is: (v: unknown) => boolean) =>
   value === undefined || value === null || is(value);
 const isStringMap = (value: unknown) =>
-  isObject(value) && Object.values(value).every((v) => typeof v === 'string');
+  isRecord(value) && Object.values(value).every((v) => typeof v === 'string');
 
 function wellFormedContainer(value: unknown): boolean {
-  if (!isObject(value) || typeof value.name !== 'string') return false;
+  if (!isRecord(value) || typeof value.name !== 'string') return false;
   const { ports, lifecycle, readinessProbe, livenessProbe, startupProbe, command, args, image } = value;
   return (
     optional(image, (v) => typeof v === 'string') &&
-    optional(ports, (v) => Array.isArray(v) && v.every(isObject)) &&
+    optional(ports, (v) => Array.isArray(v) && v.every(isRecord)) &&
     optional(
       lifecycle,
-      (v) => isObject(v) && optional(v.preStop, isObject) && optional(v.postStart, isObject),
+      (v) => isRecord(v) && optional(v.preStop, isRecord) && optional(v.postStart, isRecord),
     ) &&
-    [readinessProbe, livenessProbe, startupProbe].every((p) => optional(p, isObject)) &&
+    [readinessProbe, livenessProbe, startupProbe].every((p) => optional(p, isRecord)) &&
     [command, args].every((list) =>
       optional(list, (v) => Array.isArray(v) && v.every((a) => typeof a === 'string')),
     )
@@ -180,7 +177,7 @@ function wellFormedContainer(value: unknown): boolean {
 function wellFormed(deployment: V1Deployment): boolean {
   const metadata = deployment.metadata as unknown;
   const template = deployment.spec?.template as unknown;
-  if (!optional(metadata, isObject) || !isObject(template)) return false;
+  if (!optional(metadata, isRecord) || !isRecord(template)) return false;
   const meta = (metadata ?? {}) as Record<string, unknown>;
   if (!optional(meta.name, (v) => typeof v === 'string')) return false;
   if (!optional(meta.annotations, isStringMap) || !optional(meta.labels, isStringMap)) return false;
@@ -188,12 +185,12 @@ function wellFormed(deployment: V1Deployment): boolean {
   if (
     !optional(
       templateMeta,
-      (v) => isObject(v) && optional(v.annotations, isStringMap) && optional(v.labels, isStringMap),
+      (v) => isRecord(v) && optional(v.annotations, isStringMap) && optional(v.labels, isStringMap),
     )
   )
     return false;
   const podSpec = template.spec;
-  if (!isObject(podSpec) || !Array.isArray(podSpec.containers)) return false;
+  if (!isRecord(podSpec) || !Array.isArray(podSpec.containers)) return false;
   if (!optional(podSpec.terminationGracePeriodSeconds, Number.isSafeInteger)) return false;
   return (
     podSpec.containers.every(wellFormedContainer) &&
