@@ -1,15 +1,18 @@
 // `gsp audit`, the pure part: manifests and policies in, findings out. A Deployment a policy
 // selects gets the verdict the operator would give (the same match, planning and verdict code);
-// every Deployment is also checked for the classic shutdown mistakes, the policy or not.
-import type { V1Container, V1Deployment } from '@kubernetes/client-node';
+// every pod template (workloads.ts: Deployments, StatefulSets, DaemonSets, Jobs, Pods, Argo
+// Rollouts...) is also checked for the classic shutdown mistakes, the policy or not.
+import type { V1Container, V1Deployment, V1PodSpec } from '@kubernetes/client-node';
 import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
 import { clusterFacts, type ServerVersion } from '../policy/desired.ts';
 import { type Evaluation, evaluate, verdictFor } from '../policy/evaluate.ts';
+import { policySelects } from '../policy/match.ts';
 import { type ProbeVerdictReader, planWorkload } from '../policy/plan.ts';
-import { currentGraceSeconds, preStopSummary, probesEqual, regularContainers } from '../policy/podspec.ts';
+import { DEFAULT_GRACE_SECONDS, preStopSummary, probesEqual } from '../policy/podspec.ts';
 import type { Estimate, ValidPolicy } from '../policy/types.ts';
 import { isRecord } from '../util/is-record.ts';
 import type { Manifest } from './manifests.ts';
+import { classify, isDeploymentKind, pathText, type WorkloadKind } from './workloads.ts';
 
 export type Severity = 'error' | 'warning' | 'note';
 export const SEVERITIES: readonly Severity[] = ['note', 'warning', 'error'];
@@ -47,9 +50,19 @@ export const RULES = {
     description:
       "the Deployment's gracefulshutdown.dev annotations cannot be used: the policy cannot plan it",
   },
+  PolicyNotApplicable: {
+    severity: 'note',
+    description:
+      "a policy's selector matches a workload that is not a Deployment: the operator acts on Deployments only, so no policy verdict is given",
+  },
   InputUnreadable: {
     severity: 'error',
     description: 'a file or directory named on the command line cannot be read; the others are audited',
+  },
+  InputSkipped: {
+    severity: 'note',
+    description:
+      'a path inside a directory audited is not read: a symlink out of it, a FIFO or device, or a directory cycle',
   },
   InputInvalidYaml: {
     severity: 'error',
@@ -75,8 +88,8 @@ export type RuleId = keyof typeof RULES;
 export interface Finding {
   rule: RuleId;
   severity: Severity;
-  /** The Deployment it is about; undefined for a finding about the input itself. */
-  workload?: { namespace: string; name: string };
+  /** The workload it is about; undefined for a finding about the input itself. */
+  workload?: { kind: string; namespace: string; name: string };
   policy?: string;
   message: string;
   /** What to change, in a sentence. */
@@ -86,11 +99,13 @@ export interface Finding {
 }
 
 export interface WorkloadResult {
+  kind: string;
+  apiVersion: string;
   namespace: string;
   name: string;
   source: string;
   line: number;
-  /** The policy that governs it; undefined when none selects it. */
+  /** The policy that governs it (Deployments only); undefined when none selects it. */
   policy?: string;
   /** The operator's verdict (Compliant, NonCompliant, Exempt, Unknown); undefined without a policy. */
   verdict?: string;
@@ -103,6 +118,8 @@ export interface AuditResult {
   workloads: WorkloadResult[];
   findings: Finding[];
   policies: string[];
+  /** What was read and what was skipped, by kind and apiVersion. */
+  inventory: InventoryRow[];
 }
 
 export class PolicyError extends Error {
@@ -124,34 +141,6 @@ export interface AuditOptions {
 }
 
 const isPolicy = (m: Manifest) => m.object.apiVersion === API_VERSION && m.object.kind === KIND;
-export const isDeployment = (m: { object: Record<string, unknown> }) =>
-  m.object.apiVersion === 'apps/v1' && m.object.kind === 'Deployment';
-
-/**
- * What in a Deployment's pod template is not the shape Kubernetes requires, so that reading it
- * as a V1Deployment would be a guess: the path of the first such field, or undefined.
- */
-export function malformedField(object: Record<string, unknown>): string | undefined {
-  const spec = object.spec;
-  if (!isRecord(spec)) return 'spec';
-  if (!isRecord(spec.template)) return 'spec.template';
-  const pod = spec.template.spec;
-  if (!isRecord(pod)) return 'spec.template.spec';
-  for (const list of ['containers', 'initContainers'] as const) {
-    const containers = pod[list];
-    if (containers === undefined && list === 'initContainers') continue;
-    if (!Array.isArray(containers)) return `spec.template.spec.${list}`;
-    for (const [i, c] of containers.entries()) {
-      const at = `spec.template.spec.${list}[${i}]`;
-      if (!isRecord(c)) return at;
-      for (const field of ['ports', 'env', 'volumeMounts'] as const)
-        if (c[field] !== undefined && c[field] !== null && !Array.isArray(c[field])) return `${at}.${field}`;
-      for (const field of ['lifecycle', 'readinessProbe', 'livenessProbe', 'startupProbe'] as const)
-        if (c[field] !== undefined && c[field] !== null && !isRecord(c[field])) return `${at}.${field}`;
-    }
-  }
-  return undefined;
-}
 
 /** A problem with the input as a finding: the run goes on without that part. */
 export function inputFinding(problem: {
@@ -162,6 +151,7 @@ export function inputFinding(problem: {
 }): Finding {
   const fixes: Record<typeof problem.rule, string> = {
     InputUnreadable: 'name files and directories that exist and can be read',
+    InputSkipped: 'name the target itself if it should be audited',
     InputInvalidYaml:
       'correct the YAML, or leave templates out (render them first: helm template, kustomize build)',
     InputNotAnObject: 'leave data files out of the manifests audited',
@@ -214,74 +204,137 @@ const SHELL = /(^|\/)(ba|da|z)?sh$/;
 /** Images without a shell, by name: distroless, scratch-based static images. */
 const NO_SHELL_IMAGE = /(^|[/:@-])(distroless|scratch)([/:@-]|$)|chainguard\/static|static-debian/;
 
-function containerPath(kind: 'containers' | 'initContainers', name: string): string {
-  return `spec.template.spec.${kind}[${name}]`;
-}
+/** Where a workload's findings point, and the workload they name. */
+type Where = Pick<Finding, 'workload' | 'source' | 'line'>;
 
 /** terminationGracePeriodSeconds set under a container, where Kubernetes has no such field. */
 export function misplacedGracePeriods(
-  deployment: V1Deployment,
-): { kind: 'containers' | 'initContainers'; container: string; value: unknown }[] {
-  const podSpec = deployment.spec?.template?.spec;
-  return (['containers', 'initContainers'] as const).flatMap((kind) =>
-    ((podSpec?.[kind] ?? []) as (V1Container & Record<string, unknown>)[])
+  podSpec: V1PodSpec | undefined,
+): { list: 'containers' | 'initContainers'; container: string; value: unknown }[] {
+  return (['containers', 'initContainers'] as const).flatMap((list) =>
+    ((podSpec?.[list] ?? []) as (V1Container & Record<string, unknown>)[])
       .filter((c) => c.terminationGracePeriodSeconds !== undefined)
-      .map((c) => ({ kind, container: c.name, value: c.terminationGracePeriodSeconds })),
+      .map((c) => ({ list, container: c.name, value: c.terminationGracePeriodSeconds })),
   );
 }
 
-/** The classic mistakes in one Deployment, read from the manifest as written. */
-export function lintDeployment(
-  deployment: V1Deployment,
-  where: Omit<Finding, 'rule' | 'severity' | 'message' | 'fix'>,
+/**
+ * The same mistake on a level between the object and its pod spec (a Deployment's spec, its pod
+ * template beside the pod spec, a CronJob's jobTemplate): each such level's path and value.
+ */
+function misplacedAbovePodSpec(
+  object: Record<string, unknown>,
+  podSpecPath: readonly string[],
+): { path: string; value: unknown }[] {
+  const found: { path: string; value: unknown }[] = [];
+  let at: unknown = object;
+  for (const [i, key] of podSpecPath.slice(0, -1).entries()) {
+    at = isRecord(at) ? at[key] : undefined;
+    if (!isRecord(at)) break;
+    if (at.terminationGracePeriodSeconds !== undefined)
+      found.push({ path: pathText(podSpecPath.slice(0, i + 1)), value: at.terminationGracePeriodSeconds });
+  }
+  return found;
+}
+
+/** What the level at `path` is, in words: "a Deployment spec", "a pod template". */
+function levelName(kind: WorkloadKind, path: string): string {
+  if (path === 'spec') return `a ${kind.kind} spec`;
+  if (path.endsWith('jobTemplate')) return 'a Job template';
+  if (path.endsWith('template')) return 'a pod template';
+  return 'a Job spec';
+}
+
+/** A finding of a rule, at the workload. */
+function finding(rule: RuleId, where: Where, message: string, fix: string): Finding {
+  return { rule, severity: RULES[rule].severity, message, fix, ...where };
+}
+
+/**
+ * Misplaced grace periods, at every level: what a patch is checked for too (a patch is where a
+ * grace period is most often added). `podSpec` is undefined for a patch, whose pod keeps the value
+ * of the object it patches.
+ */
+function misplacedFindings(
+  object: Record<string, unknown>,
+  kind: WorkloadKind,
+  podSpec: V1PodSpec | undefined,
+  where: Where,
+): Finding[] {
+  const base = pathText(kind.podSpecPath);
+  const field = `${base}.terminationGracePeriodSeconds`;
+  const podSpecAt = kind.podSpecPath.reduce<unknown>(
+    (at, key) => (isRecord(at) ? at[key] : undefined),
+    object,
+  );
+  const kept = isRecord(podSpecAt) ? podSpecAt.terminationGracePeriodSeconds : undefined;
+  const keeps =
+    kept !== undefined
+      ? `the pod keeps ${String(kept)} s`
+      : podSpec
+        ? `the pod keeps ${DEFAULT_GRACE_SECONDS} s`
+        : 'the pod keeps the grace period of the object this patches';
+  const fix = `move it to ${field}`;
+  return [
+    ...misplacedGracePeriods(isRecord(podSpecAt) ? (podSpecAt as unknown as V1PodSpec) : undefined).map(
+      ({ list, container, value }) =>
+        finding(
+          'MisplacedTerminationGracePeriod',
+          where,
+          `${base}.${list}[${container}].terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a container field; Kubernetes drops it (or rejects it with strict validation) and ${keeps}`,
+          fix,
+        ),
+    ),
+    ...misplacedAbovePodSpec(object, kind.podSpecPath).map(({ path, value }) =>
+      finding(
+        'MisplacedTerminationGracePeriod',
+        where,
+        `${path}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a field of ${levelName(kind, path)}; Kubernetes drops it (or rejects it with strict validation) and ${keeps}`,
+        fix,
+      ),
+    ),
+  ];
+}
+
+/**
+ * The classic mistakes in one workload's pod template, read from the manifest as written.
+ * `governed`: a policy plans it (its readiness is the policy's verdict, not a rule here).
+ */
+export function lintPodTemplate(
+  object: Record<string, unknown>,
+  kind: WorkloadKind,
+  podSpec: V1PodSpec,
+  where: Where,
   governed: boolean,
 ): Finding[] {
-  const findings: Finding[] = [];
+  const findings = misplacedFindings(object, kind, podSpec, where);
   const add = (rule: RuleId, message: string, fix: string) =>
-    findings.push({ rule, severity: RULES[rule].severity, message, fix, ...where });
-  const podSpec = deployment.spec?.template?.spec;
-  for (const { kind, container, value } of misplacedGracePeriods(deployment))
-    add(
-      'MisplacedTerminationGracePeriod',
-      `${containerPath(kind, container)}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a container field; Kubernetes drops it (or rejects it with strict validation) and the pod keeps ${podSpec?.terminationGracePeriodSeconds ?? 30} s`,
-      `move it to spec.template.spec.terminationGracePeriodSeconds`,
-    );
-  // The same mistake one or two levels up: on the Deployment's spec, or on the pod template
-  // beside its spec. (--fix moves only the container's: these are reported.)
-  const spec = deployment.spec as
-    | (Record<string, unknown> & { template?: Record<string, unknown> })
-    | undefined;
-  for (const [path, value] of [
-    ['spec', spec?.terminationGracePeriodSeconds],
-    ['spec.template', spec?.template?.terminationGracePeriodSeconds],
-  ] as const)
-    if (value !== undefined)
-      add(
-        'MisplacedTerminationGracePeriod',
-        `${path}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a field of ${path === 'spec' ? 'a Deployment spec' : 'a pod template'}; Kubernetes drops it (or rejects it with strict validation) and the pod keeps ${podSpec?.terminationGracePeriodSeconds ?? 30} s`,
-        'move it to spec.template.spec.terminationGracePeriodSeconds',
-      );
-  const grace = currentGraceSeconds(deployment);
-  for (const container of regularContainers(deployment)) {
+    findings.push(finding(rule, where, message, fix));
+  const base = pathText(kind.podSpecPath);
+  const grace = podSpec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+  for (const container of podSpec.containers ?? []) {
+    const at = `${base}.containers[${container.name}]`;
     const hook = container.lifecycle?.preStop;
     const waits = preStopSummary(hook)?.seconds;
     if (waits !== undefined && waits >= grace)
       add(
         'PreStopNotShorterThanGrace',
-        `${containerPath('containers', container.name)}: preStop waits ${waits} s and terminationGracePeriodSeconds is ${grace} s: the grace period counts from before the hook, so the container is killed before the app gets SIGTERM with time to drain`,
-        `set spec.template.spec.terminationGracePeriodSeconds above ${waits} s plus the time requests need to finish`,
+        `${at}: preStop waits ${waits} s and terminationGracePeriodSeconds is ${grace} s: the grace period counts from before the hook, so the container is killed before the app gets SIGTERM with time to drain`,
+        `set ${base}.terminationGracePeriodSeconds above ${waits} s plus the time requests need to finish`,
       );
     const command = hook?.exec?.command ?? [];
     if (command[0] !== undefined && SHELL.test(command[0]) && NO_SHELL_IMAGE.test(container.image ?? ''))
       add(
         'ShellPreStopWithoutShell',
-        `${containerPath('containers', container.name)}: preStop runs ${command[0]}, and ${container.image} looks like an image without a shell: the hook fails and the pod stops at once`,
+        `${at}: preStop runs ${command[0]}, and ${container.image} looks like an image without a shell: the hook fails and the pod stops at once`,
         `use the native sleep action (lifecycle.preStop.sleep.seconds, Kubernetes 1.30+) or a binary the image has`,
       );
+    // Readiness matters to pods behind a Service; a Job's pods run to completion.
+    if (!kind.serves) continue;
     if (!governed && (container.ports ?? []).length > 0 && container.readinessProbe === undefined)
       add(
         'ReadinessProbeMissing',
-        `${containerPath('containers', container.name)} serves port ${container.ports?.[0]?.containerPort} without a readiness probe`,
+        `${at} serves port ${container.ports?.[0]?.containerPort} without a readiness probe`,
         `add a readinessProbe (an HTTP path that fails once shutdown begins)`,
       );
     if (
@@ -291,7 +344,7 @@ export function lintDeployment(
     )
       add(
         'IdenticalReadinessAndLiveness',
-        `${containerPath('containers', container.name)} probes readiness and liveness the same way: failing readiness to drain would get it restarted`,
+        `${at} probes readiness and liveness the same way: failing readiness to drain would get it restarted`,
         'give liveness its own check that stays healthy while draining (e.g. /healthz beside /readyz), or a higher failureThreshold',
       );
   }
@@ -346,83 +399,159 @@ export function govern(
   return { deployment, namespace, evaluation };
 }
 
+/** What was read, by kind and apiVersion: the summary's counts. */
+export interface InventoryRow {
+  kind: string;
+  apiVersion: string;
+  /** Whole workloads audited. */
+  read: number;
+  /** Parts of workloads (kustomize patches): checked for misplaced fields only. */
+  partial: number;
+  /** Objects without a pod template to audit (and malformed workloads, each a finding). */
+  skipped: number;
+}
+
+function inventoryOf(
+  entries: { object: Record<string, unknown>; counted: keyof InventoryRow }[],
+): InventoryRow[] {
+  const rows = new Map<string, InventoryRow>();
+  for (const { object, counted } of entries) {
+    const kind = typeof object.kind === 'string' ? object.kind : '(no kind)';
+    const apiVersion = typeof object.apiVersion === 'string' ? object.apiVersion : '(no apiVersion)';
+    const key = `${kind}\u0000${apiVersion}`;
+    const row = rows.get(key) ?? { kind, apiVersion, read: 0, partial: 0, skipped: 0 };
+    rows.set(key, row);
+    if (counted === 'read' || counted === 'partial' || counted === 'skipped') row[counted]++;
+  }
+  return [...rows.values()].sort(
+    (a, b) => a.kind.localeCompare(b.kind) || a.apiVersion.localeCompare(b.apiVersion),
+  );
+}
+
+/** A Deployment's row and policy findings: the verdict of the policy that governs it, as the operator gives it. */
+function auditDeployment(
+  raw: V1Deployment,
+  row: WorkloadResult,
+  where: Where,
+  policies: ValidPolicy[],
+  options: AuditOptions,
+  namespaceLabels: Map<string, Record<string, string>>,
+): { findings: Finding[]; governed: boolean } {
+  const findings: Finding[] = [];
+  const { deployment, evaluation } = govern(raw, policies, options, namespaceLabels);
+  // The verdict of the policy that governs it (or, opted out, of the first selecting it), as
+  // that policy's status would list it; the other selecting policies' verdicts beside it.
+  const governing =
+    evaluation.kind === 'OptedOut'
+      ? evaluation.policies[0]
+      : evaluation.kind === 'Unmatched'
+        ? undefined
+        : evaluation.policy;
+  const verdict = governing && verdictFor(deployment, evaluation, governing.name);
+  if (governing && verdict)
+    Object.assign(row, { policy: governing.name, verdict: verdict.verdict, reason: verdict.reason });
+  if (evaluation.kind !== 'InvalidAnnotations' && evaluation.kind !== 'Planned')
+    return { findings, governed: false };
+  const others = evaluation.losers.flatMap((loser) => {
+    const theirs = verdictFor(deployment, evaluation, loser.name);
+    return theirs ? [{ policy: loser.name, verdict: theirs.verdict, reason: theirs.reason ?? '' }] : [];
+  });
+  if (others.length > 0) row.otherPolicies = others;
+  const { policy } = evaluation;
+  if (evaluation.kind === 'InvalidAnnotations')
+    findings.push({
+      ...finding(
+        'PolicyUnknown',
+        where,
+        verdict?.message ?? verdict?.reason ?? 'invalid annotations',
+        'correct the annotation',
+      ),
+      policy: policy.name,
+    });
+  if (evaluation.kind === 'Planned' && verdict?.verdict === 'NonCompliant') {
+    const { planned } = evaluation;
+    findings.push({
+      ...finding(
+        'PolicyNonCompliant',
+        where,
+        `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}`,
+        `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
+      ),
+      policy: policy.name,
+    });
+  }
+  return { findings, governed: true };
+}
+
 export function audit(manifests: Manifest[], policies: ValidPolicy[], options: AuditOptions): AuditResult {
   const namespaceLabels = namespaceLabelsOf(manifests);
-  const result: AuditResult = { workloads: [], findings: [], policies: policies.map((p) => p.name) };
-  for (const m of manifests.filter(isDeployment)) {
-    const bad = malformedField(m.object);
-    if (bad !== undefined) {
-      const meta = isRecord(m.object.metadata) ? m.object.metadata : {};
+  const result: AuditResult = {
+    workloads: [],
+    findings: [],
+    policies: policies.map((p) => p.name),
+    inventory: [],
+  };
+  const counted: { object: Record<string, unknown>; counted: keyof InventoryRow }[] = [];
+  for (const m of manifests) {
+    const c = classify(m.object, m.patch === true);
+    counted.push({
+      object: m.object,
+      counted: c.kind === 'Workload' ? 'read' : c.kind === 'Partial' ? 'partial' : 'skipped',
+    });
+    if (c.kind === 'Other' || c.kind === 'NoTemplate') continue;
+    const meta = isRecord(m.object.metadata) ? m.object.metadata : {};
+    const name = typeof meta.name === 'string' ? meta.name : '';
+    const namespace = typeof meta.namespace === 'string' ? meta.namespace : options.namespace;
+    const kind = c.workload.kind;
+    const where: Where = { workload: { kind, namespace, name }, source: m.source, line: m.line };
+    if (c.kind === 'Malformed') {
       result.findings.push(
         inputFinding({
           source: m.source,
           line: m.line,
           rule: 'InputMalformedWorkload',
-          message: `Deployment ${typeof meta.name === 'string' ? meta.name : '(no name)'}: ${bad} is not what Kubernetes takes there`,
+          message: `${kind} ${name || '(no name)'}: ${c.field} is not what Kubernetes takes there`,
         }),
       );
       continue;
     }
-    const { deployment, namespace, evaluation } = govern(
-      m.object as V1Deployment,
-      policies,
-      options,
-      namespaceLabels,
-    );
-    const name = deployment.metadata?.name ?? '';
-    const where = { workload: { namespace, name }, source: m.source, line: m.line };
-    const row: WorkloadResult = { namespace, name, source: m.source, line: m.line };
-    // The verdict of the policy that governs it (or, opted out, of the first selecting it), as
-    // that policy's status would list it; the other selecting policies' verdicts beside it.
-    const governing =
-      evaluation.kind === 'OptedOut'
-        ? evaluation.policies[0]
-        : evaluation.kind === 'Unmatched'
-          ? undefined
-          : evaluation.policy;
-    const verdict = governing && verdictFor(deployment, evaluation, governing.name);
-    if (governing && verdict)
-      Object.assign(row, { policy: governing.name, verdict: verdict.verdict, reason: verdict.reason });
-    if (evaluation.kind === 'InvalidAnnotations' || evaluation.kind === 'Planned') {
-      const others = evaluation.losers.flatMap((loser) => {
-        const theirs = verdictFor(deployment, evaluation, loser.name);
-        return theirs ? [{ policy: loser.name, verdict: theirs.verdict, reason: theirs.reason ?? '' }] : [];
-      });
-      if (others.length > 0) row.otherPolicies = others;
+    if (c.kind === 'Partial') {
+      result.findings.push(...misplacedFindings(m.object, c.workload, undefined, where));
+      continue;
     }
-    const policy =
-      evaluation.kind === 'InvalidAnnotations' || evaluation.kind === 'Planned'
-        ? evaluation.policy
-        : undefined;
-    if (policy && evaluation.kind === 'InvalidAnnotations')
-      result.findings.push({
-        rule: 'PolicyUnknown',
-        severity: RULES.PolicyUnknown.severity,
-        policy: policy.name,
-        message: verdict?.message ?? verdict?.reason ?? 'invalid annotations',
-        fix: 'correct the annotation',
-        ...where,
-      });
-    if (policy && evaluation.kind === 'Planned' && verdict?.verdict === 'NonCompliant') {
-      const { planned } = evaluation;
-      result.findings.push({
-        rule: 'PolicyNonCompliant',
-        severity: RULES.PolicyNonCompliant.severity,
-        policy: policy.name,
-        message: `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}`,
-        fix: `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
-        ...where,
-      });
+    const row: WorkloadResult = {
+      kind,
+      apiVersion: String(m.object.apiVersion),
+      namespace,
+      name,
+      source: m.source,
+      line: m.line,
+    };
+    let governed = false;
+    if (isDeploymentKind(c.workload)) {
+      const deployment = m.object as V1Deployment;
+      const audited = auditDeployment(deployment, row, where, policies, options, namespaceLabels);
+      result.findings.push(...audited.findings);
+      governed = audited.governed;
+    } else {
+      // A policy's selector may match it, but the operator acts on Deployments only: say so.
+      const labels = { ...namespaceLabels.get(namespace), 'kubernetes.io/metadata.name': namespace };
+      const view = { metadata: { ...(meta as V1Deployment['metadata']), namespace } };
+      const selecting = policies.filter((p) => policySelects(p, view, labels)).map((p) => p.name);
+      if (selecting.length > 0)
+        result.findings.push(
+          finding(
+            'PolicyNotApplicable',
+            where,
+            `${selecting.join(', ')} select${selecting.length === 1 ? 's' : ''} it by its labels, but the operator acts on Deployments only: no policy verdict or enforcement for a ${kind}; the checks of the manifest itself apply`,
+            'set its shutdown fields by hand (the findings here say which), or run it as a Deployment',
+          ),
+        );
     }
     result.workloads.push(row);
-    result.findings.push(
-      ...lintDeployment(
-        deployment,
-        where,
-        evaluation.kind === 'InvalidAnnotations' || evaluation.kind === 'Planned',
-      ),
-    );
+    result.findings.push(...lintPodTemplate(m.object, c.workload, c.podSpec, where, governed));
   }
+  result.inventory = inventoryOf(counted);
   return result;
 }
 

@@ -7,8 +7,10 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
 import type { ValidPolicy } from '../policy/types.ts';
-import { type AuditOptions, govern, isDeployment, misplacedGracePeriods } from './audit.ts';
+import { isRecord } from '../util/is-record.ts';
+import { type AuditOptions, govern, misplacedGracePeriods } from './audit.ts';
 import { ManifestError } from './manifests.ts';
+import { isDeploymentKind, workloadKind } from './workloads.ts';
 
 export interface Fixed {
   workload: string;
@@ -33,7 +35,9 @@ function fixDeployment(
   const fixed: Fixed[] = [];
   const before = doc.toJS() as V1Deployment;
   const workload = `${before.metadata?.namespace ?? options.namespace}/${before.metadata?.name ?? ''}`;
-  for (const { kind, container, value: misplaced } of misplacedGracePeriods(before)) {
+  for (const { list: kind, container, value: misplaced } of misplacedGracePeriods(
+    before.spec?.template?.spec,
+  )) {
     const i = containerIndex(doc, kind, container);
     doc.deleteIn([...POD_SPEC, kind, i, 'terminationGracePeriodSeconds']);
     // The pod-level value, when there is one, is the one in effect: it stays.
@@ -93,12 +97,8 @@ export function fixManifests(
   for (const doc of docs) {
     if (doc.errors.length > 0) throw new ManifestError(source, 0, doc.errors[0]?.message ?? 'invalid YAML');
     const value = doc.toJS() as unknown;
-    if (
-      typeof value !== 'object' ||
-      value === null ||
-      !isDeployment({ object: value as Record<string, unknown> })
-    )
-      continue;
+    const kind = isRecord(value) ? workloadKind(value) : undefined;
+    if (!kind || !isDeploymentKind(kind)) continue;
     fixed.push(...fixDeployment(doc, policies, options, namespaceLabels));
   }
   const written = docs.map((d) => d.toString({ flowCollectionPadding: false })).join('');

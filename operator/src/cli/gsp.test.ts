@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +11,7 @@ import { type Manifest, readManifests } from './manifests.ts';
 const here = import.meta.dirname;
 const blogPost = join(here, 'testdata', 'blog-post.yaml');
 const samples = join(here, '..', '..', '..', 'config', 'samples');
+const kinds = join(here, 'testdata', 'kinds');
 
 async function gsp(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -35,6 +37,16 @@ spec:
   observedLatency: { source: None }
 `;
 
+/** An Audit policy for the workloads whose labels match `labels` (one matchLabels entry). */
+const policyFor = (labels: string) => `apiVersion: gracefulshutdown.dev/v1alpha1
+kind: GracefulShutdownPolicy
+metadata: { name: shop }
+spec:
+  mode: Audit
+  deploymentSelector: { matchLabels: { ${labels} } }
+  observedLatency: { source: None }
+`;
+
 const bare = `apiVersion: apps/v1
 kind: Deployment
 metadata: { name: web, namespace: shop }
@@ -53,14 +65,139 @@ describe('gsp audit', () => {
   test("the blog post's mistake: terminationGracePeriodSeconds under the container, named with its fix and line", async () => {
     const out = await gsp(['audit', blogPost]);
     expect(out.code).toBe(EXIT.findings);
-    expect(out.stdout).toContain('ERROR MisplacedTerminationGracePeriod shop/flask-app');
+    expect(out.stdout).toContain('ERROR MisplacedTerminationGracePeriod Deployment shop/flask-app');
     expect(out.stdout).toContain(
       'spec.template.spec.containers[app].terminationGracePeriodSeconds: 20 is not a container field',
     );
     expect(out.stdout).toContain('fix: move it to spec.template.spec.terminationGracePeriodSeconds');
     expect(out.stdout).toContain(`${blogPost}:3`);
-    expect(out.stdout).toContain('ERROR PreStopNotShorterThanGrace shop/static-site');
-    expect(out.stdout).toContain('WARNING ShellPreStopWithoutShell shop/static-site');
+    expect(out.stdout).toContain('ERROR PreStopNotShorterThanGrace Deployment shop/static-site');
+    expect(out.stdout).toContain('WARNING ShellPreStopWithoutShell Deployment shop/static-site');
+  });
+
+  test('every pod template is read (StatefulSet, DaemonSet, CronJob, Pod, Argo Rollout, an old Deployment); patches are checked as parts; the summary counts by kind', async () => {
+    const out = await gsp(['audit', '-o', 'json', '-p', '-', kinds], policyFor('app.kubernetes.io/name: db'));
+    const result = JSON.parse(out.stdout) as {
+      workloads: { kind: string; apiVersion: string; name: string }[];
+      findings: {
+        rule: string;
+        workload?: { kind: string; name: string };
+        message: string;
+        source: string;
+      }[];
+      inventory: { kind: string; apiVersion: string; read: number; partial: number; skipped: number }[];
+    };
+    expect(out.stderr).toBe('');
+    expect(result.workloads.map((w) => `${w.kind} ${w.apiVersion} ${w.name}`).sort()).toEqual([
+      'CronJob batch/v1 nightly-report',
+      'DaemonSet apps/v1 node-exporter',
+      'Deployment extensions/v1beta1 legacy',
+      'Pod v1 debug',
+      'Rollout argoproj.io/v1alpha1 rollouts-demo',
+      'StatefulSet apps/v1 db',
+    ]);
+    const found = result.findings.map(
+      (f) => `${f.rule} ${f.workload?.kind} ${f.workload?.name} ${relative(kinds, f.source)}`,
+    );
+    expect(found.sort()).toEqual(
+      [
+        // The CronJob: its preStop (sleep 40 first) outlasts 30 s; a grace on the job template's
+        // spec. No readiness rule for a Job, though it declares a port.
+        'MisplacedTerminationGracePeriod CronJob nightly-report cronjob.yaml',
+        'PreStopNotShorterThanGrace CronJob nightly-report cronjob.yaml',
+        'ReadinessProbeMissing DaemonSet node-exporter daemonset.yaml',
+        'PreStopNotShorterThanGrace Deployment legacy old-deployment.yaml',
+        // The patch is checked for what it sets: the grace period under its container.
+        'MisplacedTerminationGracePeriod StatefulSet db overlay/grace-patch.yaml',
+        'ShellPreStopWithoutShell Pod debug pod.yaml',
+        'IdenticalReadinessAndLiveness Rollout rollouts-demo rollout.yaml',
+        'MisplacedTerminationGracePeriod StatefulSet db statefulset.yaml',
+        // The policy selects the StatefulSet's labels: a note that the operator will not act on it.
+        'PolicyNotApplicable StatefulSet db statefulset.yaml',
+        'ReadinessProbeMissing StatefulSet db statefulset.yaml',
+      ].sort(),
+    );
+    const message = (rule: string, file: string) =>
+      result.findings.find((f) => f.rule === rule && f.source.endsWith(file))?.message;
+    expect(message('MisplacedTerminationGracePeriod', 'cronjob.yaml')).toBe(
+      'spec.jobTemplate.spec.terminationGracePeriodSeconds: 120 is not a field of a Job spec; Kubernetes drops it (or rejects it with strict validation) and the pod keeps 30 s',
+    );
+    expect(message('MisplacedTerminationGracePeriod', 'grace-patch.yaml')).toContain(
+      'the pod keeps the grace period of the object this patches',
+    );
+    expect(message('PolicyNotApplicable', 'statefulset.yaml')).toContain(
+      'shop selects it by its labels, but the operator acts on Deployments only',
+    );
+    // The JSON 6902 patch (a list of operations) is not an input problem.
+    expect(result.findings.filter((f) => f.rule.startsWith('Input'))).toEqual([]);
+    const row = (kind: string, apiVersion: string) =>
+      result.inventory.find((r) => r.kind === kind && r.apiVersion === apiVersion);
+    expect(row('StatefulSet', 'apps/v1')).toMatchObject({ read: 1, partial: 1, skipped: 0 });
+    expect(row('Deployment', 'apps/v1')).toMatchObject({ read: 0, partial: 1, skipped: 0 });
+    expect(row('Rollout', 'argoproj.io/v1alpha1')).toMatchObject({ read: 1, skipped: 1 });
+    expect(row('Service', 'v1')).toMatchObject({ read: 0, skipped: 1 });
+    expect(row('Kustomization', 'kustomize.config.k8s.io/v1beta1')).toMatchObject({ skipped: 1 });
+
+    const table = (await gsp(['audit', '-p', '-', kinds], policyFor('app.kubernetes.io/name: db'))).stdout;
+    expect(table).toMatch(/^StatefulSet\s+shop\/db\s+-\s+-\s+-\s+/m);
+    expect(table).toContain(
+      'read: 1 CronJob batch/v1, 1 DaemonSet apps/v1, 1 Deployment extensions/v1beta1, 1 Pod v1, 1 Rollout argoproj.io/v1alpha1, 1 StatefulSet apps/v1',
+    );
+    expect(table).toContain(
+      'partial (patches: checked for misplaced fields only): 1 Deployment apps/v1, 1 StatefulSet apps/v1',
+    );
+    expect(table).toContain(
+      'skipped (no pod template): 1 Kustomization kustomize.config.k8s.io/v1beta1, 1 Rollout argoproj.io/v1alpha1, 1 Service v1',
+    );
+    expect(table).toContain('policy verdicts are for Deployments only: the operator acts on Deployments');
+    expect(table).toContain('6 workloads (1 Deployments), 1 policies');
+  });
+
+  test('a directory walk reads inside it only: a symlink out, a FIFO and a cycle are notes; a FIFO named on the command line is read', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gsp-walk-'));
+    const outside = await mkdtemp(join(tmpdir(), 'gsp-outside-'));
+    let writer: ChildProcess | undefined;
+    try {
+      await writeFile(join(dir, 'a.yaml'), bare);
+      await writeFile(join(outside, 'secret.yaml'), bare.replace('name: web,', 'name: outside,'));
+      await symlink(join(outside, 'secret.yaml'), join(dir, 'out.yaml'));
+      await symlink(dir, join(dir, 'loop'));
+      await mkdir(join(dir, 'sub'));
+      await writeFile(join(dir, 'sub', 'b.yaml'), bare.replace('name: web,', 'name: inside,'));
+      await symlink(join(dir, 'sub', 'b.yaml'), join(dir, 'link-in.yaml'));
+      execFileSync('mkfifo', [join(dir, 'pipe.yaml')]);
+      const out = await gsp(['audit', '-o', 'json', dir]);
+      const result = JSON.parse(out.stdout) as {
+        workloads: { name: string; source: string }[];
+        findings: { rule: string; source: string; message: string }[];
+      };
+      // Read: a.yaml, sub/b.yaml and the symlink to it inside the directory.
+      expect(result.workloads.map((w) => relative(dir, w.source)).sort()).toEqual([
+        'a.yaml',
+        'link-in.yaml',
+        'sub/b.yaml',
+      ]);
+      const skipped = result.findings.filter((f) => f.rule === 'InputSkipped');
+      expect(skipped.map((f) => `${relative(dir, f.source)}: ${f.message}`).sort()).toEqual([
+        `loop: not read: a directory already read (${await realpath(dir)})`,
+        `out.yaml: not read: a symlink to ${await realpath(join(outside, 'secret.yaml'))}, outside ${dir}`,
+        'pipe.yaml: not read: not a regular file (a FIFO, socket or device)',
+      ]);
+      expect(result.workloads.map((w) => w.name)).not.toContain('outside');
+      // Named on the command line, a FIFO is read (as <(kustomize build) gives one).
+      writer = spawn('sh', ['-c', `cat "$1" > "$2"`, 'sh', join(dir, 'a.yaml'), join(dir, 'pipe.yaml')]);
+      const written = new Promise((done) => writer?.once('exit', done));
+      const named = await gsp(['audit', '-o', 'json', join(dir, 'pipe.yaml')]);
+      await written;
+      expect(
+        (JSON.parse(named.stdout) as { workloads: { name: string }[] }).workloads.map((w) => w.name),
+      ).toEqual(['web']);
+    } finally {
+      // A writer still blocked on the FIFO (gsp failed before reading it) is stopped.
+      if (writer?.exitCode === null) writer.kill();
+      await rm(dir, { recursive: true, force: true });
+      await rm(outside, { recursive: true, force: true });
+    }
   });
 
   test('identical readiness and liveness probes are named; different ones are not', async () => {
@@ -144,7 +281,7 @@ items:
 `;
     const out = await gsp(['audit', '-o', 'json', '-'], list);
     expect(JSON.parse(out.stdout).workloads).toEqual([
-      { namespace: 'shop', name: 'web', source: '-', line: 4 },
+      { kind: 'Deployment', apiVersion: 'apps/v1', namespace: 'shop', name: 'web', source: '-', line: 4 },
     ]);
   });
 
@@ -239,7 +376,7 @@ items:
   test('the repository samples are valid policies and a directory is read whole', async () => {
     const out = await gsp(['audit', samples]);
     expect(out.code, out.stderr).toBe(EXIT.ok);
-    expect(out.stdout).toContain('0 Deployments, 5 policies');
+    expect(out.stdout).toContain('0 workloads (0 Deployments), 5 policies');
   });
 
   test('usage errors exit 2, unreadable input 3, each naming what is wrong', async () => {

@@ -5,10 +5,12 @@
 // Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 usage error,
 // 3 input error: nothing could be read, an invalid policy, or with --strict any unreadable part
 // (otherwise a file that cannot be read or parsed is a finding, and the run goes on). docs/audit.md.
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { Stats } from 'node:fs';
+import { readdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { parse } from 'yaml';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../api/policy.ts';
 import { apiErrorMessage } from '../kube/client.ts';
 import {
@@ -24,6 +26,7 @@ import {
 import { fixManifests } from './fix.ts';
 import { type Manifest, ManifestError, readInput } from './manifests.ts';
 import { formatJson, formatSarif, formatTable, type OutputFormat } from './output.ts';
+import { KUSTOMIZATION_FILES, kustomizationPatches } from './workloads.ts';
 
 export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3 } as const;
 const GSP_VERSION = '0.1.0';
@@ -51,17 +54,86 @@ with --strict, anything unreadable) or an invalid policy`;
 
 class UsageError extends Error {}
 
-async function yamlFiles(path: string): Promise<string[]> {
+/** A file to read, and whether a kustomization names it as a patch. */
+interface Found {
+  file: string;
+  patch: boolean;
+}
+
+const MANIFEST_FILE = /\.(ya?ml|json)$/;
+
+/** The patches the kustomization in `dir` names (if there is one), as resolved paths. */
+async function patchesNamedIn(dir: string, names: string[]): Promise<string[]> {
+  const name = KUSTOMIZATION_FILES.find((k) => names.includes(k));
+  if (!name) return [];
+  const text = await readFile(join(dir, name), 'utf8').catch(() => '');
+  let kustomization: unknown;
+  try {
+    kustomization = parse(text, { logLevel: 'silent' });
+  } catch {
+    return []; // reported when the file itself is read
+  }
+  return kustomizationPatches(kustomization).map((p) => resolve(dir, p));
+}
+
+/**
+ * The manifest files under `path`. A path named on the command line is read whatever it is (a
+ * FIFO from `<(kustomize build)` too); inside a directory, only regular files and directories
+ * are: a FIFO or device would block or never end, a symlink out of the directory named would
+ * read (and --fix would write) outside it, and a directory seen before is a cycle. Each of those
+ * is a note, and the walk goes on.
+ */
+async function manifestFiles(path: string, problems: Finding[]): Promise<Found[]> {
   const info = await stat(path);
-  if (!info.isDirectory()) return [path];
-  const entries = await readdir(path, { withFileTypes: true });
-  const nested = await Promise.all(
-    entries
-      .filter((e) => e.isDirectory() || /\.(ya?ml|json)$/.test(e.name))
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map((e) => yamlFiles(join(path, e.name))),
-  );
-  return nested.flat();
+  if (!info.isDirectory()) return [{ file: path, patch: false }];
+  const root = await realpath(path);
+  const visited = new Set<string>();
+  const patches = new Set<string>();
+  const files: { file: string; target: string }[] = [];
+  const skip = (source: string, why: string) => {
+    problems.push(inputFinding({ source, line: 0, rule: 'InputSkipped', message: `not read: ${why}` }));
+  };
+  const walk = async (dir: string, real: string): Promise<void> => {
+    if (visited.has(real)) return skip(dir, `a directory already read (${real})`);
+    visited.add(real);
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    );
+    for (const p of await patchesNamedIn(
+      dir,
+      entries.map((e) => e.name),
+    ))
+      patches.add(p);
+    for (const entry of entries) {
+      const at = join(dir, entry.name);
+      if (!entry.isDirectory() && !MANIFEST_FILE.test(entry.name) && !entry.isSymbolicLink()) continue;
+      let target: string;
+      let kind: Stats;
+      try {
+        target = await realpath(at);
+        kind = await stat(at);
+      } catch (error) {
+        problems.push(
+          inputFinding({ source: at, line: 0, rule: 'InputUnreadable', message: cannotRead(error) }),
+        );
+        continue;
+      }
+      if (target !== root && !target.startsWith(`${root}${sep}`)) {
+        skip(at, `a symlink to ${target}, outside ${path}`);
+        continue;
+      }
+      if (kind.isDirectory()) await walk(at, target);
+      else if (!MANIFEST_FILE.test(entry.name)) continue;
+      else if (kind.isFile()) files.push({ file: at, target });
+      else skip(at, 'not a regular file (a FIFO, socket or device)');
+    }
+  };
+  await walk(path, root);
+  // After the walk: a kustomization may name a patch in a directory walked before it.
+  return files.map(({ file, target }) => ({
+    file,
+    patch: patches.has(resolve(file)) || patches.has(target),
+  }));
 }
 
 async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
@@ -100,10 +172,11 @@ async function load(
 ): Promise<{ inputs: Input[]; problems: Finding[] }> {
   const inputs: Input[] = [];
   const problems: Finding[] = [];
-  const add = (source: string, text: string) => {
+  const add = (source: string, text: string, patch = false) => {
     const read = readInput(text, source);
-    inputs.push({ source, text, manifests: read.manifests });
-    for (const p of read.problems)
+    inputs.push({ source, text, manifests: read.manifests.map((m) => (patch ? { ...m, patch } : m)) });
+    // A JSON 6902 patch is a list of operations, not an object: expected of a patch file.
+    for (const p of read.problems.filter((p) => !(patch && p.kind === 'NotAnObject')))
       problems.push(
         inputFinding({
           source: p.source,
@@ -125,14 +198,14 @@ async function load(
       add('-', await readStdin(stdin));
       continue;
     }
-    let files: string[];
+    let files: Found[];
     try {
-      files = await yamlFiles(path);
+      files = await manifestFiles(path, problems);
     } catch (error) {
       unreadable(path, error);
       continue;
     }
-    for (const file of files) {
+    for (const { file, patch } of files) {
       let text: string;
       try {
         text = await readFile(file, 'utf8');
@@ -140,7 +213,7 @@ async function load(
         unreadable(file, error);
         continue;
       }
-      add(file, text);
+      add(file, text, patch);
     }
   }
   return { inputs, problems };

@@ -9,6 +9,8 @@ export interface Manifest {
   /** 1-based line of the object's first key (of the List item, for a List). */
   line: number;
   object: Record<string, unknown>;
+  /** From a file a kustomization names as a patch: part of an object, not a whole one. */
+  patch?: boolean;
 }
 
 export class ManifestError extends Error {

@@ -35,11 +35,37 @@ function columns(rows: string[][]): string {
     .join('\n');
 }
 
+/** "3 Deployment apps/v1, 1 CronJob batch/v1": the inventory's rows with a count of `what`. */
+function countsOf(result: AuditResult, what: 'read' | 'partial' | 'skipped'): string {
+  return result.inventory
+    .filter((r) => r[what] > 0)
+    .sort((a, b) => b[what] - a[what] || a.kind.localeCompare(b.kind))
+    .map((r) => `${r[what]} ${r.kind} ${r.apiVersion}`)
+    .join(', ');
+}
+
+/** What was read and skipped, by kind and apiVersion. */
+function inventoryLines(result: AuditResult): string[] {
+  const lines: string[] = [];
+  for (const [what, label] of [
+    ['read', 'read'],
+    ['partial', 'partial (patches: checked for misplaced fields only)'],
+    ['skipped', 'skipped (no pod template)'],
+  ] as const) {
+    const counts = countsOf(result, what);
+    if (counts) lines.push(printable(`${label}: ${counts}`));
+  }
+  if (result.policies.length > 0 && result.workloads.some((w) => w.kind !== 'Deployment'))
+    lines.push('policy verdicts are for Deployments only: the operator acts on Deployments');
+  return lines;
+}
+
 export function formatTable(result: AuditResult): string {
   const workloads = [
-    ['WORKLOAD', 'POLICY', 'VERDICT', 'REASON', 'WHERE'],
+    ['KIND', 'WORKLOAD', 'POLICY', 'VERDICT', 'REASON', 'WHERE'],
     ...result.workloads.map((w) =>
       [
+        w.kind,
         `${w.namespace}/${w.name}`,
         w.policy ?? '-',
         w.verdict ?? '-',
@@ -50,7 +76,7 @@ export function formatTable(result: AuditResult): string {
   ];
   const findings = result.findings.map(
     (f) =>
-      `${f.severity.toUpperCase()} ${f.rule}${f.workload ? ` ${printable(`${f.workload.namespace}/${f.workload.name}`)}` : ''} (${printable(`${f.source}:${f.line}`)})\n  ${printable(f.message)}\n  fix: ${printable(f.fix)}`,
+      `${f.severity.toUpperCase()} ${f.rule}${f.workload ? ` ${printable(`${f.workload.kind} ${f.workload.namespace}/${f.workload.name}`)}` : ''} (${printable(`${f.source}:${f.line}`)})\n  ${printable(f.message)}\n  fix: ${printable(f.fix)}`,
   );
   const counts = (['error', 'warning', 'note'] as const)
     .map((s) => {
@@ -58,7 +84,12 @@ export function formatTable(result: AuditResult): string {
       return `${n} ${s}${n === 1 ? '' : 's'}`;
     })
     .join(', ');
-  return `${columns(workloads)}\n\n${findings.length > 0 ? `${findings.join('\n\n')}\n\n` : ''}${result.workloads.length} Deployments, ${result.policies.length} policies: ${counts}\n`;
+  const deployments = result.workloads.filter((w) => w.kind === 'Deployment').length;
+  const summary = [
+    ...inventoryLines(result),
+    `${result.workloads.length} workloads (${deployments} Deployments), ${result.policies.length} policies: ${counts}`,
+  ];
+  return `${columns(workloads)}\n\n${findings.length > 0 ? `${findings.join('\n\n')}\n\n` : ''}${summary.join('\n')}\n`;
 }
 
 export function formatJson(result: AuditResult): string {
@@ -104,7 +135,7 @@ function sarifResult(f: Finding, base: string, stdinName: string): Result {
               logicalLocations: [
                 {
                   kind: 'resource',
-                  fullyQualifiedName: `Deployment/${f.workload.namespace}/${f.workload.name}`,
+                  fullyQualifiedName: `${f.workload.kind}/${f.workload.namespace}/${f.workload.name}`,
                 },
               ],
             }

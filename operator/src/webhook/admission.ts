@@ -29,6 +29,7 @@ import {
   type ShutdownReader,
   sameOwnership,
 } from '../policy/plan.ts';
+import { isStringMap, malformedPodSpecField, optional } from '../policy/pod-shape.ts';
 import type { RecordSeal } from '../policy/record-seal.ts';
 import type { ClusterFacts, ProbeVerdictLookup, ValidPolicy } from '../policy/types.ts';
 import { isRecord } from '../util/is-record.ts';
@@ -146,29 +147,6 @@ function isDeployment(value: unknown): value is V1Deployment {
   return isRecord(value);
 }
 
-/** Absent, or of the type wanted. */
-const optional = (value: unknown, is: (v: unknown) => boolean) =>
-  value === undefined || value === null || is(value);
-const isStringMap = (value: unknown) =>
-  isRecord(value) && Object.values(value).every((v) => typeof v === 'string');
-
-function wellFormedContainer(value: unknown): boolean {
-  if (!isRecord(value) || typeof value.name !== 'string') return false;
-  const { ports, lifecycle, readinessProbe, livenessProbe, startupProbe, command, args, image } = value;
-  return (
-    optional(image, (v) => typeof v === 'string') &&
-    optional(ports, (v) => Array.isArray(v) && v.every(isRecord)) &&
-    optional(
-      lifecycle,
-      (v) => isRecord(v) && optional(v.preStop, isRecord) && optional(v.postStart, isRecord),
-    ) &&
-    [readinessProbe, livenessProbe, startupProbe].every((p) => optional(p, isRecord)) &&
-    [command, args].every((list) =>
-      optional(list, (v) => Array.isArray(v) && v.every((a) => typeof a === 'string')),
-    )
-  );
-}
-
 /**
  * What the apiserver's decoding guarantees of a Deployment it sends, checked again: the webhook
  * port is reachable by any pod, and a request that did not come from the apiserver must not
@@ -189,13 +167,7 @@ function wellFormed(deployment: V1Deployment): boolean {
     )
   )
     return false;
-  const podSpec = template.spec;
-  if (!isRecord(podSpec) || !Array.isArray(podSpec.containers)) return false;
-  if (!optional(podSpec.terminationGracePeriodSeconds, Number.isSafeInteger)) return false;
-  return (
-    podSpec.containers.every(wellFormedContainer) &&
-    optional(podSpec.initContainers, (v) => Array.isArray(v) && v.every(wellFormedContainer))
-  );
+  return malformedPodSpecField(template.spec, 'spec.template.spec') === undefined;
 }
 
 /**
