@@ -72,6 +72,12 @@ const OPERATOR_LABELS = { 'app.kubernetes.io/name': 'graceful-shutdown-operator'
 const statusDebounceMs = 1_000;
 
 async function main(): Promise<void> {
+  // `<image> gsp audit -`: the operator's image carries gsp too (docs/audit.md).
+  if (process.argv[2] === 'gsp') {
+    const gsp = await import('./cli/gsp.ts');
+    process.exitCode = await gsp.run(process.argv.slice(3), gsp.processIo);
+    return;
+  }
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(`${usage}\n`);
     return;

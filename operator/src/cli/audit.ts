@@ -11,8 +11,8 @@ import { type ProbeVerdictReader, planWorkload } from '../policy/plan.ts';
 import { DEFAULT_GRACE_SECONDS, preStopSummary, probesEqual } from '../policy/podspec.ts';
 import type { Estimate, ValidPolicy } from '../policy/types.ts';
 import { isRecord } from '../util/is-record.ts';
-import type { Manifest } from './manifests.ts';
-import { classify, isDeploymentKind, pathText, type WorkloadKind } from './workloads.ts';
+import type { FieldPath, Manifest } from './manifests.ts';
+import { classify, isDeploymentKind, parsePath, pathText, type WorkloadKind } from './workloads.ts';
 
 export type Severity = 'error' | 'warning' | 'note';
 export const SEVERITIES: readonly Severity[] = ['note', 'warning', 'error'];
@@ -95,7 +95,10 @@ export interface Finding {
   /** What to change, in a sentence. */
   fix: string;
   source: string;
+  /** 1-based line of the field the finding is about (of the object, when it has no field). */
   line: number;
+  /** 1-based column of that field, where known. */
+  column?: number;
 }
 
 export interface WorkloadResult {
@@ -210,11 +213,13 @@ type Where = Pick<Finding, 'workload' | 'source' | 'line'>;
 /** terminationGracePeriodSeconds set under a container, where Kubernetes has no such field. */
 export function misplacedGracePeriods(
   podSpec: V1PodSpec | undefined,
-): { list: 'containers' | 'initContainers'; container: string; value: unknown }[] {
+): { list: 'containers' | 'initContainers'; index: number; container: string; value: unknown }[] {
   return (['containers', 'initContainers'] as const).flatMap((list) =>
-    ((podSpec?.[list] ?? []) as (V1Container & Record<string, unknown>)[])
-      .filter((c) => c.terminationGracePeriodSeconds !== undefined)
-      .map((c) => ({ list, container: c.name, value: c.terminationGracePeriodSeconds })),
+    ((podSpec?.[list] ?? []) as (V1Container & Record<string, unknown>)[]).flatMap((c, index) =>
+      c.terminationGracePeriodSeconds === undefined
+        ? []
+        : [{ list, index, container: c.name, value: c.terminationGracePeriodSeconds }],
+    ),
   );
 }
 
@@ -225,14 +230,14 @@ export function misplacedGracePeriods(
 function misplacedAbovePodSpec(
   object: Record<string, unknown>,
   podSpecPath: readonly string[],
-): { path: string; value: unknown }[] {
-  const found: { path: string; value: unknown }[] = [];
+): { path: readonly string[]; value: unknown }[] {
+  const found: { path: readonly string[]; value: unknown }[] = [];
   let at: unknown = object;
   for (const [i, key] of podSpecPath.slice(0, -1).entries()) {
     at = isRecord(at) ? at[key] : undefined;
     if (!isRecord(at)) break;
     if (at.terminationGracePeriodSeconds !== undefined)
-      found.push({ path: pathText(podSpecPath.slice(0, i + 1)), value: at.terminationGracePeriodSeconds });
+      found.push({ path: podSpecPath.slice(0, i + 1), value: at.terminationGracePeriodSeconds });
   }
   return found;
 }
@@ -245,9 +250,21 @@ function levelName(kind: WorkloadKind, path: string): string {
   return 'a Job spec';
 }
 
-/** A finding of a rule, at the workload. */
-function finding(rule: RuleId, where: Where, message: string, fix: string): Finding {
-  return { rule, severity: RULES[rule].severity, message, fix, ...where };
+/** A finding before it is placed: `at` is the path of the field it is about, from the object. */
+export type Draft = Finding & { at?: FieldPath };
+
+/** A finding of a rule, at the workload, about the field at `at`. */
+function finding(rule: RuleId, where: Where, message: string, fix: string, at?: FieldPath): Draft {
+  return { rule, severity: RULES[rule].severity, message, fix, ...where, ...(at ? { at } : {}) };
+}
+
+/** The findings with the line and column of their fields, where the manifest can say. */
+function place(drafts: Draft[], manifest: Manifest): Finding[] {
+  return drafts.map(({ at, ...f }) => {
+    if (!at || !manifest.locate) return f;
+    const { line, column } = manifest.locate(at);
+    return { ...f, line, column };
+  });
 }
 
 /**
@@ -260,7 +277,7 @@ function misplacedFindings(
   kind: WorkloadKind,
   podSpec: V1PodSpec | undefined,
   where: Where,
-): Finding[] {
+): Draft[] {
   const base = pathText(kind.podSpecPath);
   const field = `${base}.terminationGracePeriodSeconds`;
   const podSpecAt = kind.podSpecPath.reduce<unknown>(
@@ -277,20 +294,22 @@ function misplacedFindings(
   const fix = `move it to ${field}`;
   return [
     ...misplacedGracePeriods(isRecord(podSpecAt) ? (podSpecAt as unknown as V1PodSpec) : undefined).map(
-      ({ list, container, value }) =>
+      ({ list, index, container, value }) =>
         finding(
           'MisplacedTerminationGracePeriod',
           where,
           `${base}.${list}[${container}].terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a container field; Kubernetes drops it (or rejects it with strict validation) and ${keeps}`,
           fix,
+          [...kind.podSpecPath, list, index, 'terminationGracePeriodSeconds'],
         ),
     ),
     ...misplacedAbovePodSpec(object, kind.podSpecPath).map(({ path, value }) =>
       finding(
         'MisplacedTerminationGracePeriod',
         where,
-        `${path}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a field of ${levelName(kind, path)}; Kubernetes drops it (or rejects it with strict validation) and ${keeps}`,
+        `${pathText(path)}.terminationGracePeriodSeconds: ${JSON.stringify(value)} is not a field of ${levelName(kind, pathText(path))}; Kubernetes drops it (or rejects it with strict validation) and ${keeps}`,
         fix,
+        [...path, 'terminationGracePeriodSeconds'],
       ),
     ),
   ];
@@ -306,14 +325,15 @@ export function lintPodTemplate(
   podSpec: V1PodSpec,
   where: Where,
   governed: boolean,
-): Finding[] {
+): Draft[] {
   const findings = misplacedFindings(object, kind, podSpec, where);
-  const add = (rule: RuleId, message: string, fix: string) =>
-    findings.push(finding(rule, where, message, fix));
   const base = pathText(kind.podSpecPath);
   const grace = podSpec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
-  for (const container of podSpec.containers ?? []) {
+  for (const [i, container] of (podSpec.containers ?? []).entries()) {
     const at = `${base}.containers[${container.name}]`;
+    const field = (...rest: (string | number)[]) => [...kind.podSpecPath, 'containers', i, ...rest];
+    const add = (rule: RuleId, message: string, fix: string, path: FieldPath) =>
+      findings.push(finding(rule, where, message, fix, path));
     const hook = container.lifecycle?.preStop;
     const waits = preStopSummary(hook)?.seconds;
     if (waits !== undefined && waits >= grace)
@@ -321,6 +341,7 @@ export function lintPodTemplate(
         'PreStopNotShorterThanGrace',
         `${at}: preStop waits ${waits} s and terminationGracePeriodSeconds is ${grace} s: the grace period counts from before the hook, so the container is killed before the app gets SIGTERM with time to drain`,
         `set ${base}.terminationGracePeriodSeconds above ${waits} s plus the time requests need to finish`,
+        field('lifecycle', 'preStop'),
       );
     const command = hook?.exec?.command ?? [];
     if (command[0] !== undefined && SHELL.test(command[0]) && NO_SHELL_IMAGE.test(container.image ?? ''))
@@ -328,6 +349,7 @@ export function lintPodTemplate(
         'ShellPreStopWithoutShell',
         `${at}: preStop runs ${command[0]}, and ${container.image} looks like an image without a shell: the hook fails and the pod stops at once`,
         `use the native sleep action (lifecycle.preStop.sleep.seconds, Kubernetes 1.30+) or a binary the image has`,
+        field('lifecycle', 'preStop'),
       );
     // Readiness matters to pods behind a Service; a Job's pods run to completion.
     if (!kind.serves) continue;
@@ -336,6 +358,7 @@ export function lintPodTemplate(
         'ReadinessProbeMissing',
         `${at} serves port ${container.ports?.[0]?.containerPort} without a readiness probe`,
         `add a readinessProbe (an HTTP path that fails once shutdown begins)`,
+        field('ports'),
       );
     if (
       container.readinessProbe !== undefined &&
@@ -346,6 +369,7 @@ export function lintPodTemplate(
         'IdenticalReadinessAndLiveness',
         `${at} probes readiness and liveness the same way: failing readiness to drain would get it restarted`,
         'give liveness its own check that stays healthy while draining (e.g. /healthz beside /readyz), or a higher failureThreshold',
+        field('livenessProbe'),
       );
   }
   return findings;
@@ -436,8 +460,8 @@ function auditDeployment(
   policies: ValidPolicy[],
   options: AuditOptions,
   namespaceLabels: Map<string, Record<string, string>>,
-): { findings: Finding[]; governed: boolean } {
-  const findings: Finding[] = [];
+): { findings: Draft[]; governed: boolean } {
+  const findings: Draft[] = [];
   const { deployment, evaluation } = govern(raw, policies, options, namespaceLabels);
   // The verdict of the policy that governs it (or, opted out, of the first selecting it), as
   // that policy's status would list it; the other selecting policies' verdicts beside it.
@@ -465,6 +489,7 @@ function auditDeployment(
         where,
         verdict?.message ?? verdict?.reason ?? 'invalid annotations',
         'correct the annotation',
+        ['metadata', 'annotations'],
       ),
       policy: policy.name,
     });
@@ -476,6 +501,7 @@ function auditDeployment(
         where,
         `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}`,
         `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
+        ['spec', 'template', 'spec'],
       ),
       policy: policy.name,
     });
@@ -505,20 +531,20 @@ export function audit(manifests: Manifest[], policies: ValidPolicy[], options: A
     const kind = c.workload.kind;
     const where: Where = { workload: { kind, namespace, name }, source: m.source, line: m.line };
     if (c.kind === 'Malformed') {
-      result.findings.push(
-        inputFinding({
-          source: m.source,
-          line: m.line,
-          rule: 'InputMalformedWorkload',
-          message: `${kind} ${name || '(no name)'}: ${c.field} is not what Kubernetes takes there`,
-        }),
-      );
+      const malformed = inputFinding({
+        source: m.source,
+        line: m.line,
+        rule: 'InputMalformedWorkload',
+        message: `${kind} ${name || '(no name)'}: ${c.field} is not what Kubernetes takes there`,
+      });
+      result.findings.push(...place([{ ...malformed, at: parsePath(c.field) }], m));
       continue;
     }
     if (c.kind === 'Partial') {
-      result.findings.push(...misplacedFindings(m.object, c.workload, undefined, where));
+      result.findings.push(...place(misplacedFindings(m.object, c.workload, undefined, where), m));
       continue;
     }
+    const drafts: Draft[] = [];
     const row: WorkloadResult = {
       kind,
       apiVersion: String(m.object.apiVersion),
@@ -531,7 +557,7 @@ export function audit(manifests: Manifest[], policies: ValidPolicy[], options: A
     if (isDeploymentKind(c.workload)) {
       const deployment = m.object as V1Deployment;
       const audited = auditDeployment(deployment, row, where, policies, options, namespaceLabels);
-      result.findings.push(...audited.findings);
+      drafts.push(...audited.findings);
       governed = audited.governed;
     } else {
       // A policy's selector may match it, but the operator acts on Deployments only: say so.
@@ -539,17 +565,19 @@ export function audit(manifests: Manifest[], policies: ValidPolicy[], options: A
       const view = { metadata: { ...(meta as V1Deployment['metadata']), namespace } };
       const selecting = policies.filter((p) => policySelects(p, view, labels)).map((p) => p.name);
       if (selecting.length > 0)
-        result.findings.push(
+        drafts.push(
           finding(
             'PolicyNotApplicable',
             where,
             `${selecting.join(', ')} select${selecting.length === 1 ? 's' : ''} it by its labels, but the operator acts on Deployments only: no policy verdict or enforcement for a ${kind}; the checks of the manifest itself apply`,
             'set its shutdown fields by hand (the findings here say which), or run it as a Deployment',
+            ['metadata', 'labels'],
           ),
         );
     }
     result.workloads.push(row);
-    result.findings.push(...lintPodTemplate(m.object, c.workload, c.podSpec, where, governed));
+    drafts.push(...lintPodTemplate(m.object, c.workload, c.podSpec, where, governed));
+    result.findings.push(...place(drafts, m));
   }
   result.inventory = inventoryOf(counted);
   return result;

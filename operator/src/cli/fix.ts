@@ -1,106 +1,180 @@
-// `gsp audit --fix`: the corrected manifests, edited in the YAML documents themselves so that
-// comments, key order and layout stay as written (the yaml library's Document API). What is
-// fixed: a terminationGracePeriodSeconds under a container moves to the pod spec, and where a
-// policy governs the Deployment, the fields its plan writes (readiness probe, preStop hook, grace
-// period) are set — the values the operator would set, without its bookkeeping (the record and
-// mirror annotations are the operator's, not the manifest's).
-import type { V1Deployment } from '@kubernetes/client-node';
-import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
+// `gsp audit --fix`: the corrected manifests, as edits of the text (yaml-edit.ts): only the
+// bytes of the fields changed move, and every other line of the file stays as written, JSON
+// stays JSON. What is fixed: a terminationGracePeriodSeconds under a container moves to the pod
+// spec (any workload kind), and where a policy governs a Deployment, the fields its plan writes
+// (readiness probe, preStop hook, grace period) are set — the values the operator would set,
+// without its bookkeeping (the record and mirror annotations are the operator's, not the
+// manifest's). Lists are fixed item by item. The result is parsed again and must equal the
+// intended objects exactly; otherwise the file is left as it is, and the reason given.
+import { isDeepStrictEqual } from 'node:util';
+import type { V1Container, V1Deployment, V1PodSpec } from '@kubernetes/client-node';
+import { type Document, parseAllDocuments } from 'yaml';
 import type { ValidPolicy } from '../policy/types.ts';
 import { isRecord } from '../util/is-record.ts';
 import { type AuditOptions, govern, misplacedGracePeriods } from './audit.ts';
-import { ManifestError } from './manifests.ts';
-import { isDeploymentKind, workloadKind } from './workloads.ts';
+import type { FieldPath as Path } from './manifests.ts';
+import { classify, isDeploymentKind, type WorkloadKind } from './workloads.ts';
+import { EditError, editYaml } from './yaml-edit.ts';
 
 export interface Fixed {
   workload: string;
   what: string;
 }
 
-const POD_SPEC = ['spec', 'template', 'spec'] as const;
-
-function containerIndex(doc: Document, kind: 'containers' | 'initContainers', name: string): number {
-  const seq = doc.getIn([...POD_SPEC, kind]);
-  if (!isSeq(seq)) return -1;
-  return seq.items.findIndex((item) => isMap(item) && item.get('name') === name);
+interface Edit {
+  path: Path;
+  value: unknown;
 }
 
-/** Fixes one Deployment document in place; returns what it changed. */
-function fixDeployment(
-  doc: Document,
+/** Plain JSON data: the plan's objects without undefined members. */
+const plain = (value: unknown): unknown => JSON.parse(JSON.stringify(value)) as unknown;
+
+/**
+ * Fixes one workload object in place (a copy of the document's data) and returns the edits that
+ * make the text say the same, with what each did.
+ */
+function fixWorkload(
+  object: Record<string, unknown>,
+  kind: WorkloadKind,
+  podSpec: V1PodSpec,
   policies: ValidPolicy[],
   options: AuditOptions,
   namespaceLabels: Map<string, Record<string, string>>,
-): Fixed[] {
+): { edits: Edit[]; fixed: Fixed[] } {
+  const edits: Edit[] = [];
   const fixed: Fixed[] = [];
-  const before = doc.toJS() as V1Deployment;
-  const workload = `${before.metadata?.namespace ?? options.namespace}/${before.metadata?.name ?? ''}`;
-  for (const { list: kind, container, value: misplaced } of misplacedGracePeriods(
-    before.spec?.template?.spec,
-  )) {
-    const i = containerIndex(doc, kind, container);
-    doc.deleteIn([...POD_SPEC, kind, i, 'terminationGracePeriodSeconds']);
+  const meta = isRecord(object.metadata) ? object.metadata : {};
+  const workload = `${kind.kind} ${String(meta.namespace ?? options.namespace)}/${String(meta.name ?? '')}`;
+  const pod = kind.podSpecPath;
+  for (const { list, container, value } of misplacedGracePeriods(podSpec)) {
+    const containers = (podSpec[list] ?? []) as (V1Container & Record<string, unknown>)[];
+    const i = containers.findIndex((c) => c.name === container);
+    delete containers[i]?.terminationGracePeriodSeconds;
+    edits.push({ path: [...pod, list, i, 'terminationGracePeriodSeconds'], value: undefined });
     // The pod-level value, when there is one, is the one in effect: it stays.
-    const podLevel = doc.getIn([...POD_SPEC, 'terminationGracePeriodSeconds']);
-    if (podLevel === undefined && typeof misplaced === 'number') {
-      doc.setIn([...POD_SPEC, 'terminationGracePeriodSeconds'], misplaced);
+    if (podSpec.terminationGracePeriodSeconds === undefined && typeof value === 'number') {
+      podSpec.terminationGracePeriodSeconds = value;
+      edits.push({ path: [...pod, 'terminationGracePeriodSeconds'], value });
       fixed.push({
         workload,
-        what: `moved terminationGracePeriodSeconds ${misplaced} from ${kind}[${container}] to the pod spec`,
+        what: `moved terminationGracePeriodSeconds ${value} from ${list}[${container}] to the pod spec`,
       });
     } else
       fixed.push({
         workload,
-        what: `removed ${kind}[${container}].terminationGracePeriodSeconds (the pod spec sets ${String(podLevel)})`,
+        what: `removed ${list}[${container}].terminationGracePeriodSeconds (the pod spec sets ${String(podSpec.terminationGracePeriodSeconds)})`,
       });
   }
+  if (!isDeploymentKind(kind)) return { edits, fixed };
 
-  const { evaluation } = govern(doc.toJS() as V1Deployment, policies, options, namespaceLabels);
-  if (evaluation.kind !== 'Planned' || evaluation.planned.diff.compliant) return fixed;
-  const { planned } = evaluation;
-  const { plan, diff } = planned;
+  const { evaluation } = govern(object as V1Deployment, policies, options, namespaceLabels);
+  if (evaluation.kind !== 'Planned' || evaluation.planned.diff.compliant) return { edits, fixed };
+  const { plan, diff } = evaluation.planned;
   for (const change of diff.fields) {
     if (
       change.field === 'terminationGracePeriodSeconds' &&
       plan.terminationGracePeriodSeconds !== undefined
     ) {
-      doc.setIn([...POD_SPEC, 'terminationGracePeriodSeconds'], plan.terminationGracePeriodSeconds);
+      podSpec.terminationGracePeriodSeconds = plan.terminationGracePeriodSeconds;
+      edits.push({
+        path: [...pod, 'terminationGracePeriodSeconds'],
+        value: plan.terminationGracePeriodSeconds,
+      });
     } else if (change.container !== undefined) {
       const planned = plan.containers.find((c) => c.name === change.container);
-      const i = containerIndex(doc, 'containers', change.container);
-      if (!planned || i < 0) continue;
-      if (change.field === 'readinessProbe' && planned.readinessProbe)
-        doc.setIn([...POD_SPEC, 'containers', i, 'readinessProbe'], doc.createNode(planned.readinessProbe));
-      else if (change.field === 'preStop' && planned.preStop)
-        doc.setIn([...POD_SPEC, 'containers', i, 'lifecycle', 'preStop'], doc.createNode(planned.preStop));
-      else continue;
+      const i = podSpec.containers.findIndex((c) => c.name === change.container);
+      const container = podSpec.containers[i];
+      if (!planned || !container) continue;
+      if (change.field === 'readinessProbe' && planned.readinessProbe) {
+        container.readinessProbe = plain(planned.readinessProbe) as V1Container['readinessProbe'];
+        edits.push({ path: [...pod, 'containers', i, 'readinessProbe'], value: container.readinessProbe });
+      } else if (change.field === 'preStop' && planned.preStop) {
+        const preStop = plain(planned.preStop) as NonNullable<V1Container['lifecycle']>['preStop'];
+        container.lifecycle = { ...container.lifecycle, preStop };
+        edits.push({ path: [...pod, 'containers', i, 'lifecycle', 'preStop'], value: preStop });
+      } else continue;
     } else continue;
     fixed.push({
       workload,
-      what: `${change.container === undefined ? change.field : `containers[${change.container}].${change.field}`}: ${change.from} -> ${change.to} (policy ${planned.nextRecord.policy})`,
+      what: `${change.container === undefined ? change.field : `containers[${change.container}].${change.field}`}: ${change.from} -> ${change.to} (policy ${evaluation.policy.name})`,
     });
   }
-  return fixed;
+  return { edits, fixed };
 }
 
-/** The text with every Deployment fixed (Lists are left as they are), and what changed. */
+/** One edit per path, the last value given (a grace period moved, then set by a policy). */
+function lastPerPath(edits: Edit[]): Edit[] {
+  const byPath = new Map<string, Edit>();
+  for (const edit of edits) {
+    const key = JSON.stringify(edit.path);
+    byPath.delete(key);
+    byPath.set(key, edit);
+  }
+  return [...byPath.values()];
+}
+
+/** The objects of a document to fix: the document itself, or each item of a List. */
+function targets(value: Record<string, unknown>): { prefix: Path; object: Record<string, unknown> }[] {
+  if (typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items))
+    return value.items.flatMap((item, i) => (isRecord(item) ? [{ prefix: ['items', i], object: item }] : []));
+  return [{ prefix: [], object: value }];
+}
+
+/**
+ * The text with every workload fixed, and what changed; or the text as it was and why it could
+ * not be fixed (a document that does not parse, an edit the text cannot take).
+ */
 export function fixManifests(
   text: string,
-  source: string,
   policies: ValidPolicy[],
   options: AuditOptions,
   namespaceLabels: Map<string, Record<string, string>>,
-): { text: string; fixed: Fixed[] } {
-  const documents = parseAllDocuments(text);
-  const docs = Array.isArray(documents) ? documents : [documents];
+): { text: string; fixed: Fixed[]; refused?: string } {
+  const documents = parseAllDocuments(text, { logLevel: 'silent' });
+  const docs: Document[] = Array.isArray(documents) ? documents : [documents];
+  const errors = docs.flatMap((d) => d.errors);
+  if (errors.length > 0)
+    return {
+      text,
+      fixed: [],
+      refused: errors.every((e) => e.code === 'DUPLICATE_KEY')
+        ? 'a key is given twice: which one is meant is for a person to say'
+        : 'it is not valid YAML throughout',
+    };
+  const expected = docs.map((d) => d.toJS() as unknown);
+  const perDocument: Edit[][] = [];
   const fixed: Fixed[] = [];
-  for (const doc of docs) {
-    if (doc.errors.length > 0) throw new ManifestError(source, 0, doc.errors[0]?.message ?? 'invalid YAML');
-    const value = doc.toJS() as unknown;
-    const kind = isRecord(value) ? workloadKind(value) : undefined;
-    if (!kind || !isDeploymentKind(kind)) continue;
-    fixed.push(...fixDeployment(doc, policies, options, namespaceLabels));
+  for (const value of expected) {
+    const edits: Edit[] = [];
+    perDocument.push(edits);
+    if (!isRecord(value)) continue;
+    for (const { prefix, object } of targets(value)) {
+      const c = classify(object, false);
+      if (c.kind !== 'Workload') continue;
+      const done = fixWorkload(object, c.workload, c.podSpec, policies, options, namespaceLabels);
+      edits.push(...done.edits.map((e) => ({ path: [...prefix, ...e.path], value: e.value })));
+      fixed.push(...done.fixed);
+    }
   }
-  const written = docs.map((d) => d.toString({ flowCollectionPadding: false })).join('');
-  return { text: fixed.length > 0 ? written : text, fixed };
+  if (fixed.length === 0) return { text, fixed };
+  let result = text;
+  try {
+    // From the last document back: an edit never moves the offsets of an earlier one.
+    for (let d = docs.length - 1; d >= 0; d--) {
+      const edits = lastPerPath(perDocument[d] ?? []);
+      if (edits.length > 0) result = editYaml(result, docs[d] as Document, edits);
+    }
+  } catch (error) {
+    if (error instanceof EditError)
+      return { text, fixed: [], refused: `cannot edit it in place: ${error.message}` };
+    throw error;
+  }
+  // The edited text must say exactly what was intended, document by document.
+  const again = parseAllDocuments(result, { logLevel: 'silent' });
+  const reread = (Array.isArray(again) ? again : [again]).map((d) =>
+    d.errors.length > 0 ? d.errors : d.toJS(),
+  );
+  if (reread.length !== expected.length || reread.some((v, i) => !isDeepStrictEqual(v, expected[i])))
+    return { text, fixed: [], refused: 'an edit in place would not give the intended objects' };
+  return { text: result, fixed };
 }

@@ -1,5 +1,16 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
@@ -70,7 +81,7 @@ describe('gsp audit', () => {
       'spec.template.spec.containers[app].terminationGracePeriodSeconds: 20 is not a container field',
     );
     expect(out.stdout).toContain('fix: move it to spec.template.spec.terminationGracePeriodSeconds');
-    expect(out.stdout).toContain(`${blogPost}:3`);
+    expect(out.stdout).toContain(`${blogPost}:29:11`);
     expect(out.stdout).toContain('ERROR PreStopNotShorterThanGrace Deployment shop/static-site');
     expect(out.stdout).toContain('WARNING ShellPreStopWithoutShell Deployment shop/static-site');
   });
@@ -301,7 +312,8 @@ items:
           physicalLocation: {
             // Relative to the working directory by default.
             artifactLocation: { uri: relative(process.cwd(), blogPost), uriBaseId: 'SRCROOT' },
-            region: { startLine: 3 },
+            // The field itself: the container's terminationGracePeriodSeconds key.
+            region: { startLine: 29, startColumn: 11 },
           },
         },
       ],
@@ -507,7 +519,7 @@ items:
       await writeFile(file, await readFile(blogPost, 'utf8'));
       const out = await gsp(['audit', '--fix', '--fail-on', 'none', file]);
       expect(out.stderr).toContain(
-        'fixed shop/flask-app (' +
+        'fixed Deployment shop/flask-app (' +
           file +
           '): moved terminationGracePeriodSeconds 20 from containers[app] to the pod spec',
       );
@@ -527,6 +539,98 @@ items:
     }
   });
 
+  test('--fix writes atomically through a symlink inside the directory, keeps the mode, and leaves what it cannot edit safely as it was', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gsp-fix-safe-'));
+    try {
+      const misplaced = bare.replace(
+        '          ports: [{ containerPort: 8080 }]\n',
+        '          ports: [{ containerPort: 8080 }]\n          terminationGracePeriodSeconds: 40\n',
+      );
+      await mkdir(join(dir, 'real'));
+      await writeFile(join(dir, 'real', 'app.yaml'), misplaced, { mode: 0o640 });
+      await symlink(join(dir, 'real', 'app.yaml'), join(dir, 'link.yaml'));
+      // Not UTF-8 (a Latin-1 byte in a comment), and a key given twice: neither is rewritten.
+      const latin1 = Buffer.concat([
+        Buffer.from('# caf'),
+        Buffer.from([0xe9]),
+        Buffer.from(`\n${misplaced}`),
+      ]);
+      await writeFile(join(dir, 'latin1.yaml'), latin1);
+      const twice = misplaced.replace('kind: Deployment\n', 'kind: Deployment\nkind: Deployment\n');
+      await writeFile(join(dir, 'twice.yaml'), twice);
+      const out = await gsp([
+        'audit',
+        '--fix',
+        '--fail-on',
+        'none',
+        join(dir, 'link.yaml'),
+        join(dir, 'latin1.yaml'),
+        join(dir, 'twice.yaml'),
+      ]);
+      expect(out.stderr).toContain(
+        `fixed Deployment shop/web (${join(dir, 'link.yaml')}): moved terminationGracePeriodSeconds 40`,
+      );
+      expect(out.stderr).toContain(`not fixed (${join(dir, 'twice.yaml')}): a key is given twice`);
+      // The symlink is still a symlink; its target has the fix and its mode.
+      expect((await lstat(join(dir, 'link.yaml'))).isSymbolicLink()).toBe(true);
+      const written = await readFile(join(dir, 'real', 'app.yaml'), 'utf8');
+      expect(written).toContain('      terminationGracePeriodSeconds: 40\n');
+      expect((await stat(join(dir, 'real', 'app.yaml'))).mode & 0o777).toBe(0o640);
+      // No temporary file is left beside it.
+      expect(await readdir(join(dir, 'real'))).toEqual(['app.yaml']);
+      expect(await readFile(join(dir, 'latin1.yaml'))).toEqual(latin1);
+      expect(await readFile(join(dir, 'twice.yaml'), 'utf8')).toBe(twice);
+      const { findings } = JSON.parse(
+        (await gsp(['audit', '-o', 'json', join(dir, 'latin1.yaml'), join(dir, 'twice.yaml')])).stdout,
+      ) as { findings: { rule: string; source: string }[] };
+      expect(findings.filter((f) => f.rule.startsWith('Input'))).toMatchObject([
+        { rule: 'InputInvalidYaml', message: 'not valid UTF-8', line: 1, source: join(dir, 'latin1.yaml') },
+        { rule: 'InputDuplicateKey', source: join(dir, 'twice.yaml') },
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('--fix edits a List item by item, and a JSON file stays JSON with only the changed lines moved', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gsp-fix-json-'));
+    try {
+      const item = (name: string) => ({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name, namespace: 'shop' },
+        spec: {
+          selector: { matchLabels: { app: name } },
+          template: {
+            metadata: { labels: { app: name } },
+            spec: { containers: [{ name, image: 'x', terminationGracePeriodSeconds: 45 }] },
+          },
+        },
+      });
+      const before = `${JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [item('a'), item('b')] }, null, 2)}\n`;
+      await writeFile(join(dir, 'list.json'), before);
+      const out = await gsp(['audit', '--fix', join(dir, 'list.json')]);
+      expect(out.code).toBe(EXIT.ok);
+      expect(out.stderr.split('\n').filter((l) => l.startsWith('fixed'))).toHaveLength(2);
+      const after = await readFile(join(dir, 'list.json'), 'utf8');
+      const parsed = JSON.parse(after) as { items: ReturnType<typeof item>[] };
+      for (const d of parsed.items) {
+        expect(d.spec.template.spec).toMatchObject({ terminationGracePeriodSeconds: 45 });
+        expect(d.spec.template.spec.containers[0]).not.toHaveProperty('terminationGracePeriodSeconds');
+      }
+      // Every line of the result but the moved ones (and the commas they need) is a line of before.
+      const old = new Set(before.split('\n'));
+      const moved = [
+        '                "image": "x"',
+        '            ],',
+        '            "terminationGracePeriodSeconds": 45',
+      ];
+      expect(after.split('\n').filter((l) => !old.has(l))).toEqual([...moved, ...moved]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("--fix on standard input prints the corrected stream with the policy's settings; what is left is reported on stderr", async () => {
     const out = await gsp(['audit', '--fix', '-'], `${policy('Enforce')}---\n${bare}`);
     expect(out.code).toBe(EXIT.ok);
@@ -537,7 +641,7 @@ items:
     expect(web?.readinessProbe).toMatchObject({ tcpSocket: { port: 8080 } });
     expect(web?.readinessProbe?.httpGet).toBeUndefined();
     expect(out.stderr).toContain(
-      'fixed shop/web (-): containers[web].preStop: missing -> sleep 5s (policy shop)',
+      'fixed Deployment shop/web (-): containers[web].preStop: missing -> sleep 5s (policy shop)',
     );
     expect(out.stderr).toMatch(/shop\/web\s+shop\s+Compliant/);
   });

@@ -1,18 +1,17 @@
-#!/usr/bin/env node
 // gsp: the operator's verdicts offline, for CI. `gsp audit` reads manifests (files, directories,
 // or - for standard input: kustomize build and helm template output pipe in) and policies, and
 // reports per Deployment what the operator would say, plus the classic shutdown mistakes.
 // Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 usage error,
 // 3 input error: nothing could be read, an invalid policy, or with --strict any unreadable part
 // (otherwise a file that cannot be read or parsed is a finding, and the run goes on). docs/audit.md.
+import { isUtf8 } from 'node:buffer';
 import type { Stats } from 'node:fs';
-import { readdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import writeFileAtomic from 'write-file-atomic';
 import { parse } from 'yaml';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../api/policy.ts';
-import { apiErrorMessage } from '../kube/client.ts';
 import {
   audit,
   type Finding,
@@ -25,8 +24,8 @@ import {
 } from './audit.ts';
 import { fixManifests } from './fix.ts';
 import { type Manifest, ManifestError, readInput } from './manifests.ts';
-import { formatJson, formatSarif, formatTable, type OutputFormat } from './output.ts';
-import { KUSTOMIZATION_FILES, kustomizationPatches } from './workloads.ts';
+import { formatJson, formatSarif, formatTable, type OutputFormat, printable } from './output.ts';
+import { KUSTOMIZATION_FILES, kustomizationPatches, WORKLOAD_KINDS } from './workloads.ts';
 
 export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3 } as const;
 const GSP_VERSION = '0.1.0';
@@ -136,17 +135,37 @@ async function manifestFiles(path: string, problems: Finding[]): Promise<Found[]
   }));
 }
 
-async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
+async function readStdin(stdin: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stdin) chunks.push(Buffer.from(chunk as Buffer));
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The bytes as text, or the line of the first byte that is not UTF-8: such a file is not read
+ * (kubectl refuses it too), and --fix never writes it back with replacement characters.
+ */
+function utf8(bytes: Buffer): string | { line: number } {
+  if (isUtf8(bytes)) return bytes.toString('utf8');
+  const lenient = bytes.toString('utf8');
+  const at = lenient.indexOf('\uFFFD');
+  return { line: lenient.slice(0, Math.max(0, at)).split('\n').length };
 }
 
 interface Input {
   source: string;
   text: string;
+  /** A file a kustomization names as a patch. */
+  patch: boolean;
   manifests: Manifest[];
 }
+
+/** Files read at once. */
+const READ_AHEAD = 32;
+
+/** The kinds parsed whole: those with pod templates, Namespaces (their labels) and policies. */
+const WHOLE_KINDS = new Set([...WORKLOAD_KINDS.map((k) => k.kind), 'Namespace', KIND]);
+const readWhole = (kind: string) => WHOLE_KINDS.has(kind);
 
 /** Why a path cannot be read, in words: the error code and Node's text for it. */
 function cannotRead(error: unknown): string {
@@ -172,9 +191,16 @@ async function load(
 ): Promise<{ inputs: Input[]; problems: Finding[] }> {
   const inputs: Input[] = [];
   const problems: Finding[] = [];
-  const add = (source: string, text: string, patch = false) => {
-    const read = readInput(text, source);
-    inputs.push({ source, text, manifests: read.manifests.map((m) => (patch ? { ...m, patch } : m)) });
+  const add = (source: string, bytes: Buffer, patch = false) => {
+    const text = utf8(bytes);
+    if (typeof text !== 'string') {
+      problems.push(
+        inputFinding({ source, line: text.line, rule: 'InputInvalidYaml', message: 'not valid UTF-8' }),
+      );
+      return;
+    }
+    const read = readInput(text, source, readWhole);
+    inputs.push({ source, text, patch, manifests: read.manifests.map((m) => (patch ? { ...m, patch } : m)) });
     // A JSON 6902 patch is a list of operations, not an object: expected of a patch file.
     for (const p of read.problems.filter((p) => !(patch && p.kind === 'NotAnObject')))
       problems.push(
@@ -193,28 +219,29 @@ async function load(
   };
   const unreadable = (source: string, error: unknown) =>
     problems.push(inputFinding({ source, line: 0, rule: 'InputUnreadable', message: cannotRead(error) }));
+  // Every file first (a directory is walked), then read a batch at a time, so that the disk
+  // works while the parser does; parsed in the order given.
+  const sources: (Found | '-')[] = [];
   for (const path of paths) {
-    if (path === '-') {
-      add('-', await readStdin(stdin));
-      continue;
-    }
-    let files: Found[];
-    try {
-      files = await manifestFiles(path, problems);
-    } catch (error) {
-      unreadable(path, error);
-      continue;
-    }
-    for (const { file, patch } of files) {
-      let text: string;
+    if (path === '-') sources.push('-');
+    else
       try {
-        text = await readFile(file, 'utf8');
+        sources.push(...(await manifestFiles(path, problems)));
       } catch (error) {
-        unreadable(file, error);
-        continue;
+        unreadable(path, error);
       }
-      add(file, text, patch);
-    }
+  }
+  for (let i = 0; i < sources.length; i += READ_AHEAD) {
+    const batch = sources.slice(i, i + READ_AHEAD);
+    const read = await Promise.all(
+      batch.map((s) => (s === '-' ? readStdin(stdin) : readFile(s.file)).catch((error: unknown) => error)),
+    );
+    batch.forEach((s, j) => {
+      const bytes = read[j];
+      const source = s === '-' ? '-' : s.file;
+      if (Buffer.isBuffer(bytes)) add(source, bytes, s !== '-' && s.patch);
+      else unreadable(source, bytes);
+    });
   }
   return { inputs, problems };
 }
@@ -229,6 +256,9 @@ async function loadPolicies(paths: string[], stdin: NodeJS.ReadableStream): Prom
 
 /** The cluster's GracefulShutdownPolicies, as manifests (source "cluster"). */
 async function clusterPolicies(kubeconfig: string | undefined): Promise<Manifest[]> {
+  // Loaded here: the Kubernetes client takes longer to load than a run without it takes.
+  const { CustomObjectsApi, KubeConfig } = await import('@kubernetes/client-node');
+  const { apiErrorMessage } = await import('../kube/client.ts');
   try {
     const kc = new KubeConfig();
     if (kubeconfig) kc.loadFromFile(kubeconfig);
@@ -313,7 +343,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     // Nothing to audit, or a strict run: the problems are the answer.
     const blocking = problems.filter((p) => p.severity === 'error');
     if ((manifests.length === 0 && blocking.length > 0) || (values.strict && problems.length > 0)) {
-      for (const p of problems) io.stderr(`gsp: ${p.source}:${p.line}: ${p.message}\n`);
+      for (const p of problems) io.stderr(`gsp: ${printable(`${p.source}:${p.line}: ${p.message}`)}\n`);
       return EXIT.input;
     }
     const policyManifests = await loadPolicies(values.policy, io.stdin);
@@ -326,19 +356,22 @@ export async function run(argv: string[], io: Io): Promise<number> {
       manifests = [];
       const unparsed = new Set(problems.filter((p) => p.rule === 'InputInvalidYaml').map((p) => p.source));
       for (const input of inputs) {
+        const where = printable(input.source);
         // A file that does not parse whole is not rewritten: its findings say why.
-        if (unparsed.has(input.source)) {
-          io.stderr(`not fixed (${input.source}): it is not valid YAML throughout\n`);
-          manifests.push(...input.manifests);
-          continue;
-        }
-        const { text, fixed } = fixManifests(input.text, input.source, policies, options, labels);
-        for (const f of fixed) io.stderr(`fixed ${f.workload} (${input.source}): ${f.what}\n`);
+        const { text, fixed, refused } = unparsed.has(input.source)
+          ? { text: input.text, fixed: [], refused: 'it is not valid YAML throughout' }
+          : fixManifests(input.text, policies, options, labels);
+        if (refused) io.stderr(`not fixed (${where}): ${refused}\n`);
+        for (const f of fixed) io.stderr(`fixed ${printable(f.workload)} (${where}): ${printable(f.what)}\n`);
         if (input.source === '-') {
           io.stdout(text);
           report = io.stderr;
-        } else if (fixed.length > 0) await writeFile(input.source, text);
-        manifests.push(...readInput(text, input.source).manifests);
+        } else if (fixed.length > 0) await writeFileAtomic(input.source, text);
+        manifests.push(
+          ...readInput(text, input.source, readWhole).manifests.map((m) =>
+            input.patch ? { ...m, patch: true } : m,
+          ),
+        );
       }
     }
     const result = audit(manifests, policies, options);
@@ -369,10 +402,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  process.exitCode = await run(process.argv.slice(2), {
-    stdin: process.stdin,
-    stdout: (t) => process.stdout.write(t),
-    stderr: (t) => process.stderr.write(t),
-  });
-}
+/** The process's own standard streams. */
+export const processIo: Io = {
+  stdin: process.stdin,
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};

@@ -76,7 +76,7 @@ export function formatTable(result: AuditResult): string {
   ];
   const findings = result.findings.map(
     (f) =>
-      `${f.severity.toUpperCase()} ${f.rule}${f.workload ? ` ${printable(`${f.workload.kind} ${f.workload.namespace}/${f.workload.name}`)}` : ''} (${printable(`${f.source}:${f.line}`)})\n  ${printable(f.message)}\n  fix: ${printable(f.fix)}`,
+      `${f.severity.toUpperCase()} ${f.rule}${f.workload ? ` ${printable(`${f.workload.kind} ${f.workload.namespace}/${f.workload.name}`)}` : ''} (${printable(`${f.source}:${f.line}${f.column ? `:${f.column}` : ''}`)})\n  ${printable(f.message)}\n  fix: ${printable(f.fix)}`,
   );
   const counts = (['error', 'warning', 'note'] as const)
     .map((s) => {
@@ -128,7 +128,7 @@ function sarifResult(f: Finding, base: string, stdinName: string): Result {
         physicalLocation: {
           artifactLocation: artifactLocation(f.source, base, stdinName),
           // SARIF lines start at 1: a problem with a whole file is on its first.
-          region: { startLine: Math.max(1, f.line) },
+          region: { startLine: Math.max(1, f.line), ...(f.column ? { startColumn: f.column } : {}) },
         },
         ...(f.workload
           ? {

@@ -109,6 +109,13 @@ export function pathText(path: readonly (string | number)[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
 }
 
+/** The path a pathText wrote: "spec.containers[0].ports" -> spec, containers, 0, ports. */
+export function parsePath(text: string): (string | number)[] {
+  return [...text.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) =>
+    m[2] === undefined ? (m[1] as string) : Number(m[2]),
+  );
+}
+
 /**
  * What in the pod template is not the shape Kubernetes requires, so that reading it as a pod
  * spec would be a guess: the path of the first such field, or undefined. Parts that are absent
