@@ -64,7 +64,7 @@ describe('the gsp package', () => {
     const files = await readdir(packageDir, { recursive: true });
     expect(files).toContain(join('dist', 'operator', 'src', 'cli', 'bin.js'));
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
-    expect(files.filter((f) => /test|testdata/.test(f))).toEqual([]);
+    expect(files.filter((f) => /(^|\/)(testing|testdata|test-)|\.test\./.test(f))).toEqual([]);
     const manifest = JSON.parse(await readFile(join(packageDir, 'package.json'), 'utf8')) as {
       bin: Record<string, string>;
     };
