@@ -2,7 +2,7 @@
 // directory from the npm registry (no link back to the repository), and the installed `gsp` run
 // as a CI job would run it.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -63,6 +63,7 @@ describe('the gsp package', () => {
     const packageDir = join(dir, 'app', 'node_modules', 'graceful-shutdown-operator');
     const files = await readdir(packageDir, { recursive: true });
     expect(files).toContain(join('dist', 'operator', 'src', 'cli', 'bin.js'));
+    expect(files).toContain(join('hooks', 'pre-commit'));
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
     expect(files.filter((f) => /(^|\/)(testing|testdata|test-)|\.test\./.test(f))).toEqual([]);
     const manifest = JSON.parse(await readFile(join(packageDir, 'package.json'), 'utf8')) as {
@@ -83,6 +84,47 @@ describe('the gsp package', () => {
     const log = JSON.parse(sarif.stdout) as { runs: { results: { ruleId: string }[] }[] };
     expect(log.runs[0]?.results.map((r) => r.ruleId)).toContain('PreStopNotShorterThanGrace');
     expect((await command(gsp, ['--help'], { cwd: dir })).code).toBe(0);
+  });
+
+  test('its git pre-commit hook stops a commit of a manifest with an error finding, and lets the fixed one through', async () => {
+    const app = join(dir, 'app');
+    const git = (...args: string[]) =>
+      command('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args], { cwd: app });
+    expect((await git('init', '-q')).code).toBe(0);
+    await copyFile(
+      join(app, 'node_modules', 'graceful-shutdown-operator', 'hooks', 'pre-commit'),
+      join(app, '.git', 'hooks', 'pre-commit'),
+    );
+    await chmod(join(app, '.git', 'hooks', 'pre-commit'), 0o755);
+    await copyFile(blogPost, join(app, 'app.yaml'));
+    await git('add', 'app.yaml');
+    const refused = await git('commit', '-q', '-m', 'the blog post as it was');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stdout).toContain('ERROR MisplacedTerminationGracePeriod Deployment shop/flask-app');
+    expect((await git('log', '--oneline')).stdout).toBe('');
+    // gsp --fix corrects the file; what is left are warnings, which do not stop the commit...
+    await command(gsp, ['audit', '--fix', '--fail-on', 'none', 'app.yaml'], { cwd: app });
+    const text = (await readFile(join(app, 'app.yaml'), 'utf8')).replace(
+      'terminationGracePeriodSeconds: 10',
+      'terminationGracePeriodSeconds: 30',
+    );
+    await writeFile(join(app, 'app.yaml'), text);
+    await git('add', 'app.yaml');
+    const accepted = await git('commit', '-q', '-m', 'fixed');
+    expect(accepted.code, accepted.stdout + accepted.stderr).toBe(0);
+    // ...unless the flags say so.
+    await writeFile(join(app, 'other.yaml'), text.replaceAll('shop', 'other'));
+    await git('add', 'other.yaml');
+    const strict = await command(
+      'sh',
+      [
+        '-c',
+        'GSP_AUDIT_FLAGS="--fail-on warning" git -c user.name=ci -c user.email=ci@example.invalid commit -q -m strict',
+      ],
+      { cwd: app },
+    );
+    expect(strict.code).not.toBe(0);
+    expect((await git('log', '--oneline')).stdout.trim().split('\n')).toHaveLength(1);
   });
 
   test('on a Node.js older than 24 it says so and exits 2, before loading anything', async () => {

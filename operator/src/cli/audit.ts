@@ -2,13 +2,15 @@
 // selects gets the verdict the operator would give (the same match, planning and verdict code);
 // every pod template (workloads.ts: Deployments, StatefulSets, DaemonSets, Jobs, Pods, Argo
 // Rollouts...) is also checked for the classic shutdown mistakes, the policy or not.
-import type { V1Container, V1Deployment, V1PodSpec } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1PodSpec, V1Probe } from '@kubernetes/client-node';
+import { READINESS_PATH_ANNOTATION } from '../api/annotations.ts';
 import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
-import { clusterFacts, type ServerVersion } from '../policy/desired.ts';
+import { clusterFacts, readAnnotationOverrides, type ServerVersion } from '../policy/desired.ts';
 import { type Evaluation, evaluate, verdictFor } from '../policy/evaluate.ts';
 import { policySelects } from '../policy/match.ts';
 import { type ProbeVerdictReader, planWorkload } from '../policy/plan.ts';
 import { DEFAULT_GRACE_SECONDS, preStopSummary, probesEqual } from '../policy/podspec.ts';
+import { findSidecars } from '../policy/sidecars.ts';
 import type { Estimate, ValidPolicy } from '../policy/types.ts';
 import { isRecord } from '../util/is-record.ts';
 import type { FieldPath, Manifest } from './manifests.ts';
@@ -204,8 +206,38 @@ function offlineEstimates(policy: ValidPolicy): { get(): Estimate | undefined } 
 }
 
 const SHELL = /(^|\/)(ba|da|z)?sh$/;
-/** Images without a shell, by name: distroless, scratch-based static images. */
-const NO_SHELL_IMAGE = /(^|[/:@-])(distroless|scratch)([/:@-]|$)|chainguard\/static|static-debian/;
+
+/**
+ * The shell an image has, as far as its name tells: 'none' for distroless, scratch-based static
+ * images and Chainguard's production images; 'busybox' for distroless `:debug` images (BusyBox at
+ * /busybox/sh, on the image's PATH, and no /bin/sh); undefined when nothing says (assumed to have
+ * one). Chainguard's `-dev` tags have a shell.
+ */
+export function imageShell(image: string): 'none' | 'busybox' | undefined {
+  const ref = image.toLowerCase().replace(/@sha256:[0-9a-f]+$/, '');
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  const [name, tag] = colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, ''];
+  if (/(^|\/)distroless\//.test(name)) return /(^|-)debug(-|$)/.test(tag) ? 'busybox' : 'none';
+  if (/(^|\/)cgr\.dev\/chainguard\//.test(name) || /(^|\/)chainguard\/static$/.test(name))
+    return /(^|-)dev(-|$)/.test(tag) ? undefined : 'none';
+  if (/(^|\/)scratch$/.test(name) || /static-debian/.test(name)) return 'none';
+  return undefined;
+}
+
+/** Why a preStop command cannot run in the image, or undefined when it can (or nothing says). */
+function shellMissing(command: string, image: string): string | undefined {
+  if (!SHELL.test(command)) return undefined;
+  const shell = imageShell(image);
+  if (shell === 'none') return `${image} looks like an image without a shell`;
+  // BusyBox has sh on the PATH (so plain `sh` works), at /busybox/sh, and no bash.
+  if (
+    shell === 'busybox' &&
+    (/(^|\/)(ba|z)sh$/.test(command) || (command.startsWith('/') && !command.startsWith('/busybox/')))
+  )
+    return `${image} is a distroless debug image: its only shell is BusyBox's, at /busybox/sh`;
+  return undefined;
+}
 
 /** Where a workload's findings point, and the workload they name. */
 type Where = Pick<Finding, 'workload' | 'source' | 'line'>;
@@ -325,11 +357,33 @@ export function lintPodTemplate(
   podSpec: V1PodSpec,
   where: Where,
   governed: boolean,
+  services: readonly ServiceView[] = [],
 ): Draft[] {
   const findings = misplacedFindings(object, kind, podSpec, where);
   const base = pathText(kind.podSpecPath);
   const grace = podSpec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
-  for (const [i, container] of (podSpec.containers ?? []).entries()) {
+  const containers = podSpec.containers ?? [];
+  // Sidecars as the operator knows them (its list, the sidecars annotation): their project
+  // manages their readiness, and the operator never writes a probe to them.
+  const overrides = readAnnotationOverrides({ metadata: object.metadata } as V1Deployment);
+  const sidecars = findSidecars(containers, overrides.ok ? overrides.sidecars : [], {
+    names: [],
+    images: [],
+  });
+  const apps = containers.filter((c) => !sidecars.has(c.name));
+  // A Service sending traffic to the pods is evidence that they serve, declared ports or not.
+  const labels = kind.podSpecPath
+    .slice(0, -1)
+    .concat('metadata', 'labels')
+    .reduce<unknown>((at, key) => (isRecord(at) ? at[key] : undefined), object);
+  const behind = services.filter(
+    (svc) =>
+      svc.namespace === where.workload?.namespace &&
+      Object.keys(svc.selector).length > 0 &&
+      isRecord(labels) &&
+      Object.entries(svc.selector).every(([k, v]) => labels[k] === v),
+  );
+  for (const [i, container] of containers.entries()) {
     const at = `${base}.containers[${container.name}]`;
     const field = (...rest: (string | number)[]) => [...kind.podSpecPath, 'containers', i, ...rest];
     const add = (rule: RuleId, message: string, fix: string, path: FieldPath) =>
@@ -343,23 +397,36 @@ export function lintPodTemplate(
         `set ${base}.terminationGracePeriodSeconds above ${waits} s plus the time requests need to finish`,
         field('lifecycle', 'preStop'),
       );
-    const command = hook?.exec?.command ?? [];
-    if (command[0] !== undefined && SHELL.test(command[0]) && NO_SHELL_IMAGE.test(container.image ?? ''))
+    const command = hook?.exec?.command?.[0];
+    const missing = command === undefined ? undefined : shellMissing(command, container.image ?? '');
+    if (missing)
       add(
         'ShellPreStopWithoutShell',
-        `${at}: preStop runs ${command[0]}, and ${container.image} looks like an image without a shell: the hook fails and the pod stops at once`,
+        `${at}: preStop runs ${command}, and ${missing}: the hook fails and the pod stops at once`,
         `use the native sleep action (lifecycle.preStop.sleep.seconds, Kubernetes 1.30+) or a binary the image has`,
         field('lifecycle', 'preStop'),
       );
     // Readiness matters to pods behind a Service; a Job's pods run to completion.
     if (!kind.serves) continue;
-    if (!governed && (container.ports ?? []).length > 0 && container.readinessProbe === undefined)
+    const unprobed = !governed && container.readinessProbe === undefined && !sidecars.has(container.name);
+    if (unprobed && (container.ports ?? []).length > 0)
       add(
         'ReadinessProbeMissing',
         `${at} serves port ${container.ports?.[0]?.containerPort} without a readiness probe`,
         `add a readinessProbe (an HTTP path that fails once shutdown begins)`,
         field('ports'),
       );
+    else if (unprobed && apps.length === 1 && behind[0] !== undefined) {
+      // No declared port, but a Service selects the pods, and this is their one app container.
+      const [svc] = behind;
+      const target = svc.ports[0]?.targetPort ?? svc.ports[0]?.port;
+      add(
+        'ReadinessProbeMissing',
+        `${at} declares no port, but Service ${svc.name} sends traffic to the pods${target === undefined ? '' : ` (targetPort ${target})`}, and it has no readiness probe`,
+        `add a readinessProbe (an HTTP path that fails once shutdown begins), and declare the port`,
+        field('name'),
+      );
+    }
     if (
       container.readinessProbe !== undefined &&
       container.livenessProbe !== undefined &&
@@ -373,6 +440,40 @@ export function lintPodTemplate(
       );
   }
   return findings;
+}
+
+/** A Service among the manifests, as far as the audit reads it. */
+export interface ServiceView {
+  namespace: string;
+  name: string;
+  selector: Record<string, string>;
+  ports: { port?: number; targetPort?: number | string }[];
+}
+
+/** The Services among the manifests (namespace filled in as for workloads). */
+export function servicesOf(manifests: Manifest[], defaultNamespace: string): ServiceView[] {
+  return manifests.flatMap((m) => {
+    const { object } = m;
+    if (object.apiVersion !== 'v1' || object.kind !== 'Service' || !isRecord(object.spec)) return [];
+    const meta = isRecord(object.metadata) ? object.metadata : {};
+    const selector = isRecord(object.spec.selector) ? object.spec.selector : {};
+    const ports = Array.isArray(object.spec.ports) ? object.spec.ports.filter(isRecord) : [];
+    return [
+      {
+        namespace: typeof meta.namespace === 'string' ? meta.namespace : defaultNamespace,
+        name: typeof meta.name === 'string' ? meta.name : '',
+        selector: Object.fromEntries(
+          Object.entries(selector).filter(([, v]) => typeof v === 'string'),
+        ) as Record<string, string>,
+        ports: ports.map((p) => ({
+          ...(typeof p.port === 'number' ? { port: p.port } : {}),
+          ...(typeof p.targetPort === 'number' || typeof p.targetPort === 'string'
+            ? { targetPort: p.targetPort }
+            : {}),
+        })),
+      },
+    ];
+  });
 }
 
 /** The labels of the Namespace objects among the manifests, by name. */
@@ -499,7 +600,7 @@ function auditDeployment(
       ...finding(
         'PolicyNonCompliant',
         where,
-        `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}`,
+        `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}${unverifiedPaths(planned)}`,
         `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
         ['spec', 'template', 'spec'],
       ),
@@ -509,8 +610,25 @@ function auditDeployment(
   return { findings, governed: true };
 }
 
+/**
+ * Offline no pod can be asked whether it answers the readiness path the plan recommends (in the
+ * cluster the operator asks a running pod before it relies on it): said, for each such probe.
+ */
+function unverifiedPaths(planned: {
+  plan: { containers: { name: string; readinessProbe?: V1Probe }[] };
+}): string {
+  const paths = planned.plan.containers.flatMap((c) => {
+    const get = c.readinessProbe?.httpGet;
+    return get ? [`GET ${get.path ?? '/'} on port ${String(get.port)} of ${c.name}`] : [];
+  });
+  return paths.length === 0
+    ? ''
+    : ` (not verified offline: ${paths.join(', ')}; make sure the app answers it with 2xx, or name the path with the ${READINESS_PATH_ANNOTATION} annotation)`;
+}
+
 export function audit(manifests: Manifest[], policies: ValidPolicy[], options: AuditOptions): AuditResult {
   const namespaceLabels = namespaceLabelsOf(manifests);
+  const services = servicesOf(manifests, options.namespace);
   const result: AuditResult = {
     workloads: [],
     findings: [],
@@ -576,7 +694,7 @@ export function audit(manifests: Manifest[], policies: ValidPolicy[], options: A
         );
     }
     result.workloads.push(row);
-    drafts.push(...lintPodTemplate(m.object, c.workload, c.podSpec, where, governed));
+    drafts.push(...lintPodTemplate(m.object, c.workload, c.podSpec, where, governed, services));
     result.findings.push(...place(drafts, m));
   }
   result.inventory = inventoryOf(counted);

@@ -211,6 +211,85 @@ describe('gsp audit', () => {
     }
   });
 
+  test("a Service's targetPort is evidence a container serves; an injected proxy is a sidecar, as the operator has it", async () => {
+    const serving = join(here, 'testdata', 'serving.yaml');
+    const result = JSON.parse((await gsp(['audit', '-o', 'json', serving])).stdout) as {
+      findings: { rule: string; workload?: { name: string }; message: string }[];
+    };
+    const missing = result.findings.filter((f) => f.rule === 'ReadinessProbeMissing');
+    // The model server behind a Service, though it declares no port; not the one without a
+    // Service (negative control), and not the Istio proxy with its port.
+    expect(missing.map((f) => f.workload?.name)).toEqual(['vllm']);
+    expect(missing[0]?.message).toBe(
+      'spec.template.spec.containers[vllm] declares no port, but Service vllm sends traffic to the pods (targetPort 8000), and it has no readiness probe',
+    );
+    // A Service in another namespace is no evidence.
+    const elsewhere = (await readFile(serving, 'utf8')).replace(
+      'metadata: { name: vllm, namespace: ml }\nspec:\n  selector: { app: vllm }',
+      'metadata: { name: vllm, namespace: other }\nspec:\n  selector: { app: vllm }',
+    );
+    const moved = JSON.parse((await gsp(['audit', '-o', 'json', '-'], elsewhere)).stdout) as {
+      findings: { rule: string }[];
+    };
+    expect(moved.findings.filter((f) => f.rule === 'ReadinessProbeMissing')).toEqual([]);
+    // With a policy selecting the proxy's Deployment, the operator's verdict agrees: Compliant
+    // as far as readiness goes (the proxy is not asked for a probe either).
+    const governed = JSON.parse(
+      (await gsp(['audit', '-o', 'json', '-p', '-', serving], policyFor('app: batch-scorer'))).stdout,
+    ) as {
+      workloads: { name: string; verdict?: string; reason?: string }[];
+      findings: { rule: string; message: string }[];
+    };
+    const scorer = governed.workloads.find((w) => w.name === 'batch-scorer');
+    expect(scorer?.verdict).toBe('NonCompliant');
+    const policyFinding = governed.findings.find((f) => f.rule === 'PolicyNonCompliant');
+    expect(policyFinding?.message).not.toContain('istio-proxy');
+  });
+
+  test('shells by image: distroless debug has BusyBox sh on its PATH only, Chainguard -dev has a shell, production Chainguard none', async () => {
+    const hook = (image: string, command: string) =>
+      bare
+        .replace('registry.example/web:1', image)
+        .replace(
+          '          ports: [{ containerPort: 8080 }]\n',
+          `          ports: [{ containerPort: 8080 }]\n          readinessProbe: { tcpSocket: { port: 8080 } }\n          lifecycle: { preStop: { exec: { command: [${command}, -c, "sleep 5"] } } }\n`,
+        );
+    const shellFindings = async (image: string, command: string) =>
+      (
+        JSON.parse((await gsp(['audit', '-o', 'json', '-'], hook(image, command))).stdout) as {
+          findings: { rule: string; message: string }[];
+        }
+      ).findings
+        .filter((f) => f.rule === 'ShellPreStopWithoutShell')
+        .map((f) => f.message.replace(/^.*preStop runs /, ''));
+    expect(await shellFindings('gcr.io/distroless/base-debian12:debug', 'sh')).toEqual([]);
+    expect(await shellFindings('gcr.io/distroless/base-debian12:debug-nonroot', '/busybox/sh')).toEqual([]);
+    expect(await shellFindings('gcr.io/distroless/base-debian12:debug', '/bin/sh')).toEqual([
+      "/bin/sh, and gcr.io/distroless/base-debian12:debug is a distroless debug image: its only shell is BusyBox's, at /busybox/sh: the hook fails and the pod stops at once",
+    ]);
+    expect(await shellFindings('gcr.io/distroless/static-debian12:nonroot', 'sh')).toHaveLength(1);
+    expect(await shellFindings('cgr.dev/chainguard/nginx:latest', '/bin/sh')).toHaveLength(1);
+    expect(await shellFindings('cgr.dev/chainguard/nginx:latest-dev', '/bin/sh')).toEqual([]);
+    expect(await shellFindings('docker.io/library/nginx:1.29', '/bin/sh')).toEqual([]);
+  });
+
+  test('a recommended readiness path is said to be unverified offline; a tcpSocket recommendation is not', async () => {
+    const http = bare.replace(
+      'ports: [{ containerPort: 8080 }]',
+      'ports: [{ name: http, containerPort: 8080 }]',
+    );
+    const message = async (text: string) =>
+      (
+        JSON.parse((await gsp(['audit', '-o', 'json', '-'], `${policy('Audit')}---\n${text}`)).stdout) as {
+          findings: { rule: string; message: string }[];
+        }
+      ).findings.find((f) => f.rule === 'PolicyNonCompliant')?.message;
+    expect(await message(http)).toContain(
+      '(not verified offline: GET /readyz on port 8080 of web; make sure the app answers it with 2xx, or name the path with the gracefulshutdown.dev/readiness-path annotation)',
+    );
+    expect(await message(bare)).not.toContain('not verified offline');
+  });
+
   test('identical readiness and liveness probes are named; different ones are not', async () => {
     const probes = (liveness: string) =>
       bare.replace(

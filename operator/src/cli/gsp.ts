@@ -163,8 +163,11 @@ interface Input {
 /** Files read at once. */
 const READ_AHEAD = 32;
 
-/** The kinds parsed whole: those with pod templates, Namespaces (their labels) and policies. */
-const WHOLE_KINDS = new Set([...WORKLOAD_KINDS.map((k) => k.kind), 'Namespace', KIND]);
+/**
+ * The kinds parsed whole: those with pod templates, Namespaces (their labels), Services (the pods
+ * they send traffic to) and policies.
+ */
+const WHOLE_KINDS = new Set([...WORKLOAD_KINDS.map((k) => k.kind), 'Namespace', 'Service', KIND]);
 const readWhole = (kind: string) => WHOLE_KINDS.has(kind);
 
 /** Why a path cannot be read, in words: the error code and Node's text for it. */
