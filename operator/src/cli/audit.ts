@@ -6,6 +6,7 @@ import type { V1Container, V1Deployment, V1PodSpec, V1Probe } from '@kubernetes/
 import { READINESS_PATH_ANNOTATION } from '../api/annotations.ts';
 import { API_VERSION, KIND, parsePolicySpec } from '../api/policy.ts';
 import { clusterFacts, readAnnotationOverrides, type ServerVersion } from '../policy/desired.ts';
+import { describeChange } from '../policy/diff.ts';
 import { type Evaluation, evaluate, verdictFor } from '../policy/evaluate.ts';
 import { policySelects } from '../policy/match.ts';
 import { type ProbeVerdictReader, planWorkload } from '../policy/plan.ts';
@@ -600,7 +601,7 @@ function auditDeployment(
       ...finding(
         'PolicyNonCompliant',
         where,
-        `${verdict.reason}: ${planned.diff.changes.join('; ') || verdict.message}${unverifiedPaths(planned)}`,
+        `${verdict.reason}: ${planned.diff.fields.map((c) => describeChange(c, false)).join('; ') || verdict.message}${unverifiedPaths(planned)}`,
         `${planned.plan.graceExplanation}${policy.spec.mode === 'Enforce' ? '; in Enforce the operator sets these at admission' : ''}`,
         ['spec', 'template', 'spec'],
       ),

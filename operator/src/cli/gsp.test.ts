@@ -288,6 +288,10 @@ describe('gsp audit', () => {
       '(not verified offline: GET /readyz on port 8080 of web; make sure the app answers it with 2xx, or name the path with the gracefulshutdown.dev/readiness-path annotation)',
     );
     expect(await message(bare)).not.toContain('not verified offline');
+    // The operator's bookkeeping (its mirror annotations) is not the manifest's business.
+    expect(await message(http)).toBe(
+      'PreStopMissing: containers[web].readinessProbe: missing -> httpGet /readyz:8080; containers[web].preStop: missing -> sleep 5s (not verified offline: GET /readyz on port 8080 of web; make sure the app answers it with 2xx, or name the path with the gracefulshutdown.dev/readiness-path annotation)',
+    );
   });
 
   test('identical readiness and liveness probes are named; different ones are not', async () => {

@@ -42,11 +42,15 @@ export interface DiffResult {
   fields: FieldChange[];
 }
 
-function describeChange(change: FieldChange): string {
+/**
+ * A change in words. `withAnnotation` false leaves out the operator's mirror annotation (its
+ * bookkeeping, which a manifest does not carry: `gsp audit` speaks of the fields only).
+ */
+export function describeChange(change: FieldChange, withAnnotation = true): string {
   const where =
     change.container === undefined ? change.field : `containers[${change.container}].${change.field}`;
   const annotation =
-    change.annotation === undefined
+    change.annotation === undefined || !withAnnotation
       ? ''
       : ` (annotation ${change.annotation.key}: ${change.annotation.from === undefined ? 'missing' : JSON.stringify(change.annotation.from)} -> ${JSON.stringify(change.annotation.to)})`;
   return `${where}: ${change.from} -> ${change.to}${annotation}`;
@@ -118,7 +122,7 @@ export function diffDeployment(deployment: V1Deployment, plan: ShutdownPlan): Di
       });
     }
   }
-  return { compliant: fields.length === 0, changes: fields.map(describeChange), fields };
+  return { compliant: fields.length === 0, changes: fields.map((c) => describeChange(c)), fields };
 }
 
 /**
