@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { markdownTable, median } from '../bench/table.ts';
 import { buildGoTargets, cacheRoot, goVersion } from '../cluster/build.ts';
 import { ensureDebianPackages } from '../cluster/node/packages.ts';
 import { repoRoot } from '../operator/install.ts';
@@ -95,16 +96,6 @@ async function acceptedFiles(binary: string, files: string[]): Promise<string[]>
   return accepted;
 }
 
-function table(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const row of rows) console.log(line(row));
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-
 await ensureDebianPackages(['time'], console.log);
 const corpus = await ensureCorpus(console.log);
 const files = (await filesUnder(corpus))
@@ -142,19 +133,21 @@ for (let r = 0; r < RUNS; r++) {
 console.log(
   `\ngsp audit and kube-score on ${files.length} files of ${CORPUS.length} projects' modules (${corpus}); ${accepted.length} of them are files kube-score parses. ${RUNS} runs each, median; ${cpus().length} CPUs.\n`,
 );
-table(
-  ['tool', 'files', 'wall s', 'CPU s', 'max RSS MiB', 'exit'],
-  contenders.map((c, i) => {
-    const m = results[i] ?? [];
-    return [
-      c.name,
-      c.files === 'all' ? String(files.length) : String(accepted.length),
-      median(m.map((x) => x.wall)).toFixed(2),
-      median(m.map((x) => x.cpu)).toFixed(2),
-      median(m.map((x) => x.rssMiB)).toFixed(0),
-      [...new Set(m.map((x) => x.code))].join(','),
-    ];
-  }),
+console.log(
+  markdownTable(
+    ['tool', 'files', 'wall s', 'CPU s', 'max RSS MiB', 'exit'],
+    contenders.map((c, i) => {
+      const m = results[i] ?? [];
+      return [
+        c.name,
+        c.files === 'all' ? String(files.length) : String(accepted.length),
+        median(m.map((x) => x.wall)).toFixed(2),
+        median(m.map((x) => x.cpu)).toFixed(2),
+        median(m.map((x) => x.rssMiB)).toFixed(0),
+        [...new Set(m.map((x) => x.code))].join(','),
+      ];
+    }),
+  ),
 );
 const [ks, g] = [
   median((results[0] ?? []).map((x) => x.wall)),

@@ -5,12 +5,11 @@ import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { type AuditResult, type Finding, RULES } from '../../operator/src/cli/audit.ts';
-import { run } from '../../operator/src/cli/gsp.ts';
+import { gspRun } from '../../operator/src/cli/test-support.ts';
 import { classify, workloadKind } from '../../operator/src/cli/workloads.ts';
 import { isRecord } from '../../operator/src/util/is-record.ts';
 import { ensureCorpus, filesUnder } from './corpus.ts';
@@ -23,20 +22,7 @@ let result: AuditResult;
 let exitCode: number;
 let stderr = '';
 
-async function gsp(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  let out = '';
-  let err = '';
-  const code = await run(args, {
-    stdin: Readable.from([stdin]),
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-  });
-  return { code, stdout: out, stderr: err };
-}
+const gsp = gspRun;
 
 beforeAll(async () => {
   corpus = await ensureCorpus(() => {});

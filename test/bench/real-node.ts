@@ -28,6 +28,7 @@ import {
   testCluster,
   waitFor,
 } from '../operator/harness.ts';
+import { markdownTable, median } from './table.ts';
 
 const { values } = parseArgs({ options: { starts: { type: 'string', default: '3' } } });
 const starts = Number(values.starts);
@@ -35,13 +36,8 @@ if (!Number.isInteger(starts) || starts < 1 || starts > 10) throw new Error('--s
 
 const quiet = () => {};
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
-  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
-}
+const table = (header: string[], rows: string[][]) => markdownTable(header, rows, 'left');
 
 async function rssKiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');

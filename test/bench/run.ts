@@ -22,6 +22,7 @@ import {
   memoryMiB,
   type SteadyResult,
 } from './scale.ts';
+import { markdownTable } from './table.ts';
 
 const { values } = parseArgs({
   options: {
@@ -52,11 +53,7 @@ const auditSizes = values.audit.split(',').filter(Boolean).map(Number);
 const steadyMinutes = Number(values['steady-minutes']);
 
 function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const row of rows) console.log(line(row));
+  console.log(markdownTable(header, rows));
 }
 
 const log = (message: string) => process.stderr.write(`${new Date().toISOString()} ${message}\n`);

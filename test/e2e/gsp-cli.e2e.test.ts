@@ -3,9 +3,9 @@
 // image, as a pipeline without Node.js would run it.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { EXIT, run } from '../../operator/src/cli/gsp.ts';
+import { EXIT } from '../../operator/src/cli/gsp.ts';
+import { gspRun } from '../../operator/src/cli/test-support.ts';
 import { installOperatorPrerequisites } from '../operator/harness.ts';
 import { repoRoot } from '../operator/install.ts';
 import { clusterInfo, kubectl, useNamespace, usePolicies } from './support.ts';
@@ -32,28 +32,15 @@ spec:
     spec:
       containers: [{ name: web, image: registry.example/web:1, ports: [{ containerPort: 8080 }] }]
 `;
-    let stdout = '';
-    let stderr = '';
-    const code = await run(['audit', '--cluster', '--kubeconfig', clusterInfo().kubeconfig, '-'], {
-      stdin: Readable.from([manifest]),
-      stdout: (t) => {
-        stdout += t;
-      },
-      stderr: (t) => {
-        stderr += t;
-      },
-    });
-    expect(code, stderr).toBe(EXIT.findings);
-    expect(stdout).toMatch(new RegExp(`${ns.name}/web\\s+gsp-cli\\s+NonCompliant\\s+PreStopMissing`));
-    const unreachable = await run(['audit', '--cluster', '--kubeconfig', '/nonexistent', '-'], {
-      stdin: Readable.from([manifest]),
-      stdout: () => {},
-      stderr: (t) => {
-        stderr = t;
-      },
-    });
-    expect(unreachable).toBe(EXIT.input);
-    expect(stderr).toContain('gsp: cluster:0: cannot read the policies');
+    const judged = await gspRun(
+      ['audit', '--cluster', '--kubeconfig', clusterInfo().kubeconfig, '-'],
+      manifest,
+    );
+    expect(judged.code, judged.stderr).toBe(EXIT.findings);
+    expect(judged.stdout).toMatch(new RegExp(`${ns.name}/web\\s+gsp-cli\\s+NonCompliant\\s+PreStopMissing`));
+    const unreachable = await gspRun(['audit', '--cluster', '--kubeconfig', '/nonexistent', '-'], manifest);
+    expect(unreachable.code).toBe(EXIT.input);
+    expect(unreachable.stderr).toContain('gsp: cluster:0: cannot read the policies');
   });
 
   test('the operator image runs `gsp audit -` on standard input (kubectl run -i on the real node), exit code and all', async () => {

@@ -13,31 +13,18 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { Readable } from 'node:stream';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
-import { EXIT, run } from './gsp.ts';
+import { EXIT } from './gsp.ts';
 import { type Manifest, readManifests } from './manifests.ts';
+import { gspRun } from './test-support.ts';
 
 const here = import.meta.dirname;
 const blogPost = join(here, 'testdata', 'blog-post.yaml');
 const samples = join(here, '..', '..', '..', 'config', 'samples');
 const kinds = join(here, 'testdata', 'kinds');
 
-async function gsp(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(args, {
-    stdin: Readable.from([stdin]),
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-  });
-  return { code, stdout, stderr };
-}
+const gsp = gspRun;
 
 const policy = (mode: string) => `apiVersion: gracefulshutdown.dev/v1alpha1
 kind: GracefulShutdownPolicy
