@@ -27,7 +27,7 @@ import { shutdownObserver } from './controllers/shutdown-observer.ts';
 import { StatusPacer } from './controllers/status-pacer.ts';
 import { ClusterView, type PolicyObject } from './controllers/view.ts';
 import { createDeploymentWriter } from './kube/apply.ts';
-import { loadKubeConfig } from './kube/client.ts';
+import { loadKubeConfig, StartupError } from './kube/client.ts';
 import { createEventRecorder } from './kube/events.ts';
 import { readOwnUsername } from './kube/identity.ts';
 import {
@@ -39,10 +39,10 @@ import {
   shareUnchangedParts,
 } from './kube/informer.ts';
 import { createLeaseClient } from './kube/lease-client.ts';
+import { preflight } from './kube/preflight.ts';
 import { loadRecordKey } from './kube/record-key.ts';
 import { createReportStore } from './kube/reports.ts';
 import { createSecretStore } from './kube/secret-store.ts';
-import { readServerVersion } from './kube/server-version.ts';
 import { createPolicyStatusWriter } from './kube/status.ts';
 import { createCaBundleTarget } from './kube/webhook-tls.ts';
 import { EstimateCache } from './latency/estimates.ts';
@@ -88,7 +88,8 @@ async function main(): Promise<void> {
   const metrics = createRuntimeMetrics();
   const operatorMetrics = createOperatorMetrics(metrics.registry);
 
-  const version = await readServerVersion(kubeConfig);
+  // The apiserver answers, the CRD is there, the namespace exists: else one line, and exit 1.
+  const version = await preflight(kubeConfig, config.namespace);
   const facts = clusterFacts(version);
   // The webhook tells the operator's own writes by this user (kube/identity.ts).
   const operatorUser = await readOwnUsername(kubeConfig).catch((err: unknown) => {
@@ -423,6 +424,11 @@ main().catch((err: unknown) => {
   if (err instanceof ConfigError) {
     process.stderr.write(`configuration error: ${err.message}\n`);
     process.exitCode = 2;
+    return;
+  }
+  if (err instanceof StartupError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    process.exitCode = 1;
     return;
   }
   process.stderr.write(

@@ -260,12 +260,17 @@ async function loadPolicies(paths: string[], stdin: NodeJS.ReadableStream): Prom
 /** The cluster's GracefulShutdownPolicies, as manifests (source "cluster"). */
 async function clusterPolicies(kubeconfig: string | undefined): Promise<Manifest[]> {
   // Loaded here: the Kubernetes client takes longer to load than a run without it takes.
-  const { CustomObjectsApi, KubeConfig } = await import('@kubernetes/client-node');
-  const { apiErrorMessage } = await import('../kube/client.ts');
+  const { CustomObjectsApi } = await import('@kubernetes/client-node');
+  const { loadKubeConfig } = await import('../kube/client.ts');
+  const { describeRequestError } = await import('../kube/preflight.ts');
+  let kc: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    const kc = new KubeConfig();
-    if (kubeconfig) kc.loadFromFile(kubeconfig);
-    else kc.loadFromDefault();
+    kc = loadKubeConfig(kubeconfig ? { path: kubeconfig } : {});
+  } catch (error) {
+    throw new ManifestError('cluster', 0, `cannot read the policies: ${(error as Error).message}`);
+  }
+  const server = kc.getCurrentCluster()?.server;
+  try {
     const list = (await kc.makeApiClient(CustomObjectsApi).listClusterCustomObject({
       group: GROUP,
       version: VERSION,
@@ -277,7 +282,11 @@ async function clusterPolicies(kubeconfig: string | undefined): Promise<Manifest
       object: { apiVersion: API_VERSION, kind: KIND, ...object },
     }));
   } catch (error) {
-    throw new ManifestError('cluster', 0, `cannot read the policies: ${apiErrorMessage(error)}`);
+    throw new ManifestError(
+      'cluster',
+      0,
+      `cannot read the policies from ${server}: ${describeRequestError(error)}`,
+    );
   }
 }
 

@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import {
   ApiException,
   type ConfigurationOptions,
@@ -70,22 +71,107 @@ export class PooledKubeConfig extends KubeConfig {
   }
 }
 
+/**
+ * Why the operator (or `gsp audit --cluster`) cannot start, in one line a person can act on:
+ * printed as it is, without a stack trace.
+ */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
 export interface KubeConfigOptions {
-  /** A kubeconfig file; otherwise $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
+  /**
+   * Kubeconfig files, `:`-separated as in $KUBECONFIG; otherwise $KUBECONFIG, ~/.kube/config,
+   * or the in-cluster service account.
+   */
   path?: string;
   /** A context other than the file's current one. */
   context?: string;
+  /** The environment and home directory to look in (tests). */
+  env?: NodeJS.ProcessEnv;
+  home?: string;
+  serviceAccountTokenPath?: string;
 }
 
-/** The kubeconfig the operator talks with: a file when given or found, else in-cluster. */
-export function loadKubeConfig(options: KubeConfigOptions = {}): KubeConfig {
-  const kubeConfig = new PooledKubeConfig();
-  if (options.path !== undefined) kubeConfig.loadFromFile(options.path);
-  else kubeConfig.loadFromDefault();
-  if (options.context !== undefined) kubeConfig.setCurrentContext(options.context);
-  if (kubeConfig.getCurrentCluster() === null) {
-    throw new Error('no Kubernetes cluster configured (no kubeconfig and not running in a pod)');
+const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+const isFile = (path: string) => statSync(path, { throwIfNoEntry: false })?.isFile() === true;
+
+/** One kubeconfig file, or a StartupError naming it and why it cannot be read. */
+function readKubeConfigFile(path: string): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromFile(path);
+  } catch (error) {
+    throw new StartupError(`kubeconfig ${path}: ${(error as Error).message.split('\n')[0]}`);
   }
+  return kc;
+}
+
+/**
+ * Several kubeconfig files merged as kubectl merges $KUBECONFIG: files that do not exist are
+ * skipped; the first file to name a cluster, user or context wins, and so does the first
+ * current-context.
+ */
+function mergeKubeConfigs(into: KubeConfig, files: string[]): void {
+  const configs = files.map(readKubeConfigFile);
+  const first = <T extends { name: string }>(lists: T[][]): T[] => {
+    const seen = new Map<string, T>();
+    for (const item of lists.flat()) if (!seen.has(item.name)) seen.set(item.name, item);
+    return [...seen.values()];
+  };
+  into.loadFromOptions({
+    clusters: first(configs.map((c) => c.clusters)),
+    users: first(configs.map((c) => c.users)),
+    contexts: first(configs.map((c) => c.contexts)),
+    currentContext: configs.map((c) => c.currentContext).find((name) => name) ?? '',
+  });
+}
+
+/**
+ * The kubeconfig the operator talks with: the files given (or in $KUBECONFIG), else
+ * ~/.kube/config, else the in-cluster service account. Anything else is a StartupError saying
+ * what was looked for; never client-node's fallback to http://localhost:8080.
+ */
+export function loadKubeConfig(options: KubeConfigOptions = {}): KubeConfig {
+  const env = options.env ?? process.env;
+  const kubeConfig = new PooledKubeConfig();
+  const list = options.path ?? (env.KUBECONFIG || undefined);
+  const home = options.home ?? env.HOME;
+  const homeConfig = home ? join(home, '.kube', 'config') : undefined;
+  if (list !== undefined) {
+    const files = list.split(delimiter).filter((f) => f !== '');
+    const present = files.filter(isFile);
+    if (present.length === 0)
+      throw new StartupError(
+        files.length === 1
+          ? `kubeconfig ${files[0]}: no such file`
+          : `no kubeconfig file exists of ${files.join(', ')} (KUBECONFIG)`,
+      );
+    mergeKubeConfigs(kubeConfig, present);
+  } else if (homeConfig !== undefined && isFile(homeConfig)) {
+    mergeKubeConfigs(kubeConfig, [homeConfig]);
+  } else if (
+    isFile(options.serviceAccountTokenPath ?? SERVICE_ACCOUNT_TOKEN) &&
+    env.KUBERNETES_SERVICE_HOST
+  ) {
+    kubeConfig.loadFromCluster();
+  } else {
+    throw new StartupError(
+      'no Kubernetes cluster configured: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account',
+    );
+  }
+  if (options.context !== undefined) kubeConfig.setCurrentContext(options.context);
+  const cluster = kubeConfig.getCurrentCluster();
+  if (cluster === null)
+    throw new StartupError(
+      kubeConfig.currentContext
+        ? `kubeconfig: the current context ${kubeConfig.currentContext} names no cluster that is defined`
+        : 'kubeconfig: no current context (kubectl config use-context NAME)',
+    );
   return kubeConfig;
 }
 
