@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { ConfigError, loadConfig, usage } from './config.ts';
+import { ConfigError, flagReference, loadConfig, usage } from './config.ts';
 
 const HOST = 'node-a';
 
@@ -300,5 +300,33 @@ describe('webhook settings', () => {
         '90000',
       ]),
     ).toContain('must be less than --webhook-ca-validity-ms (160000)');
+  });
+});
+
+describe('--help and docs/flags.md: every flag with its variable, value, default and what it does', () => {
+  test('a boolean flag alone is true; a value after it or with = is read', () => {
+    expect(loadConfig(['--webhook'], {}, 'h').webhook.enabled).toBe(true);
+    expect(loadConfig(['--leader-elect', '--webhook=false'], {}, 'h')).toMatchObject({
+      leaderElection: { enabled: true },
+      webhook: { enabled: false },
+    });
+    expect(loadConfig(['--leader-elect', 'false', '--workers', '2'], {}, 'h')).toMatchObject({
+      leaderElection: { enabled: false },
+      workers: 2,
+    });
+    // Not a boolean: a flag without its value is still an error.
+    expect(() => loadConfig(['--workers'], {}, 'h')).toThrow(ConfigError);
+  });
+
+  test('the usage has a description for each flag, with its default where it has one', () => {
+    expect(usage).toContain(
+      '  --lease-duration-ms <ms>  [LEASE_DURATION_MS] (default 15000 (15 s))\n      How long a Lease holds without renewal before another replica may take it.',
+    );
+    expect(usage).toContain('  --log-level <trace|debug|info|warn|error|fatal>  [LOG_LEVEL] (default info)');
+    const flags = [...usage.matchAll(/^ {2}--([a-z-]+) /gm)].map((m) => m[1]);
+    const descriptions = [...usage.matchAll(/^ {6}\S.*$/gm)];
+    expect(flags.length).toBeGreaterThan(30);
+    expect(descriptions).toHaveLength(flags.length);
+    expect(flagReference().split('\n')).toHaveLength(flags.length + 2);
   });
 });

@@ -27,69 +27,214 @@ const tokenOrigins = z.string().transform((text, ctx) => {
   return origins;
 });
 
-/** One setting: its flag, its environment variable and its schema (with the default). */
+/** What a setting's value is, as --help and docs/flags.md show it. */
+type SettingKind =
+  | 'boolean'
+  | 'number'
+  | 'ms'
+  | 'string'
+  | 'enum'
+  | 'address'
+  | 'url'
+  | 'file'
+  | 'files'
+  | 'list';
+
+/**
+ * One setting: its flag, its environment variable, what it is, and its schema (with the
+ * default). --help and docs/flags.md are made from these (flagReference).
+ */
 const settings = {
-  kubeconfig: { env: 'KUBECONFIG', schema: z.string().min(1).optional() },
-  namespace: { env: 'POD_NAMESPACE', schema: z.string().min(1).default('graceful-shutdown-system') },
-  identity: { env: 'POD_NAME', schema: z.string().min(1).optional() },
-  'leader-elect': { env: 'LEADER_ELECT', schema: z.stringbool().default(true) },
+  kubeconfig: {
+    env: 'KUBECONFIG',
+    kind: 'files',
+    help: "Kubeconfig files, `:`-separated, merged as kubectl merges them. Unset: $KUBECONFIG, ~/.kube/config, or the pod's service account.",
+    schema: z.string().min(1).optional(),
+  },
+  namespace: {
+    env: 'POD_NAMESPACE',
+    kind: 'string',
+    help: 'The namespace the operator runs in: its Lease and its Secrets are there.',
+    schema: z.string().min(1).default('graceful-shutdown-system'),
+  },
+  identity: {
+    env: 'POD_NAME',
+    kind: 'string',
+    help: "This replica's name in the Lease and in logs. Unset: hostname-pid (the pod name, in the cluster).",
+    schema: z.string().min(1).optional(),
+  },
+  'leader-elect': {
+    env: 'LEADER_ELECT',
+    kind: 'boolean',
+    help: 'Campaign for the Lease and act only while leading. false: act at once (run one replica only).',
+    schema: z.stringbool().default(true),
+  },
   // config/rbac/leader_election_role.yaml grants get/update on this name only: change both together.
-  'lease-name': { env: 'LEASE_NAME', schema: z.string().min(1).default('graceful-shutdown-operator') },
+  'lease-name': {
+    env: 'LEASE_NAME',
+    kind: 'string',
+    help: 'The Lease the replicas campaign for (config/rbac grants get and update on this name only).',
+    schema: z.string().min(1).default('graceful-shutdown-operator'),
+  },
   // config/rbac/webhook_role.yaml grants get on this name only: change both together.
   'record-key-secret': {
     env: 'RECORD_KEY_SECRET',
+    kind: 'string',
+    help: "The Secret (in --namespace) with the key that seals the operator's records on Deployments; made when missing.",
     schema: z.string().min(1).default('graceful-shutdown-operator-record-key'),
   },
-  'lease-duration-ms': { env: 'LEASE_DURATION_MS', schema: loopMs.default(15_000) },
-  'renew-deadline-ms': { env: 'RENEW_DEADLINE_MS', schema: loopMs.default(10_000) },
-  'retry-period-ms': { env: 'RETRY_PERIOD_MS', schema: loopMs.default(2_000) },
-  'probe-address': { env: 'PROBE_ADDRESS', schema: z.string().default('0.0.0.0:8081') },
-  'metrics-address': { env: 'METRICS_ADDRESS', schema: z.string().default('0.0.0.0:8080') },
-  workers: { env: 'WORKERS', schema: z.coerce.number().int().min(1).max(64).default(4) },
+  'lease-duration-ms': {
+    env: 'LEASE_DURATION_MS',
+    kind: 'ms',
+    help: 'How long a Lease holds without renewal before another replica may take it.',
+    schema: loopMs.default(15_000),
+  },
+  'renew-deadline-ms': {
+    env: 'RENEW_DEADLINE_MS',
+    kind: 'ms',
+    help: 'How long the leader keeps trying to renew before it stops leading.',
+    schema: loopMs.default(10_000),
+  },
+  'retry-period-ms': {
+    env: 'RETRY_PERIOD_MS',
+    kind: 'ms',
+    help: 'How often a replica tries to take or renew the Lease.',
+    schema: loopMs.default(2_000),
+  },
+  'probe-address': {
+    env: 'PROBE_ADDRESS',
+    kind: 'address',
+    help: 'Where /healthz and /readyz are served.',
+    schema: z.string().default('0.0.0.0:8081'),
+  },
+  'metrics-address': {
+    env: 'METRICS_ADDRESS',
+    kind: 'address',
+    help: 'Where /metrics is served (docs/metrics.md).',
+    schema: z.string().default('0.0.0.0:8080'),
+  },
+  workers: {
+    env: 'WORKERS',
+    kind: 'number',
+    help: 'Deployments reconciled at once.',
+    schema: z.coerce.number().int().min(1).max(64).default(4),
+  },
   'log-level': {
     env: 'LOG_LEVEL',
+    kind: 'enum',
+    help: 'The lowest level logged (JSON lines on stdout).',
     schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   },
-  'resync-ms': { env: 'RESYNC_MS', schema: loopMs.default(300_000) },
+  'resync-ms': {
+    env: 'RESYNC_MS',
+    kind: 'ms',
+    help: 'Every Deployment is reconciled again this often, events or not.',
+    schema: loopMs.default(300_000),
+  },
   // The apiserver sends every watch a bookmark about once a minute: a shorter watchdog would
   // restart healthy quiet watches.
   'watchdog-ms': {
     env: 'WATCHDOG_MS',
+    kind: 'ms',
+    help: 'A watch that sends nothing, not even a bookmark, for this long is restarted.',
     schema: loopMs
       .refine((ms) => ms >= 90_000, 'must be at least 90000 (bookmarks come about every 60 s)')
       .default(300_000),
   },
-  'rollout-check-ms': { env: 'ROLLOUT_CHECK_MS', schema: loopMs.default(5_000) },
-  'probe-recheck-ms': { env: 'PROBE_RECHECK_MS', schema: loopMs.default(60_000) },
-  'shutdown-grace-ms': { env: 'SHUTDOWN_GRACE_MS', schema: durationMs.default(20_000) },
-  'prometheus-url': { env: 'PROMETHEUS_URL', schema: z.url({ protocol: /^https?$/ }).optional() },
+  'rollout-check-ms': {
+    env: 'ROLLOUT_CHECK_MS',
+    kind: 'ms',
+    help: 'How soon a Deployment waiting for the rollout budget, the breaker or a probe check is looked at again.',
+    schema: loopMs.default(5_000),
+  },
+  'probe-recheck-ms': {
+    env: 'PROBE_RECHECK_MS',
+    kind: 'ms',
+    help: 'How often each replica checks, on running pods, the httpGet probes that would replace its tcpSocket fallbacks.',
+    schema: loopMs.default(60_000),
+  },
+  'shutdown-grace-ms': {
+    env: 'SHUTDOWN_GRACE_MS',
+    kind: 'ms',
+    help: 'On SIGTERM, how long reconciles and writes in flight may take before the process exits.',
+    schema: durationMs.default(20_000),
+  },
+  'prometheus-url': {
+    env: 'PROMETHEUS_URL',
+    kind: 'url',
+    help: 'The Prometheus that policies with observedLatency.source Prometheus query when they name none.',
+    schema: z.url({ protocol: /^https?$/ }).optional(),
+  },
   'prometheus-bearer-token-file': {
     env: 'PROMETHEUS_BEARER_TOKEN_FILE',
+    kind: 'file',
+    help: 'A file whose content is sent as the bearer token, read at each request: over https only, to the origin of --prometheus-url and to --prometheus-token-origins only.',
     schema: z.string().min(1).optional(),
   },
   // The token goes to the origin of --prometheus-url and to these, over https only
   // (docs/design/prometheus-credentials.md).
-  'prometheus-token-origins': { env: 'PROMETHEUS_TOKEN_ORIGINS', schema: tokenOrigins.default([]) },
-  'prometheus-ca-file': { env: 'PROMETHEUS_CA_FILE', schema: z.string().min(1).optional() },
-  'latency-refresh-ms': { env: 'LATENCY_REFRESH_MS', schema: loopMs.default(30_000) },
-  'latency-timeout-ms': { env: 'LATENCY_TIMEOUT_MS', schema: loopMs.default(10_000) },
+  'prometheus-token-origins': {
+    env: 'PROMETHEUS_TOKEN_ORIGINS',
+    kind: 'list',
+    help: 'More https origins (https://host[:port], comma-separated) that get the bearer token.',
+    schema: tokenOrigins.default([]),
+  },
+  'prometheus-ca-file': {
+    env: 'PROMETHEUS_CA_FILE',
+    kind: 'file',
+    help: "A PEM bundle trusted for an https Prometheus, besides the system's.",
+    schema: z.string().min(1).optional(),
+  },
+  'latency-refresh-ms': {
+    env: 'LATENCY_REFRESH_MS',
+    kind: 'ms',
+    help: "How often the leader refreshes each workload's observed latency.",
+    schema: loopMs.default(30_000),
+  },
+  'latency-timeout-ms': {
+    env: 'LATENCY_TIMEOUT_MS',
+    kind: 'ms',
+    help: 'How long one latency request (a Prometheus query, a pod scrape) may take.',
+    schema: loopMs.default(10_000),
+  },
   'latency-concurrency': {
     env: 'LATENCY_CONCURRENCY',
+    kind: 'number',
+    help: 'Workloads whose latency is refreshed at once.',
     schema: z.coerce.number().int().min(1).max(64).default(4),
   },
   // The admission webhook (config/webhook); docs/design/admission.md and webhook-tls.md.
-  webhook: { env: 'WEBHOOK', schema: z.stringbool().default(true) },
-  'webhook-address': { env: 'WEBHOOK_ADDRESS', schema: z.string().default('0.0.0.0:9443') },
+  webhook: {
+    env: 'WEBHOOK',
+    kind: 'boolean',
+    help: 'Serve the mutating admission webhook (config/webhook). false: no webhook server and no certificates (run outside the cluster without --webhook-host).',
+    schema: z.stringbool().default(true),
+  },
+  'webhook-address': {
+    env: 'WEBHOOK_ADDRESS',
+    kind: 'address',
+    help: 'Where the webhook serves HTTPS.',
+    schema: z.string().default('0.0.0.0:9443'),
+  },
   // config/webhook/service.yaml names it: change both together.
   'webhook-service': {
     env: 'WEBHOOK_SERVICE',
+    kind: 'string',
+    help: 'The Service in front of the webhook: its DNS names go into the serving certificate.',
     schema: z.string().min(1).default('graceful-shutdown-operator-webhook'),
   },
   /** An operator run outside the cluster is called by URL: the certificate covers this host too. */
-  'webhook-host': { env: 'WEBHOOK_HOST', schema: z.string().min(1).optional() },
+  'webhook-host': {
+    env: 'WEBHOOK_HOST',
+    kind: 'string',
+    help: 'One more host name or IP for the serving certificate: an operator run outside the cluster is called by URL.',
+    schema: z.string().min(1).optional(),
+  },
   // config/rbac/webhook_role.yaml grants patch on this name only: change both together.
   'webhook-configuration': {
     env: 'WEBHOOK_CONFIGURATION',
+    kind: 'string',
+    help: 'The MutatingWebhookConfiguration whose caBundle the operator keeps (--webhook-certificates Operator).',
     schema: z.string().min(1).default('graceful-shutdown-operator'),
   },
   /**
@@ -99,27 +244,47 @@ const settings = {
    */
   'webhook-certificates': {
     env: 'WEBHOOK_CERTIFICATES',
+    kind: 'enum',
+    help: 'Operator: the operator makes, rotates and injects its certificates. External: cert-manager (or another party) keeps the Secret and the caBundle.',
     schema: z.enum(['Operator', 'External']).default('Operator'),
   },
   'webhook-secret': {
     env: 'WEBHOOK_SECRET',
+    kind: 'string',
+    help: "The Secret (in --namespace) with the webhook's serving certificate and key.",
     schema: z.string().min(1).default('graceful-shutdown-operator-webhook-tls'),
   },
   'webhook-ca-validity-ms': {
     env: 'WEBHOOK_CA_VALIDITY_MS',
+    kind: 'ms',
+    help: "How long the operator's webhook CA is valid.",
     schema: loopMs.max(10 * 365 * 86_400_000).default(365 * 86_400_000),
   },
   'webhook-serving-validity-ms': {
     env: 'WEBHOOK_SERVING_VALIDITY_MS',
+    kind: 'ms',
+    help: 'How long a serving certificate is valid.',
     schema: loopMs.max(10 * 365 * 86_400_000).default(30 * 86_400_000),
   },
   'webhook-renew-before-ms': {
     env: 'WEBHOOK_RENEW_BEFORE_MS',
+    kind: 'ms',
+    help: 'How long before expiry a certificate is renewed.',
     schema: loopMs.max(10 * 365 * 86_400_000).default(7 * 86_400_000),
   },
-  'webhook-overlap-ms': { env: 'WEBHOOK_OVERLAP_MS', schema: loopMs.default(3_600_000) },
-  'webhook-check-ms': { env: 'WEBHOOK_CHECK_MS', schema: loopMs.default(60_000) },
-} as const;
+  'webhook-overlap-ms': {
+    env: 'WEBHOOK_OVERLAP_MS',
+    kind: 'ms',
+    help: 'How long the old and new CA are both trusted during a rotation.',
+    schema: loopMs.default(3_600_000),
+  },
+  'webhook-check-ms': {
+    env: 'WEBHOOK_CHECK_MS',
+    kind: 'ms',
+    help: 'How often every replica reads the webhook Secret again.',
+    schema: loopMs.default(60_000),
+  },
+} as const satisfies Record<string, { env: string; kind: SettingKind; help: string; schema: z.ZodType }>;
 
 type Settings = typeof settings;
 type SettingName = keyof Settings;
@@ -211,11 +376,86 @@ function parseAddress(flag: string, value: string): ListenAddress {
   return { host: match[1] || '0.0.0.0', port };
 }
 
+/** The value a setting has when neither its flag nor its environment variable is set. */
+function defaultOf(name: SettingName): string {
+  const parsed = settings[name].schema.safeParse(undefined);
+  const value: unknown = parsed.success ? parsed.data : undefined;
+  if (value === undefined) return '';
+  if (Array.isArray(value)) return value.length === 0 ? '' : value.join(',');
+  if (settings[name].kind === 'ms' && typeof value === 'number') return `${value} (${humanMs(value)})`;
+  return String(value);
+}
+
+function humanMs(ms: number): string {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['min', 60_000],
+    ['s', 1_000],
+  ] as const)
+    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}`;
+  return `${ms} ms`;
+}
+
+/** How a setting's value is written: `<ms>`, `true|false`, the enum's values. */
+function valueHint(name: SettingName): string {
+  const setting: { kind: SettingKind; schema: z.ZodType } = settings[name];
+  if (setting.kind === 'enum') {
+    const inner = setting.schema instanceof z.ZodDefault ? setting.schema.def.innerType : setting.schema;
+    return inner instanceof z.ZodEnum ? (inner.options as string[]).join('|') : 'value';
+  }
+  return {
+    boolean: 'true|false',
+    number: 'n',
+    ms: 'ms',
+    string: 'name',
+    address: 'host:port',
+    url: 'url',
+    file: 'path',
+    files: 'paths',
+    list: 'a,b',
+  }[setting.kind];
+}
+
+const names = Object.keys(settings) as SettingName[];
+
 export const usage = `graceful-shutdown-operator [flags]
-Every flag may also be set by the environment variable in brackets.
-${Object.entries(settings)
-  .map(([flag, s]) => `  --${flag.padEnd(28)} [${s.env}]`)
+Each flag may also be set by the environment variable in brackets; the flag wins. A boolean flag
+alone means true (--webhook, or --webhook=false). docs/flags.md lists the same.
+
+${names
+  .map((name) => {
+    const d = defaultOf(name);
+    return `  --${name} <${valueHint(name)}>  [${settings[name].env}]${d ? ` (default ${d})` : ''}\n      ${settings[name].help}`;
+  })
   .join('\n')}`;
+
+/** docs/flags.md's table, made from the same settings as --help. */
+export function flagReference(): string {
+  const cell = (text: string) => text.replaceAll('|', '\\|');
+  return [
+    '| flag | environment | value | default | what it does |',
+    '|---|---|---|---|---|',
+    ...names.map(
+      (name) =>
+        `| \`--${name}\` | \`${settings[name].env}\` | ${cell(valueHint(name))} | ${cell(defaultOf(name)) || '-'} | ${cell(settings[name].help)} |`,
+    ),
+  ].join('\n');
+}
+
+/**
+ * A boolean flag alone is true: `--webhook` becomes `--webhook=true` unless a value follows
+ * (`--webhook false`, `--webhook=false`).
+ */
+function booleanFlagsWithoutValues(argv: string[]): string[] {
+  const booleans = new Set(names.filter((n) => settings[n].kind === 'boolean').map((n) => `--${n}`));
+  return argv.map((arg, i) => {
+    const next = argv[i + 1];
+    const valueFollows =
+      next !== undefined && /^(true|false|1|0|yes|no|on|off|y|n|enabled|disabled)$/i.test(next);
+    return booleans.has(arg) && !valueFollows ? `${arg}=true` : arg;
+  });
+}
 
 /**
  * The bearer token goes only to the origin of --prometheus-url and to --prometheus-token-origins,
@@ -246,7 +486,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: str
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({
-      args: argv,
+      args: booleanFlagsWithoutValues(argv),
       strict: true,
       options: Object.fromEntries(Object.keys(settings).map((flag) => [flag, { type: 'string' as const }])),
     }).values;
