@@ -9,8 +9,16 @@
 ARG BUILD_IMAGE=node:24-bookworm-slim
 ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
 
+# What the build is (npm run image passes them): baked into build-info.json for --version and
+# the gracefulshutdown_build_info metric, and into the operator image's OCI labels.
+ARG VERSION=""
+ARG REVISION=""
+ARG SOURCE="https://github.com/graceful-shutdown-operator/graceful-shutdown-operator"
+
 # Compile TypeScript to JavaScript: no type stripping at start-up, no TypeScript in the image.
 FROM ${BUILD_IMAGE} AS build
+ARG VERSION
+ARG REVISION
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `node` devDependency's installer is not needed, the image has Node 24.
@@ -20,6 +28,8 @@ COPY operator ./operator
 COPY demo-service ./demo-service
 # tsc directly: `npm run` would put the uninstalled node_modules/.bin/node first on PATH.
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
+# Without VERSION, the version of package.json (operator/src/version.ts reads either).
+RUN node -e 'const fs = require("fs"); const v = process.env.VERSION || require("./package.json").version; fs.writeFileSync("dist/operator/src/build-info.json", JSON.stringify({ version: v, revision: process.env.REVISION || "" }) + "\n")'
 
 # Production dependencies only, shared by both targets.
 FROM ${BUILD_IMAGE} AS deps
@@ -41,5 +51,14 @@ EXPOSE 8080
 ENTRYPOINT ["/nodejs/bin/node", "dist/demo-service/src/main.js"]
 
 FROM runtime-base AS operator
+ARG VERSION
+ARG REVISION
+ARG SOURCE
+LABEL org.opencontainers.image.title="graceful-shutdown-operator" \
+      org.opencontainers.image.description="Kubernetes operator that enforces graceful shutdown settings computed from observed latency" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /src/dist/operator ./dist/operator
 ENTRYPOINT ["/nodejs/bin/node", "dist/operator/src/main.js"]

@@ -6,7 +6,12 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['operator/**/*.test.ts', 'demo-service/**/*.test.ts', 'test/**/*.unit.test.ts'],
+          include: [
+            'operator/**/*.test.ts',
+            'demo-service/**/*.test.ts',
+            'hack/**/*.test.ts',
+            'test/**/*.unit.test.ts',
+          ],
           testTimeout: 20_000,
         },
       },

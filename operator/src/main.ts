@@ -59,6 +59,7 @@ import { fenced, fencedRecorder } from './runtime/fencing.ts';
 import { LeadershipLostError, Manager } from './runtime/manager.ts';
 import { createRuntimeMetrics } from './runtime/metrics.ts';
 import { Trigger } from './runtime/trigger.ts';
+import { versionLine } from './version.ts';
 import { breakerOpenIn } from './webhook/admission.ts';
 import { AdmissionWorkers } from './webhook/admission-workers.ts';
 import { CertificateController } from './webhook/certificate-controller.ts';
@@ -76,6 +77,10 @@ async function main(): Promise<void> {
   if (process.argv[2] === 'gsp') {
     const gsp = await import('./cli/gsp.ts');
     process.exitCode = await gsp.run(process.argv.slice(3), gsp.processIo);
+    return;
+  }
+  if (process.argv.includes('--version')) {
+    process.stdout.write(`${versionLine('graceful-shutdown-operator')}\n`);
     return;
   }
   if (process.argv.includes('--help') || process.argv.includes('-h')) {

@@ -1025,18 +1025,24 @@ async function manifestOf(archive: string): Promise<{ config: Descriptor; layers
   }
 }
 
-/** Entrypoint, user and environment from an OCI archive's image config. */
+/** Entrypoint, user, environment and labels from an OCI archive's image config. */
 export async function imageConfig(
   archive: string,
-): Promise<{ entrypoint: string[]; user: string; env: string[] }> {
+): Promise<{ entrypoint: string[]; user: string; env: string[]; labels: Record<string, string> }> {
   const { config } = await manifestOf(archive);
   const doc = JSON.parse((await tarMember(archive, blobPath(config))).toString('utf8')) as {
-    config?: { Entrypoint?: string[] | null; User?: string; Env?: string[] | null };
+    config?: {
+      Entrypoint?: string[] | null;
+      User?: string;
+      Env?: string[] | null;
+      Labels?: Record<string, string> | null;
+    };
   };
   return {
     entrypoint: doc.config?.Entrypoint ?? [],
     user: doc.config?.User ?? '',
     env: doc.config?.Env ?? [],
+    labels: doc.config?.Labels ?? {},
   };
 }
 

@@ -68,6 +68,16 @@ describe('images built from the Dockerfile', () => {
       expect(files.filter((f) => /(^|\/)bin\/npm$/.test(f))).toEqual([]);
     }
     expect((await imageConfig(images.pause.archive)).entrypoint).toEqual(['/pause']);
+    // The operator says what it is: OCI labels, and its build info beside the code.
+    const operator = await imageConfig(images.operator.archive);
+    expect(operator.labels).toMatchObject({
+      'org.opencontainers.image.title': 'graceful-shutdown-operator',
+      'org.opencontainers.image.licenses': 'Apache-2.0',
+      'org.opencontainers.image.source':
+        'https://github.com/graceful-shutdown-operator/graceful-shutdown-operator',
+    });
+    const operatorFiles = await imageFiles(images.operator.archive);
+    expect(operatorFiles.some((f) => /(^|\/)app\/dist\/operator\/src\/build-info\.json$/.test(f))).toBe(true);
   });
 });
 

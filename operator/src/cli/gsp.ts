@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import writeFileAtomic from 'write-file-atomic';
 import { parse } from 'yaml';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../api/policy.ts';
+import { BUILD, versionLine } from '../version.ts';
 import {
   audit,
   type Finding,
@@ -28,7 +29,6 @@ import { formatJson, formatSarif, formatTable, type OutputFormat, printable } fr
 import { KUSTOMIZATION_FILES, kustomizationPatches, WORKLOAD_KINDS } from './workloads.ts';
 
 export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3 } as const;
-const GSP_VERSION = '0.1.0';
 
 export const usage = `usage: gsp audit [flags] <file|directory|->...
   -p, --policy <file>            a GracefulShutdownPolicy file (repeatable); policies among the
@@ -46,6 +46,7 @@ export const usage = `usage: gsp audit [flags] <file|directory|->...
       --sarif-base <dir>         SARIF locations are relative to this directory (%SRCROOT%;
                                  default the working directory)
       --stdin-name <path>        the name of standard input in SARIF (default stdin)
+      --version                  print gsp's version
       --strict                   exit 3 when any input cannot be read or parsed (default: such
                                  an input is a finding, and the others are audited)
 exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error, 3 nothing readable (or,
@@ -317,6 +318,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
             cluster: { type: 'boolean', default: false },
             kubeconfig: { type: 'string' },
             help: { type: 'boolean', short: 'h', default: false },
+            version: { type: 'boolean', default: false },
           },
         });
       } catch (error) {
@@ -325,6 +327,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     })();
     if (values.help) {
       io.stdout(`${usage}\n`);
+      return EXIT.ok;
+    }
+    if (values.version) {
+      io.stdout(`${versionLine('gsp')}\n`);
       return EXIT.ok;
     }
     const [command, ...paths] = positionals;
@@ -392,7 +398,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       output === 'json'
         ? formatJson(result)
         : output === 'sarif'
-          ? formatSarif(result, GSP_VERSION, {
+          ? formatSarif(result, BUILD.version, {
               base: values['sarif-base'] ?? process.cwd(),
               stdinName: values['stdin-name'],
             })

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { BUILD } from '../version.ts';
 
 /**
  * Metric names, labels and buckets follow controller-runtime
@@ -67,6 +68,13 @@ export function createRuntimeMetrics(options: RuntimeMetricsOptions = {}): Runti
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
+  // One series: which build this replica runs (Prometheus's and kube-state-metrics' convention).
+  new Gauge({
+    name: 'gracefulshutdown_build_info',
+    help: 'Always 1: the version and source revision of the operator build, and the Node.js version it runs on',
+    labelNames: ['version', 'revision', 'nodejs_version'] as const,
+    registers,
+  }).set({ version: BUILD.version, revision: BUILD.revision ?? '', nodejs_version: process.version }, 1);
   const reconcileTotal = new Counter({
     name: 'controller_runtime_reconcile_total',
     help: 'Total number of reconciliations per controller',
