@@ -98,7 +98,7 @@ function run(
       new ControlPlaneBuildError(
         component,
         message.endsWith('was not found on PATH')
-          ? `${message}. Install the Go toolchain (go 1.26 or newer) and make sure \`go\` is on PATH.`
+          ? `${message}. Install the Go toolchain (go 1.26.8 or newer; an older go fetches the toolchain the go.mod files name) and make sure \`go\` is on PATH.`
           : message,
         logPath,
       ),
