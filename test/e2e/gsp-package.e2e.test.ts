@@ -100,7 +100,8 @@ describe('the gsp package', () => {
     await git('add', 'app.yaml');
     const refused = await git('commit', '-q', '-m', 'the blog post as it was');
     expect(refused.code).not.toBe(0);
-    expect(refused.stdout).toContain('ERROR MisplacedTerminationGracePeriod Deployment shop/flask-app');
+    // git runs hooks with their standard output sent to its standard error.
+    expect(refused.stderr).toContain('ERROR MisplacedTerminationGracePeriod Deployment shop/flask-app');
     expect((await git('log', '--oneline')).stdout).toBe('');
     // gsp --fix corrects the file; what is left are warnings, which do not stop the commit...
     await command(gsp, ['audit', '--fix', '--fail-on', 'none', 'app.yaml'], { cwd: app });

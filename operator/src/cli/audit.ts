@@ -317,7 +317,7 @@ function misplacedFindings(
     (at, key) => (isRecord(at) ? at[key] : undefined),
     object,
   );
-  const kept = isRecord(podSpecAt) ? podSpecAt.terminationGracePeriodSeconds : undefined;
+  const kept = isRecord(podSpecAt) ? (podSpecAt.terminationGracePeriodSeconds ?? undefined) : undefined; // null is unset
   const keeps =
     kept !== undefined
       ? `the pod keeps ${String(kept)} s`

@@ -40,35 +40,44 @@ function fixWorkload(
   policies: ValidPolicy[],
   options: AuditOptions,
   namespaceLabels: Map<string, Record<string, string>>,
-): { edits: Edit[]; fixed: Fixed[] } {
+): { edits: Edit[]; fixed: Fixed[]; refused: string[] } {
   const edits: Edit[] = [];
   const fixed: Fixed[] = [];
+  const refused: string[] = [];
   const meta = isRecord(object.metadata) ? object.metadata : {};
   const workload = `${kind.kind} ${String(meta.namespace ?? options.namespace)}/${String(meta.name ?? '')}`;
   const pod = kind.podSpecPath;
-  for (const { list, container, value } of misplacedGracePeriods(podSpec)) {
+  for (const { list, index, container, value } of misplacedGracePeriods(podSpec)) {
+    const podLevel = podSpec.terminationGracePeriodSeconds ?? undefined; // null is unset
+    // A value that is not a number ("60", as Helm's quote writes it) is for a person to move:
+    // dropping it would lose it, moving it would guess.
+    if (podLevel === undefined && !Number.isSafeInteger(value)) {
+      refused.push(
+        `${workload}: ${list}[${container}].terminationGracePeriodSeconds is ${JSON.stringify(value)}, not a number of seconds: move it by hand`,
+      );
+      continue;
+    }
     const containers = (podSpec[list] ?? []) as (V1Container & Record<string, unknown>)[];
-    const i = containers.findIndex((c) => c.name === container);
-    delete containers[i]?.terminationGracePeriodSeconds;
-    edits.push({ path: [...pod, list, i, 'terminationGracePeriodSeconds'], value: undefined });
+    delete containers[index]?.terminationGracePeriodSeconds;
+    edits.push({ path: [...pod, list, index, 'terminationGracePeriodSeconds'], value: undefined });
     // The pod-level value, when there is one, is the one in effect: it stays.
-    if (podSpec.terminationGracePeriodSeconds === undefined && typeof value === 'number') {
-      podSpec.terminationGracePeriodSeconds = value;
+    if (podLevel === undefined) {
+      podSpec.terminationGracePeriodSeconds = value as number;
       edits.push({ path: [...pod, 'terminationGracePeriodSeconds'], value });
       fixed.push({
         workload,
-        what: `moved terminationGracePeriodSeconds ${value} from ${list}[${container}] to the pod spec`,
+        what: `moved terminationGracePeriodSeconds ${String(value)} from ${list}[${container}] to the pod spec`,
       });
     } else
       fixed.push({
         workload,
-        what: `removed ${list}[${container}].terminationGracePeriodSeconds (the pod spec sets ${String(podSpec.terminationGracePeriodSeconds)})`,
+        what: `removed ${list}[${container}].terminationGracePeriodSeconds (the pod spec sets ${String(podLevel)})`,
       });
   }
-  if (!isDeploymentKind(kind)) return { edits, fixed };
+  if (!isDeploymentKind(kind) || policies.length === 0) return { edits, fixed, refused };
 
   const { evaluation } = govern(object as V1Deployment, policies, options, namespaceLabels);
-  if (evaluation.kind !== 'Planned' || evaluation.planned.diff.compliant) return { edits, fixed };
+  if (evaluation.kind !== 'Planned' || evaluation.planned.diff.compliant) return { edits, fixed, refused };
   const { plan, diff } = evaluation.planned;
   for (const change of diff.fields) {
     if (
@@ -99,7 +108,7 @@ function fixWorkload(
       what: `${change.container === undefined ? change.field : `containers[${change.container}].${change.field}`}: ${change.from} -> ${change.to} (policy ${evaluation.policy.name})`,
     });
   }
-  return { edits, fixed };
+  return { edits, fixed, refused };
 }
 
 /** One edit per path, the last value given (a grace period moved, then set by a policy). */
@@ -121,15 +130,17 @@ function targets(value: Record<string, unknown>): { prefix: Path; object: Record
 }
 
 /**
- * The text with every workload fixed, and what changed; or the text as it was and why it could
- * not be fixed (a document that does not parse, an edit the text cannot take).
+ * The text with every workload fixed, what changed, and what was not fixed and why (the whole
+ * file: a document that does not parse, an edit the text cannot take; or one field). `patch`:
+ * the file is a kustomize patch, whose objects get the misplaced-field fix only.
  */
 export function fixManifests(
   text: string,
   policies: ValidPolicy[],
   options: AuditOptions,
   namespaceLabels: Map<string, Record<string, string>>,
-): { text: string; fixed: Fixed[]; refused?: string } {
+  patch = false,
+): { text: string; fixed: Fixed[]; refused: string[] } {
   const documents = parseAllDocuments(text, { logLevel: 'silent' });
   const docs: Document[] = Array.isArray(documents) ? documents : [documents];
   const errors = docs.flatMap((d) => d.errors);
@@ -137,26 +148,52 @@ export function fixManifests(
     return {
       text,
       fixed: [],
-      refused: errors.every((e) => e.code === 'DUPLICATE_KEY')
-        ? 'a key is given twice: which one is meant is for a person to say'
-        : 'it is not valid YAML throughout',
+      refused: [
+        errors.every((e) => e.code === 'DUPLICATE_KEY')
+          ? 'a key is given twice: which one is meant is for a person to say'
+          : 'it is not valid YAML throughout',
+      ],
     };
-  const expected = docs.map((d) => d.toJS() as unknown);
+  let expected: unknown[];
+  try {
+    expected = docs.map((d) => d.toJS() as unknown);
+  } catch (error) {
+    return { text, fixed: [], refused: [`not read: ${(error as Error).message}`] };
+  }
   const perDocument: Edit[][] = [];
   const fixed: Fixed[] = [];
+  const refused: string[] = [];
   for (const value of expected) {
     const edits: Edit[] = [];
     perDocument.push(edits);
     if (!isRecord(value)) continue;
     for (const { prefix, object } of targets(value)) {
-      const c = classify(object, false);
-      if (c.kind !== 'Workload') continue;
-      const done = fixWorkload(object, c.workload, c.podSpec, policies, options, namespaceLabels);
+      const c = classify(object, patch);
+      // A part of an object (a patch) gets the misplaced-field fix, never a policy's settings.
+      const podSpec =
+        c.kind === 'Workload'
+          ? c.podSpec
+          : c.kind === 'Partial'
+            ? c.workload.podSpecPath.reduce<unknown>(
+                (at, key) => (isRecord(at) ? at[key] : undefined),
+                object,
+              )
+            : undefined;
+      if ((c.kind !== 'Workload' && c.kind !== 'Partial') || !isRecord(podSpec)) continue;
+      const done = fixWorkload(
+        object,
+        c.workload,
+        podSpec as unknown as V1PodSpec,
+        c.kind === 'Workload' ? policies : [],
+        options,
+        namespaceLabels,
+      );
       edits.push(...done.edits.map((e) => ({ path: [...prefix, ...e.path], value: e.value })));
       fixed.push(...done.fixed);
+      refused.push(...done.refused);
     }
   }
-  if (fixed.length === 0) return { text, fixed };
+  if (fixed.length === 0) return { text, fixed, refused };
   let result = text;
   try {
     // From the last document back: an edit never moves the offsets of an earlier one.
@@ -166,7 +203,7 @@ export function fixManifests(
     }
   } catch (error) {
     if (error instanceof EditError)
-      return { text, fixed: [], refused: `cannot edit it in place: ${error.message}` };
+      return { text, fixed: [], refused: [`cannot edit it in place: ${error.message}`] };
     throw error;
   }
   // The edited text must say exactly what was intended, document by document.
@@ -175,6 +212,6 @@ export function fixManifests(
     d.errors.length > 0 ? d.errors : d.toJS(),
   );
   if (reread.length !== expected.length || reread.some((v, i) => !isDeepStrictEqual(v, expected[i])))
-    return { text, fixed: [], refused: 'an edit in place would not give the intended objects' };
-  return { text: result, fixed };
+    return { text, fixed: [], refused: ['an edit in place would not give the intended objects'] };
+  return { text: result, fixed, refused };
 }

@@ -5,7 +5,7 @@
 // 3 input error: nothing could be read, an invalid policy, or with --strict any unreadable part
 // (otherwise a file that cannot be read or parsed is a finding, and the run goes on). docs/audit.md.
 import { isUtf8 } from 'node:buffer';
-import type { Stats } from 'node:fs';
+import type { Dirent, Stats } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -63,10 +63,24 @@ interface Found {
 const MANIFEST_FILE = /\.(ya?ml|json)$/;
 
 /** The patches the kustomization in `dir` names (if there is one), as resolved paths. */
-async function patchesNamedIn(dir: string, names: string[]): Promise<string[]> {
+/**
+ * The patches the kustomization in `dir` names (if there is one), as resolved paths. The
+ * kustomization is read only if it is a regular file inside `root` (not a FIFO, not elsewhere).
+ */
+async function patchesNamedIn(
+  dir: string,
+  names: string[],
+  inside: (target: string) => boolean,
+): Promise<string[]> {
   const name = KUSTOMIZATION_FILES.find((k) => names.includes(k));
   if (!name) return [];
-  const text = await readFile(join(dir, name), 'utf8').catch(() => '');
+  const file = join(dir, name);
+  const readable = await Promise.all([realpath(file), stat(file)]).then(
+    ([target, info]) => inside(target) && info.isFile(),
+    () => false,
+  );
+  if (!readable) return [];
+  const text = await readFile(file, 'utf8').catch(() => '');
   let kustomization: unknown;
   try {
     kustomization = parse(text, { logLevel: 'silent' });
@@ -93,37 +107,48 @@ async function manifestFiles(path: string, problems: Finding[]): Promise<Found[]
   const skip = (source: string, why: string) => {
     problems.push(inputFinding({ source, line: 0, rule: 'InputSkipped', message: `not read: ${why}` }));
   };
+  // Inside the directory named: itself, or under it (`/` has every path under it).
+  const prefix = root.endsWith(sep) ? root : `${root}${sep}`;
+  const inside = (target: string) => target === root || target.startsWith(prefix);
   const walk = async (dir: string, real: string): Promise<void> => {
     if (visited.has(real)) return skip(dir, `a directory already read (${real})`);
     visited.add(real);
-    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
-      a.name.localeCompare(b.name),
-    );
-    for (const p of await patchesNamedIn(
-      dir,
-      entries.map((e) => e.name),
-    ))
-      patches.add(p);
+    let entries: Dirent[];
+    try {
+      entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
+    } catch (error) {
+      // One directory that cannot be read is a finding; the walk goes on.
+      problems.push(
+        inputFinding({ source: dir, line: 0, rule: 'InputUnreadable', message: cannotRead(error) }),
+      );
+      return;
+    }
+    const names = entries.map((e) => e.name);
+    for (const p of await patchesNamedIn(dir, names, inside)) patches.add(p);
     for (const entry of entries) {
       const at = join(dir, entry.name);
-      if (!entry.isDirectory() && !MANIFEST_FILE.test(entry.name) && !entry.isSymbolicLink()) continue;
+      const manifest = MANIFEST_FILE.test(entry.name);
+      if (!entry.isDirectory() && !manifest && !entry.isSymbolicLink()) continue;
       let target: string;
       let kind: Stats;
       try {
         target = await realpath(at);
         kind = await stat(at);
       } catch (error) {
-        problems.push(
-          inputFinding({ source: at, line: 0, rule: 'InputUnreadable', message: cannotRead(error) }),
-        );
+        // A dangling symlink matters only where it would name a manifest.
+        if (manifest)
+          problems.push(
+            inputFinding({ source: at, line: 0, rule: 'InputUnreadable', message: cannotRead(error) }),
+          );
         continue;
       }
-      if (target !== root && !target.startsWith(`${root}${sep}`)) {
+      // A symlink to something that is neither a directory nor a manifest is none of gsp's business.
+      if (!kind.isDirectory() && !manifest) continue;
+      if (!inside(target)) {
         skip(at, `a symlink to ${target}, outside ${path}`);
         continue;
       }
       if (kind.isDirectory()) await walk(at, target);
-      else if (!MANIFEST_FILE.test(entry.name)) continue;
       else if (kind.isFile()) files.push({ file: at, target });
       else skip(at, 'not a regular file (a FIFO, socket or device)');
     }
@@ -352,7 +377,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const { inputs, problems } = await load(paths, io.stdin);
     let manifests = inputs.flatMap((i) => i.manifests);
     // Nothing at all: a wrong path or an empty directory should not pass in CI unnoticed.
-    if (manifests.length === 0 && problems.length === 0) {
+    if (manifests.length === 0 && problems.every((p) => p.severity === 'note')) {
+      for (const p of problems) io.stderr(`gsp: ${printable(`${p.source}: ${p.message}`)}\n`);
       io.stderr(
         `gsp: no Kubernetes objects in ${paths.map((p) => (p === '-' ? 'standard input' : p)).join(', ')}\n`,
       );
@@ -377,16 +403,29 @@ export async function run(argv: string[], io: Io): Promise<number> {
         const where = printable(input.source);
         // A file that does not parse whole is not rewritten: its findings say why.
         const { text, fixed, refused } = unparsed.has(input.source)
-          ? { text: input.text, fixed: [], refused: 'it is not valid YAML throughout' }
-          : fixManifests(input.text, policies, options, labels);
-        if (refused) io.stderr(`not fixed (${where}): ${refused}\n`);
-        for (const f of fixed) io.stderr(`fixed ${printable(f.workload)} (${where}): ${printable(f.what)}\n`);
+          ? { text: input.text, fixed: [], refused: ['it is not valid YAML throughout'] }
+          : fixManifests(input.text, policies, options, labels, input.patch);
+        let written = text;
         if (input.source === '-') {
           io.stdout(text);
           report = io.stderr;
-        } else if (fixed.length > 0) await writeFileAtomic(input.source, text);
+        } else if (fixed.length > 0)
+          try {
+            await writeFileAtomic(input.source, text);
+          } catch (error) {
+            // Not written: nothing was fixed in this file, and the run goes on.
+            refused.splice(
+              0,
+              refused.length,
+              `cannot write it: ${cannotRead(error).replace(/^cannot read: /, '')}`,
+            );
+            fixed.length = 0;
+            written = input.text;
+          }
+        for (const why of refused) io.stderr(`not fixed (${where}): ${printable(why)}\n`);
+        for (const f of fixed) io.stderr(`fixed ${printable(f.workload)} (${where}): ${printable(f.what)}\n`);
         manifests.push(
-          ...readInput(text, input.source, readWhole).manifests.map((m) =>
+          ...readInput(written, input.source, readWhole).manifests.map((m) =>
             input.patch ? { ...m, patch: true } : m,
           ),
         );

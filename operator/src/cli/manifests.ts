@@ -45,7 +45,8 @@ function locator(document: Document, counter: LineCounter, firstLine: number, pr
     let at = (node as { range?: [number] } | null)?.range?.[0] ?? 0;
     for (const key of [...prefix, ...path]) {
       if (isMap(node)) {
-        const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key);
+        // The last of duplicate keys: the one kubectl reads.
+        const pair = node.items.findLast((p) => isScalar(p.key) && p.key.value === key);
         const range = (pair?.key as { range?: [number] } | undefined)?.range;
         if (!pair || !range) break;
         at = range[0];
@@ -107,14 +108,21 @@ const isList = (kind: string) => kind.endsWith('List');
 const PARSE = { prettyErrors: false, logLevel: 'silent' } as const;
 
 /** `kind: Deployment` (quoted or not, a comment after it) on a line of its own at column 0. */
-const KIND_LINE = /^kind:[ \t]*(["']?)([A-Za-z][A-Za-z0-9]*)\1[ \t]*(?:#.*)?\r?$/gm;
-const API_VERSION_LINE = /^apiVersion:[ \t]*(["']?)([A-Za-z0-9][A-Za-z0-9.\-/]*)\1[ \t]*(?:#.*)?\r?$/gm;
+// Lines are what YAML calls lines: ended by \n (\r\n). The patterns do not use the m flag,
+// whose ^ and $ would also take U+2028 and U+2029 (which YAML reads as content) for line ends.
+const KIND_LINE = /(?<![^\n])kind:[ \t]*(["']?)([A-Za-z][A-Za-z0-9]*)\1[ \t]*(?:#[^\n]*)?(?=\r?\n|$)/g;
+const API_VERSION_LINE =
+  /(?<![^\n])apiVersion:[ \t]*(["']?)([A-Za-z0-9][A-Za-z0-9.\-/]*)\1[ \t]*(?:#[^\n]*)?(?=\r?\n|$)/g;
 /** Helm or Go template actions where YAML would not have them: a line of its own, a plain value. */
-const TEMPLATE = /^[ \t]*(?:- )?\{\{|:[ \t]+\{\{/m;
-/** The first line of content: not blank, not a comment, not the `---` marker. */
-const FIRST_CONTENT = /^(?![ \t]*(?:#|\r?$)|---(?:[ \t]|\r?$))/m;
+const TEMPLATE = /(?<![^\n])[ \t]*(?:- )?\{\{|:[ \t]+\{\{/;
+/** The first line of content: not blank, not a comment, not a `---` or `...` marker. */
+const FIRST_CONTENT = /(?<![^\n])(?![ \t]*(?:#|\r?\n|\r?$)|(?:---|\.\.\.)(?:[ \t]|\r?\n|\r?$))/;
 /** A line that starts a document (`---` alone, or before content on its line). */
-const DOCUMENT_START = /^---(?=[ \t\r\n]|$)/gm;
+const DOCUMENT_START = /(?<![^\n])---(?=[ \t\r\n]|$)/g;
+/** A line that ends one (`...`): what follows it, up to the next `---`, is another document. */
+const DOCUMENT_END = /(?<![^\n])\.\.\.(?=[ \t]*(?:#[^\n]*)?(?:\r?\n|$))[^\n]*\n?/g;
+/** An anchor (`&name`): aliases to it are read by the yaml library, which bounds their expansion. */
+const ANCHOR = /(?:^|[\s[{,:-])&[^\s,[\]{}]+/;
 
 /** The value of a top-level key, from its lines: undefined unless exactly one value is given. */
 function scanned(text: string, pattern: RegExp): string | undefined {
@@ -125,8 +133,14 @@ function scanned(text: string, pattern: RegExp): string | undefined {
 /** The text's documents, each with the 1-based line it starts on. */
 function documents(text: string): { text: string; line: number }[] {
   // A directive (%YAML, %TAG) belongs with the document after it: such a stream is not split.
-  if (/^%/m.test(text)) return [{ text, line: 1 }];
-  const starts = [0, ...[...text.matchAll(DOCUMENT_START)].map((m) => m.index).filter((i) => i > 0)];
+  if (/(?<![^\n])%/.test(text)) return [{ text, line: 1 }];
+  const starts = [
+    0,
+    ...[...text.matchAll(DOCUMENT_START)].map((m) => m.index),
+    ...[...text.matchAll(DOCUMENT_END)].map((m) => m.index + m[0].length),
+  ]
+    .filter((i, n, all) => (i > 0 || n === 0) && i < text.length && all.indexOf(i) === n)
+    .sort((a, b) => a - b);
   let line = 1;
   return starts.map((start, i) => {
     const chunk = text.slice(start, starts[i + 1] ?? text.length);
@@ -181,7 +195,19 @@ function parseYaml(
       });
       return;
     }
-    const value = document.toJS() as unknown;
+    let value: unknown;
+    try {
+      value = document.toJS();
+    } catch (error) {
+      // The yaml library bounds alias expansion (an alias bomb) and says so with an exception.
+      out.problems.push({
+        source,
+        line: lineOf(counter, document.contents?.range?.[0] ?? 0),
+        kind: 'InvalidYaml',
+        message: `not read: ${(error as Error).message}`,
+      });
+      return;
+    }
     if (value === null || value === undefined) return; // an empty document (a trailing ---)
     const line = lineOf(counter, document.contents?.range?.[0] ?? 0);
     if (!isRecord(value)) {
@@ -276,7 +302,8 @@ export function readInput(
     }
     // Neither line: not a Kubernetes object in block style (a data file, a lock file, a
     // schema). The faster parser checks it; anything it finds worth a position goes to the other.
-    if (kind === undefined && apiVersion === undefined && !TEMPLATE.test(document.text)) {
+    const anchored = ANCHOR.test(document.text);
+    if (kind === undefined && apiVersion === undefined && !TEMPLATE.test(document.text) && !anchored) {
       const quick = quickObjects(document.text);
       if (quick?.every((v) => !(isRecord(v) && typeof v.kind === 'string'))) {
         const line = lineOfContent(document);
@@ -295,7 +322,8 @@ export function readInput(
     // One object that parses without a problem: js-yaml reads it, and positions are computed
     // only if a finding needs one. Anything else (a problem to report, several documents, a
     // List) goes through the yaml library, which says where.
-    const quick = kind !== undefined && !isList(kind) ? quickObjects(document.text, false) : undefined;
+    const quick =
+      kind !== undefined && !isList(kind) && !anchored ? quickObjects(document.text, false) : undefined;
     if (quick?.length === 1 && isRecord(quick[0])) {
       out.manifests.push({
         source,
@@ -318,8 +346,8 @@ function lineOfContent(document: { text: string; line: number }): number {
 
 /**
  * The document's values by js-yaml, several times faster than the yaml library for a check
- * without positions: duplicate keys as kubectl reads them (the last wins), aliases bounded as
- * the yaml library bounds them. Undefined when it does not parse (the yaml library says why).
+ * without positions: duplicate keys as kubectl reads them (the last wins). Only for documents
+ * without anchors: js-yaml counts aliases but not how far they expand. Undefined when it does not parse (the yaml library says why).
  */
 function quickObjects(text: string, lastKeyWins = true): unknown[] | undefined {
   try {

@@ -40,6 +40,8 @@ const rangeOf = (node: unknown): Range => {
 interface Style {
   eol: string;
   indent: number;
+  /** The document is JSON: new entries are JSON, even in an empty `{}`. */
+  json: boolean;
 }
 
 function styleOf(text: string): Style {
@@ -51,7 +53,7 @@ function styleOf(text: string): Style {
     const step = (indents[i] ?? 0) - (indents[i - 1] ?? 0);
     if (step > 0 && (indent === 0 || step < indent)) indent = step;
   }
-  return { eol, indent: indent || 2 };
+  return { eol, indent: indent || 2, json: false };
 }
 
 function lineStart(text: string, offset: number): number {
@@ -113,7 +115,7 @@ function insertInto(
   style: Style,
 ): Omit<Splice, 'order'> {
   if (map.flow) {
-    const json = jsonKeys(text, map);
+    const json = style.json || jsonKeys(text, map);
     const last = map.items[map.items.length - 1];
     const entry = `${json ? JSON.stringify(key) : key}: ${flowText(value, json)}`;
     if (!last) {
@@ -158,10 +160,16 @@ function removeFrom(text: string, map: YAMLMap, pair: Pair): Omit<Splice, 'order
   const start = lineStart(text, keyStart);
   const end = lineEndAfter(text, pairEnd(pair));
   if (text.slice(start, keyStart).trim() === '') return { start, end, text: '' };
-  // The first key of a sequence item (`- name: x`): the next key moves up onto the `- ` line.
+  // The first key of a sequence item (`- name: x`): the next key moves up onto the `- ` line
+  // when only blanks lie between; else (a comment) the `-` stays alone on its line, and the
+  // item's keys below it, so that nothing but the pair goes.
   const next = map.items[index + 1];
   if (!next) throw new EditError('the only key of a sequence item');
-  return { start: keyStart, end: rangeOf(next.key)[0], text: '' };
+  const nextKey = rangeOf(next.key)[0];
+  if (text.slice(end, nextKey).trim() === '') return { start: keyStart, end: nextKey, text: '' };
+  const dash = text.lastIndexOf('-', keyStart);
+  const lineEnd = text[end - 1] === '\n' ? end - (text[end - 2] === '\r' ? 2 : 1) : end;
+  return { start: dash + 1, end: lineEnd, text: '' };
 }
 
 /**
@@ -170,7 +178,8 @@ function removeFrom(text: string, map: YAMLMap, pair: Pair): Omit<Splice, 'order
  * mapping on the way is created with the value inside. Only the spliced spans change.
  */
 export function editYaml(text: string, doc: Document, edits: { path: Path; value: unknown }[]): string {
-  const style = styleOf(text);
+  const root = doc.contents;
+  const style = { ...styleOf(text), json: isMap(root) && root.flow === true && jsonKeys(text, root) };
   const splices: Splice[] = [];
   edits.forEach(({ path, value }, order) => {
     // The deepest mapping on the path that exists, and the key under it.
