@@ -92,7 +92,16 @@ describe('the operator started by hand', () => {
       },
       /"msg":"starting"/,
     );
-    expect(run.stdout, run.stderr).toMatch(/"msg":"starting".*"server":"v1\.\d+/);
+    const starting = run.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg: string; server?: string; user?: string })
+      .find((l) => l.msg === 'starting');
+    // The server from the first file, the credentials from the third: merged as kubectl would.
+    expect(starting, run.stdout + run.stderr).toMatchObject({
+      server: expect.stringMatching(/^v1\.\d+/),
+      user: `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`,
+    });
     expect(run.stderr).not.toMatch(/^error:/m);
   });
 
