@@ -3,12 +3,12 @@
 // that does not answer, it says so in one line and exits 1, without a stack trace.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { serviceAccountKubeconfig } from '../cluster/cluster.ts';
+import { freePort } from '../cluster/processes.ts';
 import { adminKubeConfig as harnessAdmin } from '../operator/harness.ts';
 import {
   installOperatorPrerequisites,
@@ -116,12 +116,7 @@ describe('the operator started by hand', () => {
   });
 
   test('with an apiserver that does not answer: one line naming the URL and the cause, exit 1', async () => {
-    const closed = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => resolve(port));
-      });
-    });
+    const closed = await freePort(); // nothing listens there: the connection is refused
     const clusters = parse(await readFile(join(dir, 'clusters.yaml'), 'utf8')) as {
       clusters: { cluster: { server: string } }[];
     };

@@ -1,10 +1,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../test/cluster/processes.ts';
 import { loadKubeConfig, StartupError } from './client.ts';
 import { describeRequestError, preflight } from './preflight.ts';
 import { jsonHeaders, testKubeConfig, testServer } from './testing.ts';
@@ -85,13 +85,8 @@ describe('preflight: one line a person can act on, or the server version', () =>
   });
 
   it('names the URL and the cause when the server cannot be reached; 401 as refused credentials', async () => {
-    // A real refused connection: a port that was just closed.
-    const closed = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => resolve(port));
-      });
-    });
+    // A real refused connection: a port nothing listens on.
+    const closed = await freePort();
     nock.enableNetConnect('127.0.0.1');
     const kc = new KubeConfig();
     kc.loadFromOptions({
