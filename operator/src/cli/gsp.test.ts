@@ -17,7 +17,7 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { EXIT } from './gsp.ts';
 import { type Manifest, readManifests } from './manifests.ts';
-import { gspRun } from './test-support.ts';
+import { gspRun, shopPolicy } from './test-support.ts';
 
 const here = import.meta.dirname;
 const blogPost = join(here, 'testdata', 'blog-post.yaml');
@@ -26,14 +26,7 @@ const kinds = join(here, 'testdata', 'kinds');
 
 const gsp = gspRun;
 
-const policy = (mode: string) => `apiVersion: gracefulshutdown.dev/v1alpha1
-kind: GracefulShutdownPolicy
-metadata: { name: shop }
-spec:
-  mode: ${mode}
-  namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: shop } }
-  observedLatency: { source: None }
-`;
+const policy = shopPolicy;
 
 /** An Audit policy for the workloads whose labels match `labels` (one matchLabels entry). */
 const policyFor = (labels: string) => `apiVersion: gracefulshutdown.dev/v1alpha1

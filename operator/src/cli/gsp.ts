@@ -5,7 +5,7 @@
 // 3 input error: nothing could be read, an invalid policy, or with --strict any unreadable part
 // (otherwise a file that cannot be read or parsed is a finding, and the run goes on). docs/audit.md.
 import { isUtf8 } from 'node:buffer';
-import type { Dirent, Stats } from 'node:fs';
+import { createReadStream, type Dirent, type Stats } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -58,6 +58,18 @@ class UsageError extends Error {}
 interface Found {
   file: string;
   patch: boolean;
+  /** Of a regular file; a FIFO's is not known before it is read. */
+  size?: number;
+}
+
+/** The most one input (a file, a FIFO, standard input) may hold: a manifest is far smaller. */
+export const MAX_INPUT_BYTES = 64 * 1024 * 1024;
+
+class InputTooLarge extends Error {
+  readonly code = 'EFBIG';
+  constructor() {
+    super(`larger than ${MAX_INPUT_BYTES / 1024 / 1024} MiB`);
+  }
 }
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/;
@@ -99,11 +111,12 @@ async function patchesNamedIn(
  */
 async function manifestFiles(path: string, problems: Finding[]): Promise<Found[]> {
   const info = await stat(path);
-  if (!info.isDirectory()) return [{ file: path, patch: false }];
+  if (!info.isDirectory())
+    return [{ file: path, patch: false, ...(info.isFile() ? { size: info.size } : {}) }];
   const root = await realpath(path);
   const visited = new Set<string>();
   const patches = new Set<string>();
-  const files: { file: string; target: string }[] = [];
+  const files: { file: string; target: string; size: number }[] = [];
   const skip = (source: string, why: string) => {
     problems.push(inputFinding({ source, line: 0, rule: 'InputSkipped', message: `not read: ${why}` }));
   };
@@ -149,22 +162,36 @@ async function manifestFiles(path: string, problems: Finding[]): Promise<Found[]
         continue;
       }
       if (kind.isDirectory()) await walk(at, target);
-      else if (kind.isFile()) files.push({ file: at, target });
+      else if (kind.isFile()) files.push({ file: at, target, size: kind.size });
       else skip(at, 'not a regular file (a FIFO, socket or device)');
     }
   };
   await walk(path, root);
   // After the walk: a kustomization may name a patch in a directory walked before it.
-  return files.map(({ file, target }) => ({
+  return files.map(({ file, target, size }) => ({
     file,
     patch: patches.has(resolve(file)) || patches.has(target),
+    size,
   }));
 }
 
-async function readStdin(stdin: NodeJS.ReadableStream): Promise<Buffer> {
+/** A stream's bytes, up to MAX_INPUT_BYTES (standard input, a FIFO): past that, InputTooLarge. */
+async function readBounded(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stdin) chunks.push(Buffer.from(chunk as Buffer));
+  let total = 0;
+  for await (const chunk of stream) {
+    total += (chunk as Buffer).length;
+    if (total > MAX_INPUT_BYTES) throw new InputTooLarge();
+    chunks.push(Buffer.from(chunk as Buffer));
+  }
   return Buffer.concat(chunks);
+}
+
+/** A file's bytes: a regular file by its size first, anything else read with the bound. */
+async function readInputFile({ file, size }: Found): Promise<Buffer> {
+  if (size === undefined) return readBounded(createReadStream(file));
+  if (size > MAX_INPUT_BYTES) throw new InputTooLarge();
+  return readFile(file);
 }
 
 /**
@@ -206,7 +233,9 @@ function cannotRead(error: unknown): string {
         ? 'permission denied'
         : code === 'EISDIR'
           ? 'a directory'
-          : undefined;
+          : error instanceof InputTooLarge
+            ? error.message
+            : undefined;
   return `cannot read: ${code ?? 'error'}${reason ? ` (${reason})` : ''}`;
 }
 
@@ -263,7 +292,7 @@ async function load(
   for (let i = 0; i < sources.length; i += READ_AHEAD) {
     const batch = sources.slice(i, i + READ_AHEAD);
     const read = await Promise.all(
-      batch.map((s) => (s === '-' ? readStdin(stdin) : readFile(s.file)).catch((error: unknown) => error)),
+      batch.map((s) => (s === '-' ? readBounded(stdin) : readInputFile(s)).catch((error: unknown) => error)),
     );
     batch.forEach((s, j) => {
       const bytes = read[j];

@@ -1,12 +1,12 @@
 // gsp audit on inputs written to break it (found by a review): each is a finding or a refusal,
 // never a crash, a hang, a lost workload or a damaged file.
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { EXIT } from './gsp.ts';
-import { gspRun as gsp } from './test-support.ts';
+import { EXIT, MAX_INPUT_BYTES } from './gsp.ts';
+import { gspRun as gsp, shopPolicy } from './test-support.ts';
 
 interface Result {
   workloads: { name: string; kind: string }[];
@@ -131,15 +131,30 @@ describe('walking a directory', () => {
   });
 });
 
+describe('size', () => {
+  test('an input larger than 64 MiB is not read: a file by its size, standard input as it arrives', async () => {
+    await writeFile(join(dir, 'app.yaml'), deployment());
+    await writeFile(join(dir, 'huge.yaml'), '');
+    await truncate(join(dir, 'huge.yaml'), MAX_INPUT_BYTES + 1); // sparse: no disk, no memory
+    const read = json((await gsp(['audit', '-o', 'json', dir])).stdout);
+    expect(read.workloads.map((w) => w.name)).toEqual(['web']);
+    expect(read.findings.filter((f) => f.rule.startsWith('Input'))).toMatchObject([
+      {
+        rule: 'InputUnreadable',
+        source: join(dir, 'huge.yaml'),
+        message: 'cannot read: EFBIG (larger than 64 MiB)',
+      },
+    ]);
+    const stdin = await gsp(['audit', '-'], `${deployment()}# ${'x'.repeat(MAX_INPUT_BYTES)}\n`);
+    expect(stdin).toMatchObject({
+      code: EXIT.input,
+      stderr: 'gsp: -:0: cannot read: EFBIG (larger than 64 MiB)\n',
+    });
+  });
+});
+
 describe('--fix', () => {
-  const policy = `apiVersion: gracefulshutdown.dev/v1alpha1
-kind: GracefulShutdownPolicy
-metadata: { name: shop }
-spec:
-  mode: Audit
-  namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: shop } }
-  observedLatency: { source: None }
-`;
+  const policy = shopPolicy('Audit');
 
   test('JSON stays JSON when the value goes into an empty {}', async () => {
     const object = {

@@ -1,4 +1,4 @@
-// Running gsp in-process for tests: its exit code and what it printed. (Left out of the build.)
+// Running gsp in-process for tests, and the policies the tests audit with. (Left out of the build.)
 import { Readable } from 'node:stream';
 import { run } from './gsp.ts';
 
@@ -19,3 +19,13 @@ export async function gspRun(
   });
   return { code, stdout, stderr };
 }
+
+/** A policy named shop, in `mode`, for the Deployments of namespace shop; no latency source. */
+export const shopPolicy = (mode: 'Audit' | 'Enforce') => `apiVersion: gracefulshutdown.dev/v1alpha1
+kind: GracefulShutdownPolicy
+metadata: { name: shop }
+spec:
+  mode: ${mode}
+  namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: shop } }
+  observedLatency: { source: None }
+`;
