@@ -32,7 +32,14 @@ RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
 RUN node -e 'const fs = require("fs"); const v = process.env.VERSION || require("./package.json").version; fs.writeFileSync("dist/operator/src/build-info.json", JSON.stringify({ version: v, revision: process.env.REVISION || "" }) + "\n")'
 
 # Production dependencies only, shared by both targets.
+# The operator's dependencies: no optional ones (the OpenTelemetry SDK only demo-service's
+# opentelemetry-otlp metric shape loads).
 FROM ${BUILD_IMAGE} AS deps
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+
+FROM ${BUILD_IMAGE} AS demo-deps
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
@@ -41,11 +48,11 @@ FROM ${RUNTIME_IMAGE} AS runtime-base
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /src/package.json ./package.json
-COPY --from=deps /src/node_modules ./node_modules
 # Numeric, so that runAsNonRoot can be verified by the kubelet.
 USER 65532:65532
 
 FROM runtime-base AS demo-service
+COPY --from=demo-deps /src/node_modules ./node_modules
 COPY --from=build /src/dist/demo-service ./dist/demo-service
 EXPOSE 8080
 ENTRYPOINT ["/nodejs/bin/node", "dist/demo-service/src/main.js"]
@@ -60,5 +67,6 @@ LABEL org.opencontainers.image.title="graceful-shutdown-operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=deps /src/node_modules ./node_modules
 COPY --from=build /src/dist/operator ./dist/operator
 ENTRYPOINT ["/nodejs/bin/node", "dist/operator/src/main.js"]

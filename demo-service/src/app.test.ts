@@ -80,6 +80,12 @@ describe('demo-service routes', () => {
       expect.stringMatching(/direction="inbound",.*route_name="default",status_code="200"\} 1$/),
       expect.stringMatching(/direction="inbound",.*route_name="probe",status_code="200"\} 1$/),
     ]);
+    // and its newer histogram, to the end of the response, in seconds, on the same routes.
+    expect(counts('inbound_http_request_duration_seconds')).toEqual([
+      expect.stringMatching(/route_kind="default",route_name="default"\} 1$/),
+      expect.stringMatching(/route_kind="default",route_name="probe"\} 1$/),
+    ]);
+    expect(text).toContain('inbound_http_request_duration_seconds_bucket{le="0.025",');
     // OpenTelemetry: every request under its route.
     expect(counts('http_server_request_duration_seconds')).toEqual([
       expect.stringContaining('http_route="/readyz"'),
@@ -92,9 +98,86 @@ describe('demo-service routes', () => {
       expect.stringContaining('uri="/work"'),
     ]);
     // Its own histograms only where asked.
-    expect(text).not.toContain('http_request_duration_seconds_bucket{');
-    expect(text).not.toContain('http_server_duration_milliseconds_bucket{');
+    expect(text).not.toMatch(/^http_request_duration_seconds_bucket\{/m);
+    expect(text).not.toMatch(/^http_server_duration_milliseconds_bucket\{/m);
     expect(() => loadConfig({ METRIC_SHAPES: 'istio,nginx' }, [])).toThrow(/unknown shape\(s\) nginx/);
+  });
+
+  test('METRIC_SHAPES opentelemetry-otlp: an exponential histogram pushed over OTLP with the k8s resource attributes', async () => {
+    // The receiving end: a plain HTTP server on 127.0.0.1 that keeps what is posted.
+    const posts: { path?: string; type?: string; body: unknown }[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => (body += chunk));
+      req.on('end', () => {
+        posts.push({ path: req.url, type: req.headers['content-type'], body: JSON.parse(body) });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port, flushMetrics } = await start({
+        METRIC_SHAPES: 'opentelemetry-otlp',
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/api/v1/otlp/v1/metrics`,
+        // Longer than the test: only the flush at the end of a drain pushes.
+        OTEL_METRIC_EXPORT_INTERVAL: '600000',
+        WORKLOAD_NAME: 'web',
+        POD_NAMESPACE: 'shop',
+        POD_NAME: 'web-7d4b9c-x7k2q',
+      });
+      await get(port, '/work?ms=30');
+      await get(port, '/readyz');
+      // Nothing of it in the pod's own exposition.
+      expect((await get(port, '/metrics')).body).not.toContain('http_server_request_duration_seconds');
+      expect(posts).toHaveLength(0);
+      await flushMetrics();
+      expect(posts.map((p) => [p.path, p.type])).toEqual([['/api/v1/otlp/v1/metrics', 'application/json']]);
+      type Pushed = {
+        resourceMetrics: {
+          resource: { attributes: { key: string; value: { stringValue: string } }[] };
+          scopeMetrics: { metrics: { name: string; unit: string; exponentialHistogram?: unknown }[] }[];
+        }[];
+      };
+      const resourceMetrics = (posts[0]?.body as Pushed | undefined)?.resourceMetrics[0];
+      const attributes = Object.fromEntries(
+        (resourceMetrics?.resource.attributes ?? []).map((a) => [a.key, a.value.stringValue]),
+      );
+      expect(attributes).toMatchObject({
+        'k8s.namespace.name': 'shop',
+        'k8s.deployment.name': 'web',
+        'k8s.pod.name': 'web-7d4b9c-x7k2q',
+      });
+      const metric = resourceMetrics?.scopeMetrics[0]?.metrics[0] as {
+        name: string;
+        unit: string;
+        exponentialHistogram: {
+          aggregationTemporality: number;
+          dataPoints: { count: number; attributes: { key: string; value: { stringValue?: string } }[] }[];
+        };
+      };
+      expect([metric.name, metric.unit]).toEqual(['http.server.request.duration', 's']);
+      // Cumulative (2), one data point per route: the probe is recorded under its own.
+      expect(metric.exponentialHistogram.aggregationTemporality).toBe(2);
+      const routes = metric.exponentialHistogram.dataPoints
+        .map((p) => p.attributes.find((a) => a.key === 'http.route')?.value.stringValue)
+        .sort();
+      expect(routes).toEqual(['/metrics', '/readyz', '/work']);
+    } finally {
+      receiver.close();
+    }
+  });
+
+  test('the opentelemetry-otlp shape needs an endpoint, named', () => {
+    expect(() => loadConfig({ METRIC_SHAPES: 'opentelemetry-otlp' }, [])).toThrow(
+      /OTEL_EXPORTER_OTLP_METRICS_ENDPOINT/,
+    );
+    expect(() =>
+      loadConfig(
+        { METRIC_SHAPES: 'opentelemetry-otlp', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'ftp://x/' },
+        [],
+      ),
+    ).toThrow(/http or https URL/);
   });
 
   test('METRIC_SHAPES ingress-nginx and envoy: its requests as a proxy in front of PROXIED_SERVICE records them', async () => {

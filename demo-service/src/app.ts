@@ -26,6 +26,8 @@ export interface DemoService {
   server: Server;
   drain: DrainController;
   metrics: DemoMetrics;
+  /** Pushes what a pushing metric shape holds (opentelemetry-otlp), at the end of a drain. */
+  flushMetrics(): Promise<void>;
 }
 
 const routes = new Set(['/work', '/healthz', '/readyz', '/metrics']);
@@ -95,6 +97,15 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
     namespace: config.POD_NAMESPACE,
     probeRoutes: PROBE_ROUTES,
     proxiedService: config.PROXIED_SERVICE,
+    ...(config.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT
+      ? {
+          otlp: {
+            endpoint: config.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+            intervalMs: config.OTEL_METRIC_EXPORT_INTERVAL,
+            pod: config.POD_NAME ?? hostname(),
+          },
+        }
+      : {}),
   });
   const recordOwn = config.METRIC_SHAPES.includes('prometheus-client');
   const recordTwin = config.METRIC_SHAPES.includes('opentelemetry-legacy');
@@ -193,5 +204,5 @@ export function createDemoService(config: DemoConfig, logger: Logger): DemoServi
   };
   server.on('request', guardHandler(handle, logger));
 
-  return { server, drain, metrics };
+  return { server, drain, metrics, flushMetrics: () => shapes.shutdown() };
 }

@@ -40,7 +40,8 @@ const configSchema = z.object({
   /**
    * The request-duration histograms recorded (shapes.ts), comma separated: its own
    * prometheus-client (http_request_duration_seconds) and opentelemetry-legacy (the milliseconds
-   * twin), and other stacks' istio, linkerd, opentelemetry, micrometer, ingress-nginx, envoy.
+   * twin), and other stacks' istio, linkerd, linkerd-legacy, opentelemetry, micrometer, ingress-nginx,
+   * envoy, opentelemetry-otlp (pushed, not exposed).
    */
   METRIC_SHAPES: z
     .string()
@@ -64,6 +65,14 @@ const configSchema = z.object({
   POD_NAMESPACE: z.string().default('default'),
   /** The Service the proxy shapes (ingress-nginx, envoy) record demo-service's requests for. */
   PROXIED_SERVICE: z.string().default('demo-service'),
+  /** Where the opentelemetry-otlp shape pushes (OpenTelemetry's own variable): an http(s) URL. */
+  OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: z
+    .url({ protocol: /^https?$/, error: 'must be an http or https URL' })
+    .optional(),
+  /** How often, in ms, the opentelemetry-otlp shape pushes (OpenTelemetry's own variable and default). */
+  OTEL_METRIC_EXPORT_INTERVAL: z.coerce.number().int().min(100).max(600_000).default(60_000),
+  /** The pod's name (downward API), as the opentelemetry-otlp shape's service.instance.id and k8s.pod.name. */
+  POD_NAME: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -90,6 +99,11 @@ export function loadConfig(
     // Empty env values mean "unset", as in a Deployment that templates an optional value.
     if (value !== undefined && value !== '') merged[key] = value;
   }
-  const raw = configSchema.parse(merged);
+  const raw = configSchema
+    .refine((c) => !c.METRIC_SHAPES.includes('opentelemetry-otlp') || c.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, {
+      message: 'the opentelemetry-otlp shape needs OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
+      path: ['OTEL_EXPORTER_OTLP_METRICS_ENDPOINT'],
+    })
+    .parse(merged);
   return { ...raw, latency: parseLatencyProfile(raw.LATENCY_PROFILE) };
 }

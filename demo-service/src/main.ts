@@ -57,7 +57,7 @@ async function serveOther(config: DemoConfig, logger: Logger): Promise<void> {
 }
 
 function serveHttp(config: DemoConfig, logger: Logger): void {
-  const { server, drain, metrics } = createDemoService(config, logger);
+  const { server, drain, metrics, flushMetrics } = createDemoService(config, logger);
 
   server.on('error', (error: NodeJS.ErrnoException) => {
     // accept(2) failing loses that connection, not the server. Out of file descriptors, libuv
@@ -94,12 +94,14 @@ function serveHttp(config: DemoConfig, logger: Logger): void {
       return;
     }
     logger.info({ signal, inFlight: drain.inFlight }, 'shutdown signal received');
-    drain.drain(signal).then((result) => {
+    drain.drain(signal).then(async (result) => {
       metrics.recordDrain(result);
       if (result.outcome === 'forced') {
         logger.flush();
         process.exit(FORCED_EXIT_CODE);
       }
+      // The requests of the last export interval, for a pushing shape (bounded by its timeout).
+      await flushMetrics().catch((err: unknown) => logger.warn({ err }, 'pushing the last metrics failed'));
       // No process.exit on a clean drain: the loop empties by itself once the server is closed,
       // so nothing (logs included) is cut. The unref'd timer only fires if something leaks.
       process.exitCode = 0;

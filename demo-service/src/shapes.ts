@@ -10,11 +10,16 @@
  *   (envoyproxy/envoy source/common/stats/histogram_impl.cc, defaultBuckets). Istio rewrites HTTP
  *   probes to its agent, which calls the app directly, and Prometheus scrapes the agent: neither
  *   passes the sidecar, so probes and /metrics are not recorded.
- * - linkerd: `response_latency_ms`, the proxy's inbound side (`direction="inbound"`), Linkerd's
- *   bounds (linkerd/linkerd2-proxy linkerd/metrics/src/latency.rs), the policy route labels: the
- *   kubelet's probes on the route the policy controller names `probe`, the rest on `default`.
- *   Prometheus scrapes the proxy's admin port: /metrics is not recorded. The `deployment` label
- *   is Linkerd's scrape configuration's (from the pod label linkerd.io/proxy-deployment).
+ * - linkerd: both histograms a current proxy exports for its inbound side. `response_latency_ms`
+ *   (`direction="inbound"`, Linkerd's bounds: linkerd/linkerd2-proxy linkerd/metrics/src/latency.rs)
+ *   and, since linkerd2-proxy 2.342, `inbound_http_request_duration_seconds` (the whole response,
+ *   to the end of its stream; bounds REQUEST_BUCKETS of linkerd/app/inbound/src/metrics.rs; labels
+ *   parent_* and route_* of linkerd/app/inbound/src/http/router/metrics/labels.rs, no direction).
+ *   Both carry the policy route: the kubelet's probes on the route the policy controller names
+ *   `probe`, the rest on `default`. Prometheus scrapes the proxy's admin port: /metrics is not
+ *   recorded. The `deployment` label is Linkerd's scrape configuration's (from the pod label
+ *   linkerd.io/proxy-deployment). linkerd-legacy: `response_latency_ms` alone, as proxies
+ *   before 2.342 export it.
  * - opentelemetry: `http_server_request_duration_seconds`, the stable HTTP semantic conventions'
  *   attributes (http.request.method, http.response.status_code, http.route, url.scheme) and
  *   advised bounds (open-telemetry/semantic-conventions docs/http/http-metrics.md). Every request
@@ -33,11 +38,16 @@
  *   milliseconds for the upstream cluster Contour names `<namespace>_<service>_<port>`
  *   (projectcontour/contour internal/envoy/v3/cluster.go), Envoy's default bounds.
  *
- * In the last two shapes demo-service plays the proxy: its own requests are recorded as the
+ * - opentelemetry-otlp: the same instrument as the opentelemetry shape, but as the OpenTelemetry
+ *   SDK exports it by default over OTLP: an exponential histogram pushed to
+ *   OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, which Prometheus stores as a native histogram (otlp.ts).
+ *
+ * In the ingress-nginx and envoy shapes demo-service plays the proxy: its own requests are recorded as the
  * requests it sent on to PROXIED_SERVICE. WORKLOAD_NAME and POD_NAMESPACE (the downward API) say
  * what a mesh would know of the pod.
  */
 import { Histogram, type Registry } from 'prom-client';
+import { createOtlpRecorder, type OtlpOptions, type OtlpRecorder } from './otlp.ts';
 
 /** demo-service's own histograms (metrics.ts), recorded unless METRIC_SHAPES leaves them out. */
 export const OWN_SHAPES = ['prometheus-client', 'opentelemetry-legacy'] as const;
@@ -45,13 +55,16 @@ export const SHAPES = [
   ...OWN_SHAPES,
   'istio',
   'linkerd',
+  'linkerd-legacy',
   'opentelemetry',
   'micrometer',
   'ingress-nginx',
   'envoy',
+  'opentelemetry-otlp',
 ] as const;
 export type Shape = (typeof SHAPES)[number];
-type OtherShape = Exclude<Shape, (typeof OWN_SHAPES)[number]>;
+/** The shapes registered in the pod's own exposition (not pushed). */
+type OtherShape = Exclude<Shape, (typeof OWN_SHAPES)[number] | 'opentelemetry-otlp'>;
 
 /** One request as every shape sees it. */
 export interface Served {
@@ -69,6 +82,8 @@ export interface ShapeContext {
   probeRoutes: ReadonlySet<string>;
   /** The Service a proxy shape records its requests for. */
   proxiedService: string;
+  /** Where the opentelemetry-otlp shape pushes, and how often; required with that shape. */
+  otlp?: Omit<OtlpOptions, 'workload' | 'namespace'>;
 }
 
 /** Prometheus client libraries' default bounds (DefBuckets), in seconds: ingress-nginx's default. */
@@ -85,6 +100,9 @@ export const LINKERD_BUCKETS_MS = [
   1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000, 10000, 20000,
   30000, 40000, 50000,
 ] as const;
+
+/** linkerd2-proxy's inbound_http_request_duration_seconds bounds (REQUEST_BUCKETS), in seconds. */
+export const LINKERD_REQUEST_BUCKETS_SECONDS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 10] as const;
 
 /** The HTTP semantic conventions' advised bounds for http.server.request.duration, in seconds. */
 export const OTEL_BUCKETS_SECONDS = [
@@ -116,6 +134,8 @@ export function micrometerBuckets(minSeconds = 0.001, maxSeconds = 30): number[]
 
 export interface ShapeRecorder {
   record(served: Served): void;
+  /** Pushes what a pushing shape holds, and stops it. */
+  shutdown(): Promise<void>;
 }
 
 /** Registers the shapes' histograms and answers what records into them. */
@@ -127,9 +147,22 @@ export function createShapes(
   const recorders = shapes
     .filter((shape): shape is OtherShape => shape in SHAPE_FACTORIES)
     .map((shape) => SHAPE_FACTORIES[shape](registry, context));
+  let pushed: OtlpRecorder | undefined;
+  if (shapes.includes('opentelemetry-otlp')) {
+    if (!context.otlp) throw new Error('the opentelemetry-otlp shape needs an OTLP endpoint');
+    pushed = createOtlpRecorder({
+      ...context.otlp,
+      workload: context.workload,
+      namespace: context.namespace,
+    });
+    recorders.push(pushed.record);
+  }
   return {
     record: (served) => {
       for (const record of recorders) record(served);
+    },
+    shutdown: async () => {
+      await pushed?.shutdown();
     },
   };
 }
@@ -178,47 +211,15 @@ const SHAPE_FACTORIES: Record<OtherShape, Factory> = {
       );
     };
   },
-  linkerd: (registry, { probeRoutes }) => {
-    const histogram = new Histogram({
-      name: 'response_latency_ms',
-      help: "Elapsed times between a request's headers being received and its response stream completing",
-      labelNames: [
-        'direction',
-        'target_addr',
-        'tls',
-        'srv_group',
-        'srv_kind',
-        'srv_name',
-        'srv_port',
-        'route_group',
-        'route_kind',
-        'route_name',
-        'status_code',
-      ] as const,
-      buckets: [...LINKERD_BUCKETS_MS],
-      registers: [registry],
-    });
-    return ({ route, status, ms }) => {
-      if (route === '/metrics') return;
-      const probe = probeRoutes.has(route);
-      histogram.observe(
-        {
-          direction: 'inbound',
-          target_addr: '0.0.0.0:8080',
-          tls: 'no_identity',
-          srv_group: '',
-          srv_kind: 'default',
-          srv_name: 'all-unauthenticated',
-          srv_port: '8080',
-          route_group: '',
-          route_kind: 'default',
-          route_name: probe ? 'probe' : 'default',
-          status_code: String(status),
-        },
-        ms,
-      );
+  linkerd: (registry, context) => {
+    const older = linkerdLatency(registry, context);
+    const newer = linkerdRequestDuration(registry, context);
+    return (served) => {
+      older(served);
+      newer(served);
     };
   },
+  'linkerd-legacy': linkerdLatency,
   opentelemetry: (registry) => {
     const histogram = new Histogram({
       name: 'http_server_request_duration_seconds',
@@ -316,3 +317,79 @@ const SHAPE_FACTORIES: Record<OtherShape, Factory> = {
     };
   },
 };
+
+/** linkerd2-proxy's `response_latency_ms` (inbound), time to the response's first byte. */
+function linkerdLatency(registry: Registry, { probeRoutes }: ShapeContext): (served: Served) => void {
+  const histogram = new Histogram({
+    name: 'response_latency_ms',
+    help: "Elapsed times between a request's headers being received and its response stream completing",
+    labelNames: [
+      'direction',
+      'target_addr',
+      'tls',
+      'srv_group',
+      'srv_kind',
+      'srv_name',
+      'srv_port',
+      'route_group',
+      'route_kind',
+      'route_name',
+      'status_code',
+    ] as const,
+    buckets: [...LINKERD_BUCKETS_MS],
+    registers: [registry],
+  });
+  return ({ route, status, ms }) => {
+    if (route === '/metrics') return;
+    histogram.observe(
+      {
+        direction: 'inbound',
+        target_addr: '0.0.0.0:8080',
+        tls: 'no_identity',
+        srv_group: '',
+        srv_kind: 'default',
+        srv_name: 'all-unauthenticated',
+        srv_port: '8080',
+        route_group: '',
+        route_kind: 'default',
+        route_name: probeRoutes.has(route) ? 'probe' : 'default',
+        status_code: String(status),
+      },
+      ms,
+    );
+  };
+}
+
+/** linkerd2-proxy's `inbound_http_request_duration_seconds` (2.342 on), to the end of the response. */
+function linkerdRequestDuration(registry: Registry, { probeRoutes }: ShapeContext): (served: Served) => void {
+  const histogram = new Histogram({
+    name: 'inbound_http_request_duration_seconds',
+    help: 'Inbound HTTP request durations, to the end of the response stream, as linkerd2-proxy records them.',
+    labelNames: [
+      'parent_group',
+      'parent_kind',
+      'parent_name',
+      'parent_port',
+      'route_group',
+      'route_kind',
+      'route_name',
+    ] as const,
+    buckets: [...LINKERD_REQUEST_BUCKETS_SECONDS],
+    registers: [registry],
+  });
+  return ({ route, ms }) => {
+    if (route === '/metrics') return;
+    histogram.observe(
+      {
+        parent_group: 'core',
+        parent_kind: 'default',
+        parent_name: 'all-unauthenticated',
+        parent_port: '8080',
+        route_group: '',
+        route_kind: 'default',
+        route_name: probeRoutes.has(route) ? 'probe' : 'default',
+      },
+      ms / 1000,
+    );
+  };
+}

@@ -195,6 +195,11 @@ export class LocalCluster {
     return this.prometheus?.url;
   }
 
+  /** The OTLP metrics endpoint of the cluster's Prometheus for pods on the real node. */
+  get prometheusOtlpUrl(): string | undefined {
+    return this.prometheus?.otlpUrl;
+  }
+
   get kubernetesVersion(): string {
     return this.binaries.kubernetesVersion;
   }
@@ -450,6 +455,7 @@ export class LocalCluster {
           admin: cluster.adminKubeConfig(),
           nodeName: REAL_NODE_NAME,
           podCidr: hostNetwork.podCidr,
+          podBridgeAddress: cluster.node ? hostNetwork.nodeIp : undefined,
           scrapeInterval: opts.prometheusScrapeInterval,
           readyTimeoutMs,
         });

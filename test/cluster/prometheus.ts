@@ -19,7 +19,14 @@
 // same buckets. Prometheus 3 normalises `le` values of classic buckets when it scrapes them: a
 // target's le="1" is stored as le="1.0" (compare bounds as numbers, not strings).
 //
-// Nothing leaves the machine: Prometheus listens on 127.0.0.1, discovery talks to the apiserver
+// OTLP. The OTLP receiver is on (`/api/v1/otlp/v1/metrics`), so an application instrumented with
+// the OpenTelemetry SDK can push to it as to a production Prometheus: an exponential histogram
+// arrives as a native histogram. The resource attributes k8s.namespace.name and
+// k8s.deployment.name are promoted to labels (k8s_namespace_name, k8s_deployment_name), as the
+// operator's OpenTelemetry preset documents. With a real node, Prometheus also listens on the pod
+// bridge's host address so that pods can push (`otlpUrl`).
+//
+// Nothing leaves the machine: Prometheus listens on 127.0.0.1 (and the pod bridge's host address), discovery talks to the apiserver
 // on an IP literal, the relabeling keeps only pods on the real node whose address is on the pod
 // bridge (kwok pods have fake IPs), and every address in the config is an IP literal, so nothing
 // is resolved. Prometheus has no update check or usage report to turn off; only Kubernetes
@@ -42,6 +49,10 @@ export const DEFAULT_SCRAPE_INTERVAL = '2s';
 export const SCRAPE_JOB = 'kubernetes-pods';
 /** A pod annotated with this, value "true", has its classic histograms also stored as NHCB. */
 export const NHCB_ANNOTATION = 'test.gracefulshutdown.dev/prometheus-nhcb';
+/** That annotation's value for a pod whose classic histograms are stored as NHCB only. */
+export const NHCB_ONLY = 'only';
+/** The resource attributes the OTLP receiver turns into labels. */
+export const OTLP_PROMOTED = ['k8s.namespace.name', 'k8s.deployment.name'] as const;
 
 const meta = '__meta_kubernetes_';
 
@@ -105,6 +116,7 @@ export function prometheusConfig(input: PrometheusConfigInput): Record<string, u
   }
   return {
     global: { scrape_interval: scrapeInterval, evaluation_interval: scrapeInterval },
+    otlp: { promote_resource_attributes: [...OTLP_PROMOTED] },
     scrape_configs: [
       {
         job_name: SCRAPE_JOB,
@@ -155,12 +167,20 @@ export function prometheusConfig(input: PrometheusConfigInput): Record<string, u
             replacement: '$1:$2',
             action: 'replace',
           },
-          // The NHCB opt-in: this target's classic histograms are also stored as NHCB.
+          // The NHCB opt-in: this target's classic histograms are also stored as NHCB ("true"),
+          // or as NHCB only ("only": the classic series are not kept).
           {
             source_labels: [`${meta}pod_annotation_${sanitizeLabelName(NHCB_ANNOTATION)}`],
-            regex: 'true',
+            regex: `true|${NHCB_ONLY}`,
             target_label: '__convert_classic_histograms_to_nhcb__',
             replacement: 'true',
+            action: 'replace',
+          },
+          {
+            source_labels: [`${meta}pod_annotation_${sanitizeLabelName(NHCB_ANNOTATION)}`],
+            regex: NHCB_ONLY,
+            target_label: '__always_scrape_classic_histograms__',
+            replacement: 'false',
             action: 'replace',
           },
           { source_labels: [`${meta}namespace`], target_label: 'namespace', action: 'replace' },
@@ -200,6 +220,8 @@ export interface PrometheusStartOptions {
   admin: KubeConfig;
   nodeName: string;
   podCidr: string;
+  /** The host's address on the pod bridge (an IP literal): Prometheus listens there too, for OTLP pushes. */
+  podBridgeAddress?: string | undefined;
   scrapeInterval?: string;
   readyTimeoutMs: number;
 }
@@ -227,17 +249,21 @@ async function grantPodDiscovery(admin: KubeConfig, user: string): Promise<void>
 export class LocalPrometheus {
   /** http://127.0.0.1:PORT */
   readonly url: string;
+  /** The OTLP metrics endpoint pods push to (on the pod bridge), when started with podBridgeAddress. */
+  readonly otlpUrl: string | undefined;
   readonly component: Component;
   readonly configPath: string;
   private readonly processes: ProcessGroup;
 
   private constructor(init: {
     url: string;
+    otlpUrl: string | undefined;
     component: Component;
     configPath: string;
     processes: ProcessGroup;
   }) {
     this.url = init.url;
+    this.otlpUrl = init.otlpUrl;
     this.component = init.component;
     this.configPath = init.configPath;
     this.processes = init.processes;
@@ -272,6 +298,9 @@ export class LocalPrometheus {
     );
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
+    const bridge = opts.podBridgeAddress;
+    if (bridge !== undefined && isIP(bridge) !== 4)
+      throw new Error(`pod bridge address ${bridge}: want an IPv4 literal`);
     const component = opts.processes.start(
       'prometheus',
       SETPRIV,
@@ -282,6 +311,8 @@ export class LocalPrometheus {
         opts.binary,
         `--config.file=${configPath}`,
         `--web.listen-address=127.0.0.1:${port}`,
+        ...(bridge ? [`--web.listen-address=${bridge}:${port}`] : []),
+        '--web.enable-otlp-receiver',
         // Otherwise derived from the host name.
         `--web.external-url=${url}/`,
         `--storage.tsdb.path=${dataDir}`,
@@ -295,7 +326,8 @@ export class LocalPrometheus {
       async () => (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2000) })).status === 200,
       opts.readyTimeoutMs,
     );
-    return new LocalPrometheus({ url, component, configPath, processes: opts.processes });
+    const otlpUrl = bridge ? `http://${bridge}:${port}/api/v1/otlp/v1/metrics` : undefined;
+    return new LocalPrometheus({ url, otlpUrl, component, configPath, processes: opts.processes });
   }
 
   /** Stops Prometheus by PID. */

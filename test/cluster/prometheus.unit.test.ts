@@ -14,6 +14,7 @@ import { REAL_NODE_NAME } from './node/node.ts';
 import {
   ipv4CidrRegex,
   NHCB_ANNOTATION,
+  NHCB_ONLY,
   prometheusConfig,
   prometheusConfigYaml,
   queryNativeHistograms,
@@ -58,6 +59,7 @@ function scrapeConfig(config: Record<string, unknown>): ScrapeConfig {
 }
 
 const NHCB_LABEL = '__convert_classic_histograms_to_nhcb__';
+const CLASSIC_LABEL = '__always_scrape_classic_histograms__';
 
 /**
  * Prometheus's relabeling for the actions the config uses: the joined source labels are matched
@@ -90,7 +92,8 @@ function relabel(
   }
   return Object.fromEntries(
     Object.entries(out).filter(
-      ([k]) => !k.startsWith('__') || ['__address__', '__metrics_path__', NHCB_LABEL].includes(k),
+      ([k]) =>
+        !k.startsWith('__') || ['__address__', '__metrics_path__', NHCB_LABEL, CLASSIC_LABEL].includes(k),
     ),
   );
 }
@@ -140,7 +143,11 @@ function targets(pods: readonly V1Pod[], job: ScrapeConfig): Record<string, stri
   return podRoleTargets(pods).flatMap((t): Record<string, string>[] => {
     // Before relabeling, a target carries its job's histogram setting (scrape/target.go).
     const labels = relabel(
-      { ...t, [NHCB_LABEL]: String(job.convert_classic_histograms_to_nhcb) },
+      {
+        ...t,
+        [NHCB_LABEL]: String(job.convert_classic_histograms_to_nhcb),
+        [CLASSIC_LABEL]: String(job.always_scrape_classic_histograms),
+      },
       job.relabel_configs,
     );
     return labels ? [labels] : [];
@@ -258,6 +265,7 @@ describe('the Prometheus config', () => {
         __address__: '10.88.0.12:8080',
         __metrics_path__: '/metrics',
         [NHCB_LABEL]: 'false',
+        [CLASSIC_LABEL]: 'true',
         namespace: 'ns1',
         pod: 'demo-5d9f-abcde',
         app: 'demo',
@@ -275,21 +283,42 @@ describe('the Prometheus config', () => {
       job,
     );
     expect(other).toEqual([
-      { __address__: '10.88.0.12:9100', [NHCB_LABEL]: 'false', namespace: 'ns1', pod: 'other' },
+      {
+        __address__: '10.88.0.12:9100',
+        [NHCB_LABEL]: 'false',
+        [CLASSIC_LABEL]: 'true',
+        namespace: 'ns1',
+        pod: 'other',
+      },
     ]);
   });
 
-  test(`a pod annotated ${NHCB_ANNOTATION}: "true" has its classic histograms also stored as NHCB`, () => {
+  test(`a pod annotated ${NHCB_ANNOTATION}: "true" has its classic histograms also stored as NHCB, "only" as NHCB alone`, () => {
     const job = scrapeConfig(prometheusConfig(input));
     const nhcb = (value: string) => ({ annotations: { ...scrapeAnnotations, [NHCB_ANNOTATION]: value } });
-    const found = targets([pod('twin', nhcb('true')), pod('plain'), pod('other-value', nhcb('yes'))], job);
-    expect(found.map((t) => [t.pod, t[NHCB_LABEL]])).toEqual([
-      ['twin', 'true'],
-      ['plain', 'false'],
-      ['other-value', 'false'],
+    const found = targets(
+      [
+        pod('twin', nhcb('true')),
+        pod('plain'),
+        pod('other-value', nhcb('yes')),
+        pod('native', nhcb(NHCB_ONLY)),
+      ],
+      job,
+    );
+    // The classic series are kept beside the NHCB by the job's always_scrape_classic_histograms,
+    // except for a pod annotated "only".
+    expect(found.map((t) => [t.pod, t[NHCB_LABEL], t[CLASSIC_LABEL]])).toEqual([
+      ['twin', 'true', 'true'],
+      ['plain', 'false', 'true'],
+      ['other-value', 'false', 'true'],
+      ['native', 'true', 'false'],
     ]);
-    // The classic series are kept beside the NHCB by the job's always_scrape_classic_histograms.
-    expect(job.always_scrape_classic_histograms).toBe(true);
+  });
+
+  test("the OTLP receiver's promoted resource attributes: the OpenTelemetry preset's workload labels", () => {
+    expect(prometheusConfig(input).otlp).toEqual({
+      promote_resource_attributes: ['k8s.namespace.name', 'k8s.deployment.name'],
+    });
   });
 
   test('only running, annotated pods on the real node with a pod-bridge address are scraped', () => {

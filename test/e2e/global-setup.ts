@@ -8,9 +8,9 @@ import type { ClusterInfo } from './support.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const cluster = await LocalCluster.start({ nodes: 3, realNode: true, prometheus: true });
-  const { node, images, prometheusUrl } = cluster;
+  const { node, images, prometheusUrl, prometheusOtlpUrl } = cluster;
   if (!node || !images) throw new Error('the cluster started without its real node');
-  if (!prometheusUrl) throw new Error('the cluster started without its Prometheus');
+  if (!prometheusUrl || !prometheusOtlpUrl) throw new Error('the cluster started without its Prometheus');
   const info: ClusterInfo = {
     kubeconfig: cluster.kubeconfigPath,
     kubectl: cluster.binaries.kubectl,
@@ -20,6 +20,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     auditLogPath: cluster.auditLogPath,
     workDir: cluster.workDir,
     prometheusUrl,
+    prometheusOtlpUrl,
     realNode: {
       placement: realNodePlacement,
       operatorImage: images.operator.ref,

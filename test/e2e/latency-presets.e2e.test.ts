@@ -7,11 +7,18 @@
 // probe route (where the stack names it) pulls the percentile below 0.1 s; Auto names the
 // preset found; the milliseconds twin of a seconds histogram gives the same grace.
 //
+// Native histograms are read by the built-in queries where no classic buckets exist: a pod whose
+// histograms Prometheus stores as native custom buckets only (NHCB), and an application
+// instrumented with the OpenTelemetry SDK pushing an exponential histogram to Prometheus's OTLP
+// receiver, found by its promoted k8s.* resource attributes.
+//
 // The slow requests all fall in one bucket, so the p99 is 99 % of the way through it; counted,
 // ten probe requests per request move it to 89 % of the way, which the control sees.
+
+import type { V1EnvVar } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { LatencyPresetName } from '../../operator/src/api/policy.ts';
-import { NHCB_ANNOTATION, queryPrometheus, sampleValue } from '../cluster/prometheus.ts';
+import { NHCB_ANNOTATION, NHCB_ONLY, queryPrometheus, sampleValue } from '../cluster/prometheus.ts';
 import {
   createPolicy,
   deletePolicy,
@@ -52,6 +59,10 @@ interface Case {
   found?: LatencyPresetName;
   podLabels?: Record<string, string>;
   podAnnotations?: Record<string, string>;
+  /** More environment (asked for when the Deployment is made: the cluster is known then). */
+  env?: () => V1EnvVar[];
+  /** Its series are native histograms only: no `_bucket` series may exist for it. */
+  nativeOnly?: boolean;
   /** A second oracle that must agree (the native histogram of the same requests). */
   twin?: (namespace: string) => string;
   /**
@@ -81,6 +92,8 @@ const CASES: Case[] = [
     scale: 0.001,
   },
   {
+    // A current proxy exports both of its histograms: the newer one, to the end of the
+    // response, is read (its bounds put 2.3 s in (1 s, 10 s]).
     name: 'linkerd',
     shapes: 'linkerd',
     preset: 'Linkerd',
@@ -88,9 +101,21 @@ const CASES: Case[] = [
     // What Linkerd's own scrape configuration turns into the `deployment` label.
     podLabels: { 'linkerd.io/proxy-deployment': 'linkerd' },
     series: (n) =>
-      `response_latency_ms_bucket{direction="inbound", namespace="${n}", deployment="linkerd", route_name!="probe"}`,
+      `inbound_http_request_duration_seconds_bucket{namespace="${n}", deployment="linkerd", route_name!="probe"}`,
+    withProbes: (n) => `inbound_http_request_duration_seconds_bucket{namespace="${n}", deployment="linkerd"}`,
+    scale: 1,
+  },
+  {
+    // A proxy before 2.342 exports response_latency_ms alone: the preset falls back to it.
+    name: 'linkerd-old',
+    shapes: 'linkerd-legacy',
+    preset: 'Auto',
+    found: 'Linkerd',
+    podLabels: { 'linkerd.io/proxy-deployment': 'linkerd-old' },
+    series: (n) =>
+      `response_latency_ms_bucket{direction="inbound", namespace="${n}", deployment="linkerd-old", route_name!="probe"}`,
     withProbes: (n) =>
-      `response_latency_ms_bucket{direction="inbound", namespace="${n}", deployment="linkerd"}`,
+      `response_latency_ms_bucket{direction="inbound", namespace="${n}", deployment="linkerd-old"}`,
     scale: 0.001,
   },
   {
@@ -164,6 +189,37 @@ const CASES: Case[] = [
     twin: (n) => `http_request_duration_seconds{${byPod('native', n)}, route!~"${PROBE_ROUTES}"}`,
     scale: 1,
   },
+  {
+    // Stored as NHCB only (no classic series): the built-in query's native form reads it.
+    name: 'nhcb-only',
+    shapes: 'prometheus-client',
+    preset: 'PrometheusClient',
+    found: 'PrometheusClient',
+    podAnnotations: { [NHCB_ANNOTATION]: NHCB_ONLY },
+    nativeOnly: true,
+    series: (n) => `http_request_duration_seconds{${byPod('nhcb-only', n)}, route!~"${PROBE_ROUTES}"}`,
+    withProbes: (n) => `http_request_duration_seconds{${byPod('nhcb-only', n)}}`,
+    scale: 1,
+  },
+  {
+    // The OpenTelemetry SDK's exponential histogram, pushed over OTLP every 2 s: a native
+    // histogram, found by the resource attributes Prometheus promotes to labels.
+    name: 'otlp',
+    shapes: 'opentelemetry-otlp',
+    preset: 'Auto',
+    found: 'OpenTelemetry',
+    env: () => [
+      { name: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', value: clusterInfo().prometheusOtlpUrl },
+      { name: 'OTEL_METRIC_EXPORT_INTERVAL', value: '2000' },
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    ],
+    nativeOnly: true,
+    series: (n) =>
+      `http_server_request_duration_seconds{k8s_namespace_name="${n}", k8s_deployment_name="otlp", http_route!~"${PROBE_ROUTES}"}`,
+    withProbes: (n) =>
+      `http_server_request_duration_seconds{k8s_namespace_name="${n}", k8s_deployment_name="otlp"}`,
+    scale: 1,
+  },
 ];
 
 const policyName = (c: Case) => `latency-preset-${c.name}`;
@@ -205,6 +261,7 @@ beforeAll(async () => {
         { name: 'METRIC_SHAPES', value: c.shapes },
         { name: 'WORKLOAD_NAME', value: c.name },
         { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+        ...(c.env?.() ?? []),
       ],
       ...(c.podLabels ? { podLabels: c.podLabels } : {}),
       ...(c.podAnnotations ? { podAnnotations: c.podAnnotations } : {}),
@@ -258,9 +315,14 @@ async function oracle(series: string, scale: number, time: number): Promise<numb
   return Number.isFinite(value) ? value * scale : undefined;
 }
 
-/** The requests these `_bucket` series counted over the window (their +Inf bucket), at `time`. */
+/**
+ * The requests these series counted over the window, at `time`: the +Inf bucket of `_bucket`
+ * series, or the count of native histograms.
+ */
 async function requests(series: string, time: number): Promise<number> {
-  const query = `sum(increase(${series.replace('_bucket{', '_bucket{le="+Inf", ')}[${WINDOW}]))`;
+  const query = /_bucket\{/.test(series)
+    ? `sum(increase(${series.replace('_bucket{', '_bucket{le="+Inf", ')}[${WINDOW}]))`
+    : `histogram_count(sum(increase(${series}[${WINDOW}])))`;
   const result = await queryPrometheus(clusterInfo().prometheusUrl, query, { time });
   if (result.resultType !== 'vector') throw new Error(`expected a vector, got a ${result.resultType}`);
   const first = result.result[0];
@@ -341,6 +403,17 @@ describe('presets on the real node, read through the cluster Prometheus', () => 
         throw new Error(`${err.message}; last: ${JSON.stringify(last)}`);
       });
       results.set(c.name, { seconds: seen.seconds, oracle: truth, grace, preset: seen.preset });
+      if (c.nativeOnly) {
+        // Negative control: there is no classic form the operator could have read instead.
+        const classic = await queryPrometheus(
+          clusterInfo().prometheusUrl,
+          `count(${c.series(ns.name).replace('{', '_bucket{')})`,
+          { time: at },
+        );
+        expect(classic.resultType === 'vector' ? classic.result : ['not a vector']).toEqual([]);
+        const native = await requests(c.series(ns.name), at);
+        expect(native).toBeGreaterThanOrEqual(40);
+      }
       if (c.twin) {
         // The native histogram of the same requests, by Prometheus's own arithmetic.
         const native = await oracle(c.twin(ns.name), c.scale, at);

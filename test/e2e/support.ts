@@ -16,6 +16,8 @@ export interface ClusterInfo extends harness.TestCluster {
   auditLogPath: string;
   /** http://127.0.0.1:PORT: Prometheus scraping the real node's pods annotated prometheus.io/scrape. */
   prometheusUrl: string;
+  /** http://<node IP on the pod bridge>:PORT/api/v1/otlp/v1/metrics: where pods push OTLP metrics. */
+  prometheusOtlpUrl: string;
   realNode: {
     /** nodeSelector and tolerations that put a pod on the real node. */
     placement: { nodeSelector: Record<string, string>; tolerations: V1Toleration[] };

@@ -16,6 +16,7 @@ import {
   PRESETS,
   type PresetName,
   preset,
+  presetSpecs,
   seriesCounts,
 } from './presets.ts';
 import { secondsPerUnit } from './unit.ts';
@@ -73,9 +74,10 @@ describe('each preset on its stack’s series', () => {
     async (name, shape) => {
       const text = await exposition([shape], 100, 1800);
       const value = await p90(preset(name), text);
-      // Within the bucket that holds 1.8 s, wherever each stack puts its bounds.
+      // Within the bucket that holds 1.8 s, wherever each stack puts its bounds: Linkerd's newer
+      // histogram has none between 1 s and 10 s.
       expect(value).toBeGreaterThan(1);
-      expect(value).toBeLessThanOrEqual(2.5);
+      expect(value).toBeLessThanOrEqual(name === 'Linkerd' ? 10 : 2.5);
       // Negative control: what a reader without the preset's exclusions sees. Istio never sees
       // probes (rewritten to the agent); the others would count them, and the p90 falls.
       const bare = { ...preset(name), matchers: {}, excludedLabels: {}, excludedRoutes: undefined };
@@ -101,8 +103,26 @@ istio_request_duration_milliseconds_bucket{reporter="source",destination_workloa
 response_latency_ms_bucket{direction="outbound",route_name="default",le="50000"} 0
 response_latency_ms_bucket{direction="outbound",route_name="default",le="+Inf"} 500
 `;
-    expect(await p90(preset('Linkerd'), text)).toBeLessThanOrEqual(0.3);
-    expect(await p90({ ...preset('Linkerd'), matchers: {} }, text)).toBeGreaterThanOrEqual(50);
+    const older = presetSpecs('Linkerd')[1] as HistogramSpec;
+    expect(older.metric).toBe('response_latency_ms');
+    expect(await p90(older, text)).toBeLessThanOrEqual(0.3);
+    expect(await p90({ ...older, matchers: {} }, text)).toBeGreaterThanOrEqual(50);
+  });
+
+  test('Linkerd: the newer histogram (to the end of the response) first, then time to first byte; both on the same requests', async () => {
+    expect(presetSpecs('Linkerd').map((s) => [s.metric, s.unit])).toEqual([
+      ['inbound_http_request_duration_seconds', 'Seconds'],
+      ['response_latency_ms', 'Milliseconds'],
+    ]);
+    // 400 ms requests: both histograms put the p90 in the bucket around it, in seconds.
+    const text = await exposition(['linkerd'], 200, 400);
+    for (const spec of presetSpecs('Linkerd')) {
+      const value = await p90(spec, text);
+      expect(value).toBeGreaterThan(0.25);
+      expect(value).toBeLessThanOrEqual(0.5);
+    }
+    expect(presetSpecs('Linkerd')[0]?.caveat).toContain('none between 1 s and 10 s');
+    expect(presetSpecs('Linkerd')[1]?.caveat).toContain('first byte');
   });
 
   test('Micrometer: the Actuator’s endpoints are left out, as the probes it serves', async () => {
@@ -132,7 +152,7 @@ describe('histogramSpecs', () => {
   const spec = (overrides: Record<string, unknown>) =>
     histogramSpecs(ObservedLatencyPolicySchema.parse({ source: 'Prometheus', ...overrides }));
 
-  test('Auto: every preset, mesh first, Linkerd (time to first byte) then the proxies last, these only with proxyNamespaces', () => {
+  test('Auto: every preset, mesh first, Linkerd (its two histograms) then the proxies last, these only with proxyNamespaces', () => {
     expect(spec({ preset: 'Auto' }).map((s) => s.preset)).not.toContain('Envoy');
     const auto = spec({ preset: 'Auto', proxyNamespaces: ['ingress-nginx'] });
     expect(auto.find((s) => s.preset === 'Envoy')?.scrapedIn).toEqual(['ingress-nginx']);
@@ -142,6 +162,7 @@ describe('histogramSpecs', () => {
       'OpenTelemetryLegacy',
       'Micrometer',
       'PrometheusClient',
+      'Linkerd',
       'Linkerd',
       'IngressNginx',
       'Envoy',

@@ -143,6 +143,19 @@ export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
     routeLabels: COMMON_ROUTE_LABELS,
   },
   {
+    // Newer proxies (linkerd2-proxy 2.342, edge-26.3.2, on by default) time the whole response,
+    // to the end of its stream: read first where served.
+    preset: 'Linkerd',
+    metric: 'inbound_http_request_duration_seconds',
+    unit: 'Seconds',
+    matchers: {},
+    identities: [{ by: 'workload', namespace: 'namespace', workload: 'deployment' }],
+    routeLabels: [],
+    excludedLabels: { route_name: 'probe' },
+    caveat:
+      'Linkerd\'s inbound_http_request_duration_seconds has bounds from 25 ms to 10 s with none between 1 s and 10 s: a percentile above 1 s is interpolated within (1 s, 10 s] and may read high; the kubelet\'s probes are left out where the proxy names their route (route_name="probe")',
+  },
+  {
     preset: 'Linkerd',
     metric: 'response_latency_ms',
     unit: 'Milliseconds',
@@ -184,11 +197,25 @@ export const PRESETS: readonly (HistogramSpec & { preset: PresetName })[] = [
   },
 ];
 
-/** The preset of that name. */
-export function preset(name: PresetName): HistogramSpec & { preset: PresetName } {
-  const found = PRESETS.find((p) => p.preset === name);
-  if (!found) throw new Error(`unknown preset ${name}`);
+/** The histograms of the preset of that name, in the order they are tried (Linkerd has two). */
+export function presetSpecs(name: PresetName): (HistogramSpec & { preset: PresetName })[] {
+  const found = PRESETS.filter((p) => p.preset === name);
+  if (found.length === 0) throw new Error(`unknown preset ${name}`);
   return found;
+}
+
+/** The first histogram of the preset of that name. */
+export function preset(name: PresetName): HistogramSpec & { preset: PresetName } {
+  return presetSpecs(name)[0] as HistogramSpec & { preset: PresetName };
+}
+
+/**
+ * How reasons name a list of histograms tried in turn: `preset Auto`, or the one preset that has
+ * several (Linkerd's newer and older histograms).
+ */
+export function triedAs(specs: readonly HistogramSpec[]): string {
+  const names = new Set(specs.map((spec) => spec.preset));
+  return names.size === 1 && specs[0]?.preset !== undefined ? `preset ${specs[0].preset}` : 'preset Auto';
 }
 
 /** The default histogram when a policy names neither a preset nor a metric. */
@@ -207,7 +234,7 @@ export function histogramSpecs(
   // Auto reads a proxy's histogram only where the policy says which namespaces proxies run in.
   if (policy.preset === 'Auto')
     return PRESETS.filter((p) => !p.atProxy || (policy.proxyNamespaces?.length ?? 0) > 0).map(trusted);
-  if (policy.preset !== undefined) return [trusted(preset(policy.preset))];
+  if (policy.preset !== undefined) return presetSpecs(policy.preset).map(trusted);
   const metric = policy.metric ?? DEFAULT_METRIC;
   return [
     {

@@ -238,7 +238,10 @@ describe('PrometheusSource', () => {
     expect(seen[1]).not.toContain('route!~');
     answer(200, record);
     await source().observe(probed, policy({ preset: 'Linkerd' }));
-    expect(seen[2]).toContain('direction="inbound", route_name!="probe"');
+    // Linkerd: its newer histogram first, probes on their own route.
+    expect(seen[2]).toContain(
+      'inbound_http_request_duration_seconds_bucket{namespace="shop", deployment="checkout", route_name!="probe"}',
+    );
     // Istio has no route label, and needs none: the kubelet's probes go to the agent. The
     // scrape's namespace is the workload's, and the one the sidecar writes must agree.
     answer(200, record);
@@ -421,13 +424,15 @@ describe('PrometheusSource', () => {
   });
 
   test('no series: unknown with the documented reason, not unavailable', async () => {
+    // The classic buckets, then the native histogram: neither is there.
+    answer(200, vector([]));
     answer(200, vector([]));
     const observation = await source().observe(workload, policy());
     expect(observation).toMatchObject({
       known: false,
       source: 'Prometheus',
       reason: expect.stringMatching(
-        /^no http_request_duration_seconds_bucket series for shop\/checkout in the last 1h \(Prometheus http:\/\/prom\.test:9090\/api\/v1\/query, query sum by \(le\)/,
+        /^no http_request_duration_seconds histogram for shop\/checkout in the last 1h: neither http_request_duration_seconds_bucket series nor a native histogram \(Prometheus http:\/\/prom\.test:9090\/api\/v1\/query, query sum by \(le\)/,
       ),
     });
     expect(observation).not.toHaveProperty('unavailable');
@@ -515,6 +520,42 @@ describe('PrometheusSource', () => {
     );
     answer(200, native({ count: '0', sum: '0', buckets: [] }));
     expect(await source().observe(workload, policy({ query }))).toMatchObject({ known: false, samples: 0 });
+  });
+
+  test('the built-in query reads a native histogram where the classic buckets are absent (OTLP, protobuf scrape, NHCB)', async () => {
+    const seen: string[] = [];
+    const reply = (result: unknown[]) => (request: Request) => {
+      seen.push(new URL(request.url).searchParams.get('query') ?? '');
+      return { status: 'success', data: { resultType: 'vector', result } };
+    };
+    // An OpenTelemetry exponential histogram (schema 0): 900 requests in (0.5, 1] s, 100 in (1, 2] s.
+    const histogram = {
+      count: '1000',
+      sum: '800',
+      buckets: [
+        [0, '0.5', '1', '900'],
+        [0, '1', '2', '100'],
+      ],
+    };
+    answer(200, reply([]));
+    answer(200, reply([{ metric: {}, histogram: [1_750_000_000.1, histogram] }]));
+    const observed = await source().observe(workload, policy({ preset: 'OpenTelemetry' }));
+    expect(observed).toMatchObject({ known: true, samples: 1000, preset: 'OpenTelemetry' });
+    expect((observed as { seconds: number }).seconds).toBeCloseTo(2 ** 0.9, 12);
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toContain('increase(http_server_request_duration_seconds_bucket{namespace="shop"');
+    // The native form: the metric's own name, no le and no quantile (a summary's series).
+    expect(seen[1]).toContain(
+      'increase(http_server_request_duration_seconds{namespace="shop", pod=~"checkout-[a-z0-9]+-[a-z0-9]+", http_route!~"/metrics", le="", quantile=""}[1h])',
+    );
+    // Negative control: classic buckets found, the native form is not asked for.
+    seen.length = 0;
+    answer(200, reply([...vector(healthy).data.result]));
+    expect(await source().observe(workload, policy({ preset: 'OpenTelemetry' }))).toMatchObject({
+      known: true,
+      samples: 1000,
+    });
+    expect(seen).toHaveLength(1);
   });
 
   test('a result that is not per-le counts: unknown, saying what the query must return', async () => {
@@ -1016,7 +1057,8 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
           ['+Inf', '5000'],
         ]),
       ],
-      2,
+      // tenant-a's chunk asks for the classic form, then (nothing of its own) the native one.
+      3,
     );
     const probed = (namespace: string, paths: string[]): Workload => ({
       ...w(namespace, 'shop'),
@@ -1031,16 +1073,20 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     // One query per set of excluded paths: tenant-a's probe path is in no query of tenant-b's.
     const custom = new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 });
     seen.length = 0;
-    answerRecording(seen, [], 2);
+    answerRecording(seen, [], 4);
     await custom.observeMany(
       [probed('tenant-a', ['/api/checkout']), probed('tenant-b', ['/healthz'])],
       policy(),
     );
-    expect(seen).toHaveLength(2);
-    const forB = seen.find((q) => q.includes('tenant-b')) ?? '';
-    expect(forB).toContain('route!~"/healthz|/metrics"');
-    expect(forB).not.toContain('/api/checkout');
-    expect(forB).not.toContain('tenant-a');
+    // Per set of paths, the classic form and the native one.
+    expect(seen).toHaveLength(4);
+    const forB = seen.filter((q) => q.includes('tenant-b'));
+    expect(forB).toHaveLength(2);
+    for (const query of forB) {
+      expect(query).toContain('route!~"/healthz|/metrics"');
+      expect(query).not.toContain('/api/checkout');
+      expect(query).not.toContain('tenant-a');
+    }
   });
 
   test('preset Auto: each preset asks for the workloads no earlier one found; status names the one found; none found, each is named', async () => {
@@ -1048,7 +1094,7 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     nock(PROM)
       .get('/api/v1/query')
       .query(true)
-      .times(6)
+      .times(14)
       .reply(200, (request: Request) => {
         const query = new URL(request.url).searchParams.get('query') ?? '';
         seen.push(query);
@@ -1075,15 +1121,24 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     expect((answers.get('shop/checkout') as { seconds: number }).seconds).toBeCloseTo(0.9944444, 6); // 500 + 500 x 89/90 ms
     expect(answers.get('lab/web')).toMatchObject({ known: true, preset: 'PrometheusClient', samples: 50 });
     expect(reasonOf(answers.get('lab/idle'))).toContain(
-      'preset Auto: no series of any preset for lab/idle in the last 1h; asked for Istio (istio_request_duration_milliseconds), OpenTelemetry',
+      'preset Auto: no series for lab/idle in the last 1h; asked for Istio (istio_request_duration_milliseconds), OpenTelemetry',
     );
-    // One grouped query per preset, in order; Istio's copies its workload labels.
-    expect(seen.map((q) => /increase\((\w+)_bucket/.exec(q)?.[1])).toEqual([
+    // Grouped queries per preset, in order, each in the classic form and then the native one
+    // for the workloads not yet found; Istio's copies its workload labels.
+    expect(seen.map((q) => /increase\((\w+)\{/.exec(q)?.[1])).toEqual([
+      'istio_request_duration_milliseconds_bucket',
       'istio_request_duration_milliseconds',
+      'http_server_request_duration_seconds_bucket',
       'http_server_request_duration_seconds',
+      'http_server_duration_milliseconds_bucket',
       'http_server_duration_milliseconds',
+      'http_server_requests_seconds_bucket',
       'http_server_requests_seconds',
+      'http_request_duration_seconds_bucket',
       'http_request_duration_seconds',
+      'inbound_http_request_duration_seconds_bucket',
+      'inbound_http_request_duration_seconds',
+      'response_latency_ms_bucket',
       'response_latency_ms',
     ]);
     expect(seen[0]).toBe(
@@ -1091,9 +1146,44 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
     );
     // OpenTelemetry: by the scrape's pod labels, or else (none found by them) by promoted
     // resource attributes: the second's buckets are never added to the first's.
-    expect(seen[1]).toContain(') or (sum by (namespace, workload, le) (');
-    expect(seen[1]).toMatch(/\) unless on \(namespace, workload\) sum by \(namespace, workload, le\) \(/);
-    expect(seen[1]).toContain('k8s_namespace_name=~"lab|shop"');
+    expect(seen[2]).toContain(') or (sum by (namespace, workload, le) (');
+    expect(seen[2]).toMatch(/\) unless on \(namespace, workload\) sum by \(namespace, workload, le\) \(/);
+    expect(seen[2]).toContain('k8s_namespace_name=~"lab|shop"');
+  });
+
+  test('grouped: a workload with native histograms only is read from the native query, the others from the classic one', async () => {
+    const seen: string[] = [];
+    nock(PROM)
+      .get('/api/v1/query')
+      .query(true)
+      .times(2)
+      .reply(200, (request: Request) => {
+        const query = new URL(request.url).searchParams.get('query') ?? '';
+        seen.push(query);
+        const result = query.includes('_bucket{')
+          ? perLe({ namespace: 'shop', workload: 'checkout' }, healthy)
+          : [
+              // Native series: one per workload, no le. shop/checkout's native twin is ignored
+              // (its classic buckets were read), lab/web has only this.
+              {
+                metric: { namespace: 'lab', workload: 'web' },
+                histogram: [1_750_000_000, { count: '10', sum: '5', buckets: [[0, '0.25', '0.5', '10']] }],
+              },
+            ];
+        return { status: 'success', data: { resultType: 'vector', result } };
+      });
+    const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
+      [w('shop', 'checkout'), w('lab', 'web')],
+      policy({ minSamples: 1 }),
+    );
+    expect(answers.get('shop/checkout')).toMatchObject({ known: true, seconds: 1, samples: 1000 });
+    expect(answers.get('lab/web')).toMatchObject({ known: true, samples: 10 });
+    // p99 from the top of (0.25, 0.5], log2-interpolated: 0.25 x 2^0.99.
+    expect((answers.get('lab/web') as { seconds: number }).seconds).toBeCloseTo(0.25 * 2 ** 0.99, 12);
+    expect(seen).toHaveLength(2);
+    expect(seen[1]).toMatch(
+      /^sum by \(namespace, workload, le\) \(label_replace\(increase\(http_request_duration_seconds\{/,
+    );
   });
 
   test('queryChunks: whole namespaces together up to the limit; a larger namespace split by Deployment', () => {
@@ -1115,7 +1205,7 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test('observeMany: one query answers each workload from its own series; a workload without series is unknown', async () => {
     const seen: string[] = [];
-    answer(200, (request: Request) => {
+    const classic = (request: Request) => {
       seen.push(new URL(request.url).searchParams.get('query') ?? '');
       return {
         status: 'success',
@@ -1132,29 +1222,39 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
           ],
         },
       };
+    };
+    answer(200, classic);
+    // The native form, asked for lab/idle only: none either.
+    answer(200, (request: Request) => {
+      seen.push(new URL(request.url).searchParams.get('query') ?? '');
+      return { status: 'success', data: { resultType: 'vector', result: [] } };
     });
     const long = 'x'.repeat(50);
     const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
       [w('shop', 'checkout'), w('lab', 'web'), w('lab', 'idle'), w('shop', long)],
       policy({ minSamples: 1 }),
     );
-    expect(seen).toEqual([
+    const grouped = (form: 'classic' | 'native', deployments?: string[]) =>
       groupedBucketQuery({
         namespaces: ['lab', 'shop'],
+        ...(deployments ? { deployments } : {}),
         spec: custom('http_request_duration_seconds'),
         window: '1h',
         excludedPaths: ['/metrics'],
-      }),
-    ]);
+        form,
+      });
+    expect(seen).toEqual([grouped('classic'), grouped('native')]);
+    expect(seen[1]).toContain('increase(http_request_duration_seconds{namespace=~"lab|shop"');
+    expect(seen[1]).toContain('le="", quantile=""');
     expect(answers.get('shop/checkout')).toMatchObject({ known: true, seconds: 1, samples: 1000 });
     expect(answers.get('lab/web')).toMatchObject({ known: true, samples: 100 });
     expect(answers.get('lab/idle')).toMatchObject({ known: false });
     expect(reasonOf(answers.get('lab/idle'))).toContain(
-      'no http_request_duration_seconds_bucket series for lab/idle',
+      'no http_request_duration_seconds histogram for lab/idle in the last 1h: neither http_request_duration_seconds_bucket series nor a native histogram',
     );
     // The reason goes to lab's PolicyReport: it names the grouped query, never shop in it.
     expect(reasonOf(answers.get('lab/idle'))).toContain(
-      'the built-in bucket query for 3 Deployments in 2 namespaces',
+      'the built-in native histogram query for 1 Deployment in 2 namespaces',
     );
     expect(reasonOf(answers.get('lab/idle'))).not.toContain('shop');
     // A name the apiserver cuts in its pods' names is left to observe().

@@ -37,6 +37,8 @@ import {
   excludedRoutePattern,
   type HistogramSpec,
   histogramSpecs,
+  type Identity,
+  triedAs,
 } from './presets.ts';
 import type { LatencySource, Workload } from './source.ts';
 import { secondsPerUnit } from './unit.ts';
@@ -106,6 +108,27 @@ function commonMatchers(spec: HistogramSpec, paths: readonly string[]): string[]
 }
 
 /**
+ * The two forms a histogram is stored in: classic (`<metric>_bucket` series, one per `le`) and
+ * native (one series under the metric's own name holding every bucket: an OpenTelemetry
+ * exponential histogram pushed over OTLP, a client's native histogram scraped as protobuf, or a
+ * classic one converted to native custom buckets). The classic form is asked for first, and the
+ * native one only for the workloads it found nothing for: where Prometheus keeps both, the two
+ * count the same requests, and a cluster with classic histograms sends no more queries.
+ */
+export type HistogramForm = 'classic' | 'native';
+export const HISTOGRAM_FORMS: readonly HistogramForm[] = ['classic', 'native'];
+
+/**
+ * The series selector of one form. The native form is the metric's own name without `le` and
+ * `quantile`: a summary's quantile series under that name are not histograms.
+ */
+function selector(metric: string, form: HistogramForm, matchers: readonly string[]): string {
+  return form === 'classic'
+    ? `${metric}_bucket{${matchers.join(', ')}}`
+    : `${metric}{${[...matchers, 'le=""', 'quantile=""'].join(', ')}}`;
+}
+
+/**
  * Identities tried in order: the first that finds series wins (`or` alone would add the second's
  * buckets with other `le` values to the first's). `on` names the labels a result is keyed by.
  */
@@ -123,6 +146,8 @@ export interface BucketQueryInput {
   window: string;
   /** Routes left out (probes, the scrape path), where the spec has route labels. */
   excludedPaths: readonly string[];
+  /** Default classic. */
+  form?: HistogramForm;
 }
 
 /**
@@ -141,6 +166,7 @@ export function buildBucketQuery({
   spec,
   window,
   excludedPaths,
+  form = 'classic',
 }: BucketQueryInput): string | undefined {
   const common = commonMatchers(spec, excludedPaths);
   const ns = escapePromQLString(namespace);
@@ -169,7 +195,7 @@ export function buildBucketQuery({
         ];
         break;
     }
-    return [`sum by (le) (increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}]))`];
+    return [`sum by (le) (increase(${selector(spec.metric, form, [...who, ...common])}[${window}]))`];
   });
   return parts.length === 0 ? undefined : firstFound(parts, '');
 }
@@ -203,6 +229,7 @@ export function groupedBucketQuery({
   spec,
   window,
   excludedPaths,
+  form = 'classic',
 }: {
   namespaces: readonly string[];
   /** Only these Deployments (a namespace split over several queries). */
@@ -210,15 +237,20 @@ export function groupedBucketQuery({
   spec: HistogramSpec;
   window: string;
   excludedPaths: readonly string[];
+  /** Default classic. */
+  form?: HistogramForm;
 }): string {
   const names = [...namespaces].sort().map(escapeRegex).join('|');
   const only = deployments?.map(escapeRegex).join('|');
   const common = commonMatchers(spec, excludedPaths);
   const replace = (series: string, target: string, source: string, regex: string) =>
     `label_replace(${series}, "${target}", "$1", "${source}", "${escapePromQLString(regex)}")`;
-  const parts = spec.identities.map((identity) => {
+  const parts = spec.identities.map(groupedPart);
+  return firstFound(parts, byService(spec) ? 'namespace, service' : 'namespace, workload');
+
+  function groupedPart(identity: Identity): string {
     const increase = (who: string[]) =>
-      `increase(${spec.metric}_bucket{${[...who, ...common].join(', ')}}[${window}])`;
+      `increase(${selector(spec.metric, form, [...who, ...common])}[${window}])`;
     const inNamespaces = (label: string) => `${label}=~"${escapePromQLString(names)}"`;
     const toNamespace = (series: string, label: string) =>
       label === 'namespace' ? series : replace(series, 'namespace', label, '(.*)');
@@ -258,8 +290,7 @@ export function groupedBucketQuery({
       '[^_]+_([^_]+)_[0-9]+',
     );
     return `sum by (namespace, service, le) (${series})`;
-  });
-  return firstFound(parts, byService(spec) ? 'namespace, service' : 'namespace, workload');
+  }
 }
 
 /** The label a grouped query keeps the exporter's claimed namespace in, checked by the caller. */
@@ -352,9 +383,11 @@ export function queryFor(
   workload: Pick<Workload, 'namespace' | 'name' | 'probePaths' | 'services'>,
   policy: Pick<ObservedLatencyPolicy, 'metric' | 'window' | 'percentile' | 'query'>,
   spec: HistogramSpec,
+  form: HistogramForm = 'classic',
 ): { ok: true; query: string } | { ok: false; reason: string } {
   if (policy.query === undefined) {
     const query = buildBucketQuery({
+      form,
       namespace: workload.namespace,
       deployment: workload.name,
       services: workload.services,
@@ -706,7 +739,7 @@ function observationOf(series: VectorSeries, context: QueryContext): LatencyObse
   if (series.length === 0) {
     return unknown(
       policy.query === undefined
-        ? `no ${spec.metric}_bucket series for ${workload.namespace}/${workload.name} in the last ${policy.window}${spec.whenAbsent ? ` (${spec.whenAbsent})` : ''}`
+        ? `no ${spec.metric} histogram for ${workload.namespace}/${workload.name} in the last ${policy.window}: neither ${spec.metric}_bucket series nor a native histogram${spec.whenAbsent ? ` (${spec.whenAbsent})` : ''}`
         : `observedLatency.query returned no series for ${workload.namespace}/${workload.name}`,
     );
   }
@@ -768,7 +801,7 @@ function autoFoundNothing(
   window: string,
 ): string {
   const tried = specs.map((spec) => `${spec.preset} (${spec.metric})`).join(', ');
-  return `preset Auto: no series of any preset for ${workload.namespace}/${workload.name} in the last ${window}; asked for ${tried}`;
+  return `${triedAs(specs)}: no series for ${workload.namespace}/${workload.name} in the last ${window}; asked for ${tried}`;
 }
 
 function noPresetFound(specs: readonly HistogramSpec[], context: QueryContext): LatencyObservation {
@@ -984,11 +1017,12 @@ export class PrometheusSource implements LatencySource {
     const answers = new Map<string, LatencyObservation>();
     if (policy.query !== undefined) return answers;
     const specs = histogramSpecs(policy);
+    const attempts = specs.flatMap((spec) => HISTOGRAM_FORMS.map((form) => ({ spec, form })));
     for (const { workloads: chunk, namespaces, deployments, paths } of groupedChunks(workloads)) {
-      // Each spec in turn asks for the workloads no earlier one found series of (Auto).
+      // Each spec (Auto) and form in turn asks for the workloads no earlier one found series of.
       let pending = chunk;
-      for (const [index, spec] of specs.entries()) {
-        const last = index === specs.length - 1;
+      for (const [index, { spec, form }] of attempts.entries()) {
+        const last = index === attempts.length - 1;
         const askable = pending.filter((w) => canName(spec, w));
         const rest: Workload[] = pending.filter((w) => !canName(spec, w) && !last);
         for (const w of pending)
@@ -1015,10 +1049,11 @@ export class PrometheusSource implements LatencySource {
           spec,
           window: policy.window,
           excludedPaths: paths,
+          form,
         });
         const first = askable[0] as Workload;
         // Reasons name the grouped query, never quote it: it lists other namespaces.
-        const shown = `the built-in bucket query${spec.preset ? ` of preset ${spec.preset}` : ''} for ${askable.length} Deployments in ${namespaces.length} namespaces`;
+        const shown = `the built-in ${form === 'classic' ? 'bucket' : 'native histogram'} query${spec.preset ? ` of preset ${spec.preset}` : ''} for ${askable.length} Deployment${askable.length === 1 ? '' : 's'} in ${namespaces.length} namespace${namespaces.length === 1 ? '' : 's'}`;
         const asked = await this.#query(policy, spec, query, first, signal, shown).catch(
           (err: unknown): { observation: LatencyObservation } => ({
             observation: {
@@ -1084,15 +1119,19 @@ export class PrometheusSource implements LatencySource {
     const all = histogramSpecs(policy);
     // Auto skips a proxy's histogram where no Service is in front of the workload.
     const specs = all.length === 1 ? all : all.filter((spec) => canName(spec, workload));
-    for (const [index, spec] of specs.entries()) {
-      const query = queryFor(workload, policy, spec);
+    // A template is asked once; the built-in query in each form (classic first) of each spec.
+    const forms = policy.query === undefined ? HISTOGRAM_FORMS : (['classic'] as const);
+    const attempts = specs.flatMap((spec) => forms.map((form) => ({ spec, form })));
+    for (const [index, { spec, form }] of attempts.entries()) {
+      const query = queryFor(workload, policy, spec, form);
       if (!query.ok) return { known: false, source: 'Prometheus', reason: query.reason };
       const asked = await this.#query(policy, spec, query.query, workload, signal);
       if ('observation' in asked) return asked.observation;
       const vector = parseVectorResponse(asked.response, asked.context);
       if ('observation' in vector) return vector.observation;
-      if (vector.series.length > 0 || specs.length === 1) return observationOf(vector.series, asked.context);
-      if (index === specs.length - 1) return noPresetFound(specs, asked.context);
+      if (vector.series.length > 0) return observationOf(vector.series, asked.context);
+      if (index === attempts.length - 1)
+        return specs.length === 1 ? observationOf([], asked.context) : noPresetFound(specs, asked.context);
     }
     return { known: false, source: 'Prometheus', reason: 'no histogram to read' };
   }

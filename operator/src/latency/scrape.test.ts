@@ -418,7 +418,7 @@ describe('ScrapeSource: the percentile over the window', () => {
     const unknown = await none.source.observe(workload, policy({ preset: 'Auto' }));
     expect(unknown).toMatchObject({ known: false, samples: 0 });
     expect((unknown as { reason: string }).reason).toBe(
-      "preset Auto: none of the presets' histograms on 1 pods; asked for Istio (istio_request_duration_milliseconds), OpenTelemetry (http_server_request_duration_seconds), OpenTelemetryLegacy (http_server_duration_milliseconds), Micrometer (http_server_requests_seconds), PrometheusClient (http_request_duration_seconds), Linkerd (response_latency_ms)",
+      'preset Auto: no histogram asked for on 1 pods; asked for Istio (istio_request_duration_milliseconds), OpenTelemetry (http_server_request_duration_seconds), OpenTelemetryLegacy (http_server_duration_milliseconds), Micrometer (http_server_requests_seconds), PrometheusClient (http_request_duration_seconds), Linkerd (inbound_http_request_duration_seconds), Linkerd (response_latency_ms)',
     );
   });
 

@@ -37,7 +37,7 @@ import { podUrl } from '../util/pod-url.ts';
 import { parsePrometheusDuration } from './duration.ts';
 import { DEFAULT_EXPOSITION_LIMITS, type ExpositionLimits, readHistogram } from './exposition.ts';
 import { type Bucket, bucketDelta, bucketQuantile, mergeBuckets } from './histogram.ts';
-import { type HistogramSpec, histogramSpecs } from './presets.ts';
+import { type HistogramSpec, histogramSpecs, triedAs } from './presets.ts';
 import type { LatencySource, Workload } from './source.ts';
 import { secondsPerUnit } from './unit.ts';
 
@@ -260,7 +260,7 @@ export class ScrapeSource implements LatencySource {
       if (targets.length === 0) return unknown("no Running pod with an IP matches the Deployment's selector");
       const tried = specs.map((spec) => `${spec.preset} (${spec.metric})`).join(', ');
       return unknown(
-        `preset Auto: none of the presets' histograms on ${answered.length} pods; asked for ${tried}`,
+        `${triedAs(specs)}: no histogram asked for on ${answered.length} pods; asked for ${tried}`,
         0,
       );
     }
