@@ -7,6 +7,8 @@ import { exists, formatDuration, runLogged, StepError } from './commands.ts';
 import {
   clusterDir,
   controlPlaneVersions,
+  helmModuleDir,
+  helmVersion,
   k8sModuleDir,
   kwokModuleDir,
   prometheusModuleDir,
@@ -256,6 +258,52 @@ async function installKwokStages(dir: string, logDir: string): Promise<string[]>
   await mkdir(stagesDir, { recursive: true });
   for (const name of ours) await copyFile(join(clusterDir, 'kwok-stages', name), join(stagesDir, name));
   return wanted;
+}
+
+export interface HelmBinary {
+  /** The release, as `helm version` prints it: v4.3.2. */
+  version: string;
+  helm: string;
+}
+
+/** What Helm's own Makefile sets for a tagged release, so `helm version` names it. */
+export function helmLdflags(release: string): string {
+  return [
+    '-s -w',
+    `-X helm.sh/helm/v4/internal/version.version=${release}`,
+    // A tagged build has no metadata; the module proxy gives no commit hash.
+    '-X helm.sh/helm/v4/internal/version.metadata=',
+    '-X helm.sh/helm/v4/internal/version.gitTreeState=clean',
+  ].join(' ');
+}
+
+/**
+ * Returns the cached helm (go/helm pins the release), building it when missing: the chart's
+ * lint, render and install tests run the Helm users run.
+ */
+export async function buildHelm(opts: BuildOptions = {}): Promise<HelmBinary> {
+  const progress = opts.progress ?? defaultProgress;
+  const version = helmVersion();
+  const go = await goVersion();
+  const dir = join(cacheRoot(), 'helm', `helm-${version}_${go}`);
+  await mkdir(dir, { recursive: true });
+  await buildGoTargets({
+    label: 'helm build',
+    dir,
+    targets: [
+      {
+        name: 'helm',
+        moduleDir: helmModuleDir,
+        pkg: 'helm.sh/helm/v4/cmd/helm',
+        ldflags: helmLdflags(version),
+        // Helm's release build sets no tags; the default selinux,notest would be harmless.
+        tags: '',
+      },
+    ],
+    intro: `Helm ${version} with ${go}`,
+    progress,
+  });
+  return { version, helm: join(dir, 'helm') };
 }
 
 export interface PrometheusBinaries {

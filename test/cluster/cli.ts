@@ -1,10 +1,11 @@
 // CLI over the local control plane:
-//   build [--real-node] [--prometheus]  build (or verify the cache of) the binaries, and the
-//                                       node's binaries and images too; Prometheus too
+//   build [--real-node] [--prometheus] [--helm]  build (or verify the cache of) the binaries,
+//                                       and the node's binaries and images too; Prometheus too;
+//                                       Helm too (the chart's tests)
 //   start [--nodes] [--real-node] [--prometheus]  start a cluster for manual use (Prometheus
 //                                       scrapes the real node's annotated pods); Ctrl-C stops it
 import { parseArgs } from 'node:util';
-import { buildControlPlane, buildPrometheus } from './build.ts';
+import { buildControlPlane, buildHelm, buildPrometheus } from './build.ts';
 import { LocalCluster, realNodePackages } from './cluster.ts';
 import { buildImages } from './images.ts';
 import { buildNode } from './node/build.ts';
@@ -13,7 +14,7 @@ import { ensureDebianPackages } from './node/packages.ts';
 import { DEFAULT_SCRAPE_INTERVAL } from './prometheus.ts';
 import { untilSignal } from './signals.ts';
 
-const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node [--prometheus]]`;
+const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node [--prometheus]] [--helm]`;
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
       nodes: { type: 'string', default: '3' },
       'real-node': { type: 'boolean', default: false },
       prometheus: { type: 'boolean', default: false },
+      helm: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -50,6 +52,10 @@ async function main(): Promise<void> {
       if (values.prometheus) {
         const prometheus = await buildPrometheus();
         console.log(`prometheus ${prometheus.version}: ${prometheus.dir}`);
+      }
+      if (values.helm) {
+        const helm = await buildHelm();
+        console.log(`helm ${helm.version}: ${helm.helm}`);
       }
       return;
     }

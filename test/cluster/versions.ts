@@ -9,6 +9,7 @@ export const k8sModuleDir = join(clusterDir, 'go', 'k8s');
 export const kwokModuleDir = join(clusterDir, 'go', 'kwok');
 export const nodeModuleDir = join(clusterDir, 'go', 'node');
 export const prometheusModuleDir = join(clusterDir, 'go', 'prometheus');
+export const helmModuleDir = join(clusterDir, 'go', 'helm');
 
 export interface ControlPlaneVersions {
   kubernetes: string;
@@ -70,4 +71,9 @@ export function prometheusRelease(moduleVersion: string): string {
 export function prometheusVersions(): PrometheusVersions {
   const module = requiredVersion(join(prometheusModuleDir, 'go.mod'), 'github.com/prometheus/prometheus');
   return { module, release: prometheusRelease(module) };
+}
+
+/** Helm's release: its Go module's version (v4.3.2), pinned in go/helm. */
+export function helmVersion(): string {
+  return requiredVersion(join(helmModuleDir, 'go.mod'), 'helm.sh/helm/v4');
 }

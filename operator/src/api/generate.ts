@@ -1,9 +1,11 @@
 // Writes what is generated from the code: crds/ and the field reference in docs/policy.md (from
-// the schema), docs/flags.md (from the flag definitions) and docs/metrics.md (from the metric
-// registrations). With --check, writes nothing and fails when any of it is stale.
-import { readFileSync, writeFileSync } from 'node:fs';
+// the schema), docs/flags.md (from the flag definitions), docs/metrics.md (from the metric
+// registrations) and the Helm chart's templates (from the kustomize manifests, after crds/).
+// With --check, writes nothing and fails when any of it is stale.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { helmChartFiles } from '../../../hack/helm-chart.ts';
 import { flagReference } from '../config.ts';
 import { createOperatorMetrics } from '../controllers/metrics.ts';
 import { createRuntimeMetrics } from '../runtime/metrics.ts';
@@ -20,12 +22,17 @@ interface GeneratedFile {
 }
 
 function generatedFiles(): GeneratedFile[] {
-  const crds = [...generatedCrdFiles()].map(([name, content]) => ({
-    path: `crds/${name}`,
+  const crdFiles = generatedCrdFiles();
+  const crds = [...crdFiles].map(([name, content]) => ({ path: `crds/${name}`, render: () => content }));
+  // The chart's CRD is the one generated now, not the file on disk.
+  const generated = new Map(crds.map(({ path, render }) => [path, render()]));
+  const chart = [...helmChartFiles(repoRoot, generated)].map(([path, content]) => ({
+    path,
     render: () => content,
   }));
   return [
     ...crds,
+    ...chart,
     { path: 'docs/policy.md', render: spliceReference },
     { path: 'docs/flags.md', render: flagsDoc },
     { path: 'docs/metrics.md', render: metricsDoc },
@@ -117,7 +124,10 @@ function main(args: string[]): number {
     const target = join(repoRoot, path);
     const current = readOrEmpty(target);
     const content = render(current);
-    if (content !== current) writeFileSync(target, content);
+    if (content !== current) {
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, content);
+    }
     console.log(`${content === current ? 'unchanged' : 'wrote'} ${path}`);
   }
   return 0;
