@@ -26,6 +26,7 @@ import {
 import { fixManifests } from './fix.ts';
 import { type Manifest, ManifestError, readInput } from './manifests.ts';
 import { formatJson, formatSarif, formatTable, type OutputFormat, printable } from './output.ts';
+import { runRelease } from './release.ts';
 import { KUSTOMIZATION_FILES, kustomizationPatches, WORKLOAD_KINDS } from './workloads.ts';
 
 export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3 } as const;
@@ -50,7 +51,8 @@ export const usage = `usage: gsp audit [flags] <file|directory|->...
       --strict                   exit 3 when any input cannot be read or parsed (default: such
                                  an input is a finding, and the others are audited)
 exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error, 3 nothing readable (or,
-with --strict, anything unreadable) or an invalid policy`;
+with --strict, anything unreadable) or an invalid policy
+       gsp release [flags]     let go of the Deployments the operator manages (gsp release --help)`;
 
 class UsageError extends Error {}
 
@@ -353,6 +355,7 @@ export interface Io {
 
 /** Runs gsp with `argv` (after the program name); resolves to the exit code. */
 export async function run(argv: string[], io: Io): Promise<number> {
+  if (argv[0] === 'release') return runRelease(argv.slice(1), io);
   try {
     const { values, positionals } = (() => {
       try {
