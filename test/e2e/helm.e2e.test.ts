@@ -14,7 +14,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { CHART_DIR } from '../../hack/helm-chart.ts';
@@ -26,6 +26,7 @@ import {
   installOperatorPrerequisites,
   OPERATOR_NAMESPACE,
   readPolicyStatus,
+  readyOperatorPods,
   repoRoot,
   sampleDeployment,
   waitFor,
@@ -123,6 +124,15 @@ function differences(a: Map<string, Obj>, b: Map<string, Obj>): string[] {
   return [...keys].filter((k) => !isDeepStrictEqual(a.get(k), b.get(k))).sort();
 }
 
+/** `--set` for each KEY=VALUE. */
+const set = (...pairs: string[]) => pairs.flatMap((pair) => ['--set', pair]);
+/** The chart's monitoring objects and dashboard, as config/install adds them. */
+const MONITORING = [
+  'monitoring.serviceMonitor.enabled=true',
+  'monitoring.rules.enabled=true',
+  'grafana.dashboard.enabled=true',
+];
+
 /** The operator image on the real node, as the chart's image.repository and image.tag. */
 function imageValues(): string[] {
   const ref = clusterInfo().realNode.operatorImage;
@@ -144,22 +154,8 @@ function placementValues(): string[] {
 }
 
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
-const core = () => adminKubeConfig().makeApiClient(CoreV1Api);
 
-async function operatorPods(): Promise<string[]> {
-  const pods = await core().listNamespacedPod({
-    namespace: OPERATOR_NAMESPACE,
-    labelSelector: 'app.kubernetes.io/name=graceful-shutdown-operator',
-  });
-  return pods.items
-    .filter(
-      (p) =>
-        !p.metadata?.deletionTimestamp &&
-        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-    )
-    .map((p) => p.metadata?.name as string)
-    .sort();
-}
+const operatorPods = () => readyOperatorPods(clusterInfo());
 
 beforeAll(async () => {
   helmBinary = (await buildHelm({ progress: () => {} })).helm;
@@ -197,18 +193,11 @@ describe('the Helm chart, generated from the kustomize manifests', () => {
     for (const values of [
       [],
       ['--set', 'webhook.enabled=false'],
-      [
-        '--set',
+      set(
         'webhook.certificates=CertManager',
-        '--set',
-        'monitoring.serviceMonitor.enabled=true',
-        '--set',
-        'monitoring.rules.enabled=true',
-        '--set',
-        'grafana.dashboard.enabled=true',
-        '--set',
+        ...MONITORING,
         'prometheus.url=http://prometheus.monitoring.svc:9090',
-      ],
+      ),
     ]) {
       const linted = await helm(['lint', '--strict', CHART, ...values]);
       expect(linted.code, `${values.join(' ')}: ${linted.stdout}${linted.stderr}`).toBe(0);
@@ -230,18 +219,13 @@ describe('the Helm chart, generated from the kustomize manifests', () => {
     expect(differences(fromKustomize, fromHelm)).toEqual([]);
     // The overlay a user copies: monitoring, the dashboard and their own image.
     const installed = await kustomize('config/install');
-    const withEverything = await template([
-      '--set',
-      'monitoring.serviceMonitor.enabled=true',
-      '--set',
-      'monitoring.rules.enabled=true',
-      '--set',
-      'grafana.dashboard.enabled=true',
-      '--set',
-      'image.repository=registry.example.com/team/graceful-shutdown-operator',
-      '--set',
-      'image.tag=0.1.0',
-    ]);
+    const withEverything = await template(
+      set(
+        ...MONITORING,
+        'image.repository=registry.example.com/team/graceful-shutdown-operator',
+        'image.tag=0.1.0',
+      ),
+    );
     expect(differences(installed, withEverything)).toEqual([]);
     // Negative control: a value that changes an object is seen.
     expect(differences(fromKustomize, await template(['--set', 'replicaCount=3']))).toEqual([

@@ -35,6 +35,7 @@ import {
   manifest,
   OPERATOR_NAMESPACE,
   readPolicyStatus,
+  readyOperatorPods,
   repoRoot,
   sampleDeployment,
   waitFor,
@@ -57,19 +58,7 @@ const zeroLossLoad = { rps: 250 };
 
 const leaseHolder = () => harnessLeaseHolder(clusterInfo());
 
-async function operatorPods(): Promise<string[]> {
-  const pods = await core().listNamespacedPod({
-    namespace: OPERATOR_NAMESPACE,
-    labelSelector: 'app.kubernetes.io/name=graceful-shutdown-operator',
-  });
-  return pods.items
-    .filter(
-      (p) =>
-        !p.metadata?.deletionTimestamp &&
-        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-    )
-    .map((p) => p.metadata?.name as string);
-}
+const operatorPods = () => readyOperatorPods(clusterInfo());
 
 beforeAll(async () => {
   overlayDir = await mkdtemp(join(tmpdir(), 'gso-overlay-'));

@@ -117,6 +117,22 @@ export async function startOperator(
   return operator;
 }
 
+/** The names of the operator's pods (installed in the cluster) that are Ready and not terminating, sorted. */
+export async function readyOperatorPods(cluster: TestCluster): Promise<string[]> {
+  const pods = await adminKubeConfig(cluster).makeApiClient(CoreV1Api).listNamespacedPod({
+    namespace: OPERATOR_NAMESPACE,
+    labelSelector: 'app.kubernetes.io/name=graceful-shutdown-operator',
+  });
+  return pods.items
+    .filter(
+      (p) =>
+        !p.metadata?.deletionTimestamp &&
+        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    )
+    .map((p) => p.metadata?.name as string)
+    .sort();
+}
+
 /** Who holds the operator's Lease (undefined: nobody, e.g. after a clean stop released it). */
 export async function leaseHolder(cluster: TestCluster): Promise<string | undefined> {
   const lease = await adminKubeConfig(cluster)

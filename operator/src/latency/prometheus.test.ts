@@ -949,14 +949,19 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
   const perLe = (labels: Record<string, string>, pairs: [string, string][]) =>
     pairs.map(([le, count]) => ({ metric: { ...labels, le }, value: [1_750_000_000, count] }));
   /** The default Prometheus's next `times` answers: this vector; each query is pushed to `seen`. */
-  const answerRecording = (seen: string[], result: unknown[], times = 1) =>
+  /** Answers `times` queries with `result` (or what it gives for the query), recording each query. */
+  const answerRecording = (seen: string[], result: unknown[] | ((query: string) => unknown[]), times = 1) =>
     nock(PROM)
       .get('/api/v1/query')
       .query(true)
       .times(times)
       .reply(200, (request: Request) => {
-        seen.push(new URL(request.url).searchParams.get('query') ?? '');
-        return { status: 'success', data: { resultType: 'vector', result } };
+        const query = new URL(request.url).searchParams.get('query') ?? '';
+        seen.push(query);
+        return {
+          status: 'success',
+          data: { resultType: 'vector', result: typeof result === 'function' ? result(query) : result },
+        };
       });
 
   const w = (namespace: string, name: string): Workload => ({ namespace, name, podLabels: { app: name } });
@@ -1091,15 +1096,11 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test('preset Auto: each preset asks for the workloads no earlier one found; status names the one found; none found, each is named', async () => {
     const seen: string[] = [];
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .times(14)
-      .reply(200, (request: Request) => {
-        const query = new URL(request.url).searchParams.get('query') ?? '';
-        seen.push(query);
-        // Istio knows shop/checkout (in ms), the prom-client convention lab/web.
-        const result = query.includes('istio_request_duration_milliseconds_bucket')
+    answerRecording(
+      seen,
+      // Istio knows shop/checkout (in ms), the prom-client convention lab/web.
+      (query) =>
+        query.includes('istio_request_duration_milliseconds_bucket')
           ? perLe({ namespace: 'shop', workload: 'checkout' }, [
               ['500', '10'],
               ['1000', '100'],
@@ -1110,9 +1111,9 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
                 ['0.1', '50'],
                 ['+Inf', '50'],
               ])
-            : [];
-        return { status: 'success', data: { resultType: 'vector', result } };
-      });
+            : [],
+      14,
+    );
     const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
       [w('shop', 'checkout'), w('lab', 'web'), w('lab', 'idle')],
       policy({ preset: 'Auto', minSamples: 1 }),
@@ -1153,14 +1154,10 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
 
   test('grouped: a workload with native histograms only is read from the native query, the others from the classic one', async () => {
     const seen: string[] = [];
-    nock(PROM)
-      .get('/api/v1/query')
-      .query(true)
-      .times(2)
-      .reply(200, (request: Request) => {
-        const query = new URL(request.url).searchParams.get('query') ?? '';
-        seen.push(query);
-        const result = query.includes('_bucket{')
+    answerRecording(
+      seen,
+      (query) =>
+        query.includes('_bucket{')
           ? perLe({ namespace: 'shop', workload: 'checkout' }, healthy)
           : [
               // Native series: one per workload, no le. shop/checkout's native twin is ignored
@@ -1169,9 +1166,9 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
                 metric: { namespace: 'lab', workload: 'web' },
                 histogram: [1_750_000_000, { count: '10', sum: '5', buckets: [[0, '0.25', '0.5', '10']] }],
               },
-            ];
-        return { status: 'success', data: { resultType: 'vector', result } };
-      });
+            ],
+      2,
+    );
     const answers = await new PrometheusSource({ defaultUrl: PROM, timeoutMs: 2000 }).observeMany(
       [w('shop', 'checkout'), w('lab', 'web')],
       policy({ minSamples: 1 }),
