@@ -10,7 +10,7 @@ describe('the Helm chart generated from the kustomize manifests', () => {
     expect(template('operator-guard.yaml')).toContain(
       "'system:serviceaccount:{{ .Release.Namespace }}:graceful-shutdown-operator'",
     );
-    expect(template('rbac.yaml')).toContain('namespace: {{ .Release.Namespace }}');
+    expect(template('rbac.yaml')).toContain('namespace: {{ .Release.Namespace | quote }}');
     for (const [path, text] of files)
       if (!path.endsWith('.json')) expect(text, path).not.toContain('graceful-shutdown-system');
   });

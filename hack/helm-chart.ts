@@ -206,7 +206,14 @@ function renderTemplate(source: TemplateSource, read: (file: string) => string):
     }
   }
   let text = escapeTemplates(documents.join('---\n'));
-  text = text.replaceAll(KUSTOMIZE_NAMESPACE, '{{ .Release.Namespace }}');
+  // A namespace that is a whole scalar is quoted (a legal name such as `2024` or `true` would
+  // otherwise be read as a number or a boolean); inside a longer string it is written as it is.
+  text = text
+    .replace(
+      new RegExp(`^( *(?:- )?(?:[\\w.-]+: )?)${KUSTOMIZE_NAMESPACE}$`, 'gm'),
+      '$1{{ .Release.Namespace | quote }}',
+    )
+    .replaceAll(KUSTOMIZE_NAMESPACE, () => '{{ .Release.Namespace }}');
   // Whole lines: `<indent>__HELM_LINE_n__: ""` (a map key) or `<indent>- __HELM_LINE_n__: ""`
   // (a list item), replaced by the template lines, each starting where the key (or dash) does.
   text = text.replace(/^( *)(?:- )?(__HELM_LINE_\d+__): .*$/gm, (_line, indent: string, key: string) =>
@@ -240,7 +247,7 @@ apiVersion: v1
 kind: ConfigMap
 metadata:
   name: graceful-shutdown-operator-dashboard
-  namespace: {{ .Release.Namespace }}
+  namespace: {{ .Release.Namespace | quote }}
   labels:
     grafana_dashboard: "1"
     app.kubernetes.io/part-of: graceful-shutdown-operator

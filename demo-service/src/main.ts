@@ -100,8 +100,12 @@ function serveHttp(config: DemoConfig, logger: Logger): void {
         logger.flush();
         process.exit(FORCED_EXIT_CODE);
       }
-      // The requests of the last export interval, for a pushing shape (bounded by its timeout).
-      await flushMetrics().catch((err: unknown) => logger.warn({ err }, 'pushing the last metrics failed'));
+      // The requests of the last export interval, for a pushing shape: at most 2 s, so an
+      // unreachable receiver does not hold the exit toward the kubelet's SIGKILL.
+      await Promise.race([
+        flushMetrics().catch((err: unknown) => logger.warn({ err }, 'pushing the last metrics failed')),
+        new Promise((resolve) => setTimeout(resolve, 2000).unref()),
+      ]);
       // No process.exit on a clean drain: the loop empties by itself once the server is closed,
       // so nothing (logs included) is cut. The unref'd timer only fires if something leaks.
       process.exitCode = 0;

@@ -11,8 +11,9 @@
  *
  * Every request is recorded under its route, probes and scrapes included, as an instrumented
  * HTTP server does. Cumulative temporality (the exporter's default), which Prometheus's receiver
- * takes without a feature flag. The OpenTelemetry packages are optional dependencies: the operator's
- * image leaves them out, and only this shape loads them.
+ * takes without a feature flag. The OpenTelemetry packages are optional dependencies of the
+ * package: demo-service's image has them, the operator's image leaves them out (the operator never
+ * imports demo-service).
  */
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';

@@ -203,6 +203,12 @@ describe('the Helm chart, generated from the kustomize manifests', () => {
       expect(linted.code, `${values.join(' ')}: ${linted.stdout}${linted.stderr}`).toBe(0);
       expect(linted.stdout).toContain('0 chart(s) failed');
     }
+    // Negative control: values.schema.json names a value that is not one of the choices.
+    const typo = await helm(['lint', '--strict', CHART, ...set('webhook.certificates=certmanager')]);
+    expect(typo.code).not.toBe(0);
+    expect(typo.stdout + typo.stderr).toContain(
+      "at '/webhook/certificates': value must be one of 'Operator', 'CertManager'",
+    );
   });
 
   test('helm template renders the objects kustomize renders: config/default, and config/install', async () => {

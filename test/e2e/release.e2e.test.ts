@@ -83,7 +83,13 @@ describe('gsp release', () => {
     const refused = await release();
     expect(refused.code).toBe(3);
     expect(refused.stderr).toMatch(
-      /the operator is running \(Lease graceful-shutdown-system\/graceful-shutdown-operator held by .+, renewed \d+ s ago\)/,
+      /the operator is running \(Lease graceful-shutdown-system\/graceful-shutdown-operator held by .+, renewed within \d+ s\)/,
+    );
+    // No Lease where it looks: it cannot tell, so it refuses too, saying where it looked.
+    const nowhere = await release('--operator-namespace', 'nowhere');
+    expect(nowhere.code).toBe(3);
+    expect(nowhere.stderr).toContain(
+      'no Lease nowhere/graceful-shutdown-operator: cannot tell whether the operator is running',
     );
     expect((await read(kept.name, 'a')).metadata?.annotations?.[APPLIED_ANNOTATION]).toBeDefined();
     await operator?.stop();

@@ -2,7 +2,7 @@ import type { V1Deployment, V1Lease } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import { APPLIED_ANNOTATION, FIELD_MANAGER } from '../api/annotations.ts';
 import { recordAnnotation } from '../policy/ownership.ts';
-import { describeKept, handOverPatch, keepApply, leaseHeldFor } from './release.ts';
+import { describeKept, handOverPatch, keepApply, operatorRunning } from './release.ts';
 import { gspRun } from './test-support.ts';
 
 const now = new Date('2026-12-07T20:00:00Z');
@@ -64,22 +64,40 @@ const withRecord = (): V1Deployment => {
 };
 
 describe('gsp release: pure parts', () => {
-  test('leaseHeldFor: held while renewed within its duration; free when released or expired', () => {
-    const renewTime = new Date(now.getTime() - 4_000);
-    expect(leaseHeldFor(lease({ holderIdentity: 'op-1', renewTime, leaseDurationSeconds: 15 }), now)).toEqual(
-      {
-        holder: 'op-1',
-        renewedSecondsAgo: 4,
-      },
+  test("operatorRunning: held when the Lease is renewed within its duration, whatever this machine's clock says; free when released; stale when not renewed", async () => {
+    const at = (seconds: number) => new Date(now.getTime() + seconds * 1000);
+    const sequence = (...leases: V1Lease[]) => {
+      let i = 0;
+      return async () => leases[Math.min(i++, leases.length - 1)] as V1Lease;
+    };
+    const slept: number[] = [];
+    const sleep = async (ms: number) => {
+      slept.push(ms);
+    };
+    // Renewed two reads later: held, even with a renewTime far in this machine's past.
+    const held = await operatorRunning(
+      sequence(
+        lease({ holderIdentity: 'op-1', renewTime: at(-3600), leaseDurationSeconds: 15 }),
+        lease({ holderIdentity: 'op-1', renewTime: at(-3600), leaseDurationSeconds: 15 }),
+        lease({ holderIdentity: 'op-1', renewTime: at(-3598), leaseDurationSeconds: 15 }),
+      ),
+      sleep,
     );
-    // Released (holder empty), expired, or never held.
+    expect(held).toEqual({ state: 'held', holder: 'op-1', seconds: 2 });
+    // Released on a clean stop: free at once, no waiting.
+    slept.length = 0;
     expect(
-      leaseHeldFor(lease({ holderIdentity: '', renewTime, leaseDurationSeconds: 1 }), now),
-    ).toBeUndefined();
-    expect(
-      leaseHeldFor(lease({ holderIdentity: 'op-1', renewTime, leaseDurationSeconds: 2 }), now),
-    ).toBeUndefined();
-    expect(leaseHeldFor(lease({}), now)).toBeUndefined();
+      await operatorRunning(sequence(lease({ holderIdentity: '', leaseDurationSeconds: 1 })), sleep),
+    ).toEqual({
+      state: 'free',
+    });
+    expect(slept).toEqual([]);
+    // A holder that stopped renewing (killed): stale after its duration and a second.
+    const stale = await operatorRunning(
+      sequence(lease({ holderIdentity: 'op-2', renewTime: at(5), leaseDurationSeconds: 3 })),
+      sleep,
+    );
+    expect(stale).toEqual({ state: 'stale', holder: 'op-2', seconds: 4 });
   });
 
   test('keepApply: the live values without the record, under the operator or the other manager; nothing to release without a record or ownership', () => {

@@ -52,17 +52,36 @@ const templateOf = (d: V1Deployment): unknown => JSON.parse(JSON.stringify(d.spe
 /** The Deployment's name as shown: namespace/name. */
 const nameOf = (d: V1Deployment) => `${d.metadata?.namespace}/${d.metadata?.name}`;
 
-/** Seconds since the Lease was last renewed, when it is still held; undefined when free or expired. */
-export function leaseHeldFor(
-  lease: V1Lease,
-  now: Date,
-): { holder: string; renewedSecondsAgo: number } | undefined {
+/** Who holds the Lease and when it was last renewed, as read; undefined holder: free (released). */
+export function leaseView(lease: V1Lease): { holder?: string; renewed?: string; duration: number } {
   const { holderIdentity, renewTime, leaseDurationSeconds } = lease.spec ?? {};
-  if (!holderIdentity || !renewTime) return undefined;
-  const renewed = new Date(renewTime as unknown as string).getTime();
-  const ago = (now.getTime() - renewed) / 1000;
-  if (ago > (leaseDurationSeconds ?? 15)) return undefined;
-  return { holder: holderIdentity, renewedSecondsAgo: Math.max(0, Math.round(ago)) };
+  return {
+    ...(holderIdentity ? { holder: holderIdentity } : {}),
+    ...(renewTime ? { renewed: new Date(renewTime as unknown as string).toISOString() } : {}),
+    duration: leaseDurationSeconds ?? 15,
+  };
+}
+
+/**
+ * Whether the operator is running, by watching its Lease rather than comparing its renewTime
+ * with this machine's clock (which may be off): free when no one holds it; held when it is
+ * renewed (or changes hands) within its duration; stale when a holder stopped renewing.
+ */
+export async function operatorRunning(
+  read: () => Promise<V1Lease>,
+  sleep: (ms: number) => Promise<void>,
+): Promise<{ state: 'free' } | { state: 'held' | 'stale'; holder: string; seconds: number }> {
+  const first = leaseView(await read());
+  if (first.holder === undefined) return { state: 'free' };
+  const deadline = first.duration + 1;
+  for (let waited = 1; waited <= deadline; waited++) {
+    await sleep(1000);
+    const now = leaseView(await read());
+    if (now.holder === undefined) return { state: 'free' };
+    if (now.holder !== first.holder || now.renewed !== first.renewed)
+      return { state: 'held', holder: now.holder, seconds: waited };
+  }
+  return { state: 'stale', holder: first.holder, seconds: deadline };
 }
 
 /**
@@ -125,7 +144,11 @@ export function describeKept(deployment: V1Deployment): string {
   return parts.length === 0 ? 'no values' : parts.join(', ');
 }
 
-export async function runRelease(argv: string[], io: Io, now = () => new Date()): Promise<number> {
+export async function runRelease(
+  argv: string[],
+  io: Io,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+): Promise<number> {
   let values: {
     kubeconfig?: string | undefined;
     namespace?: string | undefined;
@@ -185,22 +208,32 @@ export async function runRelease(argv: string[], io: Io, now = () => new Date())
   const apps = kc.makeApiClient(AppsV1Api);
 
   // The operator must not be running: it would take the Deployments back.
+  const where = `Lease ${values['operator-namespace']}/${values.lease}`;
+  const leases = kc.makeApiClient(CoordinationV1Api);
   try {
-    const lease = await kc
-      .makeApiClient(CoordinationV1Api)
-      .readNamespacedLease({ name: values.lease, namespace: values['operator-namespace'] });
-    const held = leaseHeldFor(lease, now());
-    if (held && !values.force) {
+    const running = await operatorRunning(
+      () => leases.readNamespacedLease({ name: values.lease, namespace: values['operator-namespace'] }),
+      sleep,
+    );
+    if (running.state === 'held' && !values.force) {
       io.stderr(
-        `gsp release: the operator is running (Lease ${values['operator-namespace']}/${values.lease} held by ${held.holder}, renewed ${held.renewedSecondsAgo} s ago): it would manage these Deployments again; stop it first (scale its Deployment to 0, or uninstall it), or --force\n`,
+        `gsp release: the operator is running (${where} held by ${running.holder}, renewed within ${running.seconds} s): it would manage these Deployments again; stop it first (scale its Deployment to 0, or uninstall it), or --force\n`,
       );
       return RELEASE_EXIT.cluster;
     }
-  } catch (error) {
-    // No Lease: the operator never ran there, or its namespace is gone.
-    if ((error as { code?: number }).code !== 404) {
+    if (running.state === 'stale')
       io.stderr(
-        `gsp release: cannot read the operator's Lease from ${server}: ${describeRequestError(error)}\n`,
+        `gsp release: note: ${where} names ${running.holder}, who has not renewed it for ${running.seconds} s\n`,
+      );
+  } catch (error) {
+    // No Lease where we looked: installed in another namespace, another Lease name, or leader
+    // election off. Nothing says the operator is stopped.
+    const missing = (error as { code?: number }).code === 404;
+    if (!values.force) {
+      io.stderr(
+        missing
+          ? `gsp release: no ${where}: cannot tell whether the operator is running (installed in another namespace? --operator-namespace, --lease); stop it and rerun with --force\n`
+          : `gsp release: cannot read the operator's ${where} from ${server}: ${describeRequestError(error)}; stop the operator and rerun with --force\n`,
       );
       return RELEASE_EXIT.cluster;
     }
@@ -266,15 +299,31 @@ export async function runRelease(argv: string[], io: Io, now = () => new Date())
   let failed = 0;
   for (const deployment of deployments) {
     const keep = keepApply(deployment, toManager);
-    if (!keep) continue;
+    if (!keep) {
+      failed++;
+      io.stderr(`gsp release: ${nameOf(deployment)}: not released: its record cannot be read\n`);
+      continue;
+    }
     const before = templateOf(deployment);
     const kept = describeKept(deployment);
     try {
-      let after = await apply(keep.manager, keep.config);
+      const applied = await apply(keep.manager, keep.config);
+      let after = applied;
       // A dry run's apply is not stored: the hand-over patch is tried on the live object.
       if (handOver)
-        after = await patch(deployment, toManager, handOverPatch(values['dry-run'] ? deployment : after));
-      const restarted = !isDeepStrictEqual(templateOf(after), before);
+        after = await patch(deployment, toManager, handOverPatch(values['dry-run'] ? deployment : applied));
+      // A record another manager co-owns (an old Update entry, or written by someone else)
+      // survives the apply: removed by a guarded patch.
+      const record = after.metadata?.annotations?.[APPLIED_ANNOTATION];
+      if (record !== undefined && !values['dry-run']) {
+        const path = `/metadata/annotations/${pointer(APPLIED_ANNOTATION)}`;
+        after = await patch(after, FIELD_MANAGER, [
+          { op: 'test', path, value: record },
+          { op: 'remove', path },
+        ]);
+      }
+      const restarted =
+        !isDeepStrictEqual(templateOf(applied), before) || !isDeepStrictEqual(templateOf(after), before);
       if (restarted) failed++;
       io.stdout(
         `${values['dry-run'] ? 'would release' : 'released'} ${nameOf(deployment)}: kept ${kept} (owned by ${keep.manager}); ${
@@ -289,5 +338,9 @@ export async function runRelease(argv: string[], io: Io, now = () => new Date())
   io.stdout(
     `gsp release: ${deployments.length - failed} of ${deployments.length} Deployments ${values['dry-run'] ? 'would be released' : 'released'} without a restart\n`,
   );
+  if (handOver)
+    io.stdout(
+      `gsp release: the values now belong to ${toManager} alone: its next server-side apply must carry them (the fields listed as kept), or the apiserver removes them, the pod template changes and the pods restart without these settings\n`,
+    );
   return failed === 0 ? RELEASE_EXIT.ok : RELEASE_EXIT.failed;
 }

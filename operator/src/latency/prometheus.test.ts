@@ -1240,8 +1240,11 @@ describe('grouped queries (one per policy and chunk of namespaces)', () => {
         excludedPaths: ['/metrics'],
         form,
       });
-    expect(seen).toEqual([grouped('classic'), grouped('native')]);
-    expect(seen[1]).toContain('increase(http_request_duration_seconds{namespace=~"lab|shop"');
+    // The native form names the one workload left, rather than the whole chunk.
+    expect(seen).toEqual([grouped('classic'), grouped('native', ['idle'])]);
+    expect(seen[1]).toContain(
+      'increase(http_request_duration_seconds{namespace=~"lab|shop", pod=~"(?:idle)-',
+    );
     expect(seen[1]).toContain('le="", quantile=""');
     expect(answers.get('shop/checkout')).toMatchObject({ known: true, seconds: 1, samples: 1000 });
     expect(answers.get('lab/web')).toMatchObject({ known: true, samples: 100 });

@@ -200,6 +200,9 @@ export function buildBucketQuery({
   return parts.length === 0 ? undefined : firstFound(parts, '');
 }
 
+/** Workloads a later attempt of a grouped query names (a regex of their names) rather than asking for the whole chunk. */
+const MAX_NAMED_WORKLOADS = 100;
+
 /** Workloads one grouped query answers at most: about a dozen series each, a few MB of JSON. */
 export const MAX_WORKLOADS_PER_QUERY = 1000;
 
@@ -1043,9 +1046,15 @@ export class PrometheusSource implements LatencySource {
           pending = rest;
           continue;
         }
+        // After the first attempt only some workloads are left: a short list names them, so
+        // the answer does not repeat the whole chunk's histograms (a native one is large).
+        const narrowed =
+          index > 0 && !byService(spec) && askable.length <= MAX_NAMED_WORKLOADS
+            ? askable.map((w) => w.name)
+            : deployments;
         const query = groupedBucketQuery({
           namespaces,
-          deployments,
+          deployments: narrowed,
           spec,
           window: policy.window,
           excludedPaths: paths,
