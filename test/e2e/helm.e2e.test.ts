@@ -7,14 +7,14 @@
 //
 // The e2e cluster already holds what other tests need (the CRD, the operator's RBAC, applied by
 // the global setup): the file removes the RBAC the chart brings, has Helm take ownership of the
-// existing CRD (`--take-ownership`, the path from a kustomize install to Helm), and restores
+// existing CRD as a kustomize install leaves it (`--take-ownership --force-conflicts`), and restores
 // the prerequisites afterwards.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { AppsV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { CHART_DIR } from '../../hack/helm-chart.ts';
@@ -24,6 +24,7 @@ import {
   createPolicy,
   deletePolicy,
   installOperatorPrerequisites,
+  OPERATOR_LEASE,
   OPERATOR_NAMESPACE,
   readPolicyStatus,
   readyOperatorPods,
@@ -156,6 +157,14 @@ function placementValues(): string[] {
 const apps = () => adminKubeConfig().makeApiClient(AppsV1Api);
 
 const operatorPods = () => readyOperatorPods(clusterInfo());
+/** Every operator pod, Ready or not, terminating included. */
+const operatorPodNames = async () =>
+  (
+    await adminKubeConfig().makeApiClient(CoreV1Api).listNamespacedPod({
+      namespace: OPERATOR_NAMESPACE,
+      labelSelector: 'app.kubernetes.io/name=graceful-shutdown-operator',
+    })
+  ).items.map((p) => p.metadata?.name);
 
 beforeAll(async () => {
   helmBinary = (await buildHelm({ progress: () => {} })).helm;
@@ -166,6 +175,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await helm(['uninstall', RELEASE, '-n', OPERATOR_NAMESPACE, '--wait', '--timeout', '2m']);
   await deletePolicy(adminKubeConfig(), POLICY).catch(() => undefined);
+  // The release's pods stop after their RBAC is gone (an uninstall deletes both at once), so
+  // their Lease is not released: once they are gone, it goes too, for the next file's operators.
+  await waitFor('the chart-installed operator pods gone', async () =>
+    (await operatorPodNames()).length === 0 ? true : undefined,
+  );
+  await kubectl(['delete', 'lease', OPERATOR_LEASE, '-n', OPERATOR_NAMESPACE, '--ignore-not-found']);
   // What the other test files need back: the operator's RBAC (the chart's was uninstalled), and
   // a CRD without Helm's labels and annotations, which a later server-side apply of the
   // kustomize install would otherwise conflict with (managed-by: Helm, owned by the manager helm).
@@ -278,7 +293,18 @@ describe('helm install, upgrade and uninstall on the real node', () => {
     for (const version of ['0.1.0', '0.1.1'])
       await helmOk(['package', CHART, '--version', version, '--destination', packages]);
     // What the chart brings that the cluster's prerequisites put there: removed, so Helm creates
-    // them; the CRD stays (it holds every policy) and Helm takes ownership of it.
+    // them; the CRD stays (it holds every policy) and Helm takes it over, as from a kustomize
+    // install: the CRD is first server-side applied as `kubectl apply -k config/default` leaves
+    // it (managed-by: kustomize, owned by kubectl), whatever other files did before.
+    const fromKustomize = await kubectl(['kustomize', join(repoRoot, 'config/default')]);
+    expect(fromKustomize.code, fromKustomize.stderr).toBe(0);
+    const crd = parseAllDocuments(fromKustomize.stdout)
+      .map((d) => d.toJS() as Obj | null)
+      .find((o) => o?.kind === 'CustomResourceDefinition');
+    const appliedCrd = await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], {
+      input: JSON.stringify(crd),
+    });
+    expect(appliedCrd.code, appliedCrd.stderr).toBe(0);
     const rendered = await helmOk(['template', RELEASE, CHART, '-n', OPERATOR_NAMESPACE]);
     const withoutCrd = parseAllDocuments(rendered)
       .map((d) => d.toJS() as Obj | null)
@@ -295,7 +321,9 @@ describe('helm install, upgrade and uninstall on the real node', () => {
       '-n',
       OPERATOR_NAMESPACE,
       '--create-namespace',
+      // Taking over a kustomize install: the objects' managed-by label is kubectl's field.
       '--take-ownership',
+      '--force-conflicts',
       '--wait',
       '--timeout',
       '4m',
