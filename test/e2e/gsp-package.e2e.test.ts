@@ -27,6 +27,11 @@ async function command(
   child.stderr?.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
+  // A command that exits without reading its input (git) closes the pipe first: the EPIPE of
+  // the write is expected, and unhandled it would fail the whole run.
+  child.stdin?.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') stderr += `stdin: ${err.message}\n`;
+  });
   child.stdin?.end(opts.input ?? '');
   const code = await new Promise<number>((done) => child.once('close', (c) => done(c ?? -1)));
   return { code, stdout, stderr };
