@@ -31,13 +31,18 @@ RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
 # Without VERSION, the version of package.json (operator/src/version.ts reads either).
 RUN node -e 'const fs = require("fs"); const v = process.env.VERSION || require("./package.json").version; fs.writeFileSync("dist/operator/src/build-info.json", JSON.stringify({ version: v, revision: process.env.REVISION || "" }) + "\n")'
 
-# Production dependencies only, shared by both targets.
-# The operator's dependencies: no optional ones (the OpenTelemetry SDK only demo-service's
-# opentelemetry-otlp metric shape loads).
+# The operator's production dependencies: without the OpenTelemetry SDK, which only demo-service's
+# opentelemetry-otlp metric shape loads. It is a plain dependency (npm skips optional ones whose
+# engines do not match the Node running `npm ci`, and the typecheck needs it), so it is removed
+# here from package.json and pruned with what only it needed.
 FROM ${BUILD_IMAGE} AS deps
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm pkg delete dependencies.@opentelemetry/exporter-metrics-otlp-http \
+      dependencies.@opentelemetry/resources dependencies.@opentelemetry/sdk-metrics \
+      dependencies.@opentelemetry/api \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM ${BUILD_IMAGE} AS demo-deps
 WORKDIR /src

@@ -11,9 +11,9 @@
  *
  * Every request is recorded under its route, probes and scrapes included, as an instrumented
  * HTTP server does. Cumulative temporality (the exporter's default), which Prometheus's receiver
- * takes without a feature flag. The OpenTelemetry packages are optional dependencies of the
- * package: demo-service's image has them, the operator's image leaves them out (the operator never
- * imports demo-service).
+ * takes without a feature flag. The OpenTelemetry SDK is a dependency of the package that
+ * demo-service's image keeps and the operator's image prunes (the operator never imports
+ * demo-service).
  */
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';

@@ -78,6 +78,10 @@ describe('images built from the Dockerfile', () => {
     });
     const operatorFiles = await imageFiles(images.operator.archive);
     expect(operatorFiles.some((f) => /(^|\/)app\/dist\/operator\/src\/build-info\.json$/.test(f))).toBe(true);
+    // The OpenTelemetry SDK is demo-service's alone (its opentelemetry-otlp shape loads it).
+    const sdk = /(^|\/)app\/node_modules\/@opentelemetry\/sdk-metrics\/package\.json$/;
+    expect(operatorFiles.filter((f) => sdk.test(f))).toEqual([]);
+    expect((await imageFiles(images.demoService.archive)).filter((f) => sdk.test(f))).toHaveLength(1);
   });
 });
 
