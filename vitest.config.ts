@@ -37,6 +37,26 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          // The compatibility subset, on the oldest supported Kubernetes (npm run test:compat sets
+          // GSO_KUBERNETES): the version check, the CRD's validation, the preStop's form, the
+          // real node's termination, admission through the webhook, the kustomize install.
+          name: 'compat',
+          include: [
+            'test/e2e/cluster.e2e.test.ts',
+            'test/e2e/api.e2e.test.ts',
+            'test/e2e/versions.e2e.test.ts',
+            'test/e2e/real-node.e2e.test.ts',
+            'test/e2e/admission.e2e.test.ts',
+            'test/e2e/in-cluster.e2e.test.ts',
+          ],
+          globalSetup: ['test/e2e/global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

@@ -50,7 +50,7 @@ import { PrometheusSource } from './latency/prometheus.ts';
 import { LatencyRefresher } from './latency/refresher.ts';
 import { ScrapeSource } from './latency/scrape.ts';
 import { createLogger } from './log.ts';
-import { clusterFacts } from './policy/desired.ts';
+import { clusterFacts, OLDEST_SUPPORTED_MINOR, olderThanSupported } from './policy/desired.ts';
 import { PlanCache } from './policy/plan.ts';
 import { RecordSeal } from './policy/record-seal.ts';
 import { owningDeployment } from './policy/shutdowns.ts';
@@ -96,6 +96,11 @@ async function main(): Promise<void> {
   // The apiserver answers, the CRD is there, the namespace exists: else one line, and exit 1.
   const version = await preflight(kubeConfig, config.namespace);
   const facts = clusterFacts(version);
+  if (olderThanSupported(version))
+    logger.warn(
+      { server: version.gitVersion },
+      `Kubernetes ${version.gitVersion} is older than 1.${OLDEST_SUPPORTED_MINOR}, the oldest supported release: config/default's ValidatingAdmissionPolicies and the webhook's matchConditions need 1.${OLDEST_SUPPORTED_MINOR}; preStop hooks are written as exec sleep`,
+    );
   // The webhook tells the operator's own writes by this user (kube/identity.ts).
   const operatorUser = await readOwnUsername(kubeConfig).catch((err: unknown) => {
     logger.warn(

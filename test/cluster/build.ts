@@ -73,12 +73,12 @@ function goTargets(kubernetes: string): GoTarget[] {
   const k8sLdflags = kubernetesLdflags(kubernetes);
   const k8s = (name: string): GoTarget => ({
     name,
-    moduleDir: k8sModuleDir,
+    moduleDir: k8sModuleDir(),
     pkg: `k8s.io/kubernetes/cmd/${name}`,
     ldflags: k8sLdflags,
   });
   return [
-    { name: 'etcd', moduleDir: k8sModuleDir, pkg: './etcd', ldflags: '-s -w' },
+    { name: 'etcd', moduleDir: k8sModuleDir(), pkg: './etcd', ldflags: '-s -w' },
     k8s('kube-apiserver'),
     k8s('kube-controller-manager'),
     k8s('kube-scheduler'),

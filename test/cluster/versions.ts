@@ -1,11 +1,27 @@
 // The control plane's versions are pinned once, in the Go modules under go/: this file only
 // reads them, so a version bump is a one-line go.mod change.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const clusterDir = dirname(fileURLToPath(import.meta.url));
-export const k8sModuleDir = join(clusterDir, 'go', 'k8s');
+
+/**
+ * Which Kubernetes the clusters run: unset, the current release pinned in go/k8s; a minor such
+ * as `1.30`, the module go/k8s-1.30 (the oldest supported, which `npm run test:compat` runs).
+ */
+export const KUBERNETES_LINE_ENV = 'GSO_KUBERNETES';
+
+/** The control plane's (and kubelet's) module for a line: go/k8s, or go/k8s-<minor>. */
+export function k8sModuleDir(line = process.env[KUBERNETES_LINE_ENV]): string {
+  if (line === undefined || line === '') return join(clusterDir, 'go', 'k8s');
+  const dir = join(clusterDir, 'go', `k8s-${line}`);
+  if (/^1\.\d+$/.test(line) && existsSync(join(dir, 'go.mod'))) return dir;
+  const lines = readdirSync(join(clusterDir, 'go')).flatMap((d) => /^k8s-(.+)$/.exec(d)?.[1] ?? []);
+  throw new Error(
+    `${KUBERNETES_LINE_ENV}=${line}: no module test/cluster/go/k8s-${line}; unset it for the current release, or name one of: ${lines.join(', ')}`,
+  );
+}
 export const kwokModuleDir = join(clusterDir, 'go', 'kwok');
 export const nodeModuleDir = join(clusterDir, 'go', 'node');
 export const prometheusModuleDir = join(clusterDir, 'go', 'prometheus');
@@ -27,8 +43,8 @@ function requiredVersion(goModPath: string, modulePath: string): string {
 
 export function controlPlaneVersions(): ControlPlaneVersions {
   return {
-    kubernetes: requiredVersion(join(k8sModuleDir, 'go.mod'), 'k8s.io/kubernetes'),
-    etcd: requiredVersion(join(k8sModuleDir, 'go.mod'), 'go.etcd.io/etcd/server/v3'),
+    kubernetes: requiredVersion(join(k8sModuleDir(), 'go.mod'), 'k8s.io/kubernetes'),
+    etcd: requiredVersion(join(k8sModuleDir(), 'go.mod'), 'go.etcd.io/etcd/server/v3'),
     kwok: requiredVersion(join(kwokModuleDir, 'go.mod'), 'sigs.k8s.io/kwok'),
   };
 }

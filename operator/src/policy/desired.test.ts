@@ -5,6 +5,7 @@ import {
   computeDrainSeconds,
   computeGraceSeconds,
   desiredSettings,
+  olderThanSupported,
   readAnnotationOverrides,
   supportsNativeSleep,
   supportsNativeSleepZero,
@@ -50,6 +51,16 @@ describe('supportsNativeSleep', () => {
     [{ major: '1', minor: '33+' }, true],
   ])('zero-second sleep %j -> %s', (version, want) => {
     expect(supportsNativeSleepZero(version)).toBe(want);
+  });
+
+  test.each([
+    [{ major: '1', minor: '29+' }, true],
+    [{ major: '', minor: '', gitVersion: 'v1.29.15' }, true],
+    [{ major: '1', minor: '30' }, false],
+    [{ major: '1', minor: '37' }, false],
+    [{ major: 'x', minor: 'y' }, false],
+  ])('older than the oldest supported %j -> %s', (version, want) => {
+    expect(olderThanSupported(version)).toBe(want);
   });
 });
 

@@ -74,6 +74,19 @@ export function supportsNativeSleepZero(version: ServerVersion): boolean {
   return atLeast(version, 33);
 }
 
+/**
+ * The oldest Kubernetes minor the operator supports and is tested on (npm run test:compat):
+ * the first with ValidatingAdmissionPolicy v1 and webhook matchConditions stable (the install
+ * uses both) and the native sleep action on by default.
+ */
+export const OLDEST_SUPPORTED_MINOR = 30;
+
+/** A known server version older than the oldest supported (an unreadable one is not judged). */
+export function olderThanSupported(version: ServerVersion): boolean {
+  const parsed = parseServerVersion(version);
+  return parsed !== undefined && parsed.major === 1 && parsed.minor < OLDEST_SUPPORTED_MINOR;
+}
+
 export function clusterFacts(version: ServerVersion): ClusterFacts {
   return { nativeSleep: supportsNativeSleep(version), nativeSleepZero: supportsNativeSleepZero(version) };
 }

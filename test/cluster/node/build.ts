@@ -16,6 +16,8 @@ import { k8sModuleDir, nodeModuleDir, nodeVersions } from '../versions.ts';
 
 export interface NodeBinaries {
   dir: string;
+  /** kubelet's and kube-proxy's release: v1.37.2. */
+  kubernetesVersion: string;
   kubelet: string;
   kubeProxy: string;
   containerd: string;
@@ -37,7 +39,7 @@ function nodeTargets(kubernetes: string): GoTarget[] {
   return [
     ...['kubelet', 'kube-proxy'].map((name) => ({
       name,
-      moduleDir: k8sModuleDir,
+      moduleDir: k8sModuleDir(),
       pkg: `k8s.io/kubernetes/cmd/${name}`,
       ldflags: kubernetesLdflags(kubernetes),
     })),
@@ -75,6 +77,7 @@ export async function buildNode(opts: BuildOptions = {}): Promise<NodeBinaries> 
   const bin = (name: string) => join(dir, name);
   return {
     dir,
+    kubernetesVersion: v.kubernetes,
     kubelet: bin('kubelet'),
     kubeProxy: bin('kube-proxy'),
     containerd: bin('containerd'),

@@ -164,11 +164,19 @@ function kubeletConfig(dirs: NodeDirs): string {
   });
 }
 
-function kubeProxyConfig(kubeconfig: string): string {
+/** kube-proxy's nftables mode is alpha, behind its feature gate, before 1.31 (beta, on by default). */
+export function kubeProxyFeatureGates(kubernetesVersion: string): Record<string, boolean> | undefined {
+  const minor = Number(/^v?1\.(\d+)\./.exec(kubernetesVersion)?.[1]);
+  return minor < 31 ? { NFTablesProxyMode: true } : undefined;
+}
+
+function kubeProxyConfig(kubeconfig: string, kubernetesVersion: string): string {
   const n = hostNetwork;
+  const featureGates = kubeProxyFeatureGates(kubernetesVersion);
   return stringify({
     apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
     kind: 'KubeProxyConfiguration',
+    ...(featureGates ? { featureGates } : {}),
     clientConnection: { kubeconfig },
     hostnameOverride: REAL_NODE_NAME,
     mode: 'nftables',
@@ -261,7 +269,7 @@ export class RealNode {
     };
     await writeFile(files.containerd, containerdConfig(o, dirs));
     await writeFile(files.kubelet, kubeletConfig(dirs));
-    await writeFile(files.kubeProxy, kubeProxyConfig(o.kubeProxyKubeconfig));
+    await writeFile(files.kubeProxy, kubeProxyConfig(o.kubeProxyKubeconfig, o.binaries.kubernetesVersion));
 
     const node = new RealNode(o, dirs);
     const { processes } = node;
