@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { CHART_DIR } from '../../hack/helm-chart.ts';
 import { APPLIED_ANNOTATION } from '../../operator/src/api/annotations.ts';
+import { ensureCorpus } from '../audit/corpus.ts';
 import { buildHelm } from '../cluster/build.ts';
 import {
   createPolicy,
@@ -277,6 +278,79 @@ describe('the Helm chart, generated from the kustomize manifests', () => {
     expect(certManager).toContain('- graceful-shutdown-operator-webhook.ops.svc');
     expect(certManager).toContain('secretName: graceful-shutdown-operator-webhook-tls');
     expect(certManager).toMatch(/- name: WEBHOOK_CERTIFICATES\n\s+value: External/);
+  });
+});
+
+describe('webhook.certificates=CertManager', () => {
+  // cert-manager's binaries cannot be built here (its cmd/ modules are not on the module proxy),
+  // so it does not run; its CRDs, from the module the audit corpus already fetches, are installed
+  // and the chart's Issuer and Certificate go through them. The injector's annotation is the one
+  // cert-manager reads (WantInjectAnnotation, pkg/apis/certmanager/v1/types.go), namespace/name.
+  const CERT_MANAGER_CRDS = ['issuers', 'certificates'];
+  afterAll(async () => {
+    await kubectl([
+      'delete',
+      '--ignore-not-found',
+      ...CERT_MANAGER_CRDS.map((p) => `crd/${p}.cert-manager.io`),
+    ]);
+  });
+
+  test("the Issuer and Certificate pass cert-manager v1.21.2's own CRDs (server-side dry run); a wrong field is refused", async () => {
+    const corpus = await ensureCorpus(() => {});
+    const crds = join(
+      corpus,
+      'github.com_cert-manager_cert-manager@v1.21.2/github.com/cert-manager/cert-manager@v1.21.2/deploy/crds',
+    );
+    for (const plural of CERT_MANAGER_CRDS) {
+      const applied = await kubectl([
+        'apply',
+        '--server-side',
+        '-f',
+        join(crds, `cert-manager.io_${plural}.yaml`),
+      ]);
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    const established = await kubectl([
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      ...CERT_MANAGER_CRDS.map((p) => `crd/${p}.cert-manager.io`),
+    ]);
+    expect(established.code, established.stderr).toBe(0);
+
+    const rendered = await helmOk([
+      'template',
+      RELEASE,
+      CHART,
+      '-n',
+      ns.name,
+      ...set('webhook.certificates=CertManager'),
+    ]);
+    const certManagerObjects = [...objects(rendered).values()].filter(
+      (o) => o.apiVersion === 'cert-manager.io/v1',
+    );
+    expect(certManagerObjects.map((o) => o.kind).sort()).toEqual(['Certificate', 'Issuer']);
+    const dryRun = (docs: unknown[]) =>
+      kubectl(['apply', '--server-side', '--dry-run=server', '--field-manager=gso-helm-test', '-f', '-'], {
+        input: docs.map((d) => JSON.stringify(d)).join('\n'),
+      });
+    const accepted = await dryRun(certManagerObjects);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toContain(
+      'certificate.cert-manager.io/graceful-shutdown-operator-webhook serverside-applied (server dry run)',
+    );
+    // The injector finds the Certificate by the annotation's namespace/name.
+    const webhook = [...objects(rendered).values()].find((o) => o.kind === 'MutatingWebhookConfiguration');
+    expect(webhook?.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBe(
+      `${ns.name}/graceful-shutdown-operator-webhook`,
+    );
+    // Negative control: the same Certificate with a field cert-manager's schema lacks is refused.
+    const certificate = certManagerObjects.find((o) => o.kind === 'Certificate') as Obj & { spec: object };
+    const refused = await dryRun([
+      { ...certificate, spec: { ...certificate.spec, dnsName: 'typo.example' } },
+    ]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('dnsName');
   });
 });
 
