@@ -13,6 +13,8 @@ import {
   kwokModuleDir,
   prometheusModuleDir,
   prometheusVersions,
+  registryModuleDir,
+  registryVersion,
 } from './versions.ts';
 
 export interface ControlPlaneBinaries {
@@ -304,6 +306,41 @@ export async function buildHelm(opts: BuildOptions = {}): Promise<HelmBinary> {
     progress,
   });
   return { version, helm: join(dir, 'helm') };
+}
+
+export interface RegistryBinary {
+  /** The release: v3.1.2. */
+  version: string;
+  registry: string;
+}
+
+/**
+ * Returns the cached OCI registry (CNCF Distribution, what the `registry` image runs; go/registry
+ * pins it), building it when missing: the image test pushes to it and the real node pulls from it.
+ */
+export async function buildRegistry(opts: BuildOptions = {}): Promise<RegistryBinary> {
+  const progress = opts.progress ?? defaultProgress;
+  const version = registryVersion();
+  const go = await goVersion();
+  const dir = join(cacheRoot(), 'registry', `registry-${version}_${go}`);
+  await mkdir(dir, { recursive: true });
+  await buildGoTargets({
+    label: 'registry build',
+    dir,
+    targets: [
+      {
+        name: 'registry',
+        moduleDir: registryModuleDir,
+        pkg: 'github.com/distribution/distribution/v3/cmd/registry',
+        // What its release build sets (version.Version is printed by `registry --version`).
+        ldflags: `-s -w -X github.com/distribution/distribution/v3/version.version=${version}`,
+        tags: '',
+      },
+    ],
+    intro: `Distribution (registry) ${version} with ${go}`,
+    progress,
+  });
+  return { version, registry: join(dir, 'registry') };
 }
 
 export interface PrometheusBinaries {

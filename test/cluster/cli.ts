@@ -1,11 +1,12 @@
 // CLI over the local control plane:
-//   build [--real-node] [--prometheus] [--helm]  build (or verify the cache of) the binaries,
-//                                       and the node's binaries and images too; Prometheus too;
-//                                       Helm too (the chart's tests)
+//   build [--real-node] [--prometheus] [--helm] [--registry]  build (or verify the cache of) the
+//                                       binaries, and the node's binaries and images too; Prometheus
+//                                       too; Helm too (the chart's tests); the OCI registry too (the
+//                                       image push test)
 //   start [--nodes] [--real-node] [--prometheus]  start a cluster for manual use (Prometheus
 //                                       scrapes the real node's annotated pods); Ctrl-C stops it
 import { parseArgs } from 'node:util';
-import { buildControlPlane, buildHelm, buildPrometheus } from './build.ts';
+import { buildControlPlane, buildHelm, buildPrometheus, buildRegistry } from './build.ts';
 import { LocalCluster, realNodePackages } from './cluster.ts';
 import { buildImages } from './images.ts';
 import { buildNode } from './node/build.ts';
@@ -14,7 +15,7 @@ import { ensureDebianPackages } from './node/packages.ts';
 import { DEFAULT_SCRAPE_INTERVAL } from './prometheus.ts';
 import { untilSignal } from './signals.ts';
 
-const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node [--prometheus]] [--helm]`;
+const usage = `usage: node test/cluster/cli.ts <build|start> [--nodes N] [--real-node [--prometheus]] [--helm] [--registry]`;
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
       'real-node': { type: 'boolean', default: false },
       prometheus: { type: 'boolean', default: false },
       helm: { type: 'boolean', default: false },
+      registry: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -56,6 +58,10 @@ async function main(): Promise<void> {
       if (values.helm) {
         const helm = await buildHelm();
         console.log(`helm ${helm.version}: ${helm.helm}`);
+      }
+      if (values.registry) {
+        const registry = await buildRegistry();
+        console.log(`registry ${registry.version}: ${registry.registry}`);
       }
       return;
     }

@@ -312,6 +312,17 @@ class Buildah {
     this.dirs = dirs;
   }
 
+  /** The same store as a storage.conf, for buildah runs that take no --root (CONTAINERS_STORAGE_CONF). */
+  storageConf(): string {
+    return [
+      '[storage]',
+      `driver = ${JSON.stringify(this.driver)}`,
+      `graphroot = ${JSON.stringify(join(this.storeDir, 'root'))}`,
+      `runroot = ${JSON.stringify(join(this.storeDir, 'runroot'))}`,
+      '',
+    ].join('\n');
+  }
+
   private globalArgs(): string[] {
     return [
       '--root',
@@ -881,22 +892,12 @@ export async function buildImages(opts: BuildImagesOptions): Promise<ProjectImag
   await withLock(join(dirs.images, 'build.lock'), progress, async () => {
     const todo = await missing(); // another process may have built them meanwhile
     if (todo.length === 0) return;
-    await ensureDebianPackages(['buildah', 'debootstrap'], progress);
-    // Inside the lock: what a build that held it before left there is not "there before".
-    const hostBefore = new Set<string>();
-    for (const p of HOST_LEFTOVERS) if (await exists(p)) hostBefore.add(p);
     const first = !(await exists(debianRootfsDir(dirs)));
     progress(
       `[images] building ${todo.map((p) => p.name).join(', ')} into ${dirs.archives}` +
         (first ? ' (the first build makes the base images too: about 2-3 min on 2 cores)' : ''),
     );
-    let b: Buildah | undefined;
-    let failed = true;
-    try {
-      await releaseMounts(undefined, dirs); // an interrupted run's, before removing its leftovers
-      await removeStalePartials(dirs);
-      b = await openStore(dirs, progress);
-      const store = b;
+    const driver = await inStore(dirs, progress, async (store) => {
       if (todo.includes(pause)) {
         const t0 = Date.now();
         await rm(join(dirs.logs, 'pause.log'), { force: true });
@@ -949,26 +950,97 @@ export async function buildImages(opts: BuildImagesOptions): Promise<ProjectImag
           );
         }
       }
-      failed = false;
-    } finally {
-      // After a failed step its error is the one to see; a mount that will not go is then a warning.
-      const released = await releaseMounts(b, dirs).catch((err: Error) => {
-        if (!failed) throw err;
-        progress(`[images] ${err.message}`);
-        return [];
-      });
-      if (released.length > 0) progress(`[images] unmounted what the build left: ${released.join(', ')}`);
-      for (const p of HOST_LEFTOVERS) {
-        if (hostBefore.has(p)) continue;
-        // Files go; directories only when empty (something else may have put files there since).
-        await rm(p, { force: true }).catch(() => rmdir(p).catch(() => {}));
-      }
-    }
+      return store.driver;
+    });
     if ((await appSourceKey(repoRoot, [bases.buildKey, bases.runtimeKey])) !== appKey)
       progress('[images] the sources changed during the build: the next run builds them again');
-    progress(`[images] done in ${seconds(Date.now() - started)}; storage ${b?.driver}, logs in ${dirs.logs}`);
+    progress(`[images] done in ${seconds(Date.now() - started)}; storage ${driver}, logs in ${dirs.logs}`);
   });
   return result;
+}
+
+/**
+ * Runs fn with the private store open, inside the build lock's holder: what an interrupted run
+ * left mounted is released first, and everything fn leaves mounted, and the files buildah puts on
+ * the host that were not there before, are removed after it (also when it fails).
+ */
+async function inStore<T>(
+  dirs: Dirs,
+  progress: (line: string) => void,
+  fn: (b: Buildah) => Promise<T>,
+): Promise<T> {
+  await ensureDebianPackages(['buildah', 'debootstrap'], progress);
+  // Inside the lock: what a build that held it before left there is not "there before".
+  const hostBefore = new Set<string>();
+  for (const p of HOST_LEFTOVERS) if (await exists(p)) hostBefore.add(p);
+  let b: Buildah | undefined;
+  let failed = true;
+  try {
+    await releaseMounts(undefined, dirs); // an interrupted run's, before removing its leftovers
+    await removeStalePartials(dirs);
+    b = await openStore(dirs, progress);
+    const out = await fn(b);
+    failed = false;
+    return out;
+  } finally {
+    // After a failed step its error is the one to see; a mount that will not go is then a warning.
+    const released = await releaseMounts(b, dirs).catch((err: Error) => {
+      if (!failed) throw err;
+      progress(`[images] ${err.message}`);
+      return [];
+    });
+    if (released.length > 0) progress(`[images] unmounted what the build left: ${released.join(', ')}`);
+    for (const p of HOST_LEFTOVERS) {
+      if (hostBefore.has(p)) continue;
+      // Files go; directories only when empty (something else may have put files there since).
+      await rm(p, { force: true }).catch(() => rmdir(p).catch(() => {}));
+    }
+  }
+}
+
+/** What a buildah run outside this file needs to use the private store and its base images. */
+export interface ImageStore {
+  /**
+   * buildah's environment: the store (CONTAINERS_STORAGE_CONF), containers.conf, chroot
+   * isolation, TMPDIR. Add CONTAINERS_REGISTRIES_CONF for a registry of your own.
+   */
+  env: NodeJS.ProcessEnv;
+  /** --build-arg values: the local stand-ins for the Dockerfile's BUILD_IMAGE and RUNTIME_IMAGE. */
+  buildArgs: string[];
+}
+
+/**
+ * Runs fn holding the image cache's build lock, with the store open and the base images made:
+ * for a build of the project's Dockerfile as a user runs it (`npm run image`), with the host left
+ * as found afterwards.
+ */
+export async function withImageStore<T>(
+  progress: (line: string) => void,
+  fn: (store: ImageStore) => Promise<T>,
+): Promise<T> {
+  const dirs = cacheDirs();
+  for (const d of [dirs.archives, dirs.logs, dirs.downloads, dirs.rootfs, dirs.tmp])
+    await mkdir(d, { recursive: true });
+  const [node, ca] = await Promise.all([nodeBinary(), readFile(CA_BUNDLE)]);
+  const npm = await npmTarball(dirs, progress);
+  const bases = baseImageRefs(node, npm, ca);
+  return withLock(join(dirs.images, 'build.lock'), progress, () =>
+    inStore(dirs, progress, async (b) => {
+      await ensureBases(b, dirs, bases, node, npm, progress);
+      const storageConf = join(dirs.images, `storage-${b.driver}.conf`);
+      await writeFile(storageConf, b.storageConf());
+      return fn({
+        env: {
+          ...sbinPath(),
+          TMPDIR: dirs.tmp,
+          BUILDAH_ISOLATION: 'chroot',
+          CONTAINERS_CONF: join(dirs.images, 'containers.conf'),
+          CONTAINERS_STORAGE_CONF: storageConf,
+        },
+        buildArgs: [`BUILD_IMAGE=${bases.build}`, `RUNTIME_IMAGE=${bases.runtime}`],
+      });
+    }),
+  );
 }
 
 /** A single-file image: the static pause binary as /pause, run as 65535 like the upstream one. */

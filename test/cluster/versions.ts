@@ -26,6 +26,7 @@ export const kwokModuleDir = join(clusterDir, 'go', 'kwok');
 export const nodeModuleDir = join(clusterDir, 'go', 'node');
 export const prometheusModuleDir = join(clusterDir, 'go', 'prometheus');
 export const helmModuleDir = join(clusterDir, 'go', 'helm');
+export const registryModuleDir = join(clusterDir, 'go', 'registry');
 
 export interface ControlPlaneVersions {
   kubernetes: string;
@@ -92,4 +93,9 @@ export function prometheusVersions(): PrometheusVersions {
 /** Helm's release: its Go module's version (v4.3.2), pinned in go/helm. */
 export function helmVersion(): string {
   return requiredVersion(join(helmModuleDir, 'go.mod'), 'helm.sh/helm/v4');
+}
+
+/** CNCF Distribution's release (v3.1.2), pinned in go/registry. */
+export function registryVersion(): string {
+  return requiredVersion(join(registryModuleDir, 'go.mod'), 'github.com/distribution/distribution/v3');
 }

@@ -26,6 +26,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       operatorImage: images.operator.ref,
       demoServiceImage: images.demoService.ref,
       containerdSocket: node.containerdSocket,
+      registryHosts: node.registryHosts,
     },
   };
   project.provide('cluster', info);

@@ -24,6 +24,8 @@ export interface ClusterInfo extends harness.TestCluster {
     operatorImage: string;
     demoServiceImage: string;
     containerdSocket: string;
+    /** containerd's registry hosts directory (RealNode.registryHosts). */
+    registryHosts: string;
   };
 }
 

@@ -233,6 +233,14 @@ export class RealNode {
   }
 
   /**
+   * containerd's registry hosts directory (read at each pull): `<host:port>/hosts.toml` there
+   * lets the node pull from a registry on this machine; every other registry goes to a closed port.
+   */
+  get registryHosts(): string {
+    return this.dirs.registryHosts;
+  }
+
+  /**
    * Starts containerd, imports the images, starts kubelet and kube-proxy and waits for the node
    * to be Ready. The host must be prepared (host.ts) and kube-apiserver running. On failure the
    * started processes are stopped; the caller cleans the host.
