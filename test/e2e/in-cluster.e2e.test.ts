@@ -3,7 +3,8 @@
 // node, talking to the apiserver with in-cluster config. One leads; deleting it hands over.
 // Then demo-service (config/demo, real pods) under it: the policy in Enforce gives it its
 // settings, and a rolling restart under load through the Service's ClusterIP loses nothing,
-// while the same rollout of a Deployment without a preStop loses requests.
+// while the same rollout of a Deployment without a preStop loses requests. Last, `kubectl delete -k`
+// of the same overlay uninstalls it, and demo-service keeps its settings and pods.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +33,7 @@ import {
 import {
   createPolicy,
   leaseHolder as harnessLeaseHolder,
+  installOperatorPrerequisites,
   manifest,
   OPERATOR_NAMESPACE,
   readPolicyStatus,
@@ -57,6 +59,8 @@ const DEMO = { name: 'demo-service', namespace: 'demo' };
 const zeroLossLoad = { rps: 250 };
 
 const leaseHolder = () => harnessLeaseHolder(clusterInfo());
+/** Set by the uninstall test: the CRD, the namespace and the RBAC other files use are to be put back. */
+let uninstalled = false;
 
 const operatorPods = () => readyOperatorPods(clusterInfo());
 
@@ -80,6 +84,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (uninstalled) await installOperatorPrerequisites(clusterInfo().kubectl, clusterInfo().kubeconfig);
   await kubectl(['delete', '-k', demoOverlayDir, '--wait=true', '--timeout=90s']);
   await rm(demoOverlayDir, { recursive: true, force: true });
   // Other test files run the operator as a process on the same Lease: none of ours may remain,
@@ -394,5 +399,33 @@ describe('the Grafana dashboard (config/grafana)', () => {
       rows.push(`${panel}: ${result.length} series`);
     }
     console.log(`dashboard queries against Prometheus:\n  ${rows.join('\n  ')}`);
+  });
+});
+
+describe('uninstall: kubectl delete -k of the same overlay', () => {
+  test('every object it applied goes (operator, webhook, RBAC, guard, namespace, CRD with its policies); demo-service keeps its settings and its pods', async () => {
+    const read = () => apps().readNamespacedDeployment({ name: DEMO.name, namespace: DEMO.namespace });
+    const demoPods = async () =>
+      (await core().listNamespacedPod({ namespace: DEMO.namespace, labelSelector: 'app=demo-service' })).items
+        .map((p) => p.metadata?.name)
+        .sort();
+    const before = await read();
+    const podsBefore = await demoPods();
+    expect(before.spec?.template.spec?.containers[0]?.lifecycle?.preStop).toBeDefined();
+    // Control: the overlay's objects are there before.
+    const listed = await kubectl(['get', '-k', overlayDir, '-o', 'name']);
+    expect(listed.stdout.split('\n').filter(Boolean).length).toBeGreaterThan(15);
+
+    uninstalled = true;
+    const deleted = await kubectl(['delete', '-k', overlayDir, '--wait=true', '--timeout=180s']);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    const left = await kubectl(['get', '-k', overlayDir, '-o', 'name', '--ignore-not-found']);
+    expect(left.stdout.trim()).toBe('');
+    expect((await kubectl(['get', 'crd', `${PLURAL}.${GROUP}`])).stderr).toContain('NotFound');
+
+    // The uninstall changed no pod template: the same pods, the settings as the operator left them.
+    const after = await read();
+    expect(after.spec?.template).toEqual(before.spec?.template);
+    expect(await demoPods()).toEqual(podsBefore);
   });
 });
