@@ -280,32 +280,41 @@ export function helmLdflags(release: string): string {
 }
 
 /**
- * Returns the cached helm (go/helm pins the release), building it when missing: the chart's
- * lint, render and install tests run the Helm users run.
+ * One tool's binary from its own module (name = the binary's and the cache directory's name),
+ * built with no tags into `<cache>/<name>/<name>-<version>_<go>/`, once.
  */
-export async function buildHelm(opts: BuildOptions = {}): Promise<HelmBinary> {
-  const progress = opts.progress ?? defaultProgress;
-  const version = helmVersion();
+async function buildTool(
+  opts: BuildOptions,
+  tool: { name: string; title: string; version: string; moduleDir: string; pkg: string; ldflags: string },
+): Promise<string> {
   const go = await goVersion();
-  const dir = join(cacheRoot(), 'helm', `helm-${version}_${go}`);
+  const dir = join(cacheRoot(), tool.name, `${tool.name}-${tool.version}_${go}`);
   await mkdir(dir, { recursive: true });
   await buildGoTargets({
-    label: 'helm build',
+    label: `${tool.name} build`,
     dir,
-    targets: [
-      {
-        name: 'helm',
-        moduleDir: helmModuleDir,
-        pkg: 'helm.sh/helm/v4/cmd/helm',
-        ldflags: helmLdflags(version),
-        // Helm's release build sets no tags; the default selinux,notest would be harmless.
-        tags: '',
-      },
-    ],
-    intro: `Helm ${version} with ${go}`,
-    progress,
+    targets: [{ name: tool.name, moduleDir: tool.moduleDir, pkg: tool.pkg, ldflags: tool.ldflags, tags: '' }],
+    intro: `${tool.title} ${tool.version} with ${go}`,
+    progress: opts.progress ?? defaultProgress,
   });
-  return { version, helm: join(dir, 'helm') };
+  return join(dir, tool.name);
+}
+
+/**
+ * Returns the cached helm (go/helm pins the release), building it when missing: the chart's
+ * lint, render and install tests run the Helm users run. Helm's release build sets no tags.
+ */
+export async function buildHelm(opts: BuildOptions = {}): Promise<HelmBinary> {
+  const version = helmVersion();
+  const helm = await buildTool(opts, {
+    name: 'helm',
+    title: 'Helm',
+    version,
+    moduleDir: helmModuleDir,
+    pkg: 'helm.sh/helm/v4/cmd/helm',
+    ldflags: helmLdflags(version),
+  });
+  return { version, helm };
 }
 
 export interface RegistryBinary {
@@ -319,28 +328,17 @@ export interface RegistryBinary {
  * pins it), building it when missing: the image test pushes to it and the real node pulls from it.
  */
 export async function buildRegistry(opts: BuildOptions = {}): Promise<RegistryBinary> {
-  const progress = opts.progress ?? defaultProgress;
   const version = registryVersion();
-  const go = await goVersion();
-  const dir = join(cacheRoot(), 'registry', `registry-${version}_${go}`);
-  await mkdir(dir, { recursive: true });
-  await buildGoTargets({
-    label: 'registry build',
-    dir,
-    targets: [
-      {
-        name: 'registry',
-        moduleDir: registryModuleDir,
-        pkg: 'github.com/distribution/distribution/v3/cmd/registry',
-        // What its release build sets (version.Version is printed by `registry --version`).
-        ldflags: `-s -w -X github.com/distribution/distribution/v3/version.version=${version}`,
-        tags: '',
-      },
-    ],
-    intro: `Distribution (registry) ${version} with ${go}`,
-    progress,
+  const registry = await buildTool(opts, {
+    name: 'registry',
+    title: 'Distribution (registry)',
+    version,
+    moduleDir: registryModuleDir,
+    pkg: 'github.com/distribution/distribution/v3/cmd/registry',
+    // What its release build sets: `registry --version` prints it.
+    ldflags: `-s -w -X github.com/distribution/distribution/v3/version.version=${version}`,
   });
-  return { version, registry: join(dir, 'registry') };
+  return { version, registry };
 }
 
 export interface PrometheusBinaries {
