@@ -109,7 +109,9 @@ describe('gsp audit on a large public manifest tree', () => {
     );
     expect(brokenWithTemplates.size).toBeGreaterThan(50);
     expect([...brokenWithTemplates].filter((f) => !reported.has(f))).toEqual([]);
-  });
+    // The reference reading parses about 7,000 files: seconds alone, over 20 on 2 busy cores
+    // (a full npm test beside other work timed out at the default).
+  }, 120_000);
 
   test("--fix on Argo CD's install.yaml changes only the lines it reports", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'gsp-corpus-fix-'));
