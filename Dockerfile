@@ -17,8 +17,6 @@ ARG SOURCE="https://github.com/graceful-shutdown-operator/graceful-shutdown-oper
 
 # Compile TypeScript to JavaScript: no type stripping at start-up, no TypeScript in the image.
 FROM ${BUILD_IMAGE} AS build
-ARG VERSION
-ARG REVISION
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `node` devDependency's installer is not needed, the image has Node 24.
@@ -28,6 +26,9 @@ COPY operator ./operator
 COPY demo-service ./demo-service
 # tsc directly: `npm run` would put the uninstalled node_modules/.bin/node first on PATH.
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
+# Declared here, after the steps above, so that a new version or revision reuses their layers.
+ARG VERSION
+ARG REVISION
 # Without VERSION, the version of package.json (operator/src/version.ts reads either).
 RUN node -e 'const fs = require("fs"); const v = process.env.VERSION || require("./package.json").version; fs.writeFileSync("dist/operator/src/build-info.json", JSON.stringify({ version: v, revision: process.env.REVISION || "" }) + "\n")'
 

@@ -1,7 +1,7 @@
 // Builds the project's container images from its own Dockerfile with buildah, into a cache outside
 // the repo keyed by everything that shapes them, and exports each as an OCI archive that
-// `ctr -n k8s.io images import` names exactly as its fully qualified ref. No registry exists here,
-// so the Dockerfile's two base images are made locally: a build base (Debian minbase from the
+// `ctr -n k8s.io images import` names exactly as its fully qualified ref. No registry outside this
+// machine can be reached, so the Dockerfile's two base images are made locally: a build base (Debian minbase from the
 // mirror apt already uses + Node 24 + npm) and a distroless-like runtime base (node, its shared
 // libraries, nonroot 65532, no shell). A warm run only hashes the inputs and finds the archives.
 //

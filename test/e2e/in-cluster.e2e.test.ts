@@ -84,7 +84,17 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (uninstalled) await installOperatorPrerequisites(clusterInfo().kubectl, clusterInfo().kubeconfig);
+  if (uninstalled) {
+    // A namespace still terminating refuses the RBAC put back into it.
+    await waitFor(
+      `namespace ${OPERATOR_NAMESPACE} gone`,
+      async () => (await kubectl(['get', 'namespace', OPERATOR_NAMESPACE])).code !== 0,
+      { timeoutMs: 120_000 },
+    ).catch(() => undefined);
+    await installOperatorPrerequisites(clusterInfo().kubectl, clusterInfo().kubeconfig).catch((err: Error) =>
+      process.stderr.write(`in-cluster: putting the prerequisites back failed: ${err.message}\n`),
+    );
+  }
   await kubectl(['delete', '-k', demoOverlayDir, '--wait=true', '--timeout=90s']);
   await rm(demoOverlayDir, { recursive: true, force: true });
   // Other test files run the operator as a process on the same Lease: none of ours may remain,
@@ -417,7 +427,7 @@ describe('uninstall: kubectl delete -k of the same overlay', () => {
     expect(listed.stdout.split('\n').filter(Boolean).length).toBeGreaterThan(15);
 
     uninstalled = true;
-    const deleted = await kubectl(['delete', '-k', overlayDir, '--wait=true', '--timeout=180s']);
+    const deleted = await kubectl(['delete', '-k', overlayDir, '--wait=true', '--timeout=120s']);
     expect(deleted.code, deleted.stderr).toBe(0);
     const left = await kubectl(['get', '-k', overlayDir, '-o', 'name', '--ignore-not-found']);
     expect(left.stdout.trim()).toBe('');
@@ -427,5 +437,5 @@ describe('uninstall: kubectl delete -k of the same overlay', () => {
     const after = await read();
     expect(after.spec?.template).toEqual(before.spec?.template);
     expect(await demoPods()).toEqual(podsBefore);
-  });
+  }, 240_000);
 });
