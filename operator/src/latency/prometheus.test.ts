@@ -83,6 +83,16 @@ function params(uri: string): [string, string][] {
   return [...new URL(uri, PROM).searchParams.entries()];
 }
 
+/** A native histogram (schema 0), as the query API returns it: 900 requests in (0.5, 1] s, 100 in (1, 2] s. */
+const SCHEMA0_HISTOGRAM = {
+  count: '1000',
+  sum: '800',
+  buckets: [
+    [0, '0.5', '1', '900'],
+    [0, '1', '2', '100'],
+  ],
+};
+
 describe('buildBucketQuery', () => {
   test('the per-le increase over the window, pods selected by namespace and pod name', () => {
     expect(
@@ -480,15 +490,7 @@ describe('PrometheusSource', () => {
       },
     });
     const query = 'sum(increase({{metric}}{namespace="{{namespace}}"}[{{window}}]))';
-    // Schema 0: 900 requests in (0.5, 1] s, 100 in (1, 2] s.
-    const histogram = {
-      count: '1000',
-      sum: '800',
-      buckets: [
-        [0, '0.5', '1', '900'],
-        [0, '1', '2', '100'],
-      ],
-    };
+    const histogram = SCHEMA0_HISTOGRAM;
     answer(200, native(histogram));
     const observed = await source().observe(workload, policy({ query }));
     expect(observed).toMatchObject({ known: true, samples: 1000, atLeast: false, source: 'Prometheus' });
@@ -528,15 +530,8 @@ describe('PrometheusSource', () => {
       seen.push(new URL(request.url).searchParams.get('query') ?? '');
       return { status: 'success', data: { resultType: 'vector', result } };
     };
-    // An OpenTelemetry exponential histogram (schema 0): 900 requests in (0.5, 1] s, 100 in (1, 2] s.
-    const histogram = {
-      count: '1000',
-      sum: '800',
-      buckets: [
-        [0, '0.5', '1', '900'],
-        [0, '1', '2', '100'],
-      ],
-    };
+    // As an OpenTelemetry exponential histogram arrives.
+    const histogram = SCHEMA0_HISTOGRAM;
     answer(200, reply([]));
     answer(200, reply([{ metric: {}, histogram: [1_750_000_000.1, histogram] }]));
     const observed = await source().observe(workload, policy({ preset: 'OpenTelemetry' }));
